@@ -1,0 +1,146 @@
+/**
+ * Builds small, genuine CLIP-format tokenizer files for generated test models.
+ *
+ * The vocab is laid out exactly like CLIP's:
+ *   ids 0..255     the byte-level symbols ("!" = 0 … in bytes_to_unicode order)
+ *   ids 256..511   the same symbols + "</w>"            ("a</w>" = 320, as in CLIP)
+ *   ids 512..      one entry per merge, in merge order
+ *   then           "<|startoftext|>", "<|endoftext|>"
+ * and the normalizer / pre_tokenizer / post_processor / decoder / model blocks
+ * have the same structure as the tokenizer.json shipped with SD1.5 / InstructPix2Pix.
+ */
+import { BYTE_LEVEL_ALPHABET, byteLevelEncode, createTokenizer } from "../src/inference/tokenizer.js";
+
+const BOS = "<|startoftext|>";
+const EOS = "<|endoftext|>";
+const SUFFIX = "</w>";
+/** CLIP's pre-tokenizer pattern (Oniguruma syntax, as stored in tokenizer.json). */
+const CLIP_SPLIT_PATTERN = "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+";
+
+/** Left-to-right merges that turn `word` into the single token `word</w>`. */
+function wordMerges(word: string): Array<[string, string]> {
+  const symbols = Array.from(byteLevelEncode(word));
+  symbols[symbols.length - 1] += SUFFIX;
+  const merges: Array<[string, string]> = [];
+  let left = symbols[0]!;
+  for (let i = 1; i < symbols.length; i++) {
+    merges.push([left, symbols[i]!]);
+    left += symbols[i]!;
+  }
+  return merges;
+}
+
+/**
+ * A CLIP-format tokenizer.json in which every given word (lowercase letters) is a
+ * single token `word</w>`. Deterministic: the same word list yields byte-identical JSON.
+ */
+export function buildBpeTokenizerJson(words: string[]): object {
+  const unique: string[] = [];
+  for (const w of words) {
+    if (typeof w !== "string" || !/^\p{L}+$/u.test(w) || w !== w.normalize("NFC").toLowerCase()) {
+      throw new Error(
+        `buildBpeTokenizerJson: ${JSON.stringify(w)} is not a lowercase word of letters (CLIP's pre-tokenizer would split or change it)`,
+      );
+    }
+    if (!unique.includes(w)) unique.push(w);
+  }
+
+  const vocab: Record<string, number> = {};
+  let nextId = 0;
+  const add = (token: string): void => {
+    if (Object.prototype.hasOwnProperty.call(vocab, token)) {
+      throw new Error(`buildBpeTokenizerJson: duplicate vocab entry ${JSON.stringify(token)}`);
+    }
+    vocab[token] = nextId++;
+  };
+  for (const s of BYTE_LEVEL_ALPHABET) add(s);
+  for (const s of BYTE_LEVEL_ALPHABET) add(s + SUFFIX);
+
+  const merges: string[] = [];
+  const seen = new Set<string>();
+  for (const w of unique) {
+    for (const [a, b] of wordMerges(w)) {
+      const key = `${a} ${b}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      merges.push(key);
+      add(a + b);
+    }
+  }
+  const bosId = nextId;
+  add(BOS);
+  const eosId = nextId;
+  add(EOS);
+
+  const json = {
+    version: "1.0",
+    truncation: null,
+    padding: null,
+    added_tokens: [
+      { id: bosId, content: BOS, single_word: false, lstrip: false, rstrip: false, normalized: true, special: true },
+      { id: eosId, content: EOS, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true },
+    ],
+    normalizer: {
+      type: "Sequence",
+      normalizers: [
+        { type: "NFC" },
+        { type: "Replace", pattern: { Regex: "\\s+" }, content: " " },
+        { type: "Lowercase" },
+      ],
+    },
+    pre_tokenizer: {
+      type: "Sequence",
+      pretokenizers: [
+        { type: "Split", pattern: { Regex: CLIP_SPLIT_PATTERN }, behavior: "Removed", invert: true },
+        { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false },
+      ],
+    },
+    post_processor: {
+      type: "RobertaProcessing",
+      sep: [EOS, eosId],
+      cls: [BOS, bosId],
+      trim_offsets: false,
+      add_prefix_space: false,
+    },
+    decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: {
+      type: "BPE",
+      dropout: null,
+      unk_token: EOS,
+      continuing_subword_prefix: "",
+      end_of_word_suffix: SUFFIX,
+      fuse_unk: false,
+      byte_fallback: false,
+      vocab,
+      merges,
+    },
+  };
+
+  // Merges from different words compete by rank; make sure each word still ends up whole.
+  const tokenizer = createTokenizer(json, buildTokenizerConfigJson());
+  for (const w of unique) {
+    const tokens = tokenizer.tokenize(w);
+    if (tokens.length !== 1 || tokens[0] !== w + SUFFIX) {
+      throw new Error(
+        `buildBpeTokenizerJson: ${JSON.stringify(w)} encodes to ${JSON.stringify(tokens)} instead of one token (merges of other words interfere)`,
+      );
+    }
+  }
+  return json;
+}
+
+/** tokenizer_config.json as transformers writes it for CLIPTokenizer (SD1.5 style). */
+export function buildTokenizerConfigJson(): object {
+  return {
+    add_prefix_space: false,
+    bos_token: BOS,
+    clean_up_tokenization_spaces: true,
+    do_lower_case: true,
+    eos_token: EOS,
+    errors: "replace",
+    model_max_length: 77,
+    pad_token: EOS,
+    tokenizer_class: "CLIPTokenizer",
+    unk_token: EOS,
+  };
+}

@@ -1,0 +1,204 @@
+/**
+ * The inference engine's public face for the rest of the server: the catalogue of models (read
+ * on the main thread) and `edit`, which runs on the inference worker thread and reports progress
+ * back. `threading: 'inline'` runs the same code on the calling thread (CLI, benchmarks).
+ */
+import { Worker } from 'node:worker_threads';
+import { totalmem } from 'node:os';
+import { join } from 'node:path';
+import type { ModelSpec } from './modelFolder.js';
+import { listModelFolders, readModelFolder, ModelFolderError } from './modelFolder.js';
+import type { ExecutionProviderName } from './sessions.js';
+import { ModelHost } from './modelHost.js';
+import type { EditInput, EditOutput, ProgressUpdate } from './editRunner.js';
+import type { ResolvedEdit } from './request.js';
+import { InferenceError } from './errors.js';
+import type { WorkerInit, WorkerRequest, WorkerResponse } from './workerProtocol.js';
+
+export interface EngineConfig {
+  /** Folder whose sub-folders are model folders. */
+  modelsDir: string;
+  defaultModel?: string;
+  /** Load only these model ids (default: all under modelsDir). */
+  modelIds?: string[];
+  provider?: ExecutionProviderName;
+  intraOpThreads?: number;
+  /** Memory a batch may use; default half of this machine's RAM. */
+  memoryBudgetBytes?: number;
+  /** Decoded-pixel bound per input (decompression-bomb guard). */
+  maxInputPixels?: number;
+  threading?: 'worker' | 'inline';
+  log?: (message: string) => void;
+}
+
+export interface EditCallOptions {
+  onProgress?: (update: ProgressUpdate) => void;
+  signal?: AbortSignal;
+}
+
+export const DEFAULT_MAX_INPUT_PIXELS = 40_000_000;
+
+export function defaultMemoryBudget(): number {
+  return Math.floor(totalmem() * 0.5);
+}
+
+interface PendingRun {
+  resolve: (output: EditOutput) => void;
+  reject: (err: Error) => void;
+  onProgress?: (update: ProgressUpdate) => void;
+}
+
+export class InferenceEngine {
+  readonly memoryBudgetBytes: number;
+  readonly maxInputPixels: number;
+  private worker: Worker | null = null;
+  private host: ModelHost | null = null;
+  private pending = new Map<number, PendingRun>();
+  private nextRunId = 1;
+  private providersById: Record<string, string> = {};
+
+  private constructor(
+    private readonly config: EngineConfig,
+    private readonly specs: Map<string, ModelSpec>,
+    readonly defaultModelId: string,
+  ) {
+    this.memoryBudgetBytes = config.memoryBudgetBytes ?? defaultMemoryBudget();
+    this.maxInputPixels = config.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS;
+  }
+
+  /** Reads every model folder, then opens its sessions (in the worker unless inline). */
+  static async start(config: EngineConfig): Promise<InferenceEngine> {
+    const ids = config.modelIds ?? listModelFolders(config.modelsDir);
+    if (ids.length === 0) throw new ModelFolderError(`no model folders (with model_index.json) under ${config.modelsDir}`);
+    const specs = new Map(ids.map((id) => [id, readModelFolder(join(config.modelsDir, id), id)] as const));
+    const defaultModel = config.defaultModel ?? (specs.has('tiny-edit') ? 'tiny-edit' : ids[0]!);
+    if (!specs.has(defaultModel)) throw new ModelFolderError(`default model "${defaultModel}" is not under ${config.modelsDir} (found: ${ids.join(', ')})`);
+    const engine = new InferenceEngine(config, specs, defaultModel);
+    await engine.open();
+    return engine;
+  }
+
+  private async open(): Promise<void> {
+    const provider = this.config.provider ?? 'cpu';
+    if (this.config.threading === 'inline') {
+      this.host = await ModelHost.open([...this.specs.values()], { provider, intraOpThreads: this.config.intraOpThreads, log: this.config.log });
+      this.providersById = this.host.providers();
+      return;
+    }
+    const init: WorkerInit = {
+      models: [...this.specs.values()].map((s) => ({ id: s.id, dir: s.dir })),
+      provider,
+      intraOpThreads: this.config.intraOpThreads,
+    };
+    const here = new URL('.', import.meta.url);
+    const isTs = import.meta.url.endsWith('.ts');
+    const worker = new Worker(new URL(isTs ? 'worker.ts' : 'worker.js', here), {
+      workerData: init,
+      // The worker is TypeScript too when the server runs from source: load it through tsx.
+      execArgv: isTs ? ['--import', import.meta.resolve('tsx')] : [],
+    });
+    this.worker = worker;
+    await new Promise<void>((resolve, reject) => {
+      worker.on('message', (message: WorkerResponse) => {
+        switch (message.type) {
+          case 'ready':
+            this.providersById = message.providers;
+            resolve();
+            break;
+          case 'init-error':
+            reject(new ModelFolderError(message.message));
+            break;
+          case 'log':
+            this.config.log?.(message.message);
+            break;
+          case 'progress':
+            this.pending.get(message.runId)?.onProgress?.(message.update);
+            break;
+          case 'done':
+            this.settle(message.runId, (p) => p.resolve(message.output));
+            break;
+          case 'failed':
+            this.settle(message.runId, (p) => p.reject(new InferenceError(message.code, message.message)));
+            break;
+        }
+      });
+      worker.on('error', (err) => {
+        reject(err);
+        this.failAll(new InferenceError('INTERNAL', `inference worker crashed: ${err.message}`));
+      });
+      worker.on('exit', (code) => {
+        this.worker = null;
+        reject(new Error(`inference worker exited with code ${code}`));
+        this.failAll(new InferenceError('INTERNAL', `inference worker exited (code ${code})`));
+      });
+    });
+  }
+
+  private settle(runId: number, fn: (p: PendingRun) => void): void {
+    const p = this.pending.get(runId);
+    if (!p) return;
+    this.pending.delete(runId);
+    fn(p);
+  }
+
+  private failAll(err: InferenceError): void {
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+
+  models(): ModelSpec[] {
+    return [...this.specs.values()];
+  }
+
+  /** The model for an id, or the default; NOT_FOUND names the known ids (ids are never paths). */
+  model(id?: string | null): ModelSpec {
+    const spec = this.specs.get(id ?? this.defaultModelId);
+    if (!spec) throw new InferenceError('NOT_FOUND', `unknown model "${id}"; available: ${[...this.specs.keys()].join(', ')}`);
+    return spec;
+  }
+
+  providers(): Record<string, string> {
+    return { ...this.providersById };
+  }
+
+  async edit(modelId: string, edit: ResolvedEdit, inputs: readonly EditInput[], options: EditCallOptions = {}): Promise<EditOutput> {
+    this.model(modelId);
+    const runOptions = { memoryBudgetBytes: this.memoryBudgetBytes, maxInputPixels: this.maxInputPixels };
+    if (options.signal?.aborted) throw new InferenceError('CANCELLED', 'the job was cancelled');
+    if (this.host) {
+      return this.host.run(modelId, edit, inputs, {
+        ...runOptions,
+        onProgress: options.onProgress,
+        throwIfAborted: () => {
+          if (options.signal?.aborted) throw new InferenceError('CANCELLED', 'the job was cancelled');
+        },
+      });
+    }
+    if (!this.worker) await this.open();
+    const cancelFlag = new SharedArrayBuffer(4);
+    const runId = this.nextRunId++;
+    const onAbort = (): void => Atomics.store(new Int32Array(cancelFlag), 0, 1);
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await new Promise<EditOutput>((resolve, reject) => {
+        this.pending.set(runId, { resolve, reject, onProgress: options.onProgress });
+        const message: WorkerRequest = { type: 'run', runId, modelId, edit, inputs: [...inputs], cancelFlag, options: runOptions };
+        this.worker!.postMessage(message);
+      });
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.host) await this.host.close();
+    const worker = this.worker;
+    if (worker) {
+      this.worker = null;
+      const exited = new Promise((resolve) => worker.once('exit', resolve));
+      worker.postMessage({ type: 'close' } satisfies WorkerRequest);
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+      await worker.terminate();
+    }
+  }
+}

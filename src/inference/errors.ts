@@ -1,0 +1,27 @@
+/** Coded failures of the inference library; the API maps `code` to GraphQL/HTTP errors once. */
+export type InferenceErrorCode =
+  | 'BAD_USER_INPUT'
+  | 'INVALID_IMAGE'
+  | 'IMAGE_TOO_LARGE'
+  | 'NOT_FOUND'
+  | 'OUT_OF_MEMORY'
+  | 'CANCELLED'
+  | 'TIMEOUT'
+  | 'INTERNAL';
+
+export class InferenceError extends Error {
+  override readonly name = 'InferenceError';
+  constructor(readonly code: InferenceErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** Narrows anything thrown to a coded error; unknown failures become INTERNAL (message kept for logs). */
+export function toInferenceError(err: unknown): InferenceError {
+  if (err instanceof InferenceError) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  const message = err instanceof Error ? err.message : String(err);
+  if (code === 'INVALID_IMAGE' || code === 'IMAGE_TOO_LARGE') return new InferenceError(code, message, { cause: err });
+  if (/bad_alloc|out of memory|Failed to allocate/i.test(message)) return new InferenceError('OUT_OF_MEMORY', 'the model ran out of memory for this batch', { cause: err });
+  return new InferenceError('INTERNAL', message, { cause: err });
+}

@@ -1,0 +1,427 @@
+/**
+ * Image decoding/encoding for the diffusion pipelines: untrusted bytes in, planar float tensors
+ * out, and back. Pure library (no GraphQL/HTTP); every job goes through here, so the hot loops
+ * (interleaved <-> planar) are single passes with no per-pixel allocation.
+ *
+ * Safety model for untrusted input:
+ *  - the container format is decided from magic bytes only (never file names / content types),
+ *    and only the formats in ACCEPTED_INPUT_FORMATS are handed to sharp/libvips at all;
+ *  - the declared pixel count is checked from the header (sharp metadata, no pixel decode) and
+ *    sharp's own `limitInputPixels` is set as a second guard, so decompression bombs are refused
+ *    before any pixel buffer is allocated;
+ *  - `failOn: 'error'` makes truncated/corrupt pixel data an error rather than a grey-filled image.
+ */
+import sharp from 'sharp';
+
+export type OutputFormat = 'png' | 'jpeg' | 'webp';
+export type InputFormat = 'png' | 'jpeg' | 'webp' | 'avif' | 'tiff' | 'gif';
+
+/** Formats decodeToTensor/probeImage accept, in the order they are named in error messages. */
+export const ACCEPTED_INPUT_FORMATS: readonly InputFormat[] = ['png', 'jpeg', 'webp', 'avif', 'tiff', 'gif'];
+
+export interface DecodeLimits {
+  /** Upper bound on the declared width*height of the input (sharp limitInputPixels). Positive integer. */
+  maxInputPixels: number;
+}
+
+export interface DecodedImage {
+  width: number;
+  height: number;
+  /** RGB planar float in [0,1], layout [3, H, W] */
+  data: Float32Array;
+}
+
+export type ImageDecodeErrorCode = 'INVALID_IMAGE' | 'IMAGE_TOO_LARGE';
+
+export class ImageDecodeError extends Error {
+  readonly code: ImageDecodeErrorCode;
+  constructor(code: ImageDecodeErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ImageDecodeError';
+    this.code = code;
+  }
+}
+
+export interface TargetSize {
+  width: number;
+  height: number;
+}
+
+export interface SizeOptions {
+  /** Model's spatial multiple (e.g. 8 for a VAE with factor 8, 64 for some UNets). */
+  multiple: number;
+  /** Max width*height for 'auto' sizes (and the cap for explicit sizes). */
+  maxPixels: number;
+  /** Used by 'auto' when the input dimensions are unusable (0/NaN). */
+  defaultSize: TargetSize;
+}
+
+export interface DecodeOptions extends SizeOptions {
+  limits: DecodeLimits;
+}
+
+export interface ProbeResult {
+  format: InputFormat;
+  /** Orientation-corrected (EXIF) width. */
+  width: number;
+  /** Orientation-corrected (EXIF) height. */
+  height: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Format sniffing
+// ---------------------------------------------------------------------------------------------
+
+function ascii(bytes: Uint8Array, offset: number, text: string): boolean {
+  if (offset + text.length > bytes.length) return false;
+  for (let i = 0; i < text.length; i++) {
+    if (bytes[offset + i] !== text.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/** Is this ISO-BMFF `ftyp` box one of AVIF's (major or compatible brand `avif` / `avis`)? */
+function isAvifFtyp(bytes: Uint8Array): boolean {
+  if (bytes.length < 16 || !ascii(bytes, 4, 'ftyp')) return false;
+  const declared = ((bytes[0]! << 24) | (bytes[1]! << 16) | (bytes[2]! << 8) | bytes[3]!) >>> 0;
+  // size 0 = "to end of file", size 1 = 64-bit largesize (never used for ftyp in practice).
+  const boxEnd = declared === 0 ? bytes.length : Math.min(declared, bytes.length);
+  if (declared !== 0 && declared < 16) return false;
+  const isAvifBrand = (off: number) => ascii(bytes, off, 'avif') || ascii(bytes, off, 'avis');
+  if (isAvifBrand(8)) return true; // major brand; 12..16 is minor_version
+  for (let off = 16; off + 4 <= boxEnd; off += 4) {
+    if (isAvifBrand(off)) return true;
+  }
+  return false;
+}
+
+/** Detects the container format from magic bytes only. Returns null for anything else. */
+export function sniffImageFormat(bytes: Uint8Array): InputFormat | null {
+  if (bytes.length < 4) return null;
+  if (
+    bytes.length >= 8 &&
+    bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47 &&
+    bytes[4] === 0x0d && bytes[5] === 0x0a && bytes[6] === 0x1a && bytes[7] === 0x0a
+  ) {
+    return 'png';
+  }
+  if (bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'jpeg';
+  if (bytes.length >= 12 && ascii(bytes, 0, 'RIFF') && ascii(bytes, 8, 'WEBP')) return 'webp';
+  if (ascii(bytes, 0, 'GIF87a') || ascii(bytes, 0, 'GIF89a')) return 'gif';
+  if (
+    (bytes[0] === 0x49 && bytes[1] === 0x49 && bytes[2] === 0x2a && bytes[3] === 0x00) ||
+    (bytes[0] === 0x4d && bytes[1] === 0x4d && bytes[2] === 0x00 && bytes[3] === 0x2a)
+  ) {
+    return 'tiff';
+  }
+  if (isAvifFtyp(bytes)) return 'avif';
+  return null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sizes
+// ---------------------------------------------------------------------------------------------
+
+function assertPositiveInt(name: string, v: number): void {
+  if (!Number.isSafeInteger(v) || v <= 0) throw new RangeError(`${name} must be a positive integer, got ${v}`);
+}
+
+/**
+ * Output size for a job.
+ *  - explicit: each side snapped DOWN to `multiple` (min one multiple). A snapped size above
+ *    `maxPixels` is a RangeError (caller bug / unvalidated request), never a huge allocation.
+ *  - 'auto': keep the aspect ratio of the (orientation-corrected) input; if it has more than
+ *    `maxPixels` pixels scale it down so width*height <= maxPixels (never upscale), then snap
+ *    each side down to `multiple` (min one multiple). For extreme aspect ratios where the
+ *    one-multiple minimum on the short side would break the budget, the long side is reduced
+ *    further; if even multiple x multiple exceeds maxPixels, multiple x multiple is returned.
+ */
+export function resolveOutputSize(
+  request: 'auto' | TargetSize,
+  input: { width: number; height: number },
+  opts: SizeOptions,
+): TargetSize {
+  const m = opts.multiple;
+  assertPositiveInt('multiple', m);
+  if (!(opts.maxPixels > 0)) throw new RangeError(`maxPixels must be positive, got ${opts.maxPixels}`);
+  const snap = (v: number) => Math.max(m, Math.floor(v / m) * m);
+
+  if (request !== 'auto') {
+    const { width, height } = request;
+    if (!Number.isFinite(width) || !Number.isFinite(height) || width < 1 || height < 1) {
+      throw new RangeError(`target size must be at least 1x1, got ${width}x${height}`);
+    }
+    const out = { width: snap(width), height: snap(height) };
+    if (out.width * out.height > opts.maxPixels) {
+      throw new RangeError(
+        `target size ${out.width}x${out.height} exceeds the maximum of ${opts.maxPixels} pixels`,
+      );
+    }
+    return out;
+  }
+
+  let w = input.width;
+  let h = input.height;
+  if (!(Number.isFinite(w) && Number.isFinite(h) && w > 0 && h > 0)) {
+    ({ width: w, height: h } = opts.defaultSize);
+  }
+  const pixels = w * h;
+  if (pixels > opts.maxPixels) {
+    const s = Math.sqrt(opts.maxPixels / pixels);
+    w *= s;
+    h *= s;
+  }
+  let sw = snap(w);
+  let sh = snap(h);
+  // Guard the budget when the minimum-one-multiple clamp (or float error) pushed it over.
+  if (sw * sh > opts.maxPixels) {
+    if (sw >= sh) sw = snap(opts.maxPixels / sh);
+    else sh = snap(opts.maxPixels / sw);
+  }
+  return { width: sw, height: sh };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+// ---------------------------------------------------------------------------------------------
+
+function acceptedList(): string {
+  return ACCEPTED_INPUT_FORMATS.map((f) => f.toUpperCase()).join(', ');
+}
+
+function limitPixels(limits: DecodeLimits): number {
+  const n = Math.floor(limits.maxInputPixels);
+  // 0 would mean "unlimited" to sharp: never let that through.
+  if (!Number.isSafeInteger(n) || n <= 0) {
+    throw new RangeError(`limits.maxInputPixels must be a positive integer, got ${limits.maxInputPixels}`);
+  }
+  return n;
+}
+
+function tooLarge(width: number, height: number, limit: number, cause?: unknown): ImageDecodeError {
+  const dims = width > 0 && height > 0 ? `${width}x${height} (${width * height} pixels)` : 'the image';
+  return new ImageDecodeError(
+    'IMAGE_TOO_LARGE',
+    `image is too large: ${dims} exceeds the limit of ${limit} pixels`,
+    cause === undefined ? undefined : { cause },
+  );
+}
+
+/** Maps a sharp/libvips failure to an ImageDecodeError. */
+function mapSharpError(err: unknown, limit: number): ImageDecodeError {
+  if (err instanceof ImageDecodeError) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  if (/pixel limit/i.test(msg)) return tooLarge(0, 0, limit, err);
+  const detail = msg.split('\n')[0]!.trim();
+  return new ImageDecodeError('INVALID_IMAGE', `image could not be decoded (corrupt or truncated): ${detail}`, {
+    cause: err,
+  });
+}
+
+function sniffOrThrow(bytes: Uint8Array): InputFormat {
+  const format = sniffImageFormat(bytes);
+  if (format === null) {
+    throw new ImageDecodeError(
+      'INVALID_IMAGE',
+      `unsupported or unrecognised image format; accepted formats: ${acceptedList()}`,
+    );
+  }
+  return format;
+}
+
+/** `limit: false` is only for header reads (metadata), which never allocate pixel buffers. */
+function sharpInput(bytes: Uint8Array, limit: number | false): sharp.Sharp {
+  return sharp(bytes, { limitInputPixels: limit, failOn: 'error', animated: false, pages: 1 });
+}
+
+/**
+ * Validates without decoding pixels: magic bytes, header parse, declared pixel count.
+ * Width/height are orientation-corrected (EXIF orientations 5-8 swap them).
+ */
+export async function probeImage(bytes: Uint8Array, limits: DecodeLimits): Promise<ProbeResult> {
+  const limit = limitPixels(limits);
+  const format = sniffOrThrow(bytes);
+  let meta: sharp.Metadata;
+  try {
+    // Header only: sharp's own limit check is off here so that we can report the declared
+    // dimensions; the limit is enforced just below, and again by sharp when decoding.
+    meta = await sharpInput(bytes, false).metadata();
+  } catch (err) {
+    throw mapSharpError(err, limit);
+  }
+  // `height` of a multi-page image (GIF/TIFF) can be the whole strip; pageHeight is one frame.
+  const rawW = meta.width ?? 0;
+  const rawH = meta.pageHeight ?? meta.height ?? 0;
+  if (!(rawW > 0 && rawH > 0)) {
+    throw new ImageDecodeError('INVALID_IMAGE', 'image has no valid dimensions');
+  }
+  if (rawW * rawH > limit) throw tooLarge(rawW, rawH, limit);
+  const swap = (meta.orientation ?? 1) >= 5;
+  return { format, width: swap ? rawH : rawW, height: swap ? rawW : rawH };
+}
+
+/** value/255 as float32 for every byte, so byte -> float is one lookup (and round-trips exactly). */
+const BYTE_TO_UNIT = (() => {
+  const t = new Float32Array(256);
+  for (let i = 0; i < 256; i++) t[i] = i / 255;
+  return t;
+})();
+
+/** Interleaved RGB8 (HWC) -> planar float [3,H,W] in [0,1]; one pass. */
+export function rgb8ToPlanar(src: Uint8Array, width: number, height: number, out?: Float32Array): Float32Array {
+  const n = width * height;
+  if (src.length < n * 3) throw new RangeError(`expected ${n * 3} bytes of RGB, got ${src.length}`);
+  const dst = out ?? new Float32Array(n * 3);
+  if (dst.length !== n * 3) throw new RangeError(`output must hold ${n * 3} floats, got ${dst.length}`);
+  const lut = BYTE_TO_UNIT;
+  const g0 = n;
+  const b0 = 2 * n;
+  for (let i = 0, j = 0; i < n; i++, j += 3) {
+    dst[i] = lut[src[j]!]!;
+    dst[g0 + i] = lut[src[j + 1]!]!;
+    dst[b0 + i] = lut[src[j + 2]!]!;
+  }
+  return dst;
+}
+
+/**
+ * Decodes untrusted bytes to a planar RGB float tensor of the resolved output size.
+ *
+ * Pipeline: sniff -> header probe (pixel limit) -> sharp with limitInputPixels/failOn 'error'/
+ * first frame only -> EXIF rotate -> flatten alpha onto white -> sRGB -> resize -> raw RGB8.
+ *
+ * Resize choice: diffusers' VaeImageProcessor resizes to exactly width x height (stretching
+ * when the aspect ratio differs). We instead use fit 'cover' (scale to cover, centre crop), so
+ * an explicit size with a different aspect ratio crops rather than distorts the subject. For
+ * 'auto' the target keeps the input's aspect ratio, so 'cover' only trims the < one-multiple
+ * remainder left by snapping to the model's multiple.
+ */
+export async function decodeToTensor(
+  bytes: Uint8Array,
+  size: 'auto' | TargetSize,
+  opts: DecodeOptions,
+): Promise<DecodedImage> {
+  const limit = limitPixels(opts.limits);
+  const probe = await probeImage(bytes, opts.limits);
+  const target = resolveOutputSize(size, probe, opts);
+
+  let raw: { data: Buffer; info: sharp.OutputInfo };
+  try {
+    raw = await sharpInput(bytes, limit)
+      .rotate() // no-arg rotate = apply EXIF orientation (and drop the tag)
+      .flatten({ background: { r: 255, g: 255, b: 255 } })
+      .toColourspace('srgb')
+      .resize(target.width, target.height, { fit: 'cover', position: 'centre', kernel: 'lanczos3' })
+      .removeAlpha()
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+  } catch (err) {
+    throw mapSharpError(err, limit);
+  }
+  const { info, data } = raw;
+  if (info.width !== target.width || info.height !== target.height || info.channels !== 3) {
+    throw new ImageDecodeError(
+      'INVALID_IMAGE',
+      `unexpected decode result ${info.width}x${info.height}x${info.channels}, wanted ${target.width}x${target.height}x3`,
+    );
+  }
+  return { width: target.width, height: target.height, data: rgb8ToPlanar(data, target.width, target.height) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+// ---------------------------------------------------------------------------------------------
+
+/** Planar float [3,H,W] -> interleaved RGB8; clamps to [0,1] (NaN -> 0), Math.round(v*255). One pass. */
+export function planarToRgb8(data: Float32Array, width: number, height: number, out?: Buffer): Buffer {
+  assertPositiveInt('width', width);
+  assertPositiveInt('height', height);
+  const n = width * height;
+  if (data.length !== n * 3) {
+    throw new RangeError(`tensor has ${data.length} values, expected 3x${height}x${width} = ${n * 3}`);
+  }
+  const dst = out ?? Buffer.allocUnsafe(n * 3);
+  if (dst.length !== n * 3) throw new RangeError(`output must hold ${n * 3} bytes, got ${dst.length}`);
+  const g0 = n;
+  const b0 = 2 * n;
+  for (let i = 0, j = 0; i < n; i++, j += 3) {
+    let r = data[i]!;
+    let g = data[g0 + i]!;
+    let b = data[b0 + i]!;
+    // `!(v > 0)` also catches NaN.
+    r = !(r > 0) ? 0 : r > 1 ? 1 : r;
+    g = !(g > 0) ? 0 : g > 1 ? 1 : g;
+    b = !(b > 0) ? 0 : b > 1 ? 1 : b;
+    dst[j] = Math.round(r * 255);
+    dst[j + 1] = Math.round(g * 255);
+    dst[j + 2] = Math.round(b * 255);
+  }
+  return dst;
+}
+
+function checkQuality(quality: number | undefined): void {
+  if (quality === undefined) return;
+  if (!Number.isInteger(quality) || quality < 1 || quality > 100) {
+    throw new RangeError(`quality must be an integer in 1..100, got ${quality}`);
+  }
+}
+
+const DEFAULT_QUALITY: Record<Exclude<OutputFormat, 'png'>, number> = { jpeg: 90, webp: 90 };
+
+/** Encodes a planar [3,H,W] float tensor in [0,1] (clamped) to PNG/JPEG/WebP bytes. */
+export async function encodeFromTensor(
+  data: Float32Array,
+  width: number,
+  height: number,
+  format: OutputFormat,
+  quality?: number,
+): Promise<Uint8Array> {
+  checkQuality(quality);
+  const rgb = planarToRgb8(data, width, height);
+  const img = sharp(rgb, { raw: { width, height, channels: 3 } });
+  switch (format) {
+    case 'png':
+      return img.png({ compressionLevel: 6 }).toBuffer();
+    case 'jpeg':
+      return img.jpeg({ quality: quality ?? DEFAULT_QUALITY.jpeg, chromaSubsampling: '4:4:4' }).toBuffer();
+    case 'webp':
+      return img.webp({ quality: quality ?? DEFAULT_QUALITY.webp }).toBuffer();
+    default: {
+      const never: never = format;
+      throw new RangeError(`unsupported output format ${String(never)}`);
+    }
+  }
+}
+
+export const PREVIEW_QUALITY = 70;
+
+/** Small JPEG preview (quality 70), downscaled (never enlarged) so max(w,h) <= maxSide. */
+export async function encodePreview(
+  data: Float32Array,
+  width: number,
+  height: number,
+  maxSide: number,
+): Promise<{ bytes: Uint8Array; mimeType: string }> {
+  assertPositiveInt('maxSide', maxSide);
+  const rgb = planarToRgb8(data, width, height);
+  const bytes = await sharp(rgb, { raw: { width, height, channels: 3 } })
+    .resize(maxSide, maxSide, { fit: 'inside', withoutEnlargement: true })
+    .jpeg({ quality: PREVIEW_QUALITY })
+    .toBuffer();
+  return { bytes, mimeType: mimeTypeFor('jpeg') };
+}
+
+export function mimeTypeFor(format: OutputFormat): string {
+  switch (format) {
+    case 'png':
+      return 'image/png';
+    case 'jpeg':
+      return 'image/jpeg';
+    case 'webp':
+      return 'image/webp';
+    default: {
+      const never: never = format;
+      throw new RangeError(`unsupported output format ${String(never)}`);
+    }
+  }
+}

@@ -1,0 +1,239 @@
+/**
+ * Reading and validating a model folder in the layout optimum's ONNX export writes for diffusers
+ * pipelines, plus an optional `edit-server.json` with this server's defaults and limits.
+ * Validation names the exact problem (missing file, bad JSON, unknown pipeline, channel counts);
+ * the ONNX input/output names and dtypes are checked when sessions open (see `sessions.ts`).
+ */
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseSchedulerConfig } from './schedulers/index.js';
+import type { SchedulerConfig, SchedulerName } from './schedulers/types.js';
+import { SCHEDULER_NAMES } from './schedulers/types.js';
+
+export type PipelineFamily = 'instruct-pix2pix' | 'img2img';
+
+export interface ModelDefaults {
+  steps: number;
+  guidanceScale: number;
+  imageGuidanceScale: number | null;
+  strength: number | null;
+  scheduler: SchedulerName;
+  size: string;
+}
+
+export interface ModelLimits {
+  maxImagesPerJob: number;
+  maxN: number;
+  maxSteps: number;
+  maxPixels: number;
+}
+
+/** Inputs of the batch memory estimate (see `memory.ts`). */
+export interface MemoryProfile {
+  /** Bytes the weights and sessions hold regardless of batch size. */
+  weightBytes: number;
+  /** UNet activation bytes per latent pixel per batch item (convolutions, norms, skips). */
+  unetBytesPerLatentPixel: number;
+  /** Attention heads at the highest-resolution attention level; 0 for models without attention. */
+  attentionHeads: number;
+  /** Latent downsampling before that attention level (1 for SD 1.5's first block). */
+  attentionDownscale: number;
+  /** VAE decoder activation bytes per output pixel per item. */
+  vaeBytesPerPixel: number;
+}
+
+export interface PreviewProjection {
+  /** [latentChannels][3]: latent → RGB in [-1, 1], as ComfyUI's latent_rgb_factors. */
+  factors: number[][];
+  bias: number[];
+}
+
+export interface ModelSpec {
+  id: string;
+  dir: string;
+  family: PipelineFamily;
+  description: string;
+  schedulerConfig: SchedulerConfig;
+  /** VAE latent scaling factor (0.18215 for SD 1.x). */
+  scalingFactor: number;
+  /** Pixels per latent pixel along each axis (8 for SD). */
+  vaeScaleFactor: number;
+  latentChannels: number;
+  unetInChannels: number;
+  defaults: ModelDefaults;
+  limits: ModelLimits;
+  memory: MemoryProfile;
+  preview: PreviewProjection | null;
+  paths: { textEncoder: string; unet: string; vaeEncoder: string; vaeDecoder: string; tokenizerDir: string };
+}
+
+export class ModelFolderError extends Error {
+  override readonly name = 'ModelFolderError';
+}
+
+const SERVER_CONFIG_FILE = 'edit-server.json';
+
+function readJson(dir: string, relative: string, required = true): Record<string, unknown> | null {
+  const path = join(dir, relative);
+  if (!existsSync(path)) {
+    if (required) throw new ModelFolderError(`model folder ${dir}: missing ${relative}`);
+    return null;
+  }
+  try {
+    const value: unknown = JSON.parse(readFileSync(path, 'utf8'));
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
+    return value as Record<string, unknown>;
+  } catch (err) {
+    throw new ModelFolderError(`model folder ${dir}: ${relative} is not valid JSON (${(err as Error).message})`);
+  }
+}
+
+function requireFile(dir: string, relative: string): string {
+  const path = join(dir, relative);
+  if (!existsSync(path) || !statSync(path).isFile()) throw new ModelFolderError(`model folder ${dir}: missing ${relative}`);
+  return path;
+}
+
+function num(obj: Record<string, unknown> | null, key: string, fallback: number): number {
+  const v = obj?.[key];
+  return typeof v === 'number' && Number.isFinite(v) ? v : fallback;
+}
+
+export function familyFromModelIndex(index: Record<string, unknown>, unetInChannels: number, latentChannels: number): PipelineFamily {
+  const className = String(index._class_name ?? '');
+  if (/InstructPix2Pix/i.test(className)) {
+    if (unetInChannels !== 2 * latentChannels) {
+      throw new ModelFolderError(
+        `InstructPix2Pix needs a UNet with 2×${latentChannels} = ${2 * latentChannels} input channels (noisy + image latents); unet/config.json says in_channels ${unetInChannels}`,
+      );
+    }
+    return 'instruct-pix2pix';
+  }
+  if (/StableDiffusion(Img2Img)?Pipeline$|LatentConsistency|StableDiffusionXL(Img2Img)?Pipeline$/.test(className) || /Img2Img/.test(className)) {
+    if (unetInChannels !== latentChannels) {
+      throw new ModelFolderError(`img2img needs a UNet with ${latentChannels} input channels; unet/config.json says in_channels ${unetInChannels}`);
+    }
+    return 'img2img';
+  }
+  throw new ModelFolderError(`model_index.json _class_name "${className}" is not a supported pipeline (InstructPix2Pix or Stable Diffusion img2img)`);
+}
+
+function parseDefaults(raw: unknown, family: PipelineFamily, dir: string): ModelDefaults {
+  const base: ModelDefaults =
+    family === 'instruct-pix2pix'
+      ? { steps: 20, guidanceScale: 7.5, imageGuidanceScale: 1.5, strength: null, scheduler: 'EULER_ANCESTRAL', size: '512x512' }
+      : { steps: 25, guidanceScale: 7.5, imageGuidanceScale: null, strength: 0.8, scheduler: 'EULER', size: '512x512' };
+  if (raw === undefined) return base;
+  if (typeof raw !== 'object' || raw === null) throw new ModelFolderError(`${dir}/${SERVER_CONFIG_FILE}: "defaults" must be an object`);
+  const r = raw as Record<string, unknown>;
+  const scheduler = r.scheduler ?? base.scheduler;
+  if (!SCHEDULER_NAMES.includes(scheduler as SchedulerName)) {
+    throw new ModelFolderError(`${dir}/${SERVER_CONFIG_FILE}: defaults.scheduler must be one of ${SCHEDULER_NAMES.join(', ')}`);
+  }
+  return {
+    steps: num(r, 'steps', base.steps),
+    guidanceScale: num(r, 'guidanceScale', base.guidanceScale),
+    imageGuidanceScale: family === 'instruct-pix2pix' ? num(r, 'imageGuidanceScale', base.imageGuidanceScale ?? 1.5) : null,
+    strength: family === 'img2img' ? num(r, 'strength', base.strength ?? 0.8) : null,
+    scheduler: scheduler as SchedulerName,
+    size: typeof r.size === 'string' ? r.size : base.size,
+  };
+}
+
+/** Reads and validates one model folder. `id` defaults to the folder name. */
+export function readModelFolder(dir: string, id: string): ModelSpec {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ModelFolderError(`model folder ${dir} does not exist`);
+  const index = readJson(dir, 'model_index.json')!;
+  const schedulerJson = readJson(dir, 'scheduler/scheduler_config.json')!;
+  let schedulerConfig: SchedulerConfig;
+  try {
+    schedulerConfig = parseSchedulerConfig(schedulerJson);
+  } catch (err) {
+    throw new ModelFolderError(`model folder ${dir}: scheduler/scheduler_config.json: ${(err as Error).message}`);
+  }
+  const paths = {
+    tokenizerDir: join(dir, 'tokenizer'),
+    textEncoder: requireFile(dir, 'text_encoder/model.onnx'),
+    unet: requireFile(dir, 'unet/model.onnx'),
+    vaeEncoder: requireFile(dir, 'vae_encoder/model.onnx'),
+    vaeDecoder: requireFile(dir, 'vae_decoder/model.onnx'),
+  };
+  requireFile(dir, 'tokenizer/tokenizer.json');
+  const unetConfig = readJson(dir, 'unet/config.json', false);
+  const vaeConfig = readJson(dir, 'vae_decoder/config.json', false) ?? readJson(dir, 'vae_encoder/config.json', false);
+  const latentChannels = num(vaeConfig, 'latent_channels', 4);
+  const blocks = Array.isArray(vaeConfig?.block_out_channels) ? (vaeConfig.block_out_channels as unknown[]).length : 4;
+  const unetInChannels = num(unetConfig, 'in_channels', /InstructPix2Pix/i.test(String(index._class_name)) ? 2 * latentChannels : latentChannels);
+  const family = familyFromModelIndex(index, unetInChannels, latentChannels);
+
+  const server = readJson(dir, SERVER_CONFIG_FILE, false) ?? {};
+  const limitsRaw = (server.limits ?? {}) as Record<string, unknown>;
+  const memoryRaw = (server.memory ?? {}) as Record<string, unknown>;
+  const weightBytes = onnxBytes(dir);
+  const factors = server.latentRgbFactors;
+  const bias = server.latentRgbBias;
+  let preview: PreviewProjection | null = latentChannels === 4 ? SD15_PREVIEW : null;
+  if (factors !== undefined) {
+    const valid = Array.isArray(factors) && factors.length === latentChannels &&
+      factors.every((row) => Array.isArray(row) && row.length === 3 && row.every((v) => typeof v === 'number'));
+    if (!valid) throw new ModelFolderError(`${dir}/${SERVER_CONFIG_FILE}: latentRgbFactors must be ${latentChannels} rows of 3 numbers`);
+    preview = { factors: factors as number[][], bias: Array.isArray(bias) && bias.length === 3 ? (bias as number[]) : [0, 0, 0] };
+  }
+  return {
+    id,
+    dir,
+    family,
+    description: typeof server.description === 'string' ? server.description : `${family} pipeline from ${dir}`,
+    schedulerConfig,
+    scalingFactor: num(vaeConfig, 'scaling_factor', 0.18215),
+    vaeScaleFactor: 2 ** Math.max(0, blocks - 1),
+    latentChannels,
+    unetInChannels,
+    defaults: parseDefaults(server.defaults, family, dir),
+    limits: {
+      maxImagesPerJob: num(limitsRaw, 'maxImagesPerJob', 8),
+      maxN: num(limitsRaw, 'maxN', 4),
+      maxSteps: num(limitsRaw, 'maxSteps', 100),
+      maxPixels: num(limitsRaw, 'maxPixels', 1024 * 1024),
+    },
+    memory: {
+      weightBytes: num(memoryRaw, 'weightBytes', weightBytes),
+      // SD 1.5-sized defaults (fp32, unfused attention); a model folder can state its own.
+      unetBytesPerLatentPixel: num(memoryRaw, 'unetBytesPerLatentPixel', 320 * 1024),
+      attentionHeads: num(memoryRaw, 'attentionHeads', 8),
+      attentionDownscale: num(memoryRaw, 'attentionDownscale', 1),
+      vaeBytesPerPixel: num(memoryRaw, 'vaeBytesPerPixel', 4 * 1024),
+    },
+    preview,
+    paths,
+  };
+}
+
+/** ComfyUI's SD 1.5 latent→RGB factors, for 4-channel models that do not ship their own. */
+const SD15_PREVIEW: PreviewProjection = {
+  factors: [
+    [0.3512, 0.2297, 0.3227],
+    [0.3250, 0.4974, 0.2350],
+    [-0.2829, 0.1762, 0.2721],
+    [-0.2120, -0.2616, -0.7177],
+  ],
+  bias: [0, 0, 0],
+};
+
+function onnxBytes(dir: string): number {
+  let total = 0;
+  for (const sub of ['text_encoder', 'unet', 'vae_encoder', 'vae_decoder']) {
+    const folder = join(dir, sub);
+    if (!existsSync(folder)) continue;
+    for (const f of readdirSync(folder)) total += statSync(join(folder, f)).size;
+  }
+  return total;
+}
+
+/** Every model folder directly under `modelsDir` (folders holding a model_index.json). */
+export function listModelFolders(modelsDir: string): string[] {
+  if (!existsSync(modelsDir)) return [];
+  return readdirSync(modelsDir)
+    .filter((name) => existsSync(join(modelsDir, name, 'model_index.json')))
+    .sort();
+}

@@ -1,0 +1,53 @@
+/**
+ * Owns the loaded runtimes (tokenizer + ONNX sessions, created once per model and reused) and runs
+ * edits on them one at a time. Lives in the inference worker thread, or inline for tools that do
+ * not mind a blocked event loop.
+ */
+import type { ModelSpec } from './modelFolder.js';
+import { openModelSessions } from './sessions.js';
+import type { SessionConfig } from './sessions.js';
+import { loadTokenizer } from './tokenizer.js';
+import { runEdit } from './editRunner.js';
+import type { EditInput, EditOutput, ModelRuntime, RunOptions } from './editRunner.js';
+import type { ResolvedEdit } from './request.js';
+import { InferenceError } from './errors.js';
+
+export class ModelHost {
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(private readonly runtimes: Map<string, ModelRuntime>) {}
+
+  static async open(specs: readonly ModelSpec[], config: SessionConfig): Promise<ModelHost> {
+    const runtimes = new Map<string, ModelRuntime>();
+    try {
+      for (const spec of specs) {
+        const tokenizer = loadTokenizer(spec.paths.tokenizerDir);
+        const sessions = await openModelSessions(spec, config);
+        runtimes.set(spec.id, { spec, sessions, tokenizer });
+      }
+    } catch (err) {
+      await Promise.all([...runtimes.values()].map((r) => r.sessions.release()));
+      throw err;
+    }
+    return new ModelHost(runtimes);
+  }
+
+  providers(): Record<string, string> {
+    return Object.fromEntries([...this.runtimes].map(([id, r]) => [id, r.sessions.provider]));
+  }
+
+  /** Runs edits strictly one after another: one pipeline at a time on this device. */
+  run(modelId: string, edit: ResolvedEdit, inputs: readonly EditInput[], options: RunOptions): Promise<EditOutput> {
+    const runtime = this.runtimes.get(modelId);
+    if (!runtime) return Promise.reject(new InferenceError('NOT_FOUND', `model "${modelId}" is not loaded`));
+    const result = this.queue.then(() => runEdit(runtime, edit, inputs, options));
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  async close(): Promise<void> {
+    await this.queue;
+    await Promise.all([...this.runtimes.values()].map((r) => r.sessions.release()));
+    this.runtimes.clear();
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * The parts both pipeline families share: prompt encoding (once per distinct prompt), the denoise
+ * loop, VAE encode/decode, and per-item noise.
+ */
+import type { ModelSessions } from '../sessions.js';
+import type { PromptTokenizer } from '../tokenizer.js';
+import type { Scheduler, SchedulerName } from '../schedulers/types.js';
+import { NoiseGenerator } from '../random.js';
+import { scaleInPlace, toSignedUnit, toUnitClamped } from '../tensor.js';
+
+/** One output of a batch: variant `variant` of input `inputIndex`. */
+export interface PipelineItem {
+  inputIndex: number;
+  variant: number;
+  seed: number;
+  prompt: string;
+  /** The decoded input, planar [3, H, W] in [0,1]; variants of one input share the array. */
+  image: Float32Array;
+}
+
+export interface PipelineParams {
+  width: number;
+  height: number;
+  steps: number;
+  guidanceScale: number;
+  /** InstructPix2Pix only. */
+  imageGuidanceScale: number;
+  /** img2img only: 0 < strength ≤ 1. */
+  strength: number;
+  negativePrompt: string;
+  scheduler: SchedulerName;
+}
+
+export interface StepInfo {
+  /** x₀ estimate of every item after this step, [B, C, h, w]. */
+  predOriginal: Float32Array;
+  batch: number;
+  latentChannels: number;
+  latentHeight: number;
+  latentWidth: number;
+}
+
+export interface PipelineHooks {
+  /** Throws (e.g. a cancellation error) to stop before the next step. */
+  throwIfAborted(): void;
+  afterStep(info: StepInfo): void | Promise<void>;
+}
+
+export interface PipelineContext {
+  sessions: ModelSessions;
+  tokenizer: PromptTokenizer;
+  /** Text embeddings by prompt, shared by the micro-batches of one job. */
+  embeddings: Map<string, Float32Array>;
+  createScheduler(name: SchedulerName): Scheduler;
+}
+
+/** Runs the text encoder once over every prompt not yet in the cache (one batched call). */
+export async function encodePrompts(ctx: PipelineContext, prompts: readonly string[]): Promise<void> {
+  const missing = [...new Set(prompts)].filter((p) => !ctx.embeddings.has(p));
+  if (missing.length === 0) return;
+  const length = ctx.tokenizer.maxLength;
+  const ids = new Int32Array(missing.length * length);
+  missing.forEach((p, i) => ids.set(ctx.tokenizer.encode(p), i * length));
+  const hidden = await ctx.sessions.run('textEncoder', { input_ids: { data: ids, dims: [missing.length, length] } }, 'last_hidden_state');
+  const per = hidden.length / missing.length;
+  missing.forEach((p, i) => ctx.embeddings.set(p, hidden.slice(i * per, (i + 1) * per)));
+}
+
+/** Stacks the cached embeddings of `prompts` into one [B, L, D] batch. */
+export function stackEmbeddings(ctx: PipelineContext, prompts: readonly string[]): { data: Float32Array; dims: number[] } {
+  const first = ctx.embeddings.get(prompts[0]!)!;
+  const out = new Float32Array(prompts.length * first.length);
+  prompts.forEach((p, i) => out.set(ctx.embeddings.get(p)!, i * first.length));
+  const length = ctx.tokenizer.maxLength;
+  return { data: out, dims: [prompts.length, length, first.length / length] };
+}
+
+export interface LatentShape {
+  channels: number;
+  height: number;
+  width: number;
+}
+
+export function latentShapeFor(ctx: PipelineContext, params: PipelineParams): LatentShape {
+  const f = ctx.sessions.spec.vaeScaleFactor;
+  return { channels: ctx.sessions.spec.latentChannels, height: params.height / f, width: params.width / f };
+}
+
+/**
+ * VAE-encodes each distinct input once. Returns, per distinct image, the mean and (when the export
+ * provides it) the std of the latent distribution, each [C, h, w].
+ */
+export async function encodeImages(ctx: PipelineContext, images: readonly Float32Array[], params: PipelineParams, shape: LatentShape): Promise<{ mean: Float32Array; std: Float32Array | null }[]> {
+  const pixels = 3 * params.height * params.width;
+  const batch = new Float32Array(images.length * pixels);
+  images.forEach((img, i) => batch.set(img, i * pixels));
+  toSignedUnit(batch);
+  const output = ctx.sessions.vaeEncoderOutput;
+  const latents = await ctx.sessions.run('vaeEncoder', { sample: { data: batch, dims: [images.length, 3, params.height, params.width] } }, output);
+  const item = shape.channels * shape.height * shape.width;
+  return images.map((_, i) => {
+    if (output === 'latent_sample') return { mean: latents.slice(i * item, (i + 1) * item), std: null };
+    // latent_parameters = mean ‖ logvar along channels (diffusers' DiagonalGaussianDistribution).
+    const base = i * 2 * item;
+    const mean = latents.slice(base, base + item);
+    const std = latents.slice(base + item, base + 2 * item);
+    for (let k = 0; k < std.length; k++) std[k] = Math.exp(0.5 * Math.min(20, Math.max(-30, std[k]!)));
+    return { mean, std };
+  });
+}
+
+/** Decodes [B, C, h, w] latents (already in model scale) to per-item planar RGB in [0,1]. */
+export async function decodeLatents(ctx: PipelineContext, latents: Float32Array, batch: number, shape: LatentShape, params: PipelineParams): Promise<Float32Array[]> {
+  const scaled = scaleInPlace(Float32Array.from(latents), 1 / ctx.sessions.spec.scalingFactor);
+  const rgb = await ctx.sessions.run('vaeDecoder', { latent_sample: { data: scaled, dims: [batch, shape.channels, shape.height, shape.width] } }, 'sample');
+  toUnitClamped(rgb);
+  const item = 3 * params.height * params.width;
+  return Array.from({ length: batch }, (_, i) => rgb.slice(i * item, (i + 1) * item));
+}
+
+/** One noise stream per item, so an item's result does not depend on the rest of its batch. */
+export function generatorsFor(items: readonly PipelineItem[]): NoiseGenerator[] {
+  return items.map((it) => new NoiseGenerator(it.seed));
+}
+
+export function drawNoise(generators: readonly NoiseGenerator[], itemSize: number): Float32Array {
+  const out = new Float32Array(generators.length * itemSize);
+  generators.forEach((g, i) => g.fillNormal(out, i * itemSize, itemSize));
+  return out;
+}
+
+/**
+ * The denoise loop shared by both families: for each timestep, scale, predict (with guidance,
+ * inside `predictNoise`), step, report. Checks for abort before every step.
+ */
+export async function denoiseLatents(
+  scheduler: Scheduler,
+  timesteps: ArrayLike<number>,
+  latents: Float32Array,
+  predictNoise: (scaledLatents: Float32Array, timestep: number) => Promise<Float32Array>,
+  generators: readonly NoiseGenerator[],
+  shape: LatentShape,
+  hooks: PipelineHooks,
+): Promise<Float32Array> {
+  const itemSize = shape.channels * shape.height * shape.width;
+  let current = latents;
+  for (let i = 0; i < timesteps.length; i++) {
+    hooks.throwIfAborted();
+    const t = timesteps[i]!;
+    const scaled = scheduler.scaleModelInput(current, t);
+    const noisePred = await predictNoise(scaled, t);
+    const noise = scheduler.isStochastic ? drawNoise(generators, itemSize) : undefined;
+    const { prevSample, predOriginalSample } = scheduler.step(noisePred, t, current, noise);
+    current = prevSample;
+    await hooks.afterStep({ predOriginal: predOriginalSample, batch: generators.length, latentChannels: shape.channels, latentHeight: shape.height, latentWidth: shape.width });
+  }
+  return current;
+}
+
+/** The [B] timestep feed: the same t for every row. */
+export function timestepFeed(t: number, rows: number): { data: Float32Array; dims: number[] } {
+  return { data: new Float32Array(rows).fill(t), dims: [rows] };
+}

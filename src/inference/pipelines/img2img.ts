@@ -1,0 +1,65 @@
+/**
+ * Stable Diffusion img2img (diffusers' StableDiffusionImg2ImgPipeline): the input's latents are
+ * noised to the timestep that `strength` selects and denoised from there, with classifier-free
+ * guidance against the negative prompt when the guidance scale is above 1.
+ */
+import { classifierFreeGuidance, concatBatches } from '../tensor.js';
+import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams } from './common.js';
+import {
+  decodeLatents, denoiseLatents, drawNoise, encodeImages, encodePrompts, generatorsFor, latentShapeFor, stackEmbeddings, timestepFeed,
+} from './common.js';
+
+/** diffusers' get_timesteps: how many of `steps` an img2img run actually denoises. */
+export function img2imgDenoiseSteps(steps: number, strength: number): number {
+  return Math.min(Math.floor(steps * strength), steps);
+}
+
+export async function runImg2Img(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, hooks: PipelineHooks): Promise<Float32Array[]> {
+  const batch = items.length;
+  const shape = latentShapeFor(ctx, params);
+  const itemSize = shape.channels * shape.height * shape.width;
+  const guided = params.guidanceScale > 1;
+  const scalingFactor = ctx.sessions.spec.scalingFactor;
+
+  await encodePrompts(ctx, guided ? [...items.map((i) => i.prompt), params.negativePrompt] : items.map((i) => i.prompt));
+  const text = stackEmbeddings(ctx, items.map((i) => i.prompt));
+  const embeds = guided
+    ? { data: concatBatches([stackEmbeddings(ctx, items.map(() => params.negativePrompt)).data, text.data]), dims: [2 * batch, ...text.dims.slice(1)] }
+    : text;
+
+  const generators = generatorsFor(items);
+  const distinctImages = [...new Set(items.map((i) => i.image))];
+  const encoded = await encodeImages(ctx, distinctImages, params, shape);
+  // Each item samples its own latent from the input's distribution with its own noise stream.
+  const initLatents = new Float32Array(batch * itemSize);
+  items.forEach((item, b) => {
+    const { mean, std } = encoded[distinctImages.indexOf(item.image)]!;
+    const out = initLatents.subarray(b * itemSize, (b + 1) * itemSize);
+    if (std === null) out.set(mean);
+    else for (let k = 0; k < itemSize; k++) out[k] = mean[k]! + std[k]! * generators[b]!.nextNormal();
+    for (let k = 0; k < itemSize; k++) out[k] = out[k]! * scalingFactor;
+  });
+
+  const scheduler = ctx.createScheduler(params.scheduler);
+  scheduler.setTimesteps(params.steps);
+  const denoiseSteps = img2imgDenoiseSteps(params.steps, params.strength);
+  const tStart = params.steps - denoiseSteps;
+  scheduler.setBeginIndex(tStart);
+  const timesteps = scheduler.timesteps.subarray(tStart);
+  const latents = scheduler.addNoise(initLatents, drawNoise(generators, itemSize), timesteps[0]!);
+
+  const rows = guided ? 2 * batch : batch;
+  const guidedOut = new Float32Array(batch * itemSize);
+  const predictNoise = async (scaled: Float32Array, t: number): Promise<Float32Array> => {
+    const sample = guided ? concatBatches([scaled, scaled]) : scaled;
+    const pred = await ctx.sessions.run(
+      'unet',
+      { sample: { data: sample, dims: [rows, shape.channels, shape.height, shape.width] }, timestep: timestepFeed(t, rows), encoder_hidden_states: embeds },
+      'out_sample',
+    );
+    return guided ? classifierFreeGuidance(pred, batch * itemSize, params.guidanceScale, guidedOut) : pred;
+  };
+
+  const final = await denoiseLatents(scheduler, timesteps, latents, predictNoise, generators, shape, hooks);
+  return decodeLatents(ctx, final, batch, shape, params);
+}

@@ -1,0 +1,63 @@
+/**
+ * InstructPix2Pix (diffusers' StableDiffusionInstructPix2PixPipeline): the UNet sees the noisy
+ * latents concatenated with the input image's latents. With guidance on (text scale > 1 and image
+ * scale ≥ 1, as diffusers decides), every item runs three branches in diffusers' batch order —
+ * [text+image, image only, neither] — with the negative prompt as the "no text" embedding and zero
+ * latents as the "no image" latents, combined by three-branch guidance.
+ * Items are ordered image·n + variant throughout; prompts and image latents are paired per item
+ * (diffusers' own repeat order mispairs them when several prompts meet n > 1).
+ */
+import { concatBatches, concatChannels, instructPix2PixGuidance, scaleInPlace } from '../tensor.js';
+import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams } from './common.js';
+import {
+  decodeLatents, denoiseLatents, drawNoise, encodeImages, encodePrompts, generatorsFor, latentShapeFor, stackEmbeddings, timestepFeed,
+} from './common.js';
+
+export function instructPix2PixUsesGuidance(params: PipelineParams): boolean {
+  return params.guidanceScale > 1 && params.imageGuidanceScale >= 1;
+}
+
+export async function runInstructPix2Pix(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, hooks: PipelineHooks): Promise<Float32Array[]> {
+  const batch = items.length;
+  const shape = latentShapeFor(ctx, params);
+  const pixels = shape.height * shape.width;
+  const itemSize = shape.channels * pixels;
+  const guided = instructPix2PixUsesGuidance(params);
+
+  await encodePrompts(ctx, guided ? [...items.map((i) => i.prompt), params.negativePrompt] : items.map((i) => i.prompt));
+  const distinctImages = [...new Set(items.map((i) => i.image))];
+  const encoded = await encodeImages(ctx, distinctImages, params, shape);
+  // InstructPix2Pix conditions on the distribution's mode, unscaled (as diffusers does).
+  const imageLatents = concatBatches(items.map((i) => encoded[distinctImages.indexOf(i.image)]!.mean));
+
+  const textEmbeds = stackEmbeddings(ctx, items.map((i) => i.prompt));
+  const branchEmbeds = guided
+    ? (() => {
+        const neg = stackEmbeddings(ctx, items.map(() => params.negativePrompt));
+        return { data: concatBatches([textEmbeds.data, neg.data, neg.data]), dims: [3 * batch, ...textEmbeds.dims.slice(1)] };
+      })()
+    : textEmbeds;
+  const branchImages = guided ? concatBatches([imageLatents, imageLatents, new Float32Array(imageLatents.length)]) : imageLatents;
+  const rows = guided ? 3 * batch : batch;
+  const unetInput = new Float32Array(rows * 2 * itemSize);
+  const guidedOut = new Float32Array(batch * itemSize);
+
+  const scheduler = ctx.createScheduler(params.scheduler);
+  scheduler.setTimesteps(params.steps);
+  const generators = generatorsFor(items);
+  const latents = scaleInPlace(drawNoise(generators, itemSize), scheduler.initNoiseSigma);
+
+  const predictNoise = async (scaled: Float32Array, t: number): Promise<Float32Array> => {
+    const noisy = guided ? concatBatches([scaled, scaled, scaled]) : scaled;
+    concatChannels(noisy, branchImages, rows, shape.channels, pixels, unetInput);
+    const pred = await ctx.sessions.run(
+      'unet',
+      { sample: { data: unetInput, dims: [rows, 2 * shape.channels, shape.height, shape.width] }, timestep: timestepFeed(t, rows), encoder_hidden_states: branchEmbeds },
+      'out_sample',
+    );
+    return guided ? instructPix2PixGuidance(pred, batch * itemSize, params.guidanceScale, params.imageGuidanceScale, guidedOut) : pred;
+  };
+
+  const final = await denoiseLatents(scheduler, scheduler.timesteps, latents, predictNoise, generators, shape, hooks);
+  return decodeLatents(ctx, final, batch, shape, params);
+}

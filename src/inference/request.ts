@@ -1,0 +1,127 @@
+/**
+ * Turning a caller's edit options into a complete, validated request for one model: defaults from
+ * the model, ranges from its limits. Shared by the CLI, the GraphQL API and the REST endpoint, so
+ * all of them accept and refuse the same things with the same messages.
+ */
+import type { ModelSpec } from './modelFolder.js';
+import type { SchedulerName } from './schedulers/types.js';
+import { SCHEDULER_NAMES } from './schedulers/types.js';
+import type { OutputFormat, TargetSize } from './imageIO.js';
+import { InferenceError } from './errors.js';
+import { normalizeSeed, randomSeed } from './random.js';
+import { img2imgDenoiseSteps } from './pipelines/img2img.js';
+
+export const MAX_PROMPT_LENGTH = 2000;
+export const MAX_GUIDANCE = 50;
+
+export interface EditOptions {
+  prompt: string;
+  prompts?: readonly string[] | null;
+  negativePrompt?: string | null;
+  n?: number | null;
+  size?: string | null;
+  steps?: number | null;
+  guidanceScale?: number | null;
+  imageGuidanceScale?: number | null;
+  strength?: number | null;
+  seed?: number | null;
+  scheduler?: SchedulerName | null;
+  outputFormat?: OutputFormat | null;
+  outputQuality?: number | null;
+  previewEvery?: number | null;
+}
+
+export interface ResolvedEdit {
+  /** One prompt per input image. */
+  prompts: string[];
+  negativePrompt: string;
+  n: number;
+  size: 'auto' | TargetSize;
+  steps: number;
+  guidanceScale: number;
+  imageGuidanceScale: number;
+  strength: number;
+  seed: number;
+  scheduler: SchedulerName;
+  outputFormat: OutputFormat;
+  outputQuality: number | null;
+  previewEvery: number;
+}
+
+const bad = (message: string): InferenceError => new InferenceError('BAD_USER_INPUT', message);
+
+function integerIn(name: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) throw bad(`${name} must be an integer from ${min} to ${max} (got ${value})`);
+  return value;
+}
+
+function numberIn(name: string, value: number, min: number, max: number, minExclusive = false): number {
+  if (!Number.isFinite(value) || value > max || (minExclusive ? value <= min : value < min)) {
+    throw bad(`${name} must be a number ${minExclusive ? 'above' : 'from'} ${min} ${minExclusive ? 'and at most' : 'to'} ${max} (got ${value})`);
+  }
+  return value;
+}
+
+function checkPrompt(name: string, value: string): string {
+  if (value.length > MAX_PROMPT_LENGTH) throw bad(`${name} is ${value.length} characters; the limit is ${MAX_PROMPT_LENGTH}`);
+  return value;
+}
+
+/** Pixel multiple outputs snap to: the VAE factor times the UNet's 8× downsampling (8 for full-resolution latents). */
+export function sizeMultiple(spec: ModelSpec): number {
+  return spec.vaeScaleFactor > 1 ? spec.vaeScaleFactor * 8 : 8;
+}
+
+/** Parses 'WIDTHxHEIGHT' or 'auto', snapping down to the model's multiple and checking its pixel limit. */
+export function parseSize(value: string, spec: ModelSpec): 'auto' | TargetSize {
+  const text = value.trim().toLowerCase();
+  if (text === 'auto') return 'auto';
+  const match = /^(\d{1,5})x(\d{1,5})$/.exec(text);
+  if (!match) throw bad(`size must be WIDTHxHEIGHT (e.g. 512x512) or auto (got "${value}")`);
+  const multiple = sizeMultiple(spec);
+  const width = Math.floor(Number(match[1]) / multiple) * multiple;
+  const height = Math.floor(Number(match[2]) / multiple) * multiple;
+  if (width < multiple || height < multiple) throw bad(`size must be at least ${multiple}x${multiple} for model ${spec.id} (got ${value})`);
+  if (width * height > spec.limits.maxPixels) {
+    throw new InferenceError('IMAGE_TOO_LARGE', `size ${width}x${height} is over model ${spec.id}'s limit of ${spec.limits.maxPixels} pixels (max pixels ${spec.limits.maxPixels})`);
+  }
+  return { width, height };
+}
+
+export function resolveEditOptions(spec: ModelSpec, imageCount: number, options: EditOptions): ResolvedEdit {
+  const d = spec.defaults;
+  if (imageCount < 1) throw bad('at least one image is required');
+  if (imageCount > spec.limits.maxImagesPerJob) throw bad(`${imageCount} images is over model ${spec.id}'s limit of ${spec.limits.maxImagesPerJob} per job`);
+  if (typeof options.prompt !== 'string') throw bad('prompt is required');
+  checkPrompt('prompt', options.prompt);
+  let prompts: string[];
+  if (options.prompts != null) {
+    if (options.prompts.length !== imageCount) throw bad(`prompts has ${options.prompts.length} entries for ${imageCount} images; give exactly one per image, or none`);
+    prompts = options.prompts.map((p, i) => checkPrompt(`prompts[${i}]`, p));
+  } else {
+    prompts = Array.from({ length: imageCount }, () => options.prompt);
+  }
+  const negativePrompt = checkPrompt('negativePrompt', options.negativePrompt ?? '');
+  const n = integerIn('n', options.n ?? 1, 1, spec.limits.maxN);
+  const size = parseSize(options.size ?? d.size, spec);
+  const steps = integerIn('steps', options.steps ?? d.steps, 1, spec.limits.maxSteps);
+  const guidanceScale = numberIn('guidanceScale', options.guidanceScale ?? d.guidanceScale, 0, MAX_GUIDANCE);
+  const imageGuidanceScale = numberIn('imageGuidanceScale', options.imageGuidanceScale ?? d.imageGuidanceScale ?? 1.5, 0, MAX_GUIDANCE);
+  const strength = numberIn('strength', options.strength ?? d.strength ?? 0.8, 0, 1, true);
+  if (spec.family === 'img2img' && img2imgDenoiseSteps(steps, strength) < 1) {
+    throw bad(`steps × strength must be at least 1 so that one denoise step runs (steps ${steps}, strength ${strength})`);
+  }
+  const scheduler = options.scheduler ?? d.scheduler;
+  if (!SCHEDULER_NAMES.includes(scheduler)) throw bad(`scheduler must be one of ${SCHEDULER_NAMES.join(', ')}`);
+  const outputFormat = options.outputFormat ?? 'png';
+  if (!['png', 'jpeg', 'webp'].includes(outputFormat)) throw bad('outputFormat must be png, jpeg or webp');
+  const outputQuality = options.outputQuality == null ? null : integerIn('outputQuality', options.outputQuality, 1, 100);
+  const previewEvery = integerIn('previewEvery', options.previewEvery ?? 0, 0, 10_000);
+  const seed = options.seed == null ? randomSeed() : normalizeSeed(integerIn('seed', options.seed, -(2 ** 53), 2 ** 53));
+  return { prompts, negativePrompt, n, size, steps, guidanceScale, imageGuidanceScale, strength, seed, scheduler, outputFormat, outputQuality, previewEvery };
+}
+
+/** Denoise steps one micro-batch runs (img2img skips the first part of the schedule). */
+export function denoiseStepsPerBatch(spec: ModelSpec, edit: Pick<ResolvedEdit, 'steps' | 'strength'>): number {
+  return spec.family === 'img2img' ? img2imgDenoiseSteps(edit.steps, edit.strength) : edit.steps;
+}

@@ -1,0 +1,193 @@
+/**
+ * Euler sampler of Karras et al. in diffusers' EulerDiscreteScheduler form (s_churn = 0, so
+ * deterministic), plus the σ-schedule base that EulerAncestral shares.
+ *
+ * These samplers work in the variance-exploding parametrisation x = x₀ + σ·ε, σ = √((1−ᾱ)/ᾱ);
+ * the UNet was trained on the variance-preserving x_vp = x / √(σ² + 1), hence `scaleModelInput`.
+ */
+
+import { alphasCumprod, betasForSchedule, sigmasFromAlphasCumprod } from './betas.js';
+import { inferenceTimesteps, interpOnIndexGrid } from './timesteps.js';
+import type { PredictionType, Scheduler, SchedulerConfig, SchedulerName, SchedulerStepResult } from './types.js';
+
+export function assertSameLength(what: string, a: Float32Array, b: Float32Array): void {
+  if (a.length !== b.length) {
+    throw new RangeError(`${what} has ${a.length} elements but the sample has ${b.length}`);
+  }
+}
+
+/**
+ * Coefficients (a, b) with x̂₀ = a·x + b·m for model output m at noise level σ (x is the
+ * unscaled sample). Every supported parametrisation is linear in (x, m), which lets the
+ * per-element loops stay branch-free.
+ */
+export function x0Coefficients(predictionType: PredictionType, sigma: number): [number, number] {
+  switch (predictionType) {
+    case 'epsilon':
+      return [1, -sigma];
+    case 'v_prediction': {
+      // v = √ᾱ·ε − √(1−ᾱ)·x₀ expressed in σ terms: √ᾱ = 1/√(σ²+1), √(1−ᾱ) = σ/√(σ²+1).
+      const s2 = sigma * sigma + 1;
+      return [1 / s2, -sigma / Math.sqrt(s2)];
+    }
+    case 'sample':
+      return [0, 1];
+    default: {
+      const unknown: never = predictionType;
+      throw new Error(`Unsupported prediction_type ${JSON.stringify(unknown)}`);
+    }
+  }
+}
+
+/** State shared by σ-space samplers: schedule, step-index tracking, input scaling, noising. */
+export abstract class SigmaScheduler implements Scheduler {
+  abstract readonly name: SchedulerName;
+  abstract readonly isStochastic: boolean;
+
+  readonly config: SchedulerConfig;
+  readonly alphasCumprod: Float64Array;
+  /** σ at every train timestep 0..T−1 (ascending). */
+  readonly trainSigmas: Float64Array;
+  timesteps: Float64Array = new Float64Array(0);
+  /** σ at each inference timestep plus a final 0: length timesteps.length + 1. */
+  sigmas: Float64Array = new Float64Array(0);
+
+  /** Index into `timesteps` of the next `step`; null until the run's first scale/step/addNoise pins it. */
+  protected stepIndex: number | null = null;
+  /** null means "not set": the first call then finds its index from the timestep, as diffusers does. */
+  protected beginIndex: number | null = null;
+
+  constructor(config: SchedulerConfig) {
+    this.config = config;
+    this.alphasCumprod = alphasCumprod(betasForSchedule(config));
+    this.trainSigmas = sigmasFromAlphasCumprod(this.alphasCumprod);
+  }
+
+  get initNoiseSigma(): number {
+    let max = 0;
+    for (let i = 0; i < this.sigmas.length; i++) max = Math.max(max, this.sigmas[i]!);
+    // diffusers' convention: linspace/trailing start from pure σ_max noise, leading adds the unit
+    // variance of x₀'s scale on top.
+    const spacing = this.config.timestep_spacing;
+    return spacing === 'linspace' || spacing === 'trailing' ? max : Math.sqrt(max * max + 1);
+  }
+
+  /** Index of the step that the next `step` call will take, or null before the run starts. */
+  get currentStepIndex(): number | null {
+    return this.stepIndex;
+  }
+
+  setTimesteps(numInferenceSteps: number): void {
+    const timesteps = inferenceTimesteps({
+      numTrainTimesteps: this.config.num_train_timesteps,
+      numInferenceSteps,
+      spacing: this.config.timestep_spacing,
+      stepsOffset: this.config.steps_offset,
+      flavor: 'euler',
+    });
+    const sigmas = new Float64Array(timesteps.length + 1);
+    for (let i = 0; i < timesteps.length; i++) sigmas[i] = interpOnIndexGrid(timesteps[i]!, this.trainSigmas);
+    sigmas[timesteps.length] = 0;
+    this.timesteps = timesteps;
+    this.sigmas = sigmas;
+    this.stepIndex = null;
+    this.beginIndex = null;
+  }
+
+  setBeginIndex(beginIndex: number): void {
+    this.requireTimesteps();
+    if (!Number.isInteger(beginIndex) || beginIndex < 0 || beginIndex >= this.timesteps.length) {
+      throw new RangeError(`beginIndex must be an integer in [0, ${this.timesteps.length - 1}], got ${beginIndex}`);
+    }
+    this.beginIndex = beginIndex;
+    this.stepIndex = null;
+  }
+
+  /**
+   * Position of `timestep` in the schedule. When it occurs twice, the second occurrence wins
+   * (diffusers' rule, so an img2img start never skips a σ).
+   */
+  indexForTimestep(timestep: number): number {
+    const tol = 1e-3;
+    let first = -1;
+    for (let i = 0; i < this.timesteps.length; i++) {
+      if (Math.abs(this.timesteps[i]! - timestep) <= tol) {
+        if (first >= 0) return i;
+        first = i;
+      }
+    }
+    if (first < 0) {
+      throw new RangeError(
+        `timestep ${timestep} is not in this run's schedule [${Array.from(this.timesteps).join(', ')}]; ` +
+          'pass a value from scheduler.timesteps or call setBeginIndex',
+      );
+    }
+    return first;
+  }
+
+  scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
+    const sigma = this.sigmas[this.ensureStepIndex(timestep)]!;
+    const k = 1 / Math.sqrt(sigma * sigma + 1);
+    const out = new Float32Array(sample.length);
+    for (let i = 0; i < sample.length; i++) out[i] = sample[i]! * k;
+    return out;
+  }
+
+  addNoise(originalSamples: Float32Array, noise: Float32Array, timestep: number): Float32Array {
+    this.requireTimesteps();
+    assertSameLength('noise', noise, originalSamples);
+    // diffusers' precedence: a run in progress (inpainting re-noising) uses the current step,
+    // otherwise the begin index, otherwise wherever `timestep` sits in the schedule.
+    const index = this.stepIndex ?? this.beginIndex ?? this.indexForTimestep(timestep);
+    const sigma = this.sigmas[index]!;
+    const out = new Float32Array(originalSamples.length);
+    for (let i = 0; i < out.length; i++) out[i] = originalSamples[i]! + noise[i]! * sigma;
+    return out;
+  }
+
+  abstract step(
+    modelOutput: Float32Array,
+    timestep: number,
+    sample: Float32Array,
+    noise?: Float32Array,
+  ): SchedulerStepResult;
+
+  protected requireTimesteps(): void {
+    if (this.timesteps.length === 0) throw new Error(`${this.name}: call setTimesteps before sampling`);
+  }
+
+  protected ensureStepIndex(timestep: number): number {
+    this.requireTimesteps();
+    if (this.stepIndex === null) this.stepIndex = this.beginIndex ?? this.indexForTimestep(timestep);
+    if (this.stepIndex >= this.timesteps.length) {
+      throw new RangeError(`${this.name}: all ${this.timesteps.length} steps were already taken`);
+    }
+    return this.stepIndex;
+  }
+}
+
+export class EulerDiscreteScheduler extends SigmaScheduler {
+  readonly name = 'EULER' as const;
+  readonly isStochastic = false;
+
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array): SchedulerStepResult {
+    assertSameLength('modelOutput', modelOutput, sample);
+    const index = this.ensureStepIndex(timestep);
+    const sigma = this.sigmas[index]!;
+    const sigmaNext = this.sigmas[index + 1]!;
+    const [a, b] = x0Coefficients(this.config.prediction_type, sigma);
+    // x_next = x + d·(σ_next − σ) with d = (x − x̂₀)/σ, folded into one ratio.
+    const r = (sigmaNext - sigma) / sigma;
+    const n = sample.length;
+    const prevSample = new Float32Array(n);
+    const predOriginalSample = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      const x = sample[i]!;
+      const x0 = a * x + b * modelOutput[i]!;
+      predOriginalSample[i] = x0;
+      prevSample[i] = x + (x - x0) * r;
+    }
+    this.stepIndex = index + 1;
+    return { prevSample, predOriginalSample };
+  }
+}

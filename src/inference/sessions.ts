@@ -1,0 +1,200 @@
+/**
+ * ONNX Runtime sessions for one model folder: opened once, validated against the input/output
+ * names and dtypes optimum's exports use, and run through `runModel`, which converts between the
+ * pipeline's float32 tensors and the model's declared dtypes (fp16 exports, int32/int64 ids,
+ * int64/float timesteps) and accounts the time spent inside `session.run`.
+ */
+import { cpus } from 'node:os';
+import ort from 'onnxruntime-node';
+import type { ModelSpec } from './modelFolder.js';
+import { ModelFolderError } from './modelFolder.js';
+import { fromFloat16, toFloat16 } from './tensor.js';
+
+export type ExecutionProviderName = 'cpu' | 'cuda' | 'webgpu';
+
+export interface SessionConfig {
+  provider: ExecutionProviderName;
+  /** Threads inside one operator; default: all cores. */
+  intraOpThreads?: number;
+  log?: (message: string) => void;
+}
+
+export type Component = 'textEncoder' | 'unet' | 'vaeEncoder' | 'vaeDecoder';
+
+interface Port {
+  name: string;
+  type: string;
+  shape: readonly (number | string)[];
+}
+
+interface ComponentSession {
+  session: ort.InferenceSession;
+  inputs: Map<string, Port>;
+  outputs: Map<string, Port>;
+}
+
+export interface RunStats {
+  /** Milliseconds spent inside session.run, per component. */
+  runMs: Record<Component, number>;
+  runs: number;
+}
+
+export interface ModelSessions {
+  readonly spec: ModelSpec;
+  readonly provider: ExecutionProviderName;
+  readonly stats: RunStats;
+  /** 'latent_parameters' (mean ‖ logvar, current optimum) or 'latent_sample' (older exports). */
+  readonly vaeEncoderOutput: 'latent_parameters' | 'latent_sample';
+  hasInput(component: Component, name: string): boolean;
+  run(component: Component, feeds: Record<string, Feed>, outputName: string): Promise<Float32Array>;
+  release(): Promise<void>;
+}
+
+/** A float32/int feed; converted to the model's declared dtype. */
+export interface Feed {
+  data: Float32Array | Int32Array;
+  dims: readonly number[];
+}
+
+/** What each component must expose, as optimum's ONNX exports of diffusers pipelines do. */
+const REQUIRED: Record<Component, { inputs: string[]; outputs: string[][] }> = {
+  textEncoder: { inputs: ['input_ids'], outputs: [['last_hidden_state']] },
+  unet: { inputs: ['sample', 'timestep', 'encoder_hidden_states'], outputs: [['out_sample']] },
+  vaeEncoder: { inputs: ['sample'], outputs: [['latent_parameters', 'latent_sample']] },
+  vaeDecoder: { inputs: ['latent_sample'], outputs: [['sample']] },
+};
+
+const FILE: Record<Component, string> = {
+  textEncoder: 'text_encoder/model.onnx',
+  unet: 'unet/model.onnx',
+  vaeEncoder: 'vae_encoder/model.onnx',
+  vaeDecoder: 'vae_decoder/model.onnx',
+};
+
+function ports(metadata: readonly ort.InferenceSession.ValueMetadata[]): Map<string, Port> {
+  const map = new Map<string, Port>();
+  for (const m of metadata) map.set(m.name, m.isTensor ? { name: m.name, type: m.type, shape: m.shape } : { name: m.name, type: 'non-tensor', shape: [] });
+  return map;
+}
+
+function providerList(provider: ExecutionProviderName): string[] {
+  // onnxruntime-node throws on ['cuda','cpu'] when CUDA is missing instead of falling back,
+  // so each provider is tried alone and the fallback is ours.
+  return provider === 'cpu' ? ['cpu'] : [provider];
+}
+
+async function createSession(path: string, config: SessionConfig, provider: ExecutionProviderName): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(path, {
+    executionProviders: providerList(provider),
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: config.intraOpThreads ?? Math.max(1, cpus().length),
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    enableCpuMemArena: true,
+    enableMemPattern: true,
+  });
+}
+
+function validate(spec: ModelSpec, component: Component, s: ComponentSession): void {
+  const req = REQUIRED[component];
+  const where = `model ${spec.id}: ${FILE[component]}`;
+  for (const name of req.inputs) {
+    if (!s.inputs.has(name)) throw new ModelFolderError(`${where} has no input "${name}" (inputs: ${[...s.inputs.keys()].join(', ')})`);
+  }
+  for (const alternatives of req.outputs) {
+    if (!alternatives.some((n) => s.outputs.has(n))) {
+      throw new ModelFolderError(`${where} has no output ${alternatives.map((n) => `"${n}"`).join(' or ')} (outputs: ${[...s.outputs.keys()].join(', ')})`);
+    }
+  }
+  if (component === 'unet') {
+    const channels = s.inputs.get('sample')!.shape[1];
+    if (typeof channels === 'number' && channels !== spec.unetInChannels) {
+      throw new ModelFolderError(`${where}: input "sample" has ${channels} channels, expected ${spec.unetInChannels} for ${spec.family}`);
+    }
+    const t = s.inputs.get('timestep')!.type;
+    if (!['int64', 'float32', 'float16'].includes(t)) throw new ModelFolderError(`${where}: input "timestep" has dtype ${t}; expected int64, float32 or float16`);
+  }
+  if (component === 'textEncoder') {
+    const t = s.inputs.get('input_ids')!.type;
+    if (t !== 'int32' && t !== 'int64') throw new ModelFolderError(`${where}: input "input_ids" has dtype ${t}; expected int32 or int64`);
+  }
+  if (component === 'vaeDecoder') {
+    const channels = s.inputs.get('latent_sample')!.shape[1];
+    if (typeof channels === 'number' && channels !== spec.latentChannels) {
+      throw new ModelFolderError(`${where}: input "latent_sample" has ${channels} channels, expected ${spec.latentChannels}`);
+    }
+  }
+}
+
+function toOrtTensor(feed: Feed, type: string): ort.Tensor {
+  const dims = [...feed.dims];
+  if (feed.data instanceof Int32Array) {
+    if (type === 'int64') return new ort.Tensor('int64', BigInt64Array.from(feed.data, (v) => BigInt(v)), dims);
+    return new ort.Tensor('int32', feed.data, dims);
+  }
+  switch (type) {
+    case 'float16':
+      return new ort.Tensor('float16', toFloat16(feed.data), dims);
+    case 'int64':
+      // Older exports take integer timesteps; diffusers' ONNX pipelines cast the same way.
+      return new ort.Tensor('int64', BigInt64Array.from(feed.data, (v) => BigInt(Math.round(v))), dims);
+    default:
+      return new ort.Tensor('float32', feed.data, dims);
+  }
+}
+
+function toFloat32(tensor: ort.Tensor): Float32Array {
+  if (tensor.type === 'float32') return tensor.data as Float32Array;
+  if (tensor.type === 'float16') return fromFloat16(tensor.data as Uint16Array);
+  throw new Error(`unexpected output dtype ${tensor.type}`);
+}
+
+export async function openModelSessions(spec: ModelSpec, config: SessionConfig): Promise<ModelSessions> {
+  let provider = config.provider;
+  const opened = new Map<Component, ComponentSession>();
+  const open = async (component: Component, path: string): Promise<void> => {
+    let session: ort.InferenceSession;
+    try {
+      session = await createSession(path, config, provider);
+    } catch (err) {
+      if (provider === 'cpu') throw new ModelFolderError(`model ${spec.id}: cannot load ${FILE[component]}: ${(err as Error).message}`);
+      config.log?.(`execution provider "${provider}" unavailable (${(err as Error).message.split('\n')[0]}); falling back to cpu`);
+      provider = 'cpu';
+      session = await createSession(path, config, provider);
+    }
+    const cs = { session, inputs: ports(session.inputMetadata), outputs: ports(session.outputMetadata) };
+    validate(spec, component, cs);
+    opened.set(component, cs);
+  };
+  try {
+    await open('unet', spec.paths.unet);
+    await open('textEncoder', spec.paths.textEncoder);
+    await open('vaeEncoder', spec.paths.vaeEncoder);
+    await open('vaeDecoder', spec.paths.vaeDecoder);
+  } catch (err) {
+    await Promise.all([...opened.values()].map((s) => s.session.release()));
+    throw err;
+  }
+  const stats: RunStats = { runMs: { textEncoder: 0, unet: 0, vaeEncoder: 0, vaeDecoder: 0 }, runs: 0 };
+  const get = (c: Component): ComponentSession => opened.get(c)!;
+  return {
+    spec,
+    provider,
+    stats,
+    vaeEncoderOutput: get('vaeEncoder').outputs.has('latent_parameters') ? 'latent_parameters' : 'latent_sample',
+    hasInput: (component, name) => get(component).inputs.has(name),
+    async run(component, feeds, outputName) {
+      const cs = get(component);
+      const ortFeeds: Record<string, ort.Tensor> = {};
+      for (const [name, feed] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(feed, cs.inputs.get(name)?.type ?? 'float32');
+      const started = performance.now();
+      const result = await cs.session.run(ortFeeds, [outputName]);
+      stats.runMs[component] += performance.now() - started;
+      stats.runs += 1;
+      return toFloat32(result[outputName]!);
+    },
+    async release() {
+      await Promise.all([...opened.values()].map((s) => s.session.release()));
+    },
+  };
+}

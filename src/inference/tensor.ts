@@ -1,0 +1,148 @@
+/**
+ * Pure tensor math on flat Float32Arrays in NCHW layout. Everything here runs once per denoise
+ * step over whole batches, so loops are plain and write into preallocated outputs.
+ */
+
+/** Copies `count` items of `itemSize` from each source, one after another (a batch concat). */
+export function concatBatches(parts: readonly Float32Array[]): Float32Array {
+  let total = 0;
+  for (const p of parts) total += p.length;
+  const out = new Float32Array(total);
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}
+
+/**
+ * Builds the UNet input of InstructPix2Pix: for each batch item, its noisy latents (C channels)
+ * followed by its image latents (C channels) along the channel axis.
+ */
+export function concatChannels(noisy: Float32Array, image: Float32Array, batch: number, channels: number, pixels: number, out?: Float32Array): Float32Array {
+  const item = channels * pixels;
+  const result = out ?? new Float32Array(batch * 2 * item);
+  for (let b = 0; b < batch; b++) {
+    result.set(noisy.subarray(b * item, (b + 1) * item), b * 2 * item);
+    result.set(image.subarray(b * item, (b + 1) * item), b * 2 * item + item);
+  }
+  return result;
+}
+
+/**
+ * InstructPix2Pix's three-branch guidance (diffusers' order: text+image, image only, neither):
+ * ε = ε_u + s_T·(ε_T − ε_I) + s_I·(ε_I − ε_u), written into `out` (length B·item).
+ */
+export function instructPix2PixGuidance(pred: Float32Array, itemsTimesSize: number, textScale: number, imageScale: number, out: Float32Array): Float32Array {
+  const n = itemsTimesSize;
+  for (let i = 0; i < n; i++) {
+    const text = pred[i]!;
+    const image = pred[n + i]!;
+    const uncond = pred[2 * n + i]!;
+    out[i] = uncond + textScale * (text - image) + imageScale * (image - uncond);
+  }
+  return out;
+}
+
+/** Classifier-free guidance over diffusers' [uncond, text] batch halves: ε = ε_u + s·(ε_T − ε_u). */
+export function classifierFreeGuidance(pred: Float32Array, itemsTimesSize: number, scale: number, out: Float32Array): Float32Array {
+  const n = itemsTimesSize;
+  for (let i = 0; i < n; i++) {
+    const uncond = pred[i]!;
+    out[i] = uncond + scale * (pred[n + i]! - uncond);
+  }
+  return out;
+}
+
+export function scaleInPlace(data: Float32Array, factor: number): Float32Array {
+  for (let i = 0; i < data.length; i++) data[i] = data[i]! * factor;
+  return data;
+}
+
+/** [0,1] image → [-1,1] model input, in place. */
+export function toSignedUnit(data: Float32Array): Float32Array {
+  for (let i = 0; i < data.length; i++) data[i] = data[i]! * 2 - 1;
+  return data;
+}
+
+/** [-1,1] decoder output → [0,1], clamped, in place. */
+export function toUnitClamped(data: Float32Array): Float32Array {
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i]! * 0.5 + 0.5;
+    data[i] = v < 0 ? 0 : v > 1 ? 1 : v;
+  }
+  return data;
+}
+
+/**
+ * Cheap latent preview (ComfyUI's approach): RGB = latent·factors + bias per pixel, giving [-1,1],
+ * mapped to [0,1]. `latent` is one item [C, h, w]; returns planar [3, h, w].
+ */
+export function projectLatentToRgb(latent: Float32Array, channels: number, pixels: number, factors: readonly (readonly number[])[], bias: readonly number[]): Float32Array {
+  const out = new Float32Array(3 * pixels);
+  for (let rgb = 0; rgb < 3; rgb++) {
+    const o = out.subarray(rgb * pixels, (rgb + 1) * pixels);
+    o.fill(bias[rgb] ?? 0);
+    for (let c = 0; c < channels; c++) {
+      const f = factors[c]![rgb]!;
+      if (f === 0) continue;
+      const src = latent.subarray(c * pixels, (c + 1) * pixels);
+      for (let p = 0; p < pixels; p++) o[p] = o[p]! + f * src[p]!;
+    }
+  }
+  return toUnitClamped(out);
+}
+
+// IEEE 754 half precision conversion for fp16 exports (ORT takes float16 data as Uint16Array).
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+export function toFloat16(src: Float32Array): Uint16Array {
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    f32[0] = src[i]!;
+    const x = u32[0]!;
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    let mant = x & 0x7fffff;
+    if (exp === 0xff) {
+      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
+      continue;
+    }
+    const e = exp - 127 + 15;
+    if (e >= 0x1f) {
+      out[i] = sign | 0x7c00;
+    } else if (e <= 0) {
+      if (e < -10) {
+        out[i] = sign;
+      } else {
+        mant |= 0x800000;
+        const shift = 14 - e;
+        let half = mant >>> shift;
+        const rem = mant & ((1 << shift) - 1);
+        const halfway = 1 << (shift - 1);
+        if (rem > halfway || (rem === halfway && (half & 1))) half += 1;
+        out[i] = sign | half;
+      }
+    } else {
+      let half = (e << 10) | (mant >>> 13);
+      const rem = mant & 0x1fff;
+      if (rem > 0x1000 || (rem === 0x1000 && (half & 1))) half += 1;
+      out[i] = sign | half;
+    }
+  }
+  return out;
+}
+
+export function fromFloat16(src: Uint16Array): Float32Array {
+  const out = new Float32Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    const h = src[i]!;
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >>> 10) & 0x1f;
+    const mant = h & 0x3ff;
+    out[i] = exp === 0 ? sign * mant * 2 ** -24 : exp === 0x1f ? (mant ? NaN : sign * Infinity) : sign * (1 + mant / 1024) * 2 ** (exp - 15);
+  }
+  return out;
+}

@@ -1,0 +1,47 @@
+/**
+ * The inference worker thread. onnxruntime-node's session.run blocks its thread for the whole
+ * call, so the denoise loop lives here and the main thread stays free to answer queries and
+ * deliver progress. Cancellation arrives through a shared flag, read before every step, because
+ * this thread's event loop is busy while a job runs.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { ModelHost } from './modelHost.js';
+import { readModelFolder } from './modelFolder.js';
+import type { WorkerInit, WorkerRequest, WorkerResponse } from './workerProtocol.js';
+import { InferenceError, toInferenceError } from './errors.js';
+
+const port = parentPort!;
+const init = workerData as WorkerInit;
+const post = (message: WorkerResponse, transfer: ArrayBuffer[] = []): void => port.postMessage(message, transfer);
+
+let host: ModelHost;
+try {
+  const specs = init.models.map((m) => readModelFolder(m.dir, m.id));
+  host = await ModelHost.open(specs, { provider: init.provider, intraOpThreads: init.intraOpThreads, log: (message) => post({ type: 'log', message }) });
+  post({ type: 'ready', providers: host.providers() });
+} catch (err) {
+  post({ type: 'init-error', message: (err as Error).message });
+  process.exit(1);
+}
+
+port.on('message', (message: WorkerRequest) => {
+  if (message.type === 'close') {
+    void host.close().then(() => process.exit(0));
+    return;
+  }
+  const { runId, modelId, edit, inputs, cancelFlag, options } = message;
+  const flag = new Int32Array(cancelFlag);
+  host
+    .run(modelId, edit, inputs, {
+      ...options,
+      throwIfAborted: () => {
+        if (Atomics.load(flag, 0) !== 0) throw new InferenceError('CANCELLED', 'the job was cancelled');
+      },
+      onProgress: (update) => post({ type: 'progress', runId, update }),
+    })
+    .then((output) => post({ type: 'done', runId, output }))
+    .catch((err: unknown) => {
+      const e = toInferenceError(err);
+      post({ type: 'failed', runId, code: e.code, message: e.message });
+    });
+});

@@ -1,0 +1,32 @@
+/** Messages between the engine (main thread) and the inference worker. */
+import type { EditInput, EditOutput, ProgressUpdate } from './editRunner.js';
+import type { InferenceErrorCode } from './errors.js';
+import type { ResolvedEdit } from './request.js';
+import type { ExecutionProviderName } from './sessions.js';
+
+export interface WorkerInit {
+  models: { id: string; dir: string }[];
+  provider: ExecutionProviderName;
+  intraOpThreads?: number;
+}
+
+export type WorkerRequest =
+  | {
+      type: 'run';
+      runId: number;
+      modelId: string;
+      edit: ResolvedEdit;
+      inputs: EditInput[];
+      /** 4 bytes; set to 1 by the main thread to cancel before the next step. */
+      cancelFlag: SharedArrayBuffer;
+      options: { memoryBudgetBytes: number; maxInputPixels: number; previewMaxSide?: number };
+    }
+  | { type: 'close' };
+
+export type WorkerResponse =
+  | { type: 'ready'; providers: Record<string, string> }
+  | { type: 'init-error'; message: string }
+  | { type: 'log'; message: string }
+  | { type: 'progress'; runId: number; update: ProgressUpdate }
+  | { type: 'done'; runId: number; output: EditOutput }
+  | { type: 'failed'; runId: number; code: InferenceErrorCode; message: string };
