@@ -48,9 +48,8 @@ export abstract class SigmaScheduler implements Scheduler {
   readonly alphasCumprod: Float64Array;
   /** σ at every train timestep 0..T−1 (ascending). */
   readonly trainSigmas: Float64Array;
-  timesteps: Float64Array = new Float64Array(0);
-  /** σ at each inference timestep plus a final 0: length timesteps.length + 1. */
-  sigmas: Float64Array = new Float64Array(0);
+  private _timesteps: Float64Array = new Float64Array(0);
+  private _sigmas: Float64Array = new Float64Array(0);
 
   /** Index into `timesteps` of the next `step`; null until the run's first scale/step/addNoise pins it. */
   protected stepIndex: number | null = null;
@@ -61,6 +60,15 @@ export abstract class SigmaScheduler implements Scheduler {
     this.config = config;
     this.alphasCumprod = alphasCumprod(betasForSchedule(config));
     this.trainSigmas = sigmasFromAlphasCumprod(this.alphasCumprod);
+  }
+
+  get timesteps(): Float64Array {
+    return this._timesteps;
+  }
+
+  /** σ at each inference timestep plus a final 0: length timesteps.length + 1. */
+  get sigmas(): Float64Array {
+    return this._sigmas;
   }
 
   get initNoiseSigma(): number {
@@ -88,8 +96,8 @@ export abstract class SigmaScheduler implements Scheduler {
     const sigmas = new Float64Array(timesteps.length + 1);
     for (let i = 0; i < timesteps.length; i++) sigmas[i] = interpOnIndexGrid(timesteps[i]!, this.trainSigmas);
     sigmas[timesteps.length] = 0;
-    this.timesteps = timesteps;
-    this.sigmas = sigmas;
+    this._timesteps = timesteps;
+    this._sigmas = sigmas;
     this.stepIndex = null;
     this.beginIndex = null;
   }
