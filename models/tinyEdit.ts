@@ -217,6 +217,8 @@ export function buildTinyEditFiles(): Map<string, Uint8Array> {
     description: 'Built-in analytic InstructPix2Pix model: exact colour edits (grayscale, sepia, invert, brighter, darker, warmer, cooler).',
     defaults: { steps: 8, guidanceScale: 1, imageGuidanceScale: 1, scheduler: 'EULER_ANCESTRAL', size: '512x512' },
     limits: { maxImagesPerJob: 16, maxN: 8, maxSteps: 100, maxPixels: 1024 * 1024 },
+    // Element-wise graphs: ~30 float tensors of a latent pixel per UNet row, no attention.
+    memory: { unetBytesPerLatentPixel: 256, attentionHeads: 0, attentionDownscale: 1, vaeBytesPerPixel: 64 },
     // Latent → RGB in [-1,1] for previews (ComfyUI's convention): undo the scaling factor.
     latentRgbFactors: [[1 / s, 0, 0], [0, 1 / s, 0], [0, 0, 1 / s], [0, 0, 0]],
     latentRgbBias: [0, 0, 0],

@@ -297,6 +297,40 @@ describe("BPE on a hand-built CLIP-shaped vocab", () => {
   });
 });
 
+describe("generic pre-tokenizer features", () => {
+  // Char-level BPE (no merges) with an end-of-word suffix makes piece boundaries visible.
+  function charTokenizer(preTokenizer: unknown): ReturnType<typeof createTokenizer> {
+    const vocab: Record<string, number> = {};
+    let id = 0;
+    for (let c = 0x20; c < 0x7f; c++) {
+      vocab[String.fromCharCode(c)] = id++;
+      vocab[String.fromCharCode(c) + "</w>"] = id++;
+    }
+    vocab["<eos>"] = id;
+    return createTokenizer({ pre_tokenizer: preTokenizer, model: { type: "BPE", vocab, merges: [], end_of_word_suffix: "</w>" } }, { eos_token: "<eos>" });
+  }
+  const split = (behavior: string) => charTokenizer({ type: "Split", pattern: { String: "!" }, behavior, invert: false });
+
+  test("Split behaviors (semantics of the tokenizers library)", () => {
+    assert.deepEqual(split("Removed").tokenize("ab!!c"), ["a", "b</w>", "c</w>"]);
+    assert.deepEqual(split("Isolated").tokenize("ab!!c"), ["a", "b</w>", "!</w>", "!</w>", "c</w>"]);
+    // a delimiter merges into a neighbour only when that neighbour is not a delimiter itself
+    assert.deepEqual(split("MergedWithPrevious").tokenize("ab!!c"), ["a", "b", "!</w>", "!</w>", "c</w>"]);
+    assert.deepEqual(split("MergedWithNext").tokenize("ab!!c"), ["a", "b</w>", "!</w>", "!", "c</w>"]);
+    assert.deepEqual(split("Contiguous").tokenize("ab!!c"), ["a", "b</w>", "!", "!</w>", "c</w>"]);
+  });
+
+  test("Oniguruma-style regexes: (?i:...), \\s, possessive quantifiers", () => {
+    const llama = charTokenizer({
+      type: "Split",
+      pattern: { Regex: "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]++[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+" },
+      behavior: "Isolated",
+      invert: false,
+    });
+    assert.deepEqual(llama.tokenize("IT'S 1234"), ["I", "T</w>", "'", "S</w>", " </w>", "1", "2", "3</w>", "4</w>"]);
+  });
+});
+
 describe("WordLevel model", () => {
   test("looks up whole pre-tokens, unknowns map to unk", () => {
     const json = {

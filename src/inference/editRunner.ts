@@ -9,7 +9,7 @@ import type { ModelSessions } from './sessions.js';
 import type { PromptTokenizer } from './tokenizer.js';
 import type { ResolvedEdit } from './request.js';
 import { denoiseStepsPerBatch, sizeMultiple } from './request.js';
-import { createScheduler } from './schedulers/index.js';
+import { createScheduler, parseSchedulerConfig } from './schedulers/index.js';
 import { deriveSeed } from './random.js';
 import { decodeToTensor, encodeFromTensor, encodePreview, mimeTypeFor } from './imageIO.js';
 import type { DecodedImage } from './imageIO.js';
@@ -143,7 +143,7 @@ export async function runEdit(runtime: ModelRuntime, edit: ResolvedEdit, inputs:
       sessions: runtime.sessions,
       tokenizer: runtime.tokenizer,
       embeddings: new Map(),
-      createScheduler: (name) => createScheduler(name, spec.schedulerConfig),
+      createScheduler: (name) => createScheduler(name, parseSchedulerConfig(spec.schedulerJson, name)),
     };
     const run = spec.family === 'instruct-pix2pix' ? runInstructPix2Pix : runImg2Img;
     const results: { item: PipelineItem; rgb: Float32Array; width: number; height: number }[] = [];

@@ -90,13 +90,16 @@ export class InferenceEngine {
       provider,
       intraOpThreads: this.config.intraOpThreads,
     };
-    const here = new URL('.', import.meta.url);
     const isTs = import.meta.url.endsWith('.ts');
-    const worker = new Worker(new URL(isTs ? 'worker.ts' : 'worker.js', here), {
-      workerData: init,
-      // The worker is TypeScript too when the server runs from source: load it through tsx.
-      execArgv: isTs ? ['--import', import.meta.resolve('tsx')] : [],
-    });
+    const workerUrl = new URL(isTs ? 'worker.ts' : 'worker.js', import.meta.url).href;
+    // Running from TypeScript sources: the worker registers tsx's loader before importing itself
+    // (Node 20 ignores --import in a worker's execArgv).
+    const worker = isTs
+      ? new Worker(
+          `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(workerUrl)}); });`,
+          { eval: true, workerData: init },
+        )
+      : new Worker(new URL(workerUrl), { workerData: init });
     this.worker = worker;
     await new Promise<void>((resolve, reject) => {
       worker.on('message', (message: WorkerResponse) => {
@@ -177,7 +180,7 @@ export class InferenceEngine {
     if (!this.worker) await this.open();
     const cancelFlag = new SharedArrayBuffer(4);
     const runId = this.nextRunId++;
-    const onAbort = (): void => Atomics.store(new Int32Array(cancelFlag), 0, 1);
+    const onAbort = (): void => void Atomics.store(new Int32Array(cancelFlag), 0, 1);
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       return await new Promise<EditOutput>((resolve, reject) => {

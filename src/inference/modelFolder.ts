@@ -7,7 +7,7 @@
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseSchedulerConfig } from './schedulers/index.js';
-import type { SchedulerConfig, SchedulerName } from './schedulers/types.js';
+import type { SchedulerName } from './schedulers/types.js';
 import { SCHEDULER_NAMES } from './schedulers/types.js';
 
 export type PipelineFamily = 'instruct-pix2pix' | 'img2img';
@@ -53,7 +53,8 @@ export interface ModelSpec {
   dir: string;
   family: PipelineFamily;
   description: string;
-  schedulerConfig: SchedulerConfig;
+  /** scheduler_config.json as on disk; parsed per scheduler, since diffusers' defaults differ by class. */
+  schedulerJson: Record<string, unknown>;
   /** VAE latent scaling factor (0.18215 for SD 1.x). */
   scalingFactor: number;
   /** Pixels per latent pixel along each axis (8 for SD). */
@@ -145,11 +146,12 @@ export function readModelFolder(dir: string, id: string): ModelSpec {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ModelFolderError(`model folder ${dir} does not exist`);
   const index = readJson(dir, 'model_index.json')!;
   const schedulerJson = readJson(dir, 'scheduler/scheduler_config.json')!;
-  let schedulerConfig: SchedulerConfig;
-  try {
-    schedulerConfig = parseSchedulerConfig(schedulerJson);
-  } catch (err) {
-    throw new ModelFolderError(`model folder ${dir}: scheduler/scheduler_config.json: ${(err as Error).message}`);
+  for (const name of SCHEDULER_NAMES) {
+    try {
+      parseSchedulerConfig(schedulerJson, name);
+    } catch (err) {
+      throw new ModelFolderError(`model folder ${dir}: scheduler/scheduler_config.json (for ${name}): ${(err as Error).message}`);
+    }
   }
   const paths = {
     tokenizerDir: join(dir, 'tokenizer'),
@@ -184,7 +186,7 @@ export function readModelFolder(dir: string, id: string): ModelSpec {
     dir,
     family,
     description: typeof server.description === 'string' ? server.description : `${family} pipeline from ${dir}`,
-    schedulerConfig,
+    schedulerJson,
     scalingFactor: num(vaeConfig, 'scaling_factor', 0.18215),
     vaeScaleFactor: 2 ** Math.max(0, blocks - 1),
     latentChannels,

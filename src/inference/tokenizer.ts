@@ -492,22 +492,26 @@ function splitPiece(text: string, re: RegExp, behavior: SplitBehavior, invert: b
       for (const p of parts) out.push(p.s);
       break;
     case "MergedWithPrevious": {
+      // a delimiter joins the piece before it, unless that piece is itself a delimiter
+      let prevMatch = false;
       for (const p of parts) {
-        if (p.m && out.length > 0) out[out.length - 1] += p.s;
+        if (p.m && !prevMatch && out.length > 0) out[out.length - 1] += p.s;
         else out.push(p.s);
+        prevMatch = p.m;
       }
       break;
     }
     case "MergedWithNext": {
-      let carry = "";
-      for (const p of parts) {
-        if (p.m) carry += p.s;
-        else {
-          out.push(carry + p.s);
-          carry = "";
-        }
+      // a delimiter joins the piece after it, unless that piece is itself a delimiter
+      let nextMatch = false;
+      const rev: string[] = [];
+      for (let k = parts.length - 1; k >= 0; k--) {
+        const p = parts[k]!;
+        if (p.m && !nextMatch && rev.length > 0) rev[rev.length - 1] = p.s + rev[rev.length - 1];
+        else rev.push(p.s);
+        nextMatch = p.m;
       }
-      if (carry) out.push(carry);
+      out.push(...rev.reverse());
       break;
     }
     case "Contiguous": {

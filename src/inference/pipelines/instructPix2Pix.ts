@@ -13,7 +13,7 @@ import {
   decodeLatents, denoiseLatents, drawNoise, encodeImages, encodePrompts, generatorsFor, latentShapeFor, stackEmbeddings, timestepFeed,
 } from './common.js';
 
-export function instructPix2PixUsesGuidance(params: PipelineParams): boolean {
+export function instructPix2PixUsesGuidance(params: Pick<PipelineParams, 'guidanceScale' | 'imageGuidanceScale'>): boolean {
   return params.guidanceScale > 1 && params.imageGuidanceScale >= 1;
 }
 
