@@ -1,0 +1,67 @@
+/**
+ * Accepting an edit: check the uploads (count, bytes, real image content sniffed from the bytes,
+ * decoded-pixel bound from the header), resolve the options against the model, and queue the job.
+ * Shared by the GraphQL mutation and the REST endpoint; nothing is queued unless all of it passes.
+ */
+import type { InferenceEngine } from '../inference/engine.js';
+import type { EditOptions } from '../inference/request.js';
+import { resolveEditOptions } from '../inference/request.js';
+import { probeImage, ImageDecodeError } from '../inference/imageIO.js';
+import { InferenceError } from '../inference/errors.js';
+import { ServiceError } from '../errors.js';
+import type { JobService } from './jobService.js';
+import type { JobSnapshot } from './types.js';
+
+/** What Yoga's multipart parser (and undici's FormData) hand us for a file part. */
+export interface UploadedFile {
+  readonly name?: string;
+  readonly size: number;
+  readonly type?: string;
+  arrayBuffer(): Promise<ArrayBuffer>;
+}
+
+export interface UploadLimits {
+  maxFilesPerJob: number;
+  maxFileBytes: number;
+  maxTotalBytes: number;
+  maxInputPixels: number;
+}
+
+export interface EditSubmission {
+  model?: string | null;
+  images: readonly UploadedFile[];
+  options: EditOptions;
+}
+
+export class EditService {
+  constructor(private readonly engine: InferenceEngine, private readonly jobs: JobService, readonly limits: UploadLimits) {}
+
+  async submit(submission: EditSubmission): Promise<JobSnapshot> {
+    const spec = this.engine.model(submission.model ?? null);
+    const files = submission.images;
+    if (files.length === 0) throw new ServiceError('BAD_USER_INPUT', 'at least one image is required');
+    const maxFiles = Math.min(this.limits.maxFilesPerJob, spec.limits.maxImagesPerJob);
+    if (files.length > maxFiles) throw new ServiceError('BAD_USER_INPUT', `${files.length} images is over the limit of ${maxFiles} per job`);
+    let total = 0;
+    files.forEach((f, i) => {
+      if (f.size > this.limits.maxFileBytes) throw new ServiceError('PAYLOAD_TOO_LARGE', `images[${i}] is ${f.size} bytes; the limit is ${this.limits.maxFileBytes} bytes per file`);
+      total += f.size;
+    });
+    if (total > this.limits.maxTotalBytes) throw new ServiceError('PAYLOAD_TOO_LARGE', `the images total ${total} bytes; the limit is ${this.limits.maxTotalBytes} bytes per job`);
+    // Options first: a bad argument is reported before any image work.
+    const edit = resolveEditOptions(spec, files.length, submission.options);
+    const inputs = await Promise.all(
+      files.map(async (f, i) => {
+        const bytes = new Uint8Array(await f.arrayBuffer());
+        try {
+          await probeImage(bytes, { maxInputPixels: this.limits.maxInputPixels });
+        } catch (err) {
+          if (err instanceof ImageDecodeError) throw new InferenceError(err.code, `images[${i}]${f.name ? ` (${f.name})` : ''}: ${err.message}`);
+          throw err;
+        }
+        return { bytes, name: f.name };
+      }),
+    );
+    return this.jobs.submit(spec.id, edit, inputs);
+  }
+}

@@ -1,0 +1,244 @@
+/**
+ * The in-process job store and queue: jobs run one at a time on the inference engine (one device),
+ * FIFO; each job's events fan out to its own subscribers; finished jobs stay readable for the
+ * retention period, their inputs freed at once and their results freed at expiry.
+ */
+import { randomUUID } from 'node:crypto';
+import type { InferenceEngine } from '../inference/engine.js';
+import type { EditInput } from '../inference/editRunner.js';
+import type { ResolvedEdit } from '../inference/request.js';
+import { ServiceError, toServiceError } from '../errors.js';
+import { JobEventStream } from './eventStream.js';
+import type { JobEvent, JobProgress, JobSnapshot } from './types.js';
+
+export interface JobServiceConfig {
+  /** How long finished jobs stay readable. */
+  retentionMs: number;
+  /** Queued (not yet running) jobs accepted at once; beyond it QUEUE_FULL. */
+  maxQueuedJobs: number;
+  /** A running job is ended with TIMEOUT after this long; 0 disables. */
+  jobTimeoutMs: number;
+  log?: (fields: Record<string, unknown>, message: string) => void;
+}
+
+interface Job {
+  snapshot: JobSnapshot;
+  edit: ResolvedEdit;
+  inputs: EditInput[] | null;
+  enqueuedAt: number;
+  abort: AbortController;
+  abortReason: 'CANCELLED' | 'TIMEOUT' | null;
+  subscribers: Set<JobEventStream>;
+  expiresAt: number | null;
+}
+
+const nowSeconds = (): number => Date.now() / 1000;
+
+export class JobService {
+  private jobs = new Map<string, Job>();
+  private queue: Job[] = [];
+  private running: Job | null = null;
+  private accepting = true;
+  private sweeper: NodeJS.Timeout;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(private readonly engine: InferenceEngine, private readonly config: JobServiceConfig) {
+    this.sweeper = setInterval(() => this.sweep(), Math.min(config.retentionMs, 30_000)).unref();
+  }
+
+  /** Queues a validated edit; returns the job at once. */
+  submit(modelId: string, edit: ResolvedEdit, inputs: EditInput[]): JobSnapshot {
+    if (!this.accepting) throw new ServiceError('UNAVAILABLE', 'the server is shutting down and takes no new jobs');
+    if (this.queue.length >= this.config.maxQueuedJobs) {
+      throw new ServiceError('QUEUE_FULL', `the queue is full (${this.config.maxQueuedJobs} jobs waiting); retry later`, { retryAfterSeconds: 5 });
+    }
+    const job: Job = {
+      snapshot: {
+        id: randomUUID(),
+        modelId,
+        status: 'QUEUED',
+        queuePosition: this.queue.length + 1,
+        createdAt: nowSeconds(),
+        inputImages: inputs.length,
+        n: edit.n,
+        progress: null,
+        result: null,
+        error: null,
+      },
+      edit,
+      inputs,
+      enqueuedAt: performance.now(),
+      abort: new AbortController(),
+      abortReason: null,
+      subscribers: new Set(),
+      expiresAt: null,
+    };
+    this.jobs.set(job.snapshot.id, job);
+    this.queue.push(job);
+    this.log(job, 'job queued', { position: job.snapshot.queuePosition, images: inputs.length, n: edit.n });
+    const snapshot = { ...job.snapshot };
+    queueMicrotask(() => this.pump());
+    return snapshot;
+  }
+
+  get(id: string): JobSnapshot | null {
+    const job = this.jobs.get(id);
+    return job ? { ...job.snapshot } : null;
+  }
+
+  /** Cancels a queued or running job; a finished job is returned unchanged. */
+  cancel(id: string): JobSnapshot {
+    const job = this.require(id);
+    const s = job.snapshot;
+    if (s.status === 'QUEUED') {
+      this.queue = this.queue.filter((j) => j !== job);
+      this.finish(job, { type: 'cancelled', jobId: s.id, status: 'CANCELLED' });
+      this.publishPositions();
+    } else if (s.status === 'RUNNING' && job.abortReason === null) {
+      job.abortReason = 'CANCELLED';
+      job.abort.abort();
+    }
+    return { ...job.snapshot };
+  }
+
+  /** The job's current state first (position, latest progress or final event), then live events. */
+  subscribe(id: string): AsyncIterableIterator<JobEvent> {
+    const job = this.require(id);
+    const stream = new JobEventStream(() => job.subscribers.delete(stream));
+    const current = currentEvent(job.snapshot);
+    job.subscribers.add(stream);
+    if (current) stream.push(current);
+    return stream;
+  }
+
+  stats(): { queued: number; running: number; jobs: number } {
+    return { queued: this.queue.length, running: this.running ? 1 : 0, jobs: this.jobs.size };
+  }
+
+  /** Stops taking jobs, lets queued and running ones finish within `graceMs`, then cancels the rest. */
+  async shutdown(graceMs: number): Promise<void> {
+    this.accepting = false;
+    const idle = new Promise<void>((resolve) => {
+      if (!this.running && this.queue.length === 0) resolve();
+      else this.idleWaiters.push(resolve);
+    });
+    const timedOut = await Promise.race([idle.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), graceMs).unref())]);
+    if (timedOut) {
+      for (const job of [...this.queue]) this.cancel(job.snapshot.id);
+      if (this.running) this.cancel(this.running.snapshot.id);
+      await idle;
+    }
+    clearInterval(this.sweeper);
+  }
+
+  private require(id: string): Job {
+    const job = this.jobs.get(id);
+    if (!job) throw new ServiceError('NOT_FOUND', `no job with id "${id}" (finished jobs are kept for ${Math.round(this.config.retentionMs / 1000)} s)`);
+    return job;
+  }
+
+  private emit(job: Job, event: JobEvent): void {
+    for (const s of job.subscribers) s.push(event);
+  }
+
+  private publishPositions(): void {
+    this.queue.forEach((job, i) => {
+      if (job.snapshot.queuePosition !== i + 1) {
+        job.snapshot.queuePosition = i + 1;
+        this.emit(job, { type: 'queued', jobId: job.snapshot.id, status: 'QUEUED', position: i + 1 });
+      }
+    });
+  }
+
+  private finish(job: Job, event: Extract<JobEvent, { type: 'completed' | 'failed' | 'cancelled' }>): void {
+    const s = job.snapshot;
+    s.status = event.status;
+    s.queuePosition = null;
+    if (event.type === 'completed') s.result = event.result;
+    if (event.type === 'failed') s.error = event.error;
+    job.inputs = null;
+    job.expiresAt = Date.now() + this.config.retentionMs;
+    this.log(job, `job ${event.status.toLowerCase()}`, event.type === 'failed' ? { code: event.error.code } : {});
+    this.emit(job, event);
+  }
+
+  private pump(): void {
+    if (this.running || this.queue.length === 0) {
+      if (!this.running && this.queue.length === 0) this.idleWaiters.splice(0).forEach((r) => r());
+      return;
+    }
+    const job = this.queue.shift()!;
+    this.running = job;
+    this.publishPositions();
+    void this.run(job).finally(() => {
+      this.running = null;
+      this.pump();
+    });
+  }
+
+  private async run(job: Job): Promise<void> {
+    const s = job.snapshot;
+    s.status = 'RUNNING';
+    s.queuePosition = null;
+    const queueTimeSeconds = (performance.now() - job.enqueuedAt) / 1000;
+    this.log(job, 'job running', { queueTimeSeconds });
+    const timeout =
+      this.config.jobTimeoutMs > 0
+        ? setTimeout(() => {
+            if (job.abortReason === null) {
+              job.abortReason = 'TIMEOUT';
+              job.abort.abort();
+            }
+          }, this.config.jobTimeoutMs).unref()
+        : null;
+    try {
+      const output = await this.engine.edit(s.modelId, job.edit, job.inputs!, {
+        signal: job.abort.signal,
+        onProgress: (update) => {
+          const progress: JobProgress = update;
+          s.progress = progress;
+          this.emit(job, { type: 'progress', jobId: s.id, status: 'RUNNING', ...progress });
+        },
+      });
+      const result = { created: nowSeconds(), images: output.images, usage: { ...output.usage, queueTimeSeconds } };
+      this.finish(job, { type: 'completed', jobId: s.id, status: 'SUCCEEDED', result });
+    } catch (err) {
+      if (job.abortReason === 'CANCELLED') {
+        this.finish(job, { type: 'cancelled', jobId: s.id, status: 'CANCELLED' });
+      } else if (job.abortReason === 'TIMEOUT') {
+        this.finish(job, { type: 'failed', jobId: s.id, status: 'FAILED', error: { code: 'TIMEOUT', message: `the job ran longer than ${this.config.jobTimeoutMs / 1000} s` } });
+      } else {
+        const e = toServiceError(err);
+        if (e.code === 'INTERNAL') this.log(job, 'job failed internally', { error: (err as Error).message });
+        this.finish(job, { type: 'failed', jobId: s.id, status: 'FAILED', error: { code: e.code, message: e.message } });
+      }
+    } finally {
+      if (timeout) clearTimeout(timeout);
+    }
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [id, job] of this.jobs) if (job.expiresAt !== null && job.expiresAt <= now) this.jobs.delete(id);
+  }
+
+  private log(job: Job, message: string, fields: Record<string, unknown> = {}): void {
+    this.config.log?.({ jobId: job.snapshot.id, model: job.snapshot.modelId, status: job.snapshot.status, ...fields }, message);
+  }
+}
+
+/** What a late subscriber sees first. A running job without progress yet has nothing to report. */
+function currentEvent(s: JobSnapshot): JobEvent | null {
+  switch (s.status) {
+    case 'QUEUED':
+      return { type: 'queued', jobId: s.id, status: 'QUEUED', position: s.queuePosition ?? 1 };
+    case 'RUNNING':
+      return s.progress ? { type: 'progress', jobId: s.id, status: 'RUNNING', ...s.progress } : null;
+    case 'SUCCEEDED':
+      return { type: 'completed', jobId: s.id, status: 'SUCCEEDED', result: s.result! };
+    case 'FAILED':
+      return { type: 'failed', jobId: s.id, status: 'FAILED', error: s.error! };
+    case 'CANCELLED':
+      return { type: 'cancelled', jobId: s.id, status: 'CANCELLED' };
+  }
+}

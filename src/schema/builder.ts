@@ -1,0 +1,41 @@
+/** The one Pothos builder. The `Upload` scalar is filled by Yoga's multipart parser with File-like objects. */
+import SchemaBuilder from '@pothos/core';
+import { GraphQLError } from 'graphql';
+import type { InferenceEngine } from '../inference/engine.js';
+import type { JobService } from '../jobs/jobService.js';
+import type { EditService, UploadedFile } from '../jobs/editService.js';
+
+export interface GraphQLContext {
+  engine: InferenceEngine;
+  jobs: JobService;
+  edits: EditService;
+}
+
+export const builder = new SchemaBuilder<{
+  Context: GraphQLContext;
+  Scalars: { Upload: { Input: UploadedFile; Output: never } };
+  DefaultFieldNullability: false;
+}>({ defaultFieldNullability: false });
+
+/** Duck-typed: Yoga's parser yields @whatwg-node File objects, which are not `instanceof File`. */
+function isUploadedFile(value: unknown): value is UploadedFile {
+  return typeof value === 'object' && value !== null && typeof (value as UploadedFile).arrayBuffer === 'function' && typeof (value as UploadedFile).size === 'number';
+}
+
+builder.scalarType('Upload', {
+  description: 'A file sent per the GraphQL multipart request spec (operations + map + files).',
+  serialize: () => {
+    throw new GraphQLError('Upload is an input-only scalar');
+  },
+  parseValue: (value) => {
+    if (!isUploadedFile(value)) throw new GraphQLError('Upload must be a file sent as a multipart request part (operations + map + files)', { extensions: { code: 'BAD_USER_INPUT' } });
+    return value;
+  },
+  parseLiteral: () => {
+    throw new GraphQLError('Upload cannot be written inline; send files as multipart parts', { extensions: { code: 'BAD_USER_INPUT' } });
+  },
+});
+
+builder.queryType({});
+builder.mutationType({});
+builder.subscriptionType({});

@@ -1,0 +1,127 @@
+/** EditJob and its result types; the editJob query and the editImages / cancelEditJob mutations. */
+import type { OutputImage } from '../inference/editRunner.js';
+import type { JobError, JobProgress, JobResult, JobSnapshot } from '../jobs/types.js';
+import type { OutputFormat } from '../inference/imageIO.js';
+import { builder } from './builder.js';
+import { ImageFormatEnum, JobStatusEnum, SchedulerNameEnum } from './enums.js';
+// EditProgress is also an event type (events.ts); the cycle is safe because Pothos resolves fields lazily.
+import { EditProgressRef } from './events.js';
+
+const b64 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+
+export const EditedImageRef = builder.objectRef<OutputImage>('EditedImage').implement({
+  fields: (t) => ({
+    index: t.exposeInt('index', { description: 'Position in the job\'s output: inputIndex * n + variant.' }),
+    inputIndex: t.exposeInt('inputIndex'),
+    variant: t.exposeInt('variant'),
+    seed: t.exposeInt('seed'),
+    b64Json: t.string({ description: 'The encoded image, base64, in the requested format.', resolve: (i) => b64(i.bytes) }),
+    mimeType: t.exposeString('mimeType'),
+    width: t.exposeInt('width'),
+    height: t.exposeInt('height'),
+  }),
+});
+
+export const EditUsageRef = builder.objectRef<JobResult['usage']>('EditUsage').implement({
+  fields: (t) => ({
+    processingTimeSeconds: t.exposeFloat('processingTimeSeconds', { description: "Wall time from the job's start of processing to its result." }),
+    queueTimeSeconds: t.exposeFloat('queueTimeSeconds'),
+    inputImages: t.exposeInt('inputImages'),
+    generatedImages: t.exposeInt('generatedImages', { description: 'inputImages x n' }),
+    steps: t.exposeInt('steps', { description: 'Denoise steps run, summed over micro-batches.' }),
+    batches: t.exposeInt('batches', { description: 'Pipeline calls the job was split into (1 when everything fit in one batch).' }),
+  }),
+});
+
+export const EditResultRef = builder.objectRef<JobResult>('EditResult').implement({
+  fields: (t) => ({
+    created: t.exposeFloat('created', { description: 'Unix time in seconds.' }),
+    images: t.field({ type: [EditedImageRef], resolve: (r) => r.images }),
+    usage: t.field({ type: EditUsageRef, resolve: (r) => r.usage }),
+  }),
+});
+
+export const EditErrorRef = builder.objectRef<JobError>('EditError').implement({
+  fields: (t) => ({
+    code: t.exposeString('code', { description: 'A stable machine-readable code, e.g. BAD_USER_INPUT, INVALID_IMAGE, IMAGE_TOO_LARGE, OUT_OF_MEMORY, CANCELLED, INTERNAL.' }),
+    message: t.exposeString('message'),
+  }),
+});
+
+export const EditPreviewRef = builder.objectRef<JobProgress['previews'][number]>('EditPreview').implement({
+  fields: (t) => ({
+    index: t.exposeInt('index', { description: 'Index of the output image this previews, as in EditResult.images.' }),
+    b64Json: t.string({ resolve: (p) => b64(p.bytes) }),
+    mimeType: t.exposeString('mimeType'),
+  }),
+});
+
+const EditJobRef = builder.objectRef<JobSnapshot>('EditJob').implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    status: t.field({ type: JobStatusEnum, resolve: (j) => j.status }),
+    queuePosition: t.exposeInt('queuePosition', { nullable: true, description: '1-based place in the queue while QUEUED, else null.' }),
+    createdAt: t.exposeFloat('createdAt', { description: 'Unix time in seconds.' }),
+    inputImages: t.exposeInt('inputImages'),
+    n: t.exposeInt('n', { description: 'Variants per input image.' }),
+    model: t.exposeString('modelId', { description: 'The model id the job runs on.' }),
+    progress: t.field({
+      type: EditProgressRef,
+      nullable: true,
+      description: 'The latest progress while RUNNING (and the last one after).',
+      resolve: (j) => (j.progress ? { type: 'progress' as const, jobId: j.id, status: 'RUNNING' as const, ...j.progress } : null),
+    }),
+    result: t.field({ type: EditResultRef, nullable: true, description: 'Set when SUCCEEDED.', resolve: (j) => j.result }),
+    error: t.field({ type: EditErrorRef, nullable: true, description: 'Set when FAILED.', resolve: (j) => j.error }),
+  }),
+});
+
+const FORMAT: Record<'PNG' | 'JPEG' | 'WEBP', OutputFormat> = { PNG: 'png', JPEG: 'jpeg', WEBP: 'webp' };
+
+builder.queryFields((t) => ({
+  editJob: t.field({
+    type: EditJobRef,
+    nullable: true,
+    description: 'A job by id: the polling alternative to the subscription. Finished jobs stay readable for a retention period (configurable, default at least 10 minutes).',
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, args, ctx) => ctx.jobs.get(String(args.id)),
+  }),
+}));
+
+builder.mutationFields((t) => ({
+  editImages: t.field({
+    type: EditJobRef,
+    description:
+      'Queue one edit of all `images` as a single batched job. Each input image gets `n`\nvariants; the job\'s outputs are ordered input by input: all variants of image 0,\nthen all of image 1, and so on. Returns at once with the job in QUEUED (or RUNNING)\nstate; progress and the result arrive through `editJobEvents`, or by polling `editJob`.\nUnset arguments take the chosen model\'s defaults (see `Model.defaults`).',
+    args: {
+      images: t.arg({ type: ['Upload'], required: true }),
+      prompt: t.arg.string({ required: true, description: 'The edit instruction applied to every image that has no entry in `prompts`.' }),
+      prompts: t.arg.stringList({ description: 'Optional per-image instructions: exactly one per image, in upload order; each overrides `prompt` for its image.' }),
+      negativePrompt: t.arg.string(),
+      n: t.arg.int({ defaultValue: 1, description: 'Variants per input image (1..model limit). Total outputs = images x n.' }),
+      size: t.arg.string({ description: "Output size as WIDTHxHEIGHT (e.g. 512x512), or 'auto' to keep each input's aspect ratio within the model's pixel budget." }),
+      steps: t.arg.int(),
+      guidanceScale: t.arg.float(),
+      imageGuidanceScale: t.arg.float(),
+      strength: t.arg.float({ description: 'For img2img-style models: how far the input is noised, 0 < strength <= 1.' }),
+      seed: t.arg.int({ description: 'Base seed. Output k of input i uses a seed derived only from (seed, i, k), so an image\'s result does not depend on what else is in the batch.' }),
+      scheduler: t.arg({ type: SchedulerNameEnum }),
+      model: t.arg.string({ description: "A model id from `models`; default: the server's default model." }),
+      outputFormat: t.arg({ type: ImageFormatEnum, defaultValue: 'PNG' }),
+      outputQuality: t.arg.int({ description: '1..100, for JPEG and WEBP.' }),
+      previewEvery: t.arg.int({ defaultValue: 0, description: 'Send a small preview of every image in progress events every this many steps; 0 sends none.' }),
+    },
+    resolve: (_root, args, ctx) =>
+      ctx.edits.submit({
+        model: args.model,
+        images: args.images,
+        options: { ...args, outputFormat: args.outputFormat ? FORMAT[args.outputFormat] : null },
+      }),
+  }),
+  cancelEditJob: t.field({
+    type: EditJobRef,
+    description: "Cancel a queued or running job. Takes effect before the job's next denoise step; other jobs are unaffected. Cancelling a finished job returns it unchanged.",
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, args, ctx) => ctx.jobs.cancel(String(args.id)),
+  }),
+}));

@@ -1,0 +1,45 @@
+/** Model, its defaults and limits, and the `models` query. */
+import type { ModelSpec } from '../inference/modelFolder.js';
+import { builder } from './builder.js';
+import { SchedulerNameEnum } from './enums.js';
+
+type ModelView = { spec: ModelSpec; isDefault: boolean };
+
+const ModelDefaultsRef = builder.objectRef<ModelSpec['defaults']>('ModelDefaults').implement({
+  fields: (t) => ({
+    steps: t.exposeInt('steps'),
+    guidanceScale: t.exposeFloat('guidanceScale'),
+    imageGuidanceScale: t.exposeFloat('imageGuidanceScale', { nullable: true }),
+    strength: t.exposeFloat('strength', { nullable: true }),
+    scheduler: t.field({ type: SchedulerNameEnum, resolve: (d) => d.scheduler }),
+    size: t.exposeString('size'),
+  }),
+});
+
+const ModelLimitsRef = builder.objectRef<ModelSpec['limits']>('ModelLimits').implement({
+  fields: (t) => ({
+    maxImagesPerJob: t.exposeInt('maxImagesPerJob'),
+    maxN: t.exposeInt('maxN'),
+    maxSteps: t.exposeInt('maxSteps'),
+    maxPixels: t.exposeInt('maxPixels', { description: 'Largest width x height accepted for one output.' }),
+  }),
+});
+
+const ModelRef = builder.objectRef<ModelView>('Model').implement({
+  fields: (t) => ({
+    id: t.id({ resolve: (m) => m.spec.id }),
+    kind: t.string({ description: 'The pipeline family, e.g. instruct-pix2pix or img2img.', resolve: (m) => m.spec.family }),
+    isDefault: t.boolean({ resolve: (m) => m.isDefault }),
+    description: t.string({ resolve: (m) => m.spec.description }),
+    defaults: t.field({ type: ModelDefaultsRef, resolve: (m) => m.spec.defaults }),
+    limits: t.field({ type: ModelLimitsRef, resolve: (m) => m.spec.limits }),
+  }),
+});
+
+builder.queryFields((t) => ({
+  models: t.field({
+    type: [ModelRef],
+    description: 'The pipelines this server can run, with their defaults and limits.',
+    resolve: (_root, _args, ctx) => ctx.engine.models().map((spec) => ({ spec, isDefault: spec.id === ctx.engine.defaultModelId })),
+  }),
+}));

@@ -1,0 +1,301 @@
+import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-node/core';
+export type Maybe<T> = T | null;
+export type InputMaybe<T> = Maybe<T>;
+export type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
+export type MakeOptional<T, K extends keyof T> = Omit<T, K> & { [SubKey in K]?: Maybe<T[SubKey]> };
+export type MakeMaybe<T, K extends keyof T> = Omit<T, K> & { [SubKey in K]: Maybe<T[SubKey]> };
+export type MakeEmpty<T extends { [key: string]: unknown }, K extends keyof T> = { [_ in K]?: never };
+export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
+/** All built-in and custom scalars, mapped to their actual values */
+export type Scalars = {
+  ID: { input: string; output: string; }
+  String: { input: string; output: string; }
+  Boolean: { input: boolean; output: boolean; }
+  Int: { input: number; output: number; }
+  Float: { input: number; output: number; }
+  Upload: { input: unknown; output: unknown; }
+};
+
+export type EditCancelled = EditJobEvent & {
+  __typename?: 'EditCancelled';
+  jobId: Scalars['ID']['output'];
+  status: JobStatus;
+};
+
+export type EditCompleted = EditJobEvent & {
+  __typename?: 'EditCompleted';
+  jobId: Scalars['ID']['output'];
+  result: EditResult;
+  status: JobStatus;
+};
+
+export type EditError = {
+  __typename?: 'EditError';
+  /** A stable machine-readable code, e.g. BAD_USER_INPUT, INVALID_IMAGE, IMAGE_TOO_LARGE, OUT_OF_MEMORY, CANCELLED, INTERNAL. */
+  code: Scalars['String']['output'];
+  message: Scalars['String']['output'];
+};
+
+export type EditFailed = EditJobEvent & {
+  __typename?: 'EditFailed';
+  error: EditError;
+  jobId: Scalars['ID']['output'];
+  status: JobStatus;
+};
+
+export type EditJob = {
+  __typename?: 'EditJob';
+  /** Unix time in seconds. */
+  createdAt: Scalars['Float']['output'];
+  /** Set when FAILED. */
+  error?: Maybe<EditError>;
+  id: Scalars['ID']['output'];
+  inputImages: Scalars['Int']['output'];
+  /** The model id the job runs on. */
+  model: Scalars['String']['output'];
+  /** Variants per input image. */
+  n: Scalars['Int']['output'];
+  /** The latest progress while RUNNING (and the last one after). */
+  progress?: Maybe<EditProgress>;
+  /** 1-based place in the queue while QUEUED, else null. */
+  queuePosition?: Maybe<Scalars['Int']['output']>;
+  /** Set when SUCCEEDED. */
+  result?: Maybe<EditResult>;
+  status: JobStatus;
+};
+
+export type EditJobEvent = {
+  jobId: Scalars['ID']['output'];
+  status: JobStatus;
+};
+
+export type EditPreview = {
+  __typename?: 'EditPreview';
+  b64Json: Scalars['String']['output'];
+  /** Index of the output image this previews, as in EditResult.images. */
+  index: Scalars['Int']['output'];
+  mimeType: Scalars['String']['output'];
+};
+
+/** One denoise step finished. `step` counts 1..totalSteps over the whole job (all its micro-batches) and never goes backwards within one attempt; a job retried after a worker was lost sends EditQueued again and counts from 1. */
+export type EditProgress = EditJobEvent & {
+  __typename?: 'EditProgress';
+  jobId: Scalars['ID']['output'];
+  /** Present on the steps chosen by previewEvery: one small preview per output image. */
+  previews: Array<EditPreview>;
+  status: JobStatus;
+  step: Scalars['Int']['output'];
+  totalSteps: Scalars['Int']['output'];
+};
+
+export type EditQueued = EditJobEvent & {
+  __typename?: 'EditQueued';
+  jobId: Scalars['ID']['output'];
+  position: Scalars['Int']['output'];
+  status: JobStatus;
+};
+
+export type EditResult = {
+  __typename?: 'EditResult';
+  /** Unix time in seconds. */
+  created: Scalars['Float']['output'];
+  images: Array<EditedImage>;
+  usage: EditUsage;
+};
+
+export type EditUsage = {
+  __typename?: 'EditUsage';
+  /** Pipeline calls the job was split into (1 when everything fit in one batch). */
+  batches: Scalars['Int']['output'];
+  /** inputImages x n */
+  generatedImages: Scalars['Int']['output'];
+  inputImages: Scalars['Int']['output'];
+  /** Wall time from the job's start of processing to its result. */
+  processingTimeSeconds: Scalars['Float']['output'];
+  queueTimeSeconds: Scalars['Float']['output'];
+  /** Denoise steps run, summed over micro-batches. */
+  steps: Scalars['Int']['output'];
+};
+
+export type EditedImage = {
+  __typename?: 'EditedImage';
+  /** The encoded image, base64, in the requested format. */
+  b64Json: Scalars['String']['output'];
+  height: Scalars['Int']['output'];
+  /** Position in the job's output: inputIndex * n + variant. */
+  index: Scalars['Int']['output'];
+  inputIndex: Scalars['Int']['output'];
+  mimeType: Scalars['String']['output'];
+  seed: Scalars['Int']['output'];
+  variant: Scalars['Int']['output'];
+  width: Scalars['Int']['output'];
+};
+
+export type ImageFormat =
+  | 'JPEG'
+  | 'PNG'
+  | 'WEBP';
+
+export type JobStatus =
+  | 'CANCELLED'
+  | 'FAILED'
+  | 'QUEUED'
+  | 'RUNNING'
+  | 'SUCCEEDED';
+
+export type Model = {
+  __typename?: 'Model';
+  defaults: ModelDefaults;
+  description: Scalars['String']['output'];
+  id: Scalars['ID']['output'];
+  isDefault: Scalars['Boolean']['output'];
+  /** The pipeline family, e.g. instruct-pix2pix or img2img. */
+  kind: Scalars['String']['output'];
+  limits: ModelLimits;
+};
+
+export type ModelDefaults = {
+  __typename?: 'ModelDefaults';
+  guidanceScale: Scalars['Float']['output'];
+  imageGuidanceScale?: Maybe<Scalars['Float']['output']>;
+  scheduler: SchedulerName;
+  size: Scalars['String']['output'];
+  steps: Scalars['Int']['output'];
+  strength?: Maybe<Scalars['Float']['output']>;
+};
+
+export type ModelLimits = {
+  __typename?: 'ModelLimits';
+  maxImagesPerJob: Scalars['Int']['output'];
+  maxN: Scalars['Int']['output'];
+  /** Largest width x height accepted for one output. */
+  maxPixels: Scalars['Int']['output'];
+  maxSteps: Scalars['Int']['output'];
+};
+
+export type Mutation = {
+  __typename?: 'Mutation';
+  /** Cancel a queued or running job. Takes effect before the job's next denoise step; other jobs are unaffected. Cancelling a finished job returns it unchanged. */
+  cancelEditJob: EditJob;
+  /**
+   * Queue one edit of all `images` as a single batched job. Each input image gets `n`
+   * variants; the job's outputs are ordered input by input: all variants of image 0,
+   * then all of image 1, and so on. Returns at once with the job in QUEUED (or RUNNING)
+   * state; progress and the result arrive through `editJobEvents`, or by polling `editJob`.
+   * Unset arguments take the chosen model's defaults (see `Model.defaults`).
+   */
+  editImages: EditJob;
+};
+
+
+export type MutationCancelEditJobArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
+export type MutationEditImagesArgs = {
+  guidanceScale?: InputMaybe<Scalars['Float']['input']>;
+  imageGuidanceScale?: InputMaybe<Scalars['Float']['input']>;
+  images: Array<Scalars['Upload']['input']>;
+  model?: InputMaybe<Scalars['String']['input']>;
+  n?: InputMaybe<Scalars['Int']['input']>;
+  negativePrompt?: InputMaybe<Scalars['String']['input']>;
+  outputFormat?: InputMaybe<ImageFormat>;
+  outputQuality?: InputMaybe<Scalars['Int']['input']>;
+  previewEvery?: InputMaybe<Scalars['Int']['input']>;
+  prompt: Scalars['String']['input'];
+  prompts?: InputMaybe<Array<Scalars['String']['input']>>;
+  scheduler?: InputMaybe<SchedulerName>;
+  seed?: InputMaybe<Scalars['Int']['input']>;
+  size?: InputMaybe<Scalars['String']['input']>;
+  steps?: InputMaybe<Scalars['Int']['input']>;
+  strength?: InputMaybe<Scalars['Float']['input']>;
+};
+
+export type Query = {
+  __typename?: 'Query';
+  /** A job by id: the polling alternative to the subscription. Finished jobs stay readable for a retention period (configurable, default at least 10 minutes). */
+  editJob?: Maybe<EditJob>;
+  /** The pipelines this server can run, with their defaults and limits. */
+  models: Array<Model>;
+};
+
+
+export type QueryEditJobArgs = {
+  id: Scalars['ID']['input'];
+};
+
+export type SchedulerName =
+  | 'DDIM'
+  | 'EULER'
+  | 'EULER_ANCESTRAL';
+
+export type Subscription = {
+  __typename?: 'Subscription';
+  /**
+   * Every event of one job, from its state at subscription time to its end. A subscriber
+   * that arrives late first receives the job's current state (its queue position or its
+   * latest progress); a job that has already finished yields its final event, and the
+   * stream then completes. The stream always ends with exactly one EditCompleted,
+   * EditFailed or EditCancelled event.
+   */
+  editJobEvents: EditJobEvent;
+};
+
+
+export type SubscriptionEditJobEventsArgs = {
+  id: Scalars['ID']['input'];
+};
+
+export type ModelsQueryVariables = Exact<{ [key: string]: never; }>;
+
+
+export type ModelsQuery = { __typename?: 'Query', models: Array<{ __typename?: 'Model', id: string, kind: string, isDefault: boolean, defaults: { __typename?: 'ModelDefaults', steps: number, guidanceScale: number, imageGuidanceScale?: number | null, strength?: number | null, scheduler: SchedulerName, size: string }, limits: { __typename?: 'ModelLimits', maxImagesPerJob: number, maxN: number, maxSteps: number, maxPixels: number } }> };
+
+export type JobFieldsFragment = { __typename?: 'EditJob', id: string, status: JobStatus, queuePosition?: number | null, createdAt: number, inputImages: number, progress?: { __typename?: 'EditProgress', step: number, totalSteps: number } | null, result?: { __typename?: 'EditResult', created: number, images: Array<{ __typename?: 'EditedImage', index: number, inputIndex: number, variant: number, seed: number, b64Json: string, mimeType: string, width: number, height: number }>, usage: { __typename?: 'EditUsage', processingTimeSeconds: number, queueTimeSeconds: number, inputImages: number, generatedImages: number, steps: number, batches: number } } | null, error?: { __typename?: 'EditError', code: string, message: string } | null };
+
+export type EditImagesMutationVariables = Exact<{
+  images: Array<Scalars['Upload']['input']> | Scalars['Upload']['input'];
+  prompt: Scalars['String']['input'];
+  prompts?: InputMaybe<Array<Scalars['String']['input']> | Scalars['String']['input']>;
+  n?: InputMaybe<Scalars['Int']['input']>;
+  size?: InputMaybe<Scalars['String']['input']>;
+  steps?: InputMaybe<Scalars['Int']['input']>;
+  seed?: InputMaybe<Scalars['Int']['input']>;
+  scheduler?: InputMaybe<SchedulerName>;
+  previewEvery?: InputMaybe<Scalars['Int']['input']>;
+  guidanceScale?: InputMaybe<Scalars['Float']['input']>;
+  outputFormat?: InputMaybe<ImageFormat>;
+  model?: InputMaybe<Scalars['String']['input']>;
+}>;
+
+
+export type EditImagesMutation = { __typename?: 'Mutation', editImages: { __typename?: 'EditJob', id: string, status: JobStatus, queuePosition?: number | null, createdAt: number, inputImages: number, progress?: { __typename?: 'EditProgress', step: number, totalSteps: number } | null, result?: { __typename?: 'EditResult', created: number, images: Array<{ __typename?: 'EditedImage', index: number, inputIndex: number, variant: number, seed: number, b64Json: string, mimeType: string, width: number, height: number }>, usage: { __typename?: 'EditUsage', processingTimeSeconds: number, queueTimeSeconds: number, inputImages: number, generatedImages: number, steps: number, batches: number } } | null, error?: { __typename?: 'EditError', code: string, message: string } | null } };
+
+export type EditJobQueryVariables = Exact<{
+  id: Scalars['ID']['input'];
+}>;
+
+
+export type EditJobQuery = { __typename?: 'Query', editJob?: { __typename?: 'EditJob', id: string, status: JobStatus, queuePosition?: number | null, createdAt: number, inputImages: number, progress?: { __typename?: 'EditProgress', step: number, totalSteps: number } | null, result?: { __typename?: 'EditResult', created: number, images: Array<{ __typename?: 'EditedImage', index: number, inputIndex: number, variant: number, seed: number, b64Json: string, mimeType: string, width: number, height: number }>, usage: { __typename?: 'EditUsage', processingTimeSeconds: number, queueTimeSeconds: number, inputImages: number, generatedImages: number, steps: number, batches: number } } | null, error?: { __typename?: 'EditError', code: string, message: string } | null } | null };
+
+export type CancelEditJobMutationVariables = Exact<{
+  id: Scalars['ID']['input'];
+}>;
+
+
+export type CancelEditJobMutation = { __typename?: 'Mutation', cancelEditJob: { __typename?: 'EditJob', id: string, status: JobStatus } };
+
+export type EditJobEventsSubscriptionVariables = Exact<{
+  id: Scalars['ID']['input'];
+}>;
+
+
+export type EditJobEventsSubscription = { __typename?: 'Subscription', editJobEvents: { __typename: 'EditCancelled', jobId: string, status: JobStatus } | { __typename: 'EditCompleted', jobId: string, status: JobStatus, result: { __typename?: 'EditResult', created: number, images: Array<{ __typename?: 'EditedImage', index: number, inputIndex: number, variant: number, seed: number, b64Json: string, mimeType: string, width: number, height: number }>, usage: { __typename?: 'EditUsage', processingTimeSeconds: number, queueTimeSeconds: number, inputImages: number, generatedImages: number, steps: number, batches: number } } } | { __typename: 'EditFailed', jobId: string, status: JobStatus, error: { __typename?: 'EditError', code: string, message: string } } | { __typename: 'EditProgress', step: number, totalSteps: number, jobId: string, status: JobStatus, previews: Array<{ __typename?: 'EditPreview', index: number, b64Json: string, mimeType: string }> } | { __typename: 'EditQueued', position: number, jobId: string, status: JobStatus } };
+
+export const JobFieldsFragmentDoc = {"kind":"Document","definitions":[{"kind":"FragmentDefinition","name":{"kind":"Name","value":"JobFields"},"typeCondition":{"kind":"NamedType","name":{"kind":"Name","value":"EditJob"}},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"id"}},{"kind":"Field","name":{"kind":"Name","value":"status"}},{"kind":"Field","name":{"kind":"Name","value":"queuePosition"}},{"kind":"Field","name":{"kind":"Name","value":"createdAt"}},{"kind":"Field","name":{"kind":"Name","value":"inputImages"}},{"kind":"Field","name":{"kind":"Name","value":"progress"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"step"}},{"kind":"Field","name":{"kind":"Name","value":"totalSteps"}}]}},{"kind":"Field","name":{"kind":"Name","value":"result"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"created"}},{"kind":"Field","name":{"kind":"Name","value":"images"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"index"}},{"kind":"Field","name":{"kind":"Name","value":"inputIndex"}},{"kind":"Field","name":{"kind":"Name","value":"variant"}},{"kind":"Field","name":{"kind":"Name","value":"seed"}},{"kind":"Field","name":{"kind":"Name","value":"b64Json"}},{"kind":"Field","name":{"kind":"Name","value":"mimeType"}},{"kind":"Field","name":{"kind":"Name","value":"width"}},{"kind":"Field","name":{"kind":"Name","value":"height"}}]}},{"kind":"Field","name":{"kind":"Name","value":"usage"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"processingTimeSeconds"}},{"kind":"Field","name":{"kind":"Name","value":"queueTimeSeconds"}},{"kind":"Field","name":{"kind":"Name","value":"inputImages"}},{"kind":"Field","name":{"kind":"Name","value":"generatedImages"}},{"kind":"Field","name":{"kind":"Name","value":"steps"}},{"kind":"Field","name":{"kind":"Name","value":"batches"}}]}}]}},{"kind":"Field","name":{"kind":"Name","value":"error"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"code"}},{"kind":"Field","name":{"kind":"Name","value":"message"}}]}}]}}]} as unknown as DocumentNode<JobFieldsFragment, unknown>;
+export const ModelsDocument = {"kind":"Document","definitions":[{"kind":"OperationDefinition","operation":"query","name":{"kind":"Name","value":"Models"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"models"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"id"}},{"kind":"Field","name":{"kind":"Name","value":"kind"}},{"kind":"Field","name":{"kind":"Name","value":"isDefault"}},{"kind":"Field","name":{"kind":"Name","value":"defaults"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"steps"}},{"kind":"Field","name":{"kind":"Name","value":"guidanceScale"}},{"kind":"Field","name":{"kind":"Name","value":"imageGuidanceScale"}},{"kind":"Field","name":{"kind":"Name","value":"strength"}},{"kind":"Field","name":{"kind":"Name","value":"scheduler"}},{"kind":"Field","name":{"kind":"Name","value":"size"}}]}},{"kind":"Field","name":{"kind":"Name","value":"limits"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"maxImagesPerJob"}},{"kind":"Field","name":{"kind":"Name","value":"maxN"}},{"kind":"Field","name":{"kind":"Name","value":"maxSteps"}},{"kind":"Field","name":{"kind":"Name","value":"maxPixels"}}]}}]}}]}}]} as unknown as DocumentNode<ModelsQuery, ModelsQueryVariables>;
+export const EditImagesDocument = {"kind":"Document","definitions":[{"kind":"OperationDefinition","operation":"mutation","name":{"kind":"Name","value":"EditImages"},"variableDefinitions":[{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"images"}},"type":{"kind":"NonNullType","type":{"kind":"ListType","type":{"kind":"NonNullType","type":{"kind":"NamedType","name":{"kind":"Name","value":"Upload"}}}}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"prompt"}},"type":{"kind":"NonNullType","type":{"kind":"NamedType","name":{"kind":"Name","value":"String"}}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"prompts"}},"type":{"kind":"ListType","type":{"kind":"NonNullType","type":{"kind":"NamedType","name":{"kind":"Name","value":"String"}}}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"n"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"Int"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"size"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"String"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"steps"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"Int"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"seed"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"Int"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"scheduler"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"SchedulerName"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"previewEvery"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"Int"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"guidanceScale"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"Float"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"outputFormat"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"ImageFormat"}}},{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"model"}},"type":{"kind":"NamedType","name":{"kind":"Name","value":"String"}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"editImages"},"arguments":[{"kind":"Argument","name":{"kind":"Name","value":"images"},"value":{"kind":"Variable","name":{"kind":"Name","value":"images"}}},{"kind":"Argument","name":{"kind":"Name","value":"prompt"},"value":{"kind":"Variable","name":{"kind":"Name","value":"prompt"}}},{"kind":"Argument","name":{"kind":"Name","value":"prompts"},"value":{"kind":"Variable","name":{"kind":"Name","value":"prompts"}}},{"kind":"Argument","name":{"kind":"Name","value":"n"},"value":{"kind":"Variable","name":{"kind":"Name","value":"n"}}},{"kind":"Argument","name":{"kind":"Name","value":"size"},"value":{"kind":"Variable","name":{"kind":"Name","value":"size"}}},{"kind":"Argument","name":{"kind":"Name","value":"steps"},"value":{"kind":"Variable","name":{"kind":"Name","value":"steps"}}},{"kind":"Argument","name":{"kind":"Name","value":"seed"},"value":{"kind":"Variable","name":{"kind":"Name","value":"seed"}}},{"kind":"Argument","name":{"kind":"Name","value":"scheduler"},"value":{"kind":"Variable","name":{"kind":"Name","value":"scheduler"}}},{"kind":"Argument","name":{"kind":"Name","value":"previewEvery"},"value":{"kind":"Variable","name":{"kind":"Name","value":"previewEvery"}}},{"kind":"Argument","name":{"kind":"Name","value":"guidanceScale"},"value":{"kind":"Variable","name":{"kind":"Name","value":"guidanceScale"}}},{"kind":"Argument","name":{"kind":"Name","value":"outputFormat"},"value":{"kind":"Variable","name":{"kind":"Name","value":"outputFormat"}}},{"kind":"Argument","name":{"kind":"Name","value":"model"},"value":{"kind":"Variable","name":{"kind":"Name","value":"model"}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"FragmentSpread","name":{"kind":"Name","value":"JobFields"}}]}}]}},{"kind":"FragmentDefinition","name":{"kind":"Name","value":"JobFields"},"typeCondition":{"kind":"NamedType","name":{"kind":"Name","value":"EditJob"}},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"id"}},{"kind":"Field","name":{"kind":"Name","value":"status"}},{"kind":"Field","name":{"kind":"Name","value":"queuePosition"}},{"kind":"Field","name":{"kind":"Name","value":"createdAt"}},{"kind":"Field","name":{"kind":"Name","value":"inputImages"}},{"kind":"Field","name":{"kind":"Name","value":"progress"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"step"}},{"kind":"Field","name":{"kind":"Name","value":"totalSteps"}}]}},{"kind":"Field","name":{"kind":"Name","value":"result"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"created"}},{"kind":"Field","name":{"kind":"Name","value":"images"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"index"}},{"kind":"Field","name":{"kind":"Name","value":"inputIndex"}},{"kind":"Field","name":{"kind":"Name","value":"variant"}},{"kind":"Field","name":{"kind":"Name","value":"seed"}},{"kind":"Field","name":{"kind":"Name","value":"b64Json"}},{"kind":"Field","name":{"kind":"Name","value":"mimeType"}},{"kind":"Field","name":{"kind":"Name","value":"width"}},{"kind":"Field","name":{"kind":"Name","value":"height"}}]}},{"kind":"Field","name":{"kind":"Name","value":"usage"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"processingTimeSeconds"}},{"kind":"Field","name":{"kind":"Name","value":"queueTimeSeconds"}},{"kind":"Field","name":{"kind":"Name","value":"inputImages"}},{"kind":"Field","name":{"kind":"Name","value":"generatedImages"}},{"kind":"Field","name":{"kind":"Name","value":"steps"}},{"kind":"Field","name":{"kind":"Name","value":"batches"}}]}}]}},{"kind":"Field","name":{"kind":"Name","value":"error"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"code"}},{"kind":"Field","name":{"kind":"Name","value":"message"}}]}}]}}]} as unknown as DocumentNode<EditImagesMutation, EditImagesMutationVariables>;
+export const EditJobDocument = {"kind":"Document","definitions":[{"kind":"OperationDefinition","operation":"query","name":{"kind":"Name","value":"EditJob"},"variableDefinitions":[{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"id"}},"type":{"kind":"NonNullType","type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"editJob"},"arguments":[{"kind":"Argument","name":{"kind":"Name","value":"id"},"value":{"kind":"Variable","name":{"kind":"Name","value":"id"}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"FragmentSpread","name":{"kind":"Name","value":"JobFields"}}]}}]}},{"kind":"FragmentDefinition","name":{"kind":"Name","value":"JobFields"},"typeCondition":{"kind":"NamedType","name":{"kind":"Name","value":"EditJob"}},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"id"}},{"kind":"Field","name":{"kind":"Name","value":"status"}},{"kind":"Field","name":{"kind":"Name","value":"queuePosition"}},{"kind":"Field","name":{"kind":"Name","value":"createdAt"}},{"kind":"Field","name":{"kind":"Name","value":"inputImages"}},{"kind":"Field","name":{"kind":"Name","value":"progress"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"step"}},{"kind":"Field","name":{"kind":"Name","value":"totalSteps"}}]}},{"kind":"Field","name":{"kind":"Name","value":"result"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"created"}},{"kind":"Field","name":{"kind":"Name","value":"images"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"index"}},{"kind":"Field","name":{"kind":"Name","value":"inputIndex"}},{"kind":"Field","name":{"kind":"Name","value":"variant"}},{"kind":"Field","name":{"kind":"Name","value":"seed"}},{"kind":"Field","name":{"kind":"Name","value":"b64Json"}},{"kind":"Field","name":{"kind":"Name","value":"mimeType"}},{"kind":"Field","name":{"kind":"Name","value":"width"}},{"kind":"Field","name":{"kind":"Name","value":"height"}}]}},{"kind":"Field","name":{"kind":"Name","value":"usage"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"processingTimeSeconds"}},{"kind":"Field","name":{"kind":"Name","value":"queueTimeSeconds"}},{"kind":"Field","name":{"kind":"Name","value":"inputImages"}},{"kind":"Field","name":{"kind":"Name","value":"generatedImages"}},{"kind":"Field","name":{"kind":"Name","value":"steps"}},{"kind":"Field","name":{"kind":"Name","value":"batches"}}]}}]}},{"kind":"Field","name":{"kind":"Name","value":"error"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"code"}},{"kind":"Field","name":{"kind":"Name","value":"message"}}]}}]}}]} as unknown as DocumentNode<EditJobQuery, EditJobQueryVariables>;
+export const CancelEditJobDocument = {"kind":"Document","definitions":[{"kind":"OperationDefinition","operation":"mutation","name":{"kind":"Name","value":"CancelEditJob"},"variableDefinitions":[{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"id"}},"type":{"kind":"NonNullType","type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"cancelEditJob"},"arguments":[{"kind":"Argument","name":{"kind":"Name","value":"id"},"value":{"kind":"Variable","name":{"kind":"Name","value":"id"}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"id"}},{"kind":"Field","name":{"kind":"Name","value":"status"}}]}}]}}]} as unknown as DocumentNode<CancelEditJobMutation, CancelEditJobMutationVariables>;
+export const EditJobEventsDocument = {"kind":"Document","definitions":[{"kind":"OperationDefinition","operation":"subscription","name":{"kind":"Name","value":"EditJobEvents"},"variableDefinitions":[{"kind":"VariableDefinition","variable":{"kind":"Variable","name":{"kind":"Name","value":"id"}},"type":{"kind":"NonNullType","type":{"kind":"NamedType","name":{"kind":"Name","value":"ID"}}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"editJobEvents"},"arguments":[{"kind":"Argument","name":{"kind":"Name","value":"id"},"value":{"kind":"Variable","name":{"kind":"Name","value":"id"}}}],"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"__typename"}},{"kind":"Field","name":{"kind":"Name","value":"jobId"}},{"kind":"Field","name":{"kind":"Name","value":"status"}},{"kind":"InlineFragment","typeCondition":{"kind":"NamedType","name":{"kind":"Name","value":"EditQueued"}},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"position"}}]}},{"kind":"InlineFragment","typeCondition":{"kind":"NamedType","name":{"kind":"Name","value":"EditProgress"}},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"step"}},{"kind":"Field","name":{"kind":"Name","value":"totalSteps"}},{"kind":"Field","name":{"kind":"Name","value":"previews"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"index"}},{"kind":"Field","name":{"kind":"Name","value":"b64Json"}},{"kind":"Field","name":{"kind":"Name","value":"mimeType"}}]}}]}},{"kind":"InlineFragment","typeCondition":{"kind":"NamedType","name":{"kind":"Name","value":"EditCompleted"}},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"result"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"created"}},{"kind":"Field","name":{"kind":"Name","value":"images"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"index"}},{"kind":"Field","name":{"kind":"Name","value":"inputIndex"}},{"kind":"Field","name":{"kind":"Name","value":"variant"}},{"kind":"Field","name":{"kind":"Name","value":"seed"}},{"kind":"Field","name":{"kind":"Name","value":"b64Json"}},{"kind":"Field","name":{"kind":"Name","value":"mimeType"}},{"kind":"Field","name":{"kind":"Name","value":"width"}},{"kind":"Field","name":{"kind":"Name","value":"height"}}]}},{"kind":"Field","name":{"kind":"Name","value":"usage"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"processingTimeSeconds"}},{"kind":"Field","name":{"kind":"Name","value":"queueTimeSeconds"}},{"kind":"Field","name":{"kind":"Name","value":"inputImages"}},{"kind":"Field","name":{"kind":"Name","value":"generatedImages"}},{"kind":"Field","name":{"kind":"Name","value":"steps"}},{"kind":"Field","name":{"kind":"Name","value":"batches"}}]}}]}}]}},{"kind":"InlineFragment","typeCondition":{"kind":"NamedType","name":{"kind":"Name","value":"EditFailed"}},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"error"},"selectionSet":{"kind":"SelectionSet","selections":[{"kind":"Field","name":{"kind":"Name","value":"code"}},{"kind":"Field","name":{"kind":"Name","value":"message"}}]}}]}}]}}]}}]} as unknown as DocumentNode<EditJobEventsSubscription, EditJobEventsSubscriptionVariables>;
