@@ -1,0 +1,204 @@
+/**
+ * HTTP and websocket wiring: one node:http server on one port serving /graphql (HTTP, SSE,
+ * graphql-ws, GraphiQL), /healthz, and the REST endpoint, with the same auth everywhere.
+ *
+ * Uploads use Yoga's built-in multipart parser rather than graphql-upload-minimal: it enforces
+ * real limits while the body streams (maxRequestBodySize → 413 before buffering the rest;
+ * busboy's per-file fileSize/files limits through formDataLimits) and keeps Yoga's CSRF
+ * prevention in the path, whereas graphql-upload-minimal truncates oversize files silently and
+ * bypasses the CSRF check.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
+import { createFetch } from '@whatwg-node/fetch';
+import { WebSocketServer } from 'ws';
+import { useServer } from 'graphql-ws/use/ws';
+import type { ExecutionArgs } from 'graphql';
+import { pino, type Logger } from 'pino';
+import { InferenceEngine } from '../inference/engine.js';
+import { JobService } from '../jobs/jobService.js';
+import { EditService } from '../jobs/editService.js';
+import { buildSchema, type GraphQLContext } from '../schema/index.js';
+import type { ServerConfig } from './config.js';
+import { createAuthenticator, type Authenticator } from './auth.js';
+import { maskGraphQLError } from './errorMapping.js';
+import { handleRestEdit } from './rest.js';
+import { serveUi } from './ui.js';
+
+export interface RunningServer {
+  url: string;
+  httpServer: Server;
+  engine: InferenceEngine;
+  jobs: JobService;
+  edits: EditService;
+  auth: Authenticator;
+  log: Logger;
+  /** SIGTERM behaviour: no new jobs, running ones finish within the grace period, then everything closes. */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+/** Close codes graphql-ws clients understand: 4401 is fatal for them (no retry with bad credentials). */
+const WS_UNAUTHORIZED = 4401;
+const MB = 1024 * 1024;
+
+export async function startServer(config: ServerConfig, options: { logger?: Logger } = {}): Promise<RunningServer> {
+  const log = options.logger ?? pino({ level: config.logLevel, redact: ['authorization', '*.authorization'] });
+  const engine = await InferenceEngine.start({
+    modelsDir: config.modelsDir,
+    defaultModel: config.defaultModel,
+    provider: config.provider,
+    intraOpThreads: config.intraOpThreads,
+    memoryBudgetBytes: config.memoryBudgetBytes,
+    maxInputPixels: config.maxInputPixels,
+    log: (message) => log.warn(message),
+  });
+  const jobs = new JobService(engine, {
+    retentionMs: config.retentionSeconds * 1000,
+    maxQueuedJobs: config.maxQueuedJobs,
+    jobTimeoutMs: config.jobTimeoutSeconds * 1000,
+    log: (fields, message) => log.info(fields, message),
+  });
+  const edits = new EditService(engine, jobs, {
+    maxFilesPerJob: config.maxImagesPerJob,
+    maxFileBytes: config.maxFileBytes,
+    maxTotalBytes: config.maxTotalBytes,
+    maxInputPixels: config.maxInputPixels,
+  });
+  const auth = createAuthenticator(config);
+  const context: GraphQLContext = { engine, jobs, edits };
+  const logError = (err: unknown): void => log.error({ err }, 'internal error');
+
+  const yoga: YogaServerInstance<Record<string, unknown>, GraphQLContext> = createYoga<Record<string, unknown>, GraphQLContext>({
+    schema: buildSchema(),
+    context: () => context,
+    graphqlEndpoint: '/graphql',
+    landingPage: false,
+    graphiql: { subscriptionsProtocol: 'WS', title: 'image-edit-server' },
+    // Assets bundled in the package: GraphiQL renders without a CDN.
+    renderGraphiQL,
+    maskedErrors: { maskError: (error) => maskGraphQLError(error, logError) },
+    // Whole-body bound, enforced while streaming (413); per-file bounds are busboy's, below.
+    maxRequestBodySize: config.maxTotalBytes + MB,
+    fetchAPI: createFetch({
+      formDataLimits: { fileSize: config.maxFileBytes, files: config.maxImagesPerJob, fieldSize: MB, fields: 64, parts: config.maxImagesPerJob + 64 },
+    }),
+    logging: { debug: (...a) => log.debug(a), info: (...a) => log.info(a), warn: (...a) => log.warn(a), error: (...a) => log.error(a) },
+    plugins: [useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight'] })],
+  });
+
+  let shuttingDown = false;
+  const httpServer = createServer((req, res) => {
+    void route(req, res).catch((err: unknown) => {
+      logError(err);
+      if (!res.headersSent) sendJson(res, 500, { error: { code: 'INTERNAL', message: 'internal error' } });
+      else res.end();
+    });
+  });
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname === '/healthz') {
+      sendJson(res, shuttingDown ? 503 : 200, { status: shuttingDown ? 'shutting-down' : 'ok', models: engine.models().map((m) => m.id), providers: engine.providers() });
+      return;
+    }
+    if (url.pathname === '/' || url.pathname.startsWith('/ui/')) {
+      if (serveUi(url.pathname, req, res)) return;
+    }
+    const isGraphiQLPage = url.pathname === '/graphql' && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html') && !url.searchParams.has('query');
+    if (!isGraphiQLPage && !auth.check(req.headers.authorization)) {
+      res.setHeader('WWW-Authenticate', auth.challenge);
+      sendJson(res, 401, url.pathname.startsWith('/v1/')
+        ? { error: { message: 'missing or invalid credentials', type: 'invalid_request_error', code: 'UNAUTHENTICATED' } }
+        : { errors: [{ message: 'missing or invalid credentials', extensions: { code: 'UNAUTHENTICATED' } }] });
+      return;
+    }
+    if (url.pathname === '/v1/images/edits') {
+      await handleRestEdit(req, res, { engine, jobs, edits, log, maxBodyBytes: config.maxTotalBytes + MB, uploadLimits: edits.limits });
+      return;
+    }
+    if (url.pathname === '/graphql') {
+      await yoga.requestListener(req, res);
+      return;
+    }
+    sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route for ${url.pathname}` } });
+  }
+
+  const wsServer = new WebSocketServer({ server: httpServer, path: '/graphql', maxPayload: MB });
+  useServer(
+    {
+      connectionInitWaitTimeout: 10_000,
+      onConnect: (ctx) => {
+        const authorization = (ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization) as string | undefined;
+        if (!auth.check(authorization)) {
+          ctx.extra.socket.close(WS_UNAUTHORIZED, 'Unauthorized');
+          return false;
+        }
+        return true;
+      },
+      execute: (args) => (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
+      subscribe: (args) => (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args) as never,
+      onSubscribe: async (ctx, _id, params) => {
+        const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params });
+        let document;
+        try {
+          document = parse(params.query);
+        } catch (err) {
+          return [maskGraphQLError(err, logError)] as never;
+        }
+        const args = {
+          schema,
+          operationName: params.operationName,
+          document,
+          variableValues: params.variables,
+          contextValue: await contextFactory(),
+          rootValue: { execute, subscribe },
+        };
+        const errors = validate(args.schema, args.document);
+        if (errors.length) return errors;
+        return args;
+      },
+    },
+    wsServer,
+  );
+
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(config.port, config.host, () => resolve());
+  });
+  const address = httpServer.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${host}:${address.port}`;
+
+  return {
+    url,
+    httpServer,
+    engine,
+    jobs,
+    edits,
+    auth,
+    log,
+    async shutdown(graceMs = config.shutdownGraceSeconds * 1000) {
+      if (shuttingDown) return;
+      shuttingDown = true;
+      log.info({ graceMs }, 'shutting down: no new jobs; waiting for running ones');
+      await jobs.shutdown(graceMs);
+      // Terminal events are queued on the sockets; give them a moment to flush before closing.
+      await new Promise((r) => setTimeout(r, 200));
+      for (const client of wsServer.clients) client.close(1001, 'Server shutting down');
+      await new Promise<void>((resolve) => wsServer.close(() => resolve()));
+      httpServer.closeIdleConnections();
+      await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+      await engine.close();
+      log.info('shut down');
+    },
+  };
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}

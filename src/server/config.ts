@@ -1,0 +1,81 @@
+/**
+ * Server configuration from the environment. Every variable has a documented default
+ * (docs/api.md, "Configuration"); invalid values stop the server at start with a clear message.
+ */
+import { defaultModelsDir } from '../config.js';
+import { defaultMemoryBudget, DEFAULT_MAX_INPUT_PIXELS } from '../inference/engine.js';
+import type { ExecutionProviderName } from '../inference/sessions.js';
+
+export interface ServerConfig {
+  port: number;
+  host: string;
+  modelsDir: string;
+  defaultModel: string | undefined;
+  provider: ExecutionProviderName;
+  intraOpThreads: number | undefined;
+  memoryBudgetBytes: number;
+  maxImagesPerJob: number;
+  maxFileBytes: number;
+  maxTotalBytes: number;
+  maxInputPixels: number;
+  retentionSeconds: number;
+  maxQueuedJobs: number;
+  jobTimeoutSeconds: number;
+  shutdownGraceSeconds: number;
+  authTokens: string[];
+  authBasic: { user: string; pass: string }[];
+  allowAnonymous: boolean;
+  production: boolean;
+  logLevel: string;
+}
+
+export class ConfigError extends Error {}
+
+type Env = Record<string, string | undefined>;
+
+function int(env: Env, name: string, fallback: number, min = 0): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new ConfigError(`${name} must be an integer ≥ ${min} (got "${raw}")`);
+  return n;
+}
+
+const list = (raw: string | undefined): string[] => (raw ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+
+export function loadConfig(env: Env = process.env): ServerConfig {
+  const provider = (env.EXECUTION_PROVIDER ?? 'cpu').toLowerCase();
+  if (!['cpu', 'cuda', 'webgpu'].includes(provider)) throw new ConfigError(`EXECUTION_PROVIDER must be cpu, cuda or webgpu (got "${env.EXECUTION_PROVIDER}")`);
+  const authBasic = list(env.AUTH_BASIC).map((pair) => {
+    const i = pair.indexOf(':');
+    if (i <= 0) throw new ConfigError('AUTH_BASIC must be comma-separated user:pass pairs');
+    return { user: pair.slice(0, i), pass: pair.slice(i + 1) };
+  });
+  const mb = 1024 * 1024;
+  return {
+    port: int(env, 'PORT', 4000),
+    host: env.HOST || '127.0.0.1',
+    modelsDir: env.MODELS_DIR || defaultModelsDir(),
+    defaultModel: env.DEFAULT_MODEL || undefined,
+    provider: provider as ExecutionProviderName,
+    intraOpThreads: env.ORT_INTRA_OP_THREADS ? int(env, 'ORT_INTRA_OP_THREADS', 0, 1) : undefined,
+    memoryBudgetBytes: env.MEMORY_BUDGET_MB ? int(env, 'MEMORY_BUDGET_MB', 0, 1) * mb : defaultMemoryBudget(),
+    maxImagesPerJob: int(env, 'MAX_IMAGES_PER_JOB', 16, 1),
+    maxFileBytes: int(env, 'MAX_FILE_BYTES', 20 * mb, 1),
+    maxTotalBytes: int(env, 'MAX_TOTAL_BYTES', 100 * mb, 1),
+    maxInputPixels: int(env, 'MAX_INPUT_PIXELS', DEFAULT_MAX_INPUT_PIXELS, 1),
+    retentionSeconds: int(env, 'JOB_RETENTION_SECONDS', 900, 1),
+    maxQueuedJobs: int(env, 'MAX_QUEUED_JOBS', 100, 1),
+    jobTimeoutSeconds: int(env, 'JOB_TIMEOUT_SECONDS', 600, 0),
+    shutdownGraceSeconds: int(env, 'SHUTDOWN_GRACE_SECONDS', 30, 0),
+    authTokens: list(env.AUTH_TOKENS),
+    authBasic,
+    allowAnonymous: env.ALLOW_ANONYMOUS === '1' || env.ALLOW_ANONYMOUS === 'true',
+    production: env.NODE_ENV === 'production',
+    logLevel: env.LOG_LEVEL || 'info',
+  };
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}

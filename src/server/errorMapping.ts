@@ -1,0 +1,33 @@
+/**
+ * The one place coded errors become GraphQL errors: ServiceError / InferenceError keep their code
+ * and message; GraphQL's own parse/validation/coercion errors keep theirs (with BAD_USER_INPUT
+ * where graphql-js gives none); anything else is INTERNAL with no message or stack for the client.
+ */
+import { GraphQLError } from 'graphql';
+import { ServiceError, toServiceError } from '../errors.js';
+import { InferenceError } from '../inference/errors.js';
+
+/** Yoga's own HTTP-level errors (CSRF, body size) carry a status but no code. */
+const STATUS_CODE: Record<number, string> = { 401: 'UNAUTHENTICATED', 403: 'FORBIDDEN', 413: 'PAYLOAD_TOO_LARGE' };
+
+export function maskGraphQLError(error: unknown, log: (err: unknown) => void): Error {
+  const graphQLError = error instanceof GraphQLError ? error : null;
+  const original = graphQLError?.originalError ?? (graphQLError ? null : error);
+  if (original instanceof ServiceError || original instanceof InferenceError) {
+    const e = toServiceError(original);
+    if (e.code === 'INTERNAL') log(original);
+    return new GraphQLError(e.message, {
+      nodes: graphQLError?.nodes,
+      path: graphQLError?.path,
+      extensions: { code: e.code, ...(e.details.retryAfterSeconds ? { retryAfterSeconds: e.details.retryAfterSeconds } : {}) },
+    });
+  }
+  if (graphQLError && (!original || original instanceof GraphQLError)) {
+    const inner = (original as GraphQLError | null) ?? graphQLError;
+    const status = (inner.extensions?.http as { status?: number } | undefined)?.status;
+    const code = (inner.extensions?.code as string | undefined) ?? (status ? STATUS_CODE[status] : undefined) ?? 'BAD_USER_INPUT';
+    return new GraphQLError(inner.message, { nodes: graphQLError.nodes, path: graphQLError.path, extensions: { ...inner.extensions, code } });
+  }
+  log(original ?? error);
+  return new GraphQLError('internal error', { nodes: graphQLError?.nodes, path: graphQLError?.path, extensions: { code: 'INTERNAL' } });
+}

@@ -1,0 +1,134 @@
+/** Seeds and noise: per-output seed derivation and the reproducible normal stream. */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { deriveSeed, MAX_SEED, NoiseGenerator, normalizeSeed, randomSeed } from '../src/inference/random.js';
+
+describe('normalizeSeed', () => {
+  it('keeps seeds in 0..2^31-1 and wraps others like a 32-bit cast', () => {
+    assert.equal(normalizeSeed(0), 0);
+    assert.equal(normalizeSeed(42), 42);
+    assert.equal(normalizeSeed(MAX_SEED), MAX_SEED);
+    assert.equal(normalizeSeed(2 ** 31), 0);
+    assert.equal(normalizeSeed(-1), MAX_SEED);
+    assert.equal(normalizeSeed(2 ** 32 + 5), 5);
+  });
+
+  it('randomSeed is a valid seed', () => {
+    for (let i = 0; i < 100; i++) {
+      const s = randomSeed();
+      assert.ok(Number.isInteger(s) && s >= 0 && s <= MAX_SEED, String(s));
+    }
+  });
+});
+
+describe('deriveSeed', () => {
+  it('is the normalized seed itself for input 0, variant 0', () => {
+    for (const seed of [0, 1, 7, 123456789, MAX_SEED, -1, 2 ** 31 + 3]) assert.equal(deriveSeed(seed, 0, 0), normalizeSeed(seed));
+  });
+
+  it('gives other (input, variant) pairs distinct 31-bit seeds, deterministically', () => {
+    for (const seed of [0, 7, 987654321]) {
+      const seen = new Set<number>([deriveSeed(seed, 0, 0)]);
+      for (let i = 0; i < 8; i++) {
+        for (let k = 0; k < 8; k++) {
+          if (i === 0 && k === 0) continue;
+          const s = deriveSeed(seed, i, k);
+          assert.ok(Number.isInteger(s) && s >= 0 && s <= MAX_SEED, `deriveSeed(${seed}, ${i}, ${k}) = ${s}`);
+          assert.equal(deriveSeed(seed, i, k), s, 'deterministic');
+          assert.ok(!seen.has(s), `deriveSeed(${seed}, ${i}, ${k}) repeats ${s}`);
+          seen.add(s);
+        }
+      }
+    }
+  });
+
+  it('does not swap input and variant', () => {
+    assert.notEqual(deriveSeed(7, 1, 2), deriveSeed(7, 2, 1));
+    assert.notEqual(deriveSeed(7, 0, 1), deriveSeed(7, 1, 0));
+  });
+
+  it('depends on the base seed', () => {
+    assert.notEqual(deriveSeed(1, 1, 0), deriveSeed(2, 1, 0));
+    // Seeds that normalize alike derive alike.
+    assert.equal(deriveSeed(-1, 3, 2), deriveSeed(MAX_SEED, 3, 2));
+  });
+});
+
+describe('NoiseGenerator', () => {
+  it('reproduces its stream for a seed, and differs across seeds', () => {
+    const a = new NoiseGenerator(1234);
+    const b = new NoiseGenerator(1234);
+    const c = new NoiseGenerator(1235);
+    const xs = Array.from({ length: 64 }, () => a.nextNormal());
+    const ys = Array.from({ length: 64 }, () => b.nextNormal());
+    const zs = Array.from({ length: 64 }, () => c.nextNormal());
+    assert.deepEqual(xs, ys);
+    assert.notDeepEqual(xs, zs);
+    assert.deepEqual(
+      Array.from({ length: 8 }, () => new NoiseGenerator(99).nextUint32()),
+      Array.from({ length: 8 }, () => new NoiseGenerator(99).nextUint32()),
+    );
+  });
+
+  it('treats seeds that normalize alike the same', () => {
+    const a = new NoiseGenerator(-1);
+    const b = new NoiseGenerator(MAX_SEED);
+    for (let i = 0; i < 16; i++) assert.equal(a.nextUint32(), b.nextUint32());
+  });
+
+  it('draws uniforms strictly inside (0, 1) and uint32s in range', () => {
+    const g = new NoiseGenerator(5);
+    for (let i = 0; i < 10_000; i++) {
+      const u = g.nextUniform();
+      assert.ok(u > 0 && u < 1, String(u));
+      const x = g.nextUint32();
+      assert.ok(Number.isInteger(x) && x >= 0 && x < 2 ** 32, String(x));
+    }
+  });
+
+  it('draws standard normals (mean ≈ 0, std ≈ 1 over 100k draws)', () => {
+    const g = new NoiseGenerator(2024);
+    const n = 100_000;
+    const data = g.fillNormal(new Float32Array(n));
+    let sum = 0;
+    let sumSq = 0;
+    let beyond3 = 0;
+    for (const v of data) {
+      assert.ok(Number.isFinite(v));
+      sum += v;
+      sumSq += v * v;
+      if (Math.abs(v) > 3) beyond3 += 1;
+    }
+    const mean = sum / n;
+    const std = Math.sqrt(sumSq / n - mean * mean);
+    // Standard error of the mean is 1/√n ≈ 0.003; of the std ≈ 0.0022.
+    assert.ok(Math.abs(mean) < 0.02, `mean ${mean}`);
+    assert.ok(Math.abs(std - 1) < 0.02, `std ${std}`);
+    // P(|z| > 3) ≈ 0.27%.
+    assert.ok(beyond3 > 0.001 * n && beyond3 < 0.005 * n, `${beyond3} draws beyond 3σ`);
+  });
+
+  it('fills segments with the same values as sequential draws', () => {
+    const sequential = new NoiseGenerator(77);
+    const expected = Float32Array.from({ length: 37 }, () => sequential.nextNormal());
+
+    const segmented = new NoiseGenerator(77);
+    const out = new Float32Array(37);
+    // Odd segment lengths also check that the Box–Muller spare carries across calls.
+    segmented.fillNormal(out, 0, 5);
+    segmented.fillNormal(out, 5, 13);
+    segmented.fillNormal(out, 18);
+    assert.deepEqual(out, expected);
+
+    const whole = new NoiseGenerator(77).fillNormal(new Float32Array(37));
+    assert.deepEqual(whole, expected);
+  });
+
+  it('fillNormal leaves the rest of the array alone', () => {
+    const out = new Float32Array(10).fill(9);
+    new NoiseGenerator(3).fillNormal(out, 2, 4);
+    assert.deepEqual([...out.subarray(0, 2)], [9, 9]);
+    assert.deepEqual([...out.subarray(6)], [9, 9, 9, 9]);
+    assert.ok(out.subarray(2, 6).every((v) => v !== 9));
+  });
+});
