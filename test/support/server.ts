@@ -1,0 +1,17 @@
+/** Starts the real server in-process on a free loopback port for end-to-end tests. */
+import { startServer, type RunningServer } from '../../src/server/app.js';
+import { loadConfig } from '../../src/server/config.js';
+import { pino } from 'pino';
+
+export interface TestServer {
+  url: string;
+  wsUrl: string;
+  server: RunningServer;
+  close(): Promise<void>;
+}
+
+export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', ...env });
+  const server = await startServer(config, { logger: pino({ level: env.LOG_LEVEL ?? 'silent' }) });
+  return { url: server.url, wsUrl: server.url.replace(/^http/, 'ws') + '/graphql', server, close: () => server.shutdown(1000) };
+}
