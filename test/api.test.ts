@@ -106,7 +106,7 @@ describe('GraphQL API', () => {
       cache: new InMemoryCache(),
       link: createUploadLink({ uri: `${server.url}/graphql`, headers: { 'apollo-require-preflight': 'true' } }),
     });
-    const file = new File([red], 'red.png', { type: 'image/png' });
+    const file = new File([new Uint8Array(red)], 'red.png', { type: 'image/png' });
     const result = await client.mutate({ mutation: EditImagesDocument, variables: { images: [file, file], prompt: 'invert', size: '32x32', steps: 3 } });
     const job = result.data!.editImages;
     assert.equal(job.inputImages, 2);

@@ -22,7 +22,7 @@ export async function postMultipart<T>(url: string, query: string | DocumentNode
   const form = new FormData();
   form.set('operations', JSON.stringify({ query: typeof query === 'string' ? query : print(query), variables: { ...variables, images: files.map(() => null) } }));
   form.set('map', JSON.stringify(Object.fromEntries(files.map((_, i) => [String(i), [`variables.images.${i}`]]))));
-  files.forEach((f, i) => form.set(String(i), new Blob([f.bytes]), f.name));
+  files.forEach((f, i) => form.set(String(i), new Blob([new Uint8Array(f.bytes)]), f.name));
   const res = await fetch(`${url}/graphql`, { method: 'POST', body: form, headers });
   const text = await res.text();
   let body: GraphQLResponse<T>;
