@@ -110,7 +110,7 @@ export function familyFromModelIndex(index: Record<string, unknown>, unetInChann
     }
     return 'instruct-pix2pix';
   }
-  if (/StableDiffusion(Img2Img)?Pipeline$|LatentConsistency|StableDiffusionXL(Img2Img)?Pipeline$/.test(className) || /Img2Img/.test(className)) {
+  if (/^(ORT)?StableDiffusion(Img2Img)?Pipeline$/.test(className)) {
     if (unetInChannels !== latentChannels) {
       throw new ModelFolderError(`img2img needs a UNet with ${latentChannels} input channels; unet/config.json says in_channels ${unetInChannels}`);
     }

@@ -107,6 +107,10 @@ function validate(spec: ModelSpec, component: Component, s: ComponentSession): v
     }
   }
   if (component === 'unet') {
+    const extra = [...s.inputs.keys()].filter((n) => !req.inputs.includes(n));
+    if (extra.length) {
+      throw new ModelFolderError(`${where} needs inputs this server's pipelines do not provide (${extra.join(', ')}): SDXL / LCM-style UNets are not supported`);
+    }
     const channels = s.inputs.get('sample')!.shape[1];
     if (typeof channels === 'number' && channels !== spec.unetInChannels) {
       throw new ModelFolderError(`${where}: input "sample" has ${channels} channels, expected ${spec.unetInChannels} for ${spec.family}`);
@@ -126,7 +130,10 @@ function validate(spec: ModelSpec, component: Component, s: ComponentSession): v
   }
 }
 
-function toOrtTensor(feed: Feed, type: string): ort.Tensor {
+function toOrtTensor(feed: Feed, port: Port | undefined): ort.Tensor {
+  const type = port?.type ?? 'float32';
+  // Recent optimum exports declare `timestep` as a scalar: every row shares t, so feed one value.
+  if (port && port.shape.length === 0 && feed.data.length > 1) feed = { data: feed.data.subarray(0, 1) as Float32Array | Int32Array, dims: [] };
   const dims = [...feed.dims];
   if (feed.data instanceof Int32Array) {
     if (type === 'int64') return new ort.Tensor('int64', BigInt64Array.from(feed.data, (v) => BigInt(v)), dims);
@@ -186,7 +193,7 @@ export async function openModelSessions(spec: ModelSpec, config: SessionConfig):
     async run(component, feeds, outputName) {
       const cs = get(component);
       const ortFeeds: Record<string, ort.Tensor> = {};
-      for (const [name, feed] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(feed, cs.inputs.get(name)?.type ?? 'float32');
+      for (const [name, feed] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(feed, cs.inputs.get(name));
       const started = performance.now();
       const result = await cs.session.run(ortFeeds, [outputName]);
       stats.runMs[component] += performance.now() - started;
