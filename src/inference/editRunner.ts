@@ -53,6 +53,8 @@ export interface ProgressUpdate {
   step: number;
   totalSteps: number;
   previews: PreviewImage[];
+  /** Unix time in ms (sub-ms precision) when the step finished, for latency measurements. */
+  emittedAt: number;
 }
 
 export interface EditUsage {
@@ -157,7 +159,7 @@ export async function runEdit(runtime: ModelRuntime, edit: ResolvedEdit, inputs:
           stepInBatch += 1;
           const wantPreview = edit.previewEvery > 0 && spec.preview !== null && (stepInBatch % edit.previewEvery === 0 || stepInBatch === stepsPerBatch);
           const previews = wantPreview ? await renderPreviews(spec, batch, info, options.previewMaxSide ?? 128, edit.n) : [];
-          options.onProgress?.({ step, totalSteps, previews });
+          options.onProgress?.({ step, totalSteps, previews, emittedAt: performance.timeOrigin + performance.now() });
         },
       };
       const params: PipelineParams = {

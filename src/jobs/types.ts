@@ -19,6 +19,8 @@ export interface JobProgress {
   step: number;
   totalSteps: number;
   previews: PreviewImage[];
+  /** Unix time in ms when the step finished on the inference worker. */
+  emittedAt: number;
 }
 
 export interface JobSnapshot {

@@ -34,6 +34,7 @@ export const EditProgressRef = builder.objectRef<EventOf<'progress'>>('EditProgr
   fields: (t) => ({
     step: t.exposeInt('step'),
     totalSteps: t.exposeInt('totalSteps'),
+    emittedAt: t.exposeFloat('emittedAt', { description: 'Unix time in milliseconds when this step finished on the inference worker (for measuring delivery latency).' }),
     previews: t.field({ type: [EditPreviewRef], description: 'Present on the steps chosen by previewEvery: one small preview per output image.', resolve: (e) => e.previews }),
   }),
 });

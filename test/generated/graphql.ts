@@ -80,6 +80,8 @@ export type EditPreview = {
 /** One denoise step finished. `step` counts 1..totalSteps over the whole job (all its micro-batches) and never goes backwards within one attempt; a job retried after a worker was lost sends EditQueued again and counts from 1. */
 export type EditProgress = EditJobEvent & {
   __typename?: 'EditProgress';
+  /** Unix time in milliseconds when this step finished on the inference worker (for measuring delivery latency). */
+  emittedAt: Scalars['Float']['output'];
   jobId: Scalars['ID']['output'];
   /** Present on the steps chosen by previewEvery: one small preview per output image. */
   previews: Array<EditPreview>;

@@ -1,0 +1,202 @@
+/**
+ * `npm run bench` (quick) / `npm run bench -- --full`: measures, side by side in one run, on the
+ * generated `bench` model (realistic convolutions, GroupNorm, attention, 8× VAE):
+ *   batching            one batched call over B images vs B single-image calls, and raw ORT UNet batch B vs B×1
+ *   pipeline_overhead   share of pipeline wall time outside session.run
+ *   server_overhead     GraphQL client wall time (upload → final event) / in-process pipeline time − 1
+ *   coalescing          cross-request batching throughput gain (not implemented yet: null)
+ *   progress_latency_ms step callback on the worker → websocket client receipt
+ *   peak_rss_mb         process RSS peak during a 4-image 512×512 job through the server
+ * Prints a table and writes bench/results.json. Figures are ratios measured in the same run.
+ */
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import ort from 'onnxruntime-node';
+import sharp from 'sharp';
+import { ensureBenchModel } from '../models/bench.js';
+import { InferenceEngine } from '../src/inference/engine.js';
+import { resolveEditOptions } from '../src/inference/request.js';
+import { startServer } from '../src/server/app.js';
+import { loadConfig } from '../src/server/config.js';
+import { PROJECT_ROOT } from '../src/config.js';
+import { collect, postMultipart, wsClient } from '../test/support/graphql.js';
+import { pino } from 'pino';
+
+const full = process.argv.includes('--full');
+const IMAGES = 4;
+const SIZE = full ? 512 : 256;
+const STEPS = full ? 10 : 4;
+const REPS = full ? 3 : 2;
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
+const now = (): number => performance.now();
+
+async function testImage(i: number, size: number): Promise<Buffer> {
+  return sharp({ create: { width: size, height: size, channels: 3, background: { r: 40 * i + 30, g: 120, b: 200 - 30 * i } } }).png().toBuffer();
+}
+
+async function rawOrtSpeedup(unetPath: string, batch: number, branches: number, latent: number, hidden: number): Promise<number> {
+  const session = await ort.InferenceSession.create(unetPath, { executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: cpus().length });
+  const run = async (rows: number): Promise<void> => {
+    await session.run({
+      sample: new ort.Tensor('float32', new Float32Array(rows * 8 * latent * latent).fill(0.1), [rows, 8, latent, latent]),
+      timestep: new ort.Tensor('float32', new Float32Array(rows).fill(500), [rows]),
+      encoder_hidden_states: new ort.Tensor('float32', new Float32Array(rows * 77 * hidden).fill(0.01), [rows, 77, hidden]),
+    });
+  };
+  await run(branches);
+  await run(batch * branches);
+  const single: number[] = [];
+  const batched: number[] = [];
+  for (let r = 0; r < REPS + 1; r++) {
+    let t = now();
+    for (let b = 0; b < batch; b++) await run(branches);
+    single.push(now() - t);
+    t = now();
+    await run(batch * branches);
+    batched.push(now() - t);
+  }
+  await session.release();
+  return median(single) / median(batched);
+}
+
+async function main(): Promise<void> {
+  const modelDir = await ensureBenchModel();
+  const modelsDir = dirname(modelDir);
+  const images = await Promise.all(Array.from({ length: IMAGES }, (_, i) => testImage(i, SIZE)));
+  const engine = await InferenceEngine.start({ modelsDir, modelIds: ['bench'], threading: 'inline' });
+  const spec = engine.model('bench');
+  const edit = (count: number, size = SIZE, steps = STEPS) => resolveEditOptions(spec, count, { prompt: 'make it sepia', size: `${size}x${size}`, steps, seed: 1 });
+
+  console.log(`bench model at ${SIZE}x${SIZE}, ${IMAGES} images, ${STEPS} steps (${full ? 'full' : 'quick'}); warming up…`);
+  await engine.edit('bench', edit(1), [{ bytes: images[0]! }]);
+  await engine.edit('bench', edit(IMAGES), images.map((bytes) => ({ bytes })));
+
+  // Batched vs sequential through the pipeline, interleaved so drift hits both alike.
+  const seqTimes: number[] = [];
+  const batTimes: number[] = [];
+  const overheads: number[] = [];
+  for (let r = 0; r < REPS; r++) {
+    let t = now();
+    for (const bytes of images) await engine.edit('bench', edit(1), [{ bytes }]);
+    seqTimes.push(now() - t);
+    t = now();
+    const out = await engine.edit('bench', edit(IMAGES), images.map((bytes) => ({ bytes })));
+    batTimes.push(now() - t);
+    overheads.push((out.timings.totalMs - out.timings.sessionRunMs) / out.timings.totalMs);
+  }
+  const latent = SIZE / spec.vaeScaleFactor;
+  const branches = 3; // InstructPix2Pix with guidance: the pipeline runs 3 UNet rows per item
+  const hidden = 64;
+  const rawSpeedup = await rawOrtSpeedup(spec.paths.unet, IMAGES, branches, latent, hidden);
+  const speedup = median(seqTimes) / median(batTimes);
+
+  // In-process reference for the server job (4 images at 512×512 in every mode).
+  const serverSize = 512;
+  const serverSteps = STEPS;
+  const bigImages = await Promise.all(Array.from({ length: 4 }, (_, i) => testImage(i, serverSize)));
+  const inProcess: number[] = [];
+  for (let r = 0; r < REPS; r++) {
+    const t = now();
+    await engine.edit('bench', edit(4, serverSize, serverSteps), bigImages.map((bytes) => ({ bytes })));
+    inProcess.push(now() - t);
+  }
+  await engine.close();
+
+  const server = await startServer(loadConfig({ PORT: '0', MODELS_DIR: modelsDir, DEFAULT_MODEL: 'bench', LOG_LEVEL: 'silent' }), { logger: pino({ level: 'silent' }) });
+  const wsUrl = server.url.replace(/^http/, 'ws') + '/graphql';
+  let peakRss = process.memoryUsage().rss;
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 20);
+  const clientTimes: number[] = [];
+  const latencies: number[] = [];
+  const subscription = 'subscription($id: ID!) { editJobEvents(id: $id) { __typename ... on EditProgress { step emittedAt } } }';
+  type Ev = { editJobEvents: { __typename: string; emittedAt?: number } };
+  const client = wsClient(wsUrl);
+  // Warm the server's worker.
+  {
+    const r = await postMultipart<{ editImages: { id: string } }>(server.url, 'mutation($images:[Upload!]!,$size:String,$steps:Int){ editImages(images:$images, prompt:"sepia", size:$size, steps:$steps){ id } }', { size: '64x64', steps: 1 }, [{ bytes: bigImages[0]!, name: 'w.png' }]);
+    await collect<Ev>(client, subscription, { id: r.body.data!.editImages.id });
+  }
+  for (let r = 0; r < REPS; r++) {
+    const t = now();
+    const res = await postMultipart<{ editImages: { id: string } }>(
+      server.url,
+      'mutation($images:[Upload!]!,$size:String,$steps:Int){ editImages(images:$images, prompt:"make it sepia", size:$size, steps:$steps, seed:1){ id } }',
+      { size: `${serverSize}x${serverSize}`, steps: serverSteps },
+      bigImages.map((bytes, i) => ({ bytes, name: `${i}.png` })),
+    );
+    const id = res.body.data!.editImages.id;
+    const received: { at: number; emittedAt: number }[] = [];
+    await new Promise<void>((resolve, reject) => {
+      client.subscribe<Ev>({ query: subscription, variables: { id } }, {
+        next: (v) => {
+          const e = v.data!.editJobEvents;
+          if (e.emittedAt !== undefined) received.push({ at: performance.timeOrigin + performance.now(), emittedAt: e.emittedAt });
+        },
+        error: reject,
+        complete: resolve,
+      });
+    });
+    clientTimes.push(now() - t);
+    latencies.push(...received.map((x) => x.at - x.emittedAt));
+  }
+  clearInterval(sampler);
+  // More latency samples: many short steps on the analytic model path would need another server; reuse bench at 64×64.
+  for (let r = 0; r < 2; r++) {
+    const res = await postMultipart<{ editImages: { id: string } }>(server.url, 'mutation($images:[Upload!]!){ editImages(images:$images, prompt:"sepia", size:"64x64", steps:50){ id } }', {}, [{ bytes: bigImages[0]!, name: 'l.png' }]);
+    const id = res.body.data!.editImages.id;
+    await new Promise<void>((resolve, reject) => {
+      client.subscribe<Ev>({ query: subscription, variables: { id } }, {
+        next: (v) => {
+          const e = v.data!.editJobEvents;
+          if (e.emittedAt !== undefined) latencies.push(performance.timeOrigin + performance.now() - e.emittedAt);
+        },
+        error: reject,
+        complete: resolve,
+      });
+    });
+  }
+  await client.dispose();
+  await server.shutdown(1000);
+
+  const results = {
+    machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model ?? 'unknown', memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, onnxruntime: ort.env.versions.node },
+    mode: full ? 'full' : 'quick',
+    batching: {
+      images: IMAGES,
+      n: 1,
+      size: `${SIZE}x${SIZE}`,
+      steps: STEPS,
+      sequential_s: median(seqTimes) / 1000,
+      batched_s: median(batTimes) / 1000,
+      speedup,
+      raw_ort_speedup: rawSpeedup,
+      kept_fraction_of_raw_gain: speedup / rawSpeedup,
+    },
+    pipeline_overhead: median(overheads),
+    server_overhead: median(clientTimes) / median(inProcess) - 1,
+    server_job: { images: 4, size: `${serverSize}x${serverSize}`, steps: serverSteps, client_s: median(clientTimes) / 1000, in_process_s: median(inProcess) / 1000 },
+    coalescing: { clients: 4, speedup: null, note: 'cross-request batching (issue 5) is not implemented yet' },
+    progress_latency_ms: { p50: pct(latencies, 50), p99: pct(latencies, 99), samples: latencies.length },
+    peak_rss_mb: Math.round(peakRss / 2 ** 20),
+  };
+  const out = join(PROJECT_ROOT, 'bench', 'results.json');
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+  const f = (x: number, d = 3): string => x.toFixed(d);
+  console.table({
+    'batching speedup (pipeline)': f(speedup),
+    'batching speedup (raw ORT UNet)': f(rawSpeedup),
+    'kept share of raw gain': f(speedup / rawSpeedup),
+    'pipeline overhead (outside session.run)': f(results.pipeline_overhead, 4),
+    'server overhead (GraphQL vs in-process)': f(results.server_overhead, 4),
+    'progress latency p50 ms': f(results.progress_latency_ms.p50, 2),
+    'progress latency p99 ms': f(results.progress_latency_ms.p99, 2),
+    'peak RSS MB (4×512² job)': results.peak_rss_mb,
+  });
+  console.log(`wrote ${out}`);
+}
+
+await main();
