@@ -13,12 +13,12 @@ import { createScheduler, parseSchedulerConfig } from './schedulers/index.js';
 import { deriveSeed } from './random.js';
 import { decodeToTensor, encodeFromTensor, encodePreview, mimeTypeFor } from './imageIO.js';
 import type { DecodedImage } from './imageIO.js';
-import { planMicroBatches } from './memory.js';
+import { perItemBytes, planMicroBatches } from './memory.js';
 import { projectLatentToRgb } from './tensor.js';
 import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams, StepInfo } from './pipelines/common.js';
 import { instructPix2PixUsesGuidance, runInstructPix2Pix } from './pipelines/instructPix2Pix.js';
 import { runImg2Img } from './pipelines/img2img.js';
-import { toInferenceError } from './errors.js';
+import { InferenceError, toInferenceError } from './errors.js';
 
 export interface ModelRuntime {
   spec: ModelSpec;
@@ -62,6 +62,8 @@ export interface EditUsage {
   generatedImages: number;
   steps: number;
   batches: number;
+  /** Jobs that shared these pipeline calls (1 when the job ran alone). */
+  mergedJobs: number;
   processingTimeSeconds: number;
 }
 
@@ -81,12 +83,6 @@ export interface RunOptions {
   throwIfAborted?: () => void;
 }
 
-interface MicroBatch {
-  items: PipelineItem[];
-  width: number;
-  height: number;
-}
-
 function guidanceBranches(spec: ModelSpec, edit: ResolvedEdit): number {
   if (spec.family === 'instruct-pix2pix') return instructPix2PixUsesGuidance(edit) ? 3 : 1;
   return edit.guidanceScale > 1 ? 2 : 1;
@@ -97,19 +93,51 @@ function sessionRunMs(sessions: ModelSessions): number {
   return r.textEncoder + r.unet + r.vaeEncoder + r.vaeDecoder;
 }
 
-/** Lays out every output in index order and splits them into micro-batches by size and memory. */
-export function planEdit(spec: ModelSpec, edit: ResolvedEdit, decoded: readonly DecodedImage[], memoryBudgetBytes: number): MicroBatch[] {
-  const groups = new Map<string, MicroBatch>();
-  decoded.forEach((img, inputIndex) => {
-    const key = `${img.width}x${img.height}`;
-    let group = groups.get(key);
-    if (!group) groups.set(key, (group = { items: [], width: img.width, height: img.height }));
-    for (let variant = 0; variant < edit.n; variant++) {
-      group.items.push({ inputIndex, variant, seed: deriveSeed(edit.seed, inputIndex, variant), prompt: edit.prompts[inputIndex]!, image: img.data });
-    }
+/** One job's share of a (possibly merged) pipeline run. */
+export interface EditTask {
+  edit: ResolvedEdit;
+  inputs: readonly EditInput[];
+  onProgress?: (update: ProgressUpdate) => void;
+  /** Throws (e.g. CANCELLED) when this task should stop; checked before every step. */
+  throwIfAborted?: () => void;
+  /** Called once, as soon as this task has its result or its error (before later tasks finish). */
+  onSettled(outcome: { output: EditOutput } | { error: InferenceError }): void;
+}
+
+interface TaskItem extends PipelineItem {
+  task: number;
+}
+
+interface TaskBatch {
+  items: TaskItem[];
+  width: number;
+  height: number;
+}
+
+/**
+ * Settings that must be equal for tasks to share one pipeline call (cross-request batching).
+ * Prompts, n, seeds, formats and preview cadence may differ: they are per item or per task.
+ */
+export function mergeKey(edit: ResolvedEdit): string | null {
+  if (edit.size === 'auto') return null; // sizes depend on each input; not worth merging
+  return JSON.stringify([edit.size.width, edit.size.height, edit.steps, edit.scheduler, edit.guidanceScale, edit.imageGuidanceScale, edit.strength, edit.negativePrompt]);
+}
+
+/** Lays out every output in task then index order and splits them into micro-batches by size and memory. */
+function planBatches(spec: ModelSpec, edit: ResolvedEdit, tasks: readonly { edit: ResolvedEdit; decoded: readonly DecodedImage[] }[], memoryBudgetBytes: number): TaskBatch[] {
+  const groups = new Map<string, TaskBatch>();
+  tasks.forEach(({ edit: e, decoded }, task) => {
+    decoded.forEach((img, inputIndex) => {
+      const key = `${img.width}x${img.height}`;
+      let group = groups.get(key);
+      if (!group) groups.set(key, (group = { items: [], width: img.width, height: img.height }));
+      for (let variant = 0; variant < e.n; variant++) {
+        group.items.push({ task, inputIndex, variant, seed: deriveSeed(e.seed, inputIndex, variant), prompt: e.prompts[inputIndex]!, image: img.data });
+      }
+    });
   });
   const branches = guidanceBranches(spec, edit);
-  const batches: MicroBatch[] = [];
+  const batches: TaskBatch[] = [];
   for (const group of groups.values()) {
     const sizes = planMicroBatches(group.items.length, spec.memory, { width: group.width, height: group.height, vaeScaleFactor: spec.vaeScaleFactor, branches }, memoryBudgetBytes);
     let offset = 0;
@@ -121,26 +149,67 @@ export function planEdit(spec: ModelSpec, edit: ResolvedEdit, decoded: readonly 
   return batches;
 }
 
-export async function runEdit(runtime: ModelRuntime, edit: ResolvedEdit, inputs: readonly EditInput[], options: RunOptions): Promise<EditOutput> {
+/** How many outputs of this edit fit in one pipeline call under the budget (for merging decisions). */
+export function outputsPerBatch(spec: ModelSpec, edit: ResolvedEdit, memoryBudgetBytes: number): number {
+  if (edit.size === 'auto') return 0;
+  const per = perItemBytes(spec.memory, { width: edit.size.width, height: edit.size.height, vaeScaleFactor: spec.vaeScaleFactor, branches: guidanceBranches(spec, edit) });
+  return Math.max(0, Math.floor((memoryBudgetBytes - spec.memory.weightBytes) / per));
+}
+
+class TaskStopped extends Error {}
+
+/**
+ * Runs several compatible tasks (equal `mergeKey`) as shared pipeline calls. Each task keeps its
+ * own progress (counted over the micro-batches holding its outputs), previews, seeds, result and
+ * usage; a task that is cancelled settles at once and its rows are dropped from later batches.
+ */
+export async function runEdits(runtime: ModelRuntime, tasks: readonly EditTask[], options: RunOptions): Promise<void> {
+  const { spec } = runtime;
   const started = performance.now();
   const runMsBefore = sessionRunMs(runtime.sessions);
-  const { spec } = runtime;
+  const settled = tasks.map(() => false);
+  const settle = (t: number, outcome: { output: EditOutput } | { error: InferenceError }): void => {
+    if (settled[t]) return;
+    settled[t] = true;
+    tasks[t]!.onSettled(outcome);
+  };
+  const fail = (t: number, err: unknown): void => settle(t, { error: toInferenceError(err) });
+  const alive = (t: number): boolean => !settled[t];
   try {
+    const shared = tasks[0]!.edit;
     const multiple = sizeMultiple(spec);
     const [dw, dh] = spec.defaults.size.split('x').map(Number);
-    const decoded = await Promise.all(
-      inputs.map((input) =>
-        decodeToTensor(input.bytes, edit.size, {
-          multiple,
-          maxPixels: spec.limits.maxPixels,
-          defaultSize: { width: dw ?? 512, height: dh ?? 512 },
-          limits: { maxInputPixels: options.maxInputPixels },
-        }),
-      ),
+    const decodedPerTask = await Promise.all(
+      tasks.map(async (task, t) => {
+        try {
+          return await Promise.all(
+            task.inputs.map((input) =>
+              decodeToTensor(input.bytes, task.edit.size, {
+                multiple,
+                maxPixels: spec.limits.maxPixels,
+                defaultSize: { width: dw ?? 512, height: dh ?? 512 },
+                limits: { maxInputPixels: options.maxInputPixels },
+              }),
+            ),
+          );
+        } catch (err) {
+          fail(t, err);
+          return [];
+        }
+      }),
     );
-    const batches = planEdit(spec, edit, decoded, options.memoryBudgetBytes);
-    const stepsPerBatch = denoiseStepsPerBatch(spec, edit);
-    const totalSteps = stepsPerBatch * batches.length;
+    let batches: TaskBatch[];
+    try {
+      batches = planBatches(spec, shared, tasks.map((task, t) => ({ edit: task.edit, decoded: alive(t) ? decodedPerTask[t]! : [] })), options.memoryBudgetBytes);
+    } catch (err) {
+      tasks.forEach((_, t) => fail(t, err));
+      return;
+    }
+    const stepsPerBatch = denoiseStepsPerBatch(spec, shared);
+    const batchesOfTask = tasks.map((_, t) => batches.filter((b) => b.items.some((i) => i.task === t)).length);
+    const lastBatchOfTask = tasks.map((_, t) => batches.reduce((last, b, bi) => (b.items.some((i) => i.task === t) ? bi : last), -1));
+    const stepOfTask = tasks.map(() => 0);
+    const results = tasks.map(() => [] as { item: TaskItem; rgb: Float32Array; width: number; height: number }[]);
     const ctx: PipelineContext = {
       sessions: runtime.sessions,
       tokenizer: runtime.tokenizer,
@@ -148,70 +217,120 @@ export async function runEdit(runtime: ModelRuntime, edit: ResolvedEdit, inputs:
       createScheduler: (name) => createScheduler(name, parseSchedulerConfig(spec.schedulerJson, name)),
     };
     const run = spec.family === 'instruct-pix2pix' ? runInstructPix2Pix : runImg2Img;
-    const results: { item: PipelineItem; rgb: Float32Array; width: number; height: number }[] = [];
-    let step = 0;
-    for (const batch of batches) {
+
+    for (const [bi, planned] of batches.entries()) {
+      const batch = { ...planned, items: planned.items.filter((i) => alive(i.task)) };
+      if (batch.items.length === 0) continue;
+      const taskIds = [...new Set(batch.items.map((i) => i.task))];
       let stepInBatch = 0;
       const hooks: PipelineHooks = {
-        throwIfAborted: () => options.throwIfAborted?.(),
+        throwIfAborted: () => {
+          for (const t of taskIds) {
+            if (!alive(t)) continue;
+            try {
+              tasks[t]!.throwIfAborted?.();
+            } catch (err) {
+              fail(t, err);
+            }
+          }
+          if (!taskIds.some(alive)) throw new TaskStopped();
+        },
         afterStep: async (info: StepInfo) => {
-          step += 1;
           stepInBatch += 1;
-          const wantPreview = edit.previewEvery > 0 && spec.preview !== null && (stepInBatch % edit.previewEvery === 0 || stepInBatch === stepsPerBatch);
-          const previews = wantPreview ? await renderPreviews(spec, batch, info, options.previewMaxSide ?? 128, edit.n) : [];
-          options.onProgress?.({ step, totalSteps, previews, emittedAt: performance.timeOrigin + performance.now() });
+          for (const t of taskIds) {
+            if (!alive(t)) continue;
+            const task = tasks[t]!;
+            stepOfTask[t]! += 1;
+            const every = task.edit.previewEvery;
+            const wantPreview = every > 0 && spec.preview !== null && (stepInBatch % every === 0 || stepInBatch === stepsPerBatch);
+            const previews = wantPreview ? await renderPreviews(spec, batch, info, options.previewMaxSide ?? 128, t, task.edit.n) : [];
+            task.onProgress?.({ step: stepOfTask[t]!, totalSteps: stepsPerBatch * batchesOfTask[t]!, previews, emittedAt: performance.timeOrigin + performance.now() });
+          }
         },
       };
       const params: PipelineParams = {
         width: batch.width,
         height: batch.height,
-        steps: edit.steps,
-        guidanceScale: edit.guidanceScale,
-        imageGuidanceScale: edit.imageGuidanceScale,
-        strength: edit.strength,
-        negativePrompt: edit.negativePrompt,
-        scheduler: edit.scheduler,
+        steps: shared.steps,
+        guidanceScale: shared.guidanceScale,
+        imageGuidanceScale: shared.imageGuidanceScale,
+        strength: shared.strength,
+        negativePrompt: shared.negativePrompt,
+        scheduler: shared.scheduler,
       };
-      const images = await run(ctx, batch.items, params, hooks);
-      images.forEach((rgb, i) => results.push({ item: batch.items[i]!, rgb, width: batch.width, height: batch.height }));
+      let images: Float32Array[];
+      try {
+        images = await run(ctx, batch.items, params, hooks);
+      } catch (err) {
+        if (err instanceof TaskStopped) continue;
+        taskIds.forEach((t) => fail(t, err));
+        continue;
+      }
+      images.forEach((rgb, i) => {
+        const item = batch.items[i]!;
+        results[item.task]!.push({ item, rgb, width: batch.width, height: batch.height });
+      });
+      // Tasks whose last outputs were in this batch are done: encode and hand them over now.
+      await Promise.all(
+        taskIds
+          .filter((t) => alive(t) && lastBatchOfTask[t] === bi)
+          .map(async (t) => {
+            try {
+              const task = tasks[t]!;
+              const mimeType = mimeTypeFor(task.edit.outputFormat);
+              const out = await Promise.all(
+                results[t]!.map(async ({ item, rgb, width, height }) => ({
+                  index: item.inputIndex * task.edit.n + item.variant,
+                  inputIndex: item.inputIndex,
+                  variant: item.variant,
+                  seed: item.seed,
+                  bytes: await encodeFromTensor(rgb, width, height, task.edit.outputFormat, task.edit.outputQuality ?? undefined),
+                  mimeType,
+                  width,
+                  height,
+                })),
+              );
+              out.sort((a, b) => a.index - b.index);
+              const totalMs = performance.now() - started;
+              settle(t, {
+                output: {
+                  images: out,
+                  usage: {
+                    inputImages: task.inputs.length,
+                    generatedImages: out.length,
+                    steps: stepsPerBatch * batchesOfTask[t]!,
+                    batches: batchesOfTask[t]!,
+                    mergedJobs: tasks.length,
+                    processingTimeSeconds: totalMs / 1000,
+                  },
+                  timings: { totalMs, sessionRunMs: sessionRunMs(runtime.sessions) - runMsBefore },
+                },
+              });
+            } catch (err) {
+              fail(t, err);
+            }
+          }),
+      );
     }
-    const mimeType = mimeTypeFor(edit.outputFormat);
-    const images = await Promise.all(
-      results.map(async ({ item, rgb, width, height }) => ({
-        index: item.inputIndex * edit.n + item.variant,
-        inputIndex: item.inputIndex,
-        variant: item.variant,
-        seed: item.seed,
-        bytes: await encodeFromTensor(rgb, width, height, edit.outputFormat, edit.outputQuality ?? undefined),
-        mimeType,
-        width,
-        height,
-      })),
-    );
-    images.sort((a, b) => a.index - b.index);
-    const totalMs = performance.now() - started;
-    return {
-      images,
-      usage: {
-        inputImages: inputs.length,
-        generatedImages: images.length,
-        steps: totalSteps,
-        batches: batches.length,
-        processingTimeSeconds: totalMs / 1000,
-      },
-      timings: { totalMs, sessionRunMs: sessionRunMs(runtime.sessions) - runMsBefore },
-    };
-  } catch (err) {
-    throw toInferenceError(err);
+  } finally {
+    tasks.forEach((_, t) => fail(t, new InferenceError('INTERNAL', 'the pipeline run ended without a result for this job')));
   }
 }
 
-async function renderPreviews(spec: ModelSpec, batch: MicroBatch, info: StepInfo, maxSide: number, n: number): Promise<PreviewImage[]> {
+/** A single edit on its own: `runEdits` with one task. */
+export function runEdit(runtime: ModelRuntime, edit: ResolvedEdit, inputs: readonly EditInput[], options: RunOptions): Promise<EditOutput> {
+  return new Promise((resolve, reject) => {
+    void runEdits(runtime, [{ edit, inputs, onProgress: options.onProgress, throwIfAborted: options.throwIfAborted, onSettled: (o) => ('output' in o ? resolve(o.output) : reject(o.error)) }], options);
+  });
+}
+
+async function renderPreviews(spec: ModelSpec, batch: TaskBatch, info: StepInfo, maxSide: number, task: number, n: number): Promise<PreviewImage[]> {
   const projection = spec.preview!;
   const pixels = info.latentHeight * info.latentWidth;
   const itemSize = info.latentChannels * pixels;
+  const mine = batch.items.map((item, b) => ({ item, b })).filter(({ item }) => item.task === task);
   return Promise.all(
-    batch.items.map(async (item, b) => {
+    mine.map(async ({ item, b }) => {
       const rgb = projectLatentToRgb(info.predOriginal.subarray(b * itemSize, (b + 1) * itemSize), info.latentChannels, pixels, projection.factors, projection.bias);
       const { bytes, mimeType } = await encodePreview(rgb, info.latentWidth, info.latentHeight, maxSide);
       return { index: item.inputIndex * n + item.variant, bytes, mimeType };

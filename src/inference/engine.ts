@@ -10,7 +10,7 @@ import type { ModelSpec } from './modelFolder.js';
 import { listModelFolders, readModelFolder, ModelFolderError } from './modelFolder.js';
 import type { ExecutionProviderName } from './sessions.js';
 import { ModelHost } from './modelHost.js';
-import type { EditInput, EditOutput, ProgressUpdate } from './editRunner.js';
+import type { EditInput, EditOutput, EditTask, ProgressUpdate } from './editRunner.js';
 import type { ResolvedEdit } from './request.js';
 import { InferenceError } from './errors.js';
 import type { WorkerInit, WorkerRequest, WorkerResponse } from './workerProtocol.js';
@@ -34,6 +34,11 @@ export interface EngineConfig {
 export interface EditCallOptions {
   onProgress?: (update: ProgressUpdate) => void;
   signal?: AbortSignal;
+}
+
+export interface EditRequest extends EditCallOptions {
+  edit: ResolvedEdit;
+  inputs: readonly EditInput[];
 }
 
 export const DEFAULT_MAX_INPUT_PIXELS = 40_000_000;
@@ -164,33 +169,62 @@ export class InferenceEngine {
     return { ...this.providersById };
   }
 
-  async edit(modelId: string, edit: ResolvedEdit, inputs: readonly EditInput[], options: EditCallOptions = {}): Promise<EditOutput> {
-    this.model(modelId);
-    const runOptions = { memoryBudgetBytes: this.memoryBudgetBytes, maxInputPixels: this.maxInputPixels };
-    if (options.signal?.aborted) throw new InferenceError('CANCELLED', 'the job was cancelled');
-    if (this.host) {
-      return this.host.run(modelId, edit, inputs, {
-        ...runOptions,
-        onProgress: options.onProgress,
-        throwIfAborted: () => {
-          if (options.signal?.aborted) throw new InferenceError('CANCELLED', 'the job was cancelled');
-        },
-      });
-    }
-    if (!this.worker) await this.open();
-    const cancelFlag = new SharedArrayBuffer(4);
-    const runId = this.nextRunId++;
-    const onAbort = (): void => void Atomics.store(new Int32Array(cancelFlag), 0, 1);
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+  /** One edit as its own pipeline call. */
+  edit(modelId: string, edit: ResolvedEdit, inputs: readonly EditInput[], options: EditCallOptions = {}): Promise<EditOutput> {
+    return this.editMany(modelId, [{ edit, inputs, ...options }])[0]!;
+  }
+
+  /**
+   * Several compatible edits (equal `mergeKey`) as shared pipeline calls: each resolves with its
+   * own output, or rejects with its own error, as soon as it is done.
+   */
+  editMany(modelId: string, requests: readonly EditRequest[]): Promise<EditOutput>[] {
     try {
-      return await new Promise<EditOutput>((resolve, reject) => {
-        this.pending.set(runId, { resolve, reject, onProgress: options.onProgress });
-        const message: WorkerRequest = { type: 'run', runId, modelId, edit, inputs: [...inputs], cancelFlag, options: runOptions };
-        this.worker!.postMessage(message);
-      });
-    } finally {
-      options.signal?.removeEventListener('abort', onAbort);
+      this.model(modelId);
+    } catch (err) {
+      return requests.map(() => Promise.reject(err));
     }
+    const runOptions = { memoryBudgetBytes: this.memoryBudgetBytes, maxInputPixels: this.maxInputPixels };
+    const cancelled = (): InferenceError => new InferenceError('CANCELLED', 'the job was cancelled');
+    if (this.host) {
+      const host = this.host;
+      const promises: Promise<EditOutput>[] = [];
+      const tasks: EditTask[] = requests.map((r) => {
+        let settle!: EditTask['onSettled'];
+        promises.push(new Promise<EditOutput>((resolve, reject) => (settle = (o) => ('output' in o ? resolve(o.output) : reject(o.error)))));
+        return {
+          edit: r.edit,
+          inputs: r.inputs,
+          onProgress: r.onProgress,
+          throwIfAborted: () => {
+            if (r.signal?.aborted) throw cancelled();
+          },
+          onSettled: (o) => settle(o),
+        };
+      });
+      void host.run(modelId, tasks, runOptions);
+      return promises;
+    }
+    const runs: Extract<WorkerRequest, { type: 'run' }>['runs'] = [];
+    const promises = requests.map((r) => {
+      const cancelFlag = new SharedArrayBuffer(4);
+      const runId = this.nextRunId++;
+      runs.push({ runId, edit: r.edit, inputs: [...r.inputs], cancelFlag });
+      const onAbort = (): void => void Atomics.store(new Int32Array(cancelFlag), 0, 1);
+      r.signal?.addEventListener('abort', onAbort, { once: true });
+      return new Promise<EditOutput>((resolve, reject) => {
+        this.pending.set(runId, { resolve, reject, onProgress: r.onProgress });
+      }).finally(() => r.signal?.removeEventListener('abort', onAbort));
+    });
+    void this.ensureWorker().then(
+      () => this.worker!.postMessage({ type: 'run', modelId, runs, options: runOptions } satisfies WorkerRequest),
+      (err: unknown) => runs.forEach((run) => this.settle(run.runId, (p) => p.reject(err as Error))),
+    );
+    return promises;
+  }
+
+  private async ensureWorker(): Promise<void> {
+    if (!this.worker) await this.open();
   }
 
   async close(): Promise<void> {

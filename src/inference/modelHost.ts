@@ -7,9 +7,8 @@ import type { ModelSpec } from './modelFolder.js';
 import { openModelSessions } from './sessions.js';
 import type { SessionConfig } from './sessions.js';
 import { loadTokenizer } from './tokenizer.js';
-import { runEdit } from './editRunner.js';
-import type { EditInput, EditOutput, ModelRuntime, RunOptions } from './editRunner.js';
-import type { ResolvedEdit } from './request.js';
+import { runEdits } from './editRunner.js';
+import type { EditTask, ModelRuntime, RunOptions } from './editRunner.js';
 import { InferenceError } from './errors.js';
 
 export class ModelHost {
@@ -36,11 +35,17 @@ export class ModelHost {
     return Object.fromEntries([...this.runtimes].map(([id, r]) => [id, r.sessions.provider]));
   }
 
-  /** Runs edits strictly one after another: one pipeline at a time on this device. */
-  run(modelId: string, edit: ResolvedEdit, inputs: readonly EditInput[], options: RunOptions): Promise<EditOutput> {
+  /**
+   * Runs pipeline calls strictly one after another (one pipeline at a time on this device); the
+   * tasks of one call share it (cross-request batching). Resolves when every task has settled.
+   */
+  run(modelId: string, tasks: readonly EditTask[], options: RunOptions): Promise<void> {
     const runtime = this.runtimes.get(modelId);
-    if (!runtime) return Promise.reject(new InferenceError('NOT_FOUND', `model "${modelId}" is not loaded`));
-    const result = this.queue.then(() => runEdit(runtime, edit, inputs, options));
+    if (!runtime) {
+      for (const t of tasks) t.onSettled({ error: new InferenceError('NOT_FOUND', `model "${modelId}" is not loaded`) });
+      return Promise.resolve();
+    }
+    const result = this.queue.then(() => runEdits(runtime, tasks, options));
     this.queue = result.catch(() => undefined);
     return result;
   }

@@ -8,7 +8,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { ModelHost } from './modelHost.js';
 import { readModelFolder } from './modelFolder.js';
 import type { WorkerInit, WorkerRequest, WorkerResponse } from './workerProtocol.js';
-import { InferenceError, toInferenceError } from './errors.js';
+import { InferenceError } from './errors.js';
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
@@ -29,19 +29,24 @@ port.on('message', (message: WorkerRequest) => {
     void host.close().then(() => process.exit(0));
     return;
   }
-  const { runId, modelId, edit, inputs, cancelFlag, options } = message;
-  const flag = new Int32Array(cancelFlag);
-  host
-    .run(modelId, edit, inputs, {
-      ...options,
-      throwIfAborted: () => {
-        if (Atomics.load(flag, 0) !== 0) throw new InferenceError('CANCELLED', 'the job was cancelled');
-      },
-      onProgress: (update) => post({ type: 'progress', runId, update }),
-    })
-    .then((output) => post({ type: 'done', runId, output }))
-    .catch((err: unknown) => {
-      const e = toInferenceError(err);
-      post({ type: 'failed', runId, code: e.code, message: e.message });
-    });
+  const { modelId, runs, options } = message;
+  void host.run(
+    modelId,
+    runs.map(({ runId, edit, inputs, cancelFlag }) => {
+      const flag = new Int32Array(cancelFlag);
+      return {
+        edit,
+        inputs,
+        throwIfAborted: () => {
+          if (Atomics.load(flag, 0) !== 0) throw new InferenceError('CANCELLED', 'the job was cancelled');
+        },
+        onProgress: (update) => post({ type: 'progress', runId, update }),
+        onSettled: (outcome) => {
+          if ('output' in outcome) post({ type: 'done', runId, output: outcome.output });
+          else post({ type: 'failed', runId, code: outcome.error.code, message: outcome.error.message });
+        },
+      };
+    }),
+    options,
+  );
 });

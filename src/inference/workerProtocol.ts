@@ -13,12 +13,15 @@ export interface WorkerInit {
 export type WorkerRequest =
   | {
       type: 'run';
-      runId: number;
       modelId: string;
-      edit: ResolvedEdit;
-      inputs: EditInput[];
-      /** 4 bytes; set to 1 by the main thread to cancel before the next step. */
-      cancelFlag: SharedArrayBuffer;
+      /** Jobs sharing one pipeline call; each settles on its own. */
+      runs: {
+        runId: number;
+        edit: ResolvedEdit;
+        inputs: EditInput[];
+        /** 4 bytes; set to 1 by the main thread to cancel before the next step. */
+        cancelFlag: SharedArrayBuffer;
+      }[];
       options: { memoryBudgetBytes: number; maxInputPixels: number; previewMaxSide?: number };
     }
   | { type: 'close' };

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { InferenceEngine } from '../inference/engine.js';
 import type { EditInput } from '../inference/editRunner.js';
+import { mergeKey, outputsPerBatch } from '../inference/editRunner.js';
 import type { ResolvedEdit } from '../inference/request.js';
 import { ServiceError, toServiceError } from '../errors.js';
 import { JobEventStream } from './eventStream.js';
@@ -18,6 +19,8 @@ export interface JobServiceConfig {
   maxQueuedJobs: number;
   /** A running job is ended with TIMEOUT after this long; 0 disables. */
   jobTimeoutMs: number;
+  /** Cross-request batching: run compatible queued jobs in one pipeline call (default true). */
+  mergeJobs?: boolean;
   log?: (fields: Record<string, unknown>, message: string) => void;
 }
 
@@ -37,7 +40,8 @@ const nowSeconds = (): number => Date.now() / 1000;
 export class JobService {
   private jobs = new Map<string, Job>();
   private queue: Job[] = [];
-  private running: Job | null = null;
+  /** Jobs sharing the pipeline call in progress (one call at a time: one device). */
+  private running = new Set<Job>();
   private accepting = true;
   private sweeper: NodeJS.Timeout;
   private idleWaiters: (() => void)[] = [];
@@ -112,20 +116,20 @@ export class JobService {
   }
 
   stats(): { queued: number; running: number; jobs: number } {
-    return { queued: this.queue.length, running: this.running ? 1 : 0, jobs: this.jobs.size };
+    return { queued: this.queue.length, running: this.running.size, jobs: this.jobs.size };
   }
 
   /** Stops taking jobs, lets queued and running ones finish within `graceMs`, then cancels the rest. */
   async shutdown(graceMs: number): Promise<void> {
     this.accepting = false;
     const idle = new Promise<void>((resolve) => {
-      if (!this.running && this.queue.length === 0) resolve();
+      if (this.running.size === 0 && this.queue.length === 0) resolve();
       else this.idleWaiters.push(resolve);
     });
     const timedOut = await Promise.race([idle.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), graceMs).unref())]);
     if (timedOut) {
       for (const job of [...this.queue]) this.cancel(job.snapshot.id);
-      if (this.running) this.cancel(this.running.snapshot.id);
+      for (const job of [...this.running]) this.cancel(job.snapshot.id);
       await idle;
     }
     clearInterval(this.sweeper);
@@ -163,58 +167,97 @@ export class JobService {
   }
 
   private pump(): void {
-    if (this.running || this.queue.length === 0) {
-      if (!this.running && this.queue.length === 0) this.idleWaiters.splice(0).forEach((r) => r());
+    if (this.running.size > 0) return;
+    if (this.queue.length === 0) {
+      this.idleWaiters.splice(0).forEach((r) => r());
       return;
     }
-    const job = this.queue.shift()!;
-    this.running = job;
+    const group = this.takeGroup();
+    group.forEach((job) => this.running.add(job));
     this.publishPositions();
-    void this.run(job).finally(() => {
-      this.running = null;
+    void this.runGroup(group).finally(() => {
+      this.running.clear();
       this.pump();
     });
   }
 
-  private async run(job: Job): Promise<void> {
-    const s = job.snapshot;
-    s.status = 'RUNNING';
-    s.queuePosition = null;
-    const queueTimeSeconds = (performance.now() - job.enqueuedAt) / 1000;
-    this.log(job, 'job running', { queueTimeSeconds });
-    const timeout =
-      this.config.jobTimeoutMs > 0
-        ? setTimeout(() => {
+  /**
+   * The queue's head, plus (when merging is on) later queued jobs with the same model and
+   * pipeline settings, as long as all their outputs fit one pipeline call. The head always runs
+   * first, so merging never delays it and no job starves.
+   */
+  private takeGroup(): Job[] {
+    const head = this.queue.shift()!;
+    const group = [head];
+    const key = mergeKey(head.edit);
+    if (this.config.mergeJobs === false || key === null) return group;
+    const spec = this.engine.model(head.snapshot.modelId);
+    const capacity = outputsPerBatch(spec, head.edit, this.engine.memoryBudgetBytes);
+    let outputs = head.snapshot.inputImages * head.edit.n;
+    for (const job of [...this.queue]) {
+      const more = job.snapshot.inputImages * job.edit.n;
+      if (job.snapshot.modelId !== head.snapshot.modelId || mergeKey(job.edit) !== key || outputs + more > capacity) continue;
+      outputs += more;
+      group.push(job);
+      this.queue.splice(this.queue.indexOf(job), 1);
+    }
+    return group;
+  }
+
+  private async runGroup(group: Job[]): Promise<void> {
+    const timers: NodeJS.Timeout[] = [];
+    const requests = group.map((job) => {
+      const s = job.snapshot;
+      s.status = 'RUNNING';
+      s.queuePosition = null;
+      const queueTimeSeconds = (performance.now() - job.enqueuedAt) / 1000;
+      this.log(job, 'job running', { queueTimeSeconds, mergedJobs: group.length });
+      if (this.config.jobTimeoutMs > 0) {
+        timers.push(
+          setTimeout(() => {
             if (job.abortReason === null) {
               job.abortReason = 'TIMEOUT';
               job.abort.abort();
             }
-          }, this.config.jobTimeoutMs).unref()
-        : null;
-    try {
-      const output = await this.engine.edit(s.modelId, job.edit, job.inputs!, {
-        signal: job.abort.signal,
-        onProgress: (update) => {
-          const progress: JobProgress = update;
-          s.progress = progress;
-          this.emit(job, { type: 'progress', jobId: s.id, status: 'RUNNING', ...progress });
-        },
-      });
-      const result = { created: nowSeconds(), images: output.images, usage: { ...output.usage, queueTimeSeconds } };
-      this.finish(job, { type: 'completed', jobId: s.id, status: 'SUCCEEDED', result });
-    } catch (err) {
-      if (job.abortReason === 'CANCELLED') {
-        this.finish(job, { type: 'cancelled', jobId: s.id, status: 'CANCELLED' });
-      } else if (job.abortReason === 'TIMEOUT') {
-        this.finish(job, { type: 'failed', jobId: s.id, status: 'FAILED', error: { code: 'TIMEOUT', message: `the job ran longer than ${this.config.jobTimeoutMs / 1000} s` } });
-      } else {
-        const e = toServiceError(err);
-        if (e.code === 'INTERNAL') this.log(job, 'job failed internally', { error: (err as Error).message });
-        this.finish(job, { type: 'failed', jobId: s.id, status: 'FAILED', error: { code: e.code, message: e.message } });
+          }, this.config.jobTimeoutMs).unref(),
+        );
       }
-    } finally {
-      if (timeout) clearTimeout(timeout);
-    }
+      return {
+        queueTimeSeconds,
+        request: {
+          edit: job.edit,
+          inputs: job.inputs!,
+          signal: job.abort.signal,
+          onProgress: (update: JobProgress) => {
+            s.progress = update;
+            this.emit(job, { type: 'progress', jobId: s.id, status: 'RUNNING', ...update });
+          },
+        },
+      };
+    });
+    const outcomes = this.engine.editMany(group[0]!.snapshot.modelId, requests.map((r) => r.request));
+    await Promise.all(
+      outcomes.map(async (outcome, i) => {
+        const job = group[i]!;
+        const s = job.snapshot;
+        try {
+          const output = await outcome;
+          const result = { created: nowSeconds(), images: output.images, usage: { ...output.usage, queueTimeSeconds: requests[i]!.queueTimeSeconds } };
+          this.finish(job, { type: 'completed', jobId: s.id, status: 'SUCCEEDED', result });
+        } catch (err) {
+          if (job.abortReason === 'CANCELLED') {
+            this.finish(job, { type: 'cancelled', jobId: s.id, status: 'CANCELLED' });
+          } else if (job.abortReason === 'TIMEOUT') {
+            this.finish(job, { type: 'failed', jobId: s.id, status: 'FAILED', error: { code: 'TIMEOUT', message: `the job ran longer than ${this.config.jobTimeoutMs / 1000} s` } });
+          } else {
+            const e = toServiceError(err);
+            if (e.code === 'INTERNAL') this.log(job, 'job failed internally', { error: (err as Error).message });
+            this.finish(job, { type: 'failed', jobId: s.id, status: 'FAILED', error: { code: e.code, message: e.message } });
+          }
+        }
+      }),
+    );
+    timers.forEach(clearTimeout);
   }
 
   private sweep(): void {

@@ -30,6 +30,7 @@ export const EditUsageRef = builder.objectRef<JobResult['usage']>('EditUsage').i
     generatedImages: t.exposeInt('generatedImages', { description: 'inputImages x n' }),
     steps: t.exposeInt('steps', { description: 'Denoise steps run, summed over micro-batches.' }),
     batches: t.exposeInt('batches', { description: 'Pipeline calls the job was split into (1 when everything fit in one batch).' }),
+    mergedJobs: t.exposeInt('mergedJobs', { description: 'Jobs that shared these pipeline calls through cross-request batching (1 when the job ran alone).' }),
   }),
 });
 

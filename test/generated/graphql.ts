@@ -112,6 +112,8 @@ export type EditUsage = {
   /** inputImages x n */
   generatedImages: Scalars['Int']['output'];
   inputImages: Scalars['Int']['output'];
+  /** Jobs that shared these pipeline calls through cross-request batching (1 when the job ran alone). */
+  mergedJobs: Scalars['Int']['output'];
   /** Wall time from the job's start of processing to its result. */
   processingTimeSeconds: Scalars['Float']['output'];
   queueTimeSeconds: Scalars['Float']['output'];
