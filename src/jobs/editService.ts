@@ -9,7 +9,7 @@ import { resolveEditOptions } from '../inference/request.js';
 import { probeImage, ImageDecodeError } from '../inference/imageIO.js';
 import { InferenceError } from '../inference/errors.js';
 import { ServiceError } from '../errors.js';
-import type { JobService } from './jobService.js';
+import type { JobBackend } from './types.js';
 import type { JobSnapshot } from './types.js';
 
 /** What Yoga's multipart parser (and undici's FormData) hand us for a file part. */
@@ -34,7 +34,7 @@ export interface EditSubmission {
 }
 
 export class EditService {
-  constructor(private readonly engine: InferenceEngine, private readonly jobs: JobService, readonly limits: UploadLimits) {}
+  constructor(private readonly engine: InferenceEngine, private readonly jobs: JobBackend, readonly limits: UploadLimits) {}
 
   async submit(submission: EditSubmission): Promise<JobSnapshot> {
     const spec = this.engine.model(submission.model ?? null);

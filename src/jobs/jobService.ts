@@ -10,7 +10,7 @@ import { mergeKey, outputsPerBatch } from '../inference/editRunner.js';
 import type { ResolvedEdit } from '../inference/request.js';
 import { ServiceError, toServiceError } from '../errors.js';
 import { JobEventStream } from './eventStream.js';
-import type { JobEvent, JobProgress, JobSnapshot } from './types.js';
+import type { JobBackend, JobEvent, JobProgress, JobSnapshot } from './types.js';
 
 export interface JobServiceConfig {
   /** How long finished jobs stay readable. */
@@ -37,7 +37,7 @@ interface Job {
 
 const nowSeconds = (): number => Date.now() / 1000;
 
-export class JobService {
+export class JobService implements JobBackend {
   private jobs = new Map<string, Job>();
   private queue: Job[] = [];
   /** Jobs sharing the pipeline call in progress (one call at a time: one device). */

@@ -45,3 +45,17 @@ export type JobEvent =
   | { type: 'cancelled'; jobId: string; status: 'CANCELLED' };
 
 export const isTerminal = (e: JobEvent): boolean => e.type === 'completed' || e.type === 'failed' || e.type === 'cancelled';
+
+/**
+ * What the API needs from a job system: the in-process JobService, or the Redis/BullMQ backend
+ * that spreads jobs over worker processes. Methods may answer synchronously or with a promise.
+ */
+export interface JobBackend {
+  submit(modelId: string, edit: import('../inference/request.js').ResolvedEdit, inputs: import('../inference/editRunner.js').EditInput[]): JobSnapshot | Promise<JobSnapshot>;
+  get(id: string): JobSnapshot | null | Promise<JobSnapshot | null>;
+  cancel(id: string): JobSnapshot | Promise<JobSnapshot>;
+  /** The job's current state first, then live events; ends after exactly one terminal event. */
+  subscribe(id: string): AsyncIterableIterator<JobEvent> | Promise<AsyncIterableIterator<JobEvent>>;
+  stats(): { queued: number; running: number; jobs: number } | Promise<{ queued: number; running: number; jobs: number }>;
+  shutdown(graceMs: number): Promise<void>;
+}

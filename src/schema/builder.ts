@@ -2,12 +2,12 @@
 import SchemaBuilder from '@pothos/core';
 import { GraphQLError } from 'graphql';
 import type { InferenceEngine } from '../inference/engine.js';
-import type { JobService } from '../jobs/jobService.js';
+import type { JobBackend } from '../jobs/types.js';
 import type { EditService, UploadedFile } from '../jobs/editService.js';
 
 export interface GraphQLContext {
   engine: InferenceEngine;
-  jobs: JobService;
+  jobs: JobBackend;
   edits: EditService;
 }
 
