@@ -1,20 +1,273 @@
-/** POST /v1/images/edits (being built: issue 4). */
+/**
+ * POST /v1/images/edits: the seed project's REST contract, compatible with OpenAI's image edit API
+ * and the official `openai` SDK, on the same engine, queue and auth as GraphQL.
+ *
+ * Field mapping (docs/rest.md): images | image | image[] → images; prompt; negative_prompt;
+ * size; n (variants per input); num_inference_steps → steps; guidance_scale; true_cfg_scale (the
+ * seed's name for text guidance with a negative prompt) → guidanceScale; image_guidance_scale;
+ * strength; seed; model; scheduler; output_format; output_compression → outputQuality;
+ * response_format (b64_json only); stream + partial_images (SSE in the SDK's event shapes).
+ */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable, Transform } from 'node:stream';
 import type { Logger } from 'pino';
 import type { InferenceEngine } from '../inference/engine.js';
-import type { JobService } from '../jobs/jobService.js';
-import type { EditService, UploadLimits } from '../jobs/editService.js';
+import type { OutputFormat } from '../inference/imageIO.js';
+import type { EditOptions } from '../inference/request.js';
+import type { SchedulerName } from '../inference/schedulers/types.js';
+import { SCHEDULER_NAMES } from '../inference/schedulers/types.js';
+import type { EditService, UploadLimits, UploadedFile } from '../jobs/editService.js';
+import type { JobBackend, JobEvent, JobSnapshot } from '../jobs/types.js';
+import { HTTP_STATUS, ServiceError, toServiceError, type ErrorCode } from '../errors.js';
 
 export interface RestDeps {
   engine: InferenceEngine;
-  jobs: JobService;
+  jobs: JobBackend;
   edits: EditService;
   log: Logger;
   maxBodyBytes: number;
   uploadLimits: UploadLimits;
 }
 
-export async function handleRestEdit(_req: IncomingMessage, res: ServerResponse, _deps: RestDeps): Promise<void> {
-  res.writeHead(404, { 'content-type': 'application/json' });
-  res.end(JSON.stringify({ error: { message: 'not available yet', type: 'invalid_request_error', code: 'NOT_FOUND' } }));
+class RestError extends ServiceError {
+  constructor(code: ErrorCode, message: string, readonly param: string | null = null) {
+    super(code, message);
+  }
+}
+
+const IGNORED = new Set(['quality', 'background', 'input_fidelity', 'user', 'moderation', 'mask']);
+const KNOWN = new Set(['images', 'image', 'image[]', 'prompt', 'negative_prompt', 'size', 'n', 'num_inference_steps', 'guidance_scale', 'true_cfg_scale', 'image_guidance_scale', 'strength', 'seed', 'model', 'scheduler', 'output_format', 'output_compression', 'response_format', 'stream', 'partial_images']);
+
+function sendError(res: ServerResponse, err: unknown, log: Logger): void {
+  const e = toServiceError(err);
+  if (e.code === 'INTERNAL') log.error({ err }, 'internal error in /v1/images/edits');
+  const status = HTTP_STATUS[e.code];
+  const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8' };
+  if (e.details.retryAfterSeconds) headers['retry-after'] = String(e.details.retryAfterSeconds);
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  res.writeHead(status, headers);
+  res.end(JSON.stringify({ error: { message: e.message, type: status >= 500 ? 'server_error' : 'invalid_request_error', param: err instanceof RestError ? err.param : null, code: e.code } }));
+}
+
+/** The request body as a web stream that errors with 413 past `limit` bytes (never buffered whole). */
+function limitedBody(req: IncomingMessage, limit: number): ReadableStream<Uint8Array> {
+  let seen = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      seen += chunk.length;
+      if (seen > limit) done(new RestError('PAYLOAD_TOO_LARGE', `request body is over the limit of ${limit} bytes`));
+      else done(null, chunk);
+    },
+  });
+  req.on('error', (err) => counter.destroy(err));
+  return Readable.toWeb(req.pipe(counter)) as unknown as ReadableStream<Uint8Array>;
+}
+
+function numberField(form: FormData, name: string, integer: boolean): number | undefined {
+  const raw = form.get(name);
+  if (raw === null) return undefined;
+  if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(Number(raw)) || (integer && !Number.isInteger(Number(raw)))) {
+    throw new RestError('BAD_USER_INPUT', `${name} must be ${integer ? 'an integer' : 'a number'} (got ${typeof raw === 'string' ? JSON.stringify(raw) : 'a file'})`, name);
+  }
+  return Number(raw);
+}
+
+function stringField(form: FormData, name: string): string | undefined {
+  const raw = form.get(name);
+  if (raw === null) return undefined;
+  if (typeof raw !== 'string') throw new RestError('BAD_USER_INPUT', `${name} must be a text field, not a file`, name);
+  return raw;
+}
+
+function booleanField(form: FormData, name: string): boolean {
+  const raw = stringField(form, name);
+  if (raw === undefined) return false;
+  if (['true', '1'].includes(raw.toLowerCase())) return true;
+  if (['false', '0', ''].includes(raw.toLowerCase())) return false;
+  throw new RestError('BAD_USER_INPUT', `${name} must be true or false`, name);
+}
+
+interface ParsedRequest {
+  model: string | null;
+  files: UploadedFile[];
+  options: EditOptions;
+  stream: boolean;
+  partialImages: number;
+}
+
+function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
+  for (const key of new Set(form.keys())) {
+    if (!KNOWN.has(key) && !IGNORED.has(key)) throw new RestError('BAD_USER_INPUT', `unknown field "${key}"`, key);
+  }
+  const files: UploadedFile[] = [];
+  for (const key of ['images', 'image', 'image[]']) {
+    for (const value of form.getAll(key)) {
+      if (typeof value === 'string') throw new RestError('BAD_USER_INPUT', `${key} must be a file`, key);
+      files.push(value);
+    }
+  }
+  if (files.length === 0) throw new RestError('BAD_USER_INPUT', 'at least one image is required (field "images", "image" or "image[]")', 'images');
+  const prompt = stringField(form, 'prompt');
+  if (prompt === undefined) throw new RestError('BAD_USER_INPUT', 'prompt is required', 'prompt');
+  const responseFormat = stringField(form, 'response_format') ?? 'b64_json';
+  if (responseFormat !== 'b64_json') throw new RestError('BAD_USER_INPUT', 'response_format must be b64_json: this server returns images inline and serves no result URLs', 'response_format');
+  let model = stringField(form, 'model') ?? null;
+  // The SDK requires a model; OpenAI's own names mean "the default model" here.
+  if (model && /^(gpt-image|dall-e)/.test(model) && !engine.models().some((m) => m.id === model)) model = null;
+  const negativePrompt = stringField(form, 'negative_prompt');
+  const trueCfg = numberField(form, 'true_cfg_scale', false);
+  const guidance = numberField(form, 'guidance_scale', false);
+  const format = stringField(form, 'output_format')?.toLowerCase();
+  if (format !== undefined && !['png', 'jpeg', 'webp'].includes(format)) throw new RestError('BAD_USER_INPUT', 'output_format must be png, jpeg or webp', 'output_format');
+  const compression = numberField(form, 'output_compression', true);
+  if (compression !== undefined && (compression < 0 || compression > 100)) throw new RestError('BAD_USER_INPUT', 'output_compression must be from 0 to 100', 'output_compression');
+  const scheduler = stringField(form, 'scheduler')?.toUpperCase();
+  if (scheduler !== undefined && !SCHEDULER_NAMES.includes(scheduler as SchedulerName)) throw new RestError('BAD_USER_INPUT', `scheduler must be one of ${SCHEDULER_NAMES.join(', ')}`, 'scheduler');
+  const partialImages = numberField(form, 'partial_images', true) ?? 0;
+  if (partialImages < 0 || partialImages > 3) throw new RestError('BAD_USER_INPUT', 'partial_images must be from 0 to 3', 'partial_images');
+  const stream = booleanField(form, 'stream');
+  return {
+    model,
+    files,
+    stream,
+    partialImages,
+    options: {
+      prompt,
+      negativePrompt,
+      n: numberField(form, 'n', true),
+      size: stringField(form, 'size'),
+      steps: numberField(form, 'num_inference_steps', true),
+      // true_cfg_scale is the seed's text guidance against a negative prompt; it wins when one is given.
+      guidanceScale: trueCfg !== undefined && (negativePrompt || guidance === undefined) ? trueCfg : guidance,
+      imageGuidanceScale: numberField(form, 'image_guidance_scale', false),
+      strength: numberField(form, 'strength', false),
+      seed: numberField(form, 'seed', true),
+      scheduler: scheduler as SchedulerName | undefined,
+      outputFormat: format as OutputFormat | undefined,
+      outputQuality: compression === undefined ? undefined : Math.max(1, compression),
+    },
+  };
+}
+
+async function* events(deps: RestDeps, id: string): AsyncGenerator<JobEvent> {
+  const stream = await deps.jobs.subscribe(id);
+  try {
+    for await (const e of stream) yield e;
+  } finally {
+    await stream.return?.();
+  }
+}
+
+function terminalError(e: JobEvent): ServiceError | null {
+  if (e.type === 'failed') return new ServiceError(e.error.code as ErrorCode, e.error.message);
+  if (e.type === 'cancelled') return new ServiceError('CANCELLED', 'the job was cancelled');
+  return null;
+}
+
+export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, deps: RestDeps): Promise<void> {
+  if (req.method !== 'POST') {
+    res.setHeader('allow', 'POST');
+    res.writeHead(405, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: { message: 'use POST with multipart/form-data', type: 'invalid_request_error', param: null, code: 'BAD_USER_INPUT' } }));
+    return;
+  }
+  let job: JobSnapshot | null = null;
+  let finished = false;
+  res.on('close', () => {
+    // The client went away: stop its work instead of computing images nobody will read.
+    if (job && !finished) void Promise.resolve(deps.jobs.cancel(job.id)).catch(() => undefined);
+  });
+  try {
+    const type = req.headers['content-type'] ?? '';
+    if (!type.toLowerCase().startsWith('multipart/form-data')) throw new RestError('BAD_USER_INPUT', 'the body must be multipart/form-data');
+    const length = Number(req.headers['content-length'] ?? 0);
+    if (length > deps.maxBodyBytes) throw new RestError('PAYLOAD_TOO_LARGE', `request body is over the limit of ${deps.maxBodyBytes} bytes`);
+    let form: FormData;
+    try {
+      const request = new Request('http://localhost/v1/images/edits', { method: 'POST', headers: { 'content-type': type }, body: limitedBody(req, deps.maxBodyBytes), duplex: 'half' } as RequestInit);
+      form = await request.formData();
+    } catch (err) {
+      const cause = (err as { cause?: unknown }).cause;
+      if (err instanceof RestError) throw err;
+      if (cause instanceof RestError) throw cause;
+      throw new RestError('BAD_USER_INPUT', `malformed multipart body: ${(err as Error).message}`);
+    }
+    const parsed = parseForm(form, deps.engine);
+    const steps = parsed.options.steps ?? deps.engine.model(parsed.model).defaults.steps;
+    if (parsed.stream && parsed.partialImages > 0) parsed.options.previewEvery = Math.max(1, Math.floor(steps / (parsed.partialImages + 1)));
+    job = await deps.edits.submit({ model: parsed.model, images: parsed.files, options: parsed.options });
+    const format = parsed.options.outputFormat ?? 'png';
+    const created = Math.floor(job.createdAt);
+    if (parsed.stream) {
+      await streamEvents(res, deps, job, format, parsed.partialImages);
+      finished = true;
+      return;
+    }
+    for await (const e of events(deps, job.id)) {
+      const failure = terminalError(e);
+      if (failure) throw failure;
+      if (e.type === 'completed') {
+        finished = true;
+        const u = e.result.usage;
+        const first = e.result.images[0];
+        const body = {
+          created,
+          data: e.result.images.map((img) => ({ b64_json: Buffer.from(img.bytes).toString('base64') })),
+          output_format: format,
+          size: first ? `${first.width}x${first.height}` : undefined,
+          usage: { processing_time_seconds: u.processingTimeSeconds, input_images: u.inputImages, generated_images: u.generatedImages, total_tokens: 0, input_tokens: 0, output_tokens: 0 },
+        };
+        const text = JSON.stringify(body);
+        res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+        res.end(text);
+        return;
+      }
+    }
+    throw new ServiceError('INTERNAL', 'the job ended without a result');
+  } catch (err) {
+    finished = true;
+    sendError(res, err, deps.log);
+  }
+}
+
+/** SSE in the shapes the OpenAI SDK's streaming image edit yields. */
+async function streamEvents(res: ServerResponse, deps: RestDeps, job: JobSnapshot, format: string, partialImages: number): Promise<void> {
+  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
+  const send = (event: string, data: unknown): void => {
+    res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  };
+  const sent = new Map<number, number>();
+  for await (const e of events(deps, job.id)) {
+    const now = Math.floor(Date.now() / 1000);
+    if (e.type === 'progress') {
+      for (const p of e.previews) {
+        const k = sent.get(p.index) ?? 0;
+        if (k >= partialImages) continue;
+        sent.set(p.index, k + 1);
+        send('image_edit.partial_image', { type: 'image_edit.partial_image', b64_json: Buffer.from(p.bytes).toString('base64'), partial_image_index: k, image_index: p.index, created_at: now, size: 'auto', quality: 'auto', background: 'opaque', output_format: 'jpeg' });
+      }
+    } else if (e.type === 'completed') {
+      const u = e.result.usage;
+      for (const img of e.result.images) {
+        send('image_edit.completed', {
+          type: 'image_edit.completed',
+          b64_json: Buffer.from(img.bytes).toString('base64'),
+          image_index: img.index,
+          created_at: now,
+          size: `${img.width}x${img.height}`,
+          quality: 'auto',
+          background: 'opaque',
+          output_format: format,
+          usage: { input_tokens: 0, output_tokens: 0, total_tokens: 0, input_tokens_details: { image_tokens: 0, text_tokens: 0 }, processing_time_seconds: u.processingTimeSeconds, input_images: u.inputImages, generated_images: u.generatedImages },
+        });
+      }
+    } else {
+      const failure = terminalError(e);
+      if (failure) send('error', { type: 'error', error: { message: failure.message, type: 'invalid_request_error', code: failure.code } });
+    }
+  }
+  res.end();
 }
