@@ -4,7 +4,7 @@
  *   batching            one batched call over B images vs B single-image calls, and raw ORT UNet batch B vs B×1
  *   pipeline_overhead   share of pipeline wall time outside session.run
  *   server_overhead     GraphQL client wall time (upload → final event) / in-process pipeline time − 1
- *   coalescing          cross-request batching throughput gain (not implemented yet: null)
+ *   coalescing          C concurrent single-image clients through the queue, merged vs not merged
  *   progress_latency_ms step callback on the worker → websocket client receipt
  *   peak_rss_mb         process RSS peak during a 4-image 512×512 job through the server
  * Prints a table and writes bench/results.json. Figures are ratios measured in the same run.
@@ -16,6 +16,7 @@ import ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { ensureBenchModel } from '../models/bench.js';
 import { InferenceEngine } from '../src/inference/engine.js';
+import { JobService } from '../src/jobs/jobService.js';
 import { resolveEditOptions } from '../src/inference/request.js';
 import { startServer } from '../src/server/app.js';
 import { loadConfig } from '../src/server/config.js';
@@ -66,45 +67,10 @@ async function main(): Promise<void> {
   const modelDir = await ensureBenchModel();
   const modelsDir = dirname(modelDir);
   const images = await Promise.all(Array.from({ length: IMAGES }, (_, i) => testImage(i, SIZE)));
-  const engine = await InferenceEngine.start({ modelsDir, modelIds: ['bench'], threading: 'inline' });
-  const spec = engine.model('bench');
-  const edit = (count: number, size = SIZE, steps = STEPS) => resolveEditOptions(spec, count, { prompt: 'make it sepia', size: `${size}x${size}`, steps, seed: 1 });
-
-  console.log(`bench model at ${SIZE}x${SIZE}, ${IMAGES} images, ${STEPS} steps (${full ? 'full' : 'quick'}); warming up…`);
-  await engine.edit('bench', edit(1), [{ bytes: images[0]! }]);
-  await engine.edit('bench', edit(IMAGES), images.map((bytes) => ({ bytes })));
-
-  // Batched vs sequential through the pipeline, interleaved so drift hits both alike.
-  const seqTimes: number[] = [];
-  const batTimes: number[] = [];
-  const overheads: number[] = [];
-  for (let r = 0; r < REPS; r++) {
-    let t = now();
-    for (const bytes of images) await engine.edit('bench', edit(1), [{ bytes }]);
-    seqTimes.push(now() - t);
-    t = now();
-    const out = await engine.edit('bench', edit(IMAGES), images.map((bytes) => ({ bytes })));
-    batTimes.push(now() - t);
-    overheads.push((out.timings.totalMs - out.timings.sessionRunMs) / out.timings.totalMs);
-  }
-  const latent = SIZE / spec.vaeScaleFactor;
-  const branches = 3; // InstructPix2Pix with guidance: the pipeline runs 3 UNet rows per item
-  const hidden = 64;
-  const rawSpeedup = await rawOrtSpeedup(spec.paths.unet, IMAGES, branches, latent, hidden);
-  const speedup = median(seqTimes) / median(batTimes);
-
-  // In-process reference for the server job (4 images at 512×512 in every mode).
+  // The server first, so its peak RSS is not inflated by the in-process engine measured later.
   const serverSize = 512;
   const serverSteps = STEPS;
   const bigImages = await Promise.all(Array.from({ length: 4 }, (_, i) => testImage(i, serverSize)));
-  const inProcess: number[] = [];
-  for (let r = 0; r < REPS; r++) {
-    const t = now();
-    await engine.edit('bench', edit(4, serverSize, serverSteps), bigImages.map((bytes) => ({ bytes })));
-    inProcess.push(now() - t);
-  }
-  await engine.close();
-
   const server = await startServer(loadConfig({ PORT: '0', MODELS_DIR: modelsDir, DEFAULT_MODEL: 'bench', LOG_LEVEL: 'silent' }), { logger: pino({ level: 'silent' }) });
   const wsUrl = server.url.replace(/^http/, 'ws') + '/graphql';
   let peakRss = process.memoryUsage().rss;
@@ -161,6 +127,62 @@ async function main(): Promise<void> {
   await client.dispose();
   await server.shutdown(1000);
 
+  const engine = await InferenceEngine.start({ modelsDir, modelIds: ['bench'], threading: 'inline' });
+  const spec = engine.model('bench');
+  const edit = (count: number, size = SIZE, steps = STEPS) => resolveEditOptions(spec, count, { prompt: 'make it sepia', size: `${size}x${size}`, steps, seed: 1 });
+
+  console.log(`bench model at ${SIZE}x${SIZE}, ${IMAGES} images, ${STEPS} steps (${full ? 'full' : 'quick'}); warming up…`);
+  await engine.edit('bench', edit(1), [{ bytes: images[0]! }]);
+  await engine.edit('bench', edit(IMAGES), images.map((bytes) => ({ bytes })));
+
+  // Batched vs sequential through the pipeline, interleaved so drift hits both alike.
+  const seqTimes: number[] = [];
+  const batTimes: number[] = [];
+  const overheads: number[] = [];
+  for (let r = 0; r < REPS; r++) {
+    let t = now();
+    for (const bytes of images) await engine.edit('bench', edit(1), [{ bytes }]);
+    seqTimes.push(now() - t);
+    t = now();
+    const out = await engine.edit('bench', edit(IMAGES), images.map((bytes) => ({ bytes })));
+    batTimes.push(now() - t);
+    overheads.push((out.timings.totalMs - out.timings.sessionRunMs) / out.timings.totalMs);
+  }
+  const latent = SIZE / spec.vaeScaleFactor;
+  const branches = 3; // InstructPix2Pix with guidance: the pipeline runs 3 UNet rows per item
+  const hidden = 64;
+  const rawSpeedup = await rawOrtSpeedup(spec.paths.unet, IMAGES, branches, latent, hidden);
+  const speedup = median(seqTimes) / median(batTimes);
+
+  // In-process reference for the server job (4 images at 512×512 in every mode).
+  const inProcess: number[] = [];
+  for (let r = 0; r < REPS; r++) {
+    const t = now();
+    await engine.edit('bench', edit(4, serverSize, serverSteps), bigImages.map((bytes) => ({ bytes })));
+    inProcess.push(now() - t);
+  }
+  // Cross-request batching: C concurrent single-image clients through the job queue, merged vs not.
+  const coalesce = async (mergeJobs: boolean): Promise<number> => {
+    const jobs = new JobService(engine, { retentionMs: 60_000, maxQueuedJobs: 100, jobTimeoutMs: 0, mergeJobs });
+    const t = now();
+    const submitted = images.map((bytes) => jobs.submit('bench', edit(1), [{ bytes }]));
+    await Promise.all(submitted.map(async (job) => {
+      for await (const _event of jobs.subscribe(job.id)) {
+        // drain until the terminal event
+      }
+    }));
+    const ms = now() - t;
+    await jobs.shutdown(0);
+    return ms;
+  };
+  const unmerged: number[] = [];
+  const merged: number[] = [];
+  for (let r = 0; r < REPS; r++) {
+    unmerged.push(await coalesce(false));
+    merged.push(await coalesce(true));
+  }
+  const coalescingSpeedup = median(unmerged) / median(merged);
+  await engine.close();
   const results = {
     machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model ?? 'unknown', memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, onnxruntime: ort.env.versions.node },
     mode: full ? 'full' : 'quick',
@@ -178,7 +200,7 @@ async function main(): Promise<void> {
     pipeline_overhead: median(overheads),
     server_overhead: median(clientTimes) / median(inProcess) - 1,
     server_job: { images: 4, size: `${serverSize}x${serverSize}`, steps: serverSteps, client_s: median(clientTimes) / 1000, in_process_s: median(inProcess) / 1000 },
-    coalescing: { clients: 4, speedup: null, note: 'cross-request batching (issue 5) is not implemented yet' },
+    coalescing: { clients: IMAGES, speedup: coalescingSpeedup, share_of_batched_speedup: coalescingSpeedup / speedup },
     progress_latency_ms: { p50: pct(latencies, 50), p99: pct(latencies, 99), samples: latencies.length },
     peak_rss_mb: Math.round(peakRss / 2 ** 20),
   };
@@ -190,6 +212,8 @@ async function main(): Promise<void> {
     'batching speedup (pipeline)': f(speedup),
     'batching speedup (raw ORT UNet)': f(rawSpeedup),
     'kept share of raw gain': f(speedup / rawSpeedup),
+    'coalescing speedup (4 clients, merged vs not)': f(coalescingSpeedup),
+    'coalescing share of batched speedup': f(coalescingSpeedup / speedup),
     'pipeline overhead (outside session.run)': f(results.pipeline_overhead, 4),
     'server overhead (GraphQL vs in-process)': f(results.server_overhead, 4),
     'progress latency p50 ms': f(results.progress_latency_ms.p50, 2),

@@ -90,7 +90,7 @@ export function latentShapeFor(ctx: PipelineContext, params: PipelineParams): La
  * VAE-encodes each distinct input once. Returns, per distinct image, the mean and (when the export
  * provides it) the std of the latent distribution, each [C, h, w].
  */
-export async function encodeImages(ctx: PipelineContext, images: readonly Float32Array[], params: PipelineParams, shape: LatentShape): Promise<{ mean: Float32Array; std: Float32Array | null }[]> {
+export async function encodeImages(ctx: PipelineContext, images: readonly Float32Array[], params: PipelineParams, shape: LatentShape, needStd: boolean): Promise<{ mean: Float32Array; std: Float32Array | null }[]> {
   const pixels = 3 * params.height * params.width;
   const batch = new Float32Array(images.length * pixels);
   images.forEach((img, i) => batch.set(img, i * pixels));
@@ -103,6 +103,7 @@ export async function encodeImages(ctx: PipelineContext, images: readonly Float3
     // latent_parameters = mean ‖ logvar along channels (diffusers' DiagonalGaussianDistribution).
     const base = i * 2 * item;
     const mean = latents.slice(base, base + item);
+    if (!needStd) return { mean, std: null }; // the mode is all InstructPix2Pix needs
     const std = latents.slice(base + item, base + 2 * item);
     for (let k = 0; k < std.length; k++) std[k] = Math.exp(0.5 * Math.min(20, Math.max(-30, std[k]!)));
     return { mean, std };

@@ -29,7 +29,7 @@ export async function runImg2Img(ctx: PipelineContext, items: readonly PipelineI
 
   const generators = generatorsFor(items);
   const distinctImages = [...new Set(items.map((i) => i.image))];
-  const encoded = await encodeImages(ctx, distinctImages, params, shape);
+  const encoded = await encodeImages(ctx, distinctImages, params, shape, true);
   // Each item samples its own latent from the input's distribution with its own noise stream.
   const initLatents = new Float32Array(batch * itemSize);
   items.forEach((item, b) => {

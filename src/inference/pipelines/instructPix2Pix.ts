@@ -26,7 +26,7 @@ export async function runInstructPix2Pix(ctx: PipelineContext, items: readonly P
 
   await encodePrompts(ctx, guided ? [...items.map((i) => i.prompt), params.negativePrompt] : items.map((i) => i.prompt));
   const distinctImages = [...new Set(items.map((i) => i.image))];
-  const encoded = await encodeImages(ctx, distinctImages, params, shape);
+  const encoded = await encodeImages(ctx, distinctImages, params, shape, false);
   // InstructPix2Pix conditions on the distribution's mode, unscaled (as diffusers does).
   const imageLatents = concatBatches(items.map((i) => encoded[distinctImages.indexOf(i.image)]!.mean));
 
