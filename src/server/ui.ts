@@ -1,6 +1,41 @@
-/** The progress page at / (not built yet: see issue 7). */
+/**
+ * The live progress page at `/`: static HTML/CSS from `ui/`, and `ui/app.ts` compiled to browser
+ * JavaScript by esbuild on first request (cached). No CDN: it works offline.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { transformSync } from 'esbuild';
+import { PROJECT_ROOT } from '../config.js';
 
-export function serveUi(_pathname: string, _req: IncomingMessage, _res: ServerResponse): boolean {
-  return false;
+const UI_DIR = join(PROJECT_ROOT, 'ui');
+const cache = new Map<string, { body: string; type: string }>();
+
+function asset(pathname: string): { body: string; type: string } | null {
+  const hit = cache.get(pathname);
+  if (hit) return hit;
+  let entry: { body: string; type: string } | null = null;
+  if (pathname === '/') entry = { body: readFileSync(join(UI_DIR, 'index.html'), 'utf8'), type: 'text/html; charset=utf-8' };
+  else if (pathname === '/ui/style.css') entry = { body: readFileSync(join(UI_DIR, 'style.css'), 'utf8'), type: 'text/css; charset=utf-8' };
+  else if (pathname === '/ui/app.js') {
+    const source = readFileSync(join(UI_DIR, 'app.ts'), 'utf8');
+    entry = { body: transformSync(source, { loader: 'ts', format: 'esm', target: 'es2020' }).code, type: 'text/javascript; charset=utf-8' };
+  }
+  if (entry) cache.set(pathname, entry);
+  return entry;
+}
+
+/** Serves the page and its assets; false for any other path. */
+export function serveUi(pathname: string, req: IncomingMessage, res: ServerResponse): boolean {
+  if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+  const entry = asset(pathname);
+  if (!entry) return false;
+  res.writeHead(200, {
+    'content-type': entry.type,
+    'cache-control': 'no-cache',
+    'x-content-type-options': 'nosniff',
+    'content-security-policy': "default-src 'self'; img-src 'self' data: blob:; connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'",
+  });
+  res.end(req.method === 'HEAD' ? undefined : entry.body);
+  return true;
 }

@@ -1,0 +1,386 @@
+// The live progress page: the public GraphQL API over fetch (multipart uploads) and a minimal
+// graphql-transport-ws client over WebSocket, with reconnect and resubscription.
+
+type Json = Record<string, unknown>;
+interface ModelInfo { id: string; isDefault: boolean; defaults: { steps: number; size: string; scheduler: string } }
+interface Preview { index: number; b64Json: string; mimeType: string }
+interface Image { index: number; inputIndex: number; variant: number; seed: number; b64Json: string; mimeType: string; width: number; height: number }
+interface JobEvent {
+  __typename: string;
+  status: string;
+  position?: number;
+  step?: number;
+  totalSteps?: number;
+  previews?: Preview[];
+  result?: { images: Image[]; usage: { processingTimeSeconds: number; queueTimeSeconds: number; inputImages: number; generatedImages: number; batches: number } };
+  error?: { code: string; message: string };
+}
+
+const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
+const tokenInput = $<HTMLInputElement>('token');
+tokenInput.value = sessionStorage.getItem('token') ?? '';
+tokenInput.addEventListener('change', () => {
+  sessionStorage.setItem('token', tokenInput.value);
+  socket.restart();
+});
+const authHeader = (): Record<string, string> => (tokenInput.value ? { authorization: `Bearer ${tokenInput.value}` } : {});
+
+class ApiError extends Error {
+  constructor(message: string, readonly code: string) {
+    super(message);
+  }
+}
+
+async function readGraphQL(res: Response): Promise<Json> {
+  if (res.status === 401) {
+    $<HTMLDetailsElement>('auth').open = true;
+    throw new ApiError('This server needs an access token: enter it under "Access token".', 'UNAUTHENTICATED');
+  }
+  const body = (await res.json()) as { data?: Json; errors?: { message: string; extensions?: { code?: string } }[] };
+  if (body.errors?.length) throw new ApiError(body.errors[0]!.message, body.errors[0]!.extensions?.code ?? 'ERROR');
+  return body.data!;
+}
+
+async function graphql(query: string, variables: Json = {}): Promise<Json> {
+  const res = await fetch('/graphql', { method: 'POST', headers: { 'content-type': 'application/json', ...authHeader() }, body: JSON.stringify({ query, variables }) });
+  return readGraphQL(res);
+}
+
+// --- graphql-transport-ws, with reconnect ---------------------------------------------------
+type Sink = { next(e: JobEvent): void; complete(): void; error(message: string): void };
+
+class Socket {
+  private ws: WebSocket | null = null;
+  private ready = false;
+  private subs = new Map<string, { jobId: string; sink: Sink }>();
+  private nextId = 1;
+  private retry = 0;
+
+  subscribe(jobId: string, sink: Sink): void {
+    const id = String(this.nextId++);
+    this.subs.set(id, { jobId, sink });
+    if (this.ready) this.send(id, jobId);
+    else this.connect();
+  }
+
+  restart(): void {
+    this.ws?.close();
+  }
+
+  private send(id: string, jobId: string): void {
+    this.ws!.send(JSON.stringify({ id, type: 'subscribe', payload: { query: EVENTS, variables: { id: jobId } } }));
+  }
+
+  private connect(): void {
+    if (this.ws) return;
+    const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql`, 'graphql-transport-ws');
+    this.ws = ws;
+    ws.onopen = () => ws.send(JSON.stringify({ type: 'connection_init', payload: tokenInput.value ? { authorization: `Bearer ${tokenInput.value}` } : {} }));
+    ws.onmessage = (m) => {
+      const msg = JSON.parse(String(m.data)) as { type: string; id?: string; payload?: { data?: { editJobEvents: JobEvent } } & { message?: string }[] };
+      if (msg.type === 'connection_ack') {
+        this.ready = true;
+        this.retry = 0;
+        setConnection('');
+        for (const [id, s] of this.subs) this.send(id, s.jobId);
+      } else if (msg.type === 'ping') {
+        ws.send(JSON.stringify({ type: 'pong' }));
+      } else if (msg.type === 'next' && msg.id) {
+        const event = (msg.payload as { data?: { editJobEvents: JobEvent } }).data?.editJobEvents;
+        if (event) this.subs.get(msg.id)?.sink.next(event);
+      } else if (msg.type === 'error' && msg.id) {
+        const sub = this.subs.get(msg.id);
+        this.subs.delete(msg.id);
+        sub?.sink.error((msg.payload as { message?: string }[] | undefined)?.[0]?.message ?? 'subscription failed');
+      } else if (msg.type === 'complete' && msg.id) {
+        const sub = this.subs.get(msg.id);
+        this.subs.delete(msg.id);
+        sub?.sink.complete();
+      }
+    };
+    ws.onclose = (e) => {
+      this.ws = null;
+      this.ready = false;
+      if (e.code === 4401 || e.code === 4403) {
+        $<HTMLDetailsElement>('auth').open = true;
+        setConnection('Live updates need a valid access token.');
+        return;
+      }
+      if (this.subs.size === 0) return;
+      // Reconnect with backoff; the server sends each job's current state first, so cards resume.
+      const delay = Math.min(10_000, 500 * 2 ** this.retry++);
+      setConnection(`Connection lost; reconnecting in ${Math.round(delay / 1000)} s…`);
+      setTimeout(() => this.connect(), delay);
+    };
+  }
+}
+
+const socket = new Socket();
+const setConnection = (text: string): void => {
+  $('connection').textContent = text;
+};
+
+const EVENTS = `subscription($id: ID!) { editJobEvents(id: $id) {
+  __typename status
+  ... on EditQueued { position }
+  ... on EditProgress { step totalSteps previews { index b64Json mimeType } }
+  ... on EditCompleted { result { images { index inputIndex variant seed b64Json mimeType width height } usage { processingTimeSeconds queueTimeSeconds inputImages generatedImages batches } } }
+  ... on EditFailed { error { code message } }
+} }`;
+
+// --- the form -----------------------------------------------------------------------------
+let files: File[] = [];
+let models: ModelInfo[] = [];
+const thumbs = $<HTMLUListElement>('thumbs');
+
+function setFiles(list: FileList | File[]): void {
+  files = [...list];
+  thumbs.replaceChildren(
+    ...files.map((file, i) => {
+      const li = document.createElement('li');
+      const img = document.createElement('img');
+      img.src = URL.createObjectURL(file);
+      img.alt = file.name;
+      const label = document.createElement('label');
+      label.htmlFor = `prompt-${i}`;
+      label.textContent = `Instruction for ${file.name} (optional)`;
+      const input = document.createElement('input');
+      input.type = 'text';
+      input.id = `prompt-${i}`;
+      input.className = 'image-prompt';
+      li.append(img, label, input);
+      return li;
+    }),
+  );
+}
+
+const fileInput = $<HTMLInputElement>('files');
+fileInput.addEventListener('change', () => setFiles(fileInput.files ?? []));
+const zone = $('drop-zone');
+zone.addEventListener('dragover', (e) => {
+  e.preventDefault();
+  zone.classList.add('over');
+});
+zone.addEventListener('dragleave', () => zone.classList.remove('over'));
+zone.addEventListener('drop', (e) => {
+  e.preventDefault();
+  zone.classList.remove('over');
+  if (e.dataTransfer?.files.length) setFiles(e.dataTransfer.files);
+});
+zone.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' || e.key === ' ') {
+    e.preventDefault();
+    fileInput.click();
+  }
+});
+
+function applyModelDefaults(): void {
+  const model = models.find((m) => m.id === $<HTMLSelectElement>('model').value);
+  if (!model) return;
+  $<HTMLInputElement>('steps').placeholder = String(model.defaults.steps);
+  $<HTMLInputElement>('size').placeholder = `${model.defaults.size} or auto`;
+  ($<HTMLSelectElement>('scheduler').options[0]!).textContent = `model default (${model.defaults.scheduler})`;
+}
+
+async function loadModels(): Promise<void> {
+  try {
+    const data = await graphql('{ models { id isDefault defaults { steps size scheduler } } }');
+    models = data.models as ModelInfo[];
+    const select = $<HTMLSelectElement>('model');
+    select.replaceChildren(...models.map((m) => new Option(m.id + (m.isDefault ? ' (default)' : ''), m.id, m.isDefault, m.isDefault)));
+    applyModelDefaults();
+  } catch (err) {
+    $('form-status').textContent = (err as Error).message;
+  }
+}
+$<HTMLSelectElement>('model').addEventListener('change', applyModelDefaults);
+
+const optionalInt = (id: string): number | null => {
+  const v = $<HTMLInputElement>(id).value.trim();
+  return v === '' ? null : Number(v);
+};
+
+$<HTMLFormElement>('edit-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const status = $('form-status');
+  if (files.length === 0) {
+    status.textContent = 'Choose at least one image first.';
+    return;
+  }
+  const steps = optionalInt('steps') ?? models.find((m) => m.id === $<HTMLSelectElement>('model').value)?.defaults.steps ?? 20;
+  const perImage = [...document.querySelectorAll<HTMLInputElement>('.image-prompt')].map((i) => i.value.trim());
+  const prompt = $<HTMLInputElement>('prompt').value;
+  const variables: Json = {
+    images: files.map(() => null),
+    prompt,
+    prompts: perImage.some(Boolean) ? perImage.map((p) => p || prompt) : null,
+    model: $<HTMLSelectElement>('model').value || null,
+    n: optionalInt('n') ?? 1,
+    steps: optionalInt('steps'),
+    size: $<HTMLInputElement>('size').value.trim() || null,
+    seed: optionalInt('seed'),
+    scheduler: $<HTMLSelectElement>('scheduler').value || null,
+    previewEvery: Math.max(1, Math.round(steps / 5)),
+  };
+  const query = `mutation($images: [Upload!]!, $prompt: String!, $prompts: [String!], $model: String, $n: Int, $steps: Int, $size: String, $seed: Int, $scheduler: SchedulerName, $previewEvery: Int) {
+    editImages(images: $images, prompt: $prompt, prompts: $prompts, model: $model, n: $n, steps: $steps, size: $size, seed: $seed, scheduler: $scheduler, previewEvery: $previewEvery) { id status queuePosition inputImages }
+  }`;
+  const form = new FormData();
+  form.set('operations', JSON.stringify({ query, variables }));
+  form.set('map', JSON.stringify(Object.fromEntries(files.map((_, i) => [String(i), [`variables.images.${i}`]]))));
+  files.forEach((f, i) => form.set(String(i), f, f.name));
+  $<HTMLButtonElement>('start').disabled = true;
+  status.textContent = 'Uploading…';
+  try {
+    const data = await readGraphQL(await fetch('/graphql', { method: 'POST', body: form, headers: { 'apollo-require-preflight': 'true', ...authHeader() } }));
+    const job = data.editImages as { id: string; status: string; queuePosition: number | null };
+    status.textContent = 'Job started.';
+    new JobCard(job.id, files.map((f) => f.name), Number(variables.n));
+  } catch (err) {
+    const code = err instanceof ApiError ? err.code : 'ERROR';
+    status.textContent = `Could not start: ${(err as Error).message} (${code})`;
+  } finally {
+    $<HTMLButtonElement>('start').disabled = false;
+  }
+});
+
+// --- job cards ----------------------------------------------------------------------------
+class JobCard {
+  private el = document.createElement('article');
+  private state = document.createElement('span');
+  private bar = document.createElement('progress');
+  private detail = document.createElement('p');
+  private outputs = document.createElement('div');
+  private cancel = document.createElement('button');
+  private started = 0;
+  private done = false;
+
+  constructor(private readonly id: string, private readonly names: string[], private readonly n: number) {
+    this.el.className = 'job';
+    this.el.setAttribute('aria-label', `Job ${id.slice(0, 8)}`);
+    const header = document.createElement('header');
+    const title = document.createElement('h3');
+    title.textContent = `${names.length} image${names.length > 1 ? 's' : ''} × ${n} · job ${id.slice(0, 8)}`;
+    this.cancel.type = 'button';
+    this.cancel.className = 'secondary';
+    this.cancel.textContent = 'Cancel';
+    this.cancel.addEventListener('click', () => void this.requestCancel());
+    header.append(title, this.cancel);
+    this.state.className = 'state';
+    this.state.setAttribute('role', 'status');
+    this.state.setAttribute('aria-live', 'polite');
+    this.bar.max = 1;
+    this.bar.value = 0;
+    this.bar.setAttribute('aria-label', 'Denoising progress');
+    this.bar.setAttribute('aria-valuemin', '0');
+    this.bar.setAttribute('aria-valuenow', '0');
+    this.outputs.className = 'outputs';
+    this.el.append(header, this.state, this.bar, this.detail, this.outputs);
+    $('jobs').prepend(this.el);
+    this.setState('QUEUED', 'Queued');
+    socket.subscribe(id, { next: (e) => this.onEvent(e), complete: () => this.onComplete(), error: (m) => this.fail('ERROR', m) });
+  }
+
+  private setState(status: string, text: string): void {
+    this.state.className = `state ${status}`;
+    this.state.textContent = text;
+  }
+
+  private figure(index: number): HTMLElement {
+    let fig = this.outputs.querySelector<HTMLElement>(`[data-index="${index}"]`);
+    if (!fig) {
+      fig = document.createElement('figure');
+      fig.dataset.index = String(index);
+      const img = document.createElement('img');
+      const caption = document.createElement('figcaption');
+      const inputIndex = Math.floor(index / this.n);
+      img.alt = `Output ${index}: ${this.names[inputIndex] ?? 'image'} variant ${index % this.n}`;
+      caption.textContent = `${this.names[inputIndex] ?? ''} · variant ${index % this.n}`;
+      fig.append(img, caption);
+      this.outputs.append(fig);
+    }
+    return fig;
+  }
+
+  private onEvent(e: JobEvent): void {
+    if (e.__typename === 'EditQueued') {
+      this.setState('QUEUED', `Queued: position ${e.position}`);
+    } else if (e.__typename === 'EditProgress') {
+      if (!this.started) this.started = performance.now() - 1;
+      const step = e.step!;
+      const total = e.totalSteps!;
+      this.bar.max = total;
+      this.bar.value = step;
+      this.bar.setAttribute('aria-valuemax', String(total));
+      this.bar.setAttribute('aria-valuenow', String(step));
+      const elapsed = (performance.now() - this.started) / 1000;
+      const eta = step > 0 ? (elapsed / step) * (total - step) : 0;
+      this.setState('RUNNING', 'Running');
+      this.detail.textContent = `Step ${step}/${total} · about ${eta.toFixed(1)} s left`;
+      for (const p of e.previews ?? []) {
+        const img = this.figure(p.index).querySelector('img')!;
+        img.src = `data:${p.mimeType};base64,${p.b64Json}`;
+        img.classList.add('preview');
+      }
+    } else if (e.__typename === 'EditCompleted') {
+      this.finish();
+      const r = e.result!;
+      this.bar.value = this.bar.max;
+      this.bar.setAttribute('aria-valuenow', String(this.bar.max));
+      this.setState('SUCCEEDED', 'Done');
+      const u = r.usage;
+      this.detail.className = 'usage';
+      this.detail.textContent = `${u.inputImages} input → ${u.generatedImages} images in ${u.processingTimeSeconds.toFixed(2)} s (queued ${u.queueTimeSeconds.toFixed(2)} s, ${u.batches} batch${u.batches > 1 ? 'es' : ''})`;
+      for (const image of r.images) {
+        const fig = this.figure(image.index);
+        const img = fig.querySelector('img')!;
+        const src = `data:${image.mimeType};base64,${image.b64Json}`;
+        img.src = src;
+        img.classList.remove('preview');
+        img.classList.add('result');
+        const ext = image.mimeType.split('/')[1]?.replace('jpeg', 'jpg') ?? 'png';
+        const stem = (this.names[image.inputIndex] ?? 'image').replace(/\.[^.]+$/, '');
+        const link = document.createElement('a');
+        link.href = src;
+        link.download = `${stem}-${image.variant}.${ext}`;
+        link.textContent = `Download (seed ${image.seed})`;
+        fig.querySelector('figcaption')!.replaceChildren(`${stem} · variant ${image.variant} · ${image.width}×${image.height} · `, link);
+      }
+    } else if (e.__typename === 'EditFailed') {
+      this.fail(e.error!.code, e.error!.message);
+    } else if (e.__typename === 'EditCancelled') {
+      this.finish();
+      this.setState('CANCELLED', 'Cancelled');
+      this.detail.textContent = 'The job was cancelled.';
+    }
+  }
+
+  private onComplete(): void {
+    this.finish();
+  }
+
+  private finish(): void {
+    this.done = true;
+    this.cancel.disabled = true;
+  }
+
+  private fail(code: string, message: string): void {
+    this.finish();
+    this.setState('FAILED', 'Failed');
+    this.detail.className = 'error';
+    this.detail.textContent = `${message} (${code})`;
+  }
+
+  private async requestCancel(): Promise<void> {
+    if (this.done) return;
+    this.cancel.disabled = true;
+    try {
+      await graphql('mutation($id: ID!) { cancelEditJob(id: $id) { id status } }', { id: this.id });
+    } catch (err) {
+      this.detail.textContent = `Could not cancel: ${(err as Error).message}`;
+      this.cancel.disabled = false;
+    }
+  }
+}
+
+void loadModels();
