@@ -21,6 +21,8 @@ export interface JobServiceConfig {
   jobTimeoutMs: number;
   /** Cross-request batching: run compatible queued jobs in one pipeline call (default true). */
   mergeJobs?: boolean;
+  /** Sees every event of every job (metrics). */
+  onEvent?: (event: JobEvent) => void;
   log?: (fields: Record<string, unknown>, message: string) => void;
 }
 
@@ -142,6 +144,7 @@ export class JobService implements JobBackend {
   }
 
   private emit(job: Job, event: JobEvent): void {
+    this.config.onEvent?.(event);
     for (const s of job.subscribers) s.push(event);
   }
 

@@ -16,7 +16,7 @@ import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createFetch } from '@whatwg-node/fetch';
 import { WebSocketServer } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
-import type { ExecutionArgs } from 'graphql';
+import { GraphQLError, type ExecutionArgs } from 'graphql';
 import { pino, type Logger } from 'pino';
 import { InferenceEngine } from '../inference/engine.js';
 import { JobService } from '../jobs/jobService.js';
@@ -25,6 +25,8 @@ import { buildSchema, type GraphQLContext } from '../schema/index.js';
 import type { ServerConfig } from './config.js';
 import { createAuthenticator, type Authenticator } from './auth.js';
 import { maskGraphQLError } from './errorMapping.js';
+import { useFieldSuggestions, useGraphQLLimits, useIntrospection, useJsonBodyLimit, useMultipartErrors, withoutSuggestions } from './hardening.js';
+import { clientIp, createRateLimiter, enforceRateLimit, rateLimitKey, RATE_LIMITED_MESSAGE } from './rateLimit.js';
 import { handleRestEdit } from './rest.js';
 import { serveUi } from './ui.js';
 
@@ -70,24 +72,61 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
   const auth = createAuthenticator(config);
   const context: GraphQLContext = { engine, jobs, edits };
   const logError = (err: unknown): void => log.error({ err }, 'internal error');
+  /** Every GraphQL error a client sees, over HTTP, SSE and graphql-ws, goes through here. */
+  const maskError = (err: unknown): Error => {
+    let masked = maskGraphQLError(err, logError);
+    // Yoga's own body/file-size errors say REQUEST_ENTITY_TOO_LARGE: the API's code is PAYLOAD_TOO_LARGE.
+    if (masked instanceof GraphQLError && masked.extensions?.code === 'REQUEST_ENTITY_TOO_LARGE') {
+      masked = new GraphQLError(masked.message, { nodes: masked.nodes, path: masked.path, extensions: { ...masked.extensions, code: 'PAYLOAD_TOO_LARGE' } });
+    }
+    return config.fieldSuggestions ? masked : withoutSuggestions(masked);
+  };
+  /** Over graphql-ws: masked, without Yoga's HTTP-only `extensions.http` (status hints for its HTTP responses). */
+  const maskWsError = (err: unknown): GraphQLError => {
+    const masked = maskError(err);
+    if (!(masked instanceof GraphQLError) || !masked.extensions?.http) return masked as GraphQLError;
+    const { http: _http, ...extensions } = masked.extensions;
+    return new GraphQLError(masked.message, { nodes: masked.nodes, source: masked.source, positions: masked.positions, path: masked.path, extensions });
+  };
+  const rateLimiter = createRateLimiter({ perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst });
 
   const yoga: YogaServerInstance<Record<string, unknown>, GraphQLContext> = createYoga<Record<string, unknown>, GraphQLContext>({
     schema: buildSchema(),
     context: () => context,
     graphqlEndpoint: '/graphql',
     landingPage: false,
-    graphiql: { subscriptionsProtocol: 'WS', title: 'image-edit-server' },
+    // Yoga's default CORS reflects any Origin with credentials allowed, which would let any web
+    // page read responses (and pass the CSRF check by preflighting its header). Off unless listed.
+    cors: config.corsOrigins.length ? { origin: config.corsOrigins, credentials: true, methods: ['GET', 'POST'], allowedHeaders: ['authorization', 'content-type', 'apollo-require-preflight', 'x-graphql-yoga-csrf'] } : false,
+    graphiql: config.graphiql ? { subscriptionsProtocol: 'WS', title: 'image-edit-server' } : false,
     // Assets bundled in the package: GraphiQL renders without a CDN.
     renderGraphiQL,
-    maskedErrors: { maskError: (error) => maskGraphQLError(error, logError) },
+    maskedErrors: { maskError: (error) => maskError(error) },
     // Whole-body bound, enforced while streaming (413); per-file bounds are busboy's, below.
     maxRequestBodySize: config.maxTotalBytes + MB,
     fetchAPI: createFetch({
       formDataLimits: { fileSize: config.maxFileBytes, files: config.maxImagesPerJob, fieldSize: MB, fields: 64, parts: config.maxImagesPerJob + 64 },
     }),
     logging: { debug: (...a) => log.debug(a), info: (...a) => log.info(a), warn: (...a) => log.warn(a), error: (...a) => log.error(a) },
-    plugins: [useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight'] })],
+    plugins: [
+      useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight'] }),
+      useJsonBodyLimit(config.graphqlMaxJsonBytes),
+      useMultipartErrors(),
+      useGraphQLLimits(config),
+      useIntrospection(config.introspection),
+      useFieldSuggestions(config.fieldSuggestions),
+    ],
   });
+
+  const allowedOrigin = (origin: string | undefined, host: string | undefined): boolean => {
+    if (!origin) return true;
+    if (config.corsOrigins.includes(origin) || config.corsOrigins.includes('*')) return true;
+    try {
+      return new URL(origin).host === host;
+    } catch {
+      return false;
+    }
+  };
 
   let shuttingDown = false;
   const httpServer = createServer((req, res) => {
@@ -107,14 +146,17 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
     if (url.pathname === '/' || url.pathname.startsWith('/ui/')) {
       if (serveUi(url.pathname, req, res)) return;
     }
-    const isGraphiQLPage = url.pathname === '/graphql' && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html') && !url.searchParams.has('query');
-    if (!isGraphiQLPage && !auth.check(req.headers.authorization)) {
+    const isGraphiQLPage = config.graphiql && url.pathname === '/graphql' && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html') && !url.searchParams.has('query');
+    // A CORS preflight never carries credentials; it executes nothing (Yoga answers it, or refuses it when no origin is configured).
+    const isPreflight = req.method === 'OPTIONS' && url.pathname === '/graphql';
+    if (!isGraphiQLPage && !isPreflight && !auth.check(req.headers.authorization)) {
       res.setHeader('WWW-Authenticate', auth.challenge);
       sendJson(res, 401, url.pathname.startsWith('/v1/')
         ? { error: { message: 'missing or invalid credentials', type: 'invalid_request_error', code: 'UNAUTHENTICATED' } }
         : { errors: [{ message: 'missing or invalid credentials', extensions: { code: 'UNAUTHENTICATED' } }] });
       return;
     }
+    if (!isGraphiQLPage && !enforceRateLimit(rateLimiter, req, res, { pathname: url.pathname, authEnabled: auth.enabled, trustProxy: config.trustProxy })) return;
     if (url.pathname === '/v1/images/edits') {
       await handleRestEdit(req, res, { engine, jobs, edits, log, maxBodyBytes: config.maxTotalBytes + MB, uploadLimits: edits.limits });
       return;
@@ -126,10 +168,32 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
     sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route for ${url.pathname}` } });
   }
 
-  const wsServer = new WebSocketServer({ server: httpServer, path: '/graphql', maxPayload: MB });
+  const wsServer = new WebSocketServer({
+    server: httpServer,
+    path: '/graphql',
+    maxPayload: config.wsMaxPayloadBytes,
+    // Browsers do not apply CORS to websockets: refuse pages from other origins (cross-site
+    // websocket hijacking). Clients that are not browsers send no Origin and are unaffected.
+    verifyClient: ({ origin, req }: { origin?: string; req: IncomingMessage }) => allowedOrigin(origin, req.headers.host),
+  });
+  // ws reports a client's protocol violations (an oversized or malformed frame) as a socket error
+  // after it has already closed the socket (1009, 1002, …); graphql-ws would print each one to
+  // stderr with console.error. They are the client's fault: log them at debug level instead.
+  wsServer.on('connection', (socket) => {
+    const emit = socket.emit.bind(socket) as (event: string | symbol, ...args: unknown[]) => boolean;
+    socket.emit = ((event: string | symbol, ...args: unknown[]) => {
+      const err = args[0] as { code?: unknown } | undefined;
+      if (event === 'error' && typeof err?.code === 'string' && err.code.startsWith('WS_ERR_')) {
+        log.debug({ err }, 'websocket protocol error from client');
+        return true;
+      }
+      return emit(event, ...args);
+    }) as typeof socket.emit;
+  });
+  const wsError = (message: string, code: string, extensions: Record<string, unknown> = {}) => [new GraphQLError(message, { extensions: { code, ...extensions } })];
   useServer(
     {
-      connectionInitWaitTimeout: 10_000,
+      connectionInitWaitTimeout: config.wsInitTimeoutMs,
       onConnect: (ctx) => {
         const authorization = (ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization) as string | undefined;
         if (!auth.check(authorization)) {
@@ -140,25 +204,41 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
       },
       execute: (args) => (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
       subscribe: (args) => (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args) as never,
+      // Anything thrown here would close the whole socket (4500): every refusal is returned as
+      // errors for this one operation instead, and the connection stays usable.
       onSubscribe: async (ctx, _id, params) => {
-        const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params });
-        let document;
-        try {
-          document = parse(params.query);
-        } catch (err) {
-          return [maskGraphQLError(err, logError)] as never;
+        // graphql-ws has already registered this operation in ctx.subscriptions.
+        if (Object.keys(ctx.subscriptions).length > config.wsMaxSubscriptionsPerConnection) {
+          return wsError(`too many operations on this connection: the limit is ${config.wsMaxSubscriptionsPerConnection} at once`, 'BAD_USER_INPUT');
         }
-        const args = {
-          schema,
-          operationName: params.operationName,
-          document,
-          variableValues: params.variables,
-          contextValue: await contextFactory(),
-          rootValue: { execute, subscribe },
-        };
-        const errors = validate(args.schema, args.document);
-        if (errors.length) return errors;
-        return args;
+        if (rateLimiter.enabled) {
+          const authorization = (ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization) as string | undefined;
+          const decision = rateLimiter.take(rateLimitKey(authorization, auth.enabled, clientIp(ctx.extra.request, config.trustProxy)));
+          if (!decision.ok) {
+            return wsError(`${RATE_LIMITED_MESSAGE}; retry after ${decision.retryAfterSeconds} s`, 'RATE_LIMITED', { retryAfterSeconds: decision.retryAfterSeconds });
+          }
+        }
+        try {
+          const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params });
+          let document;
+          try {
+            document = parse(params.query);
+          } catch (err) {
+            return [maskWsError(err)];
+          }
+          const errors = validate(schema, document);
+          if (errors.length) return errors.map((e: GraphQLError) => maskWsError(e));
+          return {
+            schema,
+            operationName: params.operationName,
+            document,
+            variableValues: params.variables,
+            contextValue: await contextFactory(),
+            rootValue: { execute, subscribe },
+          };
+        } catch (err) {
+          return [maskWsError(err)];
+        }
       },
     },
     wsServer,
@@ -190,7 +270,12 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
       for (const client of wsServer.clients) client.close(1001, 'Server shutting down');
       await new Promise<void>((resolve) => wsServer.close(() => resolve()));
       httpServer.closeIdleConnections();
+      // A client that stops reading (or a slow upload) must not hold the process open: responses
+      // still in flight after a short delay are cut.
+      const forceClose = setTimeout(() => httpServer.closeAllConnections(), 2000);
       await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+      clearTimeout(forceClose);
+      rateLimiter.close();
       await engine.close();
       log.info('shut down');
     },

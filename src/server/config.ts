@@ -27,6 +27,28 @@ export interface ServerConfig {
   allowAnonymous: boolean;
   production: boolean;
   logLevel: string;
+  /** GraphQL document limits (graphql-armor), see docs/security.md. */
+  graphqlMaxDepth: number;
+  graphqlMaxAliases: number;
+  graphqlMaxTokens: number;
+  graphqlMaxCost: number;
+  graphqlMaxDirectives: number;
+  /** Bound on a non-multipart (JSON, GraphQL string, form-urlencoded) body to /graphql. */
+  graphqlMaxJsonBytes: number;
+  introspection: boolean;
+  fieldSuggestions: boolean;
+  graphiql: boolean;
+  wsInitTimeoutMs: number;
+  wsMaxPayloadBytes: number;
+  wsMaxSubscriptionsPerConnection: number;
+  /** Requests per minute per credential (or per client IP when anonymous); 0 turns rate limiting off. */
+  rateLimitPerMinute: number;
+  /** Token-bucket size: how many requests may come at once. Defaults to rateLimitPerMinute. */
+  rateLimitBurst: number;
+  /** Take the client IP for anonymous rate limiting from the last X-Forwarded-For hop. */
+  trustProxy: boolean;
+  /** Origins allowed to call /graphql from a browser on another origin (CORS); empty: none. */
+  corsOrigins: string[];
 }
 
 export class ConfigError extends Error {}
@@ -41,6 +63,15 @@ function int(env: Env, name: string, fallback: number, min = 0): number {
   return n;
 }
 
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const v = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  throw new ConfigError(`${name} must be a boolean: 1/0, true/false, yes/no or on/off (got "${raw}")`);
+}
+
 const list = (raw: string | undefined): string[] => (raw ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 
 export function loadConfig(env: Env = process.env): ServerConfig {
@@ -52,6 +83,8 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     return { user: pair.slice(0, i), pass: pair.slice(i + 1) };
   });
   const mb = 1024 * 1024;
+  const production = env.NODE_ENV === 'production';
+  const rateLimitPerMinute = int(env, 'RATE_LIMIT_PER_MINUTE', 0, 0);
   return {
     port: int(env, 'PORT', 4000),
     host: env.HOST || '127.0.0.1',
@@ -71,8 +104,24 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     authTokens: list(env.AUTH_TOKENS),
     authBasic,
     allowAnonymous: env.ALLOW_ANONYMOUS === '1' || env.ALLOW_ANONYMOUS === 'true',
-    production: env.NODE_ENV === 'production',
+    production,
     logLevel: env.LOG_LEVEL || 'info',
+    graphqlMaxDepth: int(env, 'GRAPHQL_MAX_DEPTH', 10, 1),
+    graphqlMaxAliases: int(env, 'GRAPHQL_MAX_ALIASES', 15, 0),
+    graphqlMaxTokens: int(env, 'GRAPHQL_MAX_TOKENS', 2000, 1),
+    graphqlMaxCost: int(env, 'GRAPHQL_MAX_COST', 5000, 1),
+    graphqlMaxDirectives: int(env, 'GRAPHQL_MAX_DIRECTIVES', 50, 0),
+    graphqlMaxJsonBytes: int(env, 'GRAPHQL_MAX_JSON_BYTES', mb, 1),
+    introspection: bool(env, 'GRAPHQL_INTROSPECTION', !production),
+    fieldSuggestions: bool(env, 'GRAPHQL_SUGGESTIONS', !production),
+    graphiql: bool(env, 'GRAPHIQL', !production),
+    wsInitTimeoutMs: int(env, 'WS_INIT_TIMEOUT_MS', 10_000, 1),
+    wsMaxPayloadBytes: int(env, 'WS_MAX_PAYLOAD_BYTES', mb, 1),
+    wsMaxSubscriptionsPerConnection: int(env, 'WS_MAX_SUBSCRIPTIONS_PER_CONNECTION', 20, 1),
+    rateLimitPerMinute,
+    rateLimitBurst: int(env, 'RATE_LIMIT_BURST', rateLimitPerMinute, rateLimitPerMinute > 0 ? 1 : 0),
+    trustProxy: bool(env, 'TRUST_PROXY', false),
+    corsOrigins: list(env.CORS_ORIGINS),
   };
 }
 

@@ -1,0 +1,446 @@
+/**
+ * Hardening (docs/security.md): GraphQL document limits over HTTP and graphql-ws, introspection,
+ * suggestions and GraphiQL switches, websocket limits, per-credential rate limiting, and the
+ * bound on non-multipart bodies.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import WebSocket from 'ws';
+import { getIntrospectionQuery, print } from 'graphql';
+import { startTestServer, type TestServer } from './support/server.js';
+import { collect, postGraphQL, postMultipart, wsClient, type GraphQLResponse } from './support/graphql.js';
+import { twoColourPng } from './support/images.js';
+import { ConfigError, loadConfig } from '../src/server/config.js';
+import { createRateLimiter, rateLimitKey } from '../src/server/rateLimit.js';
+import { stripSuggestions } from '../src/server/hardening.js';
+import { CancelEditJobDocument, EditImagesDocument, EditJobEventsDocument, ModelsDocument, type EditImagesMutation, type ModelsQuery } from './generated/graphql.js';
+
+const codeOf = (body: GraphQLResponse<unknown>): string | undefined => body.errors?.[0]?.extensions?.code;
+
+/** A bare graphql-transport-ws connection, for checking exactly what the server sends and when it closes. */
+class RawWs {
+  readonly socket: WebSocket;
+  readonly closed: Promise<number>;
+  private readonly queue: Record<string, unknown>[] = [];
+  private waiting: ((m: Record<string, unknown>) => void) | null = null;
+  constructor(url: string, origin?: string) {
+    this.socket = new WebSocket(url, 'graphql-transport-ws', origin ? { origin } : {});
+    this.socket.on('message', (data) => {
+      const m = JSON.parse(String(data)) as Record<string, unknown>;
+      if (this.waiting) {
+        const w = this.waiting;
+        this.waiting = null;
+        w(m);
+      } else this.queue.push(m);
+    });
+    this.closed = new Promise((resolve) => this.socket.on('close', (code) => resolve(code)));
+  }
+  async open(payload?: Record<string, unknown>): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.socket.once('open', () => resolve());
+      this.socket.once('error', reject);
+    });
+    this.send({ type: 'connection_init', ...(payload ? { payload } : {}) });
+    assert.equal((await this.next()).type, 'connection_ack');
+  }
+  send(message: unknown): void {
+    this.socket.send(JSON.stringify(message));
+  }
+  next(timeoutMs = 10_000): Promise<Record<string, unknown>> {
+    const queued = this.queue.shift();
+    if (queued) return Promise.resolve(queued);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no websocket message in time')), timeoutMs);
+      this.waiting = (m) => {
+        clearTimeout(timer);
+        resolve(m);
+      };
+    });
+  }
+  /** The next message for operation `id`, skipping others (queued for nobody). */
+  async nextFor(id: string): Promise<Record<string, unknown>> {
+    for (;;) {
+      const m = await this.next();
+      if (m.id === id) return m;
+    }
+  }
+  get isOpen(): boolean {
+    return this.socket.readyState === WebSocket.OPEN;
+  }
+}
+
+describe('configuration', () => {
+  it('has documented defaults that follow NODE_ENV, and refuses bad values', () => {
+    const dev = loadConfig({});
+    assert.equal(dev.graphqlMaxDepth, 10);
+    assert.equal(dev.graphqlMaxAliases, 15);
+    assert.equal(dev.graphqlMaxTokens, 2000);
+    assert.equal(dev.graphqlMaxCost, 5000);
+    assert.equal(dev.graphqlMaxJsonBytes, 1024 * 1024);
+    assert.equal(dev.wsInitTimeoutMs, 10_000);
+    assert.equal(dev.wsMaxPayloadBytes, 1024 * 1024);
+    assert.equal(dev.wsMaxSubscriptionsPerConnection, 20);
+    assert.equal(dev.rateLimitPerMinute, 0);
+    assert.deepEqual([dev.introspection, dev.fieldSuggestions, dev.graphiql], [true, true, true]);
+    const prod = loadConfig({ NODE_ENV: 'production' });
+    assert.deepEqual([prod.introspection, prod.fieldSuggestions, prod.graphiql], [false, false, false]);
+    const prodOn = loadConfig({ NODE_ENV: 'production', GRAPHQL_INTROSPECTION: 'true', GRAPHQL_SUGGESTIONS: '1', GRAPHIQL: 'on' });
+    assert.deepEqual([prodOn.introspection, prodOn.fieldSuggestions, prodOn.graphiql], [true, true, true]);
+    const limited = loadConfig({ RATE_LIMIT_PER_MINUTE: '60' });
+    assert.equal(limited.rateLimitBurst, 60);
+    assert.throws(() => loadConfig({ GRAPHQL_MAX_DEPTH: '0' }), ConfigError);
+    assert.throws(() => loadConfig({ GRAPHQL_INTROSPECTION: 'maybe' }), ConfigError);
+    assert.throws(() => loadConfig({ RATE_LIMIT_PER_MINUTE: '-1' }), ConfigError);
+    assert.throws(() => loadConfig({ WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: 'lots' }), ConfigError);
+  });
+});
+
+describe('GraphQL document limits', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({ GRAPHQL_MAX_DEPTH: '4', GRAPHQL_MAX_ALIASES: '3', GRAPHQL_MAX_TOKENS: '120', GRAPHQL_MAX_COST: '20', GRAPHQL_MAX_DIRECTIVES: '2' });
+  });
+  after(async () => server.close());
+
+  const cases: [string, string, RegExp][] = [
+    ['depth', '{ editJob(id: "x") { ... on EditJob { result { usage { steps } } } } }', /depth limit of 4/],
+    ['aliases', '{ a: models { id } b: models { id } c: models { id } d: models { id } }', /Aliases limit of 3/],
+    ['tokens', `{ models { ${'id '.repeat(200)} } }`, /Token limit of 120/],
+    ['cost', '{ models { id kind description isDefault defaults { steps size scheduler guidanceScale } limits { maxN maxSteps maxPixels maxImagesPerJob } } }', /Cost limit of 20/],
+    ['directives', '{ models @include(if: true) { id @include(if: true) kind @skip(if: false) } }', /Directives limit of 2/],
+  ];
+
+  it('refuses each over-limit document over HTTP with a coded error, and accepts ordinary ones', async () => {
+    for (const [name, query, message] of cases) {
+      const { status, body } = await postGraphQL(server.url, query);
+      assert.ok(status === 200 || status === 400, `${name}: HTTP ${status}`);
+      assert.equal(body.data ?? undefined, undefined, name);
+      const error = body.errors?.find((e) => message.test(e.message));
+      assert.ok(error, `${name}: ${JSON.stringify(body)}`);
+      assert.ok(['BAD_USER_INPUT', 'GRAPHQL_PARSE_FAILED'].includes(error.extensions?.code ?? ''), `${name}: ${JSON.stringify(body)}`);
+    }
+    const strict = await fetch(`${server.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json' },
+      body: JSON.stringify({ query: cases[0]![1] }),
+    });
+    assert.equal(strict.status, 400, 'graphql-response+json gets 400 for an invalid document');
+    assert.equal(codeOf((await strict.json()) as GraphQLResponse<unknown>), 'BAD_USER_INPUT');
+    const ok = await postGraphQL<{ a: { id: string }[] }>(server.url, '{ a: models { id } editJob(id: "x") { result { usage { steps } } } }');
+    assert.equal(ok.body.errors, undefined, JSON.stringify(ok.body.errors));
+    assert.equal(ok.body.data!.a[0]!.id, 'tiny-edit');
+  });
+
+  it('refuses each over-limit document over graphql-ws with an error message, and the socket stays open', async () => {
+    const ws = new RawWs(server.wsUrl);
+    await ws.open();
+    let id = 0;
+    for (const [name, query, message] of cases) {
+      const opId = String(++id);
+      ws.send({ id: opId, type: 'subscribe', payload: { query } });
+      const reply = await ws.nextFor(opId);
+      assert.equal(reply.type, 'error', `${name}: ${JSON.stringify(reply)}`);
+      const errors = reply.payload as { message: string; extensions?: { code?: string; http?: unknown } }[];
+      assert.ok(errors.some((e) => message.test(e.message)), `${name}: ${JSON.stringify(errors)}`);
+      for (const e of errors) {
+        assert.ok(e.extensions?.code, `${name}: no code`);
+        assert.equal(e.extensions?.http, undefined, 'no HTTP-only extensions over ws');
+      }
+      assert.ok(ws.isOpen, `${name}: socket closed`);
+    }
+    ws.send({ id: 'ok', type: 'subscribe', payload: { query: '{ models { id } }' } });
+    const next = await ws.nextFor('ok');
+    assert.equal(next.type, 'next');
+    assert.deepEqual((next.payload as { data: unknown }).data, { models: [{ id: 'tiny-edit' }] });
+    assert.equal((await ws.nextFor('ok')).type, 'complete');
+    ws.socket.close(1000);
+    assert.equal(await ws.closed, 1000);
+  });
+
+  it('keeps a graphql-ws client usable after a rejected operation', async () => {
+    const closes: number[] = [];
+    const client = wsClient(server.wsUrl, undefined, { onClose: (code) => closes.push(code) });
+    await assert.rejects(collect(client, cases[0]![1], {}), /depth limit/);
+    const models = await collect<ModelsQuery>(client, '{ models { id } }', {});
+    assert.equal(models[0]!.models[0]!.id, 'tiny-edit');
+    // A lazy client closes normally (1000) when idle; a rejected operation must not close it with 4500.
+    assert.deepEqual(closes.filter((c) => c !== 1000), []);
+    await client.dispose();
+  });
+});
+
+describe('default limits', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer();
+  });
+  after(async () => server.close());
+
+  it("let GraphiQL's full introspection query and the test operations through, and stop nested-introspection bombs", async () => {
+    const full = await postGraphQL<{ __schema: { types: unknown[] } }>(server.url, getIntrospectionQuery({ descriptions: true, specifiedByUrl: true, directiveIsRepeatable: true, schemaDescription: true, inputValueDeprecation: true }));
+    assert.equal(full.body.errors, undefined, JSON.stringify(full.body.errors));
+    assert.ok(full.body.data!.__schema.types.length > 10);
+    const models = await postGraphQL<ModelsQuery>(server.url, ModelsDocument);
+    assert.equal(models.body.errors, undefined);
+    const bomb = `{ __schema { types { fields { type { fields { type { fields { type { fields { name } } } } } } } } } }`;
+    const refused = await postGraphQL(server.url, bomb);
+    assert.equal(refused.body.data ?? undefined, undefined);
+    assert.ok(codeOf(refused.body), JSON.stringify(refused.body));
+  });
+
+  it('shows suggestions and GraphiQL in development', async () => {
+    const { body } = await postGraphQL(server.url, '{ modls { id } }');
+    assert.match(body.errors![0]!.message, /Did you mean "models"\?/);
+    const page = await fetch(`${server.url}/graphql`, { headers: { accept: 'text/html' } });
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /graphiql/i);
+  });
+
+  it('bounds non-multipart bodies by Content-Length and while streaming, but not uploads', async () => {
+    const big = JSON.stringify({ query: '{ models { id } }', variables: { pad: 'x'.repeat(1024 * 1024 + 10) } });
+    const sized = await fetch(`${server.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: big });
+    assert.equal(sized.status, 413);
+    assert.equal(codeOf((await sized.json()) as GraphQLResponse<unknown>), 'PAYLOAD_TOO_LARGE');
+    const bytes = new TextEncoder().encode(big);
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < bytes.length; i += 64 * 1024) controller.enqueue(bytes.subarray(i, i + 64 * 1024));
+        controller.close();
+      },
+    });
+    const chunked = await fetch(`${server.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: stream, duplex: 'half' } as RequestInit);
+    assert.equal(chunked.status, 413);
+    assert.equal(codeOf((await chunked.json()) as GraphQLResponse<unknown>), 'PAYLOAD_TOO_LARGE');
+    // A 2 MB upload is over the JSON bound but well within the upload bounds: it is judged as an image.
+    const noise = new Uint8Array(2 * 1024 * 1024).map((_, i) => (i * 7919) % 251);
+    const upload = await postMultipart(server.url, EditImagesDocument, { prompt: 'invert' }, [{ bytes: noise, name: 'noise.png' }]);
+    assert.equal(codeOf(upload.body), 'INVALID_IMAGE', JSON.stringify(upload.body));
+  });
+
+  it('refuses extra operations past WS_MAX_SUBSCRIPTIONS_PER_CONNECTION without closing the socket', async () => {
+    // Uses its own server so the limit can be small.
+    const small = await startTestServer({ WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: '2' });
+    try {
+      const big = await twoColourPng(256, 256, [200, 10, 10], [10, 10, 200]);
+      const submitted = await postMultipart<EditImagesMutation>(small.url, EditImagesDocument, { prompt: 'sepia', size: '256x256', steps: 100 }, [0, 1, 2, 3].map((i) => ({ bytes: big, name: `${i}.png` })));
+      const job = submitted.body.data!.editImages;
+      const ws = new RawWs(small.wsUrl);
+      await ws.open();
+      const subscribe = (id: string) => ws.send({ id, type: 'subscribe', payload: { query: print(EditJobEventsDocument), variables: { id: job.id } } });
+      subscribe('1');
+      subscribe('2');
+      subscribe('3');
+      const third = await ws.nextFor('3');
+      assert.equal(third.type, 'error', JSON.stringify(third));
+      assert.equal((third.payload as { extensions: { code: string } }[])[0]!.extensions.code, 'BAD_USER_INPUT');
+      assert.match((third.payload as { message: string }[])[0]!.message, /limit is 2/);
+      assert.ok(ws.isOpen);
+      await postGraphQL(small.url, CancelEditJobDocument, { id: job.id });
+      // Both live subscriptions end (EditCancelled, then complete); then there is room again.
+      for (const id of ['1', '2']) {
+        for (;;) {
+          const m = await ws.nextFor(id);
+          if (m.type === 'complete') break;
+          assert.equal(m.type, 'next');
+        }
+      }
+      ws.send({ id: '4', type: 'subscribe', payload: { query: '{ models { id } }' } });
+      assert.equal((await ws.nextFor('4')).type, 'next');
+      ws.socket.close(1000);
+      await ws.closed;
+    } finally {
+      await small.close();
+    }
+  });
+});
+
+describe('production switches', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({ NODE_ENV: 'production', AUTH_TOKENS: 'tok' });
+  });
+  after(async () => server.close());
+  const auth = { authorization: 'Bearer tok' };
+
+  it('turns introspection, suggestions and GraphiQL off', async () => {
+    const schema = await postGraphQL(server.url, '{ __schema { queryType { name } } }', {}, auth);
+    assert.match(schema.body.errors![0]!.message, /introspection has been disabled/);
+    assert.ok(codeOf(schema.body));
+    const type = await postGraphQL(server.url, '{ __type(name: "Query") { name } }', {}, auth);
+    assert.match(type.body.errors![0]!.message, /introspection has been disabled/);
+    const typename = await postGraphQL<{ __typename: string }>(server.url, '{ __typename }', {}, auth);
+    assert.equal(typename.body.data!.__typename, 'Query');
+    const field = await postGraphQL(server.url, '{ modls { id } }', {}, auth);
+    assert.equal(field.body.errors![0]!.message, 'Cannot query field "modls" on type "Query".');
+    // A coercion error (raised while executing, not validating) loses its suggestion too.
+    const red = await twoColourPng(8, 8, [1, 2, 3], [1, 2, 3]);
+    const coerced = await postMultipart(server.url, EditImagesDocument, { prompt: 'x', scheduler: 'EULER_ANCESTRL' }, [{ bytes: red, name: 'r.png' }], { 'apollo-require-preflight': 'true', ...auth });
+    assert.equal(codeOf(coerced.body), 'BAD_USER_INPUT');
+    assert.doesNotMatch(coerced.body.errors![0]!.message, /Did you mean/);
+    const page = await fetch(`${server.url}/graphql`, { headers: { accept: 'text/html' } });
+    assert.equal(page.status, 401, 'no GraphiQL page, so the request needs credentials like any other');
+    await page.arrayBuffer();
+    const pageAuthed = await fetch(`${server.url}/graphql`, { headers: { accept: 'text/html', ...auth } });
+    assert.doesNotMatch(pageAuthed.headers.get('content-type') ?? '', /text\/html/);
+    assert.doesNotMatch(await pageAuthed.text(), /graphiql/i);
+  });
+
+  it('strips every form of "Did you mean" that graphql-js writes', () => {
+    assert.equal(stripSuggestions('Cannot query field "modls" on type "Query". Did you mean "models"?'), 'Cannot query field "modls" on type "Query".');
+    assert.equal(stripSuggestions('Value "X" does not exist in "E" enum. Did you mean the enum value "Y" or "Z"?'), 'Value "X" does not exist in "E" enum.');
+    assert.equal(stripSuggestions('Unknown argument "sze". Did you mean "size", "seed", or "steps"?'), 'Unknown argument "sze".');
+  });
+});
+
+describe('websocket limits', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({ WS_INIT_TIMEOUT_MS: '300', WS_MAX_PAYLOAD_BYTES: '4096' });
+  });
+  after(async () => server.close());
+
+  it('closes a socket that never sends connection_init after WS_INIT_TIMEOUT_MS (4408)', async () => {
+    const socket = new WebSocket(server.wsUrl, 'graphql-transport-ws');
+    const started = Date.now();
+    const code = await new Promise<number>((resolve) => socket.on('close', (c) => resolve(c)));
+    assert.equal(code, 4408);
+    assert.ok(Date.now() - started < 5000);
+  });
+
+  it('closes a socket that sends a message over WS_MAX_PAYLOAD_BYTES (1009)', async () => {
+    const ws = new RawWs(server.wsUrl);
+    await ws.open();
+    ws.send({ id: '1', type: 'subscribe', payload: { query: `{ models { id } } # ${'x'.repeat(8192)}` } });
+    assert.equal(await ws.closed, 1009);
+  });
+});
+
+describe('cross-origin browsers', () => {
+  const preflight = (url: string, origin: string) =>
+    fetch(`${url}/graphql`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type, apollo-require-preflight, authorization' } });
+  /** Resolves with the HTTP status that refused the upgrade, or 101 when the socket opened. */
+  const upgrade = (wsUrl: string, origin: string) =>
+    new Promise<number>((resolve) => {
+      const socket = new WebSocket(wsUrl, 'graphql-transport-ws', { origin });
+      socket.on('open', () => {
+        socket.close();
+        resolve(101);
+      });
+      socket.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      socket.on('error', () => undefined);
+    });
+
+  it('by default: no CORS grant to any origin, and websocket upgrades from other origins are refused', async () => {
+    const server = await startTestServer();
+    try {
+      const pre = await preflight(server.url, 'https://evil.example');
+      await pre.arrayBuffer();
+      assert.equal(pre.headers.get('access-control-allow-origin'), null);
+      assert.ok(pre.status >= 400);
+      const post = await fetch(`${server.url}/graphql`, { method: 'POST', headers: { origin: 'https://evil.example', 'content-type': 'application/json' }, body: '{"query":"{ models { id } }"}' });
+      await post.arrayBuffer();
+      assert.equal(post.headers.get('access-control-allow-origin'), null);
+      assert.equal(await upgrade(server.wsUrl, 'https://evil.example'), 401);
+      assert.equal(await upgrade(server.wsUrl, server.url), 101, 'same origin (GraphiQL, the progress page) is fine');
+      const ws = new RawWs(server.wsUrl);
+      await ws.open();
+      ws.socket.close(1000);
+      await ws.closed;
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('CORS_ORIGINS grants the listed origins (preflight without credentials), and their websockets', async () => {
+    const server = await startTestServer({ CORS_ORIGINS: 'https://app.example,https://other.example', AUTH_TOKENS: 'tok' });
+    try {
+      const pre = await preflight(server.url, 'https://app.example');
+      await pre.arrayBuffer();
+      assert.equal(pre.status, 204);
+      assert.equal(pre.headers.get('access-control-allow-origin'), 'https://app.example');
+      const evil = await preflight(server.url, 'https://evil.example');
+      await evil.arrayBuffer();
+      assert.notEqual(evil.headers.get('access-control-allow-origin'), 'https://evil.example');
+      assert.equal(await upgrade(server.wsUrl, 'https://other.example'), 101);
+      assert.equal(await upgrade(server.wsUrl, 'https://evil.example'), 401);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('rate limiting', () => {
+  it('refills a token bucket at the configured rate', () => {
+    let now = 0;
+    const limiter = createRateLimiter({ perMinute: 60, burst: 2, now: () => now });
+    assert.deepEqual([limiter.take('a').ok, limiter.take('a').ok, limiter.take('a').ok], [true, true, false]);
+    const refused = limiter.take('a');
+    assert.ok(!refused.ok && refused.retryAfterSeconds === 1);
+    assert.equal(limiter.take('b').ok, true, 'buckets are per key');
+    now += 1000;
+    assert.equal(limiter.take('a').ok, true);
+    assert.equal(limiter.take('a').ok, false);
+    limiter.close();
+    assert.equal(createRateLimiter({ perMinute: 0 }).enabled, false);
+  });
+
+  it('keys by verified credential only when auth is on', () => {
+    assert.equal(rateLimitKey('Bearer a', false, '1.2.3.4'), 'ip:1.2.3.4');
+    assert.equal(rateLimitKey('Bearer b', false, '1.2.3.4'), 'ip:1.2.3.4');
+    assert.notEqual(rateLimitKey('Bearer a', true, '1.2.3.4'), rateLimitKey('Bearer b', true, '1.2.3.4'));
+    assert.doesNotMatch(rateLimitKey('Bearer secret', true, '1.2.3.4'), /secret/);
+  });
+
+  it('answers 429 with Retry-After per credential, shaped for /graphql, /v1/ and graphql-ws; /healthz and GraphiQL are free', async () => {
+    const server = await startTestServer({ RATE_LIMIT_PER_MINUTE: '3', AUTH_TOKENS: 'alpha,beta' });
+    try {
+      const alpha = { authorization: 'Bearer alpha' };
+      for (let i = 0; i < 3; i++) assert.equal((await postGraphQL(server.url, '{ models { id } }', {}, alpha)).status, 200);
+      const limited = await fetch(`${server.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', ...alpha }, body: '{"query":"{ models { id } }"}' });
+      assert.equal(limited.status, 429);
+      assert.ok(Number(limited.headers.get('retry-after')) >= 1);
+      const body = (await limited.json()) as GraphQLResponse<unknown>;
+      assert.equal(codeOf(body), 'RATE_LIMITED');
+      const rest = await fetch(`${server.url}/v1/images/edits`, { method: 'POST', headers: alpha, body: new FormData() });
+      assert.equal(rest.status, 429);
+      assert.ok(rest.headers.get('retry-after'));
+      const restBody = (await rest.json()) as { error: { message: string; type: string; code: string } };
+      assert.equal(restBody.error.code, 'RATE_LIMITED');
+      assert.equal(typeof restBody.error.message, 'string');
+      assert.equal(typeof restBody.error.type, 'string');
+      // Another credential has its own bucket; health checks and the GraphiQL page are not counted.
+      assert.equal((await postGraphQL(server.url, '{ models { id } }', {}, { authorization: 'Bearer beta' })).status, 200);
+      for (let i = 0; i < 5; i++) {
+        const health = await fetch(`${server.url}/healthz`);
+        assert.equal(health.status, 200);
+        await health.arrayBuffer();
+        const page = await fetch(`${server.url}/graphql`, { headers: { accept: 'text/html' } });
+        assert.equal(page.status, 200);
+        await page.arrayBuffer();
+      }
+      // Over graphql-ws, an operation past the limit is refused; the connection stays open.
+      const ws = new RawWs(server.wsUrl);
+      await ws.open({ authorization: 'Bearer alpha' });
+      ws.send({ id: '1', type: 'subscribe', payload: { query: '{ models { id } }' } });
+      const reply = await ws.nextFor('1');
+      assert.equal(reply.type, 'error');
+      assert.equal((reply.payload as { extensions: { code: string } }[])[0]!.extensions.code, 'RATE_LIMITED');
+      assert.ok(ws.isOpen);
+      ws.socket.close(1000);
+      await ws.closed;
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('limits anonymous clients by IP, whatever Authorization header they send', async () => {
+    const server = await startTestServer({ RATE_LIMIT_PER_MINUTE: '2' });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 4; i++) statuses.push((await postGraphQL(server.url, '{ models { id } }', {}, { authorization: `Bearer random-${i}` })).status);
+      assert.deepEqual(statuses, [200, 200, 429, 429]);
+    } finally {
+      await server.close();
+    }
+  });
+});
