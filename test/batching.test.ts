@@ -87,4 +87,35 @@ describe('cross-request batching', () => {
     assert.equal(lastB.result!.usage.mergedJobs, 2);
     await events(blocker);
   });
+
+  it('exports queue, job and batch metrics at /metrics', async () => {
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    assert.match(text, /image_edit_queue_depth \d+/);
+    assert.match(text, /image_edit_running_jobs \d+/);
+    assert.match(text, /image_edit_denoise_steps_total [1-9]\d*/);
+    assert.match(text, /image_edit_images_generated_total [1-9]\d*/);
+    assert.match(text, /image_edit_jobs_per_pipeline_call_bucket\{le="2"\} [1-9]/);
+    assert.match(text, /image_edit_jobs_finished_total\{status="CANCELLED"\} [1-9]/);
+    assert.match(text, /image_edit_job_processing_seconds_count [1-9]/);
+  });
+});
+
+describe('cross-request batching switched off', () => {
+  it('runs compatible jobs one by one with MERGE_JOBS=0', async () => {
+    const server = await startTestServer({ MERGE_JOBS: '0' });
+    try {
+      const img = await twoColourPng(32, 32, [200, 60, 30], [20, 120, 220]);
+      const big = await twoColourPng(256, 256, [200, 60, 30], [20, 120, 220]);
+      const submit = async (vars: Record<string, unknown>, files: Buffer[]): Promise<string> =>
+        (await postMultipart<{ editImages: { id: string } }>(server.url, SUBMIT, vars, files.map((bytes, i) => ({ bytes, name: `${i}.png` })))).body.data!.editImages.id;
+      await submit({ prompt: 'sepia', size: '256x256', steps: 30 }, [big, big]);
+      const ids = [await submit({ prompt: 'invert', size: '32x32', steps: 3 }, [img]), await submit({ prompt: 'gray', size: '32x32', steps: 3 }, [img])];
+      for (const id of ids) {
+        const ev = (await collectSse<Ev>(server.url, EVENTS, { id })).events.map((e) => e.editJobEvents);
+        assert.equal(ev.at(-1)!.result!.usage.mergedJobs, 1);
+      }
+    } finally {
+      await server.close();
+    }
+  });
 });

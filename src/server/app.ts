@@ -29,6 +29,7 @@ import { useFieldSuggestions, useGraphQLLimits, useIntrospection, useJsonBodyLim
 import { clientIp, createRateLimiter, enforceRateLimit, rateLimitKey, RATE_LIMITED_MESSAGE } from './rateLimit.js';
 import { handleRestEdit } from './rest.js';
 import { serveUi } from './ui.js';
+import { createMetrics } from './metrics.js';
 
 export interface RunningServer {
   url: string;
@@ -61,8 +62,11 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
     retentionMs: config.retentionSeconds * 1000,
     maxQueuedJobs: config.maxQueuedJobs,
     jobTimeoutMs: config.jobTimeoutSeconds * 1000,
+    mergeJobs: config.mergeJobs,
     log: (fields, message) => log.info(fields, message),
+    onEvent: (event) => metrics.observe(event),
   });
+  const metrics = createMetrics(jobs);
   const edits = new EditService(engine, jobs, {
     maxFilesPerJob: config.maxImagesPerJob,
     maxFileBytes: config.maxFileBytes,
@@ -157,6 +161,10 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
       return;
     }
     if (!isGraphiQLPage && !enforceRateLimit(rateLimiter, req, res, { pathname: url.pathname, authEnabled: auth.enabled, trustProxy: config.trustProxy })) return;
+    if (url.pathname === '/metrics' && req.method === 'GET') {
+      await metrics.handle(req, res);
+      return;
+    }
     if (url.pathname === '/v1/images/edits') {
       await handleRestEdit(req, res, { engine, jobs, edits, log, maxBodyBytes: config.maxTotalBytes + MB, uploadLimits: edits.limits });
       return;

@@ -21,6 +21,8 @@ export interface ServerConfig {
   retentionSeconds: number;
   maxQueuedJobs: number;
   jobTimeoutSeconds: number;
+  /** Cross-request batching of compatible queued jobs. */
+  mergeJobs: boolean;
   shutdownGraceSeconds: number;
   authTokens: string[];
   authBasic: { user: string; pass: string }[];
@@ -100,6 +102,7 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     retentionSeconds: int(env, 'JOB_RETENTION_SECONDS', 900, 1),
     maxQueuedJobs: int(env, 'MAX_QUEUED_JOBS', 100, 1),
     jobTimeoutSeconds: int(env, 'JOB_TIMEOUT_SECONDS', 600, 0),
+    mergeJobs: env.MERGE_JOBS !== '0' && env.MERGE_JOBS !== 'false',
     shutdownGraceSeconds: int(env, 'SHUTDOWN_GRACE_SECONDS', 30, 0),
     authTokens: list(env.AUTH_TOKENS),
     authBasic,
