@@ -21,14 +21,14 @@ import { resolveEditOptions } from '../src/inference/request.js';
 import { startServer } from '../src/server/app.js';
 import { loadConfig } from '../src/server/config.js';
 import { PROJECT_ROOT } from '../src/config.js';
-import { collect, postMultipart, wsClient } from '../test/support/graphql.js';
+import { postMultipart, wsClient } from '../test/support/graphql.js';
 import { pino } from 'pino';
 
 const full = process.argv.includes('--full');
 const IMAGES = 4;
 const SIZE = full ? 512 : 256;
 const STEPS = full ? 10 : 4;
-const REPS = full ? 3 : 2;
+const REPS = full ? 5 : 3;
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
@@ -67,51 +67,25 @@ async function main(): Promise<void> {
   const modelDir = await ensureBenchModel();
   const modelsDir = dirname(modelDir);
   const images = await Promise.all(Array.from({ length: IMAGES }, (_, i) => testImage(i, SIZE)));
-  // The server first, so its peak RSS is not inflated by the in-process engine measured later.
   const serverSize = 512;
   const serverSteps = STEPS;
   const bigImages = await Promise.all(Array.from({ length: 4 }, (_, i) => testImage(i, serverSize)));
+  console.log(`bench model: batching at ${SIZE}x${SIZE}, server job 4×${serverSize}², ${STEPS} steps, ${REPS} interleaved repetitions (${full ? 'full' : 'quick'})`);
+
+  // --- the server: a GraphQL client's wall time, upload → final event, with progress latencies.
   const server = await startServer(loadConfig({ PORT: '0', MODELS_DIR: modelsDir, DEFAULT_MODEL: 'bench', LOG_LEVEL: 'silent' }), { logger: pino({ level: 'silent' }) });
-  const wsUrl = server.url.replace(/^http/, 'ws') + '/graphql';
-  let peakRss = process.memoryUsage().rss;
-  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 20);
-  const clientTimes: number[] = [];
-  const latencies: number[] = [];
+  const client = wsClient(server.url.replace(/^http/, 'ws') + '/graphql');
   const subscription = 'subscription($id: ID!) { editJobEvents(id: $id) { __typename ... on EditProgress { step emittedAt } } }';
   type Ev = { editJobEvents: { __typename: string; emittedAt?: number } };
-  const client = wsClient(wsUrl);
-  // Warm the server's worker.
-  {
-    const r = await postMultipart<{ editImages: { id: string } }>(server.url, 'mutation($images:[Upload!]!,$size:String,$steps:Int){ editImages(images:$images, prompt:"sepia", size:$size, steps:$steps){ id } }', { size: '64x64', steps: 1 }, [{ bytes: bigImages[0]!, name: 'w.png' }]);
-    await collect<Ev>(client, subscription, { id: r.body.data!.editImages.id });
-  }
-  for (let r = 0; r < REPS; r++) {
+  const latencies: number[] = [];
+  const serverJob = async (size: number, steps: number, files: Buffer[]): Promise<number> => {
     const t = now();
     const res = await postMultipart<{ editImages: { id: string } }>(
       server.url,
       'mutation($images:[Upload!]!,$size:String,$steps:Int){ editImages(images:$images, prompt:"make it sepia", size:$size, steps:$steps, seed:1){ id } }',
-      { size: `${serverSize}x${serverSize}`, steps: serverSteps },
-      bigImages.map((bytes, i) => ({ bytes, name: `${i}.png` })),
+      { size: `${size}x${size}`, steps },
+      files.map((bytes, i) => ({ bytes, name: `${i}.png` })),
     );
-    const id = res.body.data!.editImages.id;
-    const received: { at: number; emittedAt: number }[] = [];
-    await new Promise<void>((resolve, reject) => {
-      client.subscribe<Ev>({ query: subscription, variables: { id } }, {
-        next: (v) => {
-          const e = v.data!.editJobEvents;
-          if (e.emittedAt !== undefined) received.push({ at: performance.timeOrigin + performance.now(), emittedAt: e.emittedAt });
-        },
-        error: reject,
-        complete: resolve,
-      });
-    });
-    clientTimes.push(now() - t);
-    latencies.push(...received.map((x) => x.at - x.emittedAt));
-  }
-  clearInterval(sampler);
-  // More latency samples: many short steps on the analytic model path would need another server; reuse bench at 64×64.
-  for (let r = 0; r < 2; r++) {
-    const res = await postMultipart<{ editImages: { id: string } }>(server.url, 'mutation($images:[Upload!]!){ editImages(images:$images, prompt:"sepia", size:"64x64", steps:50){ id } }', {}, [{ bytes: bigImages[0]!, name: 'l.png' }]);
     const id = res.body.data!.editImages.id;
     await new Promise<void>((resolve, reject) => {
       client.subscribe<Ev>({ query: subscription, variables: { id } }, {
@@ -123,45 +97,65 @@ async function main(): Promise<void> {
         complete: resolve,
       });
     });
-  }
-  await client.dispose();
-  await server.shutdown(1000);
+    return now() - t;
+  };
+  // Peak RSS of a 4-image 512² job, measured before the in-process engine below exists.
+  let peakRss = process.memoryUsage().rss;
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 20);
+  await serverJob(serverSize, serverSteps, bigImages);
+  clearInterval(sampler);
 
+  // --- the same work in process, interleaved with the server so drift hits both alike.
   const engine = await InferenceEngine.start({ modelsDir, modelIds: ['bench'], threading: 'inline' });
   const spec = engine.model('bench');
   const edit = (count: number, size = SIZE, steps = STEPS) => resolveEditOptions(spec, count, { prompt: 'make it sepia', size: `${size}x${size}`, steps, seed: 1 });
+  const inProcessJob = async (): Promise<number> => {
+    const t = now();
+    await engine.edit('bench', edit(4, serverSize, serverSteps), bigImages.map((bytes) => ({ bytes })));
+    return now() - t;
+  };
+  await inProcessJob();
+  const serverRatios: number[] = [];
+  const clientTimes: number[] = [];
+  const inProcess: number[] = [];
+  for (let r = 0; r < REPS; r++) {
+    const c = await serverJob(serverSize, serverSteps, bigImages);
+    const p = await inProcessJob();
+    clientTimes.push(c);
+    inProcess.push(p);
+    serverRatios.push(c / p);
+  }
+  // More latency samples from many short steps.
+  for (let r = 0; r < 2; r++) await serverJob(64, 50, [bigImages[0]!]);
+  await client.dispose();
+  await server.shutdown(1000);
 
-  console.log(`bench model at ${SIZE}x${SIZE}, ${IMAGES} images, ${STEPS} steps (${full ? 'full' : 'quick'}); warming up…`);
+  // --- batching: one call over B images against B single-image calls, interleaved pairs.
   await engine.edit('bench', edit(1), [{ bytes: images[0]! }]);
   await engine.edit('bench', edit(IMAGES), images.map((bytes) => ({ bytes })));
-
-  // Batched vs sequential through the pipeline, interleaved so drift hits both alike.
   const seqTimes: number[] = [];
   const batTimes: number[] = [];
+  const batchRatios: number[] = [];
   const overheads: number[] = [];
   for (let r = 0; r < REPS; r++) {
     let t = now();
     for (const bytes of images) await engine.edit('bench', edit(1), [{ bytes }]);
-    seqTimes.push(now() - t);
+    const seq = now() - t;
     t = now();
     const out = await engine.edit('bench', edit(IMAGES), images.map((bytes) => ({ bytes })));
-    batTimes.push(now() - t);
+    const bat = now() - t;
+    seqTimes.push(seq);
+    batTimes.push(bat);
+    batchRatios.push(seq / bat);
     overheads.push((out.timings.totalMs - out.timings.sessionRunMs) / out.timings.totalMs);
   }
   const latent = SIZE / spec.vaeScaleFactor;
   const branches = 3; // InstructPix2Pix with guidance: the pipeline runs 3 UNet rows per item
   const hidden = 64;
   const rawSpeedup = await rawOrtSpeedup(spec.paths.unet, IMAGES, branches, latent, hidden);
-  const speedup = median(seqTimes) / median(batTimes);
+  const speedup = median(batchRatios);
 
-  // In-process reference for the server job (4 images at 512×512 in every mode).
-  const inProcess: number[] = [];
-  for (let r = 0; r < REPS; r++) {
-    const t = now();
-    await engine.edit('bench', edit(4, serverSize, serverSteps), bigImages.map((bytes) => ({ bytes })));
-    inProcess.push(now() - t);
-  }
-  // Cross-request batching: C concurrent single-image clients through the job queue, merged vs not.
+  // --- cross-request batching: C concurrent single-image clients through the queue, merged vs not.
   const coalesce = async (mergeJobs: boolean): Promise<number> => {
     const jobs = new JobService(engine, { retentionMs: 60_000, maxQueuedJobs: 100, jobTimeoutMs: 0, mergeJobs });
     const t = now();
@@ -175,14 +169,11 @@ async function main(): Promise<void> {
     await jobs.shutdown(0);
     return ms;
   };
-  const unmerged: number[] = [];
-  const merged: number[] = [];
-  for (let r = 0; r < REPS; r++) {
-    unmerged.push(await coalesce(false));
-    merged.push(await coalesce(true));
-  }
-  const coalescingSpeedup = median(unmerged) / median(merged);
+  const coalesceRatios: number[] = [];
+  for (let r = 0; r < REPS; r++) coalesceRatios.push((await coalesce(false)) / (await coalesce(true)));
+  const coalescingSpeedup = median(coalesceRatios);
   await engine.close();
+
   const results = {
     machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model ?? 'unknown', memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, onnxruntime: ort.env.versions.node },
     mode: full ? 'full' : 'quick',
@@ -198,7 +189,7 @@ async function main(): Promise<void> {
       kept_fraction_of_raw_gain: speedup / rawSpeedup,
     },
     pipeline_overhead: median(overheads),
-    server_overhead: median(clientTimes) / median(inProcess) - 1,
+    server_overhead: median(serverRatios) - 1,
     server_job: { images: 4, size: `${serverSize}x${serverSize}`, steps: serverSteps, client_s: median(clientTimes) / 1000, in_process_s: median(inProcess) / 1000 },
     coalescing: { clients: IMAGES, speedup: coalescingSpeedup, share_of_batched_speedup: coalescingSpeedup / speedup },
     progress_latency_ms: { p50: pct(latencies, 50), p99: pct(latencies, 99), samples: latencies.length },
