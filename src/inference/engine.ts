@@ -27,7 +27,8 @@ export interface EngineConfig {
   memoryBudgetBytes?: number;
   /** Decoded-pixel bound per input (decompression-bomb guard). */
   maxInputPixels?: number;
-  threading?: 'worker' | 'inline';
+  /** 'catalogue': read model folders only, no sessions (API processes that queue work for remote workers). */
+  threading?: 'worker' | 'inline' | 'catalogue';
   log?: (message: string) => void;
 }
 
@@ -79,7 +80,7 @@ export class InferenceEngine {
     const defaultModel = config.defaultModel ?? (specs.has('tiny-edit') ? 'tiny-edit' : ids[0]!);
     if (!specs.has(defaultModel)) throw new ModelFolderError(`default model "${defaultModel}" is not under ${config.modelsDir} (found: ${ids.join(', ')})`);
     const engine = new InferenceEngine(config, specs, defaultModel);
-    await engine.open();
+    if (config.threading !== 'catalogue') await engine.open();
     return engine;
   }
 
@@ -184,6 +185,7 @@ export class InferenceEngine {
     } catch (err) {
       return requests.map(() => Promise.reject(err));
     }
+    if (this.config.threading === 'catalogue') return requests.map(() => Promise.reject(new InferenceError('INTERNAL', 'this process only queues work (ROLE=api); workers run it')));
     const runOptions = { memoryBudgetBytes: this.memoryBudgetBytes, maxInputPixels: this.maxInputPixels };
     const cancelled = (): InferenceError => new InferenceError('CANCELLED', 'the job was cancelled');
     if (this.host) {

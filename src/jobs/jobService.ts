@@ -11,6 +11,7 @@ import type { ResolvedEdit } from '../inference/request.js';
 import { ServiceError, toServiceError } from '../errors.js';
 import { JobEventStream } from './eventStream.js';
 import type { JobBackend, JobEvent, JobProgress, JobSnapshot } from './types.js';
+import { currentEvent } from './types.js';
 
 export interface JobServiceConfig {
   /** How long finished jobs stay readable. */
@@ -270,21 +271,5 @@ export class JobService implements JobBackend {
 
   private log(job: Job, message: string, fields: Record<string, unknown> = {}): void {
     this.config.log?.({ jobId: job.snapshot.id, model: job.snapshot.modelId, status: job.snapshot.status, ...fields }, message);
-  }
-}
-
-/** What a late subscriber sees first. A running job without progress yet has nothing to report. */
-function currentEvent(s: JobSnapshot): JobEvent | null {
-  switch (s.status) {
-    case 'QUEUED':
-      return { type: 'queued', jobId: s.id, status: 'QUEUED', position: s.queuePosition ?? 1 };
-    case 'RUNNING':
-      return s.progress ? { type: 'progress', jobId: s.id, status: 'RUNNING', ...s.progress } : null;
-    case 'SUCCEEDED':
-      return { type: 'completed', jobId: s.id, status: 'SUCCEEDED', result: s.result! };
-    case 'FAILED':
-      return { type: 'failed', jobId: s.id, status: 'FAILED', error: s.error! };
-    case 'CANCELLED':
-      return { type: 'cancelled', jobId: s.id, status: 'CANCELLED' };
   }
 }

@@ -59,3 +59,19 @@ export interface JobBackend {
   stats(): { queued: number; running: number; jobs: number } | Promise<{ queued: number; running: number; jobs: number }>;
   shutdown(graceMs: number): Promise<void>;
 }
+
+/** What a late subscriber sees first; a running job without progress yet has nothing to report. */
+export function currentEvent(s: JobSnapshot): JobEvent | null {
+  switch (s.status) {
+    case 'QUEUED':
+      return { type: 'queued', jobId: s.id, status: 'QUEUED', position: s.queuePosition ?? 1 };
+    case 'RUNNING':
+      return s.progress ? { type: 'progress', jobId: s.id, status: 'RUNNING', ...s.progress } : null;
+    case 'SUCCEEDED':
+      return { type: 'completed', jobId: s.id, status: 'SUCCEEDED', result: s.result! };
+    case 'FAILED':
+      return { type: 'failed', jobId: s.id, status: 'FAILED', error: s.error! };
+    case 'CANCELLED':
+      return { type: 'cancelled', jobId: s.id, status: 'CANCELLED' };
+  }
+}

@@ -20,6 +20,9 @@ import { GraphQLError, type ExecutionArgs } from 'graphql';
 import { pino, type Logger } from 'pino';
 import { InferenceEngine } from '../inference/engine.js';
 import { JobService } from '../jobs/jobService.js';
+import type { JobBackend } from '../jobs/types.js';
+import { RedisJobBackend } from '../jobs/redisJobs.js';
+import { startRedisWorker, type RedisWorkerConfig } from '../jobs/redisWorker.js';
 import { EditService } from '../jobs/editService.js';
 import { buildSchema, type GraphQLContext } from '../schema/index.js';
 import type { ServerConfig } from './config.js';
@@ -35,7 +38,7 @@ export interface RunningServer {
   url: string;
   httpServer: Server;
   engine: InferenceEngine;
-  jobs: JobService;
+  jobs: JobBackend;
   edits: EditService;
   auth: Authenticator;
   log: Logger;
@@ -56,16 +59,29 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
     intraOpThreads: config.intraOpThreads,
     memoryBudgetBytes: config.memoryBudgetBytes,
     maxInputPixels: config.maxInputPixels,
+    // An API process in front of Redis workers only needs the model catalogue.
+    threading: config.redisUrl && config.role === 'api' ? 'catalogue' : 'worker',
     log: (message) => log.warn(message),
   });
-  const jobs = new JobService(engine, {
-    retentionMs: config.retentionSeconds * 1000,
-    maxQueuedJobs: config.maxQueuedJobs,
-    jobTimeoutMs: config.jobTimeoutSeconds * 1000,
-    mergeJobs: config.mergeJobs,
-    log: (fields, message) => log.info(fields, message),
-    onEvent: (event) => metrics.observe(event),
-  });
+  const jobs: JobBackend = config.redisUrl
+    ? new RedisJobBackend({
+        redisUrl: config.redisUrl,
+        retentionMs: config.retentionSeconds * 1000,
+        maxQueuedJobs: config.maxQueuedJobs,
+        attempts: config.jobAttempts,
+        maxInputBytes: config.maxTotalBytes,
+        log: (fields, message) => log.info(fields, message),
+        onEvent: (event) => metrics.observe(event),
+      })
+    : new JobService(engine, {
+        retentionMs: config.retentionSeconds * 1000,
+        maxQueuedJobs: config.maxQueuedJobs,
+        jobTimeoutMs: config.jobTimeoutSeconds * 1000,
+        mergeJobs: config.mergeJobs,
+        log: (fields, message) => log.info(fields, message),
+        onEvent: (event) => metrics.observe(event),
+      });
+  const worker = config.redisUrl && config.role === 'all' ? await startRedisWorker(engine, redisWorkerConfig(config, log)) : null;
   const metrics = createMetrics(jobs);
   const edits = new EditService(engine, jobs, {
     maxFilesPerJob: config.maxImagesPerJob,
@@ -272,6 +288,7 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
       if (shuttingDown) return;
       shuttingDown = true;
       log.info({ graceMs }, 'shutting down: no new jobs; waiting for running ones');
+      if (worker) await Promise.race([worker.close(), new Promise((r) => setTimeout(r, graceMs).unref())]);
       await jobs.shutdown(graceMs);
       // Terminal events are queued on the sockets; give them a moment to flush before closing.
       await new Promise((r) => setTimeout(r, 200));
@@ -294,4 +311,15 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
   res.end(text);
+}
+
+export function redisWorkerConfig(config: ServerConfig, log: Logger): RedisWorkerConfig {
+  return {
+    redisUrl: config.redisUrl!,
+    retentionMs: config.retentionSeconds * 1000,
+    jobTimeoutMs: config.jobTimeoutSeconds * 1000,
+    attempts: config.jobAttempts,
+    stallMs: config.jobStallSeconds * 1000,
+    log: (fields, message) => log.info(fields, message),
+  };
 }

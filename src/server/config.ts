@@ -23,6 +23,12 @@ export interface ServerConfig {
   jobTimeoutSeconds: number;
   /** Cross-request batching of compatible queued jobs. */
   mergeJobs: boolean;
+  /** Redis for scale-out (BullMQ queue + pub/sub events); unset keeps everything in memory. */
+  redisUrl: string | undefined;
+  /** api: HTTP/WS only; worker: runs jobs only; all: both. */
+  role: 'api' | 'worker' | 'all';
+  jobAttempts: number;
+  jobStallSeconds: number;
   shutdownGraceSeconds: number;
   authTokens: string[];
   authBasic: { user: string; pass: string }[];
@@ -103,6 +109,10 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     maxQueuedJobs: int(env, 'MAX_QUEUED_JOBS', 100, 1),
     jobTimeoutSeconds: int(env, 'JOB_TIMEOUT_SECONDS', 600, 0),
     mergeJobs: env.MERGE_JOBS !== '0' && env.MERGE_JOBS !== 'false',
+    redisUrl: env.REDIS_URL || undefined,
+    role: parseRole(env.ROLE),
+    jobAttempts: int(env, 'JOB_ATTEMPTS', 3, 1),
+    jobStallSeconds: int(env, 'JOB_STALL_SECONDS', 30, 1),
     shutdownGraceSeconds: int(env, 'SHUTDOWN_GRACE_SECONDS', 30, 0),
     authTokens: list(env.AUTH_TOKENS),
     authBasic,
@@ -130,4 +140,10 @@ export function loadConfig(env: Env = process.env): ServerConfig {
 
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+function parseRole(raw: string | undefined): 'api' | 'worker' | 'all' {
+  const role = (raw || 'all').toLowerCase();
+  if (role !== 'api' && role !== 'worker' && role !== 'all') throw new ConfigError(`ROLE must be api, worker or all (got "${raw}")`);
+  return role;
 }

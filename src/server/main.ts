@@ -1,7 +1,10 @@
 /** `npm start`: serve the API on the configured (default: built-in) models. */
 import { pino } from 'pino';
 import { ConfigError, isLoopback, loadConfig } from './config.js';
-import { startServer } from './app.js';
+import { redisWorkerConfig, startServer } from './app.js';
+import { InferenceEngine } from '../inference/engine.js';
+import { startRedisWorker } from '../jobs/redisWorker.js';
+import type { ServerConfig } from './config.js';
 
 const log = pino({ level: process.env.LOG_LEVEL || 'info' });
 
@@ -24,6 +27,18 @@ async function main(): Promise<void> {
     }
     log.warn('no AUTH_TOKENS or AUTH_BASIC set: every operation is open to anyone who can reach the server');
   }
+  if (config.role === 'worker') {
+    if (!config.redisUrl) {
+      log.fatal('ROLE=worker needs REDIS_URL (workers take jobs from the Redis queue)');
+      process.exit(2);
+    }
+    await runWorkerOnly(config);
+    return;
+  }
+  if (config.role === 'api' && !config.redisUrl) {
+    log.fatal('ROLE=api needs REDIS_URL (API processes queue jobs for Redis workers)');
+    process.exit(2);
+  }
   const server = await startServer(config, { logger: log });
   log.info({ url: server.url, graphql: `${server.url}/graphql`, models: server.engine.models().map((m) => m.id), defaultModel: server.engine.defaultModelId, providers: server.engine.providers() }, 'image-edit-server listening');
   let stopping = false;
@@ -41,6 +56,31 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** ROLE=worker: the inference engine and a BullMQ worker, no HTTP. */
+async function runWorkerOnly(config: ServerConfig): Promise<void> {
+  const engine = await InferenceEngine.start({
+    modelsDir: config.modelsDir,
+    defaultModel: config.defaultModel,
+    provider: config.provider,
+    intraOpThreads: config.intraOpThreads,
+    memoryBudgetBytes: config.memoryBudgetBytes,
+    maxInputPixels: config.maxInputPixels,
+    log: (message) => log.warn(message),
+  });
+  const worker = await startRedisWorker(engine, redisWorkerConfig(config, log));
+  log.info({ workerId: worker.workerId, models: engine.models().map((m) => m.id) }, 'image-edit worker ready');
+  const stop = (signal: string): void => {
+    log.info({ signal }, 'signal received: finishing the current job');
+    const grace = setTimeout(() => process.exit(0), config.shutdownGraceSeconds * 1000).unref();
+    void worker.close().then(() => engine.close()).then(() => {
+      clearTimeout(grace);
+      process.exit(0);
+    });
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
 }
 
 await main();

@@ -1,0 +1,151 @@
+/**
+ * The distributed job backend for API processes (REDIS_URL set): jobs go to a BullMQ queue that
+ * any number of workers consume (redisWorker.ts); job state lives in Redis with TTLs; events fan
+ * out through Redis pub/sub, so a subscriber on any API process sees every event of any job.
+ * One subscriber connection per process, fanned out to per-subscription streams.
+ */
+import { randomUUID } from 'node:crypto';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { EditInput } from '../inference/editRunner.js';
+import type { ResolvedEdit } from '../inference/request.js';
+import { ServiceError } from '../errors.js';
+import { JobEventStream } from './eventStream.js';
+import type { JobBackend, JobEvent, JobSnapshot } from './types.js';
+import { currentEvent } from './types.js';
+import { CANCEL_CHANNEL, QUEUE_NAME, applyEvent, fromWire, keys, readSnapshot, recordEvent, toWire, type WireEvent } from './redisShared.js';
+
+export interface RedisJobsConfig {
+  redisUrl: string;
+  retentionMs: number;
+  maxQueuedJobs: number;
+  /** BullMQ attempts per job (a lost worker's job is retried until this many). */
+  attempts: number;
+  /** Largest total input bytes stored for one job. */
+  maxInputBytes: number;
+  log?: (fields: Record<string, unknown>, message: string) => void;
+  onEvent?: (event: JobEvent) => void;
+}
+
+/** Job data as queued in BullMQ (inputs are stored beside it, not in it). */
+export interface QueuedEdit {
+  id: string;
+  modelId: string;
+  edit: ResolvedEdit;
+  inputCount: number;
+}
+
+export class RedisJobBackend implements JobBackend {
+  private readonly redis: Redis;
+  private readonly sub: Redis;
+  private readonly queue: Queue<QueuedEdit>;
+  private readonly streams = new Map<string, Set<{ stream: JobEventStream; afterSeq: number }>>();
+  private accepting = true;
+
+  constructor(private readonly config: RedisJobsConfig) {
+    this.redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+    this.sub = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+    this.queue = new Queue<QueuedEdit>(QUEUE_NAME, { connection: new Redis(config.redisUrl, { maxRetriesPerRequest: null }) });
+    this.sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.dispatch(channel.toString(), message.toString()));
+  }
+
+  private ttl(): number {
+    // Queued work may wait a while; results stay readable for the retention period after that.
+    return this.config.retentionMs + 3_600_000;
+  }
+
+  async submit(modelId: string, edit: ResolvedEdit, inputs: EditInput[]): Promise<JobSnapshot> {
+    if (!this.accepting) throw new ServiceError('UNAVAILABLE', 'the server is shutting down and takes no new jobs');
+    const waiting = await this.queue.getWaitingCount();
+    if (waiting >= this.config.maxQueuedJobs) {
+      throw new ServiceError('QUEUE_FULL', `the queue is full (${this.config.maxQueuedJobs} jobs waiting); retry later`, { retryAfterSeconds: 5 });
+    }
+    const bytes = inputs.reduce((n, i) => n + i.bytes.byteLength, 0);
+    if (bytes > this.config.maxInputBytes) throw new ServiceError('PAYLOAD_TOO_LARGE', `inputs of ${bytes} bytes are over the queue's limit of ${this.config.maxInputBytes}`);
+    const id = randomUUID();
+    const snapshot: JobSnapshot = {
+      id, modelId, status: 'QUEUED', queuePosition: waiting + 1, createdAt: Date.now() / 1000,
+      inputImages: inputs.length, n: edit.n, progress: null, result: null, error: null,
+    };
+    const ttl = this.ttl();
+    const multi = this.redis.multi();
+    multi.set(keys.snapshot(id), toWire({ seq: 0, snapshot }), 'PX', ttl);
+    inputs.forEach((input, i) => multi.hset(keys.inputs(id), String(i), Buffer.from(input.bytes.buffer, input.bytes.byteOffset, input.bytes.byteLength)));
+    multi.pexpire(keys.inputs(id), ttl);
+    await multi.exec();
+    await this.queue.add('edit', { id, modelId, edit, inputCount: inputs.length }, { jobId: id, attempts: this.config.attempts, removeOnComplete: true, removeOnFail: true });
+    this.config.log?.({ jobId: id, model: modelId, status: 'QUEUED', images: inputs.length, n: edit.n }, 'job queued');
+    return snapshot;
+  }
+
+  async get(id: string): Promise<JobSnapshot | null> {
+    return (await readSnapshot(this.redis, id))?.snapshot ?? null;
+  }
+
+  async cancel(id: string): Promise<JobSnapshot> {
+    const stored = await readSnapshot(this.redis, id);
+    if (!stored) throw new ServiceError('NOT_FOUND', `no job with id "${id}"`);
+    const s = stored.snapshot;
+    if (s.status === 'QUEUED') {
+      const job = await this.queue.getJob(id);
+      const removed = job ? await job.remove().then(() => true, () => false) : true;
+      if (removed) {
+        const event: JobEvent = { type: 'cancelled', jobId: id, status: 'CANCELLED' };
+        await recordEvent(this.redis, id, event, this.config.retentionMs, (x) => applyEvent(x, event));
+        return (await this.get(id)) ?? s;
+      }
+    }
+    if (s.status === 'QUEUED' || s.status === 'RUNNING') await this.redis.publish(CANCEL_CHANNEL, id);
+    return s;
+  }
+
+  async subscribe(id: string): Promise<AsyncIterableIterator<JobEvent>> {
+    const channel = keys.channel(id);
+    let subs = this.streams.get(channel);
+    if (!subs) {
+      subs = new Set();
+      this.streams.set(channel, subs);
+      await this.sub.subscribe(channel);
+    }
+    const entry = { stream: null as unknown as JobEventStream, afterSeq: Number.POSITIVE_INFINITY };
+    entry.stream = new JobEventStream(() => {
+      subs.delete(entry);
+      if (subs.size === 0) {
+        this.streams.delete(channel);
+        void this.sub.unsubscribe(channel).catch(() => undefined);
+      }
+    });
+    subs.add(entry);
+    // Subscribed first, then the snapshot: events after it (higher seq) are live, older ones dropped.
+    const stored = await readSnapshot(this.redis, id);
+    if (!stored) {
+      entry.stream.finish();
+      throw new ServiceError('NOT_FOUND', `no job with id "${id}"`);
+    }
+    entry.afterSeq = stored.seq;
+    const current = currentEvent(stored.snapshot);
+    if (current) entry.stream.push(current);
+    return entry.stream;
+  }
+
+  private dispatch(channel: string, message: string): void {
+    const subs = this.streams.get(channel);
+    if (!subs) return;
+    const { seq, event } = fromWire<WireEvent>(message);
+    this.config.onEvent?.(event);
+    for (const entry of subs) if (seq > entry.afterSeq) entry.stream.push(event);
+  }
+
+  async stats(): Promise<{ queued: number; running: number; jobs: number }> {
+    const counts = await this.queue.getJobCounts('waiting', 'active', 'delayed');
+    return { queued: (counts.waiting ?? 0) + (counts.delayed ?? 0), running: counts.active ?? 0, jobs: (counts.waiting ?? 0) + (counts.active ?? 0) };
+  }
+
+  async shutdown(): Promise<void> {
+    this.accepting = false;
+    for (const subs of this.streams.values()) for (const e of subs) e.stream.finish();
+    await this.queue.close();
+    this.sub.disconnect();
+    this.redis.disconnect();
+  }
+}

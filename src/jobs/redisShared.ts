@@ -1,0 +1,76 @@
+/**
+ * What the Redis job backend (API processes) and the Redis workers share: key names, and the
+ * JSON form of snapshots and events (bytes as base64). Each job has a monotonically increasing
+ * event sequence number stored with its snapshot, so a subscriber that reads the snapshot after
+ * subscribing can drop live events it has already seen (Redis pub/sub has no replay).
+ */
+import type { Redis } from 'ioredis';
+import type { JobEvent, JobSnapshot } from './types.js';
+
+export const QUEUE_NAME = 'image-edit';
+export const CANCEL_CHANNEL = 'ie:cancel';
+export const keys = {
+  snapshot: (id: string) => `ie:job:${id}`,
+  seq: (id: string) => `ie:job:${id}:seq`,
+  inputs: (id: string) => `ie:job:${id}:inputs`,
+  attempt: (id: string) => `ie:job:${id}:attempt`,
+  terminal: (id: string) => `ie:job:${id}:terminal`,
+  channel: (id: string) => `ie:events:${id}`,
+};
+
+export interface StoredSnapshot {
+  seq: number;
+  snapshot: JobSnapshot;
+}
+
+export interface WireEvent {
+  seq: number;
+  event: JobEvent;
+}
+
+/** JSON with Uint8Arrays as {"$b64": "..."}. */
+export function toWire(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) => (v instanceof Uint8Array ? { $b64: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') } : v));
+}
+
+export function fromWire<T>(text: string): T {
+  return JSON.parse(text, (_k, v: unknown) => (v && typeof v === 'object' && '$b64' in v ? new Uint8Array(Buffer.from((v as { $b64: string }).$b64, 'base64')) : v)) as T;
+}
+
+export async function readSnapshot(redis: Redis, id: string): Promise<StoredSnapshot | null> {
+  const text = await redis.get(keys.snapshot(id));
+  return text ? fromWire<StoredSnapshot>(text) : null;
+}
+
+/**
+ * Applies `event` to the job's snapshot, stores it and publishes the event, under the next sequence
+ * number. Terminal events are published once per job across all processes (SET NX guard).
+ */
+export async function recordEvent(redis: Redis, id: string, event: JobEvent, ttlMs: number, apply: (s: JobSnapshot) => void): Promise<boolean> {
+  const terminal = event.type === 'completed' || event.type === 'failed' || event.type === 'cancelled';
+  if (terminal) {
+    const won = await redis.set(keys.terminal(id), '1', 'PX', ttlMs, 'NX');
+    if (won !== 'OK') return false;
+  } else if (await redis.exists(keys.terminal(id))) {
+    return false;
+  }
+  const stored = await readSnapshot(redis, id);
+  if (!stored) return false;
+  const seq = await redis.incr(keys.seq(id));
+  apply(stored.snapshot);
+  stored.seq = seq;
+  await redis.set(keys.snapshot(id), toWire(stored), 'PX', ttlMs);
+  await redis.publish(keys.channel(id), toWire({ seq, event } satisfies WireEvent));
+  if (terminal) await redis.del(keys.inputs(id));
+  return true;
+}
+
+/** The snapshot change an event implies. */
+export function applyEvent(s: JobSnapshot, e: JobEvent): void {
+  s.status = e.status;
+  s.queuePosition = e.type === 'queued' ? e.position : null;
+  if (e.type === 'progress') s.progress = { step: e.step, totalSteps: e.totalSteps, previews: e.previews, emittedAt: e.emittedAt };
+  if (e.type === 'queued') s.progress = null;
+  if (e.type === 'completed') s.result = e.result;
+  if (e.type === 'failed') s.error = e.error;
+}
