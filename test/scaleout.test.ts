@@ -1,0 +1,121 @@
+/**
+ * Scale-out on a real redis-server: two API processes and two workers. Jobs submitted on one API
+ * are watched on the other; a worker SIGKILLed mid-job loses the job to the other worker, and the
+ * subscriber sees EditQueued again, progress from step 1, then EditCompleted.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { PROJECT_ROOT } from '../src/config.js';
+import { collectSse, postMultipart } from './support/graphql.js';
+import { twoColourPng } from './support/images.js';
+
+const SUBMIT = 'mutation($images:[Upload!]!,$size:String,$steps:Int){ editImages(images:$images, prompt:"sepia", size:$size, steps:$steps){ id status } }';
+const EVENTS = 'subscription($id: ID!) { editJobEvents(id: $id) { __typename ... on EditProgress { step totalSteps } ... on EditCompleted { result { images { index } usage { generatedImages } } } ... on EditFailed { error { code } } } }';
+type Ev = { editJobEvents: { __typename: string; step?: number; error?: { code: string }; result?: { images: { index: number }[] } } };
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+interface Proc {
+  child: ChildProcess;
+  /** Complete log lines so far (chunks are joined first: a line may arrive in pieces). */
+  readonly output: string[];
+}
+
+function start(env: Record<string, string>): Proc {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src/server/main.ts')], {
+    cwd: PROJECT_ROOT,
+    env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let text = '';
+  child.stdout!.on('data', (d: Buffer) => (text += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (text += d.toString()));
+  return {
+    child,
+    get output() {
+      return text.split('\n').filter(Boolean);
+    },
+  };
+}
+
+async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not ready yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('scale-out on Redis', () => {
+  let redis: ChildProcess;
+  const procs: Proc[] = [];
+  let apis: string[] = [];
+  let workers: Proc[] = [];
+
+  before(async () => {
+    assert.equal(spawnSync('redis-server', ['--version']).status, 0, 'redis-server is not installed (Debian package redis-server; .ci/run installs it)');
+    const redisPort = await freePort();
+    redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const env = { REDIS_URL: `redis://127.0.0.1:${redisPort}`, JOB_STALL_SECONDS: '2', JOB_ATTEMPTS: '3' };
+    const ports = [await freePort(), await freePort()];
+    apis = ports.map((p) => `http://127.0.0.1:${p}`);
+    for (const port of ports) procs.push(start({ ...env, ROLE: 'api', PORT: String(port) }));
+    workers = [start({ ...env, ROLE: 'worker' }), start({ ...env, ROLE: 'worker' })];
+    procs.push(...workers);
+    for (const api of apis) await waitFor(async () => (await fetch(`${api}/healthz`)).ok, `${api} health`);
+    for (const w of workers) await waitFor(() => w.output.some((l) => l.includes('image-edit worker ready')), 'worker ready');
+  });
+
+  after(async () => {
+    for (const p of procs) p.child.kill('SIGKILL');
+    redis?.kill('SIGKILL');
+  });
+
+  it('runs a job submitted on one API and watched on the other, with late subscribers getting the final event', async () => {
+    const img = await twoColourPng(32, 32, [200, 60, 30], [20, 120, 220]);
+    const res = await postMultipart<{ editImages: { id: string } }>(apis[0]!, SUBMIT, { size: '32x32', steps: 4 }, [{ bytes: img, name: 'a.png' }, { bytes: img, name: 'b.png' }]);
+    assert.equal(res.body.errors, undefined, JSON.stringify(res.body.errors));
+    const id = res.body.data!.editImages.id;
+    const events = (await collectSse<Ev>(apis[1]!, EVENTS, { id })).events.map((e) => e.editJobEvents);
+    assert.equal(events.at(-1)!.__typename, 'EditCompleted');
+    assert.equal(events.at(-1)!.result!.images.length, 2);
+    const late = (await collectSse<Ev>(apis[0]!, EVENTS, { id })).events.map((e) => e.editJobEvents.__typename);
+    assert.deepEqual(late, ['EditCompleted']);
+  });
+
+  it('completes a job on the other worker after its worker is SIGKILLed mid-job', async () => {
+    // Long enough (several seconds) that the kill lands mid-job.
+    const img = await twoColourPng(512, 512, [200, 60, 30], [20, 120, 220]);
+    const res = await postMultipart<{ editImages: { id: string } }>(apis[0]!, SUBMIT, { size: '512x512', steps: 100 }, [0, 1, 2, 3].map((i) => ({ bytes: img, name: `${i}.png` })));
+    const id = res.body.data!.editImages.id;
+    const stream = collectSse<Ev>(apis[1]!, EVENTS, { id });
+    // Kill whichever worker logged that it is running this job, once it has made progress.
+    let victim: Proc | undefined;
+    await waitFor(() => (victim = workers.find((w) => w.output.some((l) => l.includes(id) && l.includes('job running')))) !== undefined, 'a worker to take the job');
+    await new Promise((r) => setTimeout(r, 300));
+    victim!.child.kill('SIGKILL');
+    const events = (await stream).events.map((e) => e.editJobEvents);
+    const types = events.map((e) => e.__typename);
+    assert.equal(types.at(-1), 'EditCompleted', types.join(','));
+    const requeued = types.lastIndexOf('EditQueued');
+    assert.ok(requeued > 0, `no EditQueued after the worker was lost: ${types.join(',')}`);
+    const after = events.slice(requeued + 1).filter((e) => e.__typename === 'EditProgress');
+    assert.equal(after[0]?.step, 1);
+    const survivor = workers.find((w) => w !== victim)!;
+    assert.ok(survivor.output.some((l) => l.includes(id) && l.includes('job succeeded')));
+  });
+});
