@@ -65,6 +65,7 @@ describe('scale-out on Redis', () => {
   const procs: Proc[] = [];
   let apis: string[] = [];
   let workers: Proc[] = [];
+  let smallQueueApi = '';
 
   before(async () => {
     assert.equal(spawnSync('redis-server', ['--version']).status, 0, 'redis-server is not installed (Debian package redis-server; .ci/run installs it)');
@@ -72,11 +73,14 @@ describe('scale-out on Redis', () => {
     redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
     const env = { REDIS_URL: `redis://127.0.0.1:${redisPort}`, JOB_STALL_SECONDS: '2', JOB_ATTEMPTS: '3' };
     const ports = [await freePort(), await freePort()];
+    const smallQueuePort = await freePort();
+    smallQueueApi = `http://127.0.0.1:${smallQueuePort}`;
+    procs.push(start({ ...env, ROLE: 'api', PORT: String(smallQueuePort), MAX_QUEUED_JOBS: '1' }));
     apis = ports.map((p) => `http://127.0.0.1:${p}`);
     for (const port of ports) procs.push(start({ ...env, ROLE: 'api', PORT: String(port) }));
     workers = [start({ ...env, ROLE: 'worker' }), start({ ...env, ROLE: 'worker' })];
     procs.push(...workers);
-    for (const api of apis) await waitFor(async () => (await fetch(`${api}/healthz`)).ok, `${api} health`);
+    for (const api of [...apis, smallQueueApi]) await waitFor(async () => (await fetch(`${api}/healthz`)).ok, `${api} health`);
     for (const w of workers) await waitFor(() => w.output.some((l) => l.includes('image-edit worker ready')), 'worker ready');
   });
 
@@ -95,6 +99,32 @@ describe('scale-out on Redis', () => {
     assert.equal(events.at(-1)!.result!.images.length, 2);
     const late = (await collectSse<Ev>(apis[0]!, EVENTS, { id })).events.map((e) => e.editJobEvents.__typename);
     assert.deepEqual(late, ['EditCompleted']);
+  });
+
+  it('refuses work beyond the shared queue bound with QUEUE_FULL, and cancels across processes', async () => {
+    const img = await twoColourPng(512, 512, [200, 60, 30], [20, 120, 220]);
+    const files = [0, 1, 2, 3].map((i) => ({ bytes: img, name: `${i}.png` }));
+    const busy: string[] = [];
+    // Keep both workers busy, then fill the one queue slot this API allows.
+    for (let i = 0; i < 2; i++) {
+      const res = await postMultipart<{ editImages: { id: string } }>(apis[0]!, SUBMIT, { size: '512x512', steps: 100 }, files);
+      assert.equal(res.body.errors, undefined, JSON.stringify(res.body.errors));
+      busy.push(res.body.data!.editImages.id);
+    }
+    await waitFor(async () => (await fetch(`${apis[0]}/metrics`).then((r) => r.text())).includes('image_edit_running_jobs 2'), 'both workers busy');
+    const waiting = (await postMultipart<{ editImages: { id: string; status: string } }>(smallQueueApi, SUBMIT, { size: '32x32', steps: 2 }, [files[0]!])).body.data!.editImages;
+    assert.equal(waiting.status, 'QUEUED');
+    const refused = await postMultipart(smallQueueApi, SUBMIT, { size: '32x32', steps: 2 }, [files[0]!]);
+    assert.equal(refused.body.errors?.[0]?.extensions?.code, 'QUEUE_FULL');
+    // Cancel the long jobs from another API process than the one that took them.
+    const cancel = 'mutation($id: ID!) { cancelEditJob(id: $id) { status } }';
+    for (const id of busy) await fetch(`${apis[1]}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: cancel, variables: { id } }) });
+    for (const id of busy) {
+      const types = (await collectSse<Ev>(apis[1]!, EVENTS, { id })).events.map((e) => e.editJobEvents.__typename);
+      assert.equal(types.at(-1), 'EditCancelled', types.join(','));
+    }
+    const rest = (await collectSse<Ev>(apis[0]!, EVENTS, { id: waiting.id })).events.map((e) => e.editJobEvents.__typename);
+    assert.equal(rest.at(-1), 'EditCompleted');
   });
 
   it('completes a job on the other worker after its worker is SIGKILLed mid-job', async () => {
@@ -119,4 +149,5 @@ describe('scale-out on Redis', () => {
     // The survivor logs after publishing the result; its log line may still be in the pipe.
     await waitFor(() => survivor.output.some((l) => l.includes(id) && l.includes('job succeeded')), 'the other worker to log the job as succeeded', 5000);
   });
+
 });
