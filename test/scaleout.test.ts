@@ -6,9 +6,9 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../src/config.js';
+import { freePort } from './support/net.js';
 import { collectSse, postMultipart } from './support/graphql.js';
 import { twoColourPng } from './support/images.js';
 
@@ -16,13 +16,6 @@ const SUBMIT = 'mutation($images:[Upload!]!,$size:String,$steps:Int){ editImages
 const EVENTS = 'subscription($id: ID!) { editJobEvents(id: $id) { __typename ... on EditProgress { step totalSteps } ... on EditCompleted { result { images { index } usage { generatedImages } } } ... on EditFailed { error { code } } } }';
 type Ev = { editJobEvents: { __typename: string; step?: number; error?: { code: string }; result?: { images: { index: number }[] } } };
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 interface Proc {
   child: ChildProcess;

@@ -2,20 +2,13 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../src/config.js';
+import { freePort } from './support/net.js';
 import { collect, postMultipart, wsClient } from './support/graphql.js';
 import { twoColourPng } from './support/images.js';
 import { EditImagesDocument, EditJobEventsDocument, type EditImagesMutation, type EditJobEventsSubscription } from './generated/graphql.js';
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 async function waitForHealth(url: string): Promise<void> {
   for (let i = 0; i < 200; i++) {

@@ -18,7 +18,7 @@ import { WebSocketServer } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { GraphQLError, type ExecutionArgs } from 'graphql';
 import { pino, type Logger } from 'pino';
-import { InferenceEngine } from '../inference/engine.js';
+import { InferenceEngine, type EngineConfig } from '../inference/engine.js';
 import { JobService } from '../jobs/jobService.js';
 import type { JobBackend } from '../jobs/types.js';
 import { RedisJobBackend } from '../jobs/redisJobs.js';
@@ -52,17 +52,8 @@ const MB = 1024 * 1024;
 
 export async function startServer(config: ServerConfig, options: { logger?: Logger } = {}): Promise<RunningServer> {
   const log = options.logger ?? pino({ level: config.logLevel, redact: ['authorization', '*.authorization'] });
-  const engine = await InferenceEngine.start({
-    modelsDir: config.modelsDir,
-    defaultModel: config.defaultModel,
-    provider: config.provider,
-    intraOpThreads: config.intraOpThreads,
-    memoryBudgetBytes: config.memoryBudgetBytes,
-    maxInputPixels: config.maxInputPixels,
-    // An API process in front of Redis workers only needs the model catalogue.
-    threading: config.redisUrl && config.role === 'api' ? 'catalogue' : 'worker',
-    log: (message) => log.warn(message),
-  });
+  // An API process in front of Redis workers only needs the model catalogue.
+  const engine = await InferenceEngine.start(engineConfig(config, log, config.redisUrl && config.role === 'api' ? 'catalogue' : 'worker'));
   const jobs: JobBackend = config.redisUrl
     ? new RedisJobBackend({
         redisUrl: config.redisUrl,
@@ -321,5 +312,18 @@ export function redisWorkerConfig(config: ServerConfig, log: Logger): RedisWorke
     attempts: config.jobAttempts,
     stallMs: config.jobStallSeconds * 1000,
     log: (fields, message) => log.info(fields, message),
+  };
+}
+
+export function engineConfig(config: ServerConfig, log: Logger, threading: EngineConfig['threading']): EngineConfig {
+  return {
+    modelsDir: config.modelsDir,
+    defaultModel: config.defaultModel,
+    provider: config.provider,
+    intraOpThreads: config.intraOpThreads,
+    memoryBudgetBytes: config.memoryBudgetBytes,
+    maxInputPixels: config.maxInputPixels,
+    threading,
+    log: (message) => log.warn(message),
   };
 }

@@ -1,7 +1,7 @@
 /** `npm start`: serve the API on the configured (default: built-in) models. */
 import { pino } from 'pino';
 import { ConfigError, isLoopback, loadConfig } from './config.js';
-import { redisWorkerConfig, startServer } from './app.js';
+import { engineConfig, redisWorkerConfig, startServer } from './app.js';
 import { InferenceEngine } from '../inference/engine.js';
 import { startRedisWorker } from '../jobs/redisWorker.js';
 import type { ServerConfig } from './config.js';
@@ -60,15 +60,7 @@ async function main(): Promise<void> {
 
 /** ROLE=worker: the inference engine and a BullMQ worker, no HTTP. */
 async function runWorkerOnly(config: ServerConfig): Promise<void> {
-  const engine = await InferenceEngine.start({
-    modelsDir: config.modelsDir,
-    defaultModel: config.defaultModel,
-    provider: config.provider,
-    intraOpThreads: config.intraOpThreads,
-    memoryBudgetBytes: config.memoryBudgetBytes,
-    maxInputPixels: config.maxInputPixels,
-    log: (message) => log.warn(message),
-  });
+  const engine = await InferenceEngine.start(engineConfig(config, log, 'worker'));
   const worker = await startRedisWorker(engine, redisWorkerConfig(config, log));
   log.info({ workerId: worker.workerId, models: engine.models().map((m) => m.id) }, 'image-edit worker ready');
   const stop = (signal: string): void => {

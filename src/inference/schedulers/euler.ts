@@ -160,6 +160,36 @@ export abstract class SigmaScheduler implements Scheduler {
     noise?: Float32Array,
   ): SchedulerStepResult;
 
+  /**
+   * The Euler update shared by the Euler samplers: x̂₀ from the model output, then
+   * x ← x + (x − x̂₀)/σ · (σ_target − σ) [+ noise·noiseScale], advancing the step index.
+   */
+  protected eulerUpdate(
+    modelOutput: Float32Array,
+    timestep: number,
+    sample: Float32Array,
+    target: (sigma: number, sigmaNext: number) => { sigmaTarget: number; noiseScale: number },
+    noise?: Float32Array,
+  ): SchedulerStepResult {
+    assertSameLength('modelOutput', modelOutput, sample);
+    const index = this.ensureStepIndex(timestep);
+    const sigma = this.sigmas[index]!;
+    const { sigmaTarget, noiseScale } = target(sigma, this.sigmas[index + 1]!);
+    const [a, b] = x0Coefficients(this.config.prediction_type, sigma);
+    const r = (sigmaTarget - sigma) / sigma;
+    const n = sample.length;
+    const prevSample = new Float32Array(n);
+    const predOriginalSample = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      const x = sample[i]!;
+      const x0 = a * x + b * modelOutput[i]!;
+      predOriginalSample[i] = x0;
+      prevSample[i] = x + (x - x0) * r + (noise ? noise[i]! * noiseScale : 0);
+    }
+    this.stepIndex = index + 1;
+    return { prevSample, predOriginalSample };
+  }
+
   protected requireTimesteps(): void {
     if (this.timesteps.length === 0) throw new Error(`${this.name}: call setTimesteps before sampling`);
   }
@@ -179,23 +209,7 @@ export class EulerDiscreteScheduler extends SigmaScheduler {
   readonly isStochastic = false;
 
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array): SchedulerStepResult {
-    assertSameLength('modelOutput', modelOutput, sample);
-    const index = this.ensureStepIndex(timestep);
-    const sigma = this.sigmas[index]!;
-    const sigmaNext = this.sigmas[index + 1]!;
-    const [a, b] = x0Coefficients(this.config.prediction_type, sigma);
-    // x_next = x + d·(σ_next − σ) with d = (x − x̂₀)/σ, folded into one ratio.
-    const r = (sigmaNext - sigma) / sigma;
-    const n = sample.length;
-    const prevSample = new Float32Array(n);
-    const predOriginalSample = new Float32Array(n);
-    for (let i = 0; i < n; i++) {
-      const x = sample[i]!;
-      const x0 = a * x + b * modelOutput[i]!;
-      predOriginalSample[i] = x0;
-      prevSample[i] = x + (x - x0) * r;
-    }
-    this.stepIndex = index + 1;
-    return { prevSample, predOriginalSample };
+    // Deterministic: straight to the next noise level.
+    return this.eulerUpdate(modelOutput, timestep, sample, (_sigma, sigmaNext) => ({ sigmaTarget: sigmaNext, noiseScale: 0 }));
   }
 }
