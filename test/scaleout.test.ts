@@ -53,7 +53,7 @@ async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms
   throw new Error(`timed out waiting for ${what}`);
 }
 
-describe('scale-out on Redis', () => {
+describe('scale-out on Redis', { timeout: 180_000 }, () => {
   let redis: ChildProcess;
   const procs: Proc[] = [];
   let apis: string[] = [];
@@ -143,4 +143,36 @@ describe('scale-out on Redis', () => {
     await waitFor(() => survivor.output.some((l) => l.includes(id) && l.includes('job succeeded')), 'the other worker to log the job as succeeded', 5000);
   });
 
+});
+
+describe('scale-out on Redis: the last attempt', { timeout: 120_000 }, () => {
+  it('fails a job with a clear code, exactly once, when its last allowed worker is lost', async () => {
+    assert.equal(spawnSync('redis-server', ['--version']).status, 0, 'redis-server is not installed');
+    const redisPort = await freePort();
+    const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const env = { REDIS_URL: `redis://127.0.0.1:${redisPort}`, JOB_STALL_SECONDS: '2', JOB_ATTEMPTS: '1' };
+    const port = await freePort();
+    const api = `http://127.0.0.1:${port}`;
+    const procs = [start({ ...env, ROLE: 'api', PORT: String(port) }), start({ ...env, ROLE: 'worker' }), start({ ...env, ROLE: 'worker' })];
+    try {
+      await waitFor(async () => (await fetch(`${api}/healthz`)).ok, 'api health');
+      for (const w of procs.slice(1)) await waitFor(() => w.output.some((l) => l.includes('image-edit worker ready')), 'worker ready');
+      const img = await twoColourPng(512, 512, [200, 60, 30], [20, 120, 220]);
+      const res = await postMultipart<{ editImages: { id: string } }>(api, SUBMIT, { size: '512x512', steps: 100 }, [0, 1, 2, 3].map((i) => ({ bytes: img, name: `${i}.png` })));
+      const id = res.body.data!.editImages.id;
+      const stream = collectSse<Ev>(api, EVENTS, { id });
+      let victim: Proc | undefined;
+      await waitFor(() => (victim = procs.slice(1).find((w) => w.output.some((l) => l.includes(id) && l.includes('job running')))) !== undefined, 'a worker to take the job');
+      await new Promise((r) => setTimeout(r, 300));
+      victim!.child.kill('SIGKILL');
+      const events = (await stream).events.map((e) => e.editJobEvents);
+      const terminal = events.filter((e) => ['EditCompleted', 'EditFailed', 'EditCancelled'].includes(e.__typename));
+      assert.equal(terminal.length, 1, events.map((e) => e.__typename).join(','));
+      assert.equal(terminal[0]!.__typename, 'EditFailed');
+      assert.equal(terminal[0]!.error!.code, 'INTERNAL');
+    } finally {
+      for (const p of procs) p.child.kill('SIGKILL');
+      redis.kill('SIGKILL');
+    }
+  });
 });
