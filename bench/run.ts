@@ -15,6 +15,8 @@ import { dirname, join } from 'node:path';
 import ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { ensureBenchModel } from '../models/bench.js';
+import { readModelFolder } from '../src/inference/modelFolder.js';
+import { DEFAULT_PNG_COMPRESSION_LEVEL } from '../src/inference/imageIO.js';
 import { InferenceEngine } from '../src/inference/engine.js';
 import { JobService } from '../src/jobs/jobService.js';
 import { resolveEditOptions } from '../src/inference/request.js';
@@ -27,8 +29,10 @@ import { pino } from 'pino';
 const full = process.argv.includes('--full');
 const IMAGES = 4;
 const SIZE = full ? 512 : 256;
-const STEPS = full ? 10 : 4;
 const REPS = full ? 5 : 3;
+const modelDir = await ensureBenchModel();
+// Full mode runs jobs as a client gets them by default: the bench model's default step count.
+const STEPS = full ? readModelFolder(modelDir, 'bench').defaults.steps : 4;
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
@@ -64,7 +68,6 @@ async function rawOrtSpeedup(unetPath: string, batch: number, branches: number, 
 }
 
 async function main(): Promise<void> {
-  const modelDir = await ensureBenchModel();
   const modelsDir = dirname(modelDir);
   const images = await Promise.all(Array.from({ length: IMAGES }, (_, i) => testImage(i, SIZE)));
   const serverSize = 512;
@@ -137,6 +140,8 @@ async function main(): Promise<void> {
   const batTimes: number[] = [];
   const batchRatios: number[] = [];
   const overheads: number[] = [];
+  const decodeShares: number[] = [];
+  const encodeShares: number[] = [];
   for (let r = 0; r < REPS; r++) {
     let t = now();
     for (const bytes of images) await engine.edit('bench', edit(1), [{ bytes }]);
@@ -148,6 +153,8 @@ async function main(): Promise<void> {
     batTimes.push(bat);
     batchRatios.push(seq / bat);
     overheads.push((out.timings.totalMs - out.timings.sessionRunMs) / out.timings.totalMs);
+    decodeShares.push(out.timings.decodeMs / out.timings.totalMs);
+    encodeShares.push(out.timings.encodeMs / out.timings.totalMs);
   }
   const latent = SIZE / spec.vaeScaleFactor;
   const branches = 3; // InstructPix2Pix with guidance: the pipeline runs 3 UNet rows per item
@@ -189,6 +196,8 @@ async function main(): Promise<void> {
       kept_fraction_of_raw_gain: speedup / rawSpeedup,
     },
     pipeline_overhead: median(overheads),
+    // The two largest parts of pipeline_overhead (shares of the same wall time).
+    pipeline_overhead_parts: { input_decode: median(decodeShares), output_encode: median(encodeShares), png_compression_level: DEFAULT_PNG_COMPRESSION_LEVEL },
     server_overhead: median(serverRatios) - 1,
     server_job: { images: 4, size: `${serverSize}x${serverSize}`, steps: serverSteps, client_s: median(clientTimes) / 1000, in_process_s: median(inProcess) / 1000 },
     coalescing: { clients: IMAGES, speedup: coalescingSpeedup, share_of_batched_speedup: coalescingSpeedup / speedup },
@@ -206,6 +215,8 @@ async function main(): Promise<void> {
     'coalescing speedup (4 clients, merged vs not)': f(coalescingSpeedup),
     'coalescing share of batched speedup': f(coalescingSpeedup / speedup),
     'pipeline overhead (outside session.run)': f(results.pipeline_overhead, 4),
+    '  of which input decode': f(results.pipeline_overhead_parts.input_decode, 4),
+    '  of which output encode (PNG)': f(results.pipeline_overhead_parts.output_encode, 4),
     'server overhead (GraphQL vs in-process)': f(results.server_overhead, 4),
     'progress latency p50 ms': f(results.progress_latency_ms.p50, 2),
     'progress latency p99 ms': f(results.progress_latency_ms.p99, 2),

@@ -92,6 +92,9 @@ describe('configuration', () => {
     assert.throws(() => loadConfig({ GRAPHQL_INTROSPECTION: 'maybe' }), ConfigError);
     assert.throws(() => loadConfig({ RATE_LIMIT_PER_MINUTE: '-1' }), ConfigError);
     assert.throws(() => loadConfig({ WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: 'lots' }), ConfigError);
+    assert.equal(dev.pngCompressionLevel, 1);
+    assert.equal(loadConfig({ PNG_COMPRESSION_LEVEL: '9' }).pngCompressionLevel, 9);
+    assert.throws(() => loadConfig({ PNG_COMPRESSION_LEVEL: '10' }), ConfigError);
   });
 });
 

@@ -406,6 +406,29 @@ describe('encoding', () => {
     assert.deepEqual(back.data, rgb8ToPlanar(rgb, w, h));
   });
 
+  it('PNG compression level trades time for bytes and never changes the pixels', async () => {
+    const w = 96;
+    const h = 64;
+    const data = rgb8ToPlanar(gradientRaw(w, h), w, h);
+    const sizes: number[] = [];
+    for (const level of [0, 1, 9]) {
+      const png = await encodeFromTensor(data, w, h, 'png', undefined, { pngCompressionLevel: level });
+      assert.deepEqual((await decodeToTensor(png, 'auto', OPTS)).data, data, `level ${level}`);
+      sizes.push(png.length);
+    }
+    assert.ok(sizes[0]! > sizes[1]! && sizes[1]! > sizes[2]!, `sizes at levels 0, 1, 9: ${sizes.join(', ')}`);
+    await assert.rejects(encodeFromTensor(data, w, h, 'png', undefined, { pngCompressionLevel: 10 }), RangeError);
+  });
+
+  it('encodes through reusable buffers without changing the result', async () => {
+    const w = 32;
+    const h = 16;
+    const data = rgb8ToPlanar(gradientRaw(w, h), w, h);
+    const plain = await encodeFromTensor(data, w, h, 'png');
+    const reused = await encodeFromTensor(data, w, h, 'png', undefined, { allocate: (bytes) => Buffer.alloc(bytes, 7) });
+    assert.deepEqual(reused, plain);
+  });
+
   it('validates tensor shape and quality', async () => {
     await assert.rejects(encodeFromTensor(new Float32Array(10), 2, 2, 'png'), RangeError);
     await assert.rejects(encodeFromTensor(new Float32Array(12), 2, 2, 'jpeg', 0), RangeError);

@@ -119,6 +119,9 @@ describe('NoiseGenerator', () => {
     segmented.fillNormal(out, 5, 13);
     segmented.fillNormal(out, 18);
     assert.deepEqual(out, expected);
+    // The stream continues where sequential draws would be.
+    assert.equal(segmented.nextNormal(), sequential.nextNormal());
+    assert.equal(segmented.nextUint32(), sequential.nextUint32());
 
     const whole = new NoiseGenerator(77).fillNormal(new Float32Array(37));
     assert.deepEqual(whole, expected);

@@ -19,11 +19,14 @@ import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams, Step
 import { instructPix2PixUsesGuidance, runInstructPix2Pix } from './pipelines/instructPix2Pix.js';
 import { runImg2Img } from './pipelines/img2img.js';
 import { InferenceError, toInferenceError } from './errors.js';
+import type { Scratch, ScratchPool } from './scratch.js';
 
 export interface ModelRuntime {
   spec: ModelSpec;
   sessions: ModelSessions;
   tokenizer: PromptTokenizer;
+  /** Memory reused from run to run on this model. */
+  scratch: ScratchPool;
 }
 
 export interface EditInput {
@@ -70,8 +73,11 @@ export interface EditUsage {
 export interface EditOutput {
   images: OutputImage[];
   usage: EditUsage;
-  /** Where the time went: inside session.run versus everything else. */
-  timings: { totalMs: number; sessionRunMs: number };
+  /**
+   * Where the time went: inside session.run versus everything else, with the two biggest parts of
+   * the rest (decoding the run's inputs, encoding this job's outputs) broken out.
+   */
+  timings: { totalMs: number; sessionRunMs: number; decodeMs: number; encodeMs: number };
 }
 
 export interface RunOptions {
@@ -79,6 +85,8 @@ export interface RunOptions {
   maxInputPixels: number;
   /** Longest side of progress previews. */
   previewMaxSide?: number;
+  /** zlib level of PNG outputs (imageIO's default when absent). */
+  pngCompressionLevel?: number;
   onProgress?: (update: ProgressUpdate) => void;
   throwIfAborted?: () => void;
 }
@@ -163,7 +171,11 @@ class TaskStopped extends Error {}
  * own progress (counted over the micro-batches holding its outputs), previews, seeds, result and
  * usage; a task that is cancelled settles at once and its rows are dropped from later batches.
  */
-export async function runEdits(runtime: ModelRuntime, tasks: readonly EditTask[], options: RunOptions): Promise<void> {
+export function runEdits(runtime: ModelRuntime, tasks: readonly EditTask[], options: RunOptions): Promise<void> {
+  return runtime.scratch.run((scratch) => runEditsWith(scratch, runtime, tasks, options));
+}
+
+async function runEditsWith(scratch: Scratch, runtime: ModelRuntime, tasks: readonly EditTask[], options: RunOptions): Promise<void> {
   const { spec } = runtime;
   const started = performance.now();
   const runMsBefore = sessionRunMs(runtime.sessions);
@@ -189,6 +201,7 @@ export async function runEdits(runtime: ModelRuntime, tasks: readonly EditTask[]
                 maxPixels: spec.limits.maxPixels,
                 defaultSize: { width: dw ?? 512, height: dh ?? 512 },
                 limits: { maxInputPixels: options.maxInputPixels },
+                allocate: (length) => scratch.floats(length),
               }),
             ),
           );
@@ -198,6 +211,7 @@ export async function runEdits(runtime: ModelRuntime, tasks: readonly EditTask[]
         }
       }),
     );
+    const decodeMs = performance.now() - started;
     let batches: TaskBatch[];
     try {
       batches = planBatches(spec, shared, tasks.map((task, t) => ({ edit: task.edit, decoded: alive(t) ? decodedPerTask[t]! : [] })), options.memoryBudgetBytes);
@@ -215,102 +229,108 @@ export async function runEdits(runtime: ModelRuntime, tasks: readonly EditTask[]
       tokenizer: runtime.tokenizer,
       embeddings: new Map(),
       createScheduler: (name) => createScheduler(name, parseSchedulerConfig(spec.schedulerJson, name)),
+      scratch,
     };
     const run = spec.family === 'instruct-pix2pix' ? runInstructPix2Pix : runImg2Img;
 
     for (const [bi, planned] of batches.entries()) {
-      const batch = { ...planned, items: planned.items.filter((i) => alive(i.task)) };
-      if (batch.items.length === 0) continue;
-      const taskIds = [...new Set(batch.items.map((i) => i.task))];
-      let stepInBatch = 0;
-      const hooks: PipelineHooks = {
-        throwIfAborted: () => {
-          for (const t of taskIds) {
-            if (!alive(t)) continue;
-            try {
-              tasks[t]!.throwIfAborted?.();
-            } catch (err) {
-              fail(t, err);
+      // Each micro-batch gives its scratch buffers back to the next one.
+      await scratch.scoped(async () => {
+        const batch = { ...planned, items: planned.items.filter((i) => alive(i.task)) };
+        if (batch.items.length === 0) return;
+        const taskIds = [...new Set(batch.items.map((i) => i.task))];
+        let stepInBatch = 0;
+        const hooks: PipelineHooks = {
+          throwIfAborted: () => {
+            for (const t of taskIds) {
+              if (!alive(t)) continue;
+              try {
+                tasks[t]!.throwIfAborted?.();
+              } catch (err) {
+                fail(t, err);
+              }
             }
-          }
-          if (!taskIds.some(alive)) throw new TaskStopped();
-        },
-        afterStep: async (info: StepInfo) => {
-          stepInBatch += 1;
-          for (const t of taskIds) {
-            if (!alive(t)) continue;
-            const task = tasks[t]!;
-            stepOfTask[t]! += 1;
-            const every = task.edit.previewEvery;
-            const wantPreview = every > 0 && spec.preview !== null && (stepInBatch % every === 0 || stepInBatch === stepsPerBatch);
-            const previews = wantPreview ? await renderPreviews(spec, batch, info, options.previewMaxSide ?? 128, t, task.edit.n) : [];
-            task.onProgress?.({ step: stepOfTask[t]!, totalSteps: stepsPerBatch * batchesOfTask[t]!, previews, emittedAt: performance.timeOrigin + performance.now() });
-          }
-        },
-      };
-      const params: PipelineParams = {
-        width: batch.width,
-        height: batch.height,
-        steps: shared.steps,
-        guidanceScale: shared.guidanceScale,
-        imageGuidanceScale: shared.imageGuidanceScale,
-        strength: shared.strength,
-        negativePrompt: shared.negativePrompt,
-        scheduler: shared.scheduler,
-      };
-      let images: Float32Array[];
-      try {
-        images = await run(ctx, batch.items, params, hooks);
-      } catch (err) {
-        if (err instanceof TaskStopped) continue;
-        taskIds.forEach((t) => fail(t, err));
-        continue;
-      }
-      images.forEach((rgb, i) => {
-        const item = batch.items[i]!;
-        results[item.task]!.push({ item, rgb, width: batch.width, height: batch.height });
-      });
-      // Tasks whose last outputs were in this batch are done: encode and hand them over now.
-      await Promise.all(
-        taskIds
-          .filter((t) => alive(t) && lastBatchOfTask[t] === bi)
-          .map(async (t) => {
-            try {
+            if (!taskIds.some(alive)) throw new TaskStopped();
+          },
+          afterStep: async (info: StepInfo) => {
+            stepInBatch += 1;
+            for (const t of taskIds) {
+              if (!alive(t)) continue;
               const task = tasks[t]!;
-              const mimeType = mimeTypeFor(task.edit.outputFormat);
-              const out = await Promise.all(
-                results[t]!.map(async ({ item, rgb, width, height }) => ({
-                  index: item.inputIndex * task.edit.n + item.variant,
-                  inputIndex: item.inputIndex,
-                  variant: item.variant,
-                  seed: item.seed,
-                  bytes: await encodeFromTensor(rgb, width, height, task.edit.outputFormat, task.edit.outputQuality ?? undefined),
-                  mimeType,
-                  width,
-                  height,
-                })),
-              );
-              out.sort((a, b) => a.index - b.index);
-              const totalMs = performance.now() - started;
-              settle(t, {
-                output: {
-                  images: out,
-                  usage: {
-                    inputImages: task.inputs.length,
-                    generatedImages: out.length,
-                    steps: stepsPerBatch * batchesOfTask[t]!,
-                    batches: batchesOfTask[t]!,
-                    mergedJobs: tasks.length,
-                    processingTimeSeconds: totalMs / 1000,
-                  },
-                  timings: { totalMs, sessionRunMs: sessionRunMs(runtime.sessions) - runMsBefore },
-                },
-              });
-            } catch (err) {
-              fail(t, err);
+              stepOfTask[t]! += 1;
+              const every = task.edit.previewEvery;
+              const wantPreview = every > 0 && spec.preview !== null && (stepInBatch % every === 0 || stepInBatch === stepsPerBatch);
+              const previews = wantPreview ? await renderPreviews(spec, batch, info, options.previewMaxSide ?? 128, t, task.edit.n) : [];
+              task.onProgress?.({ step: stepOfTask[t]!, totalSteps: stepsPerBatch * batchesOfTask[t]!, previews, emittedAt: performance.timeOrigin + performance.now() });
             }
-          }),
-      );
+          },
+        };
+        const params: PipelineParams = {
+          width: batch.width,
+          height: batch.height,
+          steps: shared.steps,
+          guidanceScale: shared.guidanceScale,
+          imageGuidanceScale: shared.imageGuidanceScale,
+          strength: shared.strength,
+          negativePrompt: shared.negativePrompt,
+          scheduler: shared.scheduler,
+        };
+        let images: Float32Array[];
+        try {
+          images = await run(ctx, batch.items, params, hooks);
+        } catch (err) {
+          if (err instanceof TaskStopped) return;
+          taskIds.forEach((t) => fail(t, err));
+          return;
+        }
+        images.forEach((rgb, i) => {
+          const item = batch.items[i]!;
+          results[item.task]!.push({ item, rgb, width: batch.width, height: batch.height });
+        });
+        // Tasks whose last outputs were in this batch are done: encode and hand them over now.
+        await Promise.all(
+          taskIds
+            .filter((t) => alive(t) && lastBatchOfTask[t] === bi)
+            .map(async (t) => {
+              try {
+                const task = tasks[t]!;
+                const mimeType = mimeTypeFor(task.edit.outputFormat);
+                const encodeStarted = performance.now();
+                const out = await Promise.all(
+                  results[t]!.map(async ({ item, rgb, width, height }) => ({
+                    index: item.inputIndex * task.edit.n + item.variant,
+                    inputIndex: item.inputIndex,
+                    variant: item.variant,
+                    seed: item.seed,
+                    bytes: await encodeFromTensor(rgb, width, height, task.edit.outputFormat, task.edit.outputQuality ?? undefined, { pngCompressionLevel: options.pngCompressionLevel, allocate: (bytes) => scratch.bytes(bytes) }),
+                    mimeType,
+                    width,
+                    height,
+                  })),
+                );
+                const now = performance.now();
+                out.sort((a, b) => a.index - b.index);
+                const totalMs = now - started;
+                settle(t, {
+                  output: {
+                    images: out,
+                    usage: {
+                      inputImages: task.inputs.length,
+                      generatedImages: out.length,
+                      steps: stepsPerBatch * batchesOfTask[t]!,
+                      batches: batchesOfTask[t]!,
+                      mergedJobs: tasks.length,
+                      processingTimeSeconds: totalMs / 1000,
+                    },
+                    timings: { totalMs, sessionRunMs: sessionRunMs(runtime.sessions) - runMsBefore, decodeMs, encodeMs: now - encodeStarted },
+                  },
+                });
+              } catch (err) {
+                fail(t, err);
+              }
+            }),
+        );
+      });
     }
   } finally {
     tasks.forEach((_, t) => fail(t, new InferenceError('INTERNAL', 'the pipeline run ended without a result for this job')));

@@ -27,6 +27,8 @@ export interface EngineConfig {
   memoryBudgetBytes?: number;
   /** Decoded-pixel bound per input (decompression-bomb guard). */
   maxInputPixels?: number;
+  /** zlib level 0–9 of PNG outputs (see imageIO's DEFAULT_PNG_COMPRESSION_LEVEL). */
+  pngCompressionLevel?: number;
   /** 'catalogue': read model folders only, no sessions (API processes that queue work for remote workers). */
   threading?: 'worker' | 'inline' | 'catalogue';
   log?: (message: string) => void;
@@ -186,7 +188,7 @@ export class InferenceEngine {
       return requests.map(() => Promise.reject(err));
     }
     if (this.config.threading === 'catalogue') return requests.map(() => Promise.reject(new InferenceError('INTERNAL', 'this process only queues work (ROLE=api); workers run it')));
-    const runOptions = { memoryBudgetBytes: this.memoryBudgetBytes, maxInputPixels: this.maxInputPixels };
+    const runOptions = { memoryBudgetBytes: this.memoryBudgetBytes, maxInputPixels: this.maxInputPixels, pngCompressionLevel: this.config.pngCompressionLevel };
     const cancelled = (): InferenceError => new InferenceError('CANCELLED', 'the job was cancelled');
     if (this.host) {
       const host = this.host;

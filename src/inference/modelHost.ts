@@ -8,6 +8,7 @@ import { openModelSessions } from './sessions.js';
 import type { SessionConfig } from './sessions.js';
 import { loadTokenizer } from './tokenizer.js';
 import { runEdits } from './editRunner.js';
+import { ScratchPool } from './scratch.js';
 import type { EditTask, ModelRuntime, RunOptions } from './editRunner.js';
 import { InferenceError } from './errors.js';
 
@@ -22,7 +23,7 @@ export class ModelHost {
       for (const spec of specs) {
         const tokenizer = loadTokenizer(spec.paths.tokenizerDir);
         const sessions = await openModelSessions(spec, config);
-        runtimes.set(spec.id, { spec, sessions, tokenizer });
+        runtimes.set(spec.id, { spec, sessions, tokenizer, scratch: new ScratchPool() });
       }
     } catch (err) {
       await Promise.all([...runtimes.values()].map((r) => r.sessions.release()));

@@ -84,9 +84,53 @@ export class NoiseGenerator {
     return r * Math.cos(theta);
   }
 
-  /** Fills `out` (or a segment of it) with standard normals. */
+  /**
+   * Fills `out` (or a segment of it) with standard normals: exactly the values `nextNormal` would
+   * give, but with the generator state in locals and a whole pair per iteration (this runs once per
+   * latent element per step for ancestral samplers, so it is on the denoise loop's hot path).
+   */
   fillNormal(out: Float32Array, offset = 0, length = out.length - offset): Float32Array {
-    for (let i = offset; i < offset + length; i++) out[i] = this.nextNormal();
+    let i = offset;
+    const end = offset + length;
+    if (i < end && this.spare !== null) {
+      out[i++] = this.spare;
+      this.spare = null;
+    }
+    let s0 = this.s0;
+    let s1 = this.s1;
+    let s2 = this.s2;
+    let s3 = this.s3;
+    while (i < end) {
+      // Two xoshiro128** outputs, as nextUint32 computes them.
+      let m = Math.imul(s1, 5);
+      const u1 = Math.imul((m << 7) | (m >>> 25), 9) >>> 0;
+      let t = s1 << 9;
+      s2 ^= s0;
+      s3 ^= s1;
+      s1 ^= s2;
+      s0 ^= s3;
+      s2 ^= t;
+      s3 = (s3 << 11) | (s3 >>> 21);
+      m = Math.imul(s1, 5);
+      const u2 = Math.imul((m << 7) | (m >>> 25), 9) >>> 0;
+      t = s1 << 9;
+      s2 ^= s0;
+      s3 ^= s1;
+      s1 ^= s2;
+      s0 ^= s3;
+      s2 ^= t;
+      s3 = (s3 << 11) | (s3 >>> 21);
+      const r = Math.sqrt(-2 * Math.log((u1 + 0.5) / 4294967296));
+      const theta = 2 * Math.PI * ((u2 + 0.5) / 4294967296);
+      out[i++] = r * Math.cos(theta);
+      const second = r * Math.sin(theta);
+      if (i < end) out[i++] = second;
+      else this.spare = second;
+    }
+    this.s0 = s0;
+    this.s1 = s1;
+    this.s2 = s2;
+    this.s3 = s3;
     return out;
   }
 }

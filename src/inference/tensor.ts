@@ -3,11 +3,12 @@
  * step over whole batches, so loops are plain and write into preallocated outputs.
  */
 
-/** Copies `count` items of `itemSize` from each source, one after another (a batch concat). */
-export function concatBatches(parts: readonly Float32Array[]): Float32Array {
+/** Copies the sources one after another (a batch concat), into `out` when given. */
+export function concatBatches(parts: readonly Float32Array[], into?: Float32Array): Float32Array {
   let total = 0;
   for (const p of parts) total += p.length;
-  const out = new Float32Array(total);
+  const out = into ?? new Float32Array(total);
+  if (out.length !== total) throw new RangeError(`concat needs ${total} elements, the output has ${out.length}`);
   let offset = 0;
   for (const p of parts) {
     out.set(p, offset);
@@ -58,6 +59,20 @@ export function classifierFreeGuidance(pred: Float32Array, itemsTimesSize: numbe
 export function scaleInPlace(data: Float32Array, factor: number): Float32Array {
   for (let i = 0; i < data.length; i++) data[i] = data[i]! * factor;
   return data;
+}
+
+/** `out` = `data`·`factor` (same length). */
+export function scaleInto(data: Float32Array, factor: number, out: Float32Array): Float32Array {
+  if (out.length !== data.length) throw new RangeError(`output has ${out.length} elements, input ${data.length}`);
+  for (let i = 0; i < data.length; i++) out[i] = data[i]! * factor;
+  return out;
+}
+
+/** Writes the [0,1] image `src` as [-1,1] model input into `out` at `offset` (copy and map in one pass). */
+export function writeSignedUnit(src: Float32Array, out: Float32Array, offset: number): Float32Array {
+  if (offset + src.length > out.length) throw new RangeError(`${src.length} values at ${offset} do not fit in ${out.length}`);
+  for (let i = 0; i < src.length; i++) out[offset + i] = src[i]! * 2 - 1;
+  return out;
 }
 
 /** [0,1] image → [-1,1] model input, in place. */

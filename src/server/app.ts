@@ -323,6 +323,7 @@ export function engineConfig(config: ServerConfig, log: Logger, threading: Engin
     intraOpThreads: config.intraOpThreads,
     memoryBudgetBytes: config.memoryBudgetBytes,
     maxInputPixels: config.maxInputPixels,
+    pngCompressionLevel: config.pngCompressionLevel,
     threading,
     log: (message) => log.warn(message),
   };

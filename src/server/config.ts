@@ -5,6 +5,7 @@
 import { defaultModelsDir } from '../config.js';
 import { defaultMemoryBudget, DEFAULT_MAX_INPUT_PIXELS } from '../inference/engine.js';
 import type { ExecutionProviderName } from '../inference/sessions.js';
+import { DEFAULT_PNG_COMPRESSION_LEVEL } from '../inference/imageIO.js';
 
 export interface ServerConfig {
   port: number;
@@ -18,6 +19,8 @@ export interface ServerConfig {
   maxFileBytes: number;
   maxTotalBytes: number;
   maxInputPixels: number;
+  /** zlib level 0–9 of PNG outputs. */
+  pngCompressionLevel: number;
   retentionSeconds: number;
   maxQueuedJobs: number;
   jobTimeoutSeconds: number;
@@ -71,6 +74,12 @@ function int(env: Env, name: string, fallback: number, min = 0): number {
   return n;
 }
 
+function pngLevel(env: Env): number {
+  const level = int(env, 'PNG_COMPRESSION_LEVEL', DEFAULT_PNG_COMPRESSION_LEVEL, 0);
+  if (level > 9) throw new ConfigError(`PNG_COMPRESSION_LEVEL must be an integer in 0..9 (got "${env.PNG_COMPRESSION_LEVEL}")`);
+  return level;
+}
+
 function bool(env: Env, name: string, fallback: boolean): boolean {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
@@ -105,6 +114,7 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     maxFileBytes: int(env, 'MAX_FILE_BYTES', 20 * mb, 1),
     maxTotalBytes: int(env, 'MAX_TOTAL_BYTES', 100 * mb, 1),
     maxInputPixels: int(env, 'MAX_INPUT_PIXELS', DEFAULT_MAX_INPUT_PIXELS, 1),
+    pngCompressionLevel: pngLevel(env),
     retentionSeconds: int(env, 'JOB_RETENTION_SECONDS', 900, 1),
     maxQueuedJobs: int(env, 'MAX_QUEUED_JOBS', 100, 1),
     jobTimeoutSeconds: int(env, 'JOB_TIMEOUT_SECONDS', 600, 0),

@@ -6,7 +6,8 @@ import type { ModelSessions } from '../sessions.js';
 import type { PromptTokenizer } from '../tokenizer.js';
 import type { Scheduler, SchedulerName } from '../schedulers/types.js';
 import { NoiseGenerator } from '../random.js';
-import { scaleInPlace, toSignedUnit, toUnitClamped } from '../tensor.js';
+import type { Scratch } from '../scratch.js';
+import { scaleInto, toUnitClamped, writeSignedUnit } from '../tensor.js';
 
 /** One output of a batch: variant `variant` of input `inputIndex`. */
 export interface PipelineItem {
@@ -52,6 +53,8 @@ export interface PipelineContext {
   /** Text embeddings by prompt, shared by the micro-batches of one job. */
   embeddings: Map<string, Float32Array>;
   createScheduler(name: SchedulerName): Scheduler;
+  /** Reused memory for this run's big arrays (see scratch.ts); nothing returned may point into it. */
+  scratch: Scratch;
 }
 
 /** Runs the text encoder once over every prompt not yet in the cache (one batched call). */
@@ -92,9 +95,8 @@ export function latentShapeFor(ctx: PipelineContext, params: PipelineParams): La
  */
 export async function encodeImages(ctx: PipelineContext, images: readonly Float32Array[], params: PipelineParams, shape: LatentShape, needStd: boolean): Promise<{ mean: Float32Array; std: Float32Array | null }[]> {
   const pixels = 3 * params.height * params.width;
-  const batch = new Float32Array(images.length * pixels);
-  images.forEach((img, i) => batch.set(img, i * pixels));
-  toSignedUnit(batch);
+  const batch = ctx.scratch.floats(images.length * pixels);
+  images.forEach((img, i) => writeSignedUnit(img, batch, i * pixels));
   const output = ctx.sessions.vaeEncoderOutput;
   const latents = await ctx.sessions.run('vaeEncoder', { sample: { data: batch, dims: [images.length, 3, params.height, params.width] } }, output);
   const item = shape.channels * shape.height * shape.width;
@@ -112,11 +114,13 @@ export async function encodeImages(ctx: PipelineContext, images: readonly Float3
 
 /** Decodes [B, C, h, w] latents (already in model scale) to per-item planar RGB in [0,1]. */
 export async function decodeLatents(ctx: PipelineContext, latents: Float32Array, batch: number, shape: LatentShape, params: PipelineParams): Promise<Float32Array[]> {
-  const scaled = scaleInPlace(Float32Array.from(latents), 1 / ctx.sessions.spec.scalingFactor);
+  const scaled = scaleInto(latents, 1 / ctx.sessions.spec.scalingFactor, ctx.scratch.floats(latents.length));
   const rgb = await ctx.sessions.run('vaeDecoder', { latent_sample: { data: scaled, dims: [batch, shape.channels, shape.height, shape.width] } }, 'sample');
   toUnitClamped(rgb);
   const item = 3 * params.height * params.width;
-  return Array.from({ length: batch }, (_, i) => rgb.slice(i * item, (i + 1) * item));
+  // Views, not copies: each output is read once by the encoder (a copy of B full-size images
+  // cost more than the conversion itself).
+  return Array.from({ length: batch }, (_, i) => rgb.subarray(i * item, (i + 1) * item));
 }
 
 /** One noise stream per item, so an item's result does not depend on the rest of its batch. */
@@ -124,15 +128,16 @@ export function generatorsFor(items: readonly PipelineItem[]): NoiseGenerator[] 
   return items.map((it) => new NoiseGenerator(it.seed));
 }
 
-export function drawNoise(generators: readonly NoiseGenerator[], itemSize: number): Float32Array {
-  const out = new Float32Array(generators.length * itemSize);
+export function drawNoise(generators: readonly NoiseGenerator[], itemSize: number, out: Float32Array = new Float32Array(generators.length * itemSize)): Float32Array {
   generators.forEach((g, i) => g.fillNormal(out, i * itemSize, itemSize));
   return out;
 }
 
 /**
  * The denoise loop shared by both families: for each timestep, scale, predict (with guidance,
- * inside `predictNoise`), step, report. Checks for abort before every step.
+ * inside `predictNoise`), step, report. Checks for abort before every step. The step is
+ * elementwise, so x_{t-1} overwrites x_t in `latents`, which is returned; the scaled input, the
+ * noise and the x₀ estimate live in three buffers reused by every step.
  */
 export async function denoiseLatents(
   scheduler: Scheduler,
@@ -142,20 +147,22 @@ export async function denoiseLatents(
   generators: readonly NoiseGenerator[],
   shape: LatentShape,
   hooks: PipelineHooks,
+  scratch: Scratch,
 ): Promise<Float32Array> {
   const itemSize = shape.channels * shape.height * shape.width;
-  let current = latents;
+  const scaled = scratch.floats(latents.length);
+  const noise = scheduler.isStochastic ? scratch.floats(latents.length) : undefined;
+  const out = { prevSample: latents, predOriginalSample: scratch.floats(latents.length) };
   for (let i = 0; i < timesteps.length; i++) {
     hooks.throwIfAborted();
     const t = timesteps[i]!;
-    const scaled = scheduler.scaleModelInput(current, t);
+    scheduler.scaleModelInput(latents, t, scaled);
     const noisePred = await predictNoise(scaled, t);
-    const noise = scheduler.isStochastic ? drawNoise(generators, itemSize) : undefined;
-    const { prevSample, predOriginalSample } = scheduler.step(noisePred, t, current, noise);
-    current = prevSample;
-    await hooks.afterStep({ predOriginal: predOriginalSample, batch: generators.length, latentChannels: shape.channels, latentHeight: shape.height, latentWidth: shape.width });
+    if (noise) drawNoise(generators, itemSize, noise);
+    scheduler.step(noisePred, t, latents, noise, out);
+    await hooks.afterStep({ predOriginal: out.predOriginalSample, batch: generators.length, latentChannels: shape.channels, latentHeight: shape.height, latentWidth: shape.width });
   }
-  return current;
+  return latents;
 }
 
 /** The [B] timestep feed: the same t for every row. */

@@ -31,7 +31,7 @@ export async function runImg2Img(ctx: PipelineContext, items: readonly PipelineI
   const distinctImages = [...new Set(items.map((i) => i.image))];
   const encoded = await encodeImages(ctx, distinctImages, params, shape, true);
   // Each item samples its own latent from the input's distribution with its own noise stream.
-  const initLatents = new Float32Array(batch * itemSize);
+  const initLatents = ctx.scratch.floats(batch * itemSize);
   items.forEach((item, b) => {
     const { mean, std } = encoded[distinctImages.indexOf(item.image)]!;
     const out = initLatents.subarray(b * itemSize, (b + 1) * itemSize);
@@ -49,9 +49,10 @@ export async function runImg2Img(ctx: PipelineContext, items: readonly PipelineI
   const latents = scheduler.addNoise(initLatents, drawNoise(generators, itemSize), timesteps[0]!);
 
   const rows = guided ? 2 * batch : batch;
-  const guidedOut = new Float32Array(batch * itemSize);
+  const guidedOut = ctx.scratch.floats(batch * itemSize);
+  const doubled = guided ? ctx.scratch.floats(2 * batch * itemSize) : null;
   const predictNoise = async (scaled: Float32Array, t: number): Promise<Float32Array> => {
-    const sample = guided ? concatBatches([scaled, scaled]) : scaled;
+    const sample = doubled ? concatBatches([scaled, scaled], doubled) : scaled;
     const pred = await ctx.sessions.run(
       'unet',
       { sample: { data: sample, dims: [rows, shape.channels, shape.height, shape.width] }, timestep: timestepFeed(t, rows), encoder_hidden_states: embeds },
@@ -60,6 +61,6 @@ export async function runImg2Img(ctx: PipelineContext, items: readonly PipelineI
     return guided ? classifierFreeGuidance(pred, batch * itemSize, params.guidanceScale, guidedOut) : pred;
   };
 
-  const final = await denoiseLatents(scheduler, timesteps, latents, predictNoise, generators, shape, hooks);
+  const final = await denoiseLatents(scheduler, timesteps, latents, predictNoise, generators, shape, hooks, ctx.scratch);
   return decodeLatents(ctx, final, batch, shape, params);
 }

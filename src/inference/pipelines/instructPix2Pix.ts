@@ -27,8 +27,9 @@ export async function runInstructPix2Pix(ctx: PipelineContext, items: readonly P
   await encodePrompts(ctx, guided ? [...items.map((i) => i.prompt), params.negativePrompt] : items.map((i) => i.prompt));
   const distinctImages = [...new Set(items.map((i) => i.image))];
   const encoded = await encodeImages(ctx, distinctImages, params, shape, false);
+  const { scratch } = ctx;
   // InstructPix2Pix conditions on the distribution's mode, unscaled (as diffusers does).
-  const imageLatents = concatBatches(items.map((i) => encoded[distinctImages.indexOf(i.image)]!.mean));
+  const imageLatents = concatBatches(items.map((i) => encoded[distinctImages.indexOf(i.image)]!.mean), scratch.floats(batch * itemSize));
 
   const textEmbeds = stackEmbeddings(ctx, items.map((i) => i.prompt));
   const branchEmbeds = guided
@@ -37,19 +38,23 @@ export async function runInstructPix2Pix(ctx: PipelineContext, items: readonly P
         return { data: concatBatches([textEmbeds.data, neg.data, neg.data]), dims: [3 * batch, ...textEmbeds.dims.slice(1)] };
       })()
     : textEmbeds;
-  const branchImages = guided ? concatBatches([imageLatents, imageLatents, new Float32Array(imageLatents.length)]) : imageLatents;
+  const branchImages = guided ? concatBatches([imageLatents, imageLatents, scratch.floats(imageLatents.length).fill(0)], scratch.floats(3 * imageLatents.length)) : imageLatents;
   const rows = guided ? 3 * batch : batch;
-  const unetInput = new Float32Array(rows * 2 * itemSize);
-  const guidedOut = new Float32Array(batch * itemSize);
+  const unetInput = scratch.floats(rows * 2 * itemSize);
+  const guidedOut = scratch.floats(batch * itemSize);
 
   const scheduler = ctx.createScheduler(params.scheduler);
   scheduler.setTimesteps(params.steps);
   const generators = generatorsFor(items);
-  const latents = scaleInPlace(drawNoise(generators, itemSize), scheduler.initNoiseSigma);
+  const latents = scaleInPlace(drawNoise(generators, itemSize, scratch.floats(batch * itemSize)), scheduler.initNoiseSigma);
 
   const predictNoise = async (scaled: Float32Array, t: number): Promise<Float32Array> => {
-    const noisy = guided ? concatBatches([scaled, scaled, scaled]) : scaled;
-    concatChannels(noisy, branchImages, rows, shape.channels, pixels, unetInput);
+    // Each guidance branch gets the same noisy latents beside its own image latents, written
+    // straight into the reused UNet input.
+    for (let k = 0; k < rows / batch; k++) {
+      const images = branchImages.subarray(k * batch * itemSize, (k + 1) * batch * itemSize);
+      concatChannels(scaled, images, batch, shape.channels, pixels, unetInput.subarray(k * 2 * batch * itemSize, (k + 1) * 2 * batch * itemSize));
+    }
     const pred = await ctx.sessions.run(
       'unet',
       { sample: { data: unetInput, dims: [rows, 2 * shape.channels, shape.height, shape.width] }, timestep: timestepFeed(t, rows), encoder_hidden_states: branchEmbeds },
@@ -58,6 +63,6 @@ export async function runInstructPix2Pix(ctx: PipelineContext, items: readonly P
     return guided ? instructPix2PixGuidance(pred, batch * itemSize, params.guidanceScale, params.imageGuidanceScale, guidedOut) : pred;
   };
 
-  const final = await denoiseLatents(scheduler, scheduler.timesteps, latents, predictNoise, generators, shape, hooks);
+  const final = await denoiseLatents(scheduler, scheduler.timesteps, latents, predictNoise, generators, shape, hooks, scratch);
   return decodeLatents(ctx, final, batch, shape, params);
 }

@@ -68,11 +68,14 @@ export class DDIMScheduler implements Scheduler {
     this.stepIndex = beginIndex;
   }
 
-  scaleModelInput(sample: Float32Array, _timestep: number): Float32Array {
-    return sample.slice();
+  scaleModelInput(sample: Float32Array, _timestep: number, out?: Float32Array): Float32Array {
+    if (!out) return sample.slice();
+    assertSameLength('out', out, sample);
+    out.set(sample);
+    return out;
   }
 
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array): SchedulerStepResult {
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _noise?: Float32Array, out?: SchedulerStepResult): SchedulerStepResult {
     assertSameLength('modelOutput', modelOutput, sample);
     const alphaProd = this.alphaCumprodAt(timestep);
     // diffusers steps back by the integer stride T // n whatever the spacing.
@@ -106,8 +109,9 @@ export class DDIMScheduler implements Scheduler {
     const hi = clip ? range : Infinity;
 
     const n = sample.length;
-    const prevSample = new Float32Array(n);
-    const predOriginalSample = new Float32Array(n);
+    const { prevSample, predOriginalSample } = out ?? { prevSample: new Float32Array(n), predOriginalSample: new Float32Array(n) };
+    assertSameLength('out.prevSample', prevSample, sample);
+    assertSameLength('out.predOriginalSample', predOriginalSample, sample);
     for (let i = 0; i < n; i++) {
       const x = sample[i]!;
       const m = modelOutput[i]!;

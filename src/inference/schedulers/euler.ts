@@ -133,10 +133,11 @@ export abstract class SigmaScheduler implements Scheduler {
     return first;
   }
 
-  scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
+  scaleModelInput(sample: Float32Array, timestep: number, into?: Float32Array): Float32Array {
     const sigma = this.sigmas[this.ensureStepIndex(timestep)]!;
     const k = 1 / Math.sqrt(sigma * sigma + 1);
-    const out = new Float32Array(sample.length);
+    const out = into ?? new Float32Array(sample.length);
+    assertSameLength('out', out, sample);
     for (let i = 0; i < sample.length; i++) out[i] = sample[i]! * k;
     return out;
   }
@@ -158,6 +159,7 @@ export abstract class SigmaScheduler implements Scheduler {
     timestep: number,
     sample: Float32Array,
     noise?: Float32Array,
+    out?: SchedulerStepResult,
   ): SchedulerStepResult;
 
   /**
@@ -170,6 +172,7 @@ export abstract class SigmaScheduler implements Scheduler {
     sample: Float32Array,
     target: (sigma: number, sigmaNext: number) => { sigmaTarget: number; noiseScale: number },
     noise?: Float32Array,
+    out?: SchedulerStepResult,
   ): SchedulerStepResult {
     assertSameLength('modelOutput', modelOutput, sample);
     const index = this.ensureStepIndex(timestep);
@@ -178,8 +181,9 @@ export abstract class SigmaScheduler implements Scheduler {
     const [a, b] = x0Coefficients(this.config.prediction_type, sigma);
     const r = (sigmaTarget - sigma) / sigma;
     const n = sample.length;
-    const prevSample = new Float32Array(n);
-    const predOriginalSample = new Float32Array(n);
+    const { prevSample, predOriginalSample } = out ?? { prevSample: new Float32Array(n), predOriginalSample: new Float32Array(n) };
+    assertSameLength('out.prevSample', prevSample, sample);
+    assertSameLength('out.predOriginalSample', predOriginalSample, sample);
     for (let i = 0; i < n; i++) {
       const x = sample[i]!;
       const x0 = a * x + b * modelOutput[i]!;
@@ -208,8 +212,8 @@ export class EulerDiscreteScheduler extends SigmaScheduler {
   readonly name = 'EULER' as const;
   readonly isStochastic = false;
 
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array): SchedulerStepResult {
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _noise?: Float32Array, out?: SchedulerStepResult): SchedulerStepResult {
     // Deterministic: straight to the next noise level.
-    return this.eulerUpdate(modelOutput, timestep, sample, (_sigma, sigmaNext) => ({ sigmaTarget: sigmaNext, noiseScale: 0 }));
+    return this.eulerUpdate(modelOutput, timestep, sample, (_sigma, sigmaNext) => ({ sigmaTarget: sigmaNext, noiseScale: 0 }), undefined, out);
   }
 }

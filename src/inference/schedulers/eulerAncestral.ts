@@ -21,7 +21,7 @@ export class EulerAncestralDiscreteScheduler extends SigmaScheduler {
   readonly name = 'EULER_ANCESTRAL' as const;
   readonly isStochastic = true;
 
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: Float32Array): SchedulerStepResult {
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: Float32Array, out?: SchedulerStepResult): SchedulerStepResult {
     if (noise === undefined) {
       throw new Error('EULER_ANCESTRAL: step needs a standard-normal `noise` array (isStochastic is true)');
     }
@@ -35,6 +35,7 @@ export class EulerAncestralDiscreteScheduler extends SigmaScheduler {
         return { sigmaTarget: sigmaDown, noiseScale: sigmaUp };
       },
       noise,
+      out,
     );
   }
 }

@@ -50,13 +50,18 @@ export interface Scheduler {
    * Defaults to 0 after `setTimesteps`.
    */
   setBeginIndex(beginIndex: number): void;
-  /** Returns the UNet input for `sample` at `timestep` (a new array; `sample` is not changed). */
-  scaleModelInput(sample: Float32Array, timestep: number): Float32Array;
+  /**
+   * Returns the UNet input for `sample` at `timestep`: a new array, or `out` when given (the
+   * denoise loop reuses one buffer for every step). `sample` is not changed unless it is `out`.
+   */
+  scaleModelInput(sample: Float32Array, timestep: number, out?: Float32Array): Float32Array;
   /**
    * One denoise step. `noise` (same length as `sample`, standard normal) is required when
    * `isStochastic`; the caller draws it per batch item so each item's noise stream is its own.
+   * With `out`, the results are written into its arrays (elementwise, so `out.prevSample` may be
+   * `sample` itself) instead of new ones.
    */
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: Float32Array): SchedulerStepResult;
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: Float32Array, out?: SchedulerStepResult): SchedulerStepResult;
   /** Noises a clean sample to `timestep` (img2img start): √ᾱ·x₀ + √(1-ᾱ)·ε, or x₀ + σ·ε for Euler. */
   addNoise(originalSamples: Float32Array, noise: Float32Array, timestep: number): Float32Array;
 }
