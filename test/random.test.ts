@@ -108,13 +108,37 @@ describe('NoiseGenerator', () => {
     assert.ok(beyond3 > 0.001 * n && beyond3 < 0.005 * n, `${beyond3} draws beyond 3σ`);
   });
 
+  it('matches the normal CDF everywhere, tails included (400k draws)', () => {
+    const n = 400_000;
+    const data = new NoiseGenerator(31337).fillNormal(new Float32Array(n));
+    // Φ at a few points (Abramowitz–Stegun accurate values).
+    const phi: [number, number][] = [[-3, 0.0013499], [-2, 0.0227501], [-1, 0.1586553], [-0.5, 0.3085375], [0, 0.5], [0.5, 0.6914625], [1, 0.8413447], [2, 0.9772499], [3, 0.9986501]];
+    for (const [x, want] of phi) {
+      let below = 0;
+      for (const v of data) if (v < x) below += 1;
+      // Binomial standard error ≤ 0.0008 at n = 400k; allow 4 of them.
+      assert.ok(Math.abs(below / n - want) < 0.0032, `P(z < ${x}) = ${below / n}, expected ${want}`);
+    }
+    // Beyond the ziggurat's base (|z| > 3.5, drawn by the tail algorithm): P ≈ 0.000465 → ~186.
+    let tail = 0;
+    for (const v of data) if (Math.abs(v) > 3.5) tail += 1;
+    assert.ok(tail > 120 && tail < 260, `${tail} draws beyond 3.5σ`);
+  });
+
+  it('gives fillNormal and nextNormal one stream, through the rare slow paths too', () => {
+    const sequential = new NoiseGenerator(4242);
+    const expected = Float32Array.from({ length: 50_000 }, () => sequential.nextNormal());
+    const filled = new NoiseGenerator(4242).fillNormal(new Float32Array(50_000));
+    assert.deepEqual(filled, expected);
+  });
+
   it('fills segments with the same values as sequential draws', () => {
     const sequential = new NoiseGenerator(77);
     const expected = Float32Array.from({ length: 37 }, () => sequential.nextNormal());
 
     const segmented = new NoiseGenerator(77);
     const out = new Float32Array(37);
-    // Odd segment lengths also check that the Box–Muller spare carries across calls.
+    // Odd segment lengths: the stream continues across calls.
     segmented.fillNormal(out, 0, 5);
     segmented.fillNormal(out, 5, 13);
     segmented.fillNormal(out, 18);
