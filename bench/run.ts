@@ -31,8 +31,11 @@ const IMAGES = 4;
 const SIZE = full ? 512 : 256;
 const REPS = full ? 5 : 3;
 const modelDir = await ensureBenchModel();
-// Full mode runs jobs as a client gets them by default: the bench model's default step count.
-const STEPS = full ? readModelFolder(modelDir, 'bench').defaults.steps : 4;
+// Full mode runs jobs as a client gets them by default: the bench model's default step count
+// (`--steps N` overrides it, e.g. to compare with runs recorded at another count).
+const stepsArg = process.argv.indexOf('--steps');
+const STEPS = stepsArg > 0 ? Number(process.argv[stepsArg + 1]) : full ? readModelFolder(modelDir, 'bench').defaults.steps : 4;
+if (!Number.isInteger(STEPS) || STEPS < 1) throw new Error('--steps needs a positive integer');
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
