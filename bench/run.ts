@@ -29,7 +29,10 @@ import { pino } from 'pino';
 const full = process.argv.includes('--full');
 const IMAGES = 4;
 const SIZE = full ? 512 : 256;
-const REPS = full ? 5 : 3;
+// `--reps N`: more interleaved repetitions where timings are noisy (medians need them).
+const repsArg = process.argv.indexOf('--reps');
+const REPS = repsArg > 0 ? Number(process.argv[repsArg + 1]) : full ? 5 : 3;
+if (!Number.isInteger(REPS) || REPS < 1) throw new Error('--reps needs a positive integer');
 const modelDir = await ensureBenchModel();
 // Full mode runs jobs as a client gets them by default: the bench model's default step count
 // (`--steps N` overrides it, e.g. to compare with runs recorded at another count).
