@@ -2,7 +2,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  classifierFreeGuidance, concatBatches, concatChannels, fromFloat16, instructPix2PixGuidance, projectLatentToRgb, toFloat16,
+  classifierFreeGuidance, concatBatches, concatChannels, writeChannelHalf, fromFloat16, instructPix2PixGuidance, projectLatentToRgb, toFloat16,
   toSignedUnit, toUnitClamped,
 } from '../src/inference/tensor.js';
 import { estimateBatchBytes, maxPixelsWithinBudget, perItemBytes, planMicroBatches } from '../src/inference/memory.js';
@@ -65,6 +65,12 @@ describe('layouts and value ranges', () => {
     const target = new Float32Array(24);
     assert.equal(concatChannels(noisy, image, 2, 2, 3, target), target);
     assert.deepEqual(target, out);
+  });
+
+  it('writeChannelHalf replaces one side of each item and leaves the other alone', () => {
+    const out = concatChannels(Float32Array.from({ length: 12 }, (_, i) => i), new Float32Array(12).fill(-1), 2, 2, 3);
+    writeChannelHalf(new Float32Array(12).fill(7), out, 0, 2, 2, 3);
+    assert.deepEqual([...out], [7, 7, 7, 7, 7, 7, -1, -1, -1, -1, -1, -1, 7, 7, 7, 7, 7, 7, -1, -1, -1, -1, -1, -1]);
   });
 
   it('concatBatches appends whole arrays', () => {

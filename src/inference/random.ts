@@ -45,7 +45,7 @@ export function randomSeed(): number {
 const ZIGGURAT_R = 3.442619855899;
 const ZIGGURAT_AREA = 9.91256303526217e-3;
 const VALUE_SCALE = 2 ** 24;
-const LAYER_K = new Uint32Array(128);
+const LAYER_K = new Int32Array(128);
 const LAYER_W = new Float64Array(128);
 const LAYER_F = new Float64Array(128);
 {
@@ -133,7 +133,8 @@ export class NoiseGenerator {
       s3 = (s3 << 11) | (s3 >>> 21);
       const layer = u & 127;
       const value = u >> 7;
-      if ((value < 0 ? -value : value) < LAYER_K[layer]!) {
+      const k = LAYER_K[layer]!;
+      if (value < k && value > -k) {
         out[i] = value * LAYER_W[layer]!;
       } else {
         // Rare (~1%): the slow path draws more numbers through the object's state.

@@ -22,13 +22,20 @@ export function concatBatches(parts: readonly Float32Array[], into?: Float32Arra
  * followed by its image latents (C channels) along the channel axis.
  */
 export function concatChannels(noisy: Float32Array, image: Float32Array, batch: number, channels: number, pixels: number, out?: Float32Array): Float32Array {
-  const item = channels * pixels;
-  const result = out ?? new Float32Array(batch * 2 * item);
-  for (let b = 0; b < batch; b++) {
-    result.set(noisy.subarray(b * item, (b + 1) * item), b * 2 * item);
-    result.set(image.subarray(b * item, (b + 1) * item), b * 2 * item + item);
-  }
+  const result = out ?? new Float32Array(batch * 2 * channels * pixels);
+  writeChannelHalf(noisy, result, 0, batch, channels, pixels);
+  writeChannelHalf(image, result, 1, batch, channels, pixels);
   return result;
+}
+
+/**
+ * Writes `src` ([B, C, h, w]) into half `half` (0 = first C channels, 1 = last C) of each item of
+ * `out` ([B, 2C, h, w]): one side of `concatChannels`, for when the other side does not change.
+ */
+export function writeChannelHalf(src: Float32Array, out: Float32Array, half: 0 | 1, batch: number, channels: number, pixels: number): Float32Array {
+  const item = channels * pixels;
+  for (let b = 0; b < batch; b++) out.set(src.subarray(b * item, (b + 1) * item), (2 * b + half) * item);
+  return out;
 }
 
 /**

@@ -7,7 +7,7 @@
  * Items are ordered image·n + variant throughout; prompts and image latents are paired per item
  * (diffusers' own repeat order mispairs them when several prompts meet n > 1).
  */
-import { concatBatches, concatChannels, instructPix2PixGuidance, scaleInPlace } from '../tensor.js';
+import { concatBatches, instructPix2PixGuidance, scaleInPlace, writeChannelHalf } from '../tensor.js';
 import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams } from './common.js';
 import {
   decodeLatents, denoiseLatents, drawNoise, encodeImages, encodePrompts, generatorsFor, latentShapeFor, stackEmbeddings, timestepFeed,
@@ -42,6 +42,12 @@ export async function runInstructPix2Pix(ctx: PipelineContext, items: readonly P
   const rows = guided ? 3 * batch : batch;
   const unetInput = scratch.floats(rows * 2 * itemSize);
   const guidedOut = scratch.floats(batch * itemSize);
+  // Rows are [noisy latents ‖ image latents]; the image half is the same at every step.
+  const branchCount = rows / batch;
+  const branchRows = (k: number): Float32Array => unetInput.subarray(k * 2 * batch * itemSize, (k + 1) * 2 * batch * itemSize);
+  for (let k = 0; k < branchCount; k++) {
+    writeChannelHalf(branchImages.subarray(k * batch * itemSize, (k + 1) * batch * itemSize), branchRows(k), 1, batch, shape.channels, pixels);
+  }
 
   const scheduler = ctx.createScheduler(params.scheduler);
   scheduler.setTimesteps(params.steps);
@@ -49,12 +55,8 @@ export async function runInstructPix2Pix(ctx: PipelineContext, items: readonly P
   const latents = scaleInPlace(drawNoise(generators, itemSize, scratch.floats(batch * itemSize)), scheduler.initNoiseSigma);
 
   const predictNoise = async (scaled: Float32Array, t: number): Promise<Float32Array> => {
-    // Each guidance branch gets the same noisy latents beside its own image latents, written
-    // straight into the reused UNet input.
-    for (let k = 0; k < rows / batch; k++) {
-      const images = branchImages.subarray(k * batch * itemSize, (k + 1) * batch * itemSize);
-      concatChannels(scaled, images, batch, shape.channels, pixels, unetInput.subarray(k * 2 * batch * itemSize, (k + 1) * 2 * batch * itemSize));
-    }
+    // Every guidance branch gets the same noisy latents, written straight into the UNet input.
+    for (let k = 0; k < branchCount; k++) writeChannelHalf(scaled, branchRows(k), 0, batch, shape.channels, pixels);
     const pred = await ctx.sessions.run(
       'unet',
       { sample: { data: unetInput, dims: [rows, 2 * shape.channels, shape.height, shape.width] }, timestep: timestepFeed(t, rows), encoder_hidden_states: branchEmbeds },
