@@ -93,6 +93,8 @@ describe('configuration', () => {
     assert.throws(() => loadConfig({ RATE_LIMIT_PER_MINUTE: '-1' }), ConfigError);
     assert.throws(() => loadConfig({ WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: 'lots' }), ConfigError);
     assert.equal(dev.pngCompressionLevel, 1);
+    assert.equal(dev.ortAllowSpinning, false);
+    assert.equal(loadConfig({ ORT_ALLOW_SPINNING: 'on' }).ortAllowSpinning, true);
     assert.equal(loadConfig({ PNG_COMPRESSION_LEVEL: '9' }).pngCompressionLevel, 9);
     assert.throws(() => loadConfig({ PNG_COMPRESSION_LEVEL: '10' }), ConfigError);
   });

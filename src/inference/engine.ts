@@ -23,6 +23,8 @@ export interface EngineConfig {
   modelIds?: string[];
   provider?: ExecutionProviderName;
   intraOpThreads?: number;
+  /** ONNX Runtime pool threads busy-wait between operators (see SessionConfig). */
+  allowSpinning?: boolean;
   /** Memory a batch may use; default half of this machine's RAM. */
   memoryBudgetBytes?: number;
   /** Decoded-pixel bound per input (decompression-bomb guard). */
@@ -89,7 +91,7 @@ export class InferenceEngine {
   private async open(): Promise<void> {
     const provider = this.config.provider ?? 'cpu';
     if (this.config.threading === 'inline') {
-      this.host = await ModelHost.open([...this.specs.values()], { provider, intraOpThreads: this.config.intraOpThreads, log: this.config.log });
+      this.host = await ModelHost.open([...this.specs.values()], { provider, intraOpThreads: this.config.intraOpThreads, allowSpinning: this.config.allowSpinning, log: this.config.log });
       this.providersById = this.host.providers();
       return;
     }
@@ -97,6 +99,7 @@ export class InferenceEngine {
       models: [...this.specs.values()].map((s) => ({ id: s.id, dir: s.dir })),
       provider,
       intraOpThreads: this.config.intraOpThreads,
+      allowSpinning: this.config.allowSpinning,
     };
     const isTs = import.meta.url.endsWith('.ts');
     const workerUrl = new URL(isTs ? 'worker.ts' : 'worker.js', import.meta.url).href;

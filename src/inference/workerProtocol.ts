@@ -8,6 +8,7 @@ export interface WorkerInit {
   models: { id: string; dir: string }[];
   provider: ExecutionProviderName;
   intraOpThreads?: number;
+  allowSpinning?: boolean;
 }
 
 export type WorkerRequest =

@@ -321,6 +321,7 @@ export function engineConfig(config: ServerConfig, log: Logger, threading: Engin
     defaultModel: config.defaultModel,
     provider: config.provider,
     intraOpThreads: config.intraOpThreads,
+    allowSpinning: config.ortAllowSpinning,
     memoryBudgetBytes: config.memoryBudgetBytes,
     maxInputPixels: config.maxInputPixels,
     pngCompressionLevel: config.pngCompressionLevel,
