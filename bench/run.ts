@@ -49,7 +49,11 @@ async function testImage(i: number, size: number): Promise<Buffer> {
 }
 
 async function rawOrtSpeedup(unetPath: string, batch: number, branches: number, latent: number, hidden: number): Promise<number> {
-  const session = await ort.InferenceSession.create(unetPath, { executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: cpus().length });
+  // The server's session options (sessions.ts), so the raw figure is comparable with the pipeline's.
+  const session = await ort.InferenceSession.create(unetPath, {
+    executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: cpus().length, interOpNumThreads: 1,
+    executionMode: 'sequential', enableCpuMemArena: true, enableMemPattern: true, extra: { session: { intra_op: { allow_spinning: '0' } } },
+  });
   const run = async (rows: number): Promise<void> => {
     await session.run({
       sample: new ort.Tensor('float32', new Float32Array(rows * 8 * latent * latent).fill(0.1), [rows, 8, latent, latent]),
