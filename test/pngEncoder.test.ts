@@ -2,7 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
 import fc from 'fast-check';
-import { encodePng, paethFilter } from '../src/inference/pngEncoder.js';
+import { encodePlanarPng, encodePng, paethFilter, planarToPaethRows } from '../src/inference/pngEncoder.js';
+import { byteMapping, planarToRgb8 } from '../src/inference/imageIO.js';
 
 /** The PNG specification's Paeth predictor, written as the spec writes it. */
 function paethReference(rgb: Uint8Array, stride: number, height: number): Uint8Array {
@@ -42,6 +43,36 @@ describe('PNG encoder', () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('filters straight from floats exactly as converting to bytes first, in both ranges', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 7 }), fc.integer({ min: 1, max: 5 }), fc.constantFrom('unit' as const, 'signed' as const), fc.infiniteStream(fc.double({ min: -1.5, max: 1.5, noNaN: false })), (width, height, range, values) => {
+        const data = Float32Array.from(values.take(3 * width * height));
+        const { scale, offset } = byteMapping(range);
+        const fused = new Uint8Array((3 * width + 1) * height);
+        planarToPaethRows(data, width, height, scale, offset, fused);
+        const twoPass = new Uint8Array(fused.length);
+        paethFilter(planarToRgb8(data, width, height, undefined, range), 3 * width, height, twoPass);
+        assert.deepEqual(fused, twoPass);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('maps the signed range onto bytes with rounding and clamping', () => {
+    const bytes = planarToRgb8(Float32Array.of(-2, -1, 0, 1, 2, NaN, -0.5, 0.5, -0.99), 3, 1, undefined, 'signed');
+    // Interleaved: r = [-2, -1, 0], g = [1, 2, NaN], b = [-0.5, 0.5, -0.99].
+    assert.deepEqual([...bytes], [0, 255, 64, 0, 255, 191, 128, 0, 1]);
+  });
+
+  it('encodes a float image to the same PNG as its bytes', async () => {
+    const width = 19;
+    const height = 7;
+    const data = Float32Array.from({ length: 3 * width * height }, (_, i) => Math.sin(i) * 1.1);
+    const direct = await encodePlanarPng(data, width, height, byteMapping('signed'), 1);
+    assert.deepEqual(direct, await encodePng(planarToRgb8(data, width, height, undefined, 'signed'), width, height, 1));
+    await assert.rejects(encodePlanarPng(data, width, height, byteMapping('signed'), 0), RangeError);
   });
 
   it('round-trips every pixel through an independent decoder, at every level and odd sizes', async () => {

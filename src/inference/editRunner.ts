@@ -223,6 +223,7 @@ async function runEditsWith(scratch: Scratch, runtime: ModelRuntime, tasks: read
     const batchesOfTask = tasks.map((_, t) => batches.filter((b) => b.items.some((i) => i.task === t)).length);
     const lastBatchOfTask = tasks.map((_, t) => batches.reduce((last, b, bi) => (b.items.some((i) => i.task === t) ? bi : last), -1));
     const stepOfTask = tasks.map(() => 0);
+    // Each output's pixels as the VAE decoded them (signed range), until its job is encoded.
     const results = tasks.map(() => [] as { item: TaskItem; rgb: Float32Array; width: number; height: number }[]);
     const ctx: PipelineContext = {
       sessions: runtime.sessions,
@@ -302,7 +303,7 @@ async function runEditsWith(scratch: Scratch, runtime: ModelRuntime, tasks: read
                     inputIndex: item.inputIndex,
                     variant: item.variant,
                     seed: item.seed,
-                    bytes: await encodeFromTensor(rgb, width, height, task.edit.outputFormat, task.edit.outputQuality ?? undefined, { pngCompressionLevel: options.pngCompressionLevel, allocate: (bytes) => scratch.bytes(bytes) }),
+                    bytes: await encodeFromTensor(rgb, width, height, task.edit.outputFormat, task.edit.outputQuality ?? undefined, { pngCompressionLevel: options.pngCompressionLevel, allocate: (bytes) => scratch.bytes(bytes), range: 'signed' }),
                     mimeType,
                     width,
                     height,

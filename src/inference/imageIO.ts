@@ -12,7 +12,7 @@
  *  - `failOn: 'error'` makes truncated/corrupt pixel data an error rather than a grey-filled image.
  */
 import sharp from 'sharp';
-import { encodePng } from './pngEncoder.js';
+import { encodePlanarPng, encodePng } from './pngEncoder.js';
 
 export type OutputFormat = 'png' | 'jpeg' | 'webp';
 export type InputFormat = 'png' | 'jpeg' | 'webp' | 'avif' | 'tiff' | 'gif';
@@ -333,7 +333,18 @@ export async function decodeToTensor(
 // ---------------------------------------------------------------------------------------------
 
 /** Planar float [3,H,W] -> interleaved RGB8; clamps to [0,1] (NaN -> 0), Math.round(v*255). One pass. */
-export function planarToRgb8(data: Float32Array, width: number, height: number, out?: Buffer): Buffer {
+/**
+ * The value range of a float image: `unit` is [0,1]; `signed` is [-1,1], as a VAE decodes (mapping
+ * it to bytes directly saves a full-resolution pass).
+ */
+export type PixelRange = 'unit' | 'signed';
+
+/** byte = clamp(⌊v·scale + offset⌋, 0, 255): round half up of v mapped onto 0..255. */
+export function byteMapping(range: PixelRange): { scale: number; offset: number } {
+  return range === 'signed' ? { scale: 127.5, offset: 128 } : { scale: 255, offset: 0.5 };
+}
+
+export function planarToRgb8(data: Float32Array, width: number, height: number, out?: Buffer, range: PixelRange = 'unit'): Buffer {
   assertPositiveInt('width', width);
   assertPositiveInt('height', height);
   const n = width * height;
@@ -344,15 +355,15 @@ export function planarToRgb8(data: Float32Array, width: number, height: number, 
   if (dst.length !== n * 3) throw new RangeError(`output must hold ${n * 3} bytes, got ${dst.length}`);
   const g0 = n;
   const b0 = 2 * n;
-  // Clamp then round half up (= Math.round for v ≥ 0; the Uint8 store truncates). `v > 0` is
-  // false for NaN, so NaN → 0.
+  const { scale, offset } = byteMapping(range);
+  // Clamp, then the Uint8 store truncates: round half up. `x >= 1` is false for NaN, so NaN → 0.
   for (let i = 0, j = 0; i < n; i++, j += 3) {
-    const r = data[i]!;
-    const g = data[g0 + i]!;
-    const b = data[b0 + i]!;
-    dst[j] = r > 0 ? (r < 1 ? r * 255 + 0.5 : 255) : 0;
-    dst[j + 1] = g > 0 ? (g < 1 ? g * 255 + 0.5 : 255) : 0;
-    dst[j + 2] = b > 0 ? (b < 1 ? b * 255 + 0.5 : 255) : 0;
+    const r = data[i]! * scale + offset;
+    const g = data[g0 + i]! * scale + offset;
+    const b = data[b0 + i]! * scale + offset;
+    dst[j] = r >= 1 ? (r < 256 ? r : 255) : 0;
+    dst[j + 1] = g >= 1 ? (g < 256 ? g : 255) : 0;
+    dst[j + 2] = b >= 1 ? (b < 256 ? b : 255) : 0;
   }
   return dst;
 }
@@ -374,6 +385,8 @@ export interface EncodeOptions {
   pngCompressionLevel?: number;
   /** Reusable memory for intermediate pixel buffers; they are read until the promise settles. */
   allocate?: (bytes: number) => Buffer;
+  /** The range of `data` (default `unit`). */
+  range?: PixelRange;
 }
 
 /** Encodes a planar [3,H,W] float tensor in [0,1] (clamped) to PNG/JPEG/WebP bytes. */
@@ -386,11 +399,18 @@ export async function encodeFromTensor(
   options: EncodeOptions = {},
 ): Promise<Uint8Array> {
   checkQuality(quality);
-  const rgb = planarToRgb8(data, width, height, options.allocate?.(3 * width * height));
+  const range = options.range ?? 'unit';
+  if (format === 'png') {
+    const level = options.pngCompressionLevel ?? DEFAULT_PNG_COMPRESSION_LEVEL;
+    const rows = options.allocate?.((3 * width + 1) * height);
+    // Level 0 stores unfiltered rows; the others filter straight from the floats (one pass).
+    if (level === 0) return encodePng(planarToRgb8(data, width, height, options.allocate?.(3 * width * height), range), width, height, 0, rows);
+    if (data.length !== 3 * width * height) throw new RangeError(`tensor has ${data.length} values, expected 3x${height}x${width} = ${3 * width * height}`);
+    return encodePlanarPng(data, width, height, byteMapping(range), level, rows);
+  }
+  const rgb = planarToRgb8(data, width, height, options.allocate?.(3 * width * height), range);
   const img = (): sharp.Sharp => sharp(rgb, { raw: { width, height, channels: 3 } });
   switch (format) {
-    case 'png':
-      return encodePng(rgb, width, height, options.pngCompressionLevel ?? DEFAULT_PNG_COMPRESSION_LEVEL, options.allocate?.((3 * width + 1) * height));
     case 'jpeg':
       return img().jpeg({ quality: quality ?? DEFAULT_QUALITY.jpeg, chromaSubsampling: '4:4:4' }).toBuffer();
     case 'webp':

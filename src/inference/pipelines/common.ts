@@ -7,7 +7,7 @@ import type { PromptTokenizer } from '../tokenizer.js';
 import type { Scheduler, SchedulerName } from '../schedulers/types.js';
 import { NoiseGenerator } from '../random.js';
 import type { Scratch } from '../scratch.js';
-import { scaleInto, toUnitClamped, writeSignedUnit } from '../tensor.js';
+import { scaleInto, writeSignedUnit } from '../tensor.js';
 
 /** One output of a batch: variant `variant` of input `inputIndex`. */
 export interface PipelineItem {
@@ -112,11 +112,14 @@ export async function encodeImages(ctx: PipelineContext, images: readonly Float3
   });
 }
 
-/** Decodes [B, C, h, w] latents (already in model scale) to per-item planar RGB in [0,1]. */
+/**
+ * Decodes [B, C, h, w] latents (already in model scale) to per-item planar RGB as the VAE gives it,
+ * nominally [-1,1] and unclamped: the encoder maps and clamps while converting to bytes, which
+ * saves a full-resolution pass.
+ */
 export async function decodeLatents(ctx: PipelineContext, latents: Float32Array, batch: number, shape: LatentShape, params: PipelineParams): Promise<Float32Array[]> {
   const scaled = scaleInto(latents, 1 / ctx.sessions.spec.scalingFactor, ctx.scratch.floats(latents.length));
   const rgb = await ctx.sessions.run('vaeDecoder', { latent_sample: { data: scaled, dims: [batch, shape.channels, shape.height, shape.width] } }, 'sample');
-  toUnitClamped(rgb);
   const item = 3 * params.height * params.width;
   // Views, not copies: each output is read once by the encoder (a copy of B full-size images
   // cost more than the conversion itself).
