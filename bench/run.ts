@@ -31,7 +31,7 @@ const IMAGES = 4;
 const SIZE = full ? 512 : 256;
 // `--reps N`: more interleaved repetitions where timings are noisy (medians need them).
 const repsArg = process.argv.indexOf('--reps');
-const REPS = repsArg > 0 ? Number(process.argv[repsArg + 1]) : full ? 5 : 3;
+const REPS = repsArg > 0 ? Number(process.argv[repsArg + 1]) : full ? 7 : 3;
 if (!Number.isInteger(REPS) || REPS < 1) throw new Error('--reps needs a positive integer');
 const modelDir = await ensureBenchModel();
 // Full mode runs jobs as a client gets them by default: the bench model's default step count
