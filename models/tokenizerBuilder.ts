@@ -6,16 +6,13 @@
  *   ids 256..511   the same symbols + "</w>"            ("a</w>" = 320, as in CLIP)
  *   ids 512..      one entry per merge, in merge order
  *   then           "<|startoftext|>", "<|endoftext|>"
- * and the normalizer / pre_tokenizer / post_processor / decoder / model blocks
- * have the same structure as the tokenizer.json shipped with SD1.5 / InstructPix2Pix.
+ * and the normalizer / pre_tokenizer / post_processor / decoder / model blocks are those of
+ * transformers' fast CLIP tokenizer (clipTokenizerFiles.ts), as shipped with SD1.5 / InstructPix2Pix.
  */
 import { BYTE_LEVEL_ALPHABET, byteLevelEncode, createTokenizer } from "../src/inference/tokenizer.js";
+import { CLIP_BOS as BOS, CLIP_EOS as EOS, clipTokenizerJson } from "../src/inference/clipTokenizerFiles.js";
 
-const BOS = "<|startoftext|>";
-const EOS = "<|endoftext|>";
 const SUFFIX = "</w>";
-/** CLIP's pre-tokenizer pattern (Oniguruma syntax, as stored in tokenizer.json). */
-const CLIP_SPLIT_PATTERN = "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+";
 
 /** Left-to-right merges that turn `word` into the single token `word</w>`. */
 function wordMerges(word: string): Array<[string, string]> {
@@ -67,54 +64,9 @@ export function buildBpeTokenizerJson(words: string[]): object {
       add(a + b);
     }
   }
-  const bosId = nextId;
   add(BOS);
-  const eosId = nextId;
   add(EOS);
-
-  const json = {
-    version: "1.0",
-    truncation: null,
-    padding: null,
-    added_tokens: [
-      { id: bosId, content: BOS, single_word: false, lstrip: false, rstrip: false, normalized: true, special: true },
-      { id: eosId, content: EOS, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true },
-    ],
-    normalizer: {
-      type: "Sequence",
-      normalizers: [
-        { type: "NFC" },
-        { type: "Replace", pattern: { Regex: "\\s+" }, content: " " },
-        { type: "Lowercase" },
-      ],
-    },
-    pre_tokenizer: {
-      type: "Sequence",
-      pretokenizers: [
-        { type: "Split", pattern: { Regex: CLIP_SPLIT_PATTERN }, behavior: "Removed", invert: true },
-        { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false },
-      ],
-    },
-    post_processor: {
-      type: "RobertaProcessing",
-      sep: [EOS, eosId],
-      cls: [BOS, bosId],
-      trim_offsets: false,
-      add_prefix_space: false,
-    },
-    decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: {
-      type: "BPE",
-      dropout: null,
-      unk_token: EOS,
-      continuing_subword_prefix: "",
-      end_of_word_suffix: SUFFIX,
-      fuse_unk: false,
-      byte_fallback: false,
-      vocab,
-      merges,
-    },
-  };
+  const json = clipTokenizerJson(vocab, merges);
 
   // Merges from different words compete by rank; make sure each word still ends up whole.
   const tokenizer = createTokenizer(json, buildTokenizerConfigJson());

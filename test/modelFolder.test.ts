@@ -143,12 +143,22 @@ describe('tiny-edit model folder', () => {
     assert.deepEqual(listModelFolders(join(tmpRoot, 'does-not-exist')), []);
   });
 
+  it('accepts a slow CLIP tokenizer (vocab.json + merges.txt) in place of tokenizer.json', () => {
+    const dir = brokenCopy((d) => {
+      const json = JSON.parse(readFileSync(join(d, 'tokenizer', 'tokenizer.json'), 'utf8')) as { model: { vocab: Record<string, number>; merges: string[] } };
+      writeFileSync(join(d, 'tokenizer', 'vocab.json'), JSON.stringify(json.model.vocab));
+      writeFileSync(join(d, 'tokenizer', 'merges.txt'), `#version: 0.2\n${json.model.merges.join('\n')}\n`);
+      unlinkSync(join(d, 'tokenizer', 'tokenizer.json'));
+    });
+    assert.equal(readModelFolder(dir, 'slow-tokenizer').paths.tokenizerDir, join(dir, 'tokenizer'));
+  });
+
   describe('broken copies are refused with the problem named', () => {
     it('missing unet/model.onnx', () => {
       assertFolderError(brokenCopy((d) => unlinkSync(join(d, 'unet', 'model.onnx'))), /missing unet\/model\.onnx/);
     });
 
-    it('missing tokenizer/tokenizer.json', () => {
+    it('missing tokenizer/tokenizer.json (and no vocab.json + merges.txt)', () => {
       assertFolderError(brokenCopy((d) => unlinkSync(join(d, 'tokenizer', 'tokenizer.json'))), /missing tokenizer\/tokenizer\.json/);
     });
 

@@ -382,6 +382,56 @@ describe("loadTokenizer", () => {
   });
 });
 
+describe("slow CLIP tokenizer files (vocab.json + merges.txt, as diffusers pipelines ship)", () => {
+  const WORDS = ["grayscale", "sepia", "invert", "photo", "cat"];
+  const json = buildBpeTokenizerJson(WORDS) as { model: { vocab: Record<string, number>; merges: string[] } };
+  const PROMPTS = [
+    "make it sepia", "  Make   IT\tSepia!! ", "a cat's photo, 2 cats; 3.5 <|endoftext|> grayscale", "café naïve 東京 🙂",
+    "", "invert ".repeat(60),
+  ];
+
+  function slowFiles(extra: Record<string, unknown> = {}): string {
+    const dir = mkdtempSync(join(tmpdir(), "tok-slow-"));
+    writeFileSync(join(dir, "vocab.json"), JSON.stringify(json.model.vocab));
+    writeFileSync(join(dir, "merges.txt"), `#version: 0.2\n${json.model.merges.join("\n")}\n`);
+    for (const [name, content] of Object.entries(extra)) writeFileSync(join(dir, name), JSON.stringify(content));
+    return dir;
+  }
+
+  test("give the same ids as the equivalent tokenizer.json", () => {
+    const dir = slowFiles({ "tokenizer_config.json": buildTokenizerConfigJson() });
+    try {
+      const fast = createTokenizer(json, buildTokenizerConfigJson());
+      const slow = loadTokenizer(dir);
+      for (const p of PROMPTS) assert.deepEqual([...slow.encode(p)], [...fast.encode(p)], JSON.stringify(p));
+      assert.deepEqual([slow.bosId, slow.eosId, slow.padId, slow.maxLength], [fast.bosId, fast.eosId, fast.padId, fast.maxLength]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("take special tokens from special_tokens_map.json when the config has none", () => {
+    const dir = slowFiles({ "special_tokens_map.json": { bos_token: { content: "<|startoftext|>" }, eos_token: "<|endoftext|>", pad_token: "<|endoftext|>", unk_token: "<|endoftext|>" } });
+    try {
+      const tok = loadTokenizer(dir);
+      assert.equal(tok.bosId, json.model.vocab["<|startoftext|>"]);
+      assert.equal(tok.eosId, json.model.vocab["<|endoftext|>"]);
+      assert.deepEqual(tok.tokenize("sepia cat"), ["sepia</w>", "cat</w>"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("name the problem when a special token is missing from vocab.json", () => {
+    const dir = slowFiles({ "tokenizer_config.json": { bos_token: "<s>" } });
+    try {
+      assert.throws(() => loadTokenizer(dir), (e: Error) => e.message.includes(dir) && /"<s>"/.test(e.message));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("buildBpeTokenizerJson", () => {
   const WORDS = ["grayscale", "greyscale", "gray", "grey", "monochrome", "invert", "negative", "sepia", "brighter", "darker", "warmer", "cooler"];
   const json = buildBpeTokenizerJson(WORDS) as {

@@ -160,7 +160,11 @@ export function readModelFolder(dir: string, id: string): ModelSpec {
     vaeEncoder: requireFile(dir, 'vae_encoder/model.onnx'),
     vaeDecoder: requireFile(dir, 'vae_decoder/model.onnx'),
   };
-  requireFile(dir, 'tokenizer/tokenizer.json');
+  // A fast tokenizer.json, or the slow CLIP tokenizer's files that diffusers pipelines ship.
+  const tokenizerFiles = ['tokenizer/tokenizer.json', 'tokenizer/vocab.json', 'tokenizer/merges.txt'].map((f) => existsSync(join(dir, f)));
+  if (!tokenizerFiles[0] && !(tokenizerFiles[1] && tokenizerFiles[2])) {
+    throw new ModelFolderError(`model folder ${dir}: missing tokenizer/tokenizer.json (or tokenizer/vocab.json with tokenizer/merges.txt)`);
+  }
   const unetConfig = readJson(dir, 'unet/config.json', false);
   const vaeConfig = readJson(dir, 'vae_decoder/config.json', false) ?? readJson(dir, 'vae_encoder/config.json', false);
   const latentChannels = num(vaeConfig, 'latent_channels', 4);

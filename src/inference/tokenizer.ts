@@ -1,5 +1,6 @@
 /**
- * Prompt tokenizer for CLIP text encoders, driven by a Hugging Face `tokenizer.json`.
+ * Prompt tokenizer for CLIP text encoders, driven by a Hugging Face `tokenizer.json` (or a slow
+ * CLIP tokenizer's vocab.json + merges.txt, read as the same structure: clipTokenizerFiles.ts).
  *
  * Implements the pieces of the `tokenizers` pipeline that CLIP (Stable Diffusion,
  * InstructPix2Pix, SD2) exports use, following the documented semantics:
@@ -24,6 +25,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { CLIP_BOS, CLIP_EOS, clipTokenizerJson, parseMergesTxt } from "./clipTokenizerFiles.js";
 
 export interface PromptTokenizer {
   readonly maxLength: number;
@@ -1068,16 +1070,60 @@ function readJson(path: string): unknown {
   }
 }
 
-/** Loads `dir/tokenizer.json` plus `dir/tokenizer_config.json` when present. */
+/**
+ * Loads `dir/tokenizer.json` plus `dir/tokenizer_config.json` when present. Without a
+ * tokenizer.json, a slow CLIP tokenizer's `vocab.json` + `merges.txt` (what diffusers pipelines and
+ * their optimum exports ship) are read as the equivalent fast tokenizer.
+ */
 export function loadTokenizer(dir: string): PromptTokenizer {
   const jsonPath = join(dir, "tokenizer.json");
   const configPath = join(dir, "tokenizer_config.json");
-  const json = readJson(jsonPath);
   const config = existsSync(configPath) ? readJson(configPath) : undefined;
+  let json: unknown;
+  let source = jsonPath;
+  if (existsSync(jsonPath)) {
+    json = readJson(jsonPath);
+  } else if (existsSync(join(dir, "vocab.json")) && existsSync(join(dir, "merges.txt"))) {
+    source = join(dir, "vocab.json");
+    json = clipJsonFromSlowFiles(dir, config);
+  } else {
+    throw new Error(`Cannot read tokenizer file ${jsonPath}: it does not exist, and neither do vocab.json + merges.txt beside it`);
+  }
   try {
-    return buildTokenizer(json, config, jsonPath, configPath);
+    return buildTokenizer(json, config, source, configPath);
   } catch (e) {
     if (e instanceof FormatError) throw new Error(`Invalid tokenizer file ${e.message}`);
     throw e;
+  }
+}
+
+function clipJsonFromSlowFiles(dir: string, config: unknown): object {
+  const vocab = readJson(join(dir, "vocab.json"));
+  if (!isObj(vocab) || !Object.values(vocab).every((v) => typeof v === "number")) {
+    throw new Error(`Invalid tokenizer file ${join(dir, "vocab.json")}: expected an object of token → id`);
+  }
+  const mergesPath = join(dir, "merges.txt");
+  let mergesText: string;
+  try {
+    mergesText = readFileSync(mergesPath, "utf8");
+  } catch (e) {
+    throw new Error(`Cannot read tokenizer file ${mergesPath}: ${(e as Error).message}`);
+  }
+  // Special tokens as the slow tokenizer names them: tokenizer_config.json, then
+  // special_tokens_map.json, then CLIP's own.
+  const mapPath = join(dir, "special_tokens_map.json");
+  const map = existsSync(mapPath) ? readJson(mapPath) : undefined;
+  const token = (key: string, fallback: string): string =>
+    (isObj(config) ? configToken(config[key], `tokenizer_config.json.${key}`) : null) ??
+    (isObj(map) ? configToken(map[key], `special_tokens_map.json.${key}`) : null) ??
+    fallback;
+  try {
+    return clipTokenizerJson(vocab as Record<string, number>, parseMergesTxt(mergesText), {
+      bos: token("bos_token", CLIP_BOS),
+      eos: token("eos_token", CLIP_EOS),
+      unk: token("unk_token", CLIP_EOS),
+    });
+  } catch (e) {
+    throw new Error(`Invalid tokenizer files in ${dir}: ${(e as Error).message}`);
   }
 }
