@@ -93,47 +93,47 @@ function copyUnfiltered(rgb: Uint8Array, stride: number, height: number, out: Bu
 
 /** Each byte minus the Paeth predictor of its left (a), upper (b) and upper-left (c) neighbours. */
 export function paethFilter(rgb: Uint8Array, stride: number, height: number, out: Uint8Array): void {
+  // The row above the first is zeros: the predictor is then the left byte, as the spec says.
+  const zeros = new Uint8Array(stride);
   for (let y = 0; y < height; y++) {
-    const o = y * (stride + 1) + 1;
-    const r = y * stride;
-    out[o - 1] = FILTER_PAETH;
-    if (y === 0) {
-      // No row above: b = c = 0, so the predictor is the left neighbour.
-      for (let x = 0; x < 3 && x < stride; x++) out[o + x] = rgb[r + x]!;
-      for (let x = 3; x < stride; x++) out[o + x] = rgb[r + x]! - rgb[r + x - 3]!;
-      continue;
-    }
-    const p = r - stride;
-    // First pixel: a = c = 0, so the predictor is the byte above.
-    for (let x = 0; x < 3 && x < stride; x++) out[o + x] = rgb[r + x]! - rgb[p + x]!;
-    for (let x = 3; x < stride; x++) {
-      const a = rgb[r + x - 3]!;
-      const b = rgb[p + x]!;
-      const c = rgb[p + x - 3]!;
-      // Branch-free (3–4× faster than the textbook ifs on photos, which mispredict): signs as
-      // 0/−1 masks give |d| = (d ^ m) − m and the predictor choice as bit selects.
-      const db = b - c; // p − a
-      const da = a - c; // p − b
-      const dc = da + db; // p − c
-      const mb = db >> 31;
-      const ma = da >> 31;
-      const mc = dc >> 31;
-      const pa = (db ^ mb) - mb;
-      const pb = (da ^ ma) - ma;
-      const pc = (dc ^ mc) - mc;
-      const notA = ((pb - pa) | (pc - pa)) >> 31; // −1 unless pa ≤ pb and pa ≤ pc
-      const notB = (pc - pb) >> 31; // −1 unless pb ≤ pc
-      const bOrC = (b & ~notB) | (c & notB);
-      // Typed-array stores wrap modulo 256, as the filter's byte arithmetic requires.
-      out[o + x] = rgb[r + x]! - ((a & ~notA) | (bOrC & notA));
-    }
+    const prev = y === 0 ? zeros : rgb.subarray((y - 1) * stride, y * stride);
+    paethRow(rgb.subarray(y * stride, (y + 1) * stride), prev, out, y * (stride + 1));
+  }
+}
+
+/** Writes filter type 4 and the Paeth residuals of `cur` (RGB bytes) over `prev` at `out[offset]`. */
+function paethRow(cur: Uint8Array, prev: Uint8Array, out: Uint8Array, offset: number): void {
+  const stride = cur.length;
+  const o = offset + 1;
+  out[offset] = FILTER_PAETH;
+  // First pixel: no left neighbours (a = c = 0), so the predictor is the byte above.
+  for (let x = 0; x < 3 && x < stride; x++) out[o + x] = cur[x]! - prev[x]!;
+  for (let x = 3; x < stride; x++) {
+    const a = cur[x - 3]!;
+    const b = prev[x]!;
+    const c = prev[x - 3]!;
+    // Branch-free (3–4× faster than the textbook ifs on photos, which mispredict): signs as
+    // 0/−1 masks give |d| = (d ^ m) − m and the predictor choice as bit selects.
+    const db = b - c; // p − a
+    const da = a - c; // p − b
+    const dc = da + db; // p − c
+    const mb = db >> 31;
+    const ma = da >> 31;
+    const mc = dc >> 31;
+    const pa = (db ^ mb) - mb;
+    const pb = (da ^ ma) - ma;
+    const pc = (dc ^ mc) - mc;
+    const notA = ((pb - pa) | (pc - pa)) >> 31; // −1 unless pa ≤ pb and pa ≤ pc
+    const notB = (pc - pb) >> 31; // −1 unless pb ≤ pc
+    const bOrC = (b & ~notB) | (c & notB);
+    // Typed-array stores wrap modulo 256, as the filter's byte arithmetic requires.
+    out[o + x] = cur[x]! - ((a & ~notA) | (bOrC & notA));
   }
 }
 
 /**
  * Converts each row of a planar float image to bytes and Paeth-filters it into `out`, keeping
- * only the previous row's bytes. With the row above taken as zeros, the first row needs no special
- * case (the predictor is then the left byte, as the specification says).
+ * only the previous row's bytes (zeros above the first row, as in `paethFilter`).
  */
 export function planarToPaethRows(data: Float32Array, width: number, height: number, scale: number, offset: number, out: Uint8Array): void {
   const stride = width * 3;
@@ -151,28 +151,7 @@ export function planarToPaethRows(data: Float32Array, width: number, height: num
       cur[j + 1] = g >= 1 ? (g < 256 ? g : 255) : 0;
       cur[j + 2] = b >= 1 ? (b < 256 ? b : 255) : 0;
     }
-    const o = y * (stride + 1) + 1;
-    out[o - 1] = FILTER_PAETH;
-    // First pixel: no left neighbours (a = c = 0), so the predictor is the byte above.
-    for (let x = 0; x < 3 && x < stride; x++) out[o + x] = cur[x]! - prev[x]!;
-    for (let x = 3; x < stride; x++) {
-      const a = cur[x - 3]!;
-      const b = prev[x]!;
-      const c = prev[x - 3]!;
-      const db = b - c;
-      const da = a - c;
-      const dc = da + db;
-      const mb = db >> 31;
-      const ma = da >> 31;
-      const mc = dc >> 31;
-      const pa = (db ^ mb) - mb;
-      const pb = (da ^ ma) - ma;
-      const pc = (dc ^ mc) - mc;
-      const notA = ((pb - pa) | (pc - pa)) >> 31;
-      const notB = (pc - pb) >> 31;
-      const bOrC = (b & ~notB) | (c & notB);
-      out[o + x] = cur[x]! - ((a & ~notA) | (bOrC & notA));
-    }
+    paethRow(cur, prev, out, y * (stride + 1));
     const t = prev;
     prev = cur;
     cur = t;
