@@ -16,6 +16,7 @@ import ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { ensureBenchModel } from '../models/bench.js';
 import { readModelFolder } from '../src/inference/modelFolder.js';
+import { sessionOptions } from '../src/inference/sessions.js';
 import { DEFAULT_PNG_COMPRESSION_LEVEL } from '../src/inference/imageIO.js';
 import { InferenceEngine } from '../src/inference/engine.js';
 import { JobService } from '../src/jobs/jobService.js';
@@ -49,11 +50,8 @@ async function testImage(i: number, size: number): Promise<Buffer> {
 }
 
 async function rawOrtSpeedup(unetPath: string, batch: number, branches: number, latent: number, hidden: number): Promise<number> {
-  // The server's session options (sessions.ts), so the raw figure is comparable with the pipeline's.
-  const session = await ort.InferenceSession.create(unetPath, {
-    executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: cpus().length, interOpNumThreads: 1,
-    executionMode: 'sequential', enableCpuMemArena: true, enableMemPattern: true, extra: { session: { intra_op: { allow_spinning: '0' } } },
-  });
+  // The server's own session options, so the raw figure is comparable with the pipeline's.
+  const session = await ort.InferenceSession.create(unetPath, sessionOptions({ provider: 'cpu' }, 'cpu'));
   const run = async (rows: number): Promise<void> => {
     await session.run({
       sample: new ort.Tensor('float32', new Float32Array(rows * 8 * latent * latent).fill(0.1), [rows, 8, latent, latent]),

@@ -332,7 +332,6 @@ export async function decodeToTensor(
 // Encoding
 // ---------------------------------------------------------------------------------------------
 
-/** Planar float [3,H,W] -> interleaved RGB8; clamps to [0,1] (NaN -> 0), Math.round(v*255). One pass. */
 /**
  * The value range of a float image: `unit` is [0,1]; `signed` is [-1,1], as a VAE decodes (mapping
  * it to bytes directly saves a full-resolution pass).
@@ -344,6 +343,7 @@ export function byteMapping(range: PixelRange): { scale: number; offset: number 
   return range === 'signed' ? { scale: 127.5, offset: 128 } : { scale: 255, offset: 0.5 };
 }
 
+/** Planar float [3,H,W] in `range` -> interleaved RGB8, clamped (NaN -> 0) and rounded half up. One pass. */
 export function planarToRgb8(data: Float32Array, width: number, height: number, out?: Buffer, range: PixelRange = 'unit'): Buffer {
   assertPositiveInt('width', width);
   assertPositiveInt('height', height);
@@ -389,7 +389,7 @@ export interface EncodeOptions {
   range?: PixelRange;
 }
 
-/** Encodes a planar [3,H,W] float tensor in [0,1] (clamped) to PNG/JPEG/WebP bytes. */
+/** Encodes a planar [3,H,W] float tensor (in `options.range`, clamped) to PNG/JPEG/WebP bytes. */
 export async function encodeFromTensor(
   data: Float32Array,
   width: number,
@@ -405,16 +405,17 @@ export async function encodeFromTensor(
     const rows = options.allocate?.((3 * width + 1) * height);
     // Level 0 stores unfiltered rows; the others filter straight from the floats (one pass).
     if (level === 0) return encodePng(planarToRgb8(data, width, height, options.allocate?.(3 * width * height), range), width, height, 0, rows);
-    if (data.length !== 3 * width * height) throw new RangeError(`tensor has ${data.length} values, expected 3x${height}x${width} = ${3 * width * height}`);
+    assertPositiveInt('width', width);
+    assertPositiveInt('height', height);
     return encodePlanarPng(data, width, height, byteMapping(range), level, rows);
   }
   const rgb = planarToRgb8(data, width, height, options.allocate?.(3 * width * height), range);
-  const img = (): sharp.Sharp => sharp(rgb, { raw: { width, height, channels: 3 } });
+  const img = sharp(rgb, { raw: { width, height, channels: 3 } });
   switch (format) {
     case 'jpeg':
-      return img().jpeg({ quality: quality ?? DEFAULT_QUALITY.jpeg, chromaSubsampling: '4:4:4' }).toBuffer();
+      return img.jpeg({ quality: quality ?? DEFAULT_QUALITY.jpeg, chromaSubsampling: '4:4:4' }).toBuffer();
     case 'webp':
-      return img().webp({ quality: quality ?? DEFAULT_QUALITY.webp }).toBuffer();
+      return img.webp({ quality: quality ?? DEFAULT_QUALITY.webp }).toBuffer();
     default: {
       const never: never = format;
       throw new RangeError(`unsupported output format ${String(never)}`);

@@ -106,7 +106,8 @@ export class NoiseGenerator {
     const u = this.nextUint32();
     const layer = u & 127;
     const value = (u | 0) >> 7;
-    return (value < 0 ? -value : value) < LAYER_K[layer]! ? value * LAYER_W[layer]! : this.normalOutsideCore(value, layer);
+    const k = LAYER_K[layer]!;
+    return value < k && value > -k ? value * LAYER_W[layer]! : this.normalOutsideCore(value, layer);
   }
 
   /**

@@ -90,8 +90,9 @@ function providerList(provider: ExecutionProviderName): string[] {
   return provider === 'cpu' ? ['cpu'] : [provider];
 }
 
-async function createSession(path: string, config: SessionConfig, provider: ExecutionProviderName): Promise<ort.InferenceSession> {
-  return ort.InferenceSession.create(path, {
+/** The options every session of this server is created with (the bench reuses them). */
+export function sessionOptions(config: SessionConfig, provider: ExecutionProviderName): ort.InferenceSession.SessionOptions {
+  return {
     executionProviders: providerList(provider),
     graphOptimizationLevel: 'all',
     intraOpNumThreads: config.intraOpThreads ?? Math.max(1, cpus().length),
@@ -100,7 +101,11 @@ async function createSession(path: string, config: SessionConfig, provider: Exec
     enableCpuMemArena: true,
     enableMemPattern: true,
     extra: { session: { intra_op: { allow_spinning: config.allowSpinning ? '1' : '0' } } },
-  });
+  };
+}
+
+async function createSession(path: string, config: SessionConfig, provider: ExecutionProviderName): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(path, sessionOptions(config, provider));
 }
 
 function validate(spec: ModelSpec, component: Component, s: ComponentSession): void {

@@ -64,8 +64,7 @@ export function classifierFreeGuidance(pred: Float32Array, itemsTimesSize: numbe
 }
 
 export function scaleInPlace(data: Float32Array, factor: number): Float32Array {
-  for (let i = 0; i < data.length; i++) data[i] = data[i]! * factor;
-  return data;
+  return scaleInto(data, factor, data);
 }
 
 /** `out` = `data`·`factor` (same length). */
@@ -84,8 +83,7 @@ export function writeSignedUnit(src: Float32Array, out: Float32Array, offset: nu
 
 /** [0,1] image → [-1,1] model input, in place. */
 export function toSignedUnit(data: Float32Array): Float32Array {
-  for (let i = 0; i < data.length; i++) data[i] = data[i]! * 2 - 1;
-  return data;
+  return writeSignedUnit(data, data, 0);
 }
 
 /** [-1,1] decoder output → [0,1], clamped, in place. */
