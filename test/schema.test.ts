@@ -8,7 +8,8 @@ import { buildSchema, findBreakingChanges, lexicographicSortSchema, printSchema 
 import { printableSchema } from '../src/schema/index.js';
 import { PROJECT_ROOT } from '../src/config.js';
 
-const CONTRACT = join(PROJECT_ROOT, '..', 'shared', 'api', 'contract.graphql');
+// The project's own copy of the public contract (never read from outside the repository).
+const CONTRACT = join(PROJECT_ROOT, 'api', 'contract.graphql');
 const emitted = readFileSync(join(PROJECT_ROOT, 'schema.graphql'), 'utf8');
 
 describe('schema.graphql', () => {
