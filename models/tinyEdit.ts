@@ -47,8 +47,8 @@ export const EDIT_WORDS: Readonly<Record<string, Mat4>> = {
 };
 
 export const TINY_EDIT_SCALING_FACTOR = 0.18215;
-const HIDDEN = 16;
-const MAX_LENGTH = 77;
+export const HIDDEN = 16;
+export const MAX_LENGTH = 77;
 const NUM_TRAIN_TIMESTEPS = 1000;
 const BETA_START = 0.00085;
 const BETA_END = 0.012;
@@ -70,7 +70,7 @@ export const tinyEditSchedulerConfig = {
 };
 
 /** σ_t = √((1−ᾱ_t)/ᾱ_t) for the scaled_linear schedule, in float64 then rounded once. */
-function trainSigmas(): Float32Array {
+export function trainSigmas(): Float32Array {
   const sigmas = new Float32Array(NUM_TRAIN_TIMESTEPS);
   const a = Math.sqrt(BETA_START);
   const b = Math.sqrt(BETA_END);
@@ -83,7 +83,8 @@ function trainSigmas(): Float32Array {
   return sigmas;
 }
 
-function textEncoderOnnx(vocab: Record<string, number>): Uint8Array {
+/** The causal colour-matrix text encoder; `io` sets the port dtypes an exporter declares. */
+export function textEncoderGraph(vocab: Record<string, number>, io: { ids: 'int32' | 'int64'; float: 'float32' | 'float16' } = { ids: 'int32', float: 'float32' }): GraphBuilder {
   const vocabSize = Object.keys(vocab).length;
   const table = new Float32Array(vocabSize * HIDDEN);
   for (let id = 0; id < vocabSize; id++) table.set(identity(), id * HIDDEN);
@@ -93,7 +94,7 @@ function textEncoderOnnx(vocab: Record<string, number>): Uint8Array {
     table.set(matrix, id * HIDDEN);
   }
   const g = new GraphBuilder('tiny_edit_text_encoder');
-  const ids = g.input('input_ids', 'int32', ['batch_size', MAX_LENGTH]);
+  const ids = g.input('input_ids', io.ids, ['batch_size', MAX_LENGTH]);
   const emb = g.f32(table, [vocabSize, HIDDEN], 'token_embedding');
   const tokens = g.op1('Gather', [emb, ids], { axis: 0 }); // [B, L, 16]
   const mats = g.op1('Reshape', [tokens, g.i64([0, MAX_LENGTH, 4, 4])]); // [B, 77, 4, 4]
@@ -102,35 +103,41 @@ function textEncoderOnnx(vocab: Record<string, number>): Uint8Array {
   for (let t = 1; t < MAX_LENGTH; t++) prefix.push(g.op1('MatMul', [perPosition[t]!, prefix[t - 1]!]));
   const all = g.op1('Concat', prefix, { axis: 1 });
   const hidden = g.op1('Reshape', [all, g.i64([0, MAX_LENGTH, HIDDEN])]);
-  g.output('last_hidden_state', hidden, 'float32', ['batch_size', MAX_LENGTH, HIDDEN]);
+  const out = (x: string): string => (io.float === 'float16' ? g.op1('Cast', [x], { to: 10 }) : x);
+  g.output('last_hidden_state', out(hidden), io.float, ['batch_size', MAX_LENGTH, HIDDEN]);
   const pooled = g.op1('Reshape', [prefix[MAX_LENGTH - 1]!, g.i64([0, HIDDEN])]);
-  g.output('pooler_output', pooled, 'float32', ['batch_size', HIDDEN]);
-  return g.toBytes('tiny-edit text encoder: prefix products of per-token colour matrices');
+  g.output('pooler_output', out(pooled), io.float, ['batch_size', HIDDEN]);
+  return g;
 }
 
-function unetOnnx(): Uint8Array {
-  const g = new GraphBuilder('tiny_edit_unet');
-  const sample = g.input('sample', 'float32', ['batch_size', 8, 'height', 'width']);
-  const timestep = g.input('timestep', 'float32', ['batch_size']);
-  const text = g.input('encoder_hidden_states', 'float32', ['batch_size', 'sequence_length', HIDDEN]);
-  const slice = (x: string, from: number, to: number, axis: number): string =>
-    g.op1('Slice', [x, g.i64([from]), g.i64([to]), g.i64([axis])]);
+function textEncoderOnnx(vocab: Record<string, number>): Uint8Array {
+  return textEncoderGraph(vocab).toBytes('tiny-edit text encoder: prefix products of per-token colour matrices');
+}
 
-  const noisy = slice(sample, 0, 4, 1);
-  const imageRgb = slice(sample, 4, 7, 1);
+export const slice = (g: GraphBuilder, x: string, from: number, to: number, axis: number): string =>
+  g.op1('Slice', [x, g.i64([from]), g.i64([to]), g.i64([axis])]);
+
+/**
+ * x₀ = scaling_factor · edit(image) as 4 latent channels (the 4th zero, shaped like channel 3 of
+ * `sample`), where edit is the prompt's colour matrix from the last position of `text`.
+ */
+export function editedTarget(g: GraphBuilder, imageRgb: string, text: string, sample: string): string {
   // The whole prompt's edit sits at the last sequence position.
   const edit = g.op1('Reshape', [g.op1('Gather', [text, g.i64([-1], [])], { axis: 1 }), g.i64([0, 4, 4])]);
-  const linear = slice(slice(edit, 0, 3, 1), 0, 3, 2); // [B,3,3]
-  const offset = slice(slice(edit, 0, 3, 1), 3, 4, 2); // [B,3,1]
+  const linear = slice(g, slice(g, edit, 0, 3, 1), 0, 3, 2); // [B,3,3]
+  const offset = slice(g, slice(g, edit, 0, 3, 1), 3, 4, 2); // [B,3,1]
   const rgb01 = g.op1('Add', [g.op1('Mul', [imageRgb, g.f32([0.5], [])]), g.f32([0.5], [])]);
   const flat = g.op1('Reshape', [rgb01, g.i64([0, 3, -1])]);
   const edited = g.op1('Add', [g.op1('MatMul', [linear, flat]), offset]);
   const clamped = g.op1('Clip', [edited, g.f32([0], []), g.f32([1], [])]);
   const targetFlat = g.op1('Mul', [g.op1('Sub', [g.op1('Mul', [clamped, g.f32([2], [])]), g.f32([1], [])]), g.f32([TINY_EDIT_SCALING_FACTOR], [])]);
   const targetRgb = g.op1('Reshape', [targetFlat, g.op1('Shape', [imageRgb])]);
-  const zeroChannel = g.op1('Mul', [slice(sample, 3, 4, 1), g.f32([0], [])]);
-  const target = g.op1('Concat', [targetRgb, zeroChannel], { axis: 1 });
+  const zeroChannel = g.op1('Mul', [slice(g, sample, 3, 4, 1), g.f32([0], [])]);
+  return g.op1('Concat', [targetRgb, zeroChannel], { axis: 1 });
+}
 
+/** The exact ε for `target` at float timesteps `timestep` [B] (σ interpolated as Euler does). */
+export function exactEpsilon(g: GraphBuilder, noisy: string, target: string, timestep: string): string {
   // σ(t) by linear interpolation over the training sigmas, as Euler schedulers interpolate.
   const sigmaTable = g.f32(trainSigmas(), [NUM_TRAIN_TIMESTEPS], 'train_sigmas');
   const t = g.op1('Clip', [timestep, g.f32([0], []), g.f32([NUM_TRAIN_TIMESTEPS - 1], [])]);
@@ -144,7 +151,18 @@ function unetOnnx(): Uint8Array {
   const sigma4 = g.op1('Reshape', [sigma, g.i64([-1, 1, 1, 1])]);
   // With ᾱ = 1/(1+σ²): ε = (x_t·√(1+σ²) − x₀)/σ, the same as (x_t − √ᾱ·x₀)/√(1−ᾱ).
   const rootOnePlus = g.op1('Sqrt', [g.op1('Add', [g.op1('Mul', [sigma4, sigma4]), g.f32([1], [])])]);
-  const eps = g.op1('Div', [g.op1('Sub', [g.op1('Mul', [noisy, rootOnePlus]), target]), sigma4]);
+  return g.op1('Div', [g.op1('Sub', [g.op1('Mul', [noisy, rootOnePlus]), target]), sigma4]);
+}
+
+function unetOnnx(): Uint8Array {
+  const g = new GraphBuilder('tiny_edit_unet');
+  const sample = g.input('sample', 'float32', ['batch_size', 8, 'height', 'width']);
+  const timestep = g.input('timestep', 'float32', ['batch_size']);
+  const text = g.input('encoder_hidden_states', 'float32', ['batch_size', 'sequence_length', HIDDEN]);
+  const noisy = slice(g, sample, 0, 4, 1);
+  const imageRgb = slice(g, sample, 4, 7, 1);
+  const target = editedTarget(g, imageRgb, text, sample);
+  const eps = exactEpsilon(g, noisy, target, timestep);
   g.output('out_sample', eps, 'float32', ['batch_size', 4, 'height', 'width']);
   return g.toBytes('tiny-edit unet: exact epsilon for the prompt-edited image latents');
 }
@@ -169,7 +187,7 @@ function vaeDecoderOnnx(): Uint8Array {
   return g.toBytes('tiny-edit vae decoder: latent channels 0..2 are the image');
 }
 
-const json = (value: unknown): Uint8Array => new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`);
+export const json = (value: unknown): Uint8Array => new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`);
 
 /** Every file of the tiny-edit folder, path → bytes, deterministically. */
 export function buildTinyEditFiles(): Map<string, Uint8Array> {

@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'OUT_OF_MEMORY'
   | 'CANCELLED'
   | 'TIMEOUT'
+  | 'MODEL_ERROR'
   | 'INTERNAL';
 
 export class ServiceError extends Error {
@@ -46,6 +47,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   OUT_OF_MEMORY: 507,
   CANCELLED: 409,
   TIMEOUT: 504,
+  MODEL_ERROR: 500,
   INTERNAL: 500,
 };
 

@@ -9,6 +9,7 @@ import { estimateBatchBytes, maxPixelsWithinBudget, perItemBytes, planMicroBatch
 import type { BatchGeometry } from '../src/inference/memory.js';
 import type { MemoryProfile } from '../src/inference/modelFolder.js';
 import { InferenceError } from '../src/inference/errors.js';
+import { toOrtTensor } from '../src/inference/sessions.js';
 
 function assertClose(actual: ArrayLike<number>, expected: readonly number[], tolerance = 1e-6, label = ''): void {
   assert.equal(actual.length, expected.length, `${label} length`);
@@ -268,5 +269,34 @@ describe('memory model', () => {
         return true;
       });
     });
+  });
+});
+
+describe('feeds as exporters declare them', () => {
+  const port = (type: string, shape: (number | string)[]) => ({ name: 'timestep', type, shape });
+  it('a rank-0 port gets a scalar for one row as for many', () => {
+    for (const rows of [1, 3]) {
+      const t = toOrtTensor({ data: new Float32Array(rows).fill(999), dims: [rows] }, port('float32', []));
+      assert.deepEqual(t.dims, []);
+      assert.deepEqual([...(t.data as Float32Array)], [999]);
+    }
+  });
+  it('refuses different values for a scalar port', () => {
+    assert.throws(() => toOrtTensor({ data: Float32Array.of(1, 2), dims: [2] }, port('float32', [])), /scalar input "timestep"/);
+  });
+  it('a rank-1 port keeps one value per row', () => {
+    const t = toOrtTensor({ data: Float32Array.of(5, 5), dims: [2] }, port('float32', ['steps']));
+    assert.deepEqual(t.dims, [2]);
+  });
+  it('integer ports truncate as numpy astype does (not round)', () => {
+    const t = toOrtTensor({ data: Float32Array.of(999.9, 0.5, -0.5, 1.5), dims: [4] }, port('int64', ['steps']));
+    assert.deepEqual([...(t.data as BigInt64Array)], [999n, 0n, 0n, 1n]);
+    const t32 = toOrtTensor({ data: Float32Array.of(980.75), dims: [1] }, port('int32', [1]));
+    assert.deepEqual([...(t32.data as Int32Array)], [980]);
+  });
+  it('float16 ports get float16', () => {
+    const t = toOrtTensor({ data: Float32Array.of(0.5, 0.5), dims: [2] }, port('float16', []));
+    assert.equal(t.type, 'float16');
+    assert.deepEqual([...fromFloat16(t.data as Uint16Array)], [0.5]);
   });
 });

@@ -4,10 +4,10 @@
  */
 import { ProtoWriter } from './protobuf.js';
 
-export type ElemType = 'float32' | 'int32' | 'int64';
+export type ElemType = 'float32' | 'float16' | 'int32' | 'int64';
 export type Dim = number | string;
 
-const ELEM_TYPE_CODE: Record<ElemType, number> = { float32: 1, int32: 6, int64: 7 };
+const ELEM_TYPE_CODE: Record<ElemType, number> = { float32: 1, float16: 10, int32: 6, int64: 7 };
 
 // AttributeProto.AttributeType
 const ATTR_FLOAT = 1;
@@ -94,20 +94,40 @@ export class GraphBuilder {
   }
 
   toBytes(docString = ''): Uint8Array {
+    return this.serialise(docString, null);
+  }
+
+  /**
+   * The model with every initializer of at least `threshold` bytes stored in a separate file
+   * named `location` beside it (ONNX external data, as torch.onnx / optimum write big models).
+   */
+  toExternalData(location: string, docString = '', threshold = 1024): { model: Uint8Array; data: Uint8Array } {
+    const external = { location, threshold, chunks: [] as Uint8Array[], offset: 0 };
+    const model = this.serialise(docString, external);
+    const data = new Uint8Array(external.offset);
+    let at = 0;
+    for (const c of external.chunks) {
+      data.set(c, at);
+      at += c.length;
+    }
+    return { model, data };
+  }
+
+  private serialise(docString: string, external: ExternalData | null): Uint8Array {
     const w = new ProtoWriter();
     w.int(1, IR_VERSION);
     w.string(2, 'image-edit-server/models');
     w.string(3, '1');
     if (docString) w.string(6, docString);
-    w.message(7, (g) => this.writeGraph(g));
+    w.message(7, (g) => this.writeGraph(g, external));
     w.message(8, (o) => o.string(1, '').int(2, OPSET));
     return w.finish();
   }
 
-  private writeGraph(g: ProtoWriter): void {
+  private writeGraph(g: ProtoWriter, external: ExternalData | null): void {
     for (const n of this.nodes) g.message(1, (w) => writeNode(w, n));
     g.string(2, this.name);
-    for (const init of this.initializers) g.message(5, (w) => writeTensor(w, init.tensor, init.name));
+    for (const init of this.initializers) g.message(5, (w) => writeTensor(w, init.tensor, init.name, external));
     for (const i of this.inputs) g.message(11, (w) => writeValueInfo(w, i));
     for (const o of this.outputs) g.message(12, (w) => writeValueInfo(w, o));
   }
@@ -138,12 +158,31 @@ function writeAttr(a: ProtoWriter, name: string, value: AttrValue): void {
   }
 }
 
-function writeTensor(w: ProtoWriter, t: TensorValue, name: string): void {
+interface ExternalData {
+  location: string;
+  threshold: number;
+  chunks: Uint8Array[];
+  offset: number;
+}
+
+function writeTensor(w: ProtoWriter, t: TensorValue, name: string, external: ExternalData | null = null): void {
   w.packedInts(1, t.dims);
   w.int(2, ELEM_TYPE_CODE[t.elemType]);
   if (name) w.string(8, name);
   // raw_data is little-endian, which is what typed arrays hold on every platform Node supports.
-  w.bytes(9, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  const raw = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  if (external && raw.length >= external.threshold) {
+    // TensorProto.external_data (13: key/value entries) with data_location EXTERNAL (14 = 1).
+    const entry = (key: string, value: string): void => void w.message(13, (e) => e.string(1, key).string(2, value));
+    entry('location', external.location);
+    entry('offset', String(external.offset));
+    entry('length', String(raw.length));
+    w.int(14, 1);
+    external.chunks.push(raw.slice());
+    external.offset += raw.length;
+    return;
+  }
+  w.bytes(9, raw);
 }
 
 function writeValueInfo(w: ProtoWriter, v: ValueInfo): void {

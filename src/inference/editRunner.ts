@@ -8,7 +8,7 @@ import type { ModelSpec } from './modelFolder.js';
 import type { ModelSessions } from './sessions.js';
 import type { PromptTokenizer } from './tokenizer.js';
 import type { ResolvedEdit } from './request.js';
-import { denoiseStepsPerBatch, sizeMultiple } from './request.js';
+import { sizeMultiple } from './request.js';
 import { createScheduler, parseSchedulerConfig } from './schedulers/index.js';
 import { deriveSeed } from './random.js';
 import { decodeToTensor, encodeFromTensor, encodePreview, mimeTypeFor } from './imageIO.js';
@@ -16,8 +16,6 @@ import type { DecodedImage } from './imageIO.js';
 import { perItemBytes, planMicroBatches } from './memory.js';
 import { projectLatentToRgb } from './tensor.js';
 import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams, StepInfo } from './pipelines/common.js';
-import { instructPix2PixUsesGuidance, runInstructPix2Pix } from './pipelines/instructPix2Pix.js';
-import { runImg2Img } from './pipelines/img2img.js';
 import { InferenceError, toInferenceError } from './errors.js';
 import type { Scratch, ScratchPool } from './scratch.js';
 
@@ -91,11 +89,6 @@ export interface RunOptions {
   throwIfAborted?: () => void;
 }
 
-function guidanceBranches(spec: ModelSpec, edit: ResolvedEdit): number {
-  if (spec.family === 'instruct-pix2pix') return instructPix2PixUsesGuidance(edit) ? 3 : 1;
-  return edit.guidanceScale > 1 ? 2 : 1;
-}
-
 function sessionRunMs(sessions: ModelSessions): number {
   const r = sessions.stats.runMs;
   return r.textEncoder + r.unet + r.vaeEncoder + r.vaeDecoder;
@@ -144,7 +137,7 @@ function planBatches(spec: ModelSpec, edit: ResolvedEdit, tasks: readonly { edit
       }
     });
   });
-  const branches = guidanceBranches(spec, edit);
+  const branches = spec.pipeline.guidanceBranches(edit);
   const batches: TaskBatch[] = [];
   for (const group of groups.values()) {
     const sizes = planMicroBatches(group.items.length, spec.memory, { width: group.width, height: group.height, vaeScaleFactor: spec.vaeScaleFactor, branches }, memoryBudgetBytes);
@@ -160,7 +153,7 @@ function planBatches(spec: ModelSpec, edit: ResolvedEdit, tasks: readonly { edit
 /** How many outputs of this edit fit in one pipeline call under the budget (for merging decisions). */
 export function outputsPerBatch(spec: ModelSpec, edit: ResolvedEdit, memoryBudgetBytes: number): number {
   if (edit.size === 'auto') return 0;
-  const per = perItemBytes(spec.memory, { width: edit.size.width, height: edit.size.height, vaeScaleFactor: spec.vaeScaleFactor, branches: guidanceBranches(spec, edit) });
+  const per = perItemBytes(spec.memory, { width: edit.size.width, height: edit.size.height, vaeScaleFactor: spec.vaeScaleFactor, branches: spec.pipeline.guidanceBranches(edit) });
   return Math.max(0, Math.floor((memoryBudgetBytes - spec.memory.weightBytes) / per));
 }
 
@@ -219,7 +212,7 @@ async function runEditsWith(scratch: Scratch, runtime: ModelRuntime, tasks: read
       tasks.forEach((_, t) => fail(t, err));
       return;
     }
-    const stepsPerBatch = denoiseStepsPerBatch(spec, shared);
+    const stepsPerBatch = spec.pipeline.denoiseSteps(shared);
     const batchesOfTask = tasks.map((_, t) => batches.filter((b) => b.items.some((i) => i.task === t)).length);
     const lastBatchOfTask = tasks.map((_, t) => batches.reduce((last, b, bi) => (b.items.some((i) => i.task === t) ? bi : last), -1));
     const stepOfTask = tasks.map(() => 0);
@@ -232,7 +225,6 @@ async function runEditsWith(scratch: Scratch, runtime: ModelRuntime, tasks: read
       createScheduler: (name) => createScheduler(name, parseSchedulerConfig(spec.schedulerJson, name)),
       scratch,
     };
-    const run = spec.family === 'instruct-pix2pix' ? runInstructPix2Pix : runImg2Img;
 
     for (const [bi, planned] of batches.entries()) {
       // Each micro-batch gives its scratch buffers back to the next one.
@@ -278,7 +270,7 @@ async function runEditsWith(scratch: Scratch, runtime: ModelRuntime, tasks: read
         };
         let images: Float32Array[];
         try {
-          images = await run(ctx, batch.items, params, hooks);
+          images = await spec.pipeline.run(ctx, batch.items, params, hooks);
         } catch (err) {
           if (err instanceof TaskStopped) return;
           taskIds.forEach((t) => fail(t, err));

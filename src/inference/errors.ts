@@ -7,6 +7,8 @@ export type InferenceErrorCode =
   | 'OUT_OF_MEMORY'
   | 'CANCELLED'
   | 'TIMEOUT'
+  /** The model's own graph failed (an export this server cannot drive, a broken file). */
+  | 'MODEL_ERROR'
   | 'INTERNAL';
 
 export class InferenceError extends Error {

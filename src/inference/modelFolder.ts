@@ -9,8 +9,15 @@ import { join } from 'node:path';
 import { parseSchedulerConfig } from './schedulers/index.js';
 import type { SchedulerName } from './schedulers/types.js';
 import { SCHEDULER_NAMES } from './schedulers/types.js';
+import { PIPELINE_FAMILIES, familyForPipelineClass } from './pipelines/index.js';
+import type { PipelineFamilyDef } from './pipelines/index.js';
+import { readOnnxSignature } from './onnxSignature.js';
+import type { OnnxSignature } from './onnxSignature.js';
+import { recogniseExport } from './exportGeneration.js';
+import type { ExportInfo } from './exportGeneration.js';
 
-export type PipelineFamily = 'instruct-pix2pix' | 'img2img';
+/** A pipeline family's `kind` (see pipelines/index.ts). */
+export type PipelineFamily = string;
 
 export interface ModelDefaults {
   steps: number;
@@ -51,7 +58,18 @@ export interface PreviewProjection {
 export interface ModelSpec {
   id: string;
   dir: string;
+  /** The family's kind, e.g. instruct-pix2pix. */
   family: PipelineFamily;
+  /** The family object that plans and runs this model's edits. */
+  pipeline: PipelineFamilyDef;
+  /** model_index.json `_class_name`. */
+  pipelineClass: string;
+  /** Which exporter wrote the folder, its precision, and what that costs (warnings). */
+  export: ExportInfo;
+  /** The ONNX ports of each component, read from the files without loading weights. */
+  signatures: Record<'textEncoder' | 'unet' | 'vaeEncoder' | 'vaeDecoder', OnnxSignature>;
+  /** Everything an operator should know about this folder (logged at start, in /healthz and Model.warnings). */
+  warnings: string[];
   description: string;
   /** scheduler_config.json as on disk; parsed per scheduler, since diffusers' defaults differ by class. */
   schedulerJson: Record<string, unknown>;
@@ -100,30 +118,22 @@ function num(obj: Record<string, unknown> | null, key: string, fallback: number)
   return typeof v === 'number' && Number.isFinite(v) ? v : fallback;
 }
 
-export function familyFromModelIndex(index: Record<string, unknown>, unetInChannels: number, latentChannels: number): PipelineFamily {
+/** The family serving `index._class_name`, checked against the UNet's input channels. */
+export function familyFromModelIndex(index: Record<string, unknown>, unetInChannels: number, latentChannels: number): PipelineFamilyDef {
   const className = String(index._class_name ?? '');
-  if (/InstructPix2Pix/i.test(className)) {
-    if (unetInChannels !== 2 * latentChannels) {
-      throw new ModelFolderError(
-        `InstructPix2Pix needs a UNet with 2×${latentChannels} = ${2 * latentChannels} input channels (noisy + image latents); unet/config.json says in_channels ${unetInChannels}`,
-      );
-    }
-    return 'instruct-pix2pix';
+  const family = familyForPipelineClass(className);
+  if (!family) {
+    throw new ModelFolderError(`model_index.json _class_name "${className}" is not a supported pipeline (${PIPELINE_FAMILIES.map((f) => f.describe).join(', ')})`);
   }
-  if (/^(ORT)?StableDiffusion(Img2Img)?Pipeline$/.test(className)) {
-    if (unetInChannels !== latentChannels) {
-      throw new ModelFolderError(`img2img needs a UNet with ${latentChannels} input channels; unet/config.json says in_channels ${unetInChannels}`);
-    }
-    return 'img2img';
+  const expected = family.unetInChannels(latentChannels);
+  if (unetInChannels !== expected) {
+    throw new ModelFolderError(`${family.describe} needs a UNet with ${expected} input channels; the UNet has ${unetInChannels}`);
   }
-  throw new ModelFolderError(`model_index.json _class_name "${className}" is not a supported pipeline (InstructPix2Pix or Stable Diffusion img2img)`);
+  return family;
 }
 
-function parseDefaults(raw: unknown, family: PipelineFamily, dir: string): ModelDefaults {
-  const base: ModelDefaults =
-    family === 'instruct-pix2pix'
-      ? { steps: 20, guidanceScale: 7.5, imageGuidanceScale: 1.5, strength: null, scheduler: 'EULER_ANCESTRAL', size: '512x512' }
-      : { steps: 25, guidanceScale: 7.5, imageGuidanceScale: null, strength: 0.8, scheduler: 'EULER', size: '512x512' };
+function parseDefaults(raw: unknown, family: PipelineFamilyDef, dir: string): ModelDefaults {
+  const base = family.defaults;
   if (raw === undefined) return base;
   if (typeof raw !== 'object' || raw === null) throw new ModelFolderError(`${dir}/${SERVER_CONFIG_FILE}: "defaults" must be an object`);
   const r = raw as Record<string, unknown>;
@@ -134,15 +144,32 @@ function parseDefaults(raw: unknown, family: PipelineFamily, dir: string): Model
   return {
     steps: num(r, 'steps', base.steps),
     guidanceScale: num(r, 'guidanceScale', base.guidanceScale),
-    imageGuidanceScale: family === 'instruct-pix2pix' ? num(r, 'imageGuidanceScale', base.imageGuidanceScale ?? 1.5) : null,
-    strength: family === 'img2img' ? num(r, 'strength', base.strength ?? 0.8) : null,
+    imageGuidanceScale: base.imageGuidanceScale === null ? null : num(r, 'imageGuidanceScale', base.imageGuidanceScale),
+    strength: base.strength === null ? null : num(r, 'strength', base.strength),
     scheduler: scheduler as SchedulerName,
     size: typeof r.size === 'string' ? r.size : base.size,
   };
 }
 
-/** Reads and validates one model folder. `id` defaults to the folder name. */
+/** Reads and validates one model folder. `id` defaults to the folder name. Every error names the folder. */
 export function readModelFolder(dir: string, id: string): ModelSpec {
+  try {
+    return readFolder(dir, id);
+  } catch (err) {
+    if (err instanceof ModelFolderError && !err.message.includes(dir)) throw new ModelFolderError(`model folder ${dir}: ${err.message}`);
+    throw err;
+  }
+}
+
+function readSignature(dir: string, path: string, relative: string): OnnxSignature {
+  try {
+    return readOnnxSignature(path);
+  } catch (err) {
+    throw new ModelFolderError(`model folder ${dir}: ${relative} is not a readable ONNX model (${(err as Error).message})`);
+  }
+}
+
+function readFolder(dir: string, id: string): ModelSpec {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ModelFolderError(`model folder ${dir} does not exist`);
   const index = readJson(dir, 'model_index.json')!;
   const schedulerJson = readJson(dir, 'scheduler/scheduler_config.json')!;
@@ -165,12 +192,28 @@ export function readModelFolder(dir: string, id: string): ModelSpec {
   if (!tokenizerFiles[0] && !(tokenizerFiles[1] && tokenizerFiles[2])) {
     throw new ModelFolderError(`model folder ${dir}: missing tokenizer/tokenizer.json (or tokenizer/vocab.json with tokenizer/merges.txt)`);
   }
+  const signatures = {
+    textEncoder: readSignature(dir, paths.textEncoder, 'text_encoder/model.onnx'),
+    unet: readSignature(dir, paths.unet, 'unet/model.onnx'),
+    vaeEncoder: readSignature(dir, paths.vaeEncoder, 'vae_encoder/model.onnx'),
+    vaeDecoder: readSignature(dir, paths.vaeDecoder, 'vae_decoder/model.onnx'),
+  };
+  // diffusers' ONNX converter writes no config.json per component: fall back to the graphs' own
+  // fixed dims, then SD 1.x's values.
   const unetConfig = readJson(dir, 'unet/config.json', false);
   const vaeConfig = readJson(dir, 'vae_decoder/config.json', false) ?? readJson(dir, 'vae_encoder/config.json', false);
-  const latentChannels = num(vaeConfig, 'latent_channels', 4);
+  const fixedDim = (sig: OnnxSignature, port: string, axis: number): number | null => {
+    const d = sig.inputs.find((p) => p.name === port)?.shape[axis];
+    return typeof d === 'number' ? d : null;
+  };
+  const latentChannels = num(vaeConfig, 'latent_channels', fixedDim(signatures.vaeDecoder, 'latent_sample', 1) ?? 4);
   const blocks = Array.isArray(vaeConfig?.block_out_channels) ? (vaeConfig.block_out_channels as unknown[]).length : 4;
-  const unetInChannels = num(unetConfig, 'in_channels', /InstructPix2Pix/i.test(String(index._class_name)) ? 2 * latentChannels : latentChannels);
-  const family = familyFromModelIndex(index, unetInChannels, latentChannels);
+  const pipelineClass = String(index._class_name ?? '');
+  const byClass = familyForPipelineClass(pipelineClass);
+  const unetInChannels = num(unetConfig, 'in_channels', fixedDim(signatures.unet, 'sample', 1) ?? byClass?.unetInChannels(latentChannels) ?? latentChannels);
+  const pipeline = familyFromModelIndex(index, unetInChannels, latentChannels);
+  const exportInfo = recogniseExport(pipelineClass, pipeline, signatures);
+  const family = pipeline.kind;
 
   const server = readJson(dir, SERVER_CONFIG_FILE, false) ?? {};
   const limitsRaw = (server.limits ?? {}) as Record<string, unknown>;
@@ -189,13 +232,18 @@ export function readModelFolder(dir: string, id: string): ModelSpec {
     id,
     dir,
     family,
+    pipeline,
+    pipelineClass,
+    export: exportInfo,
+    signatures,
+    warnings: [...exportInfo.warnings],
     description: typeof server.description === 'string' ? server.description : `${family} pipeline from ${dir}`,
     schedulerJson,
     scalingFactor: num(vaeConfig, 'scaling_factor', 0.18215),
     vaeScaleFactor: 2 ** Math.max(0, blocks - 1),
     latentChannels,
     unetInChannels,
-    defaults: parseDefaults(server.defaults, family, dir),
+    defaults: parseDefaults(server.defaults, pipeline, dir),
     limits: {
       maxImagesPerJob: num(limitsRaw, 'maxImagesPerJob', 8),
       maxN: num(limitsRaw, 'maxN', 4),

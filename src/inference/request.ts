@@ -9,7 +9,6 @@ import { SCHEDULER_NAMES } from './schedulers/types.js';
 import type { OutputFormat, TargetSize } from './imageIO.js';
 import { InferenceError } from './errors.js';
 import { normalizeSeed, randomSeed } from './random.js';
-import { img2imgDenoiseSteps } from './pipelines/img2img.js';
 
 export const MAX_PROMPT_LENGTH = 2000;
 export const MAX_GUIDANCE = 50;
@@ -108,7 +107,7 @@ export function resolveEditOptions(spec: ModelSpec, imageCount: number, options:
   const guidanceScale = numberIn('guidanceScale', options.guidanceScale ?? d.guidanceScale, 0, MAX_GUIDANCE);
   const imageGuidanceScale = numberIn('imageGuidanceScale', options.imageGuidanceScale ?? d.imageGuidanceScale ?? 1.5, 0, MAX_GUIDANCE);
   const strength = numberIn('strength', options.strength ?? d.strength ?? 0.8, 0, 1, true);
-  if (spec.family === 'img2img' && img2imgDenoiseSteps(steps, strength) < 1) {
+  if (spec.pipeline.denoiseSteps({ steps, strength, guidanceScale, imageGuidanceScale }) < 1) {
     throw bad(`steps × strength must be at least 1 so that one denoise step runs (steps ${steps}, strength ${strength})`);
   }
   const scheduler = options.scheduler ?? d.scheduler;
@@ -119,9 +118,4 @@ export function resolveEditOptions(spec: ModelSpec, imageCount: number, options:
   const previewEvery = integerIn('previewEvery', options.previewEvery ?? 0, 0, 10_000);
   const seed = options.seed == null ? randomSeed() : normalizeSeed(integerIn('seed', options.seed, -(2 ** 53), 2 ** 53));
   return { prompts, negativePrompt, n, size, steps, guidanceScale, imageGuidanceScale, strength, seed, scheduler, outputFormat, outputQuality, previewEvery };
-}
-
-/** Denoise steps one micro-batch runs (img2img skips the first part of the schedule). */
-export function denoiseStepsPerBatch(spec: ModelSpec, edit: Pick<ResolvedEdit, 'steps' | 'strength'>): number {
-  return spec.family === 'img2img' ? img2imgDenoiseSteps(edit.steps, edit.strength) : edit.steps;
 }

@@ -9,6 +9,7 @@ import ort from 'onnxruntime-node';
 import type { ModelSpec } from './modelFolder.js';
 import { ModelFolderError } from './modelFolder.js';
 import { fromFloat16, toFloat16 } from './tensor.js';
+import { InferenceError } from './errors.js';
 
 export type ExecutionProviderName = 'cpu' | 'cuda' | 'webgpu';
 
@@ -28,7 +29,7 @@ export interface SessionConfig {
 
 export type Component = 'textEncoder' | 'unet' | 'vaeEncoder' | 'vaeDecoder';
 
-interface Port {
+export interface Port {
   name: string;
   type: string;
   shape: readonly (number | string)[];
@@ -143,24 +144,43 @@ function validate(spec: ModelSpec, component: Component, s: ComponentSession): v
   }
 }
 
-function toOrtTensor(feed: Feed, port: Port | undefined): ort.Tensor {
+/**
+ * A pipeline feed as the port declares it. A rank-0 port (optimum ≥ 1.24's `timestep`) gets a
+ * scalar, whatever the batch: every row shares the value, and a `[1]` tensor would reach a traced
+ * Unsqueeze → Expand and break the time embedding. Integer ports truncate as numpy's `astype` does.
+ */
+export function toOrtTensor(feed: Feed, port: Port | undefined): ort.Tensor {
   const type = port?.type ?? 'float32';
-  // Recent optimum exports declare `timestep` as a scalar: every row shares t, so feed one value.
-  if (port && port.shape.length === 0 && feed.data.length > 1) feed = { data: feed.data.subarray(0, 1) as Float32Array | Int32Array, dims: [] };
-  const dims = [...feed.dims];
-  if (feed.data instanceof Int32Array) {
-    if (type === 'int64') return new ort.Tensor('int64', BigInt64Array.from(feed.data, (v) => BigInt(v)), dims);
-    return new ort.Tensor('int32', feed.data, dims);
+  let { data, dims } = feed;
+  if (port && port.shape.length === 0) {
+    const first = data[0]!;
+    if (data.length === 0 || data.some((v) => v !== first)) throw new Error(`scalar input "${port.name}" was given ${data.length} different values`);
+    data = data.subarray(0, 1) as Float32Array | Int32Array;
+    dims = [];
   }
+  const shape = [...dims];
   switch (type) {
-    case 'float16':
-      return new ort.Tensor('float16', toFloat16(feed.data), dims);
     case 'int64':
-      // Older exports take integer timesteps; diffusers' ONNX pipelines cast the same way.
-      return new ort.Tensor('int64', BigInt64Array.from(feed.data, (v) => BigInt(Math.round(v))), dims);
+      return new ort.Tensor('int64', BigInt64Array.from(data, (v) => BigInt(Math.trunc(v))), shape);
+    case 'int32':
+      return new ort.Tensor('int32', data instanceof Int32Array ? data : Int32Array.from(data, (v) => Math.trunc(v)), shape);
+    case 'float16':
+      return new ort.Tensor('float16', toFloat16(data instanceof Float32Array ? data : Float32Array.from(data)), shape);
     default:
-      return new ort.Tensor('float32', feed.data, dims);
+      return new ort.Tensor('float32', data instanceof Float32Array ? data : Float32Array.from(data), shape);
   }
+}
+
+/**
+ * A failed `session.run` as a coded error naming the model and component; the full ONNX Runtime
+ * text goes to the log. Allocation failures stay recognisable as out-of-memory.
+ */
+function modelError(spec: ModelSpec, component: Component, err: unknown, log?: (message: string) => void): Error {
+  const text = err instanceof Error ? err.message : String(err);
+  if (/bad_alloc|out of memory|Failed to allocate/i.test(text)) return err instanceof Error ? err : new Error(text);
+  log?.(`model ${spec.id}: ${FILE[component]} failed: ${text}`);
+  const first = text.split('\n')[0]!.slice(0, 300);
+  return new InferenceError('MODEL_ERROR', `model ${spec.id}: ${FILE[component]} failed to run (${first})`, { cause: err });
 }
 
 function toFloat32(tensor: ort.Tensor): Float32Array {
@@ -206,10 +226,16 @@ export async function openModelSessions(spec: ModelSpec, config: SessionConfig):
     async run(component, feeds, outputName) {
       const cs = get(component);
       const ortFeeds: Record<string, ort.Tensor> = {};
-      for (const [name, feed] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(feed, cs.inputs.get(name));
       const started = performance.now();
-      const result = await cs.session.run(ortFeeds, [outputName]);
-      stats.runMs[component] += performance.now() - started;
+      let result: ort.InferenceSession.ReturnType;
+      try {
+        for (const [name, feed] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(feed, cs.inputs.get(name));
+        result = await cs.session.run(ortFeeds, [outputName]);
+      } catch (err) {
+        throw modelError(spec, component, err, config.log);
+      } finally {
+        stats.runMs[component] += performance.now() - started;
+      }
       stats.runs += 1;
       return toFloat32(result[outputName]!);
     },

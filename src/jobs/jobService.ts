@@ -255,7 +255,7 @@ export class JobService implements JobBackend {
             this.finish(job, { type: 'failed', jobId: s.id, status: 'FAILED', error: { code: 'TIMEOUT', message: `the job ran longer than ${this.config.jobTimeoutMs / 1000} s` } });
           } else {
             const e = toServiceError(err);
-            if (e.code === 'INTERNAL') this.log(job, 'job failed internally', { error: (err as Error).message });
+            if (e.code === 'INTERNAL' || e.code === 'MODEL_ERROR') this.log(job, 'job failed internally', { error: (err as Error).message });
             this.finish(job, { type: 'failed', jobId: s.id, status: 'FAILED', error: { code: e.code, message: e.message } });
           }
         }

@@ -33,6 +33,9 @@ const ModelRef = builder.objectRef<ModelView>('Model').implement({
     description: t.string({ resolve: (m) => m.spec.description }),
     defaults: t.field({ type: ModelDefaultsRef, resolve: (m) => m.spec.defaults }),
     limits: t.field({ type: ModelLimitsRef, resolve: (m) => m.spec.limits }),
+    exporter: t.string({ description: "The exporter generation the folder was recognised as, e.g. 'optimum ≥ 1.24 / optimum-onnx'.", resolve: (m) => m.spec.export.generation }),
+    precision: t.string({ description: 'fp32 or fp16, as the UNet declares its ports.', resolve: (m) => m.spec.export.precision }),
+    warnings: t.stringList({ description: 'What this folder costs clients (e.g. an unseeded VAE sample, a scheduler fallback); empty when nothing.', resolve: (m) => m.spec.warnings }),
   }),
 });
 

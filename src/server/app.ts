@@ -151,7 +151,7 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname === '/healthz') {
-      sendJson(res, shuttingDown ? 503 : 200, { status: shuttingDown ? 'shutting-down' : 'ok', models: engine.models().map((m) => m.id), providers: engine.providers() });
+      sendJson(res, shuttingDown ? 503 : 200, { status: shuttingDown ? 'shutting-down' : 'ok', models: engine.models().map((m) => m.id), providers: engine.providers(), warnings: Object.fromEntries(engine.models().filter((m) => m.warnings.length > 0).map((m) => [m.id, m.warnings])) });
       return;
     }
     if (url.pathname === '/' || url.pathname.startsWith('/ui/')) {

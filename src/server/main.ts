@@ -40,6 +40,10 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const server = await startServer(config, { logger: log });
+  for (const m of server.engine.models()) {
+    log.info({ model: m.id, family: m.family, exporter: m.export.generation, precision: m.export.precision, timestep: m.export.timestep, defaults: m.defaults }, 'model loaded');
+    for (const warning of m.warnings) log.warn({ model: m.id }, warning);
+  }
   log.info({ url: server.url, graphql: `${server.url}/graphql`, models: server.engine.models().map((m) => m.id), defaultModel: server.engine.defaultModelId, providers: server.engine.providers() }, 'image-edit-server listening');
   let stopping = false;
   const stop = (signal: string): void => {

@@ -151,11 +151,17 @@ export type Model = {
   __typename?: 'Model';
   defaults: ModelDefaults;
   description: Scalars['String']['output'];
+  /** The exporter generation the folder was recognised as, e.g. 'optimum ≥ 1.24 / optimum-onnx'. */
+  exporter: Scalars['String']['output'];
   id: Scalars['ID']['output'];
   isDefault: Scalars['Boolean']['output'];
   /** The pipeline family, e.g. instruct-pix2pix or img2img. */
   kind: Scalars['String']['output'];
   limits: ModelLimits;
+  /** fp32 or fp16, as the UNet declares its ports. */
+  precision: Scalars['String']['output'];
+  /** What this folder costs clients (e.g. an unseeded VAE sample, a scheduler fallback); empty when nothing. */
+  warnings: Array<Scalars['String']['output']>;
 };
 
 export type ModelDefaults = {

@@ -5,6 +5,7 @@
  */
 import { classifierFreeGuidance, concatBatches } from '../tensor.js';
 import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams } from './common.js';
+import type { PipelineFamilyDef } from './family.js';
 import {
   decodeLatents, denoiseLatents, drawNoise, encodeImages, encodePrompts, generatorsFor, latentShapeFor, stackEmbeddings, timestepFeed,
 } from './common.js';
@@ -14,7 +15,7 @@ export function img2imgDenoiseSteps(steps: number, strength: number): number {
   return Math.min(Math.floor(steps * strength), steps);
 }
 
-export async function runImg2Img(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, hooks: PipelineHooks): Promise<Float32Array[]> {
+async function runImg2Img(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, hooks: PipelineHooks): Promise<Float32Array[]> {
   const batch = items.length;
   const shape = latentShapeFor(ctx, params);
   const itemSize = shape.channels * shape.height * shape.width;
@@ -64,3 +65,15 @@ export async function runImg2Img(ctx: PipelineContext, items: readonly PipelineI
   const final = await denoiseLatents(scheduler, timesteps, latents, predictNoise, generators, shape, hooks, ctx.scratch);
   return decodeLatents(ctx, final, batch, shape, params);
 }
+
+/** Stable Diffusion pipelines driven as img2img (text-to-image folders are served this way too). */
+export const img2img: PipelineFamilyDef = {
+  kind: 'img2img',
+  describe: 'Stable Diffusion img2img',
+  pipelineClasses: /^(ORT|Onnx)?StableDiffusion(Img2Img)?Pipeline$|^StableDiffusionOnnxPipeline$/,
+  unetInChannels: (latentChannels) => latentChannels,
+  defaults: { steps: 25, guidanceScale: 7.5, imageGuidanceScale: null, strength: 0.8, scheduler: 'EULER', size: '512x512' },
+  guidanceBranches: (edit) => (edit.guidanceScale > 1 ? 2 : 1),
+  denoiseSteps: (edit) => img2imgDenoiseSteps(edit.steps, edit.strength),
+  run: runImg2Img,
+};

@@ -9,15 +9,16 @@
  */
 import { concatBatches, instructPix2PixGuidance, scaleInPlace, writeChannelHalf } from '../tensor.js';
 import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams } from './common.js';
+import type { PipelineFamilyDef } from './family.js';
 import {
   decodeLatents, denoiseLatents, drawNoise, encodeImages, encodePrompts, generatorsFor, latentShapeFor, stackEmbeddings, timestepFeed,
 } from './common.js';
 
-export function instructPix2PixUsesGuidance(params: Pick<PipelineParams, 'guidanceScale' | 'imageGuidanceScale'>): boolean {
+function instructPix2PixUsesGuidance(params: Pick<PipelineParams, 'guidanceScale' | 'imageGuidanceScale'>): boolean {
   return params.guidanceScale > 1 && params.imageGuidanceScale >= 1;
 }
 
-export async function runInstructPix2Pix(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, hooks: PipelineHooks): Promise<Float32Array[]> {
+async function runInstructPix2Pix(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, hooks: PipelineHooks): Promise<Float32Array[]> {
   const batch = items.length;
   const shape = latentShapeFor(ctx, params);
   const pixels = shape.height * shape.width;
@@ -68,3 +69,14 @@ export async function runInstructPix2Pix(ctx: PipelineContext, items: readonly P
   const final = await denoiseLatents(scheduler, scheduler.timesteps, latents, predictNoise, generators, shape, hooks, scratch);
   return decodeLatents(ctx, final, batch, shape, params);
 }
+
+export const instructPix2Pix: PipelineFamilyDef = {
+  kind: 'instruct-pix2pix',
+  describe: 'InstructPix2Pix',
+  pipelineClasses: /InstructPix2Pix/,
+  unetInChannels: (latentChannels) => 2 * latentChannels,
+  defaults: { steps: 20, guidanceScale: 7.5, imageGuidanceScale: 1.5, strength: null, scheduler: 'EULER_ANCESTRAL', size: '512x512' },
+  guidanceBranches: (edit) => (instructPix2PixUsesGuidance(edit) ? 3 : 1),
+  denoiseSteps: (edit) => edit.steps,
+  run: runInstructPix2Pix,
+};

@@ -1,0 +1,50 @@
+/**
+ * Which exporter wrote a folder, told apart by the ports it declares (see models/exports.ts for
+ * the table), and what each generation costs a client. The feeds adapt to every generation
+ * (sessions.ts); what cannot be adapted is reported as a warning.
+ */
+import type { OnnxSignature } from './onnxSignature.js';
+import type { PipelineFamilyDef } from './pipelines/family.js';
+
+export interface ExportInfo {
+  /** e.g. "optimum ≥ 1.24 / optimum-onnx". */
+  generation: string;
+  precision: 'fp32' | 'fp16';
+  /** `timestep` as the UNet declares it, e.g. "float32 scalar" or "int64 [steps]". */
+  timestep: string;
+  vaeEncoderOutput: 'latent_parameters' | 'latent_sample';
+  warnings: string[];
+}
+
+type Signatures = Record<'textEncoder' | 'unet' | 'vaeEncoder' | 'vaeDecoder', OnnxSignature>;
+
+export function recogniseExport(pipelineClass: string, family: PipelineFamilyDef, s: Signatures): ExportInfo {
+  const timestep = s.unet.inputs.find((p) => p.name === 'timestep');
+  const sample = s.unet.inputs.find((p) => p.name === 'sample');
+  const vaeEncoderOutput = s.vaeEncoder.outputs.some((p) => p.name === 'latent_parameters') ? 'latent_parameters' : 'latent_sample';
+  const scalar = timestep !== undefined && timestep.shape.length === 0;
+  const intTimestep = timestep?.type === 'int64' || timestep?.type === 'int32';
+  let generation: string;
+  if (/^Onnx|OnnxPipeline$/.test(pipelineClass)) generation = "diffusers' convert_stable_diffusion_checkpoint_to_onnx.py";
+  else if (scalar) generation = 'optimum ≥ 1.24 / optimum-onnx';
+  else if (intTimestep && vaeEncoderOutput === 'latent_parameters') generation = 'optimum 1.23';
+  else if (intTimestep) generation = 'optimum ≤ 1.22';
+  else generation = 'unrecognised exporter (ports as optimum declares them)';
+  const warnings: string[] = [];
+  if (vaeEncoderOutput === 'latent_sample') {
+    const cost = family.kind === 'instruct-pix2pix'
+      ? 'InstructPix2Pix conditions on a randomly perturbed image latent instead of its mean, and results are not reproducible from a seed'
+      : 'img2img starts from an image latent sampled without the job seed, so results are not exactly reproducible from a seed';
+    warnings.push(
+      `vae_encoder returns "latent_sample", a sample drawn inside the graph with its own unseeded noise: ${cost}. ` +
+        'Re-export with optimum ≥ 1.23 (optimum-cli export onnx --model <id> <dir>) for "latent_parameters".',
+    );
+  }
+  return {
+    generation,
+    precision: sample?.type === 'float16' ? 'fp16' : 'fp32',
+    timestep: timestep ? `${timestep.type} ${scalar ? 'scalar' : `[${timestep.shape.join(', ')}]`}` : 'missing',
+    vaeEncoderOutput,
+    warnings,
+  };
+}

@@ -1,0 +1,35 @@
+/**
+ * One object per pipeline family, as diffusers has one pipeline class per family: it owns which
+ * folders it serves, its UNet layout, defaults, guidance branches, denoise steps and the run
+ * itself. The runner, the request resolver and the folder reader ask the family; a new family is
+ * one module plus its line in `index.ts`.
+ */
+import type { ModelDefaults } from '../modelFolder.js';
+import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams } from './common.js';
+
+/** What a family reads of a resolved edit to plan it. */
+export interface EditShape {
+  steps: number;
+  strength: number;
+  guidanceScale: number;
+  imageGuidanceScale: number;
+}
+
+export interface PipelineFamilyDef {
+  /** `Model.kind`. */
+  readonly kind: string;
+  /** For messages: "InstructPix2Pix". */
+  readonly describe: string;
+  /** model_index.json `_class_name`s this family serves (diffusers', optimum's and the ONNX converter's names). */
+  readonly pipelineClasses: RegExp;
+  /** UNet `sample` channels for a VAE with `latentChannels`. */
+  unetInChannels(latentChannels: number): number;
+  /** Defaults when the folder's edit-server.json does not set them. `null`: the option does not apply. */
+  readonly defaults: ModelDefaults;
+  /** UNet rows per output (1, or more with guidance), for memory planning. */
+  guidanceBranches(edit: EditShape): number;
+  /** Denoise steps one pipeline call runs. */
+  denoiseSteps(edit: EditShape): number;
+  /** Runs one micro-batch; returns each item's decoded pixels (signed range, planar). */
+  run(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, hooks: PipelineHooks): Promise<Float32Array[]>;
+}

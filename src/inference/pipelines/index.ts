@@ -1,0 +1,19 @@
+/** The pipeline families this server runs: the one list everything else derives from. */
+import type { PipelineFamilyDef } from './family.js';
+import { instructPix2Pix } from './instructPix2Pix.js';
+import { img2img } from './img2img.js';
+
+export const PIPELINE_FAMILIES: readonly PipelineFamilyDef[] = [instructPix2Pix, img2img];
+
+export type { PipelineFamilyDef } from './family.js';
+
+export function familyByKind(kind: string): PipelineFamilyDef {
+  const family = PIPELINE_FAMILIES.find((f) => f.kind === kind);
+  if (!family) throw new Error(`unknown pipeline family "${kind}"`);
+  return family;
+}
+
+/** The family serving a model_index.json `_class_name`, or null. */
+export function familyForPipelineClass(className: string): PipelineFamilyDef | null {
+  return PIPELINE_FAMILIES.find((f) => f.pipelineClasses.test(className)) ?? null;
+}
