@@ -128,17 +128,18 @@ export function createTokenizer(tokenizerJson: unknown, tokenizerConfig?: unknow
   if (specialTokensMap !== undefined && !isObject(specialTokensMap)) throw new Error('special_tokens_map.json: expected an object');
   const config = tokenizerConfig ?? {};
   // The library wants every block present; a tokenizer.json may leave out the ones it doesn't use.
-  const json = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [], ...tokenizerJson };
+  const json: Json = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [], ...tokenizerJson };
   const tokenizer = new Tokenizer(json, config);
 
   const probe = '\u0000';
-  const withSpecials = tokenizer.post_processor ? tokenizer.post_processor([probe], null, true).tokens : [probe];
+  const withSpecials: string[] = tokenizer.post_processor ? tokenizer.post_processor([probe], null, true).tokens : [probe];
   const idOf = (token: string, where: string): number => {
     const id = tokenizer.token_to_id(token);
     if (id === undefined) throw new Error(`${where}: token ${JSON.stringify(token)} is not in the vocabulary`);
     return id;
   };
   const at = withSpecials.indexOf(probe);
+  if (at < 0) throw new Error('tokenizer.json: post_processor drops the tokens it is given');
   const prefix = withSpecials.slice(0, at).map((t) => idOf(t, 'tokenizer.json: post_processor'));
   const suffix = withSpecials.slice(at + 1).map((t) => idOf(t, 'tokenizer.json: post_processor'));
 
