@@ -27,8 +27,6 @@ export interface PromptTokenizer {
   tokenize(text: string): string[];
 }
 
-/** A token in tokenizer_config.json / special_tokens_map.json: a string, or an AddedToken object. */
-type TokenEntry = string | { content: string } | null | undefined;
 type Json = Record<string, unknown>;
 
 const DEFAULT_MAX_LENGTH = 77;
@@ -38,6 +36,7 @@ function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** A token in tokenizer_config.json / special_tokens_map.json: a string, or an AddedToken object. */
 function tokenContent(entry: unknown, where: string): string | null {
   if (entry === undefined || entry === null) return null;
   if (typeof entry === 'string') return entry;
@@ -52,7 +51,7 @@ function tokenContent(entry: unknown, where: string): string | null {
 function specialTokens(config: Json, map: Json | undefined): Partial<Record<(typeof SPECIAL_KEYS)[number], string>> {
   const out: Partial<Record<(typeof SPECIAL_KEYS)[number], string>> = {};
   for (const key of SPECIAL_KEYS) {
-    const token = tokenContent(map?.[key] as TokenEntry, `special_tokens_map.json: ${key}`) ?? tokenContent(config[key] as TokenEntry, `tokenizer_config.json: ${key}`);
+    const token = tokenContent(map?.[key], `special_tokens_map.json: ${key}`) ?? tokenContent(config[key], `tokenizer_config.json: ${key}`);
     if (token !== null) out[key] = token;
   }
   return out;
