@@ -9,10 +9,32 @@
  * and the normalizer / pre_tokenizer / post_processor / decoder / model blocks are those of
  * transformers' fast CLIP tokenizer (clipTokenizerFiles.ts), as shipped with SD1.5 / InstructPix2Pix.
  */
-import { BYTE_LEVEL_ALPHABET, byteLevelEncode, createTokenizer } from "../src/inference/tokenizer.js";
+import { createTokenizer } from "../src/inference/tokenizer.js";
 import { CLIP_BOS as BOS, CLIP_EOS as EOS, clipTokenizerJson } from "../src/inference/clipTokenizerFiles.js";
 
 const SUFFIX = "</w>";
+
+const isPrintable = (b: number): boolean => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+
+/**
+ * GPT-2's byte → symbol table (bytes_to_unicode): printable bytes stand for themselves, the others
+ * (controls, space, 0x7F–0xA0, 0xAD) take U+0100 upwards in byte order.
+ */
+const BYTE_SYMBOL: readonly string[] = (() => {
+  let next = 0x100;
+  return Array.from({ length: 256 }, (_, b) => String.fromCodePoint(isPrintable(b) ? b : next++));
+})();
+
+/** The 256 byte-level symbols in CLIP's vocab order: printable bytes first ("!" = id 0), then the others. */
+const BYTE_LEVEL_ALPHABET: readonly string[] = [
+  ...BYTE_SYMBOL.filter((_, b) => isPrintable(b)),
+  ...BYTE_SYMBOL.filter((_, b) => !isPrintable(b)),
+];
+
+/** A string's UTF-8 bytes as byte-level symbols (one code point per byte). */
+function byteLevelEncode(text: string): string {
+  return Array.from(new TextEncoder().encode(text), (b) => BYTE_SYMBOL[b]!).join("");
+}
 
 /** Left-to-right merges that turn `word` into the single token `word</w>`. */
 function wordMerges(word: string): Array<[string, string]> {

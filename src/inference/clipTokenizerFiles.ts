@@ -1,16 +1,21 @@
 /**
  * CLIP's tokenizer as a `tokenizer.json` structure, built from the files a slow `CLIPTokenizer`
  * saves (`vocab.json` + `merges.txt`). diffusers pipelines (and optimum exports of them) ship only
- * those files; transformers turns them into the fast tokenizer with the same normalizer,
- * pre-tokenizer, BPE settings and post-processor as below (its CLIP converter), so both routes give
- * the same ids.
+ * those files; transformers turns them into the fast tokenizer with its CLIP converter
+ * (`CLIPConverter` in `convert_slow_tokenizer.py`), whose blocks this reproduces:
+ *
+ * - normalizer: NFC, every whitespace run → one space, lowercase;
+ * - pre-tokenizer: CLIP's word pattern (keeping the matches), then ByteLevel without a prefix space
+ *   (its GPT-2 split on: `use_regex` keeps its default, true);
+ * - model: BPE with `</w>` ending each word, no subword prefix, unknown pieces → the unk token;
+ * - post-processor: bos … eos (RobertaProcessing with CLIP's tokens).
  */
 
 export const CLIP_BOS = '<|startoftext|>';
 export const CLIP_EOS = '<|endoftext|>';
 const SUFFIX = '</w>';
-/** CLIP's pre-tokenizer pattern (Oniguruma syntax, as stored in tokenizer.json). */
-const CLIP_SPLIT_PATTERN = "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+";
+/** CLIP's word pattern (Oniguruma syntax, as stored in tokenizer.json), as the converter writes it. */
+const CLIP_SPLIT_PATTERN = "'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+";
 
 export interface ClipSpecialTokens {
   bos: string;
@@ -50,7 +55,7 @@ export function clipTokenizerJson(vocab: Record<string, number>, merges: readonl
       type: 'Sequence',
       pretokenizers: [
         { type: 'Split', pattern: { Regex: CLIP_SPLIT_PATTERN }, behavior: 'Removed', invert: true },
-        { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
+        { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
       ],
     },
     post_processor: { type: 'RobertaProcessing', sep: [specials.eos, eosId], cls: [specials.bos, bosId], trim_offsets: false, add_prefix_space: false },
