@@ -11,8 +11,13 @@ import type { ResolvedEdit } from './request.js';
 import { sizeMultiple } from './request.js';
 import { createScheduler, parseSchedulerConfig } from './schedulers/index.js';
 import { deriveSeed } from './random.js';
-import { decodeToTensor, encodeFromTensor, encodePreview, mimeTypeFor } from './imageIO.js';
+import { ImageDecodeError, decodeMask, decodeToTensor, encodeFromTensor, encodePreview, mimeTypeFor } from './imageIO.js';
 import type { DecodedImage } from './imageIO.js';
+
+/** A decoded input with its mask (feathered by maskBlur), [H·W], 1 = edit. */
+interface DecodedInput extends DecodedImage {
+  mask: Float32Array | null;
+}
 import { perItemBytes, planMicroBatches } from './memory.js';
 import { projectLatentToRgb } from './tensor.js';
 import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams, StepInfo } from './pipelines/common.js';
@@ -29,6 +34,8 @@ export interface ModelRuntime {
 
 export interface EditInput {
   bytes: Uint8Array;
+  /** Where to edit (see imageIO's decodeMask); absent or null edits the whole image. */
+  mask?: Uint8Array | null;
   /** Original file name, used by the CLI to name outputs. */
   name?: string;
 }
@@ -125,7 +132,7 @@ export function mergeKey(edit: ResolvedEdit): string | null {
 }
 
 /** Lays out every output in task then index order and splits them into micro-batches by size and memory. */
-function planBatches(spec: ModelSpec, edit: ResolvedEdit, tasks: readonly { edit: ResolvedEdit; decoded: readonly DecodedImage[] }[], memoryBudgetBytes: number): TaskBatch[] {
+function planBatches(spec: ModelSpec, edit: ResolvedEdit, tasks: readonly { edit: ResolvedEdit; decoded: readonly DecodedInput[] }[], memoryBudgetBytes: number): TaskBatch[] {
   const groups = new Map<string, TaskBatch>();
   tasks.forEach(({ edit: e, decoded }, task) => {
     decoded.forEach((img, inputIndex) => {
@@ -133,7 +140,7 @@ function planBatches(spec: ModelSpec, edit: ResolvedEdit, tasks: readonly { edit
       let group = groups.get(key);
       if (!group) groups.set(key, (group = { items: [], width: img.width, height: img.height }));
       for (let variant = 0; variant < e.n; variant++) {
-        group.items.push({ task, inputIndex, variant, seed: deriveSeed(e.seed, inputIndex, variant), prompt: e.prompts[inputIndex]!, image: img.data });
+        group.items.push({ task, inputIndex, variant, seed: deriveSeed(e.seed, inputIndex, variant), prompt: e.prompts[inputIndex]!, image: img.data, mask: img.mask });
       }
     });
   });
@@ -188,15 +195,23 @@ async function runEditsWith(scratch: Scratch, runtime: ModelRuntime, tasks: read
       tasks.map(async (task, t) => {
         try {
           return await Promise.all(
-            task.inputs.map((input) =>
-              decodeToTensor(input.bytes, task.edit.size, {
+            task.inputs.map(async (input, i) => {
+              const limits = { maxInputPixels: options.maxInputPixels };
+              const image = await decodeToTensor(input.bytes, task.edit.size, {
                 multiple,
                 maxPixels: spec.limits.maxPixels,
                 defaultSize: { width: dw ?? 512, height: dh ?? 512 },
-                limits: { maxInputPixels: options.maxInputPixels },
+                limits,
                 allocate: (length) => scratch.floats(length),
-              }),
-            ),
+              });
+              if (!input.mask) return { ...image, mask: null };
+              try {
+                return { ...image, mask: await decodeMask(input.mask, image.source, image, { limits, blur: task.edit.maskBlur }) };
+              } catch (err) {
+                if (err instanceof ImageDecodeError) throw new InferenceError(err.code, `masks[${i}]: ${err.message}`);
+                throw err;
+              }
+            }),
           );
         } catch (err) {
           fail(t, err);
@@ -278,6 +293,7 @@ async function runEditsWith(scratch: Scratch, runtime: ModelRuntime, tasks: read
         }
         images.forEach((rgb, i) => {
           const item = batch.items[i]!;
+          if (item.mask) compositeOutside(rgb, item.image, item.mask);
           results[item.task]!.push({ item, rgb, width: batch.width, height: batch.height });
         });
         // Tasks whose last outputs were in this batch are done: encode and hand them over now.
@@ -349,4 +365,18 @@ async function renderPreviews(spec: ModelSpec, batch: TaskBatch, info: StepInfo,
       return { index: item.inputIndex * n + item.variant, bytes, mimeType };
     }),
   );
+}
+
+/**
+ * Outside the mask an output is its input, exactly: out = m·decoded + (1−m)·input, in the VAE's
+ * signed range, in place.
+ */
+function compositeOutside(rgb: Float32Array, image: Float32Array, mask: Float32Array): void {
+  const n = mask.length;
+  for (let c = 0; c < 3; c++) {
+    for (let p = 0; p < n; p++) {
+      const m = mask[p]!;
+      rgb[c * n + p] = m * rgb[c * n + p]! + (1 - m) * (2 * image[c * n + p]! - 1);
+    }
+  }
 }

@@ -28,6 +28,8 @@ export interface DecodeLimits {
 export interface DecodedImage {
   width: number;
   height: number;
+  /** The input's own (orientation-corrected) size, before resizing. */
+  source: { width: number; height: number };
   /** RGB planar float in [0,1], layout [3, H, W] */
   data: Float32Array;
 }
@@ -325,7 +327,46 @@ export async function decodeToTensor(
     );
   }
   const planar = opts.allocate?.(3 * target.width * target.height);
-  return { width: target.width, height: target.height, data: rgb8ToPlanar(data, target.width, target.height, planar) };
+  return { width: target.width, height: target.height, source: { width: probe.width, height: probe.height }, data: rgb8ToPlanar(data, target.width, target.height, planar) };
+}
+
+/**
+ * An edit mask at `target` size (resized as its image is), one float per pixel, 1 = edit, 0 = keep.
+ * A mask with an alpha channel edits where alpha is 0 (OpenAI's rule); without alpha, white edits
+ * and black keeps (diffusers' and A1111's rule); grey is partial. The mask must have its image's
+ * size (`imageSize`, orientation-corrected). `blur` > 0 feathers it: a Gaussian of that standard
+ * deviation in output pixels.
+ */
+export async function decodeMask(
+  bytes: Uint8Array,
+  imageSize: { width: number; height: number },
+  target: TargetSize,
+  opts: { limits: DecodeLimits; blur?: number },
+): Promise<Float32Array> {
+  const limit = limitPixels(opts.limits);
+  const probe = await probeImage(bytes, opts.limits);
+  if (probe.width !== imageSize.width || probe.height !== imageSize.height) {
+    throw new ImageDecodeError('INVALID_IMAGE', `the mask is ${probe.width}x${probe.height} but its image is ${imageSize.width}x${imageSize.height}; a mask must have its image's size`);
+  }
+  let data: Buffer;
+  let fromAlpha: boolean;
+  try {
+    fromAlpha = (await sharpInput(bytes, limit).metadata()).hasAlpha === true;
+    let pipeline = sharpInput(bytes, limit).rotate();
+    pipeline = fromAlpha ? pipeline.ensureAlpha().extractChannel(3) : pipeline.flatten({ background: { r: 0, g: 0, b: 0 } }).toColourspace('b-w');
+    // Resized as its image is, with a kernel that cannot ring (no overshoot past the mask's edge).
+    pipeline = pipeline.resize(target.width, target.height, { fit: 'cover', position: 'centre', kernel: 'linear' });
+    // sharp's blur needs σ ≥ 0.3; it runs after the resize, so σ is in output pixels.
+    if (opts.blur && opts.blur >= 0.3) pipeline = pipeline.blur(opts.blur);
+    data = (await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true })).data;
+  } catch (err) {
+    throw mapSharpError(err, limit);
+  }
+  const n = target.width * target.height;
+  if (data.length !== n) throw new ImageDecodeError('INVALID_IMAGE', `unexpected mask decode result of ${data.length} values, wanted ${n}`);
+  const mask = new Float32Array(n);
+  for (let i = 0; i < n; i++) mask[i] = fromAlpha ? 1 - data[i]! / 255 : data[i]! / 255;
+  return mask;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import { normalizeSeed, randomSeed } from './random.js';
 
 export const MAX_PROMPT_LENGTH = 2000;
 export const MAX_GUIDANCE = 50;
+export const MAX_MASK_BLUR = 64;
 
 export interface EditOptions {
   prompt: string;
@@ -28,6 +29,8 @@ export interface EditOptions {
   outputFormat?: OutputFormat | null;
   outputQuality?: number | null;
   previewEvery?: number | null;
+  /** Feathering of mask edges: Gaussian standard deviation in output pixels. */
+  maskBlur?: number | null;
 }
 
 export interface ResolvedEdit {
@@ -45,6 +48,7 @@ export interface ResolvedEdit {
   outputFormat: OutputFormat;
   outputQuality: number | null;
   previewEvery: number;
+  maskBlur: number;
 }
 
 const bad = (message: string): InferenceError => new InferenceError('BAD_USER_INPUT', message);
@@ -116,6 +120,7 @@ export function resolveEditOptions(spec: ModelSpec, imageCount: number, options:
   if (!['png', 'jpeg', 'webp'].includes(outputFormat)) throw bad('outputFormat must be png, jpeg or webp');
   const outputQuality = options.outputQuality == null ? null : integerIn('outputQuality', options.outputQuality, 1, 100);
   const previewEvery = integerIn('previewEvery', options.previewEvery ?? 0, 0, 10_000);
+  const maskBlur = integerIn('maskBlur', options.maskBlur ?? 0, 0, MAX_MASK_BLUR);
   const seed = options.seed == null ? randomSeed() : normalizeSeed(integerIn('seed', options.seed, -(2 ** 53), 2 ** 53));
-  return { prompts, negativePrompt, n, size, steps, guidanceScale, imageGuidanceScale, strength, seed, scheduler, outputFormat, outputQuality, previewEvery };
+  return { prompts, negativePrompt, n, size, steps, guidanceScale, imageGuidanceScale, strength, seed, scheduler, outputFormat, outputQuality, previewEvery, maskBlur };
 }

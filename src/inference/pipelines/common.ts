@@ -17,6 +17,8 @@ export interface PipelineItem {
   prompt: string;
   /** The decoded input, planar [3, H, W] in [0,1]; variants of one input share the array. */
   image: Float32Array;
+  /** Where to edit, [H·W] in [0,1] (1 = edit); null edits the whole image. */
+  mask: Float32Array | null;
 }
 
 export interface PipelineParams {
@@ -151,6 +153,7 @@ export async function denoiseLatents(
   shape: LatentShape,
   hooks: PipelineHooks,
   scratch: Scratch,
+  blend: MaskBlend | null = null,
 ): Promise<Float32Array> {
   const itemSize = shape.channels * shape.height * shape.width;
   const scaled = scratch.floats(latents.length);
@@ -163,6 +166,7 @@ export async function denoiseLatents(
     const noisePred = await predictNoise(scaled, t);
     if (noise) drawNoise(generators, itemSize, noise);
     scheduler.step(noisePred, t, latents, noise, out);
+    blend?.(latents, i);
     await hooks.afterStep({ predOriginal: out.predOriginalSample, batch: generators.length, latentChannels: shape.channels, latentHeight: shape.height, latentWidth: shape.width });
   }
   return latents;
@@ -171,4 +175,55 @@ export async function denoiseLatents(
 /** The [B] timestep feed: the same t for every row. */
 export function timestepFeed(t: number, rows: number): { data: Float32Array; dims: number[] } {
   return { data: new Float32Array(rows).fill(t), dims: [rows] };
+}
+
+/** Resets the kept region of the latents after step `index` (see `maskBlend`). */
+export type MaskBlend = (latents: Float32Array, index: number) => void;
+
+/**
+ * The latent cells to denoise: 1 where any pixel of the cell is edited at all (≥ 2%), else 0. Grey
+ * and feathered values are applied once, exactly, when the output is composited with the mask.
+ */
+export function latentMask(mask: Float32Array, width: number, height: number, shape: LatentShape): Float32Array {
+  const fx = width / shape.width;
+  const fy = height / shape.height;
+  const out = new Float32Array(shape.width * shape.height);
+  for (let y = 0; y < height; y++) {
+    const row = Math.floor(y / fy) * shape.width;
+    for (let x = 0; x < width; x++) if (mask[y * width + x]! >= 0.02) out[row + Math.floor(x / fx)] = 1;
+  }
+  return out;
+}
+
+/**
+ * Masked edits on UNets without mask inputs, as diffusers' inpainting pipelines do with a
+ * 4-channel UNet: after every step, outside the mask the latents become the input's latents
+ * (`imageLatents`, model scale) noised with the run's own starting noise to the next timestep,
+ * and the input's latents themselves after the last step. Null when no item has a mask.
+ */
+export function maskBlend(
+  scheduler: Scheduler,
+  timesteps: ArrayLike<number>,
+  items: readonly PipelineItem[],
+  params: PipelineParams,
+  shape: LatentShape,
+  imageLatents: Float32Array,
+  noise: Float32Array,
+): MaskBlend | null {
+  if (!items.some((i) => i.mask)) return null;
+  const pixels = shape.height * shape.width;
+  const itemSize = shape.channels * pixels;
+  const masks = items.map((i) => (i.mask ? latentMask(i.mask, params.width, params.height, shape) : null));
+  return (latents, index) => {
+    const last = index === timesteps.length - 1;
+    const known = last ? imageLatents : scheduler.addNoise(imageLatents, noise, timesteps[index + 1]!);
+    masks.forEach((m, b) => {
+      if (!m) return;
+      const base = b * itemSize;
+      for (let c = 0; c < shape.channels; c++) {
+        const o = base + c * pixels;
+        for (let p = 0; p < pixels; p++) if (m[p] === 0) latents[o + p] = known[o + p]!;
+      }
+    });
+  };
 }

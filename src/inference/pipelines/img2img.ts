@@ -7,7 +7,7 @@ import { classifierFreeGuidance, concatBatches } from '../tensor.js';
 import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams } from './common.js';
 import type { PipelineFamilyDef } from './family.js';
 import {
-  decodeLatents, denoiseLatents, drawNoise, encodeImages, encodePrompts, generatorsFor, latentShapeFor, stackEmbeddings, timestepFeed,
+  decodeLatents, denoiseLatents, drawNoise, encodeImages, encodePrompts, generatorsFor, latentShapeFor, maskBlend, stackEmbeddings, timestepFeed,
 } from './common.js';
 
 /** diffusers' get_timesteps: how many of `steps` an img2img run actually denoises. */
@@ -47,7 +47,9 @@ async function runImg2Img(ctx: PipelineContext, items: readonly PipelineItem[], 
   const tStart = params.steps - denoiseSteps;
   scheduler.setBeginIndex(tStart);
   const timesteps = scheduler.timesteps.subarray(tStart);
-  const latents = scheduler.addNoise(initLatents, drawNoise(generators, itemSize), timesteps[0]!);
+  const noise = drawNoise(generators, itemSize);
+  const latents = scheduler.addNoise(initLatents, noise, timesteps[0]!);
+  const blend = maskBlend(scheduler, timesteps, items, params, shape, initLatents, noise);
 
   const rows = guided ? 2 * batch : batch;
   const guidedOut = ctx.scratch.floats(batch * itemSize);
@@ -62,7 +64,7 @@ async function runImg2Img(ctx: PipelineContext, items: readonly PipelineItem[], 
     return guided ? classifierFreeGuidance(pred, batch * itemSize, params.guidanceScale, guidedOut) : pred;
   };
 
-  const final = await denoiseLatents(scheduler, timesteps, latents, predictNoise, generators, shape, hooks, ctx.scratch);
+  const final = await denoiseLatents(scheduler, timesteps, latents, predictNoise, generators, shape, hooks, ctx.scratch, blend);
   return decodeLatents(ctx, final, batch, shape, params);
 }
 

@@ -7,11 +7,11 @@
  * Items are ordered image·n + variant throughout; prompts and image latents are paired per item
  * (diffusers' own repeat order mispairs them when several prompts meet n > 1).
  */
-import { concatBatches, instructPix2PixGuidance, scaleInPlace, writeChannelHalf } from '../tensor.js';
+import { concatBatches, instructPix2PixGuidance, scaleInPlace, scaleInto, writeChannelHalf } from '../tensor.js';
 import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams } from './common.js';
 import type { PipelineFamilyDef } from './family.js';
 import {
-  decodeLatents, denoiseLatents, drawNoise, encodeImages, encodePrompts, generatorsFor, latentShapeFor, stackEmbeddings, timestepFeed,
+  decodeLatents, denoiseLatents, drawNoise, encodeImages, encodePrompts, generatorsFor, latentShapeFor, maskBlend, stackEmbeddings, timestepFeed,
 } from './common.js';
 
 function instructPix2PixUsesGuidance(params: Pick<PipelineParams, 'guidanceScale' | 'imageGuidanceScale'>): boolean {
@@ -53,7 +53,11 @@ async function runInstructPix2Pix(ctx: PipelineContext, items: readonly Pipeline
   const scheduler = ctx.createScheduler(params.scheduler);
   scheduler.setTimesteps(params.steps);
   const generators = generatorsFor(items);
-  const latents = scaleInPlace(drawNoise(generators, itemSize, scratch.floats(batch * itemSize)), scheduler.initNoiseSigma);
+  const noise = drawNoise(generators, itemSize, scratch.floats(batch * itemSize));
+  const blend = items.some((i) => i.mask)
+    ? maskBlend(scheduler, scheduler.timesteps, items, params, shape, scaleInto(imageLatents, ctx.sessions.spec.scalingFactor, scratch.floats(imageLatents.length)), noise.slice())
+    : null;
+  const latents = scaleInPlace(noise, scheduler.initNoiseSigma);
 
   const predictNoise = async (scaled: Float32Array, t: number): Promise<Float32Array> => {
     // Every guidance branch gets the same noisy latents, written straight into the UNet input.
@@ -66,7 +70,7 @@ async function runInstructPix2Pix(ctx: PipelineContext, items: readonly Pipeline
     return guided ? instructPix2PixGuidance(pred, batch * itemSize, params.guidanceScale, params.imageGuidanceScale, guidedOut) : pred;
   };
 
-  const final = await denoiseLatents(scheduler, scheduler.timesteps, latents, predictNoise, generators, shape, hooks, scratch);
+  const final = await denoiseLatents(scheduler, scheduler.timesteps, latents, predictNoise, generators, shape, hooks, scratch, blend);
   return decodeLatents(ctx, final, batch, shape, params);
 }
 
