@@ -18,20 +18,13 @@ import { SCHEDULER_NAMES } from '../src/inference/schedulers/types.js';
 import { defaultModelsDir } from '../src/config.js';
 import { IMG2IMG_BASE_RGB, buildExportFixture } from '../models/exports.js';
 import { writeModelFolder } from '../models/generate.js';
-import { expectedColour, maxChannelDiff, pixelAt, twoColourPng } from './support/images.js';
+import { expectedColour, leftHalfMask, maxChannelDiff, pixelAt, twoColourPng } from './support/images.js';
 import type { Rgb } from './support/images.js';
 
 const W = 64;
 const H = 64;
 const LEFT: Rgb = [200, 60, 30];
 const RIGHT: Rgb = [20, 120, 220];
-
-/** A greyscale mask: white (edit) on the left half, black (keep) on the right. */
-export async function leftHalfMask(width = W, height = H, value = 255): Promise<Buffer> {
-  const raw = Buffer.alloc(width * height);
-  for (let y = 0; y < height; y++) for (let x = 0; x < width / 2; x++) raw[y * width + x] = value;
-  return sharp(raw, { raw: { width, height, channels: 1 } }).png().toBuffer();
-}
 
 /** OpenAI's convention: transparent (alpha 0) on the left half edits, opaque keeps. */
 async function leftHalfTransparent(): Promise<Buffer> {
@@ -63,7 +56,7 @@ describe('masked edits', () => {
 
   for (const scheduler of SCHEDULER_NAMES) {
     it(`InstructPix2Pix (4-channel blend) with ${scheduler}: exact edit inside, input outside`, async () => {
-      const out = await edit(engine, 'tiny-edit', { scheduler }, [{ bytes: image, mask: await leftHalfMask() }]);
+      const out = await edit(engine, 'tiny-edit', { scheduler }, [{ bytes: image, mask: await leftHalfMask(W, H) }]);
       const bytes = out.images[0]!.bytes;
       assert.ok(maxChannelDiff(await pixelAt(bytes, 8, 32), expectedColour(LEFT, 'sepia')) <= 2, 'inside');
       assert.ok(maxChannelDiff(await pixelAt(bytes, W - 8, 32), RIGHT) <= 1, 'outside');
@@ -75,7 +68,7 @@ describe('masked edits', () => {
     try {
       const base = IMG2IMG_BASE_RGB.map((v) => Math.round(v * 255)) as Rgb;
       for (const scheduler of SCHEDULER_NAMES) {
-        const out = await edit(fixture, 'fixture-img2img', { scheduler }, [{ bytes: image, mask: await leftHalfMask() }]);
+        const out = await edit(fixture, 'fixture-img2img', { scheduler }, [{ bytes: image, mask: await leftHalfMask(W, H) }]);
         const bytes = out.images[0]!.bytes;
         assert.ok(maxChannelDiff(await pixelAt(bytes, 8, 32), expectedColour(base, 'sepia')) <= 2, `${scheduler} inside`);
         assert.ok(maxChannelDiff(await pixelAt(bytes, W - 8, 32), RIGHT) <= 1, `${scheduler} outside`);
@@ -87,7 +80,7 @@ describe('masked edits', () => {
 
   it('takes per-image masks in one batch, unmasked images edited whole and unchanged by their neighbours', async () => {
     const alone = await edit(engine, 'tiny-edit', { prompt: 'invert' }, [{ bytes: image }]);
-    const out = await edit(engine, 'tiny-edit', { prompt: 'invert', n: 2 }, [{ bytes: image, mask: await leftHalfMask() }, { bytes: image, mask: null }, { bytes: image, mask: await leftHalfTransparent() }]);
+    const out = await edit(engine, 'tiny-edit', { prompt: 'invert', n: 2 }, [{ bytes: image, mask: await leftHalfMask(W, H) }, { bytes: image, mask: null }, { bytes: image, mask: await leftHalfTransparent() }]);
     assert.equal(out.images.length, 6);
     const inverted = (c: Rgb): Rgb => expectedColour(c, 'invert');
     for (const index of [0, 1, 4, 5]) {
@@ -107,8 +100,8 @@ describe('masked edits', () => {
   });
 
   it('maskBlur feathers the edge in output pixels and keeps the far side exact', async () => {
-    const hard = await edit(engine, 'tiny-edit', { prompt: 'invert' }, [{ bytes: image, mask: await leftHalfMask() }]);
-    const soft = await edit(engine, 'tiny-edit', { prompt: 'invert', maskBlur: 4 }, [{ bytes: image, mask: await leftHalfMask() }]);
+    const hard = await edit(engine, 'tiny-edit', { prompt: 'invert' }, [{ bytes: image, mask: await leftHalfMask(W, H) }]);
+    const soft = await edit(engine, 'tiny-edit', { prompt: 'invert', maskBlur: 4 }, [{ bytes: image, mask: await leftHalfMask(W, H) }]);
     const edge = W / 2;
     // Right at the edge (first kept column) the hard result is the input; the feathered one is part-edited.
     assert.ok(maxChannelDiff(await pixelAt(hard.images[0]!.bytes, edge, 32), RIGHT) <= 1);

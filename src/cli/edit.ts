@@ -17,6 +17,9 @@ import { ProgressBar } from './progressBar.js';
 const USAGE = `usage: npm run edit -- --image <file> [--image <file> ...] --prompt <text> [options]
 
   --image <file>            input image (repeatable; PNG, JPEG, WebP, AVIF, TIFF, GIF)
+  --mask <file>             where to edit, one per --image in order (repeatable; white or
+                            transparent edits, black or opaque keeps; the image's size)
+  --mask-blur <int>         feather mask edges: Gaussian sigma in output pixels (default 0)
   --prompt <text>           edit instruction for every image
   --image-prompt <text>     per-image instruction, one per --image in order (repeatable)
   --negative-prompt <text>
@@ -50,6 +53,8 @@ async function main(argv: string[]): Promise<number> {
       args: argv,
       options: {
         image: { type: 'string', multiple: true },
+        mask: { type: 'string', multiple: true },
+        'mask-blur': { type: 'string' },
         prompt: { type: 'string' },
         'image-prompt': { type: 'string', multiple: true },
         'negative-prompt': { type: 'string' },
@@ -87,13 +92,16 @@ async function main(argv: string[]): Promise<number> {
     if (scheduler !== undefined && !['EULER_ANCESTRAL', 'EULER', 'DDIM'].includes(scheduler)) throw new UsageError(`--scheduler must be EULER_ANCESTRAL, EULER or DDIM (got "${values.scheduler}")`);
     const format = values.format?.toLowerCase().replace('jpg', 'jpeg');
     if (format !== undefined && !['png', 'jpeg', 'webp'].includes(format)) throw new UsageError(`--format must be png, jpeg or webp (got "${values.format}")`);
-    const inputs = images.map((path) => {
+    const masks = values.mask ?? [];
+    if (masks.length > images.length) throw new UsageError(`${masks.length} --mask for ${images.length} --image: give at most one mask per image, in order`);
+    const read = (flag: string, path: string): Uint8Array => {
       try {
-        return { bytes: new Uint8Array(readFileSync(path)), name: path };
+        return new Uint8Array(readFileSync(path));
       } catch {
-        throw new UsageError(`cannot read --image ${path}`);
+        throw new UsageError(`cannot read --${flag} ${path}`);
       }
-    });
+    };
+    const inputs = images.map((path, i) => ({ bytes: read('image', path), name: path, mask: masks[i] === undefined ? null : read('mask', masks[i]!) }));
     engine = await InferenceEngine.start({ modelsDir: resolve(values['models-dir'] ?? process.env.MODELS_DIR ?? defaultModelsDir()), threading: 'inline' });
     const spec = engine.model(values.model ?? null);
     const edit = resolveEditOptions(spec, inputs.length, {
@@ -110,6 +118,7 @@ async function main(argv: string[]): Promise<number> {
       scheduler: scheduler as SchedulerName | undefined,
       outputFormat: format as OutputFormat | undefined,
       outputQuality: numberArg('quality', values.quality, true),
+      maskBlur: numberArg('mask-blur', values['mask-blur'], true),
     });
     const bar = new ProgressBar();
     const output = await engine.edit(spec.id, edit, inputs, { onProgress: (u) => bar.update(u.step, u.totalSteps) });

@@ -6,7 +6,7 @@
 import type { InferenceEngine } from '../inference/engine.js';
 import type { EditOptions } from '../inference/request.js';
 import { resolveEditOptions } from '../inference/request.js';
-import { probeImage, ImageDecodeError } from '../inference/imageIO.js';
+import { decodeMask, probeImage, ImageDecodeError } from '../inference/imageIO.js';
 import { InferenceError } from '../inference/errors.js';
 import { ServiceError } from '../errors.js';
 import type { JobBackend } from './types.js';
@@ -30,6 +30,8 @@ export interface UploadLimits {
 export interface EditSubmission {
   model?: string | null;
   images: readonly UploadedFile[];
+  /** At most one per image, in upload order; null or missing: edit the whole image. */
+  masks?: readonly (UploadedFile | null | undefined)[] | null;
   options: EditOptions;
 }
 
@@ -48,18 +50,30 @@ export class EditService {
       total += f.size;
     });
     if (total > this.limits.maxTotalBytes) throw new ServiceError('PAYLOAD_TOO_LARGE', `the images total ${total} bytes; the limit is ${this.limits.maxTotalBytes} bytes per job`);
+    const masks = submission.masks ?? [];
+    if (masks.length > files.length) throw new ServiceError('BAD_USER_INPUT', `${masks.length} masks for ${files.length} images: give at most one mask per image, in upload order`);
+    masks.forEach((m, i) => {
+      if (m && m.size > this.limits.maxFileBytes) throw new ServiceError('PAYLOAD_TOO_LARGE', `masks[${i}] is ${m.size} bytes; the limit is ${this.limits.maxFileBytes} bytes per file`);
+      if (m) total += m.size;
+    });
+    if (total > this.limits.maxTotalBytes) throw new ServiceError('PAYLOAD_TOO_LARGE', `the images and masks total ${total} bytes; the limit is ${this.limits.maxTotalBytes} bytes per job`);
     // Options first: a bad argument is reported before any image work.
     const edit = resolveEditOptions(spec, files.length, submission.options);
+    const limits = { maxInputPixels: this.limits.maxInputPixels };
+    const named = (what: string, f: UploadedFile) => (err: unknown): never => {
+      if (err instanceof ImageDecodeError) throw new InferenceError(err.code, `${what}${f.name ? ` (${f.name})` : ''}: ${err.message}`);
+      throw err;
+    };
     const inputs = await Promise.all(
       files.map(async (f, i) => {
         const bytes = new Uint8Array(await f.arrayBuffer());
-        try {
-          await probeImage(bytes, { maxInputPixels: this.limits.maxInputPixels });
-        } catch (err) {
-          if (err instanceof ImageDecodeError) throw new InferenceError(err.code, `images[${i}]${f.name ? ` (${f.name})` : ''}: ${err.message}`);
-          throw err;
-        }
-        return { bytes, name: f.name };
+        const probe = await probeImage(bytes, limits).catch(named(`images[${i}]`, f));
+        const maskFile = masks[i];
+        if (!maskFile) return { bytes, name: f.name };
+        const mask = new Uint8Array(await maskFile.arrayBuffer());
+        // Decoded in full now, so a bad mask is refused before a job exists.
+        await decodeMask(mask, probe, probe, { limits }).catch(named(`masks[${i}]`, maskFile));
+        return { bytes, name: f.name, mask };
       }),
     );
     return this.jobs.submit(spec.id, edit, inputs);

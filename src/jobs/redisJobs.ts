@@ -60,7 +60,7 @@ export class RedisJobBackend implements JobBackend {
     if (waiting >= this.config.maxQueuedJobs) {
       throw new ServiceError('QUEUE_FULL', `the queue is full (${this.config.maxQueuedJobs} jobs waiting); retry later`, { retryAfterSeconds: 5 });
     }
-    const bytes = inputs.reduce((n, i) => n + i.bytes.byteLength, 0);
+    const bytes = inputs.reduce((n, i) => n + i.bytes.byteLength + (i.mask?.byteLength ?? 0), 0);
     if (bytes > this.config.maxInputBytes) throw new ServiceError('PAYLOAD_TOO_LARGE', `inputs of ${bytes} bytes are over the queue's limit of ${this.config.maxInputBytes}`);
     const id = randomUUID();
     const snapshot: JobSnapshot = {
@@ -70,7 +70,11 @@ export class RedisJobBackend implements JobBackend {
     const ttl = this.ttl();
     const multi = this.redis.multi();
     multi.set(keys.snapshot(id), toWire({ seq: 0, snapshot }), 'PX', ttl);
-    inputs.forEach((input, i) => multi.hset(keys.inputs(id), String(i), Buffer.from(input.bytes.buffer, input.bytes.byteOffset, input.bytes.byteLength)));
+    const buffer = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+    inputs.forEach((input, i) => {
+      multi.hset(keys.inputs(id), String(i), buffer(input.bytes));
+      if (input.mask) multi.hset(keys.inputs(id), `mask:${i}`, buffer(input.mask));
+    });
     multi.pexpire(keys.inputs(id), ttl);
     await multi.exec();
     await this.queue.add('edit', { id, modelId, edit, inputCount: inputs.length }, { jobId: id, attempts: this.config.attempts, removeOnComplete: true, removeOnFail: true });

@@ -53,7 +53,10 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
       await record(id, { type: 'queued', jobId: id, status: 'QUEUED', position: 1 });
     }
     const stored = await redis.hgetallBuffer(keys.inputs(id));
-    const inputs = Array.from({ length: inputCount }, (_, i) => ({ bytes: new Uint8Array(stored[String(i)] ?? Buffer.alloc(0)) }));
+    const inputs = Array.from({ length: inputCount }, (_, i) => {
+      const mask = stored[`mask:${i}`];
+      return { bytes: new Uint8Array(stored[String(i)] ?? Buffer.alloc(0)), mask: mask ? new Uint8Array(mask) : null };
+    });
     const abort = new AbortController();
     aborts.set(id, abort);
     let reason: 'CANCELLED' | 'TIMEOUT' | null = null;

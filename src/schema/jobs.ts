@@ -96,6 +96,12 @@ builder.mutationFields((t) => ({
       'Queue one edit of all `images` as a single batched job. Each input image gets `n`\nvariants; the job\'s outputs are ordered input by input: all variants of image 0,\nthen all of image 1, and so on. Returns at once with the job in QUEUED (or RUNNING)\nstate; progress and the result arrive through `editJobEvents`, or by polling `editJob`.\nUnset arguments take the chosen model\'s defaults (see `Model.defaults`).',
     args: {
       images: t.arg({ type: ['Upload'], required: true }),
+      masks: t.arg({
+        type: ['Upload'],
+        required: { list: false, items: false },
+        description: 'Optional per-image masks, at most one per image in upload order; null edits the whole image. A mask must have its image\'s size. With an alpha channel, fully transparent pixels are edited (OpenAI\'s rule); without one, white is edited and black kept; grey edits partly. Outside the mask the output is the input\'s pixels.',
+      }),
+      maskBlur: t.arg.int({ description: 'Feathers mask edges: a Gaussian of this standard deviation in output pixels (0..64, default 0).' }),
       prompt: t.arg.string({ required: true, description: 'The edit instruction applied to every image that has no entry in `prompts`.' }),
       prompts: t.arg.stringList({ description: 'Optional per-image instructions: exactly one per image, in upload order; each overrides `prompt` for its image.' }),
       negativePrompt: t.arg.string(),
@@ -116,6 +122,7 @@ builder.mutationFields((t) => ({
       ctx.edits.submit({
         model: args.model,
         images: args.images,
+        masks: args.masks,
         options: { ...args, outputFormat: args.outputFormat ? FORMAT[args.outputFormat] : null },
       }),
   }),

@@ -35,8 +35,9 @@ class RestError extends ServiceError {
   }
 }
 
-const IGNORED = new Set(['quality', 'background', 'input_fidelity', 'user', 'moderation', 'mask']);
-const KNOWN = new Set(['images', 'image', 'image[]', 'prompt', 'negative_prompt', 'size', 'n', 'num_inference_steps', 'guidance_scale', 'true_cfg_scale', 'image_guidance_scale', 'strength', 'seed', 'model', 'scheduler', 'output_format', 'output_compression', 'response_format', 'stream', 'partial_images']);
+/** OpenAI fields with no effect here (quality tiers, fidelity, moderation, end-user ids). */
+const IGNORED = new Set(['quality', 'input_fidelity', 'user', 'moderation']);
+const KNOWN = new Set(['images', 'image', 'image[]', 'mask', 'mask[]', 'mask_blur', 'background', 'prompt', 'negative_prompt', 'size', 'n', 'num_inference_steps', 'guidance_scale', 'true_cfg_scale', 'image_guidance_scale', 'strength', 'seed', 'model', 'scheduler', 'output_format', 'output_compression', 'response_format', 'stream', 'partial_images']);
 
 function sendError(res: ServerResponse, err: unknown, log: Logger): void {
   const e = toServiceError(err);
@@ -93,6 +94,7 @@ function booleanField(form: FormData, name: string): boolean {
 interface ParsedRequest {
   model: string | null;
   files: UploadedFile[];
+  masks: UploadedFile[];
   options: EditOptions;
   stream: boolean;
   partialImages: number;
@@ -110,6 +112,19 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
     }
   }
   if (files.length === 0) throw new RestError('BAD_USER_INPUT', 'at least one image is required (field "images", "image" or "image[]")', 'images');
+  // OpenAI's `mask` applies to the first image; `mask[]` gives one per image in order.
+  const masks: UploadedFile[] = [];
+  for (const key of ['mask', 'mask[]']) {
+    for (const value of form.getAll(key)) {
+      if (typeof value === 'string') throw new RestError('BAD_USER_INPUT', `${key} must be a file`, key);
+      masks.push(value);
+    }
+  }
+  if (masks.length > files.length) throw new RestError('BAD_USER_INPUT', `${masks.length} masks for ${files.length} images: give at most one per image, in order`, 'mask');
+  const background = stringField(form, 'background');
+  if (background !== undefined && !['auto', 'opaque'].includes(background)) {
+    throw new RestError('BAD_USER_INPUT', 'background must be auto or opaque: outputs have no alpha channel here', 'background');
+  }
   const prompt = stringField(form, 'prompt');
   if (prompt === undefined) throw new RestError('BAD_USER_INPUT', 'prompt is required', 'prompt');
   const responseFormat = stringField(form, 'response_format') ?? 'b64_json';
@@ -132,6 +147,7 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
   return {
     model,
     files,
+    masks,
     stream,
     partialImages,
     options: {
@@ -148,6 +164,7 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
       scheduler: scheduler as SchedulerName | undefined,
       outputFormat: format as OutputFormat | undefined,
       outputQuality: compression === undefined ? undefined : Math.max(1, compression),
+      maskBlur: numberField(form, 'mask_blur', true),
     },
   };
 }
@@ -198,7 +215,7 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
     const parsed = parseForm(form, deps.engine);
     const steps = parsed.options.steps ?? deps.engine.model(parsed.model).defaults.steps;
     if (parsed.stream && parsed.partialImages > 0) parsed.options.previewEvery = Math.max(1, Math.floor(steps / (parsed.partialImages + 1)));
-    job = await deps.edits.submit({ model: parsed.model, images: parsed.files, options: parsed.options });
+    job = await deps.edits.submit({ model: parsed.model, images: parsed.files, masks: parsed.masks, options: parsed.options });
     const format = parsed.options.outputFormat ?? 'png';
     const created = Math.floor(job.createdAt);
     if (parsed.stream) {

@@ -207,6 +207,8 @@ export type MutationEditImagesArgs = {
   guidanceScale?: InputMaybe<Scalars['Float']['input']>;
   imageGuidanceScale?: InputMaybe<Scalars['Float']['input']>;
   images: Array<Scalars['Upload']['input']>;
+  maskBlur?: InputMaybe<Scalars['Int']['input']>;
+  masks?: InputMaybe<Array<InputMaybe<Scalars['Upload']['input']>>>;
   model?: InputMaybe<Scalars['String']['input']>;
   n?: InputMaybe<Scalars['Int']['input']>;
   negativePrompt?: InputMaybe<Scalars['String']['input']>;

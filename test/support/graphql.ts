@@ -18,11 +18,19 @@ export async function postGraphQL<T>(url: string, query: string | DocumentNode, 
 }
 
 /** A GraphQL multipart request (operations + map + files), as curl -F or apollo-upload-client send it. */
-export async function postMultipart<T>(url: string, query: string | DocumentNode, variables: Record<string, unknown>, files: { bytes: Uint8Array; name: string }[], headers: Record<string, string> = { 'apollo-require-preflight': 'true' }): Promise<{ status: number; body: GraphQLResponse<T> }> {
+export async function postMultipart<T>(url: string, query: string | DocumentNode, variables: Record<string, unknown>, files: { bytes: Uint8Array; name: string }[], headers: Record<string, string> = { 'apollo-require-preflight': 'true' }, masks?: (Uint8Array | null)[]): Promise<{ status: number; body: GraphQLResponse<T> }> {
   const form = new FormData();
-  form.set('operations', JSON.stringify({ query: typeof query === 'string' ? query : print(query), variables: { ...variables, images: files.map(() => null) } }));
-  form.set('map', JSON.stringify(Object.fromEntries(files.map((_, i) => [String(i), [`variables.images.${i}`]]))));
+  const vars = { ...variables, images: files.map(() => null), ...(masks ? { masks: masks.map(() => null) } : {}) };
+  form.set('operations', JSON.stringify({ query: typeof query === 'string' ? query : print(query), variables: vars }));
+  const map: Record<string, string[]> = Object.fromEntries(files.map((_, i) => [String(i), [`variables.images.${i}`]]));
+  masks?.forEach((m, i) => {
+    if (m) map[`m${i}`] = [`variables.masks.${i}`];
+  });
+  form.set('map', JSON.stringify(map));
   files.forEach((f, i) => form.set(String(i), new Blob([new Uint8Array(f.bytes)]), f.name));
+  masks?.forEach((m, i) => {
+    if (m) form.set(`m${i}`, new Blob([new Uint8Array(m)]), `mask-${i}.png`);
+  });
   const res = await fetch(`${url}/graphql`, { method: 'POST', body: form, headers });
   const text = await res.text();
   let body: GraphQLResponse<T>;

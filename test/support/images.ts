@@ -60,3 +60,10 @@ export function expectedColour(colour: Rgb, ...edits: (keyof typeof reference)[]
 export function maxChannelDiff(a: readonly number[], b: readonly number[]): number {
   return Math.max(...a.map((v, i) => Math.abs(v - b[i]!)));
 }
+
+/** A greyscale mask: `value` (255 = edit) on the left half, black (keep) on the right. */
+export async function leftHalfMask(width: number, height: number, value = 255): Promise<Buffer> {
+  const raw = Buffer.alloc(width * height);
+  for (let y = 0; y < height; y++) for (let x = 0; x < width / 2; x++) raw[y * width + x] = value;
+  return sharp(raw, { raw: { width, height, channels: 1 } }).png().toBuffer();
+}
