@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import ort from 'onnxruntime-node';
 import { EXPORT_GENERATIONS, IMG2IMG_BASE_RGB, buildExportFixture } from '../models/exports.js';
-import type { ExportFixtureOptions, ExportGeneration } from '../models/exports.js';
+import type { ExportFixtureOptions, ExportGeneration, FixtureFamily } from '../models/exports.js';
 import { writeModelFolder } from '../models/generate.js';
 import { GraphBuilder } from '../models/onnx/graph.js';
 import { InferenceEngine } from '../src/inference/engine.js';
@@ -61,18 +61,21 @@ async function meanColour(bytes: Uint8Array): Promise<Rgb> {
 }
 
 const IMG2IMG_BASE = IMG2IMG_BASE_RGB.map((v) => Math.round(v * 255)) as Rgb;
+/** What an inpainting UNet sees where it edits: the masked image's mid-grey (0 in the VAE's range). */
+const MID_GREY: Rgb = [127.5, 127.5, 127.5];
+const BASE: Record<FixtureFamily, Rgb> = { 'instruct-pix2pix': INPUT, img2img: IMG2IMG_BASE, inpaint: MID_GREY };
 
 interface Case {
   label: string;
   options: Partial<EditOptions>;
   /** Expected colour of every output pixel. */
-  want(family: 'instruct-pix2pix' | 'img2img'): Rgb;
+  want(family: FixtureFamily): Rgb;
 }
 
 const CASES: Case[] = [
-  { label: '1 row: one image, n=1, unguided', options: { prompt: 'sepia', guidanceScale: 1, imageGuidanceScale: 1 }, want: (f) => expectedColour(f === 'img2img' ? IMG2IMG_BASE : INPUT, 'sepia') },
-  { label: '4 rows: n=4, unguided', options: { prompt: 'grayscale', n: 4, guidanceScale: 1, imageGuidanceScale: 1 }, want: (f) => expectedColour(f === 'img2img' ? IMG2IMG_BASE : INPUT, 'grayscale') },
-  { label: '2–3 rows: one image, guided', options: { prompt: 'darker', guidanceScale: 1.5, imageGuidanceScale: 1 }, want: (f) => guided(f === 'img2img' ? IMG2IMG_BASE : INPUT, 'darker', 1.5) },
+  { label: '1 row: one image, n=1, unguided', options: { prompt: 'sepia', guidanceScale: 1, imageGuidanceScale: 1 }, want: (f) => expectedColour(BASE[f], 'sepia') },
+  { label: '4 rows: n=4, unguided', options: { prompt: 'grayscale', n: 4, guidanceScale: 1, imageGuidanceScale: 1 }, want: (f) => expectedColour(BASE[f], 'grayscale') },
+  { label: '2–3 rows: one image, guided', options: { prompt: 'darker', guidanceScale: 1.5, imageGuidanceScale: 1 }, want: (f) => guided(BASE[f], 'darker', 1.5) },
 ];
 
 describe('exported pipelines as real exporters write them', () => {
@@ -97,7 +100,7 @@ describe('exported pipelines as real exporters write them', () => {
 
   const variants: { name: string; options: ExportFixtureOptions }[] = [];
   for (const generation of EXPORT_GENERATIONS) {
-    for (const family of ['instruct-pix2pix', 'img2img'] as const) variants.push({ name: `${generation}-${family}`, options: { generation, family } });
+    for (const family of ['instruct-pix2pix', 'img2img', 'inpaint'] as const) variants.push({ name: `${generation}-${family}`, options: { generation, family } });
   }
   variants.push({ name: 'optimum-1.24-fp16-external', options: { generation: 'optimum-1.24', family: 'instruct-pix2pix', fp16: true, externalData: true } });
 

@@ -158,6 +158,8 @@ export type Model = {
   /** The pipeline family, e.g. instruct-pix2pix or img2img. */
   kind: Scalars['String']['output'];
   limits: ModelLimits;
+  /** How `masks` are applied: 'unet-mask-channels' (an inpainting UNet takes the mask and masked image) or 'latent-blend' (the latents outside the mask are reset to the input's after every step, as diffusers does with other UNets). */
+  maskMethod: Scalars['String']['output'];
   /** fp32 or fp16, as the UNet declares its ports. */
   precision: Scalars['String']['output'];
   /** What this folder costs clients (e.g. an unseeded VAE sample, a scheduler fallback); empty when nothing. */

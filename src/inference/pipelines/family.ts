@@ -22,6 +22,11 @@ export interface PipelineFamilyDef {
   readonly describe: string;
   /** model_index.json `_class_name`s this family serves (diffusers', optimum's and the ONNX converter's names). */
   readonly pipelineClasses: RegExp;
+  /**
+   * How masks are applied: the UNet takes the mask and masked image as extra input channels
+   * (inpainting UNets), or the latents outside the mask are reset after every step (any UNet).
+   */
+  readonly maskMethod: 'unet-mask-channels' | 'latent-blend';
   /** UNet `sample` channels for a VAE with `latentChannels`. */
   unetInChannels(latentChannels: number): number;
   /** Defaults when the folder's edit-server.json does not set them. `null`: the option does not apply. */

@@ -72,6 +72,7 @@ async function runImg2Img(ctx: PipelineContext, items: readonly PipelineItem[], 
 export const img2img: PipelineFamilyDef = {
   kind: 'img2img',
   describe: 'Stable Diffusion img2img',
+  maskMethod: 'latent-blend',
   pipelineClasses: /^(ORT|Onnx)?StableDiffusion(Img2Img)?Pipeline$|^StableDiffusionOnnxPipeline$/,
   unetInChannels: (latentChannels) => latentChannels,
   defaults: { steps: 25, guidanceScale: 7.5, imageGuidanceScale: null, strength: 0.8, scheduler: 'EULER', size: '512x512' },

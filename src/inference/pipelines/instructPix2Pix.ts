@@ -77,6 +77,7 @@ async function runInstructPix2Pix(ctx: PipelineContext, items: readonly Pipeline
 export const instructPix2Pix: PipelineFamilyDef = {
   kind: 'instruct-pix2pix',
   describe: 'InstructPix2Pix',
+  maskMethod: 'latent-blend',
   pipelineClasses: /InstructPix2Pix/,
   unetInChannels: (latentChannels) => 2 * latentChannels,
   defaults: { steps: 20, guidanceScale: 7.5, imageGuidanceScale: 1.5, strength: null, scheduler: 'EULER_ANCESTRAL', size: '512x512' },
