@@ -146,13 +146,6 @@ export function readModelFolder(dir: string, id: string): ModelSpec {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ModelFolderError(`model folder ${dir} does not exist`);
   const index = readJson(dir, 'model_index.json')!;
   const schedulerJson = readJson(dir, 'scheduler/scheduler_config.json')!;
-  for (const name of SCHEDULER_NAMES) {
-    try {
-      parseSchedulerConfig(schedulerJson, name);
-    } catch (err) {
-      throw new ModelFolderError(`model folder ${dir}: scheduler/scheduler_config.json (for ${name}): ${(err as Error).message}`);
-    }
-  }
   const paths = {
     tokenizerDir: join(dir, 'tokenizer'),
     textEncoder: requireFile(dir, 'text_encoder/model.onnx'),
@@ -173,6 +166,13 @@ export function readModelFolder(dir: string, id: string): ModelSpec {
   const family = familyFromModelIndex(index, unetInChannels, latentChannels);
 
   const server = readJson(dir, SERVER_CONFIG_FILE, false) ?? {};
+  const defaults = parseDefaults(server.defaults, family, dir);
+  // The default scheduler must run; requests for another one are checked when they come (request.ts).
+  try {
+    parseSchedulerConfig(schedulerJson, defaults.scheduler);
+  } catch (err) {
+    throw new ModelFolderError(`model folder ${dir}: scheduler/scheduler_config.json (for ${defaults.scheduler}): ${(err as Error).message}`);
+  }
   const limitsRaw = (server.limits ?? {}) as Record<string, unknown>;
   const memoryRaw = (server.memory ?? {}) as Record<string, unknown>;
   const weightBytes = onnxBytes(dir);
@@ -195,7 +195,7 @@ export function readModelFolder(dir: string, id: string): ModelSpec {
     vaeScaleFactor: 2 ** Math.max(0, blocks - 1),
     latentChannels,
     unetInChannels,
-    defaults: parseDefaults(server.defaults, family, dir),
+    defaults,
     limits: {
       maxImagesPerJob: num(limitsRaw, 'maxImagesPerJob', 8),
       maxN: num(limitsRaw, 'maxN', 4),

@@ -6,6 +6,7 @@
 import type { ModelSpec } from './modelFolder.js';
 import type { SchedulerName } from './schedulers/types.js';
 import { SCHEDULER_NAMES } from './schedulers/types.js';
+import { createScheduler, parseSchedulerConfig } from './schedulers/index.js';
 import type { OutputFormat, TargetSize } from './imageIO.js';
 import { InferenceError } from './errors.js';
 import { normalizeSeed, randomSeed } from './random.js';
@@ -113,6 +114,13 @@ export function resolveEditOptions(spec: ModelSpec, imageCount: number, options:
   }
   const scheduler = options.scheduler ?? d.scheduler;
   if (!SCHEDULER_NAMES.includes(scheduler)) throw bad(`scheduler must be one of ${SCHEDULER_NAMES.join(', ')}`);
+  // The folder's scheduler_config.json may not suit every scheduler (e.g. thresholding for DPMPP_2M),
+  // and some step counts do not suit some schedulers (LCM: at most original_inference_steps).
+  try {
+    createScheduler(scheduler, parseSchedulerConfig(spec.schedulerJson, scheduler)).setTimesteps(steps);
+  } catch (err) {
+    throw bad(`scheduler ${scheduler} cannot run ${steps} steps of model ${spec.id}: ${(err as Error).message}`);
+  }
   const outputFormat = options.outputFormat ?? 'png';
   if (!['png', 'jpeg', 'webp'].includes(outputFormat)) throw bad('outputFormat must be png, jpeg or webp');
   const outputQuality = options.outputQuality == null ? null : integerIn('outputQuality', options.outputQuality, 1, 100);
