@@ -129,7 +129,14 @@ export function resolveEditOptions(spec: ModelSpec, imageCount: number, options:
   return { prompts, negativePrompt, n, size, steps, guidanceScale, imageGuidanceScale, strength, seed, scheduler, outputFormat, outputQuality, previewEvery };
 }
 
-/** Denoise steps one micro-batch runs (img2img skips the first part of the schedule). */
-export function denoiseStepsPerBatch(spec: ModelSpec, edit: Pick<ResolvedEdit, 'steps' | 'strength'>): number {
-  return spec.family === 'img2img' ? img2imgDenoiseSteps(edit.steps, edit.strength) : edit.steps;
+/**
+ * Denoise steps (UNet evaluations) one micro-batch runs: the scheduler's timesteps, which PNDM
+ * lengthens (one repeat for PLMS, eight more for its Runge–Kutta start), less the part of the
+ * schedule that img2img skips.
+ */
+export function denoiseStepsPerBatch(spec: ModelSpec, edit: Pick<ResolvedEdit, 'steps' | 'strength' | 'scheduler'>): number {
+  const scheduler = createScheduler(edit.scheduler, parseSchedulerConfig(spec.schedulerJson, edit.scheduler));
+  scheduler.setTimesteps(edit.steps);
+  const skipped = spec.family === 'img2img' ? edit.steps - img2imgDenoiseSteps(edit.steps, edit.strength) : 0;
+  return scheduler.timesteps.length - skipped;
 }
