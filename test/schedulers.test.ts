@@ -5,7 +5,11 @@
  */
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
+
+import { PROJECT_ROOT } from '../src/config.js';
 
 import {
   DDIMScheduler,
@@ -1136,6 +1140,21 @@ describe('parseSchedulerConfig / createScheduler', () => {
       assert.equal(got.name, name, className);
       if (warning) assert.match(got.warning ?? '', warning, className);
       else assert.equal(got.warning, null, className);
+    }
+  });
+});
+
+describe('documentation', () => {
+  it('lists every scheduler, beside the diffusers class that schedulerForClassName maps to it', () => {
+    const models = readFileSync(join(PROJECT_ROOT, 'docs/models.md'), 'utf8');
+    for (const name of SCHEDULER_NAMES) {
+      const row = new RegExp(`^\\| \`${name}\` \\| \`(\\w+)\``, 'm').exec(models);
+      assert.ok(row, `docs/models.md has no row for ${name}`);
+      const config = name === 'DPMPP_2M_KARRAS' ? { use_karras_sigmas: true } : {};
+      assert.deepEqual(schedulerForClassName(row[1]!, config), { name, warning: null }, `docs/models.md: ${name}`);
+      for (const doc of ['docs/api.md', 'docs/rest.md']) {
+        assert.ok(readFileSync(join(PROJECT_ROOT, doc), 'utf8').includes(`\`${name}\``), `${doc}: ${name}`);
+      }
     }
   });
 });
