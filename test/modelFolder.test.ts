@@ -14,6 +14,7 @@ import { GraphBuilder } from '../models/onnx/graph.js';
 import type { Dim } from '../models/onnx/graph.js';
 import { listModelFolders, readModelFolder, ModelFolderError } from '../src/inference/modelFolder.js';
 import { resolveEditOptions } from '../src/inference/request.js';
+import { parseDiffusersJson } from '../src/inference/diffusersJson.js';
 import { SCHEDULER_NAMES } from '../src/inference/schedulers/types.js';
 import { openModelSessions } from '../src/inference/sessions.js';
 
@@ -207,6 +208,26 @@ describe('tiny-edit model folder', () => {
       assert.throws(() => resolveEditOptions(spec, 1, { prompt: 'x', scheduler: 'PNDM', steps: 3 }), /at least 4 steps/);
       const plain = readModelFolder(TINY_EDIT_DIR, 'tiny-edit');
       assert.throws(() => resolveEditOptions(plain, 1, { prompt: 'x', scheduler: 'LCM', steps: 51 }), /original_inference_steps/);
+    });
+
+    it("parseDiffusersJson reads json.dumps' Infinity, -Infinity and NaN, and leaves strings alone", () => {
+      const v = parseDiffusersJson('{"a": -Infinity, "b": [Infinity, NaN, 1], "c": "NaN -Infinity \\" Infinity", "d": {"e": -1.5e3}}') as Record<string, unknown>;
+      assert.equal(v.a, -Infinity);
+      assert.deepEqual(v.b, [Infinity, NaN, 1]);
+      assert.equal(v.c, 'NaN -Infinity " Infinity');
+      assert.deepEqual(v.d, { e: -1500 });
+      assert.throws(() => parseDiffusersJson('{"a": Inf}'), SyntaxError);
+    });
+
+    it("reads Python's -Infinity in a diffusers DPM-Solver config (lambda_min_clipped), and DPMPP_2M runs from it", () => {
+      const dir = brokenCopy((d) => {
+        const path = join(d, 'scheduler', 'scheduler_config.json');
+        const dpm = { ...JSON.parse(readFileSync(path, 'utf8')), _class_name: 'DPMSolverMultistepScheduler', algorithm_type: 'dpmsolver++', solver_order: 2, variance_type: null, lambda_min_clipped: 'LAMBDA' };
+        writeFileSync(path, JSON.stringify(dpm, null, 2).replace('"LAMBDA"', '-Infinity'));
+      });
+      const spec = readModelFolder(dir, 'dpm');
+      assert.equal(spec.schedulerJson.lambda_min_clipped, -Infinity);
+      assert.equal(resolveEditOptions(spec, 1, { prompt: 'x', scheduler: 'DPMPP_2M' }).scheduler, 'DPMPP_2M');
     });
 
     it('malformed latentRgbFactors in edit-server.json', () => {

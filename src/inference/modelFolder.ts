@@ -7,6 +7,7 @@
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseSchedulerConfig } from './schedulers/index.js';
+import { parseDiffusersJson } from './diffusersJson.js';
 import type { SchedulerName } from './schedulers/types.js';
 import { SCHEDULER_NAMES } from './schedulers/types.js';
 
@@ -81,7 +82,7 @@ function readJson(dir: string, relative: string, required = true): Record<string
     return null;
   }
   try {
-    const value: unknown = JSON.parse(readFileSync(path, 'utf8'));
+    const value: unknown = parseDiffusersJson(readFileSync(path, 'utf8'));
     if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
     return value as Record<string, unknown>;
   } catch (err) {
