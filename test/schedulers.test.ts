@@ -792,6 +792,28 @@ describe('DPM-Solver++ 2M', () => {
     assertClose(out2.prevSample[0]!, x2, 1e-5);
     const out3 = s.step(new Float32Array([eps]), s.timesteps[2]!, new Float32Array([x2]));
     assert.equal(out3.prevSample[0], out3.predOriginalSample[0]);
+
+    // solver_type heun: x_t = ratio·x − φ·D0 + α_t((e^{−h} − 1)/h + 1)·D1.
+    const heun = createScheduler('DPMPP_2M', parseSchedulerConfig({ ...SD15_JSON, solver_type: 'heun' }, 'DPMPP_2M'));
+    heun.setTimesteps(3);
+    heun.step(new Float32Array([eps]), heun.timesteps[0]!, new Float32Array([x]));
+    const h = Math.log(sg[1]! / sg[2]!);
+    const x2h = ((sg[2]! * alpha(2)) / (sg[1]! * alpha(1))) * x1 - phi * x0b + alpha(2) * ((sg[2]! / sg[1]! - 1) / h + 1) * ((x0b - x0a) / r0);
+    assertClose(heun.step(new Float32Array([eps]), heun.timesteps[1]!, new Float32Array([x1])).prevSample[0]!, x2h, 1e-5);
+  });
+
+  it('the last step is second order only with final_sigmas_type sigma_min, and not with euler_at_final', () => {
+    // With 3 steps a second-order last step differs from a first-order one.
+    const last = (json: Record<string, unknown>): number => {
+      const s = createScheduler('DPMPP_2M', parseSchedulerConfig({ ...SD15_JSON, ...json }, 'DPMPP_2M'));
+      s.setTimesteps(3);
+      let x: Float32Array = new Float32Array([2.5]);
+      for (const [i, t] of Array.from(s.timesteps).entries()) x = s.step(new Float32Array([0.5 + 0.1 * i]), t, x).prevSample;
+      return x[0]!;
+    };
+    const firstOrder = last({ final_sigmas_type: 'sigma_min', lower_order_final: true });
+    assert.notEqual(last({ final_sigmas_type: 'sigma_min', lower_order_final: false }), firstOrder);
+    assert.equal(last({ final_sigmas_type: 'sigma_min', lower_order_final: false, euler_at_final: true }), firstOrder);
   });
 });
 

@@ -174,7 +174,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     assertSameLength('out.prevSample', prevSample, sample);
     assertSameLength('out.predOriginalSample', predOriginalSample, sample);
     const prev = this.prevX0 ?? new Float32Array(n);
-    assertSameLength('sample (after the previous step)', prev, sample);
+    assertSameLength("the previous step's x̂₀", prev, sample);
     for (let i = 0; i < n; i++) {
       const x = sample[i]!;
       const x0 = ax * x + am * modelOutput[i]!;

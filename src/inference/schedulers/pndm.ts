@@ -137,7 +137,6 @@ export class PNDMScheduler implements Scheduler {
         weights = [1, 1 / 6];
       }
     } else {
-      if (this.prkCount > 0 && this.ets.length < 3) throw new Error('PNDM: PLMS steps need the 12 PRK steps first');
       to = timestep - stride;
       if (this.counter !== 1) {
         if (this.ets.length > 3) this.ets.shift();
