@@ -571,7 +571,9 @@ describe("diffusers' PNDM, DPM-Solver multistep and LCM tests", () => {
   });
 
   it('DPMSolverMultistepScheduler test_full_loop_with_karras_and_v_prediction: mean 0.2096', () => {
-    // use_karras_sigmas is what the name DPMPP_2M_KARRAS means. We get 0.2092 with float64 ᾱ.
+    // use_karras_sigmas is what the name DPMPP_2M_KARRAS means. We get 0.2092 (float32 ᾱ too), as
+    // diffusers' current code, which steps with the Karras σ themselves; stepping with σ interpolated
+    // at the rounded timesteps instead gives 0.2096. The test's tolerance admits both.
     const cfg = parseSchedulerConfig({ ...DPM_TEST_CONFIG, prediction_type: 'v_prediction', use_karras_sigmas: true }, 'DPMPP_2M_KARRAS');
     const s = createScheduler('DPMPP_2M_KARRAS', cfg);
     assertClose(absSumMean(fullLoop(s, 10, { stepOnScaledSample: false })).mean, 0.2096, 1e-3, 'result_mean');
