@@ -595,6 +595,9 @@ describe("diffusers' PNDM, DPM-Solver multistep and LCM tests", () => {
     assertClose(r.mean, 0.0244, 1e-3, 'result_mean');
   });
 
+  // The multistep loop draws torch.manual_seed(0) noise between steps; the emulated torch generator
+  // reproduces it, so this is checked too. diffusers' custom-timesteps LCM tests have no counterpart
+  // here (setTimesteps takes a step count only).
   it('LCMScheduler test_full_loop_multistep (torch.manual_seed(0) noise): 197.7616 / 0.2575', () => {
     const s = createScheduler('LCM', parseSchedulerConfig(LCM_TEST_CONFIG, 'LCM'));
     const r = absSumMean(fullLoop(s, 10, { stepOnScaledSample: false, generator: new TorchCpuGenerator(0) }));
