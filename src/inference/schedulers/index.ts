@@ -248,15 +248,19 @@ export function parseSchedulerConfig(json: unknown, scheduler: SchedulerName = '
 
 /** Closest scheduler for diffusers classes we do not implement, by family. */
 const FALLBACKS: ReadonlyArray<[RegExp, SchedulerName]> = [
-  [/^(UniPC|DEIS|DPMSolverSinglestep|DPMSolverSDE|KDPM2|KDPM2Ancestral)/, 'DPMPP_2M'],
+  [/^(UniPC|DEIS|DPMSolverSinglestep|DPMSolverSDE|KDPM2)/, 'DPMPP_2M'],
   [/^DDPM/, 'DDIM'],
   [/^TCD/, 'LCM'],
 ];
 
+/** The DPM-Solver variant both DPMPP_2M names run, whatever the config says. */
+const DPM_VARIANT: Readonly<Record<string, unknown>> = { algorithm_type: 'dpmsolver++', solver_order: 2 };
+
 /**
  * Our scheduler for a folder's `scheduler_config.json` `_class_name` (and, for DPM-Solver, its
- * config), as diffusers would run it. A class we do not implement, or a DPM-Solver variant other
- * than dpmsolver++ of order 2, maps to the closest scheduler with a warning saying so.
+ * `use_karras_sigmas`): the same class where we implement it. A class we do not implement, or a
+ * DPM-Solver variant other than dpmsolver++ of order 2, maps to the closest scheduler with a
+ * warning saying so.
  */
 export function schedulerForClassName(
   className: string,
@@ -264,8 +268,8 @@ export function schedulerForClassName(
 ): { name: SchedulerName; warning: string | null } {
   if (className === 'DPMSolverMultistepScheduler') {
     const name: SchedulerName = config.use_karras_sigmas === true ? 'DPMPP_2M_KARRAS' : 'DPMPP_2M';
-    const differs = (['algorithm_type', 'solver_order'] as const)
-      .filter((key) => config[key] != null && config[key] !== { algorithm_type: 'dpmsolver++', solver_order: 2 }[key])
+    const differs = Object.keys(DPM_VARIANT)
+      .filter((key) => config[key] != null && config[key] !== DPM_VARIANT[key])
       .map((key) => `${key} ${JSON.stringify(config[key])}`);
     const warning = differs.length
       ? `${className} with ${differs.join(' and ')} is not implemented; using ${name} (dpmsolver++, solver_order 2)`
