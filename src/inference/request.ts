@@ -130,9 +130,9 @@ export function resolveEditOptions(spec: ModelSpec, imageCount: number, options:
 }
 
 /**
- * Denoise steps (UNet evaluations) one micro-batch runs: the scheduler's timesteps, which PNDM
- * lengthens (one repeat for PLMS, eight more for its Runge–Kutta start), less the part of the
- * schedule that img2img skips.
+ * Denoise steps (UNet evaluations) one micro-batch runs: the scheduler's timesteps (PNDM has one
+ * more than `steps` as PLMS, nine more with its Runge–Kutta start), less the part of the schedule
+ * that img2img skips.
  */
 export function denoiseStepsPerBatch(spec: ModelSpec, edit: Pick<ResolvedEdit, 'steps' | 'strength' | 'scheduler'>): number {
   const scheduler = createScheduler(edit.scheduler, parseSchedulerConfig(spec.schedulerJson, edit.scheduler));
