@@ -134,11 +134,15 @@ describe('exported pipelines as real exporters write them', () => {
             const want = c.want(options.family);
             for (const image of out.images) {
               // SD 1.x's scheduler config (the converter fixtures') sets set_alpha_to_one: false, so
-              // diffusers' DDIM ends at ᾱ₀ = 0.99915 instead of x₀ and leaves √(1−ᾱ₀)·ε̂ (per pixel up
-              // to ~0.5 of the signed range after the 1/0.18215 VAE scale): only the image mean is exact.
-              const noisyEnd = scheduler === 'DDIM' && options.generation === 'diffusers-onnx';
+              // diffusers' DDIM and PNDM end at ᾱ₀ = 0.99915 instead of x₀ and leave √(1−ᾱ₀)·ε̂ (per
+              // pixel up to ~0.5 of the signed range after the 1/0.18215 VAE scale): only the image
+              // mean is exact.
+              const noisyEnd = (scheduler === 'DDIM' || scheduler === 'PNDM') && options.generation === 'diffusers-onnx';
+              // fp16 ports round the latents to 11-bit mantissas every step; PNDM's Runge–Kutta
+              // start (this config has no skip_prk_steps) accumulates the most of it.
+              const tolerance = noisyEnd ? 8 : options.fp16 ? 8 : 2;
               const got = noisyEnd ? await meanColour(image.bytes) : await pixelAt(image.bytes, SIZE / 2, SIZE / 2);
-              assert.ok(maxChannelDiff(got, want) <= (noisyEnd ? 8 : 2), `${name} ${scheduler} ${c.label}: ${got}, expected ${want}`);
+              assert.ok(maxChannelDiff(got, want) <= tolerance, `${name} ${scheduler} ${c.label}: ${got}, expected ${want}`);
             }
           }
         });

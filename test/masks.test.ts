@@ -86,13 +86,16 @@ describe('masked edits', () => {
       // The UNet sees only the masked image: inside the mask, mid-grey, which it edits.
       const grey: Rgb = [127.5, 127.5, 127.5];
       for (const scheduler of SCHEDULER_NAMES) {
-        for (const strength of [1, 0.6]) {
+        // diffusers' PNDM restarts its warm-up where img2img begins, so it is not exact part-way
+        // (pinned against diffusers in schedulers.test.ts); it is checked from strength 1 here.
+        for (const strength of scheduler === 'PNDM' ? [1] : [1, 0.6]) {
           const out = await edit(fixture, 'fixture-inpaint', { scheduler, strength, guidanceScale: strength === 1 ? 1 : 2 }, [{ bytes: image, mask: await leftHalfMask(W, H) }, { bytes: image, mask: null }]);
           const want = strength === 1 ? expectedColour(grey, 'sepia') : (grey.map((v, i) => Math.round(Math.min(255, Math.max(0, v + 2 * (expectedColour(grey, 'sepia')[i]! - v))))) as Rgb);
           const [masked, whole] = out.images.map((i) => i.bytes);
-          assert.ok(maxChannelDiff(await pixelAt(masked!, 8, 32), want) <= 2, `${scheduler} ${strength} inside`);
+          const tolerance = 2;
+          assert.ok(maxChannelDiff(await pixelAt(masked!, 8, 32), want) <= tolerance, `${scheduler} ${strength} inside: ${await pixelAt(masked!, 8, 32)} vs ${want}`);
           assert.ok(maxChannelDiff(await pixelAt(masked!, W - 8, 32), RIGHT) <= 1, `${scheduler} ${strength} outside`);
-          assert.ok(maxChannelDiff(await pixelAt(whole!, W - 8, 32), want) <= 2, `${scheduler} ${strength}: no mask edits the whole image`);
+          assert.ok(maxChannelDiff(await pixelAt(whole!, W - 8, 32), want) <= tolerance, `${scheduler} ${strength}: no mask edits the whole image`);
         }
       }
     } finally {

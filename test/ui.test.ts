@@ -8,9 +8,21 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { startTestServer, type TestServer } from './support/server.js';
 import { twoColourPng } from './support/images.js';
 import { PROJECT_ROOT } from '../src/config.js';
+import { serveUi } from '../src/server/ui.js';
+import { SCHEDULER_NAMES } from '../src/inference/schedulers/types.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = join(PROJECT_ROOT, 'test-artifacts');
+
+describe('progress page HTML', () => {
+  it('offers every scheduler name, from SCHEDULER_NAMES', () => {
+    let body = '';
+    const res = { writeHead: () => res, end: (b: string) => { body = b; } };
+    assert.ok(serveUi('/', { method: 'GET' } as never, res as never));
+    const options = [...body.matchAll(/<select id="scheduler"[\s\S]*?<\/select>/g)][0]![0];
+    assert.deepEqual([...options.matchAll(/<option>(\w+)<\/option>/g)].map((m) => m[1]), [...SCHEDULER_NAMES]);
+  });
+});
 
 describe('progress page', () => {
   let server: TestServer;

@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { InferenceEngine } from '../inference/engine.js';
 import { resolveEditOptions } from '../inference/request.js';
 import { InferenceError } from '../inference/errors.js';
+import { SCHEDULER_NAMES } from '../inference/schedulers/types.js';
 import type { SchedulerName } from '../inference/schedulers/types.js';
 import type { OutputFormat } from '../inference/imageIO.js';
 import { defaultModelsDir } from '../config.js';
@@ -30,7 +31,7 @@ const USAGE = `usage: npm run edit -- --image <file> [--image <file> ...] --prom
   --image-guidance <float>  image guidance scale (InstructPix2Pix)
   --strength <float>        img2img strength, 0 < s <= 1
   --seed <int>              base seed
-  --scheduler <name>        EULER_ANCESTRAL | EULER | DDIM
+  --scheduler <name>        ${SCHEDULER_NAMES.join(' | ')}
   --model <id>              model id (default: the default model)
   --models-dir <dir>        folder of model folders (default: MODELS_DIR or ./models)
   --format <png|jpeg|webp>  output format (default png)
@@ -89,7 +90,7 @@ async function main(argv: string[]): Promise<number> {
     if (images.length === 0) throw new UsageError('at least one --image is required');
     if (values.prompt === undefined && !values['image-prompt']) throw new UsageError('--prompt is required');
     const scheduler = values.scheduler?.toUpperCase();
-    if (scheduler !== undefined && !['EULER_ANCESTRAL', 'EULER', 'DDIM'].includes(scheduler)) throw new UsageError(`--scheduler must be EULER_ANCESTRAL, EULER or DDIM (got "${values.scheduler}")`);
+    if (scheduler !== undefined && !SCHEDULER_NAMES.includes(scheduler as SchedulerName)) throw new UsageError(`--scheduler must be one of ${SCHEDULER_NAMES.join(', ')} (got "${values.scheduler}")`);
     const format = values.format?.toLowerCase().replace('jpg', 'jpeg');
     if (format !== undefined && !['png', 'jpeg', 'webp'].includes(format)) throw new UsageError(`--format must be png, jpeg or webp (got "${values.format}")`);
     const masks = values.mask ?? [];

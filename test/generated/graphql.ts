@@ -241,8 +241,12 @@ export type QueryEditJobArgs = {
 
 export type SchedulerName =
   | 'DDIM'
+  | 'DPMPP_2M'
+  | 'DPMPP_2M_KARRAS'
   | 'EULER'
-  | 'EULER_ANCESTRAL';
+  | 'EULER_ANCESTRAL'
+  | 'LCM'
+  | 'PNDM';
 
 export type Subscription = {
   __typename?: 'Subscription';

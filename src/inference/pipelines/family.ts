@@ -33,8 +33,8 @@ export interface PipelineFamilyDef {
   readonly defaults: ModelDefaults;
   /** UNet rows per output (1, or more with guidance), for memory planning. */
   guidanceBranches(edit: EditShape): number;
-  /** Denoise steps one pipeline call runs. */
-  denoiseSteps(edit: EditShape): number;
+  /** How many of the schedule's first timesteps a run skips (img2img's `strength`; 0 for none). */
+  startIndex(edit: Pick<EditShape, 'steps' | 'strength'>): number;
   /** Runs one micro-batch; returns each item's decoded pixels (signed range, planar). */
   run(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, hooks: PipelineHooks): Promise<Float32Array[]>;
 }

@@ -77,6 +77,6 @@ export const img2img: PipelineFamilyDef = {
   unetInChannels: (latentChannels) => latentChannels,
   defaults: { steps: 25, guidanceScale: 7.5, imageGuidanceScale: null, strength: 0.8, scheduler: 'EULER', size: '512x512' },
   guidanceBranches: (edit) => (edit.guidanceScale > 1 ? 2 : 1),
-  denoiseSteps: (edit) => img2imgDenoiseSteps(edit.steps, edit.strength),
+  startIndex: (edit) => edit.steps - img2imgDenoiseSteps(edit.steps, edit.strength),
   run: runImg2Img,
 };

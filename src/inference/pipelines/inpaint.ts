@@ -105,6 +105,6 @@ export const inpaint: PipelineFamilyDef = {
   unetInChannels: (latentChannels) => 2 * latentChannels + 1,
   defaults: { steps: 25, guidanceScale: 7.5, imageGuidanceScale: null, strength: 1, scheduler: 'EULER', size: '512x512' },
   guidanceBranches: (edit) => (edit.guidanceScale > 1 ? 2 : 1),
-  denoiseSteps: (edit) => img2imgDenoiseSteps(edit.steps, edit.strength),
+  startIndex: (edit) => edit.steps - img2imgDenoiseSteps(edit.steps, edit.strength),
   run: runInpaint,
 };
