@@ -49,9 +49,11 @@ export interface RunningServer {
 /** Close codes graphql-ws clients understand: 4401 is fatal for them (no retry with bad credentials). */
 const WS_UNAUTHORIZED = 4401;
 const MB = 1024 * 1024;
+/** Fields pino replaces with [Redacted]: credentials never reach the logs. */
+export const LOG_REDACT = ['authorization', '*.authorization'];
 
 export async function startServer(config: ServerConfig, options: { logger?: Logger } = {}): Promise<RunningServer> {
-  const log = options.logger ?? pino({ level: config.logLevel, redact: ['authorization', '*.authorization'] });
+  const log = options.logger ?? pino({ level: config.logLevel, redact: LOG_REDACT });
   // An API process in front of Redis workers only needs the model catalogue.
   const engine = await InferenceEngine.start(engineConfig(config, log, config.redisUrl && config.role === 'api' ? 'catalogue' : 'worker'));
   const jobs: JobBackend = config.redisUrl
