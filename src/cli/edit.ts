@@ -29,7 +29,7 @@ const USAGE = `usage: npm run edit -- --image <file> [--image <file> ...] --prom
   --seed <int>              base seed
   --scheduler <name>        EULER_ANCESTRAL | EULER | DDIM
   --model <id>              model id (default: the default model)
-  --models-dir <dir>        folder of model folders (default: MODELS_DIR or ./models)
+  --models-dir <dir>        folder of model folders (default: MODELS_DIR, else the project's models/)
   --format <png|jpeg|webp>  output format (default png)
   --quality <1-100>         JPEG/WebP quality
   --out <dir>               output folder (default ./out)`;
