@@ -22,7 +22,8 @@ async function main(): Promise<void> {
   }
   log.level = config.logLevel;
   const authOn = config.authTokens.length + config.authBasic.length > 0;
-  if (!authOn) {
+  // A worker serves no port: auth does not concern it.
+  if (!authOn && config.role !== 'worker') {
     if (!isLoopback(config.host) && !config.allowAnonymous) {
       log.fatal(`refusing to serve without auth on non-loopback HOST ${config.host}: set AUTH_TOKENS or AUTH_BASIC, or ALLOW_ANONYMOUS=1`);
       process.exit(2);
