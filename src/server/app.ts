@@ -171,7 +171,7 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
       sendJson(res, shuttingDown ? 503 : 200, { status: shuttingDown ? 'shutting-down' : 'ok', models: engine.models().map((m) => m.id), providers: engine.providers() });
       return;
     }
-    if (url.pathname === '/' || url.pathname.startsWith('/ui/')) {
+    if (url.pathname === '/' || url.pathname === '/favicon.ico' || url.pathname.startsWith('/ui/')) {
       if (serveUi(url.pathname, req, res)) return;
     }
     const isGraphiQLPage = config.graphiql && url.pathname === '/graphql' && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html') && !url.searchParams.has('query');
