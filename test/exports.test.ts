@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import ort from 'onnxruntime-node';
 import { EXPORT_GENERATIONS, IMG2IMG_BASE_RGB, buildExportFixture } from '../models/exports.js';
 import type { ExportFixtureOptions, ExportGeneration, FixtureFamily } from '../models/exports.js';
-import { writeModelFolder } from '../models/generate.js';
+import { writeModelFolder } from '../models/modelFiles.js';
 import { GraphBuilder } from '../models/onnx/graph.js';
 import { InferenceEngine } from '../src/inference/engine.js';
 import type { InferenceError } from '../src/inference/errors.js';

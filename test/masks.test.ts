@@ -17,7 +17,7 @@ import type { InferenceError } from '../src/inference/errors.js';
 import { SCHEDULER_NAMES } from '../src/inference/schedulers/types.js';
 import { defaultModelsDir } from '../src/config.js';
 import { IMG2IMG_BASE_RGB, buildExportFixture } from '../models/exports.js';
-import { writeModelFolder } from '../models/generate.js';
+import { writeModelFolder } from '../models/modelFiles.js';
 import { expectedColour, leftHalfMask, maxChannelDiff, pixelAt, twoColourPng } from './support/images.js';
 import type { Rgb } from './support/images.js';
 

@@ -228,7 +228,7 @@ export type MutationEditImagesArgs = {
 
 export type Query = {
   __typename?: 'Query';
-  /** A job by id: the polling alternative to the subscription. Finished jobs stay readable for a retention period (configurable, default at least 10 minutes). */
+  /** A job by id: the polling alternative to the subscription. Finished jobs stay readable for the retention period (JOB_RETENTION_SECONDS, default 15 minutes). */
   editJob?: Maybe<EditJob>;
   /** The pipelines this server can run, with their defaults and limits. */
   models: Array<Model>;
