@@ -198,3 +198,16 @@ describe('limits keyed on identity (in-memory)', { timeout: 60_000 }, () => {
     }
   });
 });
+
+describe('EditCancelled.reason', { timeout: 60_000 }, () => {
+  it('is SHUTDOWN for a job the server cancels when its shutdown grace period runs out', async () => {
+    const s = await start({ LOG_LEVEL: 'silent' });
+    const big = await twoColourPng(512, 512, RED, BLUE);
+    const res = await postMultipart<{ editImages: { id: string } }>(s.url, SUBMIT, { prompt: 'sepia', size: '512x512', steps: 100 }, [big, big, big, big].map((bytes, i) => ({ bytes, name: `${i}.png` })));
+    const id = res.body.data!.editImages.id;
+    const watching = rawSse(s.url, id, '', 30_000);
+    await new Promise((r) => setTimeout(r, 300));
+    await s.server.shutdown(100);
+    assert.match((await watching).text, /"__typename":"EditCancelled","status":"CANCELLED","reason":"SHUTDOWN"/);
+  });
+});
