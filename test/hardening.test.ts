@@ -82,6 +82,11 @@ describe('configuration', () => {
     assert.equal(dev.wsMaxPayloadBytes, 1024 * 1024);
     assert.equal(dev.wsMaxSubscriptionsPerConnection, 20);
     assert.equal(dev.rateLimitPerMinute, 0);
+    assert.deepEqual([dev.authFailLimit, dev.authFailWindowSeconds, dev.authFailBlockSeconds, dev.tenantMaxQueuedJobs, dev.tenantMaxQueuedImages], [10, 600, 30, 20, 320]);
+    assert.deepEqual([dev.authAdminTokens, dev.ownerHashSecret], [[], undefined]);
+    assert.deepEqual(loadConfig({ AUTH_ADMIN_TOKENS: 'a, b' }).authAdminTokens, ['a', 'b']);
+    assert.throws(() => loadConfig({ TENANT_MAX_QUEUED_JOBS: '-1' }), ConfigError);
+    assert.throws(() => loadConfig({ AUTH_FAIL_LIMIT: 'x' }), ConfigError);
     assert.deepEqual([dev.introspection, dev.fieldSuggestions, dev.graphiql], [true, true, true]);
     const prod = loadConfig({ NODE_ENV: 'production' });
     assert.deepEqual([prod.introspection, prod.fieldSuggestions, prod.graphiql], [false, false, false]);
