@@ -430,6 +430,8 @@ describe('rate limiting', () => {
     const good = await admission.admit('Bearer good', '10.1.0.1');
     assert.ok(!good.ok && good.status === 429, 'a blocked IP is not answered, even with valid credentials');
     assert.equal((await admission.admit('Bearer good', '10.1.0.2')).ok, true, 'other IPs are unaffected');
+    for (let i = 0; i < 5; i++) assert.ok(!(await admission.admit(undefined, '10.1.0.3')).ok);
+    assert.equal((await admission.admit('Bearer good', '10.1.0.3')).ok, true, 'requests without credentials are not failures');
     await new Promise((r) => setTimeout(r, 1100));
     assert.equal((await admission.admit('Bearer good', '10.1.0.1')).ok, true, 'the block ends');
     const again = await admission.admit('Bearer wrong', '10.1.0.1');

@@ -115,7 +115,8 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
   const limitRedis = config.redisUrl ? new Redis(config.redisUrl, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 }) : null;
   if (limitRedis) {
     limitRedis.on('error', (err: Error) => log.debug({ err }, 'rate-limit redis connection error'));
-    await limitRedis.connect();
+    // Unreachable at start: the limits run on per-process memory counters until ioredis reconnects.
+    await limitRedis.connect().catch((err: unknown) => log.warn({ err }, 'rate-limit redis not reachable yet: per-process limits until it is'));
   }
   const admission = createAdmission({
     auth,

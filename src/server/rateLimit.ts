@@ -11,7 +11,7 @@
  *  - Requests: RATE_LIMIT_BURST requests per window of 60 × burst / RATE_LIMIT_PER_MINUTE seconds,
  *    keyed on the principal (its owner id, so every spelling of a credential shares one bucket);
  *    anonymous clients (auth off) on their IP (TRUST_PROXY: the last X-Forwarded-For hop).
- *  - Failed authentications: AUTH_FAIL_LIMIT per IP within AUTH_FAIL_WINDOW_SECONDS; past that the
+ *  - Failed authentications (wrong or malformed credentials; a request without any is not counted): AUTH_FAIL_LIMIT per IP within AUTH_FAIL_WINDOW_SECONDS; past that the
  *    IP is blocked for AUTH_FAIL_BLOCK_SECONDS, and each failure within the next hour doubles the
  *    block (up to an hour). A blocked IP gets 429 without its credentials being checked, so a
  *    password guess is never answered while blocked.
@@ -102,7 +102,8 @@ export function createAdmission(options: AdmissionOptions): AdmissionControl {
         if (state && state.consumedPoints > failLimit) return limited(AUTH_BLOCKED_MESSAGE, seconds(state.msBeforeNext));
       }
       const principal = options.auth.identify(authorization);
-      if (!principal) return failed(ip);
+      // No credentials at all guesses nothing (a browser's first request before its Basic prompt): 401, not counted.
+      if (!principal) return authorization?.trim() ? failed(ip) : unauthenticated;
       if (count && requests) {
         // The principal, never the raw header: every spelling of one credential is one bucket.
         const key = principal.kind === 'anonymous' ? `ip:${ip}` : `p:${principal.owner}`;
