@@ -128,6 +128,8 @@ describe('tenants and limits on Redis (two API processes)', { timeout: 240_000 }
     const owner = (JSON.parse(stored) as { snapshot: { owner: string } }).snapshot.owner;
     assert.match(owner, /^[0-9a-f]{64}$/);
     assert.doesNotMatch(stored, /alice-token/);
+    // Ownership checks read only this small key, never the snapshot with its result.
+    assert.equal(await redis.get(`ie:job:${id}:owner`), owner);
     // Queued (no worker yet): bob on the other process.
     assert.deepEqual(await answers(apis[1]!, id, 'Bearer bob-token'), await answers(apis[1]!, randomUUID(), 'Bearer bob-token'));
     const admin = await postGraphQL<{ editJob: { status: string } }>(apis[1]!, JOB, { id }, { authorization: 'Bearer root-token' });

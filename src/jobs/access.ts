@@ -29,11 +29,17 @@ export const notFound = (id: string): ServiceError => new ServiceError('NOT_FOUN
 export class JobAccess {
   constructor(readonly backend: JobBackend) {}
 
-  /** The job when `viewer` may see it; null for an unknown id and for another tenant's job alike. */
+  /**
+   * The job when `viewer` may see it; null for an unknown id and for another tenant's job alike.
+   * Only the owner id is read before the decision (in Redis a small key of its own), so a foreign
+   * job with a large result costs what an unknown id costs.
+   */
   async get(id: string, viewer: Viewer): Promise<JobSnapshot | null> {
+    const owner = await this.backend.ownerOf(id);
+    if (!canAccess(viewer, owner ?? undefined)) return null;
     const s = await this.backend.get(id);
-    const visible = canAccess(viewer, s?.owner);
-    return s && visible ? s : null;
+    // An admin asking for an unknown id lands here too; a non-admin only for its own job.
+    return s && canAccess(viewer, s.owner) ? s : null;
   }
 
   async cancel(id: string, viewer: Viewer): Promise<JobSnapshot> {

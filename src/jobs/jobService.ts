@@ -111,6 +111,10 @@ export class JobService implements JobBackend {
     return job ? { ...job.snapshot } : null;
   }
 
+  ownerOf(id: string): string | null {
+    return this.jobs.get(id)?.snapshot.owner ?? null;
+  }
+
   /** Cancels a queued or running job; a finished job is returned unchanged. */
   cancel(id: string, reason: CancelReason = 'CLIENT'): JobSnapshot {
     const job = this.require(id);

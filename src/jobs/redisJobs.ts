@@ -92,6 +92,7 @@ export class RedisJobBackend implements JobBackend {
   private async store(id: string, modelId: string, edit: ResolvedEdit, inputs: EditInput[], snapshot: JobSnapshot, ttl: number): Promise<void> {
     const multi = this.redis.multi();
     multi.set(keys.snapshot(id), toWire({ seq: 0, snapshot }), 'PX', ttl);
+    multi.set(keys.owner(id), snapshot.owner, 'PX', ttl);
     inputs.forEach((input, i) => multi.hset(keys.inputs(id), String(i), Buffer.from(input.bytes.buffer, input.bytes.byteOffset, input.bytes.byteLength)));
     multi.pexpire(keys.inputs(id), ttl);
     await multi.exec();
@@ -100,6 +101,10 @@ export class RedisJobBackend implements JobBackend {
 
   async get(id: string): Promise<JobSnapshot | null> {
     return (await readSnapshot(this.redis, id))?.snapshot ?? null;
+  }
+
+  async ownerOf(id: string): Promise<string | null> {
+    return this.redis.get(keys.owner(id));
   }
 
   async cancel(id: string, reason: CancelReason = 'CLIENT'): Promise<JobSnapshot> {

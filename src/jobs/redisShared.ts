@@ -11,6 +11,8 @@ export const QUEUE_NAME = 'image-edit';
 export const CANCEL_CHANNEL = 'ie:cancel';
 export const keys = {
   snapshot: (id: string) => `ie:job:${id}`,
+  /** The owner id alone (same TTL as the snapshot): ownership checks read this, never a whole result. */
+  owner: (id: string) => `ie:job:${id}:owner`,
   seq: (id: string) => `ie:job:${id}:seq`,
   inputs: (id: string) => `ie:job:${id}:inputs`,
   attempt: (id: string) => `ie:job:${id}:attempt`,
@@ -92,7 +94,7 @@ export async function recordEvent(redis: Redis, id: string, event: JobEvent, ttl
   const seq = await redis.incr(keys.seq(id));
   apply(stored.snapshot);
   stored.seq = seq;
-  await redis.set(keys.snapshot(id), toWire(stored), 'PX', ttlMs);
+  await redis.multi().set(keys.snapshot(id), toWire(stored), 'PX', ttlMs).pexpire(keys.owner(id), ttlMs).exec();
   await redis.publish(keys.channel(id), toWire({ seq, event } satisfies WireEvent));
   if (terminal) {
     await redis.del(keys.inputs(id));

@@ -62,6 +62,8 @@ export interface JobBackend {
   submit(modelId: string, edit: import('../inference/request.js').ResolvedEdit, inputs: import('../inference/editRunner.js').EditInput[], owner: string): JobSnapshot | Promise<JobSnapshot>;
   /** Unchecked: ownership is JobAccess's job (src/jobs/access.ts). */
   get(id: string): JobSnapshot | null | Promise<JobSnapshot | null>;
+  /** The job's owner id, or null for an unknown id: a small read that costs the same either way (no result is loaded). */
+  ownerOf(id: string): string | null | Promise<string | null>;
   cancel(id: string, reason?: CancelReason): JobSnapshot | Promise<JobSnapshot>;
   /** The job's current state first, then live events; ends after exactly one terminal event. */
   subscribe(id: string): AsyncIterableIterator<JobEvent> | Promise<AsyncIterableIterator<JobEvent>>;
