@@ -379,7 +379,7 @@ describe('FLOW_MATCH_EULER loops with an exact velocity model', () => {
     const v = velocity(NOISE);
     const fresh = make(SD3_MEDIUM);
     fresh.setTimesteps(5);
-    let y = NOISE.slice();
+    let y: Float32Array = NOISE.slice();
     for (const t of s.timesteps) {
       s.step(v, t, x, undefined, { prevSample: x, predOriginalSample: pred });
       y = fresh.step(v, t, y).prevSample;
