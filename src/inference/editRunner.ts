@@ -98,7 +98,7 @@ export interface RunOptions {
 
 function sessionRunMs(sessions: ModelSessions): number {
   const r = sessions.stats.runMs;
-  return r.textEncoder + r.unet + r.vaeEncoder + r.vaeDecoder;
+  return Object.values(r).reduce((a, b) => a + b, 0);
 }
 
 /** One job's share of a (possibly merged) pipeline run. */

@@ -4,6 +4,7 @@
  * (sessions.ts); what cannot be adapted is reported as a warning.
  */
 import type { OnnxSignature } from './onnxSignature.js';
+import type { Component } from './components.js';
 import type { PipelineFamilyDef } from './pipelines/family.js';
 
 export interface ExportInfo {
@@ -16,12 +17,12 @@ export interface ExportInfo {
   warnings: string[];
 }
 
-type Signatures = Record<'textEncoder' | 'unet' | 'vaeEncoder' | 'vaeDecoder', OnnxSignature>;
+type Signatures = Partial<Record<Component, OnnxSignature>>;
 
 export function recogniseExport(pipelineClass: string, family: PipelineFamilyDef, s: Signatures): ExportInfo {
-  const timestep = s.unet.inputs.find((p) => p.name === 'timestep');
-  const sample = s.unet.inputs.find((p) => p.name === 'sample');
-  const vaeEncoderOutput = s.vaeEncoder.outputs.some((p) => p.name === 'latent_parameters') ? 'latent_parameters' : 'latent_sample';
+  const timestep = s.unet?.inputs.find((p) => p.name === 'timestep');
+  const sample = s.unet?.inputs.find((p) => p.name === 'sample');
+  const vaeEncoderOutput = s.vaeEncoder?.outputs.some((p) => p.name === 'latent_parameters') ? 'latent_parameters' : 'latent_sample';
   const scalar = timestep !== undefined && timestep.shape.length === 0;
   const intTimestep = timestep?.type === 'int64' || timestep?.type === 'int32';
   let generation: string;

@@ -13,6 +13,8 @@ import { SCHEDULER_NAMES } from './schedulers/types.js';
 import { PIPELINE_FAMILIES, familyForPipelineClass } from './pipelines/index.js';
 import type { PipelineFamilyDef } from './pipelines/index.js';
 import { readOnnxSignature } from './onnxSignature.js';
+import { COMPONENTS, componentFile } from './components.js';
+import type { Component } from './components.js';
 import type { OnnxSignature } from './onnxSignature.js';
 import { recogniseExport } from './exportGeneration.js';
 import type { ExportInfo } from './exportGeneration.js';
@@ -68,7 +70,7 @@ export interface ModelSpec {
   /** Which exporter wrote the folder, its precision, and what that costs (warnings). */
   export: ExportInfo;
   /** The ONNX ports of each component, read from the files without loading weights. */
-  signatures: Record<'textEncoder' | 'unet' | 'vaeEncoder' | 'vaeDecoder', OnnxSignature>;
+  signatures: Partial<Record<Component, OnnxSignature>>;
   /** Everything an operator should know about this folder (logged at start, in /healthz and Model.warnings). */
   warnings: string[];
   description: string;
@@ -84,7 +86,8 @@ export interface ModelSpec {
   limits: ModelLimits;
   memory: MemoryProfile;
   preview: PreviewProjection | null;
-  paths: { textEncoder: string; unet: string; vaeEncoder: string; vaeDecoder: string; tokenizerDir: string };
+  /** Each component's model.onnx, and the tokenizer folders in text-encoder order. */
+  paths: Partial<Record<Component, string>> & { tokenizerDir: string; tokenizerDirs: string[] };
 }
 
 export class ModelFolderError extends Error {
@@ -173,24 +176,21 @@ function readFolder(dir: string, id: string): ModelSpec {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ModelFolderError(`model folder ${dir} does not exist`);
   const index = readJson(dir, 'model_index.json')!;
   const schedulerJson = readJson(dir, 'scheduler/scheduler_config.json')!;
-  const paths = {
-    tokenizerDir: join(dir, 'tokenizer'),
-    textEncoder: requireFile(dir, 'text_encoder/model.onnx'),
-    unet: requireFile(dir, 'unet/model.onnx'),
-    vaeEncoder: requireFile(dir, 'vae_encoder/model.onnx'),
-    vaeDecoder: requireFile(dir, 'vae_decoder/model.onnx'),
-  };
-  // A fast tokenizer.json, or the slow CLIP tokenizer's files that diffusers pipelines ship.
-  const tokenizerFiles = ['tokenizer/tokenizer.json', 'tokenizer/vocab.json', 'tokenizer/merges.txt'].map((f) => existsSync(join(dir, f)));
-  if (!tokenizerFiles[0] && !(tokenizerFiles[1] && tokenizerFiles[2])) {
-    throw new ModelFolderError(`model folder ${dir}: missing tokenizer/tokenizer.json (or tokenizer/vocab.json with tokenizer/merges.txt)`);
+  const pipelineClass = String(index._class_name ?? '');
+  const byClass = familyForPipelineClass(pipelineClass);
+  if (!byClass) {
+    throw new ModelFolderError(`model_index.json _class_name "${pipelineClass}" is not a supported pipeline (${PIPELINE_FAMILIES.map((f) => f.describe).join(', ')})`);
   }
-  const signatures = {
-    textEncoder: readSignature(dir, paths.textEncoder, 'text_encoder/model.onnx'),
-    unet: readSignature(dir, paths.unet, 'unet/model.onnx'),
-    vaeEncoder: readSignature(dir, paths.vaeEncoder, 'vae_encoder/model.onnx'),
-    vaeDecoder: readSignature(dir, paths.vaeDecoder, 'vae_decoder/model.onnx'),
-  };
+  const tokenizerDirs = byClass.tokenizers.map((t) => join(dir, t));
+  const paths: ModelSpec['paths'] = { tokenizerDir: tokenizerDirs[0]!, tokenizerDirs };
+  for (const c of byClass.components) paths[c] = requireFile(dir, componentFile(c));
+  // A fast tokenizer.json, or the slow CLIP tokenizer's files that diffusers pipelines ship.
+  for (const t of byClass.tokenizers) {
+    const files = [`${t}/tokenizer.json`, `${t}/vocab.json`, `${t}/merges.txt`].map((f) => existsSync(join(dir, f)));
+    if (!files[0] && !(files[1] && files[2])) throw new ModelFolderError(`model folder ${dir}: missing ${t}/tokenizer.json (or ${t}/vocab.json with ${t}/merges.txt)`);
+  }
+  const signatures: ModelSpec['signatures'] = {};
+  for (const c of byClass.components) signatures[c] = readSignature(dir, paths[c]!, componentFile(c));
   // diffusers' ONNX converter writes no config.json per component: fall back to the graphs' own
   // fixed dims, then SD 1.x's values.
   const unetConfig = readJson(dir, 'unet/config.json', false);
@@ -199,11 +199,9 @@ function readFolder(dir: string, id: string): ModelSpec {
     const d = sig.inputs.find((p) => p.name === port)?.shape[axis];
     return typeof d === 'number' ? d : null;
   };
-  const latentChannels = num(vaeConfig, 'latent_channels', fixedDim(signatures.vaeDecoder, 'latent_sample', 1) ?? 4);
+  const latentChannels = num(vaeConfig, 'latent_channels', fixedDim(signatures.vaeDecoder!, 'latent_sample', 1) ?? 4);
   const blocks = Array.isArray(vaeConfig?.block_out_channels) ? (vaeConfig.block_out_channels as unknown[]).length : 4;
-  const pipelineClass = String(index._class_name ?? '');
-  const byClass = familyForPipelineClass(pipelineClass);
-  const unetInChannels = num(unetConfig, 'in_channels', fixedDim(signatures.unet, 'sample', 1) ?? byClass?.unetInChannels(latentChannels) ?? latentChannels);
+  const unetInChannels = num(unetConfig, 'in_channels', fixedDim(signatures.unet!, 'sample', 1) ?? byClass.unetInChannels(latentChannels));
   const pipeline = familyFromModelIndex(index, unetInChannels, latentChannels);
   const exportInfo = recogniseExport(pipelineClass, pipeline, signatures);
   const family = pipeline.kind;
@@ -280,7 +278,7 @@ const SD15_PREVIEW: PreviewProjection = {
 
 function onnxBytes(dir: string): number {
   let total = 0;
-  for (const sub of ['text_encoder', 'unet', 'vae_encoder', 'vae_decoder']) {
+  for (const sub of Object.values(COMPONENTS).map((c) => c.dir)) {
     const folder = join(dir, sub);
     if (!existsSync(folder)) continue;
     for (const f of readdirSync(folder)) total += statSync(join(folder, f)).size;

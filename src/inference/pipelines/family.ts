@@ -5,6 +5,7 @@
  * one module plus its line in `index.ts`.
  */
 import type { ModelDefaults } from '../modelFolder.js';
+import type { Component } from '../components.js';
 import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams } from './common.js';
 
 /** What a family reads of a resolved edit to plan it. */
@@ -27,6 +28,12 @@ export interface PipelineFamilyDef {
    * (inpainting UNets), or the latents outside the mask are reset after every step (any UNet).
    */
   readonly maskMethod: 'unet-mask-channels' | 'latent-blend';
+  /** The ONNX components the family runs (each folder must hold them). */
+  readonly components: readonly Component[];
+  /** Every UNet input the family feeds (a UNet declaring others cannot be driven). */
+  readonly unetInputs: readonly string[];
+  /** Tokenizer folders, one per text encoder, in encoder order. */
+  readonly tokenizers: readonly string[];
   /** UNet `sample` channels for a VAE with `latentChannels`. */
   unetInChannels(latentChannels: number): number;
   /** Defaults when the folder's edit-server.json does not set them. `null`: the option does not apply. */
@@ -38,3 +45,7 @@ export interface PipelineFamilyDef {
   /** Runs one micro-batch; returns each item's decoded pixels (signed range, planar). */
   run(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, hooks: PipelineHooks): Promise<Float32Array[]>;
 }
+
+/** Stable Diffusion 1.x/2.x folders: one CLIP text encoder, a UNet, the VAE's two halves. */
+export const SD_COMPONENTS: readonly Component[] = ['textEncoder', 'unet', 'vaeEncoder', 'vaeDecoder'];
+export const SD_UNET_INPUTS: readonly string[] = ['sample', 'timestep', 'encoder_hidden_states'];

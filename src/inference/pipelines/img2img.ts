@@ -6,6 +6,7 @@
 import { classifierFreeGuidance, concatBatches } from '../tensor.js';
 import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams } from './common.js';
 import type { PipelineFamilyDef } from './family.js';
+import { SD_COMPONENTS, SD_UNET_INPUTS } from './family.js';
 import {
   decodeLatents, denoiseLatents, drawNoise, encodeImages, encodePrompts, generatorsFor, latentShapeFor, maskBlend, stackEmbeddings, timestepFeed,
 } from './common.js';
@@ -74,6 +75,9 @@ export const img2img: PipelineFamilyDef = {
   describe: 'Stable Diffusion img2img',
   maskMethod: 'latent-blend',
   pipelineClasses: /^(ORT|Onnx)?StableDiffusion(Img2Img)?Pipeline$|^StableDiffusionOnnxPipeline$/,
+  components: SD_COMPONENTS,
+  unetInputs: SD_UNET_INPUTS,
+  tokenizers: ['tokenizer'],
   unetInChannels: (latentChannels) => latentChannels,
   defaults: { steps: 25, guidanceScale: 7.5, imageGuidanceScale: null, strength: 0.8, scheduler: 'EULER', size: '512x512' },
   guidanceBranches: (edit) => (edit.guidanceScale > 1 ? 2 : 1),

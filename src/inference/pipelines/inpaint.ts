@@ -12,6 +12,7 @@ import {
   decodeLatents, denoiseLatents, drawNoise, encodeImages, encodePrompts, generatorsFor, latentShapeFor, stackEmbeddings, timestepFeed,
 } from './common.js';
 import type { PipelineFamilyDef } from './family.js';
+import { SD_COMPONENTS, SD_UNET_INPUTS } from './family.js';
 import { img2imgDenoiseSteps } from './img2img.js';
 
 /** The binarised mask at latent size, nearest-neighbour (pixel at each cell's top-left + half). */
@@ -102,6 +103,9 @@ export const inpaint: PipelineFamilyDef = {
   describe: 'Stable Diffusion inpainting (9-channel UNet)',
   pipelineClasses: /^(ORT|Onnx)?StableDiffusionInpaintPipeline$/,
   maskMethod: 'unet-mask-channels',
+  components: SD_COMPONENTS,
+  unetInputs: SD_UNET_INPUTS,
+  tokenizers: ['tokenizer'],
   unetInChannels: (latentChannels) => 2 * latentChannels + 1,
   defaults: { steps: 25, guidanceScale: 7.5, imageGuidanceScale: null, strength: 1, scheduler: 'EULER', size: '512x512' },
   guidanceBranches: (edit) => (edit.guidanceScale > 1 ? 2 : 1),

@@ -1,0 +1,19 @@
+/**
+ * The ONNX components a model folder can hold, as optimum exports diffusers pipelines: the one list
+ * of folder names and of the ports each must expose. A family names the components it runs.
+ */
+export const COMPONENTS = {
+  textEncoder: { dir: 'text_encoder', inputs: ['input_ids'], outputs: [['last_hidden_state']] },
+  /** SDXL's second encoder (CLIPTextModelWithProjection): pooled `text_embeds` and hidden states. */
+  textEncoder2: { dir: 'text_encoder_2', inputs: ['input_ids'], outputs: [['text_embeds'], ['last_hidden_state']] },
+  unet: { dir: 'unet', inputs: ['sample', 'timestep', 'encoder_hidden_states'], outputs: [['out_sample']] },
+  vaeEncoder: { dir: 'vae_encoder', inputs: ['sample'], outputs: [['latent_parameters', 'latent_sample']] },
+  vaeDecoder: { dir: 'vae_decoder', inputs: ['latent_sample'], outputs: [['sample']] },
+} as const satisfies Record<string, { dir: string; inputs: readonly string[]; outputs: readonly (readonly string[])[] }>;
+
+export type Component = keyof typeof COMPONENTS;
+
+/** `unet/model.onnx`, for messages and paths. */
+export function componentFile(component: Component): string {
+  return `${COMPONENTS[component].dir}/model.onnx`;
+}
