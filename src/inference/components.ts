@@ -4,8 +4,8 @@
  */
 export const COMPONENTS = {
   textEncoder: { dir: 'text_encoder', inputs: ['input_ids'], outputs: [['last_hidden_state']] },
-  /** SDXL's second encoder (CLIPTextModelWithProjection): pooled `text_embeds` and hidden states. */
-  textEncoder2: { dir: 'text_encoder_2', inputs: ['input_ids'], outputs: [['text_embeds'], ['last_hidden_state']] },
+  /** SDXL's CLIPTextModelWithProjection, FLUX's and SD3's T5 (a family checks what else it reads). */
+  textEncoder2: { dir: 'text_encoder_2', inputs: ['input_ids'], outputs: [['last_hidden_state']] },
   unet: { dir: 'unet', inputs: ['sample', 'timestep', 'encoder_hidden_states'], outputs: [['out_sample']] },
   vaeEncoder: { dir: 'vae_encoder', inputs: ['sample'], outputs: [['latent_parameters', 'latent_sample']] },
   vaeDecoder: { dir: 'vae_decoder', inputs: ['latent_sample'], outputs: [['sample']] },
