@@ -28,6 +28,8 @@ export interface ModelRuntime {
   spec: ModelSpec;
   sessions: ModelSessions;
   tokenizer: PromptTokenizer;
+  /** One per text encoder, in the family's order (the first is `tokenizer`). */
+  tokenizers: PromptTokenizer[];
   /** Memory reused from run to run on this model. */
   scratch: ScratchPool;
 }
@@ -236,6 +238,7 @@ async function runEditsWith(scratch: Scratch, runtime: ModelRuntime, tasks: read
     const ctx: PipelineContext = {
       sessions: runtime.sessions,
       tokenizer: runtime.tokenizer,
+      tokenizers: runtime.tokenizers,
       embeddings: new Map(),
       createScheduler: (name) => createScheduler(name, parseSchedulerConfig(spec.schedulerJson, name)),
       scratch,

@@ -67,6 +67,8 @@ export interface ModelSpec {
   pipeline: PipelineFamilyDef;
   /** model_index.json `_class_name`. */
   pipelineClass: string;
+  /** model_index.json as on disk (pipeline flags such as force_zeros_for_empty_prompt). */
+  modelIndex: Record<string, unknown>;
   /** Which exporter wrote the folder, its precision, and what that costs (warnings). */
   export: ExportInfo;
   /** The ONNX ports of each component, read from the files without loading weights. */
@@ -211,7 +213,8 @@ function readFolder(dir: string, id: string): ModelSpec {
   const own = schedulerForClassName(String(schedulerJson._class_name ?? ''), schedulerJson);
   const warnings = [...exportInfo.warnings];
   if (own.warning) warnings.push(own.warning);
-  const defaults = parseDefaults(server.defaults, { ...pipeline.defaults, scheduler: own.name }, dir);
+  const familyDefaults = pipeline.defaultsFor?.({ schedulerJson, modelIndex: index }) ?? pipeline.defaults;
+  const defaults = parseDefaults(server.defaults, { ...familyDefaults, scheduler: own.name }, dir);
   // The default scheduler must run; requests for another one are checked when they come (request.ts).
   try {
     parseSchedulerConfig(schedulerJson, defaults.scheduler);
@@ -236,6 +239,7 @@ function readFolder(dir: string, id: string): ModelSpec {
     family,
     pipeline,
     pipelineClass,
+    modelIndex: index,
     export: exportInfo,
     signatures,
     warnings,
@@ -250,15 +254,15 @@ function readFolder(dir: string, id: string): ModelSpec {
       maxImagesPerJob: num(limitsRaw, 'maxImagesPerJob', 8),
       maxN: num(limitsRaw, 'maxN', 4),
       maxSteps: num(limitsRaw, 'maxSteps', 100),
-      maxPixels: num(limitsRaw, 'maxPixels', 1024 * 1024),
+      maxPixels: num(limitsRaw, 'maxPixels', pipeline.limits?.maxPixels ?? 1024 * 1024),
     },
     memory: {
       weightBytes: num(memoryRaw, 'weightBytes', weightBytes),
       // SD 1.5-sized defaults (fp32, unfused attention); a model folder can state its own.
-      unetBytesPerLatentPixel: num(memoryRaw, 'unetBytesPerLatentPixel', 320 * 1024),
-      attentionHeads: num(memoryRaw, 'attentionHeads', 8),
-      attentionDownscale: num(memoryRaw, 'attentionDownscale', 1),
-      vaeBytesPerPixel: num(memoryRaw, 'vaeBytesPerPixel', 4 * 1024),
+      unetBytesPerLatentPixel: num(memoryRaw, 'unetBytesPerLatentPixel', pipeline.memory?.unetBytesPerLatentPixel ?? 320 * 1024),
+      attentionHeads: num(memoryRaw, 'attentionHeads', pipeline.memory?.attentionHeads ?? 8),
+      attentionDownscale: num(memoryRaw, 'attentionDownscale', pipeline.memory?.attentionDownscale ?? 1),
+      vaeBytesPerPixel: num(memoryRaw, 'vaeBytesPerPixel', pipeline.memory?.vaeBytesPerPixel ?? 4 * 1024),
     },
     preview,
     paths,

@@ -21,9 +21,9 @@ export class ModelHost {
     const runtimes = new Map<string, ModelRuntime>();
     try {
       for (const spec of specs) {
-        const tokenizer = loadTokenizer(spec.paths.tokenizerDir);
+        const tokenizers = spec.paths.tokenizerDirs.map((d) => loadTokenizer(d));
         const sessions = await openModelSessions(spec, config);
-        runtimes.set(spec.id, { spec, sessions, tokenizer, scratch: new ScratchPool() });
+        runtimes.set(spec.id, { spec, sessions, tokenizer: tokenizers[0]!, tokenizers, scratch: new ScratchPool() });
       }
     } catch (err) {
       await Promise.all([...runtimes.values()].map((r) => r.sessions.release()));

@@ -4,7 +4,7 @@
  * itself. The runner, the request resolver and the folder reader ask the family; a new family is
  * one module plus its line in `index.ts`.
  */
-import type { ModelDefaults } from '../modelFolder.js';
+import type { MemoryProfile, ModelDefaults, ModelLimits } from '../modelFolder.js';
 import type { Component } from '../components.js';
 import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams } from './common.js';
 
@@ -38,6 +38,11 @@ export interface PipelineFamilyDef {
   unetInChannels(latentChannels: number): number;
   /** Defaults when the folder's edit-server.json does not set them. `null`: the option does not apply. */
   readonly defaults: ModelDefaults;
+  /** Defaults that depend on the folder (e.g. SDXL-Turbo's, told by its trailing timestep spacing). */
+  defaultsFor?(folder: { schedulerJson: Record<string, unknown>; modelIndex: Record<string, unknown> }): ModelDefaults;
+  /** Limits and memory-model values for this family's sizes, where SD 1.5's do not fit. */
+  readonly limits?: Partial<ModelLimits>;
+  readonly memory?: Partial<Omit<MemoryProfile, 'weightBytes'>>;
   /** UNet rows per output (1, or more with guidance), for memory planning. */
   guidanceBranches(edit: EditShape): number;
   /** How many of the schedule's first timesteps a run skips (img2img's `strength`; 0 for none). */
