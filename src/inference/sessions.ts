@@ -106,7 +106,7 @@ function validate(spec: ModelSpec, component: Component, s: ComponentSession): v
   for (const name of req.inputs) {
     if (!s.inputs.has(name)) throw new ModelFolderError(`${where} has no input "${name}" (inputs: ${[...s.inputs.keys()].join(', ')})`);
   }
-  for (const alternatives of req.outputs) {
+  for (const alternatives of [...req.outputs, ...(spec.pipeline.requiredOutputs?.[component] ?? []).map((n) => [n])]) {
     if (!alternatives.some((n) => s.outputs.has(n))) {
       throw new ModelFolderError(`${where} has no output ${alternatives.map((n) => `"${n}"`).join(' or ')} (outputs: ${[...s.outputs.keys()].join(', ')})`);
     }
@@ -216,14 +216,20 @@ export async function openModelSessions(spec: ModelSpec, config: SessionConfig):
     let result: ort.InferenceSession.ReturnType;
     try {
       for (const [name, feed] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(feed, cs.inputs.get(name));
-      result = await cs.session.run(ortFeeds, [...outputNames]);
+      // onnxruntime-node 1.23.2 labels a partial fetch's results with the session's first output
+      // names (fetching text_embeds returns it as "last_hidden_state"): every output is fetched.
+      result = await cs.session.run(ortFeeds);
     } catch (err) {
       throw modelError(spec, component, err, config.log);
     } finally {
       stats.runMs[component] = (stats.runMs[component] ?? 0) + performance.now() - started;
     }
     stats.runs += 1;
-    return outputNames.map((n) => toFloat32(result[n]!));
+    return outputNames.map((n) => {
+      const tensor = result[n];
+      if (!tensor) throw new InferenceError('MODEL_ERROR', `model ${spec.id}: ${componentFile(component)} has no output "${n}"`);
+      return toFloat32(tensor);
+    });
   };
   return {
     spec,

@@ -32,6 +32,8 @@ export interface PipelineFamilyDef {
   readonly components: readonly Component[];
   /** Every UNet input the family feeds (a UNet declaring others cannot be driven). */
   readonly unetInputs: readonly string[];
+  /** Outputs the family reads beyond what every folder must have (e.g. SDXL's `text_embeds`). */
+  readonly requiredOutputs?: Partial<Record<Component, readonly string[]>>;
   /** Tokenizer folders, one per text encoder, in encoder order. */
   readonly tokenizers: readonly string[];
   /** UNet `sample` channels for a VAE with `latentChannels`. */
