@@ -145,6 +145,14 @@ describe('model doctor', () => {
     assert.ok(r.stderr.includes(`problem: model folder ${dir}: unet/model.onnx is not a readable ONNX model (`), r.stderr);
   });
 
+  it('a tokenizer.json that is not JSON: exit 1 naming the folder and the tokenizer file', () => {
+    const dir = fixture('bad-tokenizer', { generation: 'optimum-1.23', family: 'img2img' });
+    writeFileSync(join(dir, 'tokenizer', 'tokenizer.json'), '{"model": ');
+    const r = doctor(['check', dir]);
+    assert.equal(r.status, 1);
+    assert.ok(r.stderr.includes(`problem: model folder ${dir}: tokenizer: Malformed JSON in tokenizer file ${join(dir, 'tokenizer', 'tokenizer.json')}`), r.stderr);
+  });
+
   it('a UNet whose ports read but whose session fails the checks: exit 1 from opening sessions; --skip-sessions does not open them', () => {
     const dir = fixture('no-timestep', { generation: 'optimum-1.24', family: 'instruct-pix2pix' });
     const g = new GraphBuilder('unet');

@@ -11,7 +11,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ModelFolderError, readModelFolder } from '../inference/modelFolder.js';
+import { readModelFolder } from '../inference/modelFolder.js';
 import type { ModelSpec } from '../inference/modelFolder.js';
 import { openModelSessions } from '../inference/sessions.js';
 import { formatModelSummary, summarizeModel } from '../inference/modelSummary.js';
@@ -39,8 +39,10 @@ interface CheckResult {
   sessionsOpened: boolean;
 }
 
-function problemOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+/** The error's message, with the folder in front unless it names it already. */
+function namingFolder(dir: string, err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return message.includes(dir) ? message : `model folder ${dir}: ${message}`;
 }
 
 async function check(folder: string, openSessions: boolean): Promise<CheckResult> {
@@ -51,8 +53,8 @@ async function check(folder: string, openSessions: boolean): Promise<CheckResult
     spec = readModelFolder(dir, basename(dir));
     result.summary = summarizeModel(spec);
   } catch (err) {
-    if (!(err instanceof ModelFolderError)) throw err;
-    result.problems.push(err.message);
+    // ModelFolderError names the folder; anything else (an unreadable file, say) gets it added.
+    result.problems.push(namingFolder(dir, err));
     return result;
   }
   if (openSessions) {
@@ -61,8 +63,7 @@ async function check(folder: string, openSessions: boolean): Promise<CheckResult
       await sessions.release();
       result.sessionsOpened = true;
     } catch (err) {
-      const message = problemOf(err);
-      result.problems.push(message.includes(dir) ? message : `model folder ${dir}: ${message}`);
+      result.problems.push(namingFolder(dir, err));
     }
   }
   result.ok = result.problems.length === 0;
@@ -94,8 +95,7 @@ function list(modelsDir: string): ListEntry[] {
         const spec = readModelFolder(folder, name);
         Object.assign(entry, { status: 'ok', family: spec.family, exporter: spec.export.generation, warnings: spec.warnings.length });
       } catch (err) {
-        if (!(err instanceof ModelFolderError)) throw err;
-        Object.assign(entry, { status: 'broken', problem: err.message });
+        Object.assign(entry, { status: 'broken', problem: namingFolder(folder, err) });
       }
     }
     entries.push(entry);
