@@ -5,7 +5,8 @@
  * `check` prints what the server will make of one model folder (family, ONNX ports, exporter
  * generation, scheduler, tokenizer, VAE, memory at the default size, defaults, limits, warnings)
  * and opens its ONNX sessions to prove the graphs load. `list` reads every folder under the models
- * directory (default: MODELS_DIR, else the repository's models/) without loading weights.
+ * directory (default: MODELS_DIR, else the repository's models/) and its tokenizer, without
+ * loading weights.
  * Exit codes: 0 fine, 1 a broken folder (each problem named), 2 bad arguments.
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -86,14 +87,14 @@ function list(modelsDir: string): ListEntry[] {
   const entries: ListEntry[] = [];
   for (const name of readdirSync(dir).sort()) {
     const folder = join(dir, name);
-    if (!statSync(folder).isDirectory()) continue;
+    if (!existsSync(folder) || !statSync(folder).isDirectory()) continue; // files, dangling links
     const entry: ListEntry = { name, dir: folder, status: 'not a model', family: null, exporter: null, warnings: 0, problem: null };
     if (!existsSync(join(folder, 'model_index.json'))) {
       entry.problem = 'no model_index.json (the server skips it)';
     } else {
       try {
-        const spec = readModelFolder(folder, name);
-        Object.assign(entry, { status: 'ok', family: spec.family, exporter: spec.export.generation, warnings: spec.warnings.length });
+        const summary = summarizeModel(readModelFolder(folder, name)); // the tokenizer too
+        Object.assign(entry, { status: 'ok', family: summary.family, exporter: summary.export.generation, warnings: summary.warnings.length });
       } catch (err) {
         Object.assign(entry, { status: 'broken', problem: namingFolder(folder, err) });
       }
