@@ -9,7 +9,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { GraphBuilder } from './onnx/graph.js';
 import { buildBpeTokenizerJson, buildTokenizerConfigJson } from './tokenizerBuilder.js';
-import { writeModelFolder } from './generate.js';
+import { writeModelFolder } from './modelFiles.js';
 import { EDIT_WORDS } from './tinyEdit.js';
 import { PROJECT_ROOT } from '../src/config.js';
 

@@ -16,7 +16,9 @@
  * rank fails inside the graph exactly as on a real export. The networks are tiny-edit's analytic
  * ones behind an 8× VAE (average-pool encoder, nearest-neighbour decoder), so every correct feed
  * converges to the exact colour edit of an 8×8-block image. The img2img UNet cannot see the
- * input image, so its exact target is the edit of a fixed colour, `IMG2IMG_BASE_RGB`.
+ * input image, so its exact target is the edit of a fixed colour, `IMG2IMG_BASE_RGB`; the
+ * inpainting UNet sees only the masked image, so inside the mask its target is the edit of the
+ * mid-grey that masking leaves there.
  */
 import { GraphBuilder } from './onnx/graph.js';
 import type { ElemType } from './onnx/graph.js';
@@ -25,7 +27,9 @@ import { buildBpeTokenizerJson, buildTokenizerConfigJson } from './tokenizerBuil
 
 export const EXPORT_GENERATIONS = ['optimum-1.22', 'optimum-1.23', 'optimum-1.24', 'diffusers-onnx'] as const;
 export type ExportGeneration = (typeof EXPORT_GENERATIONS)[number];
-export type FixtureFamily = 'instruct-pix2pix' | 'img2img';
+export type FixtureFamily = 'instruct-pix2pix' | 'img2img' | 'inpaint';
+
+const UNET_CHANNELS: Record<FixtureFamily, number> = { 'instruct-pix2pix': 8, img2img: 4, inpaint: 9 };
 
 export interface ExportFixtureOptions {
   generation: ExportGeneration;
@@ -84,7 +88,7 @@ function tracedTimesteps(g: GraphBuilder, timestep: string, io: Io, sample: stri
 function unetGraph(o: ExportFixtureOptions, io: Io): GraphBuilder {
   const g = new GraphBuilder('unet');
   const diffusers = o.generation === 'diffusers-onnx';
-  const channels = o.family === 'instruct-pix2pix' ? 8 : 4;
+  const channels = UNET_CHANNELS[o.family];
   const sampleIn = g.input('sample', io.float, diffusers ? ['batch', 'channels', 'height', 'width'] : ['batch_size', channels, 'height', 'width']);
   const timestep = g.input('timestep', io.timestep.type, io.timestep.rank === 0 ? [] : [diffusers ? 'batch' : 'steps']);
   const textIn = g.input('encoder_hidden_states', io.float, diffusers ? ['batch', 'sequence', HIDDEN] : ['batch_size', 'sequence_length', HIDDEN]);
@@ -94,6 +98,8 @@ function unetGraph(o: ExportFixtureOptions, io: Io): GraphBuilder {
   const noisy = slice(g, sample, 0, 4, 1);
   let imageRgb: string;
   if (o.family === 'instruct-pix2pix') imageRgb = slice(g, sample, 4, 7, 1);
+  // [noisy ‖ mask ‖ masked-image latents]: the masked image is all the inpainting UNet sees.
+  else if (o.family === 'inpaint') imageRgb = g.op1('Div', [slice(g, sample, 5, 8, 1), g.f32([TINY_EDIT_SCALING_FACTOR], [])]);
   else {
     const base = g.f32(IMG2IMG_BASE_RGB.map((v) => 2 * v - 1), [1, 3, 1, 1], 'base_rgb');
     imageRgb = g.op1('Add', [g.op1('Mul', [slice(g, sample, 0, 3, 1), g.f32([0], [])]), base]);
@@ -136,10 +142,10 @@ function vaeDecoderGraph(o: ExportFixtureOptions, io: Io): GraphBuilder {
 }
 
 const PIPELINE_CLASS: Record<ExportGeneration, Record<FixtureFamily, string>> = {
-  'optimum-1.22': { 'instruct-pix2pix': 'ORTStableDiffusionInstructPix2PixPipeline', img2img: 'ORTStableDiffusionImg2ImgPipeline' },
-  'optimum-1.23': { 'instruct-pix2pix': 'StableDiffusionInstructPix2PixPipeline', img2img: 'StableDiffusionImg2ImgPipeline' },
-  'optimum-1.24': { 'instruct-pix2pix': 'StableDiffusionInstructPix2PixPipeline', img2img: 'StableDiffusionPipeline' },
-  'diffusers-onnx': { 'instruct-pix2pix': 'OnnxStableDiffusionInstructPix2PixPipeline', img2img: 'OnnxStableDiffusionPipeline' },
+  'optimum-1.22': { 'instruct-pix2pix': 'ORTStableDiffusionInstructPix2PixPipeline', img2img: 'ORTStableDiffusionImg2ImgPipeline', inpaint: 'ORTStableDiffusionInpaintPipeline' },
+  'optimum-1.23': { 'instruct-pix2pix': 'StableDiffusionInstructPix2PixPipeline', img2img: 'StableDiffusionImg2ImgPipeline', inpaint: 'StableDiffusionInpaintPipeline' },
+  'optimum-1.24': { 'instruct-pix2pix': 'StableDiffusionInstructPix2PixPipeline', img2img: 'StableDiffusionPipeline', inpaint: 'StableDiffusionInpaintPipeline' },
+  'diffusers-onnx': { 'instruct-pix2pix': 'OnnxStableDiffusionInstructPix2PixPipeline', img2img: 'OnnxStableDiffusionPipeline', inpaint: 'OnnxStableDiffusionInpaintPipeline' },
 };
 
 /** SD 1.x's PNDM config as every SD 1.x folder ships it (diffusers-onnx fixtures). */
@@ -216,7 +222,7 @@ export function buildExportFixture(o: ExportFixtureOptions): Map<string, Uint8Ar
       sample_size: 512, scaling_factor: TINY_EDIT_SCALING_FACTOR,
     };
     files.set('text_encoder/config.json', json({ architectures: ['CLIPTextModel'], model_type: 'clip_text_model', hidden_size: HIDDEN, max_position_embeddings: MAX_LENGTH, vocab_size: Object.keys(tokenizer.model.vocab).length }));
-    files.set('unet/config.json', json({ _class_name: 'UNet2DConditionModel', _diffusers_version: '0.30.0', in_channels: o.family === 'instruct-pix2pix' ? 8 : 4, out_channels: 4, sample_size: 64, cross_attention_dim: HIDDEN, time_cond_proj_dim: null }));
+    files.set('unet/config.json', json({ _class_name: 'UNet2DConditionModel', _diffusers_version: '0.30.0', in_channels: UNET_CHANNELS[o.family], out_channels: 4, sample_size: 64, cross_attention_dim: HIDDEN, time_cond_proj_dim: null }));
     files.set('vae_encoder/config.json', json(vae));
     files.set('vae_decoder/config.json', json(vae));
   }

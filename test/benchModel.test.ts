@@ -9,6 +9,7 @@ import { ensureBenchModel, buildBenchFiles } from '../models/bench.js';
 import { InferenceEngine } from '../src/inference/engine.js';
 import { resolveEditOptions, type EditOptions } from '../src/inference/request.js';
 import type { ProgressUpdate } from '../src/inference/editRunner.js';
+import { SCHEDULER_NAMES } from '../src/inference/schedulers/types.js';
 import { rawPixels, twoColourPng } from './support/images.js';
 
 describe('bench models', () => {
@@ -75,5 +76,15 @@ describe('bench models', () => {
     const weak = await rawPixels((await run('bench-img2img', 1, { steps: 10, strength: 0.1 }, [image])).images[0]!.bytes);
     const strong = await rawPixels((await run('bench-img2img', 1, { steps: 10, strength: 1 }, [image])).images[0]!.bytes);
     assert.notDeepEqual(weak.data, strong.data);
+  });
+
+  it('runs img2img with every scheduler from the begin index that strength selects', async () => {
+    for (const scheduler of SCHEDULER_NAMES) {
+      const out = await run('bench-img2img', 1, { steps: 10, strength: 0.5, scheduler }, [image]);
+      // PNDM without skip_prk_steps (this config has none) visits 19 timesteps for 10 steps; img2img skips 5.
+      assert.equal(out.usage.steps, scheduler === 'PNDM' ? 14 : 5, scheduler);
+      const { data } = await rawPixels(out.images[0]!.bytes);
+      assert.ok(data.some((v) => v > 0) && data.some((v) => v < 255), scheduler);
+    }
   });
 });

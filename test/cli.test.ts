@@ -1,8 +1,11 @@
-/** The `npm run edit` CLI: writes <input name>-<variant>.<format>, shows progress, exits 2 on bad arguments. */
+/**
+ * The `npm run edit` CLI: writes <input name>-<variant>.<format>, shows progress, exits 2 on bad
+ * arguments, inputs or output folder before any model loads, keeps existing outputs, stops on signals.
+ */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../src/config.js';
@@ -32,6 +35,7 @@ describe('edit CLI', () => {
       [['--image', 'x.png'], /--prompt is required/],
       [['--image', '/nonexistent.png', '--prompt', 'x'], /cannot read --image/],
       [['--image', join(PROJECT_ROOT, 'package.json'), '--prompt', 'x', '--n', 'two'], /--n must be an integer/],
+      [['--image', join(PROJECT_ROOT, 'package.json'), '--prompt', 'x', '--n', '0x2'], /--n must be an integer \(got "0x2"\)/],
       [['--image', join(PROJECT_ROOT, 'package.json'), '--prompt', 'x', '--scheduler', 'PLMS'], /--scheduler must be/],
       [['--bogus'], /Unknown option/],
     ];
@@ -43,5 +47,78 @@ describe('edit CLI', () => {
     const notImage = cli(['--image', join(PROJECT_ROOT, 'package.json'), '--prompt', 'x']);
     assert.equal(notImage.status, 2);
     assert.match(notImage.stderr, /INVALID_IMAGE/);
+  });
+
+  it('checks inputs and the output folder before any model loads, at once', async () => {
+    // A model folder whose catalogue (JSON) is valid but whose sessions cannot load: exit 2 (not 1)
+    // proves each refusal came before the model load.
+    const dir = mkdtempSync(join(tmpdir(), 'cli-'));
+    const models = join(dir, 'models');
+    cpSync(join(PROJECT_ROOT, 'models', 'tiny-edit'), join(models, 'tiny-edit'), { recursive: true });
+    writeFileSync(join(models, 'tiny-edit', 'unet', 'model.onnx'), 'not onnx');
+    writeFileSync(join(dir, 'a.png'), await solidPng(16, 16, [10, 20, 30]));
+    writeFileSync(join(dir, 'truncated.png'), (await solidPng(16, 16, [10, 20, 30])).subarray(0, 20));
+    const base = ['--models-dir', models, '--prompt', 'sepia', '--size', '16x16', '--steps', '1'];
+    const cases: [string[], RegExp][] = [
+      [['--image', join(dir, 'a.png'), '--out', '/proc/nope'], /cannot write to --out \/proc\/nope/],
+      [['--image', join(dir, 'a.png'), '--out', join(PROJECT_ROOT, 'README.md')], /cannot write to --out .*README\.md: .*README\.md is not a folder/],
+      [['--image', join(dir, 'a.png'), '--out', join(PROJECT_ROOT, 'README.md', 'sub')], /is not a folder/],
+      [['--image', join(dir, 'missing.png'), '--out', join(dir, 'out')], /cannot read --image .*missing\.png: ENOENT/],
+      [['--image', dir, '--out', join(dir, 'out')], /cannot read --image .*: EISDIR/],
+      [['--image', join(dir, 'truncated.png'), '--out', join(dir, 'out')], /INVALID_IMAGE.*truncated\.png/],
+    ];
+    for (const [args, message] of cases) {
+      const started = Date.now();
+      const r = cli([...base, ...args]);
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.ok(Date.now() - started < 30_000, `${args.join(' ')} took ${Date.now() - started} ms`);
+    }
+    assert.ok(!existsSync(join(dir, 'out')), 'no output folder is made for a run refused on its inputs');
+    // The same model folder with valid arguments does reach the model load, and fails there.
+    const load = cli([...base, '--image', join(dir, 'a.png'), '--out', join(dir, 'out')]);
+    assert.equal(load.status, 1, load.stderr);
+  });
+
+  it('keeps existing output files unless --overwrite', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cli-'));
+    writeFileSync(join(dir, 'a.png'), await solidPng(16, 16, [200, 60, 30]));
+    const out = join(dir, 'out');
+    const args = ['--image', join(dir, 'a.png'), '--prompt', 'sepia', '--size', '16x16', '--steps', '1', '--n', '2', '--out', out];
+    writeFileSync(join(dir, 'placeholder'), '');
+    cpSync(join(dir, 'placeholder'), join(out, 'a-1.png'));
+    const refused = cli(args);
+    assert.equal(refused.status, 2, refused.stderr);
+    assert.match(refused.stderr, /would overwrite .*a-1\.png \(pass --overwrite/);
+    assert.doesNotMatch(refused.stderr, /a-0\.png/);
+    assert.equal(readFileSync(join(out, 'a-1.png')).length, 0, 'the existing file is untouched');
+    assert.ok(!existsSync(join(out, 'a-0.png')), 'nothing is written when one output would be overwritten');
+    const replaced = cli([...args, '--overwrite']);
+    assert.equal(replaced.status, 0, replaced.stderr);
+    assert.ok(readFileSync(join(out, 'a-1.png')).length > 0);
+    assert.ok(existsSync(join(out, 'a-0.png')));
+  });
+
+  it('stops promptly on SIGTERM and SIGINT while denoising', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cli-'));
+    writeFileSync(join(dir, 'a.png'), await solidPng(32, 32, [200, 60, 30]));
+    for (const [signal, status] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+      // Long enough (over a minute) that only the signal can end it soon.
+      const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src/cli/edit.ts'), '--image', join(dir, 'a.png'), '--prompt', 'sepia', '--size', '512x512', '--steps', '100', '--n', '4', '--out', join(dir, 'out'), '--overwrite'], { cwd: PROJECT_ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      let signalledAt = 0;
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+        stderr += chunk;
+        if (!signalledAt && stderr.includes('denoising')) {
+          signalledAt = Date.now();
+          child.kill(signal);
+        }
+      });
+      const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+      assert.ok(signalledAt > 0, stderr);
+      assert.equal(code, status, stderr);
+      assert.match(stderr, new RegExp(`interrupted \\(${signal}\\)`));
+      assert.ok(Date.now() - signalledAt < 5_000, `${signal}: exited ${Date.now() - signalledAt} ms after the signal`);
+    }
   });
 });

@@ -13,6 +13,7 @@ import { print } from 'graphql';
 import { startTestServer, type TestServer } from './support/server.js';
 import { collectSse } from './support/graphql.js';
 import { solidPng } from './support/images.js';
+import { SCHEDULER_NAMES } from '../src/inference/schedulers/types.js';
 import { EditImagesDocument, EditJobEventsDocument, type EditJobEventsSubscription } from './generated/graphql.js';
 
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -468,7 +469,7 @@ describe('fuzzing the HTTP API', { timeout: 120_000 }, () => {
         steps: fc.oneof(fc.integer({ min: -1, max: 3 }), anything),
         seed: fc.oneof(fc.integer(), anything),
         guidanceScale: fc.oneof(fc.double({ noNaN: true }), anything),
-        scheduler: fc.oneof(fc.constantFrom('DDIM', 'EULER', 'EULER_ANCESTRAL'), anything),
+        scheduler: fc.oneof(fc.constantFrom(...SCHEDULER_NAMES), anything),
         outputFormat: fc.oneof(fc.constantFrom('PNG', 'JPEG', 'WEBP'), anything),
         previewEvery: fc.oneof(fc.integer({ min: -1, max: 3 }), anything),
       },

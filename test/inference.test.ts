@@ -9,6 +9,8 @@ import { InferenceEngine } from '../src/inference/engine.js';
 import { resolveEditOptions } from '../src/inference/request.js';
 import type { EditOptions } from '../src/inference/request.js';
 import { InferenceError } from '../src/inference/errors.js';
+import { SCHEDULER_NAMES } from '../src/inference/schedulers/types.js';
+import type { SchedulerName } from '../src/inference/schedulers/types.js';
 import type { EditOutput, ProgressUpdate } from '../src/inference/editRunner.js';
 import { defaultModelsDir } from '../src/config.js';
 import { expectedColour, maxChannelDiff, pixelAt, twoColourPng } from './support/images.js';
@@ -43,19 +45,22 @@ describe('tiny-edit through the inference engine', () => {
   });
   after(async () => engine.close());
 
-  for (const scheduler of ['EULER_ANCESTRAL', 'EULER', 'DDIM'] as const) {
+  // A sensible step count for each scheduler (LCM is a few-step sampler).
+  const STEPS: Record<SchedulerName, number> = { EULER_ANCESTRAL: 6, EULER: 6, DDIM: 6, PNDM: 10, DPMPP_2M: 6, DPMPP_2M_KARRAS: 6, LCM: 4 };
+  for (const scheduler of SCHEDULER_NAMES) {
+    const steps = STEPS[scheduler];
     describe(`with ${scheduler}`, () => {
-      it('turns grayscale, invert and sepia into the exact transform within 2/255', async () => {
+      it(`turns grayscale, invert and sepia into the exact transform within 2/255 (${steps} steps)`, async () => {
         for (const word of ['grayscale', 'invert', 'sepia'] as const) {
-          const out = await edit({ prompt: `make it ${word}`, scheduler, steps: 6 });
+          const out = await edit({ prompt: `make it ${word}`, scheduler, steps });
           await assertEdited(out.images[0]!.bytes, [word], `${scheduler} ${word}`);
         }
       });
 
       it('composes several edit words in prompt order', async () => {
-        const out = await edit({ prompt: 'sepia, then brighter', scheduler, steps: 6 });
+        const out = await edit({ prompt: 'sepia, then brighter', scheduler, steps });
         await assertEdited(out.images[0]!.bytes, ['sepia', 'brighter'], `${scheduler} sepia+brighter`);
-        const reversed = await edit({ prompt: 'invert darker', scheduler, steps: 6 });
+        const reversed = await edit({ prompt: 'invert darker', scheduler, steps });
         await assertEdited(reversed.images[0]!.bytes, ['invert', 'darker'], `${scheduler} invert+darker`);
       });
     });
@@ -104,6 +109,18 @@ describe('tiny-edit through the inference engine', () => {
     assert.equal(preview.mimeType, 'image/jpeg');
     assert.deepEqual([...preview.bytes.subarray(0, 2)], [0xff, 0xd8]);
     assert.equal(out.usage.steps, 6);
+  });
+
+  it("counts PNDM's extra timesteps as steps (UNet evaluations)", async () => {
+    // tiny-edit's config has no skip_prk_steps, so PNDM runs diffusers' class default: 12 Runge–Kutta
+    // sub-steps, then PLMS: 5 steps are 14 evaluations (with skip_prk_steps, PLMS alone: 6).
+    const updates: ProgressUpdate[] = [];
+    const out = await edit({ prompt: 'sepia', steps: 5, scheduler: 'PNDM', previewEvery: 3 }, [image], { onProgress: (u) => updates.push(u) });
+    assert.deepEqual(updates.map((u) => u.step), Array.from({ length: 14 }, (_, i) => i + 1));
+    assert.ok(updates.every((u) => u.totalSteps === 14));
+    assert.deepEqual(updates.map((u) => u.previews.length), [0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 1]);
+    assert.equal(out.usage.steps, 14);
+    await assertEdited(out.images[0]!.bytes, ['sepia'], 'PNDM with PRK');
   });
 
   it('cancels through an AbortSignal before the next step', async () => {

@@ -17,7 +17,7 @@ import type { InferenceError } from '../src/inference/errors.js';
 import { SCHEDULER_NAMES } from '../src/inference/schedulers/types.js';
 import { defaultModelsDir } from '../src/config.js';
 import { IMG2IMG_BASE_RGB, buildExportFixture } from '../models/exports.js';
-import { writeModelFolder } from '../models/generate.js';
+import { writeModelFolder } from '../models/modelFiles.js';
 import { expectedColour, leftHalfMask, maxChannelDiff, pixelAt, twoColourPng } from './support/images.js';
 import type { Rgb } from './support/images.js';
 
@@ -41,6 +41,7 @@ describe('masked edits', () => {
   before(async () => {
     root = mkdtempSync(join(tmpdir(), 'masks-'));
     writeModelFolder(join(root, 'fixture-img2img'), buildExportFixture({ generation: 'optimum-1.24', family: 'img2img' }));
+    writeModelFolder(join(root, 'fixture-inpaint'), buildExportFixture({ generation: 'optimum-1.24', family: 'inpaint' }));
     image = await twoColourPng(W, H, LEFT, RIGHT);
     engine = await InferenceEngine.start({ modelsDir: defaultModelsDir(), modelIds: ['tiny-edit'], threading: 'inline', intraOpThreads: 1 });
   });
@@ -72,6 +73,30 @@ describe('masked edits', () => {
         const bytes = out.images[0]!.bytes;
         assert.ok(maxChannelDiff(await pixelAt(bytes, 8, 32), expectedColour(base, 'sepia')) <= 2, `${scheduler} inside`);
         assert.ok(maxChannelDiff(await pixelAt(bytes, W - 8, 32), RIGHT) <= 1, `${scheduler} outside`);
+      }
+    } finally {
+      await fixture.close();
+    }
+  });
+
+  it('a 9-channel inpainting UNet with every scheduler and strength: its fill inside, the input outside', async () => {
+    const fixture = await InferenceEngine.start({ modelsDir: root, modelIds: ['fixture-inpaint'], threading: 'inline', intraOpThreads: 1 });
+    try {
+      assert.equal(fixture.model('fixture-inpaint').pipeline.maskMethod, 'unet-mask-channels');
+      // The UNet sees only the masked image: inside the mask, mid-grey, which it edits.
+      const grey: Rgb = [127.5, 127.5, 127.5];
+      for (const scheduler of SCHEDULER_NAMES) {
+        // diffusers' PNDM restarts its warm-up where img2img begins, so it is not exact part-way
+        // (pinned against diffusers in schedulers.test.ts); it is checked from strength 1 here.
+        for (const strength of scheduler === 'PNDM' ? [1] : [1, 0.6]) {
+          const out = await edit(fixture, 'fixture-inpaint', { scheduler, strength, guidanceScale: strength === 1 ? 1 : 2 }, [{ bytes: image, mask: await leftHalfMask(W, H) }, { bytes: image, mask: null }]);
+          const want = strength === 1 ? expectedColour(grey, 'sepia') : (grey.map((v, i) => Math.round(Math.min(255, Math.max(0, v + 2 * (expectedColour(grey, 'sepia')[i]! - v))))) as Rgb);
+          const [masked, whole] = out.images.map((i) => i.bytes);
+          const tolerance = 2;
+          assert.ok(maxChannelDiff(await pixelAt(masked!, 8, 32), want) <= tolerance, `${scheduler} ${strength} inside: ${await pixelAt(masked!, 8, 32)} vs ${want}`);
+          assert.ok(maxChannelDiff(await pixelAt(masked!, W - 8, 32), RIGHT) <= 1, `${scheduler} ${strength} outside`);
+          assert.ok(maxChannelDiff(await pixelAt(whole!, W - 8, 32), want) <= tolerance, `${scheduler} ${strength}: no mask edits the whole image`);
+        }
       }
     } finally {
       await fixture.close();

@@ -13,6 +13,9 @@ import { TINY_EDIT_DIR } from '../models/generate.js';
 import { GraphBuilder } from '../models/onnx/graph.js';
 import type { Dim } from '../models/onnx/graph.js';
 import { listModelFolders, readModelFolder, ModelFolderError } from '../src/inference/modelFolder.js';
+import { resolveEditOptions } from '../src/inference/request.js';
+import { parseDiffusersJson } from '../src/inference/diffusersJson.js';
+import { SCHEDULER_NAMES } from '../src/inference/schedulers/types.js';
 import { openModelSessions } from '../src/inference/sessions.js';
 
 function filesUnder(dir: string): string[] {
@@ -190,6 +193,43 @@ describe('tiny-edit model folder', () => {
       );
     });
 
+    it("an option of the default scheduler's class that is not implemented, named (another class's keys are ignored)", () => {
+      assertFolderError(
+        brokenCopy((d) => editJson(d, 'scheduler/scheduler_config.json', (j) => (j.rescale_betas_zero_snr = true))),
+        /\(for EULER_ANCESTRAL\).*"rescale_betas_zero_snr" is true; only false is implemented/,
+      );
+      // DDIM's thresholding and PNDM's skip_prk_steps mean nothing to the default EULER_ANCESTRAL:
+      // the folder loads, and a request for DDIM is refused with the key named.
+      const dir = brokenCopy((d) => editJson(d, 'scheduler/scheduler_config.json', (j) => Object.assign(j, { thresholding: true, skip_prk_steps: false, sample_max_value: 1 })));
+      const spec = readModelFolder(dir, 'thresholding');
+      assert.equal(resolveEditOptions(spec, 1, { prompt: 'x', scheduler: 'PNDM', steps: 4 }).scheduler, 'PNDM');
+      assert.throws(() => resolveEditOptions(spec, 1, { prompt: 'x', scheduler: 'DDIM' }), /scheduler DDIM cannot run 8 steps of model thresholding: .*"thresholding" is true/);
+      // PNDM's Runge–Kutta warm-up (skip_prk_steps false) needs 4 steps; LCM at most original_inference_steps.
+      assert.throws(() => resolveEditOptions(spec, 1, { prompt: 'x', scheduler: 'PNDM', steps: 3 }), /at least 4 steps/);
+      const plain = readModelFolder(TINY_EDIT_DIR, 'tiny-edit');
+      assert.throws(() => resolveEditOptions(plain, 1, { prompt: 'x', scheduler: 'LCM', steps: 51 }), /original_inference_steps/);
+    });
+
+    it("parseDiffusersJson reads json.dumps' Infinity, -Infinity and NaN, and leaves strings alone", () => {
+      const v = parseDiffusersJson('{"a": -Infinity, "b": [Infinity, NaN, 1], "c": "NaN -Infinity \\" Infinity", "d": {"e": -1.5e3}}') as Record<string, unknown>;
+      assert.equal(v.a, -Infinity);
+      assert.deepEqual(v.b, [Infinity, NaN, 1]);
+      assert.equal(v.c, 'NaN -Infinity " Infinity');
+      assert.deepEqual(v.d, { e: -1500 });
+      assert.throws(() => parseDiffusersJson('{"a": Inf}'), SyntaxError);
+    });
+
+    it("reads Python's -Infinity in a diffusers DPM-Solver config (lambda_min_clipped), and DPMPP_2M runs from it", () => {
+      const dir = brokenCopy((d) => {
+        const path = join(d, 'scheduler', 'scheduler_config.json');
+        const dpm = { ...JSON.parse(readFileSync(path, 'utf8')), _class_name: 'DPMSolverMultistepScheduler', algorithm_type: 'dpmsolver++', solver_order: 2, variance_type: null, lambda_min_clipped: 'LAMBDA' };
+        writeFileSync(path, JSON.stringify(dpm, null, 2).replace('"LAMBDA"', '-Infinity'));
+      });
+      const spec = readModelFolder(dir, 'dpm');
+      assert.equal(spec.schedulerJson.lambda_min_clipped, -Infinity);
+      assert.equal(resolveEditOptions(spec, 1, { prompt: 'x', scheduler: 'DPMPP_2M' }).scheduler, 'DPMPP_2M');
+    });
+
     it('malformed latentRgbFactors in edit-server.json', () => {
       assertFolderError(
         brokenCopy((d) => editJson(d, 'edit-server.json', (j) => (j.latentRgbFactors = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]))),
@@ -204,7 +244,7 @@ describe('tiny-edit model folder', () => {
     it('an unknown default scheduler in edit-server.json', () => {
       assertFolderError(
         brokenCopy((d) => editJson(d, 'edit-server.json', (j) => ((j.defaults as Record<string, unknown>).scheduler = 'DPM'))),
-        /defaults\.scheduler must be one of EULER_ANCESTRAL, EULER, DDIM/,
+        new RegExp(`defaults\\.scheduler must be one of ${SCHEDULER_NAMES.join(', ')}`),
       );
     });
 

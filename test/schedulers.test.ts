@@ -1,24 +1,33 @@
 /**
  * Scheduler tests: schedule values re-derived independently in float64 here, diffusers' own
- * expected full-loop numbers (tests/schedulers/test_scheduler_{euler,euler_ancestral,ddim}.py),
- * and convergence under a perfect noise predictor.
+ * expected full-loop numbers (tests/schedulers/test_scheduler_{euler,euler_ancestral,ddim,pndm,
+ * dpm_multi,lcm}.py), and convergence under a perfect noise predictor.
  */
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
+
+import { PROJECT_ROOT } from '../src/config.js';
 
 import {
   DDIMScheduler,
+  DPMSolverMultistepScheduler,
   EulerAncestralDiscreteScheduler,
   EulerDiscreteScheduler,
+  LCMScheduler,
+  PNDMScheduler,
   SCHEDULER_NAMES,
   ancestralSigmas,
   alphasCumprod,
   betasForSchedule,
   createScheduler,
   inferenceTimesteps,
+  lcmBoundaryScalings,
   parseSchedulerConfig,
   roundHalfEven,
+  schedulerForClassName,
 } from '../src/inference/schedulers/index.js';
 import type { Scheduler, SchedulerConfig, SchedulerName } from '../src/inference/schedulers/index.js';
 
@@ -274,6 +283,10 @@ const DDIM_TEST_CONFIG = {
   beta_schedule: 'linear',
   clip_sample: true,
 };
+const PNDM_TEST_CONFIG = { num_train_timesteps: 1000, beta_start: 0.0001, beta_end: 0.02, beta_schedule: 'linear' };
+// The DPM test config departs from the class defaults here (and sets solver_order 2, dpmsolver++, midpoint).
+const DPM_TEST_CONFIG = { ...PNDM_TEST_CONFIG, lower_order_final: false, final_sigmas_type: 'sigma_min' };
+const LCM_TEST_CONFIG = { num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear' };
 
 function expectDiffusers(x: Float32Array, sum: number, mean: number): void {
   const r = absSumMean(x);
@@ -511,6 +524,88 @@ describe("diffusers' scheduler tests", () => {
   });
 });
 
+describe("diffusers' PNDM, DPM-Solver multistep and LCM tests", () => {
+  // diffusers' PNDM full_loop runs prk_timesteps with step_prk, then plms_timesteps with step_plms:
+  // with skip_prk_steps false (the class default) that is what `step` does along `timesteps`.
+  it('PNDMScheduler test_steps_offset: the PRK + PLMS timesteps', () => {
+    const s = createScheduler('PNDM', parseSchedulerConfig({ ...PNDM_TEST_CONFIG, steps_offset: 1 }, 'PNDM'));
+    s.setTimesteps(10);
+    assert.deepEqual(
+      Array.from(s.timesteps),
+      [901, 851, 851, 801, 801, 751, 751, 701, 701, 651, 651, 601, 601, 501, 401, 301, 201, 101, 1],
+    );
+  });
+
+  it('PNDMScheduler test_full_loop_no_noise: 198.1318 / 0.2580', () => {
+    const s = createScheduler('PNDM', parseSchedulerConfig(PNDM_TEST_CONFIG, 'PNDM'));
+    expectDiffusers(fullLoop(s, 10, { stepOnScaledSample: false }), 198.1318, 0.258);
+  });
+
+  it('PNDMScheduler test_full_loop_with_v_prediction: 67.3986 / 0.0878', () => {
+    const s = createScheduler('PNDM', parseSchedulerConfig({ ...PNDM_TEST_CONFIG, prediction_type: 'v_prediction' }, 'PNDM'));
+    expectDiffusers(fullLoop(s, 10, { stepOnScaledSample: false }), 67.3986, 0.0878);
+  });
+
+  it('PNDMScheduler set_alpha_to_one true / false: 230.0399 / 0.2995 and 186.9482 / 0.2434', () => {
+    for (const [set_alpha_to_one, sum, mean] of [[true, 230.0399, 0.2995], [false, 186.9482, 0.2434]] as const) {
+      const cfg = parseSchedulerConfig({ ...PNDM_TEST_CONFIG, set_alpha_to_one, beta_start: 0.01 }, 'PNDM');
+      expectDiffusers(fullLoop(createScheduler('PNDM', cfg), 10, { stepOnScaledSample: false }), sum, mean);
+    }
+  });
+
+  it('DPMSolverMultistepScheduler test_full_loop_no_noise: mean 0.3301', () => {
+    const s = createScheduler('DPMPP_2M', parseSchedulerConfig(DPM_TEST_CONFIG, 'DPMPP_2M'));
+    assertClose(absSumMean(fullLoop(s, 10, { stepOnScaledSample: false })).mean, 0.3301, 1e-3, 'result_mean');
+  });
+
+  it('DPMSolverMultistepScheduler test_full_loop_with_noise (t_start 5): 318.4111 / 0.4146', () => {
+    for (const useBeginIndex of [false, true]) {
+      const s = createScheduler('DPMPP_2M', parseSchedulerConfig(DPM_TEST_CONFIG, 'DPMPP_2M'));
+      expectDiffusers(fullLoop(s, 10, { stepOnScaledSample: false, startIndex: 5, useBeginIndex }), 318.4111, 0.4146);
+    }
+  });
+
+  it('DPMSolverMultistepScheduler test_full_loop_with_v_prediction: mean 0.2251', () => {
+    const s = createScheduler('DPMPP_2M', parseSchedulerConfig({ ...DPM_TEST_CONFIG, prediction_type: 'v_prediction' }, 'DPMPP_2M'));
+    assertClose(absSumMean(fullLoop(s, 10, { stepOnScaledSample: false })).mean, 0.2251, 1e-3, 'result_mean');
+  });
+
+  it('DPMSolverMultistepScheduler test_full_loop_with_karras_and_v_prediction: mean 0.2096', () => {
+    // use_karras_sigmas is what the name DPMPP_2M_KARRAS means. We get 0.2092 (float32 ᾱ too), as
+    // diffusers' current code, which steps with the Karras σ themselves; stepping with σ interpolated
+    // at the rounded timesteps instead gives 0.2096. The test's tolerance admits both.
+    const cfg = parseSchedulerConfig({ ...DPM_TEST_CONFIG, prediction_type: 'v_prediction', use_karras_sigmas: true }, 'DPMPP_2M_KARRAS');
+    const s = createScheduler('DPMPP_2M_KARRAS', cfg);
+    assertClose(absSumMean(fullLoop(s, 10, { stepOnScaledSample: false })).mean, 0.2096, 1e-3, 'result_mean');
+  });
+
+  it('DPMSolverMultistepScheduler test_duplicated_timesteps: n = T gives T timesteps', () => {
+    for (const name of ['DPMPP_2M', 'DPMPP_2M_KARRAS'] as const) {
+      const s = createScheduler(name, parseSchedulerConfig(DPM_TEST_CONFIG, name));
+      s.setTimesteps(1000);
+      assert.equal(s.timesteps.length, 1000);
+    }
+  });
+
+  it('LCMScheduler test_full_loop_onestep: 18.7097 / 0.0244', () => {
+    const s = createScheduler('LCM', parseSchedulerConfig(LCM_TEST_CONFIG, 'LCM'));
+    // One step is the last step, which adds no noise: deterministic.
+    const r = absSumMean(fullLoop(s, 1, { stepOnScaledSample: false, generator: new TorchCpuGenerator(0) }));
+    assertClose(r.sum, 18.7097, 1e-3, 'result_sum');
+    assertClose(r.mean, 0.0244, 1e-3, 'result_mean');
+  });
+
+  // The multistep loop draws torch.manual_seed(0) noise between steps; the emulated torch generator
+  // reproduces it, so this is checked too. diffusers' custom-timesteps LCM tests have no counterpart
+  // here (setTimesteps takes a step count only).
+  it('LCMScheduler test_full_loop_multistep (torch.manual_seed(0) noise): 197.7616 / 0.2575', () => {
+    const s = createScheduler('LCM', parseSchedulerConfig(LCM_TEST_CONFIG, 'LCM'));
+    const r = absSumMean(fullLoop(s, 10, { stepOnScaledSample: false, generator: new TorchCpuGenerator(0) }));
+    assertClose(r.sum, 197.7616, 1e-3, 'result_sum');
+    assertClose(r.mean, 0.2575, 1e-3, 'result_mean');
+  });
+});
+
 describe('Euler ancestral', () => {
   it('σ_up² + σ_down² = σ_to² with σ_down ≤ σ_to, and σ_up = 0 on the last step', () => {
     const s = createScheduler('EULER_ANCESTRAL', parseSchedulerConfig(SD15_JSON)) as EulerAncestralDiscreteScheduler;
@@ -576,20 +671,226 @@ describe('Euler ancestral', () => {
   });
 });
 
+/** DDIM's update from ᾱ to ᾱ_prev for ε (the form PNDM's formula (9) rewrites). */
+function refDdimStep(x: number, eps: number, a: number, aPrev: number): number {
+  return Math.sqrt(aPrev) * ((x - Math.sqrt(1 - a) * eps) / Math.sqrt(a)) + Math.sqrt(1 - aPrev) * eps;
+}
+
+describe('PNDM (PLMS)', () => {
+  const sdAc = refAlphasCumprod(refBetas(1000, 0.00085, 0.012, 'scaled_linear'));
+
+  it('SD 1.5 (skip_prk_steps, leading, steps_offset 1): the second timestep is visited twice', () => {
+    const s = createScheduler('PNDM', parseSchedulerConfig(SD15_JSON, 'PNDM'));
+    s.setTimesteps(10);
+    assert.deepEqual(Array.from(s.timesteps), [901, 801, 801, 701, 601, 501, 401, 301, 201, 101, 1]);
+    s.setTimesteps(1);
+    assert.deepEqual(Array.from(s.timesteps), [1]);
+    assert.equal(s.initNoiseSigma, 1);
+    assert.equal(s.isStochastic, false);
+  });
+
+  it("steps like diffusers: ε₀ alone, then a re-step from the first sample with (ε₀ + ε₁)/2, then Adams–Bashforth", () => {
+    const s = createScheduler('PNDM', parseSchedulerConfig(SD15_JSON, 'PNDM'));
+    s.setTimesteps(10);
+    const [e0, e1, e2, e3, e4] = [0.3, -0.2, 0.5, 0.1, -0.4];
+    const x0 = 0.7;
+    const a = (t: number): number => sdAc[t]!;
+    const final = 1 - 0.00085; // set_alpha_to_one false: ᾱ₀
+    let x: Float32Array = new Float32Array([x0]);
+    const outs: number[] = [];
+    for (const [i, e] of [e0, e1, e2, e3, e4].entries()) {
+      x = s.step(new Float32Array([e]), s.timesteps[i]!, x).prevSample;
+      outs.push(x[0]!);
+    }
+    // 901 → 801 with ε₀.
+    const x1 = refDdimStep(x0, e0, a(901), a(801));
+    assertClose(outs[0]!, x1, 1e-6);
+    // Second visit of 801: again from x(901), 901 → 801, with the mean ε; ε₁ is not kept.
+    const x1b = refDdimStep(x0, (e0 + e1) / 2, a(901), a(801));
+    assertClose(outs[1]!, x1b, 1e-6);
+    // 801 → 701 with (3ε₂ − ε₀)/2, then 701 → 601 with (23ε₃ − 16ε₂ + 5ε₀)/12, then the 4-term formula.
+    const x2 = refDdimStep(x1b, (3 * e2 - e0) / 2, a(801), a(701));
+    assertClose(outs[2]!, x2, 1e-6);
+    const x3 = refDdimStep(x2, (23 * e3 - 16 * e2 + 5 * e0) / 12, a(701), a(601));
+    assertClose(outs[3]!, x3, 1e-6);
+    const x4 = refDdimStep(x3, (55 * e4 - 59 * e3 + 37 * e2 - 9 * e0) / 24, a(601), a(501));
+    assertClose(outs[4]!, x4, 1e-6);
+    // The last step goes to ᾱ₀ (set_alpha_to_one false) from t = 1.
+    const t = createScheduler('PNDM', parseSchedulerConfig(SD15_JSON, 'PNDM'));
+    t.setTimesteps(1);
+    assertClose(t.step(new Float32Array([e0]), 1, new Float32Array([x0])).prevSample[0]!, refDdimStep(x0, e0, a(1), final), 1e-6);
+  });
+
+  it("img2img from a begin index restarts the warm-up there, so its re-step repeats the first step's level (diffusers' behaviour)", () => {
+    const s = createScheduler('PNDM', parseSchedulerConfig(SD15_JSON, 'PNDM'));
+    s.setTimesteps(10);
+    s.setBeginIndex(4);
+    const x = s.addNoise(new Float32Array([0.5]), new Float32Array([1]), s.timesteps[4]!);
+    assertClose(x[0]!, Math.sqrt(sdAc[601]!) * 0.5 + Math.sqrt(1 - sdAc[601]!), 1e-6);
+    const eps = new Float32Array([0.25]);
+    const first = s.step(eps, 601, x).prevSample;
+    // At 501 the scheduler steps 601 → 501 again from x (not 501 → 401), as diffusers' counter does.
+    const second = s.step(eps, 501, first).prevSample;
+    assertClose(second[0]!, first[0]!, 1e-7);
+    assertClose(first[0]!, refDdimStep(x[0]!, 0.25, sdAc[601]!, sdAc[501]!), 1e-6);
+  });
+
+  it('without skip_prk_steps runs the Runge–Kutta warm-up, which needs at least 4 steps', () => {
+    const s = createScheduler('PNDM', parseSchedulerConfig({ ...SD15_JSON, skip_prk_steps: false }, 'PNDM'));
+    s.setTimesteps(4);
+    assert.deepEqual(Array.from(s.timesteps), [751, 626, 626, 501, 501, 376, 376, 251, 251, 126, 126, 1, 1]);
+    assert.throws(() => s.setTimesteps(3), /skip_prk_steps false needs at least 4 steps/);
+  });
+});
+
+describe('DPM-Solver++ 2M', () => {
+  it("timesteps: n + 1 points without the last, as diffusers' linspace / leading", () => {
+    const lin = createScheduler('DPMPP_2M', parseSchedulerConfig(SD15_JSON, 'DPMPP_2M'));
+    lin.setTimesteps(10);
+    // np.linspace(0, 999, 11).round()[::-1][:-1]: 499.5 rounds to 500.
+    assert.deepEqual(Array.from(lin.timesteps), [999, 899, 799, 699, 599, 500, 400, 300, 200, 100]);
+    const lead = createScheduler('DPMPP_2M', parseSchedulerConfig({ ...SD15_JSON, timestep_spacing: 'leading' }, 'DPMPP_2M'));
+    lead.setTimesteps(10);
+    assert.deepEqual(Array.from(lead.timesteps), [901, 811, 721, 631, 541, 451, 361, 271, 181, 91]);
+    const trail = createScheduler('DPMPP_2M', parseSchedulerConfig({ ...SD15_JSON, timestep_spacing: 'trailing' }, 'DPMPP_2M'));
+    trail.setTimesteps(4);
+    assert.deepEqual(Array.from(trail.timesteps), [999, 749, 499, 249]);
+  });
+
+  it('Karras σ: ρ = 7 spacing from σ_max to σ_min, timesteps the rounded log-σ positions', () => {
+    const s = createScheduler('DPMPP_2M_KARRAS', parseSchedulerConfig(SD15_JSON, 'DPMPP_2M_KARRAS')) as DPMSolverMultistepScheduler;
+    s.setTimesteps(10);
+    const sig = refSigmas(refAlphasCumprod(refBetas(1000, 0.00085, 0.012, 'scaled_linear')));
+    const [lo, hi] = [sig[0]! ** (1 / 7), sig[999]! ** (1 / 7)];
+    const want = Array.from({ length: 10 }, (_, i) => (hi + (i / 9) * (lo - hi)) ** 7);
+    assertArrayClose(s.sigmas, [...want, 0], 1e-12);
+    assert.equal(s.timesteps[0], 999);
+    assert.equal(s.timesteps[9], 0);
+    for (let i = 0; i < 10; i++) {
+      // Each timestep is where σ sits between two train σ's in log space, rounded.
+      const t = s.timesteps[i]!;
+      const logS = Math.log(want[i]!);
+      assert.ok(Math.log(sig[Math.max(0, t - 1)]!) <= logS + 1e-12 && logS <= Math.log(sig[Math.min(999, t + 1)]!) + 1e-12, `t ${t}`);
+    }
+  });
+
+  it('first step is first order, later ones use the previous x̂₀; the last returns x̂₀ (final σ 0)', () => {
+    const s = createScheduler('DPMPP_2M', parseSchedulerConfig(SD15_JSON, 'DPMPP_2M')) as DPMSolverMultistepScheduler;
+    s.setTimesteps(3);
+    const sg = s.sigmas;
+    const alpha = (k: number): number => 1 / Math.sqrt(sg[k]! ** 2 + 1);
+    // epsilon: x̂₀ = x − σ·ε in σ space, i.e. (x − σ_vp·ε)/α with σ_vp = σ·α.
+    const x = 2.5;
+    const eps = 0.5;
+    const out1 = s.step(new Float32Array([eps]), s.timesteps[0]!, new Float32Array([x]));
+    const x0a = x / alpha(0) - sg[0]! * eps;
+    assertClose(out1.predOriginalSample[0]!, x0a, 1e-5);
+    // First order: x_t = (σ_t α_t / σ_s α_s)·x − α_t(σ_t/σ_s − 1)·x̂₀.
+    const x1 = ((sg[1]! * alpha(1)) / (sg[0]! * alpha(0))) * x - alpha(1) * (sg[1]! / sg[0]! - 1) * x0a;
+    assertClose(out1.prevSample[0]!, x1, 1e-5);
+    // Second order (midpoint): D1 = (x̂₀ − x̂₀_prev)/r0, r0 = log(σ_{s1}/σ_s)/log(σ_s/σ_t).
+    const out2 = s.step(new Float32Array([eps]), s.timesteps[1]!, new Float32Array([x1]));
+    const x0b = x1 / alpha(1) - sg[1]! * eps;
+    const r0 = Math.log(sg[0]! / sg[1]!) / Math.log(sg[1]! / sg[2]!);
+    const phi = alpha(2) * (sg[2]! / sg[1]! - 1);
+    const x2 = ((sg[2]! * alpha(2)) / (sg[1]! * alpha(1))) * x1 - phi * x0b - 0.5 * phi * ((x0b - x0a) / r0);
+    assertClose(out2.prevSample[0]!, x2, 1e-5);
+    const out3 = s.step(new Float32Array([eps]), s.timesteps[2]!, new Float32Array([x2]));
+    assert.equal(out3.prevSample[0], out3.predOriginalSample[0]);
+
+    // solver_type heun: x_t = ratio·x − φ·D0 + α_t((e^{−h} − 1)/h + 1)·D1.
+    const heun = createScheduler('DPMPP_2M', parseSchedulerConfig({ ...SD15_JSON, solver_type: 'heun' }, 'DPMPP_2M'));
+    heun.setTimesteps(3);
+    heun.step(new Float32Array([eps]), heun.timesteps[0]!, new Float32Array([x]));
+    const h = Math.log(sg[1]! / sg[2]!);
+    const x2h = ((sg[2]! * alpha(2)) / (sg[1]! * alpha(1))) * x1 - phi * x0b + alpha(2) * ((sg[2]! / sg[1]! - 1) / h + 1) * ((x0b - x0a) / r0);
+    assertClose(heun.step(new Float32Array([eps]), heun.timesteps[1]!, new Float32Array([x1])).prevSample[0]!, x2h, 1e-5);
+  });
+
+  it('the last step is second order only with final_sigmas_type sigma_min, and not with euler_at_final', () => {
+    // With 3 steps a second-order last step differs from a first-order one.
+    const last = (json: Record<string, unknown>): number => {
+      const s = createScheduler('DPMPP_2M', parseSchedulerConfig({ ...SD15_JSON, ...json }, 'DPMPP_2M'));
+      s.setTimesteps(3);
+      let x: Float32Array = new Float32Array([2.5]);
+      for (const [i, t] of Array.from(s.timesteps).entries()) x = s.step(new Float32Array([0.5 + 0.1 * i]), t, x).prevSample;
+      return x[0]!;
+    };
+    const firstOrder = last({ final_sigmas_type: 'sigma_min', lower_order_final: true });
+    assert.notEqual(last({ final_sigmas_type: 'sigma_min', lower_order_final: false }), firstOrder);
+    assert.equal(last({ final_sigmas_type: 'sigma_min', lower_order_final: false, euler_at_final: true }), firstOrder);
+  });
+});
+
+describe('LCM', () => {
+  it("timesteps from the distillation schedule (the well-known 4-step 999, 759, 499, 259)", () => {
+    const s = createScheduler('LCM', parseSchedulerConfig(SD15_JSON, 'LCM'));
+    const cases: Array<[number, number[]]> = [
+      [1, [999]],
+      [2, [999, 499]],
+      [4, [999, 759, 499, 259]],
+      [8, [999, 879, 759, 639, 499, 379, 259, 139]],
+    ];
+    for (const [n, want] of cases) {
+      s.setTimesteps(n);
+      assert.deepEqual(Array.from(s.timesteps), want, `n=${n}`);
+    }
+    const short = createScheduler('LCM', parseSchedulerConfig({ original_inference_steps: 4 }, 'LCM'));
+    short.setTimesteps(4);
+    assert.deepEqual(Array.from(short.timesteps), [999, 749, 499, 249]);
+    assert.throws(() => short.setTimesteps(5), /original_inference_steps/);
+  });
+
+  it('boundary scalings: c_skip = 0.25 / ((10t)² + 0.25), c_out = 10t / √((10t)² + 0.25)', () => {
+    assert.deepEqual(lcmBoundaryScalings(0, 10), { cSkip: 1, cOut: 0 });
+    const { cSkip, cOut } = lcmBoundaryScalings(259, 10);
+    assertClose(cSkip, 0.25 / (2590 ** 2 + 0.25), 1e-18);
+    assertClose(cOut, 2590 / Math.sqrt(2590 ** 2 + 0.25), 1e-15);
+  });
+
+  it('re-noises the consistency output to the next timestep with the caller\'s noise, except on the last step', () => {
+    const s = createScheduler('LCM', parseSchedulerConfig(SD15_JSON, 'LCM'));
+    s.setTimesteps(2);
+    const ac = refAlphasCumprod(refBetas(1000, 0.00085, 0.012, 'scaled_linear'));
+    const x = new Float32Array([1.5]);
+    const eps = new Float32Array([0.3]);
+    assert.throws(() => s.step(eps, 999, x), /noise/);
+    const out = s.step(eps, 999, x, new Float32Array([2]));
+    const x0 = (1.5 - Math.sqrt(1 - ac[999]!) * 0.3) / Math.sqrt(ac[999]!);
+    const { cSkip, cOut } = lcmBoundaryScalings(999, 10);
+    const denoised = cOut * x0 + cSkip * 1.5;
+    assertClose(out.predOriginalSample[0]!, denoised, 1e-5);
+    assertClose(out.prevSample[0]!, Math.sqrt(ac[499]!) * denoised + Math.sqrt(1 - ac[499]!) * 2, 1e-5);
+    // The last step needs no noise and returns the consistency output.
+    const last = s.step(eps, 499, out.prevSample);
+    assert.equal(last.prevSample[0], last.predOriginalSample[0]);
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // Convergence with a perfect predictor.
 // ---------------------------------------------------------------------------------------------
 
-/** ᾱ at a (possibly fractional) timestep, from the test's own schedule. */
-function refAlphaBarAt(name: SchedulerName, cfg: SchedulerConfig, t: number): number {
+/**
+ * ᾱ of the sample at step `index` (timestep t) of a run of `steps`, from the test's own schedule:
+ * the noise level the scheduler actually brought the sample to, which a perfect network knows.
+ */
+function refAlphaBarAt(name: SchedulerName, cfg: SchedulerConfig, t: number, index: number, steps: number): number {
   const betas =
     cfg.beta_schedule === 'squaredcos_cap_v2'
       ? Array.from(betasForSchedule(cfg))
       : refBetas(cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end, cfg.beta_schedule);
   const ac = refAlphasCumprod(betas);
-  if (name === 'DDIM') return ac[t]!;
+  const sig = refSigmas(ac);
+  if (name === 'DPMPP_2M_KARRAS') {
+    // Karras et al. (ρ = 7) from σ_max to σ_min; the timestep is only the nearest label for it.
+    const [lo, hi] = [sig[0]! ** (1 / 7), sig[sig.length - 1]! ** (1 / 7)];
+    const sigma = (hi + (steps === 1 ? 0 : index / (steps - 1)) * (lo - hi)) ** 7;
+    return 1 / (1 + sigma * sigma);
+  }
+  if (name !== 'EULER' && name !== 'EULER_ANCESTRAL') return ac[t]!;
   // Euler samplers interpolate σ, so the VP noise level they present to the model is 1/(1+σ²).
-  const sigma = refInterp(refSigmas(ac), t);
+  const sigma = refInterp(sig, t);
   return 1 / (1 + sigma * sigma);
 }
 
@@ -617,9 +918,10 @@ function runPerfect(name: SchedulerName, cfg: SchedulerConfig, steps: number, x0
   } else {
     x = scaled(gen.randn(x0.length), s.initNoiseSigma);
   }
-  for (const t of s.timesteps.subarray(beginIndex)) {
+  for (let i = beginIndex; i < s.timesteps.length; i++) {
+    const t = s.timesteps[i]!;
     const input = s.scaleModelInput(x, t);
-    const out = perfectOutput(cfg, input, x0, refAlphaBarAt(name, cfg, t));
+    const out = perfectOutput(cfg, input, x0, refAlphaBarAt(name, cfg, t, i, steps));
     x = s.step(out, t, x, s.isStochastic ? gen.randn(x0.length) : undefined).prevSample;
   }
   return x;
@@ -631,6 +933,10 @@ describe('convergence with a perfect predictor', () => {
   for (const name of SCHEDULER_NAMES) {
     for (const prediction_type of ['epsilon', 'v_prediction', 'sample'] as const) {
       for (const timestep_spacing of ['linspace', 'leading', 'trailing'] as const) {
+        // PNDM is exact here only where diffusers' PLMS is: it steps back by T // n, which is not the
+        // gap between linspace timesteps, and it mixes v-predictions made at different noise levels
+        // (and refuses prediction_type "sample", tested below).
+        if (name === 'PNDM' && (prediction_type !== 'epsilon' || timestep_spacing === 'linspace')) continue;
         it(`${name} ${prediction_type} ${timestep_spacing} ends at x₀ for 5, 10 and 20 steps`, () => {
           // set_alpha_to_one: SD's false makes DDIM stop at noise level ᾱ₀ instead of at x₀.
           const json = { ...SD15_JSON, prediction_type, timestep_spacing, set_alpha_to_one: true };
@@ -642,6 +948,8 @@ describe('convergence with a perfect predictor', () => {
         });
       }
     }
+    // PNDM's img2img restart is diffusers' quirk, not exact: tested in 'PNDM' below.
+    if (name === 'PNDM') continue;
     it(`${name} img2img from a begin index ends at x₀`, () => {
       const json = { ...SD15_JSON, beta_schedule: 'squaredcos_cap_v2', set_alpha_to_one: true };
       const cfg = parseSchedulerConfig(json, name);
@@ -727,12 +1035,22 @@ describe('parseSchedulerConfig / createScheduler', () => {
       prediction_type: 'epsilon',
       timestep_spacing: 'linspace',
       steps_offset: 0,
-      set_alpha_to_one: true,
-      clip_sample: true,
-      clip_sample_range: 1,
       trained_betas: null,
     });
-    assert.equal(parseSchedulerConfig({}, 'DDIM').timestep_spacing, 'leading');
+    const ddim = parseSchedulerConfig({}, 'DDIM');
+    assert.deepEqual([ddim.timestep_spacing, ddim.set_alpha_to_one, ddim.clip_sample, ddim.clip_sample_range], ['leading', true, true, 1]);
+    const pndm = parseSchedulerConfig({}, 'PNDM');
+    assert.deepEqual([pndm.timestep_spacing, pndm.set_alpha_to_one, pndm.skip_prk_steps], ['leading', false, false]);
+    const dpm = parseSchedulerConfig({}, 'DPMPP_2M');
+    assert.deepEqual(
+      [dpm.timestep_spacing, dpm.solver_type, dpm.lower_order_final, dpm.euler_at_final, dpm.final_sigmas_type],
+      ['linspace', 'midpoint', true, false, 'zero'],
+    );
+    const lcm = parseSchedulerConfig({}, 'LCM');
+    assert.deepEqual(
+      [lcm.beta_start, lcm.beta_end, lcm.beta_schedule, lcm.original_inference_steps, lcm.timestep_scaling, lcm.clip_sample],
+      [0.00085, 0.012, 'scaled_linear', 50, 10, false],
+    );
     const sd = parseSchedulerConfig(SD15_JSON, 'DDIM');
     assert.equal(sd.steps_offset, 1);
     assert.equal(sd.set_alpha_to_one, false);
@@ -746,7 +1064,7 @@ describe('parseSchedulerConfig / createScheduler', () => {
   });
 
   it('rejects invalid values with a message naming the key', () => {
-    const bad: Array<[unknown, RegExp]> = [
+    const bad: Array<[unknown, RegExp, SchedulerName?]> = [
       [null, /JSON object/],
       [[1, 2], /JSON object/],
       [{ num_train_timesteps: 0 }, /"num_train_timesteps" is 0/],
@@ -757,16 +1075,25 @@ describe('parseSchedulerConfig / createScheduler', () => {
       [{ prediction_type: 'flow' }, /prediction_type/],
       [{ timestep_spacing: 'karras' }, /timestep_spacing/],
       [{ steps_offset: -1 }, /steps_offset/],
-      [{ clip_sample: 'yes' }, /clip_sample/],
-      [{ clip_sample_range: 0 }, /clip_sample_range/],
+      [{ clip_sample: 'yes' }, /clip_sample/, 'DDIM'],
+      [{ clip_sample_range: 0 }, /clip_sample_range/, 'LCM'],
       [{ trained_betas: [0.1, 2] }, /trained_betas/],
       [{ num_train_timesteps: 3, trained_betas: [0.1, 0.2] }, /has 2 entries/],
       [{ use_karras_sigmas: true }, /"use_karras_sigmas" is true; only false is implemented/],
       [{ rescale_betas_zero_snr: true }, /rescale_betas_zero_snr/],
-      [{ thresholding: true }, /thresholding/],
+      [{ thresholding: true }, /Unsupported scheduler config for DDIM \(DDIMScheduler\): "thresholding" is true/, 'DDIM'],
       [{ interpolation_type: 'log_linear' }, /interpolation_type/],
+      [{ prediction_type: 'sample' }, /"prediction_type" is "sample", expected one of "epsilon", "v_prediction"/, 'PNDM'],
+      [{ skip_prk_steps: 1 }, /skip_prk_steps/, 'PNDM'],
+      [{ use_exponential_sigmas: true }, /use_exponential_sigmas/, 'DPMPP_2M'],
+      [{ thresholding: true }, /thresholding/, 'DPMPP_2M_KARRAS'],
+      [{ final_sigmas_type: 'sigma_max' }, /final_sigmas_type/, 'DPMPP_2M'],
+      [{ solver_type: 'bh2' }, /solver_type/, 'DPMPP_2M'],
+      [{ variance_type: 'learned_range' }, /"variance_type" is "learned_range"; only null is implemented/, 'DPMPP_2M'],
+      [{ rescale_betas_zero_snr: true }, /rescale_betas_zero_snr/, 'LCM'],
+      [{ original_inference_steps: 2000 }, /original_inference_steps/, 'LCM'],
     ];
-    for (const [json, re] of bad) assert.throws(() => parseSchedulerConfig(json), re, JSON.stringify(json));
+    for (const [json, re, name] of bad) assert.throws(() => parseSchedulerConfig(json, name), re, `${name} ${JSON.stringify(json)}`);
     // Supported-but-spelled-out options are fine.
     parseSchedulerConfig({ use_karras_sigmas: false, interpolation_type: 'linear', timestep_type: 'discrete' });
   });
@@ -779,8 +1106,82 @@ describe('parseSchedulerConfig / createScheduler', () => {
     for (const name of SCHEDULER_NAMES) {
       const s = createScheduler(name, cfg);
       assert.equal(s.name, name);
-      assert.equal(s.isStochastic, name === 'EULER_ANCESTRAL');
+      assert.equal(s.isStochastic, name === 'EULER_ANCESTRAL' || name === 'LCM');
     }
-    assert.throws(() => createScheduler('PNDM' as SchedulerName, cfg), /Unknown scheduler "PNDM"/);
+    assert.ok(createScheduler('PNDM', cfg) instanceof PNDMScheduler);
+    assert.ok(createScheduler('DPMPP_2M_KARRAS', cfg) instanceof DPMSolverMultistepScheduler);
+    assert.ok(createScheduler('LCM', cfg) instanceof LCMScheduler);
+    assert.throws(() => createScheduler('UNIPC' as SchedulerName, cfg), /Unknown scheduler "UNIPC"; expected one of EULER_ANCESTRAL, EULER, DDIM, PNDM, /);
+  });
+
+  it("ignores keys of other classes, as diffusers' from_config does (an SDXL Euler config, an SD 1.5 PNDM one)", () => {
+    const sdxl = {
+      _class_name: 'EulerDiscreteScheduler',
+      beta_end: 0.012,
+      beta_schedule: 'scaled_linear',
+      beta_start: 0.00085,
+      clip_sample: false,
+      interpolation_type: 'linear',
+      num_train_timesteps: 1000,
+      prediction_type: 'epsilon',
+      sample_max_value: 1.0,
+      set_alpha_to_one: false,
+      skip_prk_steps: true,
+      steps_offset: 1,
+      timestep_spacing: 'leading',
+      trained_betas: null,
+      use_karras_sigmas: false,
+    };
+    for (const name of SCHEDULER_NAMES) {
+      for (const json of [sdxl, SD15_JSON]) createScheduler(name, parseSchedulerConfig(json, name)).setTimesteps(4);
+    }
+    // Options of one class do not stop the others: DDIM's thresholding means nothing to Euler, and
+    // DPM-Solver's solver_order / algorithm_type / use_karras_sigmas are what its names choose.
+    const dpm = { _class_name: 'DPMSolverMultistepScheduler', solver_order: 3, algorithm_type: 'sde-dpmsolver++', use_karras_sigmas: true, thresholding: true };
+    parseSchedulerConfig(dpm, 'EULER_ANCESTRAL');
+    parseSchedulerConfig(dpm, 'PNDM');
+    assert.throws(() => parseSchedulerConfig(dpm, 'EULER'), /"use_karras_sigmas" is true/);
+    assert.throws(() => parseSchedulerConfig(dpm, 'DPMPP_2M'), /"thresholding" is true/);
+    parseSchedulerConfig({ ...dpm, thresholding: false }, 'DPMPP_2M');
+  });
+
+  it('schedulerForClassName maps diffusers classes, with a warning for the ones not implemented', () => {
+    const cases: Array<[string, Record<string, unknown>, SchedulerName, RegExp | null]> = [
+      ['PNDMScheduler', {}, 'PNDM', null],
+      ['EulerDiscreteScheduler', {}, 'EULER', null],
+      ['EulerAncestralDiscreteScheduler', {}, 'EULER_ANCESTRAL', null],
+      ['DDIMScheduler', {}, 'DDIM', null],
+      ['DPMSolverMultistepScheduler', {}, 'DPMPP_2M', null],
+      ['DPMSolverMultistepScheduler', { use_karras_sigmas: false, solver_order: 2, algorithm_type: 'dpmsolver++' }, 'DPMPP_2M', null],
+      ['DPMSolverMultistepScheduler', { use_karras_sigmas: true }, 'DPMPP_2M_KARRAS', null],
+      ['DPMSolverMultistepScheduler', { solver_order: 3 }, 'DPMPP_2M', /solver_order 3 is not implemented; using DPMPP_2M/],
+      ['DPMSolverMultistepScheduler', { algorithm_type: 'sde-dpmsolver++', use_karras_sigmas: true }, 'DPMPP_2M_KARRAS', /algorithm_type "sde-dpmsolver\+\+"/],
+      ['LCMScheduler', {}, 'LCM', null],
+      ['UniPCMultistepScheduler', {}, 'DPMPP_2M', /UniPCMultistepScheduler is not implemented; using DPMPP_2M \(DPMSolverMultistepScheduler\)/],
+      ['LMSDiscreteScheduler', {}, 'EULER', /LMSDiscreteScheduler is not implemented; using EULER \(EulerDiscreteScheduler\)/],
+      ['DDPMScheduler', {}, 'DDIM', /DDPMScheduler/],
+      ['', {}, 'EULER', /without _class_name/],
+    ];
+    for (const [className, config, name, warning] of cases) {
+      const got = schedulerForClassName(className, config);
+      assert.equal(got.name, name, className);
+      if (warning) assert.match(got.warning ?? '', warning, className);
+      else assert.equal(got.warning, null, className);
+    }
+  });
+});
+
+describe('documentation', () => {
+  it('lists every scheduler, beside the diffusers class that schedulerForClassName maps to it', () => {
+    const models = readFileSync(join(PROJECT_ROOT, 'docs/models.md'), 'utf8');
+    for (const name of SCHEDULER_NAMES) {
+      const row = new RegExp(`^\\| \`${name}\` \\| \`(\\w+)\``, 'm').exec(models);
+      assert.ok(row, `docs/models.md has no row for ${name}`);
+      const config = name === 'DPMPP_2M_KARRAS' ? { use_karras_sigmas: true } : {};
+      assert.deepEqual(schedulerForClassName(row[1]!, config), { name, warning: null }, `docs/models.md: ${name}`);
+      for (const doc of ['docs/api.md', 'docs/rest.md']) {
+        assert.ok(readFileSync(join(PROJECT_ROOT, doc), 'utf8').includes(`\`${name}\``), `${doc}: ${name}`);
+      }
+    }
   });
 });

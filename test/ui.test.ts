@@ -8,9 +8,21 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { startTestServer, type TestServer } from './support/server.js';
 import { twoColourPng } from './support/images.js';
 import { PROJECT_ROOT } from '../src/config.js';
+import { serveUi } from '../src/server/ui.js';
+import { SCHEDULER_NAMES } from '../src/inference/schedulers/types.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = join(PROJECT_ROOT, 'test-artifacts');
+
+describe('progress page HTML', () => {
+  it('offers every scheduler name, from SCHEDULER_NAMES', () => {
+    let body = '';
+    const res = { writeHead: () => res, end: (b: string) => { body = b; } };
+    assert.ok(serveUi('/', { method: 'GET' } as never, res as never));
+    const options = [...body.matchAll(/<select id="scheduler"[\s\S]*?<\/select>/g)][0]![0];
+    assert.deepEqual([...options.matchAll(/<option>(\w+)<\/option>/g)].map((m) => m[1]), [...SCHEDULER_NAMES]);
+  });
+});
 
 describe('progress page', () => {
   let server: TestServer;
@@ -50,6 +62,12 @@ describe('progress page', () => {
     await p.fill('#prompt', 'make it sepia');
     await p.fill('#steps', '80');
     await p.fill('#size', '256x256');
+    // Every text the job card's detail line shows, in order.
+    await p.evaluate(() => {
+      const seen: string[] = [];
+      (window as unknown as { details: string[] }).details = seen;
+      new MutationObserver(() => document.querySelectorAll('.job > p').forEach((d) => seen.push(d.textContent ?? ''))).observe(document.getElementById('jobs')!, { subtree: true, childList: true, characterData: true });
+    });
     await p.click('#start');
     const bar = p.locator('.job progress').first();
     await p.waitForFunction(() => Number(document.querySelector('.job progress')?.getAttribute('aria-valuenow')) > 0);
@@ -62,7 +80,24 @@ describe('progress page', () => {
     const links = await p.locator('.job a[download]').evaluateAll((as) => as.map((a) => a.getAttribute('download')));
     assert.deepEqual(links, ['red-0.png', 'blue-0.png']);
     assert.match((await p.locator('.job .usage').textContent()) ?? '', /2 input → 2 images/);
+    // No estimate from the first progress event alone (it used to say "about 0.0 s left"), one later.
+    const steps = (await p.evaluate(() => (window as unknown as { details: string[] }).details)).filter((t) => t.startsWith('Step '));
+    assert.match(steps[0] ?? '', /^Step \d+\/80$/);
+    assert.ok(steps.some((t) => /^Step \d+\/80 · about \d+\.\d s left$/.test(t)), steps.join('\n'));
     await p.screenshot({ path: join(ARTIFACTS, 'ui-results.png'), fullPage: true });
+    await p.close();
+  });
+
+  it('links a favicon that is served (no 404 for /favicon.ico either)', async () => {
+    const p = await fresh();
+    const href = await p.locator('link[rel="icon"]').getAttribute('href');
+    assert.equal(href, '/ui/favicon.svg');
+    for (const path of [href, '/favicon.ico']) {
+      const r = await fetch(`${server.url}${path}`);
+      assert.equal(r.status, 200, path!);
+      assert.equal(r.headers.get('content-type'), 'image/svg+xml');
+      assert.match(await r.text(), /^<svg /);
+    }
     await p.close();
   });
 

@@ -252,7 +252,9 @@ class JobCard {
   private detail = document.createElement('p');
   private outputs = document.createElement('div');
   private cancel = document.createElement('button');
-  private started = 0;
+  /** The first progress event seen, and when: the ETA is timed from it. */
+  private firstStep = 0;
+  private firstStepAt = 0;
   private done = false;
 
   constructor(private readonly id: string, private readonly names: string[], private readonly n: number) {
@@ -306,17 +308,21 @@ class JobCard {
     if (e.__typename === 'EditQueued') {
       this.setState('QUEUED', `Queued: position ${e.position}`);
     } else if (e.__typename === 'EditProgress') {
-      if (!this.started) this.started = performance.now() - 1;
       const step = e.step!;
       const total = e.totalSteps!;
       this.bar.max = total;
       this.bar.value = step;
       this.bar.setAttribute('aria-valuemax', String(total));
       this.bar.setAttribute('aria-valuenow', String(step));
-      const elapsed = (performance.now() - this.started) / 1000;
-      const eta = step > 0 ? (elapsed / step) * (total - step) : 0;
+      if (!this.firstStepAt) {
+        this.firstStep = step;
+        this.firstStepAt = performance.now();
+      }
+      // No estimate until two steps have been timed.
+      const timed = step - this.firstStep;
+      const eta = ((performance.now() - this.firstStepAt) / 1000 / timed) * (total - step);
       this.setState('RUNNING', 'Running');
-      this.detail.textContent = `Step ${step}/${total} · about ${eta.toFixed(1)} s left`;
+      this.detail.textContent = timed >= 2 ? `Step ${step}/${total} · about ${eta.toFixed(1)} s left` : `Step ${step}/${total}`;
       for (const p of e.previews ?? []) {
         const img = this.figure(p.index).querySelector('img')!;
         img.src = `data:${p.mimeType};base64,${p.b64Json}`;

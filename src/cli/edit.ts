@@ -1,16 +1,21 @@
 /**
  * Command-line editing on the built-in (or any) model folder:
  *   npm run edit -- --image a.jpg --image b.png --prompt "sepia" --n 2 --size 512x512 --scheduler EULER --out out/
- * Writes <input name>-<variant>.<format> per output; exit code 2 on bad arguments.
+ * Writes <input name>-<variant>.<format> per output. Arguments, inputs and the output folder are
+ * checked before any model loads. Exit status: 0 done, 2 bad arguments, inputs or output folder
+ * (or an output file that exists, without --overwrite), 1 any other failure, 128 + the signal's
+ * number after SIGINT/SIGTERM.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { basename, extname, join, resolve } from 'node:path';
+import { existsSync, readFileSync, statSync, mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { constants } from 'node:os';
+import { basename, dirname, extname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { InferenceEngine } from '../inference/engine.js';
 import { resolveEditOptions } from '../inference/request.js';
 import { InferenceError } from '../inference/errors.js';
-import type { SchedulerName } from '../inference/schedulers/types.js';
-import type { OutputFormat } from '../inference/imageIO.js';
+import { ModelFolderError } from '../inference/modelFolder.js';
+import { SCHEDULER_NAMES, type SchedulerName } from '../inference/schedulers/types.js';
+import { ImageDecodeError, probeImage, type OutputFormat } from '../inference/imageIO.js';
 import { defaultModelsDir } from '../config.js';
 import { ProgressBar } from './progressBar.js';
 
@@ -30,20 +35,44 @@ const USAGE = `usage: npm run edit -- --image <file> [--image <file> ...] --prom
   --image-guidance <float>  image guidance scale (InstructPix2Pix)
   --strength <float>        img2img strength, 0 < s <= 1
   --seed <int>              base seed
-  --scheduler <name>        EULER_ANCESTRAL | EULER | DDIM
+  --scheduler <name>        ${SCHEDULER_NAMES.join(' | ')}
   --model <id>              model id (default: the default model)
-  --models-dir <dir>        folder of model folders (default: MODELS_DIR or ./models)
+  --models-dir <dir>        folder of model folders (default: MODELS_DIR, else the project's models/)
   --format <png|jpeg|webp>  output format (default png)
   --quality <1-100>         JPEG/WebP quality
-  --out <dir>               output folder (default ./out)`;
+  --out <dir>               output folder, created if missing (default ./out)
+  --overwrite               replace existing output files (default: refuse, exit 2)`;
 
 class UsageError extends Error {}
 
+/** Integers are decimal digits with an optional sign; other numbers anything finite Number() reads. */
 function numberArg(name: string, value: string | undefined, integer: boolean): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new UsageError(`--${name} must be ${integer ? 'an integer' : 'a number'} (got "${value}")`);
+  if (value.trim() === '' || !Number.isFinite(n) || (integer && !/^[+-]?\d+$/.test(value.trim()))) throw new UsageError(`--${name} must be ${integer ? 'an integer' : 'a number'} (got "${value}")`);
   return n;
+}
+
+/**
+ * Creates `dir` (and missing parents) and writes a probe file in it. Parents are made one at a
+ * time: mkdirSync's recursive mode never returns on some paths (/proc/x on Node 20).
+ */
+function prepareOutDir(dir: string): void {
+  try {
+    const missing: string[] = [];
+    let existing = dir;
+    while (!existsSync(existing) && dirname(existing) !== existing) {
+      missing.unshift(existing);
+      existing = dirname(existing);
+    }
+    if (!statSync(existing).isDirectory()) throw new Error(`${existing} is not a folder`);
+    for (const folder of missing) mkdirSync(folder);
+    const probe = join(dir, `.edit-${process.pid}.tmp`);
+    writeFileSync(probe, '');
+    unlinkSync(probe);
+  } catch (err) {
+    throw new UsageError(`cannot write to --out ${dir}: ${(err as Error).message}`);
+  }
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -71,6 +100,7 @@ async function main(argv: string[]): Promise<number> {
         format: { type: 'string' },
         quality: { type: 'string' },
         out: { type: 'string' },
+        overwrite: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -85,53 +115,81 @@ async function main(argv: string[]): Promise<number> {
   }
   let engine: InferenceEngine | undefined;
   try {
+    // 1. Arguments.
     const images = values.image ?? [];
     if (images.length === 0) throw new UsageError('at least one --image is required');
     if (values.prompt === undefined && !values['image-prompt']) throw new UsageError('--prompt is required');
     const scheduler = values.scheduler?.toUpperCase();
-    if (scheduler !== undefined && !['EULER_ANCESTRAL', 'EULER', 'DDIM'].includes(scheduler)) throw new UsageError(`--scheduler must be EULER_ANCESTRAL, EULER or DDIM (got "${values.scheduler}")`);
+    if (scheduler !== undefined && !SCHEDULER_NAMES.includes(scheduler as SchedulerName)) throw new UsageError(`--scheduler must be one of ${SCHEDULER_NAMES.join(', ')} (got "${values.scheduler}")`);
     const format = values.format?.toLowerCase().replace('jpg', 'jpeg');
     if (format !== undefined && !['png', 'jpeg', 'webp'].includes(format)) throw new UsageError(`--format must be png, jpeg or webp (got "${values.format}")`);
     const masks = values.mask ?? [];
     if (masks.length > images.length) throw new UsageError(`${masks.length} --mask for ${images.length} --image: give at most one mask per image, in order`);
-    const read = (flag: string, path: string): Uint8Array => {
-      try {
-        return new Uint8Array(readFileSync(path));
-      } catch {
-        throw new UsageError(`cannot read --${flag} ${path}`);
-      }
-    };
-    const inputs = images.map((path, i) => ({ bytes: read('image', path), name: path, mask: masks[i] === undefined ? null : read('mask', masks[i]!) }));
-    engine = await InferenceEngine.start({ modelsDir: resolve(values['models-dir'] ?? process.env.MODELS_DIR ?? defaultModelsDir()), threading: 'inline' });
-    const spec = engine.model(values.model ?? null);
-    const edit = resolveEditOptions(spec, inputs.length, {
-      prompt: values.prompt ?? '',
-      prompts: values['image-prompt'] ?? null,
-      negativePrompt: values['negative-prompt'],
+    const numbers = {
       n: numberArg('n', values.n, true),
-      size: values.size,
       steps: numberArg('steps', values.steps, true),
       guidanceScale: numberArg('guidance', values.guidance, false),
       imageGuidanceScale: numberArg('image-guidance', values['image-guidance'], false),
       strength: numberArg('strength', values.strength, false),
       seed: numberArg('seed', values.seed, true),
-      scheduler: scheduler as SchedulerName | undefined,
-      outputFormat: format as OutputFormat | undefined,
       outputQuality: numberArg('quality', values.quality, true),
       maskBlur: numberArg('mask-blur', values['mask-blur'], true),
+    };
+    // 2. Inputs: readable, and image headers that decode within the pixel bound. The catalogue
+    // (model folders' JSON, no sessions) resolves the model and its limits.
+    const modelsDir = resolve(values['models-dir'] || process.env.MODELS_DIR || defaultModelsDir());
+    const catalogue = await InferenceEngine.start({ modelsDir, threading: 'catalogue' }).catch((err: unknown) => {
+      throw err instanceof ModelFolderError ? new UsageError(err.message) : err;
     });
+    const read = async (flag: string, path: string): Promise<Uint8Array> => {
+      let bytes;
+      try {
+        bytes = new Uint8Array(readFileSync(path));
+      } catch (err) {
+        throw new UsageError(`cannot read --${flag} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+      try {
+        await probeImage(bytes, { maxInputPixels: catalogue.maxInputPixels });
+      } catch (err) {
+        throw err instanceof ImageDecodeError ? new InferenceError(err.code, `--${flag} ${path}: ${err.message}`) : err;
+      }
+      return bytes;
+    };
+    const inputs = await Promise.all(
+      images.map(async (path, i) => ({ bytes: await read('image', path), name: path, mask: masks[i] === undefined ? null : await read('mask', masks[i]!) })),
+    );
+    const spec = catalogue.model(values.model ?? null);
+    const edit = resolveEditOptions(spec, inputs.length, {
+      prompt: values.prompt ?? '',
+      prompts: values['image-prompt'] ?? null,
+      negativePrompt: values['negative-prompt'],
+      size: values.size,
+      scheduler: scheduler as SchedulerName | undefined,
+      outputFormat: format as OutputFormat | undefined,
+      ...numbers,
+    });
+    // 3. The output folder, and the files this run would write.
+    const outDir = resolve(values.out ?? 'out');
+    prepareOutDir(outDir);
+    const stems = inputs.map((i) => basename(i.name, extname(i.name)));
+    const ext = edit.outputFormat === 'jpeg' ? 'jpg' : edit.outputFormat;
+    const outputPath = (inputIndex: number, variant: number): string => {
+      // Two inputs with the same file name get their input index to keep outputs apart.
+      const stem = stems.filter((s) => s === stems[inputIndex]).length > 1 ? `${stems[inputIndex]}.${inputIndex}` : stems[inputIndex];
+      return join(outDir, `${stem}-${variant}.${ext}`);
+    };
+    if (!values.overwrite) {
+      const taken = inputs.flatMap((_, i) => Array.from({ length: edit.n }, (_, v) => outputPath(i, v))).filter((path) => existsSync(path));
+      if (taken.length) throw new UsageError(`would overwrite ${taken.join(', ')} (pass --overwrite to replace existing files)`);
+    }
+    // 4. Only now the model's sessions.
+    engine = await InferenceEngine.start({ modelsDir, modelIds: [spec.id], threading: 'inline' });
     const bar = new ProgressBar();
     const output = await engine.edit(spec.id, edit, inputs, { onProgress: (u) => bar.update(u.step, u.totalSteps) });
     bar.done();
-    const outDir = resolve(values.out ?? 'out');
-    mkdirSync(outDir, { recursive: true });
-    const stems = inputs.map((i) => basename(i.name, extname(i.name)));
-    const ext = edit.outputFormat === 'jpeg' ? 'jpg' : edit.outputFormat;
     for (const image of output.images) {
-      // Two inputs with the same file name get their input index to keep outputs apart.
-      const stem = stems.filter((s) => s === stems[image.inputIndex]).length > 1 ? `${stems[image.inputIndex]}.${image.inputIndex}` : stems[image.inputIndex];
-      const path = join(outDir, `${stem}-${image.variant}.${ext}`);
-      writeFileSync(path, image.bytes);
+      const path = outputPath(image.inputIndex, image.variant);
+      writeFileSync(path, image.bytes, { flag: values.overwrite ? 'w' : 'wx' });
       console.log(`${path}  ${image.width}x${image.height}  seed ${image.seed}`);
     }
     const u = output.usage;
@@ -151,6 +209,14 @@ async function main(argv: string[]): Promise<number> {
   } finally {
     await engine?.close();
   }
+}
+
+// SIGINT/SIGTERM end the run at once, at any stage; outputs already written are kept.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`\ninterrupted (${signal})`);
+    process.exit(128 + constants.signals[signal]);
+  });
 }
 
 process.exitCode = await main(process.argv.slice(2));

@@ -8,7 +8,7 @@ import type { ModelSpec } from './modelFolder.js';
 import type { ModelSessions } from './sessions.js';
 import type { PromptTokenizer } from './tokenizer.js';
 import type { ResolvedEdit } from './request.js';
-import { sizeMultiple } from './request.js';
+import { denoiseStepsPerBatch, sizeMultiple } from './request.js';
 import { createScheduler, parseSchedulerConfig } from './schedulers/index.js';
 import { deriveSeed } from './random.js';
 import { ImageDecodeError, decodeMask, decodeToTensor, encodeFromTensor, encodePreview, mimeTypeFor } from './imageIO.js';
@@ -227,7 +227,7 @@ async function runEditsWith(scratch: Scratch, runtime: ModelRuntime, tasks: read
       tasks.forEach((_, t) => fail(t, err));
       return;
     }
-    const stepsPerBatch = spec.pipeline.denoiseSteps(shared);
+    const stepsPerBatch = denoiseStepsPerBatch(spec, shared);
     const batchesOfTask = tasks.map((_, t) => batches.filter((b) => b.items.some((i) => i.task === t)).length);
     const lastBatchOfTask = tasks.map((_, t) => batches.reduce((last, b, bi) => (b.items.some((i) => i.task === t) ? bi : last), -1));
     const stepOfTask = tasks.map(() => 0);

@@ -6,7 +6,8 @@
  */
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseSchedulerConfig } from './schedulers/index.js';
+import { parseSchedulerConfig, schedulerForClassName } from './schedulers/index.js';
+import { parseDiffusersJson } from './diffusersJson.js';
 import type { SchedulerName } from './schedulers/types.js';
 import { SCHEDULER_NAMES } from './schedulers/types.js';
 import { PIPELINE_FAMILIES, familyForPipelineClass } from './pipelines/index.js';
@@ -99,7 +100,7 @@ function readJson(dir: string, relative: string, required = true): Record<string
     return null;
   }
   try {
-    const value: unknown = JSON.parse(readFileSync(path, 'utf8'));
+    const value: unknown = parseDiffusersJson(readFileSync(path, 'utf8'));
     if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
     return value as Record<string, unknown>;
   } catch (err) {
@@ -132,8 +133,7 @@ export function familyFromModelIndex(index: Record<string, unknown>, unetInChann
   return family;
 }
 
-function parseDefaults(raw: unknown, family: PipelineFamilyDef, dir: string): ModelDefaults {
-  const base = family.defaults;
+function parseDefaults(raw: unknown, base: ModelDefaults, dir: string): ModelDefaults {
   if (raw === undefined) return base;
   if (typeof raw !== 'object' || raw === null) throw new ModelFolderError(`${dir}/${SERVER_CONFIG_FILE}: "defaults" must be an object`);
   const r = raw as Record<string, unknown>;
@@ -173,13 +173,6 @@ function readFolder(dir: string, id: string): ModelSpec {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ModelFolderError(`model folder ${dir} does not exist`);
   const index = readJson(dir, 'model_index.json')!;
   const schedulerJson = readJson(dir, 'scheduler/scheduler_config.json')!;
-  for (const name of SCHEDULER_NAMES) {
-    try {
-      parseSchedulerConfig(schedulerJson, name);
-    } catch (err) {
-      throw new ModelFolderError(`model folder ${dir}: scheduler/scheduler_config.json (for ${name}): ${(err as Error).message}`);
-    }
-  }
   const paths = {
     tokenizerDir: join(dir, 'tokenizer'),
     textEncoder: requireFile(dir, 'text_encoder/model.onnx'),
@@ -216,6 +209,17 @@ function readFolder(dir: string, id: string): ModelSpec {
   const family = pipeline.kind;
 
   const server = readJson(dir, SERVER_CONFIG_FILE, false) ?? {};
+  // The folder's own scheduler class is its default (a fallback is named in the warnings).
+  const own = schedulerForClassName(String(schedulerJson._class_name ?? ''), schedulerJson);
+  const warnings = [...exportInfo.warnings];
+  if (own.warning) warnings.push(own.warning);
+  const defaults = parseDefaults(server.defaults, { ...pipeline.defaults, scheduler: own.name }, dir);
+  // The default scheduler must run; requests for another one are checked when they come (request.ts).
+  try {
+    parseSchedulerConfig(schedulerJson, defaults.scheduler);
+  } catch (err) {
+    throw new ModelFolderError(`model folder ${dir}: scheduler/scheduler_config.json (for ${defaults.scheduler}): ${(err as Error).message}`);
+  }
   const limitsRaw = (server.limits ?? {}) as Record<string, unknown>;
   const memoryRaw = (server.memory ?? {}) as Record<string, unknown>;
   const weightBytes = onnxBytes(dir);
@@ -236,14 +240,14 @@ function readFolder(dir: string, id: string): ModelSpec {
     pipelineClass,
     export: exportInfo,
     signatures,
-    warnings: [...exportInfo.warnings],
+    warnings,
     description: typeof server.description === 'string' ? server.description : `${family} pipeline from ${dir}`,
     schedulerJson,
     scalingFactor: num(vaeConfig, 'scaling_factor', 0.18215),
     vaeScaleFactor: 2 ** Math.max(0, blocks - 1),
     latentChannels,
     unetInChannels,
-    defaults: parseDefaults(server.defaults, pipeline, dir),
+    defaults,
     limits: {
       maxImagesPerJob: num(limitsRaw, 'maxImagesPerJob', 8),
       maxN: num(limitsRaw, 'maxN', 4),

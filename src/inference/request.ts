@@ -6,6 +6,7 @@
 import type { ModelSpec } from './modelFolder.js';
 import type { SchedulerName } from './schedulers/types.js';
 import { SCHEDULER_NAMES } from './schedulers/types.js';
+import { createScheduler, parseSchedulerConfig } from './schedulers/index.js';
 import type { OutputFormat, TargetSize } from './imageIO.js';
 import { InferenceError } from './errors.js';
 import { normalizeSeed, randomSeed } from './random.js';
@@ -111,11 +112,18 @@ export function resolveEditOptions(spec: ModelSpec, imageCount: number, options:
   const guidanceScale = numberIn('guidanceScale', options.guidanceScale ?? d.guidanceScale, 0, MAX_GUIDANCE);
   const imageGuidanceScale = numberIn('imageGuidanceScale', options.imageGuidanceScale ?? d.imageGuidanceScale ?? 1.5, 0, MAX_GUIDANCE);
   const strength = numberIn('strength', options.strength ?? d.strength ?? 0.8, 0, 1, true);
-  if (spec.pipeline.denoiseSteps({ steps, strength, guidanceScale, imageGuidanceScale }) < 1) {
+  if (spec.pipeline.startIndex({ steps, strength }) >= steps) {
     throw bad(`steps × strength must be at least 1 so that one denoise step runs (steps ${steps}, strength ${strength})`);
   }
   const scheduler = options.scheduler ?? d.scheduler;
   if (!SCHEDULER_NAMES.includes(scheduler)) throw bad(`scheduler must be one of ${SCHEDULER_NAMES.join(', ')}`);
+  // The folder's scheduler_config.json may not suit every scheduler (e.g. thresholding for DPMPP_2M),
+  // and some step counts do not suit some schedulers (LCM: at most original_inference_steps).
+  try {
+    createScheduler(scheduler, parseSchedulerConfig(spec.schedulerJson, scheduler)).setTimesteps(steps);
+  } catch (err) {
+    throw bad(`scheduler ${scheduler} cannot run ${steps} steps of model ${spec.id}: ${(err as Error).message}`);
+  }
   const outputFormat = options.outputFormat ?? 'png';
   if (!['png', 'jpeg', 'webp'].includes(outputFormat)) throw bad('outputFormat must be png, jpeg or webp');
   const outputQuality = options.outputQuality == null ? null : integerIn('outputQuality', options.outputQuality, 1, 100);
@@ -123,4 +131,15 @@ export function resolveEditOptions(spec: ModelSpec, imageCount: number, options:
   const maskBlur = integerIn('maskBlur', options.maskBlur ?? 0, 0, MAX_MASK_BLUR);
   const seed = options.seed == null ? randomSeed() : normalizeSeed(integerIn('seed', options.seed, -(2 ** 53), 2 ** 53));
   return { prompts, negativePrompt, n, size, steps, guidanceScale, imageGuidanceScale, strength, seed, scheduler, outputFormat, outputQuality, previewEvery, maskBlur };
+}
+
+/**
+ * Denoise steps (UNet evaluations) one micro-batch runs: the scheduler's timesteps (PNDM has one
+ * more than `steps` as PLMS, nine more with its Runge–Kutta start), less the part of the schedule
+ * that img2img skips.
+ */
+export function denoiseStepsPerBatch(spec: ModelSpec, edit: Pick<ResolvedEdit, 'steps' | 'strength' | 'scheduler'>): number {
+  const scheduler = createScheduler(edit.scheduler, parseSchedulerConfig(spec.schedulerJson, edit.scheduler));
+  scheduler.setTimesteps(edit.steps);
+  return scheduler.timesteps.length - spec.pipeline.startIndex(edit);
 }

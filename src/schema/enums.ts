@@ -1,6 +1,7 @@
 /** Enums shared by several type families. */
 import { builder } from './builder.js';
+import { SCHEDULER_NAMES } from '../inference/schedulers/types.js';
 
 export const JobStatusEnum = builder.enumType('JobStatus', { values: ['QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED'] as const });
 export const ImageFormatEnum = builder.enumType('ImageFormat', { values: ['PNG', 'JPEG', 'WEBP'] as const });
-export const SchedulerNameEnum = builder.enumType('SchedulerName', { values: ['EULER_ANCESTRAL', 'EULER', 'DDIM'] as const });
+export const SchedulerNameEnum = builder.enumType('SchedulerName', { values: SCHEDULER_NAMES });

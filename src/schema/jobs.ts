@@ -83,7 +83,7 @@ builder.queryFields((t) => ({
   editJob: t.field({
     type: EditJobRef,
     nullable: true,
-    description: 'A job by id: the polling alternative to the subscription. Finished jobs stay readable for a retention period (configurable, default at least 10 minutes).',
+    description: 'A job by id: the polling alternative to the subscription. Finished jobs stay readable for the retention period (JOB_RETENTION_SECONDS, default 15 minutes).',
     args: { id: t.arg.id({ required: true }) },
     resolve: (_root, args, ctx) => ctx.jobs.get(String(args.id)),
   }),

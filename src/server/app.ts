@@ -10,7 +10,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createFetch } from '@whatwg-node/fetch';
@@ -27,7 +27,7 @@ import { EditService } from '../jobs/editService.js';
 import { buildSchema, type GraphQLContext } from '../schema/index.js';
 import type { ServerConfig } from './config.js';
 import { createAuthenticator, type Authenticator } from './auth.js';
-import { maskGraphQLError } from './errorMapping.js';
+import { logRequestError, maskGraphQLError } from './errorMapping.js';
 import { useFieldSuggestions, useGraphQLLimits, useIntrospection, useJsonBodyLimit, useMultipartErrors, withoutSuggestions } from './hardening.js';
 import { clientIp, createRateLimiter, enforceRateLimit, rateLimitKey, RATE_LIMITED_MESSAGE } from './rateLimit.js';
 import { handleRestEdit } from './rest.js';
@@ -49,9 +49,11 @@ export interface RunningServer {
 /** Close codes graphql-ws clients understand: 4401 is fatal for them (no retry with bad credentials). */
 const WS_UNAUTHORIZED = 4401;
 const MB = 1024 * 1024;
+/** Fields pino replaces with [Redacted]: credentials never reach the logs. */
+export const LOG_REDACT = ['authorization', '*.authorization'];
 
 export async function startServer(config: ServerConfig, options: { logger?: Logger } = {}): Promise<RunningServer> {
-  const log = options.logger ?? pino({ level: config.logLevel, redact: ['authorization', '*.authorization'] });
+  const log = options.logger ?? pino({ level: config.logLevel, redact: LOG_REDACT });
   // An API process in front of Redis workers only needs the model catalogue.
   const engine = await InferenceEngine.start(engineConfig(config, log, config.redisUrl && config.role === 'api' ? 'catalogue' : 'worker'));
   const jobs: JobBackend = config.redisUrl
@@ -83,21 +85,33 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
   const auth = createAuthenticator(config);
   const context: GraphQLContext = { engine, jobs, edits };
   const logError = (err: unknown): void => log.error({ err }, 'internal error');
-  /** Every GraphQL error a client sees, over HTTP, SSE and graphql-ws, goes through here. */
-  const maskError = (err: unknown): Error => {
+  /**
+   * Every GraphQL error a client sees, over HTTP, SSE and graphql-ws, goes through here, and is
+   * logged here once (validation errors, which Yoga does not mask, by the onValidate plugin below).
+   */
+  const maskError = (err: unknown, logged = true): Error => {
     let masked = maskGraphQLError(err, logError);
     // Yoga's own body/file-size errors say REQUEST_ENTITY_TOO_LARGE: the API's code is PAYLOAD_TOO_LARGE.
     if (masked instanceof GraphQLError && masked.extensions?.code === 'REQUEST_ENTITY_TOO_LARGE') {
       masked = new GraphQLError(masked.message, { nodes: masked.nodes, path: masked.path, extensions: { ...masked.extensions, code: 'PAYLOAD_TOO_LARGE' } });
     }
-    return config.fieldSuggestions ? masked : withoutSuggestions(masked);
+    masked = config.fieldSuggestions ? masked : withoutSuggestions(masked);
+    const code = (masked as GraphQLError).extensions?.code;
+    if (logged && code !== 'INTERNAL') logRequestError(log, String(code), masked.message);
+    return masked;
   };
   /** Over graphql-ws: masked, without Yoga's HTTP-only `extensions.http` (status hints for its HTTP responses). */
-  const maskWsError = (err: unknown): GraphQLError => {
-    const masked = maskError(err);
+  const maskWsError = (err: unknown, logged = true): GraphQLError => {
+    const masked = maskError(err, logged);
     if (!(masked instanceof GraphQLError) || !masked.extensions?.http) return masked as GraphQLError;
     const { http: _http, ...extensions } = masked.extensions;
     return new GraphQLError(masked.message, { nodes: masked.nodes, source: masked.source, positions: masked.positions, path: masked.path, extensions });
+  };
+  /** Validation errors reach clients without maskError: one log line each, for every transport. */
+  const useValidationLog: Plugin = {
+    onValidate: () => ({ valid, result }) => {
+      if (!valid) for (const e of result) logRequestError(log, String(e.extensions?.code ?? 'GRAPHQL_VALIDATION_FAILED'), e.message);
+    },
   };
   const rateLimiter = createRateLimiter({ perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst });
 
@@ -118,7 +132,9 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
     fetchAPI: createFetch({
       formDataLimits: { fileSize: config.maxFileBytes, files: config.maxImagesPerJob, fieldSize: MB, fields: 64, parts: config.maxImagesPerJob + 64 },
     }),
-    logging: { debug: (...a) => log.debug(a), info: (...a) => log.info(a), warn: (...a) => log.warn(a), error: (...a) => log.error(a) },
+    // Yoga logs at error only the original of each error it masks: maskError has logged that
+    // one already, at its level.
+    logging: { debug: (...a) => log.debug(a), info: (...a) => log.info(a), warn: (...a) => log.warn(a), error: (...a) => log.debug(a) },
     plugins: [
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight'] }),
       useJsonBodyLimit(config.graphqlMaxJsonBytes),
@@ -126,6 +142,7 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
       useGraphQLLimits(config),
       useIntrospection(config.introspection),
       useFieldSuggestions(config.fieldSuggestions),
+      useValidationLog,
     ],
   });
 
@@ -154,20 +171,24 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
       sendJson(res, shuttingDown ? 503 : 200, { status: shuttingDown ? 'shutting-down' : 'ok', models: engine.models().map((m) => m.id), providers: engine.providers(), warnings: Object.fromEntries(engine.models().filter((m) => m.warnings.length > 0).map((m) => [m.id, m.warnings])) });
       return;
     }
-    if (url.pathname === '/' || url.pathname.startsWith('/ui/')) {
+    if (url.pathname === '/' || url.pathname === '/favicon.ico' || url.pathname.startsWith('/ui/')) {
       if (serveUi(url.pathname, req, res)) return;
     }
     const isGraphiQLPage = config.graphiql && url.pathname === '/graphql' && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html') && !url.searchParams.has('query');
     // A CORS preflight never carries credentials; it executes nothing (Yoga answers it, or refuses it when no origin is configured).
     const isPreflight = req.method === 'OPTIONS' && url.pathname === '/graphql';
     if (!isGraphiQLPage && !isPreflight && !auth.check(req.headers.authorization)) {
+      logRequestError(log, 'UNAUTHENTICATED', `missing or invalid credentials for ${url.pathname}`);
       res.setHeader('WWW-Authenticate', auth.challenge);
       sendJson(res, 401, url.pathname.startsWith('/v1/')
         ? { error: { message: 'missing or invalid credentials', type: 'invalid_request_error', code: 'UNAUTHENTICATED' } }
         : { errors: [{ message: 'missing or invalid credentials', extensions: { code: 'UNAUTHENTICATED' } }] });
       return;
     }
-    if (!isGraphiQLPage && !enforceRateLimit(rateLimiter, req, res, { pathname: url.pathname, authEnabled: auth.enabled, trustProxy: config.trustProxy })) return;
+    if (!isGraphiQLPage && !enforceRateLimit(rateLimiter, req, res, { pathname: url.pathname, authEnabled: auth.enabled, trustProxy: config.trustProxy })) {
+      logRequestError(log, 'RATE_LIMITED', `${RATE_LIMITED_MESSAGE} (${url.pathname})`);
+      return;
+    }
     if (url.pathname === '/metrics' && req.method === 'GET') {
       await metrics.handle(req, res);
       return;
@@ -180,6 +201,7 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
       await yoga.requestListener(req, res);
       return;
     }
+    logRequestError(log, 'NOT_FOUND', `no route for ${url.pathname}`);
     sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route for ${url.pathname}` } });
   }
 
@@ -205,13 +227,17 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
       return emit(event, ...args);
     }) as typeof socket.emit;
   });
-  const wsError = (message: string, code: string, extensions: Record<string, unknown> = {}) => [new GraphQLError(message, { extensions: { code, ...extensions } })];
+  const wsError = (message: string, code: string, extensions: Record<string, unknown> = {}) => {
+    logRequestError(log, code, message);
+    return [new GraphQLError(message, { extensions: { code, ...extensions } })];
+  };
   useServer(
     {
       connectionInitWaitTimeout: config.wsInitTimeoutMs,
       onConnect: (ctx) => {
         const authorization = (ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization) as string | undefined;
         if (!auth.check(authorization)) {
+          logRequestError(log, 'UNAUTHENTICATED', 'missing or invalid credentials in connection_init');
           ctx.extra.socket.close(WS_UNAUTHORIZED, 'Unauthorized');
           return false;
         }
@@ -242,7 +268,7 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
             return [maskWsError(err)];
           }
           const errors = validate(schema, document);
-          if (errors.length) return errors.map((e: GraphQLError) => maskWsError(e));
+          if (errors.length) return errors.map((e: GraphQLError) => maskWsError(e, false));
           return {
             schema,
             operationName: params.operationName,

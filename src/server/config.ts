@@ -2,6 +2,7 @@
  * Server configuration from the environment. Every variable has a documented default
  * (docs/api.md, "Configuration"); invalid values stop the server at start with a clear message.
  */
+import { levels as pinoLevels } from 'pino';
 import { defaultModelsDir } from '../config.js';
 import { defaultMemoryBudget, DEFAULT_MAX_INPUT_PIXELS } from '../inference/engine.js';
 import type { ExecutionProviderName } from '../inference/sessions.js';
@@ -68,11 +69,12 @@ export class ConfigError extends Error {}
 
 type Env = Record<string, string | undefined>;
 
+/** Decimal digits only: no sign, fraction, exponent, hex or trailing text ("10abc", "1e3", "0x10"). */
 function int(env: Env, name: string, fallback: number, min = 0): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new ConfigError(`${name} must be an integer ≥ ${min} (got "${raw}")`);
+  const n = /^\d+$/.test(raw.trim()) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(n) || n < min) throw new ConfigError(`${name} must be an integer ≥ ${min} (got "${raw}")`);
   return n;
 }
 
@@ -82,13 +84,32 @@ function pngLevel(env: Env): number {
   return level;
 }
 
+const TRUE_WORDS = ['1', 'true', 'yes', 'on'];
+const FALSE_WORDS = ['0', 'false', 'no', 'off'];
+
+/**
+ * The one boolean parser for environment variables and command-line values: 1/true/yes/on and
+ * 0/false/no/off, case-insensitive; anything else is a ConfigError naming `name` and the value.
+ */
+export function parseBoolean(name: string, raw: string): boolean {
+  const v = raw.trim().toLowerCase();
+  if (TRUE_WORDS.includes(v)) return true;
+  if (FALSE_WORDS.includes(v)) return false;
+  throw new ConfigError(`${name} must be a boolean: ${TRUE_WORDS.map((t, i) => `${t}/${FALSE_WORDS[i]}`).join(', ')} (got "${raw}")`);
+}
+
 function bool(env: Env, name: string, fallback: boolean): boolean {
   const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const v = raw.trim().toLowerCase();
-  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
-  if (['0', 'false', 'no', 'off'].includes(v)) return false;
-  throw new ConfigError(`${name} must be a boolean: 1/0, true/false, yes/no or on/off (got "${raw}")`);
+  return raw === undefined || raw === '' ? fallback : parseBoolean(name, raw);
+}
+
+/** pino's level names, and `silent`. */
+const LOG_LEVELS = [...Object.keys(pinoLevels.values), 'silent'];
+
+function logLevel(env: Env): string {
+  const level = env.LOG_LEVEL || 'info';
+  if (!LOG_LEVELS.includes(level)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got "${env.LOG_LEVEL}")`);
+  return level;
 }
 
 const list = (raw: string | undefined): string[] => (raw ?? '').split(',').map((s) => s.trim()).filter(Boolean);
@@ -121,7 +142,7 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     retentionSeconds: int(env, 'JOB_RETENTION_SECONDS', 900, 1),
     maxQueuedJobs: int(env, 'MAX_QUEUED_JOBS', 100, 1),
     jobTimeoutSeconds: int(env, 'JOB_TIMEOUT_SECONDS', 600, 0),
-    mergeJobs: env.MERGE_JOBS !== '0' && env.MERGE_JOBS !== 'false',
+    mergeJobs: bool(env, 'MERGE_JOBS', true),
     redisUrl: env.REDIS_URL || undefined,
     role: parseRole(env.ROLE),
     jobAttempts: int(env, 'JOB_ATTEMPTS', 3, 1),
@@ -129,9 +150,9 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     shutdownGraceSeconds: int(env, 'SHUTDOWN_GRACE_SECONDS', 30, 0),
     authTokens: list(env.AUTH_TOKENS),
     authBasic,
-    allowAnonymous: env.ALLOW_ANONYMOUS === '1' || env.ALLOW_ANONYMOUS === 'true',
+    allowAnonymous: bool(env, 'ALLOW_ANONYMOUS', false),
     production,
-    logLevel: env.LOG_LEVEL || 'info',
+    logLevel: logLevel(env),
     graphqlMaxDepth: int(env, 'GRAPHQL_MAX_DEPTH', 10, 1),
     graphqlMaxAliases: int(env, 'GRAPHQL_MAX_ALIASES', 15, 0),
     graphqlMaxTokens: int(env, 'GRAPHQL_MAX_TOKENS', 2000, 1),

@@ -4,7 +4,8 @@
  * where graphql-js gives none); anything else is INTERNAL with no message or stack for the client.
  */
 import { GraphQLError } from 'graphql';
-import { ServiceError, toServiceError } from '../errors.js';
+import type { Logger } from 'pino';
+import { HTTP_STATUS, ServiceError, toServiceError, type ErrorCode } from '../errors.js';
 import { InferenceError } from '../inference/errors.js';
 
 /** Yoga's own HTTP-level errors (CSRF, body size) carry a status but no code. */
@@ -30,4 +31,15 @@ export function maskGraphQLError(error: unknown, log: (err: unknown) => void): E
   }
   log(original ?? error);
   return new GraphQLError('internal error', { nodes: graphQLError?.nodes, path: graphQLError?.path, extensions: { code: 'INTERNAL' } });
+}
+
+/**
+ * One log line for an error a client was sent, other than INTERNAL (logged with its stack where it
+ * is caught): refused credentials at warn, the server's own refusals for load (5xx: QUEUE_FULL,
+ * UNAVAILABLE, …) at warn, every other client mistake at info.
+ */
+export function logRequestError(log: Logger, code: string, message: string): void {
+  const status = HTTP_STATUS[code as ErrorCode] ?? 400;
+  const level = code === 'UNAUTHENTICATED' || status >= 500 ? 'warn' : 'info';
+  log[level]({ code, error: message }, 'request error');
 }

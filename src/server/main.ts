@@ -1,13 +1,14 @@
 /** `npm start`: serve the API on the configured (default: built-in) models. */
 import { pino } from 'pino';
 import { ConfigError, isLoopback, loadConfig } from './config.js';
-import { engineConfig, redisWorkerConfig, startServer } from './app.js';
+import { engineConfig, LOG_REDACT, redisWorkerConfig, startServer } from './app.js';
 import { InferenceEngine } from '../inference/engine.js';
 import { startRedisWorker } from '../jobs/redisWorker.js';
 import { summarizeModel } from '../inference/modelSummary.js';
 import type { ServerConfig } from './config.js';
 
-const log = pino({ level: process.env.LOG_LEVEL || 'info' });
+// At info until the configuration (which checks LOG_LEVEL) is read: a bad value is reported too.
+const log = pino({ level: 'info', redact: LOG_REDACT });
 
 /** One 'model loaded' line per model: the model doctor's summary (npm run models -- check), then each warning. */
 function logModels(engine: InferenceEngine): void {
@@ -29,8 +30,10 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  log.level = config.logLevel;
   const authOn = config.authTokens.length + config.authBasic.length > 0;
-  if (!authOn) {
+  // A worker serves no port: auth does not concern it.
+  if (!authOn && config.role !== 'worker') {
     if (!isLoopback(config.host) && !config.allowAnonymous) {
       log.fatal(`refusing to serve without auth on non-loopback HOST ${config.host}: set AUTH_TOKENS or AUTH_BASIC, or ALLOW_ANONYMOUS=1`);
       process.exit(2);

@@ -19,6 +19,7 @@ import { SCHEDULER_NAMES } from '../inference/schedulers/types.js';
 import type { EditService, UploadLimits, UploadedFile } from '../jobs/editService.js';
 import type { JobBackend, JobEvent, JobSnapshot } from '../jobs/types.js';
 import { HTTP_STATUS, ServiceError, toServiceError, type ErrorCode } from '../errors.js';
+import { logRequestError } from './errorMapping.js';
 
 export interface RestDeps {
   engine: InferenceEngine;
@@ -42,6 +43,7 @@ const KNOWN = new Set(['images', 'image', 'image[]', 'mask', 'mask[]', 'mask_blu
 function sendError(res: ServerResponse, err: unknown, log: Logger): void {
   const e = toServiceError(err);
   if (e.code === 'INTERNAL') log.error({ err }, 'internal error in /v1/images/edits');
+  else logRequestError(log, e.code, e.message);
   const status = HTTP_STATUS[e.code];
   const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8' };
   if (e.details.retryAfterSeconds) headers['retry-after'] = String(e.details.retryAfterSeconds);

@@ -1,12 +1,14 @@
 /**
- * The live progress page at `/`: static HTML/CSS from `ui/`, and `ui/app.ts` compiled to browser
- * JavaScript by esbuild on first request (cached). No CDN: it works offline.
+ * The live progress page at `/`: static HTML/CSS/icon from `ui/` (with the scheduler options
+ * filled in from SCHEDULER_NAMES), and `ui/app.ts` compiled to browser JavaScript by esbuild on
+ * first request (cached). No CDN: it works offline.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { transformSync } from 'esbuild';
 import { PROJECT_ROOT } from '../config.js';
+import { SCHEDULER_NAMES } from '../inference/schedulers/types.js';
 
 const UI_DIR = join(PROJECT_ROOT, 'ui');
 const cache = new Map<string, { body: string; type: string }>();
@@ -15,8 +17,14 @@ function asset(pathname: string): { body: string; type: string } | null {
   const hit = cache.get(pathname);
   if (hit) return hit;
   let entry: { body: string; type: string } | null = null;
-  if (pathname === '/') entry = { body: readFileSync(join(UI_DIR, 'index.html'), 'utf8'), type: 'text/html; charset=utf-8' };
+  if (pathname === '/') {
+    const html = readFileSync(join(UI_DIR, 'index.html'), 'utf8');
+    const options = SCHEDULER_NAMES.map((name) => `<option>${name}</option>`).join('');
+    entry = { body: html.replace(/<!-- SCHEDULER_OPTIONS:.*?-->/, options), type: 'text/html; charset=utf-8' };
+  }
   else if (pathname === '/ui/style.css') entry = { body: readFileSync(join(UI_DIR, 'style.css'), 'utf8'), type: 'text/css; charset=utf-8' };
+  // Linked from index.html; /favicon.ico too, for clients that ask for it without a link.
+  else if (pathname === '/ui/favicon.svg' || pathname === '/favicon.ico') entry = { body: readFileSync(join(UI_DIR, 'favicon.svg'), 'utf8'), type: 'image/svg+xml' };
   else if (pathname === '/ui/app.js') {
     const source = readFileSync(join(UI_DIR, 'app.ts'), 'utf8');
     entry = { body: transformSync(source, { loader: 'ts', format: 'esm', target: 'es2020' }).code, type: 'text/javascript; charset=utf-8' };

@@ -158,6 +158,8 @@ export type Model = {
   /** The pipeline family, e.g. instruct-pix2pix or img2img. */
   kind: Scalars['String']['output'];
   limits: ModelLimits;
+  /** How `masks` are applied: 'unet-mask-channels' (an inpainting UNet takes the mask and masked image) or 'latent-blend' (the latents outside the mask are reset to the input's after every step, as diffusers does with other UNets). */
+  maskMethod: Scalars['String']['output'];
   /** fp32 or fp16, as the UNet declares its ports. */
   precision: Scalars['String']['output'];
   /** What this folder costs clients (e.g. an unseeded VAE sample, a scheduler fallback); empty when nothing. */
@@ -226,7 +228,7 @@ export type MutationEditImagesArgs = {
 
 export type Query = {
   __typename?: 'Query';
-  /** A job by id: the polling alternative to the subscription. Finished jobs stay readable for a retention period (configurable, default at least 10 minutes). */
+  /** A job by id: the polling alternative to the subscription. Finished jobs stay readable for the retention period (JOB_RETENTION_SECONDS, default 15 minutes). */
   editJob?: Maybe<EditJob>;
   /** The pipelines this server can run, with their defaults and limits. */
   models: Array<Model>;
@@ -239,8 +241,12 @@ export type QueryEditJobArgs = {
 
 export type SchedulerName =
   | 'DDIM'
+  | 'DPMPP_2M'
+  | 'DPMPP_2M_KARRAS'
   | 'EULER'
-  | 'EULER_ANCESTRAL';
+  | 'EULER_ANCESTRAL'
+  | 'LCM'
+  | 'PNDM';
 
 export type Subscription = {
   __typename?: 'Subscription';

@@ -22,14 +22,19 @@ export interface PipelineFamilyDef {
   readonly describe: string;
   /** model_index.json `_class_name`s this family serves (diffusers', optimum's and the ONNX converter's names). */
   readonly pipelineClasses: RegExp;
+  /**
+   * How masks are applied: the UNet takes the mask and masked image as extra input channels
+   * (inpainting UNets), or the latents outside the mask are reset after every step (any UNet).
+   */
+  readonly maskMethod: 'unet-mask-channels' | 'latent-blend';
   /** UNet `sample` channels for a VAE with `latentChannels`. */
   unetInChannels(latentChannels: number): number;
   /** Defaults when the folder's edit-server.json does not set them. `null`: the option does not apply. */
   readonly defaults: ModelDefaults;
   /** UNet rows per output (1, or more with guidance), for memory planning. */
   guidanceBranches(edit: EditShape): number;
-  /** Denoise steps one pipeline call runs. */
-  denoiseSteps(edit: EditShape): number;
+  /** How many of the schedule's first timesteps a run skips (img2img's `strength`; 0 for none). */
+  startIndex(edit: Pick<EditShape, 'steps' | 'strength'>): number;
   /** Runs one micro-batch; returns each item's decoded pixels (signed range, planar). */
   run(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, hooks: PipelineHooks): Promise<Float32Array[]>;
 }

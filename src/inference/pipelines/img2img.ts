@@ -72,10 +72,11 @@ async function runImg2Img(ctx: PipelineContext, items: readonly PipelineItem[], 
 export const img2img: PipelineFamilyDef = {
   kind: 'img2img',
   describe: 'Stable Diffusion img2img',
+  maskMethod: 'latent-blend',
   pipelineClasses: /^(ORT|Onnx)?StableDiffusion(Img2Img)?Pipeline$|^StableDiffusionOnnxPipeline$/,
   unetInChannels: (latentChannels) => latentChannels,
   defaults: { steps: 25, guidanceScale: 7.5, imageGuidanceScale: null, strength: 0.8, scheduler: 'EULER', size: '512x512' },
   guidanceBranches: (edit) => (edit.guidanceScale > 1 ? 2 : 1),
-  denoiseSteps: (edit) => img2imgDenoiseSteps(edit.steps, edit.strength),
+  startIndex: (edit) => edit.steps - img2imgDenoiseSteps(edit.steps, edit.strength),
   run: runImg2Img,
 };

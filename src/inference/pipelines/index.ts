@@ -2,8 +2,9 @@
 import type { PipelineFamilyDef } from './family.js';
 import { instructPix2Pix } from './instructPix2Pix.js';
 import { img2img } from './img2img.js';
+import { inpaint } from './inpaint.js';
 
-export const PIPELINE_FAMILIES: readonly PipelineFamilyDef[] = [instructPix2Pix, img2img];
+export const PIPELINE_FAMILIES: readonly PipelineFamilyDef[] = [instructPix2Pix, img2img, inpaint];
 
 export type { PipelineFamilyDef } from './family.js';
 

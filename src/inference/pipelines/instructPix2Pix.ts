@@ -77,10 +77,11 @@ async function runInstructPix2Pix(ctx: PipelineContext, items: readonly Pipeline
 export const instructPix2Pix: PipelineFamilyDef = {
   kind: 'instruct-pix2pix',
   describe: 'InstructPix2Pix',
+  maskMethod: 'latent-blend',
   pipelineClasses: /InstructPix2Pix/,
   unetInChannels: (latentChannels) => 2 * latentChannels,
   defaults: { steps: 20, guidanceScale: 7.5, imageGuidanceScale: 1.5, strength: null, scheduler: 'EULER_ANCESTRAL', size: '512x512' },
   guidanceBranches: (edit) => (instructPix2PixUsesGuidance(edit) ? 3 : 1),
-  denoiseSteps: (edit) => edit.steps,
+  startIndex: () => 0,
   run: runInstructPix2Pix,
 };

@@ -5,13 +5,20 @@
  * every sample of a batch shares the timestep, so the math is element-wise.
  */
 
-export type SchedulerName = 'EULER_ANCESTRAL' | 'EULER' | 'DDIM';
+/** Every scheduler the server offers, in the order the API lists them: the one source for every list of names. */
+export const SCHEDULER_NAMES = ['EULER_ANCESTRAL', 'EULER', 'DDIM', 'PNDM', 'DPMPP_2M', 'DPMPP_2M_KARRAS', 'LCM'] as const;
+export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
 
 export type BetaSchedule = 'linear' | 'scaled_linear' | 'squaredcos_cap_v2';
 export type TimestepSpacing = 'linspace' | 'leading' | 'trailing';
 export type PredictionType = 'epsilon' | 'v_prediction' | 'sample';
+export type FinalSigmasType = 'zero' | 'sigma_min';
+export type SolverType = 'midpoint' | 'heun';
 
-/** The subset of diffusers' `scheduler_config.json` the schedulers read (snake_case as on disk). */
+/**
+ * The subset of diffusers' `scheduler_config.json` the schedulers read (snake_case as on disk).
+ * The optional keys belong to some classes only; `parseSchedulerConfig` fills those of the chosen one.
+ */
 export interface SchedulerConfig {
   num_train_timesteps: number;
   beta_start: number;
@@ -20,10 +27,21 @@ export interface SchedulerConfig {
   prediction_type: PredictionType;
   timestep_spacing: TimestepSpacing;
   steps_offset: number;
-  /** DDIM only. */
+  /** DDIM, PNDM, LCM: ᾱ past the last step is 1 (true) or ᾱ₀. */
   set_alpha_to_one?: boolean;
+  /** DDIM, LCM. */
   clip_sample?: boolean;
   clip_sample_range?: number;
+  /** PNDM: false runs the Runge–Kutta warm-up steps, true is PLMS (SD 1.x ships true). */
+  skip_prk_steps?: boolean;
+  /** DPM-Solver++ (DPMSolverMultistepScheduler). */
+  solver_type?: SolverType;
+  lower_order_final?: boolean;
+  euler_at_final?: boolean;
+  final_sigmas_type?: FinalSigmasType;
+  /** LCM: the distillation schedule's step count, and the boundary-condition time scale. */
+  original_inference_steps?: number;
+  timestep_scaling?: number;
   /** Cosine (`squaredcos_cap_v2`) etc. may ship explicit betas; optional. */
   trained_betas?: number[] | null;
 }
@@ -37,9 +55,12 @@ export interface SchedulerStepResult {
 
 export interface Scheduler {
   readonly name: SchedulerName;
-  /** Timesteps of the current run, in the order they are visited (descending). Fractional for Euler with linspace. */
+  /**
+   * Timesteps of the current run, in the order they are visited (descending; PNDM repeats some).
+   * Fractional for Euler with linspace. One `step` per entry.
+   */
   readonly timesteps: Float64Array;
-  /** Std of the initial noise: σ_max-based for Euler samplers, 1 for DDIM. */
+  /** Std of the initial noise: σ_max-based for Euler samplers, 1 for the others. */
   readonly initNoiseSigma: number;
   /** True when `step` consumes fresh noise (ancestral sampling). */
   readonly isStochastic: boolean;
@@ -65,5 +86,3 @@ export interface Scheduler {
   /** Noises a clean sample to `timestep` (img2img start): √ᾱ·x₀ + √(1-ᾱ)·ε, or x₀ + σ·ε for Euler. */
   addNoise(originalSamples: Float32Array, noise: Float32Array, timestep: number): Float32Array;
 }
-
-export const SCHEDULER_NAMES: readonly SchedulerName[] = ['EULER_ANCESTRAL', 'EULER', 'DDIM'];

@@ -1,0 +1,88 @@
+/**
+ * Log levels: a client's mistake is one line at info (refused credentials at warn) with its code;
+ * error is for server faults only; readiness probes log nothing.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import { pino } from 'pino';
+import { startServer, type RunningServer } from '../src/server/app.js';
+import { loadConfig } from '../src/server/config.js';
+import { PROJECT_ROOT } from '../src/config.js';
+
+interface Line {
+  level: number;
+  code?: string;
+  msg: string;
+}
+
+const INFO = 30;
+const WARN = 40;
+const TOKEN = 'log-test-token';
+
+describe('log levels', () => {
+  const lines: Line[] = [];
+  let server: RunningServer;
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  const post = (body: unknown, headers: Record<string, string> = auth) =>
+    fetch(`${server.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+
+  before(async () => {
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Line) });
+    server = await startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', AUTH_TOKENS: TOKEN }), { logger });
+  });
+  after(() => server.shutdown(1000));
+
+  it('logs each client mistake once, at info (auth at warn), with its code; probes not at all', async () => {
+    const since = lines.length;
+    for (let i = 0; i < 20; i++) assert.equal((await fetch(`${server.url}/healthz`)).status, 200);
+    const expected: [number, string, () => Promise<unknown>][] = [
+      [WARN, 'UNAUTHENTICATED', async () => assert.equal((await post({ query: '{ __typename }' }, {})).status, 401)],
+      [INFO, 'FORBIDDEN', async () => assert.equal((await fetch(`${server.url}/graphql?query=%7B__typename%7D`, { headers: auth })).status, 403)],
+      [INFO, 'BAD_REQUEST', async () => assert.equal((await fetch(`${server.url}/graphql`, { method: 'PUT', headers: { ...auth, 'content-type': 'application/json' }, body: '{"query":"{ __typename }"}' })).status, 405)],
+      [INFO, 'BAD_USER_INPUT', async () => assert.equal((await post({ query: 'query($id: ID!) { editJob(id: $id) { id } }', variables: {} })).status, 400)],
+      [INFO, 'GRAPHQL_VALIDATION_FAILED', () => post({ query: '{ nope }' })],
+      [INFO, 'NOT_FOUND', async () => assert.match(await (await post({ query: 'mutation { cancelEditJob(id: "nope") { id } }' })).text(), /NOT_FOUND/)],
+      [INFO, 'NOT_FOUND', async () => assert.equal((await fetch(`${server.url}/nowhere`, { headers: auth })).status, 404)],
+      [INFO, 'BAD_USER_INPUT', async () => assert.equal((await fetch(`${server.url}/v1/images/edits`, { method: 'POST', headers: auth, body: new FormData() })).status, 400)],
+      [INFO, 'GRAPHQL_VALIDATION_FAILED', () => wsOperation(server.url, '{ nope }')],
+      [INFO, 'NOT_FOUND', () => wsOperation(server.url, 'subscription { editJobEvents(id: "nope") { __typename } }')],
+    ];
+    for (const [level, code, request] of expected) {
+      const before = lines.length;
+      await request();
+      // Responses can be sent before the line is written; give it a moment.
+      await new Promise((r) => setTimeout(r, 20));
+      const got = lines.slice(before);
+      assert.deepEqual(got.map((l) => [l.level, l.code]), [[level, code]], `${code}: ${JSON.stringify(got)}`);
+    }
+    assert.equal(lines.slice(since).filter((l) => l.level >= 50).length, 0);
+  });
+});
+
+/** One operation over graphql-ws (authenticated); resolves on its first error or completion. */
+async function wsOperation(url: string, query: string): Promise<void> {
+  const socket = new WebSocket(url.replace(/^http/, 'ws') + '/graphql', 'graphql-transport-ws');
+  await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+  const done = new Promise<void>((resolve) => {
+    socket.on('message', (data) => {
+      const m = JSON.parse(String(data)) as { type: string };
+      if (m.type === 'connection_ack') socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query } }));
+      if (m.type === 'error' || m.type === 'complete' || m.type === 'next') resolve();
+    });
+  });
+  socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${TOKEN}` } }));
+  await done;
+  socket.close();
+}
+
+describe('ROLE=worker', () => {
+  it('does not warn that operations are open to anyone (it serves no port)', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src/server/main.ts')], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, ROLE: 'worker', REDIS_URL: '' } });
+    assert.equal(r.status, 2, r.stdout + r.stderr);
+    assert.match(r.stdout, /ROLE=worker needs REDIS_URL/);
+    assert.doesNotMatch(r.stdout, /open to anyone/);
+  });
+});
