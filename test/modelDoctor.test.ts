@@ -6,16 +6,17 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EXPORT_GENERATIONS, buildExportFixture } from '../models/exports.js';
 import type { ExportFixtureOptions, ExportGeneration } from '../models/exports.js';
-import { TINY_EDIT_DIR, writeModelFolder } from '../models/generate.js';
+import { writeModelFolder } from '../models/modelFiles.js';
 import { GraphBuilder } from '../models/onnx/graph.js';
 import { PROJECT_ROOT } from '../src/config.js';
 
 const CLI = join(PROJECT_ROOT, 'src/cli/models.ts');
+const TINY_EDIT_DIR = join(PROJECT_ROOT, 'models', 'tiny-edit');
 
 function doctor(args: string[], env: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 120_000, env: { ...process.env, ...env } });
@@ -61,7 +62,7 @@ describe('model doctor', () => {
     assert.match(out, /unet\/model\.onnx \(opset \d+\)\n {6}in {2}sample: float32 \[batch_size, 8, height, width\] \(rank 4\)/);
     assert.match(out, /in {2}input_ids: int32 \[batch_size, 77\] \(rank 2\)/);
     assert.match(out, /out latent_parameters: float32 /);
-    assert.match(out, /scheduler: folder class EulerAncestralDiscreteScheduler; runs EULER_ANCESTRAL/);
+    assert.match(out, /scheduler: folder class EulerAncestralDiscreteScheduler → EULER_ANCESTRAL; runs EULER_ANCESTRAL \(the folder's class\)\n {4}a request may pick: EULER_ANCESTRAL, EULER, DDIM, /);
     assert.match(out, /tokenizer: tokenizer\.json, vocab size \d+, max length 77, pad token "<\|endoftext\|>" \(id \d+\)/);
     assert.match(out, /vae: scale factor 1, scaling factor 0\.18215, 4 latent channels; unet in channels 8/);
     assert.match(out, /memory at the default size \(512x512, 1 UNet row per output\): [\d.]+ MiB for one output/);
@@ -115,12 +116,30 @@ describe('model doctor', () => {
         assert.match(out, /warnings: none/);
       }
       if (options.generation === 'diffusers-onnx') {
-        assert.match(out, /scheduler: folder class PNDMScheduler; runs EULER_ANCESTRAL/);
+        assert.match(out, /scheduler: folder class PNDMScheduler → PNDM; runs PNDM \(the folder's class\)/);
         assert.match(out, /tokenizer: vocab\.json \+ merges\.txt, vocab size \d+, max length 77, pad token "<\|endoftext\|>"/);
       }
       assert.match(out, /\nok\n$/);
     });
   }
+
+  it("names the folder's scheduler class, what it maps to, what runs and what a request may pick", () => {
+    const dir = fixture('unipc', { generation: 'optimum-1.24', family: 'img2img' });
+    const config = JSON.parse(readFileSync(join(dir, 'scheduler', 'scheduler_config.json'), 'utf8'));
+    writeFileSync(join(dir, 'scheduler', 'scheduler_config.json'), JSON.stringify({ ...config, _class_name: 'UniPCMultistepScheduler', use_karras_sigmas: true }));
+    const r = doctor(['check', dir, '--skip-sessions']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /scheduler: folder class UniPCMultistepScheduler → DPMPP_2M; runs DPMPP_2M \(the closest to the folder's class, which is not implemented\)/);
+    assert.match(r.stdout, /\n {4}not with this config: EULER \(.*use_karras_sigmas/);
+    assert.match(r.stdout, /warnings \(1\):\n {4}- scheduler class UniPCMultistepScheduler is not implemented; using DPMPP_2M/);
+    writeFileSync(join(dir, 'edit-server.json'), JSON.stringify({ defaults: { scheduler: 'DPMPP_2M_KARRAS' } }));
+    const overridden = JSON.parse(doctor(['check', dir, '--skip-sessions', '--json']).stdout).summary.scheduler;
+    assert.equal(overridden.runs, 'DPMPP_2M_KARRAS');
+    assert.equal(overridden.classMapsTo, 'DPMPP_2M');
+    assert.match(overridden.note, /edit-server\.json defaults\.scheduler/);
+    assert.ok(overridden.available.includes('DPMPP_2M_KARRAS'));
+    assert.ok(overridden.unavailable.some((u: { name: string }) => u.name === 'EULER'));
+  });
 
   it('a folder without unet/model.onnx: exit 1 naming the folder and the file', () => {
     const dir = fixture('no-unet', { generation: 'optimum-1.24', family: 'instruct-pix2pix' });

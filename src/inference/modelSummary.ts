@@ -11,6 +11,7 @@ import type { PortSignature } from './onnxSignature.js';
 import type { ExportInfo } from './exportGeneration.js';
 import type { SchedulerName } from './schedulers/types.js';
 import { SCHEDULER_NAMES } from './schedulers/types.js';
+import { parseSchedulerConfig, schedulerForClassName } from './schedulers/index.js';
 import { loadTokenizer } from './tokenizer.js';
 import { estimateBatchBytes, perItemBytes } from './memory.js';
 import { parseSize } from './request.js';
@@ -43,12 +44,16 @@ export interface ComponentSummary {
 export interface SchedulerSummary {
   /** scheduler/scheduler_config.json `_class_name`, or null when it has none. */
   folderClass: string | null;
+  /** Our scheduler for that class (`schedulerForClassName`). */
+  classMapsTo: SchedulerName;
   /** The scheduler an edit runs when the request names none. */
   runs: SchedulerName;
-  /** Schedulers a request may pick. */
-  available: readonly SchedulerName[];
   /** Why `runs` is what it is. */
   note: string;
+  /** Schedulers a request may pick: those this scheduler_config.json suits. */
+  available: SchedulerName[];
+  /** The others, each with the reason a request for it is refused. */
+  unavailable: { name: SchedulerName; reason: string }[];
 }
 
 export interface TokenizerSummary {
@@ -100,21 +105,31 @@ function port(p: PortSignature): PortSummary {
 }
 
 /**
- * Seam for the scheduler the folder's class maps to. `schedulerForClassName` (being added to
- * src/inference/schedulers on another branch) is not on main yet: until it is, what runs is the
- * model's default scheduler (edit-server.json defaults.scheduler, else the family's), whatever
- * class the folder names. When it lands, call it here with (folderClass, spec.schedulerJson) and
- * report its name and warning.
+ * The folder's scheduler class, what it maps to (`schedulerForClassName`: the same class, or the
+ * closest one with a warning, which readModelFolder puts in the model's warnings), what runs when a
+ * request names none (edit-server.json defaults.scheduler, else the folder's class), and which
+ * schedulers a request can pick with this scheduler_config.json.
  */
 function schedulerSummary(spec: ModelSpec): SchedulerSummary {
   const cls = spec.schedulerJson._class_name;
   const folderClass = typeof cls === 'string' && cls !== '' ? cls : null;
-  return {
-    folderClass,
-    runs: spec.defaults.scheduler,
-    available: SCHEDULER_NAMES,
-    note: `the model's default; the folder's class is not mapped to a scheduler yet`,
-  };
+  const own = schedulerForClassName(folderClass ?? '', spec.schedulerJson);
+  const runs = spec.defaults.scheduler;
+  let note: string;
+  if (runs !== own.name) note = `edit-server.json defaults.scheduler; the folder's class maps to ${own.name}`;
+  else if (own.warning) note = `the closest to the folder's class, which is not implemented`;
+  else note = "the folder's class";
+  const available: SchedulerName[] = [];
+  const unavailable: { name: SchedulerName; reason: string }[] = [];
+  for (const name of SCHEDULER_NAMES) {
+    try {
+      parseSchedulerConfig(spec.schedulerJson, name);
+      available.push(name);
+    } catch (err) {
+      unavailable.push({ name, reason: (err as Error).message });
+    }
+  }
+  return { folderClass, classMapsTo: own.name, runs, note, available, unavailable };
 }
 
 function readJsonObject(path: string): Record<string, unknown> | null {
@@ -231,7 +246,10 @@ export function formatModelSummary(s: ModelSummary): string {
     for (const p of c.inputs) lines.push(`      in  ${p.name}: ${p.text} (rank ${p.rank})`);
     for (const p of c.outputs) lines.push(`      out ${p.name}: ${p.text} (rank ${p.rank})`);
   }
-  lines.push(`  scheduler: folder class ${s.scheduler.folderClass ?? '(none)'}; runs ${s.scheduler.runs} (${s.scheduler.note}); a request may pick ${s.scheduler.available.join(', ')}`);
+  const sch = s.scheduler;
+  lines.push(`  scheduler: folder class ${sch.folderClass ?? '(none)'} → ${sch.classMapsTo}; runs ${sch.runs} (${sch.note})`);
+  lines.push(`    a request may pick: ${sch.available.join(', ') || 'none'}`);
+  for (const u of sch.unavailable) lines.push(`    not with this config: ${u.name} (${u.reason})`);
   const t = s.tokenizer;
   lines.push(`  tokenizer: ${t.files}, vocab size ${t.vocabSize}, max length ${t.maxLength}, pad token ${t.padToken === null ? '' : `${JSON.stringify(t.padToken)} `}(id ${t.padId})`);
   lines.push(`  vae: scale factor ${s.vae.scaleFactor}, scaling factor ${s.vae.scalingFactor}, ${s.vae.latentChannels} latent channels; unet in channels ${s.unetInChannels}`);
