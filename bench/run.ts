@@ -174,7 +174,7 @@ async function main(): Promise<void> {
   const coalesce = async (mergeJobs: boolean): Promise<number> => {
     const jobs = new JobService(engine, { retentionMs: 60_000, maxQueuedJobs: 100, jobTimeoutMs: 0, mergeJobs });
     const t = now();
-    const submitted = images.map((bytes) => jobs.submit('bench', edit(1), [{ bytes }]));
+    const submitted = images.map((bytes) => jobs.submit('bench', edit(1), [{ bytes }], 'anonymous'));
     await Promise.all(submitted.map(async (job) => {
       for await (const _event of jobs.subscribe(job.id)) {
         // drain until the terminal event

@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'FORBIDDEN'
   | 'NOT_FOUND'
   | 'QUEUE_FULL'
+  | 'QUOTA_EXCEEDED'
   | 'RATE_LIMITED'
   | 'UNAVAILABLE'
   | 'OUT_OF_MEMORY'
@@ -42,6 +43,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   FORBIDDEN: 403,
   NOT_FOUND: 404,
   QUEUE_FULL: 503,
+  QUOTA_EXCEEDED: 429,
   RATE_LIMITED: 429,
   UNAVAILABLE: 503,
   OUT_OF_MEMORY: 507,

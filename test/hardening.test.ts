@@ -11,7 +11,8 @@ import { startTestServer, type TestServer } from './support/server.js';
 import { collect, postGraphQL, postMultipart, wsClient, type GraphQLResponse } from './support/graphql.js';
 import { twoColourPng } from './support/images.js';
 import { ConfigError, loadConfig } from '../src/server/config.js';
-import { createRateLimiter, rateLimitKey } from '../src/server/rateLimit.js';
+import { createAdmission } from '../src/server/rateLimit.js';
+import { createAuthenticator, parseAuthorization } from '../src/server/auth.js';
 import { stripSuggestions } from '../src/server/hardening.js';
 import { CancelEditJobDocument, EditImagesDocument, EditJobEventsDocument, ModelsDocument, type EditImagesMutation, type ModelsQuery } from './generated/graphql.js';
 
@@ -81,6 +82,11 @@ describe('configuration', () => {
     assert.equal(dev.wsMaxPayloadBytes, 1024 * 1024);
     assert.equal(dev.wsMaxSubscriptionsPerConnection, 20);
     assert.equal(dev.rateLimitPerMinute, 0);
+    assert.deepEqual([dev.authFailLimit, dev.authFailWindowSeconds, dev.authFailBlockSeconds, dev.tenantMaxQueuedJobs, dev.tenantMaxQueuedImages], [10, 600, 30, 20, 320]);
+    assert.deepEqual([dev.authAdminTokens, dev.ownerHashSecret], [[], undefined]);
+    assert.deepEqual(loadConfig({ AUTH_ADMIN_TOKENS: 'a, b' }).authAdminTokens, ['a', 'b']);
+    assert.throws(() => loadConfig({ TENANT_MAX_QUEUED_JOBS: '-1' }), ConfigError);
+    assert.throws(() => loadConfig({ AUTH_FAIL_LIMIT: 'x' }), ConfigError);
     assert.deepEqual([dev.introspection, dev.fieldSuggestions, dev.graphiql], [true, true, true]);
     const prod = loadConfig({ NODE_ENV: 'production' });
     assert.deepEqual([prod.introspection, prod.fieldSuggestions, prod.graphiql], [false, false, false]);
@@ -375,25 +381,61 @@ describe('cross-origin browsers', () => {
 });
 
 describe('rate limiting', () => {
-  it('refills a token bucket at the configured rate', () => {
-    let now = 0;
-    const limiter = createRateLimiter({ perMinute: 60, burst: 2, now: () => now });
-    assert.deepEqual([limiter.take('a').ok, limiter.take('a').ok, limiter.take('a').ok], [true, true, false]);
-    const refused = limiter.take('a');
-    assert.ok(!refused.ok && refused.retryAfterSeconds === 1);
-    assert.equal(limiter.take('b').ok, true, 'buckets are per key');
-    now += 1000;
-    assert.equal(limiter.take('a').ok, true);
-    assert.equal(limiter.take('a').ok, false);
-    limiter.close();
-    assert.equal(createRateLimiter({ perMinute: 0 }).enabled, false);
+  it('keys on the principal: every spelling of one credential is one bucket; anonymous clients by IP', async () => {
+    const auth = createAuthenticator({ authTokens: ['alice-token', 'bob-token'], authBasic: [{ user: 'carol', pass: 'pw' }], authAdminTokens: [], ownerHashSecret: undefined });
+    const admission = createAdmission({ auth, perMinute: 60, burst: 3, authFailLimit: 0, authFailWindowSeconds: 60, authFailBlockSeconds: 1 });
+    const spellings = ['Bearer alice-token', 'bearer alice-token', 'BEARER  alice-token', 'Bearer\talice-token', ' Bearer alice-token '];
+    const results = await Promise.all(spellings.map((a) => admission.admit(a, '10.0.0.1')));
+    assert.deepEqual(results.map((r) => r.ok), [true, true, true, false, false]);
+    assert.equal((await admission.admit('Bearer bob-token', '10.0.0.1')).ok, true, 'another principal has its own bucket');
+    const basic = ['Y2Fyb2w6cHc=', 'Y2Fyb2w6cHc', 'Y2Fyb2w6cHc==', ' Y2Fyb2w6cHc= '];
+    const basicResults = [];
+    for (const b of basic) basicResults.push((await admission.admit(`basic ${b}`, '10.0.0.2')).ok);
+    assert.deepEqual(basicResults, [true, true, true, false]);
+    const anon = createAdmission({ auth: createAuthenticator({ authTokens: [], authBasic: [], authAdminTokens: [], ownerHashSecret: undefined }), perMinute: 2, authFailLimit: 5, authFailWindowSeconds: 60, authFailBlockSeconds: 1 });
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push((await anon.admit(`Bearer made-up-${i}`, '10.0.0.3')).ok);
+    assert.deepEqual(statuses, [true, true, false]);
+    assert.equal((await anon.admit(undefined, '10.0.0.4')).ok, true, 'per IP');
   });
 
-  it('keys by verified credential only when auth is on', () => {
-    assert.equal(rateLimitKey('Bearer a', false, '1.2.3.4'), 'ip:1.2.3.4');
-    assert.equal(rateLimitKey('Bearer b', false, '1.2.3.4'), 'ip:1.2.3.4');
-    assert.notEqual(rateLimitKey('Bearer a', true, '1.2.3.4'), rateLimitKey('Bearer b', true, '1.2.3.4'));
-    assert.doesNotMatch(rateLimitKey('Bearer secret', true, '1.2.3.4'), /secret/);
+  it('parses the scheme case-insensitively with any whitespace, and Basic by its decoded value', () => {
+    assert.deepEqual(parseAuthorization('bEaReR \t tok'), { scheme: 'bearer', token: 'tok' });
+    assert.deepEqual(parseAuthorization('Basic YTpiOmM='), { scheme: 'basic', user: 'a', pass: 'b:c' });
+    assert.deepEqual(parseAuthorization('Basic YTpiOmM'), { scheme: 'basic', user: 'a', pass: 'b:c' });
+    assert.equal(parseAuthorization('Digest abc'), null);
+    assert.equal(parseAuthorization('Bearer'), null);
+    assert.equal(parseAuthorization(undefined), null);
+    const auth = createAuthenticator({ authTokens: ['t1'], authBasic: [{ user: 'u', pass: 'p' }], authAdminTokens: ['root'], ownerHashSecret: undefined });
+    const p = auth.identify('Bearer t1')!;
+    assert.equal(p.admin, false);
+    assert.equal(p.owner, auth.identify('bearer   t1')!.owner);
+    assert.doesNotMatch(p.owner, /t1/);
+    assert.equal(auth.identify('Bearer root')!.admin, true);
+    assert.equal(auth.identify('Basic dTpw')!.owner, auth.identify('Basic dTpw==')!.owner);
+    assert.equal(auth.identify('Basic dTpx'), null);
+    // The owner id is keyed: another deployment secret gives other ids.
+    const other = createAuthenticator({ authTokens: ['t1'], authBasic: [], authAdminTokens: [], ownerHashSecret: 's' });
+    assert.notEqual(other.identify('Bearer t1')!.owner, p.owner);
+  });
+
+  it('blocks an IP after too many failed authentications, with a doubling backoff', async () => {
+    const auth = createAuthenticator({ authTokens: ['good'], authBasic: [], authAdminTokens: [], ownerHashSecret: undefined });
+    const admission = createAdmission({ auth, perMinute: 0, authFailLimit: 3, authFailWindowSeconds: 60, authFailBlockSeconds: 1 });
+    const first = [];
+    for (let i = 0; i < 5; i++) first.push(await admission.admit(`Bearer wrong-${i}`, '10.1.0.1'));
+    assert.deepEqual(first.map((r) => (r.ok ? 200 : r.status)), [401, 401, 401, 429, 429]);
+    const blocked = first[3]!;
+    assert.ok(!blocked.ok && blocked.status === 429 && blocked.retryAfterSeconds === 1);
+    const good = await admission.admit('Bearer good', '10.1.0.1');
+    assert.ok(!good.ok && good.status === 429, 'a blocked IP is not answered, even with valid credentials');
+    assert.equal((await admission.admit('Bearer good', '10.1.0.2')).ok, true, 'other IPs are unaffected');
+    for (let i = 0; i < 5; i++) assert.ok(!(await admission.admit(undefined, '10.1.0.3')).ok);
+    assert.equal((await admission.admit('Bearer good', '10.1.0.3')).ok, true, 'requests without credentials are not failures');
+    await new Promise((r) => setTimeout(r, 1100));
+    assert.equal((await admission.admit('Bearer good', '10.1.0.1')).ok, true, 'the block ends');
+    const again = await admission.admit('Bearer wrong', '10.1.0.1');
+    assert.ok(!again.ok && again.status === 429 && again.retryAfterSeconds === 2, 'one more failure doubles the block');
   });
 
   it('answers 429 with Retry-After per credential, shaped for /graphql, /v1/ and graphql-ws; /healthz and GraphiQL are free', async () => {

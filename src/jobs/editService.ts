@@ -38,7 +38,8 @@ export interface EditSubmission {
 export class EditService {
   constructor(private readonly engine: InferenceEngine, private readonly jobs: JobBackend, readonly limits: UploadLimits) {}
 
-  async submit(submission: EditSubmission): Promise<JobSnapshot> {
+  /** Checks and queues an edit owned by `owner` (a principal's id, src/server/auth.ts). */
+  async submit(submission: EditSubmission, owner: string): Promise<JobSnapshot> {
     const spec = this.engine.model(submission.model ?? null);
     const files = submission.images;
     if (files.length === 0) throw new ServiceError('BAD_USER_INPUT', 'at least one image is required');
@@ -76,6 +77,6 @@ export class EditService {
         return { bytes, name: f.name, mask };
       }),
     );
-    return this.jobs.submit(spec.id, edit, inputs);
+    return this.jobs.submit(spec.id, edit, inputs, owner);
   }
 }

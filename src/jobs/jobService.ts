@@ -10,8 +10,9 @@ import { mergeKey, outputsPerBatch } from '../inference/editRunner.js';
 import type { ResolvedEdit } from '../inference/request.js';
 import { ServiceError, toServiceError } from '../errors.js';
 import { JobEventStream } from './eventStream.js';
-import type { JobBackend, JobEvent, JobProgress, JobSnapshot } from './types.js';
-import { currentEvent } from './types.js';
+import type { CancelReason, JobBackend, JobEvent, JobProgress, JobSnapshot, TenantQuota } from './types.js';
+import { currentEvent, quotaExceeded } from './types.js';
+import { ownerLabel } from './access.js';
 
 export interface JobServiceConfig {
   /** How long finished jobs stay readable. */
@@ -22,6 +23,8 @@ export interface JobServiceConfig {
   jobTimeoutMs: number;
   /** Cross-request batching: run compatible queued jobs in one pipeline call (default true). */
   mergeJobs?: boolean;
+  /** Per-owner bounds on unfinished jobs (null: none, e.g. with auth off: one tenant). */
+  tenantQuota?: TenantQuota | null;
   /** Sees every event of every job (metrics). */
   onEvent?: (event: JobEvent) => void;
   log?: (fields: Record<string, unknown>, message: string) => void;
@@ -34,6 +37,7 @@ interface Job {
   enqueuedAt: number;
   abort: AbortController;
   abortReason: 'CANCELLED' | 'TIMEOUT' | null;
+  cancelReason: CancelReason;
   subscribers: Set<JobEventStream>;
   expiresAt: number | null;
 }
@@ -54,10 +58,22 @@ export class JobService implements JobBackend {
   }
 
   /** Queues a validated edit; returns the job at once. */
-  submit(modelId: string, edit: ResolvedEdit, inputs: EditInput[]): JobSnapshot {
+  submit(modelId: string, edit: ResolvedEdit, inputs: EditInput[], owner: string): JobSnapshot {
     if (!this.accepting) throw new ServiceError('UNAVAILABLE', 'the server is shutting down and takes no new jobs');
     if (this.queue.length >= this.config.maxQueuedJobs) {
       throw new ServiceError('QUEUE_FULL', `the queue is full (${this.config.maxQueuedJobs} jobs waiting); retry later`, { retryAfterSeconds: 5 });
+    }
+    const quota = this.config.tenantQuota;
+    if (quota) {
+      let jobs = 0;
+      let images = 0;
+      for (const j of this.jobs.values()) {
+        if (j.snapshot.owner !== owner || (j.snapshot.status !== 'QUEUED' && j.snapshot.status !== 'RUNNING')) continue;
+        jobs += 1;
+        images += j.snapshot.inputImages * j.snapshot.n;
+      }
+      const refusal = quotaExceeded(quota, jobs, images, inputs.length * edit.n);
+      if (refusal) throw new ServiceError('QUOTA_EXCEEDED', refusal, { retryAfterSeconds: 5 });
     }
     const job: Job = {
       snapshot: {
@@ -71,12 +87,14 @@ export class JobService implements JobBackend {
         progress: null,
         result: null,
         error: null,
+        owner,
       },
       edit,
       inputs,
       enqueuedAt: performance.now(),
       abort: new AbortController(),
       abortReason: null,
+      cancelReason: 'CLIENT',
       subscribers: new Set(),
       expiresAt: null,
     };
@@ -93,16 +111,21 @@ export class JobService implements JobBackend {
     return job ? { ...job.snapshot } : null;
   }
 
+  ownerOf(id: string): string | null {
+    return this.jobs.get(id)?.snapshot.owner ?? null;
+  }
+
   /** Cancels a queued or running job; a finished job is returned unchanged. */
-  cancel(id: string): JobSnapshot {
+  cancel(id: string, reason: CancelReason = 'CLIENT'): JobSnapshot {
     const job = this.require(id);
     const s = job.snapshot;
     if (s.status === 'QUEUED') {
       this.queue = this.queue.filter((j) => j !== job);
-      this.finish(job, { type: 'cancelled', jobId: s.id, status: 'CANCELLED' });
+      this.finish(job, { type: 'cancelled', jobId: s.id, status: 'CANCELLED', reason });
       this.publishPositions();
     } else if (s.status === 'RUNNING' && job.abortReason === null) {
       job.abortReason = 'CANCELLED';
+      job.cancelReason = reason;
       job.abort.abort();
     }
     return { ...job.snapshot };
@@ -131,8 +154,8 @@ export class JobService implements JobBackend {
     });
     const timedOut = await Promise.race([idle.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), graceMs).unref())]);
     if (timedOut) {
-      for (const job of [...this.queue]) this.cancel(job.snapshot.id);
-      for (const job of [...this.running]) this.cancel(job.snapshot.id);
+      for (const job of [...this.queue]) this.cancel(job.snapshot.id, 'SHUTDOWN');
+      for (const job of [...this.running]) this.cancel(job.snapshot.id, 'SHUTDOWN');
       await idle;
     }
     clearInterval(this.sweeper);
@@ -164,6 +187,7 @@ export class JobService implements JobBackend {
     s.queuePosition = null;
     if (event.type === 'completed') s.result = event.result;
     if (event.type === 'failed') s.error = event.error;
+    if (event.type === 'cancelled') s.cancelReason = event.reason;
     job.inputs = null;
     job.expiresAt = Date.now() + this.config.retentionMs;
     this.log(job, `job ${event.status.toLowerCase()}`, event.type === 'failed' ? { code: event.error.code } : {});
@@ -250,7 +274,7 @@ export class JobService implements JobBackend {
           this.finish(job, { type: 'completed', jobId: s.id, status: 'SUCCEEDED', result });
         } catch (err) {
           if (job.abortReason === 'CANCELLED') {
-            this.finish(job, { type: 'cancelled', jobId: s.id, status: 'CANCELLED' });
+            this.finish(job, { type: 'cancelled', jobId: s.id, status: 'CANCELLED', reason: job.cancelReason });
           } else if (job.abortReason === 'TIMEOUT') {
             this.finish(job, { type: 'failed', jobId: s.id, status: 'FAILED', error: { code: 'TIMEOUT', message: `the job ran longer than ${this.config.jobTimeoutMs / 1000} s` } });
           } else {
@@ -270,6 +294,6 @@ export class JobService implements JobBackend {
   }
 
   private log(job: Job, message: string, fields: Record<string, unknown> = {}): void {
-    this.config.log?.({ jobId: job.snapshot.id, model: job.snapshot.modelId, status: job.snapshot.status, ...fields }, message);
+    this.config.log?.({ jobId: job.snapshot.id, owner: ownerLabel(job.snapshot.owner), model: job.snapshot.modelId, status: job.snapshot.status, ...fields }, message);
   }
 }

@@ -11,9 +11,10 @@ import type { EditInput } from '../inference/editRunner.js';
 import type { ResolvedEdit } from '../inference/request.js';
 import { ServiceError } from '../errors.js';
 import { JobEventStream } from './eventStream.js';
-import type { JobBackend, JobEvent, JobSnapshot } from './types.js';
-import { currentEvent } from './types.js';
-import { CANCEL_CHANNEL, QUEUE_NAME, applyEvent, fromWire, keys, readSnapshot, recordEvent, toWire, type WireEvent } from './redisShared.js';
+import type { CancelReason, JobBackend, JobEvent, JobSnapshot, TenantQuota } from './types.js';
+import { currentEvent, quotaExceeded } from './types.js';
+import { ownerLabel } from './access.js';
+import { CANCEL_CHANNEL, QUEUE_NAME, RESERVE_QUOTA_LUA, applyEvent, fromWire, keys, readSnapshot, recordEvent, releaseQuota, toWire, type WireEvent } from './redisShared.js';
 
 export interface RedisJobsConfig {
   redisUrl: string;
@@ -23,6 +24,8 @@ export interface RedisJobsConfig {
   attempts: number;
   /** Largest total input bytes stored for one job. */
   maxInputBytes: number;
+  /** Per-owner bounds on unfinished jobs, shared by every API process (null: none). */
+  tenantQuota?: TenantQuota | null;
   log?: (fields: Record<string, unknown>, message: string) => void;
   onEvent?: (event: JobEvent) => void;
 }
@@ -33,6 +36,8 @@ export interface QueuedEdit {
   modelId: string;
   edit: ResolvedEdit;
   inputCount: number;
+  /** The owner's log label (not the owner id itself). */
+  ownerLabel?: string;
 }
 
 export class RedisJobBackend implements JobBackend {
@@ -54,7 +59,7 @@ export class RedisJobBackend implements JobBackend {
     return this.config.retentionMs + 3_600_000;
   }
 
-  async submit(modelId: string, edit: ResolvedEdit, inputs: EditInput[]): Promise<JobSnapshot> {
+  async submit(modelId: string, edit: ResolvedEdit, inputs: EditInput[], owner: string): Promise<JobSnapshot> {
     if (!this.accepting) throw new ServiceError('UNAVAILABLE', 'the server is shutting down and takes no new jobs');
     const waiting = await this.queue.getWaitingCount();
     if (waiting >= this.config.maxQueuedJobs) {
@@ -65,11 +70,29 @@ export class RedisJobBackend implements JobBackend {
     const id = randomUUID();
     const snapshot: JobSnapshot = {
       id, modelId, status: 'QUEUED', queuePosition: waiting + 1, createdAt: Date.now() / 1000,
-      inputImages: inputs.length, n: edit.n, progress: null, result: null, error: null,
+      inputImages: inputs.length, n: edit.n, progress: null, result: null, error: null, owner,
     };
     const ttl = this.ttl();
+    const quota = this.config.tenantQuota;
+    if (quota) {
+      const now = Date.now();
+      const [ok, jobs, images] = (await this.redis.eval(RESERVE_QUOTA_LUA, 2, keys.tenantJobs(owner), keys.tenantImages(owner), now, id, inputs.length * edit.n, quota.maxJobs, quota.maxImages, now + ttl, ttl)) as [number, number, number];
+      if (!ok) throw new ServiceError('QUOTA_EXCEEDED', quotaExceeded(quota, jobs, images, inputs.length * edit.n) ?? 'tenant quota exceeded', { retryAfterSeconds: 5 });
+    }
+    try {
+      await this.store(id, modelId, edit, inputs, snapshot, ttl);
+    } catch (err) {
+      await releaseQuota(this.redis, owner, id).catch(() => undefined);
+      throw err;
+    }
+    this.config.log?.({ jobId: id, owner: ownerLabel(owner), model: modelId, status: 'QUEUED', images: inputs.length, n: edit.n }, 'job queued');
+    return snapshot;
+  }
+
+  private async store(id: string, modelId: string, edit: ResolvedEdit, inputs: EditInput[], snapshot: JobSnapshot, ttl: number): Promise<void> {
     const multi = this.redis.multi();
     multi.set(keys.snapshot(id), toWire({ seq: 0, snapshot }), 'PX', ttl);
+    multi.set(keys.owner(id), snapshot.owner, 'PX', ttl);
     const buffer = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
     inputs.forEach((input, i) => {
       multi.hset(keys.inputs(id), String(i), buffer(input.bytes));
@@ -77,16 +100,18 @@ export class RedisJobBackend implements JobBackend {
     });
     multi.pexpire(keys.inputs(id), ttl);
     await multi.exec();
-    await this.queue.add('edit', { id, modelId, edit, inputCount: inputs.length }, { jobId: id, attempts: this.config.attempts, removeOnComplete: true, removeOnFail: true });
-    this.config.log?.({ jobId: id, model: modelId, status: 'QUEUED', images: inputs.length, n: edit.n }, 'job queued');
-    return snapshot;
+    await this.queue.add('edit', { id, modelId, edit, inputCount: inputs.length, ownerLabel: ownerLabel(snapshot.owner) }, { jobId: id, attempts: this.config.attempts, removeOnComplete: true, removeOnFail: true });
   }
 
   async get(id: string): Promise<JobSnapshot | null> {
     return (await readSnapshot(this.redis, id))?.snapshot ?? null;
   }
 
-  async cancel(id: string): Promise<JobSnapshot> {
+  async ownerOf(id: string): Promise<string | null> {
+    return this.redis.get(keys.owner(id));
+  }
+
+  async cancel(id: string, reason: CancelReason = 'CLIENT'): Promise<JobSnapshot> {
     const stored = await readSnapshot(this.redis, id);
     if (!stored) throw new ServiceError('NOT_FOUND', `no job with id "${id}"`);
     const s = stored.snapshot;
@@ -94,12 +119,13 @@ export class RedisJobBackend implements JobBackend {
       const job = await this.queue.getJob(id);
       const removed = job ? await job.remove().then(() => true, () => false) : true;
       if (removed) {
-        const event: JobEvent = { type: 'cancelled', jobId: id, status: 'CANCELLED' };
+        const event: JobEvent = { type: 'cancelled', jobId: id, status: 'CANCELLED', reason };
         await recordEvent(this.redis, id, event, this.config.retentionMs, (x) => applyEvent(x, event));
         return (await this.get(id)) ?? s;
       }
     }
-    if (s.status === 'QUEUED' || s.status === 'RUNNING') await this.redis.publish(CANCEL_CHANNEL, id);
+    // The worker running it stops before its next step and records the reason.
+    if (s.status === 'QUEUED' || s.status === 'RUNNING') await this.redis.publish(CANCEL_CHANNEL, `${id}|${reason}`);
     return s;
   }
 

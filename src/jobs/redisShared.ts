@@ -11,12 +11,47 @@ export const QUEUE_NAME = 'image-edit';
 export const CANCEL_CHANNEL = 'ie:cancel';
 export const keys = {
   snapshot: (id: string) => `ie:job:${id}`,
+  /** The owner id alone (same TTL as the snapshot): ownership checks read this, never a whole result. */
+  owner: (id: string) => `ie:job:${id}:owner`,
   seq: (id: string) => `ie:job:${id}:seq`,
   inputs: (id: string) => `ie:job:${id}:inputs`,
   attempt: (id: string) => `ie:job:${id}:attempt`,
   terminal: (id: string) => `ie:job:${id}:terminal`,
   channel: (id: string) => `ie:events:${id}`,
+  /** Per-owner unfinished jobs (sorted set: id → expiry in ms) and their output images (hash: id → count). */
+  tenantJobs: (owner: string) => `ie:tenant:${owner}:jobs`,
+  tenantImages: (owner: string) => `ie:tenant:${owner}:images`,
 };
+
+/**
+ * Reserves a place in the owner's quota atomically across API processes. Entries past their
+ * expiry (a job whose terminal event was never recorded) are dropped first.
+ * KEYS: tenantJobs, tenantImages. ARGV: now ms, job id, images, maxJobs, maxImages, expiry ms, ttl ms.
+ * Returns {1, jobs, images} when reserved, {0, jobs, images} when over the quota.
+ */
+export const RESERVE_QUOTA_LUA = `
+local now = tonumber(ARGV[1])
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do redis.call('HDEL', KEYS[2], id) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local jobs = redis.call('ZCARD', KEYS[1])
+local images = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[2])) do images = images + tonumber(v) end
+local add = tonumber(ARGV[3])
+local maxJobs = tonumber(ARGV[4])
+local maxImages = tonumber(ARGV[5])
+if (maxJobs > 0 and jobs + 1 > maxJobs) or (maxImages > 0 and images + add > maxImages) then return {0, jobs, images} end
+redis.call('ZADD', KEYS[1], ARGV[6], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[2], add)
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+redis.call('PEXPIRE', KEYS[2], ARGV[7])
+return {1, jobs, images}
+`;
+
+/** Gives a job's place in its owner's quota back (its terminal event, or a failed submit). */
+export async function releaseQuota(redis: Redis, owner: string | undefined, id: string): Promise<void> {
+  if (!owner) return;
+  await redis.multi().zrem(keys.tenantJobs(owner), id).hdel(keys.tenantImages(owner), id).exec();
+}
 
 export interface StoredSnapshot {
   seq: number;
@@ -59,9 +94,12 @@ export async function recordEvent(redis: Redis, id: string, event: JobEvent, ttl
   const seq = await redis.incr(keys.seq(id));
   apply(stored.snapshot);
   stored.seq = seq;
-  await redis.set(keys.snapshot(id), toWire(stored), 'PX', ttlMs);
+  await redis.multi().set(keys.snapshot(id), toWire(stored), 'PX', ttlMs).pexpire(keys.owner(id), ttlMs).exec();
   await redis.publish(keys.channel(id), toWire({ seq, event } satisfies WireEvent));
-  if (terminal) await redis.del(keys.inputs(id));
+  if (terminal) {
+    await redis.del(keys.inputs(id));
+    await releaseQuota(redis, stored.snapshot.owner, id);
+  }
   return true;
 }
 
@@ -73,4 +111,5 @@ export function applyEvent(s: JobSnapshot, e: JobEvent): void {
   if (e.type === 'queued') s.progress = null;
   if (e.type === 'completed') s.result = e.result;
   if (e.type === 'failed') s.error = e.error;
+  if (e.type === 'cancelled') s.cancelReason = e.reason;
 }

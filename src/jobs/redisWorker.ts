@@ -11,7 +11,7 @@ import { Redis } from 'ioredis';
 import type { InferenceEngine } from '../inference/engine.js';
 import { InferenceError } from '../inference/errors.js';
 import { toServiceError } from '../errors.js';
-import type { JobEvent } from './types.js';
+import type { CancelReason, JobEvent } from './types.js';
 import type { QueuedEdit } from './redisJobs.js';
 import { CANCEL_CHANNEL, QUEUE_NAME, applyEvent, keys, recordEvent } from './redisShared.js';
 
@@ -37,15 +37,22 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
   const workerId = randomUUID().slice(0, 8);
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   const sub = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-  const aborts = new Map<string, AbortController>();
+  const aborts = new Map<string, { abort: AbortController; reason: CancelReason }>();
   await sub.subscribe(CANCEL_CHANNEL);
-  sub.on('message', (_channel: string, id: string) => aborts.get(id)?.abort());
+  // "id|REASON" (a bare id from an older API process means a client's cancel).
+  sub.on('message', (_channel: string, message: string) => {
+    const [id = '', reason = 'CLIENT'] = message.split('|');
+    const entry = aborts.get(id);
+    if (!entry) return;
+    entry.reason = (['CLIENT', 'SHUTDOWN', 'TIMEOUT'].includes(reason) ? reason : 'CLIENT') as CancelReason;
+    entry.abort.abort();
+  });
   const log = (fields: Record<string, unknown>, message: string): void => config.log?.({ workerId, ...fields }, message);
   const record = (id: string, event: JobEvent): Promise<boolean> => recordEvent(redis, id, event, config.retentionMs + 3_600_000, (s) => applyEvent(s, event));
   const finish = (id: string, event: JobEvent): Promise<boolean> => recordEvent(redis, id, event, config.retentionMs, (s) => applyEvent(s, event));
 
   const processJob = async (job: Job<QueuedEdit>): Promise<void> => {
-    const { id, modelId, edit, inputCount } = job.data;
+    const { id, modelId, edit, inputCount, ownerLabel: owner = 'none' } = job.data;
     if (await redis.exists(keys.terminal(id))) return; // cancelled while waiting
     const attempt = await redis.incr(keys.attempt(id));
     if (attempt > 1) {
@@ -58,11 +65,12 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
       return { bytes: new Uint8Array(stored[String(i)] ?? Buffer.alloc(0)), mask: mask ? new Uint8Array(mask) : null };
     });
     const abort = new AbortController();
-    aborts.set(id, abort);
+    const entry = { abort, reason: 'CLIENT' as CancelReason };
+    aborts.set(id, entry);
     let reason: 'CANCELLED' | 'TIMEOUT' | null = null;
     abort.signal.addEventListener('abort', () => (reason ??= 'CANCELLED'));
     const timer = config.jobTimeoutMs > 0 ? setTimeout(() => { reason = 'TIMEOUT'; abort.abort(); }, config.jobTimeoutMs) : null;
-    log({ jobId: id, model: modelId, attempt, status: 'RUNNING' }, 'job running');
+    log({ jobId: id, owner, model: modelId, attempt, status: 'RUNNING' }, 'job running');
     const started = Date.now();
     let chain: Promise<unknown> = Promise.resolve();
     try {
@@ -74,23 +82,23 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
       await chain;
       const queueTimeSeconds = Math.max(0, (started - job.timestamp) / 1000);
       await finish(id, { type: 'completed', jobId: id, status: 'SUCCEEDED', result: { created: Date.now() / 1000, images: output.images, usage: { ...output.usage, queueTimeSeconds } } });
-      log({ jobId: id, status: 'SUCCEEDED' }, 'job succeeded');
+      log({ jobId: id, owner, status: 'SUCCEEDED' }, 'job succeeded');
     } catch (err) {
       await chain;
       if (reason === 'CANCELLED') {
-        await finish(id, { type: 'cancelled', jobId: id, status: 'CANCELLED' });
-        log({ jobId: id, status: 'CANCELLED' }, 'job cancelled');
+        await finish(id, { type: 'cancelled', jobId: id, status: 'CANCELLED', reason: entry.reason });
+        log({ jobId: id, owner, status: 'CANCELLED' }, 'job cancelled');
         return;
       }
       if (reason === 'TIMEOUT') {
         await finish(id, { type: 'failed', jobId: id, status: 'FAILED', error: { code: 'TIMEOUT', message: `the job ran longer than ${config.jobTimeoutMs / 1000} s` } });
-        log({ jobId: id, status: 'FAILED', code: 'TIMEOUT' }, 'job failed');
+        log({ jobId: id, owner, status: 'FAILED', code: 'TIMEOUT' }, 'job failed');
         return;
       }
       const e = toServiceError(err);
       if (FINAL_CODES.has(e.code) || attempt >= config.attempts) {
         await finish(id, { type: 'failed', jobId: id, status: 'FAILED', error: { code: e.code, message: e.message } });
-        log({ jobId: id, status: 'FAILED', code: e.code }, 'job failed');
+        log({ jobId: id, owner, status: 'FAILED', code: e.code }, 'job failed');
         return;
       }
       throw err instanceof Error ? err : new InferenceError('INTERNAL', String(err)); // BullMQ retries it
@@ -115,7 +123,7 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
       jobId: job.data.id,
       status: 'FAILED',
       error: { code: 'INTERNAL', message: `the job could not be completed after ${config.attempts} attempts (${/stalled/i.test(err.message) ? 'its workers were lost' : 'internal error'})` },
-    }).then((won) => won && log({ jobId: job.data.id, status: 'FAILED' }, 'job failed after its last attempt'));
+    }).then((won) => won && log({ jobId: job.data.id, owner: job.data.ownerLabel ?? 'none', status: 'FAILED' }, 'job failed after its last attempt'));
   });
   log({ queue: QUEUE_NAME }, 'worker started');
   return {

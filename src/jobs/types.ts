@@ -3,6 +3,9 @@ import type { OutputImage, PreviewImage, EditUsage } from '../inference/editRunn
 
 export type JobStatus = 'QUEUED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
 
+/** Why a job was cancelled: a client asked (cancelEditJob, a REST client that went away), the server shut down, or a time limit. */
+export type CancelReason = 'CLIENT' | 'SHUTDOWN' | 'TIMEOUT';
+
 export interface JobError {
   code: string;
   message: string;
@@ -35,6 +38,10 @@ export interface JobSnapshot {
   progress: JobProgress | null;
   result: JobResult | null;
   error: JobError | null;
+  /** The submitting principal's id (an HMAC, never a secret); see src/jobs/access.ts. Not exposed by the API. */
+  owner: string;
+  /** Set when CANCELLED. */
+  cancelReason?: CancelReason | null;
 }
 
 export type JobEvent =
@@ -42,7 +49,7 @@ export type JobEvent =
   | ({ type: 'progress'; jobId: string; status: 'RUNNING' } & JobProgress)
   | { type: 'completed'; jobId: string; status: 'SUCCEEDED'; result: JobResult }
   | { type: 'failed'; jobId: string; status: 'FAILED'; error: JobError }
-  | { type: 'cancelled'; jobId: string; status: 'CANCELLED' };
+  | { type: 'cancelled'; jobId: string; status: 'CANCELLED'; reason: CancelReason };
 
 export const isTerminal = (e: JobEvent): boolean => e.type === 'completed' || e.type === 'failed' || e.type === 'cancelled';
 
@@ -51,9 +58,13 @@ export const isTerminal = (e: JobEvent): boolean => e.type === 'completed' || e.
  * that spreads jobs over worker processes. Methods may answer synchronously or with a promise.
  */
 export interface JobBackend {
-  submit(modelId: string, edit: import('../inference/request.js').ResolvedEdit, inputs: import('../inference/editRunner.js').EditInput[]): JobSnapshot | Promise<JobSnapshot>;
+  /** Queues a job owned by `owner`; QUOTA_EXCEEDED when the owner's tenant quota is used up. */
+  submit(modelId: string, edit: import('../inference/request.js').ResolvedEdit, inputs: import('../inference/editRunner.js').EditInput[], owner: string): JobSnapshot | Promise<JobSnapshot>;
+  /** Unchecked: ownership is JobAccess's job (src/jobs/access.ts). */
   get(id: string): JobSnapshot | null | Promise<JobSnapshot | null>;
-  cancel(id: string): JobSnapshot | Promise<JobSnapshot>;
+  /** The job's owner id, or null for an unknown id: a small read that costs the same either way (no result is loaded). */
+  ownerOf(id: string): string | null | Promise<string | null>;
+  cancel(id: string, reason?: CancelReason): JobSnapshot | Promise<JobSnapshot>;
   /** The job's current state first, then live events; ends after exactly one terminal event. */
   subscribe(id: string): AsyncIterableIterator<JobEvent> | Promise<AsyncIterableIterator<JobEvent>>;
   stats(): { queued: number; running: number; jobs: number } | Promise<{ queued: number; running: number; jobs: number }>;
@@ -72,6 +83,18 @@ export function currentEvent(s: JobSnapshot): JobEvent | null {
     case 'FAILED':
       return { type: 'failed', jobId: s.id, status: 'FAILED', error: s.error! };
     case 'CANCELLED':
-      return { type: 'cancelled', jobId: s.id, status: 'CANCELLED' };
+      return { type: 'cancelled', jobId: s.id, status: 'CANCELLED', reason: s.cancelReason ?? 'CLIENT' };
   }
+}
+
+/** Per-tenant bounds on unfinished (queued or running) jobs; 0 turns a bound off. */
+export interface TenantQuota {
+  maxJobs: number;
+  maxImages: number;
+}
+
+export function quotaExceeded(quota: TenantQuota, jobs: number, images: number, more: number): string | null {
+  if (quota.maxJobs > 0 && jobs + 1 > quota.maxJobs) return `tenant quota exceeded: you have ${jobs} unfinished jobs and the limit is ${quota.maxJobs} per tenant; retry when one has finished`;
+  if (quota.maxImages > 0 && images + more > quota.maxImages) return `tenant quota exceeded: your unfinished jobs have ${images} output images, this one ${more}, and the limit is ${quota.maxImages} per tenant; retry when one has finished`;
+  return null;
 }

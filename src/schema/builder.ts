@@ -2,13 +2,16 @@
 import SchemaBuilder from '@pothos/core';
 import { GraphQLError } from 'graphql';
 import type { InferenceEngine } from '../inference/engine.js';
-import type { JobBackend } from '../jobs/types.js';
+import type { JobAccess, Viewer } from '../jobs/access.js';
 import type { EditService, UploadedFile } from '../jobs/editService.js';
 
 export interface GraphQLContext {
   engine: InferenceEngine;
-  jobs: JobBackend;
+  /** Jobs as the caller may see them: another tenant's job is answered as an unknown id. */
+  jobs: JobAccess;
   edits: EditService;
+  /** Who is calling (admitted once per HTTP request or graphql-ws connection, src/server/admission.ts). */
+  principal: Viewer;
 }
 
 export const builder = new SchemaBuilder<{

@@ -1,7 +1,7 @@
 /** The EditJobEvent interface, its event types, and the editJobEvents subscription. */
 import type { JobEvent } from '../jobs/types.js';
 import { builder } from './builder.js';
-import { JobStatusEnum } from './enums.js';
+import { CancelReasonEnum, JobStatusEnum } from './enums.js';
 import { EditErrorRef, EditPreviewRef, EditResultRef } from './jobs.js';
 
 type EventOf<T extends JobEvent['type']> = Extract<JobEvent, { type: T }>;
@@ -51,7 +51,13 @@ builder.objectRef<EventOf<'failed'>>('EditFailed').implement({
 
 builder.objectRef<EventOf<'cancelled'>>('EditCancelled').implement({
   interfaces: [EditJobEventRef],
-  fields: () => ({}),
+  fields: (t) => ({
+    reason: t.field({
+      type: CancelReasonEnum,
+      description: 'Why the job was cancelled: CLIENT (cancelEditJob, or a REST client that disconnected), SHUTDOWN (the server stopped before the job could finish), TIMEOUT (a time limit).',
+      resolve: (e) => e.reason ?? 'CLIENT',
+    }),
+  }),
 });
 
 builder.subscriptionFields((t) => ({
@@ -60,7 +66,7 @@ builder.subscriptionFields((t) => ({
     description:
       'Every event of one job, from its state at subscription time to its end. A subscriber\nthat arrives late first receives the job\'s current state (its queue position or its\nlatest progress); a job that has already finished yields its final event, and the\nstream then completes. The stream always ends with exactly one EditCompleted,\nEditFailed or EditCancelled event.',
     args: { id: t.arg.id({ required: true }) },
-    subscribe: (_root, args, ctx) => ctx.jobs.subscribe(String(args.id)),
+    subscribe: (_root, args, ctx) => ctx.jobs.subscribe(String(args.id), ctx.principal),
     resolve: (event) => event,
   }),
 }));

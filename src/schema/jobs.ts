@@ -85,7 +85,7 @@ builder.queryFields((t) => ({
     nullable: true,
     description: 'A job by id: the polling alternative to the subscription. Finished jobs stay readable for the retention period (JOB_RETENTION_SECONDS, default 15 minutes).',
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, args, ctx) => ctx.jobs.get(String(args.id)),
+    resolve: (_root, args, ctx) => ctx.jobs.get(String(args.id), ctx.principal),
   }),
 }));
 
@@ -124,12 +124,12 @@ builder.mutationFields((t) => ({
         images: args.images,
         masks: args.masks,
         options: { ...args, outputFormat: args.outputFormat ? FORMAT[args.outputFormat] : null },
-      }),
+      }, ctx.principal.owner),
   }),
   cancelEditJob: t.field({
     type: EditJobRef,
     description: "Cancel a queued or running job. Takes effect before the job's next denoise step; other jobs are unaffected. Cancelling a finished job returns it unchanged.",
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, args, ctx) => ctx.jobs.cancel(String(args.id)),
+    resolve: (_root, args, ctx) => ctx.jobs.cancel(String(args.id), ctx.principal),
   }),
 }));

@@ -26,10 +26,12 @@ import { startRedisWorker, type RedisWorkerConfig } from '../jobs/redisWorker.js
 import { EditService } from '../jobs/editService.js';
 import { buildSchema, type GraphQLContext } from '../schema/index.js';
 import type { ServerConfig } from './config.js';
-import { createAuthenticator, type Authenticator } from './auth.js';
+import { Redis } from 'ioredis';
+import { createAuthenticator, type Authenticator, type Principal } from './auth.js';
+import { JobAccess, type Viewer } from '../jobs/access.js';
 import { logRequestError, maskGraphQLError } from './errorMapping.js';
 import { useFieldSuggestions, useGraphQLLimits, useIntrospection, useJsonBodyLimit, useMultipartErrors, withoutSuggestions } from './hardening.js';
-import { clientIp, createRateLimiter, enforceRateLimit, rateLimitKey, RATE_LIMITED_MESSAGE } from './rateLimit.js';
+import { clientIp, createAdmission, sendRefusal } from './rateLimit.js';
 import { handleRestEdit } from './rest.js';
 import { serveUi } from './ui.js';
 import { createMetrics } from './metrics.js';
@@ -48,12 +50,19 @@ export interface RunningServer {
 
 /** Close codes graphql-ws clients understand: 4401 is fatal for them (no retry with bad credentials). */
 const WS_UNAUTHORIZED = 4401;
+/** Too many failed authentications from this address (graphql-ws treats 4429 as fatal too). */
+const WS_TOO_MANY = 4429;
+/** Sees nothing: the context of a request that somehow was not admitted. */
+const NOBODY: Viewer = { owner: '\u0000nobody', admin: false };
 const MB = 1024 * 1024;
 /** Fields pino replaces with [Redacted]: credentials never reach the logs. */
 export const LOG_REDACT = ['authorization', '*.authorization'];
 
 export async function startServer(config: ServerConfig, options: { logger?: Logger } = {}): Promise<RunningServer> {
   const log = options.logger ?? pino({ level: config.logLevel, redact: LOG_REDACT });
+  const auth = createAuthenticator(config);
+  // With auth off the server is one tenant: no per-tenant quota (MAX_QUEUED_JOBS still bounds the queue).
+  const tenantQuota = auth.enabled && (config.tenantMaxQueuedJobs > 0 || config.tenantMaxQueuedImages > 0) ? { maxJobs: config.tenantMaxQueuedJobs, maxImages: config.tenantMaxQueuedImages } : null;
   // An API process in front of Redis workers only needs the model catalogue.
   const engine = await InferenceEngine.start(engineConfig(config, log, config.redisUrl && config.role === 'api' ? 'catalogue' : 'worker'));
   const jobs: JobBackend = config.redisUrl
@@ -63,6 +72,7 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
         maxQueuedJobs: config.maxQueuedJobs,
         attempts: config.jobAttempts,
         maxInputBytes: config.maxTotalBytes,
+        tenantQuota,
         log: (fields, message) => log.info(fields, message),
         onEvent: (event) => metrics.observe(event),
       })
@@ -71,6 +81,7 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
         maxQueuedJobs: config.maxQueuedJobs,
         jobTimeoutMs: config.jobTimeoutSeconds * 1000,
         mergeJobs: config.mergeJobs,
+        tenantQuota,
         log: (fields, message) => log.info(fields, message),
         onEvent: (event) => metrics.observe(event),
       });
@@ -82,8 +93,9 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
     maxTotalBytes: config.maxTotalBytes,
     maxInputPixels: config.maxInputPixels,
   });
-  const auth = createAuthenticator(config);
-  const context: GraphQLContext = { engine, jobs, edits };
+  const access = new JobAccess(jobs);
+  /** The admitted principal of each HTTP request and websocket upgrade request. */
+  const principals = new WeakMap<IncomingMessage, Principal>();
   const logError = (err: unknown): void => log.error({ err }, 'internal error');
   /**
    * Every GraphQL error a client sees, over HTTP, SSE and graphql-ws, goes through here, and is
@@ -113,11 +125,26 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
       if (!valid) for (const e of result) logRequestError(log, String(e.extensions?.code ?? 'GRAPHQL_VALIDATION_FAILED'), e.message);
     },
   };
-  const rateLimiter = createRateLimiter({ perMinute: config.rateLimitPerMinute, burst: config.rateLimitBurst });
+  // Limits shared by every API process on the same Redis (rate-limiter-flexible), else per process.
+  const limitRedis = config.redisUrl ? new Redis(config.redisUrl, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 }) : null;
+  if (limitRedis) {
+    limitRedis.on('error', (err: Error) => log.debug({ err }, 'rate-limit redis connection error'));
+    // Unreachable at start: the limits run on per-process memory counters until ioredis reconnects.
+    await limitRedis.connect().catch((err: unknown) => log.warn({ err }, 'rate-limit redis not reachable yet: per-process limits until it is'));
+  }
+  const admission = createAdmission({
+    auth,
+    perMinute: config.rateLimitPerMinute,
+    burst: config.rateLimitBurst,
+    authFailLimit: config.authFailLimit,
+    authFailWindowSeconds: config.authFailWindowSeconds,
+    authFailBlockSeconds: config.authFailBlockSeconds,
+    redis: limitRedis,
+  });
 
   const yoga: YogaServerInstance<Record<string, unknown>, GraphQLContext> = createYoga<Record<string, unknown>, GraphQLContext>({
     schema: buildSchema(),
-    context: () => context,
+    context: (initial: Record<string, unknown>) => ({ engine, jobs: access, edits, principal: principals.get(initial.req as IncomingMessage) ?? NOBODY }),
     graphqlEndpoint: '/graphql',
     landingPage: false,
     // Yoga's default CORS reflects any Origin with credentials allowed, which would let any web
@@ -177,24 +204,24 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
     const isGraphiQLPage = config.graphiql && url.pathname === '/graphql' && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html') && !url.searchParams.has('query');
     // A CORS preflight never carries credentials; it executes nothing (Yoga answers it, or refuses it when no origin is configured).
     const isPreflight = req.method === 'OPTIONS' && url.pathname === '/graphql';
-    if (!isGraphiQLPage && !isPreflight && !auth.check(req.headers.authorization)) {
-      logRequestError(log, 'UNAUTHENTICATED', `missing or invalid credentials for ${url.pathname}`);
-      res.setHeader('WWW-Authenticate', auth.challenge);
-      sendJson(res, 401, url.pathname.startsWith('/v1/')
-        ? { error: { message: 'missing or invalid credentials', type: 'invalid_request_error', code: 'UNAUTHENTICATED' } }
-        : { errors: [{ message: 'missing or invalid credentials', extensions: { code: 'UNAUTHENTICATED' } }] });
-      return;
-    }
-    if (!isGraphiQLPage && !enforceRateLimit(rateLimiter, req, res, { pathname: url.pathname, authEnabled: auth.enabled, trustProxy: config.trustProxy })) {
-      logRequestError(log, 'RATE_LIMITED', `${RATE_LIMITED_MESSAGE} (${url.pathname})`);
-      return;
+    let principal: Principal | null = null;
+    if (!isGraphiQLPage && !isPreflight) {
+      // One decision for every route: who is calling, failed-auth backoff, the principal's rate limit.
+      const admitted = await admission.admit(req.headers.authorization, clientIp(req, config.trustProxy));
+      if (!admitted.ok) {
+        logRequestError(log, admitted.status === 429 ? 'RATE_LIMITED' : 'UNAUTHENTICATED', `refused ${url.pathname} (${admitted.status})`);
+        sendRefusal(res, admitted, { pathname: url.pathname, challenge: auth.challenge });
+        return;
+      }
+      principal = admitted.principal;
+      principals.set(req, principal);
     }
     if (url.pathname === '/metrics' && req.method === 'GET') {
       await metrics.handle(req, res);
       return;
     }
     if (url.pathname === '/v1/images/edits') {
-      await handleRestEdit(req, res, { engine, jobs, edits, log, maxBodyBytes: config.maxTotalBytes + MB, uploadLimits: edits.limits });
+      await handleRestEdit(req, res, { engine, jobs: access, edits, principal: principal ?? NOBODY, log, maxBodyBytes: config.maxTotalBytes + MB, uploadLimits: edits.limits });
       return;
     }
     if (url.pathname === '/graphql') {
@@ -234,13 +261,16 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
   useServer(
     {
       connectionInitWaitTimeout: config.wsInitTimeoutMs,
-      onConnect: (ctx) => {
+      onConnect: async (ctx) => {
         const authorization = (ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization) as string | undefined;
-        if (!auth.check(authorization)) {
-          logRequestError(log, 'UNAUTHENTICATED', 'missing or invalid credentials in connection_init');
-          ctx.extra.socket.close(WS_UNAUTHORIZED, 'Unauthorized');
+        const admitted = await admission.admit(authorization, clientIp(ctx.extra.request, config.trustProxy), { count: false });
+        if (!admitted.ok) {
+          logRequestError(log, admitted.status === 429 ? 'RATE_LIMITED' : 'UNAUTHENTICATED', 'refused connection_init');
+          if (admitted.status === 429) ctx.extra.socket.close(WS_TOO_MANY, 'Too many failed authentications');
+          else ctx.extra.socket.close(WS_UNAUTHORIZED, 'Unauthorized');
           return false;
         }
+        principals.set(ctx.extra.request, admitted.principal);
         return true;
       },
       execute: (args) => (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
@@ -252,14 +282,13 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
         if (Object.keys(ctx.subscriptions).length > config.wsMaxSubscriptionsPerConnection) {
           return wsError(`too many operations on this connection: the limit is ${config.wsMaxSubscriptionsPerConnection} at once`, 'BAD_USER_INPUT');
         }
-        if (rateLimiter.enabled) {
-          const authorization = (ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization) as string | undefined;
-          const decision = rateLimiter.take(rateLimitKey(authorization, auth.enabled, clientIp(ctx.extra.request, config.trustProxy)));
-          if (!decision.ok) {
-            return wsError(`${RATE_LIMITED_MESSAGE}; retry after ${decision.retryAfterSeconds} s`, 'RATE_LIMITED', { retryAfterSeconds: decision.retryAfterSeconds });
-          }
-        }
         try {
+          if (admission.rateLimited) {
+            // The same admission as HTTP, with the credentials of connection_init.
+            const authorization = (ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization) as string | undefined;
+            const admitted = await admission.admit(authorization, clientIp(ctx.extra.request, config.trustProxy));
+            if (!admitted.ok) return wsError(admitted.message, admitted.code, admitted.status === 429 ? { retryAfterSeconds: admitted.retryAfterSeconds } : {});
+          }
           const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params });
           let document;
           try {
@@ -317,7 +346,7 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
       const forceClose = setTimeout(() => httpServer.closeAllConnections(), 2000);
       await new Promise<void>((resolve) => httpServer.close(() => resolve()));
       clearTimeout(forceClose);
-      rateLimiter.close();
+      limitRedis?.disconnect();
       await engine.close();
       log.info('shut down');
     },

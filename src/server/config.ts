@@ -38,6 +38,19 @@ export interface ServerConfig {
   shutdownGraceSeconds: number;
   authTokens: string[];
   authBasic: { user: string; pass: string }[];
+  /** Bearer tokens that see and cancel every job (they are valid credentials too). */
+  authAdminTokens: string[];
+  /** Key of the HMAC that turns a credential into the owner id stored with jobs; unset: derived from the credentials. */
+  ownerHashSecret: string | undefined;
+  /** Failed authentications per IP within authFailWindowSeconds before 429; 0 turns this off. */
+  authFailLimit: number;
+  authFailWindowSeconds: number;
+  /** First block after too many failures; each further failure while the IP has a strike doubles it (up to an hour). */
+  authFailBlockSeconds: number;
+  /** Unfinished (queued or running) jobs one principal may have; 0: no per-tenant bound. Only with auth on. */
+  tenantMaxQueuedJobs: number;
+  /** Output images (inputs × n) of one principal's unfinished jobs; 0: no bound. Only with auth on. */
+  tenantMaxQueuedImages: number;
   allowAnonymous: boolean;
   production: boolean;
   logLevel: string;
@@ -150,6 +163,13 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     shutdownGraceSeconds: int(env, 'SHUTDOWN_GRACE_SECONDS', 30, 0),
     authTokens: list(env.AUTH_TOKENS),
     authBasic,
+    authAdminTokens: list(env.AUTH_ADMIN_TOKENS),
+    ownerHashSecret: env.OWNER_HASH_SECRET || undefined,
+    authFailLimit: int(env, 'AUTH_FAIL_LIMIT', 10, 0),
+    authFailWindowSeconds: int(env, 'AUTH_FAIL_WINDOW_SECONDS', 600, 1),
+    authFailBlockSeconds: int(env, 'AUTH_FAIL_BLOCK_SECONDS', 30, 1),
+    tenantMaxQueuedJobs: int(env, 'TENANT_MAX_QUEUED_JOBS', 20, 0),
+    tenantMaxQueuedImages: int(env, 'TENANT_MAX_QUEUED_IMAGES', 320, 0),
     allowAnonymous: bool(env, 'ALLOW_ANONYMOUS', false),
     production,
     logLevel: logLevel(env),

@@ -31,11 +31,11 @@ async function main(): Promise<void> {
     throw err;
   }
   log.level = config.logLevel;
-  const authOn = config.authTokens.length + config.authBasic.length > 0;
+  const authOn = config.authTokens.length + config.authBasic.length + config.authAdminTokens.length > 0;
   // A worker serves no port: auth does not concern it.
   if (!authOn && config.role !== 'worker') {
     if (!isLoopback(config.host) && !config.allowAnonymous) {
-      log.fatal(`refusing to serve without auth on non-loopback HOST ${config.host}: set AUTH_TOKENS or AUTH_BASIC, or ALLOW_ANONYMOUS=1`);
+      log.fatal(`refusing to serve without auth on non-loopback HOST ${config.host}: set AUTH_TOKENS, AUTH_ADMIN_TOKENS or AUTH_BASIC, or ALLOW_ANONYMOUS=1`);
       process.exit(2);
     }
     log.warn('no AUTH_TOKENS or AUTH_BASIC set: every operation is open to anyone who can reach the server');

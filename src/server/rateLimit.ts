@@ -1,96 +1,120 @@
 /**
- * Per-client rate limiting: one token bucket per credential (the SHA-256 of the verified
- * Authorization value) or, for anonymous clients, per IP address. RATE_LIMIT_PER_MINUTE tokens
- * come back per minute, up to RATE_LIMIT_BURST held at once; every counted request takes one.
+ * Admission: one decision per HTTP request (GraphQL, SSE, REST, /metrics) and per graphql-ws
+ * connection and operation. `admit(authorization, ip)` identifies the principal (src/server/auth.ts),
+ * refuses IPs with too many failed authentications, and charges the request to the principal's
+ * rate limit.
  *
- * Counted: every HTTP request to /graphql (queries, mutations, uploads, SSE subscriptions) and
- * /v1/, and every operation started over graphql-ws. Not counted: the GraphiQL page, /healthz,
- * the progress page's static files. A request over the limit gets 429 with Retry-After and a
- * body in the endpoint's own error shape; a websocket operation gets an error message with code
- * RATE_LIMITED (the socket stays open).
+ * Counters come from rate-limiter-flexible: RateLimiterRedis on an ioredis client when REDIS_URL is
+ * set (one limit for every API process on that Redis, with a per-process RateLimiterMemory as the
+ * insurance when Redis is unreachable), RateLimiterMemory otherwise.
  *
- * State is in memory, per process: behind several replicas each one counts on its own.
+ *  - Requests: RATE_LIMIT_BURST requests per window of 60 × burst / RATE_LIMIT_PER_MINUTE seconds,
+ *    keyed on the principal (its owner id, so every spelling of a credential shares one bucket);
+ *    anonymous clients (auth off) on their IP (TRUST_PROXY: the last X-Forwarded-For hop).
+ *  - Failed authentications (wrong or malformed credentials; a request without any is not counted): AUTH_FAIL_LIMIT per IP within AUTH_FAIL_WINDOW_SECONDS; past that the
+ *    IP is blocked for AUTH_FAIL_BLOCK_SECONDS, and each failure within the next hour doubles the
+ *    block (up to an hour). A blocked IP gets 429 without its credentials being checked, so a
+ *    password guess is never answered while blocked.
  */
-import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Redis } from 'ioredis';
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { Authenticator, Principal } from './auth.js';
 
-export type RateLimitDecision = { ok: true } | { ok: false; retryAfterSeconds: number };
+export const RATE_LIMITED_MESSAGE = 'rate limit exceeded: too many requests';
+export const AUTH_BLOCKED_MESSAGE = 'too many failed authentications from this address';
 
-export interface RateLimiter {
-  readonly enabled: boolean;
-  /** Takes one token from `key`'s bucket. */
-  take(key: string): RateLimitDecision;
-  /** Number of buckets held (for tests and metrics). */
-  readonly size: number;
-  close(): void;
-}
+export type Admission =
+  | { ok: true; principal: Principal }
+  | { ok: false; status: 401; code: 'UNAUTHENTICATED'; message: string }
+  | { ok: false; status: 429; code: 'RATE_LIMITED'; message: string; retryAfterSeconds: number };
 
-export interface RateLimitOptions {
-  /** Tokens refilled per minute; 0 disables the limiter. */
+export interface AdmissionOptions {
+  auth: Authenticator;
+  /** Requests per minute per principal; 0 turns request limiting off. */
   perMinute: number;
-  /** Bucket capacity (default: perMinute). */
+  /** Requests allowed at once (default: perMinute). */
   burst?: number;
-  /** Clock in ms (tests). */
-  now?: () => number;
-  /** Above this many buckets, full ones are dropped at once rather than at the next sweep. */
-  maxKeys?: number;
+  /** Failed authentications per IP before 429; 0 turns this off. */
+  authFailLimit: number;
+  authFailWindowSeconds: number;
+  authFailBlockSeconds: number;
+  /** Shared counters for every process on this Redis; none: per-process memory. */
+  redis?: Redis | null;
+  /** Key prefix (tests run several independent deployments on one Redis). */
+  prefix?: string;
 }
 
-interface Bucket {
-  tokens: number;
-  updated: number;
+export interface AdmissionControl {
+  /** Identifies and limits one request (`count: false`: identify and check failures only, e.g. a websocket connection_init). */
+  admit(authorization: string | undefined | null, ip: string, options?: { count?: boolean }): Promise<Admission>;
+  readonly rateLimited: boolean;
 }
 
-export function createRateLimiter(options: RateLimitOptions): RateLimiter {
-  const perMinute = options.perMinute;
-  if (!(perMinute > 0)) {
-    return { enabled: false, take: () => ({ ok: true }), size: 0, close() {} };
-  }
-  const burst = Math.max(1, options.burst || perMinute);
-  const now = options.now ?? Date.now;
-  const maxKeys = options.maxKeys ?? 100_000;
-  const perMs = perMinute / 60_000;
-  const buckets = new Map<string, Bucket>();
+const MAX_BLOCK_SECONDS = 3600;
+const STRIKE_WINDOW_SECONDS = 3600;
 
-  const refill = (b: Bucket, t: number): void => {
-    b.tokens = Math.min(burst, b.tokens + (t - b.updated) * perMs);
-    b.updated = t;
+export function createAdmission(options: AdmissionOptions): AdmissionControl {
+  const prefix = options.prefix ?? 'ie:rl';
+  const make = (keyPrefix: string, points: number, duration: number): RateLimiterAbstract => {
+    const memory = new RateLimiterMemory({ keyPrefix, points, duration });
+    if (!options.redis) return memory;
+    return new RateLimiterRedis({ storeClient: options.redis, keyPrefix, points, duration, insuranceLimiter: memory, rejectIfRedisNotReady: true });
   };
-  /** Drops the buckets that are full again: they hold nothing a fresh one would not. */
-  const sweep = (): void => {
-    const t = now();
-    for (const [key, b] of buckets) {
-      refill(b, t);
-      if (b.tokens >= burst) buckets.delete(key);
+  const perMinute = options.perMinute;
+  const burst = Math.max(1, options.burst || perMinute);
+  const requests = perMinute > 0 ? make(`${prefix}:req`, burst, Math.max(1, Math.round((60 * burst) / perMinute))) : null;
+  const failLimit = options.authFailLimit;
+  const failures = options.auth.enabled && failLimit > 0 ? make(`${prefix}:authfail`, failLimit, options.authFailWindowSeconds) : null;
+  const strikes = failures ? make(`${prefix}:authstrike`, 1_000_000, STRIKE_WINDOW_SECONDS) : null;
+
+  const seconds = (ms: number): number => Math.max(1, Math.ceil(ms / 1000));
+  const limited = (message: string, retryAfterSeconds: number): Admission => ({ ok: false, status: 429, code: 'RATE_LIMITED', message: `${message}; retry after ${retryAfterSeconds} s`, retryAfterSeconds });
+  const unauthenticated: Admission = { ok: false, status: 401, code: 'UNAUTHENTICATED', message: 'missing or invalid credentials' };
+
+  /** Blocks `ip` for the next step of its backoff. */
+  const block = async (ip: string): Promise<Admission> => {
+    const strike = (await strikes!.consume(ip)).consumedPoints;
+    const duration = Math.min(MAX_BLOCK_SECONDS, options.authFailBlockSeconds * 2 ** (strike - 1));
+    await failures!.block(ip, duration);
+    return limited(AUTH_BLOCKED_MESSAGE, duration);
+  };
+
+  const failed = async (ip: string): Promise<Admission> => {
+    if (!failures) return unauthenticated;
+    // An address that was blocked within the last hour is blocked again at its first failure.
+    const strike = await strikes!.get(ip);
+    if (strike && strike.consumedPoints > 0) return block(ip);
+    try {
+      await failures.consume(ip);
+      return unauthenticated;
+    } catch (err) {
+      if (!(err instanceof RateLimiterRes)) throw err;
+      return block(ip);
     }
   };
-  const timer = setInterval(sweep, 60_000);
-  timer.unref();
 
   return {
-    enabled: true,
-    get size() {
-      return buckets.size;
-    },
-    take(key) {
-      const t = now();
-      let b = buckets.get(key);
-      if (!b) {
-        if (buckets.size >= maxKeys) sweep();
-        b = { tokens: burst, updated: t };
-        buckets.set(key, b);
-      } else {
-        refill(b, t);
+    rateLimited: requests !== null,
+    async admit(authorization, ip, { count = true } = {}) {
+      if (failures) {
+        const state = await failures.get(ip);
+        if (state && state.consumedPoints > failLimit) return limited(AUTH_BLOCKED_MESSAGE, seconds(state.msBeforeNext));
       }
-      if (b.tokens >= 1) {
-        b.tokens -= 1;
-        return { ok: true };
+      const principal = options.auth.identify(authorization);
+      // No credentials at all guesses nothing (a browser's first request before its Basic prompt): 401, not counted.
+      if (!principal) return authorization?.trim() ? failed(ip) : unauthenticated;
+      if (count && requests) {
+        // The principal, never the raw header: every spelling of one credential is one bucket.
+        const key = principal.kind === 'anonymous' ? `ip:${ip}` : `p:${principal.owner}`;
+        try {
+          await requests.consume(key);
+        } catch (err) {
+          if (!(err instanceof RateLimiterRes)) throw err;
+          return limited(RATE_LIMITED_MESSAGE, seconds(err.msBeforeNext));
+        }
       }
-      return { ok: false, retryAfterSeconds: Math.max(1, Math.ceil((1 - b.tokens) / perMs / 1000)) };
-    },
-    close() {
-      clearInterval(timer);
-      buckets.clear();
+      return { ok: true, principal };
     },
   };
 }
@@ -106,39 +130,23 @@ export function clientIp(req: Pick<IncomingMessage, 'headers' | 'socket'>, trust
   return req.socket.remoteAddress ?? 'unknown';
 }
 
-/**
- * The bucket key. A credential counts only when auth is on (it has just been verified):
- * with auth off, a client could otherwise dodge its limit by sending a new header each time.
- */
-export function rateLimitKey(authorization: string | undefined | null, authEnabled: boolean, ip: string): string {
-  if (authEnabled && authorization) return `cred:${createHash('sha256').update(authorization.trim()).digest('hex').slice(0, 32)}`;
-  return `ip:${ip}`;
-}
-
-export const RATE_LIMITED_MESSAGE = 'rate limit exceeded: too many requests';
-
-/**
- * Counts one HTTP request. Returns true when it may go on; otherwise it has answered with 429,
- * Retry-After, and a body shaped for the endpoint (OpenAI-style for /v1/, GraphQL for the rest).
- */
-export function enforceRateLimit(
-  limiter: RateLimiter,
-  req: IncomingMessage,
-  res: ServerResponse,
-  options: { pathname: string; authEnabled: boolean; trustProxy: boolean },
-): boolean {
-  if (!limiter.enabled) return true;
-  const key = rateLimitKey(req.headers.authorization, options.authEnabled, clientIp(req, options.trustProxy));
-  const decision = limiter.take(key);
-  if (decision.ok) return true;
-  const { retryAfterSeconds } = decision;
-  const message = `${RATE_LIMITED_MESSAGE}; retry after ${retryAfterSeconds} s`;
-  const body = options.pathname.startsWith('/v1/')
-    ? { error: { message, type: 'rate_limit_error', code: 'RATE_LIMITED' } }
-    : { errors: [{ message, extensions: { code: 'RATE_LIMITED', retryAfterSeconds } }] };
+/** Answers a refused HTTP request: 401 with the challenge, or 429 with Retry-After, in the endpoint's error shape. */
+export function sendRefusal(res: ServerResponse, refusal: Exclude<Admission, { ok: true }>, options: { pathname: string; challenge: string }): void {
+  const rest = options.pathname.startsWith('/v1/');
+  const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8' };
+  let body: unknown;
+  if (refusal.status === 401) {
+    headers['www-authenticate'] = options.challenge;
+    body = rest ? { error: { message: refusal.message, type: 'invalid_request_error', code: refusal.code } } : { errors: [{ message: refusal.message, extensions: { code: refusal.code } }] };
+  } else {
+    headers['retry-after'] = String(refusal.retryAfterSeconds);
+    body = rest
+      ? { error: { message: refusal.message, type: 'rate_limit_error', code: refusal.code } }
+      : { errors: [{ message: refusal.message, extensions: { code: refusal.code, retryAfterSeconds: refusal.retryAfterSeconds } }] };
+  }
   const text = JSON.stringify(body);
+  headers['content-length'] = String(Buffer.byteLength(text));
   // Any body still arriving is discarded by node (not buffered) once the response has been sent.
-  res.writeHead(429, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'retry-after': String(retryAfterSeconds) });
+  res.writeHead(refusal.status, headers);
   res.end(text);
-  return false;
 }

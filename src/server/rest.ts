@@ -17,14 +17,17 @@ import type { EditOptions } from '../inference/request.js';
 import type { SchedulerName } from '../inference/schedulers/types.js';
 import { SCHEDULER_NAMES } from '../inference/schedulers/types.js';
 import type { EditService, UploadLimits, UploadedFile } from '../jobs/editService.js';
-import type { JobBackend, JobEvent, JobSnapshot } from '../jobs/types.js';
+import type { JobEvent, JobSnapshot } from '../jobs/types.js';
+import type { JobAccess, Viewer } from '../jobs/access.js';
 import { HTTP_STATUS, ServiceError, toServiceError, type ErrorCode } from '../errors.js';
 import { logRequestError } from './errorMapping.js';
 
 export interface RestDeps {
   engine: InferenceEngine;
-  jobs: JobBackend;
+  jobs: JobAccess;
   edits: EditService;
+  /** The admitted caller: owns the job this request queues. */
+  principal: Viewer;
   log: Logger;
   maxBodyBytes: number;
   uploadLimits: UploadLimits;
@@ -172,7 +175,7 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
 }
 
 async function* events(deps: RestDeps, id: string): AsyncGenerator<JobEvent> {
-  const stream = await deps.jobs.subscribe(id);
+  const stream = await deps.jobs.subscribe(id, deps.principal);
   try {
     for await (const e of stream) yield e;
   } finally {
@@ -197,7 +200,7 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
   let finished = false;
   res.on('close', () => {
     // The client went away: stop its work instead of computing images nobody will read.
-    if (job && !finished) void Promise.resolve(deps.jobs.cancel(job.id)).catch(() => undefined);
+    if (job && !finished) void Promise.resolve(deps.jobs.cancel(job.id, deps.principal)).catch(() => undefined);
   });
   try {
     const type = req.headers['content-type'] ?? '';
@@ -217,7 +220,7 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
     const parsed = parseForm(form, deps.engine);
     const steps = parsed.options.steps ?? deps.engine.model(parsed.model).defaults.steps;
     if (parsed.stream && parsed.partialImages > 0) parsed.options.previewEvery = Math.max(1, Math.floor(steps / (parsed.partialImages + 1)));
-    job = await deps.edits.submit({ model: parsed.model, images: parsed.files, masks: parsed.masks, options: parsed.options });
+    job = await deps.edits.submit({ model: parsed.model, images: parsed.files, masks: parsed.masks, options: parsed.options }, deps.principal.owner);
     const format = parsed.options.outputFormat ?? 'png';
     const created = Math.floor(job.createdAt);
     if (parsed.stream) {

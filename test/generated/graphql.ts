@@ -16,9 +16,16 @@ export type Scalars = {
   Upload: { input: unknown; output: unknown; }
 };
 
+export type CancelReason =
+  | 'CLIENT'
+  | 'SHUTDOWN'
+  | 'TIMEOUT';
+
 export type EditCancelled = EditJobEvent & {
   __typename?: 'EditCancelled';
   jobId: Scalars['ID']['output'];
+  /** Why the job was cancelled: CLIENT (cancelEditJob, or a REST client that disconnected), SHUTDOWN (the server stopped before the job could finish), TIMEOUT (a time limit). */
+  reason: CancelReason;
   status: JobStatus;
 };
 

@@ -53,8 +53,28 @@ export interface SchedulerStepResult {
   predOriginalSample: Float32Array;
 }
 
+/**
+ * Flow-matching schedulers, chosen by the pipeline family rather than by the request (so not in
+ * SCHEDULER_NAMES or the GraphQL enum).
+ */
+export type FlowSchedulerName = 'FLOW_MATCH_EULER';
+
+/**
+ * Per-run inputs that diffusers' pipelines pass to `set_timesteps` besides the step count. Only
+ * flow-matching schedulers read them: FLUX passes `sigmas` (linspace(1, 1/n, n)) and `mu` (the
+ * resolution-dependent shift), SD3 passes neither.
+ */
+export interface SetTimestepsOptions {
+  /** Resolution-dependent shift; required when the config has use_dynamic_shifting. */
+  mu?: number;
+  /** Custom σ schedule (before shifting), one per step. */
+  sigmas?: readonly number[];
+  /** Custom timesteps (before shifting), one per step; ignored for values when `sigmas` is given. */
+  timesteps?: readonly number[];
+}
+
 export interface Scheduler {
-  readonly name: SchedulerName;
+  readonly name: SchedulerName | FlowSchedulerName;
   /**
    * Timesteps of the current run, in the order they are visited (descending; PNDM repeats some).
    * Fractional for Euler with linspace. One `step` per entry.
@@ -64,7 +84,7 @@ export interface Scheduler {
   readonly initNoiseSigma: number;
   /** True when `step` consumes fresh noise (ancestral sampling). */
   readonly isStochastic: boolean;
-  setTimesteps(numInferenceSteps: number): void;
+  setTimesteps(numInferenceSteps: number, options?: SetTimestepsOptions): void;
   /**
    * img2img starts part-way through the schedule (diffusers' `set_begin_index`): the first
    * `step` then uses timesteps[beginIndex], and `addNoise` noises to that timestep's level.
