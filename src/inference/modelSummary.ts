@@ -13,17 +13,12 @@ import type { SchedulerName } from './schedulers/types.js';
 import { SCHEDULER_NAMES } from './schedulers/types.js';
 import { parseSchedulerConfig, schedulerForClassName } from './schedulers/index.js';
 import { loadTokenizer } from './tokenizer.js';
+import { componentFile } from './components.js';
+import type { Component } from './components.js';
 import { estimateBatchBytes, perItemBytes } from './memory.js';
 import { parseSize } from './request.js';
 
-export type ComponentName = 'textEncoder' | 'unet' | 'vaeEncoder' | 'vaeDecoder';
-
-export const COMPONENT_FILES: Record<ComponentName, string> = {
-  textEncoder: 'text_encoder/model.onnx',
-  unet: 'unet/model.onnx',
-  vaeEncoder: 'vae_encoder/model.onnx',
-  vaeDecoder: 'vae_decoder/model.onnx',
-};
+export type ComponentName = Component;
 
 export interface PortSummary {
   name: string;
@@ -88,7 +83,7 @@ export interface ModelSummary {
   pipelineClass: string;
   export: Omit<ExportInfo, 'warnings'>;
   precision: ExportInfo['precision'];
-  components: Record<ComponentName, ComponentSummary>;
+  components: Partial<Record<ComponentName, ComponentSummary>>;
   scheduler: SchedulerSummary;
   tokenizer: TokenizerSummary;
   vae: { scaleFactor: number; scalingFactor: number; latentChannels: number };
@@ -201,11 +196,11 @@ function memorySummary(spec: ModelSpec): MemorySummary | { error: string } {
 /** The summary of a read model folder; loads its tokenizer (a broken one throws ModelFolderError). */
 export function summarizeModel(spec: ModelSpec): ModelSummary {
   const components = Object.fromEntries(
-    (Object.keys(COMPONENT_FILES) as ComponentName[]).map((c) => {
-      const sig = spec.signatures[c];
-      return [c, { file: COMPONENT_FILES[c], opset: sig.opset, inputs: sig.inputs.map(port), outputs: sig.outputs.map(port) }];
+    spec.pipeline.components.map((c) => {
+      const sig = spec.signatures[c]!;
+      return [c, { file: componentFile(c), opset: sig.opset, inputs: sig.inputs.map(port), outputs: sig.outputs.map(port) }];
     }),
-  ) as Record<ComponentName, ComponentSummary>;
+  ) as Partial<Record<ComponentName, ComponentSummary>>;
   const { warnings: _exportWarnings, ...exportInfo } = spec.export;
   return {
     id: spec.id,
