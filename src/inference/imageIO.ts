@@ -331,6 +331,21 @@ export async function decodeToTensor(
 }
 
 /**
+ * Decodes every pixel once and discards them, so a truncated or corrupt body is refused when it
+ * is uploaded rather than when its job runs. Returns the probe.
+ */
+export async function verifyImage(bytes: Uint8Array, limits: DecodeLimits): Promise<ProbeResult> {
+  const probe = await probeImage(bytes, limits);
+  const limit = limitPixels(limits);
+  try {
+    await sharpInput(bytes, limit).raw({ depth: 'uchar' }).toBuffer();
+  } catch (err) {
+    throw mapSharpError(err, limit);
+  }
+  return probe;
+}
+
+/**
  * An edit mask at `target` size (resized as its image is), one float per pixel, 1 = edit, 0 = keep.
  * A mask with an alpha channel edits where alpha is 0 (OpenAI's rule); without alpha, white edits
  * and black keeps (diffusers' and A1111's rule); grey is partial. The mask must have its image's

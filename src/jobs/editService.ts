@@ -6,10 +6,11 @@
 import type { InferenceEngine } from '../inference/engine.js';
 import type { EditOptions } from '../inference/request.js';
 import { resolveEditOptions } from '../inference/request.js';
-import { decodeMask, probeImage, ImageDecodeError } from '../inference/imageIO.js';
+import { decodeMask, verifyImage, ImageDecodeError } from '../inference/imageIO.js';
 import { InferenceError } from '../inference/errors.js';
 import { ServiceError } from '../errors.js';
 import type { JobBackend } from './types.js';
+import type { EditInput } from '../inference/editRunner.js';
 import type { JobSnapshot } from './types.js';
 
 /** What Yoga's multipart parser (and undici's FormData) hand us for a file part. */
@@ -62,21 +63,24 @@ export class EditService {
     const edit = resolveEditOptions(spec, files.length, submission.options);
     const limits = { maxInputPixels: this.limits.maxInputPixels };
     const named = (what: string, f: UploadedFile) => (err: unknown): never => {
-      if (err instanceof ImageDecodeError) throw new InferenceError(err.code, `${what}${f.name ? ` (${f.name})` : ''}: ${err.message}`);
+      if (err instanceof ImageDecodeError) throw new InferenceError(err.code, `${what}${f.name ? ` ${JSON.stringify(f.name)}` : ''}: ${err.message}`);
       throw err;
     };
-    const inputs = await Promise.all(
-      files.map(async (f, i) => {
-        const bytes = new Uint8Array(await f.arrayBuffer());
-        const probe = await probeImage(bytes, limits).catch(named(`images[${i}]`, f));
-        const maskFile = masks[i];
-        if (!maskFile) return { bytes, name: f.name };
-        const mask = new Uint8Array(await maskFile.arrayBuffer());
-        // Decoded in full now, so a bad mask is refused before a job exists.
-        await decodeMask(mask, probe, probe, { limits }).catch(named(`masks[${i}]`, maskFile));
-        return { bytes, name: f.name, mask };
-      }),
-    );
+    // Every image and mask is decoded in full now, one at a time (bounded memory), so a truncated
+    // or corrupt file is refused, by index and name, before a job exists.
+    const inputs: EditInput[] = [];
+    for (const [i, f] of files.entries()) {
+      const bytes = new Uint8Array(await f.arrayBuffer());
+      const probe = await verifyImage(bytes, limits).catch(named(`images[${i}]`, f));
+      const maskFile = masks[i];
+      if (!maskFile) {
+        inputs.push({ bytes, name: f.name });
+        continue;
+      }
+      const mask = new Uint8Array(await maskFile.arrayBuffer());
+      await decodeMask(mask, probe, probe, { limits }).catch(named(`masks[${i}]`, maskFile));
+      inputs.push({ bytes, name: f.name, mask });
+    }
     return this.jobs.submit(spec.id, edit, inputs, owner);
   }
 }
