@@ -171,7 +171,7 @@ describe('GraphQL API', () => {
     const res = await postMultipart(server.url, EditImagesDocument, { prompt: 'x', size: '32x32' }, [{ bytes: red, name: 'ok.png' }, { bytes: truncated, name: 'cat.png' }]);
     assert.equal(res.body.errors?.[0]?.extensions?.code, 'INVALID_IMAGE', JSON.stringify(res.body));
     assert.match(res.body.errors![0]!.message, /^images\[1\] "cat\.png": /);
-    assert.equal(res.body.data?.editImages ?? null, null);
+    assert.equal((res.body.data as { editImages?: unknown } | null | undefined)?.editImages ?? null, null);
   });
 });
 

@@ -17,8 +17,16 @@ const post = (message: WorkerResponse, transfer: ArrayBuffer[] = []): void => po
 let host: ModelHost;
 try {
   const specs = init.models.map((m) => readModelFolder(m.dir, m.id));
-  host = await ModelHost.open(specs, { provider: init.provider, intraOpThreads: init.intraOpThreads, allowSpinning: init.allowSpinning, log: (message) => post({ type: 'log', message }) });
-  post({ type: 'ready', providers: host.providers() });
+  host = await ModelHost.open(specs, {
+    provider: init.provider,
+    intraOpThreads: init.intraOpThreads,
+    allowSpinning: init.allowSpinning,
+    preload: init.preload,
+    modelMemoryBytes: init.modelMemoryBytes,
+    log: (message) => post({ type: 'log', message }),
+    onState: (modelId, state, provider) => post({ type: 'model-state', modelId, state, provider }),
+  });
+  post({ type: 'ready' });
 } catch (err) {
   post({ type: 'init-error', message: (err as Error).message });
   process.exit(1);

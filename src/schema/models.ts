@@ -35,6 +35,10 @@ const ModelRef = builder.objectRef<ModelView>('Model').implement({
     limits: t.field({ type: ModelLimitsRef, resolve: (m) => m.spec.limits }),
     exporter: t.string({ description: "The exporter generation the folder was recognised as, e.g. 'optimum ≥ 1.24 / optimum-onnx'.", resolve: (m) => m.spec.export.generation }),
     precision: t.string({ description: 'fp32 or fp16, as the UNet declares its ports.', resolve: (m) => m.spec.export.precision }),
+    state: t.string({
+      description: "'loaded' (sessions open), 'loading', or 'available' (loads on first use; see PRELOAD_MODELS and MODEL_MEMORY_MB). In an API process that queues for Redis workers, always 'available'.",
+      resolve: (m, _args, ctx) => ctx.engine.modelState(m.spec.id),
+    }),
     maskMethod: t.string({
       description: "How `masks` are applied: 'unet-mask-channels' (an inpainting UNet takes the mask and masked image) or 'latent-blend' (the latents outside the mask are reset to the input's after every step, as diffusers does with other UNets).",
       resolve: (m) => m.spec.pipeline.maskMethod,

@@ -378,6 +378,8 @@ export function engineConfig(config: ServerConfig, log: Logger, threading: Engin
     intraOpThreads: config.intraOpThreads,
     allowSpinning: config.ortAllowSpinning,
     memoryBudgetBytes: config.memoryBudgetBytes,
+    preloadModels: config.preloadModels,
+    modelMemoryBytes: config.modelMemoryBytes,
     maxInputPixels: config.maxInputPixels,
     pngCompressionLevel: config.pngCompressionLevel,
     threading,

@@ -18,6 +18,10 @@ export interface ServerConfig {
   /** ONNX Runtime pool threads busy-wait between operators. */
   ortAllowSpinning: boolean;
   memoryBudgetBytes: number;
+  /** PRELOAD_MODELS: opened at start (default: the default model); the others load on first use. */
+  preloadModels: string[] | undefined;
+  /** MODEL_MEMORY_MB: weights the loaded models may hold together; unbounded when unset. */
+  modelMemoryBytes: number | undefined;
   maxImagesPerJob: number;
   maxFileBytes: number;
   maxTotalBytes: number;
@@ -147,6 +151,8 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     intraOpThreads: env.ORT_INTRA_OP_THREADS ? int(env, 'ORT_INTRA_OP_THREADS', 0, 1) : undefined,
     ortAllowSpinning: bool(env, 'ORT_ALLOW_SPINNING', false),
     memoryBudgetBytes: env.MEMORY_BUDGET_MB ? int(env, 'MEMORY_BUDGET_MB', 0, 1) * mb : defaultMemoryBudget(),
+    preloadModels: env.PRELOAD_MODELS === undefined ? undefined : list(env.PRELOAD_MODELS),
+    modelMemoryBytes: env.MODEL_MEMORY_MB ? int(env, 'MODEL_MEMORY_MB', 0, 1) * mb : undefined,
     maxImagesPerJob: int(env, 'MAX_IMAGES_PER_JOB', 16, 1),
     maxFileBytes: int(env, 'MAX_FILE_BYTES', 20 * mb, 1),
     maxTotalBytes: int(env, 'MAX_TOTAL_BYTES', 100 * mb, 1),

@@ -169,6 +169,8 @@ export type Model = {
   maskMethod: Scalars['String']['output'];
   /** fp32 or fp16, as the UNet declares its ports. */
   precision: Scalars['String']['output'];
+  /** 'loaded' (sessions open), 'loading', or 'available' (loads on first use; see PRELOAD_MODELS and MODEL_MEMORY_MB). In an API process that queues for Redis workers, always 'available'. */
+  state: Scalars['String']['output'];
   /** What this folder costs clients (e.g. an unseeded VAE sample, a scheduler fallback); empty when nothing. */
   warnings: Array<Scalars['String']['output']>;
 };
