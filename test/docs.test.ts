@@ -119,7 +119,10 @@ describe('documentation blocks', () => {
         result = await run('python3', [`${name}.py`], dir, {}, 170_000);
       }
       const out = `${result.stdout}\n${result.stderr}`;
+      if (process.env.DOCS_TEST_VERBOSE) console.log(`--- ${block.file}:${block.line}\n${out.slice(-1500)}`);
       assert.equal(result.code, 0, `${block.file}:${block.line} exited ${result.code}:\n${out.slice(-3000)}`);
+      // Warnings count: a TypeScript example that works prints nothing on stderr.
+      if (kind === 'ts') assert.equal(result.stderr.trim(), '', `${block.file}:${block.line} wrote to stderr:\n${result.stderr.slice(-3000)}`);
       // A curl that got an error body still exits 0: no block may print a GraphQL or REST error.
       assert.doesNotMatch(result.stdout, /"errors"\s*:\s*\[|"error"\s*:\s*\{/, `${block.file}:${block.line} printed an error:\n${result.stdout.slice(-3000)}`);
     });
