@@ -15,6 +15,8 @@ import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import sharp from 'sharp';
 import { startTestServer, type TestServer } from './support/server.js';
 import { twoColourPng } from './support/images.js';
@@ -174,6 +176,18 @@ describe('error codes in docs/api.md', () => {
 
     expect('n out of range', codeOf(await edit(`imageUrls: ["${url()}"], prompt: "sepia", n: 0`)), 'BAD_USER_INPUT', 200);
     expect('a remote URL', codeOf(await edit(`imageUrls: ["https://example.com/a.png"], prompt: "sepia"`)), 'BAD_USER_INPUT', 200);
+    // Never fetched: a listening local server sees no request.
+    let hits = 0;
+    const target = createServer((_req, res) => {
+      hits++;
+      res.end();
+    });
+    await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+    const targetUrl = `http://127.0.0.1:${(target.address() as AddressInfo).port}/a.png`;
+    expect('a local http: URL', codeOf(await edit(`imageUrls: ["${targetUrl}"], prompt: "sepia"`)), 'BAD_USER_INPUT', 200);
+    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => target.close(r));
+    assert.equal(hits, 0, 'the server fetched an imageUrls URL');
     expect('a missing variable', codeOf(await gql('query($id: ID!) { editJob(id: $id) { id } }')), 'BAD_USER_INPUT', 400);
     expect('not an image', codeOf(await edit(`imageUrls: ["${url(Buffer.from('hello, not a png').toString('base64'))}"], prompt: "sepia"`)), 'INVALID_IMAGE', 200);
     expect('size over maxPixels', codeOf(await edit(`imageUrls: ["${url()}"], prompt: "sepia", size: "4096x4096"`)), 'IMAGE_TOO_LARGE', 200);
