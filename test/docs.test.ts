@@ -16,6 +16,7 @@ import { mkdtempSync, readFileSync, readdirSync, symlinkSync, writeFileSync, exi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import sharp from 'sharp';
 import { startTestServer, type TestServer } from './support/server.js';
@@ -129,6 +130,28 @@ describe('documentation blocks', () => {
       assert.doesNotMatch(result.stdout, /"errors"\s*:\s*\[|"error"\s*:\s*\{/, `${block.file}:${block.line} printed an error:\n${result.stdout.slice(-3000)}`);
     });
   }
+});
+
+describe('the Node versions the README names', () => {
+  // semver comes with npm's own dependency tree (a transitive dependency here).
+  const semver = createRequire(import.meta.url)('semver') as { satisfies(version: string, range: string): boolean; minVersion(range: string): { version: string } };
+  const pkg = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { engines: { node: string } };
+  const lock = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { engines?: { node?: string } | string[] }> };
+
+  it('package.json engines, .ci/run and the README agree', () => {
+    assert.equal(pkg.engines.node, '^20.9 || >=22');
+    assert.match(readFileSync(join(PROJECT_ROOT, 'README.md'), 'utf8'), /Node\.js 20 \(20\.9 or later\) or 22 and newer/);
+    assert.match(readFileSync(join(PROJECT_ROOT, '.ci', 'run'), 'utf8'), /\^20\.9 \|\| >=22/);
+    assert.ok(semver.satisfies(process.version, pkg.engines.node), `this Node (${process.version}) is outside engines`);
+  });
+
+  it('no locked dependency wants a newer Node than the minimum (npm would print EBADENGINE)', () => {
+    const minimum = semver.minVersion(pkg.engines.node).version;
+    const refusing = Object.entries(lock.packages)
+      .filter(([name, p]) => name && !Array.isArray(p.engines) && p.engines?.node && !semver.satisfies(minimum, p.engines.node))
+      .map(([name, p]) => `${name} wants node ${(p.engines as { node: string }).node}`);
+    assert.deepEqual(refusing, []);
+  });
 });
 
 describe('error codes in docs/api.md', () => {
