@@ -160,6 +160,14 @@ describe('error codes in docs/api.md', () => {
     assert.equal(md, withErrorTable(md));
   });
 
+  it("docs/rest.md's status table lists every code REST can answer, with its status", () => {
+    const rest = readFileSync(join(PROJECT_ROOT, 'docs', 'rest.md'), 'utf8');
+    const table = new Map<string, number>();
+    for (const m of rest.matchAll(/^\| (\d{3}) \| (.*) \|$/gm)) for (const c of m[2]!.matchAll(/`([A-Z_]+)`/g)) table.set(c[1]!, Number(m[1]));
+    const expected = new Map<string, number>(ERROR_CODES.filter((e) => /REST|anywhere/.test(e.where)).map((e) => [e.code, e.status]));
+    assert.deepEqual(Object.fromEntries([...table].sort()), Object.fromEntries([...expected].sort()));
+  });
+
   const DOCUMENTED = new Set<string>([...ERROR_CODES.map((e) => e.code), ...FRAMEWORK_ERROR_CODES.map((e) => e.code)]);
   /** Codes no request from outside can provoke on a healthy server, and why. */
   const NOT_PROVOKED: Partial<Record<ClientErrorCode, string>> = {
