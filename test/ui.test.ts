@@ -10,7 +10,7 @@ import { twoColourPng } from './support/images.js';
 import { PROJECT_ROOT } from '../src/config.js';
 import { serveUi } from '../src/server/ui.js';
 import { SCHEDULER_NAMES } from '../src/inference/schedulers/types.js';
-import { GRAPHIQL_ASSETS_VERSION } from '../src/server/graphiql.js';
+import { GRAPHIQL_ASSETS_VERSION, pickEncoding } from '../src/server/graphiql.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = join(PROJECT_ROOT, 'test-artifacts');
@@ -185,6 +185,10 @@ describe('GraphiQL with AUTH_TOKENS: the main job without leaving the page', () 
     const again = await fetch(`${server.url}${js}`, { headers: { 'if-none-match': etag } });
     assert.equal(again.status, 304);
     assert.equal((await fetch(`${server.url}/graphiql-assets/0000000000000000/graphiql.js`)).status, 404);
+    assert.equal(pickEncoding('gzip, deflate, br, zstd'), 'br');
+    assert.equal(pickEncoding('br;q=0, gzip;q=0.5'), 'gzip');
+    assert.equal(pickEncoding('*;q=0'), 'identity');
+    assert.equal(pickEncoding(undefined), 'identity');
   });
 
   it('reloading a GraphiQL URL with ?query= shows GraphiQL, not a 401 body', async () => {
