@@ -10,6 +10,7 @@ import { twoColourPng } from './support/images.js';
 import { PROJECT_ROOT } from '../src/config.js';
 import { serveUi } from '../src/server/ui.js';
 import { SCHEDULER_NAMES } from '../src/inference/schedulers/types.js';
+import { GRAPHIQL_ASSETS_VERSION, pickEncoding } from '../src/server/graphiql.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = join(PROJECT_ROOT, 'test-artifacts');
@@ -136,6 +137,110 @@ describe('progress page', () => {
     await p.click('.graphiql-execute-button');
     await p.waitForFunction(() => /tiny-edit/.test(document.querySelector('.graphiql-response, .result-window')?.textContent ?? ''), undefined, { timeout: 20_000 });
     await p.screenshot({ path: join(ARTIFACTS, 'graphiql.png') });
+    await p.close();
+  });
+});
+
+describe('GraphiQL with AUTH_TOKENS: the main job without leaving the page', () => {
+  const TOKEN = 'graphiql-token';
+  let server: TestServer;
+  let browser: Browser;
+
+  before(async () => {
+    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (.ci/run does)`);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    server = await startTestServer({ AUTH_TOKENS: TOKEN });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it('serves a small page and compressed, immutable, hashed assets', async () => {
+    const page = await fetch(`${server.url}/graphql`, { headers: { accept: 'text/html' } });
+    assert.equal(page.status, 200);
+    const html = await page.text();
+    assert.ok(html.length < 20_000, `page is ${html.length} bytes`);
+    const js = `/graphiql-assets/${GRAPHIQL_ASSETS_VERSION}/graphiql.js`;
+    assert.ok(html.includes(js), 'the page links the hashed script');
+    const plain = await fetch(`${server.url}${js}`, { headers: { 'accept-encoding': 'identity' } });
+    const size = Number(plain.headers.get('content-length'));
+    assert.ok(size > 2_000_000, `uncompressed script is ${size} bytes`);
+    await plain.arrayBuffer();
+    for (const enc of ['br', 'gzip']) {
+      // Node's fetch decodes the body itself; content-length is what went over the wire.
+      const r = await fetch(`${server.url}${js}`, { headers: { 'accept-encoding': enc } });
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get('content-encoding'), enc);
+      assert.equal(r.headers.get('cache-control'), 'public, max-age=31536000, immutable');
+      assert.equal(r.headers.get('vary'), 'Accept-Encoding');
+      assert.ok(Number(r.headers.get('content-length')) < size / 3, `${enc}: ${r.headers.get('content-length')} bytes`);
+      assert.match(await r.text(), /YogaGraphiQL/);
+    }
+    const etag = plain.headers.get('etag')!;
+    const again = await fetch(`${server.url}${js}`, { headers: { 'if-none-match': etag } });
+    assert.equal(again.status, 304);
+    assert.equal((await fetch(`${server.url}/graphiql-assets/0000000000000000/graphiql.js`)).status, 404);
+    assert.equal(pickEncoding('gzip, deflate, br, zstd'), 'br');
+    assert.equal(pickEncoding('br;q=0, gzip;q=0.5'), 'gzip');
+    assert.equal(pickEncoding('*;q=0'), 'identity');
+    assert.equal(pickEncoding(undefined), 'identity');
+  });
+
+  it('reloading a GraphiQL URL with ?query= shows GraphiQL, not a 401 body', async () => {
+    const r = await fetch(`${server.url}/graphql?query=${encodeURIComponent('{ models { id } }')}`, { headers: { accept: 'text/html,application/xhtml+xml' } });
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-type') ?? '', /text\/html/);
+    // An API GET with that query still needs credentials.
+    const api = await fetch(`${server.url}/graphql?query=${encodeURIComponent('{ models { id } }')}`, { headers: { 'x-graphql-yoga-csrf': '1' } });
+    assert.equal(api.status, 401);
+  });
+
+  it('runs the walk-through: the data: URL edit, then the subscription to EditCompleted, with the Headers tab credentials', async () => {
+    const p = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const encodings: string[] = [];
+    p.on('response', (r) => {
+      if (r.url().includes('/graphiql-assets/')) encodings.push(`${new URL(r.url()).pathname.split('/').pop()}:${r.headers()['content-encoding'] ?? 'none'}`);
+    });
+    await p.goto(`${server.url}/graphql`);
+    await p.waitForSelector('.graphiql-container', { timeout: 30_000 });
+    assert.ok(encodings.includes('graphiql.js:br'), encodings.join(', '));
+    await p.waitForFunction(() => /imageUrls/.test(document.querySelector('.graphiql-query-editor')?.textContent ?? ''), undefined, { timeout: 20_000 });
+    // The Headers tab: the token every request of the page sends, subscriptions included.
+    await p.getByRole('button', { name: /^headers$/i }).click();
+    await p.locator('.monaco-editor[data-uri*="headers"]').click();
+    await p.keyboard.press('Control+A');
+    await p.keyboard.press('Delete');
+    await p.keyboard.insertText(JSON.stringify({ authorization: `Bearer ${TOKEN}` }));
+    const run = async (operation: string): Promise<void> => {
+      await p.click('.graphiql-execute-button');
+      await p.getByRole('menuitem', { name: operation }).click();
+    };
+    const response = () => p.evaluate(() => document.querySelector('.graphiql-response')?.textContent ?? '');
+    await run('Edit');
+    await p.waitForFunction(() => /"id":\s*"[0-9a-f-]{36}"|QUEUE|errors/.test(document.querySelector('.graphiql-response')?.textContent ?? ''), undefined, { timeout: 30_000 });
+    const edited = await response();
+    const id = /"id":\s*"([0-9a-f-]{36})"/.exec(edited)?.[1];
+    assert.ok(id, edited);
+    await p.getByRole('button', { name: /^variables$/i }).click();
+    await p.locator('.monaco-editor[data-uri*="variables"]').click();
+    await p.keyboard.press('Control+A');
+    await p.keyboard.press('Delete');
+    await p.keyboard.insertText(JSON.stringify({ id }));
+    await run('Watch');
+    await p.waitForFunction(() => /EditCompleted|EditFailed|errors/.test(document.querySelector('.graphiql-response')?.textContent ?? ''), undefined, { timeout: 60_000 });
+    const done = await response();
+    await p.screenshot({ path: join(ARTIFACTS, 'graphiql-walkthrough.png') });
+    assert.match(done, /EditCompleted/, done.slice(0, 500));
+    assert.match(done, /"b64Json":\s*"iVBOR/);
+    assert.match(done, /"generatedImages":\s*2/);
+    // GraphiQL wrote the editor into the URL; reloading it shows GraphiQL again.
+    await p.reload();
+    await p.waitForSelector('.graphiql-container', { timeout: 30_000 });
     await p.close();
   });
 });

@@ -3,6 +3,9 @@ import type { OutputImage } from '../inference/editRunner.js';
 import type { JobError, JobProgress, JobResult, JobSnapshot } from '../jobs/types.js';
 import type { OutputFormat } from '../inference/imageIO.js';
 import { builder } from './builder.js';
+import { ServiceError } from '../errors.js';
+import type { UploadedFile } from '../jobs/editService.js';
+import { filesFromDataUrls } from './dataUrls.js';
 import { ImageFormatEnum, JobStatusEnum, SchedulerNameEnum } from './enums.js';
 // EditProgress is also an event type (events.ts); the cycle is safe because Pothos resolves fields lazily.
 import { EditProgressRef } from './events.js';
@@ -89,13 +92,24 @@ builder.queryFields((t) => ({
   }),
 }));
 
+/** `images` (uploads) or `imageUrls` (data: URLs), never both. */
+function inputImages(images: readonly UploadedFile[] | null | undefined, imageUrls: readonly string[] | null | undefined, maxFileBytes: number): readonly UploadedFile[] {
+  if (images && imageUrls) throw new ServiceError('BAD_USER_INPUT', 'give either images (uploads) or imageUrls (data: URLs), not both');
+  if (imageUrls) return filesFromDataUrls(imageUrls, maxFileBytes);
+  if (images) return images;
+  throw new ServiceError('BAD_USER_INPUT', 'at least one image is required: images (multipart uploads) or imageUrls (data: URLs)');
+}
+
 builder.mutationFields((t) => ({
   editImages: t.field({
     type: EditJobRef,
     description:
       'Queue one edit of all `images` as a single batched job. Each input image gets `n`\nvariants; the job\'s outputs are ordered input by input: all variants of image 0,\nthen all of image 1, and so on. Returns at once with the job in QUEUED (or RUNNING)\nstate; progress and the result arrive through `editJobEvents`, or by polling `editJob`.\nUnset arguments take the chosen model\'s defaults (see `Model.defaults`).',
     args: {
-      images: t.arg({ type: ['Upload'], required: true }),
+      images: t.arg({ type: ['Upload'], required: { list: false, items: true }, description: 'The input images as multipart uploads, in order. Give either `images` or `imageUrls`.' }),
+      imageUrls: t.arg.stringList({
+        description: 'The input images as `data:` URLs (`data:image/png;base64,…`), for clients that cannot upload files, such as GraphiQL. Only `data:` URLs are accepted: other URLs are never fetched (BAD_USER_INPUT). Checked as uploads are (MAX_FILE_BYTES, MAX_TOTAL_BYTES, content, pixels); the JSON body is bounded by GRAPHQL_MAX_JSON_BYTES. Give either `images` or `imageUrls`.',
+      }),
       masks: t.arg({
         type: ['Upload'],
         required: { list: false, items: false },
@@ -121,7 +135,7 @@ builder.mutationFields((t) => ({
     resolve: (_root, args, ctx) =>
       ctx.edits.submit({
         model: args.model,
-        images: args.images,
+        images: inputImages(args.images, args.imageUrls, ctx.edits.limits.maxFileBytes),
         masks: args.masks,
         options: { ...args, outputFormat: args.outputFormat ? FORMAT[args.outputFormat] : null },
       }, ctx.principal.owner),

@@ -12,7 +12,6 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
-import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createFetch } from '@whatwg-node/fetch';
 import { WebSocketServer } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
@@ -34,6 +33,7 @@ import { useFieldSuggestions, useGraphQLLimits, useIntrospection, useJsonBodyLim
 import { clientIp, createAdmission, sendRefusal } from './rateLimit.js';
 import { handleRestEdit } from './rest.js';
 import { serveUi } from './ui.js';
+import { GRAPHIQL_ASSETS_ROOT, graphiqlOptions, renderGraphiQLPage, serveGraphiQLAsset } from './graphiql.js';
 import { createMetrics } from './metrics.js';
 
 export interface RunningServer {
@@ -150,9 +150,10 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
     // Yoga's default CORS reflects any Origin with credentials allowed, which would let any web
     // page read responses (and pass the CSRF check by preflighting its header). Off unless listed.
     cors: config.corsOrigins.length ? { origin: config.corsOrigins, credentials: true, methods: ['GET', 'POST'], allowedHeaders: ['authorization', 'content-type', 'apollo-require-preflight', 'x-graphql-yoga-csrf'] } : false,
-    graphiql: config.graphiql ? { subscriptionsProtocol: 'WS', title: 'image-edit-server' } : false,
-    // Assets bundled in the package: GraphiQL renders without a CDN.
-    renderGraphiQL,
+    // Subscriptions over SSE (they carry the Headers tab's credentials), a walk-through query (graphiql.ts).
+    graphiql: config.graphiql ? graphiqlOptions() : false,
+    // Assets bundled in the package (no CDN), linked from a hashed, compressed, cacheable path.
+    renderGraphiQL: renderGraphiQLPage,
     maskedErrors: { maskError: (error) => maskError(error) },
     // Whole-body bound, enforced while streaming (413); per-file bounds are busboy's, below.
     maxRequestBodySize: config.maxTotalBytes + MB,
@@ -201,7 +202,13 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
     if (url.pathname === '/' || url.pathname === '/favicon.ico' || url.pathname.startsWith('/ui/')) {
       if (serveUi(url.pathname, req, res)) return;
     }
-    const isGraphiQLPage = config.graphiql && url.pathname === '/graphql' && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html') && !url.searchParams.has('query');
+    if (config.graphiql && url.pathname.startsWith(GRAPHIQL_ASSETS_ROOT)) {
+      await serveGraphiQLAsset(url.pathname, req, res);
+      return;
+    }
+    // The page only (Yoga renders it for any browser GET, `?query=…` included: GraphiQL puts the
+    // editor's text in the URL, so a reload must show the page again); it executes nothing.
+    const isGraphiQLPage = config.graphiql && url.pathname === '/graphql' && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html');
     // A CORS preflight never carries credentials; it executes nothing (Yoga answers it, or refuses it when no origin is configured).
     const isPreflight = req.method === 'OPTIONS' && url.pathname === '/graphql';
     let principal: Principal | null = null;

@@ -217,7 +217,8 @@ export type MutationCancelEditJobArgs = {
 export type MutationEditImagesArgs = {
   guidanceScale?: InputMaybe<Scalars['Float']['input']>;
   imageGuidanceScale?: InputMaybe<Scalars['Float']['input']>;
-  images: Array<Scalars['Upload']['input']>;
+  imageUrls?: InputMaybe<Array<Scalars['String']['input']>>;
+  images?: InputMaybe<Array<Scalars['Upload']['input']>>;
   maskBlur?: InputMaybe<Scalars['Int']['input']>;
   masks?: InputMaybe<Array<InputMaybe<Scalars['Upload']['input']>>>;
   model?: InputMaybe<Scalars['String']['input']>;
