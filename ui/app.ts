@@ -185,6 +185,8 @@ class MaskEditor {
   private ctx: CanvasRenderingContext2D;
   private tool: 'brush' | 'eraser' = 'brush';
   private last: { x: number; y: number } | null = null;
+  /** The pointer drawing the current stroke; a second finger or pen is ignored until it ends. */
+  private pointer: number | null = null;
   private readonly size = document.createElement('input');
   private readonly show = document.createElement('input');
   private readonly toolButtons: Record<'brush' | 'eraser', HTMLButtonElement>;
@@ -252,7 +254,13 @@ class MaskEditor {
 
     this.canvas.addEventListener('pointerdown', (e) => this.down(e));
     this.canvas.addEventListener('pointermove', (e) => this.move(e));
-    for (const type of ['pointerup', 'pointercancel', 'lostpointercapture'] as const) this.canvas.addEventListener(type, () => (this.last = null));
+    for (const type of ['pointerup', 'pointercancel', 'lostpointercapture'] as const) {
+      this.canvas.addEventListener(type, (e) => {
+        if (e.pointerId !== this.pointer) return;
+        this.pointer = null;
+        this.last = null;
+      });
+    }
   }
 
   setTool(tool: 'brush' | 'eraser'): void {
@@ -272,8 +280,9 @@ class MaskEditor {
   }
 
   private down(e: PointerEvent): void {
-    if (e.button !== 0 || !this.canvas.width) return;
+    if (e.button !== 0 || !this.canvas.width || this.pointer !== null) return;
     e.preventDefault();
+    this.pointer = e.pointerId;
     this.canvas.setPointerCapture(e.pointerId);
     const p = this.point(e);
     this.last = p;
@@ -281,9 +290,10 @@ class MaskEditor {
   }
 
   private move(e: PointerEvent): void {
-    if (!this.last) return;
-    // Every sample since the last frame, so fast strokes stay smooth.
-    for (const sample of e.getCoalescedEvents?.() ?? [e]) {
+    if (!this.last || e.pointerId !== this.pointer) return;
+    // Every sample since the last frame, so fast strokes stay smooth (secure contexts only).
+    const samples = e.getCoalescedEvents?.() ?? [];
+    for (const sample of samples.length ? samples : [e]) {
       const p = this.point(sample);
       this.stroke(this.last, p, p.scale);
       this.last = p;
