@@ -234,6 +234,36 @@ describe('progress page', () => {
     await p.close();
   });
 
+  it('paints a mask by touch (Pointer Events), and a second finger does not draw', async () => {
+    const context = await browser.newContext({ viewport: { width: 400, height: 800 }, hasTouch: true, isMobile: true });
+    const p = await context.newPage();
+    await p.goto(`${server.url}/`);
+    await p.setInputFiles('#files', [join(dir, 'red.png')]);
+    await p.waitForFunction(() => document.querySelector<HTMLCanvasElement>('#thumbs canvas.mask')?.width === 64);
+    const canvas = p.locator('#thumbs canvas.mask');
+    await canvas.scrollIntoViewIfNeeded();
+    const box = (await canvas.boundingBox())!;
+    const at = (x: number, y: number) => ({ x: box.x + (x / 64) * box.width, y: box.y + (y / 64) * box.height });
+    const scrollY = await p.evaluate(() => window.scrollY);
+    const cdp = await context.newCDPSession(p);
+    const touch = (type: string, points: { x: number; y: number; id?: number }[]) => cdp.send('Input.dispatchTouchEvent', { type, touchPoints: points });
+    // One finger along row 20; a second finger that lands at row 50 while the first is down.
+    await touch('touchStart', [{ ...at(8, 20), id: 1 }]);
+    for (let x = 12; x <= 56; x += 4) await touch('touchMove', [{ ...at(x, 20), id: 1 }]);
+    for (const y of [24, 28, 20]) await touch('touchMove', [{ ...at(56, y), id: 1 }]); // up and down: would scroll
+    await touch('touchStart', [{ ...at(56, 20), id: 1 }, { ...at(8, 50), id: 2 }]);
+    for (let x = 12; x <= 56; x += 4) await touch('touchMove', [{ ...at(56, 20), id: 1 }, { ...at(x, 50), id: 2 }]);
+    await touch('touchEnd', []);
+    const alpha = await canvas.evaluate((c: HTMLCanvasElement) => {
+      const a = c.getContext('2d')!.getImageData(0, 0, 64, 64).data;
+      return [[32, 20], [50, 20], [32, 50], [32, 5]].map(([x, y]) => a[(y! * 64 + x!) * 4 + 3]);
+    });
+    assert.deepEqual(alpha, [255, 255, 0, 0]);
+    // The page did not scroll under the finger (touch-action: none on the canvas).
+    assert.equal(await p.evaluate(() => window.scrollY), scrollY);
+    await context.close();
+  });
+
   it('links a favicon that is served (no 404 for /favicon.ico either)', async () => {
     const p = await fresh();
     const href = await p.locator('link[rel="icon"]').getAttribute('href');
