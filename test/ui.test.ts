@@ -246,7 +246,7 @@ describe('progress page', () => {
     const at = (x: number, y: number) => ({ x: box.x + (x / 64) * box.width, y: box.y + (y / 64) * box.height });
     const scrollY = await p.evaluate(() => window.scrollY);
     const cdp = await context.newCDPSession(p);
-    const touch = (type: string, points: { x: number; y: number; id?: number }[]) => cdp.send('Input.dispatchTouchEvent', { type, touchPoints: points });
+    const touch = (type: 'touchStart' | 'touchMove' | 'touchEnd', points: { x: number; y: number; id?: number }[]) => cdp.send('Input.dispatchTouchEvent', { type, touchPoints: points });
     // One finger along row 20; a second finger that lands at row 50 while the first is down.
     await touch('touchStart', [{ ...at(8, 20), id: 1 }]);
     for (let x = 12; x <= 56; x += 4) await touch('touchMove', [{ ...at(x, 20), id: 1 }]);
