@@ -22,8 +22,9 @@ export class ModelHost {
     try {
       for (const spec of specs) {
         const tokenizer = loadTokenizer(spec.paths.tokenizerDir);
+        const tokenizers = [tokenizer, ...spec.paths.tokenizerDirs.slice(1).map(loadTokenizer)];
         const sessions = await openModelSessions(spec, config);
-        runtimes.set(spec.id, { spec, sessions, tokenizer, scratch: new ScratchPool() });
+        runtimes.set(spec.id, { spec, sessions, tokenizer, tokenizers, scratch: new ScratchPool() });
       }
     } catch (err) {
       await Promise.all([...runtimes.values()].map((r) => r.sessions.release()));

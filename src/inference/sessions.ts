@@ -216,7 +216,12 @@ export async function openModelSessions(spec: ModelSpec, config: SessionConfig):
     let result: ort.InferenceSession.ReturnType;
     try {
       for (const [name, feed] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(feed, cs.inputs.get(name));
-      result = await cs.session.run(ortFeeds, [...outputNames]);
+      // onnxruntime-node 1.23 labels a fetched subset by the session's first output names (fetching
+      // ['pooler_output'] of CLIP returns it as "last_hidden_state"): fetch a prefix of the
+      // session's outputs as named, anything else as every output.
+      const all = cs.session.outputNames;
+      const prefix = outputNames.every((n, i) => all[i] === n);
+      result = await cs.session.run(ortFeeds, prefix ? [...outputNames] : [...all]);
     } catch (err) {
       throw modelError(spec, component, err, config.log);
     } finally {

@@ -4,7 +4,9 @@
  * itself. The runner, the request resolver and the folder reader ask the family; a new family is
  * one module plus its line in `index.ts`.
  */
-import type { ModelDefaults } from '../modelFolder.js';
+import type { ModelDefaults, ModelSpec } from '../modelFolder.js';
+import type { OnnxSignature } from '../onnxSignature.js';
+import type { FlowSchedulerName } from '../schedulers/types.js';
 import type { Component } from '../components.js';
 import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams } from './common.js';
 
@@ -14,6 +16,10 @@ export interface EditShape {
   strength: number;
   guidanceScale: number;
   imageGuidanceScale: number;
+  /** Flow families only (absent elsewhere). */
+  trueCfgScale?: number;
+  negativePrompt?: string;
+  maxSequenceLength?: number | null;
 }
 
 export interface PipelineFamilyDef {
@@ -44,7 +50,20 @@ export interface PipelineFamilyDef {
   startIndex(edit: Pick<EditShape, 'steps' | 'strength'>): number;
   /** Runs one micro-batch; returns each item's decoded pixels (signed range, planar). */
   run(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, hooks: PipelineHooks): Promise<Float32Array[]>;
+  /**
+   * Flow families: the one scheduler the family samples with (requests may name it or leave the
+   * scheduler unset). Absent: the request chooses among SCHEDULER_NAMES.
+   */
+  readonly scheduler?: FlowSchedulerName;
+  /** Defaults that depend on the export (e.g. FLUX schnell has no `guidance` input); absent: `defaults`. */
+  defaultsFor?(signatures: ModelSpec['signatures']): ModelDefaults;
+  /** Refuses (throws) what this family cannot do with a resolved edit, e.g. masks. */
+  checkEdit?(spec: ModelSpec, edit: { masks: boolean }): void;
+  /** Attention tokens per row besides the image's own (memory planning; see memory.ts). */
+  extraAttentionTokens?(spec: ModelSpec, edit: EditShape, width: number, height: number): number;
 }
+
+export type { OnnxSignature };
 
 /** Stable Diffusion 1.x/2.x folders: one CLIP text encoder, a UNet, the VAE's two halves. */
 export const SD_COMPONENTS: readonly Component[] = ['textEncoder', 'unet', 'vaeEncoder', 'vaeDecoder'];

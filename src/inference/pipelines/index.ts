@@ -3,8 +3,9 @@ import type { PipelineFamilyDef } from './family.js';
 import { instructPix2Pix } from './instructPix2Pix.js';
 import { img2img } from './img2img.js';
 import { inpaint } from './inpaint.js';
+import { fluxImg2Img, fluxKontext } from './flux.js';
 
-export const PIPELINE_FAMILIES: readonly PipelineFamilyDef[] = [instructPix2Pix, img2img, inpaint];
+export const PIPELINE_FAMILIES: readonly PipelineFamilyDef[] = [instructPix2Pix, img2img, inpaint, fluxImg2Img, fluxKontext];
 
 export type { PipelineFamilyDef } from './family.js';
 
