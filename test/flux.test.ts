@@ -19,6 +19,7 @@ import { resolveEditOptions } from '../src/inference/request.js';
 import type { EditOptions } from '../src/inference/request.js';
 import { imageIds, packLatents, unpackLatents } from '../src/inference/pipelines/flux.js';
 import { loadTokenizer } from '../src/inference/tokenizer.js';
+import { perItemBytes, planMicroBatches } from '../src/inference/memory.js';
 import { expectedColour, maxChannelDiff, pixelAt, reference, twoColourPng } from './support/images.js';
 import type { Rgb } from './support/images.js';
 
@@ -141,6 +142,22 @@ describe('FLUX family on tiny-flow-edit', () => {
     assert.throws(() => spec.pipeline.checkEdit!(spec, { masks: true }), /model tiny-flow-edit \(FLUX Kontext\) does not take masks/);
     const resolved = resolveEditOptions(spec, 1, { prompt: 'grayscale', size: `${SIZE}x${SIZE}`, steps: 2 });
     await assert.rejects(engine.edit('tiny-flow-edit', resolved, [{ bytes: input, mask: input }]), (err: InferenceError) => err.code === 'BAD_USER_INPUT' && /does not take masks/.test(err.message));
+  });
+
+  it('the memory model counts the joint sequence: 2×2-patch image tokens, T5 tokens and (Kontext) reference tokens', () => {
+    const spec = engine.model('tiny-flow-edit');
+    assert.equal(spec.memory.attentionDownscale, 2, 'the family default: 2×2 patches');
+    const edit = resolveEditOptions(spec, 1, { prompt: 'x', size: '1024x1024' });
+    const extra = spec.pipeline.extraAttentionTokens!(spec, edit, 1024, 1024);
+    assert.equal(extra, 512 + 4096);
+    const g = { width: 1024, height: 1024, vaeScaleFactor: 8, branches: 1, extraTokens: extra };
+    // edit-server.json: 1024 B per latent pixel, 1 head, 64 B per pixel for the VAE.
+    assert.equal(perItemBytes(spec.memory, g), 128 * 128 * 1024 + (4096 + extra) ** 2 * 4 + 1024 * 1024 * 64);
+    const schnell = engine.model('flow-img2img-schnell');
+    assert.equal(schnell.pipeline.extraAttentionTokens!(schnell, resolveEditOptions(schnell, 1, { prompt: 'x' }), 1024, 1024), 256, 'img2img: T5 tokens only');
+    const per = perItemBytes(spec.memory, g);
+    assert.throws(() => planMicroBatches(1, spec.memory, g, spec.memory.weightBytes + per / 2), /IMAGE_TOO_LARGE|largest output that fits is about \d+ pixels/);
+    assert.deepEqual(planMicroBatches(3, spec.memory, g, spec.memory.weightBytes + 2 * per), [2, 1]);
   });
 
   it('the transformer graph fails on wrongly shaped ids and timesteps, as a traced export does', async () => {

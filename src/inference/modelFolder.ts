@@ -273,11 +273,12 @@ function readFolder(dir: string, id: string): ModelSpec {
     },
     memory: {
       weightBytes: num(memoryRaw, 'weightBytes', weightBytes),
-      // SD 1.5-sized defaults (fp32, unfused attention); a model folder can state its own.
-      unetBytesPerLatentPixel: num(memoryRaw, 'unetBytesPerLatentPixel', 320 * 1024),
-      attentionHeads: num(memoryRaw, 'attentionHeads', 8),
-      attentionDownscale: num(memoryRaw, 'attentionDownscale', 1),
-      vaeBytesPerPixel: num(memoryRaw, 'vaeBytesPerPixel', 4 * 1024),
+      // SD 1.5-sized defaults (fp32, unfused attention) unless the family states its own; a model
+      // folder can state its own.
+      unetBytesPerLatentPixel: num(memoryRaw, 'unetBytesPerLatentPixel', pipeline.memoryDefaults?.unetBytesPerLatentPixel ?? 320 * 1024),
+      attentionHeads: num(memoryRaw, 'attentionHeads', pipeline.memoryDefaults?.attentionHeads ?? 8),
+      attentionDownscale: num(memoryRaw, 'attentionDownscale', pipeline.memoryDefaults?.attentionDownscale ?? 1),
+      vaeBytesPerPixel: num(memoryRaw, 'vaeBytesPerPixel', pipeline.memoryDefaults?.vaeBytesPerPixel ?? 4 * 1024),
     },
     preview,
     paths,

@@ -4,7 +4,7 @@
  * itself. The runner, the request resolver and the folder reader ask the family; a new family is
  * one module plus its line in `index.ts`.
  */
-import type { ModelDefaults, ModelSpec } from '../modelFolder.js';
+import type { MemoryProfile, ModelDefaults, ModelSpec } from '../modelFolder.js';
 import type { OnnxSignature } from '../onnxSignature.js';
 import type { FlowSchedulerName } from '../schedulers/types.js';
 import type { Component } from '../components.js';
@@ -59,6 +59,8 @@ export interface PipelineFamilyDef {
   defaultsFor?(signatures: ModelSpec['signatures']): ModelDefaults;
   /** Refuses (throws) what this family cannot do with a resolved edit, e.g. masks. */
   checkEdit?(spec: ModelSpec, edit: { masks: boolean }): void;
+  /** Memory profile defaults for this family's folders (SD 1.5's where absent); edit-server.json overrides. */
+  readonly memoryDefaults?: Partial<Omit<MemoryProfile, 'weightBytes'>>;
   /** Attention tokens per row besides the image's own (memory planning; see memory.ts). */
   extraAttentionTokens?(spec: ModelSpec, edit: EditShape, width: number, height: number): number;
 }

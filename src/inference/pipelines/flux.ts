@@ -270,6 +270,10 @@ function fluxFamily(kind: string, describe: string, pipelineClasses: RegExp, kon
     defaults: strength(DEV_DEFAULTS),
     defaultsFor: (signatures) => strength(hasGuidanceInput(signatures) ? DEV_DEFAULTS : SCHNELL_DEFAULTS),
     scheduler: 'FLOW_MATCH_EULER',
+    // FLUX.1's transformer, fp32 and unfused: 24 heads over 2×2-patch tokens (plus the text and
+    // reference tokens, `extraAttentionTokens`), ~48 KiB of activations per latent pixel (3072-wide
+    // tokens, 4 latent pixels each), the 16-channel VAE decoder as SD's.
+    memoryDefaults: { unetBytesPerLatentPixel: 48 * 1024, attentionHeads: 24, attentionDownscale: PACK, vaeBytesPerPixel: 4 * 1024 },
     guidanceBranches: (edit) => (trueCfgActive(edit) ? 2 : 1),
     startIndex: (edit) => (kontext ? 0 : flowImg2ImgBeginIndexSafe(edit.steps, edit.strength)),
     checkEdit: (spec, edit) => refuseMasks(spec, edit.masks),
