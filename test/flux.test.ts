@@ -77,6 +77,10 @@ describe('FLUX family on tiny-flow-edit', () => {
     assert.equal(kontext.defaults.trueCfgScale, 1);
     assert.equal(kontext.limits.maxSequenceLength, 512);
     assert.equal(kontext.shiftFactor, 0.1159);
+    assert.match(kontext.export.generation, /diffusers ≥ 0\.31/);
+    assert.equal(kontext.export.timestep, 'float32 [step]');
+    assert.match(engine.model('flow-kontext-batched-ids').export.generation, /diffusers < 0\.31/);
+    assert.deepEqual(kontext.warnings, []);
     const schnell = engine.model('flow-img2img-schnell');
     assert.equal(schnell.family, 'flux-img2img');
     assert.equal(schnell.defaults.maxSequenceLength, 256, 'no guidance input: schnell defaults');
