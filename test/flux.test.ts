@@ -6,13 +6,14 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { FLOW_IMG2IMG_BASE_RGB, buildFlowEditFiles } from '../models/flowExports.js';
 import type { FlowFixtureOptions } from '../models/flowExports.js';
 import { writeModelFolder } from '../models/modelFiles.js';
+import { GraphBuilder } from '../models/onnx/graph.js';
 import { InferenceEngine } from '../src/inference/engine.js';
 import type { InferenceError } from '../src/inference/errors.js';
 import { resolveEditOptions } from '../src/inference/request.js';
@@ -162,6 +163,28 @@ describe('FLUX family on tiny-flow-edit', () => {
     const per = perItemBytes(spec.memory, g);
     assert.throws(() => planMicroBatches(1, spec.memory, g, spec.memory.weightBytes + per / 2), /IMAGE_TOO_LARGE|largest output that fits is about \d+ pixels/);
     assert.deepEqual(planMicroBatches(3, spec.memory, g, spec.memory.weightBytes + 2 * per), [2, 1]);
+  });
+
+  it('a transformer declaring inputs the family does not feed is refused at load, naming them', async () => {
+    const dir = join(root, 'extra-input');
+    writeModelFolder(dir, buildFlowEditFiles({ layout: 'kontext' }));
+    const g = new GraphBuilder('transformer');
+    const hidden = g.input('hidden_states', 'float32', ['batch_size', 'packed_height_width', 64]);
+    for (const [name, dims] of [['encoder_hidden_states', ['batch_size', 'sequence_length', 17]], ['pooled_projections', ['batch_size', 16]], ['timestep', ['step']], ['img_ids', ['packed_height_width', 3]], ['txt_ids', ['sequence_length', 3]], ['attention_mask', ['batch_size', 'sequence_length']]] as const) g.input(name, 'float32', dims);
+    g.output('out_hidden_states', hidden, 'float32', ['batch_size', 'packed_height_width', 64]);
+    writeFileSync(join(dir, 'transformer', 'model.onnx'), g.toBytes());
+    await assert.rejects(InferenceEngine.start({ modelsDir: root, modelIds: ['extra-input'], threading: 'inline', intraOpThreads: 1 }), /transformer\/model\.onnx needs inputs the FLUX Kontext pipeline does not provide \(attention_mask\)/);
+  });
+
+  it('runs in the worker-thread engine too', async () => {
+    const worker = await InferenceEngine.start({ modelsDir: root, modelIds: ['tiny-flow-edit'], threading: 'worker', intraOpThreads: 1 });
+    try {
+      const spec = worker.model('tiny-flow-edit');
+      const out = await worker.edit('tiny-flow-edit', resolveEditOptions(spec, 1, { prompt: 'invert', size: `${SIZE}x${SIZE}`, steps: 3, seed: 1 }), [{ bytes: input }]);
+      near(await pixelAt(out.images[0]!.bytes, 56, 20), expectedColour(RIGHT, 'invert'), 'worker');
+    } finally {
+      await worker.close();
+    }
   });
 
   it('the transformer graph fails on wrongly shaped ids and timesteps, as a traced export does', async () => {

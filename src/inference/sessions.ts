@@ -123,6 +123,12 @@ function validate(spec: ModelSpec, component: Component, s: ComponentSession): v
     const t = s.inputs.get('timestep')!.type;
     if (!['int64', 'float32', 'float16'].includes(t)) throw new ModelFolderError(`${where}: input "timestep" has dtype ${t}; expected int64, float32 or float16`);
   }
+  if (component === 'transformer') {
+    // What the FLUX family feeds: a transformer declaring anything else cannot be driven.
+    const fed = [...COMPONENTS.transformer.inputs, 'guidance'] as string[];
+    const extra = [...s.inputs.keys()].filter((n) => !fed.includes(n));
+    if (extra.length) throw new ModelFolderError(`${where} needs inputs the ${spec.pipeline.describe} pipeline does not provide (${extra.join(', ')}); it feeds ${fed.join(', ')}`);
+  }
   if (component === 'textEncoder' || component === 'textEncoder2') {
     const t = s.inputs.get('input_ids')!.type;
     if (t !== 'int32' && t !== 'int64') throw new ModelFolderError(`${where}: input "input_ids" has dtype ${t}; expected int32 or int64`);
