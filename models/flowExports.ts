@@ -46,6 +46,19 @@ export interface FlowFixtureOptions {
   guidance?: boolean;
   /** scheduler_config.json: FLUX.1-dev's dynamic shifting (default) or schnell's static shift 1. */
   dynamicShifting?: boolean;
+  /** `--dtype fp16`: every float port (ids, timestep and guidance included) in float16. */
+  fp16?: boolean;
+}
+
+type Float = 'float32' | 'float16';
+const floatOf = (o: FlowFixtureOptions): Float => (o.fp16 ? 'float16' : 'float32');
+/** An input declared as `type`, as float32 inside the graph. */
+function floatInput(g: GraphBuilder, name: string, type: Float, dims: readonly (number | string)[]): string {
+  const x = g.input(name, type, dims);
+  return type === 'float32' ? x : g.op1('Cast', [x], { to: 1 });
+}
+function floatOutput(g: GraphBuilder, name: string, x: string, type: Float, dims: readonly (number | string)[]): void {
+  g.output(name, type === 'float32' ? x : g.op1('Cast', [x], { to: 10 }), type, dims);
 }
 
 const IDENTITY = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
@@ -79,7 +92,7 @@ export function buildT5TokenizerConfigJson(maxLength = 512): object {
   return { eos_token: '</s>', pad_token: '<pad>', unk_token: '<unk>', extra_ids: 0, model_max_length: maxLength, tokenizer_class: 'T5Tokenizer', clean_up_tokenization_spaces: true };
 }
 
-function t5EncoderGraph(pieces: readonly [string, number][]): GraphBuilder {
+function t5EncoderGraph(pieces: readonly [string, number][], float: Float): GraphBuilder {
   const table = new Float32Array(pieces.length * T5_HIDDEN);
   pieces.forEach(([piece], id) => {
     const word = piece.startsWith('\u2581') ? piece.slice(1) : null;
@@ -90,7 +103,7 @@ function t5EncoderGraph(pieces: readonly [string, number][]): GraphBuilder {
   const g = new GraphBuilder('tiny_flow_t5_encoder');
   const ids = g.input('input_ids', 'int64', ['batch_size', 'sequence_length']);
   const hidden = g.op1('Gather', [g.f32(table, [pieces.length, T5_HIDDEN], 't5_embedding'), ids], { axis: 0 });
-  g.output('last_hidden_state', hidden, 'float32', ['batch_size', 'sequence_length', T5_HIDDEN]);
+  floatOutput(g, 'last_hidden_state', hidden, float, ['batch_size', 'sequence_length', T5_HIDDEN]);
   return g;
 }
 
@@ -101,13 +114,14 @@ const zeroOf = (g: GraphBuilder, x: string): string => g.op1('Mul', [x, g.f32([0
 function transformerGraph(o: FlowFixtureOptions): GraphBuilder {
   const g = new GraphBuilder('tiny_flow_transformer');
   const packed = FLOW_LATENT_CHANNELS * 4;
-  const hidden = g.input('hidden_states', 'float32', ['batch_size', 'packed_height_width', packed]);
-  const text = g.input('encoder_hidden_states', 'float32', ['batch_size', 'sequence_length', T5_HIDDEN]);
-  const pooled = g.input('pooled_projections', 'float32', ['batch_size', HIDDEN]);
-  const timestep = g.input('timestep', 'float32', ['step']);
-  const imgIds = g.input('img_ids', 'float32', o.batchedIds ? ['batch_size', 'packed_height_width', 3] : ['packed_height_width', 3]);
-  const txtIds = g.input('txt_ids', 'float32', o.batchedIds ? ['batch_size', 'sequence_length', 3] : ['sequence_length', 3]);
-  const guidance = o.guidance ? g.input('guidance', 'float32', ['batch_size']) : null;
+  const f = floatOf(o);
+  const hidden = floatInput(g, 'hidden_states', f, ['batch_size', 'packed_height_width', packed]);
+  const text = floatInput(g, 'encoder_hidden_states', f, ['batch_size', 'sequence_length', T5_HIDDEN]);
+  const pooled = floatInput(g, 'pooled_projections', f, ['batch_size', HIDDEN]);
+  const timestep = floatInput(g, 'timestep', f, ['step']);
+  const imgIds = floatInput(g, 'img_ids', f, o.batchedIds ? ['batch_size', 'packed_height_width', 3] : ['packed_height_width', 3]);
+  const txtIds = floatInput(g, 'txt_ids', f, o.batchedIds ? ['batch_size', 'sequence_length', 3] : ['sequence_length', 3]);
+  const guidance = o.guidance ? floatInput(g, 'guidance', f, ['batch_size']) : null;
 
   // Sequence-length checks: ids broadcast against the tensors they describe.
   const seqCheck = zeroOf(g, idsColumnSum(g, imgIds)); // [N,1] or [B,N,1]
@@ -157,29 +171,29 @@ function transformerGraph(o: FlowFixtureOptions): GraphBuilder {
   let v = g.op1('Div', [g.op1('Sub', [outTokens, x0]), sigma]);
   if (guidance) v = g.op1('Add', [v, g.op1('Reshape', [zeroOf(g, guidance), g.i64([-1, 1, 1])])]);
   const out = o.layout === 'kontext' ? g.op1('Concat', [v, zeroOf(g, sliceSeq(checkedHidden, half, n))], { axis: 1 }) : v;
-  g.output('out_hidden_states', out, 'float32', ['batch_size', 'packed_height_width', packed]);
+  floatOutput(g, 'out_hidden_states', out, f, ['batch_size', 'packed_height_width', packed]);
   return g;
 }
 
 /** 8× average-pool encoder: mean = [pooled RGB in [-1,1], 0 × 13]; logvar −30. */
-function vaeEncoderGraph(): GraphBuilder {
+function vaeEncoderGraph(float: Float): GraphBuilder {
   const g = new GraphBuilder('tiny_flow_vae_encoder');
   const f = FLOW_VAE_FACTOR;
-  const input = g.input('sample', 'float32', ['batch_size', 3, 'sample_height', 'sample_width']);
+  const input = floatInput(g, 'sample', float, ['batch_size', 3, 'sample_height', 'sample_width']);
   const pooled = g.op1('AveragePool', [input], { kernel_shape: [f, f], strides: [f, f] });
   const zeros = g.op1('Tile', [zeroOf(g, slice(g, pooled, 0, 1, 1)), g.i64([1, FLOW_LATENT_CHANNELS - 3, 1, 1])]);
   const mean = g.op1('Concat', [pooled, zeros], { axis: 1 });
   const logvar = g.op1('Add', [zeroOf(g, mean), g.f32([-30], [])]);
-  g.output('latent_parameters', g.op1('Concat', [mean, logvar], { axis: 1 }), 'float32', ['batch_size', 2 * FLOW_LATENT_CHANNELS, `sample_height / ${f}`, `sample_width / ${f}`]);
+  floatOutput(g, 'latent_parameters', g.op1('Concat', [mean, logvar], { axis: 1 }), float, ['batch_size', 2 * FLOW_LATENT_CHANNELS, `sample_height / ${f}`, `sample_width / ${f}`]);
   return g;
 }
 
-function vaeDecoderGraph(): GraphBuilder {
+function vaeDecoderGraph(float: Float): GraphBuilder {
   const g = new GraphBuilder('tiny_flow_vae_decoder');
   const f = FLOW_VAE_FACTOR;
-  const latent = g.input('latent_sample', 'float32', ['batch_size', FLOW_LATENT_CHANNELS, 'latent_height', 'latent_width']);
+  const latent = floatInput(g, 'latent_sample', float, ['batch_size', FLOW_LATENT_CHANNELS, 'latent_height', 'latent_width']);
   const up = g.op1('Resize', [slice(g, latent, 0, 3, 1), '', g.f32([1, 1, f, f])], { mode: 'nearest' });
-  g.output('sample', up, 'float32', ['batch_size', 3, `latent_height * ${f}`, `latent_width * ${f}`]);
+  floatOutput(g, 'sample', up, float, ['batch_size', 3, `latent_height * ${f}`, `latent_width * ${f}`]);
   return g;
 }
 
@@ -213,17 +227,17 @@ export function buildFlowEditFiles(o: FlowFixtureOptions = { layout: 'kontext' }
   files.set('tokenizer/tokenizer_config.json', json(buildTokenizerConfigJson()));
   files.set('tokenizer_2/tokenizer.json', json(t5));
   files.set('tokenizer_2/tokenizer_config.json', json(buildT5TokenizerConfigJson()));
-  files.set('text_encoder/model.onnx', textEncoderGraph(clip.model.vocab, { ids: 'int64', float: 'float32' }).toBytes());
+  files.set('text_encoder/model.onnx', textEncoderGraph(clip.model.vocab, { ids: 'int64', float: floatOf(o) }).toBytes());
   files.set('text_encoder/config.json', json({ architectures: ['CLIPTextModel'], model_type: 'clip_text_model', hidden_size: HIDDEN, max_position_embeddings: 77 }));
-  files.set('text_encoder_2/model.onnx', t5EncoderGraph(t5.model.vocab).toBytes());
+  files.set('text_encoder_2/model.onnx', t5EncoderGraph(t5.model.vocab, floatOf(o)).toBytes());
   files.set('text_encoder_2/config.json', json({ architectures: ['T5EncoderModel'], model_type: 't5', d_model: T5_HIDDEN }));
   files.set('transformer/model.onnx', transformerGraph(o).toBytes());
   files.set('transformer/config.json', json({
     _class_name: 'FluxTransformer2DModel', _diffusers_version: '0.32.0', in_channels: FLOW_LATENT_CHANNELS * 4, patch_size: 1,
     joint_attention_dim: T5_HIDDEN, pooled_projection_dim: HIDDEN, guidance_embeds: !!o.guidance, num_attention_heads: 1, attention_head_dim: 8,
   }));
-  files.set('vae_encoder/model.onnx', vaeEncoderGraph().toBytes());
-  files.set('vae_decoder/model.onnx', vaeDecoderGraph().toBytes());
+  files.set('vae_encoder/model.onnx', vaeEncoderGraph(floatOf(o)).toBytes());
+  files.set('vae_decoder/model.onnx', vaeDecoderGraph(floatOf(o)).toBytes());
   const vae = {
     _class_name: 'AutoencoderKL', _diffusers_version: '0.32.0', in_channels: 3, out_channels: 3, latent_channels: FLOW_LATENT_CHANNELS,
     block_out_channels: [128, 256, 512, 512], scaling_factor: FLUX_SCALING_FACTOR, shift_factor: FLUX_SHIFT_FACTOR, use_quant_conv: false, use_post_quant_conv: false,

@@ -40,6 +40,7 @@ const MODELS: Record<string, FlowFixtureOptions> = {
   'tiny-flow-edit': { layout: 'kontext', guidance: true },
   'flow-kontext-batched-ids': { layout: 'kontext', batchedIds: true, guidance: true },
   'flow-img2img-schnell': { layout: 'img2img', dynamicShifting: false },
+  'flow-kontext-fp16': { layout: 'kontext', guidance: true, fp16: true },
 };
 
 describe('FLUX family on tiny-flow-edit', () => {
@@ -82,6 +83,8 @@ describe('FLUX family on tiny-flow-edit', () => {
     assert.equal(kontext.export.timestep, 'float32 [step]');
     assert.match(engine.model('flow-kontext-batched-ids').export.generation, /diffusers < 0\.31/);
     assert.deepEqual(kontext.warnings, []);
+    assert.equal(kontext.export.precision, 'fp32');
+    assert.equal(engine.model('flow-kontext-fp16').export.precision, 'fp16');
     const schnell = engine.model('flow-img2img-schnell');
     assert.equal(schnell.family, 'flux-img2img');
     assert.equal(schnell.defaults.maxSequenceLength, 256, 'no guidance input: schnell defaults');
@@ -98,7 +101,7 @@ describe('FLUX family on tiny-flow-edit', () => {
     assert.deepEqual(Array.from(imageIds(2, 3, 1).subarray(9, 12)), [1, 1, 0]);
   });
 
-  for (const model of ['tiny-flow-edit', 'flow-kontext-batched-ids']) {
+  for (const model of ['tiny-flow-edit', 'flow-kontext-batched-ids', 'flow-kontext-fp16']) {
     it(`${model}: Kontext reference editing converges to the exact edit of each region`, async () => {
       for (const word of ['grayscale', 'sepia', 'invert'] as const) {
         const [out] = await edit(model, { prompt: word, steps: 6 });
