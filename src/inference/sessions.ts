@@ -124,12 +124,15 @@ function validate(spec: ModelSpec, component: Component, s: ComponentSession): v
     if (!['int64', 'float32', 'float16'].includes(t)) throw new ModelFolderError(`${where}: input "timestep" has dtype ${t}; expected int64, float32 or float16`);
   }
   if (component === 'transformer') {
-    // What the FLUX family feeds: a transformer declaring anything else cannot be driven.
-    const fed = [...COMPONENTS.transformer.inputs, 'guidance'] as string[];
+    // What the family feeds (`unetInputs`; `guidance` only when declared): a transformer declaring
+    // anything else cannot be driven, and one lacking a port the family needs is not its layout.
+    const fed = spec.pipeline.unetInputs;
     const extra = [...s.inputs.keys()].filter((n) => !fed.includes(n));
     if (extra.length) throw new ModelFolderError(`${where} needs inputs the ${spec.pipeline.describe} pipeline does not provide (${extra.join(', ')}); it feeds ${fed.join(', ')}`);
+    const missing = fed.filter((n) => n !== 'guidance' && !s.inputs.has(n));
+    if (missing.length) throw new ModelFolderError(`${where} has no input ${missing.map((n) => `"${n}"`).join(', ')} (inputs: ${[...s.inputs.keys()].join(', ')})`);
   }
-  if (component === 'textEncoder' || component === 'textEncoder2') {
+  if (component === 'textEncoder' || component === 'textEncoder2' || component === 'textEncoder3') {
     const t = s.inputs.get('input_ids')!.type;
     if (t !== 'int32' && t !== 'int64') throw new ModelFolderError(`${where}: input "input_ids" has dtype ${t}; expected int32 or int64`);
   }

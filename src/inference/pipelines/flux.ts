@@ -263,7 +263,8 @@ function fluxFamily(kind: string, describe: string, pipelineClasses: RegExp, kon
     pipelineClasses,
     maskMethod: 'latent-blend',
     components: ['textEncoder', 'textEncoder2', 'transformer', 'vaeEncoder', 'vaeDecoder'],
-    unetInputs: [],
+    // The transformer's ports (`guidance` when the model embeds guidance).
+    unetInputs: ['hidden_states', 'encoder_hidden_states', 'pooled_projections', 'timestep', 'img_ids', 'txt_ids', 'guidance'],
     tokenizers: ['tokenizer', 'tokenizer_2'],
     // No UNet: the transformer takes packed 2×2 patches.
     unetInChannels: (latentChannels) => latentChannels * PACK * PACK,
