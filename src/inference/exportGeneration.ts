@@ -31,6 +31,7 @@ export function recogniseExport(pipelineClass: string, family: PipelineFamilyDef
   let generation: string;
   if (/^Onnx|OnnxPipeline$/.test(pipelineClass)) generation = "diffusers' convert_stable_diffusion_checkpoint_to_onnx.py";
   else if (imgIds) generation = imgIds.shape.length === 3 ? 'optimum with diffusers < 0.31 (img_ids/txt_ids with a batch axis)' : 'optimum-onnx with diffusers ≥ 0.31 (img_ids/txt_ids [sequence, 3])';
+  else if (s.transformer) generation = 'optimum / optimum-onnx (SD3 transformer)';
   else if (scalar) generation = 'optimum ≥ 1.24 / optimum-onnx';
   else if (intTimestep && vaeEncoderOutput === 'latent_parameters') generation = 'optimum 1.23';
   else if (intTimestep) generation = 'optimum ≤ 1.22';

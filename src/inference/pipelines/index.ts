@@ -4,8 +4,9 @@ import { instructPix2Pix } from './instructPix2Pix.js';
 import { img2img } from './img2img.js';
 import { inpaint } from './inpaint.js';
 import { fluxImg2Img, fluxKontext } from './flux.js';
+import { sd3Img2Img } from './sd3.js';
 
-export const PIPELINE_FAMILIES: readonly PipelineFamilyDef[] = [instructPix2Pix, img2img, inpaint, fluxImg2Img, fluxKontext];
+export const PIPELINE_FAMILIES: readonly PipelineFamilyDef[] = [instructPix2Pix, img2img, inpaint, fluxImg2Img, fluxKontext, sd3Img2Img];
 
 export type { PipelineFamilyDef } from './family.js';
 
