@@ -11,7 +11,8 @@ import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { buildFlowEditFiles } from '../models/flowExports.js';
+import { FLOW_IMG2IMG_BASE_RGB, buildFlowEditFiles } from '../models/flowExports.js';
+import { buildSd3EditFiles } from '../models/sd3Exports.js';
 import { writeModelFolder } from '../models/modelFiles.js';
 import { PROJECT_ROOT } from '../src/config.js';
 import { startTestServer, type TestServer } from './support/server.js';
@@ -40,6 +41,7 @@ describe('FLUX through REST, GraphQL and the CLI', () => {
   before(async () => {
     root = mkdtempSync(join(tmpdir(), 'flux-api-'));
     writeModelFolder(join(root, 'tiny-flow-edit'), buildFlowEditFiles({ layout: 'kontext', guidance: true }));
+    writeModelFolder(join(root, 'tiny-sd3-edit'), buildSd3EditFiles());
     cpSync(join(PROJECT_ROOT, 'models', 'tiny-edit'), join(root, 'tiny-edit'), { recursive: true });
     server = await startTestServer({ MODELS_DIR: root, DEFAULT_MODEL: 'tiny-edit' });
     image = await twoColourPng(SIZE, SIZE, LEFT, RIGHT);
@@ -80,6 +82,13 @@ describe('FLUX through REST, GraphQL and the CLI', () => {
     const unet = await rest({ model: 'tiny-edit', prompt: 'invert', true_cfg_scale: '1', max_sequence_length: '512', output_type: 'pil', num_inference_steps: '4', size: '64x64' });
     assert.equal(unet.status, 200, JSON.stringify(unet.body.error));
     assert.ok(maxChannelDiff(await left(unet.body.data![0]!.b64_json), expectedColour(LEFT, 'invert')) <= 2);
+  });
+
+  it('REST on SD3: true_cfg_scale is its regular guidance (as on UNet models), max_sequence_length its T5 length', async () => {
+    const base = FLOW_IMG2IMG_BASE_RGB.map((v) => Math.round(v * 255)) as Rgb;
+    const { status, body } = await rest({ model: 'tiny-sd3-edit', prompt: 'warmer', negative_prompt: 'blurry', true_cfg_scale: '2', max_sequence_length: '32', num_inference_steps: '6', strength: '1', size: '64x64' });
+    assert.equal(status, 200, JSON.stringify(body.error));
+    assert.ok(maxChannelDiff(await left(body.data![0]!.b64_json), trueCfg(base, 'warmer', 2)) <= 2);
   });
 
   it('GraphQL: Model.defaults and limits carry the flow parameters', async () => {
