@@ -8,8 +8,7 @@ import type { ModelSpec } from './modelFolder.js';
 import type { ModelSessions } from './sessions.js';
 import type { PromptTokenizer } from './tokenizer.js';
 import type { ResolvedEdit } from './request.js';
-import { denoiseStepsPerBatch, sizeMultiple } from './request.js';
-import { createScheduler, parseSchedulerConfig } from './schedulers/index.js';
+import { denoiseStepsPerBatch, schedulerFor, sizeMultiple } from './request.js';
 import { deriveSeed } from './random.js';
 import { ImageDecodeError, decodeMask, decodeToTensor, encodeFromTensor, encodePreview, mimeTypeFor } from './imageIO.js';
 import type { DecodedImage } from './imageIO.js';
@@ -130,7 +129,7 @@ interface TaskBatch {
  */
 export function mergeKey(edit: ResolvedEdit): string | null {
   if (edit.size === 'auto') return null; // sizes depend on each input; not worth merging
-  return JSON.stringify([edit.size.width, edit.size.height, edit.steps, edit.scheduler, edit.guidanceScale, edit.imageGuidanceScale, edit.strength, edit.negativePrompt]);
+  return JSON.stringify([edit.size.width, edit.size.height, edit.steps, edit.scheduler, edit.guidanceScale, edit.imageGuidanceScale, edit.strength, edit.negativePrompt, edit.trueCfgScale, edit.maxSequenceLength]);
 }
 
 /** Lays out every output in task then index order and splits them into micro-batches by size and memory. */
@@ -149,7 +148,8 @@ function planBatches(spec: ModelSpec, edit: ResolvedEdit, tasks: readonly { edit
   const branches = spec.pipeline.guidanceBranches(edit);
   const batches: TaskBatch[] = [];
   for (const group of groups.values()) {
-    const sizes = planMicroBatches(group.items.length, spec.memory, { width: group.width, height: group.height, vaeScaleFactor: spec.vaeScaleFactor, branches }, memoryBudgetBytes);
+    const extraTokens = spec.pipeline.extraAttentionTokens?.(spec, edit, group.width, group.height) ?? 0;
+    const sizes = planMicroBatches(group.items.length, spec.memory, { width: group.width, height: group.height, vaeScaleFactor: spec.vaeScaleFactor, branches, extraTokens }, memoryBudgetBytes);
     let offset = 0;
     for (const size of sizes) {
       batches.push({ items: group.items.slice(offset, offset + size), width: group.width, height: group.height });
@@ -162,7 +162,7 @@ function planBatches(spec: ModelSpec, edit: ResolvedEdit, tasks: readonly { edit
 /** How many outputs of this edit fit in one pipeline call under the budget (for merging decisions). */
 export function outputsPerBatch(spec: ModelSpec, edit: ResolvedEdit, memoryBudgetBytes: number): number {
   if (edit.size === 'auto') return 0;
-  const per = perItemBytes(spec.memory, { width: edit.size.width, height: edit.size.height, vaeScaleFactor: spec.vaeScaleFactor, branches: spec.pipeline.guidanceBranches(edit) });
+  const per = perItemBytes(spec.memory, { width: edit.size.width, height: edit.size.height, vaeScaleFactor: spec.vaeScaleFactor, branches: spec.pipeline.guidanceBranches(edit), extraTokens: spec.pipeline.extraAttentionTokens?.(spec, edit, edit.size.width, edit.size.height) ?? 0 });
   return Math.max(0, Math.floor((memoryBudgetBytes - spec.memory.weightBytes) / per));
 }
 
@@ -240,7 +240,7 @@ async function runEditsWith(scratch: Scratch, runtime: ModelRuntime, tasks: read
       tokenizer: runtime.tokenizer,
       tokenizers: runtime.tokenizers,
       embeddings: new Map(),
-      createScheduler: (name) => createScheduler(name, parseSchedulerConfig(spec.schedulerJson, name)),
+      createScheduler: (name) => schedulerFor(spec, name),
       scratch,
     };
 
@@ -285,6 +285,8 @@ async function runEditsWith(scratch: Scratch, runtime: ModelRuntime, tasks: read
           strength: shared.strength,
           negativePrompt: shared.negativePrompt,
           scheduler: shared.scheduler,
+          trueCfgScale: shared.trueCfgScale,
+          maxSequenceLength: shared.maxSequenceLength,
         };
         let images: Float32Array[];
         try {

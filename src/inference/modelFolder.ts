@@ -8,8 +8,9 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseSchedulerConfig, schedulerForClassName } from './schedulers/index.js';
 import { parseDiffusersJson } from './diffusersJson.js';
-import type { SchedulerName } from './schedulers/types.js';
-import { SCHEDULER_NAMES } from './schedulers/types.js';
+import type { EditSchedulerName } from './schedulers/types.js';
+import { EDIT_SCHEDULER_NAMES } from './schedulers/types.js';
+import { parseFlowMatchSchedulerConfig } from './schedulers/flowMatchEuler.js';
 import { PIPELINE_FAMILIES, familyForPipelineClass } from './pipelines/index.js';
 import type { PipelineFamilyDef } from './pipelines/index.js';
 import { readOnnxSignature } from './onnxSignature.js';
@@ -27,8 +28,12 @@ export interface ModelDefaults {
   guidanceScale: number;
   imageGuidanceScale: number | null;
   strength: number | null;
-  scheduler: SchedulerName;
+  scheduler: EditSchedulerName;
   size: string;
+  /** Flow families: true CFG scale (1 = off); absent or null where it does not apply. */
+  trueCfgScale?: number | null;
+  /** Families with a T5 encoder: its token count; absent or null where it does not apply. */
+  maxSequenceLength?: number | null;
 }
 
 export interface ModelLimits {
@@ -36,6 +41,8 @@ export interface ModelLimits {
   maxN: number;
   maxSteps: number;
   maxPixels: number;
+  /** Families with a T5 encoder: the most T5 tokens a request may ask for; absent elsewhere. */
+  maxSequenceLength?: number;
 }
 
 /** Inputs of the batch memory estimate (see `memory.ts`). */
@@ -80,6 +87,8 @@ export interface ModelSpec {
   schedulerJson: Record<string, unknown>;
   /** VAE latent scaling factor (0.18215 for SD 1.x). */
   scalingFactor: number;
+  /** VAE latent shift (FLUX, SD3: latents = (z − shift)·scale); 0 for SD 1.x/2.x. */
+  shiftFactor: number;
   /** Pixels per latent pixel along each axis (8 for SD). */
   vaeScaleFactor: number;
   latentChannels: number;
@@ -143,16 +152,18 @@ function parseDefaults(raw: unknown, base: ModelDefaults, dir: string): ModelDef
   if (typeof raw !== 'object' || raw === null) throw new ModelFolderError(`${dir}/${SERVER_CONFIG_FILE}: "defaults" must be an object`);
   const r = raw as Record<string, unknown>;
   const scheduler = r.scheduler ?? base.scheduler;
-  if (!SCHEDULER_NAMES.includes(scheduler as SchedulerName)) {
-    throw new ModelFolderError(`${dir}/${SERVER_CONFIG_FILE}: defaults.scheduler must be one of ${SCHEDULER_NAMES.join(', ')}`);
+  if (!EDIT_SCHEDULER_NAMES.includes(scheduler as EditSchedulerName)) {
+    throw new ModelFolderError(`${dir}/${SERVER_CONFIG_FILE}: defaults.scheduler must be one of ${EDIT_SCHEDULER_NAMES.join(', ')}`);
   }
   return {
     steps: num(r, 'steps', base.steps),
     guidanceScale: num(r, 'guidanceScale', base.guidanceScale),
     imageGuidanceScale: base.imageGuidanceScale === null ? null : num(r, 'imageGuidanceScale', base.imageGuidanceScale),
     strength: base.strength === null ? null : num(r, 'strength', base.strength),
-    scheduler: scheduler as SchedulerName,
+    scheduler: scheduler as EditSchedulerName,
     size: typeof r.size === 'string' ? r.size : base.size,
+    ...(base.trueCfgScale != null ? { trueCfgScale: num(r, 'trueCfgScale', base.trueCfgScale) } : {}),
+    ...(base.maxSequenceLength != null ? { maxSequenceLength: num(r, 'maxSequenceLength', base.maxSequenceLength) } : {}),
   };
 }
 
@@ -203,21 +214,26 @@ function readFolder(dir: string, id: string): ModelSpec {
   };
   const latentChannels = num(vaeConfig, 'latent_channels', fixedDim(signatures.vaeDecoder!, 'latent_sample', 1) ?? 4);
   const blocks = Array.isArray(vaeConfig?.block_out_channels) ? (vaeConfig.block_out_channels as unknown[]).length : 4;
-  const unetInChannels = num(unetConfig, 'in_channels', fixedDim(signatures.unet!, 'sample', 1) ?? byClass.unetInChannels(latentChannels));
+  const unetInChannels = signatures.unet ? num(unetConfig, 'in_channels', fixedDim(signatures.unet, 'sample', 1) ?? byClass.unetInChannels(latentChannels)) : byClass.unetInChannels(latentChannels);
   const pipeline = familyFromModelIndex(index, unetInChannels, latentChannels);
   const exportInfo = recogniseExport(pipelineClass, pipeline, signatures);
   const family = pipeline.kind;
 
   const server = readJson(dir, SERVER_CONFIG_FILE, false) ?? {};
   // The folder's own scheduler class is its default (a fallback is named in the warnings).
-  const own = schedulerForClassName(String(schedulerJson._class_name ?? ''), schedulerJson);
+  // Flow families sample with their own scheduler (FLOW_MATCH_EULER), whatever the folder names.
+  const own = pipeline.scheduler ? { name: pipeline.scheduler, warning: null } : schedulerForClassName(String(schedulerJson._class_name ?? ''), schedulerJson);
   const warnings = [...exportInfo.warnings];
   if (own.warning) warnings.push(own.warning);
-  const familyDefaults = pipeline.defaultsFor?.({ schedulerJson, modelIndex: index }) ?? pipeline.defaults;
+  const familyDefaults = pipeline.defaultsFor?.({ schedulerJson, modelIndex: index, signatures }) ?? pipeline.defaults;
   const defaults = parseDefaults(server.defaults, { ...familyDefaults, scheduler: own.name }, dir);
+  if (pipeline.scheduler ? defaults.scheduler !== pipeline.scheduler : defaults.scheduler === 'FLOW_MATCH_EULER') {
+    throw new ModelFolderError(`${dir}/${SERVER_CONFIG_FILE}: defaults.scheduler ${defaults.scheduler} cannot drive ${pipeline.describe}`);
+  }
   // The default scheduler must run; requests for another one are checked when they come (request.ts).
   try {
-    parseSchedulerConfig(schedulerJson, defaults.scheduler);
+    if (defaults.scheduler === 'FLOW_MATCH_EULER') parseFlowMatchSchedulerConfig(schedulerJson);
+    else parseSchedulerConfig(schedulerJson, defaults.scheduler);
   } catch (err) {
     throw new ModelFolderError(`model folder ${dir}: scheduler/scheduler_config.json (for ${defaults.scheduler}): ${(err as Error).message}`);
   }
@@ -246,6 +262,7 @@ function readFolder(dir: string, id: string): ModelSpec {
     description: typeof server.description === 'string' ? server.description : `${family} pipeline from ${dir}`,
     schedulerJson,
     scalingFactor: num(vaeConfig, 'scaling_factor', 0.18215),
+    shiftFactor: num(vaeConfig, 'shift_factor', 0),
     vaeScaleFactor: 2 ** Math.max(0, blocks - 1),
     latentChannels,
     unetInChannels,
@@ -255,14 +272,16 @@ function readFolder(dir: string, id: string): ModelSpec {
       maxN: num(limitsRaw, 'maxN', 4),
       maxSteps: num(limitsRaw, 'maxSteps', 100),
       maxPixels: num(limitsRaw, 'maxPixels', pipeline.limits?.maxPixels ?? 1024 * 1024),
+      ...(defaults.maxSequenceLength != null ? { maxSequenceLength: num(limitsRaw, 'maxSequenceLength', 512) } : {}),
     },
     memory: {
       weightBytes: num(memoryRaw, 'weightBytes', weightBytes),
-      // SD 1.5-sized defaults (fp32, unfused attention); a model folder can state its own.
-      unetBytesPerLatentPixel: num(memoryRaw, 'unetBytesPerLatentPixel', pipeline.memory?.unetBytesPerLatentPixel ?? 320 * 1024),
-      attentionHeads: num(memoryRaw, 'attentionHeads', pipeline.memory?.attentionHeads ?? 8),
-      attentionDownscale: num(memoryRaw, 'attentionDownscale', pipeline.memory?.attentionDownscale ?? 1),
-      vaeBytesPerPixel: num(memoryRaw, 'vaeBytesPerPixel', pipeline.memory?.vaeBytesPerPixel ?? 4 * 1024),
+      // SD 1.5-sized defaults (fp32, unfused attention) unless the family states its own; a model
+      // folder can state its own.
+      unetBytesPerLatentPixel: num(memoryRaw, 'unetBytesPerLatentPixel', pipeline.memoryDefaults?.unetBytesPerLatentPixel ?? 320 * 1024),
+      attentionHeads: num(memoryRaw, 'attentionHeads', pipeline.memoryDefaults?.attentionHeads ?? 8),
+      attentionDownscale: num(memoryRaw, 'attentionDownscale', pipeline.memoryDefaults?.attentionDownscale ?? 1),
+      vaeBytesPerPixel: num(memoryRaw, 'vaeBytesPerPixel', pipeline.memoryDefaults?.vaeBytesPerPixel ?? 4 * 1024),
     },
     preview,
     paths,

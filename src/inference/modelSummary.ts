@@ -9,7 +9,7 @@ import type { ModelDefaults, ModelLimits, ModelSpec } from './modelFolder.js';
 import { ModelFolderError } from './modelFolder.js';
 import type { PortSignature } from './onnxSignature.js';
 import type { ExportInfo } from './exportGeneration.js';
-import type { SchedulerName } from './schedulers/types.js';
+import type { EditSchedulerName, SchedulerName } from './schedulers/types.js';
 import { SCHEDULER_NAMES } from './schedulers/types.js';
 import { parseSchedulerConfig, schedulerForClassName } from './schedulers/index.js';
 import { loadTokenizer } from './tokenizer.js';
@@ -42,7 +42,7 @@ export interface SchedulerSummary {
   /** Our scheduler for that class (`schedulerForClassName`). */
   classMapsTo: SchedulerName;
   /** The scheduler an edit runs when the request names none. */
-  runs: SchedulerName;
+  runs: EditSchedulerName;
   /** Why `runs` is what it is. */
   note: string;
   /** Schedulers a request may pick: those this scheduler_config.json suits. */
@@ -116,7 +116,8 @@ function schedulerSummary(spec: ModelSpec): SchedulerSummary {
   else note = "the folder's class";
   const available: SchedulerName[] = [];
   const unavailable: { name: SchedulerName; reason: string }[] = [];
-  for (const name of SCHEDULER_NAMES) {
+  // A flow family samples with its one scheduler; UNet families may take any of SCHEDULER_NAMES.
+  for (const name of spec.pipeline.scheduler ? [] : SCHEDULER_NAMES) {
     try {
       parseSchedulerConfig(spec.schedulerJson, name);
       available.push(name);

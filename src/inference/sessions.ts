@@ -123,7 +123,16 @@ function validate(spec: ModelSpec, component: Component, s: ComponentSession): v
     const t = s.inputs.get('timestep')!.type;
     if (!['int64', 'float32', 'float16'].includes(t)) throw new ModelFolderError(`${where}: input "timestep" has dtype ${t}; expected int64, float32 or float16`);
   }
-  if (component === 'textEncoder' || component === 'textEncoder2') {
+  if (component === 'transformer') {
+    // What the family feeds (`unetInputs`; `guidance` only when declared): a transformer declaring
+    // anything else cannot be driven, and one lacking a port the family needs is not its layout.
+    const fed = spec.pipeline.unetInputs;
+    const extra = [...s.inputs.keys()].filter((n) => !fed.includes(n));
+    if (extra.length) throw new ModelFolderError(`${where} needs inputs the ${spec.pipeline.describe} pipeline does not provide (${extra.join(', ')}); it feeds ${fed.join(', ')}`);
+    const missing = fed.filter((n) => n !== 'guidance' && !s.inputs.has(n));
+    if (missing.length) throw new ModelFolderError(`${where} has no input ${missing.map((n) => `"${n}"`).join(', ')} (inputs: ${[...s.inputs.keys()].join(', ')})`);
+  }
+  if (component === 'textEncoder' || component === 'textEncoder2' || component === 'textEncoder3') {
     const t = s.inputs.get('input_ids')!.type;
     if (t !== 'int32' && t !== 'int64') throw new ModelFolderError(`${where}: input "input_ids" has dtype ${t}; expected int32 or int64`);
   }
@@ -216,9 +225,12 @@ export async function openModelSessions(spec: ModelSpec, config: SessionConfig):
     let result: ort.InferenceSession.ReturnType;
     try {
       for (const [name, feed] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(feed, cs.inputs.get(name));
-      // onnxruntime-node 1.23.2 labels a partial fetch's results with the session's first output
-      // names (fetching text_embeds returns it as "last_hidden_state"): every output is fetched.
-      result = await cs.session.run(ortFeeds);
+      // onnxruntime-node 1.23.2 labels a fetched subset by the session's first output names (fetching
+      // ['pooler_output'] of CLIP returns it as "last_hidden_state"): fetch a prefix of the
+      // session's outputs as named, anything else as every output.
+      const all = cs.session.outputNames;
+      const prefix = outputNames.every((n, i) => all[i] === n);
+      result = await cs.session.run(ortFeeds, prefix ? [...outputNames] : [...all]);
     } catch (err) {
       throw modelError(spec, component, err, config.log);
     } finally {

@@ -13,6 +13,8 @@ const ModelDefaultsRef = builder.objectRef<ModelSpec['defaults']>('ModelDefaults
     strength: t.exposeFloat('strength', { nullable: true }),
     scheduler: t.field({ type: SchedulerNameEnum, resolve: (d) => d.scheduler }),
     size: t.exposeString('size'),
+    trueCfgScale: t.float({ nullable: true, description: 'Flow models: the default true CFG scale (1 = off); null where true CFG does not apply.', resolve: (d) => d.trueCfgScale ?? null }),
+    maxSequenceLength: t.int({ nullable: true, description: 'Models with a T5 encoder: the default T5 token count (FLUX dev 512, schnell 256); null elsewhere.', resolve: (d) => d.maxSequenceLength ?? null }),
   }),
 });
 
@@ -22,6 +24,7 @@ const ModelLimitsRef = builder.objectRef<ModelSpec['limits']>('ModelLimits').imp
     maxN: t.exposeInt('maxN'),
     maxSteps: t.exposeInt('maxSteps'),
     maxPixels: t.exposeInt('maxPixels', { description: 'Largest width x height accepted for one output.' }),
+    maxSequenceLength: t.int({ nullable: true, description: 'Models with a T5 encoder: the largest maxSequenceLength accepted; null elsewhere.', resolve: (l) => l.maxSequenceLength ?? null }),
   }),
 });
 

@@ -179,10 +179,14 @@ export type ModelDefaults = {
   __typename?: 'ModelDefaults';
   guidanceScale: Scalars['Float']['output'];
   imageGuidanceScale?: Maybe<Scalars['Float']['output']>;
+  /** Models with a T5 encoder: the default T5 token count (FLUX dev 512, schnell 256); null elsewhere. */
+  maxSequenceLength?: Maybe<Scalars['Int']['output']>;
   scheduler: SchedulerName;
   size: Scalars['String']['output'];
   steps: Scalars['Int']['output'];
   strength?: Maybe<Scalars['Float']['output']>;
+  /** Flow models: the default true CFG scale (1 = off); null where true CFG does not apply. */
+  trueCfgScale?: Maybe<Scalars['Float']['output']>;
 };
 
 export type ModelLimits = {
@@ -191,6 +195,8 @@ export type ModelLimits = {
   maxN: Scalars['Int']['output'];
   /** Largest width x height accepted for one output. */
   maxPixels: Scalars['Int']['output'];
+  /** Models with a T5 encoder: the largest maxSequenceLength accepted; null elsewhere. */
+  maxSequenceLength?: Maybe<Scalars['Int']['output']>;
   maxSteps: Scalars['Int']['output'];
 };
 
@@ -221,6 +227,7 @@ export type MutationEditImagesArgs = {
   images?: InputMaybe<Array<Scalars['Upload']['input']>>;
   maskBlur?: InputMaybe<Scalars['Int']['input']>;
   masks?: InputMaybe<Array<InputMaybe<Scalars['Upload']['input']>>>;
+  maxSequenceLength?: InputMaybe<Scalars['Int']['input']>;
   model?: InputMaybe<Scalars['String']['input']>;
   n?: InputMaybe<Scalars['Int']['input']>;
   negativePrompt?: InputMaybe<Scalars['String']['input']>;
@@ -234,6 +241,7 @@ export type MutationEditImagesArgs = {
   size?: InputMaybe<Scalars['String']['input']>;
   steps?: InputMaybe<Scalars['Int']['input']>;
   strength?: InputMaybe<Scalars['Float']['input']>;
+  trueCfgScale?: InputMaybe<Scalars['Float']['input']>;
 };
 
 export type Query = {
@@ -255,6 +263,7 @@ export type SchedulerName =
   | 'DPMPP_2M_KARRAS'
   | 'EULER'
   | 'EULER_ANCESTRAL'
+  | 'FLOW_MATCH_EULER'
   | 'LCM'
   | 'PNDM';
 

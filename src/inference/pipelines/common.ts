@@ -4,7 +4,7 @@
  */
 import type { ModelSessions } from '../sessions.js';
 import type { PromptTokenizer } from '../tokenizer.js';
-import type { Scheduler, SchedulerName } from '../schedulers/types.js';
+import type { EditSchedulerName, Scheduler } from '../schedulers/types.js';
 import { NoiseGenerator } from '../random.js';
 import type { Scratch } from '../scratch.js';
 import { concatBatches, scaleInto, writeSignedUnit } from '../tensor.js';
@@ -31,7 +31,11 @@ export interface PipelineParams {
   /** img2img only: 0 < strength ≤ 1. */
   strength: number;
   negativePrompt: string;
-  scheduler: SchedulerName;
+  scheduler: EditSchedulerName;
+  /** Flow families: true CFG against the negative prompt when > 1 (1: off). */
+  trueCfgScale: number;
+  /** Families with a T5 encoder: its token count; null elsewhere. */
+  maxSequenceLength: number | null;
 }
 
 export interface StepInfo {
@@ -56,7 +60,7 @@ export interface PipelineContext {
   tokenizers: readonly PromptTokenizer[];
   /** Text embeddings by prompt, shared by the micro-batches of one job. */
   embeddings: Map<string, Float32Array>;
-  createScheduler(name: SchedulerName): Scheduler;
+  createScheduler(name: EditSchedulerName): Scheduler;
   /** Reused memory for this run's big arrays (see scratch.ts); nothing returned may point into it. */
   scratch: Scratch;
 }

@@ -4,7 +4,9 @@
  * itself. The runner, the request resolver and the folder reader ask the family; a new family is
  * one module plus its line in `index.ts`.
  */
-import type { MemoryProfile, ModelDefaults, ModelLimits } from '../modelFolder.js';
+import type { MemoryProfile, ModelDefaults, ModelLimits, ModelSpec } from '../modelFolder.js';
+import type { OnnxSignature } from '../onnxSignature.js';
+import type { FlowSchedulerName } from '../schedulers/types.js';
 import type { Component } from '../components.js';
 import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams } from './common.js';
 
@@ -14,6 +16,10 @@ export interface EditShape {
   strength: number;
   guidanceScale: number;
   imageGuidanceScale: number;
+  /** Flow families only (absent elsewhere). */
+  trueCfgScale?: number;
+  negativePrompt?: string;
+  maxSequenceLength?: number | null;
 }
 
 export interface PipelineFamilyDef {
@@ -40,18 +46,33 @@ export interface PipelineFamilyDef {
   unetInChannels(latentChannels: number): number;
   /** Defaults when the folder's edit-server.json does not set them. `null`: the option does not apply. */
   readonly defaults: ModelDefaults;
-  /** Defaults that depend on the folder (e.g. SDXL-Turbo's, told by its trailing timestep spacing). */
-  defaultsFor?(folder: { schedulerJson: Record<string, unknown>; modelIndex: Record<string, unknown> }): ModelDefaults;
-  /** Limits and memory-model values for this family's sizes, where SD 1.5's do not fit. */
+  /**
+   * Defaults that depend on the folder: SDXL-Turbo's (told by its trailing timestep spacing),
+   * FLUX schnell's (its transformer has no `guidance` input). Absent: `defaults`.
+   */
+  defaultsFor?(folder: { schedulerJson: Record<string, unknown>; modelIndex: Record<string, unknown>; signatures: ModelSpec['signatures'] }): ModelDefaults;
+  /** Limits for this family's sizes, where SD 1.5's do not fit. */
   readonly limits?: Partial<ModelLimits>;
-  readonly memory?: Partial<Omit<MemoryProfile, 'weightBytes'>>;
   /** UNet rows per output (1, or more with guidance), for memory planning. */
   guidanceBranches(edit: EditShape): number;
   /** How many of the schedule's first timesteps a run skips (img2img's `strength`; 0 for none). */
   startIndex(edit: Pick<EditShape, 'steps' | 'strength'>): number;
   /** Runs one micro-batch; returns each item's decoded pixels (signed range, planar). */
   run(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, hooks: PipelineHooks): Promise<Float32Array[]>;
+  /**
+   * Flow families: the one scheduler the family samples with (requests may name it or leave the
+   * scheduler unset). Absent: the request chooses among SCHEDULER_NAMES.
+   */
+  readonly scheduler?: FlowSchedulerName;
+  /** Refuses (throws) what this family cannot do with a resolved edit, e.g. masks. */
+  checkEdit?(spec: ModelSpec, edit: { masks: boolean }): void;
+  /** Memory profile defaults for this family's folders (SD 1.5's where absent); edit-server.json overrides. */
+  readonly memoryDefaults?: Partial<Omit<MemoryProfile, 'weightBytes'>>;
+  /** Attention tokens per row besides the image's own (memory planning; see memory.ts). */
+  extraAttentionTokens?(spec: ModelSpec, edit: EditShape, width: number, height: number): number;
 }
+
+export type { OnnxSignature };
 
 /** Stable Diffusion 1.x/2.x folders: one CLIP text encoder, a UNet, the VAE's two halves. */
 export const SD_COMPONENTS: readonly Component[] = ['textEncoder', 'unet', 'vaeEncoder', 'vaeDecoder'];

@@ -122,7 +122,7 @@ export const sdxlImg2Img: PipelineFamilyDef = {
   defaults: IMG2IMG_DEFAULTS,
   defaultsFor: turboDefaults(IMG2IMG_DEFAULTS),
   limits: { maxPixels: 1536 * 1536 },
-  memory: SDXL_MEMORY,
+  memoryDefaults: SDXL_MEMORY,
   guidanceBranches: (edit) => (edit.guidanceScale > 1 ? 2 : 1),
   startIndex,
   run: img2imgRun(sdxlConditioning),
