@@ -7,7 +7,7 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +26,7 @@ import { SCHEDULER_NAMES } from '../src/inference/schedulers/types.js';
 import { PROJECT_ROOT } from '../src/config.js';
 import { expectedColour, maxChannelDiff, pixelAt, rawPixels, reference, solidPng } from './support/images.js';
 import type { Rgb } from './support/images.js';
+import { freePort } from './support/net.js';
 
 const run = promisify(execFile);
 const SIZE = 64;
@@ -197,6 +198,32 @@ describe('exported pipelines as real exporters write them', () => {
       assert.ok(logged.some((m) => m.includes('unet/model.onnx failed') && /dimension/i.test(m)), 'the full ONNX Runtime text is logged');
     } finally {
       await engine.close();
+    }
+  });
+
+  it('serves an optimum ≥ 1.24 folder through `npm start`: one image, n=1, unguided, over REST', async () => {
+    const dir = join(root, 'served');
+    writeModelFolder(join(dir, 'sd-edit'), buildExportFixture({ generation: 'optimum-1.24', family: 'instruct-pix2pix' }));
+    const port = await freePort();
+    const child = spawn('npm', ['start'], { cwd: PROJECT_ROOT, detached: true, stdio: 'ignore', env: { ...process.env, MODELS_DIR: dir, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' } });
+    try {
+      const url = `http://127.0.0.1:${port}`;
+      for (let i = 0; ; i++) {
+        const up = await fetch(`${url}/healthz`).then((r) => r.ok, () => false);
+        if (up) break;
+        if (i > 600) throw new Error('the server did not start');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const form = new FormData();
+      form.set('image', new Blob([new Uint8Array(await solidPng(SIZE, SIZE, INPUT))], { type: 'image/png' }), 'in.png');
+      for (const [k, v] of Object.entries({ prompt: 'invert', n: '1', guidance_scale: '1', image_guidance_scale: '1', size: `${SIZE}x${SIZE}` })) form.set(k, v);
+      const res = await fetch(`${url}/v1/images/edits`, { method: 'POST', body: form });
+      const body = (await res.json()) as { data: { b64_json: string }[] };
+      assert.equal(res.status, 200, JSON.stringify(body));
+      const got = await pixelAt(Buffer.from(body.data[0]!.b64_json, 'base64'), 8, 8);
+      assert.ok(maxChannelDiff(got, expectedColour(INPUT, 'invert')) <= 2, `${got}`);
+    } finally {
+      process.kill(-child.pid!, 'SIGTERM');
     }
   });
 
