@@ -15,7 +15,7 @@ import { resolveEditOptions } from '../inference/request.js';
 import { InferenceError } from '../inference/errors.js';
 import { ModelFolderError } from '../inference/modelFolder.js';
 import { EDIT_SCHEDULER_NAMES, type EditSchedulerName } from '../inference/schedulers/types.js';
-import { ImageDecodeError, probeImage, type OutputFormat } from '../inference/imageIO.js';
+import { ImageDecodeError, isOutputFormat, outputFormatList, probeImage, type OutputFormat } from '../inference/imageIO.js';
 import { defaultModelsDir } from '../config.js';
 import { ProgressBar } from './progressBar.js';
 
@@ -127,7 +127,7 @@ async function main(argv: string[]): Promise<number> {
     const scheduler = values.scheduler?.toUpperCase();
     if (scheduler !== undefined && !EDIT_SCHEDULER_NAMES.includes(scheduler as EditSchedulerName)) throw new UsageError(`--scheduler must be one of ${EDIT_SCHEDULER_NAMES.join(', ')} (got "${values.scheduler}")`);
     const format = values.format?.toLowerCase().replace('jpg', 'jpeg');
-    if (format !== undefined && !['png', 'jpeg', 'webp'].includes(format)) throw new UsageError(`--format must be png, jpeg or webp (got "${values.format}")`);
+    if (format !== undefined && !isOutputFormat(format)) throw new UsageError(`--format must be ${outputFormatList()} (got "${values.format}")`);
     const masks = values.mask ?? [];
     if (masks.length > images.length) throw new UsageError(`${masks.length} --mask for ${images.length} --image: give at most one mask per image, in order`);
     const numbers = {

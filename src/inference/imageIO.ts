@@ -14,7 +14,18 @@
 import sharp from 'sharp';
 import { encodePlanarPng, encodePng } from './pngEncoder.js';
 
-export type OutputFormat = 'png' | 'jpeg' | 'webp';
+/** Output encodings: the one list (GraphQL's ImageFormat enum, REST and the CLI derive from it). */
+export const OUTPUT_FORMATS = ['png', 'jpeg', 'webp'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+/** "png, jpeg or webp", for messages. */
+export function outputFormatList(): string {
+  return `${OUTPUT_FORMATS.slice(0, -1).join(', ')} or ${OUTPUT_FORMATS[OUTPUT_FORMATS.length - 1]}`;
+}
+
+export function isOutputFormat(value: string): value is OutputFormat {
+  return (OUTPUT_FORMATS as readonly string[]).includes(value);
+}
 export type InputFormat = 'png' | 'jpeg' | 'webp' | 'avif' | 'tiff' | 'gif';
 
 /** Formats decodeToTensor/probeImage accept, in the order they are named in error messages. */

@@ -8,6 +8,7 @@ import type { EditSchedulerName, Scheduler } from './schedulers/types.js';
 import { EDIT_SCHEDULER_NAMES, SCHEDULER_NAMES } from './schedulers/types.js';
 import { createScheduler, parseSchedulerConfig } from './schedulers/index.js';
 import { FlowMatchEulerDiscreteScheduler, fluxSigmas, parseFlowMatchSchedulerConfig } from './schedulers/flowMatchEuler.js';
+import { isOutputFormat, outputFormatList } from './imageIO.js';
 import type { OutputFormat, TargetSize } from './imageIO.js';
 import { InferenceError } from './errors.js';
 import { normalizeSeed, randomSeed } from './random.js';
@@ -147,7 +148,7 @@ export function resolveEditOptions(spec: ModelSpec, imageCount: number, options:
     maxSequenceLength = integerIn('maxSequenceLength', options.maxSequenceLength, 1, spec.limits.maxSequenceLength);
   } else maxSequenceLength = d.maxSequenceLength ?? null;
   const outputFormat = options.outputFormat ?? 'png';
-  if (!['png', 'jpeg', 'webp'].includes(outputFormat)) throw bad('outputFormat must be png, jpeg or webp');
+  if (!isOutputFormat(outputFormat)) throw bad(`outputFormat must be ${outputFormatList()}`);
   const outputQuality = options.outputQuality == null ? null : integerIn('outputQuality', options.outputQuality, 1, 100);
   const previewEvery = integerIn('previewEvery', options.previewEvery ?? 0, 0, 10_000);
   const maskBlur = integerIn('maskBlur', options.maskBlur ?? 0, 0, MAX_MASK_BLUR);

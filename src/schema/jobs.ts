@@ -80,7 +80,6 @@ const EditJobRef = builder.objectRef<JobSnapshot>('EditJob').implement({
   }),
 });
 
-const FORMAT: Record<'PNG' | 'JPEG' | 'WEBP', OutputFormat> = { PNG: 'png', JPEG: 'jpeg', WEBP: 'webp' };
 
 builder.queryFields((t) => ({
   editJob: t.field({
@@ -139,7 +138,7 @@ builder.mutationFields((t) => ({
         model: args.model,
         images: inputImages(args.images, args.imageUrls, ctx.edits.limits.maxFileBytes),
         masks: args.masks,
-        options: { ...args, outputFormat: args.outputFormat ? FORMAT[args.outputFormat] : null },
+        options: { ...args, outputFormat: args.outputFormat ? (args.outputFormat.toLowerCase() as OutputFormat) : null },
       }, ctx.principal.owner),
   }),
   cancelEditJob: t.field({

@@ -15,7 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable, Transform } from 'node:stream';
 import type { Logger } from 'pino';
 import type { InferenceEngine } from '../inference/engine.js';
-import type { OutputFormat } from '../inference/imageIO.js';
+import { isOutputFormat, outputFormatList, type OutputFormat } from '../inference/imageIO.js';
 import type { EditOptions } from '../inference/request.js';
 import type { EditSchedulerName } from '../inference/schedulers/types.js';
 import { EDIT_SCHEDULER_NAMES } from '../inference/schedulers/types.js';
@@ -145,7 +145,7 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
   const trueCfg = numberField(form, 'true_cfg_scale', false);
   const guidance = numberField(form, 'guidance_scale', false);
   const format = stringField(form, 'output_format')?.toLowerCase();
-  if (format !== undefined && !['png', 'jpeg', 'webp'].includes(format)) throw new RestError('BAD_USER_INPUT', 'output_format must be png, jpeg or webp', 'output_format');
+  if (format !== undefined && !isOutputFormat(format)) throw new RestError('BAD_USER_INPUT', `output_format must be ${outputFormatList()}`, 'output_format');
   const compression = numberField(form, 'output_compression', true);
   if (compression !== undefined && (compression < 0 || compression > 100)) throw new RestError('BAD_USER_INPUT', 'output_compression must be from 0 to 100', 'output_compression');
   const scheduler = stringField(form, 'scheduler')?.toUpperCase();
