@@ -1,6 +1,7 @@
 /** Model, its defaults and limits, and the `models` query. */
 import type { ModelSpec } from '../inference/modelFolder.js';
 import { builder } from './builder.js';
+import { PIPELINE_FAMILIES } from '../inference/pipelines/index.js';
 import { SchedulerNameEnum } from './enums.js';
 
 type ModelView = { spec: ModelSpec; isDefault: boolean };
@@ -31,7 +32,7 @@ const ModelLimitsRef = builder.objectRef<ModelSpec['limits']>('ModelLimits').imp
 const ModelRef = builder.objectRef<ModelView>('Model').implement({
   fields: (t) => ({
     id: t.id({ resolve: (m) => m.spec.id }),
-    kind: t.string({ description: 'The pipeline family, e.g. instruct-pix2pix or img2img.', resolve: (m) => m.spec.family }),
+    kind: t.string({ description: `The pipeline family: ${PIPELINE_FAMILIES.map((f) => f.kind).join(', ')}.`, resolve: (m) => m.spec.family }),
     isDefault: t.boolean({ resolve: (m) => m.isDefault }),
     description: t.string({ resolve: (m) => m.spec.description }),
     defaults: t.field({ type: ModelDefaultsRef, resolve: (m) => m.spec.defaults }),
