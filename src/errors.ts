@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'OUT_OF_MEMORY'
   | 'CANCELLED'
   | 'TIMEOUT'
+  | 'JOB_LOST'
   | 'MODEL_ERROR'
   | 'INTERNAL';
 
@@ -49,6 +50,8 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   OUT_OF_MEMORY: 507,
   CANCELLED: 409,
   TIMEOUT: 504,
+  /** The job's state vanished from Redis (restarted without persistence): resubmit it. */
+  JOB_LOST: 410,
   MODEL_ERROR: 500,
   INTERNAL: 500,
 };

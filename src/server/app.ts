@@ -22,6 +22,7 @@ import { InferenceEngine, type EngineConfig } from '../inference/engine.js';
 import { JobService } from '../jobs/jobService.js';
 import type { JobBackend } from '../jobs/types.js';
 import { RedisJobBackend } from '../jobs/redisJobs.js';
+import { watchRedis, type RedisLog } from '../jobs/redisShared.js';
 import { startRedisWorker, type RedisWorkerConfig } from '../jobs/redisWorker.js';
 import { EditService } from '../jobs/editService.js';
 import { buildSchema, type GraphQLContext } from '../schema/index.js';
@@ -74,6 +75,7 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
         maxInputBytes: config.maxTotalBytes,
         tenantQuota,
         log: (fields, message) => log.info(fields, message),
+        redisLog: redisLog(log),
         onEvent: (event) => metrics.observe(event),
       })
     : new JobService(engine, {
@@ -195,7 +197,10 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname === '/healthz') {
-      sendJson(res, shuttingDown ? 503 : 200, { status: shuttingDown ? 'shutting-down' : 'ok', models: engine.models().map((m) => m.id), providers: engine.providers(), warnings: Object.fromEntries(engine.models().filter((m) => m.warnings.length > 0).map((m) => [m.id, m.warnings])) });
+      // Redis mode: unhealthy (503, with the reason) while the job store does not answer.
+      const redisProblem = !shuttingDown && jobs instanceof RedisJobBackend ? await jobs.health() : null;
+      const status = shuttingDown ? 'shutting-down' : redisProblem ? 'redis-unavailable' : 'ok';
+      sendJson(res, status === 'ok' ? 200 : 503, { status, ...(redisProblem ? { reason: redisProblem } : {}), models: engine.models().map((m) => m.id), providers: engine.providers(), warnings: Object.fromEntries(engine.models().filter((m) => m.warnings.length > 0).map((m) => [m.id, m.warnings])) });
       return;
     }
     if (url.pathname === '/' || url.pathname === '/favicon.ico' || url.pathname.startsWith('/ui/')) {
@@ -367,7 +372,13 @@ export function redisWorkerConfig(config: ServerConfig, log: Logger): RedisWorke
     attempts: config.jobAttempts,
     stallMs: config.jobStallSeconds * 1000,
     log: (fields, message) => log.info(fields, message),
+    redisLog: redisLog(log),
   };
+}
+
+/** pino's levels as the Redis helpers' structured log sink. */
+export function redisLog(log: Logger): RedisLog {
+  return { info: (f, m) => log.info(f, m), warn: (f, m) => log.warn(f, m), debug: (f, m) => log.debug(f, m) };
 }
 
 export function engineConfig(config: ServerConfig, log: Logger, threading: EngineConfig['threading']): EngineConfig {
