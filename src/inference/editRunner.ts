@@ -38,6 +38,28 @@ export interface EditInput {
   mask?: Uint8Array | null;
   /** Original file name, used by the CLI to name outputs. */
   name?: string;
+  /** Declared width × height (the probe at submission), for the job queue's merging decisions. */
+  pixels?: number;
+}
+
+/** [issue 16 item 5] Inputs decoded at once per pipeline run (each may be up to MAX_INPUT_PIXELS). */
+export const DECODE_CONCURRENCY = 2;
+
+/** Bytes a decoded input holds for the whole run: planar float RGB at the output size, and its mask. */
+export const decodedInputBytes = (width: number, height: number, masked = false): number => width * height * 4 * (masked ? 4 : 3);
+
+/** `fn` over `items` with at most `limit` calls in flight; results in order. */
+async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return out;
 }
 
 export interface OutputImage {
@@ -145,9 +167,11 @@ function planBatches(spec: ModelSpec, edit: ResolvedEdit, tasks: readonly { edit
     });
   });
   const branches = spec.pipeline.guidanceBranches(edit);
+  // [issue 16 item 5] The decoded inputs stay in memory for the whole run: the batches get the rest.
+  const heldBytes = tasks.reduce((sum, { decoded }) => sum + decoded.reduce((n, img) => n + img.data.byteLength + (img.mask?.byteLength ?? 0), 0), 0);
   const batches: TaskBatch[] = [];
   for (const group of groups.values()) {
-    const sizes = planMicroBatches(group.items.length, spec.memory, { width: group.width, height: group.height, vaeScaleFactor: spec.vaeScaleFactor, branches }, memoryBudgetBytes);
+    const sizes = planMicroBatches(group.items.length, spec.memory, { width: group.width, height: group.height, vaeScaleFactor: spec.vaeScaleFactor, branches }, memoryBudgetBytes - heldBytes);
     let offset = 0;
     for (const size of sizes) {
       batches.push({ items: group.items.slice(offset, offset + size), width: group.width, height: group.height });
@@ -191,11 +215,16 @@ async function runEditsWith(scratch: Scratch, runtime: ModelRuntime, tasks: read
     const shared = tasks[0]!.edit;
     const multiple = sizeMultiple(spec);
     const [dw, dh] = spec.defaults.size.split('x').map(Number);
-    const decodedPerTask = await Promise.all(
-      tasks.map(async (task, t) => {
+    // Merged tasks are decoded one after another (DECODE_CONCURRENCY inputs at a time overall).
+    const decodedPerTask = await mapBounded(
+      tasks, 1, async (task, t) => {
         try {
-          return await Promise.all(
-            task.inputs.map(async (input, i) => {
+          // [issue 16 item 5] Bounded: each decode briefly holds its whole source image (up to
+          // MAX_INPUT_PIXELS × 4 bytes in libvips), so 16 large inputs at once peaked at gigabytes.
+          return await mapBounded(
+            task.inputs,
+            DECODE_CONCURRENCY,
+            async (input, i) => {
               const limits = { maxInputPixels: options.maxInputPixels };
               const image = await decodeToTensor(input.bytes, task.edit.size, {
                 multiple,
@@ -211,13 +240,13 @@ async function runEditsWith(scratch: Scratch, runtime: ModelRuntime, tasks: read
                 if (err instanceof ImageDecodeError) throw new InferenceError(err.code, `masks[${i}]: ${err.message}`);
                 throw err;
               }
-            }),
+            },
           );
         } catch (err) {
           fail(t, err);
-          return [];
+          return [] as DecodedInput[];
         }
-      }),
+      },
     );
     const decodeMs = performance.now() - started;
     let batches: TaskBatch[];

@@ -14,6 +14,14 @@
 import sharp from 'sharp';
 import { encodePlanarPng, encodePng } from './pngEncoder.js';
 
+// [issue 16 item 5] libvips' operation cache keeps decoded pixel buffers of recent inputs (up to
+// 50 MB and 100 operations by default) after a job: every input is decoded once, so it only holds
+// memory. Off (process-wide; sharp is shared by every thread).
+sharp.cache(false);
+
+/** Longest side over shortest side an input may have (10 000 000 × 4 PNGs fit the pixel bound). */
+export const DEFAULT_MAX_INPUT_ASPECT_RATIO = 64;
+
 export type OutputFormat = 'png' | 'jpeg' | 'webp';
 export type InputFormat = 'png' | 'jpeg' | 'webp' | 'avif' | 'tiff' | 'gif';
 
@@ -23,6 +31,8 @@ export const ACCEPTED_INPUT_FORMATS: readonly InputFormat[] = ['png', 'jpeg', 'w
 export interface DecodeLimits {
   /** Upper bound on the declared width*height of the input (sharp limitInputPixels). Positive integer. */
   maxInputPixels: number;
+  /** Upper bound on longest side / shortest side (default DEFAULT_MAX_INPUT_ASPECT_RATIO). */
+  maxAspectRatio?: number;
 }
 
 export interface DecodedImage {
@@ -261,6 +271,13 @@ export async function probeImage(bytes: Uint8Array, limits: DecodeLimits): Promi
     throw new ImageDecodeError('INVALID_IMAGE', 'image has no valid dimensions');
   }
   if (rawW * rawH > limit) throw tooLarge(rawW, rawH, limit);
+  // [issue 16 item 5] An extreme aspect ratio within the pixel bound (10 000 000 × 4) would be
+  // scaled up to cover the output size (a 1.28-gigapixel intermediate for 512×512) and then fail
+  // as "corrupt": it is refused here, from the header, naming the limit.
+  const maxRatio = limits.maxAspectRatio ?? DEFAULT_MAX_INPUT_ASPECT_RATIO;
+  if (Math.max(rawW, rawH) / Math.min(rawW, rawH) > maxRatio) {
+    throw new ImageDecodeError('IMAGE_TOO_LARGE', `image is too large along one side: ${rawW}x${rawH} has an aspect ratio of ${Math.round(Math.max(rawW, rawH) / Math.min(rawW, rawH))}:1, over the limit of ${maxRatio}:1`);
+  }
   const swap = (meta.orientation ?? 1) >= 5;
   return { format, width: swap ? rawH : rawW, height: swap ? rawW : rawH };
 }

@@ -25,7 +25,14 @@ export interface UploadLimits {
   maxFileBytes: number;
   maxTotalBytes: number;
   maxInputPixels: number;
+  /** Declared pixels of all of a job's inputs (IMAGE_TOO_LARGE past it). */
+  maxJobInputPixels?: number;
+  /** Declared input pixels of this process's unfinished jobs and submissions in progress (QUEUE_FULL past it). */
+  maxProcessInputPixels?: number;
 }
+
+/** Masks decoded at once at submission (each is decoded in full to be checked). */
+const MASK_DECODE_CONCURRENCY = 2;
 
 export interface EditSubmission {
   model?: string | null;
@@ -36,7 +43,23 @@ export interface EditSubmission {
 }
 
 export class EditService {
+  /** Declared input pixels of submissions being checked right now. */
+  private submittingPixels = 0;
+  private decodingMasks = 0;
+  private readonly maskWaiters: (() => void)[] = [];
+
   constructor(private readonly engine: InferenceEngine, private readonly jobs: JobBackend, readonly limits: UploadLimits) {}
+
+  private async maskSlot<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.decodingMasks >= MASK_DECODE_CONCURRENCY) await new Promise<void>((r) => this.maskWaiters.push(r));
+    this.decodingMasks += 1;
+    try {
+      return await fn();
+    } finally {
+      this.decodingMasks -= 1;
+      this.maskWaiters.shift()?.();
+    }
+  }
 
   /** Checks and queues an edit owned by `owner` (a principal's id, src/server/auth.ts). */
   async submit(submission: EditSubmission, owner: string): Promise<JobSnapshot> {
@@ -65,18 +88,39 @@ export class EditService {
       if (err instanceof ImageDecodeError) throw new InferenceError(err.code, `${what}${f.name ? ` (${f.name})` : ''}: ${err.message}`);
       throw err;
     };
-    const inputs = await Promise.all(
+    // Headers only first (no pixels are decoded): the declared sizes decide before any work.
+    const probed = await Promise.all(
       files.map(async (f, i) => {
         const bytes = new Uint8Array(await f.arrayBuffer());
         const probe = await probeImage(bytes, limits).catch(named(`images[${i}]`, f));
-        const maskFile = masks[i];
-        if (!maskFile) return { bytes, name: f.name };
-        const mask = new Uint8Array(await maskFile.arrayBuffer());
-        // Decoded in full now, so a bad mask is refused before a job exists.
-        await decodeMask(mask, probe, probe, { limits }).catch(named(`masks[${i}]`, maskFile));
-        return { bytes, name: f.name, mask };
+        return { bytes, name: f.name, probe, pixels: probe.width * probe.height };
       }),
     );
-    return this.jobs.submit(spec.id, edit, inputs, owner);
+    const pixels = probed.reduce((n, p) => n + p.pixels, 0);
+    const jobCap = this.limits.maxJobInputPixels;
+    if (jobCap !== undefined && pixels > jobCap) {
+      throw new ServiceError('IMAGE_TOO_LARGE', `the images total ${pixels} pixels; the limit is ${jobCap} pixels per job (MAX_JOB_INPUT_PIXELS)`);
+    }
+    const processCap = this.limits.maxProcessInputPixels;
+    const pending = (this.jobs.pendingInputPixels?.() ?? 0) + this.submittingPixels;
+    if (processCap !== undefined && pending + pixels > processCap) {
+      throw new ServiceError('QUEUE_FULL', `the server holds ${pending} pixels of input images and this job has ${pixels}; the limit is ${processCap} (MAX_PROCESS_INPUT_PIXELS): retry later`, { retryAfterSeconds: 5 });
+    }
+    this.submittingPixels += pixels;
+    try {
+      const inputs = await Promise.all(
+        probed.map(async ({ bytes, name, probe, pixels: p }, i) => {
+          const maskFile = masks[i];
+          if (!maskFile) return { bytes, name, pixels: p };
+          const mask = new Uint8Array(await maskFile.arrayBuffer());
+          // Decoded in full now, so a bad mask is refused before a job exists.
+          await this.maskSlot(() => decodeMask(mask, probe, probe, { limits })).catch(named(`masks[${i}]`, maskFile));
+          return { bytes, name, mask, pixels: p };
+        }),
+      );
+      return await this.jobs.submit(spec.id, edit, inputs, owner);
+    } finally {
+      this.submittingPixels -= pixels;
+    }
   }
 }

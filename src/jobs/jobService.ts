@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { InferenceEngine } from '../inference/engine.js';
 import type { EditInput } from '../inference/editRunner.js';
-import { mergeKey, outputsPerBatch } from '../inference/editRunner.js';
+import { decodedInputBytes, mergeKey, outputsPerBatch } from '../inference/editRunner.js';
 import type { ResolvedEdit } from '../inference/request.js';
 import { ServiceError, toServiceError } from '../errors.js';
 import { JobEventStream } from './eventStream.js';
@@ -23,6 +23,8 @@ export interface JobServiceConfig {
   jobTimeoutMs: number;
   /** Cross-request batching: run compatible queued jobs in one pipeline call (default true). */
   mergeJobs?: boolean;
+  /** Declared input pixels of all jobs merged into one pipeline call (default: no bound). */
+  maxMergedInputPixels?: number;
   /** Per-owner bounds on unfinished jobs (null: none, e.g. with auth off: one tenant). */
   tenantQuota?: TenantQuota | null;
   /** Sees every event of every job (metrics). */
@@ -34,6 +36,8 @@ interface Job {
   snapshot: JobSnapshot;
   edit: ResolvedEdit;
   inputs: EditInput[] | null;
+  /** Declared pixels of its inputs (0 when unknown). */
+  pixels: number;
   enqueuedAt: number;
   abort: AbortController;
   abortReason: 'CANCELLED' | 'TIMEOUT' | null;
@@ -91,6 +95,7 @@ export class JobService implements JobBackend {
       },
       edit,
       inputs,
+      pixels: inputs.reduce((n, i) => n + (i.pixels ?? 0), 0),
       enqueuedAt: performance.now(),
       abort: new AbortController(),
       abortReason: null,
@@ -139,6 +144,12 @@ export class JobService implements JobBackend {
     job.subscribers.add(stream);
     if (current) stream.push(current);
     return stream;
+  }
+
+  pendingInputPixels(): number {
+    let pixels = 0;
+    for (const job of this.jobs.values()) if (job.inputs) pixels += job.pixels;
+    return pixels;
   }
 
   stats(): { queued: number; running: number; jobs: number } {
@@ -220,12 +231,22 @@ export class JobService implements JobBackend {
     const key = mergeKey(head.edit);
     if (this.config.mergeJobs === false || key === null) return group;
     const spec = this.engine.model(head.snapshot.modelId);
-    const capacity = outputsPerBatch(spec, head.edit, this.engine.memoryBudgetBytes);
+    // [issue 16 item 5] Decoded inputs count: each job's inputs are held (at the output size) for
+    // the whole call, so they come off the budget, and the declared source pixels of a merged call
+    // stay within one job's bound.
+    const { width, height } = head.edit.size as { width: number; height: number };
+    const held = (job: Job): number => job.snapshot.inputImages * decodedInputBytes(width, height, job.inputs?.some((i) => i.mask) ?? false);
+    const maxPixels = this.config.maxMergedInputPixels ?? Number.POSITIVE_INFINITY;
+    let heldBytes = held(head);
+    let pixels = head.pixels;
     let outputs = head.snapshot.inputImages * head.edit.n;
     for (const job of [...this.queue]) {
       const more = job.snapshot.inputImages * job.edit.n;
-      if (job.snapshot.modelId !== head.snapshot.modelId || mergeKey(job.edit) !== key || outputs + more > capacity) continue;
+      if (job.snapshot.modelId !== head.snapshot.modelId || mergeKey(job.edit) !== key || pixels + job.pixels > maxPixels) continue;
+      if (outputs + more > outputsPerBatch(spec, head.edit, this.engine.memoryBudgetBytes - heldBytes - held(job))) continue;
       outputs += more;
+      heldBytes += held(job);
+      pixels += job.pixels;
       group.push(job);
       this.queue.splice(this.queue.indexOf(job), 1);
     }

@@ -68,6 +68,8 @@ export interface JobBackend {
   /** The job's current state first, then live events; ends after exactly one terminal event. */
   subscribe(id: string): AsyncIterableIterator<JobEvent> | Promise<AsyncIterableIterator<JobEvent>>;
   stats(): { queued: number; running: number; jobs: number } | Promise<{ queued: number; running: number; jobs: number }>;
+  /** Declared input pixels of this process's unfinished jobs (in memory); absent where jobs live elsewhere. */
+  pendingInputPixels?(): number;
   shutdown(graceMs: number): Promise<void>;
 }
 

@@ -83,6 +83,7 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
         maxQueuedJobs: config.maxQueuedJobs,
         jobTimeoutMs: config.jobTimeoutSeconds * 1000,
         mergeJobs: config.mergeJobs,
+        maxMergedInputPixels: config.maxJobInputPixels,
         tenantQuota,
         log: (fields, message) => log.info(fields, message),
         onEvent: (event) => metrics.observe(event),
@@ -94,6 +95,8 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
     maxFileBytes: config.maxFileBytes,
     maxTotalBytes: config.maxTotalBytes,
     maxInputPixels: config.maxInputPixels,
+    maxJobInputPixels: config.maxJobInputPixels,
+    maxProcessInputPixels: config.maxProcessInputPixels,
   });
   const access = new JobAccess(jobs);
   /** The admitted principal of each HTTP request and websocket upgrade request. */

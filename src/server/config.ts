@@ -22,6 +22,10 @@ export interface ServerConfig {
   maxFileBytes: number;
   maxTotalBytes: number;
   maxInputPixels: number;
+  /** Declared pixels of all inputs of one job (and of jobs merged into one pipeline call). */
+  maxJobInputPixels: number;
+  /** Declared input pixels of unfinished jobs and submissions in progress in this process. */
+  maxProcessInputPixels: number;
   /** zlib level 0–9 of PNG outputs. */
   pngCompressionLevel: number;
   retentionSeconds: number;
@@ -151,6 +155,8 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     maxFileBytes: int(env, 'MAX_FILE_BYTES', 20 * mb, 1),
     maxTotalBytes: int(env, 'MAX_TOTAL_BYTES', 100 * mb, 1),
     maxInputPixels: int(env, 'MAX_INPUT_PIXELS', DEFAULT_MAX_INPUT_PIXELS, 1),
+    maxJobInputPixels: int(env, 'MAX_JOB_INPUT_PIXELS', 200_000_000, 1),
+    maxProcessInputPixels: int(env, 'MAX_PROCESS_INPUT_PIXELS', 800_000_000, 1),
     pngCompressionLevel: pngLevel(env),
     retentionSeconds: int(env, 'JOB_RETENTION_SECONDS', 900, 1),
     maxQueuedJobs: int(env, 'MAX_QUEUED_JOBS', 100, 1),
