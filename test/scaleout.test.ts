@@ -40,7 +40,7 @@ function start(env: Record<string, string>): Proc {
   };
 }
 
-async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 30_000): Promise<void> {
+async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 120_000): Promise<void> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
     try {
