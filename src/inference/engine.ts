@@ -25,6 +25,8 @@ export interface EngineConfig {
   intraOpThreads?: number;
   /** ONNX Runtime pool threads busy-wait between operators (see SessionConfig). */
   allowSpinning?: boolean;
+  /** ONNX Runtime's CPU memory arena (see SessionConfig; default off). */
+  cpuMemArena?: boolean;
   /** Memory a batch may use; default half of this machine's RAM. */
   memoryBudgetBytes?: number;
   /** Decoded-pixel bound per input (decompression-bomb guard). */
@@ -91,7 +93,7 @@ export class InferenceEngine {
   private async open(): Promise<void> {
     const provider = this.config.provider ?? 'cpu';
     if (this.config.threading === 'inline') {
-      this.host = await ModelHost.open([...this.specs.values()], { provider, intraOpThreads: this.config.intraOpThreads, allowSpinning: this.config.allowSpinning, log: this.config.log });
+      this.host = await ModelHost.open([...this.specs.values()], { provider, intraOpThreads: this.config.intraOpThreads, allowSpinning: this.config.allowSpinning, cpuMemArena: this.config.cpuMemArena, log: this.config.log });
       this.providersById = this.host.providers();
       return;
     }
@@ -100,6 +102,7 @@ export class InferenceEngine {
       provider,
       intraOpThreads: this.config.intraOpThreads,
       allowSpinning: this.config.allowSpinning,
+      cpuMemArena: this.config.cpuMemArena,
     };
     const isTs = import.meta.url.endsWith('.ts');
     const workerUrl = new URL(isTs ? 'worker.ts' : 'worker.js', import.meta.url).href;

@@ -17,7 +17,7 @@ const post = (message: WorkerResponse, transfer: ArrayBuffer[] = []): void => po
 let host: ModelHost;
 try {
   const specs = init.models.map((m) => readModelFolder(m.dir, m.id));
-  host = await ModelHost.open(specs, { provider: init.provider, intraOpThreads: init.intraOpThreads, allowSpinning: init.allowSpinning, log: (message) => post({ type: 'log', message }) });
+  host = await ModelHost.open(specs, { provider: init.provider, intraOpThreads: init.intraOpThreads, allowSpinning: init.allowSpinning, cpuMemArena: init.cpuMemArena, log: (message) => post({ type: 'log', message }) });
   post({ type: 'ready', providers: host.providers() });
 } catch (err) {
   post({ type: 'init-error', message: (err as Error).message });

@@ -391,6 +391,7 @@ export function engineConfig(config: ServerConfig, log: Logger, threading: Engin
     provider: config.provider,
     intraOpThreads: config.intraOpThreads,
     allowSpinning: config.ortAllowSpinning,
+    cpuMemArena: config.ortCpuMemArena,
     memoryBudgetBytes: config.memoryBudgetBytes,
     maxInputPixels: config.maxInputPixels,
     pngCompressionLevel: config.pngCompressionLevel,

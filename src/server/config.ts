@@ -17,6 +17,8 @@ export interface ServerConfig {
   intraOpThreads: number | undefined;
   /** ONNX Runtime pool threads busy-wait between operators. */
   ortAllowSpinning: boolean;
+  /** ONNX Runtime's CPU memory arena (keeps the largest run's memory between jobs). */
+  ortCpuMemArena: boolean;
   memoryBudgetBytes: number;
   maxImagesPerJob: number;
   maxFileBytes: number;
@@ -150,6 +152,7 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     provider: provider as ExecutionProviderName,
     intraOpThreads: env.ORT_INTRA_OP_THREADS ? int(env, 'ORT_INTRA_OP_THREADS', 0, 1) : undefined,
     ortAllowSpinning: bool(env, 'ORT_ALLOW_SPINNING', false),
+    ortCpuMemArena: bool(env, 'ORT_CPU_MEM_ARENA', false),
     memoryBudgetBytes: env.MEMORY_BUDGET_MB ? int(env, 'MEMORY_BUDGET_MB', 0, 1) * mb : defaultMemoryBudget(),
     maxImagesPerJob: int(env, 'MAX_IMAGES_PER_JOB', 16, 1),
     maxFileBytes: int(env, 'MAX_FILE_BYTES', 20 * mb, 1),
