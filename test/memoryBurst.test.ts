@@ -27,10 +27,16 @@ const [W, H] = (process.env.MEMORY_BURST_INPUT ?? '5000x5000').split('x').map(Nu
 const OUTPUT = process.env.MEMORY_BURST_OUTPUT ?? '512x512';
 /** MAX_JOB_INPUT_PIXELS of the child server. */
 const JOB_CAP = Number(process.env.MEMORY_BURST_JOB_PIXELS ?? 600_000_000);
-/** Peak RSS above the idle baseline for each burst. */
-const PEAK_BOUND_MB = Number(process.env.MEMORY_BURST_PEAK_MB ?? 900);
-/** RSS above the idle baseline SETTLE_S seconds after each burst has finished. */
-const SETTLED_BOUND_MB = Number(process.env.MEMORY_BURST_SETTLED_MB ?? 350);
+/**
+ * Peak RSS above the idle baseline for each burst. Before issue 16 item 5 (main at 2026-12-02): +1696 MB
+ * for the 16-image job, and +2653 MB over the idle baseline by the end of the 20 uploads.
+ */
+const PEAK_BOUND_MB = Number(process.env.MEMORY_BURST_PEAK_MB ?? 1600);
+/**
+ * RSS above the idle baseline SETTLE_S seconds after each burst. Before: +1695 MB after the first
+ * burst, +2512 MB after the second (nothing went back). The scratch pool keeps up to 256 MiB by design.
+ */
+const SETTLED_BOUND_MB = Number(process.env.MEMORY_BURST_SETTLED_MB ?? 600);
 
 function memory(pid: number): { rss: number; hwm: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -48,7 +54,7 @@ function resetPeak(pid: number): void {
 }
 
 /** Seconds to wait after a burst before reading the settled RSS. */
-const SETTLE_S = Number(process.env.MEMORY_BURST_SETTLE_S ?? 10);
+const SETTLE_S = Number(process.env.MEMORY_BURST_SETTLE_S ?? 20);
 const mb = (bytes: number): number => Math.round(bytes / MB);
 
 describe('memory under hostile uploads (child server process)', { timeout: 300_000 }, () => {
@@ -56,6 +62,8 @@ describe('memory under hostile uploads (child server process)', { timeout: 300_0
   let url = '';
   let output = '';
   let solid: Buffer;
+  /** RSS of the idle, warmed-up server: every burst is measured against it. */
+  let baseline = 0;
 
   before(async () => {
     const port = await freePort();
@@ -75,6 +83,8 @@ describe('memory under hostile uploads (child server process)', { timeout: 300_0
     // Warm up (model sessions, first pipeline call, scratch) so the baseline is the idle server.
     const warm = await postMultipart<{ editImages: { id: string } }>(url, SUBMIT, { size: OUTPUT }, [{ bytes: await sharp({ create: { width: 64, height: 64, channels: 3, background: '#888' } }).png().toBuffer(), name: 'w.png' }]);
     await collectSse<Ev>(url, EVENTS, { id: warm.body.data!.editImages.id });
+    await new Promise((r) => setTimeout(r, 2000));
+    baseline = memory(child.pid!).rss;
   });
 
   after(() => {
@@ -82,10 +92,8 @@ describe('memory under hostile uploads (child server process)', { timeout: 300_0
   });
 
   async function burst(name: string, run: () => Promise<void>): Promise<void> {
-    await new Promise((r) => setTimeout(r, 2000));
-    const baseline = memory(child.pid!).rss;
     resetPeak(child.pid!);
-    let peak = baseline;
+    let peak = memory(child.pid!).rss;
     const sampler = setInterval(() => (peak = Math.max(peak, memory(child.pid!).rss)), 50);
     await run();
     clearInterval(sampler);

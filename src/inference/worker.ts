@@ -5,6 +5,8 @@
  * this thread's event loop is busy while a job runs.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { ModelHost } from './modelHost.js';
 import { readModelFolder } from './modelFolder.js';
 import type { WorkerInit, WorkerRequest, WorkerResponse } from './workerProtocol.js';
@@ -13,6 +15,14 @@ import { InferenceError } from './errors.js';
 const port = parentPort!;
 const init = workerData as WorkerInit;
 const post = (message: WorkerResponse, transfer: ArrayBuffer[] = []): void => port.postMessage(message, transfer);
+
+// [issue 16 item 5] ONNX Runtime's outputs live in external buffers that only go back when V8
+// collects their wrappers; this thread allocates little JavaScript, so after a large run that could
+// take minutes (measured: RSS 0.5–1 GB above idle 20 s after a burst). One full collection once the
+// thread is idle gives them back.
+setFlagsFromString('--expose-gc');
+const collectGarbage = runInNewContext('gc') as (() => void) | undefined;
+let runsInFlight = 0;
 
 let host: ModelHost;
 try {
@@ -30,6 +40,7 @@ port.on('message', (message: WorkerRequest) => {
     return;
   }
   const { modelId, runs, options } = message;
+  runsInFlight += 1;
   void host.run(
     modelId,
     runs.map(({ runId, edit, inputs, cancelFlag }) => {
@@ -48,5 +59,8 @@ port.on('message', (message: WorkerRequest) => {
       };
     }),
     options,
-  );
+  ).finally(() => {
+    runsInFlight -= 1;
+    if (runsInFlight === 0 && collectGarbage) setTimeout(() => runsInFlight === 0 && collectGarbage(), 50);
+  });
 });
