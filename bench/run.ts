@@ -167,7 +167,7 @@ async function main(): Promise<void> {
   const latent = SIZE / spec.vaeScaleFactor;
   const branches = 3; // InstructPix2Pix with guidance: the pipeline runs 3 UNet rows per item
   const hidden = 64;
-  const rawSpeedup = await rawOrtSpeedup(spec.paths.unet, IMAGES, branches, latent, hidden);
+  const rawSpeedup = await rawOrtSpeedup(spec.paths.unet!, IMAGES, branches, latent, hidden);
   const speedup = median(batchRatios);
 
   // --- cross-request batching: C concurrent single-image clients through the queue, merged vs not.

@@ -27,9 +27,14 @@ import { buildBpeTokenizerJson, buildTokenizerConfigJson } from './tokenizerBuil
 
 export const EXPORT_GENERATIONS = ['optimum-1.22', 'optimum-1.23', 'optimum-1.24', 'diffusers-onnx'] as const;
 export type ExportGeneration = (typeof EXPORT_GENERATIONS)[number];
-export type FixtureFamily = 'instruct-pix2pix' | 'img2img' | 'inpaint';
+export type FixtureFamily = 'instruct-pix2pix' | 'img2img' | 'inpaint' | 'sdxl-img2img' | 'sdxl-inpaint';
 
-const UNET_CHANNELS: Record<FixtureFamily, number> = { 'instruct-pix2pix': 8, img2img: 4, inpaint: 9 };
+const UNET_CHANNELS: Record<FixtureFamily, number> = { 'instruct-pix2pix': 8, img2img: 4, inpaint: 9, 'sdxl-img2img': 4, 'sdxl-inpaint': 9 };
+const isSdxl = (f: FixtureFamily): boolean => f.startsWith('sdxl');
+/** SDXL's VAE scaling factor (its folders ship 0.13025). */
+export const SDXL_SCALING_FACTOR = 0.13025;
+/** Widths of the fixture's two SDXL encoders' hidden states (CLIP-L 768 and bigG 1280 in SDXL). */
+const SDXL_WIDTHS = [HIDDEN, 8] as const;
 
 export interface ExportFixtureOptions {
   generation: ExportGeneration;
@@ -88,10 +93,13 @@ function tracedTimesteps(g: GraphBuilder, timestep: string, io: Io, sample: stri
 function unetGraph(o: ExportFixtureOptions, io: Io): GraphBuilder {
   const g = new GraphBuilder('unet');
   const diffusers = o.generation === 'diffusers-onnx';
+  const sdxl = isSdxl(o.family);
   const channels = UNET_CHANNELS[o.family];
+  const sf = sdxl ? SDXL_SCALING_FACTOR : TINY_EDIT_SCALING_FACTOR;
+  const textWidth = sdxl ? SDXL_WIDTHS[0] + SDXL_WIDTHS[1] : HIDDEN;
   const sampleIn = g.input('sample', io.float, diffusers ? ['batch', 'channels', 'height', 'width'] : ['batch_size', channels, 'height', 'width']);
   const timestep = g.input('timestep', io.timestep.type, io.timestep.rank === 0 ? [] : [diffusers ? 'batch' : 'steps']);
-  const textIn = g.input('encoder_hidden_states', io.float, diffusers ? ['batch', 'sequence', HIDDEN] : ['batch_size', 'sequence_length', HIDDEN]);
+  const textIn = g.input('encoder_hidden_states', io.float, diffusers ? ['batch', 'sequence', textWidth] : ['batch_size', 'sequence_length', textWidth]);
   const sample = toFloat32(g, sampleIn, io.float);
   const text = toFloat32(g, textIn, io.float);
   const time = tracedTimesteps(g, timestep, io, sample);
@@ -99,15 +107,36 @@ function unetGraph(o: ExportFixtureOptions, io: Io): GraphBuilder {
   let imageRgb: string;
   if (o.family === 'instruct-pix2pix') imageRgb = slice(g, sample, 4, 7, 1);
   // [noisy ‖ mask ‖ masked-image latents]: the masked image is all the inpainting UNet sees.
-  else if (o.family === 'inpaint') imageRgb = g.op1('Div', [slice(g, sample, 5, 8, 1), g.f32([TINY_EDIT_SCALING_FACTOR], [])]);
+  else if (channels === 9) imageRgb = g.op1('Div', [slice(g, sample, 5, 8, 1), g.f32([sf], [])]);
   else {
     const base = g.f32(IMG2IMG_BASE_RGB.map((v) => 2 * v - 1), [1, 3, 1, 1], 'base_rgb');
     imageRgb = g.op1('Add', [g.op1('Mul', [slice(g, sample, 0, 3, 1), g.f32([0], [])]), base]);
   }
-  const target = editedTarget(g, imageRgb, text, sample);
-  const eps = time.use(exactEpsilon(g, noisy, target, time.rows));
+  const target = editedTarget(g, imageRgb, sdxl ? slice(g, text, 0, HIDDEN, 2) : text, sample, sf);
+  let eps = time.use(exactEpsilon(g, noisy, target, time.rows));
+  if (sdxl) eps = g.op1('Add', [eps, sdxlConditioningPenalty(g, io, sample, text)]);
   g.output('out_sample', fromFloat32(g, eps, io.float), io.float, diffusers ? ['batch', 4, 'height', 'width'] : ['batch_size', 4, 'height', 'width']);
   return g;
+}
+
+/**
+ * SDXL's extra inputs, checked: `text_embeds` must be the second encoder's last-position state,
+ * the two encoders' parts of `encoder_hidden_states` must agree, and `time_ids` must be
+ * [H, W, 0, 0, H, W] for the output size. Any difference adds 1000× itself to ε (a ruined image).
+ */
+function sdxlConditioningPenalty(g: GraphBuilder, io: Io, sample: string, text: string): string {
+  const [w1, w2] = SDXL_WIDTHS;
+  const textEmbeds = toFloat32(g, g.input('text_embeds', io.float, ['batch_size', w2]), io.float);
+  const timeIds = toFloat32(g, g.input('time_ids', io.float, ['batch_size', 6]), io.float);
+  const last = g.op1('Reshape', [g.op1('Gather', [text, g.i64([-1], [])], { axis: 1 }), g.i64([0, w1 + w2])]);
+  const second = slice(g, last, w1, w1 + w2, 1);
+  const gap = (a: string, b: string): string => g.op1('ReduceSum', [g.op1('Abs', [g.op1('Sub', [a, b])]), g.i64([1])], { keepdims: 1 });
+  const shape = g.op1('Cast', [g.op1('Shape', [sample])], { to: 1 });
+  const side = (axis: number): string => g.op1('Mul', [slice(g, shape, axis, axis + 1, 0), g.f32([FIXTURE_VAE_FACTOR], [])]);
+  const zero = g.f32([0]);
+  const expected = g.op1('Concat', [side(2), side(3), zero, zero, side(2), side(3)], { axis: 0 });
+  const total = g.op1('Add', [g.op1('Add', [gap(textEmbeds, second), gap(second, slice(g, last, 0, w2, 1))]), gap(timeIds, expected)]);
+  return g.op1('Reshape', [g.op1('Mul', [total, g.f32([1000], [])]), g.i64([-1, 1, 1, 1])]);
 }
 
 /** 8× average-pool encoder: mean = [pooled RGB in [-1,1], 0]; logvar −30. */
@@ -142,10 +171,30 @@ function vaeDecoderGraph(o: ExportFixtureOptions, io: Io): GraphBuilder {
 }
 
 const PIPELINE_CLASS: Record<ExportGeneration, Record<FixtureFamily, string>> = {
-  'optimum-1.22': { 'instruct-pix2pix': 'ORTStableDiffusionInstructPix2PixPipeline', img2img: 'ORTStableDiffusionImg2ImgPipeline', inpaint: 'ORTStableDiffusionInpaintPipeline' },
-  'optimum-1.23': { 'instruct-pix2pix': 'StableDiffusionInstructPix2PixPipeline', img2img: 'StableDiffusionImg2ImgPipeline', inpaint: 'StableDiffusionInpaintPipeline' },
-  'optimum-1.24': { 'instruct-pix2pix': 'StableDiffusionInstructPix2PixPipeline', img2img: 'StableDiffusionPipeline', inpaint: 'StableDiffusionInpaintPipeline' },
-  'diffusers-onnx': { 'instruct-pix2pix': 'OnnxStableDiffusionInstructPix2PixPipeline', img2img: 'OnnxStableDiffusionPipeline', inpaint: 'OnnxStableDiffusionInpaintPipeline' },
+  'optimum-1.22': { 'instruct-pix2pix': 'ORTStableDiffusionInstructPix2PixPipeline', img2img: 'ORTStableDiffusionImg2ImgPipeline', inpaint: 'ORTStableDiffusionInpaintPipeline', 'sdxl-img2img': 'ORTStableDiffusionXLImg2ImgPipeline', 'sdxl-inpaint': 'ORTStableDiffusionXLInpaintPipeline' },
+  'optimum-1.23': { 'instruct-pix2pix': 'StableDiffusionInstructPix2PixPipeline', img2img: 'StableDiffusionImg2ImgPipeline', inpaint: 'StableDiffusionInpaintPipeline', 'sdxl-img2img': 'StableDiffusionXLImg2ImgPipeline', 'sdxl-inpaint': 'StableDiffusionXLInpaintPipeline' },
+  'optimum-1.24': { 'instruct-pix2pix': 'StableDiffusionInstructPix2PixPipeline', img2img: 'StableDiffusionPipeline', inpaint: 'StableDiffusionInpaintPipeline', 'sdxl-img2img': 'StableDiffusionXLPipeline', 'sdxl-inpaint': 'StableDiffusionXLInpaintPipeline' },
+  'diffusers-onnx': { 'instruct-pix2pix': 'OnnxStableDiffusionInstructPix2PixPipeline', img2img: 'OnnxStableDiffusionPipeline', inpaint: 'OnnxStableDiffusionInpaintPipeline', 'sdxl-img2img': '', 'sdxl-inpaint': '' },
+};
+
+/** SDXL base 1.0's EulerDiscreteScheduler config, keys of other schedulers included, as it ships. */
+export const SDXL_SCHEDULER_CONFIG = {
+  _class_name: 'EulerDiscreteScheduler',
+  _diffusers_version: '0.19.0.dev0',
+  beta_end: 0.012,
+  beta_schedule: 'scaled_linear',
+  beta_start: 0.00085,
+  clip_sample: false,
+  interpolation_type: 'linear',
+  num_train_timesteps: 1000,
+  prediction_type: 'epsilon',
+  sample_max_value: 1.0,
+  set_alpha_to_one: false,
+  skip_prk_steps: true,
+  steps_offset: 1,
+  timestep_spacing: 'leading',
+  trained_betas: null,
+  use_karras_sigmas: false,
 };
 
 /** SD 1.x's PNDM config as every SD 1.x folder ships it (diffusers-onnx fixtures). */
@@ -179,6 +228,8 @@ function clipSlowTokenizerFiles(tokenizer: { model: { vocab: Record<string, numb
 /** Every file of one fixture folder, path → bytes. */
 export function buildExportFixture(o: ExportFixtureOptions): Map<string, Uint8Array> {
   if (o.fp16 && o.generation !== 'optimum-1.24') throw new Error('fp16 fixtures are made for optimum-1.24');
+  if (isSdxl(o.family) && o.generation === 'diffusers-onnx') throw new Error("diffusers' ONNX converter does not export SDXL");
+  const sdxl = isSdxl(o.family);
   const io = ioOf(o);
   const diffusers = o.generation === 'diffusers-onnx';
   const tokenizer = buildBpeTokenizerJson(Object.keys(EDIT_WORDS)) as { model: { vocab: Record<string, number>; merges: (string | [string, string])[] } };
@@ -186,6 +237,7 @@ export function buildExportFixture(o: ExportFixtureOptions): Map<string, Uint8Ar
   const component = diffusers ? ['diffusers', 'OnnxRuntimeModel'] : null;
   files.set('model_index.json', json({
     _class_name: PIPELINE_CLASS[o.generation][o.family],
+    ...(sdxl ? { force_zeros_for_empty_prompt: true, requires_aesthetics_score: false, text_encoder_2: ['transformers', 'CLIPTextModelWithProjection'], tokenizer_2: ['transformers', 'CLIPTokenizer'] } : {}),
     _diffusers_version: diffusers ? '0.24.0' : '0.30.0',
     feature_extractor: ['transformers', 'CLIPImageProcessor'],
     requires_safety_checker: false,
@@ -197,7 +249,7 @@ export function buildExportFixture(o: ExportFixtureOptions): Map<string, Uint8Ar
     vae_decoder: component ?? ['diffusers', 'AutoencoderKL'],
     vae_encoder: component ?? ['diffusers', 'AutoencoderKL'],
   }));
-  files.set('scheduler/scheduler_config.json', json(diffusers ? SD15_PNDM_SCHEDULER_CONFIG : tinyEditSchedulerConfig));
+  files.set('scheduler/scheduler_config.json', json(diffusers ? SD15_PNDM_SCHEDULER_CONFIG : sdxl ? SDXL_SCHEDULER_CONFIG : tinyEditSchedulerConfig));
   files.set('tokenizer/tokenizer_config.json', json(buildTokenizerConfigJson()));
   if (diffusers) for (const [path, bytes] of clipSlowTokenizerFiles(tokenizer)) files.set(path, bytes);
   else files.set('tokenizer/tokenizer.json', json(tokenizer));
@@ -209,7 +261,14 @@ export function buildExportFixture(o: ExportFixtureOptions): Map<string, Uint8Ar
     files.set(`${part}/model.onnx`, model);
     files.set(`${part}/${dataFile}`, data);
   };
-  put('text_encoder', textEncoderGraph(tokenizer.model.vocab, { ids: io.ids, float: io.float }), false);
+  if (sdxl) {
+    put('text_encoder', textEncoderGraph(tokenizer.model.vocab, { ids: io.ids, float: io.float, sdxl: { width: SDXL_WIDTHS[0], projection: false } }), false);
+    put('text_encoder_2', textEncoderGraph(tokenizer.model.vocab, { ids: io.ids, float: io.float, sdxl: { width: SDXL_WIDTHS[1], projection: true } }), false);
+    // SDXL's second tokenizer pads with "!".
+    files.set('tokenizer_2/tokenizer.json', json(tokenizer));
+    files.set('tokenizer_2/tokenizer_config.json', json({ ...buildTokenizerConfigJson(), pad_token: '!' }));
+    files.set('tokenizer_2/special_tokens_map.json', json({ bos_token: '<|startoftext|>', eos_token: '<|endoftext|>', pad_token: '!', unk_token: '<|endoftext|>' }));
+  } else put('text_encoder', textEncoderGraph(tokenizer.model.vocab, { ids: io.ids, float: io.float }), false);
   // diffusers' converter always splits the UNet's weights out (it is > 2 GB in fp32).
   put('unet', unetGraph(o, io), diffusers || !!o.externalData);
   put('vae_encoder', vaeEncoderGraph(o, io), false);
@@ -219,10 +278,11 @@ export function buildExportFixture(o: ExportFixtureOptions): Map<string, Uint8Ar
     const vae = {
       _class_name: 'AutoencoderKL', _diffusers_version: '0.30.0', in_channels: 3, out_channels: 3, latent_channels: 4,
       block_out_channels: [128, 256, 512, 512], down_block_types: Array(4).fill('DownEncoderBlock2D'), up_block_types: Array(4).fill('UpDecoderBlock2D'),
-      sample_size: 512, scaling_factor: TINY_EDIT_SCALING_FACTOR,
+      sample_size: sdxl ? 1024 : 512, scaling_factor: sdxl ? SDXL_SCALING_FACTOR : TINY_EDIT_SCALING_FACTOR, ...(sdxl ? { force_upcast: true } : {}),
     };
     files.set('text_encoder/config.json', json({ architectures: ['CLIPTextModel'], model_type: 'clip_text_model', hidden_size: HIDDEN, max_position_embeddings: MAX_LENGTH, vocab_size: Object.keys(tokenizer.model.vocab).length }));
-    files.set('unet/config.json', json({ _class_name: 'UNet2DConditionModel', _diffusers_version: '0.30.0', in_channels: UNET_CHANNELS[o.family], out_channels: 4, sample_size: 64, cross_attention_dim: HIDDEN, time_cond_proj_dim: null }));
+    files.set('unet/config.json', json({ _class_name: 'UNet2DConditionModel', _diffusers_version: '0.30.0', in_channels: UNET_CHANNELS[o.family], out_channels: 4, sample_size: sdxl ? 128 : 64, cross_attention_dim: sdxl ? SDXL_WIDTHS[0] + SDXL_WIDTHS[1] : HIDDEN, time_cond_proj_dim: null, ...(sdxl ? { addition_embed_type: 'text_time', addition_time_embed_dim: 256, projection_class_embeddings_input_dim: SDXL_WIDTHS[1] + 6 * 256 } : {}) }));
+    if (sdxl) files.set('text_encoder_2/config.json', json({ architectures: ['CLIPTextModelWithProjection'], model_type: 'clip_text_model', hidden_size: SDXL_WIDTHS[1], projection_dim: SDXL_WIDTHS[1], max_position_embeddings: MAX_LENGTH, vocab_size: Object.keys(tokenizer.model.vocab).length }));
     files.set('vae_encoder/config.json', json(vae));
     files.set('vae_decoder/config.json', json(vae));
   }

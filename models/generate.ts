@@ -3,12 +3,16 @@
  *   tsx models/generate.ts            → models/tiny-edit (committed; a test checks the bytes match)
  *   tsx models/generate.ts bench      → .cache/models/bench and bench-img2img (git-ignored, for
  *                                       benchmarks and 8× tests)
+ *   tsx models/generate.ts tiny-flow-edit <dir>  → <dir>/tiny-flow-edit (FLUX Kontext layout) and
+ *                                       <dir>/tiny-sd3-edit (SD3 layout), analytic flow models
  */
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildTinyEditFiles } from './tinyEdit.js';
 import { ensureBenchModel, type BenchFamily } from './bench.js';
 import { writeModelFolder } from './modelFiles.js';
+import { buildFlowEditFiles } from './flowExports.js';
+import { buildSd3EditFiles } from './sd3Exports.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const TINY_EDIT_DIR = join(here, 'tiny-edit');
@@ -20,8 +24,18 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     console.log(`wrote ${TINY_EDIT_DIR}`);
   } else if (which === 'bench') {
     for (const family of ['instruct-pix2pix', 'img2img'] satisfies BenchFamily[]) console.log(`wrote ${await ensureBenchModel({ force: true, family })}`);
+  } else if (which === 'tiny-flow-edit') {
+    const dir = process.argv[3];
+    if (!dir) {
+      console.error('tiny-flow-edit needs a models folder: tsx models/generate.ts tiny-flow-edit <dir>');
+      process.exit(2);
+    }
+    for (const [name, files] of [['tiny-flow-edit', buildFlowEditFiles({ layout: 'kontext', guidance: true })], ['tiny-sd3-edit', buildSd3EditFiles()]] as const) {
+      writeModelFolder(join(resolve(dir), name), files);
+      console.log(`wrote ${join(resolve(dir), name)}`);
+    }
   } else {
-    console.error(`unknown model "${which}" (expected tiny-edit or bench)`);
+    console.error(`unknown model "${which}" (expected tiny-edit, bench or tiny-flow-edit)`);
     process.exit(2);
   }
 }

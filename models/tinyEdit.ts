@@ -84,7 +84,19 @@ export function trainSigmas(): Float32Array {
 }
 
 /** The causal colour-matrix text encoder; `io` sets the port dtypes an exporter declares. */
-export function textEncoderGraph(vocab: Record<string, number>, io: { ids: 'int32' | 'int64'; float: 'float32' | 'float16' } = { ids: 'int32', float: 'float32' }): GraphBuilder {
+export interface TextEncoderIo {
+  ids: 'int32' | 'int64';
+  float: 'float32' | 'float16';
+  /**
+   * SDXL's layout (optimum exports its encoders with `hidden_states.0..2`): the colour matrices
+   * (their first `width` values) are in the penultimate `hidden_states.1` only; the other layers
+   * and `last_hidden_state` hold a constant 5, so reading the wrong layer fails. With
+   * `projection`, `text_embeds` (CLIPTextModelWithProjection) is the last position of layer 1.
+   */
+  sdxl?: { width: number; projection: boolean };
+}
+
+export function textEncoderGraph(vocab: Record<string, number>, io: TextEncoderIo = { ids: 'int32', float: 'float32' }): GraphBuilder {
   const vocabSize = Object.keys(vocab).length;
   const table = new Float32Array(vocabSize * HIDDEN);
   for (let id = 0; id < vocabSize; id++) table.set(identity(), id * HIDDEN);
@@ -104,6 +116,17 @@ export function textEncoderGraph(vocab: Record<string, number>, io: { ids: 'int3
   const all = g.op1('Concat', prefix, { axis: 1 });
   const hidden = g.op1('Reshape', [all, g.i64([0, MAX_LENGTH, HIDDEN])]);
   const out = (x: string): string => (io.float === 'float16' ? g.op1('Cast', [x], { to: 10 }) : x);
+  if (io.sdxl) {
+    const { width, projection } = io.sdxl;
+    const layer = g.op1('Slice', [hidden, g.i64([0]), g.i64([width]), g.i64([2])]);
+    const constant = g.op1('Add', [g.op1('Mul', [layer, g.f32([0], [])]), g.f32([5], [])]);
+    const dims = ['batch_size', MAX_LENGTH, width];
+    g.output('last_hidden_state', out(constant), io.float, dims);
+    for (let k = 0; k < 3; k++) g.output(`hidden_states.${k}`, out(k === 1 ? layer : g.op1('Identity', [constant])), io.float, dims);
+    const last = g.op1('Reshape', [g.op1('Gather', [layer, g.i64([MAX_LENGTH - 1], [])], { axis: 1 }), g.i64([0, width])]);
+    g.output(projection ? 'text_embeds' : 'pooler_output', out(last), io.float, ['batch_size', width]);
+    return g;
+  }
   g.output('last_hidden_state', out(hidden), io.float, ['batch_size', MAX_LENGTH, HIDDEN]);
   const pooled = g.op1('Reshape', [prefix[MAX_LENGTH - 1]!, g.i64([0, HIDDEN])]);
   g.output('pooler_output', out(pooled), io.float, ['batch_size', HIDDEN]);
@@ -121,7 +144,7 @@ export const slice = (g: GraphBuilder, x: string, from: number, to: number, axis
  * x₀ = scaling_factor · edit(image) as 4 latent channels (the 4th zero, shaped like channel 3 of
  * `sample`), where edit is the prompt's colour matrix from the last position of `text`.
  */
-export function editedTarget(g: GraphBuilder, imageRgb: string, text: string, sample: string): string {
+export function editedTarget(g: GraphBuilder, imageRgb: string, text: string, sample: string, scalingFactor = TINY_EDIT_SCALING_FACTOR): string {
   // The whole prompt's edit sits at the last sequence position.
   const edit = g.op1('Reshape', [g.op1('Gather', [text, g.i64([-1], [])], { axis: 1 }), g.i64([0, 4, 4])]);
   const linear = slice(g, slice(g, edit, 0, 3, 1), 0, 3, 2); // [B,3,3]
@@ -130,7 +153,7 @@ export function editedTarget(g: GraphBuilder, imageRgb: string, text: string, sa
   const flat = g.op1('Reshape', [rgb01, g.i64([0, 3, -1])]);
   const edited = g.op1('Add', [g.op1('MatMul', [linear, flat]), offset]);
   const clamped = g.op1('Clip', [edited, g.f32([0], []), g.f32([1], [])]);
-  const targetFlat = g.op1('Mul', [g.op1('Sub', [g.op1('Mul', [clamped, g.f32([2], [])]), g.f32([1], [])]), g.f32([TINY_EDIT_SCALING_FACTOR], [])]);
+  const targetFlat = g.op1('Mul', [g.op1('Sub', [g.op1('Mul', [clamped, g.f32([2], [])]), g.f32([1], [])]), g.f32([scalingFactor], [])]);
   const targetRgb = g.op1('Reshape', [targetFlat, g.op1('Shape', [imageRgb])]);
   const zeroChannel = g.op1('Mul', [slice(g, sample, 3, 4, 1), g.f32([0], [])]);
   return g.op1('Concat', [targetRgb, zeroChannel], { axis: 1 });

@@ -67,7 +67,7 @@ export function buildBpeTokenizerJson(words: string[]): object {
   const vocab: Record<string, number> = {};
   let nextId = 0;
   const add = (token: string): void => {
-    if (Object.prototype.hasOwnProperty.call(vocab, token)) {
+    if (Object.hasOwn(vocab, token)) {
       throw new Error(`buildBpeTokenizerJson: duplicate vocab entry ${JSON.stringify(token)}`);
     }
     vocab[token] = nextId++;

@@ -165,6 +165,14 @@ describe('GraphQL API', () => {
     const noCsrf = await postMultipart(server.url, EditImagesDocument, { prompt: 'x' }, [{ bytes: red, name: 'r.png' }], {});
     assert.equal(noCsrf.status, 403);
   });
+
+  it('decodes every upload in full at submission: a truncated PNG is refused by index and name, and no job is made', async () => {
+    const truncated = big.subarray(0, Math.floor(big.length * 0.6));
+    const res = await postMultipart(server.url, EditImagesDocument, { prompt: 'x', size: '32x32' }, [{ bytes: red, name: 'ok.png' }, { bytes: truncated, name: 'cat.png' }]);
+    assert.equal(res.body.errors?.[0]?.extensions?.code, 'INVALID_IMAGE', JSON.stringify(res.body));
+    assert.match(res.body.errors![0]!.message, /^images\[1\] "cat\.png": /);
+    assert.equal((res.body.data as { editImages?: unknown } | null | undefined)?.editImages ?? null, null);
+  });
 });
 
 describe('GraphQL API with auth', () => {

@@ -26,7 +26,7 @@ describe('backpressure and time limits', () => {
     assert.equal(queued.body.data!.editImages.status, 'QUEUED');
     const refused = await postMultipart(server.url, SUBMIT, { size: '64x64', steps: 2 }, [files[0]!]);
     assert.equal(refused.body.errors?.[0]?.extensions?.code, 'QUEUE_FULL');
-    assert.ok(Number((refused.body.errors?.[0]?.extensions as { retryAfterSeconds?: number }).retryAfterSeconds) > 0);
+    assert.ok(Number((refused.body.errors?.[0]?.extensions as { retryAfterSeconds?: number } | undefined)?.retryAfterSeconds) > 0);
     const form = new FormData();
     form.set('images', new Blob([new Uint8Array(big)]), 'a.png');
     form.set('prompt', 'sepia');

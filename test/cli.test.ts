@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { GraphBuilder } from '../models/onnx/graph.js';
 import { PROJECT_ROOT } from '../src/config.js';
 import { expectedColour, maxChannelDiff, pixelAt, solidPng } from './support/images.js';
 
@@ -50,12 +51,18 @@ describe('edit CLI', () => {
   });
 
   it('checks inputs and the output folder before any model loads, at once', async () => {
-    // A model folder whose catalogue (JSON) is valid but whose sessions cannot load: exit 2 (not 1)
-    // proves each refusal came before the model load.
+    // A model folder whose catalogue (JSON and declared ONNX ports) is valid but whose sessions
+    // cannot load (an operator ONNX Runtime does not have): exit 2 (not 1) proves each refusal
+    // came before the model load.
     const dir = mkdtempSync(join(tmpdir(), 'cli-'));
     const models = join(dir, 'models');
     cpSync(join(PROJECT_ROOT, 'models', 'tiny-edit'), join(models, 'tiny-edit'), { recursive: true });
-    writeFileSync(join(models, 'tiny-edit', 'unet', 'model.onnx'), 'not onnx');
+    const g = new GraphBuilder('unet');
+    const sample = g.input('sample', 'float32', ['batch_size', 8, 'height', 'width']);
+    g.input('timestep', 'float32', ['batch_size']);
+    g.input('encoder_hidden_states', 'float32', ['batch_size', 'sequence_length', 16]);
+    g.output('out_sample', g.op1('NoSuchOperator', [sample]), 'float32', ['batch_size', 4, 'height', 'width']);
+    writeFileSync(join(models, 'tiny-edit', 'unet', 'model.onnx'), g.toBytes());
     writeFileSync(join(dir, 'a.png'), await solidPng(16, 16, [10, 20, 30]));
     writeFileSync(join(dir, 'truncated.png'), (await solidPng(16, 16, [10, 20, 30])).subarray(0, 20));
     const base = ['--models-dir', models, '--prompt', 'sepia', '--size', '16x16', '--steps', '1'];

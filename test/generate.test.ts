@@ -2,7 +2,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../src/config.js';
 
@@ -14,6 +15,18 @@ describe('models/generate.ts', () => {
       const dir = join(PROJECT_ROOT, '.cache', 'models', name);
       assert.ok(r.stdout.includes(`wrote ${dir}\n`), r.stdout);
       assert.match(readFileSync(join(dir, 'VERSION'), 'utf8'), new RegExp(`:${family}\\n$`));
+    }
+  });
+
+  it('tiny-flow-edit <dir>: writes the FLUX- and SD3-layout analytic folders there', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gen-flow-'));
+    try {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'models/generate.ts'), 'tiny-flow-edit', dir], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 120_000 });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(JSON.parse(readFileSync(join(dir, 'tiny-flow-edit', 'model_index.json'), 'utf8'))._class_name, 'FluxKontextPipeline');
+      assert.equal(JSON.parse(readFileSync(join(dir, 'tiny-sd3-edit', 'model_index.json'), 'utf8'))._class_name, 'StableDiffusion3Img2ImgPipeline');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -69,19 +69,42 @@ describe('memory under hostile uploads (child server process)', { timeout: 300_0
     const port = await freePort();
     child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src/server/main.ts')], {
       cwd: PROJECT_ROOT,
-      env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', MAX_JOB_INPUT_PIXELS: String(JOB_CAP), MAX_PROCESS_INPUT_PIXELS: '2000000000', MAX_QUEUED_JOBS: '100' },
+      env: {
+        ...process.env,
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'warn',
+        MAX_JOB_INPUT_PIXELS: String(JOB_CAP),
+        MAX_PROCESS_INPUT_PIXELS: '2000000000',
+        MAX_QUEUED_JOBS: '100',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
     url = `http://127.0.0.1:${port}`;
     for (let i = 0; i < 300; i++) {
-      if (await fetch(`${url}/healthz`).then((r) => r.ok, () => false)) break;
+      if (
+        await fetch(`${url}/healthz`).then(
+          (r) => r.ok,
+          () => false,
+        )
+      )
+        break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    solid = await sharp({ create: { width: W, height: H, channels: 3, background: { r: 90, g: 140, b: 200 } } }).png().toBuffer();
+    solid = await sharp({ create: { width: W, height: H, channels: 3, background: { r: 90, g: 140, b: 200 } } })
+      .png()
+      .toBuffer();
     // Warm up (model sessions, first pipeline call, scratch) so the baseline is the idle server.
-    const warm = await postMultipart<{ editImages: { id: string } }>(url, SUBMIT, { size: OUTPUT }, [{ bytes: await sharp({ create: { width: 64, height: 64, channels: 3, background: '#888' } }).png().toBuffer(), name: 'w.png' }]);
+    const warm = await postMultipart<{ editImages: { id: string } }>(url, SUBMIT, { size: OUTPUT }, [
+      {
+        bytes: await sharp({ create: { width: 64, height: 64, channels: 3, background: '#888' } })
+          .png()
+          .toBuffer(),
+        name: 'w.png',
+      },
+    ]);
     await collectSse<Ev>(url, EVENTS, { id: warm.body.data!.editImages.id });
     await new Promise((r) => setTimeout(r, 2000));
     baseline = memory(child.pid!).rss;
@@ -100,7 +123,9 @@ describe('memory under hostile uploads (child server process)', { timeout: 300_0
     peak = Math.max(peak, memory(child.pid!).hwm);
     await new Promise((r) => setTimeout(r, SETTLE_S * 1000));
     const settled = memory(child.pid!).rss;
-    console.log(`# ${name}: baseline ${mb(baseline)} MB, peak ${mb(peak)} MB (+${mb(peak - baseline)}), settled after ${SETTLE_S} s ${mb(settled)} MB (+${mb(settled - baseline)}); bounds +${PEAK_BOUND_MB} / +${SETTLED_BOUND_MB} MB`);
+    console.log(
+      `# ${name}: baseline ${mb(baseline)} MB, peak ${mb(peak)} MB (+${mb(peak - baseline)}), settled after ${SETTLE_S} s ${mb(settled)} MB (+${mb(settled - baseline)}); bounds +${PEAK_BOUND_MB} / +${SETTLED_BOUND_MB} MB`,
+    );
     assert.ok(peak - baseline < PEAK_BOUND_MB * MB, `${name}: peak ${mb(peak - baseline)} MB over the baseline`);
     assert.ok(settled - baseline < SETTLED_BOUND_MB * MB, `${name}: settled ${mb(settled - baseline)} MB over the baseline`);
   }
@@ -108,7 +133,12 @@ describe('memory under hostile uploads (child server process)', { timeout: 300_0
   it('one job of 16 solid 25-megapixel PNGs stays within the bound and returns near the baseline', async () => {
     console.log(`# upload: 16 × ${solid.length} bytes (${W}×${H} solid PNG), output ${OUTPUT}, steps 2`);
     await burst('16 × 25 MP in one job', async () => {
-      const res = await postMultipart<{ editImages: { id: string } }>(url, SUBMIT, { size: OUTPUT }, Array.from({ length: 16 }, (_, i) => ({ bytes: solid, name: `${i}.png` })));
+      const res = await postMultipart<{ editImages: { id: string } }>(
+        url,
+        SUBMIT,
+        { size: OUTPUT },
+        Array.from({ length: 16 }, (_, i) => ({ bytes: solid, name: `${i}.png` })),
+      );
       assert.equal(res.body.errors, undefined, JSON.stringify(res.body.errors));
       const events = (await collectSse<Ev>(url, EVENTS, { id: res.body.data!.editImages.id })).events.map((e) => e.editJobEvents);
       assert.equal(events.at(-1)!.__typename, 'EditCompleted', JSON.stringify(events.at(-1)));
@@ -117,7 +147,11 @@ describe('memory under hostile uploads (child server process)', { timeout: 300_0
 
   it('20 concurrent uploads of a 25-megapixel PNG stay within the bound and return near the baseline', async () => {
     await burst('20 concurrent 25 MP uploads', async () => {
-      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => postMultipart<{ editImages: { id: string } }>(url, SUBMIT, { size: OUTPUT }, [{ bytes: solid, name: `${i}.png` }])));
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          postMultipart<{ editImages: { id: string } }>(url, SUBMIT, { size: OUTPUT }, [{ bytes: solid, name: `${i}.png` }]),
+        ),
+      );
       const ids = results.map((r) => {
         assert.equal(r.body.errors, undefined, JSON.stringify(r.body.errors));
         return r.body.data!.editImages.id;
@@ -130,7 +164,9 @@ describe('memory under hostile uploads (child server process)', { timeout: 300_0
   });
 
   it('refuses a 10 000 000 × 4 PNG at submission with IMAGE_TOO_LARGE naming the limit', async () => {
-    const wide = await sharp(Buffer.alloc(10_000_000 * 4 * 3, 7), { raw: { width: 10_000_000, height: 4, channels: 3 }, limitInputPixels: false }).png().toBuffer();
+    const wide = await sharp(Buffer.alloc(10_000_000 * 4 * 3, 7), { raw: { width: 10_000_000, height: 4, channels: 3 }, limitInputPixels: false })
+      .png()
+      .toBuffer();
     const res = await postMultipart(url, SUBMIT, { size: OUTPUT }, [{ bytes: wide, name: 'wide.png' }]);
     const error = res.body.errors?.[0];
     assert.equal(error?.extensions?.code, 'IMAGE_TOO_LARGE', JSON.stringify(res.body));
@@ -138,10 +174,17 @@ describe('memory under hostile uploads (child server process)', { timeout: 300_0
   });
 
   it('refuses a job over MAX_JOB_INPUT_PIXELS with IMAGE_TOO_LARGE naming the limit', async () => {
-    const big = await sharp({ create: { width: 6300, height: 6300, channels: 3, background: '#123456' } }).png().toBuffer();
+    const big = await sharp({ create: { width: 6300, height: 6300, channels: 3, background: '#123456' } })
+      .png()
+      .toBuffer();
     const total = 16 * 6300 * 6300;
     if (total <= JOB_CAP) return; // MEMORY_BURST_JOB_PIXELS raised for a measurement
-    const over = await postMultipart(url, SUBMIT, { size: OUTPUT }, Array.from({ length: 16 }, (_, i) => ({ bytes: big, name: `${i}.png` })));
+    const over = await postMultipart(
+      url,
+      SUBMIT,
+      { size: OUTPUT },
+      Array.from({ length: 16 }, (_, i) => ({ bytes: big, name: `${i}.png` })),
+    );
     assert.equal(over.body.errors?.[0]?.extensions?.code, 'IMAGE_TOO_LARGE', JSON.stringify(over.body));
     assert.match(over.body.errors![0]!.message, new RegExp(`${total} pixels.*${JOB_CAP} pixels per job \\(MAX_JOB_INPUT_PIXELS\\)`));
   });

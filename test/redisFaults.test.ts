@@ -58,7 +58,22 @@ async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms
 }
 
 function redisServer(port: number, dir: string, aof: boolean): ChildProcess {
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', aof ? 'yes' : 'no', '--appendfsync', 'everysec', '--maxmemory-policy', 'noeviction'];
+  const args = [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--save',
+    '',
+    '--appendonly',
+    aof ? 'yes' : 'no',
+    '--appendfsync',
+    'everysec',
+    '--maxmemory-policy',
+    'noeviction',
+  ];
   return spawn('redis-server', args, { stdio: 'ignore' });
 }
 
@@ -84,10 +99,19 @@ async function restartMidJob(aof: boolean): Promise<void> {
     await waitFor(() => worker.output.some((l) => l.includes('image-edit worker ready')), 'worker ready');
     // The settings check at start: only the server without AOF is warned about.
     await waitFor(() => apiProc.output.some((l) => l.includes('maxmemory-policy') || l.includes('appendonly')) || aof, 'settings warning');
-    assert.equal(apiProc.output.some((l) => l.includes('appendonly no')), !aof, apiProc.output.join('\n'));
+    assert.equal(
+      apiProc.output.some((l) => l.includes('appendonly no')),
+      !aof,
+      apiProc.output.join('\n'),
+    );
 
     const img = await twoColourPng(512, 512, [200, 60, 30], [20, 120, 220]);
-    const res = await postMultipart<{ editImages: { id: string } }>(api, SUBMIT, { size: '512x512', steps: 40 }, [0, 1].map((i) => ({ bytes: img, name: `${i}.png` })));
+    const res = await postMultipart<{ editImages: { id: string } }>(
+      api,
+      SUBMIT,
+      { size: '512x512', steps: 40 },
+      [0, 1].map((i) => ({ bytes: img, name: `${i}.png` })),
+    );
     assert.equal(res.body.errors, undefined, JSON.stringify(res.body.errors));
     const id = res.body.data!.editImages.id;
     const stream = collectSse<Ev>(api, EVENTS, { id });
@@ -102,7 +126,11 @@ async function restartMidJob(aof: boolean): Promise<void> {
     assert.equal(healthBody.status, 'redis-unavailable');
     assert.ok(healthBody.reason, 'a reason');
     let t0 = Date.now();
-    const query = await fetch(`${api}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: JOB, variables: { id } }) });
+    const query = await fetch(`${api}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: JOB, variables: { id } }),
+    });
     const queryBody = (await query.json()) as { errors?: { extensions?: { code?: string; retryAfterSeconds?: number; http?: unknown } }[] };
     assert.ok(Date.now() - t0 < 3000, `editJob took ${Date.now() - t0} ms during the outage`);
     assert.equal(queryBody.errors?.[0]?.extensions?.code, 'UNAVAILABLE');
@@ -113,7 +141,15 @@ async function restartMidJob(aof: boolean): Promise<void> {
     const refused = await postMultipart<{ editImages: { id: string } }>(api, SUBMIT, { size: '32x32', steps: 2 }, [{ bytes: img, name: 'late.png' }]);
     assert.ok(Date.now() - t0 < 3000, `editImages took ${Date.now() - t0} ms during the outage`);
     assert.equal(refused.body.errors?.[0]?.extensions?.code, 'UNAVAILABLE');
-    const rest = await fetch(`${api}/v1/images/edits`, { method: 'POST', body: (() => { const f = new FormData(); f.set('prompt', 'sepia'); f.set('image', new Blob([new Uint8Array(img)]), 'a.png'); return f; })() });
+    const rest = await fetch(`${api}/v1/images/edits`, {
+      method: 'POST',
+      body: (() => {
+        const f = new FormData();
+        f.set('prompt', 'sepia');
+        f.set('image', new Blob([new Uint8Array(img)]), 'a.png');
+        return f;
+      })(),
+    });
     assert.equal(rest.status, 503);
     assert.equal(rest.headers.get('retry-after'), '5');
     await new Promise((r) => setTimeout(r, 1000));
@@ -141,12 +177,19 @@ async function restartMidJob(aof: boolean): Promise<void> {
     assert.equal(after.body.errors, undefined, JSON.stringify(after.body.errors));
     const done = (await collectSse<Ev>(api, EVENTS, { id: after.body.data!.editImages.id })).events.map((e) => e.editJobEvents.__typename);
     assert.equal(done.at(-1), 'EditCompleted');
-    const ran = worker.output.slice(0).filter((l) => l.includes('job running')).slice(runningBefore).map((l) => (JSON.parse(l) as { jobId: string }).jobId);
+    const ran = worker.output
+      .slice(0)
+      .filter((l) => l.includes('job running'))
+      .slice(runningBefore)
+      .map((l) => (JSON.parse(l) as { jobId: string }).jobId);
     for (const r of ran) assert.ok(r === id || r === after.body.data!.editImages.id, `an unexpected job ran: ${r}`);
     // Structured logs only.
     for (const p of [apiProc, worker]) {
       assert.ok(!p.output.some((l) => l.includes('Unhandled error event')), p.output.filter((l) => l.includes('Unhandled')).join('\n'));
-      assert.ok(p.output.some((l) => l.includes('redis connection error')), 'a structured connection error line');
+      assert.ok(
+        p.output.some((l) => l.includes('redis connection error')),
+        'a structured connection error line',
+      );
       for (const l of p.output) assert.doesNotThrow(() => JSON.parse(l), `not a JSON log line: ${l}`);
     }
   } finally {

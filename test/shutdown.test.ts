@@ -13,7 +13,7 @@ import { PROJECT_ROOT } from '../src/config.js';
 import { freePort } from './support/net.js';
 import { collect, postMultipart, wsClient } from './support/graphql.js';
 import { twoColourPng } from './support/images.js';
-import { EditImagesDocument, EditJobEventsDocument, type EditImagesMutation, type EditJobEventsSubscription } from './generated/graphql.js';
+import { EditImagesDocument, type EditImagesMutation, type EditJobEventsSubscription } from './generated/graphql.js';
 
 async function waitForHealth(url: string): Promise<void> {
   for (let i = 0; i < 300; i++) {
@@ -27,9 +27,16 @@ async function waitForHealth(url: string): Promise<void> {
   throw new Error('server did not become healthy');
 }
 
-const listening = (url: string): Promise<boolean> => fetch(`${url}/healthz`).then(() => true, () => false);
+const listening = (url: string): Promise<boolean> =>
+  fetch(`${url}/healthz`).then(
+    () => true,
+    () => false,
+  );
 
-async function drainOnSigterm(spawnServer: (env: Record<string, string>) => ChildProcess, grace: string): Promise<{ terminal: { __typename: string; reason?: string }[]; code: number | null }> {
+async function drainOnSigterm(
+  spawnServer: (env: Record<string, string>) => ChildProcess,
+  grace: string,
+): Promise<{ terminal: { __typename: string; reason?: string }[]; code: number | null }> {
   const port = await freePort();
   const child = spawnServer({ PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', SHUTDOWN_GRACE_SECONDS: grace });
   let output = '';
@@ -40,25 +47,35 @@ async function drainOnSigterm(spawnServer: (env: Record<string, string>) => Chil
   try {
     await waitForHealth(url);
     const img = await twoColourPng(256, 256, [200, 60, 30], [20, 120, 220]);
-    const res = await postMultipart<EditImagesMutation>(url, EditImagesDocument, { prompt: 'sepia', size: '256x256', steps: 60 }, [{ bytes: img, name: 'a.png' }, { bytes: img, name: 'b.png' }]);
+    const res = await postMultipart<EditImagesMutation>(url, EditImagesDocument, { prompt: 'sepia', size: '256x256', steps: 60 }, [
+      { bytes: img, name: 'a.png' },
+      { bytes: img, name: 'b.png' },
+    ]);
     const jobId = res.body.data!.editImages.id;
     const client = wsClient(`ws://127.0.0.1:${port}/graphql`);
     let signalled = false;
-    const events = collect<EditJobEventsSubscription>(client, 'subscription($id: ID!) { editJobEvents(id: $id) { __typename ... on EditCancelled { reason } } }', { id: jobId });
+    const events = collect<EditJobEventsSubscription>(
+      client,
+      'subscription($id: ID!) { editJobEvents(id: $id) { __typename ... on EditCancelled { reason } } }',
+      { id: jobId },
+    );
     // Signal once the job is demonstrably running.
     const sub = wsClient(`ws://127.0.0.1:${port}/graphql`);
     await new Promise<void>((resolve) => {
-      sub.subscribe<EditJobEventsSubscription>({ query: 'subscription($id: ID!) { editJobEvents(id: $id) { __typename } }', variables: { id: jobId } }, {
-        next: (v) => {
-          if (!signalled && v.data?.editJobEvents.__typename === 'EditProgress') {
-            signalled = true;
-            child.kill('SIGTERM');
-            resolve();
-          }
+      sub.subscribe<EditJobEventsSubscription>(
+        { query: 'subscription($id: ID!) { editJobEvents(id: $id) { __typename } }', variables: { id: jobId } },
+        {
+          next: (v) => {
+            if (!signalled && v.data?.editJobEvents.__typename === 'EditProgress') {
+              signalled = true;
+              child.kill('SIGTERM');
+              resolve();
+            }
+          },
+          error: () => resolve(),
+          complete: () => resolve(),
         },
-        error: () => resolve(),
-        complete: () => resolve(),
-      });
+      );
     });
     await new Promise((r) => setTimeout(r, 100));
     const refused = await postMultipart(url, EditImagesDocument, { prompt: 'x', size: '32x32' }, [{ bytes: img, name: 'c.png' }]).catch(() => null);
@@ -77,7 +94,11 @@ async function drainOnSigterm(spawnServer: (env: Record<string, string>) => Chil
 }
 
 const direct = (env: Record<string, string>): ChildProcess =>
-  spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src/server/main.ts')], { cwd: PROJECT_ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src/server/main.ts')], {
+    cwd: PROJECT_ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
 
 /** `npm start` exactly as an operator (or a container's CMD) runs it; SIGTERM goes to npm's pid. */
 const viaNpm = (env: Record<string, string>): ChildProcess =>
@@ -86,13 +107,19 @@ const viaNpm = (env: Record<string, string>): ChildProcess =>
 describe('graceful shutdown', { timeout: 120_000 }, () => {
   it('lets the running job finish, ends its subscription with the terminal event, refuses new jobs, exits 0', async () => {
     const { terminal, code } = await drainOnSigterm(direct, '60');
-    assert.deepEqual(terminal.map((e) => e.__typename), ['EditCompleted']);
+    assert.deepEqual(
+      terminal.map((e) => e.__typename),
+      ['EditCompleted'],
+    );
     assert.equal(code, 0);
   });
 
   it('drains when SIGTERM is sent to the `npm start` process (the job completes), and npm exits 0', async () => {
     const { terminal, code } = await drainOnSigterm(viaNpm, '60');
-    assert.deepEqual(terminal.map((e) => e.__typename), ['EditCompleted']);
+    assert.deepEqual(
+      terminal.map((e) => e.__typename),
+      ['EditCompleted'],
+    );
     assert.equal(code, 0);
   });
 

@@ -4,15 +4,20 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startTestServer, type TestServer } from './support/server.js';
-import { twoColourPng } from './support/images.js';
+import { expectedColour, maxChannelDiff, rawPixels, twoColourPng, type Rgb } from './support/images.js';
 import { PROJECT_ROOT } from '../src/config.js';
 import { serveUi } from '../src/server/ui.js';
 import { SCHEDULER_NAMES } from '../src/inference/schedulers/types.js';
+import { GRAPHIQL_ASSETS_VERSION, pickEncoding } from '../src/server/graphiql.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = join(PROJECT_ROOT, 'test-artifacts');
+/** The left and right halves' colours of the two test images. */
+const RED: [Rgb, Rgb] = [[200, 60, 30], [240, 200, 40]];
+const BLUE: [Rgb, Rgb] = [[20, 120, 220], [30, 200, 120]];
 
 describe('progress page HTML', () => {
   it('offers every scheduler name, from SCHEDULER_NAMES', () => {
@@ -23,6 +28,35 @@ describe('progress page HTML', () => {
     assert.deepEqual([...options.matchAll(/<option>(\w+)<\/option>/g)].map((m) => m[1]), [...SCHEDULER_NAMES]);
   });
 });
+
+/** What the page posts to /graphql as multipart, recorded by wrapping its fetch. */
+interface Upload { operations: { variables: Record<string, unknown> }; map: Record<string, string[]>; files: [string, string, string][]; mask: string | null }
+type Recorded = { uploads: Upload[] };
+
+async function recordUploads(p: Page): Promise<void> {
+  await p.evaluate(() => {
+    const w = window as unknown as Recorded;
+    w.uploads = [];
+    const original = window.fetch;
+    window.fetch = async (input, init) => {
+      const body = init?.body;
+      if (body instanceof FormData) {
+        const files = [...body.entries()].filter((e): e is [string, File] => e[1] instanceof File);
+        const mask = files.find(([key]) => key.startsWith('m'))?.[1];
+        const bytes = mask ? new Uint8Array(await mask.arrayBuffer()) : null;
+        w.uploads.push({
+          operations: JSON.parse(String(body.get('operations'))),
+          map: JSON.parse(String(body.get('map'))),
+          files: files.map(([key, f]) => [key, f.name, f.type]),
+          mask: bytes ? btoa(String.fromCharCode(...bytes)) : null,
+        });
+      }
+      return original(input, init);
+    };
+  });
+}
+
+const uploads = (p: Page): Promise<Upload[]> => p.evaluate(() => (window as unknown as Recorded).uploads);
 
 describe('progress page', () => {
   let server: TestServer;
@@ -39,8 +73,8 @@ describe('progress page', () => {
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
     dir = mkdtempSync(join(tmpdir(), 'ui-'));
-    writeFileSync(join(dir, 'red.png'), await twoColourPng(64, 64, [200, 60, 30], [240, 200, 40]));
-    writeFileSync(join(dir, 'blue.png'), await twoColourPng(64, 64, [20, 120, 220], [30, 200, 120]));
+    writeFileSync(join(dir, 'red.png'), await twoColourPng(64, 64, RED[0], RED[1]));
+    writeFileSync(join(dir, 'blue.png'), await twoColourPng(64, 64, BLUE[0], BLUE[1]));
     writeFileSync(join(dir, 'notes.png'), 'this is a text file with a .png name');
   });
   after(async () => {
@@ -86,6 +120,149 @@ describe('progress page', () => {
     assert.ok(steps.some((t) => /^Step \d+\/80 · about \d+\.\d s left$/.test(t)), steps.join('\n'));
     await p.screenshot({ path: join(ARTIFACTS, 'ui-results.png'), fullPage: true });
     await p.close();
+  });
+
+  it('paints a mask (brush, eraser, size, hide), edits only the painted part, and compares before/after', async () => {
+    const p = await fresh();
+    await p.setInputFiles('#files', [join(dir, 'red.png'), join(dir, 'blue.png')]);
+    // The canvas takes the image's natural size once the image has loaded.
+    await p.waitForFunction(() => [...document.querySelectorAll<HTMLCanvasElement>('#thumbs canvas.mask')].every((c) => c.width === 64 && c.height === 64));
+    const canvas = p.locator('#thumbs canvas.mask').first();
+    const box = (await canvas.boundingBox())!;
+    const scale = box.width / 64; // screen pixels per image pixel
+    assert.ok(scale > 2, `the image is shown larger than natural size for painting (${box.width} px)`);
+    const at = (x: number, y: number): [number, number] => [box.x + x * scale, box.y + y * scale];
+    /** Brush width in image pixels (the slider is in screen pixels); returns the width set. */
+    const setSize = async (imagePixels: number): Promise<number> => {
+      const screen = Math.round(imagePixels * scale);
+      await p.locator('#mask-size-0').evaluate((el, v) => {
+        (el as HTMLInputElement).value = String(v);
+        el.dispatchEvent(new Event('input', { bubbles: true }));
+      }, screen);
+      return screen / scale;
+    };
+    const drag = async (from: [number, number], to: [number, number]): Promise<void> => {
+      await p.mouse.move(...at(...from));
+      await p.mouse.down();
+      await p.mouse.move(...at(...to), { steps: 10 });
+      await p.mouse.up();
+    };
+    const tools = p.locator('#thumbs li').first();
+    // A stroke along row 32 that stays, and one along row 12 that the eraser removes.
+    const brush = await setSize(8);
+    assert.ok(Math.abs(brush - 8) < 0.5);
+    await drag([10, 32], [54, 32]);
+    await drag([10, 12], [54, 12]);
+    await tools.locator('button:has-text("Eraser")').click();
+    assert.equal(await tools.locator('button:has-text("Eraser")').getAttribute('aria-pressed'), 'true');
+    await setSize(20);
+    await drag([1, 12], [63, 12]);
+    // Hiding the overlay hides the canvas (and keeps what is painted).
+    await tools.locator('input.mask-show').uncheck();
+    assert.equal(await canvas.isVisible(), false);
+    await tools.locator('input.mask-show').check();
+    assert.equal(await canvas.isVisible(), true);
+    // What is left painted: row 32's stroke only; the second image has none.
+    const painted = await canvas.evaluate((c: HTMLCanvasElement) => {
+      const a = c.getContext('2d')!.getImageData(0, 0, 64, 64).data;
+      return [a[(32 * 64 + 32) * 4 + 3], a[(12 * 64 + 32) * 4 + 3], a[(50 * 64 + 32) * 4 + 3]];
+    });
+    assert.deepEqual(painted, [255, 0, 0]);
+    await p.screenshot({ path: join(ARTIFACTS, 'ui-mask.png'), fullPage: true });
+
+    await p.fill('#prompt', 'invert');
+    await p.fill('#size', '64x64');
+    await p.fill('#steps', '4');
+    await p.fill('#mask-blur', '1');
+    await recordUploads(p);
+    await p.click('#start');
+    await p.waitForFunction(() => (window as unknown as Recorded).uploads.length === 1);
+    const [sent] = await uploads(p);
+    assert.deepEqual(sent!.operations.variables.masks, [null, null]);
+    assert.equal(sent!.operations.variables.maskBlur, 1);
+    assert.deepEqual(sent!.map, { 0: ['variables.images.0'], 1: ['variables.images.1'], m0: ['variables.masks.0'] });
+    assert.deepEqual(sent!.files, [['0', 'red.png', 'image/png'], ['1', 'blue.png', 'image/png'], ['m0', 'mask-0.png', 'image/png']]);
+    // The mask is a greyscale PNG of the image's size: white in the stroke, black elsewhere.
+    const mask = await sharp(Buffer.from(sent!.mask!, 'base64')).metadata();
+    assert.deepEqual([mask.format, mask.width, mask.height, mask.channels, mask.hasAlpha], ['png', 64, 64, 1, false]);
+    const grey = await sharp(Buffer.from(sent!.mask!, 'base64')).extractChannel(0).raw().toBuffer();
+    assert.deepEqual([grey[32 * 64 + 32], grey[32 * 64 + 8], grey[12 * 64 + 32], grey[50 * 64 + 32]], [255, 255, 0, 0]);
+    await p.waitForSelector('.job .state.SUCCEEDED', { timeout: 60_000 });
+
+    const srcs = await p.locator('.job img.result').evaluateAll((imgs) => imgs.map((i) => (i as HTMLImageElement).src));
+    assert.equal(srcs.length, 2);
+    const [masked, whole] = await Promise.all(srcs.map((s) => rawPixels(Buffer.from(s.split(',')[1]!, 'base64'))));
+    const px = (img: { data: Buffer }, x: number, y: number): Rgb => {
+      const i = (y * 64 + x) * 3;
+      return [img.data[i]!, img.data[i + 1]!, img.data[i + 2]!];
+    };
+    const input = (colours: [Rgb, Rgb], x: number): Rgb => colours[x < 32 ? 0 : 1];
+    assert.equal(masked!.width, 64);
+    // Inside the stroke: inverted. Far from it (10+ px from its centre line, including the erased
+    // stroke): the input's pixels.
+    for (let y = 31; y <= 33; y++) {
+      for (let x = 12; x <= 52; x++) {
+        const want = expectedColour(input(RED, x), 'invert');
+        assert.ok(maxChannelDiff(px(masked!, x, y), want) <= 3, `(${x},${y}) inside: ${px(masked!, x, y)} vs ${want}`);
+      }
+    }
+    let far = 0;
+    for (let y = 0; y < 64; y++) {
+      if (Math.abs(y - 32) < 10) continue;
+      for (let x = 0; x < 64; x++, far++) assert.ok(maxChannelDiff(px(masked!, x, y), input(RED, x)) <= 1, `(${x},${y}) outside: ${px(masked!, x, y)}`);
+    }
+    assert.equal(far, 64 * 45);
+    // The image without a mask is edited whole.
+    for (const [x, y] of [[8, 8], [56, 56], [8, 32]] as const) assert.ok(maxChannelDiff(px(whole!, x, y), expectedColour(input(BLUE, x), 'invert')) <= 3);
+
+    // Before/after: the input over the output, clipped at the slider's handle.
+    const fig = p.locator('.job figure').first();
+    assert.equal(await fig.locator('img.before').getAttribute('src'), await p.locator('#thumbs img').first().getAttribute('src'));
+    const clip = () => fig.locator('img.before').evaluate((i) => (i as HTMLImageElement).style.clipPath);
+    assert.match(await clip(), /inset\(0(px)? 100% 0(px)? 0(px)?\)/);
+    await fig.locator('input.compare-slider').evaluate((el) => {
+      (el as HTMLInputElement).value = '50';
+      el.dispatchEvent(new Event('input', { bubbles: true }));
+    });
+    assert.match(await clip(), /inset\(0(px)? 50% 0(px)? 0(px)?\)/);
+    await p.screenshot({ path: join(ARTIFACTS, 'ui-mask-result.png'), fullPage: true });
+    // Clear empties the mask: the next job sends no masks at all.
+    await tools.locator('button:has-text("Clear")').click();
+    await p.click('#start');
+    await p.waitForFunction(() => (window as unknown as Recorded).uploads.length === 2);
+    assert.equal((await uploads(p))[1]!.operations.variables.masks, null);
+    await p.waitForFunction(() => document.querySelectorAll('.job .state.SUCCEEDED').length === 2, undefined, { timeout: 60_000 });
+    await p.close();
+  });
+
+  it('paints a mask by touch (Pointer Events), and a second finger does not draw', async () => {
+    const context = await browser.newContext({ viewport: { width: 400, height: 800 }, hasTouch: true, isMobile: true });
+    const p = await context.newPage();
+    await p.goto(`${server.url}/`);
+    await p.setInputFiles('#files', [join(dir, 'red.png')]);
+    await p.waitForFunction(() => document.querySelector<HTMLCanvasElement>('#thumbs canvas.mask')?.width === 64);
+    const canvas = p.locator('#thumbs canvas.mask');
+    await canvas.scrollIntoViewIfNeeded();
+    const box = (await canvas.boundingBox())!;
+    const at = (x: number, y: number) => ({ x: box.x + (x / 64) * box.width, y: box.y + (y / 64) * box.height });
+    const scrollY = await p.evaluate(() => window.scrollY);
+    const cdp = await context.newCDPSession(p);
+    const touch = (type: 'touchStart' | 'touchMove' | 'touchEnd', points: { x: number; y: number; id?: number }[]) => cdp.send('Input.dispatchTouchEvent', { type, touchPoints: points });
+    // One finger along row 20; a second finger that lands at row 50 while the first is down.
+    await touch('touchStart', [{ ...at(8, 20), id: 1 }]);
+    for (let x = 12; x <= 56; x += 4) await touch('touchMove', [{ ...at(x, 20), id: 1 }]);
+    for (const y of [24, 28, 20]) await touch('touchMove', [{ ...at(56, y), id: 1 }]); // up and down: would scroll
+    await touch('touchStart', [{ ...at(56, 20), id: 1 }, { ...at(8, 50), id: 2 }]);
+    for (let x = 12; x <= 56; x += 4) await touch('touchMove', [{ ...at(56, 20), id: 1 }, { ...at(x, 50), id: 2 }]);
+    await touch('touchEnd', []);
+    const alpha = await canvas.evaluate((c: HTMLCanvasElement) => {
+      const a = c.getContext('2d')!.getImageData(0, 0, 64, 64).data;
+      return [[32, 20], [50, 20], [32, 50], [32, 5]].map(([x, y]) => a[(y! * 64 + x!) * 4 + 3]);
+    });
+    assert.deepEqual(alpha, [255, 255, 0, 0]);
+    // The page did not scroll under the finger (touch-action: none on the canvas).
+    assert.equal(await p.evaluate(() => window.scrollY), scrollY);
+    await context.close();
   });
 
   it('links a favicon that is served (no 404 for /favicon.ico either)', async () => {
@@ -136,6 +313,110 @@ describe('progress page', () => {
     await p.click('.graphiql-execute-button');
     await p.waitForFunction(() => /tiny-edit/.test(document.querySelector('.graphiql-response, .result-window')?.textContent ?? ''), undefined, { timeout: 20_000 });
     await p.screenshot({ path: join(ARTIFACTS, 'graphiql.png') });
+    await p.close();
+  });
+});
+
+describe('GraphiQL with AUTH_TOKENS: the main job without leaving the page', () => {
+  const TOKEN = 'graphiql-token';
+  let server: TestServer;
+  let browser: Browser;
+
+  before(async () => {
+    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (.ci/run does)`);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    server = await startTestServer({ AUTH_TOKENS: TOKEN });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it('serves a small page and compressed, immutable, hashed assets', async () => {
+    const page = await fetch(`${server.url}/graphql`, { headers: { accept: 'text/html' } });
+    assert.equal(page.status, 200);
+    const html = await page.text();
+    assert.ok(html.length < 20_000, `page is ${html.length} bytes`);
+    const js = `/graphiql-assets/${GRAPHIQL_ASSETS_VERSION}/graphiql.js`;
+    assert.ok(html.includes(js), 'the page links the hashed script');
+    const plain = await fetch(`${server.url}${js}`, { headers: { 'accept-encoding': 'identity' } });
+    const size = Number(plain.headers.get('content-length'));
+    assert.ok(size > 2_000_000, `uncompressed script is ${size} bytes`);
+    await plain.arrayBuffer();
+    for (const enc of ['br', 'gzip']) {
+      // Node's fetch decodes the body itself; content-length is what went over the wire.
+      const r = await fetch(`${server.url}${js}`, { headers: { 'accept-encoding': enc } });
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get('content-encoding'), enc);
+      assert.equal(r.headers.get('cache-control'), 'public, max-age=31536000, immutable');
+      assert.equal(r.headers.get('vary'), 'Accept-Encoding');
+      assert.ok(Number(r.headers.get('content-length')) < size / 3, `${enc}: ${r.headers.get('content-length')} bytes`);
+      assert.match(await r.text(), /YogaGraphiQL/);
+    }
+    const etag = plain.headers.get('etag')!;
+    const again = await fetch(`${server.url}${js}`, { headers: { 'if-none-match': etag } });
+    assert.equal(again.status, 304);
+    assert.equal((await fetch(`${server.url}/graphiql-assets/0000000000000000/graphiql.js`)).status, 404);
+    assert.equal(pickEncoding('gzip, deflate, br, zstd'), 'br');
+    assert.equal(pickEncoding('br;q=0, gzip;q=0.5'), 'gzip');
+    assert.equal(pickEncoding('*;q=0'), 'identity');
+    assert.equal(pickEncoding(undefined), 'identity');
+  });
+
+  it('reloading a GraphiQL URL with ?query= shows GraphiQL, not a 401 body', async () => {
+    const r = await fetch(`${server.url}/graphql?query=${encodeURIComponent('{ models { id } }')}`, { headers: { accept: 'text/html,application/xhtml+xml' } });
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-type') ?? '', /text\/html/);
+    // An API GET with that query still needs credentials.
+    const api = await fetch(`${server.url}/graphql?query=${encodeURIComponent('{ models { id } }')}`, { headers: { 'x-graphql-yoga-csrf': '1' } });
+    assert.equal(api.status, 401);
+  });
+
+  it('runs the walk-through: the data: URL edit, then the subscription to EditCompleted, with the Headers tab credentials', async () => {
+    const p = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const encodings: string[] = [];
+    p.on('response', (r) => {
+      if (r.url().includes('/graphiql-assets/')) encodings.push(`${new URL(r.url()).pathname.split('/').pop()}:${r.headers()['content-encoding'] ?? 'none'}`);
+    });
+    await p.goto(`${server.url}/graphql`);
+    await p.waitForSelector('.graphiql-container', { timeout: 30_000 });
+    assert.ok(encodings.includes('graphiql.js:br'), encodings.join(', '));
+    await p.waitForFunction(() => /imageUrls/.test(document.querySelector('.graphiql-query-editor')?.textContent ?? ''), undefined, { timeout: 20_000 });
+    // The Headers tab: the token every request of the page sends, subscriptions included.
+    await p.getByRole('button', { name: /^headers$/i }).click();
+    await p.locator('.monaco-editor[data-uri*="headers"]').click();
+    await p.keyboard.press('Control+A');
+    await p.keyboard.press('Delete');
+    await p.keyboard.insertText(JSON.stringify({ authorization: `Bearer ${TOKEN}` }));
+    const run = async (operation: string): Promise<void> => {
+      await p.click('.graphiql-execute-button');
+      await p.getByRole('menuitem', { name: operation }).click();
+    };
+    const response = () => p.evaluate(() => document.querySelector('.graphiql-response')?.textContent ?? '');
+    await run('Edit');
+    await p.waitForFunction(() => /"id":\s*"[0-9a-f-]{36}"|QUEUE|errors/.test(document.querySelector('.graphiql-response')?.textContent ?? ''), undefined, { timeout: 30_000 });
+    const edited = await response();
+    const id = /"id":\s*"([0-9a-f-]{36})"/.exec(edited)?.[1];
+    assert.ok(id, edited);
+    await p.getByRole('button', { name: /^variables$/i }).click();
+    await p.locator('.monaco-editor[data-uri*="variables"]').click();
+    await p.keyboard.press('Control+A');
+    await p.keyboard.press('Delete');
+    await p.keyboard.insertText(JSON.stringify({ id }));
+    await run('Watch');
+    await p.waitForFunction(() => /EditCompleted|EditFailed|errors/.test(document.querySelector('.graphiql-response')?.textContent ?? ''), undefined, { timeout: 60_000 });
+    const done = await response();
+    await p.screenshot({ path: join(ARTIFACTS, 'graphiql-walkthrough.png') });
+    assert.match(done, /EditCompleted/, done.slice(0, 500));
+    assert.match(done, /"b64Json":\s*"iVBOR/);
+    assert.match(done, /"generatedImages":\s*2/);
+    // GraphiQL wrote the editor into the URL; reloading it shows GraphiQL again.
+    await p.reload();
+    await p.waitForSelector('.graphiql-container', { timeout: 30_000 });
     await p.close();
   });
 });

@@ -128,19 +128,226 @@ const EVENTS = `subscription($id: ID!) { editJobEvents(id: $id) {
   ... on EditFailed { error { code message } }
 } }`;
 
+// --- masks -------------------------------------------------------------------------------
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+function crc32(bytes: Uint8Array): number {
+  let c = 0xffffffff;
+  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+function pngChunk(type: string, data: Uint8Array): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(12 + data.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, data.length);
+  for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
+  out.set(data, 8);
+  view.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
+  return out;
+}
+
+/**
+ * An 8-bit greyscale PNG (colour type 0, no alpha). The canvas's own encoder writes RGBA, and the
+ * server reads a mask with an alpha channel by its alpha, so the page writes the PNG itself.
+ */
+async function greyPng(grey: Uint8Array, width: number, height: number): Promise<Blob> {
+  const rows = new Uint8Array((width + 1) * height); // filter byte 0 (none) before each row
+  for (let y = 0; y < height; y++) rows.set(grey.subarray(y * width, (y + 1) * width), y * (width + 1) + 1);
+  const zlib = new Uint8Array(await new Response(new Blob([rows]).stream().pipeThrough(new CompressionStream('deflate'))).arrayBuffer());
+  const header = new Uint8Array(13);
+  const view = new DataView(header.buffer);
+  view.setUint32(0, width);
+  view.setUint32(4, height);
+  header.set([8, 0, 0, 0, 0], 8); // bit depth 8, greyscale, deflate, adaptive filtering, no interlace
+  const signature = new Uint8Array([137, 80, 78, 71, 13, 10, 26, 10]);
+  return new Blob([signature, pngChunk('IHDR', header), pngChunk('IDAT', zlib), pngChunk('IEND', new Uint8Array(0))], { type: 'image/png' });
+}
+
+/**
+ * The mask painted over one selected image: a canvas at the image's natural size, scaled with it
+ * for display. Painted pixels are opaque (shown as a translucent overlay); the mask sent is their
+ * alpha as grey, so white = painted = edited, black = kept. Pointer Events: mouse, pen and touch.
+ */
+const MASK_VIEW_HEIGHT = 280;
+
+class MaskEditor {
+  readonly el = document.createElement('div');
+  readonly canvas = document.createElement('canvas');
+  private ctx: CanvasRenderingContext2D;
+  private tool: 'brush' | 'eraser' = 'brush';
+  private last: { x: number; y: number } | null = null;
+  /** The pointer drawing the current stroke; a second finger or pen is ignored until it ends. */
+  private pointer: number | null = null;
+  private readonly size = document.createElement('input');
+  private readonly show = document.createElement('input');
+  private readonly toolButtons: Record<'brush' | 'eraser', HTMLButtonElement>;
+
+  constructor(readonly img: HTMLImageElement, i: number, name: string) {
+    this.ctx = this.canvas.getContext('2d')!;
+    this.canvas.className = 'mask';
+    this.canvas.setAttribute('aria-label', `Mask for ${name}: paint where the image should change`);
+    this.canvas.width = 0;
+    this.canvas.height = 0;
+    const stage = document.createElement('div');
+    stage.className = 'mask-stage';
+    stage.append(img, this.canvas);
+    const fit = (): void => {
+      this.canvas.width = img.naturalWidth;
+      this.canvas.height = img.naturalHeight;
+      // As wide as the form allows, at most MASK_VIEW_HEIGHT tall; small images are scaled up.
+      stage.style.width = `min(100%, ${Math.round((MASK_VIEW_HEIGHT * img.naturalWidth) / img.naturalHeight)}px)`;
+      this.el.classList.add('ready');
+    };
+    if (img.complete && img.naturalWidth) fit();
+    else img.addEventListener('load', fit, { once: true });
+
+    const tools = document.createElement('div');
+    tools.className = 'mask-tools';
+    tools.setAttribute('role', 'toolbar');
+    tools.setAttribute('aria-label', `Mask tools for ${name}`);
+    const button = (tool: 'brush' | 'eraser', text: string): HTMLButtonElement => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'secondary tool';
+      b.dataset.tool = tool;
+      b.textContent = text;
+      b.addEventListener('click', () => this.setTool(tool));
+      return b;
+    };
+    this.toolButtons = { brush: button('brush', 'Brush'), eraser: button('eraser', 'Eraser') };
+    const sizeLabel = document.createElement('label');
+    sizeLabel.htmlFor = `mask-size-${i}`;
+    sizeLabel.textContent = 'Size';
+    this.size.type = 'range';
+    this.size.id = `mask-size-${i}`;
+    this.size.className = 'mask-size';
+    this.size.min = '2';
+    this.size.max = '120';
+    this.size.value = '24';
+    this.size.title = 'Brush size in screen pixels';
+    const clear = document.createElement('button');
+    clear.type = 'button';
+    clear.className = 'secondary mask-clear';
+    clear.textContent = 'Clear';
+    clear.addEventListener('click', () => this.clear());
+    const showLabel = document.createElement('label');
+    showLabel.className = 'check';
+    this.show.type = 'checkbox';
+    this.show.className = 'mask-show';
+    this.show.checked = true;
+    this.show.addEventListener('change', () => this.canvas.classList.toggle('hidden', !this.show.checked));
+    showLabel.append(this.show, ' Show mask');
+    tools.append(this.toolButtons.brush, this.toolButtons.eraser, sizeLabel, this.size, clear, showLabel);
+    this.setTool('brush');
+
+    this.el.className = 'mask-editor';
+    this.el.append(stage, tools);
+
+    this.canvas.addEventListener('pointerdown', (e) => this.down(e));
+    this.canvas.addEventListener('pointermove', (e) => this.move(e));
+    for (const type of ['pointerup', 'pointercancel', 'lostpointercapture'] as const) {
+      this.canvas.addEventListener(type, (e) => {
+        if (e.pointerId !== this.pointer) return;
+        this.pointer = null;
+        this.last = null;
+      });
+    }
+  }
+
+  setTool(tool: 'brush' | 'eraser'): void {
+    this.tool = tool;
+    for (const [t, b] of Object.entries(this.toolButtons)) b.setAttribute('aria-pressed', String(t === tool));
+  }
+
+  clear(): void {
+    this.ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
+  }
+
+  /** A pointer position in the canvas's (natural-size) pixels, and screen pixels' scale there. */
+  private point(e: PointerEvent): { x: number; y: number; scale: number } {
+    const r = this.canvas.getBoundingClientRect();
+    const scale = this.canvas.width / r.width;
+    return { x: (e.clientX - r.left) * scale, y: (e.clientY - r.top) * (this.canvas.height / r.height), scale };
+  }
+
+  private down(e: PointerEvent): void {
+    if (e.button !== 0 || !this.canvas.width || this.pointer !== null) return;
+    e.preventDefault();
+    this.pointer = e.pointerId;
+    this.canvas.setPointerCapture(e.pointerId);
+    const p = this.point(e);
+    this.last = p;
+    this.stroke(p, p, p.scale);
+  }
+
+  private move(e: PointerEvent): void {
+    if (!this.last || e.pointerId !== this.pointer) return;
+    // Every sample since the last frame, so fast strokes stay smooth (secure contexts only).
+    const samples = e.getCoalescedEvents?.() ?? [];
+    for (const sample of samples.length ? samples : [e]) {
+      const p = this.point(sample);
+      this.stroke(this.last, p, p.scale);
+      this.last = p;
+    }
+  }
+
+  private stroke(from: { x: number; y: number }, to: { x: number; y: number }, scale: number): void {
+    const c = this.ctx;
+    c.globalCompositeOperation = this.tool === 'eraser' ? 'destination-out' : 'source-over';
+    c.strokeStyle = '#e000ff'; // any opaque colour: only alpha is sent
+    c.lineWidth = Number(this.size.value) * scale;
+    c.lineCap = 'round';
+    c.lineJoin = 'round';
+    c.beginPath();
+    c.moveTo(from.x, from.y);
+    c.lineTo(to.x, to.y);
+    c.stroke();
+  }
+
+  /** The mask as a greyscale PNG of the image's natural size, or null when nothing is painted. */
+  async toPng(): Promise<Blob | null> {
+    const { width, height } = this.canvas;
+    if (!width || !height) return null;
+    const rgba = this.ctx.getImageData(0, 0, width, height).data;
+    const grey = new Uint8Array(width * height);
+    let any = false;
+    for (let i = 0; i < grey.length; i++) {
+      const a = rgba[i * 4 + 3]!;
+      grey[i] = a;
+      if (a) any = true;
+    }
+    return any ? greyPng(grey, width, height) : null;
+  }
+}
+
 // --- the form -----------------------------------------------------------------------------
 let files: File[] = [];
+let fileUrls: string[] = [];
+let editors: MaskEditor[] = [];
 let models: ModelInfo[] = [];
 const thumbs = $<HTMLUListElement>('thumbs');
 
 function setFiles(list: FileList | File[]): void {
   files = [...list];
+  fileUrls = files.map((f) => URL.createObjectURL(f));
+  editors = [];
   thumbs.replaceChildren(
     ...files.map((file, i) => {
       const li = document.createElement('li');
       const img = document.createElement('img');
-      img.src = URL.createObjectURL(file);
+      img.src = fileUrls[i]!;
       img.alt = file.name;
+      const editor = new MaskEditor(img, i, file.name);
+      editors.push(editor);
       const label = document.createElement('label');
       label.htmlFor = `prompt-${i}`;
       label.textContent = `Instruction for ${file.name} (optional)`;
@@ -148,7 +355,7 @@ function setFiles(list: FileList | File[]): void {
       input.type = 'text';
       input.id = `prompt-${i}`;
       input.className = 'image-prompt';
-      li.append(img, label, input);
+      li.append(editor.el, label, input);
       return li;
     }),
   );
@@ -212,6 +419,8 @@ $<HTMLFormElement>('edit-form').addEventListener('submit', async (e) => {
   const prompt = $<HTMLInputElement>('prompt').value;
   const variables: Json = {
     images: files.map(() => null),
+    masks: null,
+    maskBlur: optionalInt('mask-blur'),
     prompt,
     prompts: perImage.some(Boolean) ? perImage.map((p) => p || prompt) : null,
     model: $<HTMLSelectElement>('model').value || null,
@@ -222,20 +431,34 @@ $<HTMLFormElement>('edit-form').addEventListener('submit', async (e) => {
     scheduler: $<HTMLSelectElement>('scheduler').value || null,
     previewEvery: Math.max(1, Math.round(steps / 5)),
   };
-  const query = `mutation($images: [Upload!]!, $prompt: String!, $prompts: [String!], $model: String, $n: Int, $steps: Int, $size: String, $seed: Int, $scheduler: SchedulerName, $previewEvery: Int) {
-    editImages(images: $images, prompt: $prompt, prompts: $prompts, model: $model, n: $n, steps: $steps, size: $size, seed: $seed, scheduler: $scheduler, previewEvery: $previewEvery) { id status queuePosition inputImages }
+  const query = `mutation($images: [Upload!]!, $masks: [Upload], $maskBlur: Int, $prompt: String!, $prompts: [String!], $model: String, $n: Int, $steps: Int, $size: String, $seed: Int, $scheduler: SchedulerName, $previewEvery: Int) {
+    editImages(images: $images, masks: $masks, maskBlur: $maskBlur, prompt: $prompt, prompts: $prompts, model: $model, n: $n, steps: $steps, size: $size, seed: $seed, scheduler: $scheduler, previewEvery: $previewEvery) { id status queuePosition inputImages }
   }`;
-  const form = new FormData();
-  form.set('operations', JSON.stringify({ query, variables }));
-  form.set('map', JSON.stringify(Object.fromEntries(files.map((_, i) => [String(i), [`variables.images.${i}`]]))));
-  files.forEach((f, i) => form.set(String(i), f, f.name));
+  const jobFiles = files;
+  const jobUrls = fileUrls;
   $<HTMLButtonElement>('start').disabled = true;
   status.textContent = 'Uploading…';
   try {
+    // One mask per image in upload order, null where nothing is painted; no list when none is.
+    const masks = await Promise.all(editors.map((m) => m.toPng()));
+    const map: Record<string, string[]> = Object.fromEntries(jobFiles.map((_, i) => [String(i), [`variables.images.${i}`]]));
+    const form = new FormData();
+    if (masks.some(Boolean)) {
+      variables.masks = masks.map(() => null);
+      masks.forEach((m, i) => {
+        if (m) map[`m${i}`] = [`variables.masks.${i}`];
+      });
+    }
+    form.set('operations', JSON.stringify({ query, variables }));
+    form.set('map', JSON.stringify(map));
+    jobFiles.forEach((f, i) => form.set(String(i), f, f.name));
+    masks.forEach((m, i) => {
+      if (m) form.set(`m${i}`, m, `mask-${i}.png`);
+    });
     const data = await readGraphQL(await fetch('/graphql', { method: 'POST', body: form, headers: { 'apollo-require-preflight': 'true', ...authHeader() } }));
     const job = data.editImages as { id: string; status: string; queuePosition: number | null };
     status.textContent = 'Job started.';
-    new JobCard(job.id, files.map((f) => f.name), Number(variables.n));
+    new JobCard(job.id, jobFiles.map((f) => f.name), Number(variables.n), jobUrls);
   } catch (err) {
     const code = err instanceof ApiError ? err.code : 'ERROR';
     status.textContent = `Could not start: ${(err as Error).message} (${code})`;
@@ -257,7 +480,7 @@ class JobCard {
   private firstStepAt = 0;
   private done = false;
 
-  constructor(private readonly id: string, private readonly names: string[], private readonly n: number) {
+  constructor(private readonly id: string, private readonly names: string[], private readonly n: number, private readonly inputs: string[]) {
     this.el.className = 'job';
     this.el.setAttribute('aria-label', `Job ${id.slice(0, 8)}`);
     const header = document.createElement('header');
@@ -351,6 +574,8 @@ class JobCard {
         link.download = `${stem}-${image.variant}.${ext}`;
         link.textContent = `Download (seed ${image.seed})`;
         fig.querySelector('figcaption')!.replaceChildren(`${stem} · variant ${image.variant} · ${image.width}×${image.height} · `, link);
+        const input = this.inputs[image.inputIndex];
+        if (input) this.addComparison(fig, img, input, `${stem} variant ${image.variant}`);
       }
     } else if (e.__typename === 'EditFailed') {
       this.fail(e.error!.code, e.error!.message);
@@ -359,6 +584,43 @@ class JobCard {
       this.setState('CANCELLED', 'Cancelled');
       this.detail.textContent = 'The job was cancelled.';
     }
+  }
+
+  /**
+   * Before/after: the input laid over the output, cropped to cover it as the server does, and
+   * clipped to the left of a slider's handle (0: all output, 100: all input).
+   */
+  private addComparison(fig: HTMLElement, output: HTMLImageElement, inputUrl: string, what: string): void {
+    if (fig.querySelector('.compare')) return;
+    const wrap = document.createElement('div');
+    wrap.className = 'compare';
+    const before = document.createElement('img');
+    before.className = 'before';
+    before.src = inputUrl;
+    before.alt = `Input of ${what}`;
+    const handle = document.createElement('div');
+    handle.className = 'divider';
+    output.replaceWith(wrap);
+    wrap.append(output, before, handle);
+    const slider = document.createElement('input');
+    slider.type = 'range';
+    slider.className = 'compare-slider';
+    slider.min = '0';
+    slider.max = '100';
+    slider.value = '0';
+    slider.setAttribute('aria-label', `Before and after for ${what}: the input shows left of the handle`);
+    const apply = (): void => {
+      const v = Number(slider.value);
+      before.style.clipPath = `inset(0 ${100 - v}% 0 0)`;
+      handle.style.left = `${v}%`;
+      handle.hidden = v === 0 || v === 100;
+    };
+    slider.addEventListener('input', apply);
+    apply();
+    const label = document.createElement('label');
+    label.className = 'compare-label';
+    label.append('After ', slider, ' Before');
+    wrap.after(label);
   }
 
   private onComplete(): void {

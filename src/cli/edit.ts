@@ -14,8 +14,8 @@ import { InferenceEngine } from '../inference/engine.js';
 import { resolveEditOptions } from '../inference/request.js';
 import { InferenceError } from '../inference/errors.js';
 import { ModelFolderError } from '../inference/modelFolder.js';
-import { SCHEDULER_NAMES, type SchedulerName } from '../inference/schedulers/types.js';
-import { ImageDecodeError, probeImage, type OutputFormat } from '../inference/imageIO.js';
+import { EDIT_SCHEDULER_NAMES, type EditSchedulerName } from '../inference/schedulers/types.js';
+import { ImageDecodeError, isOutputFormat, outputFormatList, probeImage, type OutputFormat } from '../inference/imageIO.js';
 import { defaultModelsDir } from '../config.js';
 import { ProgressBar } from './progressBar.js';
 
@@ -35,7 +35,10 @@ const USAGE = `usage: npm run edit -- --image <file> [--image <file> ...] --prom
   --image-guidance <float>  image guidance scale (InstructPix2Pix)
   --strength <float>        img2img strength, 0 < s <= 1
   --seed <int>              base seed
-  --scheduler <name>        ${SCHEDULER_NAMES.join(' | ')}
+  --scheduler <name>        ${EDIT_SCHEDULER_NAMES.join(' | ')}
+                            (FLOW_MATCH_EULER: flow models only, which take nothing else)
+  --true-cfg-scale <float>  flow models: true CFG against --negative-prompt (> 1 turns it on)
+  --max-sequence-length <int>  models with a T5 encoder: T5 tokens (FLUX: up to 512)
   --model <id>              model id (default: the default model)
   --models-dir <dir>        folder of model folders (default: MODELS_DIR, else the project's models/)
   --format <png|jpeg|webp>  output format (default png)
@@ -95,6 +98,8 @@ async function main(argv: string[]): Promise<number> {
         strength: { type: 'string' },
         seed: { type: 'string' },
         scheduler: { type: 'string' },
+        'true-cfg-scale': { type: 'string' },
+        'max-sequence-length': { type: 'string' },
         model: { type: 'string' },
         'models-dir': { type: 'string' },
         format: { type: 'string' },
@@ -120,9 +125,9 @@ async function main(argv: string[]): Promise<number> {
     if (images.length === 0) throw new UsageError('at least one --image is required');
     if (values.prompt === undefined && !values['image-prompt']) throw new UsageError('--prompt is required');
     const scheduler = values.scheduler?.toUpperCase();
-    if (scheduler !== undefined && !SCHEDULER_NAMES.includes(scheduler as SchedulerName)) throw new UsageError(`--scheduler must be one of ${SCHEDULER_NAMES.join(', ')} (got "${values.scheduler}")`);
+    if (scheduler !== undefined && !EDIT_SCHEDULER_NAMES.includes(scheduler as EditSchedulerName)) throw new UsageError(`--scheduler must be one of ${EDIT_SCHEDULER_NAMES.join(', ')} (got "${values.scheduler}")`);
     const format = values.format?.toLowerCase().replace('jpg', 'jpeg');
-    if (format !== undefined && !['png', 'jpeg', 'webp'].includes(format)) throw new UsageError(`--format must be png, jpeg or webp (got "${values.format}")`);
+    if (format !== undefined && !isOutputFormat(format)) throw new UsageError(`--format must be ${outputFormatList()} (got "${values.format}")`);
     const masks = values.mask ?? [];
     if (masks.length > images.length) throw new UsageError(`${masks.length} --mask for ${images.length} --image: give at most one mask per image, in order`);
     const numbers = {
@@ -134,6 +139,8 @@ async function main(argv: string[]): Promise<number> {
       seed: numberArg('seed', values.seed, true),
       outputQuality: numberArg('quality', values.quality, true),
       maskBlur: numberArg('mask-blur', values['mask-blur'], true),
+      trueCfgScale: numberArg('true-cfg-scale', values['true-cfg-scale'], false),
+      maxSequenceLength: numberArg('max-sequence-length', values['max-sequence-length'], true),
     };
     // 2. Inputs: readable, and image headers that decode within the pixel bound. The catalogue
     // (model folders' JSON, no sessions) resolves the model and its limits.
@@ -159,12 +166,13 @@ async function main(argv: string[]): Promise<number> {
       images.map(async (path, i) => ({ bytes: await read('image', path), name: path, mask: masks[i] === undefined ? null : await read('mask', masks[i]!) })),
     );
     const spec = catalogue.model(values.model ?? null);
+    spec.pipeline.checkEdit?.(spec, { masks: inputs.some((i) => i.mask) });
     const edit = resolveEditOptions(spec, inputs.length, {
       prompt: values.prompt ?? '',
       prompts: values['image-prompt'] ?? null,
       negativePrompt: values['negative-prompt'],
       size: values.size,
-      scheduler: scheduler as SchedulerName | undefined,
+      scheduler: scheduler as EditSchedulerName | undefined,
       outputFormat: format as OutputFormat | undefined,
       ...numbers,
     });

@@ -10,6 +10,7 @@ import type { ModelSpec } from './modelFolder.js';
 import { listModelFolders, readModelFolder, ModelFolderError } from './modelFolder.js';
 import type { ExecutionProviderName } from './sessions.js';
 import { ModelHost } from './modelHost.js';
+import type { ModelState } from './modelHost.js';
 import type { EditInput, EditOutput, EditTask, ProgressUpdate } from './editRunner.js';
 import type { ResolvedEdit } from './request.js';
 import { InferenceError } from './errors.js';
@@ -33,6 +34,10 @@ export interface EngineConfig {
   maxInputPixels?: number;
   /** zlib level 0–9 of PNG outputs (see imageIO's DEFAULT_PNG_COMPRESSION_LEVEL). */
   pngCompressionLevel?: number;
+  /** Models opened at start (default: the default model); the others load on first use. */
+  preloadModels?: string[];
+  /** Weights the loaded models may hold together (least recently used idle models are released). */
+  modelMemoryBytes?: number;
   /** 'catalogue': read model folders only, no sessions (API processes that queue work for remote workers). */
   threading?: 'worker' | 'inline' | 'catalogue';
   log?: (message: string) => void;
@@ -68,6 +73,7 @@ export class InferenceEngine {
   private pending = new Map<number, PendingRun>();
   private nextRunId = 1;
   private providersById: Record<string, string> = {};
+  private readonly states = new Map<string, ModelState>();
 
   private constructor(
     private readonly config: EngineConfig,
@@ -85,20 +91,41 @@ export class InferenceEngine {
     const specs = new Map(ids.map((id) => [id, readModelFolder(join(config.modelsDir, id), id)] as const));
     const defaultModel = config.defaultModel ?? (specs.has('tiny-edit') ? 'tiny-edit' : ids[0]!);
     if (!specs.has(defaultModel)) throw new ModelFolderError(`default model "${defaultModel}" is not under ${config.modelsDir} (found: ${ids.join(', ')})`);
+    for (const id of config.preloadModels ?? []) {
+      if (!specs.has(id)) throw new ModelFolderError(`PRELOAD_MODELS names "${id}", which is not under ${config.modelsDir} (found: ${ids.join(', ')})`);
+    }
     const engine = new InferenceEngine(config, specs, defaultModel);
     if (config.threading !== 'catalogue') await engine.open();
     return engine;
   }
 
+  private onState(modelId: string, state: ModelState, provider: string | null): void {
+    this.states.set(modelId, state);
+    if (provider) this.providersById[modelId] = provider;
+    else delete this.providersById[modelId];
+    this.config.log?.(`model ${modelId}: ${state}`);
+  }
+
   private async open(): Promise<void> {
     const provider = this.config.provider ?? 'cpu';
+    const preload = this.config.preloadModels ?? [this.defaultModelId];
     if (this.config.threading === 'inline') {
-      this.host = await ModelHost.open([...this.specs.values()], { provider, intraOpThreads: this.config.intraOpThreads, allowSpinning: this.config.allowSpinning, cpuMemArena: this.config.cpuMemArena, log: this.config.log });
-      this.providersById = this.host.providers();
+      this.host = await ModelHost.open([...this.specs.values()], {
+        provider,
+        intraOpThreads: this.config.intraOpThreads,
+        allowSpinning: this.config.allowSpinning,
+        cpuMemArena: this.config.cpuMemArena,
+        log: this.config.log,
+        preload,
+        modelMemoryBytes: this.config.modelMemoryBytes,
+        onState: (id, state, p) => this.onState(id, state, p),
+      });
       return;
     }
     const init: WorkerInit = {
       models: [...this.specs.values()].map((s) => ({ id: s.id, dir: s.dir })),
+      preload,
+      modelMemoryBytes: this.config.modelMemoryBytes,
       provider,
       intraOpThreads: this.config.intraOpThreads,
       allowSpinning: this.config.allowSpinning,
@@ -119,7 +146,6 @@ export class InferenceEngine {
       worker.on('message', (message: WorkerResponse) => {
         switch (message.type) {
           case 'ready':
-            this.providersById = message.providers;
             resolve();
             break;
           case 'init-error':
@@ -127,6 +153,9 @@ export class InferenceEngine {
             break;
           case 'log':
             this.config.log?.(message.message);
+            break;
+          case 'model-state':
+            this.onState(message.modelId, message.state, message.provider);
             break;
           case 'progress':
             this.pending.get(message.runId)?.onProgress?.(message.update);
@@ -174,8 +203,14 @@ export class InferenceEngine {
     return spec;
   }
 
+  /** Execution provider of each loaded model. */
   providers(): Record<string, string> {
     return { ...this.providersById };
+  }
+
+  /** `loaded`, `loading`, or `available` (a folder that loads on first use). */
+  modelState(id: string): ModelState {
+    return this.states.get(id) ?? 'available';
   }
 
   /** One edit as its own pipeline call. */
@@ -193,7 +228,8 @@ export class InferenceEngine {
     } catch (err) {
       return requests.map(() => Promise.reject(err));
     }
-    if (this.config.threading === 'catalogue') return requests.map(() => Promise.reject(new InferenceError('INTERNAL', 'this process only queues work (ROLE=api); workers run it')));
+    if (this.config.threading === 'catalogue')
+      return requests.map(() => Promise.reject(new InferenceError('INTERNAL', 'this process only queues work (ROLE=api); workers run it')));
     const runOptions = { memoryBudgetBytes: this.memoryBudgetBytes, maxInputPixels: this.maxInputPixels, pngCompressionLevel: this.config.pngCompressionLevel };
     const cancelled = (): InferenceError => new InferenceError('CANCELLED', 'the job was cancelled');
     if (this.host) {

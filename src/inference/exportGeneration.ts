@@ -4,6 +4,7 @@
  * (sessions.ts); what cannot be adapted is reported as a warning.
  */
 import type { OnnxSignature } from './onnxSignature.js';
+import type { Component } from './components.js';
 import type { PipelineFamilyDef } from './pipelines/family.js';
 
 export interface ExportInfo {
@@ -16,16 +17,21 @@ export interface ExportInfo {
   warnings: string[];
 }
 
-type Signatures = Record<'textEncoder' | 'unet' | 'vaeEncoder' | 'vaeDecoder', OnnxSignature>;
+type Signatures = Partial<Record<Component, OnnxSignature>>;
 
 export function recogniseExport(pipelineClass: string, family: PipelineFamilyDef, s: Signatures): ExportInfo {
-  const timestep = s.unet.inputs.find((p) => p.name === 'timestep');
-  const sample = s.unet.inputs.find((p) => p.name === 'sample');
-  const vaeEncoderOutput = s.vaeEncoder.outputs.some((p) => p.name === 'latent_parameters') ? 'latent_parameters' : 'latent_sample';
+  // FLUX folders have a transformer (`hidden_states`) where SD folders have a UNet (`sample`).
+  const denoiser = s.unet ?? s.transformer;
+  const timestep = denoiser?.inputs.find((p) => p.name === 'timestep');
+  const sample = denoiser?.inputs.find((p) => p.name === 'sample' || p.name === 'hidden_states');
+  const imgIds = s.transformer?.inputs.find((p) => p.name === 'img_ids');
+  const vaeEncoderOutput = s.vaeEncoder?.outputs.some((p) => p.name === 'latent_parameters') ? 'latent_parameters' : 'latent_sample';
   const scalar = timestep !== undefined && timestep.shape.length === 0;
   const intTimestep = timestep?.type === 'int64' || timestep?.type === 'int32';
   let generation: string;
   if (/^Onnx|OnnxPipeline$/.test(pipelineClass)) generation = "diffusers' convert_stable_diffusion_checkpoint_to_onnx.py";
+  else if (imgIds) generation = imgIds.shape.length === 3 ? 'optimum with diffusers < 0.31 (img_ids/txt_ids with a batch axis)' : 'optimum-onnx with diffusers ≥ 0.31 (img_ids/txt_ids [sequence, 3])';
+  else if (s.transformer) generation = 'optimum / optimum-onnx (SD3 transformer)';
   else if (scalar) generation = 'optimum ≥ 1.24 / optimum-onnx';
   else if (intTimestep && vaeEncoderOutput === 'latent_parameters') generation = 'optimum 1.23';
   else if (intTimestep) generation = 'optimum ≤ 1.22';

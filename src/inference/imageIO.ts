@@ -22,7 +22,18 @@ sharp.cache(false);
 /** Longest side over shortest side an input may have (10 000 000 × 4 PNGs fit the pixel bound). */
 export const DEFAULT_MAX_INPUT_ASPECT_RATIO = 64;
 
-export type OutputFormat = 'png' | 'jpeg' | 'webp';
+/** Output encodings: the one list (GraphQL's ImageFormat enum, REST and the CLI derive from it). */
+export const OUTPUT_FORMATS = ['png', 'jpeg', 'webp'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+/** "png, jpeg or webp", for messages. */
+export function outputFormatList(): string {
+  return `${OUTPUT_FORMATS.slice(0, -1).join(', ')} or ${OUTPUT_FORMATS[OUTPUT_FORMATS.length - 1]}`;
+}
+
+export function isOutputFormat(value: string): value is OutputFormat {
+  return (OUTPUT_FORMATS as readonly string[]).includes(value);
+}
 export type InputFormat = 'png' | 'jpeg' | 'webp' | 'avif' | 'tiff' | 'gif';
 
 /** Formats decodeToTensor/probeImage accept, in the order they are named in error messages. */
@@ -115,8 +126,14 @@ export function sniffImageFormat(bytes: Uint8Array): InputFormat | null {
   if (bytes.length < 4) return null;
   if (
     bytes.length >= 8 &&
-    bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47 &&
-    bytes[4] === 0x0d && bytes[5] === 0x0a && bytes[6] === 0x1a && bytes[7] === 0x0a
+    bytes[0] === 0x89 &&
+    bytes[1] === 0x50 &&
+    bytes[2] === 0x4e &&
+    bytes[3] === 0x47 &&
+    bytes[4] === 0x0d &&
+    bytes[5] === 0x0a &&
+    bytes[6] === 0x1a &&
+    bytes[7] === 0x0a
   ) {
     return 'png';
   }
@@ -151,11 +168,7 @@ function assertPositiveInt(name: string, v: number): void {
  *    one-multiple minimum on the short side would break the budget, the long side is reduced
  *    further; if even multiple x multiple exceeds maxPixels, multiple x multiple is returned.
  */
-export function resolveOutputSize(
-  request: 'auto' | TargetSize,
-  input: { width: number; height: number },
-  opts: SizeOptions,
-): TargetSize {
+export function resolveOutputSize(request: 'auto' | TargetSize, input: { width: number; height: number }, opts: SizeOptions): TargetSize {
   const m = opts.multiple;
   assertPositiveInt('multiple', m);
   if (!(opts.maxPixels > 0)) throw new RangeError(`maxPixels must be positive, got ${opts.maxPixels}`);
@@ -168,9 +181,7 @@ export function resolveOutputSize(
     }
     const out = { width: snap(width), height: snap(height) };
     if (out.width * out.height > opts.maxPixels) {
-      throw new RangeError(
-        `target size ${out.width}x${out.height} exceeds the maximum of ${opts.maxPixels} pixels`,
-      );
+      throw new RangeError(`target size ${out.width}x${out.height} exceeds the maximum of ${opts.maxPixels} pixels`);
     }
     return out;
   }
@@ -236,10 +247,7 @@ function mapSharpError(err: unknown, limit: number): ImageDecodeError {
 function sniffOrThrow(bytes: Uint8Array): InputFormat {
   const format = sniffImageFormat(bytes);
   if (format === null) {
-    throw new ImageDecodeError(
-      'INVALID_IMAGE',
-      `unsupported or unrecognised image format; accepted formats: ${acceptedList()}`,
-    );
+    throw new ImageDecodeError('INVALID_IMAGE', `unsupported or unrecognised image format; accepted formats: ${acceptedList()}`);
   }
   return format;
 }
@@ -276,7 +284,10 @@ export async function probeImage(bytes: Uint8Array, limits: DecodeLimits): Promi
   // as "corrupt": it is refused here, from the header, naming the limit.
   const maxRatio = limits.maxAspectRatio ?? DEFAULT_MAX_INPUT_ASPECT_RATIO;
   if (Math.max(rawW, rawH) / Math.min(rawW, rawH) > maxRatio) {
-    throw new ImageDecodeError('IMAGE_TOO_LARGE', `image is too large along one side: ${rawW}x${rawH} has an aspect ratio of ${Math.round(Math.max(rawW, rawH) / Math.min(rawW, rawH))}:1, over the limit of ${maxRatio}:1`);
+    throw new ImageDecodeError(
+      'IMAGE_TOO_LARGE',
+      `image is too large along one side: ${rawW}x${rawH} has an aspect ratio of ${Math.round(Math.max(rawW, rawH) / Math.min(rawW, rawH))}:1, over the limit of ${maxRatio}:1`,
+    );
   }
   const swap = (meta.orientation ?? 1) >= 5;
   return { format, width: swap ? rawH : rawW, height: swap ? rawW : rawH };
@@ -314,11 +325,7 @@ export function rgb8ToPlanar(src: Uint8Array, width: number, height: number, out
  * 'auto' the target keeps the input's aspect ratio, so 'cover' only trims the < one-multiple
  * remainder left by snapping to the model's multiple.
  */
-export async function decodeToTensor(
-  bytes: Uint8Array,
-  size: 'auto' | TargetSize,
-  opts: DecodeOptions,
-): Promise<DecodedImage> {
+export async function decodeToTensor(bytes: Uint8Array, size: 'auto' | TargetSize, opts: DecodeOptions): Promise<DecodedImage> {
   const limit = limitPixels(opts.limits);
   const probe = await probeImage(bytes, opts.limits);
   const target = resolveOutputSize(size, probe, opts);
@@ -344,7 +351,27 @@ export async function decodeToTensor(
     );
   }
   const planar = opts.allocate?.(3 * target.width * target.height);
-  return { width: target.width, height: target.height, source: { width: probe.width, height: probe.height }, data: rgb8ToPlanar(data, target.width, target.height, planar) };
+  return {
+    width: target.width,
+    height: target.height,
+    source: { width: probe.width, height: probe.height },
+    data: rgb8ToPlanar(data, target.width, target.height, planar),
+  };
+}
+
+/**
+ * Decodes every pixel once and discards them, so a truncated or corrupt body is refused when it
+ * is uploaded rather than when its job runs. Returns the probe.
+ */
+export async function verifyImage(bytes: Uint8Array, limits: DecodeLimits): Promise<ProbeResult> {
+  const probe = await probeImage(bytes, limits);
+  const limit = limitPixels(limits);
+  try {
+    await sharpInput(bytes, limit).raw({ depth: 'uchar' }).toBuffer();
+  } catch (err) {
+    throw mapSharpError(err, limit);
+  }
+  return probe;
 }
 
 /**
@@ -363,7 +390,10 @@ export async function decodeMask(
   const limit = limitPixels(opts.limits);
   const probe = await probeImage(bytes, opts.limits);
   if (probe.width !== imageSize.width || probe.height !== imageSize.height) {
-    throw new ImageDecodeError('INVALID_IMAGE', `the mask is ${probe.width}x${probe.height} but its image is ${imageSize.width}x${imageSize.height}; a mask must have its image's size`);
+    throw new ImageDecodeError(
+      'INVALID_IMAGE',
+      `the mask is ${probe.width}x${probe.height} but its image is ${imageSize.width}x${imageSize.height}; a mask must have its image's size`,
+    );
   }
   let data: Buffer;
   let fromAlpha: boolean;
@@ -484,12 +514,7 @@ export async function encodeFromTensor(
 export const PREVIEW_QUALITY = 70;
 
 /** Small JPEG preview (quality 70), downscaled (never enlarged) so max(w,h) <= maxSide. */
-export async function encodePreview(
-  data: Float32Array,
-  width: number,
-  height: number,
-  maxSide: number,
-): Promise<{ bytes: Uint8Array; mimeType: string }> {
+export async function encodePreview(data: Float32Array, width: number, height: number, maxSide: number): Promise<{ bytes: Uint8Array; mimeType: string }> {
   assertPositiveInt('maxSide', maxSide);
   const rgb = planarToRgb8(data, width, height);
   const bytes = await sharp(rgb, { raw: { width, height, channels: 3 } })

@@ -6,7 +6,9 @@
  * The first per-row term is the convolution/norm activations (ComfyUI's memory_required is this
  * term: area × a per-model factor); the second is the attention score matrix that an unfused ONNX
  * export materialises (B·heads·L² floats at the first attention level, d = its downscale); the last
- * is the VAE decoder's full-resolution activations. Work over the budget is split into balanced
+ * is the VAE decoder's full-resolution activations. Transformers (FLUX) attend over image tokens
+ * (2×2 patches: downscale 2) plus text and reference tokens (`extraTokens`), so the L² term uses
+ * the whole joint sequence. Work over the budget is split into balanced
  * micro-batches; only a single item that can never fit is refused.
  */
 import type { MemoryProfile } from './modelFolder.js';
@@ -19,11 +21,16 @@ export interface BatchGeometry {
   vaeScaleFactor: number;
   /** UNet rows per item: 1, or 2/3 with guidance. */
   branches: number;
+  /**
+   * Attention tokens per row besides the image's own (a transformer's text tokens, a reference
+   * image's tokens); 0 or absent for UNets.
+   */
+  extraTokens?: number;
 }
 
 export function perItemBytes(profile: MemoryProfile, g: BatchGeometry): number {
   const latentPixels = (g.width / g.vaeScaleFactor) * (g.height / g.vaeScaleFactor);
-  const attentionTokens = latentPixels / (profile.attentionDownscale * profile.attentionDownscale);
+  const attentionTokens = latentPixels / (profile.attentionDownscale * profile.attentionDownscale) + (g.extraTokens ?? 0);
   const unetRow = latentPixels * profile.unetBytesPerLatentPixel + profile.attentionHeads * attentionTokens * attentionTokens * 4;
   return g.branches * unetRow + g.width * g.height * profile.vaeBytesPerPixel;
 }

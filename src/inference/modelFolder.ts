@@ -8,11 +8,14 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseSchedulerConfig, schedulerForClassName } from './schedulers/index.js';
 import { parseDiffusersJson } from './diffusersJson.js';
-import type { SchedulerName } from './schedulers/types.js';
-import { SCHEDULER_NAMES } from './schedulers/types.js';
+import type { EditSchedulerName } from './schedulers/types.js';
+import { EDIT_SCHEDULER_NAMES } from './schedulers/types.js';
+import { parseFlowMatchSchedulerConfig } from './schedulers/flowMatchEuler.js';
 import { PIPELINE_FAMILIES, familyForPipelineClass } from './pipelines/index.js';
 import type { PipelineFamilyDef } from './pipelines/index.js';
 import { readOnnxSignature } from './onnxSignature.js';
+import { COMPONENTS, componentFile } from './components.js';
+import type { Component } from './components.js';
 import type { OnnxSignature } from './onnxSignature.js';
 import { recogniseExport } from './exportGeneration.js';
 import type { ExportInfo } from './exportGeneration.js';
@@ -25,8 +28,12 @@ export interface ModelDefaults {
   guidanceScale: number;
   imageGuidanceScale: number | null;
   strength: number | null;
-  scheduler: SchedulerName;
+  scheduler: EditSchedulerName;
   size: string;
+  /** Flow families: true CFG scale (1 = off); absent or null where it does not apply. */
+  trueCfgScale?: number | null;
+  /** Families with a T5 encoder: its token count; absent or null where it does not apply. */
+  maxSequenceLength?: number | null;
 }
 
 export interface ModelLimits {
@@ -34,6 +41,8 @@ export interface ModelLimits {
   maxN: number;
   maxSteps: number;
   maxPixels: number;
+  /** Families with a T5 encoder: the most T5 tokens a request may ask for; absent elsewhere. */
+  maxSequenceLength?: number;
 }
 
 /** Inputs of the batch memory estimate (see `memory.ts`). */
@@ -65,10 +74,12 @@ export interface ModelSpec {
   pipeline: PipelineFamilyDef;
   /** model_index.json `_class_name`. */
   pipelineClass: string;
+  /** model_index.json as on disk (pipeline flags such as force_zeros_for_empty_prompt). */
+  modelIndex: Record<string, unknown>;
   /** Which exporter wrote the folder, its precision, and what that costs (warnings). */
   export: ExportInfo;
   /** The ONNX ports of each component, read from the files without loading weights. */
-  signatures: Record<'textEncoder' | 'unet' | 'vaeEncoder' | 'vaeDecoder', OnnxSignature>;
+  signatures: Partial<Record<Component, OnnxSignature>>;
   /** Everything an operator should know about this folder (logged at start, in /healthz and Model.warnings). */
   warnings: string[];
   description: string;
@@ -76,6 +87,8 @@ export interface ModelSpec {
   schedulerJson: Record<string, unknown>;
   /** VAE latent scaling factor (0.18215 for SD 1.x). */
   scalingFactor: number;
+  /** VAE latent shift (FLUX, SD3: latents = (z − shift)·scale); 0 for SD 1.x/2.x. */
+  shiftFactor: number;
   /** Pixels per latent pixel along each axis (8 for SD). */
   vaeScaleFactor: number;
   latentChannels: number;
@@ -84,7 +97,8 @@ export interface ModelSpec {
   limits: ModelLimits;
   memory: MemoryProfile;
   preview: PreviewProjection | null;
-  paths: { textEncoder: string; unet: string; vaeEncoder: string; vaeDecoder: string; tokenizerDir: string };
+  /** Each component's model.onnx, and the tokenizer folders in text-encoder order. */
+  paths: Partial<Record<Component, string>> & { tokenizerDir: string; tokenizerDirs: string[] };
 }
 
 export class ModelFolderError extends Error {
@@ -138,16 +152,18 @@ function parseDefaults(raw: unknown, base: ModelDefaults, dir: string): ModelDef
   if (typeof raw !== 'object' || raw === null) throw new ModelFolderError(`${dir}/${SERVER_CONFIG_FILE}: "defaults" must be an object`);
   const r = raw as Record<string, unknown>;
   const scheduler = r.scheduler ?? base.scheduler;
-  if (!SCHEDULER_NAMES.includes(scheduler as SchedulerName)) {
-    throw new ModelFolderError(`${dir}/${SERVER_CONFIG_FILE}: defaults.scheduler must be one of ${SCHEDULER_NAMES.join(', ')}`);
+  if (!EDIT_SCHEDULER_NAMES.includes(scheduler as EditSchedulerName)) {
+    throw new ModelFolderError(`${dir}/${SERVER_CONFIG_FILE}: defaults.scheduler must be one of ${EDIT_SCHEDULER_NAMES.join(', ')}`);
   }
   return {
     steps: num(r, 'steps', base.steps),
     guidanceScale: num(r, 'guidanceScale', base.guidanceScale),
     imageGuidanceScale: base.imageGuidanceScale === null ? null : num(r, 'imageGuidanceScale', base.imageGuidanceScale),
     strength: base.strength === null ? null : num(r, 'strength', base.strength),
-    scheduler: scheduler as SchedulerName,
+    scheduler: scheduler as EditSchedulerName,
     size: typeof r.size === 'string' ? r.size : base.size,
+    ...(base.trueCfgScale != null ? { trueCfgScale: num(r, 'trueCfgScale', base.trueCfgScale) } : {}),
+    ...(base.maxSequenceLength != null ? { maxSequenceLength: num(r, 'maxSequenceLength', base.maxSequenceLength) } : {}),
   };
 }
 
@@ -173,24 +189,21 @@ function readFolder(dir: string, id: string): ModelSpec {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new ModelFolderError(`model folder ${dir} does not exist`);
   const index = readJson(dir, 'model_index.json')!;
   const schedulerJson = readJson(dir, 'scheduler/scheduler_config.json')!;
-  const paths = {
-    tokenizerDir: join(dir, 'tokenizer'),
-    textEncoder: requireFile(dir, 'text_encoder/model.onnx'),
-    unet: requireFile(dir, 'unet/model.onnx'),
-    vaeEncoder: requireFile(dir, 'vae_encoder/model.onnx'),
-    vaeDecoder: requireFile(dir, 'vae_decoder/model.onnx'),
-  };
-  // A fast tokenizer.json, or the slow CLIP tokenizer's files that diffusers pipelines ship.
-  const tokenizerFiles = ['tokenizer/tokenizer.json', 'tokenizer/vocab.json', 'tokenizer/merges.txt'].map((f) => existsSync(join(dir, f)));
-  if (!tokenizerFiles[0] && !(tokenizerFiles[1] && tokenizerFiles[2])) {
-    throw new ModelFolderError(`model folder ${dir}: missing tokenizer/tokenizer.json (or tokenizer/vocab.json with tokenizer/merges.txt)`);
+  const pipelineClass = String(index._class_name ?? '');
+  const byClass = familyForPipelineClass(pipelineClass);
+  if (!byClass) {
+    throw new ModelFolderError(`model_index.json _class_name "${pipelineClass}" is not a supported pipeline (${PIPELINE_FAMILIES.map((f) => f.describe).join(', ')})`);
   }
-  const signatures = {
-    textEncoder: readSignature(dir, paths.textEncoder, 'text_encoder/model.onnx'),
-    unet: readSignature(dir, paths.unet, 'unet/model.onnx'),
-    vaeEncoder: readSignature(dir, paths.vaeEncoder, 'vae_encoder/model.onnx'),
-    vaeDecoder: readSignature(dir, paths.vaeDecoder, 'vae_decoder/model.onnx'),
-  };
+  const tokenizerDirs = byClass.tokenizers.map((t) => join(dir, t));
+  const paths: ModelSpec['paths'] = { tokenizerDir: tokenizerDirs[0]!, tokenizerDirs };
+  for (const c of byClass.components) paths[c] = requireFile(dir, componentFile(c));
+  // A fast tokenizer.json, or the slow CLIP tokenizer's files that diffusers pipelines ship.
+  for (const t of byClass.tokenizers) {
+    const files = [`${t}/tokenizer.json`, `${t}/vocab.json`, `${t}/merges.txt`].map((f) => existsSync(join(dir, f)));
+    if (!files[0] && !(files[1] && files[2])) throw new ModelFolderError(`model folder ${dir}: missing ${t}/tokenizer.json (or ${t}/vocab.json with ${t}/merges.txt)`);
+  }
+  const signatures: ModelSpec['signatures'] = {};
+  for (const c of byClass.components) signatures[c] = readSignature(dir, paths[c]!, componentFile(c));
   // diffusers' ONNX converter writes no config.json per component: fall back to the graphs' own
   // fixed dims, then SD 1.x's values.
   const unetConfig = readJson(dir, 'unet/config.json', false);
@@ -199,24 +212,28 @@ function readFolder(dir: string, id: string): ModelSpec {
     const d = sig.inputs.find((p) => p.name === port)?.shape[axis];
     return typeof d === 'number' ? d : null;
   };
-  const latentChannels = num(vaeConfig, 'latent_channels', fixedDim(signatures.vaeDecoder, 'latent_sample', 1) ?? 4);
+  const latentChannels = num(vaeConfig, 'latent_channels', fixedDim(signatures.vaeDecoder!, 'latent_sample', 1) ?? 4);
   const blocks = Array.isArray(vaeConfig?.block_out_channels) ? (vaeConfig.block_out_channels as unknown[]).length : 4;
-  const pipelineClass = String(index._class_name ?? '');
-  const byClass = familyForPipelineClass(pipelineClass);
-  const unetInChannels = num(unetConfig, 'in_channels', fixedDim(signatures.unet, 'sample', 1) ?? byClass?.unetInChannels(latentChannels) ?? latentChannels);
+  const unetInChannels = signatures.unet ? num(unetConfig, 'in_channels', fixedDim(signatures.unet, 'sample', 1) ?? byClass.unetInChannels(latentChannels)) : byClass.unetInChannels(latentChannels);
   const pipeline = familyFromModelIndex(index, unetInChannels, latentChannels);
   const exportInfo = recogniseExport(pipelineClass, pipeline, signatures);
   const family = pipeline.kind;
 
   const server = readJson(dir, SERVER_CONFIG_FILE, false) ?? {};
   // The folder's own scheduler class is its default (a fallback is named in the warnings).
-  const own = schedulerForClassName(String(schedulerJson._class_name ?? ''), schedulerJson);
+  // Flow families sample with their own scheduler (FLOW_MATCH_EULER), whatever the folder names.
+  const own = pipeline.scheduler ? { name: pipeline.scheduler, warning: null } : schedulerForClassName(String(schedulerJson._class_name ?? ''), schedulerJson);
   const warnings = [...exportInfo.warnings];
   if (own.warning) warnings.push(own.warning);
-  const defaults = parseDefaults(server.defaults, { ...pipeline.defaults, scheduler: own.name }, dir);
+  const familyDefaults = pipeline.defaultsFor?.({ schedulerJson, modelIndex: index, signatures }) ?? pipeline.defaults;
+  const defaults = parseDefaults(server.defaults, { ...familyDefaults, scheduler: own.name }, dir);
+  if (pipeline.scheduler ? defaults.scheduler !== pipeline.scheduler : defaults.scheduler === 'FLOW_MATCH_EULER') {
+    throw new ModelFolderError(`${dir}/${SERVER_CONFIG_FILE}: defaults.scheduler ${defaults.scheduler} cannot drive ${pipeline.describe}`);
+  }
   // The default scheduler must run; requests for another one are checked when they come (request.ts).
   try {
-    parseSchedulerConfig(schedulerJson, defaults.scheduler);
+    if (defaults.scheduler === 'FLOW_MATCH_EULER') parseFlowMatchSchedulerConfig(schedulerJson);
+    else parseSchedulerConfig(schedulerJson, defaults.scheduler);
   } catch (err) {
     throw new ModelFolderError(`model folder ${dir}: scheduler/scheduler_config.json (for ${defaults.scheduler}): ${(err as Error).message}`);
   }
@@ -238,12 +255,14 @@ function readFolder(dir: string, id: string): ModelSpec {
     family,
     pipeline,
     pipelineClass,
+    modelIndex: index,
     export: exportInfo,
     signatures,
     warnings,
     description: typeof server.description === 'string' ? server.description : `${family} pipeline from ${dir}`,
     schedulerJson,
     scalingFactor: num(vaeConfig, 'scaling_factor', 0.18215),
+    shiftFactor: num(vaeConfig, 'shift_factor', 0),
     vaeScaleFactor: 2 ** Math.max(0, blocks - 1),
     latentChannels,
     unetInChannels,
@@ -252,15 +271,17 @@ function readFolder(dir: string, id: string): ModelSpec {
       maxImagesPerJob: num(limitsRaw, 'maxImagesPerJob', 8),
       maxN: num(limitsRaw, 'maxN', 4),
       maxSteps: num(limitsRaw, 'maxSteps', 100),
-      maxPixels: num(limitsRaw, 'maxPixels', 1024 * 1024),
+      maxPixels: num(limitsRaw, 'maxPixels', pipeline.limits?.maxPixels ?? 1024 * 1024),
+      ...(defaults.maxSequenceLength != null ? { maxSequenceLength: num(limitsRaw, 'maxSequenceLength', 512) } : {}),
     },
     memory: {
       weightBytes: num(memoryRaw, 'weightBytes', weightBytes),
-      // SD 1.5-sized defaults (fp32, unfused attention); a model folder can state its own.
-      unetBytesPerLatentPixel: num(memoryRaw, 'unetBytesPerLatentPixel', 320 * 1024),
-      attentionHeads: num(memoryRaw, 'attentionHeads', 8),
-      attentionDownscale: num(memoryRaw, 'attentionDownscale', 1),
-      vaeBytesPerPixel: num(memoryRaw, 'vaeBytesPerPixel', 4 * 1024),
+      // SD 1.5-sized defaults (fp32, unfused attention) unless the family states its own; a model
+      // folder can state its own.
+      unetBytesPerLatentPixel: num(memoryRaw, 'unetBytesPerLatentPixel', pipeline.memoryDefaults?.unetBytesPerLatentPixel ?? 320 * 1024),
+      attentionHeads: num(memoryRaw, 'attentionHeads', pipeline.memoryDefaults?.attentionHeads ?? 8),
+      attentionDownscale: num(memoryRaw, 'attentionDownscale', pipeline.memoryDefaults?.attentionDownscale ?? 1),
+      vaeBytesPerPixel: num(memoryRaw, 'vaeBytesPerPixel', pipeline.memoryDefaults?.vaeBytesPerPixel ?? 4 * 1024),
     },
     preview,
     paths,
@@ -280,7 +301,7 @@ const SD15_PREVIEW: PreviewProjection = {
 
 function onnxBytes(dir: string): number {
   let total = 0;
-  for (const sub of ['text_encoder', 'unet', 'vae_encoder', 'vae_decoder']) {
+  for (const sub of Object.values(COMPONENTS).map((c) => c.dir)) {
     const folder = join(dir, sub);
     if (!existsSync(folder)) continue;
     for (const f of readdirSync(folder)) total += statSync(join(folder, f)).size;

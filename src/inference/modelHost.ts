@@ -1,7 +1,12 @@
 /**
- * Owns the loaded runtimes (tokenizer + ONNX sessions, created once per model and reused) and runs
+ * Owns the loaded runtimes (tokenizers + ONNX sessions, created once per model and reused) and runs
  * edits on them one at a time. Lives in the inference worker thread, or inline for tools that do
  * not mind a blocked event loop.
+ *
+ * Models load at start when listed in `preload`, else on first use, within `modelMemoryBytes`
+ * (their weights, as the memory model counts them): loading one that does not fit first releases
+ * the least recently used idle models. Pipeline calls run one after another, so every other model
+ * is idle while one loads.
  */
 import type { ModelSpec } from './modelFolder.js';
 import { openModelSessions } from './sessions.js';
@@ -12,41 +17,95 @@ import { ScratchPool } from './scratch.js';
 import type { EditTask, ModelRuntime, RunOptions } from './editRunner.js';
 import { InferenceError } from './errors.js';
 
+export type ModelState = 'available' | 'loading' | 'loaded';
+
+export interface HostOptions extends SessionConfig {
+  /** Model ids opened at start (the others on first use). */
+  preload: readonly string[];
+  /** Weights (bytes) the loaded models may hold together; unbounded when absent. */
+  modelMemoryBytes?: number;
+  onState?: (modelId: string, state: ModelState, provider: string | null) => void;
+}
+
 export class ModelHost {
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly runtimes = new Map<string, ModelRuntime>();
+  private readonly lastUsed = new Map<string, number>();
 
-  private constructor(private readonly runtimes: Map<string, ModelRuntime>) {}
+  private constructor(private readonly specs: Map<string, ModelSpec>, private readonly options: HostOptions) {}
 
-  static async open(specs: readonly ModelSpec[], config: SessionConfig): Promise<ModelHost> {
-    const runtimes = new Map<string, ModelRuntime>();
+  static async open(specs: readonly ModelSpec[], options: HostOptions): Promise<ModelHost> {
+    const host = new ModelHost(new Map(specs.map((s) => [s.id, s])), options);
     try {
-      for (const spec of specs) {
-        const tokenizer = loadTokenizer(spec.paths.tokenizerDir);
-        const sessions = await openModelSessions(spec, config);
-        runtimes.set(spec.id, { spec, sessions, tokenizer, scratch: new ScratchPool() });
-      }
+      for (const id of options.preload) await host.runtime(id);
     } catch (err) {
-      await Promise.all([...runtimes.values()].map((r) => r.sessions.release()));
+      await host.close();
       throw err;
     }
-    return new ModelHost(runtimes);
+    return host;
   }
 
+  /** Execution provider of each loaded model. */
   providers(): Record<string, string> {
     return Object.fromEntries([...this.runtimes].map(([id, r]) => [id, r.sessions.provider]));
   }
 
+  private async runtime(id: string): Promise<ModelRuntime> {
+    const loaded = this.runtimes.get(id);
+    this.lastUsed.set(id, performance.now());
+    if (loaded) return loaded;
+    const spec = this.specs.get(id);
+    if (!spec) throw new InferenceError('NOT_FOUND', `model "${id}" is not known to this worker`);
+    await this.makeRoom(spec);
+    this.options.onState?.(id, 'loading', null);
+    try {
+      const tokenizers = spec.paths.tokenizerDirs.map((d) => loadTokenizer(d));
+      const sessions = await openModelSessions(spec, this.options);
+      const runtime: ModelRuntime = { spec, sessions, tokenizer: tokenizers[0]!, tokenizers, scratch: new ScratchPool() };
+      this.runtimes.set(id, runtime);
+      this.options.onState?.(id, 'loaded', sessions.provider);
+      return runtime;
+    } catch (err) {
+      this.options.onState?.(id, 'available', null);
+      throw err;
+    }
+  }
+
+  /** Releases least recently used models until `spec`'s weights fit the budget (a lone model always loads). */
+  private async makeRoom(spec: ModelSpec): Promise<void> {
+    const budget = this.options.modelMemoryBytes;
+    if (budget === undefined) return;
+    const held = (): number => [...this.runtimes.values()].reduce((n, r) => n + r.spec.memory.weightBytes, 0);
+    while (this.runtimes.size > 0 && held() + spec.memory.weightBytes > budget) {
+      const [victim] = [...this.runtimes.keys()].sort((a, b) => (this.lastUsed.get(a) ?? 0) - (this.lastUsed.get(b) ?? 0));
+      const runtime = this.runtimes.get(victim!)!;
+      this.runtimes.delete(victim!);
+      await runtime.sessions.release();
+      this.options.log?.(`model ${victim} released to make room for ${spec.id} (MODEL_MEMORY_MB)`);
+      this.options.onState?.(victim!, 'available', null);
+    }
+    if (spec.memory.weightBytes > budget) {
+      this.options.log?.(`model ${spec.id} needs ${Math.ceil(spec.memory.weightBytes / 2 ** 20)} MiB of weights, over MODEL_MEMORY_MB; loading it alone`);
+    }
+  }
+
   /**
    * Runs pipeline calls strictly one after another (one pipeline at a time on this device); the
-   * tasks of one call share it (cross-request batching). Resolves when every task has settled.
+   * tasks of one call share it (cross-request batching). A model not loaded yet is loaded first
+   * (its jobs are RUNNING meanwhile, before step 1). Resolves when every task has settled.
    */
   run(modelId: string, tasks: readonly EditTask[], options: RunOptions): Promise<void> {
-    const runtime = this.runtimes.get(modelId);
-    if (!runtime) {
-      for (const t of tasks) t.onSettled({ error: new InferenceError('NOT_FOUND', `model "${modelId}" is not loaded`) });
-      return Promise.resolve();
-    }
-    const result = this.queue.then(() => runEdits(runtime, tasks, options));
+    const result = this.queue.then(async () => {
+      let runtime: ModelRuntime;
+      try {
+        runtime = await this.runtime(modelId);
+      } catch (err) {
+        const error = err instanceof InferenceError ? err : new InferenceError('MODEL_ERROR', `model ${modelId} could not be loaded: ${(err as Error).message}`);
+        for (const t of tasks) t.onSettled({ error });
+        return;
+      }
+      await runEdits(runtime, tasks, options);
+    });
     this.queue = result.catch(() => undefined);
     return result;
   }

@@ -4,9 +4,11 @@
  * all of them accept and refuse the same things with the same messages.
  */
 import type { ModelSpec } from './modelFolder.js';
-import type { SchedulerName } from './schedulers/types.js';
-import { SCHEDULER_NAMES } from './schedulers/types.js';
+import type { EditSchedulerName, Scheduler } from './schedulers/types.js';
+import { EDIT_SCHEDULER_NAMES, SCHEDULER_NAMES } from './schedulers/types.js';
 import { createScheduler, parseSchedulerConfig } from './schedulers/index.js';
+import { FlowMatchEulerDiscreteScheduler, fluxSigmas, parseFlowMatchSchedulerConfig } from './schedulers/flowMatchEuler.js';
+import { isOutputFormat, outputFormatList } from './imageIO.js';
 import type { OutputFormat, TargetSize } from './imageIO.js';
 import { InferenceError } from './errors.js';
 import { normalizeSeed, randomSeed } from './random.js';
@@ -26,7 +28,11 @@ export interface EditOptions {
   imageGuidanceScale?: number | null;
   strength?: number | null;
   seed?: number | null;
-  scheduler?: SchedulerName | null;
+  scheduler?: EditSchedulerName | null;
+  /** Flow families: true classifier-free guidance against `negativePrompt` (> 1 turns it on). */
+  trueCfgScale?: number | null;
+  /** Families with a T5 encoder: its token count (FLUX: up to 512). */
+  maxSequenceLength?: number | null;
   outputFormat?: OutputFormat | null;
   outputQuality?: number | null;
   previewEvery?: number | null;
@@ -45,7 +51,11 @@ export interface ResolvedEdit {
   imageGuidanceScale: number;
   strength: number;
   seed: number;
-  scheduler: SchedulerName;
+  scheduler: EditSchedulerName;
+  /** 1 unless the family runs true CFG (flow families). */
+  trueCfgScale: number;
+  /** The T5 token count; null for families without T5. */
+  maxSequenceLength: number | null;
   outputFormat: OutputFormat;
   outputQuality: number | null;
   previewEvery: number;
@@ -116,21 +126,40 @@ export function resolveEditOptions(spec: ModelSpec, imageCount: number, options:
     throw bad(`steps × strength must be at least 1 so that one denoise step runs (steps ${steps}, strength ${strength})`);
   }
   const scheduler = options.scheduler ?? d.scheduler;
-  if (!SCHEDULER_NAMES.includes(scheduler)) throw bad(`scheduler must be one of ${SCHEDULER_NAMES.join(', ')}`);
+  if (!EDIT_SCHEDULER_NAMES.includes(scheduler)) throw bad(`scheduler must be one of ${EDIT_SCHEDULER_NAMES.join(', ')}`);
+  const own = spec.pipeline.scheduler;
+  if (own && scheduler !== own) throw bad(`model ${spec.id} (${spec.pipeline.describe}) samples with ${own} only; leave scheduler unset or send ${own} (got ${scheduler})`);
+  if (!own && scheduler === 'FLOW_MATCH_EULER') throw bad(`scheduler FLOW_MATCH_EULER is for flow-matching models; model ${spec.id} (${spec.pipeline.describe}) takes one of ${SCHEDULER_NAMES.join(', ')}`);
   // The folder's scheduler_config.json may not suit every scheduler (e.g. thresholding for DPMPP_2M),
   // and some step counts do not suit some schedulers (LCM: at most original_inference_steps).
   try {
-    createScheduler(scheduler, parseSchedulerConfig(spec.schedulerJson, scheduler)).setTimesteps(steps);
+    schedulerFor(spec, scheduler).setTimesteps(steps, scheduler === 'FLOW_MATCH_EULER' ? { sigmas: fluxSigmas(steps), mu: 0 } : undefined);
   } catch (err) {
     throw bad(`scheduler ${scheduler} cannot run ${steps} steps of model ${spec.id}: ${(err as Error).message}`);
   }
+  let trueCfgScale = 1;
+  if (options.trueCfgScale != null) {
+    if (d.trueCfgScale == null) throw bad(`model ${spec.id} (${spec.pipeline.describe}) has no true CFG; use guidanceScale`);
+    trueCfgScale = numberIn('trueCfgScale', options.trueCfgScale, 0, MAX_GUIDANCE);
+  } else if (d.trueCfgScale != null) trueCfgScale = d.trueCfgScale;
+  let maxSequenceLength: number | null = null;
+  if (options.maxSequenceLength != null) {
+    if (d.maxSequenceLength == null || spec.limits.maxSequenceLength == null) throw bad(`model ${spec.id} (${spec.pipeline.describe}) has no T5 encoder; maxSequenceLength does not apply`);
+    maxSequenceLength = integerIn('maxSequenceLength', options.maxSequenceLength, 1, spec.limits.maxSequenceLength);
+  } else maxSequenceLength = d.maxSequenceLength ?? null;
   const outputFormat = options.outputFormat ?? 'png';
-  if (!['png', 'jpeg', 'webp'].includes(outputFormat)) throw bad('outputFormat must be png, jpeg or webp');
+  if (!isOutputFormat(outputFormat)) throw bad(`outputFormat must be ${outputFormatList()}`);
   const outputQuality = options.outputQuality == null ? null : integerIn('outputQuality', options.outputQuality, 1, 100);
   const previewEvery = integerIn('previewEvery', options.previewEvery ?? 0, 0, 10_000);
   const maskBlur = integerIn('maskBlur', options.maskBlur ?? 0, 0, MAX_MASK_BLUR);
   const seed = options.seed == null ? randomSeed() : normalizeSeed(integerIn('seed', options.seed, -(2 ** 53), 2 ** 53));
-  return { prompts, negativePrompt, n, size, steps, guidanceScale, imageGuidanceScale, strength, seed, scheduler, outputFormat, outputQuality, previewEvery, maskBlur };
+  return { prompts, negativePrompt, n, size, steps, guidanceScale, imageGuidanceScale, strength, seed, scheduler, trueCfgScale, maxSequenceLength, outputFormat, outputQuality, previewEvery, maskBlur };
+}
+
+/** A fresh scheduler of `name` configured from the model folder's scheduler_config.json. */
+export function schedulerFor(spec: Pick<ModelSpec, 'schedulerJson'>, name: EditSchedulerName): Scheduler {
+  if (name === 'FLOW_MATCH_EULER') return new FlowMatchEulerDiscreteScheduler(parseFlowMatchSchedulerConfig(spec.schedulerJson));
+  return createScheduler(name, parseSchedulerConfig(spec.schedulerJson, name));
 }
 
 /**
@@ -139,7 +168,8 @@ export function resolveEditOptions(spec: ModelSpec, imageCount: number, options:
  * that img2img skips.
  */
 export function denoiseStepsPerBatch(spec: ModelSpec, edit: Pick<ResolvedEdit, 'steps' | 'strength' | 'scheduler'>): number {
-  const scheduler = createScheduler(edit.scheduler, parseSchedulerConfig(spec.schedulerJson, edit.scheduler));
+  if (edit.scheduler === 'FLOW_MATCH_EULER') return edit.steps - spec.pipeline.startIndex(edit);
+  const scheduler = schedulerFor(spec, edit.scheduler);
   scheduler.setTimesteps(edit.steps);
   return scheduler.timesteps.length - spec.pipeline.startIndex(edit);
 }

@@ -10,6 +10,8 @@ import type { ModelSpec } from './modelFolder.js';
 import { ModelFolderError } from './modelFolder.js';
 import { fromFloat16, toFloat16 } from './tensor.js';
 import { InferenceError } from './errors.js';
+import { COMPONENTS, componentFile } from './components.js';
+import type { Component } from './components.js';
 
 export type ExecutionProviderName = 'cpu' | 'cuda' | 'webgpu';
 
@@ -33,7 +35,7 @@ export interface SessionConfig {
   log?: (message: string) => void;
 }
 
-export type Component = 'textEncoder' | 'unet' | 'vaeEncoder' | 'vaeDecoder';
+export type { Component };
 
 export interface Port {
   name: string;
@@ -49,7 +51,7 @@ interface ComponentSession {
 
 export interface RunStats {
   /** Milliseconds spent inside session.run, per component. */
-  runMs: Record<Component, number>;
+  runMs: Partial<Record<Component, number>>;
   runs: number;
 }
 
@@ -61,6 +63,10 @@ export interface ModelSessions {
   readonly vaeEncoderOutput: 'latent_parameters' | 'latent_sample';
   hasInput(component: Component, name: string): boolean;
   run(component: Component, feeds: Record<string, Feed>, outputName: string): Promise<Float32Array>;
+  /** Several outputs of one call, in `outputNames` order. */
+  runMany(component: Component, feeds: Record<string, Feed>, outputNames: readonly string[]): Promise<Float32Array[]>;
+  /** The component's output names (e.g. `hidden_states.N` of an encoder exported with them). */
+  outputNames(component: Component): string[];
   release(): Promise<void>;
 }
 
@@ -69,21 +75,6 @@ export interface Feed {
   data: Float32Array | Int32Array;
   dims: readonly number[];
 }
-
-/** What each component must expose, as optimum's ONNX exports of diffusers pipelines do. */
-const REQUIRED: Record<Component, { inputs: string[]; outputs: string[][] }> = {
-  textEncoder: { inputs: ['input_ids'], outputs: [['last_hidden_state']] },
-  unet: { inputs: ['sample', 'timestep', 'encoder_hidden_states'], outputs: [['out_sample']] },
-  vaeEncoder: { inputs: ['sample'], outputs: [['latent_parameters', 'latent_sample']] },
-  vaeDecoder: { inputs: ['latent_sample'], outputs: [['sample']] },
-};
-
-const FILE: Record<Component, string> = {
-  textEncoder: 'text_encoder/model.onnx',
-  unet: 'unet/model.onnx',
-  vaeEncoder: 'vae_encoder/model.onnx',
-  vaeDecoder: 'vae_decoder/model.onnx',
-};
 
 function ports(metadata: readonly ort.InferenceSession.ValueMetadata[]): Map<string, Port> {
   const map = new Map<string, Port>();
@@ -116,29 +107,45 @@ async function createSession(path: string, config: SessionConfig, provider: Exec
 }
 
 function validate(spec: ModelSpec, component: Component, s: ComponentSession): void {
-  const req = REQUIRED[component];
-  const where = `model ${spec.id}: ${FILE[component]}`;
+  const req = COMPONENTS[component];
+  const where = `model ${spec.id}: ${componentFile(component)}`;
   for (const name of req.inputs) {
     if (!s.inputs.has(name)) throw new ModelFolderError(`${where} has no input "${name}" (inputs: ${[...s.inputs.keys()].join(', ')})`);
   }
-  for (const alternatives of req.outputs) {
+  for (const alternatives of [...req.outputs, ...(spec.pipeline.requiredOutputs?.[component] ?? []).map((n) => [n])]) {
     if (!alternatives.some((n) => s.outputs.has(n))) {
       throw new ModelFolderError(`${where} has no output ${alternatives.map((n) => `"${n}"`).join(' or ')} (outputs: ${[...s.outputs.keys()].join(', ')})`);
     }
   }
   if (component === 'unet') {
-    const extra = [...s.inputs.keys()].filter((n) => !req.inputs.includes(n));
+    const extra = [...s.inputs.keys()].filter((n) => !spec.pipeline.unetInputs.includes(n));
     if (extra.length) {
-      throw new ModelFolderError(`${where} needs inputs this server's pipelines do not provide (${extra.join(', ')}): SDXL / LCM-style UNets are not supported`);
+      throw new ModelFolderError(
+        `${where} needs inputs the ${spec.pipeline.describe} pipeline does not provide (${extra.join(', ')}); it feeds ${spec.pipeline.unetInputs.join(', ')}`,
+      );
     }
     const channels = s.inputs.get('sample')!.shape[1];
     if (typeof channels === 'number' && channels !== spec.unetInChannels) {
       throw new ModelFolderError(`${where}: input "sample" has ${channels} channels, expected ${spec.unetInChannels} for ${spec.family}`);
     }
     const t = s.inputs.get('timestep')!.type;
-    if (!['int64', 'float32', 'float16'].includes(t)) throw new ModelFolderError(`${where}: input "timestep" has dtype ${t}; expected int64, float32 or float16`);
+    if (!['int64', 'float32', 'float16'].includes(t))
+      throw new ModelFolderError(`${where}: input "timestep" has dtype ${t}; expected int64, float32 or float16`);
   }
-  if (component === 'textEncoder') {
+  if (component === 'transformer') {
+    // What the family feeds (`unetInputs`; `guidance` only when declared): a transformer declaring
+    // anything else cannot be driven, and one lacking a port the family needs is not its layout.
+    const fed = spec.pipeline.unetInputs;
+    const extra = [...s.inputs.keys()].filter((n) => !fed.includes(n));
+    if (extra.length)
+      throw new ModelFolderError(
+        `${where} needs inputs the ${spec.pipeline.describe} pipeline does not provide (${extra.join(', ')}); it feeds ${fed.join(', ')}`,
+      );
+    const missing = fed.filter((n) => n !== 'guidance' && !s.inputs.has(n));
+    if (missing.length)
+      throw new ModelFolderError(`${where} has no input ${missing.map((n) => `"${n}"`).join(', ')} (inputs: ${[...s.inputs.keys()].join(', ')})`);
+  }
+  if (component === 'textEncoder' || component === 'textEncoder2' || component === 'textEncoder3') {
     const t = s.inputs.get('input_ids')!.type;
     if (t !== 'int32' && t !== 'int64') throw new ModelFolderError(`${where}: input "input_ids" has dtype ${t}; expected int32 or int64`);
   }
@@ -167,7 +174,11 @@ export function toOrtTensor(feed: Feed, port: Port | undefined): ort.Tensor {
   const shape = [...dims];
   switch (type) {
     case 'int64':
-      return new ort.Tensor('int64', BigInt64Array.from(data, (v) => BigInt(Math.trunc(v))), shape);
+      return new ort.Tensor(
+        'int64',
+        BigInt64Array.from(data, (v) => BigInt(Math.trunc(v))),
+        shape,
+      );
     case 'int32':
       return new ort.Tensor('int32', data instanceof Int32Array ? data : Int32Array.from(data, (v) => Math.trunc(v)), shape);
     case 'float16':
@@ -184,9 +195,9 @@ export function toOrtTensor(feed: Feed, port: Port | undefined): ort.Tensor {
 function modelError(spec: ModelSpec, component: Component, err: unknown, log?: (message: string) => void): Error {
   const text = err instanceof Error ? err.message : String(err);
   if (/bad_alloc|out of memory|Failed to allocate/i.test(text)) return err instanceof Error ? err : new Error(text);
-  log?.(`model ${spec.id}: ${FILE[component]} failed: ${text}`);
+  log?.(`model ${spec.id}: ${componentFile(component)} failed: ${text}`);
   const first = text.split('\n')[0]!.slice(0, 300);
-  return new InferenceError('MODEL_ERROR', `model ${spec.id}: ${FILE[component]} failed to run (${first})`, { cause: err });
+  return new InferenceError('MODEL_ERROR', `model ${spec.id}: ${componentFile(component)} failed to run (${first})`, { cause: err });
 }
 
 function toFloat32(tensor: ort.Tensor): Float32Array {
@@ -203,7 +214,7 @@ export async function openModelSessions(spec: ModelSpec, config: SessionConfig):
     try {
       session = await createSession(path, config, provider);
     } catch (err) {
-      if (provider === 'cpu') throw new ModelFolderError(`model ${spec.id}: cannot load ${FILE[component]}: ${(err as Error).message}`);
+      if (provider === 'cpu') throw new ModelFolderError(`model ${spec.id}: cannot load ${componentFile(component)}: ${(err as Error).message}`);
       config.log?.(`execution provider "${provider}" unavailable (${(err as Error).message.split('\n')[0]}); falling back to cpu`);
       provider = 'cpu';
       session = await createSession(path, config, provider);
@@ -213,16 +224,42 @@ export async function openModelSessions(spec: ModelSpec, config: SessionConfig):
     opened.set(component, cs);
   };
   try {
-    await open('unet', spec.paths.unet);
-    await open('textEncoder', spec.paths.textEncoder);
-    await open('vaeEncoder', spec.paths.vaeEncoder);
-    await open('vaeDecoder', spec.paths.vaeDecoder);
+    for (const c of spec.pipeline.components) await open(c, spec.paths[c]!);
   } catch (err) {
     await Promise.all([...opened.values()].map((s) => s.session.release()));
     throw err;
   }
-  const stats: RunStats = { runMs: { textEncoder: 0, unet: 0, vaeEncoder: 0, vaeDecoder: 0 }, runs: 0 };
-  const get = (c: Component): ComponentSession => opened.get(c)!;
+  const stats: RunStats = { runMs: Object.fromEntries(spec.pipeline.components.map((c) => [c, 0])), runs: 0 };
+  const get = (c: Component): ComponentSession => {
+    const cs = opened.get(c);
+    if (!cs) throw new InferenceError('MODEL_ERROR', `model ${spec.id} has no ${componentFile(c)}`);
+    return cs;
+  };
+  const runMany = async (component: Component, feeds: Record<string, Feed>, outputNames: readonly string[]): Promise<Float32Array[]> => {
+    const cs = get(component);
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    const started = performance.now();
+    let result: ort.InferenceSession.ReturnType;
+    try {
+      for (const [name, feed] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(feed, cs.inputs.get(name));
+      // onnxruntime-node 1.23.2 labels a fetched subset by the session's first output names (fetching
+      // ['pooler_output'] of CLIP returns it as "last_hidden_state"): fetch a prefix of the
+      // session's outputs as named, anything else as every output.
+      const all = cs.session.outputNames;
+      const prefix = outputNames.every((n, i) => all[i] === n);
+      result = await cs.session.run(ortFeeds, prefix ? [...outputNames] : [...all]);
+    } catch (err) {
+      throw modelError(spec, component, err, config.log);
+    } finally {
+      stats.runMs[component] = (stats.runMs[component] ?? 0) + performance.now() - started;
+    }
+    stats.runs += 1;
+    return outputNames.map((n) => {
+      const tensor = result[n];
+      if (!tensor) throw new InferenceError('MODEL_ERROR', `model ${spec.id}: ${componentFile(component)} has no output "${n}"`);
+      return toFloat32(tensor);
+    });
+  };
   return {
     spec,
     provider,
@@ -230,21 +267,10 @@ export async function openModelSessions(spec: ModelSpec, config: SessionConfig):
     vaeEncoderOutput: get('vaeEncoder').outputs.has('latent_parameters') ? 'latent_parameters' : 'latent_sample',
     hasInput: (component, name) => get(component).inputs.has(name),
     async run(component, feeds, outputName) {
-      const cs = get(component);
-      const ortFeeds: Record<string, ort.Tensor> = {};
-      const started = performance.now();
-      let result: ort.InferenceSession.ReturnType;
-      try {
-        for (const [name, feed] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(feed, cs.inputs.get(name));
-        result = await cs.session.run(ortFeeds, [outputName]);
-      } catch (err) {
-        throw modelError(spec, component, err, config.log);
-      } finally {
-        stats.runMs[component] += performance.now() - started;
-      }
-      stats.runs += 1;
-      return toFloat32(result[outputName]!);
+      return (await runMany(component, feeds, [outputName]))[0]!;
     },
+    runMany,
+    outputNames: (component) => [...get(component).outputs.keys()],
     async release() {
       await Promise.all([...opened.values()].map((s) => s.session.release()));
     },

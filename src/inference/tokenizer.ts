@@ -21,8 +21,11 @@ export interface PromptTokenizer {
   readonly padId: number;
   readonly bosId: number;
   readonly eosId: number;
-  /** Token ids, always exactly `maxLength` long: bos, tokens (truncated), eos, padding. */
-  encode(text: string): Int32Array;
+  /**
+   * Token ids, always exactly `length` (default `maxLength`) long: bos, tokens (truncated), eos,
+   * padding. T5 (FLUX's `max_sequence_length`) passes its own length.
+   */
+  encode(text: string, length?: number): Int32Array;
   /** Model tokens (no bos/eos, no truncation), for debugging. */
   tokenize(text: string): string[];
 }
@@ -84,10 +87,11 @@ class ClipPromptTokenizer implements PromptTokenizer {
     this.eosId = suffix[suffix.length - 1] ?? -1;
   }
 
-  encode(text: string): Int32Array {
+  encode(text: string, length = this.maxLength): Int32Array {
+    if (!Number.isInteger(length) || length <= this.prefix.length + this.suffix.length) throw new Error(`tokenizer: length ${length} leaves no room for tokens`);
     const tokens = this.tokenizer.encode(this.prepare(text), { add_special_tokens: false }).ids;
-    const kept = Math.min(tokens.length, this.maxLength - this.prefix.length - this.suffix.length);
-    const out = new Int32Array(this.maxLength).fill(this.padId);
+    const kept = Math.min(tokens.length, length - this.prefix.length - this.suffix.length);
+    const out = new Int32Array(length).fill(this.padId);
     out.set(this.prefix, 0);
     out.set(tokens.slice(0, kept), this.prefix.length);
     out.set(this.suffix, this.prefix.length + kept);

@@ -27,8 +27,17 @@ let runsInFlight = 0;
 let host: ModelHost;
 try {
   const specs = init.models.map((m) => readModelFolder(m.dir, m.id));
-  host = await ModelHost.open(specs, { provider: init.provider, intraOpThreads: init.intraOpThreads, allowSpinning: init.allowSpinning, cpuMemArena: init.cpuMemArena, log: (message) => post({ type: 'log', message }) });
-  post({ type: 'ready', providers: host.providers() });
+  host = await ModelHost.open(specs, {
+    provider: init.provider,
+    intraOpThreads: init.intraOpThreads,
+    allowSpinning: init.allowSpinning,
+    cpuMemArena: init.cpuMemArena,
+    preload: init.preload,
+    modelMemoryBytes: init.modelMemoryBytes,
+    log: (message) => post({ type: 'log', message }),
+    onState: (modelId, state, provider) => post({ type: 'model-state', modelId, state, provider }),
+  });
+  post({ type: 'ready' });
 } catch (err) {
   post({ type: 'init-error', message: (err as Error).message });
   process.exit(1);
@@ -41,26 +50,28 @@ port.on('message', (message: WorkerRequest) => {
   }
   const { modelId, runs, options } = message;
   runsInFlight += 1;
-  void host.run(
-    modelId,
-    runs.map(({ runId, edit, inputs, cancelFlag }) => {
-      const flag = new Int32Array(cancelFlag);
-      return {
-        edit,
-        inputs,
-        throwIfAborted: () => {
-          if (Atomics.load(flag, 0) !== 0) throw new InferenceError('CANCELLED', 'the job was cancelled');
-        },
-        onProgress: (update) => post({ type: 'progress', runId, update }),
-        onSettled: (outcome) => {
-          if ('output' in outcome) post({ type: 'done', runId, output: outcome.output });
-          else post({ type: 'failed', runId, code: outcome.error.code, message: outcome.error.message });
-        },
-      };
-    }),
-    options,
-  ).finally(() => {
-    runsInFlight -= 1;
-    if (runsInFlight === 0 && collectGarbage) setTimeout(() => runsInFlight === 0 && collectGarbage(), 50);
-  });
+  void host
+    .run(
+      modelId,
+      runs.map(({ runId, edit, inputs, cancelFlag }) => {
+        const flag = new Int32Array(cancelFlag);
+        return {
+          edit,
+          inputs,
+          throwIfAborted: () => {
+            if (Atomics.load(flag, 0) !== 0) throw new InferenceError('CANCELLED', 'the job was cancelled');
+          },
+          onProgress: (update) => post({ type: 'progress', runId, update }),
+          onSettled: (outcome) => {
+            if ('output' in outcome) post({ type: 'done', runId, output: outcome.output });
+            else post({ type: 'failed', runId, code: outcome.error.code, message: outcome.error.message });
+          },
+        };
+      }),
+      options,
+    )
+    .finally(() => {
+      runsInFlight -= 1;
+      if (runsInFlight === 0 && collectGarbage) setTimeout(() => runsInFlight === 0 && collectGarbage(), 50);
+    });
 });

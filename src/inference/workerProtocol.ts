@@ -3,9 +3,13 @@ import type { EditInput, EditOutput, ProgressUpdate } from './editRunner.js';
 import type { InferenceErrorCode } from './errors.js';
 import type { ResolvedEdit } from './request.js';
 import type { ExecutionProviderName } from './sessions.js';
+import type { ModelState } from './modelHost.js';
 
 export interface WorkerInit {
   models: { id: string; dir: string }[];
+  /** Opened before 'ready'; the others on first use. */
+  preload: string[];
+  modelMemoryBytes?: number;
   provider: ExecutionProviderName;
   intraOpThreads?: number;
   allowSpinning?: boolean;
@@ -29,9 +33,10 @@ export type WorkerRequest =
   | { type: 'close' };
 
 export type WorkerResponse =
-  | { type: 'ready'; providers: Record<string, string> }
+  | { type: 'ready' }
   | { type: 'init-error'; message: string }
   | { type: 'log'; message: string }
+  | { type: 'model-state'; modelId: string; state: ModelState; provider: string | null }
   | { type: 'progress'; runId: number; update: ProgressUpdate }
   | { type: 'done'; runId: number; output: EditOutput }
   | { type: 'failed'; runId: number; code: InferenceErrorCode; message: string };

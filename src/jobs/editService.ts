@@ -6,10 +6,11 @@
 import type { InferenceEngine } from '../inference/engine.js';
 import type { EditOptions } from '../inference/request.js';
 import { resolveEditOptions } from '../inference/request.js';
-import { decodeMask, probeImage, ImageDecodeError } from '../inference/imageIO.js';
+import { decodeMask, probeImage, verifyImage, ImageDecodeError } from '../inference/imageIO.js';
 import { InferenceError } from '../inference/errors.js';
 import { ServiceError } from '../errors.js';
 import type { JobBackend } from './types.js';
+import type { EditInput } from '../inference/editRunner.js';
 import type { JobSnapshot } from './types.js';
 
 /** What Yoga's multipart parser (and undici's FormData) hand us for a file part. */
@@ -31,8 +32,8 @@ export interface UploadLimits {
   maxProcessInputPixels?: number;
 }
 
-/** Masks decoded at once at submission (each is decoded in full to be checked). */
-const MASK_DECODE_CONCURRENCY = 2;
+/** [issue 16 item 5] Full decodes at once at submission, over all concurrent submissions of this process. */
+const SUBMIT_DECODE_CONCURRENCY = 2;
 
 export interface EditSubmission {
   model?: string | null;
@@ -45,19 +46,23 @@ export interface EditSubmission {
 export class EditService {
   /** Declared input pixels of submissions being checked right now. */
   private submittingPixels = 0;
-  private decodingMasks = 0;
-  private readonly maskWaiters: (() => void)[] = [];
+  private decoding = 0;
+  private readonly decodeWaiters: (() => void)[] = [];
 
-  constructor(private readonly engine: InferenceEngine, private readonly jobs: JobBackend, readonly limits: UploadLimits) {}
+  constructor(
+    private readonly engine: InferenceEngine,
+    private readonly jobs: JobBackend,
+    readonly limits: UploadLimits,
+  ) {}
 
-  private async maskSlot<T>(fn: () => Promise<T>): Promise<T> {
-    while (this.decodingMasks >= MASK_DECODE_CONCURRENCY) await new Promise<void>((r) => this.maskWaiters.push(r));
-    this.decodingMasks += 1;
+  private async decodeSlot<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.decoding >= SUBMIT_DECODE_CONCURRENCY) await new Promise<void>((r) => this.decodeWaiters.push(r));
+    this.decoding += 1;
     try {
       return await fn();
     } finally {
-      this.decodingMasks -= 1;
-      this.maskWaiters.shift()?.();
+      this.decoding -= 1;
+      this.decodeWaiters.shift()?.();
     }
   }
 
@@ -70,33 +75,40 @@ export class EditService {
     if (files.length > maxFiles) throw new ServiceError('BAD_USER_INPUT', `${files.length} images is over the limit of ${maxFiles} per job`);
     let total = 0;
     files.forEach((f, i) => {
-      if (f.size > this.limits.maxFileBytes) throw new ServiceError('PAYLOAD_TOO_LARGE', `images[${i}] is ${f.size} bytes; the limit is ${this.limits.maxFileBytes} bytes per file`);
+      if (f.size > this.limits.maxFileBytes)
+        throw new ServiceError('PAYLOAD_TOO_LARGE', `images[${i}] is ${f.size} bytes; the limit is ${this.limits.maxFileBytes} bytes per file`);
       total += f.size;
     });
-    if (total > this.limits.maxTotalBytes) throw new ServiceError('PAYLOAD_TOO_LARGE', `the images total ${total} bytes; the limit is ${this.limits.maxTotalBytes} bytes per job`);
+    if (total > this.limits.maxTotalBytes)
+      throw new ServiceError('PAYLOAD_TOO_LARGE', `the images total ${total} bytes; the limit is ${this.limits.maxTotalBytes} bytes per job`);
     const masks = submission.masks ?? [];
-    if (masks.length > files.length) throw new ServiceError('BAD_USER_INPUT', `${masks.length} masks for ${files.length} images: give at most one mask per image, in upload order`);
+    if (masks.length > files.length)
+      throw new ServiceError('BAD_USER_INPUT', `${masks.length} masks for ${files.length} images: give at most one mask per image, in upload order`);
     masks.forEach((m, i) => {
-      if (m && m.size > this.limits.maxFileBytes) throw new ServiceError('PAYLOAD_TOO_LARGE', `masks[${i}] is ${m.size} bytes; the limit is ${this.limits.maxFileBytes} bytes per file`);
+      if (m && m.size > this.limits.maxFileBytes)
+        throw new ServiceError('PAYLOAD_TOO_LARGE', `masks[${i}] is ${m.size} bytes; the limit is ${this.limits.maxFileBytes} bytes per file`);
       if (m) total += m.size;
     });
-    if (total > this.limits.maxTotalBytes) throw new ServiceError('PAYLOAD_TOO_LARGE', `the images and masks total ${total} bytes; the limit is ${this.limits.maxTotalBytes} bytes per job`);
+    if (total > this.limits.maxTotalBytes)
+      throw new ServiceError('PAYLOAD_TOO_LARGE', `the images and masks total ${total} bytes; the limit is ${this.limits.maxTotalBytes} bytes per job`);
     // Options first: a bad argument is reported before any image work.
     const edit = resolveEditOptions(spec, files.length, submission.options);
+    spec.pipeline.checkEdit?.(spec, { masks: masks.some(Boolean) });
     const limits = { maxInputPixels: this.limits.maxInputPixels };
-    const named = (what: string, f: UploadedFile) => (err: unknown): never => {
-      if (err instanceof ImageDecodeError) throw new InferenceError(err.code, `${what}${f.name ? ` (${f.name})` : ''}: ${err.message}`);
-      throw err;
-    };
-    // Headers only first (no pixels are decoded): the declared sizes decide before any work.
-    const probed = await Promise.all(
-      files.map(async (f, i) => {
-        const bytes = new Uint8Array(await f.arrayBuffer());
-        const probe = await probeImage(bytes, limits).catch(named(`images[${i}]`, f));
-        return { bytes, name: f.name, probe, pixels: probe.width * probe.height };
-      }),
-    );
-    const pixels = probed.reduce((n, p) => n + p.pixels, 0);
+    const named =
+      (what: string, f: UploadedFile) =>
+      (err: unknown): never => {
+        if (err instanceof ImageDecodeError) throw new InferenceError(err.code, `${what}${f.name ? ` ${JSON.stringify(f.name)}` : ''}: ${err.message}`);
+        throw err;
+      };
+    // Headers first (no pixels decoded): the declared sizes are checked against the caps before any work.
+    const read: { bytes: Uint8Array; pixels: number }[] = [];
+    for (const [i, f] of files.entries()) {
+      const bytes = new Uint8Array(await f.arrayBuffer());
+      const probe = await probeImage(bytes, limits).catch(named(`images[${i}]`, f));
+      read.push({ bytes, pixels: probe.width * probe.height });
+    }
+    const pixels = read.reduce((n, r) => n + r.pixels, 0);
     const jobCap = this.limits.maxJobInputPixels;
     if (jobCap !== undefined && pixels > jobCap) {
       throw new ServiceError('IMAGE_TOO_LARGE', `the images total ${pixels} pixels; the limit is ${jobCap} pixels per job (MAX_JOB_INPUT_PIXELS)`);
@@ -104,20 +116,29 @@ export class EditService {
     const processCap = this.limits.maxProcessInputPixels;
     const pending = (this.jobs.pendingInputPixels?.() ?? 0) + this.submittingPixels;
     if (processCap !== undefined && pending + pixels > processCap) {
-      throw new ServiceError('QUEUE_FULL', `the server holds ${pending} pixels of input images and this job has ${pixels}; the limit is ${processCap} (MAX_PROCESS_INPUT_PIXELS): retry later`, { retryAfterSeconds: 5 });
+      throw new ServiceError(
+        'QUEUE_FULL',
+        `the server holds ${pending} pixels of input images and this job has ${pixels}; the limit is ${processCap} (MAX_PROCESS_INPUT_PIXELS): retry later`,
+        { retryAfterSeconds: 5 },
+      );
     }
     this.submittingPixels += pixels;
     try {
-      const inputs = await Promise.all(
-        probed.map(async ({ bytes, name, probe, pixels: p }, i) => {
-          const maskFile = masks[i];
-          if (!maskFile) return { bytes, name, pixels: p };
-          const mask = new Uint8Array(await maskFile.arrayBuffer());
-          // Decoded in full now, so a bad mask is refused before a job exists.
-          await this.maskSlot(() => decodeMask(mask, probe, probe, { limits })).catch(named(`masks[${i}]`, maskFile));
-          return { bytes, name, mask, pixels: p };
-        }),
-      );
+      // Every image and mask is decoded in full now, one at a time (bounded memory), so a truncated
+      // or corrupt file is refused, by index and name, before a job exists.
+      const inputs: EditInput[] = [];
+      for (const [i, f] of files.entries()) {
+        const { bytes, pixels: p } = read[i]!;
+        const probe = await this.decodeSlot(() => verifyImage(bytes, limits)).catch(named(`images[${i}]`, f));
+        const maskFile = masks[i];
+        if (!maskFile) {
+          inputs.push({ bytes, name: f.name, pixels: p });
+          continue;
+        }
+        const mask = new Uint8Array(await maskFile.arrayBuffer());
+        await this.decodeSlot(() => decodeMask(mask, probe, probe, { limits })).catch(named(`masks[${i}]`, maskFile));
+        inputs.push({ bytes, name: f.name, mask, pixels: p });
+      }
       return await this.jobs.submit(spec.id, edit, inputs, owner);
     } finally {
       this.submittingPixels -= pixels;

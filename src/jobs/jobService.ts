@@ -57,7 +57,10 @@ export class JobService implements JobBackend {
   private sweeper: NodeJS.Timeout;
   private idleWaiters: (() => void)[] = [];
 
-  constructor(private readonly engine: InferenceEngine, private readonly config: JobServiceConfig) {
+  constructor(
+    private readonly engine: InferenceEngine,
+    private readonly config: JobServiceConfig,
+  ) {
     this.sweeper = setInterval(() => this.sweep(), Math.min(config.retentionMs, 30_000)).unref();
   }
 
@@ -284,7 +287,10 @@ export class JobService implements JobBackend {
         },
       };
     });
-    const outcomes = this.engine.editMany(group[0]!.snapshot.modelId, requests.map((r) => r.request));
+    const outcomes = this.engine.editMany(
+      group[0]!.snapshot.modelId,
+      requests.map((r) => r.request),
+    );
     await Promise.all(
       outcomes.map(async (outcome, i) => {
         const job = group[i]!;
@@ -297,7 +303,12 @@ export class JobService implements JobBackend {
           if (job.abortReason === 'CANCELLED') {
             this.finish(job, { type: 'cancelled', jobId: s.id, status: 'CANCELLED', reason: job.cancelReason });
           } else if (job.abortReason === 'TIMEOUT') {
-            this.finish(job, { type: 'failed', jobId: s.id, status: 'FAILED', error: { code: 'TIMEOUT', message: `the job ran longer than ${this.config.jobTimeoutMs / 1000} s` } });
+            this.finish(job, {
+              type: 'failed',
+              jobId: s.id,
+              status: 'FAILED',
+              error: { code: 'TIMEOUT', message: `the job ran longer than ${this.config.jobTimeoutMs / 1000} s` },
+            });
           } else {
             const e = toServiceError(err);
             if (e.code === 'INTERNAL' || e.code === 'MODEL_ERROR') this.log(job, 'job failed internally', { error: (err as Error).message });
@@ -315,6 +326,9 @@ export class JobService implements JobBackend {
   }
 
   private log(job: Job, message: string, fields: Record<string, unknown> = {}): void {
-    this.config.log?.({ jobId: job.snapshot.id, owner: ownerLabel(job.snapshot.owner), model: job.snapshot.modelId, status: job.snapshot.status, ...fields }, message);
+    this.config.log?.(
+      { jobId: job.snapshot.id, owner: ownerLabel(job.snapshot.owner), model: job.snapshot.modelId, status: job.snapshot.status, ...fields },
+      message,
+    );
   }
 }

@@ -14,7 +14,24 @@ import { JobEventStream } from './eventStream.js';
 import type { CancelReason, JobBackend, JobEvent, JobSnapshot, TenantQuota } from './types.js';
 import { currentEvent, quotaExceeded } from './types.js';
 import { ownerLabel } from './access.js';
-import { CANCEL_CHANNEL, QUEUE_NAME, RESERVE_QUOTA_LUA, applyEvent, connectRedis, fromWire, keys, readSnapshot, recordEvent, redisUnavailable, releaseQuota, toWire, warnAboutRedisSettings, watchRedis, type RedisLog, type WireEvent } from './redisShared.js';
+import {
+  CANCEL_CHANNEL,
+  QUEUE_NAME,
+  RESERVE_QUOTA_LUA,
+  applyEvent,
+  connectRedis,
+  fromWire,
+  keys,
+  readSnapshot,
+  recordEvent,
+  redisUnavailable,
+  releaseQuota,
+  toWire,
+  warnAboutRedisSettings,
+  watchRedis,
+  type RedisLog,
+  type WireEvent,
+} from './redisShared.js';
 
 export interface RedisJobsConfig {
   redisUrl: string;
@@ -99,11 +116,21 @@ export class RedisJobBackend implements JobBackend {
       throw new ServiceError('QUEUE_FULL', `the queue is full (${this.config.maxQueuedJobs} jobs waiting); retry later`, { retryAfterSeconds: 5 });
     }
     const bytes = inputs.reduce((n, i) => n + i.bytes.byteLength + (i.mask?.byteLength ?? 0), 0);
-    if (bytes > this.config.maxInputBytes) throw new ServiceError('PAYLOAD_TOO_LARGE', `inputs of ${bytes} bytes are over the queue's limit of ${this.config.maxInputBytes}`);
+    if (bytes > this.config.maxInputBytes)
+      throw new ServiceError('PAYLOAD_TOO_LARGE', `inputs of ${bytes} bytes are over the queue's limit of ${this.config.maxInputBytes}`);
     const id = randomUUID();
     const snapshot: JobSnapshot = {
-      id, modelId, status: 'QUEUED', queuePosition: waiting + 1, createdAt: Date.now() / 1000,
-      inputImages: inputs.length, n: edit.n, progress: null, result: null, error: null, owner,
+      id,
+      modelId,
+      status: 'QUEUED',
+      queuePosition: waiting + 1,
+      createdAt: Date.now() / 1000,
+      inputImages: inputs.length,
+      n: edit.n,
+      progress: null,
+      result: null,
+      error: null,
+      owner,
     };
     const ttl = this.ttl();
     const quota = this.config.tenantQuota;
@@ -111,7 +138,19 @@ export class RedisJobBackend implements JobBackend {
       const now = Date.now();
       let reserved: [number, number, number];
       try {
-        reserved = (await this.redis.eval(RESERVE_QUOTA_LUA, 2, keys.tenantJobs(owner), keys.tenantImages(owner), now, id, inputs.length * edit.n, quota.maxJobs, quota.maxImages, now + ttl, ttl)) as [number, number, number];
+        reserved = (await this.redis.eval(
+          RESERVE_QUOTA_LUA,
+          2,
+          keys.tenantJobs(owner),
+          keys.tenantImages(owner),
+          now,
+          id,
+          inputs.length * edit.n,
+          quota.maxJobs,
+          quota.maxImages,
+          now + ttl,
+          ttl,
+        )) as [number, number, number];
       } catch (err) {
         // The reservation may have been made: given back with the rest when Redis answers.
         this.withdrawals.set(id, owner);
@@ -119,7 +158,10 @@ export class RedisJobBackend implements JobBackend {
         throw redisUnavailable(err);
       }
       const [ok, jobs, images] = reserved;
-      if (!ok) throw new ServiceError('QUOTA_EXCEEDED', quotaExceeded(quota, jobs, images, inputs.length * edit.n) ?? 'tenant quota exceeded', { retryAfterSeconds: 5 });
+      if (!ok)
+        throw new ServiceError('QUOTA_EXCEEDED', quotaExceeded(quota, jobs, images, inputs.length * edit.n) ?? 'tenant quota exceeded', {
+          retryAfterSeconds: 5,
+        });
     }
     try {
       await this.store(id, modelId, edit, inputs, snapshot, ttl);
@@ -145,7 +187,11 @@ export class RedisJobBackend implements JobBackend {
     });
     multi.pexpire(keys.inputs(id), ttl);
     await multi.exec();
-    await this.queue.add('edit', { id, modelId, edit, inputCount: inputs.length, ownerLabel: ownerLabel(snapshot.owner) }, { jobId: id, attempts: this.config.attempts, removeOnComplete: true, removeOnFail: true });
+    await this.queue.add(
+      'edit',
+      { id, modelId, edit, inputCount: inputs.length, ownerLabel: ownerLabel(snapshot.owner) },
+      { jobId: id, attempts: this.config.attempts, removeOnComplete: true, removeOnFail: true },
+    );
   }
 
   /**
@@ -198,7 +244,12 @@ export class RedisJobBackend implements JobBackend {
     const s = stored.snapshot;
     if (s.status === 'QUEUED') {
       const job = await this.queue.getJob(id);
-      const removed = job ? await job.remove().then(() => true, () => false) : true;
+      const removed = job
+        ? await job.remove().then(
+            () => true,
+            () => false,
+          )
+        : true;
       if (removed) {
         const event: JobEvent = { type: 'cancelled', jobId: id, status: 'CANCELLED', reason };
         await recordEvent(this.redis, id, event, this.config.retentionMs, (x) => applyEvent(x, event));
@@ -269,7 +320,12 @@ export class RedisJobBackend implements JobBackend {
             const id = channel.slice(keys.channel('').length);
             const stored = await readSnapshot(this.redis, id);
             if (!stored) {
-              const lost: JobEvent = { type: 'failed', jobId: id, status: 'FAILED', error: { code: 'JOB_LOST', message: 'the job was lost: the job store (Redis) restarted without its data; submit it again' } };
+              const lost: JobEvent = {
+                type: 'failed',
+                jobId: id,
+                status: 'FAILED',
+                error: { code: 'JOB_LOST', message: 'the job was lost: the job store (Redis) restarted without its data; submit it again' },
+              };
               this.config.onEvent?.(lost);
               this.config.log?.({ jobId: id, status: 'FAILED', code: 'JOB_LOST' }, 'job lost');
               for (const entry of [...subs]) entry.stream.push(lost);

@@ -38,6 +38,7 @@ export function redisOptions(kind: 'request' | 'background'): RedisOptions {
  * ("[ioredis] Unhandled error event" on stderr for every reconnect attempt): one warn line when a
  * connection is lost, debug lines for the retries, one info line when it is back.
  */
+// biome-ignore lint/suspicious/noExplicitAny: ioredis clients and BullMQ Queue/Worker type their listeners differently
 export function watchRedis(emitter: { on(event: string, listener: (...args: any[]) => void): unknown }, name: string, log: RedisLog | undefined): void {
   let down = false;
   emitter.on('error', (err: Error & { code?: string }) => {
@@ -73,24 +74,41 @@ export async function checkRedisSettings(redis: Redis): Promise<{ warnings: stri
   let values: Record<string, string>;
   try {
     const get = async (name: string): Promise<string | undefined> => ((await redis.call('CONFIG', 'GET', name)) as string[])[1];
-    values = { appendonly: (await get('appendonly')) ?? '', appendfsync: (await get('appendfsync')) ?? '', 'maxmemory-policy': (await get('maxmemory-policy')) ?? '' };
+    values = {
+      appendonly: (await get('appendonly')) ?? '',
+      appendfsync: (await get('appendfsync')) ?? '',
+      'maxmemory-policy': (await get('maxmemory-policy')) ?? '',
+    };
   } catch (err) {
-    return { warnings: [], note: `could not read the Redis configuration (${(err as Error).message.split('\n')[0]}): make sure it has appendonly yes, appendfsync everysec or always, and maxmemory-policy noeviction (docs/deploy.md)` };
+    return {
+      warnings: [],
+      note: `could not read the Redis configuration (${(err as Error).message.split('\n')[0]}): make sure it has appendonly yes, appendfsync everysec or always, and maxmemory-policy noeviction (docs/deploy.md)`,
+    };
   }
   const warnings: string[] = [];
-  if (values.appendonly !== 'yes') warnings.push(`Redis has appendonly ${values.appendonly || '(unknown)'}: a Redis restart loses every queued and running job (clients get JOB_LOST); set appendonly yes (docs/deploy.md)`);
-  else if (values.appendfsync === 'no') warnings.push('Redis has appendfsync no: a crash can lose recent jobs; set appendfsync everysec or always (docs/deploy.md)');
-  if (values['maxmemory-policy'] !== 'noeviction') warnings.push(`Redis has maxmemory-policy ${values['maxmemory-policy'] || '(unknown)'}: Redis may evict queue and job keys under memory pressure; set maxmemory-policy noeviction (docs/deploy.md)`);
+  if (values.appendonly !== 'yes')
+    warnings.push(
+      `Redis has appendonly ${values.appendonly || '(unknown)'}: a Redis restart loses every queued and running job (clients get JOB_LOST); set appendonly yes (docs/deploy.md)`,
+    );
+  else if (values.appendfsync === 'no')
+    warnings.push('Redis has appendfsync no: a crash can lose recent jobs; set appendfsync everysec or always (docs/deploy.md)');
+  if (values['maxmemory-policy'] !== 'noeviction')
+    warnings.push(
+      `Redis has maxmemory-policy ${values['maxmemory-policy'] || '(unknown)'}: Redis may evict queue and job keys under memory pressure; set maxmemory-policy noeviction (docs/deploy.md)`,
+    );
   return { warnings };
 }
 
 /** Logs checkRedisSettings' findings once the connection is ready (never throws). */
 export function warnAboutRedisSettings(redis: Redis, log: RedisLog | undefined): void {
   const run = (): void => {
-    void checkRedisSettings(redis).then(({ warnings, note }) => {
-      for (const w of warnings) log?.warn({ redis: 'config' }, w);
-      if (note) log?.info({ redis: 'config' }, note);
-    }, () => undefined);
+    void checkRedisSettings(redis).then(
+      ({ warnings, note }) => {
+        for (const w of warnings) log?.warn({ redis: 'config' }, w);
+        if (note) log?.info({ redis: 'config' }, note);
+      },
+      () => undefined,
+    );
   };
   if (redis.status === 'ready') run();
   else redis.once('ready', run);
@@ -154,11 +172,15 @@ export interface WireEvent {
 
 /** JSON with Uint8Arrays as {"$b64": "..."}. */
 export function toWire(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => (v instanceof Uint8Array ? { $b64: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') } : v));
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v instanceof Uint8Array ? { $b64: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') } : v,
+  );
 }
 
 export function fromWire<T>(text: string): T {
-  return JSON.parse(text, (_k, v: unknown) => (v && typeof v === 'object' && '$b64' in v ? new Uint8Array(Buffer.from((v as { $b64: string }).$b64, 'base64')) : v)) as T;
+  return JSON.parse(text, (_k, v: unknown) =>
+    v && typeof v === 'object' && '$b64' in v ? new Uint8Array(Buffer.from((v as { $b64: string }).$b64, 'base64')) : v,
+  ) as T;
 }
 
 export async function readSnapshot(redis: Redis, id: string): Promise<StoredSnapshot | null> {

@@ -77,7 +77,13 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
     aborts.set(id, entry);
     let reason: 'CANCELLED' | 'TIMEOUT' | null = null;
     abort.signal.addEventListener('abort', () => (reason ??= 'CANCELLED'));
-    const timer = config.jobTimeoutMs > 0 ? setTimeout(() => { reason = 'TIMEOUT'; abort.abort(); }, config.jobTimeoutMs) : null;
+    const timer =
+      config.jobTimeoutMs > 0
+        ? setTimeout(() => {
+            reason = 'TIMEOUT';
+            abort.abort();
+          }, config.jobTimeoutMs)
+        : null;
     log({ jobId: id, owner, model: modelId, attempt, status: 'RUNNING' }, 'job running');
     const started = Date.now();
     let chain: Promise<unknown> = Promise.resolve();
@@ -89,7 +95,12 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
       });
       await chain;
       const queueTimeSeconds = Math.max(0, (started - job.timestamp) / 1000);
-      await finish(id, { type: 'completed', jobId: id, status: 'SUCCEEDED', result: { created: Date.now() / 1000, images: output.images, usage: { ...output.usage, queueTimeSeconds } } });
+      await finish(id, {
+        type: 'completed',
+        jobId: id,
+        status: 'SUCCEEDED',
+        result: { created: Date.now() / 1000, images: output.images, usage: { ...output.usage, queueTimeSeconds } },
+      });
       log({ jobId: id, owner, status: 'SUCCEEDED' }, 'job succeeded');
     } catch (err) {
       await chain;
@@ -99,7 +110,12 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
         return;
       }
       if (reason === 'TIMEOUT') {
-        await finish(id, { type: 'failed', jobId: id, status: 'FAILED', error: { code: 'TIMEOUT', message: `the job ran longer than ${config.jobTimeoutMs / 1000} s` } });
+        await finish(id, {
+          type: 'failed',
+          jobId: id,
+          status: 'FAILED',
+          error: { code: 'TIMEOUT', message: `the job ran longer than ${config.jobTimeoutMs / 1000} s` },
+        });
         log({ jobId: id, owner, status: 'FAILED', code: 'TIMEOUT' }, 'job failed');
         return;
       }
@@ -131,7 +147,10 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
       type: 'failed',
       jobId: job.data.id,
       status: 'FAILED',
-      error: { code: 'INTERNAL', message: `the job could not be completed after ${config.attempts} attempts (${/stalled/i.test(err.message) ? 'its workers were lost' : 'internal error'})` },
+      error: {
+        code: 'INTERNAL',
+        message: `the job could not be completed after ${config.attempts} attempts (${/stalled/i.test(err.message) ? 'its workers were lost' : 'internal error'})`,
+      },
     }).then((won) => won && log({ jobId: job.data.id, owner: job.data.ownerLabel ?? 'none', status: 'FAILED' }, 'job failed after its last attempt'));
   });
   log({ queue: QUEUE_NAME }, 'worker started');

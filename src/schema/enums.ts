@@ -1,8 +1,9 @@
 /** Enums shared by several type families. */
 import { builder } from './builder.js';
-import { SCHEDULER_NAMES } from '../inference/schedulers/types.js';
+import { OUTPUT_FORMATS, type OutputFormat } from '../inference/imageIO.js';
+import { EDIT_SCHEDULER_NAMES } from '../inference/schedulers/types.js';
 
 export const JobStatusEnum = builder.enumType('JobStatus', { values: ['QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED'] as const });
 export const CancelReasonEnum = builder.enumType('CancelReason', { values: ['CLIENT', 'SHUTDOWN', 'TIMEOUT'] as const });
-export const ImageFormatEnum = builder.enumType('ImageFormat', { values: ['PNG', 'JPEG', 'WEBP'] as const });
-export const SchedulerNameEnum = builder.enumType('SchedulerName', { values: SCHEDULER_NAMES });
+export const ImageFormatEnum = builder.enumType('ImageFormat', { values: OUTPUT_FORMATS.map((f) => f.toUpperCase() as Uppercase<OutputFormat>) });
+export const SchedulerNameEnum = builder.enumType('SchedulerName', { values: EDIT_SCHEDULER_NAMES });

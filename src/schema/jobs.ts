@@ -3,6 +3,9 @@ import type { OutputImage } from '../inference/editRunner.js';
 import type { JobError, JobProgress, JobResult, JobSnapshot } from '../jobs/types.js';
 import type { OutputFormat } from '../inference/imageIO.js';
 import { builder } from './builder.js';
+import { ServiceError } from '../errors.js';
+import type { UploadedFile } from '../jobs/editService.js';
+import { filesFromDataUrls } from './dataUrls.js';
 import { ImageFormatEnum, JobStatusEnum, SchedulerNameEnum } from './enums.js';
 // EditProgress is also an event type (events.ts); the cycle is safe because Pothos resolves fields lazily.
 import { EditProgressRef } from './events.js';
@@ -77,7 +80,6 @@ const EditJobRef = builder.objectRef<JobSnapshot>('EditJob').implement({
   }),
 });
 
-const FORMAT: Record<'PNG' | 'JPEG' | 'WEBP', OutputFormat> = { PNG: 'png', JPEG: 'jpeg', WEBP: 'webp' };
 
 builder.queryFields((t) => ({
   editJob: t.field({
@@ -89,13 +91,24 @@ builder.queryFields((t) => ({
   }),
 }));
 
+/** `images` (uploads) or `imageUrls` (data: URLs), never both. */
+function inputImages(images: readonly UploadedFile[] | null | undefined, imageUrls: readonly string[] | null | undefined, maxFileBytes: number): readonly UploadedFile[] {
+  if (images && imageUrls) throw new ServiceError('BAD_USER_INPUT', 'give either images (uploads) or imageUrls (data: URLs), not both');
+  if (imageUrls) return filesFromDataUrls(imageUrls, maxFileBytes);
+  if (images) return images;
+  throw new ServiceError('BAD_USER_INPUT', 'at least one image is required: images (multipart uploads) or imageUrls (data: URLs)');
+}
+
 builder.mutationFields((t) => ({
   editImages: t.field({
     type: EditJobRef,
     description:
       'Queue one edit of all `images` as a single batched job. Each input image gets `n`\nvariants; the job\'s outputs are ordered input by input: all variants of image 0,\nthen all of image 1, and so on. Returns at once with the job in QUEUED (or RUNNING)\nstate; progress and the result arrive through `editJobEvents`, or by polling `editJob`.\nUnset arguments take the chosen model\'s defaults (see `Model.defaults`).',
     args: {
-      images: t.arg({ type: ['Upload'], required: true }),
+      images: t.arg({ type: ['Upload'], required: { list: false, items: true }, description: 'The input images as multipart uploads, in order. Give either `images` or `imageUrls`.' }),
+      imageUrls: t.arg.stringList({
+        description: 'The input images as `data:` URLs (`data:image/png;base64,…`), for clients that cannot upload files, such as GraphiQL. Only `data:` URLs are accepted: other URLs are never fetched (BAD_USER_INPUT). Checked as uploads are (MAX_FILE_BYTES, MAX_TOTAL_BYTES, content, pixels); the JSON body is bounded by GRAPHQL_MAX_JSON_BYTES. Give either `images` or `imageUrls`.',
+      }),
       masks: t.arg({
         type: ['Upload'],
         required: { list: false, items: false },
@@ -112,7 +125,9 @@ builder.mutationFields((t) => ({
       imageGuidanceScale: t.arg.float(),
       strength: t.arg.float({ description: 'For img2img-style models: how far the input is noised, 0 < strength <= 1.' }),
       seed: t.arg.int({ description: 'Base seed. Output k of input i uses a seed derived only from (seed, i, k), so an image\'s result does not depend on what else is in the batch.' }),
-      scheduler: t.arg({ type: SchedulerNameEnum }),
+      scheduler: t.arg({ type: SchedulerNameEnum, description: 'UNet models: any but FLOW_MATCH_EULER. Flow models (FLUX) sample with FLOW_MATCH_EULER only: leave unset or send it.' }),
+      trueCfgScale: t.arg.float({ description: 'Flow models (FLUX): true classifier-free guidance against `negativePrompt` when above 1 (the negative prompt runs in the same batch; without a negative prompt it is off). Refused on UNet models (use guidanceScale).' }),
+      maxSequenceLength: t.arg.int({ description: 'Models with a T5 encoder (FLUX): T5 tokens the prompt is padded or truncated to (1..ModelLimits.maxSequenceLength; default ModelDefaults.maxSequenceLength). Refused on models without T5.' }),
       model: t.arg.string({ description: "A model id from `models`; default: the server's default model." }),
       outputFormat: t.arg({ type: ImageFormatEnum, defaultValue: 'PNG' }),
       outputQuality: t.arg.int({ description: '1..100, for JPEG and WEBP.' }),
@@ -121,9 +136,9 @@ builder.mutationFields((t) => ({
     resolve: (_root, args, ctx) =>
       ctx.edits.submit({
         model: args.model,
-        images: args.images,
+        images: inputImages(args.images, args.imageUrls, ctx.edits.limits.maxFileBytes),
         masks: args.masks,
-        options: { ...args, outputFormat: args.outputFormat ? FORMAT[args.outputFormat] : null },
+        options: { ...args, outputFormat: args.outputFormat ? (args.outputFormat.toLowerCase() as OutputFormat) : null },
       }, ctx.principal.owner),
   }),
   cancelEditJob: t.field({

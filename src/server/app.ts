@@ -12,7 +12,6 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
-import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createFetch } from '@whatwg-node/fetch';
 import { WebSocketServer } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
@@ -35,6 +34,7 @@ import { useFieldSuggestions, useGraphQLLimits, useIntrospection, useJsonBodyLim
 import { clientIp, createAdmission, sendRefusal } from './rateLimit.js';
 import { handleRestEdit } from './rest.js';
 import { serveUi } from './ui.js';
+import { GRAPHIQL_ASSETS_ROOT, graphiqlOptions, renderGraphiQLPage, serveGraphiQLAsset } from './graphiql.js';
 import { createMetrics } from './metrics.js';
 
 export interface RunningServer {
@@ -63,7 +63,10 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
   const log = options.logger ?? pino({ level: config.logLevel, redact: LOG_REDACT });
   const auth = createAuthenticator(config);
   // With auth off the server is one tenant: no per-tenant quota (MAX_QUEUED_JOBS still bounds the queue).
-  const tenantQuota = auth.enabled && (config.tenantMaxQueuedJobs > 0 || config.tenantMaxQueuedImages > 0) ? { maxJobs: config.tenantMaxQueuedJobs, maxImages: config.tenantMaxQueuedImages } : null;
+  const tenantQuota =
+    auth.enabled && (config.tenantMaxQueuedJobs > 0 || config.tenantMaxQueuedImages > 0)
+      ? { maxJobs: config.tenantMaxQueuedJobs, maxImages: config.tenantMaxQueuedImages }
+      : null;
   // An API process in front of Redis workers only needs the model catalogue.
   const engine = await InferenceEngine.start(engineConfig(config, log, config.redisUrl && config.role === 'api' ? 'catalogue' : 'worker'));
   const jobs: JobBackend = config.redisUrl
@@ -126,14 +129,16 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
   };
   /** Validation errors reach clients without maskError: one log line each, for every transport. */
   const useValidationLog: Plugin = {
-    onValidate: () => ({ valid, result }) => {
-      if (!valid) for (const e of result) logRequestError(log, String(e.extensions?.code ?? 'GRAPHQL_VALIDATION_FAILED'), e.message);
-    },
+    onValidate:
+      () =>
+      ({ valid, result }) => {
+        if (!valid) for (const e of result) logRequestError(log, String(e.extensions?.code ?? 'GRAPHQL_VALIDATION_FAILED'), e.message);
+      },
   };
   // Limits shared by every API process on the same Redis (rate-limiter-flexible), else per process.
   const limitRedis = config.redisUrl ? new Redis(config.redisUrl, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 }) : null;
   if (limitRedis) {
-    limitRedis.on('error', (err: Error) => log.debug({ err }, 'rate-limit redis connection error'));
+    watchRedis(limitRedis, 'rate-limit', redisLog(log));
     // Unreachable at start: the limits run on per-process memory counters until ioredis reconnects.
     await limitRedis.connect().catch((err: unknown) => log.warn({ err }, 'rate-limit redis not reachable yet: per-process limits until it is'));
   }
@@ -154,10 +159,18 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
     landingPage: false,
     // Yoga's default CORS reflects any Origin with credentials allowed, which would let any web
     // page read responses (and pass the CSRF check by preflighting its header). Off unless listed.
-    cors: config.corsOrigins.length ? { origin: config.corsOrigins, credentials: true, methods: ['GET', 'POST'], allowedHeaders: ['authorization', 'content-type', 'apollo-require-preflight', 'x-graphql-yoga-csrf'] } : false,
-    graphiql: config.graphiql ? { subscriptionsProtocol: 'WS', title: 'image-edit-server' } : false,
-    // Assets bundled in the package: GraphiQL renders without a CDN.
-    renderGraphiQL,
+    cors: config.corsOrigins.length
+      ? {
+          origin: config.corsOrigins,
+          credentials: true,
+          methods: ['GET', 'POST'],
+          allowedHeaders: ['authorization', 'content-type', 'apollo-require-preflight', 'x-graphql-yoga-csrf'],
+        }
+      : false,
+    // Subscriptions over SSE (they carry the Headers tab's credentials), a walk-through query (graphiql.ts).
+    graphiql: config.graphiql ? graphiqlOptions() : false,
+    // Assets bundled in the package (no CDN), linked from a hashed, compressed, cacheable path.
+    renderGraphiQL: renderGraphiQLPage,
     maskedErrors: { maskError: (error) => maskError(error) },
     // Whole-body bound, enforced while streaming (413); per-file bounds are busboy's, below.
     maxRequestBodySize: config.maxTotalBytes + MB,
@@ -203,13 +216,30 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
       // Redis mode: unhealthy (503, with the reason) while the job store does not answer.
       const redisProblem = !shuttingDown && jobs instanceof RedisJobBackend ? await jobs.health() : null;
       const status = shuttingDown ? 'shutting-down' : redisProblem ? 'redis-unavailable' : 'ok';
-      sendJson(res, status === 'ok' ? 200 : 503, { status, ...(redisProblem ? { reason: redisProblem } : {}), models: engine.models().map((m) => m.id), providers: engine.providers(), warnings: Object.fromEntries(engine.models().filter((m) => m.warnings.length > 0).map((m) => [m.id, m.warnings])) });
+      sendJson(res, status === 'ok' ? 200 : 503, {
+        status,
+        ...(redisProblem ? { reason: redisProblem } : {}),
+        models: engine.models().map((m) => m.id),
+        providers: engine.providers(),
+        warnings: Object.fromEntries(
+          engine
+            .models()
+            .filter((m) => m.warnings.length > 0)
+            .map((m) => [m.id, m.warnings]),
+        ),
+      });
       return;
     }
     if (url.pathname === '/' || url.pathname === '/favicon.ico' || url.pathname.startsWith('/ui/')) {
       if (serveUi(url.pathname, req, res)) return;
     }
-    const isGraphiQLPage = config.graphiql && url.pathname === '/graphql' && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html') && !url.searchParams.has('query');
+    if (config.graphiql && url.pathname.startsWith(GRAPHIQL_ASSETS_ROOT)) {
+      await serveGraphiQLAsset(url.pathname, req, res);
+      return;
+    }
+    // The page only (Yoga renders it for any browser GET, `?query=…` included: GraphiQL puts the
+    // editor's text in the URL, so a reload must show the page again); it executes nothing.
+    const isGraphiQLPage = config.graphiql && url.pathname === '/graphql' && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html');
     // A CORS preflight never carries credentials; it executes nothing (Yoga answers it, or refuses it when no origin is configured).
     const isPreflight = req.method === 'OPTIONS' && url.pathname === '/graphql';
     let principal: Principal | null = null;
@@ -229,7 +259,15 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
       return;
     }
     if (url.pathname === '/v1/images/edits') {
-      await handleRestEdit(req, res, { engine, jobs: access, edits, principal: principal ?? NOBODY, log, maxBodyBytes: config.maxTotalBytes + MB, uploadLimits: edits.limits });
+      await handleRestEdit(req, res, {
+        engine,
+        jobs: access,
+        edits,
+        principal: principal ?? NOBODY,
+        log,
+        maxBodyBytes: config.maxTotalBytes + MB,
+        uploadLimits: edits.limits,
+      });
       return;
     }
     if (url.pathname === '/graphql') {
@@ -297,7 +335,12 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
             const admitted = await admission.admit(authorization, clientIp(ctx.extra.request, config.trustProxy));
             if (!admitted.ok) return wsError(admitted.message, admitted.code, admitted.status === 429 ? { retryAfterSeconds: admitted.retryAfterSeconds } : {});
           }
-          const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params });
+          const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
+            ...ctx,
+            req: ctx.extra.request,
+            socket: ctx.extra.socket,
+            params,
+          });
           let document;
           try {
             document = parse(params.query);
@@ -393,6 +436,8 @@ export function engineConfig(config: ServerConfig, log: Logger, threading: Engin
     allowSpinning: config.ortAllowSpinning,
     cpuMemArena: config.ortCpuMemArena,
     memoryBudgetBytes: config.memoryBudgetBytes,
+    preloadModels: config.preloadModels,
+    modelMemoryBytes: config.modelMemoryBytes,
     maxInputPixels: config.maxInputPixels,
     pngCompressionLevel: config.pngCompressionLevel,
     threading,

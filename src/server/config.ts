@@ -20,6 +20,10 @@ export interface ServerConfig {
   /** ONNX Runtime's CPU memory arena (keeps the largest run's memory between jobs). */
   ortCpuMemArena: boolean;
   memoryBudgetBytes: number;
+  /** PRELOAD_MODELS: opened at start (default: the default model); the others load on first use. */
+  preloadModels: string[] | undefined;
+  /** MODEL_MEMORY_MB: weights the loaded models may hold together; unbounded when unset. */
+  modelMemoryBytes: number | undefined;
   maxImagesPerJob: number;
   maxFileBytes: number;
   maxTotalBytes: number;
@@ -131,7 +135,11 @@ function logLevel(env: Env): string {
   return level;
 }
 
-const list = (raw: string | undefined): string[] => (raw ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+const list = (raw: string | undefined): string[] =>
+  (raw ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 
 export function loadConfig(env: Env = process.env): ServerConfig {
   const provider = (env.EXECUTION_PROVIDER ?? 'cpu').toLowerCase();
@@ -154,6 +162,8 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     ortAllowSpinning: bool(env, 'ORT_ALLOW_SPINNING', false),
     ortCpuMemArena: bool(env, 'ORT_CPU_MEM_ARENA', false),
     memoryBudgetBytes: env.MEMORY_BUDGET_MB ? int(env, 'MEMORY_BUDGET_MB', 0, 1) * mb : defaultMemoryBudget(),
+    preloadModels: env.PRELOAD_MODELS === undefined ? undefined : list(env.PRELOAD_MODELS),
+    modelMemoryBytes: env.MODEL_MEMORY_MB ? int(env, 'MODEL_MEMORY_MB', 0, 1) * mb : undefined,
     maxImagesPerJob: int(env, 'MAX_IMAGES_PER_JOB', 16, 1),
     maxFileBytes: int(env, 'MAX_FILE_BYTES', 20 * mb, 1),
     maxTotalBytes: int(env, 'MAX_TOTAL_BYTES', 100 * mb, 1),

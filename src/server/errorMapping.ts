@@ -21,7 +21,12 @@ export function maskGraphQLError(error: unknown, log: (err: unknown) => void): E
       nodes: graphQLError?.nodes,
       path: graphQLError?.path,
       // `http.headers` becomes a Retry-After header on GraphQL over HTTP (Yoga; not in the body).
-      extensions: { code: e.code, ...(e.details.retryAfterSeconds ? { retryAfterSeconds: e.details.retryAfterSeconds, http: { headers: { 'retry-after': String(e.details.retryAfterSeconds) } } } : {}) },
+      extensions: {
+        code: e.code,
+        ...(e.details.retryAfterSeconds
+          ? { retryAfterSeconds: e.details.retryAfterSeconds, http: { headers: { 'retry-after': String(e.details.retryAfterSeconds) } } }
+          : {}),
+      },
     });
   }
   if (graphQLError && (!original || original instanceof GraphQLError)) {

@@ -4,10 +4,20 @@ import { ConfigError, isLoopback, loadConfig } from './config.js';
 import { engineConfig, LOG_REDACT, redisWorkerConfig, startServer } from './app.js';
 import { InferenceEngine } from '../inference/engine.js';
 import { startRedisWorker } from '../jobs/redisWorker.js';
+import { summarizeModel } from '../inference/modelSummary.js';
 import type { ServerConfig } from './config.js';
 
 // At info until the configuration (which checks LOG_LEVEL) is read: a bad value is reported too.
 const log = pino({ level: 'info', redact: LOG_REDACT });
+
+/** One 'model loaded' line per model: the model doctor's summary (npm run models -- check), then each warning. */
+function logModels(engine: InferenceEngine): void {
+  for (const m of engine.models()) {
+    const { id, ...summary } = summarizeModel(m);
+    log.info({ model: id, ...summary }, 'model loaded');
+    for (const warning of m.warnings) log.warn({ model: id }, warning);
+  }
+}
 
 async function main(): Promise<void> {
   let config;
@@ -43,10 +53,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const server = await startServer(config, { logger: log });
-  for (const m of server.engine.models()) {
-    log.info({ model: m.id, family: m.family, exporter: m.export.generation, precision: m.export.precision, timestep: m.export.timestep, defaults: m.defaults }, 'model loaded');
-    for (const warning of m.warnings) log.warn({ model: m.id }, warning);
-  }
+  logModels(server.engine);
   log.info({ url: server.url, graphql: `${server.url}/graphql`, models: server.engine.models().map((m) => m.id), defaultModel: server.engine.defaultModelId, providers: server.engine.providers() }, 'image-edit-server listening');
   let stopping = false;
   const stop = (signal: string): void => {
@@ -69,6 +76,7 @@ async function main(): Promise<void> {
 async function runWorkerOnly(config: ServerConfig): Promise<void> {
   const engine = await InferenceEngine.start(engineConfig(config, log, 'worker'));
   const worker = await startRedisWorker(engine, redisWorkerConfig(config, log));
+  logModels(engine);
   log.info({ workerId: worker.workerId, models: engine.models().map((m) => m.id) }, 'image-edit worker ready');
   const stop = (signal: string): void => {
     log.info({ signal }, 'signal received: finishing the current job');

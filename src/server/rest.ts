@@ -4,18 +4,22 @@
  *
  * Field mapping (docs/rest.md): images | image | image[] → images; prompt; negative_prompt;
  * size; n (variants per input); num_inference_steps → steps; guidance_scale; true_cfg_scale (the
- * seed's name for text guidance with a negative prompt) → guidanceScale; image_guidance_scale;
- * strength; seed; model; scheduler; output_format; output_compression → outputQuality;
+ * seed's name for text guidance with a negative prompt) → trueCfgScale on flow models (FLUX),
+ * guidanceScale on UNet models; max_sequence_length → maxSequenceLength on models with a T5 encoder
+ * (checked and otherwise ignored on UNet models, whose CLIP encoders read 77 tokens);
+ * image_guidance_scale; strength; seed; model; scheduler; output_format; output_compression →
+ * outputQuality; output_type (the seed's diffusers `pil` or `np`: both mean the encoded image);
  * response_format (b64_json only); stream + partial_images (SSE in the SDK's event shapes).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable, Transform } from 'node:stream';
 import type { Logger } from 'pino';
 import type { InferenceEngine } from '../inference/engine.js';
-import type { OutputFormat } from '../inference/imageIO.js';
+import { isOutputFormat, outputFormatList, type OutputFormat } from '../inference/imageIO.js';
 import type { EditOptions } from '../inference/request.js';
-import type { SchedulerName } from '../inference/schedulers/types.js';
-import { SCHEDULER_NAMES } from '../inference/schedulers/types.js';
+import type { EditSchedulerName } from '../inference/schedulers/types.js';
+import { EDIT_SCHEDULER_NAMES } from '../inference/schedulers/types.js';
+import type { ModelSpec } from '../inference/modelFolder.js';
 import type { EditService, UploadLimits, UploadedFile } from '../jobs/editService.js';
 import type { JobEvent, JobSnapshot } from '../jobs/types.js';
 import type { JobAccess, Viewer } from '../jobs/access.js';
@@ -41,7 +45,7 @@ class RestError extends ServiceError {
 
 /** OpenAI fields with no effect here (quality tiers, fidelity, moderation, end-user ids). */
 const IGNORED = new Set(['quality', 'input_fidelity', 'user', 'moderation']);
-const KNOWN = new Set(['images', 'image', 'image[]', 'mask', 'mask[]', 'mask_blur', 'background', 'prompt', 'negative_prompt', 'size', 'n', 'num_inference_steps', 'guidance_scale', 'true_cfg_scale', 'image_guidance_scale', 'strength', 'seed', 'model', 'scheduler', 'output_format', 'output_compression', 'response_format', 'stream', 'partial_images']);
+const KNOWN = new Set(['images', 'image', 'image[]', 'mask', 'mask[]', 'mask_blur', 'background', 'prompt', 'negative_prompt', 'size', 'n', 'num_inference_steps', 'guidance_scale', 'true_cfg_scale', 'max_sequence_length', 'output_type', 'image_guidance_scale', 'strength', 'seed', 'model', 'scheduler', 'output_format', 'output_compression', 'response_format', 'stream', 'partial_images']);
 
 function sendError(res: ServerResponse, err: unknown, log: Logger): void {
   const e = toServiceError(err);
@@ -141,11 +145,28 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
   const trueCfg = numberField(form, 'true_cfg_scale', false);
   const guidance = numberField(form, 'guidance_scale', false);
   const format = stringField(form, 'output_format')?.toLowerCase();
-  if (format !== undefined && !['png', 'jpeg', 'webp'].includes(format)) throw new RestError('BAD_USER_INPUT', 'output_format must be png, jpeg or webp', 'output_format');
+  if (format !== undefined && !isOutputFormat(format)) throw new RestError('BAD_USER_INPUT', `output_format must be ${outputFormatList()}`, 'output_format');
   const compression = numberField(form, 'output_compression', true);
   if (compression !== undefined && (compression < 0 || compression > 100)) throw new RestError('BAD_USER_INPUT', 'output_compression must be from 0 to 100', 'output_compression');
   const scheduler = stringField(form, 'scheduler')?.toUpperCase();
-  if (scheduler !== undefined && !SCHEDULER_NAMES.includes(scheduler as SchedulerName)) throw new RestError('BAD_USER_INPUT', `scheduler must be one of ${SCHEDULER_NAMES.join(', ')}`, 'scheduler');
+  if (scheduler !== undefined && !EDIT_SCHEDULER_NAMES.includes(scheduler as EditSchedulerName)) throw new RestError('BAD_USER_INPUT', `scheduler must be one of ${EDIT_SCHEDULER_NAMES.join(', ')}`, 'scheduler');
+  const outputType = stringField(form, 'output_type');
+  if (outputType !== undefined && !['pil', 'np'].includes(outputType.toLowerCase())) {
+    throw new RestError('BAD_USER_INPUT', 'output_type must be pil or np (both return the encoded image here)', 'output_type');
+  }
+  const maxSequenceLength = numberField(form, 'max_sequence_length', true);
+  if (maxSequenceLength !== undefined && (maxSequenceLength < 1 || maxSequenceLength > 512)) {
+    throw new RestError('BAD_USER_INPUT', 'max_sequence_length must be from 1 to 512', 'max_sequence_length');
+  }
+  // Flow models take the seed's true_cfg_scale and max_sequence_length as they are; UNet models
+  // keep the documented mapping (an unknown model is reported when the edit is submitted).
+  let spec: ModelSpec | null = null;
+  try {
+    spec = engine.model(model);
+  } catch {
+    spec = null;
+  }
+  const flow = spec?.defaults.trueCfgScale != null;
   const partialImages = numberField(form, 'partial_images', true) ?? 0;
   if (partialImages < 0 || partialImages > 3) throw new RestError('BAD_USER_INPUT', 'partial_images must be from 0 to 3', 'partial_images');
   const stream = booleanField(form, 'stream');
@@ -161,12 +182,14 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
       n: numberField(form, 'n', true),
       size: stringField(form, 'size'),
       steps: numberField(form, 'num_inference_steps', true),
-      // true_cfg_scale is the seed's text guidance against a negative prompt; it wins when one is given.
-      guidanceScale: trueCfg !== undefined && (negativePrompt || guidance === undefined) ? trueCfg : guidance,
+      // On UNet models true_cfg_scale is the seed's text guidance against a negative prompt; it wins when one is given.
+      guidanceScale: flow ? guidance : trueCfg !== undefined && (negativePrompt || guidance === undefined) ? trueCfg : guidance,
+      trueCfgScale: flow ? trueCfg : undefined,
+      maxSequenceLength: spec?.defaults.maxSequenceLength != null ? maxSequenceLength : undefined,
       imageGuidanceScale: numberField(form, 'image_guidance_scale', false),
       strength: numberField(form, 'strength', false),
       seed: numberField(form, 'seed', true),
-      scheduler: scheduler as SchedulerName | undefined,
+      scheduler: scheduler as EditSchedulerName | undefined,
       outputFormat: format as OutputFormat | undefined,
       outputQuality: compression === undefined ? undefined : Math.max(1, compression),
       maskBlur: numberField(form, 'mask_blur', true),

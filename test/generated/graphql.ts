@@ -162,13 +162,15 @@ export type Model = {
   exporter: Scalars['String']['output'];
   id: Scalars['ID']['output'];
   isDefault: Scalars['Boolean']['output'];
-  /** The pipeline family, e.g. instruct-pix2pix or img2img. */
+  /** The pipeline family: instruct-pix2pix, img2img, inpaint, sdxl-img2img, sdxl-inpaint, flux-img2img, flux-kontext, sd3-img2img. */
   kind: Scalars['String']['output'];
   limits: ModelLimits;
   /** How `masks` are applied: 'unet-mask-channels' (an inpainting UNet takes the mask and masked image) or 'latent-blend' (the latents outside the mask are reset to the input's after every step, as diffusers does with other UNets). */
   maskMethod: Scalars['String']['output'];
   /** fp32 or fp16, as the UNet declares its ports. */
   precision: Scalars['String']['output'];
+  /** 'loaded' (sessions open), 'loading', or 'available' (loads on first use; see PRELOAD_MODELS and MODEL_MEMORY_MB). In an API process that queues for Redis workers, always 'available'. */
+  state: Scalars['String']['output'];
   /** What this folder costs clients (e.g. an unseeded VAE sample, a scheduler fallback); empty when nothing. */
   warnings: Array<Scalars['String']['output']>;
 };
@@ -177,10 +179,14 @@ export type ModelDefaults = {
   __typename?: 'ModelDefaults';
   guidanceScale: Scalars['Float']['output'];
   imageGuidanceScale?: Maybe<Scalars['Float']['output']>;
+  /** Models with a T5 encoder: the default T5 token count (FLUX dev 512, schnell 256); null elsewhere. */
+  maxSequenceLength?: Maybe<Scalars['Int']['output']>;
   scheduler: SchedulerName;
   size: Scalars['String']['output'];
   steps: Scalars['Int']['output'];
   strength?: Maybe<Scalars['Float']['output']>;
+  /** Flow models: the default true CFG scale (1 = off); null where true CFG does not apply. */
+  trueCfgScale?: Maybe<Scalars['Float']['output']>;
 };
 
 export type ModelLimits = {
@@ -189,6 +195,8 @@ export type ModelLimits = {
   maxN: Scalars['Int']['output'];
   /** Largest width x height accepted for one output. */
   maxPixels: Scalars['Int']['output'];
+  /** Models with a T5 encoder: the largest maxSequenceLength accepted; null elsewhere. */
+  maxSequenceLength?: Maybe<Scalars['Int']['output']>;
   maxSteps: Scalars['Int']['output'];
 };
 
@@ -215,9 +223,11 @@ export type MutationCancelEditJobArgs = {
 export type MutationEditImagesArgs = {
   guidanceScale?: InputMaybe<Scalars['Float']['input']>;
   imageGuidanceScale?: InputMaybe<Scalars['Float']['input']>;
-  images: Array<Scalars['Upload']['input']>;
+  imageUrls?: InputMaybe<Array<Scalars['String']['input']>>;
+  images?: InputMaybe<Array<Scalars['Upload']['input']>>;
   maskBlur?: InputMaybe<Scalars['Int']['input']>;
   masks?: InputMaybe<Array<InputMaybe<Scalars['Upload']['input']>>>;
+  maxSequenceLength?: InputMaybe<Scalars['Int']['input']>;
   model?: InputMaybe<Scalars['String']['input']>;
   n?: InputMaybe<Scalars['Int']['input']>;
   negativePrompt?: InputMaybe<Scalars['String']['input']>;
@@ -231,6 +241,7 @@ export type MutationEditImagesArgs = {
   size?: InputMaybe<Scalars['String']['input']>;
   steps?: InputMaybe<Scalars['Int']['input']>;
   strength?: InputMaybe<Scalars['Float']['input']>;
+  trueCfgScale?: InputMaybe<Scalars['Float']['input']>;
 };
 
 export type Query = {
@@ -252,6 +263,7 @@ export type SchedulerName =
   | 'DPMPP_2M_KARRAS'
   | 'EULER'
   | 'EULER_ANCESTRAL'
+  | 'FLOW_MATCH_EULER'
   | 'LCM'
   | 'PNDM';
 

@@ -4,10 +4,10 @@
  */
 import type { ModelSessions } from '../sessions.js';
 import type { PromptTokenizer } from '../tokenizer.js';
-import type { Scheduler, SchedulerName } from '../schedulers/types.js';
+import type { EditSchedulerName, Scheduler } from '../schedulers/types.js';
 import { NoiseGenerator } from '../random.js';
 import type { Scratch } from '../scratch.js';
-import { scaleInto, writeSignedUnit } from '../tensor.js';
+import { concatBatches, scaleInto, writeSignedUnit } from '../tensor.js';
 
 /** One output of a batch: variant `variant` of input `inputIndex`. */
 export interface PipelineItem {
@@ -31,7 +31,11 @@ export interface PipelineParams {
   /** img2img only: 0 < strength ≤ 1. */
   strength: number;
   negativePrompt: string;
-  scheduler: SchedulerName;
+  scheduler: EditSchedulerName;
+  /** Flow families: true CFG against the negative prompt when > 1 (1: off). */
+  trueCfgScale: number;
+  /** Families with a T5 encoder: its token count; null elsewhere. */
+  maxSequenceLength: number | null;
 }
 
 export interface StepInfo {
@@ -52,9 +56,11 @@ export interface PipelineHooks {
 export interface PipelineContext {
   sessions: ModelSessions;
   tokenizer: PromptTokenizer;
+  /** One per text encoder, in the family's order. */
+  tokenizers: readonly PromptTokenizer[];
   /** Text embeddings by prompt, shared by the micro-batches of one job. */
   embeddings: Map<string, Float32Array>;
-  createScheduler(name: SchedulerName): Scheduler;
+  createScheduler(name: EditSchedulerName): Scheduler;
   /** Reused memory for this run's big arrays (see scratch.ts); nothing returned may point into it. */
   scratch: Scratch;
 }
@@ -79,6 +85,34 @@ export function stackEmbeddings(ctx: PipelineContext, prompts: readonly string[]
   const length = ctx.tokenizer.maxLength;
   return { data: out, dims: [prompts.length, length, first.length / length] };
 }
+
+/** A tensor for a UNet input. */
+export interface TensorFeed {
+  data: Float32Array;
+  dims: number[];
+}
+
+/**
+ * The text conditioning of a UNet call: `encoder_hidden_states` for every row, and the extra UNet
+ * inputs a family feeds (SDXL's `text_embeds`, `time_ids`). Rows are classifier-free guidance's
+ * [negative…, positive…] when guided, else one per item.
+ */
+export interface Conditioning {
+  embeds: TensorFeed;
+  extra: Record<string, TensorFeed>;
+}
+
+export type Conditioner = (ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, guided: boolean) => Promise<Conditioning>;
+
+/** One CLIP text encoder's last hidden state, with the negative prompt as the unguided branch. */
+export const clipConditioning: Conditioner = async (ctx, items, params, guided) => {
+  const prompts = items.map((i) => i.prompt);
+  await encodePrompts(ctx, guided ? [...prompts, params.negativePrompt] : prompts);
+  const text = stackEmbeddings(ctx, prompts);
+  if (!guided) return { embeds: text, extra: {} };
+  const negative = stackEmbeddings(ctx, items.map(() => params.negativePrompt));
+  return { embeds: { data: concatBatches([negative.data, text.data]), dims: [2 * items.length, ...text.dims.slice(1)] }, extra: {} };
+};
 
 export interface LatentShape {
   channels: number;

@@ -7,11 +7,12 @@
  * of the whole image. Outside the mask the runner composites the input back.
  */
 import { classifierFreeGuidance, concatBatches, scaleInPlace } from '../tensor.js';
-import type { LatentShape, PipelineContext, PipelineHooks, PipelineItem, PipelineParams } from './common.js';
+import type { Conditioner, LatentShape, PipelineItem, PipelineParams } from './common.js';
 import {
-  decodeLatents, denoiseLatents, drawNoise, encodeImages, encodePrompts, generatorsFor, latentShapeFor, stackEmbeddings, timestepFeed,
+  clipConditioning, decodeLatents, denoiseLatents, drawNoise, encodeImages, generatorsFor, latentShapeFor, timestepFeed,
 } from './common.js';
 import type { PipelineFamilyDef } from './family.js';
+import { SD_COMPONENTS, SD_UNET_INPUTS } from './family.js';
 import { img2imgDenoiseSteps } from './img2img.js';
 
 /** The binarised mask at latent size, nearest-neighbour (pixel at each cell's top-left + half). */
@@ -26,75 +27,73 @@ function latentMaskNearest(mask: Float32Array | null, params: PipelineParams, sh
   return out;
 }
 
-async function runInpaint(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, hooks: PipelineHooks): Promise<Float32Array[]> {
-  const batch = items.length;
-  const shape = latentShapeFor(ctx, params);
-  const pixels = shape.height * shape.width;
-  const itemSize = shape.channels * pixels;
-  const rowChannels = 2 * shape.channels + 1;
-  const guided = params.guidanceScale > 1;
-  const { scratch } = ctx;
-  const scalingFactor = ctx.sessions.spec.scalingFactor;
+/** The inpainting run for a family's text conditioning. */
+export function inpaintRun(condition: Conditioner): PipelineFamilyDef['run'] {
+  return async (ctx, items, params, hooks) => {
+    const batch = items.length;
+    const shape = latentShapeFor(ctx, params);
+    const pixels = shape.height * shape.width;
+    const itemSize = shape.channels * pixels;
+    const rowChannels = 2 * shape.channels + 1;
+    const guided = params.guidanceScale > 1;
+    const { scratch } = ctx;
+    const scalingFactor = ctx.sessions.spec.scalingFactor;
+    const { embeds, extra } = await condition(ctx, items, params, guided);
 
-  await encodePrompts(ctx, guided ? [...items.map((i) => i.prompt), params.negativePrompt] : items.map((i) => i.prompt));
-  const text = stackEmbeddings(ctx, items.map((i) => i.prompt));
-  const embeds = guided
-    ? { data: concatBatches([stackEmbeddings(ctx, items.map(() => params.negativePrompt)).data, text.data]), dims: [2 * batch, ...text.dims.slice(1)] }
-    : text;
+    // One masked image per distinct (image, mask): the edited region set to mid-grey (0 in the VAE's range).
+    const pairs: PipelineItem[] = [];
+    const pairOf = items.map((i) => {
+      let k = pairs.findIndex((p) => p.image === i.image && p.mask === i.mask);
+      if (k < 0) k = pairs.push(i) - 1;
+      return k;
+    });
+    const n = params.width * params.height;
+    const maskedImages = pairs.map((p) => {
+      const masked = Float32Array.from(p.image);
+      for (let k = 0; k < n; k++) if (!p.mask || p.mask[k]! >= 0.5) masked[k] = masked[n + k] = masked[2 * n + k] = 0.5;
+      return masked;
+    });
+    const maskedLatents = (await encodeImages(ctx, maskedImages, params, shape, false)).map((e) => scaleInPlace(e.mean, scalingFactor));
+    const latentMasks = pairs.map((p) => latentMaskNearest(p.mask, params, shape));
 
-  // One masked image per distinct (image, mask): the edited region set to mid-grey (0 in the VAE's range).
-  const pairs: PipelineItem[] = [];
-  const pairOf = items.map((i) => {
-    let k = pairs.findIndex((p) => p.image === i.image && p.mask === i.mask);
-    if (k < 0) k = pairs.push(i) - 1;
-    return k;
-  });
-  const n = params.width * params.height;
-  const maskedImages = pairs.map((p) => {
-    const masked = Float32Array.from(p.image);
-    for (let k = 0; k < n; k++) if (!p.mask || p.mask[k]! >= 0.5) masked[k] = masked[n + k] = masked[2 * n + k] = 0.5;
-    return masked;
-  });
-  const maskedLatents = (await encodeImages(ctx, maskedImages, params, shape, false)).map((e) => scaleInPlace(e.mean, scalingFactor));
-  const latentMasks = pairs.map((p) => latentMaskNearest(p.mask, params, shape));
+    const generators = generatorsFor(items);
+    const scheduler = ctx.createScheduler(params.scheduler);
+    scheduler.setTimesteps(params.steps);
+    const tStart = params.steps - img2imgDenoiseSteps(params.steps, params.strength);
+    scheduler.setBeginIndex(tStart);
+    const timesteps = scheduler.timesteps.subarray(tStart);
+    let latents: Float32Array;
+    if (params.strength >= 1) {
+      latents = scaleInPlace(drawNoise(generators, itemSize, scratch.floats(batch * itemSize)), scheduler.initNoiseSigma);
+    } else {
+      const distinct = [...new Set(items.map((i) => i.image))];
+      const encoded = await encodeImages(ctx, distinct, params, shape, false);
+      const init = concatBatches(items.map((i) => encoded[distinct.indexOf(i.image)]!.mean), scratch.floats(batch * itemSize));
+      latents = scheduler.addNoise(scaleInPlace(init, scalingFactor), drawNoise(generators, itemSize), timesteps[0]!);
+    }
 
-  const generators = generatorsFor(items);
-  const scheduler = ctx.createScheduler(params.scheduler);
-  scheduler.setTimesteps(params.steps);
-  const tStart = params.steps - img2imgDenoiseSteps(params.steps, params.strength);
-  scheduler.setBeginIndex(tStart);
-  const timesteps = scheduler.timesteps.subarray(tStart);
-  let latents: Float32Array;
-  if (params.strength >= 1) {
-    latents = scaleInPlace(drawNoise(generators, itemSize, scratch.floats(batch * itemSize)), scheduler.initNoiseSigma);
-  } else {
-    const distinct = [...new Set(items.map((i) => i.image))];
-    const encoded = await encodeImages(ctx, distinct, params, shape, false);
-    const init = concatBatches(items.map((i) => encoded[distinct.indexOf(i.image)]!.mean), scratch.floats(batch * itemSize));
-    latents = scheduler.addNoise(scaleInPlace(init, scalingFactor), drawNoise(generators, itemSize), timesteps[0]!);
-  }
-
-  // UNet rows: [uncond…, text…] when guided, each [latents(C) ‖ mask(1) ‖ masked latents(C)].
-  const rows = guided ? 2 * batch : batch;
-  const unetInput = scratch.floats(rows * rowChannels * pixels);
-  for (let r = 0; r < rows; r++) {
-    const k = pairOf[r % batch]!;
-    const base = r * rowChannels * pixels;
-    unetInput.set(latentMasks[k]!, base + shape.channels * pixels);
-    unetInput.set(maskedLatents[k]!, base + (shape.channels + 1) * pixels);
-  }
-  const guidedOut = scratch.floats(batch * itemSize);
-  const predictNoise = async (scaled: Float32Array, t: number): Promise<Float32Array> => {
-    for (let r = 0; r < rows; r++) unetInput.set(scaled.subarray((r % batch) * itemSize, (r % batch + 1) * itemSize), r * rowChannels * pixels);
-    const pred = await ctx.sessions.run(
-      'unet',
-      { sample: { data: unetInput, dims: [rows, rowChannels, shape.height, shape.width] }, timestep: timestepFeed(t, rows), encoder_hidden_states: embeds },
-      'out_sample',
-    );
-    return guided ? classifierFreeGuidance(pred, batch * itemSize, params.guidanceScale, guidedOut) : pred;
+    // UNet rows: [uncond…, text…] when guided, each [latents(C) ‖ mask(1) ‖ masked latents(C)].
+    const rows = guided ? 2 * batch : batch;
+    const unetInput = scratch.floats(rows * rowChannels * pixels);
+    for (let r = 0; r < rows; r++) {
+      const k = pairOf[r % batch]!;
+      const base = r * rowChannels * pixels;
+      unetInput.set(latentMasks[k]!, base + shape.channels * pixels);
+      unetInput.set(maskedLatents[k]!, base + (shape.channels + 1) * pixels);
+    }
+    const guidedOut = scratch.floats(batch * itemSize);
+    const predictNoise = async (scaled: Float32Array, t: number): Promise<Float32Array> => {
+      for (let r = 0; r < rows; r++) unetInput.set(scaled.subarray((r % batch) * itemSize, (r % batch + 1) * itemSize), r * rowChannels * pixels);
+      const pred = await ctx.sessions.run(
+        'unet',
+        { sample: { data: unetInput, dims: [rows, rowChannels, shape.height, shape.width] }, timestep: timestepFeed(t, rows), encoder_hidden_states: embeds, ...extra },
+        'out_sample',
+      );
+      return guided ? classifierFreeGuidance(pred, batch * itemSize, params.guidanceScale, guidedOut) : pred;
   };
   const final = await denoiseLatents(scheduler, timesteps, latents, predictNoise, generators, shape, hooks, scratch);
   return decodeLatents(ctx, final, batch, shape, params);
+  };
 }
 
 export const inpaint: PipelineFamilyDef = {
@@ -102,9 +101,12 @@ export const inpaint: PipelineFamilyDef = {
   describe: 'Stable Diffusion inpainting (9-channel UNet)',
   pipelineClasses: /^(ORT|Onnx)?StableDiffusionInpaintPipeline$/,
   maskMethod: 'unet-mask-channels',
+  components: SD_COMPONENTS,
+  unetInputs: SD_UNET_INPUTS,
+  tokenizers: ['tokenizer'],
   unetInChannels: (latentChannels) => 2 * latentChannels + 1,
   defaults: { steps: 25, guidanceScale: 7.5, imageGuidanceScale: null, strength: 1, scheduler: 'EULER', size: '512x512' },
   guidanceBranches: (edit) => (edit.guidanceScale > 1 ? 2 : 1),
   startIndex: (edit) => edit.steps - img2imgDenoiseSteps(edit.steps, edit.strength),
-  run: runInpaint,
+  run: inpaintRun(clipConditioning),
 };

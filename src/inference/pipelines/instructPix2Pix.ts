@@ -10,6 +10,7 @@
 import { concatBatches, instructPix2PixGuidance, scaleInPlace, scaleInto, writeChannelHalf } from '../tensor.js';
 import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams } from './common.js';
 import type { PipelineFamilyDef } from './family.js';
+import { SD_COMPONENTS, SD_UNET_INPUTS } from './family.js';
 import {
   decodeLatents, denoiseLatents, drawNoise, encodeImages, encodePrompts, generatorsFor, latentShapeFor, maskBlend, stackEmbeddings, timestepFeed,
 } from './common.js';
@@ -79,6 +80,9 @@ export const instructPix2Pix: PipelineFamilyDef = {
   describe: 'InstructPix2Pix',
   maskMethod: 'latent-blend',
   pipelineClasses: /InstructPix2Pix/,
+  components: SD_COMPONENTS,
+  unetInputs: SD_UNET_INPUTS,
+  tokenizers: ['tokenizer'],
   unetInChannels: (latentChannels) => 2 * latentChannels,
   defaults: { steps: 20, guidanceScale: 7.5, imageGuidanceScale: 1.5, strength: null, scheduler: 'EULER_ANCESTRAL', size: '512x512' },
   guidanceBranches: (edit) => (instructPix2PixUsesGuidance(edit) ? 3 : 1),

@@ -20,7 +20,6 @@ export class DDIMScheduler implements Scheduler {
 
   private _timesteps: Float64Array = new Float64Array(0);
   private numInferenceSteps = 0;
-  private beginIndex = 0;
   /** Only bookkeeping: DDIM, like diffusers', derives everything from the timestep it is given. */
   private stepIndex = 0;
 
@@ -56,7 +55,6 @@ export class DDIMScheduler implements Scheduler {
     }
     this._timesteps = timesteps;
     this.numInferenceSteps = numInferenceSteps;
-    this.beginIndex = 0;
     this.stepIndex = 0;
   }
 
@@ -64,7 +62,6 @@ export class DDIMScheduler implements Scheduler {
     if (!Number.isInteger(beginIndex) || beginIndex < 0 || beginIndex >= this._timesteps.length) {
       throw new RangeError(`beginIndex must be an integer in [0, ${this._timesteps.length - 1}], got ${beginIndex}`);
     }
-    this.beginIndex = beginIndex;
     this.stepIndex = beginIndex;
   }
 

@@ -60,6 +60,14 @@ export interface SchedulerStepResult {
 export type FlowSchedulerName = 'FLOW_MATCH_EULER';
 
 /**
+ * Every name a request, a model's defaults or the GraphQL enum may carry: SCHEDULER_NAMES (UNet
+ * families choose among them) and FLOW_MATCH_EULER (the flow families' own scheduler, refused on
+ * UNet models).
+ */
+export const EDIT_SCHEDULER_NAMES = [...SCHEDULER_NAMES, 'FLOW_MATCH_EULER'] as const;
+export type EditSchedulerName = SchedulerName | FlowSchedulerName;
+
+/**
  * Per-run inputs that diffusers' pipelines pass to `set_timesteps` besides the step count. Only
  * flow-matching schedulers read them: FLUX passes `sigmas` (linspace(1, 1/n, n)) and `mu` (the
  * resolution-dependent shift), SD3 passes neither.

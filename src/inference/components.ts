@@ -1,0 +1,26 @@
+/**
+ * The ONNX components a model folder can hold, as optimum exports diffusers pipelines: the one list
+ * of folder names and of the ports each must expose. A family names the components it runs.
+ */
+export const COMPONENTS = {
+  textEncoder: { dir: 'text_encoder', inputs: ['input_ids'], outputs: [['last_hidden_state']] },
+  /** SDXL's CLIPTextModelWithProjection, FLUX's and SD3's T5 (a family checks what else it reads). */
+  textEncoder2: { dir: 'text_encoder_2', inputs: ['input_ids'], outputs: [['last_hidden_state']] },
+  unet: { dir: 'unet', inputs: ['sample', 'timestep', 'encoder_hidden_states'], outputs: [['out_sample']] },
+  /** SD3's T5 (the third text encoder). */
+  textEncoder3: { dir: 'text_encoder_3', inputs: ['input_ids'], outputs: [['last_hidden_state']] },
+  /**
+   * FLUX's and SD3's transformers as optimum exports them: the ports both declare (a family's
+   * `unetInputs` lists the rest it feeds: FLUX's `img_ids`, `txt_ids`, `guidance`).
+   */
+  transformer: { dir: 'transformer', inputs: ['hidden_states', 'encoder_hidden_states', 'pooled_projections', 'timestep'], outputs: [['out_hidden_states']] },
+  vaeEncoder: { dir: 'vae_encoder', inputs: ['sample'], outputs: [['latent_parameters', 'latent_sample']] },
+  vaeDecoder: { dir: 'vae_decoder', inputs: ['latent_sample'], outputs: [['sample']] },
+} as const satisfies Record<string, { dir: string; inputs: readonly string[]; outputs: readonly (readonly string[])[] }>;
+
+export type Component = keyof typeof COMPONENTS;
+
+/** `unet/model.onnx`, for messages and paths. */
+export function componentFile(component: Component): string {
+  return `${COMPONENTS[component].dir}/model.onnx`;
+}

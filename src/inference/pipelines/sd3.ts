@@ -1,0 +1,168 @@
+/**
+ * Stable Diffusion 3 / 3.5 img2img (diffusers' StableDiffusion3Img2ImgPipeline) on optimum's ONNX
+ * export:
+ *
+ * - prompts: CLIP-L and CLIP-G (CLIPTextModelWithProjection exported with `hidden_states.N`): the
+ *   penultimate hidden states (`hidden_states[-2]`) of both, concatenated on the feature axis and
+ *   zero-padded to T5's width, then T5's `last_hidden_state` at `maxSequenceLength` tokens appended
+ *   on the sequence axis; `pooled_projections` = CLIP-L's ‖ CLIP-G's `text_embeds`.
+ * - latents: 16 channels, (z − shift_factor)·scaling_factor, unpacked [B, 16, h, w].
+ * - scheduler: FLOW_MATCH_EULER with the folder's config (SD3: static shift 3, no custom σ);
+ *   `timestep` is t itself (0..1000); img2img noises the input to the begin index of `strength`.
+ * - classifier-free guidance when guidanceScale > 1, rows [negative, prompt], the negative prompt
+ *   "" when none is given (as diffusers).
+ *
+ * Masks (SD3 inpainting) are not implemented here and are refused.
+ */
+import { InferenceError } from '../errors.js';
+import type { ModelDefaults, ModelSpec } from '../modelFolder.js';
+import { calculateShift, flowImg2ImgBeginIndex, imageSeqLen, parseFlowMatchSchedulerConfig } from '../schedulers/flowMatchEuler.js';
+import { classifierFreeGuidance } from '../tensor.js';
+import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams } from './common.js';
+import { decodeLatents, denoiseLatents, drawNoise, encodeImages, generatorsFor, latentShapeFor } from './common.js';
+import type { PipelineFamilyDef } from './family.js';
+
+/** diffusers' StableDiffusion3Img2ImgPipeline defaults: 28 steps, guidance 7, T5 256 tokens; strength 0.6. */
+const SD3_DEFAULTS: ModelDefaults = { steps: 28, guidanceScale: 7, imageGuidanceScale: null, strength: 0.6, scheduler: 'FLOW_MATCH_EULER', size: '1024x1024', maxSequenceLength: 256 };
+const MAX_T5 = 512;
+
+/** The penultimate of an encoder's `hidden_states.N` outputs (diffusers' hidden_states[-2]). */
+function penultimate(ctx: PipelineContext, component: 'textEncoder' | 'textEncoder2'): string {
+  const layers = ctx.sessions.outputNames(component).map((n) => /^hidden_states\.(\d+)$/.exec(n)).filter((m) => m !== null).map((m) => Number(m![1]));
+  if (layers.length < 2) {
+    const spec = ctx.sessions.spec;
+    throw new InferenceError('MODEL_ERROR', `model ${spec.id}: ${component === 'textEncoder' ? 'text_encoder' : 'text_encoder_2'}/model.onnx has no hidden_states.N outputs; SD3 reads the penultimate layer (re-export the text encoders with output_hidden_states)`);
+  }
+  return `hidden_states.${Math.max(...layers) - 1}`;
+}
+
+/** Per prompt: the joint text sequence [77 + L, D] and the pooled [dL + dG] (cached per prompt and length). */
+async function encodeSd3Prompts(ctx: PipelineContext, prompts: readonly string[], length: number): Promise<void> {
+  const key = (p: string): string => `sd3\u0000${length}\u0000${p}`;
+  const missing = [...new Set(prompts)].filter((p) => !ctx.embeddings.has(key(p)));
+  if (missing.length === 0) return;
+  const n = missing.length;
+  const clip = async (component: 'textEncoder' | 'textEncoder2', tokenizerIndex: number): Promise<{ hidden: Float32Array; pooled: Float32Array; width: number; pooledWidth: number; tokens: number }> => {
+    const tok = ctx.tokenizers[tokenizerIndex]!;
+    const ids = new Int32Array(n * tok.maxLength);
+    missing.forEach((p, i) => ids.set(tok.encode(p), i * tok.maxLength));
+    const [pooled, hidden] = await ctx.sessions.runMany(component, { input_ids: { data: ids, dims: [n, tok.maxLength] } }, ['text_embeds', penultimate(ctx, component)]);
+    return { hidden: hidden!, pooled: pooled!, width: hidden!.length / n / tok.maxLength, pooledWidth: pooled!.length / n, tokens: tok.maxLength };
+  };
+  const l = await clip('textEncoder', 0);
+  const g = await clip('textEncoder2', 1);
+  const t5Tok = ctx.tokenizers[2]!;
+  const t5Ids = new Int32Array(n * length);
+  missing.forEach((p, i) => t5Ids.set(t5Tok.encode(p, length), i * length));
+  const t5 = await ctx.sessions.run('textEncoder3', { input_ids: { data: t5Ids, dims: [n, length] } }, 'last_hidden_state');
+  const width = t5.length / n / length;
+  if (l.width + g.width > width) throw new InferenceError('MODEL_ERROR', `model ${ctx.sessions.spec.id}: CLIP widths ${l.width} + ${g.width} exceed T5's ${width}`);
+  const rows = l.tokens + length;
+  missing.forEach((p, i) => {
+    const joint = new Float32Array(rows * width + l.pooledWidth + g.pooledWidth);
+    for (let t = 0; t < l.tokens; t++) {
+      joint.set(l.hidden.subarray((i * l.tokens + t) * l.width, (i * l.tokens + t + 1) * l.width), t * width);
+      joint.set(g.hidden.subarray((i * g.tokens + t) * g.width, (i * g.tokens + t + 1) * g.width), t * width + l.width);
+    }
+    joint.set(t5.subarray(i * length * width, (i + 1) * length * width), l.tokens * width);
+    // The pooled vector rides at the end of the cached entry.
+    joint.set(l.pooled.subarray(i * l.pooledWidth, (i + 1) * l.pooledWidth), rows * width);
+    joint.set(g.pooled.subarray(i * g.pooledWidth, (i + 1) * g.pooledWidth), rows * width + l.pooledWidth);
+    ctx.embeddings.set(key(p), joint);
+  });
+  ctx.embeddings.set(`sd3-shape\u0000${length}`, Float32Array.of(rows, width, l.pooledWidth + g.pooledWidth));
+}
+
+async function runSd3(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, hooks: PipelineHooks): Promise<Float32Array[]> {
+  const spec = ctx.sessions.spec;
+  if (items.some((i) => i.mask)) refuseMasks(spec, true);
+  const batch = items.length;
+  const shape = latentShapeFor(ctx, params);
+  const itemSize = shape.channels * shape.height * shape.width;
+  const guided = params.guidanceScale > 1;
+  const length = params.maxSequenceLength ?? SD3_DEFAULTS.maxSequenceLength!;
+  const prompts = items.map((i) => i.prompt);
+  await encodeSd3Prompts(ctx, guided ? [...prompts, params.negativePrompt] : prompts, length);
+  const [seq, width, pooledWidth] = Array.from(ctx.embeddings.get(`sd3-shape\u0000${length}`)!) as [number, number, number];
+  const rowPrompts = guided ? [...items.map(() => params.negativePrompt), ...prompts] : prompts;
+  const rows = rowPrompts.length;
+  const text = new Float32Array(rows * seq * width);
+  const pooled = new Float32Array(rows * pooledWidth);
+  rowPrompts.forEach((p, r) => {
+    const joint = ctx.embeddings.get(`sd3\u0000${length}\u0000${p}`)!;
+    text.set(joint.subarray(0, seq * width), r * seq * width);
+    pooled.set(joint.subarray(seq * width), r * pooledWidth);
+  });
+
+  const generators = generatorsFor(items);
+  const distinct = [...new Set(items.map((i) => i.image))];
+  const encoded = await encodeImages(ctx, distinct, params, shape, true);
+  const init = ctx.scratch.floats(batch * itemSize);
+  items.forEach((item, b) => {
+    const { mean, std } = encoded[distinct.indexOf(item.image)]!;
+    for (let k = 0; k < itemSize; k++) {
+      const z = std === null ? mean[k]! : mean[k]! + std[k]! * generators[b]!.nextNormal();
+      init[b * itemSize + k] = (z - spec.shiftFactor) * spec.scalingFactor;
+    }
+  });
+
+  const config = parseFlowMatchSchedulerConfig(spec.schedulerJson);
+  const scheduler = ctx.createScheduler('FLOW_MATCH_EULER');
+  scheduler.setTimesteps(params.steps, config.use_dynamic_shifting ? { mu: calculateShift(imageSeqLen(params.height, params.width, spec.vaeScaleFactor), config) } : {});
+  const begin = flowImg2ImgBeginIndex(params.steps, params.strength);
+  scheduler.setBeginIndex(begin);
+  const timesteps = scheduler.timesteps.subarray(begin);
+  const noise = drawNoise(generators, itemSize, ctx.scratch.floats(batch * itemSize));
+  const latents = scheduler.addNoise(init, noise, timesteps[0]!);
+
+  const doubled = guided ? ctx.scratch.floats(rows * itemSize) : null;
+  const guidedOut = ctx.scratch.floats(batch * itemSize);
+  const predict = async (x: Float32Array, t: number): Promise<Float32Array> => {
+    if (doubled) {
+      doubled.set(x, 0);
+      doubled.set(x, batch * itemSize);
+    }
+    const out = await ctx.sessions.run('transformer', {
+      hidden_states: { data: doubled ?? x, dims: [rows, shape.channels, shape.height, shape.width] },
+      encoder_hidden_states: { data: text, dims: [rows, seq, width] },
+      pooled_projections: { data: pooled, dims: [rows, pooledWidth] },
+      timestep: { data: new Float32Array(rows).fill(t), dims: [rows] },
+    }, 'out_hidden_states');
+    return guided ? classifierFreeGuidance(out, batch * itemSize, params.guidanceScale, guidedOut) : out;
+  };
+  const final = await denoiseLatents(scheduler, timesteps, latents, predict, generators, shape, hooks, ctx.scratch);
+  // decodeLatents divides by the scaling factor; the shift is added back first.
+  for (let k = 0; k < final.length; k++) final[k] = final[k]! + spec.shiftFactor * spec.scalingFactor;
+  return decodeLatents(ctx, final, batch, shape, params);
+}
+
+function refuseMasks(spec: ModelSpec, masks: boolean): void {
+  if (masks) throw new InferenceError('BAD_USER_INPUT', `model ${spec.id} (${spec.pipeline.describe}) does not take masks: SD3 inpainting is not implemented; send no mask, or use a Stable Diffusion model`);
+}
+
+/** SD3 / SD3.5 pipelines driven as img2img (text-to-image folders are served this way too). */
+export const sd3Img2Img: PipelineFamilyDef = {
+  kind: 'sd3-img2img',
+  describe: 'SD3 img2img',
+  pipelineClasses: /^(ORT)?StableDiffusion3(Img2Img)?Pipeline$/,
+  maskMethod: 'latent-blend',
+  components: ['textEncoder', 'textEncoder2', 'textEncoder3', 'transformer', 'vaeEncoder', 'vaeDecoder'],
+  unetInputs: ['hidden_states', 'encoder_hidden_states', 'pooled_projections', 'timestep'],
+  tokenizers: ['tokenizer', 'tokenizer_2', 'tokenizer_3'],
+  unetInChannels: (latentChannels) => latentChannels,
+  defaults: SD3_DEFAULTS,
+  scheduler: 'FLOW_MATCH_EULER',
+  // SD3 medium's MMDiT: 24 heads over 2×2 patches, joint attention with the 77 + T5 text tokens.
+  memoryDefaults: { unetBytesPerLatentPixel: 24 * 1024, attentionHeads: 24, attentionDownscale: 2, vaeBytesPerPixel: 4 * 1024 },
+  guidanceBranches: (edit) => (edit.guidanceScale > 1 ? 2 : 1),
+  startIndex: (edit) => {
+    try {
+      return flowImg2ImgBeginIndex(edit.steps, edit.strength);
+    } catch {
+      return edit.steps;
+    }
+  },
+  checkEdit: (spec, edit) => refuseMasks(spec, edit.masks),
+  extraAttentionTokens: (spec, edit) => 77 + (edit.maxSequenceLength ?? spec.defaults.maxSequenceLength ?? MAX_T5),
+  run: runSd3,
+};
