@@ -16,20 +16,78 @@ export interface ErrorCodeInfo {
 
 /** The one list of the server's codes: `ErrorCode`, `HTTP_STATUS` and the docs table derive from it. */
 export const ERROR_CODES = [
-  { code: 'BAD_USER_INPUT', status: 400, where: 'GraphQL error, REST', when: 'an argument out of range, wrong `prompts` count, too many images, `imageUrls` that are not `data:` URLs, malformed multipart, variable errors (a missing or mistyped variable: HTTP 400) and document limits, too many operations on one websocket' },
-  { code: 'INVALID_IMAGE', status: 400, where: 'GraphQL error (sniffing at submission), `EditError` (decoding fails while running), REST', when: 'not a PNG/JPEG/WebP/AVIF/TIFF/GIF, corrupt or truncated' },
-  { code: 'IMAGE_TOO_LARGE', status: 413, where: 'GraphQL error (`size` over `maxPixels`, input over `MAX_INPUT_PIXELS`), `EditError` (one output cannot fit `MEMORY_BUDGET_MB`; the message says `max pixels N`), REST', when: 'too many pixels' },
-  { code: 'PAYLOAD_TOO_LARGE', status: 413, where: 'HTTP 413 when cut off while streaming, else a GraphQL error; REST', when: 'a file (or decoded `data:` URL) over `MAX_FILE_BYTES`, files over `MAX_TOTAL_BYTES`, a body over its bound' },
+  {
+    code: 'BAD_USER_INPUT',
+    status: 400,
+    where: 'GraphQL error, REST',
+    when: 'an argument out of range, wrong `prompts` count, too many images, `imageUrls` that are not `data:` URLs, malformed multipart, variable errors (a missing or mistyped variable: HTTP 400) and document limits, too many operations on one websocket',
+  },
+  {
+    code: 'INVALID_IMAGE',
+    status: 400,
+    where: 'GraphQL error (sniffing at submission), `EditError` (decoding fails while running), REST',
+    when: 'not a PNG/JPEG/WebP/AVIF/TIFF/GIF, corrupt or truncated',
+  },
+  {
+    code: 'IMAGE_TOO_LARGE',
+    status: 413,
+    where:
+      'GraphQL error (`size` over `maxPixels`, input over `MAX_INPUT_PIXELS`), `EditError` (one output cannot fit `MEMORY_BUDGET_MB`; the message says `max pixels N`), REST',
+    when: 'too many pixels',
+  },
+  {
+    code: 'PAYLOAD_TOO_LARGE',
+    status: 413,
+    where: 'HTTP 413 when cut off while streaming, else a GraphQL error; REST',
+    when: 'a file (or decoded `data:` URL) over `MAX_FILE_BYTES`, files over `MAX_TOTAL_BYTES`, a body over its bound',
+  },
   { code: 'UNAUTHENTICATED', status: 401, where: 'HTTP 401 (+ `WWW-Authenticate`), websocket close 4401, REST', when: 'missing or wrong credentials' },
   { code: 'FORBIDDEN', status: 403, where: 'HTTP 403 + GraphQL error', when: 'multipart or GET without the CSRF header' },
-  { code: 'NOT_FOUND', status: 404, where: 'GraphQL error, REST, unknown paths', when: 'unknown `model`; unknown or expired job id in `cancelEditJob`/`editJobEvents` (`editJob` returns `null` instead)' },
-  { code: 'QUEUE_FULL', status: 503, where: 'GraphQL error with `extensions.retryAfterSeconds` (5), REST with `Retry-After`', when: 'more than `MAX_QUEUED_JOBS` jobs waiting' },
-  { code: 'QUOTA_EXCEEDED', status: 429, where: 'GraphQL error with `extensions.retryAfterSeconds` (5), REST with `Retry-After`', when: 'auth on: the tenant already has `TENANT_MAX_QUEUED_JOBS` unfinished jobs or `TENANT_MAX_QUEUED_IMAGES` output images in them' },
-  { code: 'RATE_LIMITED', status: 429, where: 'HTTP 429 with `Retry-After` and `extensions.retryAfterSeconds`, graphql-ws error, REST', when: 'over the per-tenant rate when `RATE_LIMIT_PER_MINUTE` > 0 (off by default); or too many failed authentications from this IP (`AUTH_FAIL_LIMIT`, on by default; graphql-ws `connection_init`: close 4429) ([security.md](security.md))' },
-  { code: 'UNAVAILABLE', status: 503, where: 'GraphQL error on `editImages`, REST', when: 'the server is shutting down and takes no new jobs' },
+  {
+    code: 'NOT_FOUND',
+    status: 404,
+    where: 'GraphQL error, REST, unknown paths',
+    when: 'unknown `model`; unknown or expired job id in `cancelEditJob`/`editJobEvents` (`editJob` returns `null` instead)',
+  },
+  {
+    code: 'QUEUE_FULL',
+    status: 503,
+    where: 'GraphQL error with `extensions.retryAfterSeconds` (5), REST with `Retry-After`',
+    when: 'more than `MAX_QUEUED_JOBS` jobs waiting',
+  },
+  {
+    code: 'QUOTA_EXCEEDED',
+    status: 429,
+    where: 'GraphQL error with `extensions.retryAfterSeconds` (5), REST with `Retry-After`',
+    when: 'auth on: the tenant already has `TENANT_MAX_QUEUED_JOBS` unfinished jobs or `TENANT_MAX_QUEUED_IMAGES` output images in them',
+  },
+  {
+    code: 'RATE_LIMITED',
+    status: 429,
+    where: 'HTTP 429 with `Retry-After` and `extensions.retryAfterSeconds`, graphql-ws error, REST',
+    when: 'over the per-tenant rate when `RATE_LIMIT_PER_MINUTE` > 0 (off by default); or too many failed authentications from this IP (`AUTH_FAIL_LIMIT`, on by default; graphql-ws `connection_init`: close 4429) ([security.md](security.md))',
+  },
+  {
+    code: 'UNAVAILABLE',
+    status: 503,
+    where:
+      'GraphQL error on `editImages`, REST; with `REDIS_URL` also on `editJob`, `cancelEditJob`, `editJobEvents` (`extensions.retryAfterSeconds` and a `Retry-After` header)',
+    when: 'the server is shutting down and takes no new jobs, or Redis is unreachable',
+  },
   { code: 'OUT_OF_MEMORY', status: 507, where: '`EditError`, REST', when: 'the runtime failed to allocate memory for a batch' },
-  { code: 'CANCELLED', status: 409, where: 'REST', when: 'the job was cancelled (e.g. at shutdown). In GraphQL a cancelled job is status `CANCELLED` / `EditCancelled`, not an error' },
+  {
+    code: 'CANCELLED',
+    status: 409,
+    where: 'REST',
+    when: 'the job was cancelled (e.g. at shutdown). In GraphQL a cancelled job is status `CANCELLED` / `EditCancelled`, not an error',
+  },
   { code: 'TIMEOUT', status: 504, where: '`EditError`, REST', when: 'the job ran longer than `JOB_TIMEOUT_SECONDS`' },
+  {
+    code: 'JOB_LOST',
+    status: 410,
+    where: '`EditFailed` (once, then the subscription ends), REST',
+    when: "with `REDIS_URL`: the job's state vanished (Redis restarted without persistence); submit it again",
+  },
   { code: 'MODEL_ERROR', status: 500, where: '`EditError`, REST', when: "the model's own graph failed (an export this server cannot drive, a broken file)" },
   { code: 'INTERNAL', status: 500, where: 'anywhere', when: 'anything unexpected (a bug: see the server log)' },
 ] as const satisfies readonly ErrorCodeInfo[];
@@ -42,9 +100,27 @@ export type ErrorCode = (typeof ERROR_CODES)[number]['code'];
  * what the table says when it varies.
  */
 export const FRAMEWORK_ERROR_CODES = [
-  { code: 'GRAPHQL_PARSE_FAILED', status: 200, statusNote: '200 (400 with `Accept: application/graphql-response+json`)', where: 'GraphQL error (Yoga)', when: 'the document is not GraphQL (a syntax error)' },
-  { code: 'GRAPHQL_VALIDATION_FAILED', status: 200, statusNote: '200 (400 with `Accept: application/graphql-response+json`)', where: 'GraphQL error (Yoga, graphql-js)', when: 'the document does not validate against the schema: an unknown field or argument, a wrong literal type, a missing required argument' },
-  { code: 'BAD_REQUEST', status: 400, statusNote: '400, 405 or 200', where: 'GraphQL error (Yoga)', when: 'the request is not a GraphQL request: a body that is not JSON (400), a method other than GET/POST or a mutation over GET (405), no `query` (200), more file parts than `MAX_IMAGES_PER_JOB` (400, "Files limit exceeded")' },
+  {
+    code: 'GRAPHQL_PARSE_FAILED',
+    status: 200,
+    statusNote: '200 (400 with `Accept: application/graphql-response+json`)',
+    where: 'GraphQL error (Yoga)',
+    when: 'the document is not GraphQL (a syntax error)',
+  },
+  {
+    code: 'GRAPHQL_VALIDATION_FAILED',
+    status: 200,
+    statusNote: '200 (400 with `Accept: application/graphql-response+json`)',
+    where: 'GraphQL error (Yoga, graphql-js)',
+    when: 'the document does not validate against the schema: an unknown field or argument, a wrong literal type, a missing required argument',
+  },
+  {
+    code: 'BAD_REQUEST',
+    status: 400,
+    statusNote: '400, 405 or 200',
+    where: 'GraphQL error (Yoga)',
+    when: 'the request is not a GraphQL request: a body that is not JSON (400), a method other than GET/POST or a mutation over GET (405), no `query` (200), more file parts than `MAX_IMAGES_PER_JOB` (400, "Files limit exceeded")',
+  },
 ] as const satisfies readonly (ErrorCodeInfo & { statusNote: string })[];
 
 /** Every `extensions.code` / `error.code` a client can receive. */

@@ -171,7 +171,8 @@ describe('error codes in docs/api.md', () => {
   const DOCUMENTED = new Set<string>([...ERROR_CODES.map((e) => e.code), ...FRAMEWORK_ERROR_CODES.map((e) => e.code)]);
   /** Codes no request from outside can provoke on a healthy server, and why. */
   const NOT_PROVOKED: Partial<Record<ClientErrorCode, string>> = {
-    UNAVAILABLE: 'only while shutting down (test/shutdown.test.ts)',
+    UNAVAILABLE: 'only while shutting down (test/shutdown.test.ts) or while Redis is unreachable (test/redisFaults.test.ts)',
+    JOB_LOST: 'a Redis restart without persistence mid-job (test/redisFaults.test.ts)',
     OUT_OF_MEMORY: 'the runtime failing to allocate',
     CANCELLED: 'REST jobs cancelled at shutdown (test/shutdown.test.ts)',
     MODEL_ERROR: 'a broken model folder (test/modelFolder.test.ts)',

@@ -13,9 +13,9 @@ import { collectSse, postMultipart } from './support/graphql.js';
 import { twoColourPng } from './support/images.js';
 
 const SUBMIT = 'mutation($images:[Upload!]!,$size:String,$steps:Int){ editImages(images:$images, prompt:"sepia", size:$size, steps:$steps){ id status } }';
-const EVENTS = 'subscription($id: ID!) { editJobEvents(id: $id) { __typename ... on EditProgress { step totalSteps } ... on EditCompleted { result { images { index } usage { generatedImages } } } ... on EditFailed { error { code } } } }';
+const EVENTS =
+  'subscription($id: ID!) { editJobEvents(id: $id) { __typename ... on EditProgress { step totalSteps } ... on EditCompleted { result { images { index } usage { generatedImages } } } ... on EditFailed { error { code } } } }';
 type Ev = { editJobEvents: { __typename: string; step?: number; error?: { code: string }; result?: { images: { index: number }[] } } };
-
 
 interface Proc {
   child: ChildProcess;
@@ -40,7 +40,7 @@ function start(env: Record<string, string>): Proc {
   };
 }
 
-async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 30_000): Promise<void> {
+async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 120_000): Promise<void> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
     try {
@@ -84,7 +84,10 @@ describe('scale-out on Redis', { timeout: 180_000 }, () => {
 
   it('runs a job submitted on one API and watched on the other, with late subscribers getting the final event', async () => {
     const img = await twoColourPng(32, 32, [200, 60, 30], [20, 120, 220]);
-    const res = await postMultipart<{ editImages: { id: string } }>(apis[0]!, SUBMIT, { size: '32x32', steps: 4 }, [{ bytes: img, name: 'a.png' }, { bytes: img, name: 'b.png' }]);
+    const res = await postMultipart<{ editImages: { id: string } }>(apis[0]!, SUBMIT, { size: '32x32', steps: 4 }, [
+      { bytes: img, name: 'a.png' },
+      { bytes: img, name: 'b.png' },
+    ]);
     assert.equal(res.body.errors, undefined, JSON.stringify(res.body.errors));
     const id = res.body.data!.editImages.id;
     const events = (await collectSse<Ev>(apis[1]!, EVENTS, { id })).events.map((e) => e.editJobEvents);
@@ -105,13 +108,19 @@ describe('scale-out on Redis', { timeout: 180_000 }, () => {
       busy.push(res.body.data!.editImages.id);
     }
     await waitFor(async () => (await fetch(`${apis[0]}/metrics`).then((r) => r.text())).includes('image_edit_running_jobs 2'), 'both workers busy');
-    const waiting = (await postMultipart<{ editImages: { id: string; status: string } }>(smallQueueApi, SUBMIT, { size: '32x32', steps: 2 }, [files[0]!])).body.data!.editImages;
+    const waiting = (await postMultipart<{ editImages: { id: string; status: string } }>(smallQueueApi, SUBMIT, { size: '32x32', steps: 2 }, [files[0]!])).body
+      .data!.editImages;
     assert.equal(waiting.status, 'QUEUED');
     const refused = await postMultipart(smallQueueApi, SUBMIT, { size: '32x32', steps: 2 }, [files[0]!]);
     assert.equal(refused.body.errors?.[0]?.extensions?.code, 'QUEUE_FULL');
     // Cancel the long jobs from another API process than the one that took them.
     const cancel = 'mutation($id: ID!) { cancelEditJob(id: $id) { status } }';
-    for (const id of busy) await fetch(`${apis[1]}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: cancel, variables: { id } }) });
+    for (const id of busy)
+      await fetch(`${apis[1]}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: cancel, variables: { id } }),
+      });
     for (const id of busy) {
       const types = (await collectSse<Ev>(apis[1]!, EVENTS, { id })).events.map((e) => e.editJobEvents.__typename);
       assert.equal(types.at(-1), 'EditCancelled', types.join(','));
@@ -123,12 +132,20 @@ describe('scale-out on Redis', { timeout: 180_000 }, () => {
   it('completes a job on the other worker after its worker is SIGKILLed mid-job', async () => {
     // Long enough (several seconds) that the kill lands mid-job.
     const img = await twoColourPng(512, 512, [200, 60, 30], [20, 120, 220]);
-    const res = await postMultipart<{ editImages: { id: string } }>(apis[0]!, SUBMIT, { size: '512x512', steps: 100 }, [0, 1, 2, 3].map((i) => ({ bytes: img, name: `${i}.png` })));
+    const res = await postMultipart<{ editImages: { id: string } }>(
+      apis[0]!,
+      SUBMIT,
+      { size: '512x512', steps: 100 },
+      [0, 1, 2, 3].map((i) => ({ bytes: img, name: `${i}.png` })),
+    );
     const id = res.body.data!.editImages.id;
     const stream = collectSse<Ev>(apis[1]!, EVENTS, { id });
     // Kill whichever worker logged that it is running this job, once it has made progress.
     let victim: Proc | undefined;
-    await waitFor(() => (victim = workers.find((w) => w.output.some((l) => l.includes(id) && l.includes('job running')))) !== undefined, 'a worker to take the job');
+    await waitFor(
+      () => (victim = workers.find((w) => w.output.some((l) => l.includes(id) && l.includes('job running')))) !== undefined,
+      'a worker to take the job',
+    );
     await new Promise((r) => setTimeout(r, 300));
     victim!.child.kill('SIGKILL');
     const events = (await stream).events.map((e) => e.editJobEvents);
@@ -142,7 +159,6 @@ describe('scale-out on Redis', { timeout: 180_000 }, () => {
     // The survivor logs after publishing the result; its log line may still be in the pipe.
     await waitFor(() => survivor.output.some((l) => l.includes(id) && l.includes('job succeeded')), 'the other worker to log the job as succeeded', 5000);
   });
-
 });
 
 describe('scale-out on Redis: the last attempt', { timeout: 120_000 }, () => {
@@ -158,11 +174,19 @@ describe('scale-out on Redis: the last attempt', { timeout: 120_000 }, () => {
       await waitFor(async () => (await fetch(`${api}/healthz`)).ok, 'api health');
       for (const w of procs.slice(1)) await waitFor(() => w.output.some((l) => l.includes('image-edit worker ready')), 'worker ready');
       const img = await twoColourPng(512, 512, [200, 60, 30], [20, 120, 220]);
-      const res = await postMultipart<{ editImages: { id: string } }>(api, SUBMIT, { size: '512x512', steps: 100 }, [0, 1, 2, 3].map((i) => ({ bytes: img, name: `${i}.png` })));
+      const res = await postMultipart<{ editImages: { id: string } }>(
+        api,
+        SUBMIT,
+        { size: '512x512', steps: 100 },
+        [0, 1, 2, 3].map((i) => ({ bytes: img, name: `${i}.png` })),
+      );
       const id = res.body.data!.editImages.id;
       const stream = collectSse<Ev>(api, EVENTS, { id });
       let victim: Proc | undefined;
-      await waitFor(() => (victim = procs.slice(1).find((w) => w.output.some((l) => l.includes(id) && l.includes('job running')))) !== undefined, 'a worker to take the job');
+      await waitFor(
+        () => (victim = procs.slice(1).find((w) => w.output.some((l) => l.includes(id) && l.includes('job running')))) !== undefined,
+        'a worker to take the job',
+      );
       await new Promise((r) => setTimeout(r, 300));
       victim!.child.kill('SIGKILL');
       const events = (await stream).events.map((e) => e.editJobEvents);

@@ -39,6 +39,28 @@ export interface EditInput {
   mask?: Uint8Array | null;
   /** Original file name, used by the CLI to name outputs. */
   name?: string;
+  /** Declared width × height (the probe at submission), for the job queue's merging decisions. */
+  pixels?: number;
+}
+
+/** [issue 16 item 5] Inputs decoded at once per pipeline run (each may be up to MAX_INPUT_PIXELS). */
+export const DECODE_CONCURRENCY = 2;
+
+/** Bytes a decoded input holds for the whole run: planar float RGB at the output size, and its mask. */
+export const decodedInputBytes = (width: number, height: number, masked = false): number => width * height * 4 * (masked ? 4 : 3);
+
+/** `fn` over `items` with at most `limit` calls in flight; results in order. */
+async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return out;
 }
 
 export interface OutputImage {
@@ -129,11 +151,27 @@ interface TaskBatch {
  */
 export function mergeKey(edit: ResolvedEdit): string | null {
   if (edit.size === 'auto') return null; // sizes depend on each input; not worth merging
-  return JSON.stringify([edit.size.width, edit.size.height, edit.steps, edit.scheduler, edit.guidanceScale, edit.imageGuidanceScale, edit.strength, edit.negativePrompt, edit.trueCfgScale, edit.maxSequenceLength]);
+  return JSON.stringify([
+    edit.size.width,
+    edit.size.height,
+    edit.steps,
+    edit.scheduler,
+    edit.guidanceScale,
+    edit.imageGuidanceScale,
+    edit.strength,
+    edit.negativePrompt,
+    edit.trueCfgScale,
+    edit.maxSequenceLength,
+  ]);
 }
 
 /** Lays out every output in task then index order and splits them into micro-batches by size and memory. */
-function planBatches(spec: ModelSpec, edit: ResolvedEdit, tasks: readonly { edit: ResolvedEdit; decoded: readonly DecodedInput[] }[], memoryBudgetBytes: number): TaskBatch[] {
+function planBatches(
+  spec: ModelSpec,
+  edit: ResolvedEdit,
+  tasks: readonly { edit: ResolvedEdit; decoded: readonly DecodedInput[] }[],
+  memoryBudgetBytes: number,
+): TaskBatch[] {
   const groups = new Map<string, TaskBatch>();
   tasks.forEach(({ edit: e, decoded }, task) => {
     decoded.forEach((img, inputIndex) => {
@@ -141,15 +179,30 @@ function planBatches(spec: ModelSpec, edit: ResolvedEdit, tasks: readonly { edit
       let group = groups.get(key);
       if (!group) groups.set(key, (group = { items: [], width: img.width, height: img.height }));
       for (let variant = 0; variant < e.n; variant++) {
-        group.items.push({ task, inputIndex, variant, seed: deriveSeed(e.seed, inputIndex, variant), prompt: e.prompts[inputIndex]!, image: img.data, mask: img.mask });
+        group.items.push({
+          task,
+          inputIndex,
+          variant,
+          seed: deriveSeed(e.seed, inputIndex, variant),
+          prompt: e.prompts[inputIndex]!,
+          image: img.data,
+          mask: img.mask,
+        });
       }
     });
   });
   const branches = spec.pipeline.guidanceBranches(edit);
+  // [issue 16 item 5] The decoded inputs stay in memory for the whole run: the batches get the rest.
+  const heldBytes = tasks.reduce((sum, { decoded }) => sum + decoded.reduce((n, img) => n + img.data.byteLength + (img.mask?.byteLength ?? 0), 0), 0);
   const batches: TaskBatch[] = [];
   for (const group of groups.values()) {
     const extraTokens = spec.pipeline.extraAttentionTokens?.(spec, edit, group.width, group.height) ?? 0;
-    const sizes = planMicroBatches(group.items.length, spec.memory, { width: group.width, height: group.height, vaeScaleFactor: spec.vaeScaleFactor, branches, extraTokens }, memoryBudgetBytes);
+    const sizes = planMicroBatches(
+      group.items.length,
+      spec.memory,
+      { width: group.width, height: group.height, vaeScaleFactor: spec.vaeScaleFactor, branches, extraTokens },
+      memoryBudgetBytes - heldBytes,
+    );
     let offset = 0;
     for (const size of sizes) {
       batches.push({ items: group.items.slice(offset, offset + size), width: group.width, height: group.height });
@@ -162,7 +215,13 @@ function planBatches(spec: ModelSpec, edit: ResolvedEdit, tasks: readonly { edit
 /** How many outputs of this edit fit in one pipeline call under the budget (for merging decisions). */
 export function outputsPerBatch(spec: ModelSpec, edit: ResolvedEdit, memoryBudgetBytes: number): number {
   if (edit.size === 'auto') return 0;
-  const per = perItemBytes(spec.memory, { width: edit.size.width, height: edit.size.height, vaeScaleFactor: spec.vaeScaleFactor, branches: spec.pipeline.guidanceBranches(edit), extraTokens: spec.pipeline.extraAttentionTokens?.(spec, edit, edit.size.width, edit.size.height) ?? 0 });
+  const per = perItemBytes(spec.memory, {
+    width: edit.size.width,
+    height: edit.size.height,
+    vaeScaleFactor: spec.vaeScaleFactor,
+    branches: spec.pipeline.guidanceBranches(edit),
+    extraTokens: spec.pipeline.extraAttentionTokens?.(spec, edit, edit.size.width, edit.size.height) ?? 0,
+  });
   return Math.max(0, Math.floor((memoryBudgetBytes - spec.memory.weightBytes) / per));
 }
 
@@ -193,38 +252,42 @@ async function runEditsWith(scratch: Scratch, runtime: ModelRuntime, tasks: read
     const shared = tasks[0]!.edit;
     const multiple = sizeMultiple(spec);
     const [dw, dh] = spec.defaults.size.split('x').map(Number);
-    const decodedPerTask = await Promise.all(
-      tasks.map(async (task, t) => {
-        try {
-          return await Promise.all(
-            task.inputs.map(async (input, i) => {
-              const limits = { maxInputPixels: options.maxInputPixels };
-              const image = await decodeToTensor(input.bytes, task.edit.size, {
-                multiple,
-                maxPixels: spec.limits.maxPixels,
-                defaultSize: { width: dw ?? 512, height: dh ?? 512 },
-                limits,
-                allocate: (length) => scratch.floats(length),
-              });
-              if (!input.mask) return { ...image, mask: null };
-              try {
-                return { ...image, mask: await decodeMask(input.mask, image.source, image, { limits, blur: task.edit.maskBlur }) };
-              } catch (err) {
-                if (err instanceof ImageDecodeError) throw new InferenceError(err.code, `masks[${i}]: ${err.message}`);
-                throw err;
-              }
-            }),
-          );
-        } catch (err) {
-          fail(t, err);
-          return [];
-        }
-      }),
-    );
+    // Merged tasks are decoded one after another (DECODE_CONCURRENCY inputs at a time overall).
+    const decodedPerTask = await mapBounded(tasks, 1, async (task, t) => {
+      try {
+        // [issue 16 item 5] Bounded: each decode briefly holds its whole source image (up to
+        // MAX_INPUT_PIXELS × 4 bytes in libvips), so 16 large inputs at once peaked at gigabytes.
+        return await mapBounded(task.inputs, DECODE_CONCURRENCY, async (input, i) => {
+          const limits = { maxInputPixels: options.maxInputPixels };
+          const image = await decodeToTensor(input.bytes, task.edit.size, {
+            multiple,
+            maxPixels: spec.limits.maxPixels,
+            defaultSize: { width: dw ?? 512, height: dh ?? 512 },
+            limits,
+            allocate: (length) => scratch.floats(length),
+          });
+          if (!input.mask) return { ...image, mask: null };
+          try {
+            return { ...image, mask: await decodeMask(input.mask, image.source, image, { limits, blur: task.edit.maskBlur }) };
+          } catch (err) {
+            if (err instanceof ImageDecodeError) throw new InferenceError(err.code, `masks[${i}]: ${err.message}`);
+            throw err;
+          }
+        });
+      } catch (err) {
+        fail(t, err);
+        return [] as DecodedInput[];
+      }
+    });
     const decodeMs = performance.now() - started;
     let batches: TaskBatch[];
     try {
-      batches = planBatches(spec, shared, tasks.map((task, t) => ({ edit: task.edit, decoded: alive(t) ? decodedPerTask[t]! : [] })), options.memoryBudgetBytes);
+      batches = planBatches(
+        spec,
+        shared,
+        tasks.map((task, t) => ({ edit: task.edit, decoded: alive(t) ? decodedPerTask[t]! : [] })),
+        options.memoryBudgetBytes,
+      );
     } catch (err) {
       tasks.forEach((_, t) => fail(t, err));
       return;
@@ -272,7 +335,12 @@ async function runEditsWith(scratch: Scratch, runtime: ModelRuntime, tasks: read
               const every = task.edit.previewEvery;
               const wantPreview = every > 0 && spec.preview !== null && (stepInBatch % every === 0 || stepInBatch === stepsPerBatch);
               const previews = wantPreview ? await renderPreviews(spec, batch, info, options.previewMaxSide ?? 128, t, task.edit.n) : [];
-              task.onProgress?.({ step: stepOfTask[t]!, totalSteps: stepsPerBatch * batchesOfTask[t]!, previews, emittedAt: performance.timeOrigin + performance.now() });
+              task.onProgress?.({
+                step: stepOfTask[t]!,
+                totalSteps: stepsPerBatch * batchesOfTask[t]!,
+                previews,
+                emittedAt: performance.timeOrigin + performance.now(),
+              });
             }
           },
         };
@@ -316,7 +384,11 @@ async function runEditsWith(scratch: Scratch, runtime: ModelRuntime, tasks: read
                     inputIndex: item.inputIndex,
                     variant: item.variant,
                     seed: item.seed,
-                    bytes: await encodeFromTensor(rgb, width, height, task.edit.outputFormat, task.edit.outputQuality ?? undefined, { pngCompressionLevel: options.pngCompressionLevel, allocate: (bytes) => scratch.bytes(bytes), range: 'signed' }),
+                    bytes: await encodeFromTensor(rgb, width, height, task.edit.outputFormat, task.edit.outputQuality ?? undefined, {
+                      pngCompressionLevel: options.pngCompressionLevel,
+                      allocate: (bytes) => scratch.bytes(bytes),
+                      range: 'signed',
+                    }),
                     mimeType,
                     width,
                     height,
@@ -354,7 +426,19 @@ async function runEditsWith(scratch: Scratch, runtime: ModelRuntime, tasks: read
 /** A single edit on its own: `runEdits` with one task. */
 export function runEdit(runtime: ModelRuntime, edit: ResolvedEdit, inputs: readonly EditInput[], options: RunOptions): Promise<EditOutput> {
   return new Promise((resolve, reject) => {
-    void runEdits(runtime, [{ edit, inputs, onProgress: options.onProgress, throwIfAborted: options.throwIfAborted, onSettled: (o) => ('output' in o ? resolve(o.output) : reject(o.error)) }], options);
+    void runEdits(
+      runtime,
+      [
+        {
+          edit,
+          inputs,
+          onProgress: options.onProgress,
+          throwIfAborted: options.throwIfAborted,
+          onSettled: (o) => ('output' in o ? resolve(o.output) : reject(o.error)),
+        },
+      ],
+      options,
+    );
   });
 }
 
@@ -365,7 +449,13 @@ async function renderPreviews(spec: ModelSpec, batch: TaskBatch, info: StepInfo,
   const mine = batch.items.map((item, b) => ({ item, b })).filter(({ item }) => item.task === task);
   return Promise.all(
     mine.map(async ({ item, b }) => {
-      const rgb = projectLatentToRgb(info.predOriginal.subarray(b * itemSize, (b + 1) * itemSize), info.latentChannels, pixels, projection.factors, projection.bias);
+      const rgb = projectLatentToRgb(
+        info.predOriginal.subarray(b * itemSize, (b + 1) * itemSize),
+        info.latentChannels,
+        pixels,
+        projection.factors,
+        projection.bias,
+      );
       const { bytes, mimeType } = await encodePreview(rgb, info.latentWidth, info.latentHeight, maxSide);
       return { index: item.inputIndex * n + item.variant, bytes, mimeType };
     }),

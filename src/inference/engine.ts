@@ -26,6 +26,8 @@ export interface EngineConfig {
   intraOpThreads?: number;
   /** ONNX Runtime pool threads busy-wait between operators (see SessionConfig). */
   allowSpinning?: boolean;
+  /** ONNX Runtime's CPU memory arena (see SessionConfig; default off). */
+  cpuMemArena?: boolean;
   /** Memory a batch may use; default half of this machine's RAM. */
   memoryBudgetBytes?: number;
   /** Decoded-pixel bound per input (decompression-bomb guard). */
@@ -112,6 +114,7 @@ export class InferenceEngine {
         provider,
         intraOpThreads: this.config.intraOpThreads,
         allowSpinning: this.config.allowSpinning,
+        cpuMemArena: this.config.cpuMemArena,
         log: this.config.log,
         preload,
         modelMemoryBytes: this.config.modelMemoryBytes,
@@ -126,6 +129,7 @@ export class InferenceEngine {
       provider,
       intraOpThreads: this.config.intraOpThreads,
       allowSpinning: this.config.allowSpinning,
+      cpuMemArena: this.config.cpuMemArena,
     };
     const isTs = import.meta.url.endsWith('.ts');
     const workerUrl = new URL(isTs ? 'worker.ts' : 'worker.js', import.meta.url).href;
@@ -224,7 +228,8 @@ export class InferenceEngine {
     } catch (err) {
       return requests.map(() => Promise.reject(err));
     }
-    if (this.config.threading === 'catalogue') return requests.map(() => Promise.reject(new InferenceError('INTERNAL', 'this process only queues work (ROLE=api); workers run it')));
+    if (this.config.threading === 'catalogue')
+      return requests.map(() => Promise.reject(new InferenceError('INTERNAL', 'this process only queues work (ROLE=api); workers run it')));
     const runOptions = { memoryBudgetBytes: this.memoryBudgetBytes, maxInputPixels: this.maxInputPixels, pngCompressionLevel: this.config.pngCompressionLevel };
     const cancelled = (): InferenceError => new InferenceError('CANCELLED', 'the job was cancelled');
     if (this.host) {

@@ -14,6 +14,14 @@
 import sharp from 'sharp';
 import { encodePlanarPng, encodePng } from './pngEncoder.js';
 
+// [issue 16 item 5] libvips' operation cache keeps decoded pixel buffers of recent inputs (up to
+// 50 MB and 100 operations by default) after a job: every input is decoded once, so it only holds
+// memory. Off (process-wide; sharp is shared by every thread).
+sharp.cache(false);
+
+/** Longest side over shortest side an input may have (10 000 000 × 4 PNGs fit the pixel bound). */
+export const DEFAULT_MAX_INPUT_ASPECT_RATIO = 64;
+
 /** Output encodings: the one list (GraphQL's ImageFormat enum, REST and the CLI derive from it). */
 export const OUTPUT_FORMATS = ['png', 'jpeg', 'webp'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -34,6 +42,8 @@ export const ACCEPTED_INPUT_FORMATS: readonly InputFormat[] = ['png', 'jpeg', 'w
 export interface DecodeLimits {
   /** Upper bound on the declared width*height of the input (sharp limitInputPixels). Positive integer. */
   maxInputPixels: number;
+  /** Upper bound on longest side / shortest side (default DEFAULT_MAX_INPUT_ASPECT_RATIO). */
+  maxAspectRatio?: number;
 }
 
 export interface DecodedImage {
@@ -116,8 +126,14 @@ export function sniffImageFormat(bytes: Uint8Array): InputFormat | null {
   if (bytes.length < 4) return null;
   if (
     bytes.length >= 8 &&
-    bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47 &&
-    bytes[4] === 0x0d && bytes[5] === 0x0a && bytes[6] === 0x1a && bytes[7] === 0x0a
+    bytes[0] === 0x89 &&
+    bytes[1] === 0x50 &&
+    bytes[2] === 0x4e &&
+    bytes[3] === 0x47 &&
+    bytes[4] === 0x0d &&
+    bytes[5] === 0x0a &&
+    bytes[6] === 0x1a &&
+    bytes[7] === 0x0a
   ) {
     return 'png';
   }
@@ -152,11 +168,7 @@ function assertPositiveInt(name: string, v: number): void {
  *    one-multiple minimum on the short side would break the budget, the long side is reduced
  *    further; if even multiple x multiple exceeds maxPixels, multiple x multiple is returned.
  */
-export function resolveOutputSize(
-  request: 'auto' | TargetSize,
-  input: { width: number; height: number },
-  opts: SizeOptions,
-): TargetSize {
+export function resolveOutputSize(request: 'auto' | TargetSize, input: { width: number; height: number }, opts: SizeOptions): TargetSize {
   const m = opts.multiple;
   assertPositiveInt('multiple', m);
   if (!(opts.maxPixels > 0)) throw new RangeError(`maxPixels must be positive, got ${opts.maxPixels}`);
@@ -169,9 +181,7 @@ export function resolveOutputSize(
     }
     const out = { width: snap(width), height: snap(height) };
     if (out.width * out.height > opts.maxPixels) {
-      throw new RangeError(
-        `target size ${out.width}x${out.height} exceeds the maximum of ${opts.maxPixels} pixels`,
-      );
+      throw new RangeError(`target size ${out.width}x${out.height} exceeds the maximum of ${opts.maxPixels} pixels`);
     }
     return out;
   }
@@ -237,10 +247,7 @@ function mapSharpError(err: unknown, limit: number): ImageDecodeError {
 function sniffOrThrow(bytes: Uint8Array): InputFormat {
   const format = sniffImageFormat(bytes);
   if (format === null) {
-    throw new ImageDecodeError(
-      'INVALID_IMAGE',
-      `unsupported or unrecognised image format; accepted formats: ${acceptedList()}`,
-    );
+    throw new ImageDecodeError('INVALID_IMAGE', `unsupported or unrecognised image format; accepted formats: ${acceptedList()}`);
   }
   return format;
 }
@@ -272,6 +279,16 @@ export async function probeImage(bytes: Uint8Array, limits: DecodeLimits): Promi
     throw new ImageDecodeError('INVALID_IMAGE', 'image has no valid dimensions');
   }
   if (rawW * rawH > limit) throw tooLarge(rawW, rawH, limit);
+  // [issue 16 item 5] An extreme aspect ratio within the pixel bound (10 000 000 × 4) would be
+  // scaled up to cover the output size (a 1.28-gigapixel intermediate for 512×512) and then fail
+  // as "corrupt": it is refused here, from the header, naming the limit.
+  const maxRatio = limits.maxAspectRatio ?? DEFAULT_MAX_INPUT_ASPECT_RATIO;
+  if (Math.max(rawW, rawH) / Math.min(rawW, rawH) > maxRatio) {
+    throw new ImageDecodeError(
+      'IMAGE_TOO_LARGE',
+      `image is too large along one side: ${rawW}x${rawH} has an aspect ratio of ${Math.round(Math.max(rawW, rawH) / Math.min(rawW, rawH))}:1, over the limit of ${maxRatio}:1`,
+    );
+  }
   const swap = (meta.orientation ?? 1) >= 5;
   return { format, width: swap ? rawH : rawW, height: swap ? rawW : rawH };
 }
@@ -308,11 +325,7 @@ export function rgb8ToPlanar(src: Uint8Array, width: number, height: number, out
  * 'auto' the target keeps the input's aspect ratio, so 'cover' only trims the < one-multiple
  * remainder left by snapping to the model's multiple.
  */
-export async function decodeToTensor(
-  bytes: Uint8Array,
-  size: 'auto' | TargetSize,
-  opts: DecodeOptions,
-): Promise<DecodedImage> {
+export async function decodeToTensor(bytes: Uint8Array, size: 'auto' | TargetSize, opts: DecodeOptions): Promise<DecodedImage> {
   const limit = limitPixels(opts.limits);
   const probe = await probeImage(bytes, opts.limits);
   const target = resolveOutputSize(size, probe, opts);
@@ -338,7 +351,12 @@ export async function decodeToTensor(
     );
   }
   const planar = opts.allocate?.(3 * target.width * target.height);
-  return { width: target.width, height: target.height, source: { width: probe.width, height: probe.height }, data: rgb8ToPlanar(data, target.width, target.height, planar) };
+  return {
+    width: target.width,
+    height: target.height,
+    source: { width: probe.width, height: probe.height },
+    data: rgb8ToPlanar(data, target.width, target.height, planar),
+  };
 }
 
 /**
@@ -372,7 +390,10 @@ export async function decodeMask(
   const limit = limitPixels(opts.limits);
   const probe = await probeImage(bytes, opts.limits);
   if (probe.width !== imageSize.width || probe.height !== imageSize.height) {
-    throw new ImageDecodeError('INVALID_IMAGE', `the mask is ${probe.width}x${probe.height} but its image is ${imageSize.width}x${imageSize.height}; a mask must have its image's size`);
+    throw new ImageDecodeError(
+      'INVALID_IMAGE',
+      `the mask is ${probe.width}x${probe.height} but its image is ${imageSize.width}x${imageSize.height}; a mask must have its image's size`,
+    );
   }
   let data: Buffer;
   let fromAlpha: boolean;
@@ -493,12 +514,7 @@ export async function encodeFromTensor(
 export const PREVIEW_QUALITY = 70;
 
 /** Small JPEG preview (quality 70), downscaled (never enlarged) so max(w,h) <= maxSide. */
-export async function encodePreview(
-  data: Float32Array,
-  width: number,
-  height: number,
-  maxSide: number,
-): Promise<{ bytes: Uint8Array; mimeType: string }> {
+export async function encodePreview(data: Float32Array, width: number, height: number, maxSide: number): Promise<{ bytes: Uint8Array; mimeType: string }> {
   assertPositiveInt('maxSide', maxSide);
   const rgb = planarToRgb8(data, width, height);
   const bytes = await sharp(rgb, { raw: { width, height, channels: 3 } })

@@ -13,6 +13,7 @@ export interface WorkerInit {
   provider: ExecutionProviderName;
   intraOpThreads?: number;
   allowSpinning?: boolean;
+  cpuMemArena?: boolean;
 }
 
 export type WorkerRequest =

@@ -6,7 +6,7 @@
 import type { InferenceEngine } from '../inference/engine.js';
 import type { EditOptions } from '../inference/request.js';
 import { resolveEditOptions } from '../inference/request.js';
-import { decodeMask, verifyImage, ImageDecodeError } from '../inference/imageIO.js';
+import { decodeMask, probeImage, verifyImage, ImageDecodeError } from '../inference/imageIO.js';
 import { InferenceError } from '../inference/errors.js';
 import { ServiceError } from '../errors.js';
 import type { JobBackend } from './types.js';
@@ -26,7 +26,14 @@ export interface UploadLimits {
   maxFileBytes: number;
   maxTotalBytes: number;
   maxInputPixels: number;
+  /** Declared pixels of all of a job's inputs (IMAGE_TOO_LARGE past it). */
+  maxJobInputPixels?: number;
+  /** Declared input pixels of this process's unfinished jobs and submissions in progress (QUEUE_FULL past it). */
+  maxProcessInputPixels?: number;
 }
+
+/** [issue 16 item 5] Full decodes at once at submission, over all concurrent submissions of this process. */
+const SUBMIT_DECODE_CONCURRENCY = 2;
 
 export interface EditSubmission {
   model?: string | null;
@@ -37,7 +44,27 @@ export interface EditSubmission {
 }
 
 export class EditService {
-  constructor(private readonly engine: InferenceEngine, private readonly jobs: JobBackend, readonly limits: UploadLimits) {}
+  /** Declared input pixels of submissions being checked right now. */
+  private submittingPixels = 0;
+  private decoding = 0;
+  private readonly decodeWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly engine: InferenceEngine,
+    private readonly jobs: JobBackend,
+    readonly limits: UploadLimits,
+  ) {}
+
+  private async decodeSlot<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.decoding >= SUBMIT_DECODE_CONCURRENCY) await new Promise<void>((r) => this.decodeWaiters.push(r));
+    this.decoding += 1;
+    try {
+      return await fn();
+    } finally {
+      this.decoding -= 1;
+      this.decodeWaiters.shift()?.();
+    }
+  }
 
   /** Checks and queues an edit owned by `owner` (a principal's id, src/server/auth.ts). */
   async submit(submission: EditSubmission, owner: string): Promise<JobSnapshot> {
@@ -48,40 +75,73 @@ export class EditService {
     if (files.length > maxFiles) throw new ServiceError('BAD_USER_INPUT', `${files.length} images is over the limit of ${maxFiles} per job`);
     let total = 0;
     files.forEach((f, i) => {
-      if (f.size > this.limits.maxFileBytes) throw new ServiceError('PAYLOAD_TOO_LARGE', `images[${i}] is ${f.size} bytes; the limit is ${this.limits.maxFileBytes} bytes per file`);
+      if (f.size > this.limits.maxFileBytes)
+        throw new ServiceError('PAYLOAD_TOO_LARGE', `images[${i}] is ${f.size} bytes; the limit is ${this.limits.maxFileBytes} bytes per file`);
       total += f.size;
     });
-    if (total > this.limits.maxTotalBytes) throw new ServiceError('PAYLOAD_TOO_LARGE', `the images total ${total} bytes; the limit is ${this.limits.maxTotalBytes} bytes per job`);
+    if (total > this.limits.maxTotalBytes)
+      throw new ServiceError('PAYLOAD_TOO_LARGE', `the images total ${total} bytes; the limit is ${this.limits.maxTotalBytes} bytes per job`);
     const masks = submission.masks ?? [];
-    if (masks.length > files.length) throw new ServiceError('BAD_USER_INPUT', `${masks.length} masks for ${files.length} images: give at most one mask per image, in upload order`);
+    if (masks.length > files.length)
+      throw new ServiceError('BAD_USER_INPUT', `${masks.length} masks for ${files.length} images: give at most one mask per image, in upload order`);
     masks.forEach((m, i) => {
-      if (m && m.size > this.limits.maxFileBytes) throw new ServiceError('PAYLOAD_TOO_LARGE', `masks[${i}] is ${m.size} bytes; the limit is ${this.limits.maxFileBytes} bytes per file`);
+      if (m && m.size > this.limits.maxFileBytes)
+        throw new ServiceError('PAYLOAD_TOO_LARGE', `masks[${i}] is ${m.size} bytes; the limit is ${this.limits.maxFileBytes} bytes per file`);
       if (m) total += m.size;
     });
-    if (total > this.limits.maxTotalBytes) throw new ServiceError('PAYLOAD_TOO_LARGE', `the images and masks total ${total} bytes; the limit is ${this.limits.maxTotalBytes} bytes per job`);
+    if (total > this.limits.maxTotalBytes)
+      throw new ServiceError('PAYLOAD_TOO_LARGE', `the images and masks total ${total} bytes; the limit is ${this.limits.maxTotalBytes} bytes per job`);
     // Options first: a bad argument is reported before any image work.
     const edit = resolveEditOptions(spec, files.length, submission.options);
     spec.pipeline.checkEdit?.(spec, { masks: masks.some(Boolean) });
     const limits = { maxInputPixels: this.limits.maxInputPixels };
-    const named = (what: string, f: UploadedFile) => (err: unknown): never => {
-      if (err instanceof ImageDecodeError) throw new InferenceError(err.code, `${what}${f.name ? ` ${JSON.stringify(f.name)}` : ''}: ${err.message}`);
-      throw err;
-    };
-    // Every image and mask is decoded in full now, one at a time (bounded memory), so a truncated
-    // or corrupt file is refused, by index and name, before a job exists.
-    const inputs: EditInput[] = [];
+    const named =
+      (what: string, f: UploadedFile) =>
+      (err: unknown): never => {
+        if (err instanceof ImageDecodeError) throw new InferenceError(err.code, `${what}${f.name ? ` ${JSON.stringify(f.name)}` : ''}: ${err.message}`);
+        throw err;
+      };
+    // Headers first (no pixels decoded): the declared sizes are checked against the caps before any work.
+    const read: { bytes: Uint8Array; pixels: number }[] = [];
     for (const [i, f] of files.entries()) {
       const bytes = new Uint8Array(await f.arrayBuffer());
-      const probe = await verifyImage(bytes, limits).catch(named(`images[${i}]`, f));
-      const maskFile = masks[i];
-      if (!maskFile) {
-        inputs.push({ bytes, name: f.name });
-        continue;
-      }
-      const mask = new Uint8Array(await maskFile.arrayBuffer());
-      await decodeMask(mask, probe, probe, { limits }).catch(named(`masks[${i}]`, maskFile));
-      inputs.push({ bytes, name: f.name, mask });
+      const probe = await probeImage(bytes, limits).catch(named(`images[${i}]`, f));
+      read.push({ bytes, pixels: probe.width * probe.height });
     }
-    return this.jobs.submit(spec.id, edit, inputs, owner);
+    const pixels = read.reduce((n, r) => n + r.pixels, 0);
+    const jobCap = this.limits.maxJobInputPixels;
+    if (jobCap !== undefined && pixels > jobCap) {
+      throw new ServiceError('IMAGE_TOO_LARGE', `the images total ${pixels} pixels; the limit is ${jobCap} pixels per job (MAX_JOB_INPUT_PIXELS)`);
+    }
+    const processCap = this.limits.maxProcessInputPixels;
+    const pending = (this.jobs.pendingInputPixels?.() ?? 0) + this.submittingPixels;
+    if (processCap !== undefined && pending + pixels > processCap) {
+      throw new ServiceError(
+        'QUEUE_FULL',
+        `the server holds ${pending} pixels of input images and this job has ${pixels}; the limit is ${processCap} (MAX_PROCESS_INPUT_PIXELS): retry later`,
+        { retryAfterSeconds: 5 },
+      );
+    }
+    this.submittingPixels += pixels;
+    try {
+      // Every image and mask is decoded in full now, one at a time (bounded memory), so a truncated
+      // or corrupt file is refused, by index and name, before a job exists.
+      const inputs: EditInput[] = [];
+      for (const [i, f] of files.entries()) {
+        const { bytes, pixels: p } = read[i]!;
+        const probe = await this.decodeSlot(() => verifyImage(bytes, limits)).catch(named(`images[${i}]`, f));
+        const maskFile = masks[i];
+        if (!maskFile) {
+          inputs.push({ bytes, name: f.name, pixels: p });
+          continue;
+        }
+        const mask = new Uint8Array(await maskFile.arrayBuffer());
+        await this.decodeSlot(() => decodeMask(mask, probe, probe, { limits })).catch(named(`masks[${i}]`, maskFile));
+        inputs.push({ bytes, name: f.name, mask, pixels: p });
+      }
+      return await this.jobs.submit(spec.id, edit, inputs, owner);
+    } finally {
+      this.submittingPixels -= pixels;
+    }
   }
 }

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { InferenceEngine } from '../inference/engine.js';
 import type { EditInput } from '../inference/editRunner.js';
-import { mergeKey, outputsPerBatch } from '../inference/editRunner.js';
+import { decodedInputBytes, mergeKey, outputsPerBatch } from '../inference/editRunner.js';
 import type { ResolvedEdit } from '../inference/request.js';
 import { ServiceError, toServiceError } from '../errors.js';
 import { JobEventStream } from './eventStream.js';
@@ -23,6 +23,8 @@ export interface JobServiceConfig {
   jobTimeoutMs: number;
   /** Cross-request batching: run compatible queued jobs in one pipeline call (default true). */
   mergeJobs?: boolean;
+  /** Declared input pixels of all jobs merged into one pipeline call (default: no bound). */
+  maxMergedInputPixels?: number;
   /** Per-owner bounds on unfinished jobs (null: none, e.g. with auth off: one tenant). */
   tenantQuota?: TenantQuota | null;
   /** Sees every event of every job (metrics). */
@@ -34,6 +36,8 @@ interface Job {
   snapshot: JobSnapshot;
   edit: ResolvedEdit;
   inputs: EditInput[] | null;
+  /** Declared pixels of its inputs (0 when unknown). */
+  pixels: number;
   enqueuedAt: number;
   abort: AbortController;
   abortReason: 'CANCELLED' | 'TIMEOUT' | null;
@@ -53,7 +57,10 @@ export class JobService implements JobBackend {
   private sweeper: NodeJS.Timeout;
   private idleWaiters: (() => void)[] = [];
 
-  constructor(private readonly engine: InferenceEngine, private readonly config: JobServiceConfig) {
+  constructor(
+    private readonly engine: InferenceEngine,
+    private readonly config: JobServiceConfig,
+  ) {
     this.sweeper = setInterval(() => this.sweep(), Math.min(config.retentionMs, 30_000)).unref();
   }
 
@@ -91,6 +98,7 @@ export class JobService implements JobBackend {
       },
       edit,
       inputs,
+      pixels: inputs.reduce((n, i) => n + (i.pixels ?? 0), 0),
       enqueuedAt: performance.now(),
       abort: new AbortController(),
       abortReason: null,
@@ -139,6 +147,12 @@ export class JobService implements JobBackend {
     job.subscribers.add(stream);
     if (current) stream.push(current);
     return stream;
+  }
+
+  pendingInputPixels(): number {
+    let pixels = 0;
+    for (const job of this.jobs.values()) if (job.inputs) pixels += job.pixels;
+    return pixels;
   }
 
   stats(): { queued: number; running: number; jobs: number } {
@@ -220,12 +234,22 @@ export class JobService implements JobBackend {
     const key = mergeKey(head.edit);
     if (this.config.mergeJobs === false || key === null) return group;
     const spec = this.engine.model(head.snapshot.modelId);
-    const capacity = outputsPerBatch(spec, head.edit, this.engine.memoryBudgetBytes);
+    // [issue 16 item 5] Decoded inputs count: each job's inputs are held (at the output size) for
+    // the whole call, so they come off the budget, and the declared source pixels of a merged call
+    // stay within one job's bound.
+    const { width, height } = head.edit.size as { width: number; height: number };
+    const held = (job: Job): number => job.snapshot.inputImages * decodedInputBytes(width, height, job.inputs?.some((i) => i.mask) ?? false);
+    const maxPixels = this.config.maxMergedInputPixels ?? Number.POSITIVE_INFINITY;
+    let heldBytes = held(head);
+    let pixels = head.pixels;
     let outputs = head.snapshot.inputImages * head.edit.n;
     for (const job of [...this.queue]) {
       const more = job.snapshot.inputImages * job.edit.n;
-      if (job.snapshot.modelId !== head.snapshot.modelId || mergeKey(job.edit) !== key || outputs + more > capacity) continue;
+      if (job.snapshot.modelId !== head.snapshot.modelId || mergeKey(job.edit) !== key || pixels + job.pixels > maxPixels) continue;
+      if (outputs + more > outputsPerBatch(spec, head.edit, this.engine.memoryBudgetBytes - heldBytes - held(job))) continue;
       outputs += more;
+      heldBytes += held(job);
+      pixels += job.pixels;
       group.push(job);
       this.queue.splice(this.queue.indexOf(job), 1);
     }
@@ -263,7 +287,10 @@ export class JobService implements JobBackend {
         },
       };
     });
-    const outcomes = this.engine.editMany(group[0]!.snapshot.modelId, requests.map((r) => r.request));
+    const outcomes = this.engine.editMany(
+      group[0]!.snapshot.modelId,
+      requests.map((r) => r.request),
+    );
     await Promise.all(
       outcomes.map(async (outcome, i) => {
         const job = group[i]!;
@@ -276,7 +303,12 @@ export class JobService implements JobBackend {
           if (job.abortReason === 'CANCELLED') {
             this.finish(job, { type: 'cancelled', jobId: s.id, status: 'CANCELLED', reason: job.cancelReason });
           } else if (job.abortReason === 'TIMEOUT') {
-            this.finish(job, { type: 'failed', jobId: s.id, status: 'FAILED', error: { code: 'TIMEOUT', message: `the job ran longer than ${this.config.jobTimeoutMs / 1000} s` } });
+            this.finish(job, {
+              type: 'failed',
+              jobId: s.id,
+              status: 'FAILED',
+              error: { code: 'TIMEOUT', message: `the job ran longer than ${this.config.jobTimeoutMs / 1000} s` },
+            });
           } else {
             const e = toServiceError(err);
             if (e.code === 'INTERNAL' || e.code === 'MODEL_ERROR') this.log(job, 'job failed internally', { error: (err as Error).message });
@@ -294,6 +326,9 @@ export class JobService implements JobBackend {
   }
 
   private log(job: Job, message: string, fields: Record<string, unknown> = {}): void {
-    this.config.log?.({ jobId: job.snapshot.id, owner: ownerLabel(job.snapshot.owner), model: job.snapshot.modelId, status: job.snapshot.status, ...fields }, message);
+    this.config.log?.(
+      { jobId: job.snapshot.id, owner: ownerLabel(job.snapshot.owner), model: job.snapshot.modelId, status: job.snapshot.status, ...fields },
+      message,
+    );
   }
 }

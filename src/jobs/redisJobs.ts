@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { EditInput } from '../inference/editRunner.js';
 import type { ResolvedEdit } from '../inference/request.js';
 import { ServiceError } from '../errors.js';
@@ -14,7 +14,24 @@ import { JobEventStream } from './eventStream.js';
 import type { CancelReason, JobBackend, JobEvent, JobSnapshot, TenantQuota } from './types.js';
 import { currentEvent, quotaExceeded } from './types.js';
 import { ownerLabel } from './access.js';
-import { CANCEL_CHANNEL, QUEUE_NAME, RESERVE_QUOTA_LUA, applyEvent, fromWire, keys, readSnapshot, recordEvent, releaseQuota, toWire, type WireEvent } from './redisShared.js';
+import {
+  CANCEL_CHANNEL,
+  QUEUE_NAME,
+  RESERVE_QUOTA_LUA,
+  applyEvent,
+  connectRedis,
+  fromWire,
+  keys,
+  readSnapshot,
+  recordEvent,
+  redisUnavailable,
+  releaseQuota,
+  toWire,
+  warnAboutRedisSettings,
+  watchRedis,
+  type RedisLog,
+  type WireEvent,
+} from './redisShared.js';
 
 export interface RedisJobsConfig {
   redisUrl: string;
@@ -27,6 +44,8 @@ export interface RedisJobsConfig {
   /** Per-owner bounds on unfinished jobs, shared by every API process (null: none). */
   tenantQuota?: TenantQuota | null;
   log?: (fields: Record<string, unknown>, message: string) => void;
+  /** Connection trouble and Redis settings warnings (structured, leveled). */
+  redisLog?: RedisLog;
   onEvent?: (event: JobEvent) => void;
 }
 
@@ -46,12 +65,40 @@ export class RedisJobBackend implements JobBackend {
   private readonly queue: Queue<QueuedEdit>;
   private readonly streams = new Map<string, Set<{ stream: JobEventStream; afterSeq: number }>>();
   private accepting = true;
+  /** Submissions whose client was told they failed but that may have reached Redis: withdrawn once it is back. */
+  private readonly withdrawals = new Map<string, string>();
+  private subscriberWasReady = false;
+  private resyncing: Promise<void> | null = null;
 
   constructor(private readonly config: RedisJobsConfig) {
-    this.redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-    this.sub = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-    this.queue = new Queue<QueuedEdit>(QUEUE_NAME, { connection: new Redis(config.redisUrl, { maxRetriesPerRequest: null }) });
+    const log = config.redisLog;
+    // Requests fail fast while Redis is down (UNAVAILABLE); the subscriber retries for ever.
+    this.redis = connectRedis(config.redisUrl, 'request', 'jobs', log);
+    this.sub = connectRedis(config.redisUrl, 'background', 'events', log);
+    this.queue = new Queue<QueuedEdit>(QUEUE_NAME, { connection: connectRedis(config.redisUrl, 'request', 'queue', log) });
+    watchRedis(this.queue, 'queue-bullmq', log);
+    warnAboutRedisSettings(this.redis, log);
     this.sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.dispatch(channel.toString(), message.toString()));
+    // After a reconnect (ioredis resubscribes by itself), events published meanwhile are gone:
+    // resynchronise every watched job from its snapshot, and end watches of vanished jobs.
+    this.sub.on('ready', () => {
+      if (this.subscriberWasReady) this.resync();
+      this.subscriberWasReady = true;
+    });
+    this.redis.on('ready', () => {
+      if (this.withdrawals.size > 0) void this.withdrawAbandoned();
+    });
+  }
+
+  /** Why this backend cannot serve now, or null when Redis answers. */
+  async health(): Promise<string | null> {
+    if (this.redis.status !== 'ready') return `redis ${this.redis.status}`;
+    try {
+      await this.redis.ping();
+      return null;
+    } catch (err) {
+      return `redis: ${(err as Error).message.split('\n')[0]}`;
+    }
   }
 
   private ttl(): number {
@@ -61,29 +108,69 @@ export class RedisJobBackend implements JobBackend {
 
   async submit(modelId: string, edit: ResolvedEdit, inputs: EditInput[], owner: string): Promise<JobSnapshot> {
     if (!this.accepting) throw new ServiceError('UNAVAILABLE', 'the server is shutting down and takes no new jobs');
-    const waiting = await this.queue.getWaitingCount();
+    if (this.redis.status !== 'ready') throw redisUnavailable(null);
+    const waiting = await this.queue.getWaitingCount().catch((err: unknown) => {
+      throw redisUnavailable(err);
+    });
     if (waiting >= this.config.maxQueuedJobs) {
       throw new ServiceError('QUEUE_FULL', `the queue is full (${this.config.maxQueuedJobs} jobs waiting); retry later`, { retryAfterSeconds: 5 });
     }
     const bytes = inputs.reduce((n, i) => n + i.bytes.byteLength + (i.mask?.byteLength ?? 0), 0);
-    if (bytes > this.config.maxInputBytes) throw new ServiceError('PAYLOAD_TOO_LARGE', `inputs of ${bytes} bytes are over the queue's limit of ${this.config.maxInputBytes}`);
+    if (bytes > this.config.maxInputBytes)
+      throw new ServiceError('PAYLOAD_TOO_LARGE', `inputs of ${bytes} bytes are over the queue's limit of ${this.config.maxInputBytes}`);
     const id = randomUUID();
     const snapshot: JobSnapshot = {
-      id, modelId, status: 'QUEUED', queuePosition: waiting + 1, createdAt: Date.now() / 1000,
-      inputImages: inputs.length, n: edit.n, progress: null, result: null, error: null, owner,
+      id,
+      modelId,
+      status: 'QUEUED',
+      queuePosition: waiting + 1,
+      createdAt: Date.now() / 1000,
+      inputImages: inputs.length,
+      n: edit.n,
+      progress: null,
+      result: null,
+      error: null,
+      owner,
     };
     const ttl = this.ttl();
     const quota = this.config.tenantQuota;
     if (quota) {
       const now = Date.now();
-      const [ok, jobs, images] = (await this.redis.eval(RESERVE_QUOTA_LUA, 2, keys.tenantJobs(owner), keys.tenantImages(owner), now, id, inputs.length * edit.n, quota.maxJobs, quota.maxImages, now + ttl, ttl)) as [number, number, number];
-      if (!ok) throw new ServiceError('QUOTA_EXCEEDED', quotaExceeded(quota, jobs, images, inputs.length * edit.n) ?? 'tenant quota exceeded', { retryAfterSeconds: 5 });
+      let reserved: [number, number, number];
+      try {
+        reserved = (await this.redis.eval(
+          RESERVE_QUOTA_LUA,
+          2,
+          keys.tenantJobs(owner),
+          keys.tenantImages(owner),
+          now,
+          id,
+          inputs.length * edit.n,
+          quota.maxJobs,
+          quota.maxImages,
+          now + ttl,
+          ttl,
+        )) as [number, number, number];
+      } catch (err) {
+        // The reservation may have been made: given back with the rest when Redis answers.
+        this.withdrawals.set(id, owner);
+        void this.withdrawAbandoned();
+        throw redisUnavailable(err);
+      }
+      const [ok, jobs, images] = reserved;
+      if (!ok)
+        throw new ServiceError('QUOTA_EXCEEDED', quotaExceeded(quota, jobs, images, inputs.length * edit.n) ?? 'tenant quota exceeded', {
+          retryAfterSeconds: 5,
+        });
     }
     try {
       await this.store(id, modelId, edit, inputs, snapshot, ttl);
     } catch (err) {
-      await releaseQuota(this.redis, owner, id).catch(() => undefined);
-      throw err;
+      // The client is told this submission failed; some of its writes (even the queue entry) may
+      // have reached Redis. It is withdrawn now, or as soon as Redis is back, so it never runs.
+      this.withdrawals.set(id, owner);
+      await this.withdrawAbandoned();
+      throw redisUnavailable(err);
     }
     this.config.log?.({ jobId: id, owner: ownerLabel(owner), model: modelId, status: 'QUEUED', images: inputs.length, n: edit.n }, 'job queued');
     return snapshot;
@@ -100,24 +187,69 @@ export class RedisJobBackend implements JobBackend {
     });
     multi.pexpire(keys.inputs(id), ttl);
     await multi.exec();
-    await this.queue.add('edit', { id, modelId, edit, inputCount: inputs.length, ownerLabel: ownerLabel(snapshot.owner) }, { jobId: id, attempts: this.config.attempts, removeOnComplete: true, removeOnFail: true });
+    await this.queue.add(
+      'edit',
+      { id, modelId, edit, inputCount: inputs.length, ownerLabel: ownerLabel(snapshot.owner) },
+      { jobId: id, attempts: this.config.attempts, removeOnComplete: true, removeOnFail: true },
+    );
+  }
+
+  /**
+   * Marks abandoned submissions terminal (the worker skips a job with a terminal key, and stops a
+   * running one on the cancel channel) and removes them from the queue; what fails stays listed.
+   */
+  private async withdrawAbandoned(): Promise<void> {
+    for (const [id, owner] of [...this.withdrawals]) {
+      try {
+        await this.redis.set(keys.terminal(id), '1', 'PX', this.config.retentionMs);
+        await this.redis.publish(CANCEL_CHANNEL, `${id}|CLIENT`);
+        await this.queue.remove(id).catch(() => 0);
+        await this.redis.del(keys.snapshot(id), keys.owner(id), keys.inputs(id));
+        await releaseQuota(this.redis, owner, id);
+        this.withdrawals.delete(id);
+        this.config.log?.({ jobId: id, owner: ownerLabel(owner) }, 'abandoned submission withdrawn');
+      } catch {
+        return; // Redis is still down: retried on the next 'ready'
+      }
+    }
   }
 
   async get(id: string): Promise<JobSnapshot | null> {
-    return (await readSnapshot(this.redis, id))?.snapshot ?? null;
+    try {
+      return (await readSnapshot(this.redis, id))?.snapshot ?? null;
+    } catch (err) {
+      throw redisUnavailable(err);
+    }
   }
 
   async ownerOf(id: string): Promise<string | null> {
-    return this.redis.get(keys.owner(id));
+    try {
+      return await this.redis.get(keys.owner(id));
+    } catch (err) {
+      throw redisUnavailable(err);
+    }
   }
 
   async cancel(id: string, reason: CancelReason = 'CLIENT'): Promise<JobSnapshot> {
+    try {
+      return await this.cancelOrThrow(id, reason);
+    } catch (err) {
+      throw redisUnavailable(err);
+    }
+  }
+
+  private async cancelOrThrow(id: string, reason: CancelReason): Promise<JobSnapshot> {
     const stored = await readSnapshot(this.redis, id);
     if (!stored) throw new ServiceError('NOT_FOUND', `no job with id "${id}"`);
     const s = stored.snapshot;
     if (s.status === 'QUEUED') {
       const job = await this.queue.getJob(id);
-      const removed = job ? await job.remove().then(() => true, () => false) : true;
+      const removed = job
+        ? await job.remove().then(
+            () => true,
+            () => false,
+          )
+        : true;
       if (removed) {
         const event: JobEvent = { type: 'cancelled', jobId: id, status: 'CANCELLED', reason };
         await recordEvent(this.redis, id, event, this.config.retentionMs, (x) => applyEvent(x, event));
@@ -130,6 +262,7 @@ export class RedisJobBackend implements JobBackend {
   }
 
   async subscribe(id: string): Promise<AsyncIterableIterator<JobEvent>> {
+    if (this.redis.status !== 'ready' || this.sub.status !== 'ready') throw redisUnavailable(null);
     const channel = keys.channel(id);
     let subs = this.streams.get(channel);
     if (!subs) {
@@ -147,7 +280,13 @@ export class RedisJobBackend implements JobBackend {
     });
     subs.add(entry);
     // Subscribed first, then the snapshot: events after it (higher seq) are live, older ones dropped.
-    const stored = await readSnapshot(this.redis, id);
+    let stored;
+    try {
+      stored = await readSnapshot(this.redis, id);
+    } catch (err) {
+      entry.stream.finish();
+      throw redisUnavailable(err);
+    }
     if (!stored) {
       entry.stream.finish();
       throw new ServiceError('NOT_FOUND', `no job with id "${id}"`);
@@ -166,8 +305,52 @@ export class RedisJobBackend implements JobBackend {
     for (const entry of subs) if (seq > entry.afterSeq) entry.stream.push(event);
   }
 
+  /**
+   * After the subscriber reconnected: each watched job's snapshot is read again. A newer state than
+   * a watcher has seen is pushed (a terminal one ends the watch); a job whose state is gone (Redis
+   * restarted without persistence) ends every watch with one EditFailed JOB_LOST. Retried until
+   * Redis answers.
+   */
+  private resync(): void {
+    if (this.resyncing) return;
+    this.resyncing = (async () => {
+      for (let attempt = 0; this.accepting && this.streams.size > 0; attempt++) {
+        try {
+          for (const [channel, subs] of [...this.streams]) {
+            const id = channel.slice(keys.channel('').length);
+            const stored = await readSnapshot(this.redis, id);
+            if (!stored) {
+              const lost: JobEvent = {
+                type: 'failed',
+                jobId: id,
+                status: 'FAILED',
+                error: { code: 'JOB_LOST', message: 'the job was lost: the job store (Redis) restarted without its data; submit it again' },
+              };
+              this.config.onEvent?.(lost);
+              this.config.log?.({ jobId: id, status: 'FAILED', code: 'JOB_LOST' }, 'job lost');
+              for (const entry of [...subs]) entry.stream.push(lost);
+              continue;
+            }
+            const current = currentEvent(stored.snapshot);
+            for (const entry of [...subs]) {
+              if (stored.seq > entry.afterSeq && current) {
+                entry.afterSeq = stored.seq;
+                entry.stream.push(current);
+              }
+            }
+          }
+          return;
+        } catch {
+          await new Promise((r) => setTimeout(r, Math.min(250 * (attempt + 1), 2_000)));
+        }
+      }
+    })().finally(() => (this.resyncing = null));
+  }
+
   async stats(): Promise<{ queued: number; running: number; jobs: number }> {
-    const counts = await this.queue.getJobCounts('waiting', 'active', 'delayed');
+    const counts = await this.queue.getJobCounts('waiting', 'active', 'delayed').catch((err: unknown) => {
+      throw redisUnavailable(err);
+    });
     return { queued: (counts.waiting ?? 0) + (counts.delayed ?? 0), running: counts.active ?? 0, jobs: (counts.waiting ?? 0) + (counts.active ?? 0) };
   }
 

@@ -4,8 +4,115 @@
  * event sequence number stored with its snapshot, so a subscriber that reads the snapshot after
  * subscribing can drop live events it has already seen (Redis pub/sub has no replay).
  */
-import type { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
+import { ServiceError } from '../errors.js';
 import type { JobEvent, JobSnapshot } from './types.js';
+
+/** Structured log sinks for Redis connection trouble (pino's methods, bound). */
+export interface RedisLog {
+  info(fields: Record<string, unknown>, message: string): void;
+  warn(fields: Record<string, unknown>, message: string): void;
+  debug?(fields: Record<string, unknown>, message: string): void;
+}
+
+/** How long a client is told to wait when Redis is unreachable. */
+export const REDIS_RETRY_AFTER_SECONDS = 5;
+/** A command that gets no reply within this is failed (half-open connections, a stalled server). */
+export const REDIS_COMMAND_TIMEOUT_MS = 5_000;
+
+/**
+ * ioredis options per use. `request`: commands an API request waits on fail at once while Redis is
+ * down (no offline queue, one retry, a command timeout) so the request can answer UNAVAILABLE;
+ * `background`: subscribers and BullMQ workers queue commands and retry for ever (BullMQ requires
+ * maxRetriesPerRequest: null for workers; a subscriber must resubscribe after a reconnect).
+ */
+export function redisOptions(kind: 'request' | 'background'): RedisOptions {
+  const common: RedisOptions = { connectTimeout: 5_000, retryStrategy: (times) => Math.min(200 * times, 2_000) };
+  return kind === 'request'
+    ? { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: REDIS_COMMAND_TIMEOUT_MS }
+    : { ...common, maxRetriesPerRequest: null };
+}
+
+/**
+ * Every ioredis client and BullMQ Queue/Worker gets this instead of ioredis' default handler
+ * ("[ioredis] Unhandled error event" on stderr for every reconnect attempt): one warn line when a
+ * connection is lost, debug lines for the retries, one info line when it is back.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: ioredis clients and BullMQ Queue/Worker type their listeners differently
+export function watchRedis(emitter: { on(event: string, listener: (...args: any[]) => void): unknown }, name: string, log: RedisLog | undefined): void {
+  let down = false;
+  emitter.on('error', (err: Error & { code?: string }) => {
+    const fields = { redis: name, err: { message: err.message, code: err.code } };
+    if (!down) log?.warn(fields, 'redis connection error');
+    else log?.debug?.(fields, 'redis connection error');
+    down = true;
+  });
+  emitter.on('ready', () => {
+    if (down) log?.info({ redis: name }, 'redis connection restored');
+    down = false;
+  });
+}
+
+/** A connection for `kind` with its errors logged (see watchRedis). */
+export function connectRedis(url: string, kind: 'request' | 'background', name: string, log: RedisLog | undefined): Redis {
+  const redis = new Redis(url, redisOptions(kind));
+  watchRedis(redis, name, log);
+  return redis;
+}
+
+/** A Redis failure as the error a client sees: UNAVAILABLE with a retry hint (coded errors pass through). */
+export function redisUnavailable(err: unknown): ServiceError {
+  if (err instanceof ServiceError) return err;
+  return new ServiceError('UNAVAILABLE', 'the job store (Redis) is unreachable; retry later', { retryAfterSeconds: REDIS_RETRY_AFTER_SECONDS });
+}
+
+/**
+ * BullMQ's production settings (AOF persistence, noeviction), checked with CONFIG GET at start.
+ * Returns the warnings; a server where CONFIG is disabled or renamed gets one note instead.
+ */
+export async function checkRedisSettings(redis: Redis): Promise<{ warnings: string[]; note?: string }> {
+  let values: Record<string, string>;
+  try {
+    const get = async (name: string): Promise<string | undefined> => ((await redis.call('CONFIG', 'GET', name)) as string[])[1];
+    values = {
+      appendonly: (await get('appendonly')) ?? '',
+      appendfsync: (await get('appendfsync')) ?? '',
+      'maxmemory-policy': (await get('maxmemory-policy')) ?? '',
+    };
+  } catch (err) {
+    return {
+      warnings: [],
+      note: `could not read the Redis configuration (${(err as Error).message.split('\n')[0]}): make sure it has appendonly yes, appendfsync everysec or always, and maxmemory-policy noeviction (docs/deploy.md)`,
+    };
+  }
+  const warnings: string[] = [];
+  if (values.appendonly !== 'yes')
+    warnings.push(
+      `Redis has appendonly ${values.appendonly || '(unknown)'}: a Redis restart loses every queued and running job (clients get JOB_LOST); set appendonly yes (docs/deploy.md)`,
+    );
+  else if (values.appendfsync === 'no')
+    warnings.push('Redis has appendfsync no: a crash can lose recent jobs; set appendfsync everysec or always (docs/deploy.md)');
+  if (values['maxmemory-policy'] !== 'noeviction')
+    warnings.push(
+      `Redis has maxmemory-policy ${values['maxmemory-policy'] || '(unknown)'}: Redis may evict queue and job keys under memory pressure; set maxmemory-policy noeviction (docs/deploy.md)`,
+    );
+  return { warnings };
+}
+
+/** Logs checkRedisSettings' findings once the connection is ready (never throws). */
+export function warnAboutRedisSettings(redis: Redis, log: RedisLog | undefined): void {
+  const run = (): void => {
+    void checkRedisSettings(redis).then(
+      ({ warnings, note }) => {
+        for (const w of warnings) log?.warn({ redis: 'config' }, w);
+        if (note) log?.info({ redis: 'config' }, note);
+      },
+      () => undefined,
+    );
+  };
+  if (redis.status === 'ready') run();
+  else redis.once('ready', run);
+}
 
 export const QUEUE_NAME = 'image-edit';
 export const CANCEL_CHANNEL = 'ie:cancel';
@@ -65,11 +172,15 @@ export interface WireEvent {
 
 /** JSON with Uint8Arrays as {"$b64": "..."}. */
 export function toWire(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => (v instanceof Uint8Array ? { $b64: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') } : v));
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v instanceof Uint8Array ? { $b64: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') } : v,
+  );
 }
 
 export function fromWire<T>(text: string): T {
-  return JSON.parse(text, (_k, v: unknown) => (v && typeof v === 'object' && '$b64' in v ? new Uint8Array(Buffer.from((v as { $b64: string }).$b64, 'base64')) : v)) as T;
+  return JSON.parse(text, (_k, v: unknown) =>
+    v && typeof v === 'object' && '$b64' in v ? new Uint8Array(Buffer.from((v as { $b64: string }).$b64, 'base64')) : v,
+  ) as T;
 }
 
 export async function readSnapshot(redis: Redis, id: string): Promise<StoredSnapshot | null> {

@@ -7,13 +7,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Worker, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
 import type { InferenceEngine } from '../inference/engine.js';
 import { InferenceError } from '../inference/errors.js';
 import { toServiceError } from '../errors.js';
 import type { CancelReason, JobEvent } from './types.js';
 import type { QueuedEdit } from './redisJobs.js';
-import { CANCEL_CHANNEL, QUEUE_NAME, applyEvent, keys, recordEvent } from './redisShared.js';
+import { CANCEL_CHANNEL, QUEUE_NAME, applyEvent, connectRedis, keys, recordEvent, warnAboutRedisSettings, watchRedis, type RedisLog } from './redisShared.js';
 
 export interface RedisWorkerConfig {
   redisUrl: string;
@@ -23,6 +22,8 @@ export interface RedisWorkerConfig {
   /** How soon a lost worker's job is taken over (BullMQ lock duration and stall check). */
   stallMs: number;
   log?: (fields: Record<string, unknown>, message: string) => void;
+  /** Connection trouble and Redis settings warnings (structured, leveled). */
+  redisLog?: RedisLog;
 }
 
 /** Failures that retrying cannot fix: the job fails at once. */
@@ -35,8 +36,9 @@ export interface RunningRedisWorker {
 
 export async function startRedisWorker(engine: InferenceEngine, config: RedisWorkerConfig): Promise<RunningRedisWorker> {
   const workerId = randomUUID().slice(0, 8);
-  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-  const sub = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  const redis = connectRedis(config.redisUrl, 'background', 'worker', config.redisLog);
+  const sub = connectRedis(config.redisUrl, 'background', 'worker-cancel', config.redisLog);
+  warnAboutRedisSettings(redis, config.redisLog);
   const aborts = new Map<string, { abort: AbortController; reason: CancelReason }>();
   await sub.subscribe(CANCEL_CHANNEL);
   // "id|REASON" (a bare id from an older API process means a client's cancel).
@@ -53,7 +55,13 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
 
   const processJob = async (job: Job<QueuedEdit>): Promise<void> => {
     const { id, modelId, edit, inputCount, ownerLabel: owner = 'none' } = job.data;
-    if (await redis.exists(keys.terminal(id))) return; // cancelled while waiting
+    if (await redis.exists(keys.terminal(id))) return; // cancelled while waiting, or a withdrawn submission
+    // Its state is gone (a Redis restart without persistence kept the queue entry but not the job,
+    // or the submission was withdrawn): nobody can see a result, so it is not run.
+    if (!(await redis.exists(keys.snapshot(id)))) {
+      log({ jobId: id, owner, status: 'SKIPPED' }, 'job skipped: its state is gone');
+      return;
+    }
     const attempt = await redis.incr(keys.attempt(id));
     if (attempt > 1) {
       // Taken over from a lost worker: subscribers see the job queued again, then progress from 1.
@@ -69,7 +77,13 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
     aborts.set(id, entry);
     let reason: 'CANCELLED' | 'TIMEOUT' | null = null;
     abort.signal.addEventListener('abort', () => (reason ??= 'CANCELLED'));
-    const timer = config.jobTimeoutMs > 0 ? setTimeout(() => { reason = 'TIMEOUT'; abort.abort(); }, config.jobTimeoutMs) : null;
+    const timer =
+      config.jobTimeoutMs > 0
+        ? setTimeout(() => {
+            reason = 'TIMEOUT';
+            abort.abort();
+          }, config.jobTimeoutMs)
+        : null;
     log({ jobId: id, owner, model: modelId, attempt, status: 'RUNNING' }, 'job running');
     const started = Date.now();
     let chain: Promise<unknown> = Promise.resolve();
@@ -81,7 +95,12 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
       });
       await chain;
       const queueTimeSeconds = Math.max(0, (started - job.timestamp) / 1000);
-      await finish(id, { type: 'completed', jobId: id, status: 'SUCCEEDED', result: { created: Date.now() / 1000, images: output.images, usage: { ...output.usage, queueTimeSeconds } } });
+      await finish(id, {
+        type: 'completed',
+        jobId: id,
+        status: 'SUCCEEDED',
+        result: { created: Date.now() / 1000, images: output.images, usage: { ...output.usage, queueTimeSeconds } },
+      });
       log({ jobId: id, owner, status: 'SUCCEEDED' }, 'job succeeded');
     } catch (err) {
       await chain;
@@ -91,7 +110,12 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
         return;
       }
       if (reason === 'TIMEOUT') {
-        await finish(id, { type: 'failed', jobId: id, status: 'FAILED', error: { code: 'TIMEOUT', message: `the job ran longer than ${config.jobTimeoutMs / 1000} s` } });
+        await finish(id, {
+          type: 'failed',
+          jobId: id,
+          status: 'FAILED',
+          error: { code: 'TIMEOUT', message: `the job ran longer than ${config.jobTimeoutMs / 1000} s` },
+        });
         log({ jobId: id, owner, status: 'FAILED', code: 'TIMEOUT' }, 'job failed');
         return;
       }
@@ -109,12 +133,13 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
   };
 
   const worker = new Worker<QueuedEdit>(QUEUE_NAME, processJob, {
-    connection: new Redis(config.redisUrl, { maxRetriesPerRequest: null }),
+    connection: connectRedis(config.redisUrl, 'background', 'worker-queue', config.redisLog),
     concurrency: 1,
     lockDuration: config.stallMs,
     stalledInterval: Math.max(500, Math.floor(config.stallMs / 2)),
     maxStalledCount: Math.max(0, config.attempts - 1),
   });
+  watchRedis(worker, 'worker-bullmq', config.redisLog);
   // A job BullMQ gives up on (stalled too often: its workers kept dying) fails exactly once.
   worker.on('failed', (job, err) => {
     if (!job) return;
@@ -122,7 +147,10 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
       type: 'failed',
       jobId: job.data.id,
       status: 'FAILED',
-      error: { code: 'INTERNAL', message: `the job could not be completed after ${config.attempts} attempts (${/stalled/i.test(err.message) ? 'its workers were lost' : 'internal error'})` },
+      error: {
+        code: 'INTERNAL',
+        message: `the job could not be completed after ${config.attempts} attempts (${/stalled/i.test(err.message) ? 'its workers were lost' : 'internal error'})`,
+      },
     }).then((won) => won && log({ jobId: job.data.id, owner: job.data.ownerLabel ?? 'none', status: 'FAILED' }, 'job failed after its last attempt'));
   });
   log({ queue: QUEUE_NAME }, 'worker started');

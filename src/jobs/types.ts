@@ -59,7 +59,12 @@ export const isTerminal = (e: JobEvent): boolean => e.type === 'completed' || e.
  */
 export interface JobBackend {
   /** Queues a job owned by `owner`; QUOTA_EXCEEDED when the owner's tenant quota is used up. */
-  submit(modelId: string, edit: import('../inference/request.js').ResolvedEdit, inputs: import('../inference/editRunner.js').EditInput[], owner: string): JobSnapshot | Promise<JobSnapshot>;
+  submit(
+    modelId: string,
+    edit: import('../inference/request.js').ResolvedEdit,
+    inputs: import('../inference/editRunner.js').EditInput[],
+    owner: string,
+  ): JobSnapshot | Promise<JobSnapshot>;
   /** Unchecked: ownership is JobAccess's job (src/jobs/access.ts). */
   get(id: string): JobSnapshot | null | Promise<JobSnapshot | null>;
   /** The job's owner id, or null for an unknown id: a small read that costs the same either way (no result is loaded). */
@@ -68,6 +73,8 @@ export interface JobBackend {
   /** The job's current state first, then live events; ends after exactly one terminal event. */
   subscribe(id: string): AsyncIterableIterator<JobEvent> | Promise<AsyncIterableIterator<JobEvent>>;
   stats(): { queued: number; running: number; jobs: number } | Promise<{ queued: number; running: number; jobs: number }>;
+  /** Declared input pixels of this process's unfinished jobs (in memory); absent where jobs live elsewhere. */
+  pendingInputPixels?(): number;
   shutdown(graceMs: number): Promise<void>;
 }
 
@@ -94,7 +101,9 @@ export interface TenantQuota {
 }
 
 export function quotaExceeded(quota: TenantQuota, jobs: number, images: number, more: number): string | null {
-  if (quota.maxJobs > 0 && jobs + 1 > quota.maxJobs) return `tenant quota exceeded: you have ${jobs} unfinished jobs and the limit is ${quota.maxJobs} per tenant; retry when one has finished`;
-  if (quota.maxImages > 0 && images + more > quota.maxImages) return `tenant quota exceeded: your unfinished jobs have ${images} output images, this one ${more}, and the limit is ${quota.maxImages} per tenant; retry when one has finished`;
+  if (quota.maxJobs > 0 && jobs + 1 > quota.maxJobs)
+    return `tenant quota exceeded: you have ${jobs} unfinished jobs and the limit is ${quota.maxJobs} per tenant; retry when one has finished`;
+  if (quota.maxImages > 0 && images + more > quota.maxImages)
+    return `tenant quota exceeded: your unfinished jobs have ${images} output images, this one ${more}, and the limit is ${quota.maxImages} per tenant; retry when one has finished`;
   return null;
 }

@@ -21,6 +21,7 @@ import { InferenceEngine, type EngineConfig } from '../inference/engine.js';
 import { JobService } from '../jobs/jobService.js';
 import type { JobBackend } from '../jobs/types.js';
 import { RedisJobBackend } from '../jobs/redisJobs.js';
+import { watchRedis, type RedisLog } from '../jobs/redisShared.js';
 import { startRedisWorker, type RedisWorkerConfig } from '../jobs/redisWorker.js';
 import { EditService } from '../jobs/editService.js';
 import { buildSchema, type GraphQLContext } from '../schema/index.js';
@@ -62,7 +63,10 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
   const log = options.logger ?? pino({ level: config.logLevel, redact: LOG_REDACT });
   const auth = createAuthenticator(config);
   // With auth off the server is one tenant: no per-tenant quota (MAX_QUEUED_JOBS still bounds the queue).
-  const tenantQuota = auth.enabled && (config.tenantMaxQueuedJobs > 0 || config.tenantMaxQueuedImages > 0) ? { maxJobs: config.tenantMaxQueuedJobs, maxImages: config.tenantMaxQueuedImages } : null;
+  const tenantQuota =
+    auth.enabled && (config.tenantMaxQueuedJobs > 0 || config.tenantMaxQueuedImages > 0)
+      ? { maxJobs: config.tenantMaxQueuedJobs, maxImages: config.tenantMaxQueuedImages }
+      : null;
   // An API process in front of Redis workers only needs the model catalogue.
   const engine = await InferenceEngine.start(engineConfig(config, log, config.redisUrl && config.role === 'api' ? 'catalogue' : 'worker'));
   const jobs: JobBackend = config.redisUrl
@@ -74,6 +78,7 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
         maxInputBytes: config.maxTotalBytes,
         tenantQuota,
         log: (fields, message) => log.info(fields, message),
+        redisLog: redisLog(log),
         onEvent: (event) => metrics.observe(event),
       })
     : new JobService(engine, {
@@ -81,6 +86,7 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
         maxQueuedJobs: config.maxQueuedJobs,
         jobTimeoutMs: config.jobTimeoutSeconds * 1000,
         mergeJobs: config.mergeJobs,
+        maxMergedInputPixels: config.maxJobInputPixels,
         tenantQuota,
         log: (fields, message) => log.info(fields, message),
         onEvent: (event) => metrics.observe(event),
@@ -92,6 +98,8 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
     maxFileBytes: config.maxFileBytes,
     maxTotalBytes: config.maxTotalBytes,
     maxInputPixels: config.maxInputPixels,
+    maxJobInputPixels: config.maxJobInputPixels,
+    maxProcessInputPixels: config.maxProcessInputPixels,
   });
   const access = new JobAccess(jobs);
   /** The admitted principal of each HTTP request and websocket upgrade request. */
@@ -121,14 +129,16 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
   };
   /** Validation errors reach clients without maskError: one log line each, for every transport. */
   const useValidationLog: Plugin = {
-    onValidate: () => ({ valid, result }) => {
-      if (!valid) for (const e of result) logRequestError(log, String(e.extensions?.code ?? 'GRAPHQL_VALIDATION_FAILED'), e.message);
-    },
+    onValidate:
+      () =>
+      ({ valid, result }) => {
+        if (!valid) for (const e of result) logRequestError(log, String(e.extensions?.code ?? 'GRAPHQL_VALIDATION_FAILED'), e.message);
+      },
   };
   // Limits shared by every API process on the same Redis (rate-limiter-flexible), else per process.
   const limitRedis = config.redisUrl ? new Redis(config.redisUrl, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 }) : null;
   if (limitRedis) {
-    limitRedis.on('error', (err: Error) => log.debug({ err }, 'rate-limit redis connection error'));
+    watchRedis(limitRedis, 'rate-limit', redisLog(log));
     // Unreachable at start: the limits run on per-process memory counters until ioredis reconnects.
     await limitRedis.connect().catch((err: unknown) => log.warn({ err }, 'rate-limit redis not reachable yet: per-process limits until it is'));
   }
@@ -149,7 +159,14 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
     landingPage: false,
     // Yoga's default CORS reflects any Origin with credentials allowed, which would let any web
     // page read responses (and pass the CSRF check by preflighting its header). Off unless listed.
-    cors: config.corsOrigins.length ? { origin: config.corsOrigins, credentials: true, methods: ['GET', 'POST'], allowedHeaders: ['authorization', 'content-type', 'apollo-require-preflight', 'x-graphql-yoga-csrf'] } : false,
+    cors: config.corsOrigins.length
+      ? {
+          origin: config.corsOrigins,
+          credentials: true,
+          methods: ['GET', 'POST'],
+          allowedHeaders: ['authorization', 'content-type', 'apollo-require-preflight', 'x-graphql-yoga-csrf'],
+        }
+      : false,
     // Subscriptions over SSE (they carry the Headers tab's credentials), a walk-through query (graphiql.ts).
     graphiql: config.graphiql ? graphiqlOptions() : false,
     // Assets bundled in the package (no CDN), linked from a hashed, compressed, cacheable path.
@@ -196,7 +213,21 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname === '/healthz') {
-      sendJson(res, shuttingDown ? 503 : 200, { status: shuttingDown ? 'shutting-down' : 'ok', models: engine.models().map((m) => m.id), providers: engine.providers(), warnings: Object.fromEntries(engine.models().filter((m) => m.warnings.length > 0).map((m) => [m.id, m.warnings])) });
+      // Redis mode: unhealthy (503, with the reason) while the job store does not answer.
+      const redisProblem = !shuttingDown && jobs instanceof RedisJobBackend ? await jobs.health() : null;
+      const status = shuttingDown ? 'shutting-down' : redisProblem ? 'redis-unavailable' : 'ok';
+      sendJson(res, status === 'ok' ? 200 : 503, {
+        status,
+        ...(redisProblem ? { reason: redisProblem } : {}),
+        models: engine.models().map((m) => m.id),
+        providers: engine.providers(),
+        warnings: Object.fromEntries(
+          engine
+            .models()
+            .filter((m) => m.warnings.length > 0)
+            .map((m) => [m.id, m.warnings]),
+        ),
+      });
       return;
     }
     if (url.pathname === '/' || url.pathname === '/favicon.ico' || url.pathname.startsWith('/ui/')) {
@@ -228,7 +259,15 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
       return;
     }
     if (url.pathname === '/v1/images/edits') {
-      await handleRestEdit(req, res, { engine, jobs: access, edits, principal: principal ?? NOBODY, log, maxBodyBytes: config.maxTotalBytes + MB, uploadLimits: edits.limits });
+      await handleRestEdit(req, res, {
+        engine,
+        jobs: access,
+        edits,
+        principal: principal ?? NOBODY,
+        log,
+        maxBodyBytes: config.maxTotalBytes + MB,
+        uploadLimits: edits.limits,
+      });
       return;
     }
     if (url.pathname === '/graphql') {
@@ -296,7 +335,12 @@ export async function startServer(config: ServerConfig, options: { logger?: Logg
             const admitted = await admission.admit(authorization, clientIp(ctx.extra.request, config.trustProxy));
             if (!admitted.ok) return wsError(admitted.message, admitted.code, admitted.status === 429 ? { retryAfterSeconds: admitted.retryAfterSeconds } : {});
           }
-          const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params });
+          const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
+            ...ctx,
+            req: ctx.extra.request,
+            socket: ctx.extra.socket,
+            params,
+          });
           let document;
           try {
             document = parse(params.query);
@@ -374,7 +418,13 @@ export function redisWorkerConfig(config: ServerConfig, log: Logger): RedisWorke
     attempts: config.jobAttempts,
     stallMs: config.jobStallSeconds * 1000,
     log: (fields, message) => log.info(fields, message),
+    redisLog: redisLog(log),
   };
+}
+
+/** pino's levels as the Redis helpers' structured log sink. */
+export function redisLog(log: Logger): RedisLog {
+  return { info: (f, m) => log.info(f, m), warn: (f, m) => log.warn(f, m), debug: (f, m) => log.debug(f, m) };
 }
 
 export function engineConfig(config: ServerConfig, log: Logger, threading: EngineConfig['threading']): EngineConfig {
@@ -384,6 +434,7 @@ export function engineConfig(config: ServerConfig, log: Logger, threading: Engin
     provider: config.provider,
     intraOpThreads: config.intraOpThreads,
     allowSpinning: config.ortAllowSpinning,
+    cpuMemArena: config.ortCpuMemArena,
     memoryBudgetBytes: config.memoryBudgetBytes,
     preloadModels: config.preloadModels,
     modelMemoryBytes: config.modelMemoryBytes,

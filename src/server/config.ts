@@ -17,6 +17,8 @@ export interface ServerConfig {
   intraOpThreads: number | undefined;
   /** ONNX Runtime pool threads busy-wait between operators. */
   ortAllowSpinning: boolean;
+  /** ONNX Runtime's CPU memory arena (keeps the largest run's memory between jobs). */
+  ortCpuMemArena: boolean;
   memoryBudgetBytes: number;
   /** PRELOAD_MODELS: opened at start (default: the default model); the others load on first use. */
   preloadModels: string[] | undefined;
@@ -26,6 +28,10 @@ export interface ServerConfig {
   maxFileBytes: number;
   maxTotalBytes: number;
   maxInputPixels: number;
+  /** Declared pixels of all inputs of one job (and of jobs merged into one pipeline call). */
+  maxJobInputPixels: number;
+  /** Declared input pixels of unfinished jobs and submissions in progress in this process. */
+  maxProcessInputPixels: number;
   /** zlib level 0–9 of PNG outputs. */
   pngCompressionLevel: number;
   retentionSeconds: number;
@@ -129,7 +135,11 @@ function logLevel(env: Env): string {
   return level;
 }
 
-const list = (raw: string | undefined): string[] => (raw ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+const list = (raw: string | undefined): string[] =>
+  (raw ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 
 export function loadConfig(env: Env = process.env): ServerConfig {
   const provider = (env.EXECUTION_PROVIDER ?? 'cpu').toLowerCase();
@@ -150,6 +160,7 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     provider: provider as ExecutionProviderName,
     intraOpThreads: env.ORT_INTRA_OP_THREADS ? int(env, 'ORT_INTRA_OP_THREADS', 0, 1) : undefined,
     ortAllowSpinning: bool(env, 'ORT_ALLOW_SPINNING', false),
+    ortCpuMemArena: bool(env, 'ORT_CPU_MEM_ARENA', false),
     memoryBudgetBytes: env.MEMORY_BUDGET_MB ? int(env, 'MEMORY_BUDGET_MB', 0, 1) * mb : defaultMemoryBudget(),
     preloadModels: env.PRELOAD_MODELS === undefined ? undefined : list(env.PRELOAD_MODELS),
     modelMemoryBytes: env.MODEL_MEMORY_MB ? int(env, 'MODEL_MEMORY_MB', 0, 1) * mb : undefined,
@@ -157,6 +168,8 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     maxFileBytes: int(env, 'MAX_FILE_BYTES', 20 * mb, 1),
     maxTotalBytes: int(env, 'MAX_TOTAL_BYTES', 100 * mb, 1),
     maxInputPixels: int(env, 'MAX_INPUT_PIXELS', DEFAULT_MAX_INPUT_PIXELS, 1),
+    maxJobInputPixels: int(env, 'MAX_JOB_INPUT_PIXELS', 200_000_000, 1),
+    maxProcessInputPixels: int(env, 'MAX_PROCESS_INPUT_PIXELS', 800_000_000, 1),
     pngCompressionLevel: pngLevel(env),
     retentionSeconds: int(env, 'JOB_RETENTION_SECONDS', 900, 1),
     maxQueuedJobs: int(env, 'MAX_QUEUED_JOBS', 100, 1),

@@ -20,7 +20,13 @@ export function maskGraphQLError(error: unknown, log: (err: unknown) => void): E
     return new GraphQLError(e.message, {
       nodes: graphQLError?.nodes,
       path: graphQLError?.path,
-      extensions: { code: e.code, ...(e.details.retryAfterSeconds ? { retryAfterSeconds: e.details.retryAfterSeconds } : {}) },
+      // `http.headers` becomes a Retry-After header on GraphQL over HTTP (Yoga; not in the body).
+      extensions: {
+        code: e.code,
+        ...(e.details.retryAfterSeconds
+          ? { retryAfterSeconds: e.details.retryAfterSeconds, http: { headers: { 'retry-after': String(e.details.retryAfterSeconds) } } }
+          : {}),
+      },
     });
   }
   if (graphQLError && (!original || original instanceof GraphQLError)) {
