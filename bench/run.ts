@@ -7,6 +7,9 @@
  *   coalescing          C concurrent single-image clients through the queue, merged vs not merged
  *   progress_latency_ms step callback on the worker → websocket client receipt
  *   peak_rss_mb         process RSS peak during a 4-image 512×512 job through the server
+ *   masks               the batched job with a mask per image (maskBlur 4) vs the same job unmasked
+ *   sdxl                batching and pipeline_overhead on `bench-sdxl` (SDXL img2img layout, its own
+ *                       defaults: 30 steps × strength 0.3, guidance 5), at 512² (full) or 256² (quick)
  * Prints a table and writes bench/results.json. Figures are ratios measured in the same run.
  */
 import { writeFileSync, mkdirSync } from 'node:fs';
@@ -35,12 +38,14 @@ const repsArg = process.argv.indexOf('--reps');
 const REPS = repsArg > 0 ? Number(process.argv[repsArg + 1]) : full ? 7 : 3;
 if (!Number.isInteger(REPS) || REPS < 1) throw new Error('--reps needs a positive integer');
 const modelDir = await ensureBenchModel();
+const sdxlDir = await ensureBenchModel({ family: 'sdxl-img2img' });
 // Full mode runs jobs as a client gets them by default: the bench model's default step count
 // (`--steps N` overrides it, e.g. to compare with runs recorded at another count).
 const stepsArg = process.argv.indexOf('--steps');
 const STEPS = stepsArg > 0 ? Number(process.argv[stepsArg + 1]) : full ? readModelFolder(modelDir, 'bench').defaults.steps : 4;
 if (!Number.isInteger(STEPS) || STEPS < 1) throw new Error('--steps needs a positive integer');
 
+const MASK_BLUR = 4;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 const now = (): number => performance.now();
@@ -49,15 +54,36 @@ async function testImage(i: number, size: number): Promise<Buffer> {
   return sharp({ create: { width: size, height: size, channels: 3, background: { r: 40 * i + 30, g: 120, b: 200 - 30 * i } } }).png().toBuffer();
 }
 
-async function rawOrtSpeedup(unetPath: string, batch: number, branches: number, latent: number, hidden: number): Promise<number> {
+/** A greyscale PNG mask (white edits): a disc over the middle of the image, ~half its area, shifted per image. */
+async function testMask(i: number, size: number): Promise<Buffer> {
+  const data = Buffer.alloc(size * size);
+  const r = size * 0.4;
+  const cx = size / 2 + (i - 1.5) * size * 0.05;
+  for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) data[y * size + x] = (x - cx) ** 2 + (y - size / 2) ** 2 < r * r ? 255 : 0;
+  return sharp(data, { raw: { width: size, height: size, channels: 1 } }).png().toBuffer();
+}
+
+/** UNet feeds of `rows` rows: the bench UNet's, plus SDXL's `text_embeds` and `time_ids` when `sdxl` gives their widths. */
+type UnetShape = { channels: number; latent: number; hidden: number; sdxl?: { pooled: number; size: number } };
+function unetFeeds(rows: number, u: UnetShape): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {
+    sample: new ort.Tensor('float32', new Float32Array(rows * u.channels * u.latent * u.latent).fill(0.1), [rows, u.channels, u.latent, u.latent]),
+    timestep: new ort.Tensor('float32', new Float32Array(rows).fill(500), [rows]),
+    encoder_hidden_states: new ort.Tensor('float32', new Float32Array(rows * 77 * u.hidden).fill(0.01), [rows, 77, u.hidden]),
+  };
+  if (u.sdxl) {
+    feeds.text_embeds = new ort.Tensor('float32', new Float32Array(rows * u.sdxl.pooled).fill(0.01), [rows, u.sdxl.pooled]);
+    const ids = [u.sdxl.size, u.sdxl.size, 0, 0, u.sdxl.size, u.sdxl.size];
+    feeds.time_ids = new ort.Tensor('float32', Float32Array.from({ length: rows * 6 }, (_, k) => ids[k % 6]!), [rows, 6]);
+  }
+  return feeds;
+}
+
+async function rawOrtSpeedup(unetPath: string, batch: number, branches: number, shape: UnetShape): Promise<number> {
   // The server's own session options, so the raw figure is comparable with the pipeline's.
   const session = await ort.InferenceSession.create(unetPath, sessionOptions({ provider: 'cpu' }, 'cpu'));
   const run = async (rows: number): Promise<void> => {
-    await session.run({
-      sample: new ort.Tensor('float32', new Float32Array(rows * 8 * latent * latent).fill(0.1), [rows, 8, latent, latent]),
-      timestep: new ort.Tensor('float32', new Float32Array(rows).fill(500), [rows]),
-      encoder_hidden_states: new ort.Tensor('float32', new Float32Array(rows * 77 * hidden).fill(0.01), [rows, 77, hidden]),
-    });
+    await session.run(unetFeeds(rows, shape));
   };
   await run(branches);
   await run(batch * branches);
@@ -78,6 +104,7 @@ async function rawOrtSpeedup(unetPath: string, batch: number, branches: number, 
 async function main(): Promise<void> {
   const modelsDir = dirname(modelDir);
   const images = await Promise.all(Array.from({ length: IMAGES }, (_, i) => testImage(i, SIZE)));
+  const masks = await Promise.all(Array.from({ length: IMAGES }, (_, i) => testMask(i, SIZE)));
   const serverSize = 512;
   const serverSteps = STEPS;
   const bigImages = await Promise.all(Array.from({ length: 4 }, (_, i) => testImage(i, serverSize)));
@@ -119,7 +146,7 @@ async function main(): Promise<void> {
   // --- the same work in process, interleaved with the server so drift hits both alike.
   const engine = await InferenceEngine.start({ modelsDir, modelIds: ['bench'], threading: 'inline' });
   const spec = engine.model('bench');
-  const edit = (count: number, size = SIZE, steps = STEPS) => resolveEditOptions(spec, count, { prompt: 'make it sepia', size: `${size}x${size}`, steps, seed: 1 });
+  const edit = (count: number, size = SIZE, steps = STEPS, maskBlur?: number) => resolveEditOptions(spec, count, { prompt: 'make it sepia', size: `${size}x${size}`, steps, seed: 1, maskBlur });
   const inProcessJob = async (): Promise<number> => {
     const t = now();
     await engine.edit('bench', edit(4, serverSize, serverSteps), bigImages.map((bytes) => ({ bytes })));
@@ -144,19 +171,40 @@ async function main(): Promise<void> {
   // --- batching: one call over B images against B single-image calls, interleaved pairs.
   await engine.edit('bench', edit(1), [{ bytes: images[0]! }]);
   await engine.edit('bench', edit(IMAGES), images.map((bytes) => ({ bytes })));
+  const maskedInputs = images.map((bytes, i) => ({ bytes, mask: masks[i]! }));
+  await engine.edit('bench', edit(IMAGES, SIZE, STEPS, MASK_BLUR), maskedInputs);
   const seqTimes: number[] = [];
   const batTimes: number[] = [];
   const batchRatios: number[] = [];
   const overheads: number[] = [];
   const decodeShares: number[] = [];
   const encodeShares: number[] = [];
+  // The masked job runs next to the unmasked batched one it is compared with, first on odd
+  // repetitions and second on even ones (the first job of a pair tends to be the slower).
+  const maskedTimes: number[] = [];
+  const maskRatios: number[] = [];
+  const maskedOverheads: number[] = [];
+  const maskedDecodeShares: number[] = [];
+  const maskedEncodeShares: number[] = [];
   for (let r = 0; r < REPS; r++) {
     let t = now();
     for (const bytes of images) await engine.edit('bench', edit(1), [{ bytes }]);
     const seq = now() - t;
+    const maskedJob = async () => {
+      const t0 = now();
+      const o = await engine.edit('bench', edit(IMAGES, SIZE, STEPS, MASK_BLUR), maskedInputs);
+      return { o, ms: now() - t0 };
+    };
+    const early = r % 2 === 1 ? await maskedJob() : null;
     t = now();
     const out = await engine.edit('bench', edit(IMAGES), images.map((bytes) => ({ bytes })));
     const bat = now() - t;
+    const { o: masked, ms: mt } = early ?? (await maskedJob());
+    maskedTimes.push(mt);
+    maskRatios.push(mt / bat);
+    maskedOverheads.push((masked.timings.totalMs - masked.timings.sessionRunMs) / masked.timings.totalMs);
+    maskedDecodeShares.push(masked.timings.decodeMs / masked.timings.totalMs);
+    maskedEncodeShares.push(masked.timings.encodeMs / masked.timings.totalMs);
     seqTimes.push(seq);
     batTimes.push(bat);
     batchRatios.push(seq / bat);
@@ -167,7 +215,7 @@ async function main(): Promise<void> {
   const latent = SIZE / spec.vaeScaleFactor;
   const branches = 3; // InstructPix2Pix with guidance: the pipeline runs 3 UNet rows per item
   const hidden = 64;
-  const rawSpeedup = await rawOrtSpeedup(spec.paths.unet!, IMAGES, branches, latent, hidden);
+  const rawSpeedup = await rawOrtSpeedup(spec.paths.unet!, IMAGES, branches, { channels: 8, latent, hidden });
   const speedup = median(batchRatios);
 
   // --- cross-request batching: C concurrent single-image clients through the queue, merged vs not.
@@ -188,6 +236,40 @@ async function main(): Promise<void> {
   for (let r = 0; r < REPS; r++) coalesceRatios.push((await coalesce(false)) / (await coalesce(true)));
   const coalescingSpeedup = median(coalesceRatios);
   await engine.close();
+
+  // --- SDXL layout: batching and overhead on bench-sdxl with its own defaults (full) or 4 steps at strength 1 (quick).
+  const sdxlEngine = await InferenceEngine.start({ modelsDir: dirname(sdxlDir), modelIds: ['bench-sdxl'], threading: 'inline' });
+  const sdxlSpec = sdxlEngine.model('bench-sdxl');
+  const sdxlSteps = full ? sdxlSpec.defaults.steps : 4;
+  const sdxlStrength = full ? sdxlSpec.defaults.strength! : 1;
+  const sdxlEdit = (count: number) => resolveEditOptions(sdxlSpec, count, { prompt: 'make it sepia', size: `${SIZE}x${SIZE}`, steps: sdxlSteps, strength: sdxlStrength, seed: 1 });
+  const sdxlImages = images.map((bytes) => ({ bytes }));
+  await sdxlEngine.edit('bench-sdxl', sdxlEdit(1), [sdxlImages[0]!]);
+  const sdxlWarm = await sdxlEngine.edit('bench-sdxl', sdxlEdit(IMAGES), sdxlImages);
+  const sdxlSeq: number[] = [];
+  const sdxlBat: number[] = [];
+  const sdxlRatios: number[] = [];
+  const sdxlOverheads: number[] = [];
+  const sdxlDecode: number[] = [];
+  const sdxlEncode: number[] = [];
+  for (let r = 0; r < REPS; r++) {
+    let t = now();
+    for (const input of sdxlImages) await sdxlEngine.edit('bench-sdxl', sdxlEdit(1), [input]);
+    const seq = now() - t;
+    t = now();
+    const out = await sdxlEngine.edit('bench-sdxl', sdxlEdit(IMAGES), sdxlImages);
+    const bat = now() - t;
+    sdxlSeq.push(seq);
+    sdxlBat.push(bat);
+    sdxlRatios.push(seq / bat);
+    sdxlOverheads.push((out.timings.totalMs - out.timings.sessionRunMs) / out.timings.totalMs);
+    sdxlDecode.push(out.timings.decodeMs / out.timings.totalMs);
+    sdxlEncode.push(out.timings.encodeMs / out.timings.totalMs);
+  }
+  const sdxlBranches = sdxlSpec.defaults.guidanceScale > 1 ? 2 : 1;
+  const sdxlRaw = await rawOrtSpeedup(sdxlSpec.paths.unet!, IMAGES, sdxlBranches, { channels: 4, latent, hidden: 160, sdxl: { pooled: 96, size: SIZE } });
+  await sdxlEngine.close();
+  const sdxlSpeedup = median(sdxlRatios);
 
   const results = {
     machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model ?? 'unknown', memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, onnxruntime: ort.env.versions.node },
@@ -211,6 +293,38 @@ async function main(): Promise<void> {
     coalescing: { clients: IMAGES, speedup: coalescingSpeedup, share_of_batched_speedup: coalescingSpeedup / speedup },
     progress_latency_ms: { p50: pct(latencies, 50), p99: pct(latencies, 99), samples: latencies.length },
     peak_rss_mb: Math.round(peakRss / 2 ** 20),
+    // The batched bench job above with a mask per image (a disc, ~half the area) and maskBlur 4,
+    // run next to the unmasked one in alternating order: cost_ratio = masked / unmasked wall time.
+    masks: {
+      images: IMAGES,
+      size: `${SIZE}x${SIZE}`,
+      steps: STEPS,
+      mask_blur: MASK_BLUR,
+      order: 'alternating',
+      unmasked_s: median(batTimes) / 1000,
+      masked_s: median(maskedTimes) / 1000,
+      cost_ratio: median(maskRatios),
+      pipeline_overhead: median(maskedOverheads),
+      pipeline_overhead_parts: { input_decode: median(maskedDecodeShares), output_encode: median(maskedEncodeShares) },
+    },
+    // bench-sdxl (SDXL img2img layout; guidance 5 → 2 UNet rows per image).
+    sdxl: {
+      model: 'bench-sdxl',
+      images: IMAGES,
+      size: `${SIZE}x${SIZE}`,
+      steps: sdxlSteps,
+      strength: sdxlStrength,
+      denoise_steps: sdxlWarm.usage.steps / sdxlWarm.usage.batches,
+      micro_batches: sdxlWarm.usage.batches,
+      guidance_scale: sdxlSpec.defaults.guidanceScale,
+      sequential_s: median(sdxlSeq) / 1000,
+      batched_s: median(sdxlBat) / 1000,
+      speedup: sdxlSpeedup,
+      raw_ort_speedup: sdxlRaw,
+      kept_fraction_of_raw_gain: sdxlSpeedup / sdxlRaw,
+      pipeline_overhead: median(sdxlOverheads),
+      pipeline_overhead_parts: { input_decode: median(sdxlDecode), output_encode: median(sdxlEncode) },
+    },
   };
   const out = join(PROJECT_ROOT, 'bench', 'results.json');
   mkdirSync(dirname(out), { recursive: true });
@@ -229,6 +343,16 @@ async function main(): Promise<void> {
     'progress latency p50 ms': f(results.progress_latency_ms.p50, 2),
     'progress latency p99 ms': f(results.progress_latency_ms.p99, 2),
     'peak RSS MB (4×512² job)': results.peak_rss_mb,
+    'masked job / unmasked job (wall time)': f(results.masks.cost_ratio),
+    'pipeline overhead with masks': f(results.masks.pipeline_overhead, 4),
+    'masks   of which input decode (images + masks)': f(results.masks.pipeline_overhead_parts.input_decode, 4),
+    'masks   of which output encode (PNG)': f(results.masks.pipeline_overhead_parts.output_encode, 4),
+    [`SDXL batching speedup (pipeline, ${results.sdxl.denoise_steps} steps)`]: f(sdxlSpeedup),
+    'SDXL batching speedup (raw ORT UNet)': f(sdxlRaw),
+    'SDXL kept share of raw gain': f(sdxlSpeedup / sdxlRaw),
+    'SDXL pipeline overhead': f(results.sdxl.pipeline_overhead, 4),
+    'SDXL   of which input decode': f(results.sdxl.pipeline_overhead_parts.input_decode, 4),
+    'SDXL   of which output encode (PNG)': f(results.sdxl.pipeline_overhead_parts.output_encode, 4),
   });
   console.log(`wrote ${out}`);
 }

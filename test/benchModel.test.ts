@@ -4,7 +4,8 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
+import ort from 'onnxruntime-node';
 import { ensureBenchModel, buildBenchFiles } from '../models/bench.js';
 import { InferenceEngine } from '../src/inference/engine.js';
 import { resolveEditOptions, type EditOptions } from '../src/inference/request.js';
@@ -20,7 +21,8 @@ describe('bench models', () => {
   before(async () => {
     const dir = await ensureBenchModel();
     await ensureBenchModel({ family: 'img2img' });
-    engine = await InferenceEngine.start({ modelsDir: dirname(dir), modelIds: ['bench', 'bench-img2img'], threading: 'inline' });
+    await ensureBenchModel({ family: 'sdxl-img2img' });
+    engine = await InferenceEngine.start({ modelsDir: dirname(dir), modelIds: ['bench', 'bench-img2img', 'bench-sdxl'], threading: 'inline' });
     image = await twoColourPng(64, 64, [200, 60, 30], [20, 120, 220]);
     other = await twoColourPng(64, 64, [10, 200, 40], [250, 250, 10]);
   });
@@ -32,10 +34,12 @@ describe('bench models', () => {
   };
 
   it('generates byte-identical files every time', () => {
-    const a = buildBenchFiles('instruct-pix2pix');
-    const b = buildBenchFiles('instruct-pix2pix');
-    assert.deepEqual([...a.keys()], [...b.keys()]);
-    for (const [k, v] of a) assert.deepEqual(v, b.get(k), k);
+    for (const family of ['instruct-pix2pix', 'sdxl-img2img'] as const) {
+      const a = buildBenchFiles(family);
+      const b = buildBenchFiles(family);
+      assert.deepEqual([...a.keys()], [...b.keys()]);
+      for (const [k, v] of a) assert.deepEqual(v, b.get(k), `${family} ${k}`);
+    }
   });
 
   it('runs the 8× latent path: 64×64 images through 8×8 latents', async () => {
@@ -86,5 +90,40 @@ describe('bench models', () => {
       const { data } = await rawPixels(out.images[0]!.bytes);
       assert.ok(data.some((v) => v > 0) && data.some((v) => v < 255), scheduler);
     }
+  });
+
+  it('runs the SDXL-layout bench model: two encoders, text_embeds and time_ids steering the UNet', async () => {
+    const spec = engine.model('bench-sdxl');
+    assert.equal(spec.family, 'sdxl-img2img');
+    assert.equal(spec.vaeScaleFactor, 8);
+    assert.deepEqual([spec.defaults.size, spec.defaults.guidanceScale], ['1024x1024', 5]);
+    const unet = await ort.InferenceSession.create(join(spec.dir, 'unet', 'model.onnx'));
+    assert.deepEqual([...unet.inputNames].sort(), ['encoder_hidden_states', 'sample', 'text_embeds', 'time_ids', 'timestep']);
+    const feeds = (textEmbed: number, size: number) => ({
+      sample: new ort.Tensor('float32', Float32Array.from({ length: 4 * 8 * 8 }, (_, i) => Math.sin(i)), [1, 4, 8, 8]),
+      timestep: new ort.Tensor('float32', Float32Array.of(500), [1]),
+      encoder_hidden_states: new ort.Tensor('float32', new Float32Array(77 * 160).fill(0.1), [1, 77, 160]),
+      text_embeds: new ort.Tensor('float32', new Float32Array(96).fill(textEmbed), [1, 96]),
+      time_ids: new ort.Tensor('float32', Float32Array.of(size, size, 0, 0, size, size), [1, 6]),
+    });
+    const eps = async (f: ReturnType<typeof feeds>) => (await unet.run(f)).out_sample!.data as Float32Array;
+    const base = await eps(feeds(0.1, 64));
+    assert.ok(base.every(Number.isFinite));
+    assert.notDeepEqual(await eps(feeds(-0.1, 64)), base, 'text_embeds reaches the output');
+    assert.notDeepEqual(await eps(feeds(0.1, 1024)), base, 'time_ids reach the output');
+    await unet.release();
+
+    const images = [image, other];
+    const guided = await run('bench-sdxl', 2, { steps: 3, strength: 1 }, images);
+    const unguided = await run('bench-sdxl', 2, { steps: 3, strength: 1, guidanceScale: 1 }, images);
+    assert.equal(guided.images.length, 2);
+    for (const out of [...guided.images, ...unguided.images]) {
+      const px = await rawPixels(out.bytes);
+      assert.deepEqual([px.width, px.height], [64, 64]);
+      // Non-finite latents come out as flat 0 (NaN) or saturated pixels; these must vary.
+      assert.ok(new Set(px.data).size > 16, 'outputs vary');
+    }
+    assert.equal(guided.usage.steps, 3);
+    for (let i = 0; i < 2; i++) assert.notDeepEqual(guided.images[i]!.bytes, unguided.images[i]!.bytes, `guided and unguided differ (image ${i})`);
   });
 });
