@@ -19,8 +19,12 @@ const REPS = 7;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 type Encoder = (rgb: Buffer) => Promise<Buffer>;
-const viaSharp = (compressionLevel: number, adaptiveFiltering: boolean): Encoder => (rgb) =>
-  sharp(rgb, { raw: { width: SIZE, height: SIZE, channels: 3 } }).png({ compressionLevel, adaptiveFiltering }).toBuffer();
+const viaSharp =
+  (compressionLevel: number, adaptiveFiltering: boolean): Encoder =>
+  (rgb) =>
+    sharp(rgb, { raw: { width: SIZE, height: SIZE, channels: 3 } })
+      .png({ compressionLevel, adaptiveFiltering })
+      .toBuffer();
 const encoders: [string, Encoder][] = [
   ...[0, 1, 2, 3, 4, 6, 9].map((level): [string, Encoder] => [`server level ${level}`, (rgb) => encodePng(rgb, SIZE, SIZE, level)]),
   ['sharp level 6 unfiltered', viaSharp(6, false)],

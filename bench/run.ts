@@ -51,7 +51,9 @@ const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[M
 const now = (): number => performance.now();
 
 async function testImage(i: number, size: number): Promise<Buffer> {
-  return sharp({ create: { width: size, height: size, channels: 3, background: { r: 40 * i + 30, g: 120, b: 200 - 30 * i } } }).png().toBuffer();
+  return sharp({ create: { width: size, height: size, channels: 3, background: { r: 40 * i + 30, g: 120, b: 200 - 30 * i } } })
+    .png()
+    .toBuffer();
 }
 
 /** A greyscale PNG mask (white edits): a disc over the middle of the image, ~half its area, shifted per image. */
@@ -60,7 +62,9 @@ async function testMask(i: number, size: number): Promise<Buffer> {
   const r = size * 0.4;
   const cx = size / 2 + (i - 1.5) * size * 0.05;
   for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) data[y * size + x] = (x - cx) ** 2 + (y - size / 2) ** 2 < r * r ? 255 : 0;
-  return sharp(data, { raw: { width: size, height: size, channels: 1 } }).png().toBuffer();
+  return sharp(data, { raw: { width: size, height: size, channels: 1 } })
+    .png()
+    .toBuffer();
 }
 
 /** UNet feeds of `rows` rows: the bench UNet's, plus SDXL's `text_embeds` and `time_ids` when `sdxl` gives their widths. */
@@ -74,7 +78,11 @@ function unetFeeds(rows: number, u: UnetShape): Record<string, ort.Tensor> {
   if (u.sdxl) {
     feeds.text_embeds = new ort.Tensor('float32', new Float32Array(rows * u.sdxl.pooled).fill(0.01), [rows, u.sdxl.pooled]);
     const ids = [u.sdxl.size, u.sdxl.size, 0, 0, u.sdxl.size, u.sdxl.size];
-    feeds.time_ids = new ort.Tensor('float32', Float32Array.from({ length: rows * 6 }, (_, k) => ids[k % 6]!), [rows, 6]);
+    feeds.time_ids = new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: rows * 6 }, (_, k) => ids[k % 6]!),
+      [rows, 6],
+    );
   }
   return feeds;
 }
@@ -108,10 +116,14 @@ async function main(): Promise<void> {
   const serverSize = 512;
   const serverSteps = STEPS;
   const bigImages = await Promise.all(Array.from({ length: 4 }, (_, i) => testImage(i, serverSize)));
-  console.log(`bench model: batching at ${SIZE}x${SIZE}, server job 4×${serverSize}², ${STEPS} steps, ${REPS} interleaved repetitions (${full ? 'full' : 'quick'})`);
+  console.log(
+    `bench model: batching at ${SIZE}x${SIZE}, server job 4×${serverSize}², ${STEPS} steps, ${REPS} interleaved repetitions (${full ? 'full' : 'quick'})`,
+  );
 
   // --- the server: a GraphQL client's wall time, upload → final event, with progress latencies.
-  const server = await startServer(loadConfig({ PORT: '0', MODELS_DIR: modelsDir, DEFAULT_MODEL: 'bench', LOG_LEVEL: 'silent' }), { logger: pino({ level: 'silent' }) });
+  const server = await startServer(loadConfig({ PORT: '0', MODELS_DIR: modelsDir, DEFAULT_MODEL: 'bench', LOG_LEVEL: 'silent' }), {
+    logger: pino({ level: 'silent' }),
+  });
   const client = wsClient(server.url.replace(/^http/, 'ws') + '/graphql');
   const subscription = 'subscription($id: ID!) { editJobEvents(id: $id) { __typename ... on EditProgress { step emittedAt } } }';
   type Ev = { editJobEvents: { __typename: string; emittedAt?: number } };
@@ -126,14 +138,17 @@ async function main(): Promise<void> {
     );
     const id = res.body.data!.editImages.id;
     await new Promise<void>((resolve, reject) => {
-      client.subscribe<Ev>({ query: subscription, variables: { id } }, {
-        next: (v) => {
-          const e = v.data!.editJobEvents;
-          if (e.emittedAt !== undefined) latencies.push(performance.timeOrigin + performance.now() - e.emittedAt);
+      client.subscribe<Ev>(
+        { query: subscription, variables: { id } },
+        {
+          next: (v) => {
+            const e = v.data!.editJobEvents;
+            if (e.emittedAt !== undefined) latencies.push(performance.timeOrigin + performance.now() - e.emittedAt);
+          },
+          error: reject,
+          complete: resolve,
         },
-        error: reject,
-        complete: resolve,
-      });
+      );
     });
     return now() - t;
   };
@@ -146,10 +161,15 @@ async function main(): Promise<void> {
   // --- the same work in process, interleaved with the server so drift hits both alike.
   const engine = await InferenceEngine.start({ modelsDir, modelIds: ['bench'], threading: 'inline' });
   const spec = engine.model('bench');
-  const edit = (count: number, size = SIZE, steps = STEPS, maskBlur?: number) => resolveEditOptions(spec, count, { prompt: 'make it sepia', size: `${size}x${size}`, steps, seed: 1, maskBlur });
+  const edit = (count: number, size = SIZE, steps = STEPS, maskBlur?: number) =>
+    resolveEditOptions(spec, count, { prompt: 'make it sepia', size: `${size}x${size}`, steps, seed: 1, maskBlur });
   const inProcessJob = async (): Promise<number> => {
     const t = now();
-    await engine.edit('bench', edit(4, serverSize, serverSteps), bigImages.map((bytes) => ({ bytes })));
+    await engine.edit(
+      'bench',
+      edit(4, serverSize, serverSteps),
+      bigImages.map((bytes) => ({ bytes })),
+    );
     return now() - t;
   };
   await inProcessJob();
@@ -170,7 +190,11 @@ async function main(): Promise<void> {
 
   // --- batching: one call over B images against B single-image calls, interleaved pairs.
   await engine.edit('bench', edit(1), [{ bytes: images[0]! }]);
-  await engine.edit('bench', edit(IMAGES), images.map((bytes) => ({ bytes })));
+  await engine.edit(
+    'bench',
+    edit(IMAGES),
+    images.map((bytes) => ({ bytes })),
+  );
   const maskedInputs = images.map((bytes, i) => ({ bytes, mask: masks[i]! }));
   await engine.edit('bench', edit(IMAGES, SIZE, STEPS, MASK_BLUR), maskedInputs);
   const seqTimes: number[] = [];
@@ -197,7 +221,11 @@ async function main(): Promise<void> {
     };
     const early = r % 2 === 1 ? await maskedJob() : null;
     t = now();
-    const out = await engine.edit('bench', edit(IMAGES), images.map((bytes) => ({ bytes })));
+    const out = await engine.edit(
+      'bench',
+      edit(IMAGES),
+      images.map((bytes) => ({ bytes })),
+    );
     const bat = now() - t;
     const { o: masked, ms: mt } = early ?? (await maskedJob());
     maskedTimes.push(mt);
@@ -223,11 +251,13 @@ async function main(): Promise<void> {
     const jobs = new JobService(engine, { retentionMs: 60_000, maxQueuedJobs: 100, jobTimeoutMs: 0, mergeJobs });
     const t = now();
     const submitted = images.map((bytes) => jobs.submit('bench', edit(1), [{ bytes }], 'anonymous'));
-    await Promise.all(submitted.map(async (job) => {
-      for await (const _event of jobs.subscribe(job.id)) {
-        // drain until the terminal event
-      }
-    }));
+    await Promise.all(
+      submitted.map(async (job) => {
+        for await (const _event of jobs.subscribe(job.id)) {
+          // drain until the terminal event
+        }
+      }),
+    );
     const ms = now() - t;
     await jobs.shutdown(0);
     return ms;
@@ -242,7 +272,8 @@ async function main(): Promise<void> {
   const sdxlSpec = sdxlEngine.model('bench-sdxl');
   const sdxlSteps = full ? sdxlSpec.defaults.steps : 4;
   const sdxlStrength = full ? sdxlSpec.defaults.strength! : 1;
-  const sdxlEdit = (count: number) => resolveEditOptions(sdxlSpec, count, { prompt: 'make it sepia', size: `${SIZE}x${SIZE}`, steps: sdxlSteps, strength: sdxlStrength, seed: 1 });
+  const sdxlEdit = (count: number) =>
+    resolveEditOptions(sdxlSpec, count, { prompt: 'make it sepia', size: `${SIZE}x${SIZE}`, steps: sdxlSteps, strength: sdxlStrength, seed: 1 });
   const sdxlImages = images.map((bytes) => ({ bytes }));
   await sdxlEngine.edit('bench-sdxl', sdxlEdit(1), [sdxlImages[0]!]);
   const sdxlWarm = await sdxlEngine.edit('bench-sdxl', sdxlEdit(IMAGES), sdxlImages);
@@ -272,7 +303,13 @@ async function main(): Promise<void> {
   const sdxlSpeedup = median(sdxlRatios);
 
   const results = {
-    machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model ?? 'unknown', memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, onnxruntime: ort.env.versions.node },
+    machine: {
+      cpus: cpus().length,
+      cpu_model: cpus()[0]?.model ?? 'unknown',
+      memory_gb: Math.round(totalmem() / 2 ** 30),
+      node: process.version,
+      onnxruntime: ort.env.versions.node,
+    },
     mode: full ? 'full' : 'quick',
     batching: {
       images: IMAGES,
@@ -289,7 +326,13 @@ async function main(): Promise<void> {
     // The two largest parts of pipeline_overhead (shares of the same wall time).
     pipeline_overhead_parts: { input_decode: median(decodeShares), output_encode: median(encodeShares), png_compression_level: DEFAULT_PNG_COMPRESSION_LEVEL },
     server_overhead: median(serverRatios) - 1,
-    server_job: { images: 4, size: `${serverSize}x${serverSize}`, steps: serverSteps, client_s: median(clientTimes) / 1000, in_process_s: median(inProcess) / 1000 },
+    server_job: {
+      images: 4,
+      size: `${serverSize}x${serverSize}`,
+      steps: serverSteps,
+      client_s: median(clientTimes) / 1000,
+      in_process_s: median(inProcess) / 1000,
+    },
     coalescing: { clients: IMAGES, speedup: coalescingSpeedup, share_of_batched_speedup: coalescingSpeedup / speedup },
     progress_latency_ms: { p50: pct(latencies, 50), p99: pct(latencies, 99), samples: latencies.length },
     peak_rss_mb: Math.round(peakRss / 2 ** 20),

@@ -49,7 +49,10 @@ function prng(seed: number): () => number {
 
 class Net {
   readonly rand: () => number;
-  constructor(readonly g: GraphBuilder, seed: number) {
+  constructor(
+    readonly g: GraphBuilder,
+    seed: number,
+  ) {
     this.rand = prng(seed);
   }
 
@@ -82,9 +85,14 @@ class Net {
   groupNorm(x: string, channels: number): string {
     const g = this.g;
     const grouped = g.op1('Reshape', [x, g.i64([0, GROUPS, -1])]);
-    const normed = g.op1('InstanceNormalization', [grouped, g.f32(new Float32Array(GROUPS).fill(1)), g.f32(new Float32Array(GROUPS))], { epsilon: { float: 1e-5 } });
+    const normed = g.op1('InstanceNormalization', [grouped, g.f32(new Float32Array(GROUPS).fill(1)), g.f32(new Float32Array(GROUPS))], {
+      epsilon: { float: 1e-5 },
+    });
     const back = g.op1('Reshape', [normed, g.op1('Shape', [x])]);
-    return g.op1('Add', [g.op1('Mul', [back, g.f32(new Float32Array(channels).fill(1), [channels, 1, 1])]), g.f32(new Float32Array(channels), [channels, 1, 1])]);
+    return g.op1('Add', [
+      g.op1('Mul', [back, g.f32(new Float32Array(channels).fill(1), [channels, 1, 1])]),
+      g.f32(new Float32Array(channels), [channels, 1, 1]),
+    ]);
   }
 
   linear(x: string, din: number, dout: number, gain = 1): string {
@@ -231,43 +239,75 @@ export function buildBenchFiles(family: BenchFamily): Map<string, Uint8Array> {
   if (family === 'sdxl-img2img') return buildSdxlBenchFiles();
   const tokenizer = buildBpeTokenizerJson(Object.keys(EDIT_WORDS)) as { model: { vocab: Record<string, number> } };
   const vocabSize = Object.keys(tokenizer.model.vocab).length;
-  const vaeConfig = { _class_name: 'AutoencoderKL', in_channels: 3, out_channels: 3, latent_channels: LATENT, block_out_channels: [32, 64, 64, 64], scaling_factor: 0.18215 };
+  const vaeConfig = {
+    _class_name: 'AutoencoderKL',
+    in_channels: 3,
+    out_channels: 3,
+    latent_channels: LATENT,
+    block_out_channels: [32, 64, 64, 64],
+    scaling_factor: 0.18215,
+  };
   const ip2p = family === 'instruct-pix2pix';
   const files = new Map<string, Uint8Array>();
-  files.set('model_index.json', json({
-    _class_name: ip2p ? 'StableDiffusionInstructPix2PixPipeline' : 'StableDiffusionImg2ImgPipeline',
-    _diffusers_version: '0.30.0',
-    scheduler: ['diffusers', ip2p ? 'EulerAncestralDiscreteScheduler' : 'EulerDiscreteScheduler'],
-    text_encoder: ['transformers', 'CLIPTextModel'],
-    tokenizer: ['transformers', 'CLIPTokenizer'],
-    unet: ['diffusers', 'UNet2DConditionModel'],
-    vae_decoder: ['diffusers', 'AutoencoderKL'],
-    vae_encoder: ['diffusers', 'AutoencoderKL'],
-  }));
-  files.set('scheduler/scheduler_config.json', json({
-    _class_name: ip2p ? 'EulerAncestralDiscreteScheduler' : 'EulerDiscreteScheduler',
-    num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear',
-    prediction_type: 'epsilon', timestep_spacing: 'leading', steps_offset: 1, set_alpha_to_one: false, clip_sample: false,
-  }));
+  files.set(
+    'model_index.json',
+    json({
+      _class_name: ip2p ? 'StableDiffusionInstructPix2PixPipeline' : 'StableDiffusionImg2ImgPipeline',
+      _diffusers_version: '0.30.0',
+      scheduler: ['diffusers', ip2p ? 'EulerAncestralDiscreteScheduler' : 'EulerDiscreteScheduler'],
+      text_encoder: ['transformers', 'CLIPTextModel'],
+      tokenizer: ['transformers', 'CLIPTokenizer'],
+      unet: ['diffusers', 'UNet2DConditionModel'],
+      vae_decoder: ['diffusers', 'AutoencoderKL'],
+      vae_encoder: ['diffusers', 'AutoencoderKL'],
+    }),
+  );
+  files.set(
+    'scheduler/scheduler_config.json',
+    json({
+      _class_name: ip2p ? 'EulerAncestralDiscreteScheduler' : 'EulerDiscreteScheduler',
+      num_train_timesteps: 1000,
+      beta_start: 0.00085,
+      beta_end: 0.012,
+      beta_schedule: 'scaled_linear',
+      prediction_type: 'epsilon',
+      timestep_spacing: 'leading',
+      steps_offset: 1,
+      set_alpha_to_one: false,
+      clip_sample: false,
+    }),
+  );
   files.set('tokenizer/tokenizer.json', json(tokenizer));
   files.set('tokenizer/tokenizer_config.json', json(buildTokenizerConfigJson()));
   files.set('text_encoder/config.json', json({ architectures: ['CLIPTextModel'], hidden_size: HIDDEN, max_position_embeddings: SEQ, vocab_size: vocabSize }));
   files.set('text_encoder/model.onnx', textEncoderOnnx(vocabSize));
-  files.set('unet/config.json', json({ _class_name: 'UNet2DConditionModel', in_channels: ip2p ? 2 * LATENT : LATENT, out_channels: LATENT, cross_attention_dim: HIDDEN, attention_head_dim: CHANNELS / HEADS }));
+  files.set(
+    'unet/config.json',
+    json({
+      _class_name: 'UNet2DConditionModel',
+      in_channels: ip2p ? 2 * LATENT : LATENT,
+      out_channels: LATENT,
+      cross_attention_dim: HIDDEN,
+      attention_head_dim: CHANNELS / HEADS,
+    }),
+  );
   files.set('unet/model.onnx', unetOnnx(family));
   files.set('vae_encoder/config.json', json(vaeConfig));
   files.set('vae_encoder/model.onnx', vaeEncoderOnnx());
   files.set('vae_decoder/config.json', json(vaeConfig));
   files.set('vae_decoder/model.onnx', vaeDecoderOnnx());
-  files.set('edit-server.json', json({
-    description: `Generated benchmark model (${family}): realistic UNet compute with random weights; outputs are not meaningful images.`,
-    defaults: ip2p
-      ? { steps: 20, guidanceScale: 7.5, imageGuidanceScale: 1.5, scheduler: 'EULER_ANCESTRAL', size: '512x512' }
-      : { steps: 20, guidanceScale: 7.5, strength: 0.75, scheduler: 'EULER', size: '512x512' },
-    limits: { maxImagesPerJob: 16, maxN: 8, maxSteps: 100, maxPixels: 1024 * 1024 },
-    // ~24 live float tensors of 64 channels per latent pixel at full latent resolution per UNet row.
-    memory: { unetBytesPerLatentPixel: 24 * CHANNELS * 4, attentionHeads: HEADS, attentionDownscale: 2, vaeBytesPerPixel: 3 * 64 * 4 },
-  }));
+  files.set(
+    'edit-server.json',
+    json({
+      description: `Generated benchmark model (${family}): realistic UNet compute with random weights; outputs are not meaningful images.`,
+      defaults: ip2p
+        ? { steps: 20, guidanceScale: 7.5, imageGuidanceScale: 1.5, scheduler: 'EULER_ANCESTRAL', size: '512x512' }
+        : { steps: 20, guidanceScale: 7.5, strength: 0.75, scheduler: 'EULER', size: '512x512' },
+      limits: { maxImagesPerJob: 16, maxN: 8, maxSteps: 100, maxPixels: 1024 * 1024 },
+      // ~24 live float tensors of 64 channels per latent pixel at full latent resolution per UNet row.
+      memory: { unetBytesPerLatentPixel: 24 * CHANNELS * 4, attentionHeads: HEADS, attentionDownscale: 2, vaeBytesPerPixel: 3 * 64 * 4 },
+    }),
+  );
   return files;
 }
 
@@ -286,22 +326,34 @@ const BENCH_MEMORY = { unetBytesPerLatentPixel: 24 * CHANNELS * 4, attentionHead
 function buildSdxlBenchFiles(): Map<string, Uint8Array> {
   const tokenizer = buildBpeTokenizerJson(Object.keys(EDIT_WORDS)) as { model: { vocab: Record<string, number> } };
   const vocabSize = Object.keys(tokenizer.model.vocab).length;
-  const vaeConfig = { _class_name: 'AutoencoderKL', in_channels: 3, out_channels: 3, latent_channels: LATENT, block_out_channels: [32, 64, 64, 64], sample_size: 1024, scaling_factor: SDXL_SCALING_FACTOR, force_upcast: true };
+  const vaeConfig = {
+    _class_name: 'AutoencoderKL',
+    in_channels: 3,
+    out_channels: 3,
+    latent_channels: LATENT,
+    block_out_channels: [32, 64, 64, 64],
+    sample_size: 1024,
+    scaling_factor: SDXL_SCALING_FACTOR,
+    force_upcast: true,
+  };
   const files = new Map<string, Uint8Array>();
-  files.set('model_index.json', json({
-    _class_name: 'StableDiffusionXLImg2ImgPipeline',
-    _diffusers_version: '0.30.0',
-    force_zeros_for_empty_prompt: true,
-    requires_aesthetics_score: false,
-    scheduler: ['diffusers', 'EulerDiscreteScheduler'],
-    text_encoder: ['transformers', 'CLIPTextModel'],
-    text_encoder_2: ['transformers', 'CLIPTextModelWithProjection'],
-    tokenizer: ['transformers', 'CLIPTokenizer'],
-    tokenizer_2: ['transformers', 'CLIPTokenizer'],
-    unet: ['diffusers', 'UNet2DConditionModel'],
-    vae_decoder: ['diffusers', 'AutoencoderKL'],
-    vae_encoder: ['diffusers', 'AutoencoderKL'],
-  }));
+  files.set(
+    'model_index.json',
+    json({
+      _class_name: 'StableDiffusionXLImg2ImgPipeline',
+      _diffusers_version: '0.30.0',
+      force_zeros_for_empty_prompt: true,
+      requires_aesthetics_score: false,
+      scheduler: ['diffusers', 'EulerDiscreteScheduler'],
+      text_encoder: ['transformers', 'CLIPTextModel'],
+      text_encoder_2: ['transformers', 'CLIPTextModelWithProjection'],
+      tokenizer: ['transformers', 'CLIPTokenizer'],
+      tokenizer_2: ['transformers', 'CLIPTokenizer'],
+      unet: ['diffusers', 'UNet2DConditionModel'],
+      vae_decoder: ['diffusers', 'AutoencoderKL'],
+      vae_encoder: ['diffusers', 'AutoencoderKL'],
+    }),
+  );
   files.set('scheduler/scheduler_config.json', json(SDXL_SCHEDULER_CONFIG));
   files.set('tokenizer/tokenizer.json', json(tokenizer));
   files.set('tokenizer/tokenizer_config.json', json(buildTokenizerConfigJson()));
@@ -311,24 +363,48 @@ function buildSdxlBenchFiles(): Map<string, Uint8Array> {
   SDXL_WIDTHS.forEach((width, i) => {
     const dir = i === 0 ? 'text_encoder' : 'text_encoder_2';
     const architecture = i === 0 ? 'CLIPTextModel' : 'CLIPTextModelWithProjection';
-    files.set(`${dir}/config.json`, json({ architectures: [architecture], model_type: 'clip_text_model', hidden_size: width, ...(i === 1 ? { projection_dim: width } : {}), num_hidden_layers: 2, max_position_embeddings: SEQ, vocab_size: vocabSize }));
+    files.set(
+      `${dir}/config.json`,
+      json({
+        architectures: [architecture],
+        model_type: 'clip_text_model',
+        hidden_size: width,
+        ...(i === 1 ? { projection_dim: width } : {}),
+        num_hidden_layers: 2,
+        max_position_embeddings: SEQ,
+        vocab_size: vocabSize,
+      }),
+    );
     files.set(`${dir}/model.onnx`, sdxlTextEncoderOnnx(vocabSize, i as 0 | 1));
   });
-  files.set('unet/config.json', json({
-    _class_name: 'UNet2DConditionModel', in_channels: LATENT, out_channels: LATENT, sample_size: 128, cross_attention_dim: SDXL_WIDTHS[0] + SDXL_WIDTHS[1], attention_head_dim: CHANNELS / HEADS,
-    addition_embed_type: 'text_time', addition_time_embed_dim: SDXL_TIME_ID_DIM, projection_class_embeddings_input_dim: SDXL_WIDTHS[1] + 6 * SDXL_TIME_ID_DIM,
-  }));
+  files.set(
+    'unet/config.json',
+    json({
+      _class_name: 'UNet2DConditionModel',
+      in_channels: LATENT,
+      out_channels: LATENT,
+      sample_size: 128,
+      cross_attention_dim: SDXL_WIDTHS[0] + SDXL_WIDTHS[1],
+      attention_head_dim: CHANNELS / HEADS,
+      addition_embed_type: 'text_time',
+      addition_time_embed_dim: SDXL_TIME_ID_DIM,
+      projection_class_embeddings_input_dim: SDXL_WIDTHS[1] + 6 * SDXL_TIME_ID_DIM,
+    }),
+  );
   files.set('unet/model.onnx', unetOnnx('sdxl-img2img'));
   files.set('vae_encoder/config.json', json(vaeConfig));
   files.set('vae_encoder/model.onnx', vaeEncoderOnnx());
   files.set('vae_decoder/config.json', json(vaeConfig));
   files.set('vae_decoder/model.onnx', vaeDecoderOnnx());
-  files.set('edit-server.json', json({
-    description: 'Generated benchmark model (SDXL img2img layout): realistic UNet compute with random weights; outputs are not meaningful images.',
-    // The SDXL family's own defaults (1024², 30 steps, guidance 5, strength 0.3, Euler) apply.
-    limits: { ...BENCH_LIMITS, maxPixels: 1536 * 1536 },
-    memory: BENCH_MEMORY,
-  }));
+  files.set(
+    'edit-server.json',
+    json({
+      description: 'Generated benchmark model (SDXL img2img layout): realistic UNet compute with random weights; outputs are not meaningful images.',
+      // The SDXL family's own defaults (1024², 30 steps, guidance 5, strength 0.3, Euler) apply.
+      limits: { ...BENCH_LIMITS, maxPixels: 1536 * 1536 },
+      memory: BENCH_MEMORY,
+    }),
+  );
   return files;
 }
 

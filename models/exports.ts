@@ -22,7 +22,18 @@
  */
 import { GraphBuilder } from './onnx/graph.js';
 import type { ElemType } from './onnx/graph.js';
-import { EDIT_WORDS, HIDDEN, MAX_LENGTH, TINY_EDIT_SCALING_FACTOR, editedTarget, exactEpsilon, json, slice, textEncoderGraph, tinyEditSchedulerConfig } from './tinyEdit.js';
+import {
+  EDIT_WORDS,
+  HIDDEN,
+  MAX_LENGTH,
+  TINY_EDIT_SCALING_FACTOR,
+  editedTarget,
+  exactEpsilon,
+  json,
+  slice,
+  textEncoderGraph,
+  tinyEditSchedulerConfig,
+} from './tinyEdit.js';
 import { buildBpeTokenizerJson, buildTokenizerConfigJson } from './tokenizerBuilder.js';
 
 export const EXPORT_GENERATIONS = ['optimum-1.22', 'optimum-1.23', 'optimum-1.24', 'diffusers-onnx'] as const;
@@ -82,7 +93,11 @@ function tracedTimesteps(g: GraphBuilder, timestep: string, io: Io, sample: stri
   const batch = slice(g, g.op1('Shape', [sample]), 0, 1, 0);
   const rows = g.op1('Cast', [g.op1('Expand', [ts, batch])], { to: 1 }); // [B]
   const half = 4;
-  const freqs = g.f32(Array.from({ length: half }, (_, i) => Math.exp((-Math.log(10000) * i) / half)), [1, half], 'freqs');
+  const freqs = g.f32(
+    Array.from({ length: half }, (_, i) => Math.exp((-Math.log(10000) * i) / half)),
+    [1, half],
+    'freqs',
+  );
   const args = g.op1('Mul', [g.op1('Unsqueeze', [rows, g.i64([1])]), freqs]); // [B, half]
   const emb = g.op1('Concat', [g.op1('Sin', [args]), g.op1('Cos', [args])], { axis: 1 }); // [B, 2·half]
   const hidden = g.op1('MatMul', [emb, g.f32(new Float32Array(2 * half * HIDDEN).fill(0.01), [2 * half, HIDDEN], 'time_linear')]); // [B, D]
@@ -109,7 +124,11 @@ function unetGraph(o: ExportFixtureOptions, io: Io): GraphBuilder {
   // [noisy ‖ mask ‖ masked-image latents]: the masked image is all the inpainting UNet sees.
   else if (channels === 9) imageRgb = g.op1('Div', [slice(g, sample, 5, 8, 1), g.f32([sf], [])]);
   else {
-    const base = g.f32(IMG2IMG_BASE_RGB.map((v) => 2 * v - 1), [1, 3, 1, 1], 'base_rgb');
+    const base = g.f32(
+      IMG2IMG_BASE_RGB.map((v) => 2 * v - 1),
+      [1, 3, 1, 1],
+      'base_rgb',
+    );
     imageRgb = g.op1('Add', [g.op1('Mul', [slice(g, sample, 0, 3, 1), g.f32([0], [])]), base]);
   }
   const target = editedTarget(g, imageRgb, sdxl ? slice(g, text, 0, HIDDEN, 2) : text, sample, sf);
@@ -143,7 +162,11 @@ function sdxlConditioningPenalty(g: GraphBuilder, io: Io, sample: string, text: 
 function vaeEncoderGraph(o: ExportFixtureOptions, io: Io): GraphBuilder {
   const g = new GraphBuilder('vae_encoder');
   const f = FIXTURE_VAE_FACTOR;
-  const input = g.input('sample', io.float, o.generation === 'diffusers-onnx' ? ['batch', 'channels', 'height', 'width'] : ['batch_size', 3, 'sample_height', 'sample_width']);
+  const input = g.input(
+    'sample',
+    io.float,
+    o.generation === 'diffusers-onnx' ? ['batch', 'channels', 'height', 'width'] : ['batch_size', 3, 'sample_height', 'sample_width'],
+  );
   const pooled = g.op1('AveragePool', [toFloat32(g, input, io.float)], { kernel_shape: [f, f], strides: [f, f] });
   const mean = g.op1('Concat', [pooled, g.op1('Mul', [slice(g, pooled, 0, 1, 1), g.f32([0], [])])], { axis: 1 });
   const logvar = g.op1('Add', [g.op1('Mul', [mean, g.f32([0], [])]), g.f32([-30], [])]);
@@ -163,7 +186,11 @@ function vaeEncoderGraph(o: ExportFixtureOptions, io: Io): GraphBuilder {
 function vaeDecoderGraph(o: ExportFixtureOptions, io: Io): GraphBuilder {
   const g = new GraphBuilder('vae_decoder');
   const f = FIXTURE_VAE_FACTOR;
-  const latent = g.input('latent_sample', io.float, o.generation === 'diffusers-onnx' ? ['batch', 'channels', 'height', 'width'] : ['batch_size', 4, 'latent_height', 'latent_width']);
+  const latent = g.input(
+    'latent_sample',
+    io.float,
+    o.generation === 'diffusers-onnx' ? ['batch', 'channels', 'height', 'width'] : ['batch_size', 4, 'latent_height', 'latent_width'],
+  );
   const rgb = slice(g, toFloat32(g, latent, io.float), 0, 3, 1);
   const up = g.op1('Resize', [rgb, '', g.f32([1, 1, f, f])], { mode: 'nearest' });
   g.output('sample', fromFloat32(g, up, io.float), io.float, ['batch_size', 3, `latent_height * ${f}`, `latent_width * ${f}`]);
@@ -171,10 +198,34 @@ function vaeDecoderGraph(o: ExportFixtureOptions, io: Io): GraphBuilder {
 }
 
 const PIPELINE_CLASS: Record<ExportGeneration, Record<FixtureFamily, string>> = {
-  'optimum-1.22': { 'instruct-pix2pix': 'ORTStableDiffusionInstructPix2PixPipeline', img2img: 'ORTStableDiffusionImg2ImgPipeline', inpaint: 'ORTStableDiffusionInpaintPipeline', 'sdxl-img2img': 'ORTStableDiffusionXLImg2ImgPipeline', 'sdxl-inpaint': 'ORTStableDiffusionXLInpaintPipeline' },
-  'optimum-1.23': { 'instruct-pix2pix': 'StableDiffusionInstructPix2PixPipeline', img2img: 'StableDiffusionImg2ImgPipeline', inpaint: 'StableDiffusionInpaintPipeline', 'sdxl-img2img': 'StableDiffusionXLImg2ImgPipeline', 'sdxl-inpaint': 'StableDiffusionXLInpaintPipeline' },
-  'optimum-1.24': { 'instruct-pix2pix': 'StableDiffusionInstructPix2PixPipeline', img2img: 'StableDiffusionPipeline', inpaint: 'StableDiffusionInpaintPipeline', 'sdxl-img2img': 'StableDiffusionXLPipeline', 'sdxl-inpaint': 'StableDiffusionXLInpaintPipeline' },
-  'diffusers-onnx': { 'instruct-pix2pix': 'OnnxStableDiffusionInstructPix2PixPipeline', img2img: 'OnnxStableDiffusionPipeline', inpaint: 'OnnxStableDiffusionInpaintPipeline', 'sdxl-img2img': '', 'sdxl-inpaint': '' },
+  'optimum-1.22': {
+    'instruct-pix2pix': 'ORTStableDiffusionInstructPix2PixPipeline',
+    img2img: 'ORTStableDiffusionImg2ImgPipeline',
+    inpaint: 'ORTStableDiffusionInpaintPipeline',
+    'sdxl-img2img': 'ORTStableDiffusionXLImg2ImgPipeline',
+    'sdxl-inpaint': 'ORTStableDiffusionXLInpaintPipeline',
+  },
+  'optimum-1.23': {
+    'instruct-pix2pix': 'StableDiffusionInstructPix2PixPipeline',
+    img2img: 'StableDiffusionImg2ImgPipeline',
+    inpaint: 'StableDiffusionInpaintPipeline',
+    'sdxl-img2img': 'StableDiffusionXLImg2ImgPipeline',
+    'sdxl-inpaint': 'StableDiffusionXLInpaintPipeline',
+  },
+  'optimum-1.24': {
+    'instruct-pix2pix': 'StableDiffusionInstructPix2PixPipeline',
+    img2img: 'StableDiffusionPipeline',
+    inpaint: 'StableDiffusionInpaintPipeline',
+    'sdxl-img2img': 'StableDiffusionXLPipeline',
+    'sdxl-inpaint': 'StableDiffusionXLInpaintPipeline',
+  },
+  'diffusers-onnx': {
+    'instruct-pix2pix': 'OnnxStableDiffusionInstructPix2PixPipeline',
+    img2img: 'OnnxStableDiffusionPipeline',
+    inpaint: 'OnnxStableDiffusionInpaintPipeline',
+    'sdxl-img2img': '',
+    'sdxl-inpaint': '',
+  },
 };
 
 /** SDXL base 1.0's EulerDiscreteScheduler config, keys of other schedulers included, as it ships. */
@@ -221,7 +272,10 @@ function clipSlowTokenizerFiles(tokenizer: { model: { vocab: Record<string, numb
   return [
     ['tokenizer/vocab.json', json(tokenizer.model.vocab)],
     ['tokenizer/merges.txt', new TextEncoder().encode(`#version: 0.2\n${merges.join('\n')}\n`)],
-    ['tokenizer/special_tokens_map.json', json({ bos_token: special('<|startoftext|>'), eos_token: special('<|endoftext|>'), pad_token: '<|endoftext|>', unk_token: special('<|endoftext|>') })],
+    [
+      'tokenizer/special_tokens_map.json',
+      json({ bos_token: special('<|startoftext|>'), eos_token: special('<|endoftext|>'), pad_token: '<|endoftext|>', unk_token: special('<|endoftext|>') }),
+    ],
   ];
 }
 
@@ -235,20 +289,30 @@ export function buildExportFixture(o: ExportFixtureOptions): Map<string, Uint8Ar
   const tokenizer = buildBpeTokenizerJson(Object.keys(EDIT_WORDS)) as { model: { vocab: Record<string, number>; merges: (string | [string, string])[] } };
   const files = new Map<string, Uint8Array>();
   const component = diffusers ? ['diffusers', 'OnnxRuntimeModel'] : null;
-  files.set('model_index.json', json({
-    _class_name: PIPELINE_CLASS[o.generation][o.family],
-    ...(sdxl ? { force_zeros_for_empty_prompt: true, requires_aesthetics_score: false, text_encoder_2: ['transformers', 'CLIPTextModelWithProjection'], tokenizer_2: ['transformers', 'CLIPTokenizer'] } : {}),
-    _diffusers_version: diffusers ? '0.24.0' : '0.30.0',
-    feature_extractor: ['transformers', 'CLIPImageProcessor'],
-    requires_safety_checker: false,
-    safety_checker: [null, null],
-    scheduler: ['diffusers', diffusers ? 'PNDMScheduler' : 'EulerAncestralDiscreteScheduler'],
-    text_encoder: component ?? ['transformers', 'CLIPTextModel'],
-    tokenizer: ['transformers', 'CLIPTokenizer'],
-    unet: component ?? ['diffusers', 'UNet2DConditionModel'],
-    vae_decoder: component ?? ['diffusers', 'AutoencoderKL'],
-    vae_encoder: component ?? ['diffusers', 'AutoencoderKL'],
-  }));
+  files.set(
+    'model_index.json',
+    json({
+      _class_name: PIPELINE_CLASS[o.generation][o.family],
+      ...(sdxl
+        ? {
+            force_zeros_for_empty_prompt: true,
+            requires_aesthetics_score: false,
+            text_encoder_2: ['transformers', 'CLIPTextModelWithProjection'],
+            tokenizer_2: ['transformers', 'CLIPTokenizer'],
+          }
+        : {}),
+      _diffusers_version: diffusers ? '0.24.0' : '0.30.0',
+      feature_extractor: ['transformers', 'CLIPImageProcessor'],
+      requires_safety_checker: false,
+      safety_checker: [null, null],
+      scheduler: ['diffusers', diffusers ? 'PNDMScheduler' : 'EulerAncestralDiscreteScheduler'],
+      text_encoder: component ?? ['transformers', 'CLIPTextModel'],
+      tokenizer: ['transformers', 'CLIPTokenizer'],
+      unet: component ?? ['diffusers', 'UNet2DConditionModel'],
+      vae_decoder: component ?? ['diffusers', 'AutoencoderKL'],
+      vae_encoder: component ?? ['diffusers', 'AutoencoderKL'],
+    }),
+  );
   files.set('scheduler/scheduler_config.json', json(diffusers ? SD15_PNDM_SCHEDULER_CONFIG : sdxl ? SDXL_SCHEDULER_CONFIG : tinyEditSchedulerConfig));
   files.set('tokenizer/tokenizer_config.json', json(buildTokenizerConfigJson()));
   if (diffusers) for (const [path, bytes] of clipSlowTokenizerFiles(tokenizer)) files.set(path, bytes);
@@ -267,7 +331,10 @@ export function buildExportFixture(o: ExportFixtureOptions): Map<string, Uint8Ar
     // SDXL's second tokenizer pads with "!".
     files.set('tokenizer_2/tokenizer.json', json(tokenizer));
     files.set('tokenizer_2/tokenizer_config.json', json({ ...buildTokenizerConfigJson(), pad_token: '!' }));
-    files.set('tokenizer_2/special_tokens_map.json', json({ bos_token: '<|startoftext|>', eos_token: '<|endoftext|>', pad_token: '!', unk_token: '<|endoftext|>' }));
+    files.set(
+      'tokenizer_2/special_tokens_map.json',
+      json({ bos_token: '<|startoftext|>', eos_token: '<|endoftext|>', pad_token: '!', unk_token: '<|endoftext|>' }),
+    );
   } else put('text_encoder', textEncoderGraph(tokenizer.model.vocab, { ids: io.ids, float: io.float }), false);
   // diffusers' converter always splits the UNet's weights out (it is > 2 GB in fp32).
   put('unet', unetGraph(o, io), diffusers || !!o.externalData);
@@ -276,13 +343,53 @@ export function buildExportFixture(o: ExportFixtureOptions): Map<string, Uint8Ar
 
   if (!diffusers) {
     const vae = {
-      _class_name: 'AutoencoderKL', _diffusers_version: '0.30.0', in_channels: 3, out_channels: 3, latent_channels: 4,
-      block_out_channels: [128, 256, 512, 512], down_block_types: Array(4).fill('DownEncoderBlock2D'), up_block_types: Array(4).fill('UpDecoderBlock2D'),
-      sample_size: sdxl ? 1024 : 512, scaling_factor: sdxl ? SDXL_SCALING_FACTOR : TINY_EDIT_SCALING_FACTOR, ...(sdxl ? { force_upcast: true } : {}),
+      _class_name: 'AutoencoderKL',
+      _diffusers_version: '0.30.0',
+      in_channels: 3,
+      out_channels: 3,
+      latent_channels: 4,
+      block_out_channels: [128, 256, 512, 512],
+      down_block_types: Array(4).fill('DownEncoderBlock2D'),
+      up_block_types: Array(4).fill('UpDecoderBlock2D'),
+      sample_size: sdxl ? 1024 : 512,
+      scaling_factor: sdxl ? SDXL_SCALING_FACTOR : TINY_EDIT_SCALING_FACTOR,
+      ...(sdxl ? { force_upcast: true } : {}),
     };
-    files.set('text_encoder/config.json', json({ architectures: ['CLIPTextModel'], model_type: 'clip_text_model', hidden_size: HIDDEN, max_position_embeddings: MAX_LENGTH, vocab_size: Object.keys(tokenizer.model.vocab).length }));
-    files.set('unet/config.json', json({ _class_name: 'UNet2DConditionModel', _diffusers_version: '0.30.0', in_channels: UNET_CHANNELS[o.family], out_channels: 4, sample_size: sdxl ? 128 : 64, cross_attention_dim: sdxl ? SDXL_WIDTHS[0] + SDXL_WIDTHS[1] : HIDDEN, time_cond_proj_dim: null, ...(sdxl ? { addition_embed_type: 'text_time', addition_time_embed_dim: 256, projection_class_embeddings_input_dim: SDXL_WIDTHS[1] + 6 * 256 } : {}) }));
-    if (sdxl) files.set('text_encoder_2/config.json', json({ architectures: ['CLIPTextModelWithProjection'], model_type: 'clip_text_model', hidden_size: SDXL_WIDTHS[1], projection_dim: SDXL_WIDTHS[1], max_position_embeddings: MAX_LENGTH, vocab_size: Object.keys(tokenizer.model.vocab).length }));
+    files.set(
+      'text_encoder/config.json',
+      json({
+        architectures: ['CLIPTextModel'],
+        model_type: 'clip_text_model',
+        hidden_size: HIDDEN,
+        max_position_embeddings: MAX_LENGTH,
+        vocab_size: Object.keys(tokenizer.model.vocab).length,
+      }),
+    );
+    files.set(
+      'unet/config.json',
+      json({
+        _class_name: 'UNet2DConditionModel',
+        _diffusers_version: '0.30.0',
+        in_channels: UNET_CHANNELS[o.family],
+        out_channels: 4,
+        sample_size: sdxl ? 128 : 64,
+        cross_attention_dim: sdxl ? SDXL_WIDTHS[0] + SDXL_WIDTHS[1] : HIDDEN,
+        time_cond_proj_dim: null,
+        ...(sdxl ? { addition_embed_type: 'text_time', addition_time_embed_dim: 256, projection_class_embeddings_input_dim: SDXL_WIDTHS[1] + 6 * 256 } : {}),
+      }),
+    );
+    if (sdxl)
+      files.set(
+        'text_encoder_2/config.json',
+        json({
+          architectures: ['CLIPTextModelWithProjection'],
+          model_type: 'clip_text_model',
+          hidden_size: SDXL_WIDTHS[1],
+          projection_dim: SDXL_WIDTHS[1],
+          max_position_embeddings: MAX_LENGTH,
+          vocab_size: Object.keys(tokenizer.model.vocab).length,
+        }),
+      );
     files.set('vae_encoder/config.json', json(vae));
     files.set('vae_decoder/config.json', json(vae));
   }

@@ -65,10 +65,23 @@ const IDENTITY = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
 
 /** A T5-style SentencePiece Unigram tokenizer.json holding the edit words as single pieces. */
 export function buildT5TokenizerJson(words: readonly string[]): { model: { vocab: [string, number][] } } {
-  const pieces: [string, number][] = [['<pad>', 0], ['</s>', 0], ['<unk>', 0], ['\u2581', -2]];
+  const pieces: [string, number][] = [
+    ['<pad>', 0],
+    ['</s>', 0],
+    ['<unk>', 0],
+    ['\u2581', -2],
+  ];
   for (const c of 'abcdefghijklmnopqrstuvwxyz') pieces.push([c, -10], [`\u2581${c}`, -9]);
   for (const w of words) pieces.push([`\u2581${w}`, -1]);
-  const special = (id: number, content: string): object => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const special = (id: number, content: string): object => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  });
   return {
     version: '1.0',
     truncation: null,
@@ -79,7 +92,12 @@ export function buildT5TokenizerJson(words: readonly string[]): { model: { vocab
     post_processor: {
       type: 'TemplateProcessing',
       single: [{ Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }],
-      pair: [{ Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }, { Sequence: { id: 'B', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }],
+      pair: [
+        { Sequence: { id: 'A', type_id: 0 } },
+        { SpecialToken: { id: '</s>', type_id: 0 } },
+        { Sequence: { id: 'B', type_id: 0 } },
+        { SpecialToken: { id: '</s>', type_id: 0 } },
+      ],
       special_tokens: { '</s>': { id: '</s>', ids: [1], tokens: ['</s>'] } },
     },
     decoder: { type: 'Metaspace', replacement: '\u2581', prepend_scheme: 'always', split: true },
@@ -89,7 +107,15 @@ export function buildT5TokenizerJson(words: readonly string[]): { model: { vocab
 
 /** tokenizer_config.json as transformers writes it for T5TokenizerFast. */
 export function buildT5TokenizerConfigJson(maxLength = 512): object {
-  return { eos_token: '</s>', pad_token: '<pad>', unk_token: '<unk>', extra_ids: 0, model_max_length: maxLength, tokenizer_class: 'T5Tokenizer', clean_up_tokenization_spaces: true };
+  return {
+    eos_token: '</s>',
+    pad_token: '<pad>',
+    unk_token: '<unk>',
+    extra_ids: 0,
+    model_max_length: maxLength,
+    tokenizer_class: 'T5Tokenizer',
+    clean_up_tokenization_spaces: true,
+  };
 }
 
 function t5EncoderGraph(pieces: readonly [string, number][], float: Float): GraphBuilder {
@@ -146,7 +172,11 @@ function transformerGraph(o: FlowFixtureOptions): GraphBuilder {
     const z = g.op1('Add', [g.op1('Div', [gated, g.f32([FLUX_SCALING_FACTOR], [])]), g.f32([FLUX_SHIFT_FACTOR], [])]);
     refRgb = slice(g, g.op1('Reshape', [z, g.i64([0, 0, FLOW_LATENT_CHANNELS, 4])]), 0, 3, 2);
   } else {
-    const base = g.f32(FLOW_IMG2IMG_BASE_RGB.map((v) => 2 * v - 1), [1, 1, 3, 1], 'base_rgb');
+    const base = g.f32(
+      FLOW_IMG2IMG_BASE_RGB.map((v) => 2 * v - 1),
+      [1, 1, 3, 1],
+      'base_rgb',
+    );
     refRgb = g.op1('Add', [zeroOf(g, slice(g, g.op1('Reshape', [outTokens, g.i64([0, 0, FLOW_LATENT_CHANNELS, 4])]), 0, 3, 2)), base]);
   }
 
@@ -167,7 +197,10 @@ function transformerGraph(o: FlowFixtureOptions): GraphBuilder {
   const outGrid = g.op1('Reshape', [outTokens, g.i64([0, 0, FLOW_LATENT_CHANNELS, 4])]);
   const rest = zeroOf(g, slice(g, outGrid, 3, FLOW_LATENT_CHANNELS, 2));
   const z0 = g.op1('Concat', [targetRgb, rest], { axis: 2 });
-  const x0 = g.op1('Reshape', [g.op1('Mul', [g.op1('Sub', [z0, g.f32([FLUX_SHIFT_FACTOR], [])]), g.f32([FLUX_SCALING_FACTOR], [])]), g.op1('Shape', [outTokens])]);
+  const x0 = g.op1('Reshape', [
+    g.op1('Mul', [g.op1('Sub', [z0, g.f32([FLUX_SHIFT_FACTOR], [])]), g.f32([FLUX_SCALING_FACTOR], [])]),
+    g.op1('Shape', [outTokens]),
+  ]);
   let v = g.op1('Div', [g.op1('Sub', [outTokens, x0]), sigma]);
   if (guidance) v = g.op1('Add', [v, g.op1('Reshape', [zeroOf(g, guidance), g.i64([-1, 1, 1])])]);
   const out = o.layout === 'kontext' ? g.op1('Concat', [v, zeroOf(g, sliceSeq(checkedHidden, half, n))], { axis: 1 }) : v;
@@ -184,7 +217,12 @@ function vaeEncoderGraph(float: Float): GraphBuilder {
   const zeros = g.op1('Tile', [zeroOf(g, slice(g, pooled, 0, 1, 1)), g.i64([1, FLOW_LATENT_CHANNELS - 3, 1, 1])]);
   const mean = g.op1('Concat', [pooled, zeros], { axis: 1 });
   const logvar = g.op1('Add', [zeroOf(g, mean), g.f32([-30], [])]);
-  floatOutput(g, 'latent_parameters', g.op1('Concat', [mean, logvar], { axis: 1 }), float, ['batch_size', 2 * FLOW_LATENT_CHANNELS, `sample_height / ${f}`, `sample_width / ${f}`]);
+  floatOutput(g, 'latent_parameters', g.op1('Concat', [mean, logvar], { axis: 1 }), float, [
+    'batch_size',
+    2 * FLOW_LATENT_CHANNELS,
+    `sample_height / ${f}`,
+    `sample_width / ${f}`,
+  ]);
   return g;
 }
 
@@ -200,8 +238,28 @@ function vaeDecoderGraph(float: Float): GraphBuilder {
 /** FLUX.1-dev's scheduler_config.json (schnell: no dynamic shifting, shift 1). */
 export function fluxSchedulerConfig(dynamic: boolean): object {
   return dynamic
-    ? { _class_name: 'FlowMatchEulerDiscreteScheduler', _diffusers_version: '0.32.0', base_image_seq_len: 256, base_shift: 0.5, max_image_seq_len: 4096, max_shift: 1.15, num_train_timesteps: 1000, shift: 3.0, use_dynamic_shifting: true }
-    : { _class_name: 'FlowMatchEulerDiscreteScheduler', _diffusers_version: '0.32.0', base_image_seq_len: 256, base_shift: 0.5, max_image_seq_len: 4096, max_shift: 1.15, num_train_timesteps: 1000, shift: 1.0, use_dynamic_shifting: false };
+    ? {
+        _class_name: 'FlowMatchEulerDiscreteScheduler',
+        _diffusers_version: '0.32.0',
+        base_image_seq_len: 256,
+        base_shift: 0.5,
+        max_image_seq_len: 4096,
+        max_shift: 1.15,
+        num_train_timesteps: 1000,
+        shift: 3.0,
+        use_dynamic_shifting: true,
+      }
+    : {
+        _class_name: 'FlowMatchEulerDiscreteScheduler',
+        _diffusers_version: '0.32.0',
+        base_image_seq_len: 256,
+        base_shift: 0.5,
+        max_image_seq_len: 4096,
+        max_shift: 1.15,
+        num_train_timesteps: 1000,
+        shift: 1.0,
+        use_dynamic_shifting: false,
+      };
 }
 
 /** Every file of one tiny-flow-edit folder, path → bytes. */
@@ -210,44 +268,71 @@ export function buildFlowEditFiles(o: FlowFixtureOptions = { layout: 'kontext' }
   const clip = buildBpeTokenizerJson(words) as { model: { vocab: Record<string, number> } };
   const t5 = buildT5TokenizerJson(words);
   const files = new Map<string, Uint8Array>();
-  files.set('model_index.json', json({
-    _class_name: o.layout === 'kontext' ? 'FluxKontextPipeline' : 'FluxImg2ImgPipeline',
-    _diffusers_version: '0.32.0',
-    scheduler: ['diffusers', 'FlowMatchEulerDiscreteScheduler'],
-    text_encoder: ['transformers', 'CLIPTextModel'],
-    text_encoder_2: ['transformers', 'T5EncoderModel'],
-    tokenizer: ['transformers', 'CLIPTokenizer'],
-    tokenizer_2: ['transformers', 'T5TokenizerFast'],
-    transformer: ['diffusers', 'FluxTransformer2DModel'],
-    vae_decoder: ['diffusers', 'AutoencoderKL'],
-    vae_encoder: ['diffusers', 'AutoencoderKL'],
-  }));
+  files.set(
+    'model_index.json',
+    json({
+      _class_name: o.layout === 'kontext' ? 'FluxKontextPipeline' : 'FluxImg2ImgPipeline',
+      _diffusers_version: '0.32.0',
+      scheduler: ['diffusers', 'FlowMatchEulerDiscreteScheduler'],
+      text_encoder: ['transformers', 'CLIPTextModel'],
+      text_encoder_2: ['transformers', 'T5EncoderModel'],
+      tokenizer: ['transformers', 'CLIPTokenizer'],
+      tokenizer_2: ['transformers', 'T5TokenizerFast'],
+      transformer: ['diffusers', 'FluxTransformer2DModel'],
+      vae_decoder: ['diffusers', 'AutoencoderKL'],
+      vae_encoder: ['diffusers', 'AutoencoderKL'],
+    }),
+  );
   files.set('scheduler/scheduler_config.json', json(fluxSchedulerConfig(o.dynamicShifting ?? true)));
   files.set('tokenizer/tokenizer.json', json(clip));
   files.set('tokenizer/tokenizer_config.json', json(buildTokenizerConfigJson()));
   files.set('tokenizer_2/tokenizer.json', json(t5));
   files.set('tokenizer_2/tokenizer_config.json', json(buildT5TokenizerConfigJson()));
   files.set('text_encoder/model.onnx', textEncoderGraph(clip.model.vocab, { ids: 'int64', float: floatOf(o) }).toBytes());
-  files.set('text_encoder/config.json', json({ architectures: ['CLIPTextModel'], model_type: 'clip_text_model', hidden_size: HIDDEN, max_position_embeddings: 77 }));
+  files.set(
+    'text_encoder/config.json',
+    json({ architectures: ['CLIPTextModel'], model_type: 'clip_text_model', hidden_size: HIDDEN, max_position_embeddings: 77 }),
+  );
   files.set('text_encoder_2/model.onnx', t5EncoderGraph(t5.model.vocab, floatOf(o)).toBytes());
   files.set('text_encoder_2/config.json', json({ architectures: ['T5EncoderModel'], model_type: 't5', d_model: T5_HIDDEN }));
   files.set('transformer/model.onnx', transformerGraph(o).toBytes());
-  files.set('transformer/config.json', json({
-    _class_name: 'FluxTransformer2DModel', _diffusers_version: '0.32.0', in_channels: FLOW_LATENT_CHANNELS * 4, patch_size: 1,
-    joint_attention_dim: T5_HIDDEN, pooled_projection_dim: HIDDEN, guidance_embeds: !!o.guidance, num_attention_heads: 1, attention_head_dim: 8,
-  }));
+  files.set(
+    'transformer/config.json',
+    json({
+      _class_name: 'FluxTransformer2DModel',
+      _diffusers_version: '0.32.0',
+      in_channels: FLOW_LATENT_CHANNELS * 4,
+      patch_size: 1,
+      joint_attention_dim: T5_HIDDEN,
+      pooled_projection_dim: HIDDEN,
+      guidance_embeds: !!o.guidance,
+      num_attention_heads: 1,
+      attention_head_dim: 8,
+    }),
+  );
   files.set('vae_encoder/model.onnx', vaeEncoderGraph(floatOf(o)).toBytes());
   files.set('vae_decoder/model.onnx', vaeDecoderGraph(floatOf(o)).toBytes());
   const vae = {
-    _class_name: 'AutoencoderKL', _diffusers_version: '0.32.0', in_channels: 3, out_channels: 3, latent_channels: FLOW_LATENT_CHANNELS,
-    block_out_channels: [128, 256, 512, 512], scaling_factor: FLUX_SCALING_FACTOR, shift_factor: FLUX_SHIFT_FACTOR, use_quant_conv: false, use_post_quant_conv: false,
+    _class_name: 'AutoencoderKL',
+    _diffusers_version: '0.32.0',
+    in_channels: 3,
+    out_channels: 3,
+    latent_channels: FLOW_LATENT_CHANNELS,
+    block_out_channels: [128, 256, 512, 512],
+    scaling_factor: FLUX_SCALING_FACTOR,
+    shift_factor: FLUX_SHIFT_FACTOR,
+    use_quant_conv: false,
+    use_post_quant_conv: false,
   };
   files.set('vae_encoder/config.json', json(vae));
   files.set('vae_decoder/config.json', json(vae));
-  files.set('edit-server.json', json({
-    description: `Analytic FLUX-layout model (${o.layout === 'kontext' ? 'Kontext reference editing' : 'img2img of a fixed colour'}): exact colour edits (grayscale, sepia, invert, brighter, darker, warmer, cooler).`,
-    defaults: { steps: 8, size: '64x64' },
-    memory: { unetBytesPerLatentPixel: 1024, attentionHeads: 1, vaeBytesPerPixel: 64 },
-  }));
+  files.set(
+    'edit-server.json',
+    json({
+      description: `Analytic FLUX-layout model (${o.layout === 'kontext' ? 'Kontext reference editing' : 'img2img of a fixed colour'}): exact colour edits (grayscale, sepia, invert, brighter, darker, warmer, cooler).`,
+      defaults: { steps: 8, size: '64x64' },
+      memory: { unetBytesPerLatentPixel: 1024, attentionHeads: 1, vaeBytesPerPixel: 64 },
+    }),
+  );
   return files;
 }

@@ -30,7 +30,10 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
       console.error('tiny-flow-edit needs a models folder: tsx models/generate.ts tiny-flow-edit <dir>');
       process.exit(2);
     }
-    for (const [name, files] of [['tiny-flow-edit', buildFlowEditFiles({ layout: 'kontext', guidance: true })], ['tiny-sd3-edit', buildSd3EditFiles()]] as const) {
+    for (const [name, files] of [
+      ['tiny-flow-edit', buildFlowEditFiles({ layout: 'kontext', guidance: true })],
+      ['tiny-sd3-edit', buildSd3EditFiles()],
+    ] as const) {
       writeModelFolder(join(resolve(dir), name), files);
       console.log(`wrote ${join(resolve(dir), name)}`);
     }

@@ -66,7 +66,11 @@ function t5Graph(pieces: readonly [string, number][]): GraphBuilder {
   });
   const g = new GraphBuilder('tiny_sd3_t5');
   const ids = g.input('input_ids', 'int64', ['batch_size', 'sequence_length']);
-  g.output('last_hidden_state', g.op1('Gather', [g.f32(table, [pieces.length, SD3_JOINT_DIM], 't5_embedding'), ids], { axis: 0 }), 'float32', ['batch_size', 'sequence_length', SD3_JOINT_DIM]);
+  g.output('last_hidden_state', g.op1('Gather', [g.f32(table, [pieces.length, SD3_JOINT_DIM], 't5_embedding'), ids], { axis: 0 }), 'float32', [
+    'batch_size',
+    'sequence_length',
+    SD3_JOINT_DIM,
+  ]);
   return g;
 }
 
@@ -102,7 +106,10 @@ function transformerGraph(): GraphBuilder {
   const offset = slice(g, slice(g, edit, 0, 3, 1), 3, 4, 2); // [B,3,1]
   const base = g.f32(FLOW_IMG2IMG_BASE_RGB, [1, 3, 1], 'base_rgb');
   const flat = g.op1('Add', [g.op1('Mul', [g.op1('Reshape', [slice(g, sample, 0, 3, 1), g.i64([0, 3, -1])]), g.f32([0], [])]), base]); // [B,3,hw]
-  const edited = g.op1('Add', [g.op1('Add', [g.op1('Clip', [g.op1('Add', [g.op1('MatMul', [linear, flat]), offset]), g.f32([0], []), g.f32([1], [])]), error]), g.f32([0], [])]);
+  const edited = g.op1('Add', [
+    g.op1('Add', [g.op1('Clip', [g.op1('Add', [g.op1('MatMul', [linear, flat]), offset]), g.f32([0], []), g.f32([1], [])]), error]),
+    g.f32([0], []),
+  ]);
   const z = g.op1('Sub', [g.op1('Mul', [edited, g.f32([2], [])]), g.f32([1], [])]);
   const rgb = g.op1('Reshape', [z, g.op1('Shape', [slice(g, sample, 0, 3, 1)])]);
   const z0 = g.op1('Concat', [rgb, g.op1('Mul', [slice(g, sample, 3, FLOW_LATENT_CHANNELS, 1), g.f32([0], [])])], { axis: 1 });
@@ -120,7 +127,12 @@ function vaeEncoderGraph(): GraphBuilder {
   const zeros = g.op1('Tile', [g.op1('Mul', [slice(g, pooled, 0, 1, 1), g.f32([0], [])]), g.i64([1, FLOW_LATENT_CHANNELS - 3, 1, 1])]);
   const mean = g.op1('Concat', [pooled, zeros], { axis: 1 });
   const logvar = g.op1('Add', [g.op1('Mul', [mean, g.f32([0], [])]), g.f32([-30], [])]);
-  g.output('latent_parameters', g.op1('Concat', [mean, logvar], { axis: 1 }), 'float32', ['batch_size', 2 * FLOW_LATENT_CHANNELS, 'latent_height', 'latent_width']);
+  g.output('latent_parameters', g.op1('Concat', [mean, logvar], { axis: 1 }), 'float32', [
+    'batch_size',
+    2 * FLOW_LATENT_CHANNELS,
+    'latent_height',
+    'latent_width',
+  ]);
   return g;
 }
 
@@ -128,7 +140,12 @@ function vaeDecoderGraph(): GraphBuilder {
   const g = new GraphBuilder('tiny_sd3_vae_decoder');
   const f = FLOW_VAE_FACTOR;
   const latent = g.input('latent_sample', 'float32', ['batch_size', FLOW_LATENT_CHANNELS, 'latent_height', 'latent_width']);
-  g.output('sample', g.op1('Resize', [slice(g, latent, 0, 3, 1), '', g.f32([1, 1, f, f])], { mode: 'nearest' }), 'float32', ['batch_size', 3, 'height', 'width']);
+  g.output('sample', g.op1('Resize', [slice(g, latent, 0, 3, 1), '', g.f32([1, 1, f, f])], { mode: 'nearest' }), 'float32', [
+    'batch_size',
+    3,
+    'height',
+    'width',
+  ]);
   return g;
 }
 
@@ -138,22 +155,28 @@ export function buildSd3EditFiles(): Map<string, Uint8Array> {
   const clip = buildBpeTokenizerJson(words) as { model: { vocab: Record<string, number> } };
   const t5 = buildT5TokenizerJson(words);
   const files = new Map<string, Uint8Array>();
-  files.set('model_index.json', json({
-    _class_name: 'StableDiffusion3Img2ImgPipeline',
-    _diffusers_version: '0.32.0',
-    scheduler: ['diffusers', 'FlowMatchEulerDiscreteScheduler'],
-    text_encoder: ['transformers', 'CLIPTextModelWithProjection'],
-    text_encoder_2: ['transformers', 'CLIPTextModelWithProjection'],
-    text_encoder_3: ['transformers', 'T5EncoderModel'],
-    tokenizer: ['transformers', 'CLIPTokenizer'],
-    tokenizer_2: ['transformers', 'CLIPTokenizer'],
-    tokenizer_3: ['transformers', 'T5TokenizerFast'],
-    transformer: ['diffusers', 'SD3Transformer2DModel'],
-    vae_decoder: ['diffusers', 'AutoencoderKL'],
-    vae_encoder: ['diffusers', 'AutoencoderKL'],
-  }));
+  files.set(
+    'model_index.json',
+    json({
+      _class_name: 'StableDiffusion3Img2ImgPipeline',
+      _diffusers_version: '0.32.0',
+      scheduler: ['diffusers', 'FlowMatchEulerDiscreteScheduler'],
+      text_encoder: ['transformers', 'CLIPTextModelWithProjection'],
+      text_encoder_2: ['transformers', 'CLIPTextModelWithProjection'],
+      text_encoder_3: ['transformers', 'T5EncoderModel'],
+      tokenizer: ['transformers', 'CLIPTokenizer'],
+      tokenizer_2: ['transformers', 'CLIPTokenizer'],
+      tokenizer_3: ['transformers', 'T5TokenizerFast'],
+      transformer: ['diffusers', 'SD3Transformer2DModel'],
+      vae_decoder: ['diffusers', 'AutoencoderKL'],
+      vae_encoder: ['diffusers', 'AutoencoderKL'],
+    }),
+  );
   // SD3 medium's scheduler: static shift 3.
-  files.set('scheduler/scheduler_config.json', json({ _class_name: 'FlowMatchEulerDiscreteScheduler', _diffusers_version: '0.32.0', num_train_timesteps: 1000, shift: 3.0 }));
+  files.set(
+    'scheduler/scheduler_config.json',
+    json({ _class_name: 'FlowMatchEulerDiscreteScheduler', _diffusers_version: '0.32.0', num_train_timesteps: 1000, shift: 3.0 }),
+  );
   for (const dir of ['tokenizer', 'tokenizer_2']) {
     files.set(`${dir}/tokenizer.json`, json(clip));
     files.set(`${dir}/tokenizer_config.json`, json(buildTokenizerConfigJson()));
@@ -164,16 +187,35 @@ export function buildSd3EditFiles(): Map<string, Uint8Array> {
   files.set('text_encoder_2/model.onnx', clipWithProjectionGraph(clip.model.vocab, true).toBytes());
   files.set('text_encoder_3/model.onnx', t5Graph(t5.model.vocab).toBytes());
   files.set('transformer/model.onnx', transformerGraph().toBytes());
-  files.set('transformer/config.json', json({ _class_name: 'SD3Transformer2DModel', in_channels: FLOW_LATENT_CHANNELS, patch_size: 2, joint_attention_dim: SD3_JOINT_DIM, pooled_projection_dim: 2 * HIDDEN, num_attention_heads: 1 }));
+  files.set(
+    'transformer/config.json',
+    json({
+      _class_name: 'SD3Transformer2DModel',
+      in_channels: FLOW_LATENT_CHANNELS,
+      patch_size: 2,
+      joint_attention_dim: SD3_JOINT_DIM,
+      pooled_projection_dim: 2 * HIDDEN,
+      num_attention_heads: 1,
+    }),
+  );
   files.set('vae_encoder/model.onnx', vaeEncoderGraph().toBytes());
   files.set('vae_decoder/model.onnx', vaeDecoderGraph().toBytes());
-  const vae = { _class_name: 'AutoencoderKL', latent_channels: FLOW_LATENT_CHANNELS, block_out_channels: [128, 256, 512, 512], scaling_factor: SD3_SCALING_FACTOR, shift_factor: SD3_SHIFT_FACTOR };
+  const vae = {
+    _class_name: 'AutoencoderKL',
+    latent_channels: FLOW_LATENT_CHANNELS,
+    block_out_channels: [128, 256, 512, 512],
+    scaling_factor: SD3_SCALING_FACTOR,
+    shift_factor: SD3_SHIFT_FACTOR,
+  };
   files.set('vae_encoder/config.json', json(vae));
   files.set('vae_decoder/config.json', json(vae));
-  files.set('edit-server.json', json({
-    description: 'Analytic SD3-layout model (img2img of a fixed colour): exact colour edits.',
-    defaults: { steps: 8, size: '64x64' },
-    memory: { unetBytesPerLatentPixel: 1024, attentionHeads: 1, vaeBytesPerPixel: 64 },
-  }));
+  files.set(
+    'edit-server.json',
+    json({
+      description: 'Analytic SD3-layout model (img2img of a fixed colour): exact colour edits.',
+      defaults: { steps: 8, size: '64x64' },
+      memory: { unetBytesPerLatentPixel: 1024, attentionHeads: 1, vaeBytesPerPixel: 64 },
+    }),
+  );
   return files;
 }

@@ -19,10 +19,13 @@ import { buildBpeTokenizerJson, buildTokenizerConfigJson } from './tokenizerBuil
 type Mat4 = number[]; // row-major 4×4, acting on [r, g, b, 1]
 
 const identity = (): Mat4 => [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
-const linear3 = (m: number[][], offset: number[] = [0, 0, 0]): Mat4 => [
-  ...m[0]!, offset[0]!, ...m[1]!, offset[1]!, ...m[2]!, offset[2]!, 0, 0, 0, 1,
-];
-const scale = (k: number): Mat4 => linear3([[k, 0, 0], [0, k, 0], [0, 0, k]]);
+const linear3 = (m: number[][], offset: number[] = [0, 0, 0]): Mat4 => [...m[0]!, offset[0]!, ...m[1]!, offset[1]!, ...m[2]!, offset[2]!, 0, 0, 0, 1];
+const scale = (k: number): Mat4 =>
+  linear3([
+    [k, 0, 0],
+    [0, k, 0],
+    [0, 0, k],
+  ]);
 const LUMA = [0.299, 0.587, 0.114];
 const grayscale = linear3([LUMA, LUMA, LUMA]);
 
@@ -33,8 +36,22 @@ export const EDIT_WORDS: Readonly<Record<string, Mat4>> = {
   gray: grayscale,
   grey: grayscale,
   monochrome: grayscale,
-  invert: linear3([[-1, 0, 0], [0, -1, 0], [0, 0, -1]], [1, 1, 1]),
-  negative: linear3([[-1, 0, 0], [0, -1, 0], [0, 0, -1]], [1, 1, 1]),
+  invert: linear3(
+    [
+      [-1, 0, 0],
+      [0, -1, 0],
+      [0, 0, -1],
+    ],
+    [1, 1, 1],
+  ),
+  negative: linear3(
+    [
+      [-1, 0, 0],
+      [0, -1, 0],
+      [0, 0, -1],
+    ],
+    [1, 1, 1],
+  ),
   sepia: linear3([
     [0.393, 0.769, 0.189],
     [0.349, 0.686, 0.168],
@@ -42,8 +59,22 @@ export const EDIT_WORDS: Readonly<Record<string, Mat4>> = {
   ]),
   brighter: scale(1.25),
   darker: scale(0.75),
-  warmer: linear3([[1, 0, 0], [0, 1, 0], [0, 0, 1]], [0.1, 0, -0.1]),
-  cooler: linear3([[1, 0, 0], [0, 1, 0], [0, 0, 1]], [-0.1, 0, 0.1]),
+  warmer: linear3(
+    [
+      [1, 0, 0],
+      [0, 1, 0],
+      [0, 0, 1],
+    ],
+    [0.1, 0, -0.1],
+  ),
+  cooler: linear3(
+    [
+      [1, 0, 0],
+      [0, 1, 0],
+      [0, 0, 1],
+    ],
+    [-0.1, 0, 0.1],
+  ),
 };
 
 export const TINY_EDIT_SCALING_FACTOR = 0.18215;
@@ -227,42 +258,66 @@ export function buildTinyEditFiles(): Map<string, Uint8Array> {
   };
   const s = TINY_EDIT_SCALING_FACTOR;
   const files = new Map<string, Uint8Array>();
-  files.set('model_index.json', json({
-    _class_name: 'StableDiffusionInstructPix2PixPipeline',
-    _diffusers_version: '0.30.0',
-    requires_safety_checker: false,
-    scheduler: ['diffusers', 'EulerAncestralDiscreteScheduler'],
-    text_encoder: ['transformers', 'CLIPTextModel'],
-    tokenizer: ['transformers', 'CLIPTokenizer'],
-    unet: ['diffusers', 'UNet2DConditionModel'],
-    vae_decoder: ['diffusers', 'AutoencoderKL'],
-    vae_encoder: ['diffusers', 'AutoencoderKL'],
-  }));
+  files.set(
+    'model_index.json',
+    json({
+      _class_name: 'StableDiffusionInstructPix2PixPipeline',
+      _diffusers_version: '0.30.0',
+      requires_safety_checker: false,
+      scheduler: ['diffusers', 'EulerAncestralDiscreteScheduler'],
+      text_encoder: ['transformers', 'CLIPTextModel'],
+      tokenizer: ['transformers', 'CLIPTokenizer'],
+      unet: ['diffusers', 'UNet2DConditionModel'],
+      vae_decoder: ['diffusers', 'AutoencoderKL'],
+      vae_encoder: ['diffusers', 'AutoencoderKL'],
+    }),
+  );
   files.set('scheduler/scheduler_config.json', json(tinyEditSchedulerConfig));
   files.set('tokenizer/tokenizer.json', json(tokenizer));
   files.set('tokenizer/tokenizer_config.json', json(buildTokenizerConfigJson()));
-  files.set('text_encoder/config.json', json({
-    architectures: ['CLIPTextModel'], model_type: 'clip_text_model', hidden_size: HIDDEN,
-    max_position_embeddings: MAX_LENGTH, vocab_size: Object.keys(vocab).length,
-  }));
+  files.set(
+    'text_encoder/config.json',
+    json({
+      architectures: ['CLIPTextModel'],
+      model_type: 'clip_text_model',
+      hidden_size: HIDDEN,
+      max_position_embeddings: MAX_LENGTH,
+      vocab_size: Object.keys(vocab).length,
+    }),
+  );
   files.set('text_encoder/model.onnx', textEncoderOnnx(vocab));
-  files.set('unet/config.json', json({
-    _class_name: 'UNet2DConditionModel', in_channels: 8, out_channels: 4, sample_size: 64, cross_attention_dim: HIDDEN,
-  }));
+  files.set(
+    'unet/config.json',
+    json({
+      _class_name: 'UNet2DConditionModel',
+      in_channels: 8,
+      out_channels: 4,
+      sample_size: 64,
+      cross_attention_dim: HIDDEN,
+    }),
+  );
   files.set('unet/model.onnx', unetOnnx());
   files.set('vae_encoder/config.json', json(vaeConfig));
   files.set('vae_encoder/model.onnx', vaeEncoderOnnx());
   files.set('vae_decoder/config.json', json(vaeConfig));
   files.set('vae_decoder/model.onnx', vaeDecoderOnnx());
-  files.set('edit-server.json', json({
-    description: 'Built-in analytic InstructPix2Pix model: exact colour edits (grayscale, sepia, invert, brighter, darker, warmer, cooler).',
-    defaults: { steps: 8, guidanceScale: 1, imageGuidanceScale: 1, scheduler: 'EULER_ANCESTRAL', size: '512x512' },
-    limits: { maxImagesPerJob: 16, maxN: 8, maxSteps: 100, maxPixels: 1024 * 1024 },
-    // Element-wise graphs: ~30 float tensors of a latent pixel per UNet row, no attention.
-    memory: { unetBytesPerLatentPixel: 256, attentionHeads: 0, attentionDownscale: 1, vaeBytesPerPixel: 64 },
-    // Latent → RGB in [-1,1] for previews (ComfyUI's convention): undo the scaling factor.
-    latentRgbFactors: [[1 / s, 0, 0], [0, 1 / s, 0], [0, 0, 1 / s], [0, 0, 0]],
-    latentRgbBias: [0, 0, 0],
-  }));
+  files.set(
+    'edit-server.json',
+    json({
+      description: 'Built-in analytic InstructPix2Pix model: exact colour edits (grayscale, sepia, invert, brighter, darker, warmer, cooler).',
+      defaults: { steps: 8, guidanceScale: 1, imageGuidanceScale: 1, scheduler: 'EULER_ANCESTRAL', size: '512x512' },
+      limits: { maxImagesPerJob: 16, maxN: 8, maxSteps: 100, maxPixels: 1024 * 1024 },
+      // Element-wise graphs: ~30 float tensors of a latent pixel per UNet row, no attention.
+      memory: { unetBytesPerLatentPixel: 256, attentionHeads: 0, attentionDownscale: 1, vaeBytesPerPixel: 64 },
+      // Latent → RGB in [-1,1] for previews (ComfyUI's convention): undo the scaling factor.
+      latentRgbFactors: [
+        [1 / s, 0, 0],
+        [0, 1 / s, 0],
+        [0, 0, 1 / s],
+        [0, 0, 0],
+      ],
+      latentRgbBias: [0, 0, 0],
+    }),
+  );
   return files;
 }

@@ -9,10 +9,10 @@
  * and the normalizer / pre_tokenizer / post_processor / decoder / model blocks are those of
  * transformers' fast CLIP tokenizer (clipTokenizerFiles.ts), as shipped with SD1.5 / InstructPix2Pix.
  */
-import { createTokenizer } from "../src/inference/tokenizer.js";
-import { CLIP_BOS as BOS, CLIP_EOS as EOS, clipTokenizerJson } from "../src/inference/clipTokenizerFiles.js";
+import { createTokenizer } from '../src/inference/tokenizer.js';
+import { CLIP_BOS as BOS, CLIP_EOS as EOS, clipTokenizerJson } from '../src/inference/clipTokenizerFiles.js';
 
-const SUFFIX = "</w>";
+const SUFFIX = '</w>';
 
 const isPrintable = (b: number): boolean => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
 
@@ -26,14 +26,11 @@ const BYTE_SYMBOL: readonly string[] = (() => {
 })();
 
 /** The 256 byte-level symbols in CLIP's vocab order: printable bytes first ("!" = id 0), then the others. */
-const BYTE_LEVEL_ALPHABET: readonly string[] = [
-  ...BYTE_SYMBOL.filter((_, b) => isPrintable(b)),
-  ...BYTE_SYMBOL.filter((_, b) => !isPrintable(b)),
-];
+const BYTE_LEVEL_ALPHABET: readonly string[] = [...BYTE_SYMBOL.filter((_, b) => isPrintable(b)), ...BYTE_SYMBOL.filter((_, b) => !isPrintable(b))];
 
 /** A string's UTF-8 bytes as byte-level symbols (one code point per byte). */
 function byteLevelEncode(text: string): string {
-  return Array.from(new TextEncoder().encode(text), (b) => BYTE_SYMBOL[b]!).join("");
+  return Array.from(new TextEncoder().encode(text), (b) => BYTE_SYMBOL[b]!).join('');
 }
 
 /** Left-to-right merges that turn `word` into the single token `word</w>`. */
@@ -56,10 +53,8 @@ function wordMerges(word: string): Array<[string, string]> {
 export function buildBpeTokenizerJson(words: string[]): object {
   const unique: string[] = [];
   for (const w of words) {
-    if (typeof w !== "string" || !/^\p{L}+$/u.test(w) || w !== w.normalize("NFC").toLowerCase()) {
-      throw new Error(
-        `buildBpeTokenizerJson: ${JSON.stringify(w)} is not a lowercase word of letters (CLIP's pre-tokenizer would split or change it)`,
-      );
+    if (typeof w !== 'string' || !/^\p{L}+$/u.test(w) || w !== w.normalize('NFC').toLowerCase()) {
+      throw new Error(`buildBpeTokenizerJson: ${JSON.stringify(w)} is not a lowercase word of letters (CLIP's pre-tokenizer would split or change it)`);
     }
     if (!unique.includes(w)) unique.push(w);
   }
@@ -111,10 +106,10 @@ export function buildTokenizerConfigJson(): object {
     clean_up_tokenization_spaces: true,
     do_lower_case: true,
     eos_token: EOS,
-    errors: "replace",
+    errors: 'replace',
     model_max_length: 77,
     pad_token: EOS,
-    tokenizer_class: "CLIPTokenizer",
+    tokenizer_class: 'CLIPTokenizer',
     unk_token: EOS,
   };
 }

@@ -12,8 +12,15 @@ import { startTestServer, type TestServer } from './support/server.js';
 import { collect, collectSse, postGraphQL, postMultipart, wsClient } from './support/graphql.js';
 import { expectedColour, maxChannelDiff, pixelAt, twoColourPng, type Rgb } from './support/images.js';
 import {
-  CancelEditJobDocument, EditImagesDocument, EditJobDocument, EditJobEventsDocument, ModelsDocument,
-  type EditImagesMutation, type EditJobEventsSubscription, type EditJobQuery, type ModelsQuery,
+  CancelEditJobDocument,
+  EditImagesDocument,
+  EditJobDocument,
+  EditJobEventsDocument,
+  ModelsDocument,
+  type EditImagesMutation,
+  type EditJobEventsSubscription,
+  type EditJobQuery,
+  type ModelsQuery,
 } from './generated/graphql.js';
 
 type Event = EditJobEventsSubscription['editJobEvents'];
@@ -21,7 +28,13 @@ const RED: Rgb = [200, 60, 30];
 const BLUE: Rgb = [20, 120, 220];
 
 async function submit(server: TestServer, variables: Record<string, unknown>, files: Uint8Array[], headers?: Record<string, string>) {
-  const res = await postMultipart<EditImagesMutation>(server.url, EditImagesDocument, variables, files.map((bytes, i) => ({ bytes, name: `in${i}.png` })), headers);
+  const res = await postMultipart<EditImagesMutation>(
+    server.url,
+    EditImagesDocument,
+    variables,
+    files.map((bytes, i) => ({ bytes, name: `in${i}.png` })),
+    headers,
+  );
   assert.equal(res.body.errors, undefined, JSON.stringify(res.body.errors));
   return res.body.data!.editImages;
 }
@@ -56,7 +69,11 @@ describe('GraphQL API', () => {
   });
 
   it('edits three images with n=2 into six outputs, input by input, streamed over graphql-ws', async () => {
-    const job = await submit(server, { prompt: 'sepia', prompts: ['sepia', 'invert', 'grayscale'], n: 2, size: '32x32', steps: 6, previewEvery: 3, seed: 11 }, [red, blue, red]);
+    const job = await submit(server, { prompt: 'sepia', prompts: ['sepia', 'invert', 'grayscale'], n: 2, size: '32x32', steps: 6, previewEvery: 3, seed: 11 }, [
+      red,
+      blue,
+      red,
+    ]);
     assert.ok(['QUEUED', 'RUNNING'].includes(job.status));
     assert.equal(job.inputImages, 3);
     const client = wsClient(server.wsUrl);
@@ -67,7 +84,17 @@ describe('GraphQL API', () => {
     assert.equal(done.__typename, 'EditCompleted');
     if (done.__typename !== 'EditCompleted') return;
     const { images, usage } = done.result;
-    assert.deepEqual(images.map((i) => [i.index, i.inputIndex, i.variant]), [[0, 0, 0], [1, 0, 1], [2, 1, 0], [3, 1, 1], [4, 2, 0], [5, 2, 1]]);
+    assert.deepEqual(
+      images.map((i) => [i.index, i.inputIndex, i.variant]),
+      [
+        [0, 0, 0],
+        [1, 0, 1],
+        [2, 1, 0],
+        [3, 1, 1],
+        [4, 2, 0],
+        [5, 2, 1],
+      ],
+    );
     assert.equal(usage.inputImages, 3);
     assert.equal(usage.generatedImages, 6);
     assert.equal(images[0]!.seed, 11);
@@ -78,7 +105,11 @@ describe('GraphQL API', () => {
     }
     const progress = events.filter((e) => e.__typename === 'EditProgress');
     const steps = progress.map((e) => (e.__typename === 'EditProgress' ? e.step : 0));
-    assert.deepEqual(steps, [...steps].sort((a, b) => a - b), 'steps never go backwards');
+    assert.deepEqual(
+      steps,
+      [...steps].sort((a, b) => a - b),
+      'steps never go backwards',
+    );
     assert.equal(steps[steps.length - 1], 6);
     const withPreviews = progress.filter((e) => e.__typename === 'EditProgress' && e.previews.length > 0);
     assert.ok(withPreviews.length >= 1);
@@ -91,11 +122,17 @@ describe('GraphQL API', () => {
     assert.equal(live.status, 200);
     assertOneTerminalAtEnd(live.events.map((e) => e.editJobEvents));
     const late = await collectSse<EditJobEventsSubscription>(server.url, EditJobEventsDocument, { id: job.id });
-    assert.deepEqual(late.events.map((e) => e.editJobEvents.__typename), ['EditCompleted']);
+    assert.deepEqual(
+      late.events.map((e) => e.editJobEvents.__typename),
+      ['EditCompleted'],
+    );
     const client = wsClient(server.wsUrl);
     const lateWs = await collect<EditJobEventsSubscription>(client, EditJobEventsDocument, { id: job.id });
     await client.dispose();
-    assert.deepEqual(lateWs.map((e) => e.editJobEvents.__typename), ['EditCompleted']);
+    assert.deepEqual(
+      lateWs.map((e) => e.editJobEvents.__typename),
+      ['EditCompleted'],
+    );
     const polled = await postGraphQL<EditJobQuery>(server.url, EditJobDocument, { id: job.id });
     assert.equal(polled.body.data!.editJob!.status, 'SUCCEEDED');
     assert.equal(polled.body.data!.editJob!.result!.images.length, 1);
@@ -123,15 +160,18 @@ describe('GraphQL API', () => {
     const client = wsClient(server.wsUrl);
     const seen: Event[] = [];
     const done = new Promise<void>((resolve, reject) => {
-      client.subscribe<EditJobEventsSubscription>({ query: print(EditJobEventsDocument), variables: { id: running.id } }, {
-        next: (v) => {
-          const e = v.data!.editJobEvents;
-          seen.push(e);
-          if (e.__typename === 'EditProgress' && e.step === 2) void postGraphQL(server.url, CancelEditJobDocument, { id: running.id });
+      client.subscribe<EditJobEventsSubscription>(
+        { query: print(EditJobEventsDocument), variables: { id: running.id } },
+        {
+          next: (v) => {
+            const e = v.data!.editJobEvents;
+            seen.push(e);
+            if (e.__typename === 'EditProgress' && e.step === 2) void postGraphQL(server.url, CancelEditJobDocument, { id: running.id });
+          },
+          error: reject,
+          complete: resolve,
         },
-        error: reject,
-        complete: resolve,
-      });
+      );
     });
     await done;
     assertOneTerminalAtEnd(seen);
@@ -156,7 +196,12 @@ describe('GraphQL API', () => {
       [{ prompt: 'x' }, [new TextEncoder().encode('this is text, not a PNG')], 'INVALID_IMAGE'],
     ];
     for (const [variables, files, code] of cases) {
-      const res = await postMultipart(server.url, EditImagesDocument, variables, files.map((bytes) => ({ bytes, name: 'x.png' })));
+      const res = await postMultipart(
+        server.url,
+        EditImagesDocument,
+        variables,
+        files.map((bytes) => ({ bytes, name: 'x.png' })),
+      );
       assert.equal(res.body.errors?.[0]?.extensions?.code, code, `${JSON.stringify(variables)} → ${JSON.stringify(res.body)}`);
       assert.ok(res.status < 500);
     }
@@ -168,7 +213,10 @@ describe('GraphQL API', () => {
 
   it('decodes every upload in full at submission: a truncated PNG is refused by index and name, and no job is made', async () => {
     const truncated = big.subarray(0, Math.floor(big.length * 0.6));
-    const res = await postMultipart(server.url, EditImagesDocument, { prompt: 'x', size: '32x32' }, [{ bytes: red, name: 'ok.png' }, { bytes: truncated, name: 'cat.png' }]);
+    const res = await postMultipart(server.url, EditImagesDocument, { prompt: 'x', size: '32x32' }, [
+      { bytes: red, name: 'ok.png' },
+      { bytes: truncated, name: 'cat.png' },
+    ]);
     assert.equal(res.body.errors?.[0]?.extensions?.code, 'INVALID_IMAGE', JSON.stringify(res.body));
     assert.match(res.body.errors![0]!.message, /^images\[1\] "cat\.png": /);
     assert.equal((res.body.data as { editImages?: unknown } | null | undefined)?.editImages ?? null, null);
@@ -183,7 +231,11 @@ describe('GraphQL API with auth', () => {
   after(async () => server.close());
 
   it('refuses HTTP and SSE without credentials with 401 and WWW-Authenticate, and accepts Bearer and Basic', async () => {
-    const anon = await fetch(`${server.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ models { id } }"}' });
+    const anon = await fetch(`${server.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"query":"{ models { id } }"}',
+    });
     assert.equal(anon.status, 401);
     assert.match(anon.headers.get('www-authenticate') ?? '', /Bearer/);
     assert.equal(((await anon.json()) as { errors: { extensions: { code: string } }[] }).errors[0]!.extensions.code, 'UNAUTHENTICATED');
@@ -192,7 +244,12 @@ describe('GraphQL API with auth', () => {
     const bearer = await postGraphQL<ModelsQuery>(server.url, ModelsDocument, {}, { authorization: 'Bearer secret-token' });
     assert.equal(bearer.status, 200);
     assert.ok(bearer.body.data!.models.length > 0);
-    const basic = await postGraphQL<ModelsQuery>(server.url, ModelsDocument, {}, { authorization: `Basic ${Buffer.from('alice:wonderland').toString('base64')}` });
+    const basic = await postGraphQL<ModelsQuery>(
+      server.url,
+      ModelsDocument,
+      {},
+      { authorization: `Basic ${Buffer.from('alice:wonderland').toString('base64')}` },
+    );
     assert.equal(basic.status, 200);
     const wrong = await postGraphQL(server.url, ModelsDocument, {}, { authorization: 'Bearer nope' });
     assert.equal(wrong.status, 401);

@@ -16,7 +16,10 @@ describe('GraphQL over HTTP audits (graphql-http)', () => {
   after(async () => server.close());
 
   it('passes every MUST audit; SHOULD and MAY failures are reported as notes', async (t) => {
-    const audits = serverAudits({ url: `${server.url}/graphql`, fetchFn: (input: RequestInfo | URL, init?: RequestInit) => fetch(input, { ...init, signal: AbortSignal.timeout(10_000) }) });
+    const audits = serverAudits({
+      url: `${server.url}/graphql`,
+      fetchFn: (input: RequestInfo | URL, init?: RequestInit) => fetch(input, { ...init, signal: AbortSignal.timeout(10_000) }),
+    });
     assert.ok(audits.length > 20, `only ${audits.length} audits`);
     const mustFailures: string[] = [];
     const notes: string[] = [];

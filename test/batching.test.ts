@@ -5,10 +5,22 @@ import { startTestServer, type TestServer } from './support/server.js';
 import { collectSse, postGraphQL, postMultipart } from './support/graphql.js';
 import { twoColourPng } from './support/images.js';
 
-const SUBMIT = 'mutation($images:[Upload!]!,$prompt:String!,$size:String,$steps:Int,$seed:Int,$n:Int){ editImages(images:$images, prompt:$prompt, size:$size, steps:$steps, seed:$seed, n:$n){ id status } }';
-const EVENTS = 'subscription($id: ID!) { editJobEvents(id: $id) { __typename ... on EditProgress { step totalSteps } ... on EditCompleted { result { images { index seed b64Json } usage { mergedJobs batches steps generatedImages } } } } }';
+const SUBMIT =
+  'mutation($images:[Upload!]!,$prompt:String!,$size:String,$steps:Int,$seed:Int,$n:Int){ editImages(images:$images, prompt:$prompt, size:$size, steps:$steps, seed:$seed, n:$n){ id status } }';
+const EVENTS =
+  'subscription($id: ID!) { editJobEvents(id: $id) { __typename ... on EditProgress { step totalSteps } ... on EditCompleted { result { images { index seed b64Json } usage { mergedJobs batches steps generatedImages } } } } }';
 
-type Ev = { editJobEvents: { __typename: string; step?: number; totalSteps?: number; result?: { images: { index: number; seed: number; b64Json: string }[]; usage: { mergedJobs: number; batches: number; steps: number; generatedImages: number } } } };
+type Ev = {
+  editJobEvents: {
+    __typename: string;
+    step?: number;
+    totalSteps?: number;
+    result?: {
+      images: { index: number; seed: number; b64Json: string }[];
+      usage: { mergedJobs: number; batches: number; steps: number; generatedImages: number };
+    };
+  };
+};
 
 describe('cross-request batching', () => {
   let server: TestServer;
@@ -22,7 +34,12 @@ describe('cross-request batching', () => {
   after(async () => server.close());
 
   const submit = async (vars: Record<string, unknown>, files: Buffer[]): Promise<string> => {
-    const res = await postMultipart<{ editImages: { id: string } }>(server.url, SUBMIT, vars, files.map((bytes, i) => ({ bytes, name: `${i}.png` })));
+    const res = await postMultipart<{ editImages: { id: string } }>(
+      server.url,
+      SUBMIT,
+      vars,
+      files.map((bytes, i) => ({ bytes, name: `${i}.png` })),
+    );
     assert.equal(res.body.errors, undefined, JSON.stringify(res.body.errors));
     return res.body.data!.editImages.id;
   };
@@ -43,14 +60,20 @@ describe('cross-request batching', () => {
     assert.equal(done(evB).usage.generatedImages, 2);
     for (const ev of [evA, evB]) {
       const steps = ev.filter((e) => e.__typename === 'EditProgress').map((e) => e.step);
-      assert.deepEqual(steps, [...steps].sort((x, y) => x! - y!));
+      assert.deepEqual(
+        steps,
+        [...steps].sort((x, y) => x! - y!),
+      );
       assert.equal(steps[steps.length - 1], 5);
     }
     // The same job alone gives the same images.
     const alone = await submit({ prompt: 'invert', size: '32x32', steps: 5, seed: 5, n: 2 }, [img]);
     const evAlone = await events(alone);
     assert.equal(done(evAlone).usage.mergedJobs, 1);
-    assert.deepEqual(done(evAlone).images.map((i) => [i.seed, i.b64Json]), done(evA).images.map((i) => [i.seed, i.b64Json]));
+    assert.deepEqual(
+      done(evAlone).images.map((i) => [i.seed, i.b64Json]),
+      done(evA).images.map((i) => [i.seed, i.b64Json]),
+    );
   });
 
   it('cancelling one job of a merged batch leaves the others running', async () => {
@@ -107,7 +130,14 @@ describe('cross-request batching switched off', () => {
       const img = await twoColourPng(32, 32, [200, 60, 30], [20, 120, 220]);
       const big = await twoColourPng(256, 256, [200, 60, 30], [20, 120, 220]);
       const submit = async (vars: Record<string, unknown>, files: Buffer[]): Promise<string> =>
-        (await postMultipart<{ editImages: { id: string } }>(server.url, SUBMIT, vars, files.map((bytes, i) => ({ bytes, name: `${i}.png` })))).body.data!.editImages.id;
+        (
+          await postMultipart<{ editImages: { id: string } }>(
+            server.url,
+            SUBMIT,
+            vars,
+            files.map((bytes, i) => ({ bytes, name: `${i}.png` })),
+          )
+        ).body.data!.editImages.id;
       await submit({ prompt: 'sepia', size: '256x256', steps: 30 }, [big, big]);
       const ids = [await submit({ prompt: 'invert', size: '32x32', steps: 3 }, [img]), await submit({ prompt: 'gray', size: '32x32', steps: 3 }, [img])];
       for (const id of ids) {

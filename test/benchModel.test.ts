@@ -30,7 +30,12 @@ describe('bench models', () => {
 
   const run = (model: string, count: number, options: Partial<EditOptions>, images: Buffer[], onProgress?: (u: ProgressUpdate) => void) => {
     const spec = engine.model(model);
-    return engine.edit(model, resolveEditOptions(spec, count, { prompt: 'make it sepia', size: '64x64', steps: 4, seed: 42, ...options }), images.map((bytes) => ({ bytes })), { onProgress });
+    return engine.edit(
+      model,
+      resolveEditOptions(spec, count, { prompt: 'make it sepia', size: '64x64', steps: 4, seed: 42, ...options }),
+      images.map((bytes) => ({ bytes })),
+      { onProgress },
+    );
   };
 
   it('generates byte-identical files every time', () => {
@@ -68,7 +73,11 @@ describe('bench models', () => {
       await run(model, 1, { size: '128x64', steps: 3 }, [other]);
       await run(model, 3, { steps: 2 }, [other, image, other]);
       const again = await run(model, 2, options, [image, other]);
-      assert.deepEqual(again.images.map((i) => i.bytes), first.images.map((i) => i.bytes), model);
+      assert.deepEqual(
+        again.images.map((i) => i.bytes),
+        first.images.map((i) => i.bytes),
+        model,
+      );
     }
   });
 
@@ -76,7 +85,10 @@ describe('bench models', () => {
     const updates: ProgressUpdate[] = [];
     const out = await run('bench-img2img', 1, { steps: 10, strength: 0.5, guidanceScale: 3 }, [image], (u) => updates.push(u));
     assert.equal(out.usage.steps, 5);
-    assert.deepEqual(updates.map((u) => u.step), [1, 2, 3, 4, 5]);
+    assert.deepEqual(
+      updates.map((u) => u.step),
+      [1, 2, 3, 4, 5],
+    );
     const weak = await rawPixels((await run('bench-img2img', 1, { steps: 10, strength: 0.1 }, [image])).images[0]!.bytes);
     const strong = await rawPixels((await run('bench-img2img', 1, { steps: 10, strength: 1 }, [image])).images[0]!.bytes);
     assert.notDeepEqual(weak.data, strong.data);
@@ -100,7 +112,11 @@ describe('bench models', () => {
     const unet = await ort.InferenceSession.create(join(spec.dir, 'unet', 'model.onnx'));
     assert.deepEqual([...unet.inputNames].sort(), ['encoder_hidden_states', 'sample', 'text_embeds', 'time_ids', 'timestep']);
     const feeds = (textEmbed: number, size: number) => ({
-      sample: new ort.Tensor('float32', Float32Array.from({ length: 4 * 8 * 8 }, (_, i) => Math.sin(i)), [1, 4, 8, 8]),
+      sample: new ort.Tensor(
+        'float32',
+        Float32Array.from({ length: 4 * 8 * 8 }, (_, i) => Math.sin(i)),
+        [1, 4, 8, 8],
+      ),
       timestep: new ort.Tensor('float32', Float32Array.of(500), [1]),
       encoder_hidden_states: new ort.Tensor('float32', new Float32Array(77 * 160).fill(0.1), [1, 77, 160]),
       text_embeds: new ort.Tensor('float32', new Float32Array(96).fill(textEmbed), [1, 96]),

@@ -21,7 +21,24 @@ describe('edit CLI', () => {
     writeFileSync(join(dir, 'a.png'), await solidPng(32, 32, [200, 60, 30]));
     writeFileSync(join(dir, 'b.png'), await solidPng(32, 32, [20, 120, 220]));
     const out = join(dir, 'out');
-    const r = cli(['--image', join(dir, 'a.png'), '--image', join(dir, 'b.png'), '--prompt', 'sepia', '--n', '2', '--size', '32x32', '--scheduler', 'EULER', '--steps', '4', '--out', out]);
+    const r = cli([
+      '--image',
+      join(dir, 'a.png'),
+      '--image',
+      join(dir, 'b.png'),
+      '--prompt',
+      'sepia',
+      '--n',
+      '2',
+      '--size',
+      '32x32',
+      '--scheduler',
+      'EULER',
+      '--steps',
+      '4',
+      '--out',
+      out,
+    ]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /denoising \[#+\] 4\/4 100%/);
     assert.match(r.stdout, /2 input\(s\) → 4 image\(s\)/);
@@ -109,9 +126,33 @@ describe('edit CLI', () => {
   it('stops promptly on SIGTERM and SIGINT while denoising', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cli-'));
     writeFileSync(join(dir, 'a.png'), await solidPng(32, 32, [200, 60, 30]));
-    for (const [signal, status] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+    for (const [signal, status] of [
+      ['SIGTERM', 143],
+      ['SIGINT', 130],
+    ] as const) {
       // Long enough (over a minute) that only the signal can end it soon.
-      const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src/cli/edit.ts'), '--image', join(dir, 'a.png'), '--prompt', 'sepia', '--size', '512x512', '--steps', '100', '--n', '4', '--out', join(dir, 'out'), '--overwrite'], { cwd: PROJECT_ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          join(PROJECT_ROOT, 'src/cli/edit.ts'),
+          '--image',
+          join(dir, 'a.png'),
+          '--prompt',
+          'sepia',
+          '--size',
+          '512x512',
+          '--steps',
+          '100',
+          '--n',
+          '4',
+          '--out',
+          join(dir, 'out'),
+          '--overwrite',
+        ],
+        { cwd: PROJECT_ROOT, stdio: ['ignore', 'ignore', 'pipe'] },
+      );
       let stderr = '';
       let signalledAt = 0;
       child.stderr.setEncoding('utf8').on('data', (chunk: string) => {

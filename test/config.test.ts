@@ -11,7 +11,11 @@ describe('parseBoolean', () => {
     for (const word of ['1', 'true', 'yes', 'on', 'TRUE', 'Yes', ' on ']) assert.equal(parseBoolean('X', word), true, word);
     for (const word of ['0', 'false', 'no', 'off', 'FALSE', 'No', 'OFF']) assert.equal(parseBoolean('X', word), false, word);
     for (const junk of ['', 'y', 'n', '2', 'enabled', 'nope', 'true1', 'o n']) {
-      assert.throws(() => parseBoolean('MERGE_JOBS', junk), (err: Error) => err instanceof ConfigError && err.message.includes('MERGE_JOBS') && err.message.includes(`"${junk}"`), junk);
+      assert.throws(
+        () => parseBoolean('MERGE_JOBS', junk),
+        (err: Error) => err instanceof ConfigError && err.message.includes('MERGE_JOBS') && err.message.includes(`"${junk}"`),
+        junk,
+      );
     }
   });
 
@@ -34,7 +38,11 @@ describe('integers and levels', () => {
     assert.equal(loadConfig({ PORT: '8080' }).port, 8080);
     assert.equal(loadConfig({ MAX_QUEUED_JOBS: ' 7 ' }).maxQueuedJobs, 7);
     for (const junk of ['10abc', '1e3', '0x10', '1.5', '-1', '+5', 'ten', '99999999999999999999']) {
-      assert.throws(() => loadConfig({ MAX_QUEUED_JOBS: junk }), (err: Error) => err instanceof ConfigError && err.message.includes('MAX_QUEUED_JOBS'), junk);
+      assert.throws(
+        () => loadConfig({ MAX_QUEUED_JOBS: junk }),
+        (err: Error) => err instanceof ConfigError && err.message.includes('MAX_QUEUED_JOBS'),
+        junk,
+      );
     }
   });
 
@@ -47,7 +55,12 @@ describe('integers and levels', () => {
 describe('npm start', () => {
   it('refuses junk at start: exit status 2 and a message naming the variable and the value', () => {
     const start = (env: Record<string, string>) =>
-      spawnSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src/server/main.ts')], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, PORT: '0', ...env } });
+      spawnSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src/server/main.ts')], {
+        cwd: PROJECT_ROOT,
+        encoding: 'utf8',
+        timeout: 60_000,
+        env: { ...process.env, PORT: '0', ...env },
+      });
     const junk = start({ MERGE_JOBS: 'nah' });
     assert.equal(junk.status, 2, junk.stdout + junk.stderr);
     assert.match(junk.stdout, /"level":60.*MERGE_JOBS must be a boolean.*\\"nah\\"/);

@@ -34,7 +34,18 @@ export interface Block {
   notRun: string | null;
 }
 
-const RUNNABLE: Record<string, 'sh' | 'ts' | 'python'> = { sh: 'sh', bash: 'sh', shell: 'sh', ts: 'ts', typescript: 'ts', js: 'ts', javascript: 'ts', mjs: 'ts', python: 'python', py: 'python' };
+const RUNNABLE: Record<string, 'sh' | 'ts' | 'python'> = {
+  sh: 'sh',
+  bash: 'sh',
+  shell: 'sh',
+  ts: 'ts',
+  typescript: 'ts',
+  js: 'ts',
+  javascript: 'ts',
+  mjs: 'ts',
+  python: 'python',
+  py: 'python',
+};
 
 /** Fenced blocks of a markdown file, with the marker comment (if any) on the line before the fence. */
 export function fencedBlocks(file: string, markdown: string): Block[] {
@@ -54,7 +65,13 @@ export function fencedBlocks(file: string, markdown: string): Block[] {
   return blocks;
 }
 
-const DOC_FILES = ['README.md', ...readdirSync(join(PROJECT_ROOT, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`)];
+const DOC_FILES = [
+  'README.md',
+  ...readdirSync(join(PROJECT_ROOT, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .sort()
+    .map((f) => `docs/${f}`),
+];
 const ALL = DOC_FILES.flatMap((f) => fencedBlocks(f, readFileSync(join(PROJECT_ROOT, f), 'utf8')));
 const RUN = ALL.filter((b) => RUNNABLE[b.lang] && !b.notRun);
 
@@ -67,7 +84,13 @@ function hasPythonRequests(): boolean {
   }
 }
 
-function run(cmd: string, args: string[], cwd: string, env: Record<string, string>, timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(
+  cmd: string,
+  args: string[],
+  cwd: string,
+  env: Record<string, string>,
+  timeoutMs: number,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(cmd, args, { cwd, env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
@@ -91,10 +114,21 @@ describe('documentation blocks', () => {
     writeFileSync(join(dir, 'b.png'), await twoColourPng(64, 48, [20, 120, 220], [30, 200, 120]));
     writeFileSync(join(dir, 'c.png'), await twoColourPng(48, 64, [90, 90, 90], [250, 250, 250]));
     writeFileSync(join(dir, 'photo.png'), await twoColourPng(64, 64, [120, 80, 40], [40, 80, 120]));
-    writeFileSync(join(dir, 'b.jpg'), await sharp(await twoColourPng(64, 64, [20, 120, 220], [30, 200, 120])).jpeg().toBuffer());
-    writeFileSync(join(dir, 'a.jpg'), await sharp(await twoColourPng(64, 64, [200, 60, 30], [240, 200, 40])).jpeg().toBuffer());
+    writeFileSync(
+      join(dir, 'b.jpg'),
+      await sharp(await twoColourPng(64, 64, [20, 120, 220], [30, 200, 120]))
+        .jpeg()
+        .toBuffer(),
+    );
+    writeFileSync(
+      join(dir, 'a.jpg'),
+      await sharp(await twoColourPng(64, 64, [200, 60, 30], [240, 200, 40]))
+        .jpeg()
+        .toBuffer(),
+    );
     // A reader runs `npm run …` and imports packages from a checkout with node_modules.
-    for (const f of ['package.json', 'node_modules', 'src', 'models', 'tsconfig.json', '.npmrc']) if (existsSync(join(PROJECT_ROOT, f))) symlinkSync(join(PROJECT_ROOT, f), join(dir, f));
+    for (const f of ['package.json', 'node_modules', 'src', 'models', 'tsconfig.json', '.npmrc'])
+      if (existsSync(join(PROJECT_ROOT, f))) symlinkSync(join(PROJECT_ROOT, f), join(dir, f));
   });
   after(async () => {
     await server?.close();
@@ -134,9 +168,14 @@ describe('documentation blocks', () => {
 
 describe('the Node versions the README names', () => {
   // semver comes with npm's own dependency tree (a transitive dependency here).
-  const semver = createRequire(import.meta.url)('semver') as { satisfies(version: string, range: string): boolean; minVersion(range: string): { version: string } };
+  const semver = createRequire(import.meta.url)('semver') as {
+    satisfies(version: string, range: string): boolean;
+    minVersion(range: string): { version: string };
+  };
   const pkg = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { engines: { node: string } };
-  const lock = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { engines?: { node?: string } | string[] }> };
+  const lock = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, { engines?: { node?: string } | string[] }>;
+  };
 
   it('package.json engines, .ci/run and the README agree', () => {
     assert.equal(pkg.engines.node, '^20.9 || >=22');
@@ -183,7 +222,14 @@ describe('error codes in docs/api.md', () => {
   const TOKEN = 'docs-token';
   const OTHER = 'other-token';
   before(async () => {
-    server = await startTestServer({ AUTH_TOKENS: `${TOKEN},${OTHER}`, MAX_QUEUED_JOBS: '1', TENANT_MAX_QUEUED_JOBS: '1', JOB_TIMEOUT_SECONDS: '1', AUTH_FAIL_LIMIT: '3', MAX_FILE_BYTES: '200000' });
+    server = await startTestServer({
+      AUTH_TOKENS: `${TOKEN},${OTHER}`,
+      MAX_QUEUED_JOBS: '1',
+      TENANT_MAX_QUEUED_JOBS: '1',
+      JOB_TIMEOUT_SECONDS: '1',
+      AUTH_FAIL_LIMIT: '3',
+      MAX_FILE_BYTES: '200000',
+    });
   });
   after(async () => {
     await server?.close();
@@ -194,8 +240,18 @@ describe('error codes in docs/api.md', () => {
     const png = (await twoColourPng(16, 16, [1, 2, 3], [4, 5, 6])).toString('base64');
     const url = (b64 = png) => `data:image/png;base64,${b64}`;
     const gql = async (query: string, variables: Record<string, unknown> = {}, headers: Record<string, string> = {}, token = TOKEN) => {
-      const r = await fetch(`${server.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, ...headers }, body: JSON.stringify({ query, variables }) });
-      return { status: r.status, body: (await r.json().catch(() => ({}))) as { data?: Record<string, { id: string; status: string; error?: { code: string } } | null>; errors?: { extensions?: { code?: string } }[] } };
+      const r = await fetch(`${server.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, ...headers },
+        body: JSON.stringify({ query, variables }),
+      });
+      return {
+        status: r.status,
+        body: (await r.json().catch(() => ({}))) as {
+          data?: Record<string, { id: string; status: string; error?: { code: string } } | null>;
+          errors?: { extensions?: { code?: string } }[];
+        },
+      };
     };
     const expect = (what: string, got: { status: number; code: string | undefined }, code: ClientErrorCode, status: number) => {
       assert.equal(got.code, code, `${what}: code`);
@@ -221,36 +277,91 @@ describe('error codes in docs/api.md', () => {
     await new Promise((r) => target.close(r));
     assert.equal(hits, 0, 'the server fetched an imageUrls URL');
     expect('a missing variable', codeOf(await gql('query($id: ID!) { editJob(id: $id) { id } }')), 'BAD_USER_INPUT', 400);
-    expect('not an image', codeOf(await edit(`imageUrls: ["${url(Buffer.from('hello, not a png').toString('base64'))}"], prompt: "sepia"`)), 'INVALID_IMAGE', 200);
+    expect(
+      'not an image',
+      codeOf(await edit(`imageUrls: ["${url(Buffer.from('hello, not a png').toString('base64'))}"], prompt: "sepia"`)),
+      'INVALID_IMAGE',
+      200,
+    );
     expect('size over maxPixels', codeOf(await edit(`imageUrls: ["${url()}"], prompt: "sepia", size: "4096x4096"`)), 'IMAGE_TOO_LARGE', 200);
     expect('a data: URL over MAX_FILE_BYTES', codeOf(await edit(`imageUrls: ["${url('A'.repeat(400_000))}"], prompt: "sepia"`)), 'PAYLOAD_TOO_LARGE', 200);
-    const big = await fetch(`${server.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` }, body: JSON.stringify({ query: '{ models { id } }', pad: 'x'.repeat(1_100_000) }) });
-    expect('a JSON body over GRAPHQL_MAX_JSON_BYTES', { status: big.status, code: ((await big.json()) as { errors: { extensions: { code: string } }[] }).errors[0]!.extensions.code }, 'PAYLOAD_TOO_LARGE', HTTP_STATUS.PAYLOAD_TOO_LARGE);
-    const anon = await fetch(`${server.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ models { id } }"}' });
-    expect('no credentials', { status: anon.status, code: ((await anon.json()) as { errors: { extensions: { code: string } }[] }).errors[0]!.extensions.code }, 'UNAUTHENTICATED', HTTP_STATUS.UNAUTHENTICATED);
+    const big = await fetch(`${server.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+      body: JSON.stringify({ query: '{ models { id } }', pad: 'x'.repeat(1_100_000) }),
+    });
+    expect(
+      'a JSON body over GRAPHQL_MAX_JSON_BYTES',
+      { status: big.status, code: ((await big.json()) as { errors: { extensions: { code: string } }[] }).errors[0]!.extensions.code },
+      'PAYLOAD_TOO_LARGE',
+      HTTP_STATUS.PAYLOAD_TOO_LARGE,
+    );
+    const anon = await fetch(`${server.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"query":"{ models { id } }"}',
+    });
+    expect(
+      'no credentials',
+      { status: anon.status, code: ((await anon.json()) as { errors: { extensions: { code: string } }[] }).errors[0]!.extensions.code },
+      'UNAUTHENTICATED',
+      HTTP_STATUS.UNAUTHENTICATED,
+    );
     const form = new FormData();
     form.set('operations', JSON.stringify({ query: '{ models { id } }' }));
     form.set('map', '{}');
     const csrf = await fetch(`${server.url}/graphql`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: form });
-    expect('multipart without the CSRF header', { status: csrf.status, code: ((await csrf.json()) as { errors: { extensions: { code: string } }[] }).errors[0]!.extensions.code }, 'FORBIDDEN', HTTP_STATUS.FORBIDDEN);
+    expect(
+      'multipart without the CSRF header',
+      { status: csrf.status, code: ((await csrf.json()) as { errors: { extensions: { code: string } }[] }).errors[0]!.extensions.code },
+      'FORBIDDEN',
+      HTTP_STATUS.FORBIDDEN,
+    );
     expect('an unknown job id', codeOf(await gql('mutation { cancelEditJob(id: "nope") { id } }')), 'NOT_FOUND', 200);
     expect('an unknown model', codeOf(await edit(`imageUrls: ["${url()}"], prompt: "sepia", model: "nope"`)), 'NOT_FOUND', 200);
     const nowhere = await fetch(`${server.url}/nowhere`, { headers: { authorization: `Bearer ${TOKEN}` } });
-    expect('an unknown path', { status: nowhere.status, code: ((await nowhere.json()) as { error: { code: string } }).error.code }, 'NOT_FOUND', HTTP_STATUS.NOT_FOUND);
+    expect(
+      'an unknown path',
+      { status: nowhere.status, code: ((await nowhere.json()) as { error: { code: string } }).error.code },
+      'NOT_FOUND',
+      HTTP_STATUS.NOT_FOUND,
+    );
     expect('a syntax error', codeOf(await gql('{ models { id }')), 'GRAPHQL_PARSE_FAILED', 200);
-    expect('a syntax error, graphql-response+json', codeOf(await gql('{ models { id }', {}, { accept: 'application/graphql-response+json' })), 'GRAPHQL_PARSE_FAILED', 400);
+    expect(
+      'a syntax error, graphql-response+json',
+      codeOf(await gql('{ models { id }', {}, { accept: 'application/graphql-response+json' })),
+      'GRAPHQL_PARSE_FAILED',
+      400,
+    );
     expect('an unknown field', codeOf(await gql('{ nope }')), 'GRAPHQL_VALIDATION_FAILED', 200);
-    const badJson = await fetch(`${server.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` }, body: '{nope' });
-    expect('a body that is not JSON', { status: badJson.status, code: ((await badJson.json()) as { errors: { extensions: { code: string } }[] }).errors[0]!.extensions.code }, 'BAD_REQUEST', 400);
-    const getMutation = await fetch(`${server.url}/graphql?query=${encodeURIComponent('mutation { cancelEditJob(id: "x") { id } }')}`, { headers: { authorization: `Bearer ${TOKEN}`, 'x-graphql-yoga-csrf': '1' } });
-    expect('a mutation over GET', { status: getMutation.status, code: ((await getMutation.json()) as { errors: { extensions: { code: string } }[] }).errors[0]!.extensions.code }, 'BAD_REQUEST', 405);
+    const badJson = await fetch(`${server.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+      body: '{nope',
+    });
+    expect(
+      'a body that is not JSON',
+      { status: badJson.status, code: ((await badJson.json()) as { errors: { extensions: { code: string } }[] }).errors[0]!.extensions.code },
+      'BAD_REQUEST',
+      400,
+    );
+    const getMutation = await fetch(`${server.url}/graphql?query=${encodeURIComponent('mutation { cancelEditJob(id: "x") { id } }')}`, {
+      headers: { authorization: `Bearer ${TOKEN}`, 'x-graphql-yoga-csrf': '1' },
+    });
+    expect(
+      'a mutation over GET',
+      { status: getMutation.status, code: ((await getMutation.json()) as { errors: { extensions: { code: string } }[] }).errors[0]!.extensions.code },
+      'BAD_REQUEST',
+      405,
+    );
 
     // Slow jobs (512², 8 variants, 100 steps) fill the queue; JOB_TIMEOUT_SECONDS=1 ends each.
     const slow = `imageUrls: ["${url()}"], prompt: "sepia", n: 8, steps: 100, size: "512x512"`;
     const first = await edit(slow);
     const firstId = first.body.data?.editImages?.id;
     assert.ok(firstId, JSON.stringify(first.body));
-    for (let i = 0; i < 100 && (await gql('query($id: ID!) { editJob(id: $id) { id status } }', { id: firstId })).body.data?.editJob?.status === 'QUEUED'; i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 100 && (await gql('query($id: ID!) { editJob(id: $id) { id status } }', { id: firstId })).body.data?.editJob?.status === 'QUEUED'; i++)
+      await new Promise((r) => setTimeout(r, 50));
     expect('a second unfinished job of a tenant with TENANT_MAX_QUEUED_JOBS=1', codeOf(await edit(slow)), 'QUOTA_EXCEEDED', 200);
     const waiting = await edit(slow, OTHER);
     assert.ok(waiting.body.data?.editImages?.id, JSON.stringify(waiting.body));
@@ -265,8 +376,18 @@ describe('error codes in docs/api.md', () => {
 
     // Last: wrong credentials until AUTH_FAIL_LIMIT=3 blocks this address.
     let blocked: Response | undefined;
-    for (let i = 0; i < 5; i++) blocked = await fetch(`${server.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer wrong' }, body: '{"query":"{ models { id } }"}' });
-    expect('too many failed authentications', { status: blocked!.status, code: ((await blocked!.json()) as { errors: { extensions: { code: string } }[] }).errors[0]!.extensions.code }, 'RATE_LIMITED', HTTP_STATUS.RATE_LIMITED);
+    for (let i = 0; i < 5; i++)
+      blocked = await fetch(`${server.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: 'Bearer wrong' },
+        body: '{"query":"{ models { id } }"}',
+      });
+    expect(
+      'too many failed authentications',
+      { status: blocked!.status, code: ((await blocked!.json()) as { errors: { extensions: { code: string } }[] }).errors[0]!.extensions.code },
+      'RATE_LIMITED',
+      HTTP_STATUS.RATE_LIMITED,
+    );
 
     const missing = [...DOCUMENTED].filter((c) => !seen.has(c) && !(c in NOT_PROVOKED));
     assert.deepEqual(missing, [], 'documented codes this test does not provoke (add a case, or a reason to NOT_PROVOKED)');

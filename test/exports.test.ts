@@ -64,7 +64,13 @@ async function meanColour(bytes: Uint8Array): Promise<Rgb> {
 const IMG2IMG_BASE = IMG2IMG_BASE_RGB.map((v) => Math.round(v * 255)) as Rgb;
 /** What an inpainting UNet sees where it edits: the masked image's mid-grey (0 in the VAE's range). */
 const MID_GREY: Rgb = [127.5, 127.5, 127.5];
-const BASE: Record<FixtureFamily, Rgb> = { 'instruct-pix2pix': INPUT, img2img: IMG2IMG_BASE, inpaint: MID_GREY, 'sdxl-img2img': IMG2IMG_BASE, 'sdxl-inpaint': MID_GREY };
+const BASE: Record<FixtureFamily, Rgb> = {
+  'instruct-pix2pix': INPUT,
+  img2img: IMG2IMG_BASE,
+  inpaint: MID_GREY,
+  'sdxl-img2img': IMG2IMG_BASE,
+  'sdxl-inpaint': MID_GREY,
+};
 
 interface Case {
   label: string;
@@ -74,13 +80,22 @@ interface Case {
 }
 
 const CASES: Case[] = [
-  { label: '1 row: one image, n=1, unguided', options: { prompt: 'sepia', guidanceScale: 1, imageGuidanceScale: 1 }, want: (f) => expectedColour(BASE[f], 'sepia') },
-  { label: '4 rows: n=4, unguided', options: { prompt: 'grayscale', n: 4, guidanceScale: 1, imageGuidanceScale: 1 }, want: (f) => expectedColour(BASE[f], 'grayscale') },
+  {
+    label: '1 row: one image, n=1, unguided',
+    options: { prompt: 'sepia', guidanceScale: 1, imageGuidanceScale: 1 },
+    want: (f) => expectedColour(BASE[f], 'sepia'),
+  },
+  {
+    label: '4 rows: n=4, unguided',
+    options: { prompt: 'grayscale', n: 4, guidanceScale: 1, imageGuidanceScale: 1 },
+    want: (f) => expectedColour(BASE[f], 'grayscale'),
+  },
   {
     label: '2–3 rows: one image, guided',
     options: { prompt: 'darker', guidanceScale: 1.5, imageGuidanceScale: 1 },
     // SDXL folders zero the empty negative prompt (force_zeros_for_empty_prompt): its branch is black.
-    want: (f) => (f.startsWith('sdxl') ? (expectedColour(BASE[f], 'darker').map((v) => Math.min(255, Math.round(1.5 * v))) as Rgb) : guided(BASE[f], 'darker', 1.5)),
+    want: (f) =>
+      f.startsWith('sdxl') ? (expectedColour(BASE[f], 'darker').map((v) => Math.min(255, Math.round(1.5 * v))) as Rgb) : guided(BASE[f], 'darker', 1.5),
   },
 ];
 
@@ -106,7 +121,8 @@ describe('exported pipelines as real exporters write them', () => {
 
   const variants: { name: string; options: ExportFixtureOptions }[] = [];
   for (const generation of EXPORT_GENERATIONS) {
-    for (const family of ['instruct-pix2pix', 'img2img', 'inpaint'] as const) variants.push({ name: `${generation}-${family}`, options: { generation, family } });
+    for (const family of ['instruct-pix2pix', 'img2img', 'inpaint'] as const)
+      variants.push({ name: `${generation}-${family}`, options: { generation, family } });
   }
   for (const generation of ['optimum-1.22', 'optimum-1.23', 'optimum-1.24'] as const) {
     for (const family of ['sdxl-img2img', 'sdxl-inpaint'] as const) variants.push({ name: `${generation}-${family}`, options: { generation, family } });
@@ -130,7 +146,10 @@ describe('exported pipelines as real exporters write them', () => {
         assert.match(spec.export.generation, GENERATION_NAMES[options.generation]);
         assert.equal(spec.export.precision, options.fp16 ? 'fp16' : 'fp32');
         const latentSample = options.generation === 'optimum-1.22' || options.generation === 'diffusers-onnx';
-        assert.equal(spec.warnings.some((w) => /latent_sample/.test(w) && /re-export/i.test(w)), latentSample);
+        assert.equal(
+          spec.warnings.some((w) => /latent_sample/.test(w) && /re-export/i.test(w)),
+          latentSample,
+        );
       });
 
       for (const scheduler of SCHEDULER_NAMES) {
@@ -163,12 +182,20 @@ describe('exported pipelines as real exporters write them', () => {
     const name = 'sdxl-turbo';
     const dir = fixture(name, { generation: 'optimum-1.24', family: 'sdxl-img2img' });
     const config = JSON.parse(readFileSync(join(dir, 'scheduler', 'scheduler_config.json'), 'utf8')) as Record<string, unknown>;
-    writeFileSync(join(dir, 'scheduler', 'scheduler_config.json'), JSON.stringify({ ...config, _class_name: 'EulerAncestralDiscreteScheduler', timestep_spacing: 'trailing' }));
+    writeFileSync(
+      join(dir, 'scheduler', 'scheduler_config.json'),
+      JSON.stringify({ ...config, _class_name: 'EulerAncestralDiscreteScheduler', timestep_spacing: 'trailing' }),
+    );
     const engine = await InferenceEngine.start({ modelsDir: root, modelIds: [name], threading: 'inline' });
     try {
       const spec = engine.model(name);
-      assert.deepEqual({ ...spec.defaults }, { steps: 2, guidanceScale: 0, imageGuidanceScale: null, strength: 0.5, scheduler: 'EULER_ANCESTRAL', size: '512x512' });
-      const out = await engine.edit(name, resolveEditOptions(spec, 1, { prompt: 'sepia', size: `${SIZE}x${SIZE}`, seed: 1 }), [{ bytes: await solidPng(SIZE, SIZE, INPUT) }]);
+      assert.deepEqual(
+        { ...spec.defaults },
+        { steps: 2, guidanceScale: 0, imageGuidanceScale: null, strength: 0.5, scheduler: 'EULER_ANCESTRAL', size: '512x512' },
+      );
+      const out = await engine.edit(name, resolveEditOptions(spec, 1, { prompt: 'sepia', size: `${SIZE}x${SIZE}`, seed: 1 }), [
+        { bytes: await solidPng(SIZE, SIZE, INPUT) },
+      ]);
       assert.ok(maxChannelDiff(await pixelAt(out.images[0]!.bytes, 8, 8), expectedColour(IMG2IMG_BASE, 'sepia')) <= 2);
     } finally {
       await engine.close();
@@ -195,7 +222,10 @@ describe('exported pipelines as real exporters write them', () => {
         assert.match(err.message, /model fixed-size-unet: unet\/model\.onnx failed to run/);
         return true;
       });
-      assert.ok(logged.some((m) => m.includes('unet/model.onnx failed') && /dimension/i.test(m)), 'the full ONNX Runtime text is logged');
+      assert.ok(
+        logged.some((m) => m.includes('unet/model.onnx failed') && /dimension/i.test(m)),
+        'the full ONNX Runtime text is logged',
+      );
     } finally {
       await engine.close();
     }
@@ -205,18 +235,27 @@ describe('exported pipelines as real exporters write them', () => {
     const dir = join(root, 'served');
     writeModelFolder(join(dir, 'sd-edit'), buildExportFixture({ generation: 'optimum-1.24', family: 'instruct-pix2pix' }));
     const port = await freePort();
-    const child = spawn('npm', ['start'], { cwd: PROJECT_ROOT, detached: true, stdio: 'ignore', env: { ...process.env, MODELS_DIR: dir, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' } });
+    const child = spawn('npm', ['start'], {
+      cwd: PROJECT_ROOT,
+      detached: true,
+      stdio: 'ignore',
+      env: { ...process.env, MODELS_DIR: dir, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
+    });
     try {
       const url = `http://127.0.0.1:${port}`;
       for (let i = 0; ; i++) {
-        const up = await fetch(`${url}/healthz`).then((r) => r.ok, () => false);
+        const up = await fetch(`${url}/healthz`).then(
+          (r) => r.ok,
+          () => false,
+        );
         if (up) break;
         if (i > 600) throw new Error('the server did not start');
         await new Promise((r) => setTimeout(r, 100));
       }
       const form = new FormData();
       form.set('image', new Blob([new Uint8Array(await solidPng(SIZE, SIZE, INPUT))], { type: 'image/png' }), 'in.png');
-      for (const [k, v] of Object.entries({ prompt: 'invert', n: '1', guidance_scale: '1', image_guidance_scale: '1', size: `${SIZE}x${SIZE}` })) form.set(k, v);
+      for (const [k, v] of Object.entries({ prompt: 'invert', n: '1', guidance_scale: '1', image_guidance_scale: '1', size: `${SIZE}x${SIZE}` }))
+        form.set(k, v);
       const res = await fetch(`${url}/v1/images/edits`, { method: 'POST', body: form });
       const body = (await res.json()) as { data: { b64_json: string }[] };
       assert.equal(res.status, 200, JSON.stringify(body));
@@ -232,7 +271,31 @@ describe('exported pipelines as real exporters write them', () => {
     const input = join(root, 'in.png');
     writeFileSync(input, await solidPng(SIZE, SIZE, INPUT));
     const out = join(root, 'cli-out');
-    await run(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src/cli/edit.ts'), '--models-dir', root, '--model', 'cli-model', '--image', input, '--prompt', 'invert', '--guidance', '1', '--image-guidance', '1', '--size', `${SIZE}x${SIZE}`, '--out', out], { cwd: PROJECT_ROOT });
+    await run(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        join(PROJECT_ROOT, 'src/cli/edit.ts'),
+        '--models-dir',
+        root,
+        '--model',
+        'cli-model',
+        '--image',
+        input,
+        '--prompt',
+        'invert',
+        '--guidance',
+        '1',
+        '--image-guidance',
+        '1',
+        '--size',
+        `${SIZE}x${SIZE}`,
+        '--out',
+        out,
+      ],
+      { cwd: PROJECT_ROOT },
+    );
     const [file] = readdirSync(out);
     const { data } = await rawPixels(readFileSync(join(out, file!)));
     assert.ok(maxChannelDiff([data[0]!, data[1]!, data[2]!], expectedColour(INPUT, 'invert')) <= 2);

@@ -57,8 +57,7 @@ const make = (json: object): FlowMatchEulerDiscreteScheduler => new FlowMatchEul
 // Independent float64 reference math (written from diffusers' formulas, sharing nothing with src/).
 // ---------------------------------------------------------------------------------------------
 
-const refLinspace = (a: number, b: number, n: number): number[] =>
-  Array.from({ length: n }, (_, i) => (n === 1 ? a : a + ((b - a) * i) / (n - 1)));
+const refLinspace = (a: number, b: number, n: number): number[] => Array.from({ length: n }, (_, i) => (n === 1 ? a : a + ((b - a) * i) / (n - 1)));
 const refStaticShift = (shift: number, s: number): number => (shift * s) / (1 + (shift - 1) * s);
 const refExpShift = (mu: number, s: number): number => Math.exp(mu) / (Math.exp(mu) + (1 / s - 1));
 const refLinearShift = (mu: number, s: number): number => mu / (mu + (1 / s - 1));
@@ -158,7 +157,12 @@ describe('FLOW_MATCH_EULER schedules', () => {
     s.setTimesteps(28);
     const ref = refDefaultSigmas(3, 1000, 28);
     assertArrayClose(s.sigmas, [...ref, 0], 2e-7, 'sigmas');
-    assertArrayClose(s.timesteps, ref.map((x) => x * 1000), 2e-7, 'timesteps');
+    assertArrayClose(
+      s.timesteps,
+      ref.map((x) => x * 1000),
+      2e-7,
+      'timesteps',
+    );
     assert.equal(s.sigmas[28], 0);
     assertClose(s.sigmaMin, 0.003 / 1.002, 1e-9, 'sigma_min is the shifted 1/T');
     // The last σ is shifted twice (diffusers main): 3·σ_min/(1 + 2·σ_min) with σ_min = 0.003/1.002.
@@ -182,7 +186,12 @@ describe('FLOW_MATCH_EULER schedules', () => {
     s.setTimesteps(28, { sigmas, mu });
     const ref = refLinspace(1, 1 / 28, 28).map((x) => refExpShift(1.15, x));
     assertArrayClose(s.sigmas, [...ref, 0], 3e-7, 'sigmas');
-    assertArrayClose(s.timesteps, ref.map((x) => x * 1000), 3e-7, 'timesteps');
+    assertArrayClose(
+      s.timesteps,
+      ref.map((x) => x * 1000),
+      3e-7,
+      'timesteps',
+    );
     assertClose(sum(s.sigmas), sum(ref), 2e-6);
 
     const t = DIFFUSERS_TABLES.fluxDev28At1024;
@@ -215,7 +224,11 @@ describe('FLOW_MATCH_EULER schedules', () => {
   it('linear time shift, shift_terminal (Qwen-Image style) and custom timesteps', () => {
     const lin = make({ use_dynamic_shifting: true, time_shift_type: 'linear' });
     lin.setTimesteps(10, { sigmas: fluxSigmas(10), mu: 2 });
-    assertArrayClose(lin.sigmas.subarray(0, 10), refLinspace(1, 0.1, 10).map((x) => refLinearShift(2, x)), 3e-7);
+    assertArrayClose(
+      lin.sigmas.subarray(0, 10),
+      refLinspace(1, 0.1, 10).map((x) => refLinearShift(2, x)),
+      3e-7,
+    );
 
     const qwen = make({ use_dynamic_shifting: true, base_shift: 0.5, max_shift: 0.9, base_image_seq_len: 256, max_image_seq_len: 8192, shift_terminal: 0.02 });
     const mu = calculateShift(4096, qwen.config);
@@ -229,7 +242,11 @@ describe('FLOW_MATCH_EULER schedules', () => {
     // Custom timesteps are σ·T before shifting; SD3's shift then applies to them.
     const sd3 = make(SD3_MEDIUM);
     sd3.setTimesteps(3, { timesteps: [1000, 500, 100] });
-    assertArrayClose(sd3.timesteps, [1, 0.5, 0.1].map((x) => refStaticShift(3, x) * 1000), 2e-7);
+    assertArrayClose(
+      sd3.timesteps,
+      [1, 0.5, 0.1].map((x) => refStaticShift(3, x) * 1000),
+      2e-7,
+    );
     assert.throws(() => sd3.setTimesteps(3, { timesteps: [1000, 500] }), /timesteps has 2 values but numInferenceSteps is 3/);
     assert.throws(() => sd3.setTimesteps(2, { sigmas: [1, Number.NaN] }), /finite/);
   });
@@ -252,7 +269,11 @@ describe('FLOW_MATCH_EULER schedules', () => {
     inv.setTimesteps(n);
     // 1 − σ is taken of the float32 σ, so only its absolute error (≈ 6e-8) carries over.
     assertArrayClose(inv.sigmas, [...shifted.map((x) => 1 - x), 1], 2e-7, 'inverted');
-    assertArrayClose(inv.timesteps.map((t) => t / 1000), shifted.map((x) => 1 - x), 2e-7);
+    assertArrayClose(
+      inv.timesteps.map((t) => t / 1000),
+      shifted.map((x) => 1 - x),
+      2e-7,
+    );
   });
 
   it('one step and the default-config contract', () => {
@@ -404,7 +425,10 @@ describe('FLOW_MATCH_EULER loops with an exact velocity model', () => {
 
 describe('FLOW_MATCH_EULER indices, noising and img2img start', () => {
   it('index_for_timestep finds each timestep (diffusers PR test parity) and refuses strangers', () => {
-    for (const [shift, n] of [[1, 10], [3, 20]] as const) {
+    for (const [shift, n] of [
+      [1, 10],
+      [3, 20],
+    ] as const) {
       const s = make({ shift });
       s.setTimesteps(n);
       s.timesteps.forEach((t, i) => assert.equal(s.indexForTimestep(t), i));

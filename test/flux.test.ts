@@ -122,7 +122,7 @@ describe('FLUX family on tiny-flow-edit', () => {
     near(off!.left, expectedColour(LEFT, 'grayscale'), 'no negative prompt: no true CFG');
   });
 
-  it('the seed\'s parameters: true_cfg_scale 4, max_sequence_length 512, 50 steps', async () => {
+  it("the seed's parameters: true_cfg_scale 4, max_sequence_length 512, 50 steps", async () => {
     const outs = await edit('tiny-flow-edit', { prompt: 'grayscale', trueCfgScale: 4, maxSequenceLength: 512, steps: 50 });
     near(outs[0]!.left, expectedColour(LEFT, 'grayscale'), 'left');
   });
@@ -149,7 +149,10 @@ describe('FLUX family on tiny-flow-edit', () => {
     assert.equal(resolveEditOptions(spec, 1, { prompt: 'x', scheduler: 'FLOW_MATCH_EULER' }).scheduler, 'FLOW_MATCH_EULER');
     assert.throws(() => spec.pipeline.checkEdit!(spec, { masks: true }), /model tiny-flow-edit \(FLUX Kontext\) does not take masks/);
     const resolved = resolveEditOptions(spec, 1, { prompt: 'grayscale', size: `${SIZE}x${SIZE}`, steps: 2 });
-    await assert.rejects(engine.edit('tiny-flow-edit', resolved, [{ bytes: input, mask: input }]), (err: InferenceError) => err.code === 'BAD_USER_INPUT' && /does not take masks/.test(err.message));
+    await assert.rejects(
+      engine.edit('tiny-flow-edit', resolved, [{ bytes: input, mask: input }]),
+      (err: InferenceError) => err.code === 'BAD_USER_INPUT' && /does not take masks/.test(err.message),
+    );
   });
 
   it('the memory model counts the joint sequence: 2×2-patch image tokens, T5 tokens and (Kontext) reference tokens', () => {
@@ -173,17 +176,30 @@ describe('FLUX family on tiny-flow-edit', () => {
     writeModelFolder(dir, buildFlowEditFiles({ layout: 'kontext' }));
     const g = new GraphBuilder('transformer');
     const hidden = g.input('hidden_states', 'float32', ['batch_size', 'packed_height_width', 64]);
-    for (const [name, dims] of [['encoder_hidden_states', ['batch_size', 'sequence_length', 17]], ['pooled_projections', ['batch_size', 16]], ['timestep', ['step']], ['img_ids', ['packed_height_width', 3]], ['txt_ids', ['sequence_length', 3]], ['attention_mask', ['batch_size', 'sequence_length']]] as const) g.input(name, 'float32', dims);
+    for (const [name, dims] of [
+      ['encoder_hidden_states', ['batch_size', 'sequence_length', 17]],
+      ['pooled_projections', ['batch_size', 16]],
+      ['timestep', ['step']],
+      ['img_ids', ['packed_height_width', 3]],
+      ['txt_ids', ['sequence_length', 3]],
+      ['attention_mask', ['batch_size', 'sequence_length']],
+    ] as const)
+      g.input(name, 'float32', dims);
     g.output('out_hidden_states', hidden, 'float32', ['batch_size', 'packed_height_width', 64]);
     writeFileSync(join(dir, 'transformer', 'model.onnx'), g.toBytes());
-    await assert.rejects(InferenceEngine.start({ modelsDir: root, modelIds: ['extra-input'], threading: 'inline', intraOpThreads: 1 }), /transformer\/model\.onnx needs inputs the FLUX Kontext pipeline does not provide \(attention_mask\)/);
+    await assert.rejects(
+      InferenceEngine.start({ modelsDir: root, modelIds: ['extra-input'], threading: 'inline', intraOpThreads: 1 }),
+      /transformer\/model\.onnx needs inputs the FLUX Kontext pipeline does not provide \(attention_mask\)/,
+    );
   });
 
   it('runs in the worker-thread engine too', async () => {
     const worker = await InferenceEngine.start({ modelsDir: root, modelIds: ['tiny-flow-edit'], threading: 'worker', intraOpThreads: 1 });
     try {
       const spec = worker.model('tiny-flow-edit');
-      const out = await worker.edit('tiny-flow-edit', resolveEditOptions(spec, 1, { prompt: 'invert', size: `${SIZE}x${SIZE}`, steps: 3, seed: 1 }), [{ bytes: input }]);
+      const out = await worker.edit('tiny-flow-edit', resolveEditOptions(spec, 1, { prompt: 'invert', size: `${SIZE}x${SIZE}`, steps: 3, seed: 1 }), [
+        { bytes: input },
+      ]);
       near(await pixelAt(out.images[0]!.bytes, 56, 20), expectedColour(RIGHT, 'invert'), 'worker');
     } finally {
       await worker.close();

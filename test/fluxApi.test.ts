@@ -23,8 +23,10 @@ const run = promisify(execFile);
 const SIZE = 64;
 const LEFT: Rgb = [200, 60, 30];
 const RIGHT: Rgb = [40, 120, 220];
-const SUBMIT = 'mutation($images: [Upload!]!, $masks: [Upload], $prompt: String!, $negativePrompt: String, $model: String, $scheduler: SchedulerName, $trueCfgScale: Float, $maxSequenceLength: Int, $steps: Int = 6) { editImages(images: $images, masks: $masks, prompt: $prompt, negativePrompt: $negativePrompt, model: $model, scheduler: $scheduler, trueCfgScale: $trueCfgScale, maxSequenceLength: $maxSequenceLength, size: "64x64", seed: 5, steps: $steps) { id } }';
-const EVENTS = 'subscription($id: ID!) { editJobEvents(id: $id) { __typename ... on EditCompleted { result { images { b64Json } } } ... on EditFailed { error { code message } } } }';
+const SUBMIT =
+  'mutation($images: [Upload!]!, $masks: [Upload], $prompt: String!, $negativePrompt: String, $model: String, $scheduler: SchedulerName, $trueCfgScale: Float, $maxSequenceLength: Int, $steps: Int = 6) { editImages(images: $images, masks: $masks, prompt: $prompt, negativePrompt: $negativePrompt, model: $model, scheduler: $scheduler, trueCfgScale: $trueCfgScale, maxSequenceLength: $maxSequenceLength, size: "64x64", seed: 5, steps: $steps) { id } }';
+const EVENTS =
+  'subscription($id: ID!) { editJobEvents(id: $id) { __typename ... on EditCompleted { result { images { b64Json } } } ... on EditFailed { error { code message } } } }';
 type Ev = { editJobEvents: { __typename: string; result?: { images: { b64Json: string }[] }; error?: { code: string; message: string } } };
 type Submit = { editImages: { id: string } };
 
@@ -51,7 +53,9 @@ describe('FLUX through REST, GraphQL and the CLI', () => {
     rmSync(root, { recursive: true, force: true });
   });
 
-  async function rest(fields: Record<string, string>): Promise<{ status: number; body: { data?: { b64_json: string }[]; error?: { message: string; param: string | null; code: string } } }> {
+  async function rest(
+    fields: Record<string, string>,
+  ): Promise<{ status: number; body: { data?: { b64_json: string }[]; error?: { message: string; param: string | null; code: string } } }> {
     const form = new FormData();
     form.set('images', new Blob([new Uint8Array(image)], { type: 'image/png' }), 'a.png');
     for (const [k, v] of Object.entries(fields)) form.set(k, v);
@@ -60,48 +64,99 @@ describe('FLUX through REST, GraphQL and the CLI', () => {
   }
   const left = async (b64: string): Promise<Rgb> => pixelAt(Buffer.from(b64, 'base64'), 8, 32);
 
-  it('REST with the seed\'s parameters runs the flow model to the exact edit', async () => {
-    const { status, body } = await rest({ model: 'tiny-flow-edit', prompt: 'grayscale', true_cfg_scale: '4.0', max_sequence_length: '512', num_inference_steps: '50', output_type: 'pil', size: '64x64', seed: '1' });
+  it("REST with the seed's parameters runs the flow model to the exact edit", async () => {
+    const { status, body } = await rest({
+      model: 'tiny-flow-edit',
+      prompt: 'grayscale',
+      true_cfg_scale: '4.0',
+      max_sequence_length: '512',
+      num_inference_steps: '50',
+      output_type: 'pil',
+      size: '64x64',
+      seed: '1',
+    });
     assert.equal(status, 200, JSON.stringify(body.error));
     assert.ok(maxChannelDiff(await left(body.data![0]!.b64_json), expectedColour(LEFT, 'grayscale')) <= 2);
   });
 
   it('REST true_cfg_scale with a negative prompt is true CFG on a flow model; output_type np is accepted', async () => {
-    const { status, body } = await rest({ model: 'tiny-flow-edit', prompt: 'grayscale', negative_prompt: 'blurry', true_cfg_scale: '1.5', output_type: 'np', num_inference_steps: '5', size: '64x64' });
+    const { status, body } = await rest({
+      model: 'tiny-flow-edit',
+      prompt: 'grayscale',
+      negative_prompt: 'blurry',
+      true_cfg_scale: '1.5',
+      output_type: 'np',
+      num_inference_steps: '5',
+      size: '64x64',
+    });
     assert.equal(status, 200, JSON.stringify(body.error));
     assert.ok(maxChannelDiff(await left(body.data![0]!.b64_json), trueCfg(LEFT, 'grayscale', 1.5)) <= 2);
   });
 
-  it('REST refuses other output types and a max_sequence_length over 512; UNet models accept the seed\'s fields', async () => {
+  it("REST refuses other output types and a max_sequence_length over 512; UNet models accept the seed's fields", async () => {
     const wrong = await rest({ model: 'tiny-flow-edit', prompt: 'grayscale', output_type: 'latent' });
     assert.equal(wrong.status, 400);
     assert.equal(wrong.body.error!.param, 'output_type');
     const long = await rest({ model: 'tiny-flow-edit', prompt: 'grayscale', max_sequence_length: '513' });
     assert.equal(long.status, 400);
     assert.equal(long.body.error!.param, 'max_sequence_length');
-    const unet = await rest({ model: 'tiny-edit', prompt: 'invert', true_cfg_scale: '1', max_sequence_length: '512', output_type: 'pil', num_inference_steps: '4', size: '64x64' });
+    const unet = await rest({
+      model: 'tiny-edit',
+      prompt: 'invert',
+      true_cfg_scale: '1',
+      max_sequence_length: '512',
+      output_type: 'pil',
+      num_inference_steps: '4',
+      size: '64x64',
+    });
     assert.equal(unet.status, 200, JSON.stringify(unet.body.error));
     assert.ok(maxChannelDiff(await left(unet.body.data![0]!.b64_json), expectedColour(LEFT, 'invert')) <= 2);
   });
 
   it('REST on SD3: true_cfg_scale is its regular guidance (as on UNet models), max_sequence_length its T5 length', async () => {
     const base = FLOW_IMG2IMG_BASE_RGB.map((v) => Math.round(v * 255)) as Rgb;
-    const { status, body } = await rest({ model: 'tiny-sd3-edit', prompt: 'warmer', negative_prompt: 'blurry', true_cfg_scale: '2', max_sequence_length: '32', num_inference_steps: '6', strength: '1', size: '64x64' });
+    const { status, body } = await rest({
+      model: 'tiny-sd3-edit',
+      prompt: 'warmer',
+      negative_prompt: 'blurry',
+      true_cfg_scale: '2',
+      max_sequence_length: '32',
+      num_inference_steps: '6',
+      strength: '1',
+      size: '64x64',
+    });
     assert.equal(status, 200, JSON.stringify(body.error));
     assert.ok(maxChannelDiff(await left(body.data![0]!.b64_json), trueCfg(base, 'warmer', 2)) <= 2);
   });
 
   it('GraphQL: Model.defaults and limits carry the flow parameters', async () => {
-    const { body } = await postGraphQL<{ models: { id: string; kind: string; defaults: { scheduler: string; trueCfgScale: number | null; maxSequenceLength: number | null; strength: number | null }; limits: { maxSequenceLength: number | null } }[] }>(server.url, '{ models { id kind defaults { scheduler trueCfgScale maxSequenceLength strength } limits { maxSequenceLength } } }');
+    const { body } = await postGraphQL<{
+      models: {
+        id: string;
+        kind: string;
+        defaults: { scheduler: string; trueCfgScale: number | null; maxSequenceLength: number | null; strength: number | null };
+        limits: { maxSequenceLength: number | null };
+      }[];
+    }>(server.url, '{ models { id kind defaults { scheduler trueCfgScale maxSequenceLength strength } limits { maxSequenceLength } } }');
     const flux = body.data!.models.find((m) => m.id === 'tiny-flow-edit')!;
-    assert.deepEqual(flux, { id: 'tiny-flow-edit', kind: 'flux-kontext', defaults: { scheduler: 'FLOW_MATCH_EULER', trueCfgScale: 1, maxSequenceLength: 512, strength: null }, limits: { maxSequenceLength: 512 } });
+    assert.deepEqual(flux, {
+      id: 'tiny-flow-edit',
+      kind: 'flux-kontext',
+      defaults: { scheduler: 'FLOW_MATCH_EULER', trueCfgScale: 1, maxSequenceLength: 512, strength: null },
+      limits: { maxSequenceLength: 512 },
+    });
     const unet = body.data!.models.find((m) => m.id === 'tiny-edit')!;
     assert.equal(unet.defaults.trueCfgScale, null);
     assert.equal(unet.limits.maxSequenceLength, null);
   });
 
   it('GraphQL editImages(trueCfgScale, maxSequenceLength) runs true CFG at the given T5 length', async () => {
-    const res = await postMultipart<Submit>(server.url, SUBMIT, { model: 'tiny-flow-edit', prompt: 'sepia', negativePrompt: 'blurry', trueCfgScale: 1.5, maxSequenceLength: 64, scheduler: 'FLOW_MATCH_EULER' }, [{ bytes: image, name: 'a.png' }]);
+    const res = await postMultipart<Submit>(
+      server.url,
+      SUBMIT,
+      { model: 'tiny-flow-edit', prompt: 'sepia', negativePrompt: 'blurry', trueCfgScale: 1.5, maxSequenceLength: 64, scheduler: 'FLOW_MATCH_EULER' },
+      [{ bytes: image, name: 'a.png' }],
+    );
     assert.equal(res.body.errors, undefined, JSON.stringify(res.body.errors));
     const { events } = await collectSse<Ev>(server.url, EVENTS, { id: res.body.data!.editImages.id });
     const done = events[events.length - 1]!.editJobEvents;
@@ -129,7 +184,25 @@ describe('FLUX through REST, GraphQL and the CLI', () => {
     const a = join(root, 'a.png');
     writeFileSync(a, image);
     const out = join(root, 'cli-out');
-    await run(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src/cli/edit.ts'), '--models-dir', root, '--model', 'tiny-flow-edit', '--image', a, '--prompt', 'grayscale', '--out', out], { cwd: PROJECT_ROOT });
+    await run(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        join(PROJECT_ROOT, 'src/cli/edit.ts'),
+        '--models-dir',
+        root,
+        '--model',
+        'tiny-flow-edit',
+        '--image',
+        a,
+        '--prompt',
+        'grayscale',
+        '--out',
+        out,
+      ],
+      { cwd: PROJECT_ROOT },
+    );
     const [file] = readdirSync(out);
     const bytes = readFileSync(join(out, file!));
     assert.ok(maxChannelDiff(await pixelAt(bytes, 8, 32), expectedColour(LEFT, 'grayscale')) <= 2);

@@ -140,7 +140,9 @@ function pngDeclaring(width: number, height: number): Uint8Array {
   ihdr.writeUInt32BE(height, 4);
   ihdr[8] = 8; // bit depth
   ihdr[9] = 2; // truecolour
-  return new Uint8Array(Buffer.concat([PNG_SIGNATURE, pngChunk('IHDR', ihdr), pngChunk('IDAT', deflateSync(Buffer.alloc(1024))), pngChunk('IEND', new Uint8Array(0))]));
+  return new Uint8Array(
+    Buffer.concat([PNG_SIGNATURE, pngChunk('IHDR', ihdr), pngChunk('IDAT', deflateSync(Buffer.alloc(1024))), pngChunk('IEND', new Uint8Array(0))]),
+  );
 }
 
 const MAGIC: Record<string, number[]> = {
@@ -185,11 +187,17 @@ describe('fuzzing the HTTP API', { timeout: 120_000 }, () => {
       ['map values not arrays', [ops, { name: 'map', content: '{"0":"variables.images.0"}' }, file]],
       ['map values numbers', [ops, { name: 'map', content: '{"0":5}' }, file]],
       ['map paths null', [ops, { name: 'map', content: '{"0":[null]}' }, file]],
-      ['map into __proto__', [ops, { name: 'map', content: '{"0":["variables.__proto__.polluted","__proto__.polluted","constructor.prototype.polluted"]}' }, file]],
+      [
+        'map into __proto__',
+        [ops, { name: 'map', content: '{"0":["variables.__proto__.polluted","__proto__.polluted","constructor.prototype.polluted"]}' }, file],
+      ],
       ['operations not JSON', [{ name: 'operations', content: '{query: mutation' }, map, file]],
       ['operations a number', [{ name: 'operations', content: '42' }, map, file]],
       ['operations null', [{ name: 'operations', content: 'null' }, map, file]],
-      ['operations an array (batch)', [{ name: 'operations', content: `[${operations({})}]` }, { name: 'map', content: '{"0":["0.variables.images.0"]}' }, file]],
+      [
+        'operations an array (batch)',
+        [{ name: 'operations', content: `[${operations({})}]` }, { name: 'map', content: '{"0":["0.variables.images.0"]}' }, file],
+      ],
       ['operations with no query', [{ name: 'operations', content: '{"variables":{"images":[null]}}' }, map, file]],
       ['operations with a numeric query', [{ name: 'operations', content: '{"query":5}' }, map, file]],
       ['operations with string variables', [{ name: 'operations', content: `{"query":${JSON.stringify(EDIT)},"variables":"x"}` }, map, file]],
@@ -199,9 +207,23 @@ describe('fuzzing the HTTP API', { timeout: 120_000 }, () => {
       ['a file as operations', [{ ...ops, filename: 'ops.json' }, map, file]],
       ['a file as map', [ops, { ...map, filename: 'map.json' }, file]],
       ['no parts at all', []],
-      ['17 files (over the per-job limit)', [{ name: 'operations', content: operations({}, 17) }, { name: 'map', content: mapFor(17) }, ...Array.from({ length: 17 }, (_, i) => ({ ...file, name: String(i) }))]],
+      [
+        '17 files (over the per-job limit)',
+        [
+          { name: 'operations', content: operations({}, 17) },
+          { name: 'map', content: mapFor(17) },
+          ...Array.from({ length: 17 }, (_, i) => ({ ...file, name: String(i) })),
+        ],
+      ],
       ['a file over MAX_FILE_BYTES', [ops, map, { ...file, content: new Uint8Array(300 * 1024) }]],
-      ['a file over MAX_TOTAL_BYTES in all', [{ name: 'operations', content: operations({}, 5) }, { name: 'map', content: mapFor(5) }, ...Array.from({ length: 5 }, (_, i) => ({ ...file, name: String(i), content: new Uint8Array(250 * 1024) }))]],
+      [
+        'a file over MAX_TOTAL_BYTES in all',
+        [
+          { name: 'operations', content: operations({}, 5) },
+          { name: 'map', content: mapFor(5) },
+          ...Array.from({ length: 5 }, (_, i) => ({ ...file, name: String(i), content: new Uint8Array(250 * 1024) })),
+        ],
+      ],
       ['a part name with quotes and CRLF', [ops, map, { ...file, name: '0"; filename="x\r\nX-Evil: 1' }]],
     ];
     for (const [label, parts] of corpus) {
@@ -247,13 +269,28 @@ describe('fuzzing the HTTP API', { timeout: 120_000 }, () => {
       ['PNG declaring 100000x100000 (bomb header)', pngDeclaring(100_000, 100_000), ['IMAGE_TOO_LARGE']],
       ['PNG declaring 1x2^31-1', pngDeclaring(1, 0x7fffffff), ['IMAGE_TOO_LARGE', 'INVALID_IMAGE']],
       ['PNG declaring 0x0', pngDeclaring(0, 0), ['INVALID_IMAGE']],
-      ['PNG IHDR with a bad CRC', (() => { const b = pngDeclaring(16, 16); b[29] ^= 0xff; return b; })(), ['INVALID_IMAGE']],
-      ...Object.entries(MAGIC).map(([format, magic]): [string, Uint8Array, string[]] => [`${format} magic + garbage`, new Uint8Array([...magic, ...new Uint8Array(300).map((_, i) => (i * 37) % 256)]), ['INVALID_IMAGE']]),
+      [
+        'PNG IHDR with a bad CRC',
+        (() => {
+          const b = pngDeclaring(16, 16);
+          b[29] ^= 0xff;
+          return b;
+        })(),
+        ['INVALID_IMAGE'],
+      ],
+      ...Object.entries(MAGIC).map(([format, magic]): [string, Uint8Array, string[]] => [
+        `${format} magic + garbage`,
+        new Uint8Array([...magic, ...new Uint8Array(300).map((_, i) => (i * 37) % 256)]),
+        ['INVALID_IMAGE'],
+      ]),
     ];
     for (const [label, bytes, expected] of images) {
       const o = await editRequest([bytes]);
       const codes = judge(label, o);
-      assert.ok(codes.some((c) => expected.includes(c)), `${label}: expected ${expected.join('|')}, got ${o.text.slice(0, 300)}`);
+      assert.ok(
+        codes.some((c) => expected.includes(c)),
+        `${label}: expected ${expected.join('|')}, got ${o.text.slice(0, 300)}`,
+      );
     }
     // A truncated real PNG may pass the header probe; then the job itself must fail cleanly.
     const o = await editRequest([truncated]);
@@ -326,7 +363,10 @@ describe('fuzzing the HTTP API', { timeout: 120_000 }, () => {
       ['undeclared variable', '{ editJob(id: $id) { id } }'],
       ['fragment cycle', 'query { ...A } fragment A on Query { ...B } fragment B on Query { ...A }'],
       ['self-referencing fragment', 'query { ...A } fragment A on Query { models { id } ...A }'],
-      ['fragment fan-out', `query { ...F0 } ${Array.from({ length: 30 }, (_, i) => `fragment F${i} on Query { a${i}: models { id } ${i < 29 ? `...F${i + 1} ...F${i + 1}` : ''} }`).join(' ')}`],
+      [
+        'fragment fan-out',
+        `query { ...F0 } ${Array.from({ length: 30 }, (_, i) => `fragment F${i} on Query { a${i}: models { id } ${i < 29 ? `...F${i + 1} ...F${i + 1}` : ''} }`).join(' ')}`,
+      ],
       ['introspection bomb', `{ __schema { types { ${'fields { type { '.repeat(20)} name ${'} } '.repeat(20)} } } }`],
       ['__type bomb', `{ __type(name: "Query") { ${'fields { type { '.repeat(20)} name ${'} } '.repeat(20)} } }`],
       ['directive flood', `{ models ${'@include(if: true) '.repeat(300)} { id } }`],
@@ -343,7 +383,8 @@ describe('fuzzing the HTTP API', { timeout: 120_000 }, () => {
       const codes = judge(label, o);
       // __typename aliases are free (armor's allow list) and cheap, and a long id is one token:
       // answering those is fine.
-      if (!['500 __typename aliases', 'huge string literal', 'huge integer literal'].includes(label)) assert.ok(o.status >= 400 || codes.length > 0, `${label} was accepted: ${o.text.slice(0, 200)}`);
+      if (!['500 __typename aliases', 'huge string literal', 'huge integer literal'].includes(label))
+        assert.ok(o.status >= 400 || codes.length > 0, `${label} was accepted: ${o.text.slice(0, 200)}`);
     }
     const bodies: [string, string, Record<string, string>?][] = [
       ['not JSON', '{"query": '],
@@ -358,7 +399,11 @@ describe('fuzzing the HTTP API', { timeout: 120_000 }, () => {
       ['__proto__ in the body', '{"query":"{ models { id } }","__proto__":{"polluted":1},"variables":{"__proto__":{"polluted":1}}}'],
       ['deeply nested JSON', '{"query":"{ models { id } }","variables":{"x":' + '['.repeat(50_000) + ']'.repeat(50_000) + '}}'],
       ['text/plain body (CSRF-simple)', '{"query":"{ models { id } }"}', { 'content-type': 'text/plain' }],
-      ['form-urlencoded mutation', 'query=mutation%20%7B%20cancelEditJob(id%3A%22x%22)%20%7B%20id%20%7D%20%7D', { 'content-type': 'application/x-www-form-urlencoded' }],
+      [
+        'form-urlencoded mutation',
+        'query=mutation%20%7B%20cancelEditJob(id%3A%22x%22)%20%7B%20id%20%7D%20%7D',
+        { 'content-type': 'application/x-www-form-urlencoded' },
+      ],
       ['unknown content type', '{"query":"{ models { id } }"}', { 'content-type': 'application/x-evil' }],
     ];
     for (const [label, body, headers] of bodies) {
@@ -392,18 +437,43 @@ describe('fuzzing the HTTP API', { timeout: 120_000 }, () => {
   });
 
   it('property: random GraphQL documents from the schema vocabulary get answers or coded errors', async () => {
-    const field = fc.constantFrom('models', 'id', 'kind', 'defaults', 'limits', 'steps', 'editJob(id: "x")', 'editJob', '__typename', 'result', 'images', 'nope', '__schema', 'types', 'fields', 'type', 'name');
+    const field = fc.constantFrom(
+      'models',
+      'id',
+      'kind',
+      'defaults',
+      'limits',
+      'steps',
+      'editJob(id: "x")',
+      'editJob',
+      '__typename',
+      'result',
+      'images',
+      'nope',
+      '__schema',
+      'types',
+      'fields',
+      'type',
+      'name',
+    );
     const selection: fc.Arbitrary<string> = fc.letrec<{ sel: string }>((tie) => ({
       sel: fc.oneof(
         { depthSize: 'small', withCrossShrink: true },
         field,
-        fc.tuple(fc.option(fc.constantFrom('a', 'b', 'x1')), field, fc.array(tie('sel'), { minLength: 1, maxLength: 4 }), fc.option(fc.constantFrom('@include(if: true)', '@skip(if: $v)', '@deprecated'))).map(
-          ([alias, f, inner, dir]) => `${alias ? `${alias}: ` : ''}${f} ${dir ?? ''} { ${inner.join(' ')} }`,
-        ),
+        fc
+          .tuple(
+            fc.option(fc.constantFrom('a', 'b', 'x1')),
+            field,
+            fc.array(tie('sel'), { minLength: 1, maxLength: 4 }),
+            fc.option(fc.constantFrom('@include(if: true)', '@skip(if: $v)', '@deprecated')),
+          )
+          .map(([alias, f, inner, dir]) => `${alias ? `${alias}: ` : ''}${f} ${dir ?? ''} { ${inner.join(' ')} }`),
         fc.array(tie('sel'), { minLength: 1, maxLength: 3 }).map((inner) => `... on Query { ${inner.join(' ')} }`),
       ),
     })).sel;
-    const doc = fc.tuple(fc.constantFrom('', 'query', 'query Q($v: Boolean)', 'mutation', 'subscription'), fc.array(selection, { minLength: 1, maxLength: 4 })).map(([op, sels]) => `${op} { ${sels.join(' ')} }`);
+    const doc = fc
+      .tuple(fc.constantFrom('', 'query', 'query Q($v: Boolean)', 'mutation', 'subscription'), fc.array(selection, { minLength: 1, maxLength: 4 }))
+      .map(([op, sels]) => `${op} { ${sels.join(' ')} }`);
     await fc.assert(
       fc.asyncProperty(doc, fc.option(fc.jsonValue({ maxDepth: 2 })), async (query, v) => {
         judge(`doc ${query}`, await postJson(JSON.stringify({ query, variables: v === null ? undefined : { v } }), CSRF));
@@ -447,20 +517,33 @@ describe('fuzzing the HTTP API', { timeout: 120_000 }, () => {
   });
 
   it('property: random bytes behind real image signatures are refused or processed, never a crash', async () => {
-    const image = fc.tuple(fc.constantFrom(...Object.values(MAGIC), []), fc.uint8Array({ maxLength: 1024 })).map(([magic, rest]) => new Uint8Array([...magic, ...rest]));
+    const image = fc
+      .tuple(fc.constantFrom(...Object.values(MAGIC), []), fc.uint8Array({ maxLength: 1024 }))
+      .map(([magic, rest]) => new Uint8Array([...magic, ...rest]));
     await fc.assert(
       fc.asyncProperty(image, async (bytes) => {
         const o = await editRequest([bytes]);
         const codes = judge(`image of ${bytes.length} bytes`, o);
         track(o);
-        if (codes.length) assert.ok(codes.every((c) => ['INVALID_IMAGE', 'IMAGE_TOO_LARGE', 'BAD_USER_INPUT'].includes(c)), codes.join(','));
+        if (codes.length)
+          assert.ok(
+            codes.every((c) => ['INVALID_IMAGE', 'IMAGE_TOO_LARGE', 'BAD_USER_INPUT'].includes(c)),
+            codes.join(','),
+          );
       }),
       { numRuns: RUNS },
     );
   });
 
   it('property: arbitrary edit arguments get a job or coded errors', async () => {
-    const anything = fc.oneof(fc.string({ maxLength: 40 }), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.array(fc.string({ maxLength: 8 }), { maxLength: 5 }));
+    const anything = fc.oneof(
+      fc.string({ maxLength: 40 }),
+      fc.integer(),
+      fc.double(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.array(fc.string({ maxLength: 8 }), { maxLength: 5 }),
+    );
     const variables = fc.record(
       {
         prompt: fc.oneof(fc.string({ maxLength: 100 }), anything),
@@ -478,7 +561,11 @@ describe('fuzzing the HTTP API', { timeout: 120_000 }, () => {
     await fc.assert(
       fc.asyncProperty(variables, async (v) => {
         // Keep any job that is accepted small.
-        const safe = { ...v, size: typeof v.size === 'string' && /^\d+x\d+$/.test(v.size) ? v.size : v.size, steps: typeof v.steps === 'number' && v.steps > 3 ? 3 : v.steps };
+        const safe = {
+          ...v,
+          size: typeof v.size === 'string' && /^\d+x\d+$/.test(v.size) ? v.size : v.size,
+          steps: typeof v.steps === 'number' && v.steps > 3 ? 3 : v.steps,
+        };
         const o = await editRequest([valid], safe);
         judge(`variables ${JSON.stringify(safe)}`, o);
         track(o);

@@ -14,7 +14,14 @@ import { ConfigError, loadConfig } from '../src/server/config.js';
 import { createAdmission } from '../src/server/rateLimit.js';
 import { createAuthenticator, parseAuthorization } from '../src/server/auth.js';
 import { stripSuggestions } from '../src/server/hardening.js';
-import { CancelEditJobDocument, EditImagesDocument, EditJobEventsDocument, ModelsDocument, type EditImagesMutation, type ModelsQuery } from './generated/graphql.js';
+import {
+  CancelEditJobDocument,
+  EditImagesDocument,
+  EditJobEventsDocument,
+  ModelsDocument,
+  type EditImagesMutation,
+  type ModelsQuery,
+} from './generated/graphql.js';
 
 const codeOf = (body: GraphQLResponse<unknown>): string | undefined => body.errors?.[0]?.extensions?.code;
 
@@ -82,7 +89,10 @@ describe('configuration', () => {
     assert.equal(dev.wsMaxPayloadBytes, 1024 * 1024);
     assert.equal(dev.wsMaxSubscriptionsPerConnection, 20);
     assert.equal(dev.rateLimitPerMinute, 0);
-    assert.deepEqual([dev.authFailLimit, dev.authFailWindowSeconds, dev.authFailBlockSeconds, dev.tenantMaxQueuedJobs, dev.tenantMaxQueuedImages], [10, 600, 30, 20, 320]);
+    assert.deepEqual(
+      [dev.authFailLimit, dev.authFailWindowSeconds, dev.authFailBlockSeconds, dev.tenantMaxQueuedJobs, dev.tenantMaxQueuedImages],
+      [10, 600, 30, 20, 320],
+    );
     assert.deepEqual([dev.authAdminTokens, dev.ownerHashSecret], [[], undefined]);
     assert.deepEqual(loadConfig({ AUTH_ADMIN_TOKENS: 'a, b' }).authAdminTokens, ['a', 'b']);
     assert.throws(() => loadConfig({ TENANT_MAX_QUEUED_JOBS: '-1' }), ConfigError);
@@ -109,7 +119,13 @@ describe('configuration', () => {
 describe('GraphQL document limits', () => {
   let server: TestServer;
   before(async () => {
-    server = await startTestServer({ GRAPHQL_MAX_DEPTH: '4', GRAPHQL_MAX_ALIASES: '3', GRAPHQL_MAX_TOKENS: '120', GRAPHQL_MAX_COST: '20', GRAPHQL_MAX_DIRECTIVES: '2' });
+    server = await startTestServer({
+      GRAPHQL_MAX_DEPTH: '4',
+      GRAPHQL_MAX_ALIASES: '3',
+      GRAPHQL_MAX_TOKENS: '120',
+      GRAPHQL_MAX_COST: '20',
+      GRAPHQL_MAX_DIRECTIVES: '2',
+    });
   });
   after(async () => server.close());
 
@@ -117,7 +133,11 @@ describe('GraphQL document limits', () => {
     ['depth', '{ editJob(id: "x") { ... on EditJob { result { usage { steps } } } } }', /depth limit of 4/],
     ['aliases', '{ a: models { id } b: models { id } c: models { id } d: models { id } }', /Aliases limit of 3/],
     ['tokens', `{ models { ${'id '.repeat(200)} } }`, /Token limit of 120/],
-    ['cost', '{ models { id kind description isDefault defaults { steps size scheduler guidanceScale } limits { maxN maxSteps maxPixels maxImagesPerJob } } }', /Cost limit of 20/],
+    [
+      'cost',
+      '{ models { id kind description isDefault defaults { steps size scheduler guidanceScale } limits { maxN maxSteps maxPixels maxImagesPerJob } } }',
+      /Cost limit of 20/,
+    ],
     ['directives', '{ models @include(if: true) { id @include(if: true) kind @skip(if: false) } }', /Directives limit of 2/],
   ];
 
@@ -152,7 +172,10 @@ describe('GraphQL document limits', () => {
       const reply = await ws.nextFor(opId);
       assert.equal(reply.type, 'error', `${name}: ${JSON.stringify(reply)}`);
       const errors = reply.payload as { message: string; extensions?: { code?: string; http?: unknown } }[];
-      assert.ok(errors.some((e) => message.test(e.message)), `${name}: ${JSON.stringify(errors)}`);
+      assert.ok(
+        errors.some((e) => message.test(e.message)),
+        `${name}: ${JSON.stringify(errors)}`,
+      );
       for (const e of errors) {
         assert.ok(e.extensions?.code, `${name}: no code`);
         assert.equal(e.extensions?.http, undefined, 'no HTTP-only extensions over ws');
@@ -175,7 +198,10 @@ describe('GraphQL document limits', () => {
     const models = await collect<ModelsQuery>(client, '{ models { id } }', {});
     assert.equal(models[0]!.models[0]!.id, 'tiny-edit');
     // A lazy client closes normally (1000) when idle; a rejected operation must not close it with 4500.
-    assert.deepEqual(closes.filter((c) => c !== 1000), []);
+    assert.deepEqual(
+      closes.filter((c) => c !== 1000),
+      [],
+    );
     await client.dispose();
   });
 });
@@ -188,7 +214,10 @@ describe('default limits', () => {
   after(async () => server.close());
 
   it("let GraphiQL's full introspection query and the test operations through, and stop nested-introspection bombs", async () => {
-    const full = await postGraphQL<{ __schema: { types: unknown[] } }>(server.url, getIntrospectionQuery({ descriptions: true, specifiedByUrl: true, directiveIsRepeatable: true, schemaDescription: true, inputValueDeprecation: true }));
+    const full = await postGraphQL<{ __schema: { types: unknown[] } }>(
+      server.url,
+      getIntrospectionQuery({ descriptions: true, specifiedByUrl: true, directiveIsRepeatable: true, schemaDescription: true, inputValueDeprecation: true }),
+    );
     assert.equal(full.body.errors, undefined, JSON.stringify(full.body.errors));
     assert.ok(full.body.data!.__schema.types.length > 10);
     const models = await postGraphQL<ModelsQuery>(server.url, ModelsDocument);
@@ -219,7 +248,12 @@ describe('default limits', () => {
         controller.close();
       },
     });
-    const chunked = await fetch(`${server.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: stream, duplex: 'half' } as RequestInit);
+    const chunked = await fetch(`${server.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: stream,
+      duplex: 'half',
+    } as RequestInit);
     assert.equal(chunked.status, 413);
     assert.equal(codeOf((await chunked.json()) as GraphQLResponse<unknown>), 'PAYLOAD_TOO_LARGE');
     // A 2 MB upload is over the JSON bound but well within the upload bounds: it is judged as an image.
@@ -233,7 +267,12 @@ describe('default limits', () => {
     const small = await startTestServer({ WS_MAX_SUBSCRIPTIONS_PER_CONNECTION: '2' });
     try {
       const big = await twoColourPng(256, 256, [200, 10, 10], [10, 10, 200]);
-      const submitted = await postMultipart<EditImagesMutation>(small.url, EditImagesDocument, { prompt: 'sepia', size: '256x256', steps: 100 }, [0, 1, 2, 3].map((i) => ({ bytes: big, name: `${i}.png` })));
+      const submitted = await postMultipart<EditImagesMutation>(
+        small.url,
+        EditImagesDocument,
+        { prompt: 'sepia', size: '256x256', steps: 100 },
+        [0, 1, 2, 3].map((i) => ({ bytes: big, name: `${i}.png` })),
+      );
       const job = submitted.body.data!.editImages;
       const ws = new RawWs(small.wsUrl);
       await ws.open();
@@ -285,7 +324,10 @@ describe('production switches', () => {
     assert.equal(field.body.errors![0]!.message, 'Cannot query field "modls" on type "Query".');
     // A coercion error (raised while executing, not validating) loses its suggestion too.
     const red = await twoColourPng(8, 8, [1, 2, 3], [1, 2, 3]);
-    const coerced = await postMultipart(server.url, EditImagesDocument, { prompt: 'x', scheduler: 'EULER_ANCESTRL' }, [{ bytes: red, name: 'r.png' }], { 'apollo-require-preflight': 'true', ...auth });
+    const coerced = await postMultipart(server.url, EditImagesDocument, { prompt: 'x', scheduler: 'EULER_ANCESTRL' }, [{ bytes: red, name: 'r.png' }], {
+      'apollo-require-preflight': 'true',
+      ...auth,
+    });
     assert.equal(codeOf(coerced.body), 'BAD_USER_INPUT');
     assert.doesNotMatch(coerced.body.errors![0]!.message, /Did you mean/);
     const page = await fetch(`${server.url}/graphql`, { headers: { accept: 'text/html' } });
@@ -328,7 +370,10 @@ describe('websocket limits', () => {
 
 describe('cross-origin browsers', () => {
   const preflight = (url: string, origin: string) =>
-    fetch(`${url}/graphql`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type, apollo-require-preflight, authorization' } });
+    fetch(`${url}/graphql`, {
+      method: 'OPTIONS',
+      headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type, apollo-require-preflight, authorization' },
+    });
   /** Resolves with the HTTP status that refused the upgrade, or 101 when the socket opened. */
   const upgrade = (wsUrl: string, origin: string) =>
     new Promise<number>((resolve) => {
@@ -348,7 +393,11 @@ describe('cross-origin browsers', () => {
       await pre.arrayBuffer();
       assert.equal(pre.headers.get('access-control-allow-origin'), null);
       assert.ok(pre.status >= 400);
-      const post = await fetch(`${server.url}/graphql`, { method: 'POST', headers: { origin: 'https://evil.example', 'content-type': 'application/json' }, body: '{"query":"{ models { id } }"}' });
+      const post = await fetch(`${server.url}/graphql`, {
+        method: 'POST',
+        headers: { origin: 'https://evil.example', 'content-type': 'application/json' },
+        body: '{"query":"{ models { id } }"}',
+      });
       await post.arrayBuffer();
       assert.equal(post.headers.get('access-control-allow-origin'), null);
       assert.equal(await upgrade(server.wsUrl, 'https://evil.example'), 401);
@@ -382,17 +431,31 @@ describe('cross-origin browsers', () => {
 
 describe('rate limiting', () => {
   it('keys on the principal: every spelling of one credential is one bucket; anonymous clients by IP', async () => {
-    const auth = createAuthenticator({ authTokens: ['alice-token', 'bob-token'], authBasic: [{ user: 'carol', pass: 'pw' }], authAdminTokens: [], ownerHashSecret: undefined });
+    const auth = createAuthenticator({
+      authTokens: ['alice-token', 'bob-token'],
+      authBasic: [{ user: 'carol', pass: 'pw' }],
+      authAdminTokens: [],
+      ownerHashSecret: undefined,
+    });
     const admission = createAdmission({ auth, perMinute: 60, burst: 3, authFailLimit: 0, authFailWindowSeconds: 60, authFailBlockSeconds: 1 });
     const spellings = ['Bearer alice-token', 'bearer alice-token', 'BEARER  alice-token', 'Bearer\talice-token', ' Bearer alice-token '];
     const results = await Promise.all(spellings.map((a) => admission.admit(a, '10.0.0.1')));
-    assert.deepEqual(results.map((r) => r.ok), [true, true, true, false, false]);
+    assert.deepEqual(
+      results.map((r) => r.ok),
+      [true, true, true, false, false],
+    );
     assert.equal((await admission.admit('Bearer bob-token', '10.0.0.1')).ok, true, 'another principal has its own bucket');
     const basic = ['Y2Fyb2w6cHc=', 'Y2Fyb2w6cHc', 'Y2Fyb2w6cHc==', ' Y2Fyb2w6cHc= '];
     const basicResults = [];
     for (const b of basic) basicResults.push((await admission.admit(`basic ${b}`, '10.0.0.2')).ok);
     assert.deepEqual(basicResults, [true, true, true, false]);
-    const anon = createAdmission({ auth: createAuthenticator({ authTokens: [], authBasic: [], authAdminTokens: [], ownerHashSecret: undefined }), perMinute: 2, authFailLimit: 5, authFailWindowSeconds: 60, authFailBlockSeconds: 1 });
+    const anon = createAdmission({
+      auth: createAuthenticator({ authTokens: [], authBasic: [], authAdminTokens: [], ownerHashSecret: undefined }),
+      perMinute: 2,
+      authFailLimit: 5,
+      authFailWindowSeconds: 60,
+      authFailBlockSeconds: 1,
+    });
     const statuses = [];
     for (let i = 0; i < 3; i++) statuses.push((await anon.admit(`Bearer made-up-${i}`, '10.0.0.3')).ok);
     assert.deepEqual(statuses, [true, true, false]);
@@ -424,7 +487,10 @@ describe('rate limiting', () => {
     const admission = createAdmission({ auth, perMinute: 0, authFailLimit: 3, authFailWindowSeconds: 60, authFailBlockSeconds: 1 });
     const first = [];
     for (let i = 0; i < 5; i++) first.push(await admission.admit(`Bearer wrong-${i}`, '10.1.0.1'));
-    assert.deepEqual(first.map((r) => (r.ok ? 200 : r.status)), [401, 401, 401, 429, 429]);
+    assert.deepEqual(
+      first.map((r) => (r.ok ? 200 : r.status)),
+      [401, 401, 401, 429, 429],
+    );
     const blocked = first[3]!;
     assert.ok(!blocked.ok && blocked.status === 429 && blocked.retryAfterSeconds === 1);
     const good = await admission.admit('Bearer good', '10.1.0.1');
@@ -443,7 +509,11 @@ describe('rate limiting', () => {
     try {
       const alpha = { authorization: 'Bearer alpha' };
       for (let i = 0; i < 3; i++) assert.equal((await postGraphQL(server.url, '{ models { id } }', {}, alpha)).status, 200);
-      const limited = await fetch(`${server.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', ...alpha }, body: '{"query":"{ models { id } }"}' });
+      const limited = await fetch(`${server.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...alpha },
+        body: '{"query":"{ models { id } }"}',
+      });
       assert.equal(limited.status, 429);
       assert.ok(Number(limited.headers.get('retry-after')) >= 1);
       const body = (await limited.json()) as GraphQLResponse<unknown>;

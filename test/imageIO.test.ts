@@ -224,7 +224,9 @@ describe('decodeToTensor: formats', () => {
   it('takes the first frame of an animated GIF', async () => {
     const red = await solid(40, 32, [255, 0, 0]).png().toBuffer();
     const blue = await solid(40, 32, [0, 0, 255]).png().toBuffer();
-    const gif = await sharp([red, blue], { join: { animated: true } }).gif().toBuffer();
+    const gif = await sharp([red, blue], { join: { animated: true } })
+      .gif()
+      .toBuffer();
     assert.equal((await sharp(gif).metadata()).pages, 2);
     assert.deepEqual(await probeImage(gif, LIMITS), { format: 'gif', width: 40, height: 32 });
     const img = await decodeToTensor(gif, 'auto', OPTS);

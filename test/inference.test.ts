@@ -24,14 +24,26 @@ const H = 24;
 let engine: InferenceEngine;
 let image: Buffer;
 
-async function edit(options: Partial<EditOptions> & { prompt: string }, images: Uint8Array[] = [image], call: Parameters<InferenceEngine['edit']>[3] = {}): Promise<EditOutput> {
+async function edit(
+  options: Partial<EditOptions> & { prompt: string },
+  images: Uint8Array[] = [image],
+  call: Parameters<InferenceEngine['edit']>[3] = {},
+): Promise<EditOutput> {
   const spec = engine.model('tiny-edit');
   const resolved = resolveEditOptions(spec, images.length, { size: `${W}x${H}`, seed: 7, ...options });
-  return engine.edit(spec.id, resolved, images.map((bytes) => ({ bytes })), call);
+  return engine.edit(
+    spec.id,
+    resolved,
+    images.map((bytes) => ({ bytes })),
+    call,
+  );
 }
 
 async function assertEdited(bytes: Uint8Array, edits: Parameters<typeof expectedColour>[1][], label: string): Promise<void> {
-  for (const [x, colour] of [[4, LEFT], [W - 4, RIGHT]] as const) {
+  for (const [x, colour] of [
+    [4, LEFT],
+    [W - 4, RIGHT],
+  ] as const) {
     const got = await pixelAt(bytes, x, H / 2);
     const want = expectedColour(colour, ...edits);
     assert.ok(maxChannelDiff(got, want) <= 2, `${label}: pixel ${x} is ${got}, expected ${want}`);
@@ -83,7 +95,17 @@ describe('tiny-edit through the inference engine', () => {
   it('gives each image its own prompt in one batch, ordered image·n + variant', async () => {
     const out = await edit({ prompt: 'ignored', prompts: ['grayscale', 'invert', 'sepia'], n: 2 }, [image, image, image]);
     assert.equal(out.images.length, 6);
-    assert.deepEqual(out.images.map((i) => [i.index, i.inputIndex, i.variant]), [[0, 0, 0], [1, 0, 1], [2, 1, 0], [3, 1, 1], [4, 2, 0], [5, 2, 1]]);
+    assert.deepEqual(
+      out.images.map((i) => [i.index, i.inputIndex, i.variant]),
+      [
+        [0, 0, 0],
+        [1, 0, 1],
+        [2, 1, 0],
+        [3, 1, 1],
+        [4, 2, 0],
+        [5, 2, 1],
+      ],
+    );
     const words = ['grayscale', 'invert', 'sepia'] as const;
     for (const img of out.images) await assertEdited(img.bytes, [words[img.inputIndex]!], `image ${img.index}`);
     assert.equal(out.usage.inputImages, 3);
@@ -96,15 +118,24 @@ describe('tiny-edit through the inference engine', () => {
     assert.equal(out.images[0]!.seed, 1234);
     assert.equal(new Set(out.images.map((i) => i.seed)).size, 4);
     const alone = await edit({ prompt: 'sepia', n: 2, seed: 1234 });
-    assert.deepEqual(alone.images.map((i) => i.seed), out.images.slice(0, 2).map((i) => i.seed));
+    assert.deepEqual(
+      alone.images.map((i) => i.seed),
+      out.images.slice(0, 2).map((i) => i.seed),
+    );
   });
 
   it('reports progress after every step over the whole job, with previews every k steps', async () => {
     const updates: ProgressUpdate[] = [];
     const out = await edit({ prompt: 'sepia', steps: 6, previewEvery: 2, n: 2 }, [image], { onProgress: (u) => updates.push(u) });
-    assert.deepEqual(updates.map((u) => u.step), [1, 2, 3, 4, 5, 6]);
+    assert.deepEqual(
+      updates.map((u) => u.step),
+      [1, 2, 3, 4, 5, 6],
+    );
     assert.ok(updates.every((u) => u.totalSteps === 6));
-    assert.deepEqual(updates.map((u) => u.previews.length), [0, 2, 0, 2, 0, 2]);
+    assert.deepEqual(
+      updates.map((u) => u.previews.length),
+      [0, 2, 0, 2, 0, 2],
+    );
     const preview = updates[1]!.previews[0]!;
     assert.equal(preview.mimeType, 'image/jpeg');
     assert.deepEqual([...preview.bytes.subarray(0, 2)], [0xff, 0xd8]);
@@ -116,9 +147,15 @@ describe('tiny-edit through the inference engine', () => {
     // sub-steps, then PLMS: 5 steps are 14 evaluations (with skip_prk_steps, PLMS alone: 6).
     const updates: ProgressUpdate[] = [];
     const out = await edit({ prompt: 'sepia', steps: 5, scheduler: 'PNDM', previewEvery: 3 }, [image], { onProgress: (u) => updates.push(u) });
-    assert.deepEqual(updates.map((u) => u.step), Array.from({ length: 14 }, (_, i) => i + 1));
+    assert.deepEqual(
+      updates.map((u) => u.step),
+      Array.from({ length: 14 }, (_, i) => i + 1),
+    );
     assert.ok(updates.every((u) => u.totalSteps === 14));
-    assert.deepEqual(updates.map((u) => u.previews.length), [0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 1]);
+    assert.deepEqual(
+      updates.map((u) => u.previews.length),
+      [0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 1],
+    );
     assert.equal(out.usage.steps, 14);
     await assertEdited(out.images[0]!.bytes, ['sepia'], 'PNDM with PRK');
   });
@@ -145,13 +182,20 @@ describe('tiny-edit through the inference engine', () => {
     const timer = setInterval(() => (ticks += 1), 5);
     const big = await twoColourPng(512, 512, LEFT, RIGHT);
     const spec = engine.model('tiny-edit');
-    await engine.edit(spec.id, resolveEditOptions(spec, 4, { prompt: 'sepia', size: '512x512', steps: 10, seed: 1 }), [big, big, big, big].map((bytes) => ({ bytes })));
+    await engine.edit(
+      spec.id,
+      resolveEditOptions(spec, 4, { prompt: 'sepia', size: '512x512', steps: 10, seed: 1 }),
+      [big, big, big, big].map((bytes) => ({ bytes })),
+    );
     clearInterval(timer);
     assert.ok(ticks >= 3, `timer fired only ${ticks} times during the job`);
   });
 
   it('refuses undecodable input with INVALID_IMAGE', async () => {
-    await assert.rejects(edit({ prompt: 'sepia' }, [new TextEncoder().encode('not an image at all')]), (err: unknown) => err instanceof InferenceError && err.code === 'INVALID_IMAGE');
+    await assert.rejects(
+      edit({ prompt: 'sepia' }, [new TextEncoder().encode('not an image at all')]),
+      (err: unknown) => err instanceof InferenceError && err.code === 'INVALID_IMAGE',
+    );
   });
 });
 
@@ -162,16 +206,32 @@ describe('memory-aware micro-batching', () => {
     const { perItemBytes } = await import('../src/inference/memory.js');
     const per = perItemBytes(spec0.memory, { width: W, height: H, vaeScaleFactor: 1, branches: 1 });
     // Room for exactly two outputs per batch.
-    const small = await InferenceEngine.start({ modelsDir: defaultModelsDir(), modelIds: ['tiny-edit'], threading: 'inline', memoryBudgetBytes: spec0.memory.weightBytes + 2.5 * per });
+    const small = await InferenceEngine.start({
+      modelsDir: defaultModelsDir(),
+      modelIds: ['tiny-edit'],
+      threading: 'inline',
+      memoryBudgetBytes: spec0.memory.weightBytes + 2.5 * per,
+    });
     try {
       const spec = small.model();
       const updates: ProgressUpdate[] = [];
-      const out = await small.edit(spec.id, resolveEditOptions(spec, 3, { prompt: 'invert', n: 2, size: `${W}x${H}`, steps: 4, seed: 3 }), [img, img, img].map((bytes) => ({ bytes })), { onProgress: (u) => updates.push(u) });
+      const out = await small.edit(
+        spec.id,
+        resolveEditOptions(spec, 3, { prompt: 'invert', n: 2, size: `${W}x${H}`, steps: 4, seed: 3 }),
+        [img, img, img].map((bytes) => ({ bytes })),
+        { onProgress: (u) => updates.push(u) },
+      );
       assert.equal(out.usage.batches, 3);
       assert.equal(out.usage.steps, 12);
-      assert.deepEqual(updates.map((u) => u.step), Array.from({ length: 12 }, (_, i) => i + 1));
+      assert.deepEqual(
+        updates.map((u) => u.step),
+        Array.from({ length: 12 }, (_, i) => i + 1),
+      );
       assert.ok(updates.every((u) => u.totalSteps === 12));
-      assert.deepEqual(out.images.map((i) => i.index), [0, 1, 2, 3, 4, 5]);
+      assert.deepEqual(
+        out.images.map((i) => i.index),
+        [0, 1, 2, 3, 4, 5],
+      );
       for (const i of out.images) await assertEdited(i.bytes, ['invert'], `micro-batched ${i.index}`);
 
       await assert.rejects(

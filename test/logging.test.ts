@@ -41,12 +41,30 @@ describe('log levels', () => {
     const expected: [number, string, () => Promise<unknown>][] = [
       [WARN, 'UNAUTHENTICATED', async () => assert.equal((await post({ query: '{ __typename }' }, {})).status, 401)],
       [INFO, 'FORBIDDEN', async () => assert.equal((await fetch(`${server.url}/graphql?query=%7B__typename%7D`, { headers: auth })).status, 403)],
-      [INFO, 'BAD_REQUEST', async () => assert.equal((await fetch(`${server.url}/graphql`, { method: 'PUT', headers: { ...auth, 'content-type': 'application/json' }, body: '{"query":"{ __typename }"}' })).status, 405)],
+      [
+        INFO,
+        'BAD_REQUEST',
+        async () =>
+          assert.equal(
+            (
+              await fetch(`${server.url}/graphql`, {
+                method: 'PUT',
+                headers: { ...auth, 'content-type': 'application/json' },
+                body: '{"query":"{ __typename }"}',
+              })
+            ).status,
+            405,
+          ),
+      ],
       [INFO, 'BAD_USER_INPUT', async () => assert.equal((await post({ query: 'query($id: ID!) { editJob(id: $id) { id } }', variables: {} })).status, 400)],
       [INFO, 'GRAPHQL_VALIDATION_FAILED', () => post({ query: '{ nope }' })],
       [INFO, 'NOT_FOUND', async () => assert.match(await (await post({ query: 'mutation { cancelEditJob(id: "nope") { id } }' })).text(), /NOT_FOUND/)],
       [INFO, 'NOT_FOUND', async () => assert.equal((await fetch(`${server.url}/nowhere`, { headers: auth })).status, 404)],
-      [INFO, 'BAD_USER_INPUT', async () => assert.equal((await fetch(`${server.url}/v1/images/edits`, { method: 'POST', headers: auth, body: new FormData() })).status, 400)],
+      [
+        INFO,
+        'BAD_USER_INPUT',
+        async () => assert.equal((await fetch(`${server.url}/v1/images/edits`, { method: 'POST', headers: auth, body: new FormData() })).status, 400),
+      ],
       [INFO, 'GRAPHQL_VALIDATION_FAILED', () => wsOperation(server.url, '{ nope }')],
       [INFO, 'NOT_FOUND', () => wsOperation(server.url, 'subscription { editJobEvents(id: "nope") { __typename } }')],
     ];
@@ -56,7 +74,11 @@ describe('log levels', () => {
       // Responses can be sent before the line is written; give it a moment.
       await new Promise((r) => setTimeout(r, 20));
       const got = lines.slice(before);
-      assert.deepEqual(got.map((l) => [l.level, l.code]), [[level, code]], `${code}: ${JSON.stringify(got)}`);
+      assert.deepEqual(
+        got.map((l) => [l.level, l.code]),
+        [[level, code]],
+        `${code}: ${JSON.stringify(got)}`,
+      );
     }
     assert.equal(lines.slice(since).filter((l) => l.level >= 50).length, 0);
   });
@@ -80,7 +102,12 @@ async function wsOperation(url: string, query: string): Promise<void> {
 
 describe('ROLE=worker', () => {
   it('does not warn that operations are open to anyone (it serves no port)', () => {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src/server/main.ts')], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, ROLE: 'worker', REDIS_URL: '' } });
+    const r = spawnSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src/server/main.ts')], {
+      cwd: PROJECT_ROOT,
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, ROLE: 'worker', REDIS_URL: '' },
+    });
     assert.equal(r.status, 2, r.stdout + r.stderr);
     assert.match(r.stdout, /ROLE=worker needs REDIS_URL/);
     assert.doesNotMatch(r.stdout, /open to anyone/);

@@ -30,7 +30,9 @@ const RIGHT: Rgb = [20, 120, 220];
 async function leftHalfTransparent(): Promise<Buffer> {
   const raw = Buffer.alloc(W * H * 4, 255);
   for (let y = 0; y < H; y++) for (let x = 0; x < W / 2; x++) raw[(y * W + x) * 4 + 3] = 0;
-  return sharp(raw, { raw: { width: W, height: H, channels: 4 } }).png().toBuffer();
+  return sharp(raw, { raw: { width: W, height: H, channels: 4 } })
+    .png()
+    .toBuffer();
 }
 
 describe('masked edits', () => {
@@ -52,7 +54,20 @@ describe('masked edits', () => {
 
   async function edit(model: InferenceEngine, id: string, options: Partial<EditOptions>, inputs: EditInput[]) {
     const spec = model.model(id);
-    return model.edit(id, resolveEditOptions(spec, inputs.length, { prompt: 'sepia', size: `${W}x${H}`, seed: 5, steps: 8, guidanceScale: 1, imageGuidanceScale: 1, strength: 1, ...options } as EditOptions), inputs);
+    return model.edit(
+      id,
+      resolveEditOptions(spec, inputs.length, {
+        prompt: 'sepia',
+        size: `${W}x${H}`,
+        seed: 5,
+        steps: 8,
+        guidanceScale: 1,
+        imageGuidanceScale: 1,
+        strength: 1,
+        ...options,
+      } as EditOptions),
+      inputs,
+    );
   }
 
   for (const scheduler of SCHEDULER_NAMES) {
@@ -89,11 +104,20 @@ describe('masked edits', () => {
         // diffusers' PNDM restarts its warm-up where img2img begins, so it is not exact part-way
         // (pinned against diffusers in schedulers.test.ts); it is checked from strength 1 here.
         for (const strength of scheduler === 'PNDM' ? [1] : [1, 0.6]) {
-          const out = await edit(fixture, 'fixture-inpaint', { scheduler, strength, guidanceScale: strength === 1 ? 1 : 2 }, [{ bytes: image, mask: await leftHalfMask(W, H) }, { bytes: image, mask: null }]);
-          const want = strength === 1 ? expectedColour(grey, 'sepia') : (grey.map((v, i) => Math.round(Math.min(255, Math.max(0, v + 2 * (expectedColour(grey, 'sepia')[i]! - v))))) as Rgb);
+          const out = await edit(fixture, 'fixture-inpaint', { scheduler, strength, guidanceScale: strength === 1 ? 1 : 2 }, [
+            { bytes: image, mask: await leftHalfMask(W, H) },
+            { bytes: image, mask: null },
+          ]);
+          const want =
+            strength === 1
+              ? expectedColour(grey, 'sepia')
+              : (grey.map((v, i) => Math.round(Math.min(255, Math.max(0, v + 2 * (expectedColour(grey, 'sepia')[i]! - v))))) as Rgb);
           const [masked, whole] = out.images.map((i) => i.bytes);
           const tolerance = 2;
-          assert.ok(maxChannelDiff(await pixelAt(masked!, 8, 32), want) <= tolerance, `${scheduler} ${strength} inside: ${await pixelAt(masked!, 8, 32)} vs ${want}`);
+          assert.ok(
+            maxChannelDiff(await pixelAt(masked!, 8, 32), want) <= tolerance,
+            `${scheduler} ${strength} inside: ${await pixelAt(masked!, 8, 32)} vs ${want}`,
+          );
           assert.ok(maxChannelDiff(await pixelAt(masked!, W - 8, 32), RIGHT) <= 1, `${scheduler} ${strength} outside`);
           assert.ok(maxChannelDiff(await pixelAt(whole!, W - 8, 32), want) <= tolerance, `${scheduler} ${strength}: no mask edits the whole image`);
         }
@@ -105,7 +129,11 @@ describe('masked edits', () => {
 
   it('takes per-image masks in one batch, unmasked images edited whole and unchanged by their neighbours', async () => {
     const alone = await edit(engine, 'tiny-edit', { prompt: 'invert' }, [{ bytes: image }]);
-    const out = await edit(engine, 'tiny-edit', { prompt: 'invert', n: 2 }, [{ bytes: image, mask: await leftHalfMask(W, H) }, { bytes: image, mask: null }, { bytes: image, mask: await leftHalfTransparent() }]);
+    const out = await edit(engine, 'tiny-edit', { prompt: 'invert', n: 2 }, [
+      { bytes: image, mask: await leftHalfMask(W, H) },
+      { bytes: image, mask: null },
+      { bytes: image, mask: await leftHalfTransparent() },
+    ]);
     assert.equal(out.images.length, 6);
     const inverted = (c: Rgb): Rgb => expectedColour(c, 'invert');
     for (const index of [0, 1, 4, 5]) {

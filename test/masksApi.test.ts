@@ -19,9 +19,13 @@ const run = promisify(execFile);
 const LEFT: Rgb = [200, 60, 30];
 const RIGHT: Rgb = [20, 120, 220];
 const SIZE = 64;
-const SUBMIT = 'mutation($images: [Upload!]!, $masks: [Upload], $prompt: String!, $maskBlur: Int, $seed: Int, $size: String = "64x64", $steps: Int = 6) { editImages(images: $images, masks: $masks, prompt: $prompt, maskBlur: $maskBlur, seed: $seed, size: $size, steps: $steps) { id } }';
-const EVENTS = 'subscription($id: ID!) { editJobEvents(id: $id) { __typename ... on EditCompleted { result { images { index b64Json } usage { mergedJobs } } } ... on EditFailed { error { code message } } } }';
-type Ev = { editJobEvents: { __typename: string; result?: { images: { index: number; b64Json: string }[]; usage: { mergedJobs: number } }; error?: { code: string } } };
+const SUBMIT =
+  'mutation($images: [Upload!]!, $masks: [Upload], $prompt: String!, $maskBlur: Int, $seed: Int, $size: String = "64x64", $steps: Int = 6) { editImages(images: $images, masks: $masks, prompt: $prompt, maskBlur: $maskBlur, seed: $seed, size: $size, steps: $steps) { id } }';
+const EVENTS =
+  'subscription($id: ID!) { editJobEvents(id: $id) { __typename ... on EditCompleted { result { images { index b64Json } usage { mergedJobs } } } ... on EditFailed { error { code message } } } }';
+type Ev = {
+  editJobEvents: { __typename: string; result?: { images: { index: number; b64Json: string }[]; usage: { mergedJobs: number } }; error?: { code: string } };
+};
 
 async function assertMasked(bytes: Buffer, word: 'invert' | 'sepia', label: string): Promise<void> {
   assert.ok(maxChannelDiff(await pixelAt(bytes, 8, 32), expectedColour(LEFT, word)) <= 2, `${label}: inside`);
@@ -42,7 +46,14 @@ describe('masks through the API, REST and CLI', () => {
   after(async () => server.close());
 
   const submit = (vars: Record<string, unknown>, images: Buffer[], masks: (Buffer | null)[]) =>
-    postMultipart<{ editImages: { id: string } }>(server.url, SUBMIT, vars, images.map((bytes, i) => ({ bytes, name: `${i}.png` })), undefined, masks);
+    postMultipart<{ editImages: { id: string } }>(
+      server.url,
+      SUBMIT,
+      vars,
+      images.map((bytes, i) => ({ bytes, name: `${i}.png` })),
+      undefined,
+      masks,
+    );
   const finished = async (id: string) => {
     const { events } = await collectSse<Ev>(server.url, EVENTS, { id });
     return events[events.length - 1]!.editJobEvents;
@@ -84,10 +95,34 @@ describe('masks through the API, REST and CLI', () => {
     const m = join(dir, 'm.png');
     writeFileSync(a, image);
     writeFileSync(m, mask);
-    const { stdout } = await run('curl', ['-s', `${server.url}/v1/images/edits`, '-F', `image=@${a}`, '-F', `mask=@${m}`, '-F', 'prompt=sepia', '-F', `size=${SIZE}x${SIZE}`, '-F', 'num_inference_steps=6']);
+    const { stdout } = await run('curl', [
+      '-s',
+      `${server.url}/v1/images/edits`,
+      '-F',
+      `image=@${a}`,
+      '-F',
+      `mask=@${m}`,
+      '-F',
+      'prompt=sepia',
+      '-F',
+      `size=${SIZE}x${SIZE}`,
+      '-F',
+      'num_inference_steps=6',
+    ]);
     const body = JSON.parse(stdout) as { data: { b64_json: string }[] };
     await assertMasked(Buffer.from(body.data[0]!.b64_json, 'base64'), 'sepia', 'REST mask');
-    const refused = await run('curl', ['-s', '-w', '\n%{http_code}', `${server.url}/v1/images/edits`, '-F', `image=@${a}`, '-F', 'background=transparent', '-F', 'prompt=sepia']);
+    const refused = await run('curl', [
+      '-s',
+      '-w',
+      '\n%{http_code}',
+      `${server.url}/v1/images/edits`,
+      '-F',
+      `image=@${a}`,
+      '-F',
+      'background=transparent',
+      '-F',
+      'prompt=sepia',
+    ]);
     assert.match(refused.stdout, /background must be auto or opaque[\s\S]*\n400$/);
   });
 
@@ -109,7 +144,29 @@ describe('masks through the API, REST and CLI', () => {
     writeFileSync(a, image);
     writeFileSync(m, mask);
     const out = join(dir, 'out');
-    await run(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src/cli/edit.ts'), '--image', a, '--mask', m, '--mask-blur', '0', '--prompt', 'invert', '--size', `${SIZE}x${SIZE}`, '--steps', '6', '--out', out], { cwd: PROJECT_ROOT });
+    await run(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        join(PROJECT_ROOT, 'src/cli/edit.ts'),
+        '--image',
+        a,
+        '--mask',
+        m,
+        '--mask-blur',
+        '0',
+        '--prompt',
+        'invert',
+        '--size',
+        `${SIZE}x${SIZE}`,
+        '--steps',
+        '6',
+        '--out',
+        out,
+      ],
+      { cwd: PROJECT_ROOT },
+    );
     const [file] = readdirSync(out);
     await assertMasked(readFileSync(join(out, file!)), 'invert', 'CLI');
   });

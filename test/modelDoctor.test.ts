@@ -19,7 +19,12 @@ const CLI = join(PROJECT_ROOT, 'src/cli/models.ts');
 const TINY_EDIT_DIR = join(PROJECT_ROOT, 'models', 'tiny-edit');
 
 function doctor(args: string[], env: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 120_000, env: { ...process.env, ...env } });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, ...args], {
+    cwd: PROJECT_ROOT,
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, ...env },
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -62,7 +67,10 @@ describe('model doctor', () => {
     assert.match(out, /unet\/model\.onnx \(opset \d+\)\n {6}in {2}sample: float32 \[batch_size, 8, height, width\] \(rank 4\)/);
     assert.match(out, /in {2}input_ids: int32 \[batch_size, 77\] \(rank 2\)/);
     assert.match(out, /out latent_parameters: float32 /);
-    assert.match(out, /scheduler: folder class EulerAncestralDiscreteScheduler → EULER_ANCESTRAL; runs EULER_ANCESTRAL \(the folder's class\)\n {4}a request may pick: EULER_ANCESTRAL, EULER, DDIM, /);
+    assert.match(
+      out,
+      /scheduler: folder class EulerAncestralDiscreteScheduler → EULER_ANCESTRAL; runs EULER_ANCESTRAL \(the folder's class\)\n {4}a request may pick: EULER_ANCESTRAL, EULER, DDIM, /,
+    );
     assert.match(out, /tokenizer: tokenizer\.json, vocab size \d+, max length 77, pad token "<\|endoftext\|>" \(id \d+\)/);
     assert.match(out, /vae: scale factor 1, scaling factor 0\.18215, 4 latent channels; unet in channels 8/);
     assert.match(out, /memory at the default size \(512x512, 1 UNet row per output\): [\d.]+ MiB for one output/);
@@ -92,7 +100,10 @@ describe('model doctor', () => {
     assert.equal(s.defaults.steps, 8);
   });
 
-  const variants: { name: string; options: ExportFixtureOptions }[] = EXPORT_GENERATIONS.map((generation) => ({ name: `${generation}-ip2p`, options: { generation, family: 'instruct-pix2pix' } }));
+  const variants: { name: string; options: ExportFixtureOptions }[] = EXPORT_GENERATIONS.map((generation) => ({
+    name: `${generation}-ip2p`,
+    options: { generation, family: 'instruct-pix2pix' },
+  }));
   variants.push({ name: 'optimum-1.22-img2img', options: { generation: 'optimum-1.22', family: 'img2img' } });
   variants.push({ name: 'optimum-1.24-fp16', options: { generation: 'optimum-1.24', family: 'instruct-pix2pix', fp16: true, externalData: true } });
 
@@ -126,10 +137,16 @@ describe('model doctor', () => {
   it("names the folder's scheduler class, what it maps to, what runs and what a request may pick", () => {
     const dir = fixture('unipc', { generation: 'optimum-1.24', family: 'img2img' });
     const config = JSON.parse(readFileSync(join(dir, 'scheduler', 'scheduler_config.json'), 'utf8'));
-    writeFileSync(join(dir, 'scheduler', 'scheduler_config.json'), JSON.stringify({ ...config, _class_name: 'UniPCMultistepScheduler', use_karras_sigmas: true }));
+    writeFileSync(
+      join(dir, 'scheduler', 'scheduler_config.json'),
+      JSON.stringify({ ...config, _class_name: 'UniPCMultistepScheduler', use_karras_sigmas: true }),
+    );
     const r = doctor(['check', dir, '--skip-sessions']);
     assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stdout, /scheduler: folder class UniPCMultistepScheduler → DPMPP_2M; runs DPMPP_2M \(the closest to the folder's class, which is not implemented\)/);
+    assert.match(
+      r.stdout,
+      /scheduler: folder class UniPCMultistepScheduler → DPMPP_2M; runs DPMPP_2M \(the closest to the folder's class, which is not implemented\)/,
+    );
     assert.match(r.stdout, /\n {4}not with this config: EULER \(.*use_karras_sigmas/);
     assert.match(r.stdout, /warnings \(1\):\n {4}- scheduler class UniPCMultistepScheduler is not implemented; using DPMPP_2M/);
     writeFileSync(join(dir, 'edit-server.json'), JSON.stringify({ defaults: { scheduler: 'DPMPP_2M_KARRAS' } }));
@@ -169,7 +186,10 @@ describe('model doctor', () => {
     writeFileSync(join(dir, 'tokenizer', 'tokenizer.json'), '{"model": ');
     const r = doctor(['check', dir]);
     assert.equal(r.status, 1);
-    assert.ok(r.stderr.includes(`problem: model folder ${dir}: tokenizer: Malformed JSON in tokenizer file ${join(dir, 'tokenizer', 'tokenizer.json')}`), r.stderr);
+    assert.ok(
+      r.stderr.includes(`problem: model folder ${dir}: tokenizer: Malformed JSON in tokenizer file ${join(dir, 'tokenizer', 'tokenizer.json')}`),
+      r.stderr,
+    );
   });
 
   it('a UNet whose ports read but whose session fails the checks: exit 1 from opening sessions; --skip-sessions does not open them', () => {
@@ -202,11 +222,14 @@ describe('model doctor', () => {
     assert.ok(r.stdout.includes(`  b-broken  broken: model folder ${join(models, 'b-broken')}: missing unet/model.onnx\n`), r.stdout);
     assert.match(r.stdout, /\n {2}c-notes {3}not a model: no model_index\.json \(the server skips it\)\n?$/);
     const json = JSON.parse(doctor(['list', models, '--json']).stdout);
-    assert.deepEqual(json.models.map((m: { name: string; status: string; family: string | null }) => [m.name, m.status, m.family]), [
-      ['a-good', 'ok', 'img2img'],
-      ['b-broken', 'broken', null],
-      ['c-notes', 'not a model', null],
-    ]);
+    assert.deepEqual(
+      json.models.map((m: { name: string; status: string; family: string | null }) => [m.name, m.status, m.family]),
+      [
+        ['a-good', 'ok', 'img2img'],
+        ['b-broken', 'broken', null],
+        ['c-notes', 'not a model', null],
+      ],
+    );
     rmSync(join(models, 'b-broken'), { recursive: true });
     const fine = doctor(['list'], { MODELS_DIR: models });
     assert.equal(fine.status, 0, fine.stderr);

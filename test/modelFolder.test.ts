@@ -158,11 +158,17 @@ describe('tiny-edit model folder', () => {
 
   describe('broken copies are refused with the problem named', () => {
     it('missing unet/model.onnx', () => {
-      assertFolderError(brokenCopy((d) => unlinkSync(join(d, 'unet', 'model.onnx'))), /missing unet\/model\.onnx/);
+      assertFolderError(
+        brokenCopy((d) => unlinkSync(join(d, 'unet', 'model.onnx'))),
+        /missing unet\/model\.onnx/,
+      );
     });
 
     it('missing tokenizer/tokenizer.json (and no vocab.json + merges.txt)', () => {
-      assertFolderError(brokenCopy((d) => unlinkSync(join(d, 'tokenizer', 'tokenizer.json'))), /missing tokenizer\/tokenizer\.json/);
+      assertFolderError(
+        brokenCopy((d) => unlinkSync(join(d, 'tokenizer', 'tokenizer.json'))),
+        /missing tokenizer\/tokenizer\.json/,
+      );
     });
 
     it('invalid JSON in model_index.json', () => {
@@ -200,10 +206,15 @@ describe('tiny-edit model folder', () => {
       );
       // DDIM's thresholding and PNDM's skip_prk_steps mean nothing to the default EULER_ANCESTRAL:
       // the folder loads, and a request for DDIM is refused with the key named.
-      const dir = brokenCopy((d) => editJson(d, 'scheduler/scheduler_config.json', (j) => Object.assign(j, { thresholding: true, skip_prk_steps: false, sample_max_value: 1 })));
+      const dir = brokenCopy((d) =>
+        editJson(d, 'scheduler/scheduler_config.json', (j) => Object.assign(j, { thresholding: true, skip_prk_steps: false, sample_max_value: 1 })),
+      );
       const spec = readModelFolder(dir, 'thresholding');
       assert.equal(resolveEditOptions(spec, 1, { prompt: 'x', scheduler: 'PNDM', steps: 4 }).scheduler, 'PNDM');
-      assert.throws(() => resolveEditOptions(spec, 1, { prompt: 'x', scheduler: 'DDIM' }), /scheduler DDIM cannot run 8 steps of model thresholding: .*"thresholding" is true/);
+      assert.throws(
+        () => resolveEditOptions(spec, 1, { prompt: 'x', scheduler: 'DDIM' }),
+        /scheduler DDIM cannot run 8 steps of model thresholding: .*"thresholding" is true/,
+      );
       // PNDM's Runge–Kutta warm-up (skip_prk_steps false) needs 4 steps; LCM at most original_inference_steps.
       assert.throws(() => resolveEditOptions(spec, 1, { prompt: 'x', scheduler: 'PNDM', steps: 3 }), /at least 4 steps/);
       const plain = readModelFolder(TINY_EDIT_DIR, 'tiny-edit');
@@ -211,7 +222,10 @@ describe('tiny-edit model folder', () => {
     });
 
     it("parseDiffusersJson reads json.dumps' Infinity, -Infinity and NaN, and leaves strings alone", () => {
-      const v = parseDiffusersJson('{"a": -Infinity, "b": [Infinity, NaN, 1], "c": "NaN -Infinity \\" Infinity", "d": {"e": -1.5e3}}') as Record<string, unknown>;
+      const v = parseDiffusersJson('{"a": -Infinity, "b": [Infinity, NaN, 1], "c": "NaN -Infinity \\" Infinity", "d": {"e": -1.5e3}}') as Record<
+        string,
+        unknown
+      >;
       assert.equal(v.a, -Infinity);
       assert.deepEqual(v.b, [Infinity, NaN, 1]);
       assert.equal(v.c, 'NaN -Infinity " Infinity');
@@ -222,7 +236,14 @@ describe('tiny-edit model folder', () => {
     it("reads Python's -Infinity in a diffusers DPM-Solver config (lambda_min_clipped), and DPMPP_2M runs from it", () => {
       const dir = brokenCopy((d) => {
         const path = join(d, 'scheduler', 'scheduler_config.json');
-        const dpm = { ...JSON.parse(readFileSync(path, 'utf8')), _class_name: 'DPMSolverMultistepScheduler', algorithm_type: 'dpmsolver++', solver_order: 2, variance_type: null, lambda_min_clipped: 'LAMBDA' };
+        const dpm = {
+          ...JSON.parse(readFileSync(path, 'utf8')),
+          _class_name: 'DPMSolverMultistepScheduler',
+          algorithm_type: 'dpmsolver++',
+          solver_order: 2,
+          variance_type: null,
+          lambda_min_clipped: 'LAMBDA',
+        };
         writeFileSync(path, JSON.stringify(dpm, null, 2).replace('"LAMBDA"', '-Infinity'));
       });
       const spec = readModelFolder(dir, 'dpm');
@@ -232,11 +253,34 @@ describe('tiny-edit model folder', () => {
 
     it('malformed latentRgbFactors in edit-server.json', () => {
       assertFolderError(
-        brokenCopy((d) => editJson(d, 'edit-server.json', (j) => (j.latentRgbFactors = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]))),
+        brokenCopy((d) =>
+          editJson(
+            d,
+            'edit-server.json',
+            (j) =>
+              (j.latentRgbFactors = [
+                [1, 0, 0],
+                [0, 1, 0],
+                [0, 0, 1],
+              ]),
+          ),
+        ),
         /edit-server\.json: latentRgbFactors must be 4 rows of 3 numbers/,
       );
       assertFolderError(
-        brokenCopy((d) => editJson(d, 'edit-server.json', (j) => (j.latentRgbFactors = [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 'x']]))),
+        brokenCopy((d) =>
+          editJson(
+            d,
+            'edit-server.json',
+            (j) =>
+              (j.latentRgbFactors = [
+                [1, 0, 0],
+                [0, 1, 0],
+                [0, 0, 1],
+                [0, 0, 'x'],
+              ]),
+          ),
+        ),
         /latentRgbFactors must be 4 rows of 3 numbers/,
       );
     });

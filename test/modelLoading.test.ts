@@ -30,21 +30,46 @@ describe('models loaded on first use within a memory budget', () => {
     const weights = ids.map((id) => catalogue.model(id).memory.weightBytes);
     await catalogue.close();
     // Room for the two biggest models, never for all three.
-    const budget = [...weights].sort((x, y) => y - x).slice(0, 2).reduce((a, b) => a + b, 0);
+    const budget = [...weights]
+      .sort((x, y) => y - x)
+      .slice(0, 2)
+      .reduce((a, b) => a + b, 0);
     const log: string[] = [];
-    const engine = await InferenceEngine.start({ modelsDir: root, defaultModel: ids[0], threading: 'worker', modelMemoryBytes: budget, log: (m) => log.push(m) });
+    const engine = await InferenceEngine.start({
+      modelsDir: root,
+      defaultModel: ids[0],
+      threading: 'worker',
+      modelMemoryBytes: budget,
+      log: (m) => log.push(m),
+    });
     try {
-      assert.deepEqual(ids.map((id) => engine.modelState(id)), ['loaded', 'available', 'available']);
+      assert.deepEqual(
+        ids.map((id) => engine.modelState(id)),
+        ['loaded', 'available', 'available'],
+      );
       const input = [{ bytes: await solidPng(64, 64, [200, 60, 30]) }];
       const run = (id: string) => engine.edit(id, resolveEditOptions(engine.model(id), 1, { prompt: 'sepia', size: '64x64', steps: 2, strength: 1 }), input);
       await run(ids[1]);
-      assert.deepEqual(ids.map((id) => engine.modelState(id)), ['loaded', 'loaded', 'available']);
+      assert.deepEqual(
+        ids.map((id) => engine.modelState(id)),
+        ['loaded', 'loaded', 'available'],
+      );
       await run(ids[0]); // a is now the most recently used
       await run(ids[2]);
-      assert.deepEqual(ids.map((id) => engine.modelState(id)), ['loaded', 'available', 'loaded'], 'b, the least recently used, was released for c');
-      assert.ok(log.some((m) => m.includes(`model ${ids[1]} released to make room for ${ids[2]}`)), log.join('\n'));
+      assert.deepEqual(
+        ids.map((id) => engine.modelState(id)),
+        ['loaded', 'available', 'loaded'],
+        'b, the least recently used, was released for c',
+      );
+      assert.ok(
+        log.some((m) => m.includes(`model ${ids[1]} released to make room for ${ids[2]}`)),
+        log.join('\n'),
+      );
       await run(ids[1]); // loads again, releasing a
-      assert.deepEqual(ids.map((id) => engine.modelState(id)), ['available', 'loaded', 'loaded']);
+      assert.deepEqual(
+        ids.map((id) => engine.modelState(id)),
+        ['available', 'loaded', 'loaded'],
+      );
       assert.deepEqual(Object.keys(engine.providers()).sort(), [ids[1], ids[2]]);
     } finally {
       await engine.close();
@@ -54,10 +79,16 @@ describe('models loaded on first use within a memory budget', () => {
   it('opens every model named in PRELOAD_MODELS at start, and refuses one that does not exist', async () => {
     const engine = await InferenceEngine.start({ modelsDir: root, defaultModel: ids[0], threading: 'inline', preloadModels: [ids[1], ids[2]] });
     try {
-      assert.deepEqual(ids.map((id) => engine.modelState(id)), ['available', 'loaded', 'loaded']);
+      assert.deepEqual(
+        ids.map((id) => engine.modelState(id)),
+        ['available', 'loaded', 'loaded'],
+      );
     } finally {
       await engine.close();
     }
-    await assert.rejects(InferenceEngine.start({ modelsDir: root, threading: 'inline', preloadModels: ['nope'] }), (err: unknown) => err instanceof ModelFolderError && /PRELOAD_MODELS names "nope"/.test(err.message));
+    await assert.rejects(
+      InferenceEngine.start({ modelsDir: root, threading: 'inline', preloadModels: ['nope'] }),
+      (err: unknown) => err instanceof ModelFolderError && /PRELOAD_MODELS names "nope"/.test(err.message),
+    );
   });
 });

@@ -32,30 +32,41 @@ function pattern(width: number, height: number, salt: number): Buffer {
 }
 
 describe('PNG encoder', () => {
-  it('filters every row exactly as the PNG specification\'s Paeth predictor', () => {
+  it("filters every row exactly as the PNG specification's Paeth predictor", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 6 }), fc.infiniteStream(fc.integer({ min: 0, max: 255 })), (width, height, bytes) => {
-        const stride = width * 3;
-        const rgb = Uint8Array.from(bytes.take(stride * height));
-        const out = new Uint8Array((stride + 1) * height);
-        paethFilter(rgb, stride, height, out);
-        assert.deepEqual(out, paethReference(rgb, stride, height));
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 9 }),
+        fc.integer({ min: 1, max: 6 }),
+        fc.infiniteStream(fc.integer({ min: 0, max: 255 })),
+        (width, height, bytes) => {
+          const stride = width * 3;
+          const rgb = Uint8Array.from(bytes.take(stride * height));
+          const out = new Uint8Array((stride + 1) * height);
+          paethFilter(rgb, stride, height, out);
+          assert.deepEqual(out, paethReference(rgb, stride, height));
+        },
+      ),
       { numRuns: 300 },
     );
   });
 
   it('filters straight from floats exactly as converting to bytes first, in both ranges', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 7 }), fc.integer({ min: 1, max: 5 }), fc.constantFrom('unit' as const, 'signed' as const), fc.infiniteStream(fc.double({ min: -1.5, max: 1.5, noNaN: false })), (width, height, range, values) => {
-        const data = Float32Array.from(values.take(3 * width * height));
-        const { scale, offset } = byteMapping(range);
-        const fused = new Uint8Array((3 * width + 1) * height);
-        planarToPaethRows(data, width, height, scale, offset, fused);
-        const twoPass = new Uint8Array(fused.length);
-        paethFilter(planarToRgb8(data, width, height, undefined, range), 3 * width, height, twoPass);
-        assert.deepEqual(fused, twoPass);
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 7 }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.constantFrom('unit' as const, 'signed' as const),
+        fc.infiniteStream(fc.double({ min: -1.5, max: 1.5, noNaN: false })),
+        (width, height, range, values) => {
+          const data = Float32Array.from(values.take(3 * width * height));
+          const { scale, offset } = byteMapping(range);
+          const fused = new Uint8Array((3 * width + 1) * height);
+          planarToPaethRows(data, width, height, scale, offset, fused);
+          const twoPass = new Uint8Array(fused.length);
+          paethFilter(planarToRgb8(data, width, height, undefined, range), 3 * width, height, twoPass);
+          assert.deepEqual(fused, twoPass);
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -76,7 +87,14 @@ describe('PNG encoder', () => {
   });
 
   it('round-trips every pixel through an independent decoder, at every level and odd sizes', async () => {
-    for (const [width, height] of [[1, 1], [2, 3], [7, 5], [33, 1], [1, 17], [64, 48]] as const) {
+    for (const [width, height] of [
+      [1, 1],
+      [2, 3],
+      [7, 5],
+      [33, 1],
+      [1, 17],
+      [64, 48],
+    ] as const) {
       const rgb = pattern(width, height, width + height);
       for (const level of [0, 1, 3, 4, 9]) {
         const png = await encodePng(rgb, width, height, level);

@@ -112,7 +112,17 @@ describe('NoiseGenerator', () => {
     const n = 400_000;
     const data = new NoiseGenerator(31337).fillNormal(new Float32Array(n));
     // Φ at a few points (Abramowitz–Stegun accurate values).
-    const phi: [number, number][] = [[-3, 0.0013499], [-2, 0.0227501], [-1, 0.1586553], [-0.5, 0.3085375], [0, 0.5], [0.5, 0.6914625], [1, 0.8413447], [2, 0.9772499], [3, 0.9986501]];
+    const phi: [number, number][] = [
+      [-3, 0.0013499],
+      [-2, 0.0227501],
+      [-1, 0.1586553],
+      [-0.5, 0.3085375],
+      [0, 0.5],
+      [0.5, 0.6914625],
+      [1, 0.8413447],
+      [2, 0.9772499],
+      [3, 0.9986501],
+    ];
     for (const [x, want] of phi) {
       let below = 0;
       for (const v of data) if (v < x) below += 1;

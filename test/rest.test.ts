@@ -57,7 +57,23 @@ describe('POST /v1/images/edits', () => {
   });
 
   it('edits three images with n=2 into six outputs (input_images 3, generated_images 6)', async () => {
-    const { status, body } = await curl([endpoint(), '-F', `images=@${a}`, '-F', `images=@${a}`, '-F', `images=@${a}`, '-F', 'n=2', '-F', 'prompt=sepia', '-F', 'size=32x32', '-F', 'num_inference_steps=3']);
+    const { status, body } = await curl([
+      endpoint(),
+      '-F',
+      `images=@${a}`,
+      '-F',
+      `images=@${a}`,
+      '-F',
+      `images=@${a}`,
+      '-F',
+      'n=2',
+      '-F',
+      'prompt=sepia',
+      '-F',
+      'size=32x32',
+      '-F',
+      'num_inference_steps=3',
+    ]);
     assert.equal(status, 200);
     assert.equal(body.data.length, 6);
     assert.equal(body.usage.input_images, 3);
@@ -74,10 +90,25 @@ describe('POST /v1/images/edits', () => {
     const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused-without-auth' });
     const png = await solidPng(32, 32, RED);
     const files = await Promise.all([toFile(png, 'a.png', { type: 'image/png' }), toFile(png, 'b.png', { type: 'image/png' })]);
-    const plain = await client.images.edit({ model: 'gpt-image-1', image: files, prompt: 'invert', n: 1, size: '32x32' as never, num_inference_steps: 3 } as never);
+    const plain = await client.images.edit({
+      model: 'gpt-image-1',
+      image: files,
+      prompt: 'invert',
+      n: 1,
+      size: '32x32' as never,
+      num_inference_steps: 3,
+    } as never);
     assert.equal(plain.data?.length, 2);
     const files2 = await Promise.all([toFile(png, 'a.png', { type: 'image/png' }), toFile(png, 'b.png', { type: 'image/png' })]);
-    const stream = await client.images.edit({ model: 'tiny-edit', image: files2, prompt: 'sepia', stream: true, partial_images: 2, size: '32x32' as never, num_inference_steps: 6 } as never);
+    const stream = await client.images.edit({
+      model: 'tiny-edit',
+      image: files2,
+      prompt: 'sepia',
+      stream: true,
+      partial_images: 2,
+      size: '32x32' as never,
+      num_inference_steps: 6,
+    } as never);
     const types: string[] = [];
     for await (const event of stream as unknown as AsyncIterable<{ type: string; b64_json: string }>) {
       types.push(event.type);
@@ -135,10 +166,18 @@ describe('POST /v1/images/edits with auth', () => {
       assert.equal((await curl([url, '-u', 'bob:builder', ...form])).status, 200);
       assert.equal((await curl([url, '-H', 'Authorization: Bearer sk-test', ...form])).status, 200);
       const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'sk-test' });
-      const out = await client.images.edit({ model: 'tiny-edit', image: await toFile(await solidPng(32, 32, RED), 'a.png', { type: 'image/png' }), prompt: 'invert', size: '32x32' as never } as never);
+      const out = await client.images.edit({
+        model: 'tiny-edit',
+        image: await toFile(await solidPng(32, 32, RED), 'a.png', { type: 'image/png' }),
+        prompt: 'invert',
+        size: '32x32' as never,
+      } as never);
       assert.equal(out.data?.length, 1);
       const wrong = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'sk-wrong', maxRetries: 0 });
-      await assert.rejects(wrong.images.edit({ model: 'tiny-edit', image: await toFile(await solidPng(32, 32, RED), 'a.png', { type: 'image/png' }), prompt: 'x' } as never), (err: { status?: number }) => err.status === 401);
+      await assert.rejects(
+        wrong.images.edit({ model: 'tiny-edit', image: await toFile(await solidPng(32, 32, RED), 'a.png', { type: 'image/png' }), prompt: 'x' } as never),
+        (err: { status?: number }) => err.status === 401,
+      );
     } finally {
       await server.close();
     }

@@ -92,13 +92,7 @@ function refRound(x: number): number {
   return f % 2 === 0 ? f : f + 1;
 }
 
-function refTimesteps(
-  T: number,
-  n: number,
-  spacing: 'linspace' | 'leading' | 'trailing',
-  offset: number,
-  euler: boolean,
-): number[] {
+function refTimesteps(T: number, n: number, spacing: 'linspace' | 'leading' | 'trailing', offset: number, euler: boolean): number[] {
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
     if (spacing === 'linspace') {
@@ -114,10 +108,7 @@ function refTimesteps(
 }
 
 function assertClose(actual: number, expected: number, tol: number, what = ''): void {
-  assert.ok(
-    Math.abs(actual - expected) <= tol,
-    `${what} expected ${expected}, got ${actual} (|diff| ${Math.abs(actual - expected)} > ${tol})`,
-  );
+  assert.ok(Math.abs(actual - expected) <= tol, `${what} expected ${expected}, got ${actual} (|diff| ${Math.abs(actual - expected)} > ${tol})`);
 }
 
 function assertArrayClose(actual: ArrayLike<number>, expected: ArrayLike<number>, relTol: number, what = ''): void {
@@ -383,16 +374,12 @@ describe('timesteps and sigmas for Stable Diffusion 1.5', () => {
     assert.deepEqual(Array.from(euler.timesteps), [999, 832.5, 666, 499.5, 333, 166.5, 0]);
     assertArrayClose(
       euler.sigmas,
-      [14.614641229333639, 5.948916172611938, 2.9183071154268285, 1.6155825101612464, 0.9323579668348474,
-        0.49355304576156867, 0.029167158151720367, 0],
+      [14.614641229333639, 5.948916172611938, 2.9183071154268285, 1.6155825101612464, 0.9323579668348474, 0.49355304576156867, 0.029167158151720367, 0],
       1e-10,
     );
 
     // Euler leading, 10 steps: 901, 801, ..., 1 and init σ = √(σ(901)² + 1).
-    const eulerLeading = createScheduler(
-      'EULER',
-      parseSchedulerConfig({ ...SD15_JSON, timestep_spacing: 'leading' }),
-    );
+    const eulerLeading = createScheduler('EULER', parseSchedulerConfig({ ...SD15_JSON, timestep_spacing: 'leading' }));
     eulerLeading.setTimesteps(10);
     assert.deepEqual(Array.from(eulerLeading.timesteps), [901, 801, 701, 601, 501, 401, 301, 201, 101, 1]);
     assertClose(eulerLeading.initNoiseSigma, 8.450064550829065, 1e-9);
@@ -404,8 +391,7 @@ describe('timesteps and sigmas for Stable Diffusion 1.5', () => {
     ddim.setTimesteps(25);
     assert.deepEqual(
       Array.from(ddim.timesteps),
-      [999, 957, 916, 874, 832, 791, 749, 708, 666, 624, 583, 541, 500, 458, 416, 375, 333, 291, 250, 208, 166, 125, 83,
-        42, 0],
+      [999, 957, 916, 874, 832, 791, 749, 708, 666, 624, 583, 541, 500, 458, 416, 375, 333, 291, 250, 208, 166, 125, 83, 42, 0],
     );
     // np.round(np.arange(1000, 0, -62.5)) - 1.
     const trailing = inferenceTimesteps({
@@ -415,10 +401,7 @@ describe('timesteps and sigmas for Stable Diffusion 1.5', () => {
       stepsOffset: 1,
       flavor: 'ddim',
     });
-    assert.deepEqual(
-      Array.from(trailing),
-      [999, 937, 874, 811, 749, 687, 624, 561, 499, 437, 374, 311, 249, 187, 124, 61],
-    );
+    assert.deepEqual(Array.from(trailing), [999, 937, 874, 811, 749, 687, 624, 561, 499, 437, 374, 311, 249, 187, 124, 61]);
     // numpy's arange yields 62 values here (the last one −1); we keep exactly n.
     const t61 = inferenceTimesteps({
       numTrainTimesteps: 1000,
@@ -458,10 +441,7 @@ describe("diffusers' scheduler tests", () => {
   });
 
   it('EulerAncestralDiscreteScheduler test_full_loop_with_v_prediction: 108.4439 / 0.1412', () => {
-    const s = createScheduler(
-      'EULER_ANCESTRAL',
-      parseSchedulerConfig({ ...EULER_TEST_CONFIG, prediction_type: 'v_prediction' }),
-    );
+    const s = createScheduler('EULER_ANCESTRAL', parseSchedulerConfig({ ...EULER_TEST_CONFIG, prediction_type: 'v_prediction' }));
     const out = fullLoop(s, 10, { stepOnScaledSample: true, generator: new TorchCpuGenerator(0) });
     expectDiffusers(out, 108.4439, 0.1412);
   });
@@ -482,15 +462,9 @@ describe("diffusers' scheduler tests", () => {
   });
 
   it('DDIMScheduler set_alpha_to_one true / false: 149.8295 / 0.1951 and 149.0784 / 0.1941', () => {
-    const yes = createScheduler(
-      'DDIM',
-      parseSchedulerConfig({ ...DDIM_TEST_CONFIG, set_alpha_to_one: true, beta_start: 0.01 }, 'DDIM'),
-    );
+    const yes = createScheduler('DDIM', parseSchedulerConfig({ ...DDIM_TEST_CONFIG, set_alpha_to_one: true, beta_start: 0.01 }, 'DDIM'));
     expectDiffusers(fullLoop(yes, 10, { stepOnScaledSample: false }), 149.8295, 0.1951);
-    const no = createScheduler(
-      'DDIM',
-      parseSchedulerConfig({ ...DDIM_TEST_CONFIG, set_alpha_to_one: false, beta_start: 0.01 }, 'DDIM'),
-    );
+    const no = createScheduler('DDIM', parseSchedulerConfig({ ...DDIM_TEST_CONFIG, set_alpha_to_one: false, beta_start: 0.01 }, 'DDIM'));
     expectDiffusers(fullLoop(no, 10, { stepOnScaledSample: false }), 149.0784, 0.1941);
   });
 
@@ -530,10 +504,7 @@ describe("diffusers' PNDM, DPM-Solver multistep and LCM tests", () => {
   it('PNDMScheduler test_steps_offset: the PRK + PLMS timesteps', () => {
     const s = createScheduler('PNDM', parseSchedulerConfig({ ...PNDM_TEST_CONFIG, steps_offset: 1 }, 'PNDM'));
     s.setTimesteps(10);
-    assert.deepEqual(
-      Array.from(s.timesteps),
-      [901, 851, 851, 801, 801, 751, 751, 701, 701, 651, 651, 601, 601, 501, 401, 301, 201, 101, 1],
-    );
+    assert.deepEqual(Array.from(s.timesteps), [901, 851, 851, 801, 801, 751, 751, 701, 701, 651, 651, 601, 601, 501, 401, 301, 201, 101, 1]);
   });
 
   it('PNDMScheduler test_full_loop_no_noise: 198.1318 / 0.2580', () => {
@@ -547,7 +518,10 @@ describe("diffusers' PNDM, DPM-Solver multistep and LCM tests", () => {
   });
 
   it('PNDMScheduler set_alpha_to_one true / false: 230.0399 / 0.2995 and 186.9482 / 0.2434', () => {
-    for (const [set_alpha_to_one, sum, mean] of [[true, 230.0399, 0.2995], [false, 186.9482, 0.2434]] as const) {
+    for (const [set_alpha_to_one, sum, mean] of [
+      [true, 230.0399, 0.2995],
+      [false, 186.9482, 0.2434],
+    ] as const) {
       const cfg = parseSchedulerConfig({ ...PNDM_TEST_CONFIG, set_alpha_to_one, beta_start: 0.01 }, 'PNDM');
       expectDiffusers(fullLoop(createScheduler('PNDM', cfg), 10, { stepOnScaledSample: false }), sum, mean);
     }
@@ -689,7 +663,7 @@ describe('PNDM (PLMS)', () => {
     assert.equal(s.isStochastic, false);
   });
 
-  it("steps like diffusers: ε₀ alone, then a re-step from the first sample with (ε₀ + ε₁)/2, then Adams–Bashforth", () => {
+  it('steps like diffusers: ε₀ alone, then a re-step from the first sample with (ε₀ + ε₁)/2, then Adams–Bashforth', () => {
     const s = createScheduler('PNDM', parseSchedulerConfig(SD15_JSON, 'PNDM'));
     s.setTimesteps(10);
     const [e0, e1, e2, e3, e4] = [0.3, -0.2, 0.5, 0.1, -0.4];
@@ -823,7 +797,7 @@ describe('DPM-Solver++ 2M', () => {
 });
 
 describe('LCM', () => {
-  it("timesteps from the distillation schedule (the well-known 4-step 999, 759, 499, 259)", () => {
+  it('timesteps from the distillation schedule (the well-known 4-step 999, 759, 499, 259)', () => {
     const s = createScheduler('LCM', parseSchedulerConfig(SD15_JSON, 'LCM'));
     const cases: Array<[number, number[]]> = [
       [1, [999]],
@@ -848,7 +822,7 @@ describe('LCM', () => {
     assertClose(cOut, 2590 / Math.sqrt(2590 ** 2 + 0.25), 1e-15);
   });
 
-  it('re-noises the consistency output to the next timestep with the caller\'s noise, except on the last step', () => {
+  it("re-noises the consistency output to the next timestep with the caller's noise, except on the last step", () => {
     const s = createScheduler('LCM', parseSchedulerConfig(SD15_JSON, 'LCM'));
     s.setTimesteps(2);
     const ac = refAlphasCumprod(refBetas(1000, 0.00085, 0.012, 'scaled_linear'));
@@ -901,8 +875,7 @@ function perfectOutput(cfg: SchedulerConfig, input: Float32Array, x0: Float32Arr
   const out = new Float32Array(input.length);
   for (let i = 0; i < input.length; i++) {
     const eps = (input[i]! - sa * x0[i]!) / sb;
-    out[i] =
-      cfg.prediction_type === 'epsilon' ? eps : cfg.prediction_type === 'v_prediction' ? sa * eps - sb * x0[i]! : x0[i]!;
+    out[i] = cfg.prediction_type === 'epsilon' ? eps : cfg.prediction_type === 'v_prediction' ? sa * eps - sb * x0[i]! : x0[i]!;
   }
   return out;
 }
@@ -914,7 +887,11 @@ function runPerfect(name: SchedulerName, cfg: SchedulerConfig, steps: number, x0
   let x: Float32Array;
   if (beginIndex > 0) {
     s.setBeginIndex(beginIndex);
-    x = s.addNoise(x0.map((v) => -v), gen.randn(x0.length), s.timesteps[beginIndex]!);
+    x = s.addNoise(
+      x0.map((v) => -v),
+      gen.randn(x0.length),
+      s.timesteps[beginIndex]!,
+    );
   } else {
     x = scaled(gen.randn(x0.length), s.initNoiseSigma);
   }
@@ -953,7 +930,10 @@ describe('convergence with a perfect predictor', () => {
     it(`${name} img2img from a begin index ends at x₀`, () => {
       const json = { ...SD15_JSON, beta_schedule: 'squaredcos_cap_v2', set_alpha_to_one: true };
       const cfg = parseSchedulerConfig(json, name);
-      for (const [steps, begin] of [[10, 4], [20, 15]] as const) {
+      for (const [steps, begin] of [
+        [10, 4],
+        [20, 15],
+      ] as const) {
         const x = runPerfect(name, cfg, steps, x0, begin);
         for (let i = 0; i < NUM; i++) assertClose(x[i]!, x0[i]!, 1e-4, `${steps}/${begin} [${i}]`);
       }

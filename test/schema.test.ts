@@ -21,14 +21,21 @@ describe('schema.graphql', () => {
   it('has no breaking changes against the public contract', () => {
     const contract = buildSchema(readFileSync(CONTRACT, 'utf8'));
     const breaks = findBreakingChanges(contract, buildSchema(emitted));
-    assert.deepEqual(breaks.map((b) => `${b.type}: ${b.description}`), []);
+    assert.deepEqual(
+      breaks.map((b) => `${b.type}: ${b.description}`),
+      [],
+    );
   });
 
   it('and the typed test documents are up to date with codegen', () => {
     // `graphql-codegen --check` exits non-zero when a generated file would change.
-    execFileSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'node_modules/@graphql-codegen/cli/cjs/bin.js'), '--config', 'codegen.yml', '--check'], {
-      cwd: PROJECT_ROOT,
-      stdio: 'pipe',
-    });
+    execFileSync(
+      process.execPath,
+      ['--import', 'tsx', join(PROJECT_ROOT, 'node_modules/@graphql-codegen/cli/cjs/bin.js'), '--config', 'codegen.yml', '--check'],
+      {
+        cwd: PROJECT_ROOT,
+        stdio: 'pipe',
+      },
+    );
   });
 });

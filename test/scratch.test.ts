@@ -56,10 +56,13 @@ describe('scratch memory', () => {
 
   it('returns buffers even when the run throws', async () => {
     const pool = new ScratchPool();
-    await assert.rejects(pool.run(async (s) => {
-      s.floats(16);
-      throw new Error('boom');
-    }), /boom/);
+    await assert.rejects(
+      pool.run(async (s) => {
+        s.floats(16);
+        throw new Error('boom');
+      }),
+      /boom/,
+    );
     assert.equal(pool.idleBytes, 64);
     await pool.run(async (s) => assert.equal(s.floats(16).length, 16));
   });

@@ -46,7 +46,11 @@ describe('SD3 family on the SD3-layout tiny-flow-edit', () => {
 
   async function edit(options: Partial<EditOptions>): Promise<Rgb> {
     const spec = engine.model('tiny-sd3-edit');
-    const out = await engine.edit('tiny-sd3-edit', resolveEditOptions(spec, 1, { prompt: 'grayscale', size: `${SIZE}x${SIZE}`, seed: 2, steps: 6, ...options } as EditOptions), [{ bytes: input }]);
+    const out = await engine.edit(
+      'tiny-sd3-edit',
+      resolveEditOptions(spec, 1, { prompt: 'grayscale', size: `${SIZE}x${SIZE}`, seed: 2, steps: 6, ...options } as EditOptions),
+      [{ bytes: input }],
+    );
     return pixelAt(out.images[0]!.bytes, 20, 20);
   }
 
@@ -62,7 +66,11 @@ describe('SD3 family on the SD3-layout tiny-flow-edit', () => {
   });
 
   it('converges to the exact edit, unguided, at several strengths and T5 lengths', async () => {
-    for (const [word, strength, maxSequenceLength] of [['grayscale', 1, 256], ['sepia', 0.5, 16], ['invert', 0.8, 512]] as const) {
+    for (const [word, strength, maxSequenceLength] of [
+      ['grayscale', 1, 256],
+      ['sepia', 0.5, 16],
+      ['invert', 0.8, 512],
+    ] as const) {
       const got = await edit({ prompt: word, guidanceScale: 1, strength, maxSequenceLength });
       assert.ok(maxChannelDiff(got, expectedColour(BASE, word)) <= 2, `${word} strength ${strength}: ${got}`);
     }
@@ -80,6 +88,9 @@ describe('SD3 family on the SD3-layout tiny-flow-edit', () => {
     assert.throws(() => resolveEditOptions(spec, 1, { prompt: 'x', trueCfgScale: 4 }), /has no true CFG; use guidanceScale/);
     assert.throws(() => resolveEditOptions(spec, 1, { prompt: 'x', scheduler: 'DDIM' }), /samples with FLOW_MATCH_EULER only/);
     const resolved = resolveEditOptions(spec, 1, { prompt: 'grayscale', size: `${SIZE}x${SIZE}`, steps: 2 });
-    await assert.rejects(engine.edit('tiny-sd3-edit', resolved, [{ bytes: input, mask: input }]), (err: InferenceError) => err.code === 'BAD_USER_INPUT' && /SD3 inpainting is not implemented/.test(err.message));
+    await assert.rejects(
+      engine.edit('tiny-sd3-edit', resolved, [{ bytes: input, mask: input }]),
+      (err: InferenceError) => err.code === 'BAD_USER_INPUT' && /SD3 inpainting is not implemented/.test(err.message),
+    );
   });
 });

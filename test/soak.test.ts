@@ -13,8 +13,12 @@ import { startTestServer, type TestServer } from './support/server.js';
 import { collect, collectSse, postGraphQL, postMultipart, wsClient } from './support/graphql.js';
 import { solidPng, type Rgb } from './support/images.js';
 import {
-  EditImagesDocument, EditJobDocument, EditJobEventsDocument,
-  type EditImagesMutation, type EditJobEventsSubscription, type EditJobQuery,
+  EditImagesDocument,
+  EditJobDocument,
+  EditJobEventsDocument,
+  type EditImagesMutation,
+  type EditJobEventsSubscription,
+  type EditJobQuery,
 } from './generated/graphql.js';
 
 type Event = EditJobEventsSubscription['editJobEvents'];
@@ -60,7 +64,11 @@ describe('soak: queued jobs under many concurrent subscriptions', { timeout: 60_
 
   before(async () => {
     server = await startTestServer({ JOB_RETENTION_SECONDS: '1' });
-    const colours: Rgb[] = [[200, 60, 30], [20, 120, 220], [90, 200, 90]];
+    const colours: Rgb[] = [
+      [200, 60, 30],
+      [20, 120, 220],
+      [90, 200, 90],
+    ];
     images = await Promise.all(colours.map((c) => solidPng(32, 32, c)));
   });
   after(async () => server.close());
@@ -96,7 +104,10 @@ describe('soak: queued jobs under many concurrent subscriptions', { timeout: 60_
       const streams = jobs.flatMap((job) =>
         Array.from({ length: SUBSCRIPTIONS_PER_JOB }, () => {
           const client = clients[next++ % CONNECTIONS]!;
-          return collect<EditJobEventsSubscription>(client, EditJobEventsDocument, { id: job.id }).then((events) => ({ job, events: events.map((e) => e.editJobEvents) }));
+          return collect<EditJobEventsSubscription>(client, EditJobEventsDocument, { id: job.id }).then((events) => ({
+            job,
+            events: events.map((e) => e.editJobEvents),
+          }));
         }),
       );
       assert.equal(streams.length, JOBS_PER_ROUND * SUBSCRIPTIONS_PER_JOB);
@@ -109,7 +120,11 @@ describe('soak: queued jobs under many concurrent subscriptions', { timeout: 60_
         assert.equal(done.__typename, 'EditCompleted', JSON.stringify(done));
         if (done.__typename === 'EditCompleted') assert.equal(done.result.images.length, job.outputs);
         const steps = events.flatMap((e) => (e.__typename === 'EditProgress' ? [e.step] : []));
-        assert.deepEqual(steps, [...steps].sort((a, b) => a - b), 'progress never goes backwards');
+        assert.deepEqual(
+          steps,
+          [...steps].sort((a, b) => a - b),
+          'progress never goes backwards',
+        );
       }
       // Both subscribers of a job saw the same final result.
       for (let i = 0; i < results.length; i += SUBSCRIPTIONS_PER_JOB) {
@@ -124,7 +139,9 @@ describe('soak: queued jobs under many concurrent subscriptions', { timeout: 60_
     let remaining = allIds;
     while (remaining.length && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 500));
-      const polled = await Promise.all(remaining.map(async (id) => ({ id, job: (await postGraphQL<EditJobQuery>(server.url, EditJobDocument, { id })).body.data?.editJob })));
+      const polled = await Promise.all(
+        remaining.map(async (id) => ({ id, job: (await postGraphQL<EditJobQuery>(server.url, EditJobDocument, { id })).body.data?.editJob })),
+      );
       remaining = polled.filter((p) => p.job !== null).map((p) => p.id);
     }
     assert.deepEqual(remaining, [], 'jobs still readable after the retention period');

@@ -16,7 +16,8 @@ import { postGraphQL, postMultipart, type GraphQLResponse } from './support/grap
 import { answers, basic, rawSse, rawWs } from './support/tenants.js';
 import { expectedColour, maxChannelDiff, pixelAt, twoColourPng, type Rgb } from './support/images.js';
 
-const SUBMIT = 'mutation($images:[Upload!]!,$prompt:String!,$size:String,$steps:Int,$n:Int,$previewEvery:Int){ editImages(images:$images, prompt:$prompt, size:$size, steps:$steps, n:$n, previewEvery:$previewEvery){ id status } }';
+const SUBMIT =
+  'mutation($images:[Upload!]!,$prompt:String!,$size:String,$steps:Int,$n:Int,$previewEvery:Int){ editImages(images:$images, prompt:$prompt, size:$size, steps:$steps, n:$n, previewEvery:$previewEvery){ id status } }';
 const JOB = 'query($id: ID!) { editJob(id: $id) { id status result { images { b64Json } } } }';
 const CANCEL = 'mutation($id: ID!) { cancelEditJob(id: $id) { id status } }';
 
@@ -61,7 +62,13 @@ describe('tenants (in-memory backend)', { timeout: 240_000 }, () => {
   after(async () => s.close());
 
   const submit = async (headers: Record<string, string>, vars: Record<string, unknown>, files: Buffer[]) => {
-    const res = await postMultipart<{ editImages: { id: string } }>(s.url, SUBMIT, { prompt: 'sepia', ...vars }, files.map((bytes, i) => ({ bytes, name: `${i}.png` })), { 'apollo-require-preflight': 'true', ...headers });
+    const res = await postMultipart<{ editImages: { id: string } }>(
+      s.url,
+      SUBMIT,
+      { prompt: 'sepia', ...vars },
+      files.map((bytes, i) => ({ bytes, name: `${i}.png` })),
+      { 'apollo-require-preflight': 'true', ...headers },
+    );
     return res;
   };
   const submitOk = async (headers: Record<string, string>, vars: Record<string, unknown>, files: Buffer[]): Promise<string> => {
@@ -69,13 +76,19 @@ describe('tenants (in-memory backend)', { timeout: 240_000 }, () => {
     assert.equal(res.body.errors, undefined, JSON.stringify(res.body.errors));
     return res.body.data!.editImages.id;
   };
-  const status = async (id: string, headers: Record<string, string>) => ((await postGraphQL<{ editJob: { status: string } | null }>(s.url, JOB, { id }, headers)).body.data?.editJob?.status ?? null);
+  const status = async (id: string, headers: Record<string, string>) =>
+    (await postGraphQL<{ editJob: { status: string } | null }>(s.url, JOB, { id }, headers)).body.data?.editJob?.status ?? null;
 
-  it("another tenant (bearer or Basic) gets exactly the answers an unknown id gets: editJob, cancel, SSE, graphql-ws", async () => {
+  it('another tenant (bearer or Basic) gets exactly the answers an unknown id gets: editJob, cancel, SSE, graphql-ws', async () => {
     // A long job, so that it is queued or running while the others try it.
     const aliceJob = await submitOk(alice, { size: '512x512', steps: 100, previewEvery: 1 }, [big, big, big, big]);
     const carolJob = await submitOk(carol, { size: '32x32', steps: 2 }, [small]);
-    for (const [victim, intruder] of [[aliceJob, bob], [carolJob, dave], [aliceJob, carol], [carolJob, alice]] as const) {
+    for (const [victim, intruder] of [
+      [aliceJob, bob],
+      [carolJob, dave],
+      [aliceJob, carol],
+      [carolJob, alice],
+    ] as const) {
       const foreign = await answers(s.url, victim, intruder.authorization);
       const unknown = await answers(s.url, randomUUID(), intruder.authorization);
       assert.deepEqual(foreign, unknown);
@@ -98,8 +111,11 @@ describe('tenants (in-memory backend)', { timeout: 240_000 }, () => {
     for (let i = 0; i < 100 && (await status(carolJob, carol)) !== 'SUCCEEDED'; i++) await new Promise((r) => setTimeout(r, 200));
     const own = await postGraphQL<{ editJob: { result: { images: unknown[] } } }>(s.url, JOB, { id: carolJob }, carol);
     assert.equal(own.body.data!.editJob.result.images.length, 1);
-    assert.equal((await postGraphQL<{ editJob: unknown }>(s.url, JOB, { id: carolJob }, { authorization: basic('dave', 'pw2', false) })).body.data!.editJob, null);
-    assert.equal((await status(carolJob, admin)), 'SUCCEEDED');
+    assert.equal(
+      (await postGraphQL<{ editJob: unknown }>(s.url, JOB, { id: carolJob }, { authorization: basic('dave', 'pw2', false) })).body.data!.editJob,
+      null,
+    );
+    assert.equal(await status(carolJob, admin), 'SUCCEEDED');
     // Padding variants of carol's Basic credentials are carol.
     assert.equal(await status(carolJob, { authorization: basic('carol', 'pw1', false) }), 'SUCCEEDED');
   });
@@ -145,7 +161,19 @@ describe('tenants (in-memory backend)', { timeout: 240_000 }, () => {
     const b = await submitOk(bob, { size: '32x32', steps: 3, n: 2 }, [blue]);
     const watch = async (id: string, headers: Record<string, string>) => {
       const text = (await rawSse(s.url, id, headers.authorization!, 120_000)).text;
-      const done = text.split('\n').filter((l) => l.startsWith('data:') && l.slice(5).trim()).map((l) => JSON.parse(l.slice(5)) as { data: { editJobEvents: { __typename: string; result?: { images: { b64Json: string }[]; usage: { mergedJobs: number; generatedImages: number } } } } }).map((e) => e.data.editJobEvents).find((e) => e.__typename === 'EditCompleted');
+      const done = text
+        .split('\n')
+        .filter((l) => l.startsWith('data:') && l.slice(5).trim())
+        .map(
+          (l) =>
+            JSON.parse(l.slice(5)) as {
+              data: {
+                editJobEvents: { __typename: string; result?: { images: { b64Json: string }[]; usage: { mergedJobs: number; generatedImages: number } } };
+              };
+            },
+        )
+        .map((e) => e.data.editJobEvents)
+        .find((e) => e.__typename === 'EditCompleted');
       assert.ok(done, text);
       return done.result!;
     };
@@ -164,9 +192,19 @@ describe('limits keyed on identity (in-memory)', { timeout: 60_000 }, () => {
   it('every spelling of one credential shares one bucket (HTTP and graphql-ws); wrong passwords are limited per IP', async () => {
     const s = await start({ AUTH_TOKENS: 'alice-token', AUTH_BASIC: 'carol:pw1', RATE_LIMIT_PER_MINUTE: '10', AUTH_FAIL_LIMIT: '5', LOG_LEVEL: 'silent' });
     try {
-      const spellings = ['Bearer alice-token', 'bearer alice-token', 'BEARER alice-token', 'Bearer  alice-token', 'Bearer\talice-token', ' Bearer alice-token', 'Bearer alice-token  ', 'bEaReR \t alice-token'];
+      const spellings = [
+        'Bearer alice-token',
+        'bearer alice-token',
+        'BEARER alice-token',
+        'Bearer  alice-token',
+        'Bearer\talice-token',
+        ' Bearer alice-token',
+        'Bearer alice-token  ',
+        'bEaReR \t alice-token',
+      ];
       const statuses: number[] = [];
-      for (let i = 0; i < 30; i++) statuses.push((await postGraphQL(s.url, '{ models { id } }', {}, { authorization: spellings[i % spellings.length]! })).status);
+      for (let i = 0; i < 30; i++)
+        statuses.push((await postGraphQL(s.url, '{ models { id } }', {}, { authorization: spellings[i % spellings.length]! })).status);
       assert.equal(statuses.filter((x) => x === 200).length, 10, statuses.join(','));
       assert.equal(statuses.filter((x) => x === 429).length, 20);
       // graphql-ws with lower-case "bearer" is the same principal: its operation is refused too.
@@ -174,25 +212,39 @@ describe('limits keyed on identity (in-memory)', { timeout: 60_000 }, () => {
       assert.match(ws, /RATE_LIMITED/);
       // Basic padding variants: one bucket.
       const basics: number[] = [];
-      for (let i = 0; i < 12; i++) basics.push((await postGraphQL(s.url, '{ models { id } }', {}, { authorization: basic('carol', 'pw1', i % 2 === 0) })).status);
+      for (let i = 0; i < 12; i++)
+        basics.push((await postGraphQL(s.url, '{ models { id } }', {}, { authorization: basic('carol', 'pw1', i % 2 === 0) })).status);
       assert.deepEqual(basics, [...Array(10).fill(200), 429, 429]);
 
       // Wrong Basic passwords: 5 × 401, then 429 with Retry-After, for good credentials too.
       const wrong: { status: number; retry: string | null }[] = [];
       const t0 = performance.now();
       for (let i = 0; i < 20; i++) {
-        const res = await fetch(`${s.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: basic('carol', `guess-${i}`) }, body: '{"query":"{ __typename }"}' });
+        const res = await fetch(`${s.url}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: basic('carol', `guess-${i}`) },
+          body: '{"query":"{ __typename }"}',
+        });
         await res.arrayBuffer();
         wrong.push({ status: res.status, retry: res.headers.get('retry-after') });
       }
       const ms = performance.now() - t0;
-      assert.deepEqual(wrong.map((w) => w.status), [...Array(5).fill(401), ...Array(15).fill(429)]);
+      assert.deepEqual(
+        wrong.map((w) => w.status),
+        [...Array(5).fill(401), ...Array(15).fill(429)],
+      );
       assert.ok(Number(wrong[5]!.retry) >= 1);
-      const good = await fetch(`${s.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: basic('carol', 'pw1') }, body: '{"query":"{ __typename }"}' });
+      const good = await fetch(`${s.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: basic('carol', 'pw1') },
+        body: '{"query":"{ __typename }"}',
+      });
       assert.equal(good.status, 429, 'a blocked address is not answered even with the right password');
       // graphql-ws connection_init from the blocked address: closed with 4429.
       assert.equal(await rawWs(s.url.replace(/^http/, 'ws') + '/graphql', 'x', basic('carol', 'guess')), 'closed 4429');
-      console.log(`# 20 wrong Basic passwords in ${ms.toFixed(0)} ms: ${wrong.filter((w) => w.status === 401).length} × 401, ${wrong.filter((w) => w.status === 429).length} × 429`);
+      console.log(
+        `# 20 wrong Basic passwords in ${ms.toFixed(0)} ms: ${wrong.filter((w) => w.status === 401).length} × 401, ${wrong.filter((w) => w.status === 429).length} × 429`,
+      );
     } finally {
       await s.close();
     }
@@ -203,7 +255,12 @@ describe('EditCancelled.reason', { timeout: 60_000 }, () => {
   it('is SHUTDOWN for a job the server cancels when its shutdown grace period runs out', async () => {
     const s = await start({ LOG_LEVEL: 'silent' });
     const big = await twoColourPng(512, 512, RED, BLUE);
-    const res = await postMultipart<{ editImages: { id: string } }>(s.url, SUBMIT, { prompt: 'sepia', size: '512x512', steps: 100 }, [big, big, big, big].map((bytes, i) => ({ bytes, name: `${i}.png` })));
+    const res = await postMultipart<{ editImages: { id: string } }>(
+      s.url,
+      SUBMIT,
+      { prompt: 'sepia', size: '512x512', steps: 100 },
+      [big, big, big, big].map((bytes, i) => ({ bytes, name: `${i}.png` })),
+    );
     const id = res.body.data!.editImages.id;
     const watching = rawSse(s.url, id, '', 30_000);
     await new Promise((r) => setTimeout(r, 300));

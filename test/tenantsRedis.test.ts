@@ -89,12 +89,17 @@ describe('tenants and limits on Redis (two API processes)', { timeout: 240_000 }
     redisServer?.kill('SIGKILL');
   });
 
-  const submit = (api: string, token: string) => postMultipart<{ editImages: { id: string; status: string } }>(api, SUBMIT, {}, [{ bytes: img, name: 'a.png' }], { 'apollo-require-preflight': 'true', authorization: `Bearer ${token}` });
+  const submit = (api: string, token: string) =>
+    postMultipart<{ editImages: { id: string; status: string } }>(api, SUBMIT, {}, [{ bytes: img, name: 'a.png' }], {
+      'apollo-require-preflight': 'true',
+      authorization: `Bearer ${token}`,
+    });
 
   it('enforces one rate limit across both API processes, whatever the spelling of the credential', async () => {
     const spellings = ['Bearer rl-token', 'bearer rl-token', 'BEARER  rl-token', 'Bearer\trl-token'];
     const statuses: number[] = [];
-    for (let i = 0; i < 20; i++) statuses.push((await postGraphQL(apis[i % 2]!, '{ models { id } }', {}, { authorization: spellings[i % spellings.length]! })).status);
+    for (let i = 0; i < 20; i++)
+      statuses.push((await postGraphQL(apis[i % 2]!, '{ models { id } }', {}, { authorization: spellings[i % spellings.length]! })).status);
     const ok = statuses.filter((s) => s === 200).length;
     console.log(`# 20 requests alternating over 2 API processes, limit 10/min: ${ok} × 200, ${20 - ok} × 429`);
     assert.equal(ok, 10, statuses.join(','));
@@ -118,10 +123,11 @@ describe('tenants and limits on Redis (two API processes)', { timeout: 240_000 }
     assert.equal(again.body.errors, undefined, JSON.stringify(again.body.errors));
     const cancelled = await rawSse(apis[0]!, a.body.data!.editImages.id, 'Bearer dana-token');
     assert.match(cancelled.text, /"reason":"CLIENT"/);
-    for (const id of [b.body.data!.editImages.id, again.body.data!.editImages.id, erin.body.data!.editImages.id]) await postGraphQL(apis[0]!, CANCEL, { id }, { authorization: 'Bearer root-token' });
+    for (const id of [b.body.data!.editImages.id, again.body.data!.editImages.id, erin.body.data!.editImages.id])
+      await postGraphQL(apis[0]!, CANCEL, { id }, { authorization: 'Bearer root-token' });
   });
 
-  it("stores the owner with the job in Redis: another tenant gets the unknown-id answers on either process; an admin sees the job", async () => {
+  it('stores the owner with the job in Redis: another tenant gets the unknown-id answers on either process; an admin sees the job', async () => {
     const submitted = await submit(apis[0]!, 'alice-token');
     const id = submitted.body.data!.editImages.id;
     const stored = (await redis.get(`ie:job:${id}`))!;
@@ -153,7 +159,11 @@ describe('tenants and limits on Redis (two API processes)', { timeout: 240_000 }
   it('limits failed authentications per IP across both processes', async () => {
     const statuses: number[] = [];
     for (let i = 0; i < 10; i++) {
-      const res = await fetch(`${apis[i % 2]}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer wrong-${i}` }, body: '{"query":"{ __typename }"}' });
+      const res = await fetch(`${apis[i % 2]}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer wrong-${i}` },
+        body: '{"query":"{ __typename }"}',
+      });
       await res.arrayBuffer();
       statuses.push(res.status);
     }

@@ -2,8 +2,16 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  classifierFreeGuidance, concatBatches, concatChannels, writeChannelHalf, fromFloat16, instructPix2PixGuidance, projectLatentToRgb, toFloat16,
-  toSignedUnit, toUnitClamped,
+  classifierFreeGuidance,
+  concatBatches,
+  concatChannels,
+  writeChannelHalf,
+  fromFloat16,
+  instructPix2PixGuidance,
+  projectLatentToRgb,
+  toFloat16,
+  toSignedUnit,
+  toUnitClamped,
 } from '../src/inference/tensor.js';
 import { estimateBatchBytes, maxPixelsWithinBudget, perItemBytes, planMicroBatches } from '../src/inference/memory.js';
 import type { BatchGeometry } from '../src/inference/memory.js';
@@ -54,22 +62,25 @@ describe('guidance', () => {
 });
 
 describe('layouts and value ranges', () => {
-  it('concatChannels puts each item\'s noisy channels before its image channels', () => {
+  it("concatChannels puts each item's noisy channels before its image channels", () => {
     // batch 2, channels 2, pixels 3
     const noisy = Float32Array.from({ length: 12 }, (_, i) => i);
     const image = Float32Array.from({ length: 12 }, (_, i) => 100 + i);
     const out = concatChannels(noisy, image, 2, 2, 3);
-    assert.deepEqual([...out], [
-      0, 1, 2, 3, 4, 5, 100, 101, 102, 103, 104, 105,
-      6, 7, 8, 9, 10, 11, 106, 107, 108, 109, 110, 111,
-    ]);
+    assert.deepEqual([...out], [0, 1, 2, 3, 4, 5, 100, 101, 102, 103, 104, 105, 6, 7, 8, 9, 10, 11, 106, 107, 108, 109, 110, 111]);
     const target = new Float32Array(24);
     assert.equal(concatChannels(noisy, image, 2, 2, 3, target), target);
     assert.deepEqual(target, out);
   });
 
   it('writeChannelHalf replaces one side of each item and leaves the other alone', () => {
-    const out = concatChannels(Float32Array.from({ length: 12 }, (_, i) => i), new Float32Array(12).fill(-1), 2, 2, 3);
+    const out = concatChannels(
+      Float32Array.from({ length: 12 }, (_, i) => i),
+      new Float32Array(12).fill(-1),
+      2,
+      2,
+      3,
+    );
     writeChannelHalf(new Float32Array(12).fill(7), out, 0, 2, 2, 3);
     assert.deepEqual([...out], [7, 7, 7, 7, 7, 7, -1, -1, -1, -1, -1, -1, 7, 7, 7, 7, 7, 7, -1, -1, -1, -1, -1, -1]);
   });
@@ -111,7 +122,7 @@ describe('float16 conversion', () => {
       [1.0001 * 2 ** -25, 0x0001], // just above: rounds up
       [1e-8, 0x0000], // underflows to zero
       [-1e-8, 0x8000],
-      [(2 ** -14) * (1 - 2 ** -12), 0x0400], // subnormal rounding into the smallest normal
+      [2 ** -14 * (1 - 2 ** -12), 0x0400], // subnormal rounding into the smallest normal
       [1 + 2 ** -11, 0x3c00], // halfway between 1 and the next half: ties to even (down)
       [1 + 3 * 2 ** -11, 0x3c02], // halfway: ties to even (up)
       [1 + 2 ** -11 + 2 ** -20, 0x3c01], // just above halfway: up
@@ -166,7 +177,10 @@ describe('projectLatentToRgb', () => {
   it('computes latent·factors + bias per pixel, mapped from [-1,1] to [0,1] and clamped', () => {
     // 2 channels, 2 pixels: c0 = [0.5, −0.5], c1 = [1, 0]
     const latent = Float32Array.of(0.5, -0.5, 1, 0);
-    const factors = [[1, 0, 0.5], [0, 0.5, 0.5]];
+    const factors = [
+      [1, 0, 0.5],
+      [0, 0.5, 0.5],
+    ];
     const bias = [0, 0.1, -2];
     const rgb = projectLatentToRgb(latent, 2, 2, factors, bias);
     // r = c0 → [0.5, −0.5] → [0.75, 0.25]
@@ -175,11 +189,16 @@ describe('projectLatentToRgb', () => {
     assertClose(rgb, [0.75, 0.25, 0.8, 0.55, 0, 0], 1e-6);
   });
 
-  it('with tiny-edit\'s factors recovers the image from its scaled latents', () => {
+  it("with tiny-edit's factors recovers the image from its scaled latents", () => {
     const s = 0.18215;
     const pixel = [0.2, 0.6, 0.9]; // RGB in [0,1]
     const latent = Float32Array.of(...pixel.map((v) => (v * 2 - 1) * s), 0);
-    const factors = [[1 / s, 0, 0], [0, 1 / s, 0], [0, 0, 1 / s], [0, 0, 0]];
+    const factors = [
+      [1 / s, 0, 0],
+      [0, 1 / s, 0],
+      [0, 0, 1 / s],
+      [0, 0, 0],
+    ];
     assertClose(projectLatentToRgb(latent, 4, 1, factors, [0, 0, 0]), pixel, 1e-6);
   });
 });
@@ -252,8 +271,7 @@ describe('memory model', () => {
           assert.equal(maxPixels, maxPixelsWithinBudget(sd15, { vaeScaleFactor: 8, branches: 3 }, budget));
           assert.ok(maxPixels > 0 && maxPixels < 512 * 512, String(maxPixels));
           // That many pixels fit in one item; a little more (beyond the search's resolution) does not.
-          const fits = (pixels: number): boolean =>
-            estimateBatchBytes(sd15, { ...geometry, width: Math.sqrt(pixels), height: Math.sqrt(pixels) }, 1) <= budget;
+          const fits = (pixels: number): boolean => estimateBatchBytes(sd15, { ...geometry, width: Math.sqrt(pixels), height: Math.sqrt(pixels) }, 1) <= budget;
           assert.ok(fits(maxPixels));
           assert.ok(!fits(maxPixels + 64));
           return true;
@@ -262,12 +280,15 @@ describe('memory model', () => {
     });
 
     it('reports IMAGE_TOO_LARGE when even the weights exceed the budget', () => {
-      assert.throws(() => planMicroBatches(1, sd15, geometry, sd15.weightBytes / 2), (err: unknown) => {
-        assert.ok(err instanceof InferenceError);
-        assert.equal(err.code, 'IMAGE_TOO_LARGE');
-        assert.match(err.message, /max pixels 0\b/);
-        return true;
-      });
+      assert.throws(
+        () => planMicroBatches(1, sd15, geometry, sd15.weightBytes / 2),
+        (err: unknown) => {
+          assert.ok(err instanceof InferenceError);
+          assert.equal(err.code, 'IMAGE_TOO_LARGE');
+          assert.match(err.message, /max pixels 0\b/);
+          return true;
+        },
+      );
     });
   });
 });

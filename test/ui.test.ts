@@ -16,21 +16,40 @@ import { GRAPHIQL_ASSETS_VERSION, pickEncoding } from '../src/server/graphiql.js
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = join(PROJECT_ROOT, 'test-artifacts');
 /** The left and right halves' colours of the two test images. */
-const RED: [Rgb, Rgb] = [[200, 60, 30], [240, 200, 40]];
-const BLUE: [Rgb, Rgb] = [[20, 120, 220], [30, 200, 120]];
+const RED: [Rgb, Rgb] = [
+  [200, 60, 30],
+  [240, 200, 40],
+];
+const BLUE: [Rgb, Rgb] = [
+  [20, 120, 220],
+  [30, 200, 120],
+];
 
 describe('progress page HTML', () => {
   it('offers every scheduler name, from SCHEDULER_NAMES', () => {
     let body = '';
-    const res = { writeHead: () => res, end: (b: string) => { body = b; } };
+    const res = {
+      writeHead: () => res,
+      end: (b: string) => {
+        body = b;
+      },
+    };
     assert.ok(serveUi('/', { method: 'GET' } as never, res as never));
     const options = [...body.matchAll(/<select id="scheduler"[\s\S]*?<\/select>/g)][0]![0];
-    assert.deepEqual([...options.matchAll(/<option>(\w+)<\/option>/g)].map((m) => m[1]), [...SCHEDULER_NAMES]);
+    assert.deepEqual(
+      [...options.matchAll(/<option>(\w+)<\/option>/g)].map((m) => m[1]),
+      [...SCHEDULER_NAMES],
+    );
   });
 });
 
 /** What the page posts to /graphql as multipart, recorded by wrapping its fetch. */
-interface Upload { operations: { variables: Record<string, unknown> }; map: Record<string, string[]>; files: [string, string, string][]; mask: string | null }
+interface Upload {
+  operations: { variables: Record<string, unknown> };
+  map: Record<string, string[]>;
+  files: [string, string, string][];
+  mask: string | null;
+}
 type Recorded = { uploads: Upload[] };
 
 async function recordUploads(p: Page): Promise<void> {
@@ -70,7 +89,16 @@ describe('progress page', () => {
     server = await startTestServer();
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
     dir = mkdtempSync(join(tmpdir(), 'ui-'));
     writeFileSync(join(dir, 'red.png'), await twoColourPng(64, 64, RED[0], RED[1]));
@@ -100,7 +128,10 @@ describe('progress page', () => {
     await p.evaluate(() => {
       const seen: string[] = [];
       (window as unknown as { details: string[] }).details = seen;
-      new MutationObserver(() => document.querySelectorAll('.job > p').forEach((d) => seen.push(d.textContent ?? ''))).observe(document.getElementById('jobs')!, { subtree: true, childList: true, characterData: true });
+      new MutationObserver(() => document.querySelectorAll('.job > p').forEach((d) => seen.push(d.textContent ?? ''))).observe(
+        document.getElementById('jobs')!,
+        { subtree: true, childList: true, characterData: true },
+      );
     });
     await p.click('#start');
     const bar = p.locator('.job progress').first();
@@ -117,7 +148,10 @@ describe('progress page', () => {
     // No estimate from the first progress event alone (it used to say "about 0.0 s left"), one later.
     const steps = (await p.evaluate(() => (window as unknown as { details: string[] }).details)).filter((t) => t.startsWith('Step '));
     assert.match(steps[0] ?? '', /^Step \d+\/80$/);
-    assert.ok(steps.some((t) => /^Step \d+\/80 · about \d+\.\d s left$/.test(t)), steps.join('\n'));
+    assert.ok(
+      steps.some((t) => /^Step \d+\/80 · about \d+\.\d s left$/.test(t)),
+      steps.join('\n'),
+    );
     await p.screenshot({ path: join(ARTIFACTS, 'ui-results.png'), fullPage: true });
     await p.close();
   });
@@ -181,7 +215,11 @@ describe('progress page', () => {
     assert.deepEqual(sent!.operations.variables.masks, [null, null]);
     assert.equal(sent!.operations.variables.maskBlur, 1);
     assert.deepEqual(sent!.map, { 0: ['variables.images.0'], 1: ['variables.images.1'], m0: ['variables.masks.0'] });
-    assert.deepEqual(sent!.files, [['0', 'red.png', 'image/png'], ['1', 'blue.png', 'image/png'], ['m0', 'mask-0.png', 'image/png']]);
+    assert.deepEqual(sent!.files, [
+      ['0', 'red.png', 'image/png'],
+      ['1', 'blue.png', 'image/png'],
+      ['m0', 'mask-0.png', 'image/png'],
+    ]);
     // The mask is a greyscale PNG of the image's size: white in the stroke, black elsewhere.
     const mask = await sharp(Buffer.from(sent!.mask!, 'base64')).metadata();
     assert.deepEqual([mask.format, mask.width, mask.height, mask.channels, mask.hasAlpha], ['png', 64, 64, 1, false]);
@@ -213,7 +251,12 @@ describe('progress page', () => {
     }
     assert.equal(far, 64 * 45);
     // The image without a mask is edited whole.
-    for (const [x, y] of [[8, 8], [56, 56], [8, 32]] as const) assert.ok(maxChannelDiff(px(whole!, x, y), expectedColour(input(BLUE, x), 'invert')) <= 3);
+    for (const [x, y] of [
+      [8, 8],
+      [56, 56],
+      [8, 32],
+    ] as const)
+      assert.ok(maxChannelDiff(px(whole!, x, y), expectedColour(input(BLUE, x), 'invert')) <= 3);
 
     // Before/after: the input over the output, clipped at the slider's handle.
     const fig = p.locator('.job figure').first();
@@ -247,17 +290,30 @@ describe('progress page', () => {
     const at = (x: number, y: number) => ({ x: box.x + (x / 64) * box.width, y: box.y + (y / 64) * box.height });
     const scrollY = await p.evaluate(() => window.scrollY);
     const cdp = await context.newCDPSession(p);
-    const touch = (type: 'touchStart' | 'touchMove' | 'touchEnd', points: { x: number; y: number; id?: number }[]) => cdp.send('Input.dispatchTouchEvent', { type, touchPoints: points });
+    const touch = (type: 'touchStart' | 'touchMove' | 'touchEnd', points: { x: number; y: number; id?: number }[]) =>
+      cdp.send('Input.dispatchTouchEvent', { type, touchPoints: points });
     // One finger along row 20; a second finger that lands at row 50 while the first is down.
     await touch('touchStart', [{ ...at(8, 20), id: 1 }]);
     for (let x = 12; x <= 56; x += 4) await touch('touchMove', [{ ...at(x, 20), id: 1 }]);
     for (const y of [24, 28, 20]) await touch('touchMove', [{ ...at(56, y), id: 1 }]); // up and down: would scroll
-    await touch('touchStart', [{ ...at(56, 20), id: 1 }, { ...at(8, 50), id: 2 }]);
-    for (let x = 12; x <= 56; x += 4) await touch('touchMove', [{ ...at(56, 20), id: 1 }, { ...at(x, 50), id: 2 }]);
+    await touch('touchStart', [
+      { ...at(56, 20), id: 1 },
+      { ...at(8, 50), id: 2 },
+    ]);
+    for (let x = 12; x <= 56; x += 4)
+      await touch('touchMove', [
+        { ...at(56, 20), id: 1 },
+        { ...at(x, 50), id: 2 },
+      ]);
     await touch('touchEnd', []);
     const alpha = await canvas.evaluate((c: HTMLCanvasElement) => {
       const a = c.getContext('2d')!.getImageData(0, 0, 64, 64).data;
-      return [[32, 20], [50, 20], [32, 50], [32, 5]].map(([x, y]) => a[(y! * 64 + x!) * 4 + 3]);
+      return [
+        [32, 20],
+        [50, 20],
+        [32, 50],
+        [32, 5],
+      ].map(([x, y]) => a[(y! * 64 + x!) * 4 + 3]);
     });
     assert.deepEqual(alpha, [255, 255, 0, 0]);
     // The page did not scroll under the finger (touch-action: none on the canvas).
@@ -311,7 +367,9 @@ describe('progress page', () => {
     await p.keyboard.press('Delete');
     await p.keyboard.insertText('{ models { id } }');
     await p.click('.graphiql-execute-button');
-    await p.waitForFunction(() => /tiny-edit/.test(document.querySelector('.graphiql-response, .result-window')?.textContent ?? ''), undefined, { timeout: 20_000 });
+    await p.waitForFunction(() => /tiny-edit/.test(document.querySelector('.graphiql-response, .result-window')?.textContent ?? ''), undefined, {
+      timeout: 20_000,
+    });
     await p.screenshot({ path: join(ARTIFACTS, 'graphiql.png') });
     await p.close();
   });
@@ -328,7 +386,16 @@ describe('GraphiQL with AUTH_TOKENS: the main job without leaving the page', () 
     server = await startTestServer({ AUTH_TOKENS: TOKEN });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
   });
   after(async () => {
@@ -398,7 +465,9 @@ describe('GraphiQL with AUTH_TOKENS: the main job without leaving the page', () 
     };
     const response = () => p.evaluate(() => document.querySelector('.graphiql-response')?.textContent ?? '');
     await run('Edit');
-    await p.waitForFunction(() => /"id":\s*"[0-9a-f-]{36}"|QUEUE|errors/.test(document.querySelector('.graphiql-response')?.textContent ?? ''), undefined, { timeout: 30_000 });
+    await p.waitForFunction(() => /"id":\s*"[0-9a-f-]{36}"|QUEUE|errors/.test(document.querySelector('.graphiql-response')?.textContent ?? ''), undefined, {
+      timeout: 30_000,
+    });
     const edited = await response();
     const id = /"id":\s*"([0-9a-f-]{36})"/.exec(edited)?.[1];
     assert.ok(id, edited);
@@ -408,7 +477,9 @@ describe('GraphiQL with AUTH_TOKENS: the main job without leaving the page', () 
     await p.keyboard.press('Delete');
     await p.keyboard.insertText(JSON.stringify({ id }));
     await run('Watch');
-    await p.waitForFunction(() => /EditCompleted|EditFailed|errors/.test(document.querySelector('.graphiql-response')?.textContent ?? ''), undefined, { timeout: 60_000 });
+    await p.waitForFunction(() => /EditCompleted|EditFailed|errors/.test(document.querySelector('.graphiql-response')?.textContent ?? ''), undefined, {
+      timeout: 60_000,
+    });
     const done = await response();
     await p.screenshot({ path: join(ARTIFACTS, 'graphiql-walkthrough.png') });
     assert.match(done, /EditCompleted/, done.slice(0, 500));

@@ -2,9 +2,26 @@
 // graphql-transport-ws client over WebSocket, with reconnect and resubscription.
 
 type Json = Record<string, unknown>;
-interface ModelInfo { id: string; isDefault: boolean; defaults: { steps: number; size: string; scheduler: string } }
-interface Preview { index: number; b64Json: string; mimeType: string }
-interface Image { index: number; inputIndex: number; variant: number; seed: number; b64Json: string; mimeType: string; width: number; height: number }
+interface ModelInfo {
+  id: string;
+  isDefault: boolean;
+  defaults: { steps: number; size: string; scheduler: string };
+}
+interface Preview {
+  index: number;
+  b64Json: string;
+  mimeType: string;
+}
+interface Image {
+  index: number;
+  inputIndex: number;
+  variant: number;
+  seed: number;
+  b64Json: string;
+  mimeType: string;
+  width: number;
+  height: number;
+}
 interface JobEvent {
   __typename: string;
   status: string;
@@ -12,7 +29,10 @@ interface JobEvent {
   step?: number;
   totalSteps?: number;
   previews?: Preview[];
-  result?: { images: Image[]; usage: { processingTimeSeconds: number; queueTimeSeconds: number; inputImages: number; generatedImages: number; batches: number } };
+  result?: {
+    images: Image[];
+    usage: { processingTimeSeconds: number; queueTimeSeconds: number; inputImages: number; generatedImages: number; batches: number };
+  };
   error?: { code: string; message: string };
 }
 
@@ -26,7 +46,10 @@ tokenInput.addEventListener('change', () => {
 const authHeader = (): Record<string, string> => (tokenInput.value ? { authorization: `Bearer ${tokenInput.value}` } : {});
 
 class ApiError extends Error {
-  constructor(message: string, readonly code: string) {
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
     super(message);
   }
 }
@@ -42,7 +65,11 @@ async function readGraphQL(res: Response): Promise<Json> {
 }
 
 async function graphql(query: string, variables: Json = {}): Promise<Json> {
-  const res = await fetch('/graphql', { method: 'POST', headers: { 'content-type': 'application/json', ...authHeader() }, body: JSON.stringify({ query, variables }) });
+  const res = await fetch('/graphql', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...authHeader() },
+    body: JSON.stringify({ query, variables }),
+  });
   return readGraphQL(res);
 }
 
@@ -191,7 +218,11 @@ class MaskEditor {
   private readonly show = document.createElement('input');
   private readonly toolButtons: Record<'brush' | 'eraser', HTMLButtonElement>;
 
-  constructor(readonly img: HTMLImageElement, i: number, name: string) {
+  constructor(
+    readonly img: HTMLImageElement,
+    i: number,
+    name: string,
+  ) {
     this.ctx = this.canvas.getContext('2d')!;
     this.canvas.className = 'mask';
     this.canvas.setAttribute('aria-label', `Mask for ${name}: paint where the image should change`);
@@ -386,7 +417,7 @@ function applyModelDefaults(): void {
   if (!model) return;
   $<HTMLInputElement>('steps').placeholder = String(model.defaults.steps);
   $<HTMLInputElement>('size').placeholder = `${model.defaults.size} or auto`;
-  ($<HTMLSelectElement>('scheduler').options[0]!).textContent = `model default (${model.defaults.scheduler})`;
+  $<HTMLSelectElement>('scheduler').options[0]!.textContent = `model default (${model.defaults.scheduler})`;
 }
 
 async function loadModels(): Promise<void> {
@@ -458,7 +489,12 @@ $<HTMLFormElement>('edit-form').addEventListener('submit', async (e) => {
     const data = await readGraphQL(await fetch('/graphql', { method: 'POST', body: form, headers: { 'apollo-require-preflight': 'true', ...authHeader() } }));
     const job = data.editImages as { id: string; status: string; queuePosition: number | null };
     status.textContent = 'Job started.';
-    new JobCard(job.id, jobFiles.map((f) => f.name), Number(variables.n), jobUrls);
+    new JobCard(
+      job.id,
+      jobFiles.map((f) => f.name),
+      Number(variables.n),
+      jobUrls,
+    );
   } catch (err) {
     const code = err instanceof ApiError ? err.code : 'ERROR';
     status.textContent = `Could not start: ${(err as Error).message} (${code})`;
@@ -480,7 +516,12 @@ class JobCard {
   private firstStepAt = 0;
   private done = false;
 
-  constructor(private readonly id: string, private readonly names: string[], private readonly n: number, private readonly inputs: string[]) {
+  constructor(
+    private readonly id: string,
+    private readonly names: string[],
+    private readonly n: number,
+    private readonly inputs: string[],
+  ) {
     this.el.className = 'job';
     this.el.setAttribute('aria-label', `Job ${id.slice(0, 8)}`);
     const header = document.createElement('header');

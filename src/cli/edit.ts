@@ -52,7 +52,8 @@ class UsageError extends Error {}
 function numberArg(name: string, value: string | undefined, integer: boolean): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || (integer && !/^[+-]?\d+$/.test(value.trim()))) throw new UsageError(`--${name} must be ${integer ? 'an integer' : 'a number'} (got "${value}")`);
+  if (value.trim() === '' || !Number.isFinite(n) || (integer && !/^[+-]?\d+$/.test(value.trim())))
+    throw new UsageError(`--${name} must be ${integer ? 'an integer' : 'a number'} (got "${value}")`);
   return n;
 }
 
@@ -125,7 +126,8 @@ async function main(argv: string[]): Promise<number> {
     if (images.length === 0) throw new UsageError('at least one --image is required');
     if (values.prompt === undefined && !values['image-prompt']) throw new UsageError('--prompt is required');
     const scheduler = values.scheduler?.toUpperCase();
-    if (scheduler !== undefined && !EDIT_SCHEDULER_NAMES.includes(scheduler as EditSchedulerName)) throw new UsageError(`--scheduler must be one of ${EDIT_SCHEDULER_NAMES.join(', ')} (got "${values.scheduler}")`);
+    if (scheduler !== undefined && !EDIT_SCHEDULER_NAMES.includes(scheduler as EditSchedulerName))
+      throw new UsageError(`--scheduler must be one of ${EDIT_SCHEDULER_NAMES.join(', ')} (got "${values.scheduler}")`);
     const format = values.format?.toLowerCase().replace('jpg', 'jpeg');
     if (format !== undefined && !isOutputFormat(format)) throw new UsageError(`--format must be ${outputFormatList()} (got "${values.format}")`);
     const masks = values.mask ?? [];
@@ -201,7 +203,9 @@ async function main(argv: string[]): Promise<number> {
       console.log(`${path}  ${image.width}x${image.height}  seed ${image.seed}`);
     }
     const u = output.usage;
-    console.log(`model ${spec.id}: ${u.inputImages} input(s) → ${u.generatedImages} image(s), ${u.steps} steps in ${u.batches} batch(es), ${u.processingTimeSeconds.toFixed(2)} s`);
+    console.log(
+      `model ${spec.id}: ${u.inputImages} input(s) → ${u.generatedImages} image(s), ${u.steps} steps in ${u.batches} batch(es), ${u.processingTimeSeconds.toFixed(2)} s`,
+    );
     return 0;
   } catch (err) {
     if (err instanceof UsageError) {

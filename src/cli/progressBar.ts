@@ -3,7 +3,10 @@ export class ProgressBar {
   private started = performance.now();
   private lastLine = '';
 
-  constructor(private readonly stream: NodeJS.WriteStream = process.stderr, private readonly width = 30) {}
+  constructor(
+    private readonly stream: NodeJS.WriteStream = process.stderr,
+    private readonly width = 30,
+  ) {}
 
   update(step: number, total: number, label = 'denoising'): void {
     const fraction = total > 0 ? Math.min(1, step / total) : 0;

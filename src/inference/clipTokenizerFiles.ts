@@ -31,7 +31,11 @@ export function parseMergesTxt(text: string): string[] {
 }
 
 /** The tokenizer.json that transformers' fast CLIP tokenizer has for this vocab and these merges. */
-export function clipTokenizerJson(vocab: Record<string, number>, merges: readonly string[], specials: ClipSpecialTokens = { bos: CLIP_BOS, eos: CLIP_EOS, unk: CLIP_EOS }): object {
+export function clipTokenizerJson(
+  vocab: Record<string, number>,
+  merges: readonly string[],
+  specials: ClipSpecialTokens = { bos: CLIP_BOS, eos: CLIP_EOS, unk: CLIP_EOS },
+): object {
   const idOf = (token: string): number => {
     const id = vocab[token];
     if (typeof id !== 'number') throw new Error(`vocab.json has no entry for the special token ${JSON.stringify(token)}`);

@@ -33,7 +33,5 @@ export function parseDiffusersJson(text: string): unknown {
       out += c;
     }
   }
-  return JSON.parse(out, (_key, value: unknown) =>
-    typeof value === 'string' && value.startsWith(marker) ? LITERALS[value.slice(marker.length)] : value,
-  );
+  return JSON.parse(out, (_key, value: unknown) => (typeof value === 'string' && value.startsWith(marker) ? LITERALS[value.slice(marker.length)] : value));
 }

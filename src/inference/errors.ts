@@ -13,7 +13,11 @@ export type InferenceErrorCode =
 
 export class InferenceError extends Error {
   override readonly name = 'InferenceError';
-  constructor(readonly code: InferenceErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly code: InferenceErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
   }
 }
@@ -24,6 +28,7 @@ export function toInferenceError(err: unknown): InferenceError {
   const code = (err as { code?: unknown } | null)?.code;
   const message = err instanceof Error ? err.message : String(err);
   if (code === 'INVALID_IMAGE' || code === 'IMAGE_TOO_LARGE') return new InferenceError(code, message, { cause: err });
-  if (/bad_alloc|out of memory|Failed to allocate/i.test(message)) return new InferenceError('OUT_OF_MEMORY', 'the model ran out of memory for this batch', { cause: err });
+  if (/bad_alloc|out of memory|Failed to allocate/i.test(message))
+    return new InferenceError('OUT_OF_MEMORY', 'the model ran out of memory for this batch', { cause: err });
   return new InferenceError('INTERNAL', message, { cause: err });
 }

@@ -30,7 +30,11 @@ export function recogniseExport(pipelineClass: string, family: PipelineFamilyDef
   const intTimestep = timestep?.type === 'int64' || timestep?.type === 'int32';
   let generation: string;
   if (/^Onnx|OnnxPipeline$/.test(pipelineClass)) generation = "diffusers' convert_stable_diffusion_checkpoint_to_onnx.py";
-  else if (imgIds) generation = imgIds.shape.length === 3 ? 'optimum with diffusers < 0.31 (img_ids/txt_ids with a batch axis)' : 'optimum-onnx with diffusers ≥ 0.31 (img_ids/txt_ids [sequence, 3])';
+  else if (imgIds)
+    generation =
+      imgIds.shape.length === 3
+        ? 'optimum with diffusers < 0.31 (img_ids/txt_ids with a batch axis)'
+        : 'optimum-onnx with diffusers ≥ 0.31 (img_ids/txt_ids [sequence, 3])';
   else if (s.transformer) generation = 'optimum / optimum-onnx (SD3 transformer)';
   else if (scalar) generation = 'optimum ≥ 1.24 / optimum-onnx';
   else if (intTimestep && vaeEncoderOutput === 'latent_parameters') generation = 'optimum 1.23';
@@ -38,9 +42,10 @@ export function recogniseExport(pipelineClass: string, family: PipelineFamilyDef
   else generation = 'unrecognised exporter (ports as optimum declares them)';
   const warnings: string[] = [];
   if (vaeEncoderOutput === 'latent_sample') {
-    const cost = family.kind === 'instruct-pix2pix'
-      ? 'InstructPix2Pix conditions on a randomly perturbed image latent instead of its mean, and results are not reproducible from a seed'
-      : 'img2img starts from an image latent sampled without the job seed, so results are not exactly reproducible from a seed';
+    const cost =
+      family.kind === 'instruct-pix2pix'
+        ? 'InstructPix2Pix conditions on a randomly perturbed image latent instead of its mean, and results are not reproducible from a seed'
+        : 'img2img starts from an image latent sampled without the job seed, so results are not exactly reproducible from a seed';
     warnings.push(
       `vae_encoder returns "latent_sample", a sample drawn inside the graph with its own unseeded noise: ${cost}. ` +
         'Re-export with optimum ≥ 1.23 (optimum-cli export onnx --model <id> <dir>) for "latent_parameters".',

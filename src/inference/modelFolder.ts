@@ -138,7 +138,9 @@ export function familyFromModelIndex(index: Record<string, unknown>, unetInChann
   const className = String(index._class_name ?? '');
   const family = familyForPipelineClass(className);
   if (!family) {
-    throw new ModelFolderError(`model_index.json _class_name "${className}" is not a supported pipeline (${PIPELINE_FAMILIES.map((f) => f.describe).join(', ')})`);
+    throw new ModelFolderError(
+      `model_index.json _class_name "${className}" is not a supported pipeline (${PIPELINE_FAMILIES.map((f) => f.describe).join(', ')})`,
+    );
   }
   const expected = family.unetInChannels(latentChannels);
   if (unetInChannels !== expected) {
@@ -192,7 +194,9 @@ function readFolder(dir: string, id: string): ModelSpec {
   const pipelineClass = String(index._class_name ?? '');
   const byClass = familyForPipelineClass(pipelineClass);
   if (!byClass) {
-    throw new ModelFolderError(`model_index.json _class_name "${pipelineClass}" is not a supported pipeline (${PIPELINE_FAMILIES.map((f) => f.describe).join(', ')})`);
+    throw new ModelFolderError(
+      `model_index.json _class_name "${pipelineClass}" is not a supported pipeline (${PIPELINE_FAMILIES.map((f) => f.describe).join(', ')})`,
+    );
   }
   const tokenizerDirs = byClass.tokenizers.map((t) => join(dir, t));
   const paths: ModelSpec['paths'] = { tokenizerDir: tokenizerDirs[0]!, tokenizerDirs };
@@ -200,7 +204,8 @@ function readFolder(dir: string, id: string): ModelSpec {
   // A fast tokenizer.json, or the slow CLIP tokenizer's files that diffusers pipelines ship.
   for (const t of byClass.tokenizers) {
     const files = [`${t}/tokenizer.json`, `${t}/vocab.json`, `${t}/merges.txt`].map((f) => existsSync(join(dir, f)));
-    if (!files[0] && !(files[1] && files[2])) throw new ModelFolderError(`model folder ${dir}: missing ${t}/tokenizer.json (or ${t}/vocab.json with ${t}/merges.txt)`);
+    if (!files[0] && !(files[1] && files[2]))
+      throw new ModelFolderError(`model folder ${dir}: missing ${t}/tokenizer.json (or ${t}/vocab.json with ${t}/merges.txt)`);
   }
   const signatures: ModelSpec['signatures'] = {};
   for (const c of byClass.components) signatures[c] = readSignature(dir, paths[c]!, componentFile(c));
@@ -214,7 +219,9 @@ function readFolder(dir: string, id: string): ModelSpec {
   };
   const latentChannels = num(vaeConfig, 'latent_channels', fixedDim(signatures.vaeDecoder!, 'latent_sample', 1) ?? 4);
   const blocks = Array.isArray(vaeConfig?.block_out_channels) ? (vaeConfig.block_out_channels as unknown[]).length : 4;
-  const unetInChannels = signatures.unet ? num(unetConfig, 'in_channels', fixedDim(signatures.unet, 'sample', 1) ?? byClass.unetInChannels(latentChannels)) : byClass.unetInChannels(latentChannels);
+  const unetInChannels = signatures.unet
+    ? num(unetConfig, 'in_channels', fixedDim(signatures.unet, 'sample', 1) ?? byClass.unetInChannels(latentChannels))
+    : byClass.unetInChannels(latentChannels);
   const pipeline = familyFromModelIndex(index, unetInChannels, latentChannels);
   const exportInfo = recogniseExport(pipelineClass, pipeline, signatures);
   const family = pipeline.kind;
@@ -244,7 +251,9 @@ function readFolder(dir: string, id: string): ModelSpec {
   const bias = server.latentRgbBias;
   let preview: PreviewProjection | null = latentChannels === 4 ? SD15_PREVIEW : null;
   if (factors !== undefined) {
-    const valid = Array.isArray(factors) && factors.length === latentChannels &&
+    const valid =
+      Array.isArray(factors) &&
+      factors.length === latentChannels &&
       factors.every((row) => Array.isArray(row) && row.length === 3 && row.every((v) => typeof v === 'number'));
     if (!valid) throw new ModelFolderError(`${dir}/${SERVER_CONFIG_FILE}: latentRgbFactors must be ${latentChannels} rows of 3 numbers`);
     preview = { factors: factors as number[][], bias: Array.isArray(bias) && bias.length === 3 ? (bias as number[]) : [0, 0, 0] };
@@ -292,9 +301,9 @@ function readFolder(dir: string, id: string): ModelSpec {
 const SD15_PREVIEW: PreviewProjection = {
   factors: [
     [0.3512, 0.2297, 0.3227],
-    [0.3250, 0.4974, 0.2350],
+    [0.325, 0.4974, 0.235],
     [-0.2829, 0.1762, 0.2721],
-    [-0.2120, -0.2616, -0.7177],
+    [-0.212, -0.2616, -0.7177],
   ],
   bias: [0, 0, 0],
 };

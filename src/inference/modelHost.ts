@@ -32,7 +32,10 @@ export class ModelHost {
   private readonly runtimes = new Map<string, ModelRuntime>();
   private readonly lastUsed = new Map<string, number>();
 
-  private constructor(private readonly specs: Map<string, ModelSpec>, private readonly options: HostOptions) {}
+  private constructor(
+    private readonly specs: Map<string, ModelSpec>,
+    private readonly options: HostOptions,
+  ) {}
 
   static async open(specs: readonly ModelSpec[], options: HostOptions): Promise<ModelHost> {
     const host = new ModelHost(new Map(specs.map((s) => [s.id, s])), options);
@@ -100,7 +103,8 @@ export class ModelHost {
       try {
         runtime = await this.runtime(modelId);
       } catch (err) {
-        const error = err instanceof InferenceError ? err : new InferenceError('MODEL_ERROR', `model ${modelId} could not be loaded: ${(err as Error).message}`);
+        const error =
+          err instanceof InferenceError ? err : new InferenceError('MODEL_ERROR', `model ${modelId} could not be loaded: ${(err as Error).message}`);
         for (const t of tasks) t.onSettled({ error });
         return;
       }

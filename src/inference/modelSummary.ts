@@ -152,7 +152,8 @@ function tokenizerSummary(spec: ModelSpec): TokenizerSummary {
       for (const [token, id] of Object.entries(model.vocab as Record<string, unknown>)) if (typeof id === 'number') ids.set(id, token);
     }
     if (Array.isArray(json?.added_tokens)) {
-      for (const t of json.added_tokens as { id?: unknown; content?: unknown }[]) if (typeof t.id === 'number' && typeof t.content === 'string') ids.set(t.id, t.content);
+      for (const t of json.added_tokens as { id?: unknown; content?: unknown }[])
+        if (typeof t.id === 'number' && typeof t.content === 'string') ids.set(t.id, t.content);
     }
   } else {
     const vocab = readJsonObject(join(dir, 'vocab.json')) ?? {};
@@ -247,13 +248,19 @@ export function formatModelSummary(s: ModelSummary): string {
   lines.push(`    a request may pick: ${sch.available.join(', ') || 'none'}`);
   for (const u of sch.unavailable) lines.push(`    not with this config: ${u.name} (${u.reason})`);
   const t = s.tokenizer;
-  lines.push(`  tokenizer: ${t.files}, vocab size ${t.vocabSize}, max length ${t.maxLength}, pad token ${t.padToken === null ? '' : `${JSON.stringify(t.padToken)} `}(id ${t.padId})`);
-  lines.push(`  vae: scale factor ${s.vae.scaleFactor}, scaling factor ${s.vae.scalingFactor}, ${s.vae.latentChannels} latent channels; unet in channels ${s.unetInChannels}`);
+  lines.push(
+    `  tokenizer: ${t.files}, vocab size ${t.vocabSize}, max length ${t.maxLength}, pad token ${t.padToken === null ? '' : `${JSON.stringify(t.padToken)} `}(id ${t.padId})`,
+  );
+  lines.push(
+    `  vae: scale factor ${s.vae.scaleFactor}, scaling factor ${s.vae.scalingFactor}, ${s.vae.latentChannels} latent channels; unet in channels ${s.unetInChannels}`,
+  );
   if ('error' in s.memory) lines.push(`  memory: no estimate (${s.memory.error})`);
   else {
     const m = s.memory;
     const at = m.defaultSize.trim().toLowerCase() === 'auto' ? `auto, estimated at ${m.width}x${m.height}` : `${m.width}x${m.height}`;
-    lines.push(`  memory at the default size (${at}, ${m.guidanceBranches} UNet row${m.guidanceBranches === 1 ? '' : 's'} per output): ${mib(m.oneItemBytes)} for one output (weights ${mib(m.weightBytes)} + ${mib(m.perItemBytes)} per output)`);
+    lines.push(
+      `  memory at the default size (${at}, ${m.guidanceBranches} UNet row${m.guidanceBranches === 1 ? '' : 's'} per output): ${mib(m.oneItemBytes)} for one output (weights ${mib(m.weightBytes)} + ${mib(m.perItemBytes)} per output)`,
+    );
   }
   const d = s.defaults;
   const defaults = [`steps ${d.steps}`, `guidanceScale ${d.guidanceScale}`];

@@ -38,7 +38,14 @@ export async function encodePng(rgb: Uint8Array, width: number, height: number, 
  * (byte = clamp(⌊v·scale + offset⌋, 0, 255)) and Paeth-filtered in one pass, without an RGB8 copy
  * of the whole image. Levels 1–9 (level 0 stores unfiltered rows: use `encodePng`).
  */
-export async function encodePlanarPng(data: Float32Array, width: number, height: number, mapping: { scale: number; offset: number }, level: number, filtered?: Buffer): Promise<Buffer> {
+export async function encodePlanarPng(
+  data: Float32Array,
+  width: number,
+  height: number,
+  mapping: { scale: number; offset: number },
+  level: number,
+  filtered?: Buffer,
+): Promise<Buffer> {
   checkLevel(level);
   if (level === 0) throw new RangeError('level 0 stores unfiltered rows: use encodePng');
   if (data.length !== 3 * width * height) throw new RangeError(`expected ${3 * width * height} floats, got ${data.length}`);

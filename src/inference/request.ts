@@ -97,7 +97,10 @@ export function parseSize(value: string, spec: ModelSpec): 'auto' | TargetSize {
   const height = Math.floor(Number(match[2]) / multiple) * multiple;
   if (width < multiple || height < multiple) throw bad(`size must be at least ${multiple}x${multiple} for model ${spec.id} (got ${value})`);
   if (width * height > spec.limits.maxPixels) {
-    throw new InferenceError('IMAGE_TOO_LARGE', `size ${width}x${height} is over model ${spec.id}'s limit of ${spec.limits.maxPixels} pixels (max pixels ${spec.limits.maxPixels})`);
+    throw new InferenceError(
+      'IMAGE_TOO_LARGE',
+      `size ${width}x${height} is over model ${spec.id}'s limit of ${spec.limits.maxPixels} pixels (max pixels ${spec.limits.maxPixels})`,
+    );
   }
   return { width, height };
 }
@@ -110,7 +113,8 @@ export function resolveEditOptions(spec: ModelSpec, imageCount: number, options:
   checkPrompt('prompt', options.prompt);
   let prompts: string[];
   if (options.prompts != null) {
-    if (options.prompts.length !== imageCount) throw bad(`prompts has ${options.prompts.length} entries for ${imageCount} images; give exactly one per image, or none`);
+    if (options.prompts.length !== imageCount)
+      throw bad(`prompts has ${options.prompts.length} entries for ${imageCount} images; give exactly one per image, or none`);
     prompts = options.prompts.map((p, i) => checkPrompt(`prompts[${i}]`, p));
   } else {
     prompts = Array.from({ length: imageCount }, () => options.prompt);
@@ -128,8 +132,12 @@ export function resolveEditOptions(spec: ModelSpec, imageCount: number, options:
   const scheduler = options.scheduler ?? d.scheduler;
   if (!EDIT_SCHEDULER_NAMES.includes(scheduler)) throw bad(`scheduler must be one of ${EDIT_SCHEDULER_NAMES.join(', ')}`);
   const own = spec.pipeline.scheduler;
-  if (own && scheduler !== own) throw bad(`model ${spec.id} (${spec.pipeline.describe}) samples with ${own} only; leave scheduler unset or send ${own} (got ${scheduler})`);
-  if (!own && scheduler === 'FLOW_MATCH_EULER') throw bad(`scheduler FLOW_MATCH_EULER is for flow-matching models; model ${spec.id} (${spec.pipeline.describe}) takes one of ${SCHEDULER_NAMES.join(', ')}`);
+  if (own && scheduler !== own)
+    throw bad(`model ${spec.id} (${spec.pipeline.describe}) samples with ${own} only; leave scheduler unset or send ${own} (got ${scheduler})`);
+  if (!own && scheduler === 'FLOW_MATCH_EULER')
+    throw bad(
+      `scheduler FLOW_MATCH_EULER is for flow-matching models; model ${spec.id} (${spec.pipeline.describe}) takes one of ${SCHEDULER_NAMES.join(', ')}`,
+    );
   // The folder's scheduler_config.json may not suit every scheduler (e.g. thresholding for DPMPP_2M),
   // and some step counts do not suit some schedulers (LCM: at most original_inference_steps).
   try {
@@ -144,7 +152,8 @@ export function resolveEditOptions(spec: ModelSpec, imageCount: number, options:
   } else if (d.trueCfgScale != null) trueCfgScale = d.trueCfgScale;
   let maxSequenceLength: number | null = null;
   if (options.maxSequenceLength != null) {
-    if (d.maxSequenceLength == null || spec.limits.maxSequenceLength == null) throw bad(`model ${spec.id} (${spec.pipeline.describe}) has no T5 encoder; maxSequenceLength does not apply`);
+    if (d.maxSequenceLength == null || spec.limits.maxSequenceLength == null)
+      throw bad(`model ${spec.id} (${spec.pipeline.describe}) has no T5 encoder; maxSequenceLength does not apply`);
     maxSequenceLength = integerIn('maxSequenceLength', options.maxSequenceLength, 1, spec.limits.maxSequenceLength);
   } else maxSequenceLength = d.maxSequenceLength ?? null;
   const outputFormat = options.outputFormat ?? 'png';
@@ -153,7 +162,24 @@ export function resolveEditOptions(spec: ModelSpec, imageCount: number, options:
   const previewEvery = integerIn('previewEvery', options.previewEvery ?? 0, 0, 10_000);
   const maskBlur = integerIn('maskBlur', options.maskBlur ?? 0, 0, MAX_MASK_BLUR);
   const seed = options.seed == null ? randomSeed() : normalizeSeed(integerIn('seed', options.seed, -(2 ** 53), 2 ** 53));
-  return { prompts, negativePrompt, n, size, steps, guidanceScale, imageGuidanceScale, strength, seed, scheduler, trueCfgScale, maxSequenceLength, outputFormat, outputQuality, previewEvery, maskBlur };
+  return {
+    prompts,
+    negativePrompt,
+    n,
+    size,
+    steps,
+    guidanceScale,
+    imageGuidanceScale,
+    strength,
+    seed,
+    scheduler,
+    trueCfgScale,
+    maxSequenceLength,
+    outputFormat,
+    outputQuality,
+    previewEvery,
+    maskBlur,
+  };
 }
 
 /** A fresh scheduler of `name` configured from the model folder's scheduler_config.json. */

@@ -99,7 +99,13 @@ export function toUnitClamped(data: Float32Array): Float32Array {
  * Cheap latent preview (ComfyUI's approach): RGB = latent·factors + bias per pixel, giving [-1,1],
  * mapped to [0,1]. `latent` is one item [C, h, w]; returns planar [3, h, w].
  */
-export function projectLatentToRgb(latent: Float32Array, channels: number, pixels: number, factors: readonly (readonly number[])[], bias: readonly number[]): Float32Array {
+export function projectLatentToRgb(
+  latent: Float32Array,
+  channels: number,
+  pixels: number,
+  factors: readonly (readonly number[])[],
+  bias: readonly number[],
+): Float32Array {
   const out = new Float32Array(3 * pixels);
   for (let rgb = 0; rgb < 3; rgb++) {
     const o = out.subarray(rgb * pixels, (rgb + 1) * pixels);
@@ -142,13 +148,13 @@ export function toFloat16(src: Float32Array): Uint16Array {
         let half = mant >>> shift;
         const rem = mant & ((1 << shift) - 1);
         const halfway = 1 << (shift - 1);
-        if (rem > halfway || (rem === halfway && (half & 1))) half += 1;
+        if (rem > halfway || (rem === halfway && half & 1)) half += 1;
         out[i] = sign | half;
       }
     } else {
       let half = (e << 10) | (mant >>> 13);
       const rem = mant & 0x1fff;
-      if (rem > 0x1000 || (rem === 0x1000 && (half & 1))) half += 1;
+      if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half += 1;
       out[i] = sign | half;
     }
   }

@@ -88,7 +88,8 @@ class ClipPromptTokenizer implements PromptTokenizer {
   }
 
   encode(text: string, length = this.maxLength): Int32Array {
-    if (!Number.isInteger(length) || length <= this.prefix.length + this.suffix.length) throw new Error(`tokenizer: length ${length} leaves no room for tokens`);
+    if (!Number.isInteger(length) || length <= this.prefix.length + this.suffix.length)
+      throw new Error(`tokenizer: length ${length} leaves no room for tokens`);
     const tokens = this.tokenizer.encode(this.prepare(text), { add_special_tokens: false }).ids;
     const kept = Math.min(tokens.length, length - this.prefix.length - this.suffix.length);
     const out = new Int32Array(length).fill(this.padId);
@@ -150,7 +151,10 @@ export function createTokenizer(tokenizerJson: unknown, tokenizerConfig?: unknow
   const padding = json['padding'];
   let padId: number;
   if (specials.pad_token !== undefined) {
-    padId = idOf(specials.pad_token, specialTokensMap && 'pad_token' in specialTokensMap ? 'special_tokens_map.json: pad_token' : 'tokenizer_config.json: pad_token');
+    padId = idOf(
+      specials.pad_token,
+      specialTokensMap && 'pad_token' in specialTokensMap ? 'special_tokens_map.json: pad_token' : 'tokenizer_config.json: pad_token',
+    );
   } else if (isObject(padding) && typeof padding['pad_id'] === 'number') {
     padId = padding['pad_id'];
   } else if (suffix.length > 0) {

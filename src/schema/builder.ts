@@ -22,7 +22,9 @@ export const builder = new SchemaBuilder<{
 
 /** Duck-typed: Yoga's parser yields @whatwg-node File objects, which are not `instanceof File`. */
 function isUploadedFile(value: unknown): value is UploadedFile {
-  return typeof value === 'object' && value !== null && typeof (value as UploadedFile).arrayBuffer === 'function' && typeof (value as UploadedFile).size === 'number';
+  return (
+    typeof value === 'object' && value !== null && typeof (value as UploadedFile).arrayBuffer === 'function' && typeof (value as UploadedFile).size === 'number'
+  );
 }
 
 builder.scalarType('Upload', {
@@ -31,7 +33,8 @@ builder.scalarType('Upload', {
     throw new GraphQLError('Upload is an input-only scalar');
   },
   parseValue: (value) => {
-    if (!isUploadedFile(value)) throw new GraphQLError('Upload must be a file sent as a multipart request part (operations + map + files)', { extensions: { code: 'BAD_USER_INPUT' } });
+    if (!isUploadedFile(value))
+      throw new GraphQLError('Upload must be a file sent as a multipart request part (operations + map + files)', { extensions: { code: 'BAD_USER_INPUT' } });
     return value;
   },
   parseLiteral: () => {

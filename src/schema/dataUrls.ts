@@ -16,13 +16,17 @@ export function filesFromDataUrls(urls: readonly string[], maxFileBytes: number)
     const m = DATA_URL.exec(url.trim());
     if (!m) {
       const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1];
-      throw new ServiceError('BAD_USER_INPUT', `${what}: only data: URLs are accepted (data:image/png;base64,…)${scheme ? `; ${scheme}: URLs are never fetched` : ''}. Upload files with a multipart request instead`);
+      throw new ServiceError(
+        'BAD_USER_INPUT',
+        `${what}: only data: URLs are accepted (data:image/png;base64,…)${scheme ? `; ${scheme}: URLs are never fetched` : ''}. Upload files with a multipart request instead`,
+      );
     }
     const params = m[1]!.split(';').map((p) => p.trim());
     const base64 = params.slice(1).some((p) => p.toLowerCase() === 'base64');
     const body = m[2]!;
     const estimate = base64 ? Math.floor((body.length * 3) / 4) : body.length;
-    if (estimate > maxFileBytes + 3) throw new ServiceError('PAYLOAD_TOO_LARGE', `${what} is about ${estimate} bytes decoded; the limit is ${maxFileBytes} bytes per file`);
+    if (estimate > maxFileBytes + 3)
+      throw new ServiceError('PAYLOAD_TOO_LARGE', `${what} is about ${estimate} bytes decoded; the limit is ${maxFileBytes} bytes per file`);
     let bytes: Buffer;
     if (base64) {
       const clean = body.replace(/\s+/g, '');

@@ -34,8 +34,14 @@ export const EditProgressRef = builder.objectRef<EventOf<'progress'>>('EditProgr
   fields: (t) => ({
     step: t.exposeInt('step'),
     totalSteps: t.exposeInt('totalSteps'),
-    emittedAt: t.exposeFloat('emittedAt', { description: 'Unix time in milliseconds when this step finished on the inference worker (for measuring delivery latency).' }),
-    previews: t.field({ type: [EditPreviewRef], description: 'Present on the steps chosen by previewEvery: one small preview per output image.', resolve: (e) => e.previews }),
+    emittedAt: t.exposeFloat('emittedAt', {
+      description: 'Unix time in milliseconds when this step finished on the inference worker (for measuring delivery latency).',
+    }),
+    previews: t.field({
+      type: [EditPreviewRef],
+      description: 'Present on the steps chosen by previewEvery: one small preview per output image.',
+      resolve: (e) => e.previews,
+    }),
   }),
 });
 
@@ -54,7 +60,8 @@ builder.objectRef<EventOf<'cancelled'>>('EditCancelled').implement({
   fields: (t) => ({
     reason: t.field({
       type: CancelReasonEnum,
-      description: 'Why the job was cancelled: CLIENT (cancelEditJob, or a REST client that disconnected), SHUTDOWN (the server stopped before the job could finish), TIMEOUT (a time limit).',
+      description:
+        'Why the job was cancelled: CLIENT (cancelEditJob, or a REST client that disconnected), SHUTDOWN (the server stopped before the job could finish), TIMEOUT (a time limit).',
       resolve: (e) => e.reason ?? 'CLIENT',
     }),
   }),
@@ -64,7 +71,7 @@ builder.subscriptionFields((t) => ({
   editJobEvents: t.field({
     type: EditJobEventRef,
     description:
-      'Every event of one job, from its state at subscription time to its end. A subscriber\nthat arrives late first receives the job\'s current state (its queue position or its\nlatest progress); a job that has already finished yields its final event, and the\nstream then completes. The stream always ends with exactly one EditCompleted,\nEditFailed or EditCancelled event.',
+      "Every event of one job, from its state at subscription time to its end. A subscriber\nthat arrives late first receives the job's current state (its queue position or its\nlatest progress); a job that has already finished yields its final event, and the\nstream then completes. The stream always ends with exactly one EditCompleted,\nEditFailed or EditCancelled event.",
     args: { id: t.arg.id({ required: true }) },
     subscribe: (_root, args, ctx) => ctx.jobs.subscribe(String(args.id), ctx.principal),
     resolve: (event) => event,

@@ -14,7 +14,7 @@ const b64 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteO
 
 export const EditedImageRef = builder.objectRef<OutputImage>('EditedImage').implement({
   fields: (t) => ({
-    index: t.exposeInt('index', { description: 'Position in the job\'s output: inputIndex * n + variant.' }),
+    index: t.exposeInt('index', { description: "Position in the job's output: inputIndex * n + variant." }),
     inputIndex: t.exposeInt('inputIndex'),
     variant: t.exposeInt('variant'),
     seed: t.exposeInt('seed'),
@@ -47,7 +47,9 @@ export const EditResultRef = builder.objectRef<JobResult>('EditResult').implemen
 
 export const EditErrorRef = builder.objectRef<JobError>('EditError').implement({
   fields: (t) => ({
-    code: t.exposeString('code', { description: 'A stable machine-readable code, e.g. BAD_USER_INPUT, INVALID_IMAGE, IMAGE_TOO_LARGE, OUT_OF_MEMORY, CANCELLED, INTERNAL.' }),
+    code: t.exposeString('code', {
+      description: 'A stable machine-readable code, e.g. BAD_USER_INPUT, INVALID_IMAGE, IMAGE_TOO_LARGE, OUT_OF_MEMORY, CANCELLED, INTERNAL.',
+    }),
     message: t.exposeString('message'),
   }),
 });
@@ -80,19 +82,23 @@ const EditJobRef = builder.objectRef<JobSnapshot>('EditJob').implement({
   }),
 });
 
-
 builder.queryFields((t) => ({
   editJob: t.field({
     type: EditJobRef,
     nullable: true,
-    description: 'A job by id: the polling alternative to the subscription. Finished jobs stay readable for the retention period (JOB_RETENTION_SECONDS, default 15 minutes).',
+    description:
+      'A job by id: the polling alternative to the subscription. Finished jobs stay readable for the retention period (JOB_RETENTION_SECONDS, default 15 minutes).',
     args: { id: t.arg.id({ required: true }) },
     resolve: (_root, args, ctx) => ctx.jobs.get(String(args.id), ctx.principal),
   }),
 }));
 
 /** `images` (uploads) or `imageUrls` (data: URLs), never both. */
-function inputImages(images: readonly UploadedFile[] | null | undefined, imageUrls: readonly string[] | null | undefined, maxFileBytes: number): readonly UploadedFile[] {
+function inputImages(
+  images: readonly UploadedFile[] | null | undefined,
+  imageUrls: readonly string[] | null | undefined,
+  maxFileBytes: number,
+): readonly UploadedFile[] {
   if (images && imageUrls) throw new ServiceError('BAD_USER_INPUT', 'give either images (uploads) or imageUrls (data: URLs), not both');
   if (imageUrls) return filesFromDataUrls(imageUrls, maxFileBytes);
   if (images) return images;
@@ -103,47 +109,73 @@ builder.mutationFields((t) => ({
   editImages: t.field({
     type: EditJobRef,
     description:
-      'Queue one edit of all `images` as a single batched job. Each input image gets `n`\nvariants; the job\'s outputs are ordered input by input: all variants of image 0,\nthen all of image 1, and so on. Returns at once with the job in QUEUED (or RUNNING)\nstate; progress and the result arrive through `editJobEvents`, or by polling `editJob`.\nUnset arguments take the chosen model\'s defaults (see `Model.defaults`).',
+      "Queue one edit of all `images` as a single batched job. Each input image gets `n`\nvariants; the job's outputs are ordered input by input: all variants of image 0,\nthen all of image 1, and so on. Returns at once with the job in QUEUED (or RUNNING)\nstate; progress and the result arrive through `editJobEvents`, or by polling `editJob`.\nUnset arguments take the chosen model's defaults (see `Model.defaults`).",
     args: {
-      images: t.arg({ type: ['Upload'], required: { list: false, items: true }, description: 'The input images as multipart uploads, in order. Give either `images` or `imageUrls`.' }),
+      images: t.arg({
+        type: ['Upload'],
+        required: { list: false, items: true },
+        description: 'The input images as multipart uploads, in order. Give either `images` or `imageUrls`.',
+      }),
       imageUrls: t.arg.stringList({
-        description: 'The input images as `data:` URLs (`data:image/png;base64,…`), for clients that cannot upload files, such as GraphiQL. Only `data:` URLs are accepted: other URLs are never fetched (BAD_USER_INPUT). Checked as uploads are (MAX_FILE_BYTES, MAX_TOTAL_BYTES, content, pixels); the JSON body is bounded by GRAPHQL_MAX_JSON_BYTES. Give either `images` or `imageUrls`.',
+        description:
+          'The input images as `data:` URLs (`data:image/png;base64,…`), for clients that cannot upload files, such as GraphiQL. Only `data:` URLs are accepted: other URLs are never fetched (BAD_USER_INPUT). Checked as uploads are (MAX_FILE_BYTES, MAX_TOTAL_BYTES, content, pixels); the JSON body is bounded by GRAPHQL_MAX_JSON_BYTES. Give either `images` or `imageUrls`.',
       }),
       masks: t.arg({
         type: ['Upload'],
         required: { list: false, items: false },
-        description: 'Optional per-image masks, at most one per image in upload order; null edits the whole image. A mask must have its image\'s size. With an alpha channel, fully transparent pixels are edited (OpenAI\'s rule); without one, white is edited and black kept; grey edits partly. Outside the mask the output is the input\'s pixels.',
+        description:
+          "Optional per-image masks, at most one per image in upload order; null edits the whole image. A mask must have its image's size. With an alpha channel, fully transparent pixels are edited (OpenAI's rule); without one, white is edited and black kept; grey edits partly. Outside the mask the output is the input's pixels.",
       }),
       maskBlur: t.arg.int({ description: 'Feathers mask edges: a Gaussian of this standard deviation in output pixels (0..64, default 0).' }),
       prompt: t.arg.string({ required: true, description: 'The edit instruction applied to every image that has no entry in `prompts`.' }),
-      prompts: t.arg.stringList({ description: 'Optional per-image instructions: exactly one per image, in upload order; each overrides `prompt` for its image.' }),
+      prompts: t.arg.stringList({
+        description: 'Optional per-image instructions: exactly one per image, in upload order; each overrides `prompt` for its image.',
+      }),
       negativePrompt: t.arg.string(),
       n: t.arg.int({ defaultValue: 1, description: 'Variants per input image (1..model limit). Total outputs = images x n.' }),
-      size: t.arg.string({ description: "Output size as WIDTHxHEIGHT (e.g. 512x512), or 'auto' to keep each input's aspect ratio within the model's pixel budget." }),
+      size: t.arg.string({
+        description: "Output size as WIDTHxHEIGHT (e.g. 512x512), or 'auto' to keep each input's aspect ratio within the model's pixel budget.",
+      }),
       steps: t.arg.int(),
       guidanceScale: t.arg.float(),
       imageGuidanceScale: t.arg.float(),
       strength: t.arg.float({ description: 'For img2img-style models: how far the input is noised, 0 < strength <= 1.' }),
-      seed: t.arg.int({ description: 'Base seed. Output k of input i uses a seed derived only from (seed, i, k), so an image\'s result does not depend on what else is in the batch.' }),
-      scheduler: t.arg({ type: SchedulerNameEnum, description: 'UNet models: any but FLOW_MATCH_EULER. Flow models (FLUX) sample with FLOW_MATCH_EULER only: leave unset or send it.' }),
-      trueCfgScale: t.arg.float({ description: 'Flow models (FLUX): true classifier-free guidance against `negativePrompt` when above 1 (the negative prompt runs in the same batch; without a negative prompt it is off). Refused on UNet models (use guidanceScale).' }),
-      maxSequenceLength: t.arg.int({ description: 'Models with a T5 encoder (FLUX): T5 tokens the prompt is padded or truncated to (1..ModelLimits.maxSequenceLength; default ModelDefaults.maxSequenceLength). Refused on models without T5.' }),
+      seed: t.arg.int({
+        description:
+          "Base seed. Output k of input i uses a seed derived only from (seed, i, k), so an image's result does not depend on what else is in the batch.",
+      }),
+      scheduler: t.arg({
+        type: SchedulerNameEnum,
+        description: 'UNet models: any but FLOW_MATCH_EULER. Flow models (FLUX) sample with FLOW_MATCH_EULER only: leave unset or send it.',
+      }),
+      trueCfgScale: t.arg.float({
+        description:
+          'Flow models (FLUX): true classifier-free guidance against `negativePrompt` when above 1 (the negative prompt runs in the same batch; without a negative prompt it is off). Refused on UNet models (use guidanceScale).',
+      }),
+      maxSequenceLength: t.arg.int({
+        description:
+          'Models with a T5 encoder (FLUX): T5 tokens the prompt is padded or truncated to (1..ModelLimits.maxSequenceLength; default ModelDefaults.maxSequenceLength). Refused on models without T5.',
+      }),
       model: t.arg.string({ description: "A model id from `models`; default: the server's default model." }),
       outputFormat: t.arg({ type: ImageFormatEnum, defaultValue: 'PNG' }),
       outputQuality: t.arg.int({ description: '1..100, for JPEG and WEBP.' }),
       previewEvery: t.arg.int({ defaultValue: 0, description: 'Send a small preview of every image in progress events every this many steps; 0 sends none.' }),
     },
     resolve: (_root, args, ctx) =>
-      ctx.edits.submit({
-        model: args.model,
-        images: inputImages(args.images, args.imageUrls, ctx.edits.limits.maxFileBytes),
-        masks: args.masks,
-        options: { ...args, outputFormat: args.outputFormat ? (args.outputFormat.toLowerCase() as OutputFormat) : null },
-      }, ctx.principal.owner),
+      ctx.edits.submit(
+        {
+          model: args.model,
+          images: inputImages(args.images, args.imageUrls, ctx.edits.limits.maxFileBytes),
+          masks: args.masks,
+          options: { ...args, outputFormat: args.outputFormat ? (args.outputFormat.toLowerCase() as OutputFormat) : null },
+        },
+        ctx.principal.owner,
+      ),
   }),
   cancelEditJob: t.field({
     type: EditJobRef,
-    description: "Cancel a queued or running job. Takes effect before the job's next denoise step; other jobs are unaffected. Cancelling a finished job returns it unchanged.",
+    description:
+      "Cancel a queued or running job. Takes effect before the job's next denoise step; other jobs are unaffected. Cancelling a finished job returns it unchanged.",
     args: { id: t.arg.id({ required: true }) },
     resolve: (_root, args, ctx) => ctx.jobs.cancel(String(args.id), ctx.principal),
   }),

@@ -14,8 +14,16 @@ const ModelDefaultsRef = builder.objectRef<ModelSpec['defaults']>('ModelDefaults
     strength: t.exposeFloat('strength', { nullable: true }),
     scheduler: t.field({ type: SchedulerNameEnum, resolve: (d) => d.scheduler }),
     size: t.exposeString('size'),
-    trueCfgScale: t.float({ nullable: true, description: 'Flow models: the default true CFG scale (1 = off); null where true CFG does not apply.', resolve: (d) => d.trueCfgScale ?? null }),
-    maxSequenceLength: t.int({ nullable: true, description: 'Models with a T5 encoder: the default T5 token count (FLUX dev 512, schnell 256); null elsewhere.', resolve: (d) => d.maxSequenceLength ?? null }),
+    trueCfgScale: t.float({
+      nullable: true,
+      description: 'Flow models: the default true CFG scale (1 = off); null where true CFG does not apply.',
+      resolve: (d) => d.trueCfgScale ?? null,
+    }),
+    maxSequenceLength: t.int({
+      nullable: true,
+      description: 'Models with a T5 encoder: the default T5 token count (FLUX dev 512, schnell 256); null elsewhere.',
+      resolve: (d) => d.maxSequenceLength ?? null,
+    }),
   }),
 });
 
@@ -25,7 +33,11 @@ const ModelLimitsRef = builder.objectRef<ModelSpec['limits']>('ModelLimits').imp
     maxN: t.exposeInt('maxN'),
     maxSteps: t.exposeInt('maxSteps'),
     maxPixels: t.exposeInt('maxPixels', { description: 'Largest width x height accepted for one output.' }),
-    maxSequenceLength: t.int({ nullable: true, description: 'Models with a T5 encoder: the largest maxSequenceLength accepted; null elsewhere.', resolve: (l) => l.maxSequenceLength ?? null }),
+    maxSequenceLength: t.int({
+      nullable: true,
+      description: 'Models with a T5 encoder: the largest maxSequenceLength accepted; null elsewhere.',
+      resolve: (l) => l.maxSequenceLength ?? null,
+    }),
   }),
 });
 
@@ -37,17 +49,25 @@ const ModelRef = builder.objectRef<ModelView>('Model').implement({
     description: t.string({ resolve: (m) => m.spec.description }),
     defaults: t.field({ type: ModelDefaultsRef, resolve: (m) => m.spec.defaults }),
     limits: t.field({ type: ModelLimitsRef, resolve: (m) => m.spec.limits }),
-    exporter: t.string({ description: "The exporter generation the folder was recognised as, e.g. 'optimum ≥ 1.24 / optimum-onnx'.", resolve: (m) => m.spec.export.generation }),
+    exporter: t.string({
+      description: "The exporter generation the folder was recognised as, e.g. 'optimum ≥ 1.24 / optimum-onnx'.",
+      resolve: (m) => m.spec.export.generation,
+    }),
     precision: t.string({ description: 'fp32 or fp16, as the UNet declares its ports.', resolve: (m) => m.spec.export.precision }),
     state: t.string({
-      description: "'loaded' (sessions open), 'loading', or 'available' (loads on first use; see PRELOAD_MODELS and MODEL_MEMORY_MB). In an API process that queues for Redis workers, always 'available'.",
+      description:
+        "'loaded' (sessions open), 'loading', or 'available' (loads on first use; see PRELOAD_MODELS and MODEL_MEMORY_MB). In an API process that queues for Redis workers, always 'available'.",
       resolve: (m, _args, ctx) => ctx.engine.modelState(m.spec.id),
     }),
     maskMethod: t.string({
-      description: "How `masks` are applied: 'unet-mask-channels' (an inpainting UNet takes the mask and masked image) or 'latent-blend' (the latents outside the mask are reset to the input's after every step, as diffusers does with other UNets).",
+      description:
+        "How `masks` are applied: 'unet-mask-channels' (an inpainting UNet takes the mask and masked image) or 'latent-blend' (the latents outside the mask are reset to the input's after every step, as diffusers does with other UNets).",
       resolve: (m) => m.spec.pipeline.maskMethod,
     }),
-    warnings: t.stringList({ description: 'What this folder costs clients (e.g. an unseeded VAE sample, a scheduler fallback); empty when nothing.', resolve: (m) => m.spec.warnings }),
+    warnings: t.stringList({
+      description: 'What this folder costs clients (e.g. an unseeded VAE sample, a scheduler fallback); empty when nothing.',
+      resolve: (m) => m.spec.warnings,
+    }),
   }),
 });
 

@@ -78,7 +78,13 @@ export function createAuthenticator(config: Pick<ServerConfig, 'authTokens' | 'a
   // Derived from every credential when no secret is configured: stable while the credentials are.
   const key = config.ownerHashSecret
     ? digest(`owner-secret:${config.ownerHashSecret}`)
-    : digest(`owner-derived:${[...config.authTokens, ...adminTokens].map((t) => `t:${t}`).concat(config.authBasic.map((b) => `b:${b.user}:${b.pass}`)).sort().join('\n')}`);
+    : digest(
+        `owner-derived:${[...config.authTokens, ...adminTokens]
+          .map((t) => `t:${t}`)
+          .concat(config.authBasic.map((b) => `b:${b.user}:${b.pass}`))
+          .sort()
+          .join('\n')}`,
+      );
   const ownerOf = (identity: string): string => createHmac('sha256', key).update(identity).digest('hex');
   const owners = new Map<Entry, string>([...tokens, ...basics].map((e) => [e, ownerOf(e.identity)]));
   const challenges = [tokens.length ? 'Bearer realm="image-edit"' : null, basics.length ? 'Basic realm="image-edit", charset="UTF-8"' : null].filter(Boolean);

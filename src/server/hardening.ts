@@ -158,5 +158,11 @@ function limitBody(request: Request, limit: number, fetchAPI: { Request: typeof 
       },
     }),
   );
-  return new fetchAPI.Request(request.url, { method: request.method, headers: request.headers, signal: request.signal, body: limited, duplex: 'half' } as RequestInit);
+  return new fetchAPI.Request(request.url, {
+    method: request.method,
+    headers: request.headers,
+    signal: request.signal,
+    body: limited,
+    duplex: 'half',
+  } as RequestInit);
 }

@@ -54,7 +54,16 @@ async function main(): Promise<void> {
   }
   const server = await startServer(config, { logger: log });
   logModels(server.engine);
-  log.info({ url: server.url, graphql: `${server.url}/graphql`, models: server.engine.models().map((m) => m.id), defaultModel: server.engine.defaultModelId, providers: server.engine.providers() }, 'image-edit-server listening');
+  log.info(
+    {
+      url: server.url,
+      graphql: `${server.url}/graphql`,
+      models: server.engine.models().map((m) => m.id),
+      defaultModel: server.engine.defaultModelId,
+      providers: server.engine.providers(),
+    },
+    'image-edit-server listening',
+  );
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
@@ -81,10 +90,13 @@ async function runWorkerOnly(config: ServerConfig): Promise<void> {
   const stop = (signal: string): void => {
     log.info({ signal }, 'signal received: finishing the current job');
     const grace = setTimeout(() => process.exit(0), config.shutdownGraceSeconds * 1000).unref();
-    void worker.close().then(() => engine.close()).then(() => {
-      clearTimeout(grace);
-      process.exit(0);
-    });
+    void worker
+      .close()
+      .then(() => engine.close())
+      .then(() => {
+        clearTimeout(grace);
+        process.exit(0);
+      });
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));

@@ -34,14 +34,34 @@ export function createMetrics(jobs: JobBackend): ServerMetrics {
       this.set((await jobs.stats()).running);
     },
   });
-  const duration = new Histogram({ name: 'image_edit_job_processing_seconds', help: 'Processing time of succeeded jobs', buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300], registers: [registry] });
-  const queueTime = new Histogram({ name: 'image_edit_job_queue_seconds', help: 'Time jobs waited before running', buckets: [0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300], registers: [registry] });
+  const duration = new Histogram({
+    name: 'image_edit_job_processing_seconds',
+    help: 'Processing time of succeeded jobs',
+    buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+    registers: [registry],
+  });
+  const queueTime = new Histogram({
+    name: 'image_edit_job_queue_seconds',
+    help: 'Time jobs waited before running',
+    buckets: [0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300],
+    registers: [registry],
+  });
   const steps = new Counter({ name: 'image_edit_denoise_steps_total', help: 'Denoise steps run (rate() gives steps per second)', registers: [registry] });
   const images = new Counter({ name: 'image_edit_images_generated_total', help: 'Output images generated', registers: [registry] });
   const finished = new Counter({ name: 'image_edit_jobs_finished_total', help: 'Jobs finished, by status', labelNames: ['status'], registers: [registry] });
   const failures = new Counter({ name: 'image_edit_job_failures_total', help: 'Failed jobs by error code', labelNames: ['code'], registers: [registry] });
-  const merged = new Histogram({ name: 'image_edit_jobs_per_pipeline_call', help: 'Jobs sharing one pipeline call (cross-request batching)', buckets: [1, 2, 3, 4, 6, 8, 12, 16], registers: [registry] });
-  const outputs = new Histogram({ name: 'image_edit_outputs_per_job', help: 'Outputs (images × n) per job', buckets: [1, 2, 4, 8, 16, 32, 64], registers: [registry] });
+  const merged = new Histogram({
+    name: 'image_edit_jobs_per_pipeline_call',
+    help: 'Jobs sharing one pipeline call (cross-request batching)',
+    buckets: [1, 2, 3, 4, 6, 8, 12, 16],
+    registers: [registry],
+  });
+  const outputs = new Histogram({
+    name: 'image_edit_outputs_per_job',
+    help: 'Outputs (images × n) per job',
+    buckets: [1, 2, 4, 8, 16, 32, 64],
+    registers: [registry],
+  });
   return {
     registry,
     observe(event) {

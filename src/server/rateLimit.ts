@@ -69,7 +69,13 @@ export function createAdmission(options: AdmissionOptions): AdmissionControl {
   const strikes = failures ? make(`${prefix}:authstrike`, 1_000_000, STRIKE_WINDOW_SECONDS) : null;
 
   const seconds = (ms: number): number => Math.max(1, Math.ceil(ms / 1000));
-  const limited = (message: string, retryAfterSeconds: number): Admission => ({ ok: false, status: 429, code: 'RATE_LIMITED', message: `${message}; retry after ${retryAfterSeconds} s`, retryAfterSeconds });
+  const limited = (message: string, retryAfterSeconds: number): Admission => ({
+    ok: false,
+    status: 429,
+    code: 'RATE_LIMITED',
+    message: `${message}; retry after ${retryAfterSeconds} s`,
+    retryAfterSeconds,
+  });
   const unauthenticated: Admission = { ok: false, status: 401, code: 'UNAUTHENTICATED', message: 'missing or invalid credentials' };
 
   /** Blocks `ip` for the next step of its backoff. */
@@ -124,7 +130,10 @@ export function clientIp(req: Pick<IncomingMessage, 'headers' | 'socket'>, trust
   if (trustProxy) {
     const forwarded = req.headers['x-forwarded-for'];
     const value = Array.isArray(forwarded) ? forwarded.join(',') : forwarded;
-    const hops = (value ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    const hops = (value ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     if (hops.length) return hops[hops.length - 1]!;
   }
   return req.socket.remoteAddress ?? 'unknown';
@@ -137,7 +146,9 @@ export function sendRefusal(res: ServerResponse, refusal: Exclude<Admission, { o
   let body: unknown;
   if (refusal.status === 401) {
     headers['www-authenticate'] = options.challenge;
-    body = rest ? { error: { message: refusal.message, type: 'invalid_request_error', code: refusal.code } } : { errors: [{ message: refusal.message, extensions: { code: refusal.code } }] };
+    body = rest
+      ? { error: { message: refusal.message, type: 'invalid_request_error', code: refusal.code } }
+      : { errors: [{ message: refusal.message, extensions: { code: refusal.code } }] };
   } else {
     headers['retry-after'] = String(refusal.retryAfterSeconds);
     body = rest

@@ -38,14 +38,45 @@ export interface RestDeps {
 }
 
 class RestError extends ServiceError {
-  constructor(code: ErrorCode, message: string, readonly param: string | null = null) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    readonly param: string | null = null,
+  ) {
     super(code, message);
   }
 }
 
 /** OpenAI fields with no effect here (quality tiers, fidelity, moderation, end-user ids). */
 const IGNORED = new Set(['quality', 'input_fidelity', 'user', 'moderation']);
-const KNOWN = new Set(['images', 'image', 'image[]', 'mask', 'mask[]', 'mask_blur', 'background', 'prompt', 'negative_prompt', 'size', 'n', 'num_inference_steps', 'guidance_scale', 'true_cfg_scale', 'max_sequence_length', 'output_type', 'image_guidance_scale', 'strength', 'seed', 'model', 'scheduler', 'output_format', 'output_compression', 'response_format', 'stream', 'partial_images']);
+const KNOWN = new Set([
+  'images',
+  'image',
+  'image[]',
+  'mask',
+  'mask[]',
+  'mask_blur',
+  'background',
+  'prompt',
+  'negative_prompt',
+  'size',
+  'n',
+  'num_inference_steps',
+  'guidance_scale',
+  'true_cfg_scale',
+  'max_sequence_length',
+  'output_type',
+  'image_guidance_scale',
+  'strength',
+  'seed',
+  'model',
+  'scheduler',
+  'output_format',
+  'output_compression',
+  'response_format',
+  'stream',
+  'partial_images',
+]);
 
 function sendError(res: ServerResponse, err: unknown, log: Logger): void {
   const e = toServiceError(err);
@@ -59,7 +90,16 @@ function sendError(res: ServerResponse, err: unknown, log: Logger): void {
     return;
   }
   res.writeHead(status, headers);
-  res.end(JSON.stringify({ error: { message: e.message, type: status >= 500 ? 'server_error' : 'invalid_request_error', param: err instanceof RestError ? err.param : null, code: e.code } }));
+  res.end(
+    JSON.stringify({
+      error: {
+        message: e.message,
+        type: status >= 500 ? 'server_error' : 'invalid_request_error',
+        param: err instanceof RestError ? err.param : null,
+        code: e.code,
+      },
+    }),
+  );
 }
 
 /** The request body as a web stream that errors with 413 past `limit` bytes (never buffered whole). */
@@ -80,7 +120,11 @@ function numberField(form: FormData, name: string, integer: boolean): number | u
   const raw = form.get(name);
   if (raw === null) return undefined;
   if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(Number(raw)) || (integer && !Number.isInteger(Number(raw)))) {
-    throw new RestError('BAD_USER_INPUT', `${name} must be ${integer ? 'an integer' : 'a number'} (got ${typeof raw === 'string' ? JSON.stringify(raw) : 'a file'})`, name);
+    throw new RestError(
+      'BAD_USER_INPUT',
+      `${name} must be ${integer ? 'an integer' : 'a number'} (got ${typeof raw === 'string' ? JSON.stringify(raw) : 'a file'})`,
+      name,
+    );
   }
   return Number(raw);
 }
@@ -129,7 +173,8 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
       masks.push(value);
     }
   }
-  if (masks.length > files.length) throw new RestError('BAD_USER_INPUT', `${masks.length} masks for ${files.length} images: give at most one per image, in order`, 'mask');
+  if (masks.length > files.length)
+    throw new RestError('BAD_USER_INPUT', `${masks.length} masks for ${files.length} images: give at most one per image, in order`, 'mask');
   const background = stringField(form, 'background');
   if (background !== undefined && !['auto', 'opaque'].includes(background)) {
     throw new RestError('BAD_USER_INPUT', 'background must be auto or opaque: outputs have no alpha channel here', 'background');
@@ -137,7 +182,8 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
   const prompt = stringField(form, 'prompt');
   if (prompt === undefined) throw new RestError('BAD_USER_INPUT', 'prompt is required', 'prompt');
   const responseFormat = stringField(form, 'response_format') ?? 'b64_json';
-  if (responseFormat !== 'b64_json') throw new RestError('BAD_USER_INPUT', 'response_format must be b64_json: this server returns images inline and serves no result URLs', 'response_format');
+  if (responseFormat !== 'b64_json')
+    throw new RestError('BAD_USER_INPUT', 'response_format must be b64_json: this server returns images inline and serves no result URLs', 'response_format');
   let model = stringField(form, 'model') ?? null;
   // The SDK requires a model; OpenAI's own names mean "the default model" here.
   if (model && /^(gpt-image|dall-e)/.test(model) && !engine.models().some((m) => m.id === model)) model = null;
@@ -147,9 +193,11 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
   const format = stringField(form, 'output_format')?.toLowerCase();
   if (format !== undefined && !isOutputFormat(format)) throw new RestError('BAD_USER_INPUT', `output_format must be ${outputFormatList()}`, 'output_format');
   const compression = numberField(form, 'output_compression', true);
-  if (compression !== undefined && (compression < 0 || compression > 100)) throw new RestError('BAD_USER_INPUT', 'output_compression must be from 0 to 100', 'output_compression');
+  if (compression !== undefined && (compression < 0 || compression > 100))
+    throw new RestError('BAD_USER_INPUT', 'output_compression must be from 0 to 100', 'output_compression');
   const scheduler = stringField(form, 'scheduler')?.toUpperCase();
-  if (scheduler !== undefined && !EDIT_SCHEDULER_NAMES.includes(scheduler as EditSchedulerName)) throw new RestError('BAD_USER_INPUT', `scheduler must be one of ${EDIT_SCHEDULER_NAMES.join(', ')}`, 'scheduler');
+  if (scheduler !== undefined && !EDIT_SCHEDULER_NAMES.includes(scheduler as EditSchedulerName))
+    throw new RestError('BAD_USER_INPUT', `scheduler must be one of ${EDIT_SCHEDULER_NAMES.join(', ')}`, 'scheduler');
   const outputType = stringField(form, 'output_type');
   if (outputType !== undefined && !['pil', 'np'].includes(outputType.toLowerCase())) {
     throw new RestError('BAD_USER_INPUT', 'output_type must be pil or np (both return the encoded image here)', 'output_type');
@@ -232,7 +280,12 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
     if (length > deps.maxBodyBytes) throw new RestError('PAYLOAD_TOO_LARGE', `request body is over the limit of ${deps.maxBodyBytes} bytes`);
     let form: FormData;
     try {
-      const request = new Request('http://localhost/v1/images/edits', { method: 'POST', headers: { 'content-type': type }, body: limitedBody(req, deps.maxBodyBytes), duplex: 'half' } as RequestInit);
+      const request = new Request('http://localhost/v1/images/edits', {
+        method: 'POST',
+        headers: { 'content-type': type },
+        body: limitedBody(req, deps.maxBodyBytes),
+        duplex: 'half',
+      } as RequestInit);
       form = await request.formData();
     } catch (err) {
       const cause = (err as { cause?: unknown }).cause;
@@ -263,7 +316,14 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
           data: e.result.images.map((img) => ({ b64_json: Buffer.from(img.bytes).toString('base64') })),
           output_format: format,
           size: first ? `${first.width}x${first.height}` : undefined,
-          usage: { processing_time_seconds: u.processingTimeSeconds, input_images: u.inputImages, generated_images: u.generatedImages, total_tokens: 0, input_tokens: 0, output_tokens: 0 },
+          usage: {
+            processing_time_seconds: u.processingTimeSeconds,
+            input_images: u.inputImages,
+            generated_images: u.generatedImages,
+            total_tokens: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+          },
         };
         const text = JSON.stringify(body);
         res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
@@ -292,7 +352,17 @@ async function streamEvents(res: ServerResponse, deps: RestDeps, job: JobSnapsho
         const k = sent.get(p.index) ?? 0;
         if (k >= partialImages) continue;
         sent.set(p.index, k + 1);
-        send('image_edit.partial_image', { type: 'image_edit.partial_image', b64_json: Buffer.from(p.bytes).toString('base64'), partial_image_index: k, image_index: p.index, created_at: now, size: 'auto', quality: 'auto', background: 'opaque', output_format: 'jpeg' });
+        send('image_edit.partial_image', {
+          type: 'image_edit.partial_image',
+          b64_json: Buffer.from(p.bytes).toString('base64'),
+          partial_image_index: k,
+          image_index: p.index,
+          created_at: now,
+          size: 'auto',
+          quality: 'auto',
+          background: 'opaque',
+          output_format: 'jpeg',
+        });
       }
     } else if (e.type === 'completed') {
       const u = e.result.usage;
@@ -306,7 +376,15 @@ async function streamEvents(res: ServerResponse, deps: RestDeps, job: JobSnapsho
           quality: 'auto',
           background: 'opaque',
           output_format: format,
-          usage: { input_tokens: 0, output_tokens: 0, total_tokens: 0, input_tokens_details: { image_tokens: 0, text_tokens: 0 }, processing_time_seconds: u.processingTimeSeconds, input_images: u.inputImages, generated_images: u.generatedImages },
+          usage: {
+            input_tokens: 0,
+            output_tokens: 0,
+            total_tokens: 0,
+            input_tokens_details: { image_tokens: 0, text_tokens: 0 },
+            processing_time_seconds: u.processingTimeSeconds,
+            input_images: u.inputImages,
+            generated_images: u.generatedImages,
+          },
         });
       }
     } else {

@@ -21,10 +21,10 @@ function asset(pathname: string): { body: string; type: string } | null {
     const html = readFileSync(join(UI_DIR, 'index.html'), 'utf8');
     const options = SCHEDULER_NAMES.map((name) => `<option>${name}</option>`).join('');
     entry = { body: html.replace(/<!-- SCHEDULER_OPTIONS:.*?-->/, options), type: 'text/html; charset=utf-8' };
-  }
-  else if (pathname === '/ui/style.css') entry = { body: readFileSync(join(UI_DIR, 'style.css'), 'utf8'), type: 'text/css; charset=utf-8' };
+  } else if (pathname === '/ui/style.css') entry = { body: readFileSync(join(UI_DIR, 'style.css'), 'utf8'), type: 'text/css; charset=utf-8' };
   // Linked from index.html; /favicon.ico too, for clients that ask for it without a link.
-  else if (pathname === '/ui/favicon.svg' || pathname === '/favicon.ico') entry = { body: readFileSync(join(UI_DIR, 'favicon.svg'), 'utf8'), type: 'image/svg+xml' };
+  else if (pathname === '/ui/favicon.svg' || pathname === '/favicon.ico')
+    entry = { body: readFileSync(join(UI_DIR, 'favicon.svg'), 'utf8'), type: 'image/svg+xml' };
   else if (pathname === '/ui/app.js') {
     const source = readFileSync(join(UI_DIR, 'app.ts'), 'utf8');
     entry = { body: transformSync(source, { loader: 'ts', format: 'esm', target: 'es2020' }).code, type: 'text/javascript; charset=utf-8' };

@@ -8,7 +8,12 @@ export interface GraphQLResponse<T> {
   errors?: { message: string; extensions?: { code?: string } }[];
 }
 
-export async function postGraphQL<T>(url: string, query: string | DocumentNode, variables: Record<string, unknown> = {}, headers: Record<string, string> = {}): Promise<{ status: number; body: GraphQLResponse<T> }> {
+export async function postGraphQL<T>(
+  url: string,
+  query: string | DocumentNode,
+  variables: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: GraphQLResponse<T> }> {
   const res = await fetch(`${url}/graphql`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
@@ -18,7 +23,14 @@ export async function postGraphQL<T>(url: string, query: string | DocumentNode, 
 }
 
 /** A GraphQL multipart request (operations + map + files), as curl -F or apollo-upload-client send it. */
-export async function postMultipart<T>(url: string, query: string | DocumentNode, variables: Record<string, unknown>, files: { bytes: Uint8Array; name: string }[], headers: Record<string, string> = { 'apollo-require-preflight': 'true' }, masks?: (Uint8Array | null)[]): Promise<{ status: number; body: GraphQLResponse<T> }> {
+export async function postMultipart<T>(
+  url: string,
+  query: string | DocumentNode,
+  variables: Record<string, unknown>,
+  files: { bytes: Uint8Array; name: string }[],
+  headers: Record<string, string> = { 'apollo-require-preflight': 'true' },
+  masks?: (Uint8Array | null)[],
+): Promise<{ status: number; body: GraphQLResponse<T> }> {
   const form = new FormData();
   const vars = { ...variables, images: files.map(() => null), ...(masks ? { masks: masks.map(() => null) } : {}) };
   form.set('operations', JSON.stringify({ query: typeof query === 'string' ? query : print(query), variables: vars }));
@@ -72,7 +84,12 @@ export function collect<T>(client: Client, query: string | DocumentNode, variabl
 }
 
 /** GraphQL over SSE (Yoga's distinct-connections mode): POST with Accept: text/event-stream. */
-export async function collectSse<T>(url: string, query: string | DocumentNode, variables: Record<string, unknown>, headers: Record<string, string> = {}): Promise<{ status: number; events: T[] }> {
+export async function collectSse<T>(
+  url: string,
+  query: string | DocumentNode,
+  variables: Record<string, unknown>,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; events: T[] }> {
   const res = await fetch(`${url}/graphql`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...headers },
@@ -89,7 +106,11 @@ export async function collectSse<T>(url: string, query: string | DocumentNode, v
       const block = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
       const event = /^event: (.*)$/m.exec(block)?.[1];
-      const data = block.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).join('\n');
+      const data = block
+        .split('\n')
+        .filter((l) => l.startsWith('data:'))
+        .map((l) => l.slice(5).trim())
+        .join('\n');
       if (event === 'complete') return { status: res.status, events };
       if (event === 'next' && data) events.push((JSON.parse(data) as { data: T }).data);
     }

@@ -12,7 +12,9 @@ export async function twoColourPng(width: number, height: number, left: Rgb, rig
       raw.set(c, (y * width + x) * 3);
     }
   }
-  return sharp(raw, { raw: { width, height, channels: 3 } }).png().toBuffer();
+  return sharp(raw, { raw: { width, height, channels: 3 } })
+    .png()
+    .toBuffer();
 }
 
 export async function solidPng(width: number, height: number, colour: Rgb): Promise<Buffer> {
@@ -39,11 +41,7 @@ export const reference = {
     return [y, y, y];
   },
   invert: (c: number[]) => c.map((v) => 1 - v),
-  sepia: ([r, g, b]: number[]) => [
-    0.393 * r! + 0.769 * g! + 0.189 * b!,
-    0.349 * r! + 0.686 * g! + 0.168 * b!,
-    0.272 * r! + 0.534 * g! + 0.131 * b!,
-  ],
+  sepia: ([r, g, b]: number[]) => [0.393 * r! + 0.769 * g! + 0.189 * b!, 0.349 * r! + 0.686 * g! + 0.168 * b!, 0.272 * r! + 0.534 * g! + 0.131 * b!],
   brighter: (c: number[]) => c.map((v) => 1.25 * v),
   darker: (c: number[]) => c.map((v) => 0.75 * v),
   warmer: ([r, g, b]: number[]) => [r! + 0.1, g!, b! - 0.1],
@@ -65,5 +63,7 @@ export function maxChannelDiff(a: readonly number[], b: readonly number[]): numb
 export async function leftHalfMask(width: number, height: number, value = 255): Promise<Buffer> {
   const raw = Buffer.alloc(width * height);
   for (let y = 0; y < height; y++) for (let x = 0; x < width / 2; x++) raw[y * width + x] = value;
-  return sharp(raw, { raw: { width, height, channels: 1 } }).png().toBuffer();
+  return sharp(raw, { raw: { width, height, channels: 1 } })
+    .png()
+    .toBuffer();
 }

@@ -4,7 +4,8 @@ import { postGraphQL, type GraphQLResponse } from './graphql.js';
 
 const JOB = 'query($id: ID!) { editJob(id: $id) { id status result { images { b64Json } } } }';
 const CANCEL = 'mutation($id: ID!) { cancelEditJob(id: $id) { id status } }';
-const EVENTS = 'subscription($id: ID!) { editJobEvents(id: $id) { __typename status ... on EditProgress { step previews { b64Json } } ... on EditCancelled { reason } ... on EditCompleted { result { images { b64Json } usage { mergedJobs generatedImages } } } } }';
+const EVENTS =
+  'subscription($id: ID!) { editJobEvents(id: $id) { __typename status ... on EditProgress { step previews { b64Json } } ... on EditCancelled { reason } ... on EditCompleted { result { images { b64Json } usage { mergedJobs generatedImages } } } } }';
 
 export const basic = (user: string, pass: string, pad = true): string => {
   const b64 = Buffer.from(`${user}:${pass}`).toString('base64');
@@ -71,4 +72,3 @@ export async function answers(url: string, id: string, authorization: string): P
   const norm = (r: { status: number; body: GraphQLResponse<unknown> }) => JSON.parse(JSON.stringify(r).replaceAll(id, '<id>')) as unknown;
   return { job: norm(job), cancel: norm(cancel), sse, ws };
 }
-

@@ -110,7 +110,10 @@ export const clipConditioning: Conditioner = async (ctx, items, params, guided) 
   await encodePrompts(ctx, guided ? [...prompts, params.negativePrompt] : prompts);
   const text = stackEmbeddings(ctx, prompts);
   if (!guided) return { embeds: text, extra: {} };
-  const negative = stackEmbeddings(ctx, items.map(() => params.negativePrompt));
+  const negative = stackEmbeddings(
+    ctx,
+    items.map(() => params.negativePrompt),
+  );
   return { embeds: { data: concatBatches([negative.data, text.data]), dims: [2 * items.length, ...text.dims.slice(1)] }, extra: {} };
 };
 
@@ -129,7 +132,13 @@ export function latentShapeFor(ctx: PipelineContext, params: PipelineParams): La
  * VAE-encodes each distinct input once. Returns, per distinct image, the mean and (when the export
  * provides it) the std of the latent distribution, each [C, h, w].
  */
-export async function encodeImages(ctx: PipelineContext, images: readonly Float32Array[], params: PipelineParams, shape: LatentShape, needStd: boolean): Promise<{ mean: Float32Array; std: Float32Array | null }[]> {
+export async function encodeImages(
+  ctx: PipelineContext,
+  images: readonly Float32Array[],
+  params: PipelineParams,
+  shape: LatentShape,
+  needStd: boolean,
+): Promise<{ mean: Float32Array; std: Float32Array | null }[]> {
   const pixels = 3 * params.height * params.width;
   const batch = ctx.scratch.floats(images.length * pixels);
   images.forEach((img, i) => writeSignedUnit(img, batch, i * pixels));
@@ -153,7 +162,13 @@ export async function encodeImages(ctx: PipelineContext, images: readonly Float3
  * nominally [-1,1] and unclamped: the encoder maps and clamps while converting to bytes, which
  * saves a full-resolution pass.
  */
-export async function decodeLatents(ctx: PipelineContext, latents: Float32Array, batch: number, shape: LatentShape, params: PipelineParams): Promise<Float32Array[]> {
+export async function decodeLatents(
+  ctx: PipelineContext,
+  latents: Float32Array,
+  batch: number,
+  shape: LatentShape,
+  params: PipelineParams,
+): Promise<Float32Array[]> {
   const scaled = scaleInto(latents, 1 / ctx.sessions.spec.scalingFactor, ctx.scratch.floats(latents.length));
   const rgb = await ctx.sessions.run('vaeDecoder', { latent_sample: { data: scaled, dims: [batch, shape.channels, shape.height, shape.width] } }, 'sample');
   const item = 3 * params.height * params.width;
@@ -167,7 +182,11 @@ export function generatorsFor(items: readonly PipelineItem[]): NoiseGenerator[] 
   return items.map((it) => new NoiseGenerator(it.seed));
 }
 
-export function drawNoise(generators: readonly NoiseGenerator[], itemSize: number, out: Float32Array = new Float32Array(generators.length * itemSize)): Float32Array {
+export function drawNoise(
+  generators: readonly NoiseGenerator[],
+  itemSize: number,
+  out: Float32Array = new Float32Array(generators.length * itemSize),
+): Float32Array {
   generators.forEach((g, i) => g.fillNormal(out, i * itemSize, itemSize));
   return out;
 }
@@ -201,7 +220,13 @@ export async function denoiseLatents(
     if (noise) drawNoise(generators, itemSize, noise);
     scheduler.step(noisePred, t, latents, noise, out);
     blend?.(latents, i);
-    await hooks.afterStep({ predOriginal: out.predOriginalSample, batch: generators.length, latentChannels: shape.channels, latentHeight: shape.height, latentWidth: shape.width });
+    await hooks.afterStep({
+      predOriginal: out.predOriginalSample,
+      batch: generators.length,
+      latentChannels: shape.channels,
+      latentHeight: shape.height,
+      latentWidth: shape.width,
+    });
   }
   return latents;
 }

@@ -25,7 +25,16 @@ import type { LatentShape } from './common.js';
 import type { EditShape, PipelineFamilyDef } from './family.js';
 
 /** FLUX's defaults (diffusers' FluxPipeline: dev 28 steps, guidance 3.5, T5 512 tokens; img2img strength 0.6). */
-const DEV_DEFAULTS: ModelDefaults = { steps: 28, guidanceScale: 3.5, imageGuidanceScale: null, strength: 0.6, scheduler: 'FLOW_MATCH_EULER', size: '1024x1024', trueCfgScale: 1, maxSequenceLength: 512 };
+const DEV_DEFAULTS: ModelDefaults = {
+  steps: 28,
+  guidanceScale: 3.5,
+  imageGuidanceScale: null,
+  strength: 0.6,
+  scheduler: 'FLOW_MATCH_EULER',
+  size: '1024x1024',
+  trueCfgScale: 1,
+  maxSequenceLength: 512,
+};
 /** FLUX.1-schnell (no `guidance` input): 4 steps, no guidance, T5 256 tokens. */
 const SCHNELL_DEFAULTS: ModelDefaults = { ...DEV_DEFAULTS, steps: 4, guidanceScale: 0, maxSequenceLength: 256 };
 /** T5's largest `max_sequence_length` (diffusers refuses more). */
@@ -130,7 +139,11 @@ export function isKontext(spec: Pick<ModelSpec, 'pipelineClass'>): boolean {
 }
 
 function refuseMasks(spec: ModelSpec, masks: boolean): void {
-  if (masks) throw new InferenceError('BAD_USER_INPUT', `model ${spec.id} (${spec.pipeline.describe}) does not take masks: masked edits are not implemented for FLUX; send no mask, or use a Stable Diffusion model`);
+  if (masks)
+    throw new InferenceError(
+      'BAD_USER_INPUT',
+      `model ${spec.id} (${spec.pipeline.describe}) does not take masks: masked edits are not implemented for FLUX; send no mask, or use a Stable Diffusion model`,
+    );
 }
 
 /** Whether this edit runs true CFG (diffusers: true_cfg_scale > 1 and a negative prompt given). */
@@ -140,11 +153,15 @@ export function trueCfgActive(edit: Pick<EditShape, 'trueCfgScale' | 'negativePr
 
 async function runFlux(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, hooks: PipelineHooks): Promise<Float32Array[]> {
   const spec = ctx.sessions.spec;
-  refuseMasks(spec, items.some((i) => i.mask));
+  refuseMasks(
+    spec,
+    items.some((i) => i.mask),
+  );
   const kontext = isKontext(spec);
   const batch = items.length;
   const shape = latentShapeFor(ctx, params);
-  if (shape.height % PACK || shape.width % PACK) throw new InferenceError('BAD_USER_INPUT', `FLUX sizes must be multiples of ${spec.vaeScaleFactor * PACK} pixels (got ${params.width}x${params.height})`);
+  if (shape.height % PACK || shape.width % PACK)
+    throw new InferenceError('BAD_USER_INPUT', `FLUX sizes must be multiples of ${spec.vaeScaleFactor * PACK} pixels (got ${params.width}x${params.height})`);
   const itemSize = shape.channels * shape.height * shape.width;
   const hp = shape.height / PACK;
   const wp = shape.width / PACK;
@@ -159,8 +176,14 @@ async function runFlux(ctx: PipelineContext, items: readonly PipelineItem[], par
   // Rows: [negative × B,] positive × B.
   const rowPrompts = cfg ? [...items.map(() => params.negativePrompt), ...prompts] : prompts;
   const rows = rowPrompts.length;
-  const pooled = stack(ctx, rowPrompts.map((p) => `clip-pooled\u0000${p}`));
-  const t5 = stack(ctx, rowPrompts.map((p) => `t5\u0000${length}\u0000${p}`));
+  const pooled = stack(
+    ctx,
+    rowPrompts.map((p) => `clip-pooled\u0000${p}`),
+  );
+  const t5 = stack(
+    ctx,
+    rowPrompts.map((p) => `t5\u0000${length}\u0000${p}`),
+  );
   const textDim = t5.length / rows / length;
 
   const generators = generatorsFor(items);
@@ -240,7 +263,14 @@ async function runFlux(ctx: PipelineContext, items: readonly PipelineItem[], par
   const unpackedPreview = ctx.scratch.floats(batch * itemSize);
   const stepHooks: PipelineHooks = {
     throwIfAborted: () => hooks.throwIfAborted(),
-    afterStep: (info: StepInfo) => hooks.afterStep({ ...info, predOriginal: unpackLatents(info.predOriginal, batch, shape, unpackedPreview), latentChannels: shape.channels, latentHeight: shape.height, latentWidth: shape.width }),
+    afterStep: (info: StepInfo) =>
+      hooks.afterStep({
+        ...info,
+        predOriginal: unpackLatents(info.predOriginal, batch, shape, unpackedPreview),
+        latentChannels: shape.channels,
+        latentHeight: shape.height,
+        latentWidth: shape.width,
+      }),
   };
   const packedShape: LatentShape = { channels: cp, height: tokens, width: 1 };
   const final = await denoiseLatents(scheduler, timesteps, latents, predict, generators, packedShape, stepHooks, ctx.scratch);

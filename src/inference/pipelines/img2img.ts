@@ -7,9 +7,7 @@ import { classifierFreeGuidance, concatBatches } from '../tensor.js';
 import type { Conditioner } from './common.js';
 import type { PipelineFamilyDef } from './family.js';
 import { SD_COMPONENTS, SD_UNET_INPUTS } from './family.js';
-import {
-  clipConditioning, decodeLatents, denoiseLatents, drawNoise, encodeImages, generatorsFor, latentShapeFor, maskBlend, timestepFeed,
-} from './common.js';
+import { clipConditioning, decodeLatents, denoiseLatents, drawNoise, encodeImages, generatorsFor, latentShapeFor, maskBlend, timestepFeed } from './common.js';
 
 /** diffusers' get_timesteps: how many of `steps` an img2img run actually denoises. */
 export function img2imgDenoiseSteps(steps: number, strength: number): number {
@@ -56,14 +54,19 @@ export function img2imgRun(condition: Conditioner): PipelineFamilyDef['run'] {
       const sample = doubled ? concatBatches([scaled, scaled], doubled) : scaled;
       const pred = await ctx.sessions.run(
         'unet',
-        { sample: { data: sample, dims: [rows, shape.channels, shape.height, shape.width] }, timestep: timestepFeed(t, rows), encoder_hidden_states: embeds, ...extra },
+        {
+          sample: { data: sample, dims: [rows, shape.channels, shape.height, shape.width] },
+          timestep: timestepFeed(t, rows),
+          encoder_hidden_states: embeds,
+          ...extra,
+        },
         'out_sample',
       );
       return guided ? classifierFreeGuidance(pred, batch * itemSize, params.guidanceScale, guidedOut) : pred;
-  };
+    };
 
-  const final = await denoiseLatents(scheduler, timesteps, latents, predictNoise, generators, shape, hooks, ctx.scratch, blend);
-  return decodeLatents(ctx, final, batch, shape, params);
+    const final = await denoiseLatents(scheduler, timesteps, latents, predictNoise, generators, shape, hooks, ctx.scratch, blend);
+    return decodeLatents(ctx, final, batch, shape, params);
   };
 }
 

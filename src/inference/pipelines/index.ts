@@ -7,7 +7,16 @@ import { sdxlImg2Img, sdxlInpaint } from './sdxl.js';
 import { fluxImg2Img, fluxKontext } from './flux.js';
 import { sd3Img2Img } from './sd3.js';
 
-export const PIPELINE_FAMILIES: readonly PipelineFamilyDef[] = [instructPix2Pix, img2img, inpaint, sdxlImg2Img, sdxlInpaint, fluxImg2Img, fluxKontext, sd3Img2Img];
+export const PIPELINE_FAMILIES: readonly PipelineFamilyDef[] = [
+  instructPix2Pix,
+  img2img,
+  inpaint,
+  sdxlImg2Img,
+  sdxlInpaint,
+  fluxImg2Img,
+  fluxKontext,
+  sd3Img2Img,
+];
 
 export type { PipelineFamilyDef } from './family.js';
 

@@ -8,9 +8,7 @@
  */
 import { classifierFreeGuidance, concatBatches, scaleInPlace } from '../tensor.js';
 import type { Conditioner, LatentShape, PipelineItem, PipelineParams } from './common.js';
-import {
-  clipConditioning, decodeLatents, denoiseLatents, drawNoise, encodeImages, generatorsFor, latentShapeFor, timestepFeed,
-} from './common.js';
+import { clipConditioning, decodeLatents, denoiseLatents, drawNoise, encodeImages, generatorsFor, latentShapeFor, timestepFeed } from './common.js';
 import type { PipelineFamilyDef } from './family.js';
 import { SD_COMPONENTS, SD_UNET_INPUTS } from './family.js';
 import { img2imgDenoiseSteps } from './img2img.js';
@@ -68,7 +66,10 @@ export function inpaintRun(condition: Conditioner): PipelineFamilyDef['run'] {
     } else {
       const distinct = [...new Set(items.map((i) => i.image))];
       const encoded = await encodeImages(ctx, distinct, params, shape, false);
-      const init = concatBatches(items.map((i) => encoded[distinct.indexOf(i.image)]!.mean), scratch.floats(batch * itemSize));
+      const init = concatBatches(
+        items.map((i) => encoded[distinct.indexOf(i.image)]!.mean),
+        scratch.floats(batch * itemSize),
+      );
       latents = scheduler.addNoise(scaleInPlace(init, scalingFactor), drawNoise(generators, itemSize), timesteps[0]!);
     }
 
@@ -83,16 +84,21 @@ export function inpaintRun(condition: Conditioner): PipelineFamilyDef['run'] {
     }
     const guidedOut = scratch.floats(batch * itemSize);
     const predictNoise = async (scaled: Float32Array, t: number): Promise<Float32Array> => {
-      for (let r = 0; r < rows; r++) unetInput.set(scaled.subarray((r % batch) * itemSize, (r % batch + 1) * itemSize), r * rowChannels * pixels);
+      for (let r = 0; r < rows; r++) unetInput.set(scaled.subarray((r % batch) * itemSize, ((r % batch) + 1) * itemSize), r * rowChannels * pixels);
       const pred = await ctx.sessions.run(
         'unet',
-        { sample: { data: unetInput, dims: [rows, rowChannels, shape.height, shape.width] }, timestep: timestepFeed(t, rows), encoder_hidden_states: embeds, ...extra },
+        {
+          sample: { data: unetInput, dims: [rows, rowChannels, shape.height, shape.width] },
+          timestep: timestepFeed(t, rows),
+          encoder_hidden_states: embeds,
+          ...extra,
+        },
         'out_sample',
       );
       return guided ? classifierFreeGuidance(pred, batch * itemSize, params.guidanceScale, guidedOut) : pred;
-  };
-  const final = await denoiseLatents(scheduler, timesteps, latents, predictNoise, generators, shape, hooks, scratch);
-  return decodeLatents(ctx, final, batch, shape, params);
+    };
+    const final = await denoiseLatents(scheduler, timesteps, latents, predictNoise, generators, shape, hooks, scratch);
+    return decodeLatents(ctx, final, batch, shape, params);
   };
 }
 

@@ -12,7 +12,16 @@ import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams } fro
 import type { PipelineFamilyDef } from './family.js';
 import { SD_COMPONENTS, SD_UNET_INPUTS } from './family.js';
 import {
-  decodeLatents, denoiseLatents, drawNoise, encodeImages, encodePrompts, generatorsFor, latentShapeFor, maskBlend, stackEmbeddings, timestepFeed,
+  decodeLatents,
+  denoiseLatents,
+  drawNoise,
+  encodeImages,
+  encodePrompts,
+  generatorsFor,
+  latentShapeFor,
+  maskBlend,
+  stackEmbeddings,
+  timestepFeed,
 } from './common.js';
 
 function instructPix2PixUsesGuidance(params: Pick<PipelineParams, 'guidanceScale' | 'imageGuidanceScale'>): boolean {
@@ -31,16 +40,27 @@ async function runInstructPix2Pix(ctx: PipelineContext, items: readonly Pipeline
   const encoded = await encodeImages(ctx, distinctImages, params, shape, false);
   const { scratch } = ctx;
   // InstructPix2Pix conditions on the distribution's mode, unscaled (as diffusers does).
-  const imageLatents = concatBatches(items.map((i) => encoded[distinctImages.indexOf(i.image)]!.mean), scratch.floats(batch * itemSize));
+  const imageLatents = concatBatches(
+    items.map((i) => encoded[distinctImages.indexOf(i.image)]!.mean),
+    scratch.floats(batch * itemSize),
+  );
 
-  const textEmbeds = stackEmbeddings(ctx, items.map((i) => i.prompt));
+  const textEmbeds = stackEmbeddings(
+    ctx,
+    items.map((i) => i.prompt),
+  );
   const branchEmbeds = guided
     ? (() => {
-        const neg = stackEmbeddings(ctx, items.map(() => params.negativePrompt));
+        const neg = stackEmbeddings(
+          ctx,
+          items.map(() => params.negativePrompt),
+        );
         return { data: concatBatches([textEmbeds.data, neg.data, neg.data]), dims: [3 * batch, ...textEmbeds.dims.slice(1)] };
       })()
     : textEmbeds;
-  const branchImages = guided ? concatBatches([imageLatents, imageLatents, scratch.floats(imageLatents.length).fill(0)], scratch.floats(3 * imageLatents.length)) : imageLatents;
+  const branchImages = guided
+    ? concatBatches([imageLatents, imageLatents, scratch.floats(imageLatents.length).fill(0)], scratch.floats(3 * imageLatents.length))
+    : imageLatents;
   const rows = guided ? 3 * batch : batch;
   const unetInput = scratch.floats(rows * 2 * itemSize);
   const guidedOut = scratch.floats(batch * itemSize);
@@ -56,7 +76,15 @@ async function runInstructPix2Pix(ctx: PipelineContext, items: readonly Pipeline
   const generators = generatorsFor(items);
   const noise = drawNoise(generators, itemSize, scratch.floats(batch * itemSize));
   const blend = items.some((i) => i.mask)
-    ? maskBlend(scheduler, scheduler.timesteps, items, params, shape, scaleInto(imageLatents, ctx.sessions.spec.scalingFactor, scratch.floats(imageLatents.length)), noise.slice())
+    ? maskBlend(
+        scheduler,
+        scheduler.timesteps,
+        items,
+        params,
+        shape,
+        scaleInto(imageLatents, ctx.sessions.spec.scalingFactor, scratch.floats(imageLatents.length)),
+        noise.slice(),
+      )
     : null;
   const latents = scaleInPlace(noise, scheduler.initNoiseSigma);
 
@@ -65,7 +93,11 @@ async function runInstructPix2Pix(ctx: PipelineContext, items: readonly Pipeline
     for (let k = 0; k < branchCount; k++) writeChannelHalf(scaled, branchRows(k), 0, batch, shape.channels, pixels);
     const pred = await ctx.sessions.run(
       'unet',
-      { sample: { data: unetInput, dims: [rows, 2 * shape.channels, shape.height, shape.width] }, timestep: timestepFeed(t, rows), encoder_hidden_states: branchEmbeds },
+      {
+        sample: { data: unetInput, dims: [rows, 2 * shape.channels, shape.height, shape.width] },
+        timestep: timestepFeed(t, rows),
+        encoder_hidden_states: branchEmbeds,
+      },
       'out_sample',
     );
     return guided ? instructPix2PixGuidance(pred, batch * itemSize, params.guidanceScale, params.imageGuidanceScale, guidedOut) : pred;

@@ -23,15 +23,30 @@ import { decodeLatents, denoiseLatents, drawNoise, encodeImages, generatorsFor, 
 import type { PipelineFamilyDef } from './family.js';
 
 /** diffusers' StableDiffusion3Img2ImgPipeline defaults: 28 steps, guidance 7, T5 256 tokens; strength 0.6. */
-const SD3_DEFAULTS: ModelDefaults = { steps: 28, guidanceScale: 7, imageGuidanceScale: null, strength: 0.6, scheduler: 'FLOW_MATCH_EULER', size: '1024x1024', maxSequenceLength: 256 };
+const SD3_DEFAULTS: ModelDefaults = {
+  steps: 28,
+  guidanceScale: 7,
+  imageGuidanceScale: null,
+  strength: 0.6,
+  scheduler: 'FLOW_MATCH_EULER',
+  size: '1024x1024',
+  maxSequenceLength: 256,
+};
 const MAX_T5 = 512;
 
 /** The penultimate of an encoder's `hidden_states.N` outputs (diffusers' hidden_states[-2]). */
 function penultimate(ctx: PipelineContext, component: 'textEncoder' | 'textEncoder2'): string {
-  const layers = ctx.sessions.outputNames(component).map((n) => /^hidden_states\.(\d+)$/.exec(n)).filter((m) => m !== null).map((m) => Number(m![1]));
+  const layers = ctx.sessions
+    .outputNames(component)
+    .map((n) => /^hidden_states\.(\d+)$/.exec(n))
+    .filter((m) => m !== null)
+    .map((m) => Number(m![1]));
   if (layers.length < 2) {
     const spec = ctx.sessions.spec;
-    throw new InferenceError('MODEL_ERROR', `model ${spec.id}: ${component === 'textEncoder' ? 'text_encoder' : 'text_encoder_2'}/model.onnx has no hidden_states.N outputs; SD3 reads the penultimate layer (re-export the text encoders with output_hidden_states)`);
+    throw new InferenceError(
+      'MODEL_ERROR',
+      `model ${spec.id}: ${component === 'textEncoder' ? 'text_encoder' : 'text_encoder_2'}/model.onnx has no hidden_states.N outputs; SD3 reads the penultimate layer (re-export the text encoders with output_hidden_states)`,
+    );
   }
   return `hidden_states.${Math.max(...layers) - 1}`;
 }
@@ -42,11 +57,17 @@ async function encodeSd3Prompts(ctx: PipelineContext, prompts: readonly string[]
   const missing = [...new Set(prompts)].filter((p) => !ctx.embeddings.has(key(p)));
   if (missing.length === 0) return;
   const n = missing.length;
-  const clip = async (component: 'textEncoder' | 'textEncoder2', tokenizerIndex: number): Promise<{ hidden: Float32Array; pooled: Float32Array; width: number; pooledWidth: number; tokens: number }> => {
+  const clip = async (
+    component: 'textEncoder' | 'textEncoder2',
+    tokenizerIndex: number,
+  ): Promise<{ hidden: Float32Array; pooled: Float32Array; width: number; pooledWidth: number; tokens: number }> => {
     const tok = ctx.tokenizers[tokenizerIndex]!;
     const ids = new Int32Array(n * tok.maxLength);
     missing.forEach((p, i) => ids.set(tok.encode(p), i * tok.maxLength));
-    const [pooled, hidden] = await ctx.sessions.runMany(component, { input_ids: { data: ids, dims: [n, tok.maxLength] } }, ['text_embeds', penultimate(ctx, component)]);
+    const [pooled, hidden] = await ctx.sessions.runMany(component, { input_ids: { data: ids, dims: [n, tok.maxLength] } }, [
+      'text_embeds',
+      penultimate(ctx, component),
+    ]);
     return { hidden: hidden!, pooled: pooled!, width: hidden!.length / n / tok.maxLength, pooledWidth: pooled!.length / n, tokens: tok.maxLength };
   };
   const l = await clip('textEncoder', 0);
@@ -56,7 +77,8 @@ async function encodeSd3Prompts(ctx: PipelineContext, prompts: readonly string[]
   missing.forEach((p, i) => t5Ids.set(t5Tok.encode(p, length), i * length));
   const t5 = await ctx.sessions.run('textEncoder3', { input_ids: { data: t5Ids, dims: [n, length] } }, 'last_hidden_state');
   const width = t5.length / n / length;
-  if (l.width + g.width > width) throw new InferenceError('MODEL_ERROR', `model ${ctx.sessions.spec.id}: CLIP widths ${l.width} + ${g.width} exceed T5's ${width}`);
+  if (l.width + g.width > width)
+    throw new InferenceError('MODEL_ERROR', `model ${ctx.sessions.spec.id}: CLIP widths ${l.width} + ${g.width} exceed T5's ${width}`);
   const rows = l.tokens + length;
   missing.forEach((p, i) => {
     const joint = new Float32Array(rows * width + l.pooledWidth + g.pooledWidth);
@@ -108,7 +130,10 @@ async function runSd3(ctx: PipelineContext, items: readonly PipelineItem[], para
 
   const config = parseFlowMatchSchedulerConfig(spec.schedulerJson);
   const scheduler = ctx.createScheduler('FLOW_MATCH_EULER');
-  scheduler.setTimesteps(params.steps, config.use_dynamic_shifting ? { mu: calculateShift(imageSeqLen(params.height, params.width, spec.vaeScaleFactor), config) } : {});
+  scheduler.setTimesteps(
+    params.steps,
+    config.use_dynamic_shifting ? { mu: calculateShift(imageSeqLen(params.height, params.width, spec.vaeScaleFactor), config) } : {},
+  );
   const begin = flowImg2ImgBeginIndex(params.steps, params.strength);
   scheduler.setBeginIndex(begin);
   const timesteps = scheduler.timesteps.subarray(begin);
@@ -122,12 +147,16 @@ async function runSd3(ctx: PipelineContext, items: readonly PipelineItem[], para
       doubled.set(x, 0);
       doubled.set(x, batch * itemSize);
     }
-    const out = await ctx.sessions.run('transformer', {
-      hidden_states: { data: doubled ?? x, dims: [rows, shape.channels, shape.height, shape.width] },
-      encoder_hidden_states: { data: text, dims: [rows, seq, width] },
-      pooled_projections: { data: pooled, dims: [rows, pooledWidth] },
-      timestep: { data: new Float32Array(rows).fill(t), dims: [rows] },
-    }, 'out_hidden_states');
+    const out = await ctx.sessions.run(
+      'transformer',
+      {
+        hidden_states: { data: doubled ?? x, dims: [rows, shape.channels, shape.height, shape.width] },
+        encoder_hidden_states: { data: text, dims: [rows, seq, width] },
+        pooled_projections: { data: pooled, dims: [rows, pooledWidth] },
+        timestep: { data: new Float32Array(rows).fill(t), dims: [rows] },
+      },
+      'out_hidden_states',
+    );
     return guided ? classifierFreeGuidance(out, batch * itemSize, params.guidanceScale, guidedOut) : out;
   };
   const final = await denoiseLatents(scheduler, timesteps, latents, predict, generators, shape, hooks, ctx.scratch);
@@ -137,7 +166,11 @@ async function runSd3(ctx: PipelineContext, items: readonly PipelineItem[], para
 }
 
 function refuseMasks(spec: ModelSpec, masks: boolean): void {
-  if (masks) throw new InferenceError('BAD_USER_INPUT', `model ${spec.id} (${spec.pipeline.describe}) does not take masks: SD3 inpainting is not implemented; send no mask, or use a Stable Diffusion model`);
+  if (masks)
+    throw new InferenceError(
+      'BAD_USER_INPUT',
+      `model ${spec.id} (${spec.pipeline.describe}) does not take masks: SD3 inpainting is not implemented; send no mask, or use a Stable Diffusion model`,
+    );
 }
 
 /** SD3 / SD3.5 pipelines driven as img2img (text-to-image folders are served this way too). */

@@ -25,9 +25,16 @@ const POOLED_KEY = '\u0000pooled\u0000';
 
 /** `hidden_states.{N-1}`: the penultimate layer, diffusers' `hidden_states[-2]`. */
 function penultimate(ctx: PipelineContext, component: Component): string {
-  const layers = ctx.sessions.outputNames(component).map((n) => /^hidden_states\.(\d+)$/.exec(n)?.[1]).filter((n) => n !== undefined).map(Number);
+  const layers = ctx.sessions
+    .outputNames(component)
+    .map((n) => /^hidden_states\.(\d+)$/.exec(n)?.[1])
+    .filter((n) => n !== undefined)
+    .map(Number);
   if (layers.length < 2) {
-    throw new InferenceError('MODEL_ERROR', `model ${ctx.sessions.spec.id}: ${componentFile(component)} has no hidden_states.N outputs; SDXL reads the penultimate layer (optimum exports SDXL's encoders with them)`);
+    throw new InferenceError(
+      'MODEL_ERROR',
+      `model ${ctx.sessions.spec.id}: ${componentFile(component)} has no hidden_states.N outputs; SDXL reads the penultimate layer (optimum exports SDXL's encoders with them)`,
+    );
   }
   return `hidden_states.${Math.max(...layers) - 1}`;
 }
@@ -46,7 +53,8 @@ async function encodeSdxlPrompts(ctx: PipelineContext, prompts: readonly string[
   const [h1] = await ctx.sessions.runMany('textEncoder', { input_ids: ids(tok1) }, [penultimate(ctx, 'textEncoder')]);
   const [h2, pooled] = await ctx.sessions.runMany('textEncoder2', { input_ids: ids(tok2) }, [penultimate(ctx, 'textEncoder2'), 'text_embeds']);
   const tokens = tok1.maxLength;
-  if (tok2.maxLength !== tokens) throw new InferenceError('MODEL_ERROR', `model ${ctx.sessions.spec.id}: the tokenizers' lengths differ (${tokens}, ${tok2.maxLength})`);
+  if (tok2.maxLength !== tokens)
+    throw new InferenceError('MODEL_ERROR', `model ${ctx.sessions.spec.id}: the tokenizers' lengths differ (${tokens}, ${tok2.maxLength})`);
   const d1 = h1!.length / missing.length / tokens;
   const d2 = h2!.length / missing.length / tokens;
   const p = pooled!.length / missing.length;
@@ -76,12 +84,21 @@ export const sdxlConditioning: Conditioner = async (ctx, items, params, guided) 
   const width = hidden.length / items.length / tokens;
   const pooledWidth = pooled.length / items.length;
   const refiner = spec.modelIndex.requires_aesthetics_score === true;
-  const timeIds = (negative: boolean): number[] => [params.height, params.width, 0, 0, ...(refiner ? [negative ? NEGATIVE_AESTHETIC_SCORE : AESTHETIC_SCORE] : [params.height, params.width])];
+  const timeIds = (negative: boolean): number[] => [
+    params.height,
+    params.width,
+    0,
+    0,
+    ...(refiner ? [negative ? NEGATIVE_AESTHETIC_SCORE : AESTHETIC_SCORE] : [params.height, params.width]),
+  ];
   const rowsOf = (ids: number[], n: number): Float32Array => Float32Array.from({ length: n * ids.length }, (_, k) => ids[k % ids.length]!);
   const feed = (data: Float32Array, rows: number, ...inner: number[]): TensorFeed => ({ data, dims: [rows, ...inner] });
   const b = items.length;
   if (!guided) {
-    return { embeds: feed(hidden, b, tokens, width), extra: { text_embeds: feed(pooled, b, pooledWidth), time_ids: feed(rowsOf(timeIds(false), b), b, timeIds(false).length) } };
+    return {
+      embeds: feed(hidden, b, tokens, width),
+      extra: { text_embeds: feed(pooled, b, pooledWidth), time_ids: feed(rowsOf(timeIds(false), b), b, timeIds(false).length) },
+    };
   }
   const negHidden = zeroNegative ? new Float32Array(hidden.length) : stack(items.map(() => ctx.embeddings.get(params.negativePrompt)!));
   const negPooled = zeroNegative ? new Float32Array(pooled.length) : stack(items.map(() => ctx.embeddings.get(POOLED_KEY + params.negativePrompt)!));
@@ -103,7 +120,8 @@ const startIndex = (edit: { steps: number; strength: number }): number => edit.s
 
 /** SDXL-Turbo is distilled for 1–4 steps without guidance and ships trailing timestep spacing. */
 function turboDefaults(base: PipelineFamilyDef['defaults']): NonNullable<PipelineFamilyDef['defaultsFor']> {
-  return ({ schedulerJson }) => (schedulerJson.timestep_spacing === 'trailing' ? { ...base, steps: 2, guidanceScale: 0, strength: 0.5, size: '512x512' } : base);
+  return ({ schedulerJson }) =>
+    schedulerJson.timestep_spacing === 'trailing' ? { ...base, steps: 2, guidanceScale: 0, strength: 0.5, size: '512x512' } : base;
 }
 
 const IMG2IMG_DEFAULTS = { steps: 30, guidanceScale: 5, imageGuidanceScale: null, strength: 0.3, scheduler: 'EULER', size: '1024x1024' } as const;

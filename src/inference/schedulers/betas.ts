@@ -6,10 +6,7 @@
 
 import type { SchedulerConfig } from './types.js';
 
-export type BetaScheduleConfig = Pick<
-  SchedulerConfig,
-  'num_train_timesteps' | 'beta_start' | 'beta_end' | 'beta_schedule' | 'trained_betas'
->;
+export type BetaScheduleConfig = Pick<SchedulerConfig, 'num_train_timesteps' | 'beta_start' | 'beta_end' | 'beta_schedule' | 'trained_betas'>;
 
 /** numpy/torch `linspace(start, end, n)` (endpoint included) in float64. */
 export function linspace(start: number, end: number, n: number): Float64Array {

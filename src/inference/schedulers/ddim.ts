@@ -135,9 +135,7 @@ export class DDIMScheduler implements Scheduler {
   private alphaCumprodAt(timestep: number): number {
     if (this.numInferenceSteps === 0) throw new Error('DDIM: call setTimesteps before sampling');
     if (!Number.isInteger(timestep) || timestep < 0 || timestep >= this.alphasCumprod.length) {
-      throw new RangeError(
-        `DDIM: timestep must be an integer train timestep in [0, ${this.alphasCumprod.length - 1}], got ${timestep}`,
-      );
+      throw new RangeError(`DDIM: timestep must be an integer train timestep in [0, ${this.alphasCumprod.length - 1}], got ${timestep}`);
     }
     return this.alphasCumprod[timestep]!;
   }

@@ -148,11 +148,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     const alphaT = 1 / Math.sqrt(st * st + 1);
     // x̂₀ = ax·x + am·m for each prediction type.
     const [ax, am] =
-      this.config.prediction_type === 'epsilon'
-        ? [1 / alpha0, -s0]
-        : this.config.prediction_type === 'v_prediction'
-          ? [alpha0, -s0 * alpha0]
-          : [0, 1];
+      this.config.prediction_type === 'epsilon' ? [1 / alpha0, -s0] : this.config.prediction_type === 'v_prediction' ? [alpha0, -s0 * alpha0] : [0, 1];
     // e^{−h} = σ_t / σ_s, so the final σ_t = 0 needs no infinities.
     const expMinusH = st / s0;
     const phi = alphaT * (expMinusH - 1);

@@ -154,13 +154,7 @@ export abstract class SigmaScheduler implements Scheduler {
     return out;
   }
 
-  abstract step(
-    modelOutput: Float32Array,
-    timestep: number,
-    sample: Float32Array,
-    noise?: Float32Array,
-    out?: SchedulerStepResult,
-  ): SchedulerStepResult;
+  abstract step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: Float32Array, out?: SchedulerStepResult): SchedulerStepResult;
 
   /**
    * The Euler update shared by the Euler samplers: x̂₀ from the model output, then

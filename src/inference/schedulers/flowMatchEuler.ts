@@ -245,7 +245,10 @@ export class FlowMatchEulerDiscreteScheduler implements Scheduler {
       if (mu === undefined) throw new Error('FLOW_MATCH_EULER: use_dynamic_shifting needs mu (see calculateShift)');
       if (!Number.isFinite(mu)) throw new RangeError(`mu must be a finite number, got ${mu}`);
     }
-    for (const [what, list] of [['sigmas', customSigmas], ['timesteps', customTimesteps]] as const) {
+    for (const [what, list] of [
+      ['sigmas', customSigmas],
+      ['timesteps', customTimesteps],
+    ] as const) {
       if (list === undefined) continue;
       if (list.length !== n) throw new RangeError(`${what} has ${list.length} values but numInferenceSteps is ${n}`);
       if (list.some((v) => typeof v !== 'number' || !Number.isFinite(v))) throw new RangeError(`${what} must be finite numbers`);

@@ -15,16 +15,7 @@ import { EulerAncestralDiscreteScheduler } from './eulerAncestral.js';
 import { LCMScheduler } from './lcm.js';
 import { PNDMScheduler } from './pndm.js';
 import { SCHEDULER_NAMES } from './types.js';
-import type {
-  BetaSchedule,
-  FinalSigmasType,
-  PredictionType,
-  Scheduler,
-  SchedulerConfig,
-  SchedulerName,
-  SolverType,
-  TimestepSpacing,
-} from './types.js';
+import type { BetaSchedule, FinalSigmasType, PredictionType, Scheduler, SchedulerConfig, SchedulerName, SolverType, TimestepSpacing } from './types.js';
 
 export * from './types.js';
 export { DDIMScheduler } from './ddim.js';
@@ -63,7 +54,10 @@ const BETA_SCHEDULES: readonly BetaSchedule[] = ['linear', 'scaled_linear', 'squ
 const PREDICTION_TYPES: readonly PredictionType[] = ['epsilon', 'v_prediction', 'sample'];
 const TIMESTEP_SPACINGS: readonly TimestepSpacing[] = ['linspace', 'leading', 'trailing'];
 
-type ClassKey = Exclude<keyof SchedulerConfig, 'num_train_timesteps' | 'beta_start' | 'beta_end' | 'beta_schedule' | 'prediction_type' | 'timestep_spacing' | 'steps_offset' | 'trained_betas'>;
+type ClassKey = Exclude<
+  keyof SchedulerConfig,
+  'num_train_timesteps' | 'beta_start' | 'beta_end' | 'beta_schedule' | 'prediction_type' | 'timestep_spacing' | 'steps_offset' | 'trained_betas'
+>;
 
 interface ClassSpec {
   /** The diffusers class whose config keys and defaults apply. */
@@ -208,9 +202,7 @@ export function parseSchedulerConfig(json: unknown, scheduler: SchedulerName = '
       fail('trained_betas', tb, 'null or an array of numbers in [0, 1)');
     }
     if (tb.length !== numTrain) {
-      throw new Error(
-        `Invalid scheduler config: "trained_betas" has ${tb.length} entries but num_train_timesteps is ${numTrain}`,
-      );
+      throw new Error(`Invalid scheduler config: "trained_betas" has ${tb.length} entries but num_train_timesteps is ${numTrain}`);
     }
     trainedBetas = tb as number[];
   }
@@ -262,18 +254,13 @@ const DPM_VARIANT: Readonly<Record<string, unknown>> = { algorithm_type: 'dpmsol
  * DPM-Solver variant other than dpmsolver++ of order 2, maps to the closest scheduler with a
  * warning saying so.
  */
-export function schedulerForClassName(
-  className: string,
-  config: Readonly<Record<string, unknown>> = {},
-): { name: SchedulerName; warning: string | null } {
+export function schedulerForClassName(className: string, config: Readonly<Record<string, unknown>> = {}): { name: SchedulerName; warning: string | null } {
   if (className === 'DPMSolverMultistepScheduler') {
     const name: SchedulerName = config.use_karras_sigmas === true ? 'DPMPP_2M_KARRAS' : 'DPMPP_2M';
     const differs = Object.keys(DPM_VARIANT)
       .filter((key) => config[key] != null && config[key] !== DPM_VARIANT[key])
       .map((key) => `${key} ${JSON.stringify(config[key])}`);
-    const warning = differs.length
-      ? `${className} with ${differs.join(' and ')} is not implemented; using ${name} (dpmsolver++, solver_order 2)`
-      : null;
+    const warning = differs.length ? `${className} with ${differs.join(' and ')} is not implemented; using ${name} (dpmsolver++, solver_order 2)` : null;
     return { name, warning };
   }
   const exact = (Object.keys(CLASSES) as SchedulerName[]).find((n) => CLASSES[n].className === className);

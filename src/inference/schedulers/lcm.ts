@@ -90,8 +90,7 @@ export class LCMScheduler implements Scheduler {
     const aPrev = this.alphaCumprodAt(last ? timestep : this._timesteps[index + 1]!);
     const sa = Math.sqrt(a);
     const sb = Math.sqrt(1 - a);
-    const [ax, am] =
-      this.config.prediction_type === 'epsilon' ? [1 / sa, -sb / sa] : this.config.prediction_type === 'v_prediction' ? [sa, -sb] : [0, 1];
+    const [ax, am] = this.config.prediction_type === 'epsilon' ? [1 / sa, -sb / sa] : this.config.prediction_type === 'v_prediction' ? [sa, -sb] : [0, 1];
     const clip = this.config.clip_sample ?? false;
     const range = this.config.clip_sample_range ?? 1;
     const lo = clip ? -range : -Infinity;
