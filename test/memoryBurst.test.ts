@@ -73,6 +73,8 @@ describe('memory under hostile uploads (child server process)', { timeout: 300_0
       cwd: PROJECT_ROOT,
       env: {
         ...process.env,
+        // The setting docs/security.md gives hosts that face untrusted uploads (the arena keeps memory).
+        ORT_CPU_MEM_ARENA: '0',
         PORT: String(port),
         HOST: '127.0.0.1',
         LOG_LEVEL: 'warn',

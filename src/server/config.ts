@@ -160,7 +160,7 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     provider: provider as ExecutionProviderName,
     intraOpThreads: env.ORT_INTRA_OP_THREADS ? int(env, 'ORT_INTRA_OP_THREADS', 0, 1) : undefined,
     ortAllowSpinning: bool(env, 'ORT_ALLOW_SPINNING', false),
-    ortCpuMemArena: bool(env, 'ORT_CPU_MEM_ARENA', false),
+    ortCpuMemArena: bool(env, 'ORT_CPU_MEM_ARENA', true),
     memoryBudgetBytes: env.MEMORY_BUDGET_MB ? int(env, 'MEMORY_BUDGET_MB', 0, 1) * mb : defaultMemoryBudget(),
     preloadModels: env.PRELOAD_MODELS === undefined ? undefined : list(env.PRELOAD_MODELS),
     modelMemoryBytes: env.MODEL_MEMORY_MB ? int(env, 'MODEL_MEMORY_MB', 0, 1) * mb : undefined,
