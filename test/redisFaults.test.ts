@@ -12,50 +12,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { PROJECT_ROOT } from '../src/config.js';
 import { freePort } from './support/net.js';
 import { collectSse, postGraphQL, postMultipart } from './support/graphql.js';
 import { twoColourPng } from './support/images.js';
+import { startServerProcess, waitFor } from './support/processes.js';
 
 const SUBMIT = 'mutation($images:[Upload!]!,$size:String,$steps:Int){ editImages(images:$images, prompt:"sepia", size:$size, steps:$steps){ id status } }';
 const EVENTS = 'subscription($id: ID!) { editJobEvents(id: $id) { __typename ... on EditProgress { step } ... on EditFailed { error { code message } } } }';
 const JOB = 'query($id: ID!) { editJob(id: $id) { id status } }';
 type Ev = { editJobEvents: { __typename: string; step?: number; error?: { code: string; message: string } } };
-
-interface Proc {
-  child: ChildProcess;
-  readonly output: string[];
-}
-
-function start(env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src/server/main.ts')], {
-    cwd: PROJECT_ROOT,
-    env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let text = '';
-  child.stdout!.on('data', (d: Buffer) => (text += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (text += d.toString()));
-  return {
-    child,
-    get output() {
-      return text.split('\n').filter(Boolean);
-    },
-  };
-}
-
-async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 60_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not ready yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 function redisServer(port: number, dir: string, aof: boolean): ChildProcess {
   const args = [
@@ -92,8 +57,8 @@ async function restartMidJob(aof: boolean): Promise<void> {
   const env = { REDIS_URL: `redis://127.0.0.1:${redisPort}`, JOB_STALL_SECONDS: '2', JOB_ATTEMPTS: '3' };
   const port = await freePort();
   const api = `http://127.0.0.1:${port}`;
-  const apiProc = start({ ...env, ROLE: 'api', PORT: String(port) });
-  const worker = start({ ...env, ROLE: 'worker' });
+  const apiProc = startServerProcess({ ...env, ROLE: 'api', PORT: String(port) });
+  const worker = startServerProcess({ ...env, ROLE: 'worker' });
   try {
     await waitFor(async () => (await fetch(`${api}/healthz`)).ok, 'api health');
     await waitFor(() => worker.output.some((l) => l.includes('image-edit worker ready')), 'worker ready');

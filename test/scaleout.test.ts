@@ -6,52 +6,18 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
-import { PROJECT_ROOT } from '../src/config.js';
 import { freePort } from './support/net.js';
 import { collectSse, postMultipart } from './support/graphql.js';
 import { twoColourPng } from './support/images.js';
+import { type Proc, startServerProcess, waitFor } from './support/processes.js';
+
+/** Five server processes can take over a minute to start on a loaded 2-core machine. */
+const START_MS = 120_000;
 
 const SUBMIT = 'mutation($images:[Upload!]!,$size:String,$steps:Int){ editImages(images:$images, prompt:"sepia", size:$size, steps:$steps){ id status } }';
 const EVENTS =
   'subscription($id: ID!) { editJobEvents(id: $id) { __typename ... on EditProgress { step totalSteps } ... on EditCompleted { result { images { index } usage { generatedImages } } } ... on EditFailed { error { code } } } }';
 type Ev = { editJobEvents: { __typename: string; step?: number; error?: { code: string }; result?: { images: { index: number }[] } } };
-
-interface Proc {
-  child: ChildProcess;
-  /** Complete log lines so far (chunks are joined first: a line may arrive in pieces). */
-  readonly output: string[];
-}
-
-function start(env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src/server/main.ts')], {
-    cwd: PROJECT_ROOT,
-    env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let text = '';
-  child.stdout!.on('data', (d: Buffer) => (text += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (text += d.toString()));
-  return {
-    child,
-    get output() {
-      return text.split('\n').filter(Boolean);
-    },
-  };
-}
-
-async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 120_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not ready yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe('scale-out on Redis', { timeout: 180_000 }, () => {
   let redis: ChildProcess;
@@ -68,13 +34,13 @@ describe('scale-out on Redis', { timeout: 180_000 }, () => {
     const ports = [await freePort(), await freePort()];
     const smallQueuePort = await freePort();
     smallQueueApi = `http://127.0.0.1:${smallQueuePort}`;
-    procs.push(start({ ...env, ROLE: 'api', PORT: String(smallQueuePort), MAX_QUEUED_JOBS: '1' }));
+    procs.push(startServerProcess({ ...env, ROLE: 'api', PORT: String(smallQueuePort), MAX_QUEUED_JOBS: '1' }));
     apis = ports.map((p) => `http://127.0.0.1:${p}`);
-    for (const port of ports) procs.push(start({ ...env, ROLE: 'api', PORT: String(port) }));
-    workers = [start({ ...env, ROLE: 'worker' }), start({ ...env, ROLE: 'worker' })];
+    for (const port of ports) procs.push(startServerProcess({ ...env, ROLE: 'api', PORT: String(port) }));
+    workers = [startServerProcess({ ...env, ROLE: 'worker' }), startServerProcess({ ...env, ROLE: 'worker' })];
     procs.push(...workers);
-    for (const api of [...apis, smallQueueApi]) await waitFor(async () => (await fetch(`${api}/healthz`)).ok, `${api} health`);
-    for (const w of workers) await waitFor(() => w.output.some((l) => l.includes('image-edit worker ready')), 'worker ready');
+    for (const api of [...apis, smallQueueApi]) await waitFor(async () => (await fetch(`${api}/healthz`)).ok, `${api} health`, START_MS);
+    for (const w of workers) await waitFor(() => w.output.some((l) => l.includes('image-edit worker ready')), 'worker ready', START_MS);
   });
 
   after(async () => {
@@ -169,10 +135,14 @@ describe('scale-out on Redis: the last attempt', { timeout: 120_000 }, () => {
     const env = { REDIS_URL: `redis://127.0.0.1:${redisPort}`, JOB_STALL_SECONDS: '2', JOB_ATTEMPTS: '1' };
     const port = await freePort();
     const api = `http://127.0.0.1:${port}`;
-    const procs = [start({ ...env, ROLE: 'api', PORT: String(port) }), start({ ...env, ROLE: 'worker' }), start({ ...env, ROLE: 'worker' })];
+    const procs = [
+      startServerProcess({ ...env, ROLE: 'api', PORT: String(port) }),
+      startServerProcess({ ...env, ROLE: 'worker' }),
+      startServerProcess({ ...env, ROLE: 'worker' }),
+    ];
     try {
       await waitFor(async () => (await fetch(`${api}/healthz`)).ok, 'api health');
-      for (const w of procs.slice(1)) await waitFor(() => w.output.some((l) => l.includes('image-edit worker ready')), 'worker ready');
+      for (const w of procs.slice(1)) await waitFor(() => w.output.some((l) => l.includes('image-edit worker ready')), 'worker ready', START_MS);
       const img = await twoColourPng(512, 512, [200, 60, 30], [20, 120, 220]);
       const res = await postMultipart<{ editImages: { id: string } }>(
         api,

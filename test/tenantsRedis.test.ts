@@ -8,52 +8,16 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { PROJECT_ROOT } from '../src/config.js';
 import { freePort } from './support/net.js';
 import { postGraphQL, postMultipart } from './support/graphql.js';
 import { twoColourPng } from './support/images.js';
 import { answers, rawSse } from './support/tenants.js';
+import { type Proc, startServerProcess, waitFor } from './support/processes.js';
 
 const SUBMIT = 'mutation($images:[Upload!]!){ editImages(images:$images, prompt:"sepia", size:"32x32", steps:2){ id status } }';
 const JOB = 'query($id: ID!) { editJob(id: $id) { id status result { images { b64Json } } } }';
 const CANCEL = 'mutation($id: ID!) { cancelEditJob(id: $id) { id status } }';
-
-interface Proc {
-  child: ChildProcess;
-  readonly output: string[];
-}
-
-function start(env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src/server/main.ts')], {
-    cwd: PROJECT_ROOT,
-    env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let text = '';
-  child.stdout!.on('data', (d: Buffer) => (text += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (text += d.toString()));
-  return {
-    child,
-    get output() {
-      return text.split('\n').filter(Boolean);
-    },
-  };
-}
-
-async function waitFor(check: () => boolean | Promise<boolean>, what: string, ms = 60_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not ready yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe('tenants and limits on Redis (two API processes)', { timeout: 240_000 }, () => {
   let redisServer: ChildProcess;
@@ -77,7 +41,7 @@ describe('tenants and limits on Redis (two API processes)', { timeout: 240_000 }
     };
     const ports = [await freePort(), await freePort()];
     apis = ports.map((p) => `http://127.0.0.1:${p}`);
-    for (const port of ports) procs.push(start({ ...env, ROLE: 'api', PORT: String(port) }));
+    for (const port of ports) procs.push(startServerProcess({ ...env, ROLE: 'api', PORT: String(port) }));
     for (const api of apis) await waitFor(async () => (await fetch(`${api}/healthz`)).ok, `${api} health`);
     redis = new Redis(env.REDIS_URL!);
     img = await twoColourPng(32, 32, [200, 60, 30], [20, 120, 220]);
@@ -141,7 +105,7 @@ describe('tenants and limits on Redis (two API processes)', { timeout: 240_000 }
     const admin = await postGraphQL<{ editJob: { status: string } }>(apis[1]!, JOB, { id }, { authorization: 'Bearer root-token' });
     assert.equal(admin.body.data!.editJob.status, 'QUEUED');
     // A worker runs it; alice watches it on the other process.
-    const worker = start({ ...env, ROLE: 'worker' });
+    const worker = startServerProcess({ ...env, ROLE: 'worker' });
     procs.push(worker);
     await waitFor(() => worker.output.some((l) => l.includes('image-edit worker ready')), 'worker ready');
     const watched = await rawSse(apis[1]!, id, 'Bearer alice-token', 120_000);
