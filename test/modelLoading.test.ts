@@ -49,7 +49,15 @@ describe('models loaded on first use within a memory budget', () => {
       );
       const input = [{ bytes: await solidPng(64, 64, [200, 60, 30]) }];
       const run = (id: string) => engine.edit(id, resolveEditOptions(engine.model(id), 1, { prompt: 'sepia', size: '64x64', steps: 2, strength: 1 }), input);
-      await run(ids[1]);
+      const updates: { step: number; phase?: string }[] = [];
+      await engine.edit(ids[1], resolveEditOptions(engine.model(ids[1]), 1, { prompt: 'sepia', size: '64x64', steps: 2, strength: 1 }), input, {
+        onProgress: (u) => updates.push({ step: u.step, phase: u.phase }),
+      });
+      assert.deepEqual(updates[0], { step: 0, phase: 'loading-model' }, 'the job hears that its model is loading');
+      assert.deepEqual(
+        updates.slice(1).map((u) => u.step),
+        [1, 2],
+      );
       assert.deepEqual(
         ids.map((id) => engine.modelState(id)),
         ['loaded', 'loaded', 'available'],

@@ -28,6 +28,7 @@ interface JobEvent {
   position?: number;
   step?: number;
   totalSteps?: number;
+  phase?: string | null;
   previews?: Preview[];
   result?: {
     images: Image[];
@@ -150,7 +151,7 @@ const setConnection = (text: string): void => {
 const EVENTS = `subscription($id: ID!) { editJobEvents(id: $id) {
   __typename status
   ... on EditQueued { position }
-  ... on EditProgress { step totalSteps previews { index b64Json mimeType } }
+  ... on EditProgress { step totalSteps phase previews { index b64Json mimeType } }
   ... on EditCompleted { result { images { index inputIndex variant seed b64Json mimeType width height } usage { processingTimeSeconds queueTimeSeconds inputImages generatedImages batches } } }
   ... on EditFailed { error { code message } }
 } }`;
@@ -571,6 +572,8 @@ class JobCard {
   private onEvent(e: JobEvent): void {
     if (e.__typename === 'EditQueued') {
       this.setState('QUEUED', `Queued: position ${e.position}`);
+    } else if (e.__typename === 'EditProgress' && e.phase === 'LOADING_MODEL') {
+      this.setState('RUNNING', 'Loading the model…');
     } else if (e.__typename === 'EditProgress') {
       const step = e.step!;
       const total = e.totalSteps!;

@@ -81,8 +81,11 @@ export interface PreviewImage {
 }
 
 export interface ProgressUpdate {
+  /** Denoise steps done (0 while the model loads). */
   step: number;
   totalSteps: number;
+  /** 'loading-model' while the job waits for its model's sessions to open; absent for denoise steps. */
+  phase?: 'loading-model';
   previews: PreviewImage[];
   /** Unix time in ms (sub-ms precision) when the step finished, for latency measurements. */
   emittedAt: number;

@@ -94,13 +94,18 @@ export class ModelHost {
 
   /**
    * Runs pipeline calls strictly one after another (one pipeline at a time on this device); the
-   * tasks of one call share it (cross-request batching). A model not loaded yet is loaded first
-   * (its jobs are RUNNING meanwhile, before step 1). Resolves when every task has settled.
+   * tasks of one call share it (cross-request batching). A model not loaded yet is loaded first,
+   * and its tasks hear so through a progress update at step 0 with phase 'loading-model'.
+   * Resolves when every task has settled.
    */
   run(modelId: string, tasks: readonly EditTask[], options: RunOptions): Promise<void> {
     const result = this.queue.then(async () => {
       let runtime: ModelRuntime;
       try {
+        if (!this.runtimes.has(modelId)) {
+          const emittedAt = performance.timeOrigin + performance.now();
+          for (const t of tasks) t.onProgress?.({ step: 0, totalSteps: 0, previews: [], emittedAt, phase: 'loading-model' });
+        }
         runtime = await this.runtime(modelId);
       } catch (err) {
         const error =

@@ -21,6 +21,8 @@ export interface JobResult {
 export interface JobProgress {
   step: number;
   totalSteps: number;
+  /** 'loading-model' while the model's sessions open (step 0); absent for denoise steps. */
+  phase?: 'loading-model';
   previews: PreviewImage[];
   /** Unix time in ms when the step finished on the inference worker. */
   emittedAt: number;

@@ -29,11 +29,16 @@ builder.objectRef<EventOf<'queued'>>('EditQueued').implement({
 
 export const EditProgressRef = builder.objectRef<EventOf<'progress'>>('EditProgress').implement({
   description:
-    'One denoise step finished. `step` counts 1..totalSteps over the whole job (all its micro-batches) and never goes backwards within one attempt; a job retried after a worker was lost sends EditQueued again and counts from 1.',
+    'One denoise step finished. `step` counts 1..totalSteps over the whole job (all its micro-batches) and never goes backwards within one attempt; a job retried after a worker was lost sends EditQueued again and counts from 1. Before step 1, a job whose model is not loaded yet (see Model.state) gets one event with step 0, totalSteps 0 and phase LOADING_MODEL.',
   interfaces: [EditJobEventRef],
   fields: (t) => ({
     step: t.exposeInt('step'),
     totalSteps: t.exposeInt('totalSteps'),
+    phase: t.string({
+      nullable: true,
+      description: "'LOADING_MODEL' while the job waits for its model to load (step 0); null for denoise steps.",
+      resolve: (e) => (e.phase === 'loading-model' ? 'LOADING_MODEL' : null),
+    }),
     emittedAt: t.exposeFloat('emittedAt', {
       description: 'Unix time in milliseconds when this step finished on the inference worker (for measuring delivery latency).',
     }),

@@ -84,12 +84,14 @@ export type EditPreview = {
   mimeType: Scalars['String']['output'];
 };
 
-/** One denoise step finished. `step` counts 1..totalSteps over the whole job (all its micro-batches) and never goes backwards within one attempt; a job retried after a worker was lost sends EditQueued again and counts from 1. */
+/** One denoise step finished. `step` counts 1..totalSteps over the whole job (all its micro-batches) and never goes backwards within one attempt; a job retried after a worker was lost sends EditQueued again and counts from 1. Before step 1, a job whose model is not loaded yet (see Model.state) gets one event with step 0, totalSteps 0 and phase LOADING_MODEL. */
 export type EditProgress = EditJobEvent & {
   __typename?: 'EditProgress';
   /** Unix time in milliseconds when this step finished on the inference worker (for measuring delivery latency). */
   emittedAt: Scalars['Float']['output'];
   jobId: Scalars['ID']['output'];
+  /** 'LOADING_MODEL' while the job waits for its model to load (step 0); null for denoise steps. */
+  phase?: Maybe<Scalars['String']['output']>;
   /** Present on the steps chosen by previewEvery: one small preview per output image. */
   previews: Array<EditPreview>;
   status: JobStatus;
