@@ -266,7 +266,7 @@ export async function openModelSessions(spec: ModelSpec, config: SessionConfig):
     spec,
     provider,
     stats,
-    vaeEncoderOutput: get('vaeEncoder').outputs.has('latent_parameters') ? 'latent_parameters' : 'latent_sample',
+    vaeEncoderOutput: spec.export.vaeEncoderOutput,
     hasInput: (component, name) => get(component).inputs.has(name),
     async run(component, feeds, outputName) {
       return (await runMany(component, feeds, [outputName]))[0]!;

@@ -93,3 +93,12 @@ export function sigmasFromAlphasCumprod(alphasCumprod: Float64Array): Float64Arr
   }
   return out;
 }
+
+/** diffusers' DDPM-style `add_noise`: √ᾱ·x₀ + √(1−ᾱ)·ε, a new array. */
+export function noiseToAlphaProd(originalSamples: Float32Array, noise: Float32Array, alphaProd: number): Float32Array {
+  const sa = Math.sqrt(alphaProd);
+  const sb = Math.sqrt(1 - alphaProd);
+  const out = new Float32Array(originalSamples.length);
+  for (let i = 0; i < out.length; i++) out[i] = sa * originalSamples[i]! + sb * noise[i]!;
+  return out;
+}

@@ -3,9 +3,9 @@
  * form. Works directly in the variance-preserving space, so the UNet input is the sample itself.
  */
 
-import { alphasCumprod, betasForSchedule } from './betas.js';
+import { alphasCumprod, betasForSchedule, noiseToAlphaProd } from './betas.js';
 import { assertSameLength } from './euler.js';
-import { inferenceTimesteps } from './timesteps.js';
+import { inferenceTimesteps, assertBeginIndex } from './timesteps.js';
 import type { Scheduler, SchedulerConfig, SchedulerStepResult } from './types.js';
 
 export class DDIMScheduler implements Scheduler {
@@ -59,9 +59,7 @@ export class DDIMScheduler implements Scheduler {
   }
 
   setBeginIndex(beginIndex: number): void {
-    if (!Number.isInteger(beginIndex) || beginIndex < 0 || beginIndex >= this._timesteps.length) {
-      throw new RangeError(`beginIndex must be an integer in [0, ${this._timesteps.length - 1}], got ${beginIndex}`);
-    }
+    assertBeginIndex(beginIndex, this._timesteps.length);
     this.stepIndex = beginIndex;
   }
 
@@ -124,12 +122,7 @@ export class DDIMScheduler implements Scheduler {
 
   addNoise(originalSamples: Float32Array, noise: Float32Array, timestep: number): Float32Array {
     assertSameLength('noise', noise, originalSamples);
-    const alphaProd = this.alphaCumprodAt(timestep);
-    const sa = Math.sqrt(alphaProd);
-    const sb = Math.sqrt(1 - alphaProd);
-    const out = new Float32Array(originalSamples.length);
-    for (let i = 0; i < out.length; i++) out[i] = sa * originalSamples[i]! + sb * noise[i]!;
-    return out;
+    return noiseToAlphaProd(originalSamples, noise, this.alphaCumprodAt(timestep));
   }
 
   private alphaCumprodAt(timestep: number): number {

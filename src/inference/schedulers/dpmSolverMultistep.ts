@@ -8,7 +8,7 @@
 
 import { alphasCumprod, betasForSchedule, linspace, sigmasFromAlphasCumprod } from './betas.js';
 import { assertSameLength } from './euler.js';
-import { inferenceTimesteps, interpOnIndexGrid, roundHalfEven } from './timesteps.js';
+import { inferenceTimesteps, interpOnIndexGrid, roundHalfEven, assertBeginIndex } from './timesteps.js';
 import type { Scheduler, SchedulerConfig, SchedulerStepResult, TimestepSpacing } from './types.js';
 
 /**
@@ -116,9 +116,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
 
   setBeginIndex(beginIndex: number): void {
     this.requireTimesteps();
-    if (!Number.isInteger(beginIndex) || beginIndex < 0 || beginIndex >= this._timesteps.length) {
-      throw new RangeError(`beginIndex must be an integer in [0, ${this._timesteps.length - 1}], got ${beginIndex}`);
-    }
+    assertBeginIndex(beginIndex, this._timesteps.length);
     this.beginIndex = beginIndex;
     this.stepIndex = null;
   }

@@ -7,7 +7,7 @@
  */
 
 import { alphasCumprod, betasForSchedule, sigmasFromAlphasCumprod } from './betas.js';
-import { inferenceTimesteps, interpOnIndexGrid } from './timesteps.js';
+import { inferenceTimesteps, interpOnIndexGrid, assertBeginIndex } from './timesteps.js';
 import type { PredictionType, Scheduler, SchedulerConfig, SchedulerName, SchedulerStepResult } from './types.js';
 
 export function assertSameLength(what: string, a: Float32Array, b: Float32Array): void {
@@ -104,9 +104,7 @@ export abstract class SigmaScheduler implements Scheduler {
 
   setBeginIndex(beginIndex: number): void {
     this.requireTimesteps();
-    if (!Number.isInteger(beginIndex) || beginIndex < 0 || beginIndex >= this.timesteps.length) {
-      throw new RangeError(`beginIndex must be an integer in [0, ${this.timesteps.length - 1}], got ${beginIndex}`);
-    }
+    assertBeginIndex(beginIndex, this.timesteps.length);
     this.beginIndex = beginIndex;
     this.stepIndex = null;
   }

@@ -19,6 +19,7 @@
 
 import { assertSameLength } from './euler.js';
 import type { FlowSchedulerName, Scheduler, SchedulerStepResult, SetTimestepsOptions } from './types.js';
+import { assertBeginIndex } from './timesteps.js';
 
 export type TimeShiftType = 'exponential' | 'linear';
 
@@ -311,9 +312,7 @@ export class FlowMatchEulerDiscreteScheduler implements Scheduler {
 
   setBeginIndex(beginIndex: number): void {
     this.requireTimesteps();
-    if (!Number.isInteger(beginIndex) || beginIndex < 0 || beginIndex >= this.timesteps.length) {
-      throw new RangeError(`beginIndex must be an integer in [0, ${this.timesteps.length - 1}], got ${beginIndex}`);
-    }
+    assertBeginIndex(beginIndex, this.timesteps.length);
     this.beginIndex = beginIndex;
     this.stepIndex = null;
   }

@@ -7,9 +7,10 @@
  * not used, as in diffusers.
  */
 
-import { alphasCumprod, betasForSchedule } from './betas.js';
+import { alphasCumprod, betasForSchedule, noiseToAlphaProd } from './betas.js';
 import { assertSameLength } from './euler.js';
 import type { Scheduler, SchedulerConfig, SchedulerStepResult } from './types.js';
+import { assertBeginIndex } from './timesteps.js';
 
 /** Boundary-condition scalings at a timestep: c_skip → 1 and c_out → 0 as t → 0 (σ_data = 0.5). */
 export function lcmBoundaryScalings(timestep: number, timestepScaling: number): { cSkip: number; cOut: number } {
@@ -59,9 +60,7 @@ export class LCMScheduler implements Scheduler {
   }
 
   setBeginIndex(beginIndex: number): void {
-    if (!Number.isInteger(beginIndex) || beginIndex < 0 || beginIndex >= this._timesteps.length) {
-      throw new RangeError(`beginIndex must be an integer in [0, ${this._timesteps.length - 1}], got ${beginIndex}`);
-    }
+    assertBeginIndex(beginIndex, this._timesteps.length);
     this.beginIndex = beginIndex;
     this.stepIndex = null;
   }
@@ -117,12 +116,7 @@ export class LCMScheduler implements Scheduler {
 
   addNoise(originalSamples: Float32Array, noise: Float32Array, timestep: number): Float32Array {
     assertSameLength('noise', noise, originalSamples);
-    const a = this.alphaCumprodAt(timestep);
-    const sa = Math.sqrt(a);
-    const sb = Math.sqrt(1 - a);
-    const out = new Float32Array(originalSamples.length);
-    for (let i = 0; i < out.length; i++) out[i] = sa * originalSamples[i]! + sb * noise[i]!;
-    return out;
+    return noiseToAlphaProd(originalSamples, noise, this.alphaCumprodAt(timestep));
   }
 
   private indexForTimestep(timestep: number): number {

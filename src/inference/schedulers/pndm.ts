@@ -10,9 +10,9 @@
  * go back by the integer stride T // n whatever the spacing.
  */
 
-import { alphasCumprod, betasForSchedule } from './betas.js';
+import { alphasCumprod, betasForSchedule, noiseToAlphaProd } from './betas.js';
 import { assertSameLength } from './euler.js';
-import { inferenceTimesteps } from './timesteps.js';
+import { inferenceTimesteps, assertBeginIndex } from './timesteps.js';
 import type { Scheduler, SchedulerConfig, SchedulerStepResult } from './types.js';
 
 export class PNDMScheduler implements Scheduler {
@@ -88,9 +88,7 @@ export class PNDMScheduler implements Scheduler {
    * multistep warm-up starts there. This only checks the index and restarts that state.
    */
   setBeginIndex(beginIndex: number): void {
-    if (!Number.isInteger(beginIndex) || beginIndex < 0 || beginIndex >= this._timesteps.length) {
-      throw new RangeError(`beginIndex must be an integer in [0, ${this._timesteps.length - 1}], got ${beginIndex}`);
-    }
+    assertBeginIndex(beginIndex, this._timesteps.length);
     this.resetState();
   }
 
@@ -176,12 +174,7 @@ export class PNDMScheduler implements Scheduler {
 
   addNoise(originalSamples: Float32Array, noise: Float32Array, timestep: number): Float32Array {
     assertSameLength('noise', noise, originalSamples);
-    const a = this.alphaCumprodAt(timestep);
-    const sa = Math.sqrt(a);
-    const sb = Math.sqrt(1 - a);
-    const out = new Float32Array(originalSamples.length);
-    for (let i = 0; i < out.length; i++) out[i] = sa * originalSamples[i]! + sb * noise[i]!;
-    return out;
+    return noiseToAlphaProd(originalSamples, noise, this.alphaCumprodAt(timestep));
   }
 
   private resetState(): void {

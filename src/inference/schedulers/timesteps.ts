@@ -78,3 +78,10 @@ export function inferenceTimesteps(opts: InferenceTimestepOptions): Float64Array
   }
   return out;
 }
+
+/** Refuses a begin index outside a schedule of `length` timesteps (every scheduler's setBeginIndex). */
+export function assertBeginIndex(beginIndex: number, length: number): void {
+  if (!Number.isInteger(beginIndex) || beginIndex < 0 || beginIndex >= length) {
+    throw new RangeError(`beginIndex must be an integer in [0, ${length - 1}], got ${beginIndex}`);
+  }
+}
