@@ -21,8 +21,8 @@ import type { EditOptions } from '../src/inference/request.js';
 import { imageIds, packLatents, unpackLatents } from '../src/inference/pipelines/flux.js';
 import { loadTokenizer } from '../src/inference/tokenizer.js';
 import { perItemBytes, planMicroBatches } from '../src/inference/memory.js';
-import { expectedColour, leftHalfMask, maxChannelDiff, pixelAt, reference, twoColourPng } from './support/images.js';
-import type { EditInput } from '../src/inference/editRunner.js';
+import { expectedColour, leftHalfMask, maxChannelDiff, meanColour, pixelAt, reference, twoColourPng } from './support/images.js';
+import type { EditInput, ProgressUpdate } from '../src/inference/editRunner.js';
 import type { Rgb } from './support/images.js';
 
 const SIZE = 64;
@@ -141,6 +141,23 @@ describe('FLUX family on tiny-flow-edit', () => {
       const [out] = await edit('flow-img2img-schnell', { prompt: 'warmer', strength, steps: 8 });
       near(out!.left, expectedColour(BASE, 'warmer'), `strength ${strength}`);
     }
+  });
+
+  it('sends latent previews through a projection fitted to the VAE at load, resembling the output', async () => {
+    const spec = engine.model('tiny-flow-edit');
+    const updates: ProgressUpdate[] = [];
+    const resolved = resolveEditOptions(spec, 1, { prompt: 'sepia', size: `${SIZE}x${SIZE}`, seed: 7, steps: 4, previewEvery: 2 } as EditOptions);
+    const out = await engine.edit('tiny-flow-edit', resolved, [{ bytes: input }], { onProgress: (u) => updates.push(u) });
+    assert.deepEqual(
+      updates.map((u) => u.previews.length),
+      [0, 1, 0, 1],
+    );
+    // The last step's x₀ estimate is the output's latents: the preview's colours are the output's.
+    const preview = updates[3]!.previews[0]!.bytes;
+    const [got, want] = [await meanColour(preview), await meanColour(out.images[0]!.bytes)];
+    assert.ok(maxChannelDiff(got, want) <= 6, `preview mean ${got}, output mean ${want}`);
+    // Unpacked before projecting: the left half previews the left colour's edit.
+    assert.ok(maxChannelDiff(await pixelAt(preview, 1, 4), expectedColour(LEFT, 'sepia')) <= 12, `${await pixelAt(preview, 1, 4)}`);
   });
 
   it('FLUX img2img masks blend packed latents: the exact edit inside, the input outside, per image in one batch', async () => {

@@ -13,10 +13,10 @@ import { FLOW_IMG2IMG_BASE_RGB } from '../models/flowExports.js';
 import { buildSd3EditFiles } from '../models/sd3Exports.js';
 import { writeModelFolder } from '../models/modelFiles.js';
 import { InferenceEngine } from '../src/inference/engine.js';
-import type { EditInput } from '../src/inference/editRunner.js';
+import type { EditInput, ProgressUpdate } from '../src/inference/editRunner.js';
 import { resolveEditOptions } from '../src/inference/request.js';
 import type { EditOptions } from '../src/inference/request.js';
-import { expectedColour, leftHalfMask, maxChannelDiff, pixelAt, reference, solidPng, twoColourPng } from './support/images.js';
+import { expectedColour, leftHalfMask, maxChannelDiff, meanColour, pixelAt, reference, solidPng, twoColourPng } from './support/images.js';
 import type { Rgb } from './support/images.js';
 
 const SIZE = 64;
@@ -81,6 +81,35 @@ describe('SD3 family on the SD3-layout tiny-flow-edit', () => {
     assert.ok(maxChannelDiff(got, guided(BASE, 'warmer', 2)) <= 2, `${got}`);
     const same = await edit({ prompt: 'sepia', negativePrompt: 'sepia', guidanceScale: 5 });
     assert.ok(maxChannelDiff(same, expectedColour(BASE, 'sepia')) <= 2, `${same}`);
+  });
+
+  it('sends latent previews through a projection fitted to the VAE at load, resembling the output', async () => {
+    const spec = engine.model('tiny-sd3-edit');
+    const updates: ProgressUpdate[] = [];
+    const resolved = resolveEditOptions(spec, 1, {
+      prompt: 'invert',
+      size: `${SIZE}x${SIZE}`,
+      seed: 2,
+      steps: 4,
+      strength: 1,
+      guidanceScale: 1,
+      previewEvery: 2,
+    } as EditOptions);
+    const out = await engine.edit('tiny-sd3-edit', resolved, [{ bytes: input }], { onProgress: (u) => updates.push(u) });
+    assert.deepEqual(
+      updates.map((u) => u.previews.length),
+      [0, 1, 0, 1],
+    );
+    const [got, want] = [await meanColour(updates[3]!.previews[0]!.bytes), await meanColour(out.images[0]!.bytes)];
+    assert.ok(maxChannelDiff(got, want) <= 6, `preview mean ${got}, output mean ${want}`);
+    // The fixture's VAE keeps RGB in channels 0..2 unscaled: RGB = x/scaling + shift, the rest 0.
+    const { factors, bias } = spec.preview!;
+    assert.equal(factors.length, 16);
+    for (let c = 0; c < 3; c++) {
+      assert.ok(Math.abs(factors[c]![c]! - 1 / 1.5305) < 1e-3, `factor ${c}: ${factors[c]}`);
+      assert.ok(Math.abs(bias[c]! - 0.0609) < 1e-3, `bias ${c}: ${bias[c]}`);
+    }
+    assert.ok(factors.slice(3).every((row) => row.every((v) => Math.abs(v) < 1e-6)));
   });
 
   it('refuses true CFG and UNet schedulers', async () => {

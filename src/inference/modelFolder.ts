@@ -96,6 +96,10 @@ export interface ModelSpec {
   defaults: ModelDefaults;
   limits: ModelLimits;
   memory: MemoryProfile;
+  /**
+   * Latent→RGB factors for previews: edit-server.json's, SD 1.5's for 4 channels, else null until
+   * the model loads, when they are fitted to its VAE encoder (previewFit.ts, in the loading thread).
+   */
   preview: PreviewProjection | null;
   /** Each component's model.onnx, and the tokenizer folders in text-encoder order. */
   paths: Partial<Record<Component, string>> & { tokenizerDir: string; tokenizerDirs: string[] };
