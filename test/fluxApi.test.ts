@@ -18,7 +18,7 @@ import { writeModelFolder } from '../models/modelFiles.js';
 import { PROJECT_ROOT } from '../src/config.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { collectSse, postGraphQL, postMultipart } from './support/graphql.js';
-import { expectedColour, leftHalfMask, maxChannelDiff, pixelAt, reference, twoColourPng, type Rgb } from './support/images.js';
+import { expectedColour, leftHalfMask, maxChannelDiff, meanColour, pixelAt, reference, twoColourPng, type Rgb } from './support/images.js';
 
 const run = promisify(execFile);
 const SIZE = 64;
@@ -172,6 +172,30 @@ describe('FLUX through REST, GraphQL and the CLI', () => {
     assert.ok(maxChannelDiff(await pixelAt(masked!, 8, 32), want) <= 2, `inside: ${await pixelAt(masked!, 8, 32)} vs ${want}`);
     assert.ok(maxChannelDiff(await pixelAt(masked!, SIZE - 8, 32), RIGHT) <= 1, 'outside');
     assert.ok(maxChannelDiff(await pixelAt(whole!, SIZE - 8, 32), want) <= 2, 'no mask: the whole image');
+  });
+
+  it('GraphQL previewEvery on FLUX and SD3 (worker thread): previews from the fitted projection, coloured like the output', async () => {
+    const submit =
+      'mutation($images: [Upload!]!, $model: String) { editImages(images: $images, prompt: "sepia", model: $model, size: "64x64", seed: 5, steps: 4, guidanceScale: 1, previewEvery: 2) { id } }';
+    const events =
+      'subscription($id: ID!) { editJobEvents(id: $id) { __typename ... on EditProgress { previews { b64Json } } ... on EditCompleted { result { images { b64Json } } } ... on EditFailed { error { message } } } }';
+    type PreviewEv = {
+      editJobEvents: { __typename: string; previews?: { b64Json: string }[]; result?: { images: { b64Json: string }[] }; error?: { message: string } };
+    };
+    for (const model of ['tiny-flow-edit', 'tiny-sd3-edit']) {
+      const res = await postMultipart<Submit>(server.url, submit, { model }, [{ bytes: image, name: 'a.png' }]);
+      assert.equal(res.body.errors, undefined, JSON.stringify(res.body.errors));
+      const got = (await collectSse<PreviewEv>(server.url, events, { id: res.body.data!.editImages.id })).events.map((e) => e.editJobEvents);
+      const done = got.at(-1)!;
+      assert.equal(done.__typename, 'EditCompleted', JSON.stringify(done.error));
+      const previews = got.flatMap((e) => e.previews ?? []);
+      assert.ok(previews.length >= 1, `${model}: previews arrive`);
+      const [preview, output] = await Promise.all([
+        meanColour(Buffer.from(previews.at(-1)!.b64Json, 'base64')),
+        meanColour(Buffer.from(done.result!.images[0]!.b64Json, 'base64')),
+      ]);
+      assert.ok(maxChannelDiff(preview, output) <= 6, `${model}: preview mean ${preview}, output mean ${output}`);
+    }
   });
 
   it('GraphQL: Model.defaults and limits carry the flow parameters', async () => {
