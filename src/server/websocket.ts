@@ -3,7 +3,7 @@
  * graphql-yoga's graphql-ws example: each operation is parsed, validated and executed through
  * `yoga.getEnveloped`, so the same plugins (limits, introspection, suggestions, masking) run as
  * over HTTP. Admission is the same `admit` as HTTP's: with the `connection_init` credentials when
- * the connection opens (counting failures only), then per operation when rate limits are on.
+ * the connection opens (not charged to the rate limit), then per operation when rate limits are on.
  *
  * The socket adapter is ours, over graphql-ws's protocol core (`makeServer`), as graphql-ws's own
  * `use/ws` adapter is: same keep-alive (a ping every 12 s, a peer that does not answer is dropped),
