@@ -104,8 +104,3 @@ export class ScratchPool {
     }
   }
 }
-
-/** Fresh memory every time: for callers outside a pooled run. */
-export function freshScratch(): Scratch {
-  return new Scratch(new Map());
-}

@@ -21,12 +21,6 @@ export const PIPELINE_FAMILIES: readonly PipelineFamilyDef[] = [
 
 export type { PipelineFamilyDef } from './family.js';
 
-export function familyByKind(kind: string): PipelineFamilyDef {
-  const family = PIPELINE_FAMILIES.find((f) => f.kind === kind);
-  if (!family) throw new Error(`unknown pipeline family "${kind}"`);
-  return family;
-}
-
 /** The first family serving a model_index.json `_class_name`, or null. */
 export function familyForPipelineClass(className: string): PipelineFamilyDef | null {
   return PIPELINE_FAMILIES.find((f) => f.pipelineClasses.test(className)) ?? null;
