@@ -11,7 +11,7 @@ import type { PreviewProjection } from './modelFolder.js';
 import type { ModelSessions } from './sessions.js';
 
 /** The fit's colours, RGB in [0, 1]: the 3×3×3 grid {0, ½, 1}³ and the 2×2×2 grid {¼, ¾}³. */
-export const PREVIEW_FIT_COLOURS: readonly (readonly [number, number, number])[] = [
+const PREVIEW_FIT_COLOURS: readonly (readonly [number, number, number])[] = [
   ...[0, 0.5, 1].flatMap((r) => [0, 0.5, 1].flatMap((g) => [0, 0.5, 1].map((b) => [r, g, b] as const))),
   ...[0.25, 0.75].flatMap((r) => [0.25, 0.75].flatMap((g) => [0.25, 0.75].map((b) => [r, g, b] as const))),
 ];
@@ -48,7 +48,7 @@ export async function fitPreviewProjection(sessions: ModelSessions): Promise<Pre
 }
 
 /** Least squares y ≈ x·W + b (ridge on W), for rows x of length C and y of length 3. */
-export function fitLinear(xs: readonly (readonly number[])[], ys: readonly (readonly number[])[]): PreviewProjection {
+function fitLinear(xs: readonly (readonly number[])[], ys: readonly (readonly number[])[]): PreviewProjection {
   const C = xs[0]!.length;
   const n = C + 1; // the bias is the last unknown
   const ata = Array.from({ length: n }, () => new Float64Array(n));

@@ -33,6 +33,17 @@ export function maskedImage(image: Float32Array, mask: Float32Array | null): Flo
   return masked;
 }
 
+/** The distinct (image, mask) pairs of `items`, and each item's pair index. */
+export function distinctImageMasks(items: readonly PipelineItem[]): { pairs: PipelineItem[]; pairOf: number[] } {
+  const pairs: PipelineItem[] = [];
+  const pairOf = items.map((i) => {
+    let k = pairs.findIndex((p) => p.image === i.image && p.mask === i.mask);
+    if (k < 0) k = pairs.push(i) - 1;
+    return k;
+  });
+  return { pairs, pairOf };
+}
+
 /** The inpainting run for a family's text conditioning. */
 export function inpaintRun(condition: Conditioner): PipelineFamilyDef['run'] {
   return async (ctx, items, params, hooks) => {
@@ -47,12 +58,7 @@ export function inpaintRun(condition: Conditioner): PipelineFamilyDef['run'] {
     const { embeds, extra } = await condition(ctx, items, params, guided);
 
     // One masked image per distinct (image, mask): the edited region set to mid-grey (0 in the VAE's range).
-    const pairs: PipelineItem[] = [];
-    const pairOf = items.map((i) => {
-      let k = pairs.findIndex((p) => p.image === i.image && p.mask === i.mask);
-      if (k < 0) k = pairs.push(i) - 1;
-      return k;
-    });
+    const { pairs, pairOf } = distinctImageMasks(items);
     const maskedImages = pairs.map((p) => maskedImage(p.image, p.mask));
     const maskedLatents = (await encodeImages(ctx, maskedImages, params, shape, false)).map((e) => scaleInPlace(e.mean, scalingFactor));
     const latentMasks = pairs.map((p) => latentMaskNearest(p.mask, params, shape));

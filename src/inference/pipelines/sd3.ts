@@ -24,7 +24,7 @@ import { classifierFreeGuidance } from '../tensor.js';
 import type { LatentShape, PipelineContext, PipelineItem, PipelineParams } from './common.js';
 import { decodeLatents, denoiseLatents, drawNoise, encodeImages, generatorsFor, latentShapeFor, maskBlend } from './common.js';
 import type { PipelineFamilyDef } from './family.js';
-import { latentMaskNearest, maskedImage } from './inpaint.js';
+import { distinctImageMasks, latentMaskNearest, maskedImage } from './inpaint.js';
 
 /** diffusers' StableDiffusion3Img2ImgPipeline defaults: 28 steps, guidance 7, T5 256 tokens; strength 0.6. */
 const SD3_DEFAULTS: ModelDefaults = {
@@ -190,12 +190,7 @@ function sd3Run(maskChannels: boolean): PipelineFamilyDef['run'] {
  */
 async function maskConditions(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, shape: LatentShape): Promise<Float32Array[]> {
   const spec = ctx.sessions.spec;
-  const pairs: PipelineItem[] = [];
-  const pairOf = items.map((i) => {
-    let k = pairs.findIndex((p) => p.image === i.image && p.mask === i.mask);
-    if (k < 0) k = pairs.push(i) - 1;
-    return k;
-  });
+  const { pairs, pairOf } = distinctImageMasks(items);
   const encoded = await encodeImages(
     ctx,
     pairs.map((p) => maskedImage(p.image, p.mask)),
