@@ -29,6 +29,7 @@ import { loadConfig } from '../src/server/config.js';
 import { PROJECT_ROOT } from '../src/config.js';
 import { postMultipart, wsClient } from '../test/support/graphql.js';
 import { pino } from 'pino';
+import { runLoadBench } from './load.js';
 
 const full = process.argv.includes('--full');
 const IMAGES = 4;
@@ -400,4 +401,6 @@ async function main(): Promise<void> {
   console.log(`wrote ${out}`);
 }
 
-await main();
+// `--load`: the load run alone (bench/load.ts), merged into bench/results.json.
+if (process.argv.includes('--load')) await runLoadBench(process.argv);
+else await main();
