@@ -387,12 +387,12 @@ export function loadSvg(rows: readonly LoadRow[], batched: Record<string, Record
     if (bPath) out.push(`<path d="${bPath}" fill="none" stroke="${colour}" stroke-width="1" stroke-dasharray="1 3"/>`);
   }
   const legend = modes.flatMap((mode, i) => {
-    const x = m.l + i * 300;
-    const y = H - 16;
+    const x = m.l;
+    const y = H - 18 + i * 14;
     const colour = colours[mode] ?? 'black';
     return [
       `<line x1="${x}" x2="${x + 24}" y1="${y - 4}" y2="${y - 4}" stroke="${colour}" stroke-width="2"/>`,
-      `<text x="${x + 28}" y="${y}">${mode}: jobs/s, p99 (dashed), batched (dotted)</text>`,
+      `<text x="${x + 28}" y="${y}">${mode}: jobs/s (solid), p99 (dashed), one client's batched job of C images, images/s (dotted)</text>`,
     ];
   });
   out.push(...legend, '</svg>');
