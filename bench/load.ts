@@ -265,8 +265,6 @@ async function runMode(
     MODELS_DIR: modelsDir,
     DEFAULT_MODEL: 'bench',
     MAX_QUEUED_JOBS: '1000',
-    TENANT_MAX_QUEUED_JOBS: '0',
-    TENANT_MAX_QUEUED_IMAGES: '0',
     ...(redis ? { REDIS_URL: redis.url, ROLE: 'all' } : {}),
   });
   try {
