@@ -7,6 +7,8 @@
  *   coalescing          C concurrent single-image clients through the queue, merged vs not merged
  *   progress_latency_ms step callback on the worker → websocket client receipt
  *   peak_rss_mb         process RSS peak during a 4-image 512×512 job through the server
+ *   memory              peak and settled RSS of 1- and 4-image 512² jobs in fresh processes, what
+ *                       the peak is made of, and the memory plan's figure (bench/memory.ts)
  *   masks               the batched job with a mask per image (maskBlur 4) vs the same job unmasked
  *   sdxl                batching and pipeline_overhead on `bench-sdxl` (SDXL img2img layout, its own
  *                       defaults: 30 steps × strength 0.3, guidance 5), at 512² (full) or 256² (quick)
@@ -35,6 +37,8 @@ import { PROJECT_ROOT } from '../src/config.js';
 import { postMultipart, wsClient } from '../test/support/graphql.js';
 import { pino } from 'pino';
 import { flowBench } from './flow.js';
+import { runLoadBench } from './load.js';
+import { measureMemory } from './memory.js';
 
 const full = process.argv.includes('--full');
 const IMAGES = 4;
@@ -338,6 +342,10 @@ async function main(): Promise<void> {
   const sdxlSpeedup = median(sdxlRatios);
   const flow = await flowSection();
 
+  // --- memory per job size, each job in a fresh process with the arena on and off (bench/memory.ts).
+  const memoryJobs = measureMemory(modelsDir, [1, 4]);
+  const memory4 = memoryJobs.find((j) => j.images === 4)!;
+
   const results = {
     machine: {
       cpus: cpus().length,
@@ -372,6 +380,8 @@ async function main(): Promise<void> {
     coalescing: { clients: IMAGES, speedup: coalescingSpeedup, share_of_batched_speedup: coalescingSpeedup / speedup },
     progress_latency_ms: { p50: pct(latencies, 50), p99: pct(latencies, 99), samples: latencies.length },
     peak_rss_mb: Math.round(peakRss / 2 ** 20),
+    // A 4 × 512² job in a fresh process (ORT arena on) and what its peak is made of; `jobs`: every size measured.
+    memory: { peak_rss_mb: memory4.peak_rss_mb, settled_rss_mb: memory4.settled_rss_mb, parts: memory4.parts, jobs: memoryJobs },
     // The batched bench job above with a mask per image (a disc, ~half the area) and maskBlur 4,
     // run next to the unmasked one in alternating order: cost_ratio = masked / unmasked wall time.
     masks: {
@@ -424,6 +434,15 @@ async function main(): Promise<void> {
     'progress latency p50 ms': f(results.progress_latency_ms.p50, 2),
     'progress latency p99 ms': f(results.progress_latency_ms.p99, 2),
     'peak RSS MB (4×512² job)': results.peak_rss_mb,
+    ...Object.fromEntries(
+      memoryJobs.map((j) => [
+        `memory ${j.images}×512²: peak / settled / job / plan MB`,
+        `${j.peak_rss_mb} / ${j.settled_rss_mb} / ${j.job_mb} / ${j.plan_mb} (arena off: job ${j.arena_off.job_mb})`,
+      ]),
+    ),
+    'memory 4×512² parts MB': Object.entries(memory4.parts)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', '),
     'masked job / unmasked job (wall time)': f(results.masks.cost_ratio),
     'pipeline overhead with masks': f(results.masks.pipeline_overhead, 4),
     'masks   of which input decode (images + masks)': f(results.masks.pipeline_overhead_parts.input_decode, 4),
@@ -438,4 +457,6 @@ async function main(): Promise<void> {
   console.log(`wrote ${out}`);
 }
 
-await main();
+// `--load`: the load run alone (bench/load.ts), merged into bench/results.json.
+if (process.argv.includes('--load')) await runLoadBench(process.argv);
+else await main();
