@@ -148,6 +148,26 @@ describe('Redis event append with two writers', { timeout: 60_000 }, () => {
     assert.equal(await recordEvent(writers[1]!, id, completed, TTL), false);
   });
 
+  it('publishes and stores a result (sent once) as it was recorded', async () => {
+    const { id, published } = await newJob();
+    const completed: JobEvent = {
+      type: 'completed',
+      jobId: id,
+      status: 'SUCCEEDED',
+      result: {
+        created: 1.5,
+        images: [{ index: 0, inputIndex: 0, variant: 0, seed: 7, bytes: new Uint8Array([1, 2, 3, 250]), mimeType: 'image/png', width: 1, height: 1 }],
+        usage: { inputImages: 1, generatedImages: 1, steps: 1, batches: 1, mergedJobs: 2, processingTimeSeconds: 0.25, queueTimeSeconds: 0 },
+      },
+    };
+    assert.equal(await recordEvent(client(), id, completed, TTL), true);
+    await waitFor(() => published.length === 1, 'the event published', 10_000);
+    assert.deepEqual(published[0], { seq: 1, event: completed });
+    const stored = (await readSnapshot(client(), id))!;
+    assert.deepEqual(stored.snapshot.result, completed.result);
+    assert.equal(stored.snapshot.status, 'SUCCEEDED');
+  });
+
   it('refuses events for a job whose state is gone', async () => {
     assert.equal(await recordEvent(client(), randomUUID(), { type: 'queued', jobId: 'x', status: 'QUEUED', position: 1 }, TTL), false);
   });

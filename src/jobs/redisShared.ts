@@ -226,8 +226,10 @@ export async function readSnapshot(redis: Redis, id: string): Promise<StoredSnap
  * event is lost or overwritten and the stored seq is always the last published one. A terminal
  * event is taken once per job (SET NX on the terminal key) and refuses every event after it; the
  * job's stored inputs go with it.
- * KEYS: snapshot, owner, terminal, inputs. ARGV: terminal (1/0), ttl ms, channel, event JSON, then
- * field/value pairs. Returns {seq, owner} when appended, 0 when refused (terminal already, or gone).
+ * KEYS: snapshot, owner, terminal, inputs. ARGV: terminal (1/0), ttl ms, channel, event JSON, the
+ * name of a field sent only once (a result: its value is appended to the event as that key; '' for
+ * none), then field/value pairs. Returns {seq, owner} when appended, 0 when refused (terminal
+ * already, or gone).
  */
 const APPEND_EVENT_LUA = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -237,10 +239,16 @@ elseif redis.call('EXISTS', KEYS[3]) == 1 then
   return 0
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
-redis.call('PUBLISH', ARGV[3], '{"seq":' .. seq .. ',"event":' .. ARGV[4] .. '}')
+local event = ARGV[4]
+if ARGV[5] ~= '' then
+  for i = 6, #ARGV, 2 do
+    if ARGV[i] == ARGV[5] then event = string.sub(event, 1, -2) .. ',"' .. ARGV[5] .. '":' .. ARGV[i + 1] .. '}' end
+  end
+end
+redis.call('PUBLISH', ARGV[3], '{"seq":' .. seq .. ',"event":' .. event .. '}')
 if ARGV[1] == '1' then redis.call('DEL', KEYS[4]) end
 return {seq, redis.call('GET', KEYS[2])}
 `;
@@ -260,6 +268,8 @@ function appender(redis: Redis): EventAppender {
 export async function recordEvent(redis: Redis, id: string, event: JobEvent, ttlMs: number): Promise<boolean> {
   const terminal = isTerminal(event);
   const fields = Object.entries(eventFields(event)).flatMap(([k, v]) => [k, toWire(v)]);
+  // A result (images) is sent once: stored as the snapshot's field, and appended to the event there.
+  const { result, ...rest } = event as JobEvent & { result?: unknown };
   const reply = await appender(redis).appendJobEvent(
     keys.snapshot(id),
     keys.owner(id),
@@ -268,7 +278,8 @@ export async function recordEvent(redis: Redis, id: string, event: JobEvent, ttl
     terminal ? 1 : 0,
     ttlMs,
     keys.channel(id),
-    toWire(event),
+    toWire(result === undefined ? event : rest),
+    result === undefined ? '' : 'result',
     ...fields,
   );
   if (reply === 0) return false;
