@@ -38,7 +38,7 @@ export class JobRun {
    * engine failure that was not a stop: the Redis worker may retry those instead of recording them.
    */
   finish(outcome: RunOutcome, queueTimeSeconds: number): { event: TerminalEvent; error: ServiceError | null } {
-    if (this.timer) clearTimeout(this.timer);
+    this.close();
     const jobId = this.jobId;
     if ('output' in outcome) {
       const { images, usage } = outcome.output;
@@ -55,6 +55,11 @@ export class JobRun {
       };
     const error = toServiceError(outcome.error);
     return { event: { type: 'failed', jobId, status: 'FAILED', error: { code: error.code, message: error.message } }, error };
+  }
+
+  /** Clears the time limit (a run that ends without an outcome: its job was not run after all). */
+  close(): void {
+    if (this.timer) clearTimeout(this.timer);
   }
 
   private halt(stop: NonNullable<JobRun['stop']>): boolean {

@@ -53,11 +53,15 @@ export interface RunningRedisWorker {
   close(): Promise<void>;
 }
 
-/** A job of the call in progress: the head (BullMQ's processor owns its lock) or one taken beside it. */
+/**
+ * A job of the call in progress: the head (BullMQ's processor owns its lock) or one taken beside it.
+ * Its run exists from the moment it is taken, so a cancel published from then on reaches it.
+ */
 interface Member {
   job: Job<QueuedEdit>;
   token: string;
   head: boolean;
+  run: JobRun;
 }
 
 /** How a member ends in BullMQ: done (its terminal event is recorded, or it was skipped), or retried. */
@@ -90,7 +94,12 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
 
   /** The head plus the compatible jobs waiting right behind it (see the file comment). */
   const takeGroup = async (head: Job<QueuedEdit>, token: string): Promise<Member[]> => {
-    const members: Member[] = [{ job: head, token, head: true }];
+    const member = (job: Job<QueuedEdit>, t: string, isHead: boolean): Member => {
+      const run = new JobRun(job.data.id, config.jobTimeoutMs);
+      runs.set(job.data.id, run);
+      return { job, token: t, head: isHead, run };
+    };
+    const members: Member[] = [member(head, token, true)];
     const group = config.mergeJobs === false ? null : MergeGroup.start(engine, candidate(head.data), config.maxMergedInputPixels);
     try {
       while (group) {
@@ -101,7 +110,7 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
           await next.moveToWait(t);
           break;
         }
-        members.push({ job: next, token: t, head: false });
+        members.push(member(next, t, false));
       }
     } catch (err) {
       // Redis trouble: the call runs with what it has (a job left active is taken over after stallMs).
@@ -113,12 +122,17 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
   /** A member's stored inputs and run, or null (after logging why) when it is not to be run. */
   const prepare = async (m: Member): Promise<{ m: Member; run: JobRun; inputs: EditInput[]; attempt: number } | null> => {
     const { id, inputCount, ownerLabel: owner = 'none' } = m.job.data;
-    if (await redis.exists(keys.terminal(id))) return null; // cancelled while waiting, or a withdrawn submission
+    const skip = (): null => {
+      m.run.close();
+      runs.delete(id);
+      return null;
+    };
+    if (await redis.exists(keys.terminal(id))) return skip(); // cancelled while waiting, or a withdrawn submission
     // Its state is gone (a Redis restart without persistence kept the queue entry but not the job,
     // or the submission was withdrawn): nobody can see a result, so it is not run.
     if (!(await redis.exists(keys.snapshot(id)))) {
       log({ jobId: id, owner, status: 'SKIPPED' }, 'job skipped: its state is gone');
-      return null;
+      return skip();
     }
     const attempt = await redis.incr(keys.attempt(id));
     // Taken over from a lost worker: subscribers see the job queued again, then progress from 1.
@@ -128,9 +142,14 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
       const mask = stored[`mask:${i}`];
       return { bytes: new Uint8Array(stored[String(i)] ?? Buffer.alloc(0)), mask: mask ? new Uint8Array(mask) : null };
     });
-    const run = new JobRun(id, config.jobTimeoutMs);
-    runs.set(id, run);
-    return { m, run, inputs, attempt };
+    // Cancelled since it was taken: it ends here (an already aborted signal would not reach the engine's worker thread).
+    if (m.run.signal.aborted) {
+      const { event } = m.run.finish({ error: new InferenceError('CANCELLED', 'the job was cancelled') }, 0);
+      await finish(id, event);
+      log({ jobId: id, owner, status: event.status }, `job ${event.status.toLowerCase()}`);
+      return skip();
+    }
+    return { m, run: m.run, inputs, attempt };
   };
 
   /** Runs the prepared members as one pipeline call; each member's terminal event is recorded as soon as it has one. */
@@ -187,9 +206,19 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
     );
     try {
       const ready: NonNullable<Awaited<ReturnType<typeof prepare>>>[] = [];
-      for (const m of members) {
-        const p = await prepare(m);
-        if (p) ready.push(p);
+      try {
+        for (const m of members) {
+          const p = await prepare(m);
+          if (p) ready.push(p);
+        }
+      } catch (err) {
+        // Redis trouble before the call: every job goes back to the queue (the head through BullMQ's retry).
+        for (const m of members) {
+          m.run.close();
+          runs.delete(m.job.data.id);
+        }
+        await Promise.all(taken.map((m) => m.job.moveToWait(m.token).catch(() => undefined)));
+        throw err;
       }
       const disposals = ready.length > 0 ? await runCall(ready) : [];
       const disposal = (m: Member): Disposal => disposals[ready.findIndex((r) => r.m === m)] ?? { done: true };
