@@ -3,6 +3,15 @@
  * JSON form of snapshots and events (bytes as base64). Each job has a monotonically increasing
  * event sequence number stored with its snapshot, so a subscriber that reads the snapshot after
  * subscribing can drop live events it has already seen (Redis pub/sub has no replay).
+ *
+ * Why not BullMQ's own progress (`job.updateProgress`) and QueueEvents: those go through one
+ * stream per queue that every QueueEvents listener reads whole (each API process would receive
+ * every job's progress and previews, not only the jobs it has subscribers for), trimmed to a
+ * length rather than kept per job, and they know nothing of events that happen outside a worker
+ * (a queued job cancelled by an API process, a job lost with Redis) or of the one-terminal-event
+ * rule. Here each job has its own channel, its own sequence numbers and its state in one hash,
+ * appended to atomically by whichever process writes (APPEND_EVENT_LUA); BullMQ only queues,
+ * locks and retries.
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { ServiceError } from '../errors.js';
