@@ -4,7 +4,10 @@
  *   batching            one batched call over B images vs B single-image calls, and raw ORT UNet batch B vs B×1
  *   pipeline_overhead   share of pipeline wall time outside session.run
  *   server_overhead     GraphQL client wall time (upload → final event) / in-process pipeline time − 1
- *   coalescing          C concurrent single-image clients through the queue, merged vs not merged
+ *   coalescing          C concurrent single-image clients through the queue, merged vs not merged (engine
+ *                       on a worker thread, as servers run it)
+ *   coalescing_redis    the same through the Redis backend and a Redis worker (a redis-server on a free
+ *                       port, same engine), merged vs not; share_of_in_memory = its speedup / coalescing's
  *   progress_latency_ms step callback on the worker → websocket client receipt
  *   peak_rss_mb         process RSS peak during a 4-image 512×512 job through the server
  *   memory              peak and settled RSS of 1- and 4-image 512² jobs in fresh processes, what
@@ -19,6 +22,7 @@
  *                       of an existing bench/results.json
  * Prints a table and writes bench/results.json. Figures are ratios measured in the same run.
  */
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -30,11 +34,15 @@ import { sessionOptions } from '../src/inference/sessions.js';
 import { DEFAULT_PNG_COMPRESSION_LEVEL } from '../src/inference/imageIO.js';
 import { InferenceEngine } from '../src/inference/engine.js';
 import { JobService } from '../src/jobs/jobService.js';
+import { RedisJobBackend } from '../src/jobs/redisJobs.js';
+import { startRedisWorker } from '../src/jobs/redisWorker.js';
+import type { JobBackend } from '../src/jobs/types.js';
 import { resolveEditOptions } from '../src/inference/request.js';
 import { startServer } from '../src/server/app.js';
 import { loadConfig } from '../src/server/config.js';
 import { PROJECT_ROOT } from '../src/config.js';
 import { postMultipart, wsClient } from '../test/support/graphql.js';
+import { freePort } from '../test/support/net.js';
 import { pino } from 'pino';
 import { flowBench } from './flow.js';
 import { runLoadBench } from './load.js';
@@ -285,25 +293,57 @@ async function main(): Promise<void> {
   const rawSpeedup = await rawOrtSpeedup(spec.paths.unet!, IMAGES, branches, { channels: 8, latent, hidden });
   const speedup = median(batchRatios);
 
-  // --- cross-request batching: C concurrent single-image clients through the queue, merged vs not.
-  const coalesce = async (mergeJobs: boolean): Promise<number> => {
-    const jobs = new JobService(engine, { retentionMs: 60_000, maxQueuedJobs: 100, jobTimeoutMs: 0, mergeJobs });
-    const t = now();
-    const submitted = images.map((bytes) => jobs.submit('bench', edit(1), [{ bytes }], 'anonymous'));
+  // --- cross-request batching: C concurrent single-image clients through the queue, merged vs not,
+  // in memory and through Redis (the API-side backend and a worker in this process), interleaved, on
+  // one engine with its sessions on a worker thread as servers and ROLE=worker run it: inline, the
+  // engine's input decoding and PNG encoding would hold up the Redis worker's event I/O.
+  const queueEngine = await InferenceEngine.start({ modelsDir, modelIds: ['bench'], threading: 'worker' });
+  const drain = async (jobs: JobBackend, submitted: { id: string }[]): Promise<void> => {
     await Promise.all(
       submitted.map(async (job) => {
-        for await (const _event of jobs.subscribe(job.id)) {
+        for await (const _event of await jobs.subscribe(job.id)) {
           // drain until the terminal event
         }
       }),
+    );
+  };
+  const coalesce = async (mergeJobs: boolean): Promise<number> => {
+    const jobs = new JobService(queueEngine, { retentionMs: 60_000, maxQueuedJobs: 100, jobTimeoutMs: 0, mergeJobs });
+    const t = now();
+    await drain(
+      jobs,
+      images.map((bytes) => jobs.submit('bench', edit(1), [{ bytes }], 'anonymous')),
     );
     const ms = now() - t;
     await jobs.shutdown(0);
     return ms;
   };
+  const redisPort = await freePort();
+  const redisServer = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const redisUrl = `redis://127.0.0.1:${redisPort}`;
+  const redisJobs = new RedisJobBackend({ redisUrl, retentionMs: 60_000, maxQueuedJobs: 100, attempts: 1, maxInputBytes: 1e9 });
+  while ((await redisJobs.health()) !== null) await new Promise((r) => setTimeout(r, 50));
+  const coalesceRedis = async (mergeJobs: boolean): Promise<number> => {
+    const worker = await startRedisWorker(queueEngine, { redisUrl, retentionMs: 60_000, jobTimeoutMs: 0, attempts: 1, stallMs: 30_000, mergeJobs });
+    const t = now();
+    await drain(redisJobs, await Promise.all(images.map((bytes) => redisJobs.submit('bench', edit(1), [{ bytes, pixels: SIZE * SIZE }], 'anonymous'))));
+    const ms = now() - t;
+    await worker.close();
+    return ms;
+  };
+  await coalesce(true);
+  await coalesceRedis(true);
   const coalesceRatios: number[] = [];
-  for (let r = 0; r < REPS; r++) coalesceRatios.push((await coalesce(false)) / (await coalesce(true)));
+  const coalesceRedisRatios: number[] = [];
+  for (let r = 0; r < REPS; r++) {
+    coalesceRatios.push((await coalesce(false)) / (await coalesce(true)));
+    coalesceRedisRatios.push((await coalesceRedis(false)) / (await coalesceRedis(true)));
+  }
   const coalescingSpeedup = median(coalesceRatios);
+  const coalescingRedisSpeedup = median(coalesceRedisRatios);
+  await redisJobs.shutdown();
+  redisServer.kill('SIGKILL');
+  await queueEngine.close();
   await engine.close();
 
   // --- SDXL layout: batching and overhead on bench-sdxl with its own defaults (full) or 4 steps at strength 1 (quick).
@@ -378,6 +418,7 @@ async function main(): Promise<void> {
       in_process_s: median(inProcess) / 1000,
     },
     coalescing: { clients: IMAGES, speedup: coalescingSpeedup, share_of_batched_speedup: coalescingSpeedup / speedup },
+    coalescing_redis: { clients: IMAGES, speedup: coalescingRedisSpeedup, share_of_in_memory: coalescingRedisSpeedup / coalescingSpeedup },
     progress_latency_ms: { p50: pct(latencies, 50), p99: pct(latencies, 99), samples: latencies.length },
     peak_rss_mb: Math.round(peakRss / 2 ** 20),
     // A 4 × 512² job in a fresh process (ORT arena on) and what its peak is made of; `jobs`: every size measured.
@@ -427,6 +468,8 @@ async function main(): Promise<void> {
     'kept share of raw gain': f(speedup / rawSpeedup),
     'coalescing speedup (4 clients, merged vs not)': f(coalescingSpeedup),
     'coalescing share of batched speedup': f(coalescingSpeedup / speedup),
+    'coalescing speedup on Redis (4 clients, merged vs not)': f(coalescingRedisSpeedup),
+    'coalescing on Redis, share of in-memory': f(coalescingRedisSpeedup / coalescingSpeedup),
     'pipeline overhead (outside session.run)': f(results.pipeline_overhead, 4),
     '  of which input decode': f(results.pipeline_overhead_parts.input_decode, 4),
     '  of which output encode (PNG)': f(results.pipeline_overhead_parts.output_encode, 4),

@@ -67,9 +67,10 @@ describe('scale-out on Redis', { timeout: 180_000 }, () => {
     const img = await twoColourPng(512, 512, [200, 60, 30], [20, 120, 220]);
     const files = [0, 1, 2, 3].map((i) => ({ bytes: img, name: `${i}.png` }));
     const busy: string[] = [];
-    // Keep both workers busy, then fill the one queue slot this API allows.
+    // Keep both workers busy (step counts that differ: the jobs cannot share a pipeline call), then
+    // fill the one queue slot this API allows.
     for (let i = 0; i < 2; i++) {
-      const res = await postMultipart<{ editImages: { id: string } }>(apis[0]!, SUBMIT, { size: '512x512', steps: 100 }, files);
+      const res = await postMultipart<{ editImages: { id: string } }>(apis[0]!, SUBMIT, { size: '512x512', steps: 100 - i }, files);
       assert.equal(res.body.errors, undefined, JSON.stringify(res.body.errors));
       busy.push(res.body.data!.editImages.id);
     }

@@ -94,8 +94,8 @@ describe('tenants and limits on Redis (two API processes)', { timeout: 240_000 }
   it('stores the owner with the job in Redis: another tenant gets the unknown-id answers on either process; an admin sees the job', async () => {
     const submitted = await submit(apis[0]!, 'alice-token');
     const id = submitted.body.data!.editImages.id;
-    const stored = (await redis.get(`ie:job:${id}`))!;
-    const owner = (JSON.parse(stored) as { snapshot: { owner: string } }).snapshot.owner;
+    const stored = JSON.stringify(await redis.hgetall(`ie:job:${id}`));
+    const owner = (JSON.parse((await redis.hget(`ie:job:${id}`, 'base'))!) as { owner: string }).owner;
     assert.match(owner, /^[0-9a-f]{64}$/);
     assert.doesNotMatch(stored, /alice-token/);
     // Ownership checks read only this small key, never the snapshot with its result.

@@ -6,10 +6,11 @@
 import { randomUUID } from 'node:crypto';
 import type { InferenceEngine } from '../inference/engine.js';
 import type { EditInput } from '../inference/editRunner.js';
-import { decodedInputBytes, mergeKey, outputsPerBatch } from '../inference/editRunner.js';
 import type { ResolvedEdit } from '../inference/request.js';
-import { ServiceError, toServiceError } from '../errors.js';
+import { ServiceError } from '../errors.js';
 import { JobEventStream } from './eventStream.js';
+import { JobRun, type RunOutcome, type TerminalEvent } from './jobRun.js';
+import { type MergeCandidate, MergeGroup } from './merging.js';
 import type { CancelReason, JobBackend, JobEvent, JobProgress, JobSnapshot, TenantQuota } from './types.js';
 import { currentEvent, quotaExceeded } from './types.js';
 import { ownerLabel } from './access.js';
@@ -39,14 +40,21 @@ interface Job {
   /** Declared pixels of its inputs (0 when unknown). */
   pixels: number;
   enqueuedAt: number;
-  abort: AbortController;
-  abortReason: 'CANCELLED' | 'TIMEOUT' | null;
-  cancelReason: CancelReason;
+  /** Set while it runs. */
+  run: JobRun | null;
   subscribers: Set<JobEventStream>;
   expiresAt: number | null;
 }
 
 const nowSeconds = (): number => Date.now() / 1000;
+
+const candidate = (job: Job): MergeCandidate => ({
+  modelId: job.snapshot.modelId,
+  edit: job.edit,
+  images: job.snapshot.inputImages,
+  pixels: job.pixels,
+  masked: job.inputs?.some((i) => i.mask) ?? false,
+});
 
 export class JobService implements JobBackend {
   private jobs = new Map<string, Job>();
@@ -100,9 +108,7 @@ export class JobService implements JobBackend {
       inputs,
       pixels: inputs.reduce((n, i) => n + (i.pixels ?? 0), 0),
       enqueuedAt: performance.now(),
-      abort: new AbortController(),
-      abortReason: null,
-      cancelReason: 'CLIENT',
+      run: null,
       subscribers: new Set(),
       expiresAt: null,
     };
@@ -131,10 +137,8 @@ export class JobService implements JobBackend {
       this.queue = this.queue.filter((j) => j !== job);
       this.finish(job, { type: 'cancelled', jobId: s.id, status: 'CANCELLED', reason });
       this.publishPositions();
-    } else if (s.status === 'RUNNING' && job.abortReason === null) {
-      job.abortReason = 'CANCELLED';
-      job.cancelReason = reason;
-      job.abort.abort();
+    } else if (s.status === 'RUNNING') {
+      job.run?.cancel(reason);
     }
     return { ...job.snapshot };
   }
@@ -195,7 +199,7 @@ export class JobService implements JobBackend {
     });
   }
 
-  private finish(job: Job, event: Extract<JobEvent, { type: 'completed' | 'failed' | 'cancelled' }>): void {
+  private finish(job: Job, event: TerminalEvent): void {
     const s = job.snapshot;
     s.status = event.status;
     s.queuePosition = null;
@@ -224,32 +228,16 @@ export class JobService implements JobBackend {
   }
 
   /**
-   * The queue's head, plus (when merging is on) later queued jobs with the same model and
-   * pipeline settings, as long as all their outputs fit one pipeline call. The head always runs
-   * first, so merging never delays it and no job starves.
+   * The queue's head, plus (when merging is on) later queued jobs that may share its pipeline call
+   * (see MergeGroup). The head always runs first, so merging never delays it and no job starves.
    */
   private takeGroup(): Job[] {
     const head = this.queue.shift()!;
     const group = [head];
-    const key = mergeKey(head.edit);
-    if (this.config.mergeJobs === false || key === null) return group;
-    const spec = this.engine.model(head.snapshot.modelId);
-    // [issue 16 item 5] Decoded inputs count: each job's inputs are held (at the output size) for
-    // the whole call, so they come off the budget, and the declared source pixels of a merged call
-    // stay within one job's bound.
-    const { width, height } = head.edit.size as { width: number; height: number };
-    const held = (job: Job): number => job.snapshot.inputImages * decodedInputBytes(width, height, job.inputs?.some((i) => i.mask) ?? false);
-    const maxPixels = this.config.maxMergedInputPixels ?? Number.POSITIVE_INFINITY;
-    let heldBytes = held(head);
-    let pixels = head.pixels;
-    let outputs = head.snapshot.inputImages * head.edit.n;
+    const merged = this.config.mergeJobs === false ? null : MergeGroup.start(this.engine, candidate(head), this.config.maxMergedInputPixels);
+    if (!merged) return group;
     for (const job of [...this.queue]) {
-      const more = job.snapshot.inputImages * job.edit.n;
-      if (job.snapshot.modelId !== head.snapshot.modelId || mergeKey(job.edit) !== key || pixels + job.pixels > maxPixels) continue;
-      if (outputs + more > outputsPerBatch(spec, head.edit, this.engine.memoryBudgetBytes - heldBytes - held(job))) continue;
-      outputs += more;
-      heldBytes += held(job);
-      pixels += job.pixels;
+      if (!merged.add(candidate(job))) continue;
       group.push(job);
       this.queue.splice(this.queue.indexOf(job), 1);
     }
@@ -257,29 +245,19 @@ export class JobService implements JobBackend {
   }
 
   private async runGroup(group: Job[]): Promise<void> {
-    const timers: NodeJS.Timeout[] = [];
     const requests = group.map((job) => {
       const s = job.snapshot;
       s.status = 'RUNNING';
       s.queuePosition = null;
       const queueTimeSeconds = (performance.now() - job.enqueuedAt) / 1000;
       this.log(job, 'job running', { queueTimeSeconds, mergedJobs: group.length });
-      if (this.config.jobTimeoutMs > 0) {
-        timers.push(
-          setTimeout(() => {
-            if (job.abortReason === null) {
-              job.abortReason = 'TIMEOUT';
-              job.abort.abort();
-            }
-          }, this.config.jobTimeoutMs).unref(),
-        );
-      }
+      job.run = new JobRun(s.id, this.config.jobTimeoutMs);
       return {
         queueTimeSeconds,
         request: {
           edit: job.edit,
           inputs: job.inputs!,
-          signal: job.abort.signal,
+          signal: job.run.signal,
           onProgress: (update: JobProgress) => {
             s.progress = update;
             this.emit(job, { type: 'progress', jobId: s.id, status: 'RUNNING', ...update });
@@ -294,30 +272,17 @@ export class JobService implements JobBackend {
     await Promise.all(
       outcomes.map(async (outcome, i) => {
         const job = group[i]!;
-        const s = job.snapshot;
-        try {
-          const output = await outcome;
-          const result = { created: nowSeconds(), images: output.images, usage: { ...output.usage, queueTimeSeconds: requests[i]!.queueTimeSeconds } };
-          this.finish(job, { type: 'completed', jobId: s.id, status: 'SUCCEEDED', result });
-        } catch (err) {
-          if (job.abortReason === 'CANCELLED') {
-            this.finish(job, { type: 'cancelled', jobId: s.id, status: 'CANCELLED', reason: job.cancelReason });
-          } else if (job.abortReason === 'TIMEOUT') {
-            this.finish(job, {
-              type: 'failed',
-              jobId: s.id,
-              status: 'FAILED',
-              error: { code: 'TIMEOUT', message: `the job ran longer than ${this.config.jobTimeoutMs / 1000} s` },
-            });
-          } else {
-            const e = toServiceError(err);
-            if (e.code === 'INTERNAL' || e.code === 'MODEL_ERROR') this.log(job, 'job failed internally', { error: (err as Error).message });
-            this.finish(job, { type: 'failed', jobId: s.id, status: 'FAILED', error: { code: e.code, message: e.message } });
-          }
-        }
+        const settled: RunOutcome = await outcome.then(
+          (output) => ({ output }),
+          (error: unknown) => ({ error }),
+        );
+        const { event, error } = job.run!.finish(settled, requests[i]!.queueTimeSeconds);
+        if ('error' in settled && (error?.code === 'INTERNAL' || error?.code === 'MODEL_ERROR'))
+          this.log(job, 'job failed internally', { error: (settled.error as Error).message });
+        job.run = null;
+        this.finish(job, event);
       }),
     );
-    timers.forEach(clearTimeout);
   }
 
   private sweep(): void {

@@ -18,7 +18,6 @@ import {
   CANCEL_CHANNEL,
   QUEUE_NAME,
   RESERVE_QUOTA_LUA,
-  applyEvent,
   connectRedis,
   fromWire,
   keys,
@@ -26,7 +25,7 @@ import {
   recordEvent,
   redisUnavailable,
   releaseQuota,
-  toWire,
+  snapshotFields,
   warnAboutRedisSettings,
   watchRedis,
   type RedisLog,
@@ -55,6 +54,9 @@ export interface QueuedEdit {
   modelId: string;
   edit: ResolvedEdit;
   inputCount: number;
+  /** Declared source pixels of the inputs and whether any has a mask: the worker's merging decisions (see merging.ts). */
+  pixels?: number;
+  masked?: boolean;
   /** The owner's log label (not the owner id itself). */
   ownerLabel?: string;
 }
@@ -63,6 +65,8 @@ export class RedisJobBackend implements JobBackend {
   private readonly redis: Redis;
   private readonly sub: Redis;
   private readonly queue: Queue<QueuedEdit>;
+  /** BullMQ leaves a connection it was given open on close. */
+  private readonly queueConnection: Redis;
   private readonly streams = new Map<string, Set<{ stream: JobEventStream; afterSeq: number }>>();
   private accepting = true;
   /** Submissions whose client was told they failed but that may have reached Redis: withdrawn once it is back. */
@@ -75,7 +79,8 @@ export class RedisJobBackend implements JobBackend {
     // Requests fail fast while Redis is down (UNAVAILABLE); the subscriber retries for ever.
     this.redis = connectRedis(config.redisUrl, 'request', 'jobs', log);
     this.sub = connectRedis(config.redisUrl, 'background', 'events', log);
-    this.queue = new Queue<QueuedEdit>(QUEUE_NAME, { connection: connectRedis(config.redisUrl, 'request', 'queue', log) });
+    this.queueConnection = connectRedis(config.redisUrl, 'request', 'queue', log);
+    this.queue = new Queue<QueuedEdit>(QUEUE_NAME, { connection: this.queueConnection });
     watchRedis(this.queue, 'queue-bullmq', log);
     warnAboutRedisSettings(this.redis, log);
     this.sub.on('messageBuffer', (channel: Buffer, message: Buffer) => this.dispatch(channel.toString(), message.toString()));
@@ -178,7 +183,7 @@ export class RedisJobBackend implements JobBackend {
 
   private async store(id: string, modelId: string, edit: ResolvedEdit, inputs: EditInput[], snapshot: JobSnapshot, ttl: number): Promise<void> {
     const multi = this.redis.multi();
-    multi.set(keys.snapshot(id), toWire({ seq: 0, snapshot }), 'PX', ttl);
+    multi.hset(keys.snapshot(id), snapshotFields(snapshot)).pexpire(keys.snapshot(id), ttl);
     multi.set(keys.owner(id), snapshot.owner, 'PX', ttl);
     const buffer = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
     inputs.forEach((input, i) => {
@@ -189,7 +194,15 @@ export class RedisJobBackend implements JobBackend {
     await multi.exec();
     await this.queue.add(
       'edit',
-      { id, modelId, edit, inputCount: inputs.length, ownerLabel: ownerLabel(snapshot.owner) },
+      {
+        id,
+        modelId,
+        edit,
+        inputCount: inputs.length,
+        pixels: inputs.reduce((n, i) => n + (i.pixels ?? 0), 0),
+        masked: inputs.some((i) => i.mask),
+        ownerLabel: ownerLabel(snapshot.owner),
+      },
       { jobId: id, attempts: this.config.attempts, removeOnComplete: true, removeOnFail: true },
     );
   }
@@ -252,7 +265,7 @@ export class RedisJobBackend implements JobBackend {
         : true;
       if (removed) {
         const event: JobEvent = { type: 'cancelled', jobId: id, status: 'CANCELLED', reason };
-        await recordEvent(this.redis, id, event, this.config.retentionMs, (x) => applyEvent(x, event));
+        await recordEvent(this.redis, id, event, this.config.retentionMs);
         return (await this.get(id)) ?? s;
       }
     }
@@ -358,6 +371,7 @@ export class RedisJobBackend implements JobBackend {
     this.accepting = false;
     for (const subs of this.streams.values()) for (const e of subs) e.stream.finish();
     await this.queue.close();
+    this.queueConnection.disconnect();
     this.sub.disconnect();
     this.redis.disconnect();
   }

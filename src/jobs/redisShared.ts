@@ -3,10 +3,19 @@
  * JSON form of snapshots and events (bytes as base64). Each job has a monotonically increasing
  * event sequence number stored with its snapshot, so a subscriber that reads the snapshot after
  * subscribing can drop live events it has already seen (Redis pub/sub has no replay).
+ *
+ * Why not BullMQ's own progress (`job.updateProgress`) and QueueEvents: those go through one
+ * stream per queue that every QueueEvents listener reads whole (each API process would receive
+ * every job's progress and previews, not only the jobs it has subscribers for), trimmed to a
+ * length rather than kept per job, and they know nothing of events that happen outside a worker
+ * (a queued job cancelled by an API process, a job lost with Redis) or of the one-terminal-event
+ * rule. Here each job has its own channel, its own sequence numbers and its state in one hash,
+ * appended to atomically by whichever process writes (APPEND_EVENT_LUA); BullMQ only queues,
+ * locks and retries.
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { ServiceError } from '../errors.js';
-import type { JobEvent, JobSnapshot } from './types.js';
+import { isTerminal, type JobEvent, type JobSnapshot } from './types.js';
 
 /** Structured log sinks for Redis connection trouble (pino's methods, bound). */
 export interface RedisLog {
@@ -117,10 +126,10 @@ export function warnAboutRedisSettings(redis: Redis, log: RedisLog | undefined):
 export const QUEUE_NAME = 'image-edit';
 export const CANCEL_CHANNEL = 'ie:cancel';
 export const keys = {
+  /** A hash: see snapshotFields. */
   snapshot: (id: string) => `ie:job:${id}`,
   /** The owner id alone (same TTL as the snapshot): ownership checks read this, never a whole result. */
   owner: (id: string) => `ie:job:${id}:owner`,
-  seq: (id: string) => `ie:job:${id}:seq`,
   inputs: (id: string) => `ie:job:${id}:inputs`,
   attempt: (id: string) => `ie:job:${id}:attempt`,
   terminal: (id: string) => `ie:job:${id}:terminal`,
@@ -183,44 +192,106 @@ export function fromWire<T>(text: string): T {
   ) as T;
 }
 
-export async function readSnapshot(redis: Redis, id: string): Promise<StoredSnapshot | null> {
-  const text = await redis.get(keys.snapshot(id));
-  return text ? fromWire<StoredSnapshot>(text) : null;
-}
+/** The snapshot fields an event changes, one hash field each (JSON). */
+const EVENT_FIELDS = ['status', 'queuePosition', 'progress', 'result', 'error', 'cancelReason'] as const;
+type EventField = (typeof EVENT_FIELDS)[number];
 
 /**
- * Applies `event` to the job's snapshot, stores it and publishes the event, under the next sequence
- * number. Terminal events are published once per job across all processes (SET NX guard).
+ * A job's state as stored: hash fields `base` (what never changes, JSON), `seq` (the last event's
+ * sequence number) and one JSON field per part an event changes, so appending an event writes only
+ * the fields it changes and never reads the snapshot back (see APPEND_EVENT_LUA).
  */
-export async function recordEvent(redis: Redis, id: string, event: JobEvent, ttlMs: number, apply: (s: JobSnapshot) => void): Promise<boolean> {
-  const terminal = event.type === 'completed' || event.type === 'failed' || event.type === 'cancelled';
-  if (terminal) {
-    const won = await redis.set(keys.terminal(id), '1', 'PX', ttlMs, 'NX');
-    if (won !== 'OK') return false;
-  } else if (await redis.exists(keys.terminal(id))) {
-    return false;
-  }
-  const stored = await readSnapshot(redis, id);
-  if (!stored) return false;
-  const seq = await redis.incr(keys.seq(id));
-  apply(stored.snapshot);
-  stored.seq = seq;
-  await redis.multi().set(keys.snapshot(id), toWire(stored), 'PX', ttlMs).pexpire(keys.owner(id), ttlMs).exec();
-  await redis.publish(keys.channel(id), toWire({ seq, event } satisfies WireEvent));
-  if (terminal) {
-    await redis.del(keys.inputs(id));
-    await releaseQuota(redis, stored.snapshot.owner, id);
-  }
-  return true;
+export function snapshotFields(s: JobSnapshot): Record<string, string> {
+  const { status, queuePosition, progress, result, error, cancelReason, ...base } = s;
+  const fields: Record<string, string> = { base: toWire(base), seq: '0' };
+  for (const [k, v] of Object.entries({ status, queuePosition, progress, result, error, cancelReason })) fields[k] = toWire(v ?? null);
+  return fields;
 }
 
 /** The snapshot change an event implies. */
-export function applyEvent(s: JobSnapshot, e: JobEvent): void {
-  s.status = e.status;
-  s.queuePosition = e.type === 'queued' ? e.position : null;
-  if (e.type === 'progress') s.progress = { step: e.step, totalSteps: e.totalSteps, previews: e.previews, emittedAt: e.emittedAt };
-  if (e.type === 'queued') s.progress = null;
-  if (e.type === 'completed') s.result = e.result;
-  if (e.type === 'failed') s.error = e.error;
-  if (e.type === 'cancelled') s.cancelReason = e.reason;
+export function eventFields(e: JobEvent): Partial<Record<EventField, unknown>> {
+  const f: Partial<Record<EventField, unknown>> = { status: e.status, queuePosition: e.type === 'queued' ? e.position : null };
+  if (e.type === 'queued') f.progress = null;
+  if (e.type === 'progress')
+    f.progress = { step: e.step, totalSteps: e.totalSteps, previews: e.previews, emittedAt: e.emittedAt, ...(e.phase ? { phase: e.phase } : {}) };
+  if (e.type === 'completed') f.result = e.result;
+  if (e.type === 'failed') f.error = e.error;
+  if (e.type === 'cancelled') f.cancelReason = e.reason;
+  return f;
+}
+
+export async function readSnapshot(redis: Redis, id: string): Promise<StoredSnapshot | null> {
+  const h = await redis.hgetall(keys.snapshot(id));
+  if (!h.base) return null;
+  const snapshot = fromWire<JobSnapshot>(h.base);
+  for (const k of EVENT_FIELDS) if (h[k] !== undefined) (snapshot as unknown as Record<string, unknown>)[k] = fromWire(h[k]);
+  return { seq: Number(h.seq ?? 0), snapshot };
+}
+
+/**
+ * Appends one event to a job, atomically, whoever else writes the job at the same time (a worker's
+ * progress, an API process's cancel, another worker that took the job over): the next sequence
+ * number, the changed snapshot fields, the TTLs and the publication happen in one script, so no
+ * event is lost or overwritten and the stored seq is always the last published one. A terminal
+ * event is taken once per job (SET NX on the terminal key) and refuses every event after it; the
+ * job's stored inputs go with it.
+ * KEYS: snapshot, owner, terminal, inputs. ARGV: terminal (1/0), ttl ms, channel, event JSON, the
+ * name of a field sent only once (a result: its value is appended to the event as that key; '' for
+ * none), then field/value pairs. Returns {seq, owner} when appended, 0 when refused (terminal
+ * already, or gone).
+ */
+const APPEND_EVENT_LUA = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[1] == '1' then
+  if not redis.call('SET', KEYS[3], '1', 'PX', ARGV[2], 'NX') then return 0 end
+elseif redis.call('EXISTS', KEYS[3]) == 1 then
+  return 0
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+local event = ARGV[4]
+if ARGV[5] ~= '' then
+  for i = 6, #ARGV, 2 do
+    if ARGV[i] == ARGV[5] then event = string.sub(event, 1, -2) .. ',"' .. ARGV[5] .. '":' .. ARGV[i + 1] .. '}' end
+  end
+end
+redis.call('PUBLISH', ARGV[3], '{"seq":' .. seq .. ',"event":' .. event .. '}')
+if ARGV[1] == '1' then redis.call('DEL', KEYS[4]) end
+return {seq, redis.call('GET', KEYS[2])}
+`;
+
+type EventAppender = Redis & { appendJobEvent(...args: (string | number)[]): Promise<0 | [number, string | null]> };
+
+/** The connection with the append script defined on it (ioredis runs it by EVALSHA, loading it when Redis lacks it). */
+function appender(redis: Redis): EventAppender {
+  if (!('appendJobEvent' in redis)) redis.defineCommand('appendJobEvent', { numberOfKeys: 4, lua: APPEND_EVENT_LUA });
+  return redis as EventAppender;
+}
+
+/**
+ * Records `event` for job `id` (see APPEND_EVENT_LUA) and, for a terminal one, gives the job's place
+ * in its owner's quota back. False when it was refused.
+ */
+export async function recordEvent(redis: Redis, id: string, event: JobEvent, ttlMs: number): Promise<boolean> {
+  const terminal = isTerminal(event);
+  const fields = Object.entries(eventFields(event)).flatMap(([k, v]) => [k, toWire(v)]);
+  // A result (images) is sent once: stored as the snapshot's field, and appended to the event there.
+  const { result, ...rest } = event as JobEvent & { result?: unknown };
+  const reply = await appender(redis).appendJobEvent(
+    keys.snapshot(id),
+    keys.owner(id),
+    keys.terminal(id),
+    keys.inputs(id),
+    terminal ? 1 : 0,
+    ttlMs,
+    keys.channel(id),
+    toWire(result === undefined ? event : rest),
+    result === undefined ? '' : 'result',
+    ...fields,
+  );
+  if (reply === 0) return false;
+  if (terminal) await releaseQuota(redis, reply[1] ?? undefined, id);
+  return true;
 }

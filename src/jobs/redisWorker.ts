@@ -1,18 +1,33 @@
 /**
- * A Redis/BullMQ worker (ROLE=worker or all with REDIS_URL): takes one job at a time (one pipeline
- * per device), runs it on the local inference engine, and records its events in Redis for every
- * API process. A worker that dies mid-job loses its BullMQ lock; after `stallMs` another worker
- * takes the job again, announces EditQueued, and counts progress from step 1. After the last
- * attempt the job fails with a clear code, exactly once.
+ * A Redis/BullMQ worker (ROLE=worker or all with REDIS_URL): runs one pipeline call at a time (one
+ * pipeline per device) on the local inference engine, and records each job's events in Redis for
+ * every API process. With merging on (MERGE_JOBS), the call takes the job BullMQ hands the worker
+ * plus the compatible jobs waiting right behind it (merging.ts), as the in-memory queue does; each
+ * job keeps its own progress, cancel, time limit, result and retries.
+ *
+ * How jobs are taken together: BullMQ's processor gets the head job (BullMQ fetches it, renews its
+ * lock, and retries or fails it from what the processor returns or throws). The processor then
+ * takes the next waiting jobs itself with `Worker.getNextJob(token, { block: false })`, each under
+ * its own lock token, as BullMQ's manual-processing pattern does: a compatible job joins the call;
+ * the first that does not is put back at the head of the waiting list (`Job.moveToWait`, the
+ * front, so no job is overtaken) and taking stops, so only the waiting list's prefix is merged and
+ * nothing starves. The worker renews those jobs' locks while they run and moves each to completed
+ * or failed (BullMQ's retry) itself. BullMQ offers no way to claim a chosen waiting job, and
+ * scanning past an incompatible job would hold it back from other workers. A worker lost mid-call
+ * stops renewing every lock of the call, so BullMQ's stalled check puts each job back in the queue
+ * and another worker takes it over: it announces EditQueued and counts progress from step 1. After
+ * the last attempt the job fails with a clear code, exactly once.
  */
 import { randomUUID } from 'node:crypto';
-import { Worker, type Job } from 'bullmq';
+import { type Job, Worker } from 'bullmq';
 import type { InferenceEngine } from '../inference/engine.js';
+import type { EditInput } from '../inference/editRunner.js';
 import { InferenceError } from '../inference/errors.js';
-import { toServiceError } from '../errors.js';
-import type { CancelReason, JobEvent } from './types.js';
+import { JobRun, type RunOutcome } from './jobRun.js';
+import { type MergeCandidate, MergeGroup } from './merging.js';
 import type { QueuedEdit } from './redisJobs.js';
-import { CANCEL_CHANNEL, QUEUE_NAME, applyEvent, connectRedis, keys, recordEvent, warnAboutRedisSettings, watchRedis, type RedisLog } from './redisShared.js';
+import { CANCEL_CHANNEL, QUEUE_NAME, connectRedis, keys, recordEvent, type RedisLog, warnAboutRedisSettings, watchRedis } from './redisShared.js';
+import type { CancelReason, JobEvent } from './types.js';
 
 export interface RedisWorkerConfig {
   redisUrl: string;
@@ -21,6 +36,10 @@ export interface RedisWorkerConfig {
   attempts: number;
   /** How soon a lost worker's job is taken over (BullMQ lock duration and stall check). */
   stallMs: number;
+  /** Cross-request batching: compatible waiting jobs share one pipeline call (MERGE_JOBS; default true). */
+  mergeJobs?: boolean;
+  /** Declared input pixels of all jobs merged into one pipeline call (default: no bound). */
+  maxMergedInputPixels?: number;
   log?: (fields: Record<string, unknown>, message: string) => void;
   /** Connection trouble and Redis settings warnings (structured, leveled). */
   redisLog?: RedisLog;
@@ -34,115 +53,204 @@ export interface RunningRedisWorker {
   close(): Promise<void>;
 }
 
+/**
+ * A job of the call in progress: the head (BullMQ's processor owns its lock) or one taken beside it.
+ * Its run exists from the moment it is taken, so a cancel published from then on reaches it.
+ */
+interface Member {
+  job: Job<QueuedEdit>;
+  token: string;
+  head: boolean;
+  run: JobRun;
+}
+
+/** How a member ends in BullMQ: done (its terminal event is recorded, or it was skipped), or retried. */
+type Disposal = { done: true } | { done: false; error: Error };
+
+const candidate = (d: QueuedEdit): MergeCandidate => ({
+  modelId: d.modelId,
+  edit: d.edit,
+  images: d.inputCount,
+  pixels: d.pixels ?? 0,
+  masked: d.masked ?? false,
+});
+
 export async function startRedisWorker(engine: InferenceEngine, config: RedisWorkerConfig): Promise<RunningRedisWorker> {
   const workerId = randomUUID().slice(0, 8);
   const redis = connectRedis(config.redisUrl, 'background', 'worker', config.redisLog);
   const sub = connectRedis(config.redisUrl, 'background', 'worker-cancel', config.redisLog);
   warnAboutRedisSettings(redis, config.redisLog);
-  const aborts = new Map<string, { abort: AbortController; reason: CancelReason }>();
+  const runs = new Map<string, JobRun>();
   await sub.subscribe(CANCEL_CHANNEL);
   // "id|REASON" (a bare id from an older API process means a client's cancel).
   sub.on('message', (_channel: string, message: string) => {
     const [id = '', reason = 'CLIENT'] = message.split('|');
-    const entry = aborts.get(id);
-    if (!entry) return;
-    entry.reason = (['CLIENT', 'SHUTDOWN', 'TIMEOUT'].includes(reason) ? reason : 'CLIENT') as CancelReason;
-    entry.abort.abort();
+    runs.get(id)?.cancel((['CLIENT', 'SHUTDOWN', 'TIMEOUT'].includes(reason) ? reason : 'CLIENT') as CancelReason);
   });
   const log = (fields: Record<string, unknown>, message: string): void => config.log?.({ workerId, ...fields }, message);
-  const record = (id: string, event: JobEvent): Promise<boolean> => recordEvent(redis, id, event, config.retentionMs + 3_600_000, (s) => applyEvent(s, event));
-  const finish = (id: string, event: JobEvent): Promise<boolean> => recordEvent(redis, id, event, config.retentionMs, (s) => applyEvent(s, event));
+  const record = (id: string, event: JobEvent): Promise<boolean> => recordEvent(redis, id, event, config.retentionMs + 3_600_000);
+  const finish = (id: string, event: JobEvent): Promise<boolean> => recordEvent(redis, id, event, config.retentionMs);
+  let tokens = 0;
 
-  const processJob = async (job: Job<QueuedEdit>): Promise<void> => {
-    const { id, modelId, edit, inputCount, ownerLabel: owner = 'none' } = job.data;
-    if (await redis.exists(keys.terminal(id))) return; // cancelled while waiting, or a withdrawn submission
+  /** The head plus the compatible jobs waiting right behind it (see the file comment). */
+  const takeGroup = async (head: Job<QueuedEdit>, token: string): Promise<Member[]> => {
+    const member = (job: Job<QueuedEdit>, t: string, isHead: boolean): Member => {
+      const run = new JobRun(job.data.id, config.jobTimeoutMs);
+      runs.set(job.data.id, run);
+      return { job, token: t, head: isHead, run };
+    };
+    const members: Member[] = [member(head, token, true)];
+    const group = config.mergeJobs === false ? null : MergeGroup.start(engine, candidate(head.data), config.maxMergedInputPixels);
+    try {
+      while (group) {
+        const t = `${workerId}:merge:${tokens++}`;
+        const next = (await worker.getNextJob(t, { block: false })) as Job<QueuedEdit> | undefined;
+        if (!next) break;
+        if (!group.add(candidate(next.data))) {
+          await next.moveToWait(t);
+          break;
+        }
+        members.push(member(next, t, false));
+      }
+    } catch (err) {
+      // Redis trouble: the call runs with what it has (a job left active is taken over after stallMs).
+      log({ err: { message: (err as Error).message } }, 'could not take more waiting jobs');
+    }
+    return members;
+  };
+
+  /** A member's stored inputs and run, or null (after logging why) when it is not to be run. */
+  const prepare = async (m: Member): Promise<{ m: Member; run: JobRun; inputs: EditInput[]; attempt: number } | null> => {
+    const { id, inputCount, ownerLabel: owner = 'none' } = m.job.data;
+    const skip = (): null => {
+      m.run.close();
+      runs.delete(id);
+      return null;
+    };
+    if (await redis.exists(keys.terminal(id))) return skip(); // cancelled while waiting, or a withdrawn submission
     // Its state is gone (a Redis restart without persistence kept the queue entry but not the job,
     // or the submission was withdrawn): nobody can see a result, so it is not run.
     if (!(await redis.exists(keys.snapshot(id)))) {
       log({ jobId: id, owner, status: 'SKIPPED' }, 'job skipped: its state is gone');
-      return;
+      return skip();
     }
     const attempt = await redis.incr(keys.attempt(id));
-    if (attempt > 1) {
-      // Taken over from a lost worker: subscribers see the job queued again, then progress from 1.
-      await record(id, { type: 'queued', jobId: id, status: 'QUEUED', position: 1 });
-    }
+    // Taken over from a lost worker: subscribers see the job queued again, then progress from 1.
+    if (attempt > 1) await record(id, { type: 'queued', jobId: id, status: 'QUEUED', position: 1 });
     const stored = await redis.hgetallBuffer(keys.inputs(id));
     const inputs = Array.from({ length: inputCount }, (_, i) => {
       const mask = stored[`mask:${i}`];
       return { bytes: new Uint8Array(stored[String(i)] ?? Buffer.alloc(0)), mask: mask ? new Uint8Array(mask) : null };
     });
-    const abort = new AbortController();
-    const entry = { abort, reason: 'CLIENT' as CancelReason };
-    aborts.set(id, entry);
-    let reason: 'CANCELLED' | 'TIMEOUT' | null = null;
-    abort.signal.addEventListener('abort', () => (reason ??= 'CANCELLED'));
-    const timer =
-      config.jobTimeoutMs > 0
-        ? setTimeout(() => {
-            reason = 'TIMEOUT';
-            abort.abort();
-          }, config.jobTimeoutMs)
-        : null;
-    log({ jobId: id, owner, model: modelId, attempt, status: 'RUNNING' }, 'job running');
+    // Cancelled since it was taken: it ends here (an already aborted signal would not reach the engine's worker thread).
+    if (m.run.signal.aborted) {
+      const { event } = m.run.finish({ error: new InferenceError('CANCELLED', 'the job was cancelled') }, 0);
+      await finish(id, event);
+      log({ jobId: id, owner, status: event.status }, `job ${event.status.toLowerCase()}`);
+      return skip();
+    }
+    return { m, run: m.run, inputs, attempt };
+  };
+
+  /** Runs the prepared members as one pipeline call; each member's terminal event is recorded as soon as it has one. */
+  const runCall = async (ready: NonNullable<Awaited<ReturnType<typeof prepare>>>[]): Promise<Disposal[]> => {
     const started = Date.now();
-    let chain: Promise<unknown> = Promise.resolve();
+    const chains = ready.map(() => Promise.resolve() as Promise<unknown>);
+    const outcomes = engine.editMany(
+      ready[0]!.m.job.data.modelId,
+      ready.map(({ m, run, inputs, attempt }, i) => {
+        const { id, ownerLabel: owner = 'none' } = m.job.data;
+        log({ jobId: id, owner, model: m.job.data.modelId, attempt, mergedJobs: ready.length, status: 'RUNNING' }, 'job running');
+        return {
+          edit: m.job.data.edit,
+          inputs,
+          signal: run.signal,
+          // Progress is recorded in order, without holding the pipeline back.
+          onProgress: (update) => {
+            chains[i] = chains[i]!.then(() => record(id, { type: 'progress', jobId: id, status: 'RUNNING', ...update }));
+          },
+        };
+      }),
+    );
+    return Promise.all(
+      outcomes.map(async (outcome, i): Promise<Disposal> => {
+        const { m, run, attempt } = ready[i]!;
+        const { id, ownerLabel: owner = 'none' } = m.job.data;
+        const settled: RunOutcome = await outcome.then(
+          (output) => ({ output }),
+          (error: unknown) => ({ error }),
+        );
+        runs.delete(id);
+        await chains[i]!.catch(() => undefined);
+        const { event, error } = run.finish(settled, Math.max(0, (started - m.job.timestamp) / 1000));
+        if ('error' in settled && error && !FINAL_CODES.has(error.code) && attempt < config.attempts) {
+          const cause = settled.error;
+          return { done: false, error: cause instanceof Error ? cause : new InferenceError('INTERNAL', String(cause)) };
+        }
+        await finish(id, event);
+        log({ jobId: id, owner, status: event.status, ...(event.type === 'failed' ? { code: event.error.code } : {}) }, `job ${event.status.toLowerCase()}`);
+        return { done: true };
+      }),
+    );
+  };
+
+  const processJob = async (head: Job<QueuedEdit>, token?: string): Promise<void> => {
+    const members = await takeGroup(head, token!);
+    const taken = members.filter((m) => !m.head);
+    // BullMQ renews the head's lock; the worker renews those it took itself.
+    const renew = setInterval(
+      () => {
+        for (const m of taken) void m.job.extendLock(m.token, config.stallMs).catch(() => undefined);
+      },
+      Math.max(250, Math.floor(config.stallMs / 2)),
+    );
     try {
-      const output = await engine.edit(modelId, edit, inputs, {
-        signal: abort.signal,
-        // Progress is recorded in order, without holding the pipeline back.
-        onProgress: (update) => (chain = chain.then(() => record(id, { type: 'progress', jobId: id, status: 'RUNNING', ...update }))),
-      });
-      await chain;
-      const queueTimeSeconds = Math.max(0, (started - job.timestamp) / 1000);
-      await finish(id, {
-        type: 'completed',
-        jobId: id,
-        status: 'SUCCEEDED',
-        result: { created: Date.now() / 1000, images: output.images, usage: { ...output.usage, queueTimeSeconds } },
-      });
-      log({ jobId: id, owner, status: 'SUCCEEDED' }, 'job succeeded');
-    } catch (err) {
-      await chain;
-      if (reason === 'CANCELLED') {
-        await finish(id, { type: 'cancelled', jobId: id, status: 'CANCELLED', reason: entry.reason });
-        log({ jobId: id, owner, status: 'CANCELLED' }, 'job cancelled');
-        return;
+      const ready: NonNullable<Awaited<ReturnType<typeof prepare>>>[] = [];
+      try {
+        for (const m of members) {
+          const p = await prepare(m);
+          if (p) ready.push(p);
+        }
+      } catch (err) {
+        // Redis trouble before the call: every job goes back to the queue (the head through BullMQ's retry).
+        for (const m of members) {
+          m.run.close();
+          runs.delete(m.job.data.id);
+        }
+        await Promise.all(taken.map((m) => m.job.moveToWait(m.token).catch(() => undefined)));
+        throw err;
       }
-      if (reason === 'TIMEOUT') {
-        await finish(id, {
-          type: 'failed',
-          jobId: id,
-          status: 'FAILED',
-          error: { code: 'TIMEOUT', message: `the job ran longer than ${config.jobTimeoutMs / 1000} s` },
-        });
-        log({ jobId: id, owner, status: 'FAILED', code: 'TIMEOUT' }, 'job failed');
-        return;
-      }
-      const e = toServiceError(err);
-      if (FINAL_CODES.has(e.code) || attempt >= config.attempts) {
-        await finish(id, { type: 'failed', jobId: id, status: 'FAILED', error: { code: e.code, message: e.message } });
-        log({ jobId: id, owner, status: 'FAILED', code: e.code }, 'job failed');
-        return;
-      }
-      throw err instanceof Error ? err : new InferenceError('INTERNAL', String(err)); // BullMQ retries it
+      const disposals = ready.length > 0 ? await runCall(ready) : [];
+      const disposal = (m: Member): Disposal => disposals[ready.findIndex((r) => r.m === m)] ?? { done: true };
+      await Promise.all(
+        taken.map((m) => {
+          const d = disposal(m);
+          // Completed or retried under its own token (BullMQ's retry rules, as for the head).
+          return (d.done ? m.job.moveToCompleted(null, m.token, false) : m.job.moveToFailed(d.error, m.token, false)).catch((err: unknown) =>
+            log({ jobId: m.job.data.id, err: { message: (err as Error).message } }, 'could not move the job on in the queue'),
+          );
+        }),
+      );
+      const own = disposal(members[0]!);
+      if (!own.done) throw own.error; // BullMQ retries it
     } finally {
-      if (timer) clearTimeout(timer);
-      aborts.delete(id);
+      clearInterval(renew);
     }
   };
 
-  const worker = new Worker<QueuedEdit>(QUEUE_NAME, processJob, {
-    connection: connectRedis(config.redisUrl, 'background', 'worker-queue', config.redisLog),
+  const queueConnection = connectRedis(config.redisUrl, 'background', 'worker-queue', config.redisLog);
+  const worker: Worker<QueuedEdit> = new Worker<QueuedEdit>(QUEUE_NAME, processJob, {
+    connection: queueConnection,
     concurrency: 1,
     lockDuration: config.stallMs,
     stalledInterval: Math.max(500, Math.floor(config.stallMs / 2)),
     maxStalledCount: Math.max(0, config.attempts - 1),
   });
   watchRedis(worker, 'worker-bullmq', config.redisLog);
-  // A job BullMQ gives up on (stalled too often: its workers kept dying) fails exactly once.
+  // A job BullMQ gives up on (stalled too often: its workers kept dying) fails exactly once. BullMQ
+  // emits 'failed' for retried attempts too: only a job it finished as failed (finishedOn) counts.
   worker.on('failed', (job, err) => {
-    if (!job) return;
+    if (!job?.finishedOn) return;
     void finish(job.data.id, {
       type: 'failed',
       jobId: job.data.id,
@@ -158,6 +266,7 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
     workerId,
     async close() {
       await worker.close();
+      queueConnection.disconnect(); // BullMQ leaves a connection it was given open
       sub.disconnect();
       redis.disconnect();
     },

@@ -136,6 +136,8 @@ export function redisWorkerConfig(config: ServerConfig, log: Logger): RedisWorke
     jobTimeoutMs: config.jobTimeoutSeconds * 1000,
     attempts: config.jobAttempts,
     stallMs: config.jobStallSeconds * 1000,
+    mergeJobs: config.mergeJobs,
+    maxMergedInputPixels: config.maxJobInputPixels,
     log: (fields, message) => log.info(fields, message),
     redisLog: redisLog(log),
   };

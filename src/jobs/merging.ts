@@ -1,0 +1,68 @@
+/**
+ * Cross-request batching, decided the same way by both job backends: which queued jobs may share
+ * the pipeline call of a head job (jobService.ts takes them from its queue, redisWorker.ts from
+ * BullMQ's waiting list).
+ */
+import type { InferenceEngine } from '../inference/engine.js';
+import { decodedInputBytes, mergeKey, outputsPerBatch } from '../inference/editRunner.js';
+import type { ResolvedEdit } from '../inference/request.js';
+
+/** What merging needs to know of a job. */
+export interface MergeCandidate {
+  modelId: string;
+  edit: ResolvedEdit;
+  /** Input images. */
+  images: number;
+  /** Declared source pixels of its inputs (0 when unknown). */
+  pixels: number;
+  masked: boolean;
+}
+
+/**
+ * The jobs of one pipeline call so far: later candidates join when they have the head's model and
+ * pipeline settings (`mergeKey`), all outputs still fit one call under the memory budget less the
+ * decoded inputs held for the whole call, and the declared source pixels stay within
+ * `maxPixels` (one job's bound).
+ */
+export class MergeGroup {
+  private readonly key: string;
+  private heldBytes: number;
+  private pixels: number;
+  private outputs: number;
+
+  private constructor(
+    private readonly engine: Pick<InferenceEngine, 'model' | 'memoryBudgetBytes'>,
+    private readonly head: MergeCandidate,
+    private readonly maxPixels: number,
+    key: string,
+  ) {
+    this.key = key;
+    this.heldBytes = this.held(head);
+    this.pixels = head.pixels;
+    this.outputs = head.images * head.edit.n;
+  }
+
+  /** A group led by `head`, or null when its settings never merge (e.g. size 'auto'). */
+  static start(engine: Pick<InferenceEngine, 'model' | 'memoryBudgetBytes'>, head: MergeCandidate, maxPixels = Number.POSITIVE_INFINITY): MergeGroup | null {
+    const key = mergeKey(head.edit);
+    return key === null ? null : new MergeGroup(engine, head, maxPixels, key);
+  }
+
+  /** Takes `c` into the call when it fits; false (nothing changed) when not. */
+  add(c: MergeCandidate): boolean {
+    if (c.modelId !== this.head.modelId || mergeKey(c.edit) !== this.key || this.pixels + c.pixels > this.maxPixels) return false;
+    const more = c.images * c.edit.n;
+    const spec = this.engine.model(this.head.modelId);
+    if (this.outputs + more > outputsPerBatch(spec, this.head.edit, this.engine.memoryBudgetBytes - this.heldBytes - this.held(c))) return false;
+    this.outputs += more;
+    this.heldBytes += this.held(c);
+    this.pixels += c.pixels;
+    return true;
+  }
+
+  /** [issue 16 item 5] Each job's inputs are held decoded (at the output size) for the whole call. */
+  private held(c: MergeCandidate): number {
+    const { width, height } = c.edit.size as { width: number; height: number };
+    return c.images * decodedInputBytes(width, height, c.masked);
+  }
+}
