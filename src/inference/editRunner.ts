@@ -105,10 +105,11 @@ export interface EditOutput {
   images: OutputImage[];
   usage: EditUsage;
   /**
-   * Where the time went: inside session.run versus everything else, with the two biggest parts of
-   * the rest (decoding the run's inputs, encoding this job's outputs) broken out.
+   * Where the time went: inside session.run (of which in the UNet/transformer: `denoiseMs`) versus
+   * everything else, with the two biggest parts of the rest (decoding the call's inputs, encoding
+   * this job's outputs) broken out. Session times are the call's own, up to this job's last micro-batch.
    */
-  timings: { totalMs: number; sessionRunMs: number; decodeMs: number; encodeMs: number };
+  timings: { totalMs: number; sessionRunMs: number; denoiseMs: number; decodeMs: number; encodeMs: number };
 }
 
 export interface RunOptions {
@@ -120,9 +121,10 @@ export interface RunOptions {
   pngCompressionLevel?: number;
 }
 
-function sessionRunMs(sessions: ModelSessions): number {
+/** Milliseconds inside session.run so far: all components, and the denoising ones. */
+function sessionTimes(sessions: ModelSessions): { all: number; denoise: number } {
   const r = sessions.stats.runMs;
-  return Object.values(r).reduce((a, b) => a + b, 0);
+  return { all: Object.values(r).reduce((a, b) => a + b, 0), denoise: (r.unet ?? 0) + (r.transformer ?? 0) };
 }
 
 /** One job's share of a (possibly merged) pipeline run. */
@@ -321,7 +323,7 @@ export class PipelineCall {
   private readonly scratch: Scratch;
   private readonly started = performance.now();
   /** Session time of this call so far (its sessions run only in `denoise`, one call at a time). */
-  private sessionMs = 0;
+  private readonly sessionMs = { all: 0, denoise: 0 };
   private decodeMs = 0;
   private batches: TaskBatch[] = [];
   private readonly finishing: Promise<void>[] = [];
@@ -369,6 +371,7 @@ export class PipelineCall {
   /** After an unexpected failure of the call itself: every job still running fails with it. */
   abandon(err: unknown): void {
     for (const job of this.jobs) if (job.running) job.fail(err);
+    this.scratch.close();
   }
 
   /**
@@ -387,7 +390,7 @@ export class PipelineCall {
     try {
       for (const [bi, batch] of this.batches.entries()) {
         // Each micro-batch gives its scratch buffers back to the next one.
-        const before = sessionRunMs(this.runtime.sessions);
+        const before = sessionTimes(this.runtime.sessions);
         await this.scratch.scoped(() => this.runBatch(ctx, bi, batch, before));
       }
     } finally {
@@ -431,7 +434,7 @@ export class PipelineCall {
   }
 
   /** One micro-batch: the rows of jobs still running, through the family's pipeline. */
-  private async runBatch(ctx: PipelineContext, bi: number, planned: TaskBatch, sessionMsBefore: number): Promise<void> {
+  private async runBatch(ctx: PipelineContext, bi: number, planned: TaskBatch, sessionMsBefore: { all: number; denoise: number }): Promise<void> {
     const { spec } = this.runtime;
     const shared = this.shared;
     const items = planned.items.filter((i) => this.jobs[i.task]!.running);
@@ -461,7 +464,9 @@ export class PipelineCall {
       for (const job of jobs) job.fail(err);
       return;
     } finally {
-      this.sessionMs += sessionRunMs(this.runtime.sessions) - sessionMsBefore;
+      const after = sessionTimes(this.runtime.sessions);
+      this.sessionMs.all += after.all - sessionMsBefore.all;
+      this.sessionMs.denoise += after.denoise - sessionMsBefore.denoise;
     }
     images.forEach((rgb, i) => {
       const item = batch.items[i]!;
@@ -469,12 +474,12 @@ export class PipelineCall {
       this.jobs[item.task]!.keep({ item, rgb, width: batch.width, height: batch.height });
     });
     // Jobs whose last outputs were in this micro-batch are done: encode and hand them over.
-    const sessionMs = this.sessionMs;
+    const sessionMs = { ...this.sessionMs };
     for (const job of jobs) if (job.running && job.lastBatch === bi) this.finishing.push(this.finish(job, stepsPerBatch, sessionMs));
   }
 
   /** Encodes a job's outputs (in memory of its own, so it may run beside the next call) and settles it. */
-  private async finish(job: JobRun, stepsPerBatch: number, sessionMs: number): Promise<void> {
+  private async finish(job: JobRun, stepsPerBatch: number, sessionMs: { all: number; denoise: number }): Promise<void> {
     const { task } = job;
     const outputs = job.takeOutputs();
     try {
@@ -513,7 +518,7 @@ export class PipelineCall {
           mergedJobs: this.jobs.length,
           processingTimeSeconds: totalMs / 1000,
         },
-        timings: { totalMs, sessionRunMs: sessionMs, decodeMs: this.decodeMs, encodeMs: now - encodeStarted },
+        timings: { totalMs, sessionRunMs: sessionMs.all, denoiseMs: sessionMs.denoise, decodeMs: this.decodeMs, encodeMs: now - encodeStarted },
       });
     } catch (err) {
       job.fail(err);
