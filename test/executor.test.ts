@@ -9,6 +9,7 @@ import type { Worker } from 'node:worker_threads';
 import { InferenceEngine } from '../src/inference/engine.js';
 import { resolveEditOptions } from '../src/inference/request.js';
 import { InferenceError } from '../src/inference/errors.js';
+import type { EditOutput } from '../src/inference/editRunner.js';
 import { JobService } from '../src/jobs/jobService.js';
 import { createMetrics } from '../src/server/metrics.js';
 import { defaultModelsDir } from '../src/config.js';
@@ -57,6 +58,41 @@ describe('executors', () => {
       }
     });
   }
+
+  it('calls submitted together (prepared and encoded beside each other’s denoising) give the images of calls run one at a time', async () => {
+    const engine = await start('worker');
+    try {
+      const spec = engine.model('tiny-edit');
+      const inputs = await Promise.all([0, 1, 2].map((i) => twoColourPng(32 + 8 * i, 24, [200, 60 - 20 * i, 30], [20, 120, 220])));
+      const calls = ['sepia', 'invert', 'grayscale'].map((prompt, i) => ({
+        edit: resolveEditOptions(spec, 1, { prompt, size: '32x24', steps: 3, seed: i, outputFormat: i === 1 ? 'webp' : 'png' }),
+        inputs: [{ bytes: inputs[i]! }],
+      }));
+      const alone = [];
+      for (const c of calls) alone.push(await engine.edit(spec.id, c.edit, c.inputs));
+      const together = await Promise.all(calls.map((c) => engine.edit(spec.id, c.edit, c.inputs)));
+      assert.deepEqual(
+        together.map((o) => Buffer.from(o.images[0]!.bytes).toString('base64')),
+        alone.map((o) => Buffer.from(o.images[0]!.bytes).toString('base64')),
+      );
+      // One failing call (an undecodable input) leaves the calls beside it alone.
+      const mixed = await Promise.allSettled([
+        engine.edit(spec.id, calls[0]!.edit, calls[0]!.inputs),
+        engine.edit(spec.id, calls[1]!.edit, [{ bytes: new Uint8Array([1, 2, 3]) }]),
+        engine.edit(spec.id, calls[2]!.edit, calls[2]!.inputs),
+      ]);
+      assert.deepEqual(
+        mixed.map((m) => m.status),
+        ['fulfilled', 'rejected', 'fulfilled'],
+      );
+      assert.equal(
+        Buffer.from((mixed[2] as PromiseFulfilledResult<EditOutput>).value.images[0]!.bytes).toString('base64'),
+        Buffer.from(alone[2]!.images[0]!.bytes).toString('base64'),
+      );
+    } finally {
+      await engine.close();
+    }
+  });
 
   it('a worker that dies mid-job fails it with WORKER_CRASHED, is restarted, logged and counted', async () => {
     const logged: string[] = [];

@@ -1,8 +1,8 @@
 /**
- * One edit job end to end on loaded sessions: decode the inputs, lay out outputs as
- * index = image·n + variant, split them into micro-batches that fit the memory budget (grouped by
- * output size), run the model's pipeline over each, report progress over the whole job with
- * optional previews, and encode the results.
+ * One pipeline call on loaded sessions (`PipelineCall`), for one job or several merged ones:
+ * decode the inputs, lay out outputs as index = image·n + variant, split them into micro-batches
+ * that fit the memory budget (grouped by output size), run the model's pipeline over each, report
+ * progress over each whole job with optional previews, and encode each job's results.
  */
 import type { ModelSpec } from './modelFolder.js';
 import type { ModelSessions } from './sessions.js';
@@ -245,6 +245,8 @@ class JobRun {
   /** Micro-batches holding this job's outputs, and the index of its last one. */
   batches = 0;
   lastBatch = -1;
+  /** Its outputs are being encoded: it settles in `finish`. */
+  encoding = false;
   private step = 0;
   private readonly outputs: DecodedOutput[] = [];
   private settled = false;
@@ -297,13 +299,14 @@ class JobRun {
     this.outputs.push(output);
   }
 
-  /** Takes the outputs to encode (the job holds them no longer). */
+  /** Takes the outputs to encode (the job holds them no longer); the job is encoding from now on. */
   takeOutputs(): DecodedOutput[] {
+    this.encoding = true;
     return this.outputs.splice(0);
   }
 
   private settle(outcome: { output: EditOutput } | { error: InferenceError }): void {
-    if (this.settled) return;
+    if (this.settled) throw new Error('a job settles once');
     this.settled = true;
     if ('error' in outcome) this.error = outcome.error;
     this.task.onSettled(outcome);
@@ -356,7 +359,7 @@ export class PipelineCall {
         this.options.memoryBudgetBytes,
       );
     } catch (err) {
-      for (const job of this.jobs) job.fail(err);
+      for (const job of this.jobs) if (job.running) job.fail(err);
       this.batches = [];
     }
     this.batches.forEach((batch, bi) => {
@@ -370,7 +373,7 @@ export class PipelineCall {
 
   /** After an unexpected failure of the call itself: every job still running fails with it. */
   abandon(err: unknown): void {
-    for (const job of this.jobs) if (job.running) job.fail(err);
+    for (const job of this.jobs) if (job.running && !job.encoding) job.fail(err);
     this.scratch.close();
   }
 
@@ -461,7 +464,7 @@ export class PipelineCall {
     try {
       images = await spec.pipeline.run(ctx, batch.items, paramsFor(shared, batch), hooks);
     } catch (err) {
-      for (const job of jobs) job.fail(err);
+      for (const job of jobs) if (job.running) job.fail(err);
       return;
     } finally {
       const after = sessionTimes(this.runtime.sessions);
@@ -482,6 +485,7 @@ export class PipelineCall {
   private async finish(job: JobRun, stepsPerBatch: number, sessionMs: { all: number; denoise: number }): Promise<void> {
     const { task } = job;
     const outputs = job.takeOutputs();
+    let output: EditOutput;
     try {
       const encodeStarted = performance.now();
       const mimeType = mimeTypeFor(task.edit.outputFormat);
@@ -508,7 +512,7 @@ export class PipelineCall {
       const now = performance.now();
       images.sort((a, b) => a.index - b.index);
       const totalMs = now - this.started;
-      job.succeed({
+      output = {
         images,
         usage: {
           inputImages: task.inputs.length,
@@ -519,10 +523,12 @@ export class PipelineCall {
           processingTimeSeconds: totalMs / 1000,
         },
         timings: { totalMs, sessionRunMs: sessionMs.all, denoiseMs: sessionMs.denoise, decodeMs: this.decodeMs, encodeMs: now - encodeStarted },
-      });
+      };
     } catch (err) {
       job.fail(err);
+      return;
     }
+    job.succeed(output);
   }
 }
 
