@@ -8,12 +8,19 @@
  *   coalescing          C concurrent single-image clients through the queue, merged vs not merged
  *   progress_latency_ms step callback on the worker → websocket client receipt
  *   peak_rss_mb         process RSS peak during a 4-image 512×512 job through the server
+ *   memory              peak and settled RSS of 1- and 4-image 512² jobs in fresh processes, what
+ *                       the peak is made of, and the memory plan's figure (bench/memory.ts)
  *   masks               the batched job with a mask per image (maskBlur 4) vs the same job unmasked
  *   sdxl                batching and pipeline_overhead on `bench-sdxl` (SDXL img2img layout, its own
  *                       defaults: 30 steps × strength 0.3, guidance 5), at 512² (full) or 256² (quick)
+ *   flow                batching, pipeline_overhead and peak RSS on `bench-flux` (FLUX.1-dev layout, joint
+ *                       attention over image + 512 T5 tokens), one child process per size (bench/flow.ts):
+ *                       512² (quick), 512² and 1024² (full); `--flow-sizes 512,1024` chooses, `--flow-steps N`
+ *                       (default 4), and `--flow-only` runs just this section, updating the `flow` key
+ *                       of an existing bench/results.json
  * Prints a table and writes bench/results.json. Figures are ratios measured in the same run.
  */
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import ort from 'onnxruntime-node';
@@ -30,6 +37,9 @@ import { loadConfig } from '../src/server/config.js';
 import { PROJECT_ROOT } from '../src/config.js';
 import { postMultipart, wsClient } from '../test/support/graphql.js';
 import { pino } from 'pino';
+import { flowBench } from './flow.js';
+import { runLoadBench } from './load.js';
+import { measureMemory } from './memory.js';
 
 const full = process.argv.includes('--full');
 const IMAGES = 4;
@@ -45,6 +55,12 @@ const sdxlDir = await ensureBenchModel({ family: 'sdxl-img2img' });
 const stepsArg = process.argv.indexOf('--steps');
 const STEPS = stepsArg > 0 ? Number(process.argv[stepsArg + 1]) : full ? readModelFolder(modelDir, 'bench').defaults.steps : 4;
 if (!Number.isInteger(STEPS) || STEPS < 1) throw new Error('--steps needs a positive integer');
+const flowSizesArg = process.argv.indexOf('--flow-sizes');
+const FLOW_SIZES = flowSizesArg > 0 ? process.argv[flowSizesArg + 1]!.split(',').map(Number) : full ? [512, 1024] : [512];
+if (!FLOW_SIZES.every((v) => Number.isInteger(v) && v >= 64 && v % 64 === 0)) throw new Error('--flow-sizes needs multiples of 64, comma-separated');
+const flowStepsArg = process.argv.indexOf('--flow-steps');
+const FLOW_STEPS = flowStepsArg > 0 ? Number(process.argv[flowStepsArg + 1]) : 4;
+if (!Number.isInteger(FLOW_STEPS) || FLOW_STEPS < 1) throw new Error('--flow-steps needs a positive integer');
 
 const MASK_BLUR = 4;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -110,7 +126,30 @@ async function rawOrtSpeedup(unetPath: string, batch: number, branches: number, 
   return median(single) / median(batched);
 }
 
+/** The flow section: bench-flux at each of FLOW_SIZES, printed. */
+async function flowSection(): Promise<{ model: string; reps: number; sizes: Awaited<ReturnType<typeof flowBench>> }> {
+  console.log(`bench-flux: ${IMAGES} images at ${FLOW_SIZES.map((s) => `${s}²`).join(', ')}, ${FLOW_STEPS} steps, ${REPS} interleaved repetitions`);
+  const sizes = await flowBench({ sizes: FLOW_SIZES, steps: FLOW_STEPS, images: IMAGES, reps: REPS });
+  const f = (x: number, d = 3): string => x.toFixed(d);
+  console.table(
+    Object.fromEntries(
+      sizes.map((r) => [
+        `flow ${r.size}`,
+        { 'batching speedup': f(r.speedup), 'pipeline overhead': f(r.pipeline_overhead, 4), 'peak RSS MB': r.peak_rss_mb, 'batched s': f(r.batched_s, 2) },
+      ]),
+    ),
+  );
+  return { model: 'bench-flux', reps: REPS, sizes };
+}
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--flow-only')) {
+    const out = join(PROJECT_ROOT, 'bench', 'results.json');
+    const previous = existsSync(out) ? (JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown>) : {};
+    writeFileSync(out, `${JSON.stringify({ ...previous, flow: await flowSection() }, null, 2)}\n`);
+    console.log(`wrote the flow key of ${out}`);
+    return;
+  }
   const modelsDir = dirname(modelDir);
   const images = await Promise.all(Array.from({ length: IMAGES }, (_, i) => testImage(i, SIZE)));
   const masks = await Promise.all(Array.from({ length: IMAGES }, (_, i) => testMask(i, SIZE)));
@@ -317,6 +356,11 @@ async function main(): Promise<void> {
   const sdxlRaw = await rawOrtSpeedup(sdxlSpec.paths.unet!, IMAGES, sdxlBranches, { channels: 4, latent, hidden: 160, sdxl: { pooled: 96, size: SIZE } });
   await sdxlEngine.close();
   const sdxlSpeedup = median(sdxlRatios);
+  const flow = await flowSection();
+
+  // --- memory per job size, each job in a fresh process with the arena on and off (bench/memory.ts).
+  const memoryJobs = measureMemory(modelsDir, [1, 4]);
+  const memory4 = memoryJobs.find((j) => j.images === 4)!;
 
   const results = {
     machine: {
@@ -353,6 +397,8 @@ async function main(): Promise<void> {
     coalescing: { clients: IMAGES, speedup: coalescingSpeedup, share_of_batched_speedup: coalescingSpeedup / speedup },
     progress_latency_ms: { p50: pct(latencies, 50), p99: pct(latencies, 99), samples: latencies.length },
     peak_rss_mb: Math.round(peakRss / 2 ** 20),
+    // A 4 × 512² job in a fresh process (ORT arena on) and what its peak is made of; `jobs`: every size measured.
+    memory: { peak_rss_mb: memory4.peak_rss_mb, settled_rss_mb: memory4.settled_rss_mb, parts: memory4.parts, jobs: memoryJobs },
     // The batched bench job above with a mask per image (a disc, ~half the area) and maskBlur 4,
     // run next to the unmasked one in alternating order: cost_ratio = masked / unmasked wall time.
     masks: {
@@ -385,6 +431,8 @@ async function main(): Promise<void> {
       pipeline_overhead: median(sdxlOverheads),
       pipeline_overhead_parts: { input_decode: median(sdxlDecode), output_encode: median(sdxlEncode) },
     },
+    // bench-flux (FLUX.1-dev layout) per size, each measured in its own child process.
+    flow,
   };
   const out = join(PROJECT_ROOT, 'bench', 'results.json');
   mkdirSync(dirname(out), { recursive: true });
@@ -405,6 +453,15 @@ async function main(): Promise<void> {
     'progress latency p50 ms': f(results.progress_latency_ms.p50, 2),
     'progress latency p99 ms': f(results.progress_latency_ms.p99, 2),
     'peak RSS MB (4×512² job)': results.peak_rss_mb,
+    ...Object.fromEntries(
+      memoryJobs.map((j) => [
+        `memory ${j.images}×512²: peak / settled / job / plan MB`,
+        `${j.peak_rss_mb} / ${j.settled_rss_mb} / ${j.job_mb} / ${j.plan_mb} (arena off: job ${j.arena_off.job_mb})`,
+      ]),
+    ),
+    'memory 4×512² parts MB': Object.entries(memory4.parts)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', '),
     'masked job / unmasked job (wall time)': f(results.masks.cost_ratio),
     'pipeline overhead with masks': f(results.masks.pipeline_overhead, 4),
     'masks   of which input decode (images + masks)': f(results.masks.pipeline_overhead_parts.input_decode, 4),
@@ -419,4 +476,6 @@ async function main(): Promise<void> {
   console.log(`wrote ${out}`);
 }
 
-await main();
+// `--load`: the load run alone (bench/load.ts), merged into bench/results.json.
+if (process.argv.includes('--load')) await runLoadBench(process.argv);
+else await main();

@@ -17,6 +17,9 @@
  *   the input), with the prompt's matrix from CLIP-L's last position; every other part of the
  *   conditioning is checked and any mismatch (order, padding, pooled, EOS count) moves the output.
  * - vae: 16 channels, 8×, SD3's `scaling_factor` 1.5305 and `shift_factor` 0.0609.
+ * - inpainting (`inpaint: 33`): `hidden_states` [B, 33, h, w] = [latents ‖ mask ‖ masked-image
+ *   latents]; the target is the edit of the masked image's colour where the mask channel is 1
+ *   and that colour unedited where it is 0.
  */
 import { GraphBuilder } from './onnx/graph.js';
 import { EDIT_WORDS, HIDDEN, MAX_LENGTH, json, slice } from './tinyEdit.js';
@@ -76,9 +79,13 @@ function t5Graph(pieces: readonly [string, number][]): GraphBuilder {
 
 const meanAbs = (g: GraphBuilder, x: string): string => g.op1('ReduceMean', [g.op1('Abs', [x])], { axes: [1, 2], keepdims: 0 }); // [B] for [B, X, Y]
 
-function transformerGraph(): GraphBuilder {
+/** Input channels of the 33-channel inpainting transformer: [latents ‖ mask ‖ masked-image latents]. */
+export const SD3_INPAINT_CHANNELS = 2 * FLOW_LATENT_CHANNELS + 1;
+
+function transformerGraph(inpaint: boolean): GraphBuilder {
   const g = new GraphBuilder('tiny_sd3_transformer');
-  const sample = g.input('hidden_states', 'float32', ['batch_size', FLOW_LATENT_CHANNELS, 'height', 'width']);
+  const input = g.input('hidden_states', 'float32', ['batch_size', inpaint ? SD3_INPAINT_CHANNELS : FLOW_LATENT_CHANNELS, 'height', 'width']);
+  const sample = inpaint ? slice(g, input, 0, FLOW_LATENT_CHANNELS, 1) : input;
   const text = g.input('encoder_hidden_states', 'float32', ['batch_size', 'sequence_length', SD3_JOINT_DIM]);
   const pooled = g.input('pooled_projections', 'float32', ['batch_size', 2 * HIDDEN]);
   const timestep = g.input('timestep', 'float32', ['step']);
@@ -104,12 +111,21 @@ function transformerGraph(): GraphBuilder {
   const edit = g.op1('Reshape', [lastL, g.i64([-1, 4, 4])]);
   const linear = slice(g, slice(g, edit, 0, 3, 1), 0, 3, 2);
   const offset = slice(g, slice(g, edit, 0, 3, 1), 3, 4, 2); // [B,3,1]
-  const base = g.f32(FLOW_IMG2IMG_BASE_RGB, [1, 3, 1], 'base_rgb');
-  const flat = g.op1('Add', [g.op1('Mul', [g.op1('Reshape', [slice(g, sample, 0, 3, 1), g.i64([0, 3, -1])]), g.f32([0], [])]), base]); // [B,3,hw]
-  const edited = g.op1('Add', [
-    g.op1('Add', [g.op1('Clip', [g.op1('Add', [g.op1('MatMul', [linear, flat]), offset]), g.f32([0], []), g.f32([1], [])]), error]),
-    g.f32([0], []),
-  ]);
+  let flat: string; // the colour to edit, [B,3,hw] in 0..1
+  let mask: string | null = null; // [B,1,hw]
+  if (inpaint) {
+    // The masked image's latents, unscaled: (x / scaling + shift) is the VAE's [-1,1] RGB.
+    const masked = slice(g, input, FLOW_LATENT_CHANNELS + 1, FLOW_LATENT_CHANNELS + 4, 1);
+    const z = g.op1('Add', [g.op1('Div', [masked, g.f32([SD3_SCALING_FACTOR], [])]), g.f32([SD3_SHIFT_FACTOR], [])]);
+    flat = g.op1('Reshape', [g.op1('Mul', [g.op1('Add', [z, g.f32([1], [])]), g.f32([0.5], [])]), g.i64([0, 3, -1])]);
+    mask = g.op1('Reshape', [slice(g, input, FLOW_LATENT_CHANNELS, FLOW_LATENT_CHANNELS + 1, 1), g.i64([0, 1, -1])]);
+  } else {
+    const base = g.f32(FLOW_IMG2IMG_BASE_RGB, [1, 3, 1], 'base_rgb');
+    flat = g.op1('Add', [g.op1('Mul', [g.op1('Reshape', [slice(g, sample, 0, 3, 1), g.i64([0, 3, -1])]), g.f32([0], [])]), base]);
+  }
+  let edited = g.op1('Add', [g.op1('Clip', [g.op1('Add', [g.op1('MatMul', [linear, flat]), offset]), g.f32([0], []), g.f32([1], [])]), error]);
+  // Inpainting: the edit where the mask channel is 1, the masked image where it is 0.
+  if (mask) edited = g.op1('Add', [g.op1('Mul', [edited, mask]), g.op1('Mul', [flat, g.op1('Sub', [g.f32([1], []), mask])])]);
   const z = g.op1('Sub', [g.op1('Mul', [edited, g.f32([2], [])]), g.f32([1], [])]);
   const rgb = g.op1('Reshape', [z, g.op1('Shape', [slice(g, sample, 0, 3, 1)])]);
   const z0 = g.op1('Concat', [rgb, g.op1('Mul', [slice(g, sample, 3, FLOW_LATENT_CHANNELS, 1), g.f32([0], [])])], { axis: 1 });
@@ -149,8 +165,14 @@ function vaeDecoderGraph(): GraphBuilder {
   return g;
 }
 
-/** Every file of the SD3-layout tiny-flow-edit variant, path → bytes. */
-export function buildSd3EditFiles(): Map<string, Uint8Array> {
+/**
+ * Every file of the SD3-layout tiny-flow-edit variant, path → bytes. `inpaint`: as optimum exports
+ * StableDiffusion3InpaintPipeline (model_index `_class_name` StableDiffusion3InpaintPipeline) with a
+ * 16-channel transformer (diffusers blends latents) or a 33-channel inpainting one, whose target
+ * inside the mask is the edit of the masked image there (mid-grey), and the masked image elsewhere.
+ */
+export function buildSd3EditFiles(options: { inpaint?: 16 | 33 } = {}): Map<string, Uint8Array> {
+  const inChannels = options.inpaint ?? FLOW_LATENT_CHANNELS;
   const words = Object.keys(EDIT_WORDS);
   const clip = buildBpeTokenizerJson(words) as { model: { vocab: Record<string, number> } };
   const t5 = buildT5TokenizerJson(words);
@@ -158,7 +180,7 @@ export function buildSd3EditFiles(): Map<string, Uint8Array> {
   files.set(
     'model_index.json',
     json({
-      _class_name: 'StableDiffusion3Img2ImgPipeline',
+      _class_name: options.inpaint ? 'StableDiffusion3InpaintPipeline' : 'StableDiffusion3Img2ImgPipeline',
       _diffusers_version: '0.32.0',
       scheduler: ['diffusers', 'FlowMatchEulerDiscreteScheduler'],
       text_encoder: ['transformers', 'CLIPTextModelWithProjection'],
@@ -186,12 +208,12 @@ export function buildSd3EditFiles(): Map<string, Uint8Array> {
   files.set('text_encoder/model.onnx', clipWithProjectionGraph(clip.model.vocab, false).toBytes());
   files.set('text_encoder_2/model.onnx', clipWithProjectionGraph(clip.model.vocab, true).toBytes());
   files.set('text_encoder_3/model.onnx', t5Graph(t5.model.vocab).toBytes());
-  files.set('transformer/model.onnx', transformerGraph().toBytes());
+  files.set('transformer/model.onnx', transformerGraph(inChannels === SD3_INPAINT_CHANNELS).toBytes());
   files.set(
     'transformer/config.json',
     json({
       _class_name: 'SD3Transformer2DModel',
-      in_channels: FLOW_LATENT_CHANNELS,
+      in_channels: inChannels,
       patch_size: 2,
       joint_attention_dim: SD3_JOINT_DIM,
       pooled_projection_dim: 2 * HIDDEN,

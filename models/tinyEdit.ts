@@ -307,8 +307,10 @@ export function buildTinyEditFiles(): Map<string, Uint8Array> {
       description: 'Built-in analytic InstructPix2Pix model: exact colour edits (grayscale, sepia, invert, brighter, darker, warmer, cooler).',
       defaults: { steps: 8, guidanceScale: 1, imageGuidanceScale: 1, scheduler: 'EULER_ANCESTRAL', size: '512x512' },
       limits: { maxImagesPerJob: 16, maxN: 8, maxSteps: 100, maxPixels: 1024 * 1024 },
-      // Element-wise graphs: ~30 float tensors of a latent pixel per UNet row, no attention.
-      memory: { unetBytesPerLatentPixel: 256, attentionHeads: 0, attentionDownscale: 1, vaeBytesPerPixel: 64 },
+      // Fitted to RSS measured with ONNX Runtime's CPU arena on (bench/memoryChild.ts, 512², 2026-12-02):
+      // jobs of 1 and 4 images needed 135 and 449 MB. The weights (53 kB) leave the fixed part (~30 MB:
+      // sessions, the arenas' first blocks) to the per-output term, ~15% over a lone output. No attention.
+      memory: { unetBytesPerLatentPixel: 544, attentionHeads: 0, attentionDownscale: 1, vaeBytesPerPixel: 64 },
       // Latent → RGB in [-1,1] for previews (ComfyUI's convention): undo the scaling factor.
       latentRgbFactors: [
         [1 / s, 0, 0],

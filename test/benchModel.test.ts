@@ -22,7 +22,8 @@ describe('bench models', () => {
     const dir = await ensureBenchModel();
     await ensureBenchModel({ family: 'img2img' });
     await ensureBenchModel({ family: 'sdxl-img2img' });
-    engine = await InferenceEngine.start({ modelsDir: dirname(dir), modelIds: ['bench', 'bench-img2img', 'bench-sdxl'], threading: 'inline' });
+    await ensureBenchModel({ family: 'flux-img2img' });
+    engine = await InferenceEngine.start({ modelsDir: dirname(dir), modelIds: ['bench', 'bench-img2img', 'bench-sdxl', 'bench-flux'], threading: 'inline' });
     image = await twoColourPng(64, 64, [200, 60, 30], [20, 120, 220]);
     other = await twoColourPng(64, 64, [10, 200, 40], [250, 250, 10]);
   });
@@ -39,7 +40,7 @@ describe('bench models', () => {
   };
 
   it('generates byte-identical files every time', () => {
-    for (const family of ['instruct-pix2pix', 'sdxl-img2img'] as const) {
+    for (const family of ['instruct-pix2pix', 'sdxl-img2img', 'flux-img2img'] as const) {
       const a = buildBenchFiles(family);
       const b = buildBenchFiles(family);
       assert.deepEqual([...a.keys()], [...b.keys()]);
@@ -141,5 +142,73 @@ describe('bench models', () => {
     }
     assert.equal(guided.usage.steps, 3);
     for (let i = 0; i < 2; i++) assert.notDeepEqual(guided.images[i]!.bytes, unguided.images[i]!.bytes, `guided and unguided differ (image ${i})`);
+  });
+
+  it('runs the FLUX-layout bench model: every transformer input steers the output; batching, true CFG and previews through the engine', async () => {
+    const spec = engine.model('bench-flux');
+    assert.equal(spec.family, 'flux-img2img');
+    assert.deepEqual([spec.latentChannels, spec.unetInChannels, spec.defaults.maxSequenceLength, spec.defaults.guidanceScale], [16, 64, 512, 3.5]);
+    const transformer = await ort.InferenceSession.create(join(spec.dir, 'transformer', 'model.onnx'));
+    assert.deepEqual([...transformer.inputNames].sort(), [
+      'encoder_hidden_states',
+      'guidance',
+      'hidden_states',
+      'img_ids',
+      'pooled_projections',
+      'timestep',
+      'txt_ids',
+    ]);
+    const tokens = 16;
+    const text = 8;
+    const ids = (n: number, v: number) =>
+      new ort.Tensor(
+        'float32',
+        Float32Array.from({ length: n * 3 }, (_, i) => (i % 3 ? v * Math.floor(i / 3) : 0)),
+        [n, 3],
+      );
+    const feeds = (o: { pooled?: number; t?: number; guidance?: number; text?: number; ids?: number } = {}) => ({
+      hidden_states: new ort.Tensor(
+        'float32',
+        Float32Array.from({ length: tokens * 64 }, (_, i) => Math.sin(i)),
+        [1, tokens, 64],
+      ),
+      encoder_hidden_states: new ort.Tensor('float32', new Float32Array(text * 128).fill(o.text ?? 0.1), [1, text, 128]),
+      pooled_projections: new ort.Tensor('float32', new Float32Array(64).fill(o.pooled ?? 0.1), [1, 64]),
+      timestep: new ort.Tensor('float32', Float32Array.of(o.t ?? 0.5), [1]),
+      guidance: new ort.Tensor('float32', Float32Array.of(o.guidance ?? 3.5), [1]),
+      img_ids: ids(tokens, o.ids ?? 1),
+      txt_ids: ids(text, 0),
+    });
+    const velocity = async (f: ReturnType<typeof feeds>) => (await transformer.run(f)).out_hidden_states!.data as Float32Array;
+    const base = await velocity(feeds());
+    assert.ok(base.every(Number.isFinite));
+    for (const [what, changed] of [
+      ['pooled_projections', { pooled: -0.1 }],
+      ['timestep', { t: 0.9 }],
+      ['guidance', { guidance: 1 }],
+      ['encoder_hidden_states', { text: -0.1 }],
+      ['img_ids', { ids: 2 }],
+    ] as const) {
+      assert.notDeepEqual(await velocity(feeds(changed)), base, `${what} reaches the output`);
+    }
+    await transformer.release();
+
+    const images = [image, other];
+    const updates: ProgressUpdate[] = [];
+    const batched = await run('bench-flux', 2, { steps: 3, strength: 1, maxSequenceLength: 32, previewEvery: 3 }, images, (u) => updates.push(u));
+    assert.equal(batched.usage.steps, 3);
+    for (const out of batched.images) {
+      const px = await rawPixels(out.bytes);
+      assert.deepEqual([px.width, px.height], [64, 64]);
+      assert.ok(new Set(px.data).size > 16, 'outputs vary');
+    }
+    assert.equal(updates.at(-1)!.previews.length, 2, 'previews from the fitted 16-channel projection');
+    // Item seeds follow the input index: the first image alone matches the batch's first.
+    const alone = await run('bench-flux', 1, { steps: 3, strength: 1, maxSequenceLength: 32 }, [image]);
+    const [a, b] = [await rawPixels(alone.images[0]!.bytes), await rawPixels(batched.images[0]!.bytes)];
+    const diff = Math.max(...a.data.map((v, i) => Math.abs(v - b.data[i]!)));
+    assert.ok(diff <= 1, `image 0 differs by ${diff}/255 between a batch of 1 and of 2`);
+    const cfg = await run('bench-flux', 1, { steps: 3, strength: 1, maxSequenceLength: 32, trueCfgScale: 4, negativePrompt: 'blurry' }, [image]);
+    assert.notDeepEqual(cfg.images[0]!.bytes, alone.images[0]!.bytes, 'true CFG changes the result');
   });
 });

@@ -21,7 +21,8 @@ import type { EditOptions } from '../src/inference/request.js';
 import { imageIds, packLatents, unpackLatents } from '../src/inference/pipelines/flux.js';
 import { loadTokenizer } from '../src/inference/tokenizer.js';
 import { perItemBytes, planMicroBatches } from '../src/inference/memory.js';
-import { expectedColour, maxChannelDiff, pixelAt, reference, twoColourPng } from './support/images.js';
+import { expectedColour, leftHalfMask, maxChannelDiff, meanColour, pixelAt, reference, twoColourPng } from './support/images.js';
+import type { EditInput, ProgressUpdate } from '../src/inference/editRunner.js';
 import type { Rgb } from './support/images.js';
 
 const SIZE = 64;
@@ -142,7 +143,55 @@ describe('FLUX family on tiny-flow-edit', () => {
     }
   });
 
-  it('refuses masks, UNet schedulers, and maxSequenceLength over 512; UNet models refuse FLOW_MATCH_EULER and the flow options', async () => {
+  it('sends latent previews through a projection fitted to the VAE at load, resembling the output', async () => {
+    const spec = engine.model('tiny-flow-edit');
+    const updates: ProgressUpdate[] = [];
+    const resolved = resolveEditOptions(spec, 1, { prompt: 'sepia', size: `${SIZE}x${SIZE}`, seed: 7, steps: 4, previewEvery: 2 } as EditOptions);
+    const out = await engine.edit('tiny-flow-edit', resolved, [{ bytes: input }], { onProgress: (u) => updates.push(u) });
+    assert.deepEqual(
+      updates.map((u) => u.previews.length),
+      [0, 1, 0, 1],
+    );
+    // The last step's x₀ estimate is the output's latents: the preview's colours are the output's.
+    const preview = updates[3]!.previews[0]!.bytes;
+    const [got, want] = [await meanColour(preview), await meanColour(out.images[0]!.bytes)];
+    assert.ok(maxChannelDiff(got, want) <= 6, `preview mean ${got}, output mean ${want}`);
+    // Unpacked before projecting: the left half previews the left colour's edit.
+    assert.ok(maxChannelDiff(await pixelAt(preview, 1, 4), expectedColour(LEFT, 'sepia')) <= 12, `${await pixelAt(preview, 1, 4)}`);
+  });
+
+  it('FLUX img2img masks blend packed latents: the exact edit inside, the input outside, per image in one batch', async () => {
+    const model = 'flow-img2img-schnell';
+    const spec = engine.model(model);
+    assert.equal(spec.pipeline.maskMethod, 'latent-blend');
+    const mask = await leftHalfMask(SIZE, SIZE);
+    const run = async (inputs: EditInput[], n: number, strength: number): Promise<Uint8Array[]> => {
+      const resolved = resolveEditOptions(spec, inputs.length, { prompt: 'sepia', size: `${SIZE}x${SIZE}`, seed: 4, steps: 6, n, strength } as EditOptions);
+      return (await engine.edit(model, resolved, inputs)).images.map((i) => i.bytes);
+    };
+    for (const strength of [1, 0.6]) {
+      const [out] = await run([{ bytes: input, mask }], 1, strength);
+      near(await pixelAt(out!, 8, 40), expectedColour(BASE, 'sepia'), `strength ${strength} inside`);
+      assert.ok(maxChannelDiff(await pixelAt(out!, 56, 20), RIGHT) <= 1, `strength ${strength} outside`);
+    }
+    const [alone] = await run([{ bytes: input }], 1, 1);
+    const out = await run(
+      [
+        { bytes: input, mask },
+        { bytes: input, mask: null },
+      ],
+      2,
+      1,
+    );
+    for (const index of [0, 1]) {
+      near(await pixelAt(out[index]!, 8, 40), expectedColour(BASE, 'sepia'), `image ${index} inside`);
+      assert.ok(maxChannelDiff(await pixelAt(out[index]!, 56, 20), RIGHT) <= 1, `image ${index} outside`);
+    }
+    for (const index of [2, 3]) near(await pixelAt(out[index]!, 56, 20), expectedColour(BASE, 'sepia'), `unmasked image ${index}`);
+    assert.deepEqual(out[2], alone, 'an unmasked image is the same as when it runs alone');
+  });
+
+  it('refuses masks on Kontext, UNet schedulers, and maxSequenceLength over 512; UNet models refuse FLOW_MATCH_EULER and the flow options', async () => {
     const spec = engine.model('tiny-flow-edit');
     assert.throws(() => resolveEditOptions(spec, 1, { prompt: 'x', scheduler: 'EULER' }), /samples with FLOW_MATCH_EULER only/);
     assert.throws(() => resolveEditOptions(spec, 1, { prompt: 'x', maxSequenceLength: 513 }), /maxSequenceLength must be an integer from 1 to 512/);

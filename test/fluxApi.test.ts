@@ -2,7 +2,8 @@
  * FLUX through every way in, on tiny-flow-edit (models/flowExports.ts) beside tiny-edit: the REST
  * endpoint with the seed's own parameters (true_cfg_scale=4.0, max_sequence_length=512,
  * num_inference_steps=50, output_type), GraphQL `trueCfgScale` / `maxSequenceLength` and the
- * model's defaults and limits, what is refused on which family, and the CLI.
+ * model's defaults and limits, SD3 masks (REST `mask`, GraphQL `masks`), what is refused on which
+ * family, and the CLI.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,7 +18,7 @@ import { writeModelFolder } from '../models/modelFiles.js';
 import { PROJECT_ROOT } from '../src/config.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { collectSse, postGraphQL, postMultipart } from './support/graphql.js';
-import { expectedColour, leftHalfMask, maxChannelDiff, pixelAt, reference, twoColourPng, type Rgb } from './support/images.js';
+import { expectedColour, leftHalfMask, maxChannelDiff, meanColour, pixelAt, reference, twoColourPng, type Rgb } from './support/images.js';
 
 const run = promisify(execFile);
 const SIZE = 64;
@@ -44,6 +45,7 @@ describe('FLUX through REST, GraphQL and the CLI', () => {
     root = mkdtempSync(join(tmpdir(), 'flux-api-'));
     writeModelFolder(join(root, 'tiny-flow-edit'), buildFlowEditFiles({ layout: 'kontext', guidance: true }));
     writeModelFolder(join(root, 'tiny-sd3-edit'), buildSd3EditFiles());
+    writeModelFolder(join(root, 'tiny-sd3-inpaint'), buildSd3EditFiles({ inpaint: 33 }));
     cpSync(join(PROJECT_ROOT, 'models', 'tiny-edit'), join(root, 'tiny-edit'), { recursive: true });
     server = await startTestServer({ MODELS_DIR: root, DEFAULT_MODEL: 'tiny-edit' });
     image = await twoColourPng(SIZE, SIZE, LEFT, RIGHT);
@@ -55,9 +57,11 @@ describe('FLUX through REST, GraphQL and the CLI', () => {
 
   async function rest(
     fields: Record<string, string>,
+    mask?: Buffer,
   ): Promise<{ status: number; body: { data?: { b64_json: string }[]; error?: { message: string; param: string | null; code: string } } }> {
     const form = new FormData();
     form.set('images', new Blob([new Uint8Array(image)], { type: 'image/png' }), 'a.png');
+    if (mask) form.set('mask', new Blob([new Uint8Array(mask)], { type: 'image/png' }), 'm.png');
     for (const [k, v] of Object.entries(fields)) form.set(k, v);
     const res = await fetch(`${server.url}/v1/images/edits`, { method: 'POST', body: form });
     return { status: res.status, body: (await res.json()) as never };
@@ -127,6 +131,71 @@ describe('FLUX through REST, GraphQL and the CLI', () => {
     });
     assert.equal(status, 200, JSON.stringify(body.error));
     assert.ok(maxChannelDiff(await left(body.data![0]!.b64_json), trueCfg(base, 'warmer', 2)) <= 2);
+  });
+
+  it('REST `mask` on SD3: the edit inside the mask, the input outside (16-channel blending and a 33-channel transformer)', async () => {
+    const base = FLOW_IMG2IMG_BASE_RGB.map((v) => Math.round(v * 255)) as Rgb;
+    const grey: Rgb = [127.5, 127.5, 127.5];
+    for (const [model, fill] of [
+      ['tiny-sd3-edit', base],
+      ['tiny-sd3-inpaint', grey],
+    ] as const) {
+      const fields = { model, prompt: 'sepia', guidance_scale: '1', strength: '1', num_inference_steps: '6', size: '64x64' };
+      const { status, body } = await rest(fields, await leftHalfMask(SIZE, SIZE));
+      assert.equal(status, 200, JSON.stringify(body.error));
+      const out = Buffer.from(body.data![0]!.b64_json, 'base64');
+      assert.ok(maxChannelDiff(await pixelAt(out, 8, 32), expectedColour(fill, 'sepia')) <= 2, `${model} inside`);
+      assert.ok(maxChannelDiff(await pixelAt(out, SIZE - 8, 32), RIGHT) <= 1, `${model} outside`);
+    }
+  });
+
+  it('GraphQL masks on SD3: per-image masks in one job, null for the whole image', async () => {
+    const grey: Rgb = [127.5, 127.5, 127.5];
+    const res = await postMultipart<Submit>(
+      server.url,
+      SUBMIT,
+      { model: 'tiny-sd3-inpaint', prompt: 'invert', steps: 6 },
+      [
+        { bytes: image, name: 'a.png' },
+        { bytes: image, name: 'b.png' },
+      ],
+      undefined,
+      [await leftHalfMask(SIZE, SIZE), null],
+    );
+    assert.equal(res.body.errors, undefined, JSON.stringify(res.body.errors));
+    const { events } = await collectSse<Ev>(server.url, EVENTS, { id: res.body.data!.editImages.id });
+    const done = events[events.length - 1]!.editJobEvents;
+    assert.equal(done.__typename, 'EditCompleted', JSON.stringify(done.error));
+    const [masked, whole] = done.result!.images.map((i) => Buffer.from(i.b64Json, 'base64'));
+    // The model's default guidance 7 against the empty negative prompt.
+    const want = trueCfg(grey, 'invert', 7);
+    assert.ok(maxChannelDiff(await pixelAt(masked!, 8, 32), want) <= 2, `inside: ${await pixelAt(masked!, 8, 32)} vs ${want}`);
+    assert.ok(maxChannelDiff(await pixelAt(masked!, SIZE - 8, 32), RIGHT) <= 1, 'outside');
+    assert.ok(maxChannelDiff(await pixelAt(whole!, SIZE - 8, 32), want) <= 2, 'no mask: the whole image');
+  });
+
+  it('GraphQL previewEvery on FLUX and SD3 (worker thread): previews from the fitted projection, coloured like the output', async () => {
+    const submit =
+      'mutation($images: [Upload!]!, $model: String) { editImages(images: $images, prompt: "sepia", model: $model, size: "64x64", seed: 5, steps: 4, guidanceScale: 1, previewEvery: 2) { id } }';
+    const events =
+      'subscription($id: ID!) { editJobEvents(id: $id) { __typename ... on EditProgress { previews { b64Json } } ... on EditCompleted { result { images { b64Json } } } ... on EditFailed { error { message } } } }';
+    type PreviewEv = {
+      editJobEvents: { __typename: string; previews?: { b64Json: string }[]; result?: { images: { b64Json: string }[] }; error?: { message: string } };
+    };
+    for (const model of ['tiny-flow-edit', 'tiny-sd3-edit']) {
+      const res = await postMultipart<Submit>(server.url, submit, { model }, [{ bytes: image, name: 'a.png' }]);
+      assert.equal(res.body.errors, undefined, JSON.stringify(res.body.errors));
+      const got = (await collectSse<PreviewEv>(server.url, events, { id: res.body.data!.editImages.id })).events.map((e) => e.editJobEvents);
+      const done = got.at(-1)!;
+      assert.equal(done.__typename, 'EditCompleted', JSON.stringify(done.error));
+      const previews = got.flatMap((e) => e.previews ?? []);
+      assert.ok(previews.length >= 1, `${model}: previews arrive`);
+      const [preview, output] = await Promise.all([
+        meanColour(Buffer.from(previews.at(-1)!.b64Json, 'base64')),
+        meanColour(Buffer.from(done.result!.images[0]!.b64Json, 'base64')),
+      ]);
+      assert.ok(maxChannelDiff(preview, output) <= 6, `${model}: preview mean ${preview}, output mean ${output}`);
+    }
   });
 
   it('GraphQL: Model.defaults and limits carry the flow parameters', async () => {

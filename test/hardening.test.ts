@@ -5,7 +5,13 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import WebSocket from 'ws';
+import { createSchema, createYoga } from 'graphql-yoga';
+import { pino } from 'pino';
+import type { Viewer } from '../src/jobs/access.js';
+import { useAdmission } from '../src/server/useAdmission.js';
 import { getIntrospectionQuery, print } from 'graphql';
 import { startTestServer, type TestServer } from './support/server.js';
 import { collect, postGraphQL, postMultipart, wsClient, type GraphQLResponse } from './support/graphql.js';
@@ -22,6 +28,9 @@ import {
   type EditImagesMutation,
   type ModelsQuery,
 } from './generated/graphql.js';
+
+/** Transport, limits and admission need no inference: the engine reads the model catalogue only. */
+const NO_INFERENCE = { inference: false };
 
 const codeOf = (body: GraphQLResponse<unknown>): string | undefined => body.errors?.[0]?.extensions?.code;
 
@@ -119,13 +128,16 @@ describe('configuration', () => {
 describe('GraphQL document limits', () => {
   let server: TestServer;
   before(async () => {
-    server = await startTestServer({
-      GRAPHQL_MAX_DEPTH: '4',
-      GRAPHQL_MAX_ALIASES: '3',
-      GRAPHQL_MAX_TOKENS: '120',
-      GRAPHQL_MAX_COST: '20',
-      GRAPHQL_MAX_DIRECTIVES: '2',
-    });
+    server = await startTestServer(
+      {
+        GRAPHQL_MAX_DEPTH: '4',
+        GRAPHQL_MAX_ALIASES: '3',
+        GRAPHQL_MAX_TOKENS: '120',
+        GRAPHQL_MAX_COST: '20',
+        GRAPHQL_MAX_DIRECTIVES: '2',
+      },
+      NO_INFERENCE,
+    );
   });
   after(async () => server.close());
 
@@ -209,7 +221,7 @@ describe('GraphQL document limits', () => {
 describe('default limits', () => {
   let server: TestServer;
   before(async () => {
-    server = await startTestServer();
+    server = await startTestServer({}, NO_INFERENCE);
   });
   after(async () => server.close());
 
@@ -307,7 +319,7 @@ describe('default limits', () => {
 describe('production switches', () => {
   let server: TestServer;
   before(async () => {
-    server = await startTestServer({ NODE_ENV: 'production', AUTH_TOKENS: 'tok' });
+    server = await startTestServer({ NODE_ENV: 'production', AUTH_TOKENS: 'tok' }, NO_INFERENCE);
   });
   after(async () => server.close());
   const auth = { authorization: 'Bearer tok' };
@@ -348,7 +360,7 @@ describe('production switches', () => {
 describe('websocket limits', () => {
   let server: TestServer;
   before(async () => {
-    server = await startTestServer({ WS_INIT_TIMEOUT_MS: '300', WS_MAX_PAYLOAD_BYTES: '4096' });
+    server = await startTestServer({ WS_INIT_TIMEOUT_MS: '300', WS_MAX_PAYLOAD_BYTES: '4096' }, NO_INFERENCE);
   });
   after(async () => server.close());
 
@@ -387,7 +399,7 @@ describe('cross-origin browsers', () => {
     });
 
   it('by default: no CORS grant to any origin, and websocket upgrades from other origins are refused', async () => {
-    const server = await startTestServer();
+    const server = await startTestServer({}, NO_INFERENCE);
     try {
       const pre = await preflight(server.url, 'https://evil.example');
       await pre.arrayBuffer();
@@ -412,7 +424,7 @@ describe('cross-origin browsers', () => {
   });
 
   it('CORS_ORIGINS grants the listed origins (preflight without credentials), and their websockets', async () => {
-    const server = await startTestServer({ CORS_ORIGINS: 'https://app.example,https://other.example', AUTH_TOKENS: 'tok' });
+    const server = await startTestServer({ CORS_ORIGINS: 'https://app.example,https://other.example', AUTH_TOKENS: 'tok' }, NO_INFERENCE);
     try {
       const pre = await preflight(server.url, 'https://app.example');
       await pre.arrayBuffer();
@@ -505,7 +517,7 @@ describe('rate limiting', () => {
   });
 
   it('answers 429 with Retry-After per credential, shaped for /graphql, /v1/ and graphql-ws; /healthz and GraphiQL are free', async () => {
-    const server = await startTestServer({ RATE_LIMIT_PER_MINUTE: '3', AUTH_TOKENS: 'alpha,beta' });
+    const server = await startTestServer({ RATE_LIMIT_PER_MINUTE: '3', AUTH_TOKENS: 'alpha,beta' }, NO_INFERENCE);
     try {
       const alpha = { authorization: 'Bearer alpha' };
       for (let i = 0; i < 3; i++) assert.equal((await postGraphQL(server.url, '{ models { id } }', {}, alpha)).status, 200);
@@ -551,11 +563,73 @@ describe('rate limiting', () => {
   });
 
   it('limits anonymous clients by IP, whatever Authorization header they send', async () => {
-    const server = await startTestServer({ RATE_LIMIT_PER_MINUTE: '2' });
+    const server = await startTestServer({ RATE_LIMIT_PER_MINUTE: '2' }, NO_INFERENCE);
     try {
       const statuses: number[] = [];
       for (let i = 0; i < 4; i++) statuses.push((await postGraphQL(server.url, '{ models { id } }', {}, { authorization: `Bearer random-${i}` })).status);
       assert.deepEqual(statuses, [200, 200, 429, 429]);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('admission plugin', () => {
+  /** useAdmission alone on a bare Yoga over real HTTP: no engine, no jobs, no routes. */
+  async function bareYoga(admission: ReturnType<typeof createAdmission>, challenge: string) {
+    let resolved = 0;
+    const yoga = createYoga<{ req: IncomingMessage }, { principal: Viewer }>({
+      schema: createSchema<{ req: IncomingMessage; principal: Viewer }>({
+        typeDefs: 'type Query { owner: String! } type Subscription { owner: String! }',
+        resolvers: {
+          Query: {
+            owner: (_: unknown, __: unknown, ctx: { principal: Viewer }) => {
+              resolved++;
+              return ctx.principal.owner;
+            },
+          },
+          Subscription: {
+            owner: {
+              async *subscribe(_: unknown, __: unknown, ctx: { principal: Viewer }) {
+                resolved++;
+                yield { owner: ctx.principal.owner };
+              },
+            },
+          },
+        },
+      }),
+      plugins: [useAdmission({ admission, challenge, trustProxy: false, log: pino({ level: 'silent' }) })],
+    });
+    const http = createServer(yoga);
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/graphql`;
+    return { url, resolved: () => resolved, close: () => new Promise<void>((resolve) => http.close(() => resolve())) };
+  }
+
+  it('admits HTTP and SSE requests into context.principal, and answers refusals 401/429 in the GraphQL shape before executing', async () => {
+    const auth = createAuthenticator({ authTokens: ['alpha'], authBasic: [], authAdminTokens: [], ownerHashSecret: 'k' });
+    const admission = createAdmission({ auth, perMinute: 2, authFailLimit: 0, authFailWindowSeconds: 60, authFailBlockSeconds: 60 });
+    const server = await bareYoga(admission, auth.challenge);
+    try {
+      const post = (headers: Record<string, string>, query = '{ owner }') =>
+        fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ query }) });
+      const anon = await post({});
+      assert.equal(anon.status, 401);
+      assert.equal(anon.headers.get('www-authenticate'), auth.challenge);
+      assert.deepEqual(await anon.json(), { errors: [{ message: 'missing or invalid credentials', extensions: { code: 'UNAUTHENTICATED' } }] });
+      const alpha = { authorization: 'Bearer alpha' };
+      const owner = auth.identify('Bearer alpha')!.owner;
+      assert.deepEqual(await (await post(alpha)).json(), { data: { owner } });
+      const sse = await post({ ...alpha, accept: 'text/event-stream' }, 'subscription { owner }');
+      assert.equal(sse.status, 200);
+      assert.match(await sse.text(), new RegExp(`"owner":"${owner}"`));
+      const limited = await post(alpha);
+      assert.equal(limited.status, 429);
+      assert.ok(Number(limited.headers.get('retry-after')) >= 1);
+      const body = (await limited.json()) as { errors: { extensions: { code: string; retryAfterSeconds: number } }[] };
+      assert.equal(body.errors[0]!.extensions.code, 'RATE_LIMITED');
+      assert.equal(body.errors[0]!.extensions.retryAfterSeconds, Number(limited.headers.get('retry-after')));
+      assert.equal(server.resolved(), 2, 'refused requests execute nothing');
     } finally {
       await server.close();
     }

@@ -94,8 +94,8 @@ describe('model doctor', () => {
     assert.equal(s.tokenizer.maxLength, 77);
     assert.equal(s.vae.scaleFactor, 1);
     assert.equal(s.memory.guidanceBranches, 1);
-    // tiny-edit's profile: 512² latent pixels × 256 B + 512² × 64 B per output, plus its file sizes.
-    assert.equal(s.memory.perItemBytes, 512 * 512 * 256 + 512 * 512 * 64);
+    // tiny-edit's profile: 512² latent pixels × 544 B + 512² × 64 B per output, plus its file sizes.
+    assert.equal(s.memory.perItemBytes, 512 * 512 * 544 + 512 * 512 * 64);
     assert.equal(s.memory.oneItemBytes, s.memory.weightBytes + s.memory.perItemBytes);
     assert.equal(s.defaults.steps, 8);
   });

@@ -4,7 +4,6 @@ import assert from 'node:assert/strict';
 import {
   classifierFreeGuidance,
   concatBatches,
-  concatChannels,
   writeChannelHalf,
   fromFloat16,
   instructPix2PixGuidance,
@@ -62,27 +61,16 @@ describe('guidance', () => {
 });
 
 describe('layouts and value ranges', () => {
-  it("concatChannels puts each item's noisy channels before its image channels", () => {
+  it("writeChannelHalf lays each item's noisy channels before its image channels", () => {
     // batch 2, channels 2, pixels 3
     const noisy = Float32Array.from({ length: 12 }, (_, i) => i);
     const image = Float32Array.from({ length: 12 }, (_, i) => 100 + i);
-    const out = concatChannels(noisy, image, 2, 2, 3);
+    const out = new Float32Array(24);
+    assert.equal(writeChannelHalf(noisy, out, 0, 2, 2, 3), out);
+    writeChannelHalf(image, out, 1, 2, 2, 3);
     assert.deepEqual([...out], [0, 1, 2, 3, 4, 5, 100, 101, 102, 103, 104, 105, 6, 7, 8, 9, 10, 11, 106, 107, 108, 109, 110, 111]);
-    const target = new Float32Array(24);
-    assert.equal(concatChannels(noisy, image, 2, 2, 3, target), target);
-    assert.deepEqual(target, out);
-  });
-
-  it('writeChannelHalf replaces one side of each item and leaves the other alone', () => {
-    const out = concatChannels(
-      Float32Array.from({ length: 12 }, (_, i) => i),
-      new Float32Array(12).fill(-1),
-      2,
-      2,
-      3,
-    );
     writeChannelHalf(new Float32Array(12).fill(7), out, 0, 2, 2, 3);
-    assert.deepEqual([...out], [7, 7, 7, 7, 7, 7, -1, -1, -1, -1, -1, -1, 7, 7, 7, 7, 7, 7, -1, -1, -1, -1, -1, -1]);
+    assert.deepEqual([...out], [7, 7, 7, 7, 7, 7, 100, 101, 102, 103, 104, 105, 7, 7, 7, 7, 7, 7, 106, 107, 108, 109, 110, 111]);
   });
 
   it('concatBatches appends whole arrays', () => {

@@ -490,4 +490,39 @@ describe('GraphiQL with AUTH_TOKENS: the main job without leaving the page', () 
     await p.waitForSelector('.graphiql-container', { timeout: 30_000 });
     await p.close();
   });
+
+  it('progress page: live updates stop on a refused token and resume with a valid one (graphql-ws client)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ui-auth-'));
+    writeFileSync(join(dir, 'red.png'), await twoColourPng(64, 64, RED[0], RED[1]));
+    const p = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+    await p.goto(`${server.url}/`);
+    const setToken = async (token: string) => {
+      await p.fill('#token', token);
+      await p.dispatchEvent('#token', 'change');
+    };
+    await setToken(TOKEN);
+    await p.setInputFiles('#files', [join(dir, 'red.png')]);
+    await p.fill('#steps', '100');
+    await p.fill('#size', '512x512');
+    await p.fill('#n', '4');
+    await p.click('#start');
+    const step = () => p.evaluate(() => Number(document.querySelector('.job progress')?.getAttribute('aria-valuenow')));
+    await p.waitForFunction(() => Number(document.querySelector('.job progress')?.getAttribute('aria-valuenow')) >= 1, undefined, { timeout: 30_000 });
+    // A wrong token: the socket restarts, the server refuses it (4401), the card waits.
+    await setToken('wrong');
+    await p.waitForFunction(() => document.getElementById('connection')?.textContent === 'Live updates need a valid access token.', undefined, {
+      timeout: 20_000,
+    });
+    assert.equal(await p.locator('.job .state.FAILED').count(), 0);
+    const stalled = await step();
+    // The right token again: the card resubscribes and progress moves on.
+    await setToken(TOKEN);
+    await p.waitForFunction((v) => Number(document.querySelector('.job progress')?.getAttribute('aria-valuenow')) > v, stalled, { timeout: 30_000 });
+    assert.equal(await p.locator('#connection').textContent(), '');
+    // Not left running (it may have finished meanwhile on a fast machine).
+    const cancel = p.locator('.job button:has-text("Cancel")');
+    if (await cancel.isEnabled()) await cancel.click();
+    await p.waitForSelector('.job .state.CANCELLED, .job .state.SUCCEEDED', { timeout: 60_000 });
+    await p.close();
+  });
 });

@@ -1,49 +1,26 @@
-// The live progress page: the public GraphQL API over fetch (multipart uploads) and a minimal
-// graphql-transport-ws client over WebSocket, with reconnect and resubscription.
+// The live progress page: the public GraphQL API over fetch (queries, mutations, multipart
+// uploads) and graphql-ws's client (subscriptions, with reconnect and resubscription), with the
+// operations and types codegen generates from ui/operations.graphql.
+import { type Client, createClient } from 'graphql-ws/client';
+import {
+  PageCancelEditJobDocument,
+  PageEditImagesDocument,
+  type PageEditImagesMutation,
+  type PageEditImagesMutationVariables,
+  PageEditJobEventsDocument,
+  type PageEditJobEventsSubscription,
+  PageModelsDocument,
+  type PageModelsQuery,
+  type TypedDocumentString,
+} from './generated/graphql.js';
 
-type Json = Record<string, unknown>;
-interface ModelInfo {
-  id: string;
-  isDefault: boolean;
-  defaults: { steps: number; size: string; scheduler: string };
-}
-interface Preview {
-  index: number;
-  b64Json: string;
-  mimeType: string;
-}
-interface Image {
-  index: number;
-  inputIndex: number;
-  variant: number;
-  seed: number;
-  b64Json: string;
-  mimeType: string;
-  width: number;
-  height: number;
-}
-interface JobEvent {
-  __typename: string;
-  status: string;
-  position?: number;
-  step?: number;
-  totalSteps?: number;
-  phase?: string | null;
-  previews?: Preview[];
-  result?: {
-    images: Image[];
-    usage: { processingTimeSeconds: number; queueTimeSeconds: number; inputImages: number; generatedImages: number; batches: number };
-  };
-  error?: { code: string; message: string };
-}
+type ModelInfo = PageModelsQuery['models'][number];
+type JobEvent = PageEditJobEventsSubscription['editJobEvents'];
+type GraphQLErrors = readonly { message: string; extensions?: { code?: unknown } }[];
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 const tokenInput = $<HTMLInputElement>('token');
 tokenInput.value = sessionStorage.getItem('token') ?? '';
-tokenInput.addEventListener('change', () => {
-  sessionStorage.setItem('token', tokenInput.value);
-  socket.restart();
-});
 const authHeader = (): Record<string, string> => (tokenInput.value ? { authorization: `Bearer ${tokenInput.value}` } : {});
 
 class ApiError extends Error {
@@ -55,106 +32,101 @@ class ApiError extends Error {
   }
 }
 
-async function readGraphQL(res: Response): Promise<Json> {
+const firstError = (errors: GraphQLErrors): ApiError => new ApiError(errors[0]!.message, String(errors[0]!.extensions?.code ?? 'ERROR'));
+
+async function readGraphQL<R>(res: Response): Promise<R> {
   if (res.status === 401) {
     $<HTMLDetailsElement>('auth').open = true;
     throw new ApiError('This server needs an access token: enter it under "Access token".', 'UNAUTHENTICATED');
   }
-  const body = (await res.json()) as { data?: Json; errors?: { message: string; extensions?: { code?: string } }[] };
-  if (body.errors?.length) throw new ApiError(body.errors[0]!.message, body.errors[0]!.extensions?.code ?? 'ERROR');
+  const body = (await res.json()) as { data?: R; errors?: GraphQLErrors };
+  if (body.errors?.length) throw firstError(body.errors);
   return body.data!;
 }
 
-async function graphql(query: string, variables: Json = {}): Promise<Json> {
+async function graphql<R, V>(document: TypedDocumentString<R, V>, variables: V): Promise<R> {
   const res = await fetch('/graphql', {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...authHeader() },
-    body: JSON.stringify({ query, variables }),
+    body: JSON.stringify({ query: document.toString(), variables }),
   });
-  return readGraphQL(res);
+  return readGraphQL<R>(res);
 }
 
-// --- graphql-transport-ws, with reconnect ---------------------------------------------------
-type Sink = { next(e: JobEvent): void; complete(): void; error(message: string): void };
-
-class Socket {
-  private ws: WebSocket | null = null;
-  private ready = false;
-  private subs = new Map<string, { jobId: string; sink: Sink }>();
-  private nextId = 1;
-  private retry = 0;
-
-  subscribe(jobId: string, sink: Sink): void {
-    const id = String(this.nextId++);
-    this.subs.set(id, { jobId, sink });
-    if (this.ready) this.send(id, jobId);
-    else this.connect();
-  }
-
-  restart(): void {
-    this.ws?.close();
-  }
-
-  private send(id: string, jobId: string): void {
-    this.ws!.send(JSON.stringify({ id, type: 'subscribe', payload: { query: EVENTS, variables: { id: jobId } } }));
-  }
-
-  private connect(): void {
-    if (this.ws) return;
-    const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql`, 'graphql-transport-ws');
-    this.ws = ws;
-    ws.onopen = () => ws.send(JSON.stringify({ type: 'connection_init', payload: tokenInput.value ? { authorization: `Bearer ${tokenInput.value}` } : {} }));
-    ws.onmessage = (m) => {
-      const msg = JSON.parse(String(m.data)) as { type: string; id?: string; payload?: { data?: { editJobEvents: JobEvent } } & { message?: string }[] };
-      if (msg.type === 'connection_ack') {
-        this.ready = true;
-        this.retry = 0;
-        setConnection('');
-        for (const [id, s] of this.subs) this.send(id, s.jobId);
-      } else if (msg.type === 'ping') {
-        ws.send(JSON.stringify({ type: 'pong' }));
-      } else if (msg.type === 'next' && msg.id) {
-        const event = (msg.payload as { data?: { editJobEvents: JobEvent } }).data?.editJobEvents;
-        if (event) this.subs.get(msg.id)?.sink.next(event);
-      } else if (msg.type === 'error' && msg.id) {
-        const sub = this.subs.get(msg.id);
-        this.subs.delete(msg.id);
-        sub?.sink.error((msg.payload as { message?: string }[] | undefined)?.[0]?.message ?? 'subscription failed');
-      } else if (msg.type === 'complete' && msg.id) {
-        const sub = this.subs.get(msg.id);
-        this.subs.delete(msg.id);
-        sub?.sink.complete();
-      }
-    };
-    ws.onclose = (e) => {
-      this.ws = null;
-      this.ready = false;
-      if (e.code === 4401 || e.code === 4403) {
-        $<HTMLDetailsElement>('auth').open = true;
-        setConnection('Live updates need a valid access token.');
-        return;
-      }
-      if (this.subs.size === 0) return;
-      // Reconnect with backoff; the server sends each job's current state first, so cards resume.
-      const delay = Math.min(10_000, 500 * 2 ** this.retry++);
-      setConnection(`Connection lost; reconnecting in ${Math.round(delay / 1000)} s…`);
-      setTimeout(() => this.connect(), delay);
-    };
-  }
-}
-
-const socket = new Socket();
+// --- graphql-ws ------------------------------------------------------------------------------
 const setConnection = (text: string): void => {
   $('connection').textContent = text;
 };
+/** Close codes the server uses for bad credentials (fatal for graphql-ws: no retry). */
+const AUTH_CLOSE_CODES = [4401, 4403];
+/** A close code of our own that graphql-ws retries: reconnect with the new token. */
+const RESTART_CLOSE_CODE = 4205;
+/** Subscriptions cut by a refused token: they resubscribe once the token changes. */
+const awaitingToken = new Set<() => void>();
+let openSocket: WebSocket | null = null;
 
-const EVENTS = `subscription($id: ID!) { editJobEvents(id: $id) {
-  __typename status
-  ... on EditQueued { position }
-  ... on EditProgress { step totalSteps phase previews { index b64Json mimeType } }
-  ... on EditCompleted { result { images { index inputIndex variant seed b64Json mimeType width height } usage { processingTimeSeconds queueTimeSeconds inputImages generatedImages batches } } }
-  ... on EditFailed { error { code message } }
-} }`;
+// Lazy: connected while a job card listens. The server sends each job's current state first, so
+// cards resume after a reconnect.
+const socket: Client = createClient({
+  url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql`,
+  connectionParams: () => authHeader(),
+  retryAttempts: Number.POSITIVE_INFINITY,
+  shouldRetry: (event) => !(event instanceof CloseEvent && AUTH_CLOSE_CODES.includes(event.code)),
+  retryWait: async (retries) => {
+    const delay = Math.min(10_000, 500 * 2 ** retries);
+    setConnection(`Connection lost; reconnecting in ${Math.round(delay / 1000)} s…`);
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  },
+  on: {
+    opened: (ws) => {
+      openSocket = ws as WebSocket;
+    },
+    connected: () => setConnection(''),
+    closed: (event) => {
+      openSocket = null;
+      if (event instanceof CloseEvent && AUTH_CLOSE_CODES.includes(event.code)) {
+        $<HTMLDetailsElement>('auth').open = true;
+        setConnection('Live updates need a valid access token.');
+      }
+    },
+  },
+});
+
+tokenInput.addEventListener('change', () => {
+  sessionStorage.setItem('token', tokenInput.value);
+  openSocket?.close(RESTART_CLOSE_CODE, 'New access token');
+  for (const resubscribe of awaitingToken) resubscribe();
+  awaitingToken.clear();
+});
+
+interface JobSink {
+  next(event: JobEvent): void;
+  complete(): void;
+  error(code: string, message: string): void;
+}
+
+/** The job's events until it ends; through reconnects, and across a token change after a refusal. */
+function watchJob(id: string, sink: JobSink): void {
+  socket.subscribe<PageEditJobEventsSubscription>(
+    { query: PageEditJobEventsDocument.toString(), variables: { id } },
+    {
+      next: (result) => {
+        if (result.errors?.length) {
+          const e = firstError(result.errors);
+          sink.error(e.code, e.message);
+        } else if (result.data) sink.next(result.data.editJobEvents);
+      },
+      complete: () => sink.complete(),
+      error: (err) => {
+        if (err instanceof CloseEvent && AUTH_CLOSE_CODES.includes(err.code)) awaitingToken.add(() => watchJob(id, sink));
+        else if (Array.isArray(err) && err.length) {
+          const e = firstError(err as GraphQLErrors);
+          sink.error(e.code, e.message);
+        } else sink.error('ERROR', err instanceof CloseEvent ? `connection closed (${err.code})` : 'subscription failed');
+      },
+    },
+  );
+}
 
 // --- masks -------------------------------------------------------------------------------
 const CRC_TABLE = (() => {
@@ -423,8 +395,7 @@ function applyModelDefaults(): void {
 
 async function loadModels(): Promise<void> {
   try {
-    const data = await graphql('{ models { id isDefault defaults { steps size scheduler } } }');
-    models = data.models as ModelInfo[];
+    models = (await graphql(PageModelsDocument, {})).models;
     const select = $<HTMLSelectElement>('model');
     select.replaceChildren(...models.map((m) => new Option(m.id + (m.isDefault ? ' (default)' : ''), m.id, m.isDefault, m.isDefault)));
     applyModelDefaults();
@@ -449,7 +420,7 @@ $<HTMLFormElement>('edit-form').addEventListener('submit', async (e) => {
   const steps = optionalInt('steps') ?? models.find((m) => m.id === $<HTMLSelectElement>('model').value)?.defaults.steps ?? 20;
   const perImage = [...document.querySelectorAll<HTMLInputElement>('.image-prompt')].map((i) => i.value.trim());
   const prompt = $<HTMLInputElement>('prompt').value;
-  const variables: Json = {
+  const variables: PageEditImagesMutationVariables = {
     images: files.map(() => null),
     masks: null,
     maskBlur: optionalInt('mask-blur'),
@@ -460,12 +431,9 @@ $<HTMLFormElement>('edit-form').addEventListener('submit', async (e) => {
     steps: optionalInt('steps'),
     size: $<HTMLInputElement>('size').value.trim() || null,
     seed: optionalInt('seed'),
-    scheduler: $<HTMLSelectElement>('scheduler').value || null,
+    scheduler: ($<HTMLSelectElement>('scheduler').value || null) as PageEditImagesMutationVariables['scheduler'],
     previewEvery: Math.max(1, Math.round(steps / 5)),
   };
-  const query = `mutation($images: [Upload!]!, $masks: [Upload], $maskBlur: Int, $prompt: String!, $prompts: [String!], $model: String, $n: Int, $steps: Int, $size: String, $seed: Int, $scheduler: SchedulerName, $previewEvery: Int) {
-    editImages(images: $images, masks: $masks, maskBlur: $maskBlur, prompt: $prompt, prompts: $prompts, model: $model, n: $n, steps: $steps, size: $size, seed: $seed, scheduler: $scheduler, previewEvery: $previewEvery) { id status queuePosition inputImages }
-  }`;
   const jobFiles = files;
   const jobUrls = fileUrls;
   $<HTMLButtonElement>('start').disabled = true;
@@ -481,14 +449,16 @@ $<HTMLFormElement>('edit-form').addEventListener('submit', async (e) => {
         if (m) map[`m${i}`] = [`variables.masks.${i}`];
       });
     }
-    form.set('operations', JSON.stringify({ query, variables }));
+    form.set('operations', JSON.stringify({ query: PageEditImagesDocument.toString(), variables }));
     form.set('map', JSON.stringify(map));
     jobFiles.forEach((f, i) => form.set(String(i), f, f.name));
     masks.forEach((m, i) => {
       if (m) form.set(`m${i}`, m, `mask-${i}.png`);
     });
-    const data = await readGraphQL(await fetch('/graphql', { method: 'POST', body: form, headers: { 'apollo-require-preflight': 'true', ...authHeader() } }));
-    const job = data.editImages as { id: string; status: string; queuePosition: number | null };
+    const data = await readGraphQL<PageEditImagesMutation>(
+      await fetch('/graphql', { method: 'POST', body: form, headers: { 'apollo-require-preflight': 'true', ...authHeader() } }),
+    );
+    const job = data.editImages;
     status.textContent = 'Job started.';
     new JobCard(
       job.id,
@@ -545,7 +515,7 @@ class JobCard {
     this.el.append(header, this.state, this.bar, this.detail, this.outputs);
     $('jobs').prepend(this.el);
     this.setState('QUEUED', 'Queued');
-    socket.subscribe(id, { next: (e) => this.onEvent(e), complete: () => this.onComplete(), error: (m) => this.fail('ERROR', m) });
+    watchJob(id, { next: (e) => this.onEvent(e), complete: () => this.onComplete(), error: (code, message) => this.fail(code, message) });
   }
 
   private setState(status: string, text: string): void {
@@ -575,8 +545,8 @@ class JobCard {
     } else if (e.__typename === 'EditProgress' && e.phase === 'LOADING_MODEL') {
       this.setState('RUNNING', 'Loading the model…');
     } else if (e.__typename === 'EditProgress') {
-      const step = e.step!;
-      const total = e.totalSteps!;
+      const step = e.step;
+      const total = e.totalSteps;
       this.bar.max = total;
       this.bar.value = step;
       this.bar.setAttribute('aria-valuemax', String(total));
@@ -590,14 +560,14 @@ class JobCard {
       const eta = ((performance.now() - this.firstStepAt) / 1000 / timed) * (total - step);
       this.setState('RUNNING', 'Running');
       this.detail.textContent = timed >= 2 ? `Step ${step}/${total} · about ${eta.toFixed(1)} s left` : `Step ${step}/${total}`;
-      for (const p of e.previews ?? []) {
+      for (const p of e.previews) {
         const img = this.figure(p.index).querySelector('img')!;
         img.src = `data:${p.mimeType};base64,${p.b64Json}`;
         img.classList.add('preview');
       }
     } else if (e.__typename === 'EditCompleted') {
       this.finish();
-      const r = e.result!;
+      const r = e.result;
       this.bar.value = this.bar.max;
       this.bar.setAttribute('aria-valuenow', String(this.bar.max));
       this.setState('SUCCEEDED', 'Done');
@@ -622,7 +592,7 @@ class JobCard {
         if (input) this.addComparison(fig, img, input, `${stem} variant ${image.variant}`);
       }
     } else if (e.__typename === 'EditFailed') {
-      this.fail(e.error!.code, e.error!.message);
+      this.fail(e.error.code, e.error.message);
     } else if (e.__typename === 'EditCancelled') {
       this.finish();
       this.setState('CANCELLED', 'Cancelled');
@@ -687,7 +657,7 @@ class JobCard {
     if (this.done) return;
     this.cancel.disabled = true;
     try {
-      await graphql('mutation($id: ID!) { cancelEditJob(id: $id) { id status } }', { id: this.id });
+      await graphql(PageCancelEditJobDocument, { id: this.id });
     } catch (err) {
       this.detail.textContent = `Could not cancel: ${(err as Error).message}`;
       this.cancel.disabled = false;

@@ -11,7 +11,7 @@ import { parseDiffusersJson } from './diffusersJson.js';
 import type { EditSchedulerName } from './schedulers/types.js';
 import { EDIT_SCHEDULER_NAMES } from './schedulers/types.js';
 import { parseFlowMatchSchedulerConfig } from './schedulers/flowMatchEuler.js';
-import { PIPELINE_FAMILIES, familyForPipelineClass } from './pipelines/index.js';
+import { PIPELINE_FAMILIES, familyForPipelineClass, familyForPipelineClassAndChannels } from './pipelines/index.js';
 import type { PipelineFamilyDef } from './pipelines/index.js';
 import { readOnnxSignature } from './onnxSignature.js';
 import { COMPONENTS, componentFile } from './components.js';
@@ -96,6 +96,10 @@ export interface ModelSpec {
   defaults: ModelDefaults;
   limits: ModelLimits;
   memory: MemoryProfile;
+  /**
+   * Latent→RGB factors for previews: edit-server.json's, SD 1.5's for 4 channels, else null until
+   * the model loads, when they are fitted to its VAE encoder (previewFit.ts, in the loading thread).
+   */
   preview: PreviewProjection | null;
   /** Each component's model.onnx, and the tokenizer folders in text-encoder order. */
   paths: Partial<Record<Component, string>> & { tokenizerDir: string; tokenizerDirs: string[] };
@@ -142,11 +146,11 @@ export function familyFromModelIndex(index: Record<string, unknown>, unetInChann
       `model_index.json _class_name "${className}" is not a supported pipeline (${PIPELINE_FAMILIES.map((f) => f.describe).join(', ')})`,
     );
   }
-  const expected = family.unetInChannels(latentChannels);
-  if (unetInChannels !== expected) {
-    throw new ModelFolderError(`${family.describe} needs a UNet with ${expected} input channels; the UNet has ${unetInChannels}`);
+  const byChannels = familyForPipelineClassAndChannels(className, unetInChannels, latentChannels);
+  if (!byChannels) {
+    throw new ModelFolderError(`${family.describe} needs a UNet with ${family.unetInChannels(latentChannels)} input channels; the UNet has ${unetInChannels}`);
   }
-  return family;
+  return byChannels;
 }
 
 function parseDefaults(raw: unknown, base: ModelDefaults, dir: string): ModelDefaults {
@@ -219,9 +223,10 @@ function readFolder(dir: string, id: string): ModelSpec {
   };
   const latentChannels = num(vaeConfig, 'latent_channels', fixedDim(signatures.vaeDecoder!, 'latent_sample', 1) ?? 4);
   const blocks = Array.isArray(vaeConfig?.block_out_channels) ? (vaeConfig.block_out_channels as unknown[]).length : 4;
+  // Transformers: their config's `in_channels` (SD3 inpainting: 16 or 33; FLUX: packed 64).
   const unetInChannels = signatures.unet
     ? num(unetConfig, 'in_channels', fixedDim(signatures.unet, 'sample', 1) ?? byClass.unetInChannels(latentChannels))
-    : byClass.unetInChannels(latentChannels);
+    : num(readJson(dir, 'transformer/config.json', false), 'in_channels', byClass.unetInChannels(latentChannels));
   const pipeline = familyFromModelIndex(index, unetInChannels, latentChannels);
   const exportInfo = recogniseExport(pipelineClass, pipeline, signatures);
   const family = pipeline.kind;

@@ -6,6 +6,7 @@
  */
 import { cpus } from 'node:os';
 import ort from 'onnxruntime-node';
+import { fitPreviewProjection } from './previewFit.js';
 import type { ModelSpec } from './modelFolder.js';
 import { ModelFolderError } from './modelFolder.js';
 import { fromFloat16, toFloat16 } from './tensor.js';
@@ -262,7 +263,7 @@ export async function openModelSessions(spec: ModelSpec, config: SessionConfig):
       return toFloat32(tensor);
     });
   };
-  return {
+  const sessions: ModelSessions = {
     spec,
     provider,
     stats,
@@ -277,4 +278,14 @@ export async function openModelSessions(spec: ModelSpec, config: SessionConfig):
       await Promise.all([...opened.values()].map((s) => s.session.release()));
     },
   };
+  // Models without latent→RGB factors (16-channel VAEs) get a projection fitted to their own VAE
+  // (previewFit.ts); a VAE that cannot encode the fit's images leaves the model without previews.
+  if (spec.preview === null && opened.has('vaeEncoder')) {
+    try {
+      spec.preview = await fitPreviewProjection(sessions);
+    } catch (err) {
+      config.log?.(`model ${spec.id}: no latent previews (fitting them to the VAE failed: ${(err as Error).message.split('\n')[0]})`);
+    }
+  }
+  return sessions;
 }

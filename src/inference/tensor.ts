@@ -18,19 +18,9 @@ export function concatBatches(parts: readonly Float32Array[], into?: Float32Arra
 }
 
 /**
- * Builds the UNet input of InstructPix2Pix: for each batch item, its noisy latents (C channels)
- * followed by its image latents (C channels) along the channel axis.
- */
-export function concatChannels(noisy: Float32Array, image: Float32Array, batch: number, channels: number, pixels: number, out?: Float32Array): Float32Array {
-  const result = out ?? new Float32Array(batch * 2 * channels * pixels);
-  writeChannelHalf(noisy, result, 0, batch, channels, pixels);
-  writeChannelHalf(image, result, 1, batch, channels, pixels);
-  return result;
-}
-
-/**
  * Writes `src` ([B, C, h, w]) into half `half` (0 = first C channels, 1 = last C) of each item of
- * `out` ([B, 2C, h, w]): one side of `concatChannels`, for when the other side does not change.
+ * `out` ([B, 2C, h, w]): InstructPix2Pix's UNet input is noisy latents (half 0) then image latents
+ * (half 1) per item; each side is written when it changes.
  */
 export function writeChannelHalf(src: Float32Array, out: Float32Array, half: 0 | 1, batch: number, channels: number, pixels: number): Float32Array {
   const item = channels * pixels;

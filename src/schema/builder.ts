@@ -10,7 +10,7 @@ export interface GraphQLContext {
   /** Jobs as the caller may see them: another tenant's job is answered as an unknown id. */
   jobs: JobAccess;
   edits: EditService;
-  /** Who is calling (admitted once per HTTP request or graphql-ws connection, src/server/admission.ts). */
+  /** Who is calling (admitted once per HTTP request or graphql-ws connection: src/server/useAdmission.ts, websocket.ts). */
   principal: Viewer;
 }
 

@@ -7,6 +7,7 @@ import { GraphQLError } from 'graphql';
 import type { Logger } from 'pino';
 import { HTTP_STATUS, ServiceError, toServiceError, type ErrorCode } from '../errors.js';
 import { InferenceError } from '../inference/errors.js';
+import { withoutSuggestions } from './hardening.js';
 
 /** Yoga's own HTTP-level errors (CSRF, body size) carry a status but no code. */
 const STATUS_CODE: Record<number, string> = { 401: 'UNAUTHENTICATED', 403: 'FORBIDDEN', 413: 'PAYLOAD_TOO_LARGE' };
@@ -48,4 +49,39 @@ export function logRequestError(log: Logger, code: string, message: string): voi
   const status = HTTP_STATUS[code as ErrorCode] ?? 400;
   const level = code === 'UNAUTHENTICATED' || status >= 500 ? 'warn' : 'info';
   log[level]({ code, error: message }, 'request error');
+}
+
+export interface ErrorMasker {
+  /** A GraphQL error as a client sees it over HTTP and SSE (Yoga's maskError), logged once unless `logged` is false. */
+  http(err: unknown, logged?: boolean): Error;
+  /** The same over graphql-ws, without Yoga's HTTP-only `extensions.http` (status hints for its HTTP responses). */
+  ws(err: unknown, logged?: boolean): GraphQLError;
+}
+
+/**
+ * Every GraphQL error a client sees, over HTTP, SSE and graphql-ws, goes through here, and is
+ * logged here once (validation errors, which Yoga does not mask, by yoga.ts's useValidationLog).
+ */
+export function createErrorMasker(options: { fieldSuggestions: boolean; log: Logger }): ErrorMasker {
+  const logError = (err: unknown): void => options.log.error({ err }, 'internal error');
+  const http = (err: unknown, logged = true): Error => {
+    let masked = maskGraphQLError(err, logError);
+    // Yoga's own body/file-size errors say REQUEST_ENTITY_TOO_LARGE: the API's code is PAYLOAD_TOO_LARGE.
+    if (masked instanceof GraphQLError && masked.extensions?.code === 'REQUEST_ENTITY_TOO_LARGE') {
+      masked = new GraphQLError(masked.message, { nodes: masked.nodes, path: masked.path, extensions: { ...masked.extensions, code: 'PAYLOAD_TOO_LARGE' } });
+    }
+    masked = options.fieldSuggestions ? masked : withoutSuggestions(masked);
+    const code = (masked as GraphQLError).extensions?.code;
+    if (logged && code !== 'INTERNAL') logRequestError(options.log, String(code), masked.message);
+    return masked;
+  };
+  return {
+    http,
+    ws(err, logged = true) {
+      const masked = http(err, logged);
+      if (!(masked instanceof GraphQLError) || !masked.extensions?.http) return masked as GraphQLError;
+      const { http: _http, ...extensions } = masked.extensions;
+      return new GraphQLError(masked.message, { nodes: masked.nodes, source: masked.source, positions: masked.positions, path: masked.path, extensions });
+    },
+  };
 }

@@ -166,18 +166,14 @@ export function pickEncoding(acceptEncoding: string | undefined): Encoding {
 }
 
 /**
- * Serves `/graphiql-assets/<hash>/<name>`; false for other paths. An old hash (a page cached
- * across a server upgrade) gets 404, so a stale page never mixes versions.
+ * Serves `/graphiql-assets/<hash>/<name>` (GET, HEAD); false for anything else, which the caller
+ * answers 404, an old hash included (a page cached across a server upgrade), so a stale page never
+ * mixes versions.
  */
 export async function serveGraphiQLAsset(pathname: string, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
   if (!pathname.startsWith(GRAPHIQL_ASSETS_ROOT)) return false;
   const asset = pathname.startsWith(PREFIX) ? ASSETS[pathname.slice(PREFIX.length)] : undefined;
-  if (!asset || (req.method !== 'GET' && req.method !== 'HEAD')) {
-    const body = JSON.stringify({ error: { code: 'NOT_FOUND', message: `no GraphiQL asset at ${pathname}` } });
-    res.writeHead(404, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
-    res.end(body);
-    return true;
-  }
+  if (!asset || (req.method !== 'GET' && req.method !== 'HEAD')) return false;
   const etag = `"${GRAPHIQL_ASSETS_VERSION}"`;
   const headers: Record<string, string> = {
     'content-type': asset.type,

@@ -1,6 +1,6 @@
 /**
  * GraphQL-level hardening, as Yoga/envelop plugins so that the same rules run for HTTP, SSE and
- * graphql-ws (app.ts validates websocket operations through yoga.getEnveloped()):
+ * graphql-ws (websocket.ts validates websocket operations through yoga.getEnveloped()):
  *
  *  - document limits from graphql-armor: depth, cost, aliases, directives (validation rules) and
  *    tokens (a counting parser that stops at the limit);
@@ -39,7 +39,7 @@ export function useGraphQLLimits(config: LimitsConfig): Plugin {
     maxAliases: { n: config.graphqlMaxAliases, ...reject },
     maxDirectives: { n: config.graphqlMaxDirectives, ...reject },
     // The token limit lives in the parser: throwing there stops a huge document early, and a parse
-    // error is an ordinary syntax error for Yoga (400) and for app.ts's websocket path.
+    // error is an ordinary syntax error for Yoga (400) and for websocket.ts.
     maxTokens: { n: config.graphqlMaxTokens },
   }) as Plugin;
 }
@@ -80,7 +80,7 @@ export function withoutSuggestions<E extends Error>(error: E): E {
   return new Error(stripSuggestions(error.message)) as E;
 }
 
-/** Hides schema names leaked through suggestions in validation errors (coercion errors: app.ts maskError). */
+/** Hides schema names leaked through suggestions in validation errors (coercion errors: errorMapping.ts createErrorMasker). */
 export function useFieldSuggestions(enabled: boolean): Plugin {
   if (enabled) return {};
   return {

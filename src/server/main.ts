@@ -1,7 +1,8 @@
 /** `npm start`: serve the API on the configured (default: built-in) models. */
 import { pino } from 'pino';
 import { ConfigError, isLoopback, loadConfig } from './config.js';
-import { engineConfig, LOG_REDACT, redisWorkerConfig, startServer } from './app.js';
+import { startServer } from './app.js';
+import { engineConfig, LOG_REDACT, redisWorkerConfig } from './services.js';
 import { InferenceEngine } from '../inference/engine.js';
 import { startRedisWorker } from '../jobs/redisWorker.js';
 import { summarizeModel } from '../inference/modelSummary.js';

@@ -16,9 +16,10 @@
  *    block (up to an hour). A blocked IP gets 429 without its credentials being checked, so a
  *    password guess is never answered while blocked.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { ServiceError } from '../errors.js';
 import type { Authenticator, Principal } from './auth.js';
 
 export const RATE_LIMITED_MESSAGE = 'rate limit exceeded: too many requests';
@@ -139,25 +140,12 @@ export function clientIp(req: Pick<IncomingMessage, 'headers' | 'socket'>, trust
   return req.socket.remoteAddress ?? 'unknown';
 }
 
-/** Answers a refused HTTP request: 401 with the challenge, or 429 with Retry-After, in the endpoint's error shape. */
-export function sendRefusal(res: ServerResponse, refusal: Exclude<Admission, { ok: true }>, options: { pathname: string; challenge: string }): void {
-  const rest = options.pathname.startsWith('/v1/');
-  const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8' };
-  let body: unknown;
-  if (refusal.status === 401) {
-    headers['www-authenticate'] = options.challenge;
-    body = rest
-      ? { error: { message: refusal.message, type: 'invalid_request_error', code: refusal.code } }
-      : { errors: [{ message: refusal.message, extensions: { code: refusal.code } }] };
-  } else {
-    headers['retry-after'] = String(refusal.retryAfterSeconds);
-    body = rest
-      ? { error: { message: refusal.message, type: 'rate_limit_error', code: refusal.code } }
-      : { errors: [{ message: refusal.message, extensions: { code: refusal.code, retryAfterSeconds: refusal.retryAfterSeconds } }] };
-  }
-  const text = JSON.stringify(body);
-  headers['content-length'] = String(Buffer.byteLength(text));
-  // Any body still arriving is discarded by node (not buffered) once the response has been sent.
-  res.writeHead(refusal.status, headers);
-  res.end(text);
+/** A refusal as the coded error every transport answers with (429: with its Retry-After). */
+export function refusalError(refusal: Exclude<Admission, { ok: true }>): ServiceError {
+  return new ServiceError(refusal.code, refusal.message, refusal.status === 429 ? { retryAfterSeconds: refusal.retryAfterSeconds } : {});
+}
+
+/** The headers of a refused HTTP request beyond Retry-After: a 401 carries the challenge. */
+export function refusalHeaders(refusal: Exclude<Admission, { ok: true }>, challenge: string): Record<string, string> {
+  return refusal.status === 401 ? { 'www-authenticate': challenge } : {};
 }

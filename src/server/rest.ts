@@ -23,8 +23,8 @@ import type { ModelSpec } from '../inference/modelFolder.js';
 import type { EditService, UploadLimits, UploadedFile } from '../jobs/editService.js';
 import type { JobEvent, JobSnapshot } from '../jobs/types.js';
 import type { JobAccess, Viewer } from '../jobs/access.js';
-import { HTTP_STATUS, ServiceError, toServiceError, type ErrorCode } from '../errors.js';
-import { logRequestError } from './errorMapping.js';
+import { ServiceError, type ErrorCode } from '../errors.js';
+import { openAIError, sendError } from './errorReply.js';
 
 export interface RestDeps {
   engine: InferenceEngine;
@@ -77,30 +77,6 @@ const KNOWN = new Set([
   'stream',
   'partial_images',
 ]);
-
-function sendError(res: ServerResponse, err: unknown, log: Logger): void {
-  const e = toServiceError(err);
-  if (e.code === 'INTERNAL') log.error({ err }, 'internal error in /v1/images/edits');
-  else logRequestError(log, e.code, e.message);
-  const status = HTTP_STATUS[e.code];
-  const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8' };
-  if (e.details.retryAfterSeconds) headers['retry-after'] = String(e.details.retryAfterSeconds);
-  if (res.headersSent) {
-    res.end();
-    return;
-  }
-  res.writeHead(status, headers);
-  res.end(
-    JSON.stringify({
-      error: {
-        message: e.message,
-        type: status >= 500 ? 'server_error' : 'invalid_request_error',
-        param: err instanceof RestError ? err.param : null,
-        code: e.code,
-      },
-    }),
-  );
-}
 
 /** The request body as a web stream that errors with 413 past `limit` bytes (never buffered whole). */
 function limitedBody(req: IncomingMessage, limit: number): ReadableStream<Uint8Array> {
@@ -262,9 +238,7 @@ function terminalError(e: JobEvent): ServiceError | null {
 
 export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, deps: RestDeps): Promise<void> {
   if (req.method !== 'POST') {
-    res.setHeader('allow', 'POST');
-    res.writeHead(405, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ error: { message: 'use POST with multipart/form-data', type: 'invalid_request_error', param: null, code: 'BAD_USER_INPUT' } }));
+    sendError(res, 'openai', new RestError('BAD_USER_INPUT', 'use POST with multipart/form-data'), deps.log, { status: 405, headers: { allow: 'POST' } });
     return;
   }
   let job: JobSnapshot | null = null;
@@ -334,7 +308,7 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
     throw new ServiceError('INTERNAL', 'the job ended without a result');
   } catch (err) {
     finished = true;
-    sendError(res, err, deps.log);
+    sendError(res, 'openai', err, deps.log, { param: err instanceof RestError ? err.param : null });
   }
 }
 
@@ -389,7 +363,7 @@ async function streamEvents(res: ServerResponse, deps: RestDeps, job: JobSnapsho
       }
     } else {
       const failure = terminalError(e);
-      if (failure) send('error', { type: 'error', error: { message: failure.message, type: 'invalid_request_error', code: failure.code } });
+      if (failure) send('error', { type: 'error', error: openAIError(failure) });
     }
   }
   res.end();

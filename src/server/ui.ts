@@ -1,12 +1,13 @@
 /**
  * The live progress page at `/`: static HTML/CSS/icon from `ui/` (with the scheduler options
- * filled in from SCHEDULER_NAMES), and `ui/app.ts` compiled to browser JavaScript by esbuild on
- * first request (cached). No CDN: it works offline.
+ * filled in from SCHEDULER_NAMES), and `ui/app.ts` bundled by esbuild with what it imports
+ * (graphql-ws's client, the codegen-typed operations of ui/generated/graphql.ts) on first request
+ * (cached). No CDN: it works offline.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { transformSync } from 'esbuild';
+import { buildSync } from 'esbuild';
 import { PROJECT_ROOT } from '../config.js';
 import { SCHEDULER_NAMES } from '../inference/schedulers/types.js';
 
@@ -26,8 +27,8 @@ function asset(pathname: string): { body: string; type: string } | null {
   else if (pathname === '/ui/favicon.svg' || pathname === '/favicon.ico')
     entry = { body: readFileSync(join(UI_DIR, 'favicon.svg'), 'utf8'), type: 'image/svg+xml' };
   else if (pathname === '/ui/app.js') {
-    const source = readFileSync(join(UI_DIR, 'app.ts'), 'utf8');
-    entry = { body: transformSync(source, { loader: 'ts', format: 'esm', target: 'es2020' }).code, type: 'text/javascript; charset=utf-8' };
+    const bundle = buildSync({ entryPoints: [join(UI_DIR, 'app.ts')], bundle: true, write: false, format: 'esm', platform: 'browser', target: 'es2020' });
+    entry = { body: bundle.outputFiles[0]!.text, type: 'text/javascript; charset=utf-8' };
   }
   if (entry) cache.set(pathname, entry);
   return entry;

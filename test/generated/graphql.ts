@@ -164,7 +164,7 @@ export type Model = {
   exporter: Scalars['String']['output'];
   id: Scalars['ID']['output'];
   isDefault: Scalars['Boolean']['output'];
-  /** The pipeline family: instruct-pix2pix, img2img, inpaint, sdxl-img2img, sdxl-inpaint, flux-img2img, flux-kontext, sd3-img2img. */
+  /** The pipeline family: instruct-pix2pix, img2img, inpaint, sdxl-img2img, sdxl-inpaint, flux-img2img, flux-kontext, sd3-img2img, sd3-inpaint. */
   kind: Scalars['String']['output'];
   limits: ModelLimits;
   /** How `masks` are applied: 'unet-mask-channels' (an inpainting UNet takes the mask and masked image) or 'latent-blend' (the latents outside the mask are reset to the input's after every step, as diffusers does with other UNets). */

@@ -67,3 +67,11 @@ export async function leftHalfMask(width: number, height: number, value = 255): 
     .png()
     .toBuffer();
 }
+
+/** The mean RGB of an encoded image. */
+export async function meanColour(bytes: Uint8Array): Promise<Rgb> {
+  const { data } = await rawPixels(bytes);
+  const sum = [0, 0, 0];
+  for (let i = 0; i < data.length; i++) sum[i % 3]! += data[i]!;
+  return sum.map((s) => s / (data.length / 3)) as Rgb;
+}

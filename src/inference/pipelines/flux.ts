@@ -14,13 +14,17 @@
  *   true CFG (`trueCfgScale` > 1 and a negative prompt) runs the negative prompt in the same
  *   batch, v = v_neg + s·(v_pos − v_neg), as FluxPipeline does.
  *
- * Masks are not implemented for FLUX and are refused.
+ * - masks (img2img only; refused on Kontext): latent blending in the packed layout, as diffusers'
+ *   FluxInpaintPipeline does for FLUX.1's 64-channel transformer: after every step the tokens
+ *   outside the mask become the input's packed latents noised to the next σ (the input's latents
+ *   after the last step). Outside the mask the runner composites the input back.
  */
 import { InferenceError } from '../errors.js';
 import type { ModelDefaults, ModelSpec } from '../modelFolder.js';
 import { calculateShift, flowImg2ImgBeginIndex, fluxSigmas, parseFlowMatchSchedulerConfig } from '../schedulers/flowMatchEuler.js';
-import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams, StepInfo } from './common.js';
-import { denoiseLatents, drawNoise, encodeImages, generatorsFor, latentShapeFor } from './common.js';
+import type { Scheduler } from '../schedulers/types.js';
+import type { MaskBlend, PipelineContext, PipelineHooks, PipelineItem, PipelineParams, StepInfo } from './common.js';
+import { denoiseLatents, drawNoise, encodeImages, generatorsFor, latentMask, latentShapeFor } from './common.js';
 import type { LatentShape } from './common.js';
 import type { EditShape, PipelineFamilyDef } from './family.js';
 
@@ -139,11 +143,44 @@ export function isKontext(spec: Pick<ModelSpec, 'pipelineClass'>): boolean {
 }
 
 function refuseMasks(spec: ModelSpec, masks: boolean): void {
-  if (masks)
+  if (masks && isKontext(spec))
     throw new InferenceError(
       'BAD_USER_INPUT',
-      `model ${spec.id} (${spec.pipeline.describe}) does not take masks: masked edits are not implemented for FLUX; send no mask, or use a Stable Diffusion model`,
+      `model ${spec.id} (${spec.pipeline.describe}) does not take masks: masked edits are not implemented for FLUX Kontext; send no mask, or use a FLUX img2img or Stable Diffusion model`,
     );
+}
+
+/**
+ * `maskBlend` in the packed layout: each masked item's kept latent cells (`latentMask` 0), packed
+ * as its latents are, reset after step `index` to `packedImage` noised to the next σ.
+ */
+function packedMaskBlend(
+  scheduler: Scheduler,
+  timesteps: ArrayLike<number>,
+  items: readonly PipelineItem[],
+  params: PipelineParams,
+  shape: LatentShape,
+  packedImage: Float32Array,
+  noise: Float32Array,
+): MaskBlend | null {
+  if (!items.some((i) => i.mask)) return null;
+  const pixels = shape.height * shape.width;
+  const itemSize = shape.channels * pixels;
+  const keep = items.map((i) => {
+    if (!i.mask) return null;
+    const cells = latentMask(i.mask, params.width, params.height, shape);
+    const tiled = new Float32Array(itemSize);
+    for (let c = 0; c < shape.channels; c++) tiled.set(cells, c * pixels);
+    return packLatents(tiled, 1, shape);
+  });
+  return (latents, index) => {
+    const known = index === timesteps.length - 1 ? packedImage : scheduler.addNoise(packedImage, noise, timesteps[index + 1]!);
+    keep.forEach((m, b) => {
+      if (!m) return;
+      const base = b * itemSize;
+      for (let k = 0; k < itemSize; k++) if (m[k] === 0) latents[base + k] = known[base + k]!;
+    });
+  };
 }
 
 /** Whether this edit runs true CFG (diffusers: true_cfg_scale > 1 and a negative prompt given). */
@@ -273,7 +310,8 @@ async function runFlux(ctx: PipelineContext, items: readonly PipelineItem[], par
       }),
   };
   const packedShape: LatentShape = { channels: cp, height: tokens, width: 1 };
-  const final = await denoiseLatents(scheduler, timesteps, latents, predict, generators, packedShape, stepHooks, ctx.scratch);
+  const blend = kontext ? null : packedMaskBlend(scheduler, timesteps, items, params, shape, packedImage, noise);
+  const final = await denoiseLatents(scheduler, timesteps, latents, predict, generators, packedShape, stepHooks, ctx.scratch, blend);
 
   const z = unpackLatents(final, batch, shape, ctx.scratch.floats(batch * itemSize));
   for (let k = 0; k < z.length; k++) z[k] = z[k]! / scalingFactor + shiftFactor;
@@ -326,7 +364,7 @@ function flowImg2ImgBeginIndexSafe(steps: number, strength: number): number {
   }
 }
 
-/** FLUX.1 [dev]/[schnell] driven as img2img (text-to-image folders are served this way too). */
-export const fluxImg2Img = fluxFamily('flux-img2img', 'FLUX img2img', /^(ORT)?Flux(Img2Img)?Pipeline$/, false);
+/** FLUX.1 [dev]/[schnell] driven as img2img (text-to-image and inpainting folders are served this way too). */
+export const fluxImg2Img = fluxFamily('flux-img2img', 'FLUX img2img', /^(ORT)?Flux(Img2Img|Inpaint)?Pipeline$/, false);
 /** FLUX.1 Kontext: the input image is the reference, its tokens appended to the sequence. */
 export const fluxKontext = fluxFamily('flux-kontext', 'FLUX Kontext', /^(ORT)?FluxKontextPipeline$/, true);

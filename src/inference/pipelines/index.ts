@@ -5,7 +5,7 @@ import { img2img } from './img2img.js';
 import { inpaint } from './inpaint.js';
 import { sdxlImg2Img, sdxlInpaint } from './sdxl.js';
 import { fluxImg2Img, fluxKontext } from './flux.js';
-import { sd3Img2Img } from './sd3.js';
+import { sd3Img2Img, sd3Inpaint } from './sd3.js';
 
 export const PIPELINE_FAMILIES: readonly PipelineFamilyDef[] = [
   instructPix2Pix,
@@ -16,17 +16,21 @@ export const PIPELINE_FAMILIES: readonly PipelineFamilyDef[] = [
   fluxImg2Img,
   fluxKontext,
   sd3Img2Img,
+  sd3Inpaint,
 ];
 
 export type { PipelineFamilyDef } from './family.js';
 
-export function familyByKind(kind: string): PipelineFamilyDef {
-  const family = PIPELINE_FAMILIES.find((f) => f.kind === kind);
-  if (!family) throw new Error(`unknown pipeline family "${kind}"`);
-  return family;
-}
-
-/** The family serving a model_index.json `_class_name`, or null. */
+/** The first family serving a model_index.json `_class_name`, or null. */
 export function familyForPipelineClass(className: string): PipelineFamilyDef | null {
   return PIPELINE_FAMILIES.find((f) => f.pipelineClasses.test(className)) ?? null;
+}
+
+/**
+ * The family serving `className` whose denoiser takes `inChannels` for a VAE with
+ * `latentChannels` (diffusers' StableDiffusion3InpaintPipeline runs 16- and 33-channel
+ * transformers differently); null when none does.
+ */
+export function familyForPipelineClassAndChannels(className: string, inChannels: number, latentChannels: number): PipelineFamilyDef | null {
+  return PIPELINE_FAMILIES.find((f) => f.pipelineClasses.test(className) && f.unetInChannels(latentChannels) === inChannels) ?? null;
 }

@@ -14,7 +14,7 @@ import { SD_COMPONENTS, SD_UNET_INPUTS } from './family.js';
 import { img2imgDenoiseSteps } from './img2img.js';
 
 /** The binarised mask at latent size, nearest-neighbour (pixel at each cell's top-left + half). */
-function latentMaskNearest(mask: Float32Array | null, params: PipelineParams, shape: LatentShape): Float32Array {
+export function latentMaskNearest(mask: Float32Array | null, params: PipelineParams, shape: LatentShape): Float32Array {
   const out = new Float32Array(shape.height * shape.width);
   if (!mask) return out.fill(1);
   const fx = params.width / shape.width;
@@ -23,6 +23,25 @@ function latentMaskNearest(mask: Float32Array | null, params: PipelineParams, sh
     for (let x = 0; x < shape.width; x++) out[y * shape.width + x] = mask[Math.floor(y * fy) * params.width + Math.floor(x * fx)]! >= 0.5 ? 1 : 0;
   }
   return out;
+}
+
+/** The input with the edited region (mask ≥ 0.5; all of it without a mask) set to mid-grey, 0 in the VAE's range. */
+export function maskedImage(image: Float32Array, mask: Float32Array | null): Float32Array {
+  const n = image.length / 3;
+  const masked = Float32Array.from(image);
+  for (let k = 0; k < n; k++) if (!mask || mask[k]! >= 0.5) masked[k] = masked[n + k] = masked[2 * n + k] = 0.5;
+  return masked;
+}
+
+/** The distinct (image, mask) pairs of `items`, and each item's pair index. */
+export function distinctImageMasks(items: readonly PipelineItem[]): { pairs: PipelineItem[]; pairOf: number[] } {
+  const pairs: PipelineItem[] = [];
+  const pairOf = items.map((i) => {
+    let k = pairs.findIndex((p) => p.image === i.image && p.mask === i.mask);
+    if (k < 0) k = pairs.push(i) - 1;
+    return k;
+  });
+  return { pairs, pairOf };
 }
 
 /** The inpainting run for a family's text conditioning. */
@@ -39,18 +58,8 @@ export function inpaintRun(condition: Conditioner): PipelineFamilyDef['run'] {
     const { embeds, extra } = await condition(ctx, items, params, guided);
 
     // One masked image per distinct (image, mask): the edited region set to mid-grey (0 in the VAE's range).
-    const pairs: PipelineItem[] = [];
-    const pairOf = items.map((i) => {
-      let k = pairs.findIndex((p) => p.image === i.image && p.mask === i.mask);
-      if (k < 0) k = pairs.push(i) - 1;
-      return k;
-    });
-    const n = params.width * params.height;
-    const maskedImages = pairs.map((p) => {
-      const masked = Float32Array.from(p.image);
-      for (let k = 0; k < n; k++) if (!p.mask || p.mask[k]! >= 0.5) masked[k] = masked[n + k] = masked[2 * n + k] = 0.5;
-      return masked;
-    });
+    const { pairs, pairOf } = distinctImageMasks(items);
+    const maskedImages = pairs.map((p) => maskedImage(p.image, p.mask));
     const maskedLatents = (await encodeImages(ctx, maskedImages, params, shape, false)).map((e) => scaleInPlace(e.mean, scalingFactor));
     const latentMasks = pairs.map((p) => latentMaskNearest(p.mask, params, shape));
 

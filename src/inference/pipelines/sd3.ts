@@ -1,6 +1,6 @@
 /**
- * Stable Diffusion 3 / 3.5 img2img (diffusers' StableDiffusion3Img2ImgPipeline) on optimum's ONNX
- * export:
+ * Stable Diffusion 3 / 3.5 img2img and inpainting (diffusers' StableDiffusion3Img2ImgPipeline and
+ * StableDiffusion3InpaintPipeline) on optimum's ONNX export:
  *
  * - prompts: CLIP-L and CLIP-G (CLIPTextModelWithProjection exported with `hidden_states.N`): the
  *   penultimate hidden states (`hidden_states[-2]`) of both, concatenated on the feature axis and
@@ -12,15 +12,19 @@
  * - classifier-free guidance when guidanceScale > 1, rows [negative, prompt], the negative prompt
  *   "" when none is given (as diffusers).
  *
- * Masks (SD3 inpainting) are not implemented here and are refused.
+ * - masks: with a 16-channel transformer the latents outside the mask are reset to the input's,
+ *   noised to the next σ, after every step (`maskBlend`); a 33-channel inpainting transformer
+ *   takes the mask and the masked image's latents as extra channels. Outside the mask the runner
+ *   composites the input back.
  */
 import { InferenceError } from '../errors.js';
-import type { ModelDefaults, ModelSpec } from '../modelFolder.js';
+import type { ModelDefaults } from '../modelFolder.js';
 import { calculateShift, flowImg2ImgBeginIndex, imageSeqLen, parseFlowMatchSchedulerConfig } from '../schedulers/flowMatchEuler.js';
 import { classifierFreeGuidance } from '../tensor.js';
-import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams } from './common.js';
-import { decodeLatents, denoiseLatents, drawNoise, encodeImages, generatorsFor, latentShapeFor } from './common.js';
+import type { LatentShape, PipelineContext, PipelineItem, PipelineParams } from './common.js';
+import { decodeLatents, denoiseLatents, drawNoise, encodeImages, generatorsFor, latentShapeFor, maskBlend } from './common.js';
 import type { PipelineFamilyDef } from './family.js';
+import { distinctImageMasks, latentMaskNearest, maskedImage } from './inpaint.js';
 
 /** diffusers' StableDiffusion3Img2ImgPipeline defaults: 28 steps, guidance 7, T5 256 tokens; strength 0.6. */
 const SD3_DEFAULTS: ModelDefaults = {
@@ -95,107 +99,149 @@ async function encodeSd3Prompts(ctx: PipelineContext, prompts: readonly string[]
   ctx.embeddings.set(`sd3-shape\u0000${length}`, Float32Array.of(rows, width, l.pooledWidth + g.pooledWidth));
 }
 
-async function runSd3(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, hooks: PipelineHooks): Promise<Float32Array[]> {
-  const spec = ctx.sessions.spec;
-  if (items.some((i) => i.mask)) refuseMasks(spec, true);
-  const batch = items.length;
-  const shape = latentShapeFor(ctx, params);
-  const itemSize = shape.channels * shape.height * shape.width;
-  const guided = params.guidanceScale > 1;
-  const length = params.maxSequenceLength ?? SD3_DEFAULTS.maxSequenceLength!;
-  const prompts = items.map((i) => i.prompt);
-  await encodeSd3Prompts(ctx, guided ? [...prompts, params.negativePrompt] : prompts, length);
-  const [seq, width, pooledWidth] = Array.from(ctx.embeddings.get(`sd3-shape\u0000${length}`)!) as [number, number, number];
-  const rowPrompts = guided ? [...items.map(() => params.negativePrompt), ...prompts] : prompts;
-  const rows = rowPrompts.length;
-  const text = new Float32Array(rows * seq * width);
-  const pooled = new Float32Array(rows * pooledWidth);
-  rowPrompts.forEach((p, r) => {
-    const joint = ctx.embeddings.get(`sd3\u0000${length}\u0000${p}`)!;
-    text.set(joint.subarray(0, seq * width), r * seq * width);
-    pooled.set(joint.subarray(seq * width), r * pooledWidth);
-  });
+/**
+ * The SD3 run. `maskChannels`: a 33-channel inpainting transformer, every row
+ * [latents ‖ mask ‖ masked-image latents]; otherwise (16 channels) masks blend latents after
+ * every step, as diffusers' StableDiffusion3InpaintPipeline does for each.
+ */
+function sd3Run(maskChannels: boolean): PipelineFamilyDef['run'] {
+  return async (ctx, items, params, hooks) => {
+    const spec = ctx.sessions.spec;
+    const batch = items.length;
+    const shape = latentShapeFor(ctx, params);
+    const pixels = shape.height * shape.width;
+    const itemSize = shape.channels * pixels;
+    const guided = params.guidanceScale > 1;
+    const length = params.maxSequenceLength ?? SD3_DEFAULTS.maxSequenceLength!;
+    const prompts = items.map((i) => i.prompt);
+    await encodeSd3Prompts(ctx, guided ? [...prompts, params.negativePrompt] : prompts, length);
+    const [seq, width, pooledWidth] = Array.from(ctx.embeddings.get(`sd3-shape\u0000${length}`)!) as [number, number, number];
+    const rowPrompts = guided ? [...items.map(() => params.negativePrompt), ...prompts] : prompts;
+    const rows = rowPrompts.length;
+    const text = new Float32Array(rows * seq * width);
+    const pooled = new Float32Array(rows * pooledWidth);
+    rowPrompts.forEach((p, r) => {
+      const joint = ctx.embeddings.get(`sd3\u0000${length}\u0000${p}`)!;
+      text.set(joint.subarray(0, seq * width), r * seq * width);
+      pooled.set(joint.subarray(seq * width), r * pooledWidth);
+    });
 
-  const generators = generatorsFor(items);
-  const distinct = [...new Set(items.map((i) => i.image))];
-  const encoded = await encodeImages(ctx, distinct, params, shape, true);
-  const init = ctx.scratch.floats(batch * itemSize);
-  items.forEach((item, b) => {
-    const { mean, std } = encoded[distinct.indexOf(item.image)]!;
-    for (let k = 0; k < itemSize; k++) {
-      const z = std === null ? mean[k]! : mean[k]! + std[k]! * generators[b]!.nextNormal();
-      init[b * itemSize + k] = (z - spec.shiftFactor) * spec.scalingFactor;
-    }
-  });
+    const generators = generatorsFor(items);
+    const distinct = [...new Set(items.map((i) => i.image))];
+    const encoded = await encodeImages(ctx, distinct, params, shape, true);
+    const init = ctx.scratch.floats(batch * itemSize);
+    items.forEach((item, b) => {
+      const { mean, std } = encoded[distinct.indexOf(item.image)]!;
+      for (let k = 0; k < itemSize; k++) {
+        const z = std === null ? mean[k]! : mean[k]! + std[k]! * generators[b]!.nextNormal();
+        init[b * itemSize + k] = (z - spec.shiftFactor) * spec.scalingFactor;
+      }
+    });
 
-  const config = parseFlowMatchSchedulerConfig(spec.schedulerJson);
-  const scheduler = ctx.createScheduler('FLOW_MATCH_EULER');
-  scheduler.setTimesteps(
-    params.steps,
-    config.use_dynamic_shifting ? { mu: calculateShift(imageSeqLen(params.height, params.width, spec.vaeScaleFactor), config) } : {},
-  );
-  const begin = flowImg2ImgBeginIndex(params.steps, params.strength);
-  scheduler.setBeginIndex(begin);
-  const timesteps = scheduler.timesteps.subarray(begin);
-  const noise = drawNoise(generators, itemSize, ctx.scratch.floats(batch * itemSize));
-  const latents = scheduler.addNoise(init, noise, timesteps[0]!);
-
-  const doubled = guided ? ctx.scratch.floats(rows * itemSize) : null;
-  const guidedOut = ctx.scratch.floats(batch * itemSize);
-  const predict = async (x: Float32Array, t: number): Promise<Float32Array> => {
-    if (doubled) {
-      doubled.set(x, 0);
-      doubled.set(x, batch * itemSize);
-    }
-    const out = await ctx.sessions.run(
-      'transformer',
-      {
-        hidden_states: { data: doubled ?? x, dims: [rows, shape.channels, shape.height, shape.width] },
-        encoder_hidden_states: { data: text, dims: [rows, seq, width] },
-        pooled_projections: { data: pooled, dims: [rows, pooledWidth] },
-        timestep: { data: new Float32Array(rows).fill(t), dims: [rows] },
-      },
-      'out_hidden_states',
+    const config = parseFlowMatchSchedulerConfig(spec.schedulerJson);
+    const scheduler = ctx.createScheduler('FLOW_MATCH_EULER');
+    scheduler.setTimesteps(
+      params.steps,
+      config.use_dynamic_shifting ? { mu: calculateShift(imageSeqLen(params.height, params.width, spec.vaeScaleFactor), config) } : {},
     );
-    return guided ? classifierFreeGuidance(out, batch * itemSize, params.guidanceScale, guidedOut) : out;
+    const begin = flowImg2ImgBeginIndex(params.steps, params.strength);
+    scheduler.setBeginIndex(begin);
+    const timesteps = scheduler.timesteps.subarray(begin);
+    const noise = drawNoise(generators, itemSize, ctx.scratch.floats(batch * itemSize));
+    const latents = scheduler.addNoise(init, noise, timesteps[0]!);
+    const blend = maskChannels ? null : maskBlend(scheduler, timesteps, items, params, shape, init, noise);
+
+    // Transformer rows: [negative…, prompt…] when guided; each the latents, then (33 channels) the
+    // item's mask and masked-image latents.
+    const rowChannels = maskChannels ? 2 * shape.channels + 1 : shape.channels;
+    const rowSize = rowChannels * pixels;
+    const input = maskChannels || guided ? ctx.scratch.floats(rows * rowSize) : null;
+    if (maskChannels) {
+      const conditions = await maskConditions(ctx, items, params, shape);
+      for (let r = 0; r < rows; r++) input!.set(conditions[r % batch]!, r * rowSize + itemSize);
+    }
+    const guidedOut = ctx.scratch.floats(batch * itemSize);
+    const predict = async (x: Float32Array, t: number): Promise<Float32Array> => {
+      if (input) for (let r = 0; r < rows; r++) input.set(x.subarray((r % batch) * itemSize, ((r % batch) + 1) * itemSize), r * rowSize);
+      const out = await ctx.sessions.run(
+        'transformer',
+        {
+          hidden_states: { data: input ?? x, dims: [rows, rowChannels, shape.height, shape.width] },
+          encoder_hidden_states: { data: text, dims: [rows, seq, width] },
+          pooled_projections: { data: pooled, dims: [rows, pooledWidth] },
+          timestep: { data: new Float32Array(rows).fill(t), dims: [rows] },
+        },
+        'out_hidden_states',
+      );
+      return guided ? classifierFreeGuidance(out, batch * itemSize, params.guidanceScale, guidedOut) : out;
+    };
+    const final = await denoiseLatents(scheduler, timesteps, latents, predict, generators, shape, hooks, ctx.scratch, blend);
+    // decodeLatents divides by the scaling factor; the shift is added back first.
+    for (let k = 0; k < final.length; k++) final[k] = final[k]! + spec.shiftFactor * spec.scalingFactor;
+    return decodeLatents(ctx, final, batch, shape, params);
   };
-  const final = await denoiseLatents(scheduler, timesteps, latents, predict, generators, shape, hooks, ctx.scratch);
-  // decodeLatents divides by the scaling factor; the shift is added back first.
-  for (let k = 0; k < final.length; k++) final[k] = final[k]! + spec.shiftFactor * spec.scalingFactor;
-  return decodeLatents(ctx, final, batch, shape, params);
 }
 
-function refuseMasks(spec: ModelSpec, masks: boolean): void {
-  if (masks)
-    throw new InferenceError(
-      'BAD_USER_INPUT',
-      `model ${spec.id} (${spec.pipeline.describe}) does not take masks: SD3 inpainting is not implemented; send no mask, or use a Stable Diffusion model`,
-    );
+/**
+ * Per item, the 33-channel transformer's conditioning [mask(1) ‖ masked-image latents(C)]: the mask
+ * binarised at 0.5 and resized nearest-neighbour to latent size, the input with the edited region
+ * set to 0 in the VAE's range (mid-grey), encoded (the mean) and scaled as (z − shift)·scale. An
+ * item without a mask is a mask of the whole image. One encode per distinct (image, mask).
+ */
+async function maskConditions(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, shape: LatentShape): Promise<Float32Array[]> {
+  const spec = ctx.sessions.spec;
+  const { pairs, pairOf } = distinctImageMasks(items);
+  const encoded = await encodeImages(
+    ctx,
+    pairs.map((p) => maskedImage(p.image, p.mask)),
+    params,
+    shape,
+    false,
+  );
+  const pixels = shape.height * shape.width;
+  const conditions = pairs.map((p, k) => {
+    const out = new Float32Array((shape.channels + 1) * pixels);
+    out.set(latentMaskNearest(p.mask, params, shape));
+    const mean = encoded[k]!.mean;
+    for (let j = 0; j < mean.length; j++) out[pixels + j] = (mean[j]! - spec.shiftFactor) * spec.scalingFactor;
+    return out;
+  });
+  return items.map((_, b) => conditions[pairOf[b]!]!);
 }
 
-/** SD3 / SD3.5 pipelines driven as img2img (text-to-image folders are served this way too). */
-export const sd3Img2Img: PipelineFamilyDef = {
-  kind: 'sd3-img2img',
-  describe: 'SD3 img2img',
-  pipelineClasses: /^(ORT)?StableDiffusion3(Img2Img)?Pipeline$/,
-  maskMethod: 'latent-blend',
-  components: ['textEncoder', 'textEncoder2', 'textEncoder3', 'transformer', 'vaeEncoder', 'vaeDecoder'],
-  unetInputs: ['hidden_states', 'encoder_hidden_states', 'pooled_projections', 'timestep'],
-  tokenizers: ['tokenizer', 'tokenizer_2', 'tokenizer_3'],
-  unetInChannels: (latentChannels) => latentChannels,
-  defaults: SD3_DEFAULTS,
-  scheduler: 'FLOW_MATCH_EULER',
-  // SD3 medium's MMDiT: 24 heads over 2×2 patches, joint attention with the 77 + T5 text tokens.
-  memoryDefaults: { unetBytesPerLatentPixel: 24 * 1024, attentionHeads: 24, attentionDownscale: 2, vaeBytesPerPixel: 4 * 1024 },
-  guidanceBranches: (edit) => (edit.guidanceScale > 1 ? 2 : 1),
-  startIndex: (edit) => {
-    try {
-      return flowImg2ImgBeginIndex(edit.steps, edit.strength);
-    } catch {
-      return edit.steps;
-    }
-  },
-  checkEdit: (spec, edit) => refuseMasks(spec, edit.masks),
-  extraAttentionTokens: (spec, edit) => 77 + (edit.maxSequenceLength ?? spec.defaults.maxSequenceLength ?? MAX_T5),
-  run: runSd3,
-};
+const SD3_COMPONENTS: PipelineFamilyDef['components'] = ['textEncoder', 'textEncoder2', 'textEncoder3', 'transformer', 'vaeEncoder', 'vaeDecoder'];
+
+function sd3Family(kind: string, describe: string, pipelineClasses: RegExp, maskChannels: boolean): PipelineFamilyDef {
+  return {
+    kind,
+    describe,
+    pipelineClasses,
+    maskMethod: maskChannels ? 'unet-mask-channels' : 'latent-blend',
+    components: SD3_COMPONENTS,
+    unetInputs: ['hidden_states', 'encoder_hidden_states', 'pooled_projections', 'timestep'],
+    tokenizers: ['tokenizer', 'tokenizer_2', 'tokenizer_3'],
+    unetInChannels: (latentChannels) => (maskChannels ? 2 * latentChannels + 1 : latentChannels),
+    defaults: SD3_DEFAULTS,
+    scheduler: 'FLOW_MATCH_EULER',
+    // SD3 medium's MMDiT: 24 heads over 2×2 patches, joint attention with the 77 + T5 text tokens.
+    memoryDefaults: { unetBytesPerLatentPixel: 24 * 1024, attentionHeads: 24, attentionDownscale: 2, vaeBytesPerPixel: 4 * 1024 },
+    guidanceBranches: (edit) => (edit.guidanceScale > 1 ? 2 : 1),
+    startIndex: (edit) => {
+      try {
+        return flowImg2ImgBeginIndex(edit.steps, edit.strength);
+      } catch {
+        return edit.steps;
+      }
+    },
+    extraAttentionTokens: (spec, edit) => 77 + (edit.maxSequenceLength ?? spec.defaults.maxSequenceLength ?? MAX_T5),
+    run: sd3Run(maskChannels),
+  };
+}
+
+/**
+ * SD3 / SD3.5 pipelines with a 16-channel transformer, driven as img2img (text-to-image and
+ * inpainting folders are served this way too); masks blend latents.
+ */
+export const sd3Img2Img = sd3Family('sd3-img2img', 'SD3 img2img', /^(ORT)?StableDiffusion3(Img2Img|Inpaint)?Pipeline$/, false);
+/** SD3 inpainting with a 33-channel transformer (mask and masked-image latents as input channels). */
+export const sd3Inpaint = sd3Family('sd3-inpaint', 'SD3 inpainting (33-channel transformer)', /^(ORT)?StableDiffusion3InpaintPipeline$/, true);

@@ -1,0 +1,88 @@
+/**
+ * HTTP routes on one node:http listener: /healthz, the progress page, GraphiQL's assets (all
+ * without credentials), /graphql (Yoga, which admits each request itself: useAdmission.ts), and
+ * behind the same admission /metrics and REST's /v1/images/edits. Anything else is 404.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { RedisJobBackend } from '../jobs/redisJobs.js';
+import { ServiceError } from '../errors.js';
+import { errorShapeFor, sendError, sendJson } from './errorReply.js';
+import { GRAPHIQL_ASSETS_ROOT, serveGraphiQLAsset } from './graphiql.js';
+import { clientIp, refusalError, refusalHeaders } from './rateLimit.js';
+import { handleRestEdit } from './rest.js';
+import type { Services } from './services.js';
+import { serveUi } from './ui.js';
+import type { GraphQLServer } from './yoga.js';
+
+const MB = 1024 * 1024;
+
+export interface HttpRoutes {
+  listener(req: IncomingMessage, res: ServerResponse): void;
+  /** /healthz answers 503 "shutting-down" from now on. */
+  shuttingDown(): void;
+}
+
+export function createRoutes(services: Services, yoga: GraphQLServer): HttpRoutes {
+  const { config, log, engine, jobs, admission } = services;
+  let shuttingDown = false;
+
+  async function health(res: ServerResponse): Promise<void> {
+    // Redis mode: unhealthy (503, with the reason) while the job store does not answer.
+    const redisProblem = !shuttingDown && jobs instanceof RedisJobBackend ? await jobs.health() : null;
+    const status = shuttingDown ? 'shutting-down' : redisProblem ? 'redis-unavailable' : 'ok';
+    sendJson(res, status === 'ok' ? 200 : 503, {
+      status,
+      ...(redisProblem ? { reason: redisProblem } : {}),
+      models: engine.models().map((m) => m.id),
+      providers: engine.providers(),
+      warnings: Object.fromEntries(
+        engine
+          .models()
+          .filter((m) => m.warnings.length > 0)
+          .map((m) => [m.id, m.warnings]),
+      ),
+    });
+  }
+
+  async function route(req: IncomingMessage, res: ServerResponse, pathname: string): Promise<void> {
+    if (pathname === '/healthz') return health(res);
+    if ((pathname === '/' || pathname === '/favicon.ico' || pathname.startsWith('/ui/')) && serveUi(pathname, req, res)) return;
+    if (config.graphiql && pathname.startsWith(GRAPHIQL_ASSETS_ROOT)) {
+      if (!(await serveGraphiQLAsset(pathname, req, res))) sendError(res, 'openai', new ServiceError('NOT_FOUND', `no GraphiQL asset at ${pathname}`), log);
+      return;
+    }
+    if (pathname === '/graphql') return yoga.requestListener(req, res);
+    // One decision for every other route: who is calling, failed-auth backoff, the principal's rate limit.
+    const admitted = await admission.admit(req.headers.authorization, clientIp(req, config.trustProxy));
+    if (!admitted.ok) {
+      sendError(res, 'openai', refusalError(admitted), log, {
+        headers: refusalHeaders(admitted, services.auth.challenge),
+        logMessage: `refused ${pathname} (${admitted.status})`,
+      });
+      return;
+    }
+    if (pathname === '/metrics' && req.method === 'GET') return services.metrics.handle(req, res);
+    if (pathname === '/v1/images/edits') {
+      return handleRestEdit(req, res, {
+        engine,
+        jobs: services.access,
+        edits: services.edits,
+        principal: admitted.principal,
+        log,
+        maxBodyBytes: config.maxTotalBytes + MB,
+        uploadLimits: services.edits.limits,
+      });
+    }
+    sendError(res, 'openai', new ServiceError('NOT_FOUND', `no route for ${pathname}`), log);
+  }
+
+  return {
+    listener(req, res) {
+      const pathname = new URL(req.url ?? '/', 'http://localhost').pathname;
+      route(req, res, pathname).catch((err: unknown) => sendError(res, errorShapeFor(pathname), err, log));
+    },
+    shuttingDown() {
+      shuttingDown = true;
+    },
+  };
+}

@@ -1,0 +1,165 @@
+/**
+ * Everything the server does, without transport: the inference engine, the job backend (in
+ * memory, or Redis with REDIS_URL), the Redis worker of ROLE=all, metrics, uploads (EditService),
+ * job ownership, and admission (auth and rate limits). HTTP routes (routes.ts), the Yoga instance
+ * (yoga.ts) and graphql-ws (websocket.ts) are built on top of these; tests build them alone.
+ */
+import { Redis } from 'ioredis';
+import { type Logger, pino } from 'pino';
+import { type EngineConfig, InferenceEngine } from '../inference/engine.js';
+import { JobAccess } from '../jobs/access.js';
+import { EditService } from '../jobs/editService.js';
+import { JobService } from '../jobs/jobService.js';
+import { RedisJobBackend } from '../jobs/redisJobs.js';
+import { type RedisLog, watchRedis } from '../jobs/redisShared.js';
+import { type RedisWorkerConfig, startRedisWorker } from '../jobs/redisWorker.js';
+import type { JobBackend } from '../jobs/types.js';
+import { type Authenticator, createAuthenticator } from './auth.js';
+import type { ServerConfig } from './config.js';
+import { createMetrics, type ServerMetrics } from './metrics.js';
+import { type AdmissionControl, createAdmission } from './rateLimit.js';
+
+/** Fields pino replaces with [Redacted]: credentials never reach the logs. */
+export const LOG_REDACT = ['authorization', '*.authorization'];
+
+export interface Services {
+  config: ServerConfig;
+  log: Logger;
+  engine: InferenceEngine;
+  jobs: JobBackend;
+  /** Jobs as a principal may see them (another tenant's job is an unknown id). */
+  access: JobAccess;
+  edits: EditService;
+  metrics: ServerMetrics;
+  auth: Authenticator;
+  /** The one decision on auth and rate limits for every transport. */
+  admission: AdmissionControl;
+  /** No new jobs; running ones (and ROLE=all's Redis worker) finish within `graceMs`. */
+  drain(graceMs: number): Promise<void>;
+  /** Releases the limit counters' Redis connection and the engine (after drain). */
+  close(): Promise<void>;
+}
+
+export interface ServicesOptions {
+  logger?: Logger;
+  /**
+   * false: the engine reads the model catalogue and runs nothing (what an API process in front of
+   * Redis workers needs; tests of transport and admission). Default: the catalogue-only engine for
+   * ROLE=api with REDIS_URL, else the worker-thread engine.
+   */
+  inference?: boolean;
+}
+
+export async function createServices(config: ServerConfig, options: ServicesOptions = {}): Promise<Services> {
+  const log = options.logger ?? pino({ level: config.logLevel, redact: LOG_REDACT });
+  const auth = createAuthenticator(config);
+  // With auth off the server is one tenant: no per-tenant quota (MAX_QUEUED_JOBS still bounds the queue).
+  const tenantQuota =
+    auth.enabled && (config.tenantMaxQueuedJobs > 0 || config.tenantMaxQueuedImages > 0)
+      ? { maxJobs: config.tenantMaxQueuedJobs, maxImages: config.tenantMaxQueuedImages }
+      : null;
+  const inference = options.inference ?? !(config.redisUrl && config.role === 'api');
+  const engine = await InferenceEngine.start(engineConfig(config, log, inference ? 'worker' : 'catalogue'));
+  const jobs: JobBackend = config.redisUrl
+    ? new RedisJobBackend({
+        redisUrl: config.redisUrl,
+        retentionMs: config.retentionSeconds * 1000,
+        maxQueuedJobs: config.maxQueuedJobs,
+        attempts: config.jobAttempts,
+        maxInputBytes: config.maxTotalBytes,
+        tenantQuota,
+        log: (fields, message) => log.info(fields, message),
+        redisLog: redisLog(log),
+        onEvent: (event) => metrics.observe(event),
+      })
+    : new JobService(engine, {
+        retentionMs: config.retentionSeconds * 1000,
+        maxQueuedJobs: config.maxQueuedJobs,
+        jobTimeoutMs: config.jobTimeoutSeconds * 1000,
+        mergeJobs: config.mergeJobs,
+        maxMergedInputPixels: config.maxJobInputPixels,
+        tenantQuota,
+        log: (fields, message) => log.info(fields, message),
+        onEvent: (event) => metrics.observe(event),
+      });
+  const worker = config.redisUrl && config.role === 'all' ? await startRedisWorker(engine, redisWorkerConfig(config, log)) : null;
+  const metrics = createMetrics(jobs, engine);
+  const edits = new EditService(engine, jobs, {
+    maxFilesPerJob: config.maxImagesPerJob,
+    maxFileBytes: config.maxFileBytes,
+    maxTotalBytes: config.maxTotalBytes,
+    maxInputPixels: config.maxInputPixels,
+    maxJobInputPixels: config.maxJobInputPixels,
+    maxProcessInputPixels: config.maxProcessInputPixels,
+  });
+  // Limits shared by every API process on the same Redis (rate-limiter-flexible), else per process.
+  const limitRedis = config.redisUrl ? new Redis(config.redisUrl, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 }) : null;
+  if (limitRedis) {
+    watchRedis(limitRedis, 'rate-limit', redisLog(log));
+    // Unreachable at start: the limits run on per-process memory counters until ioredis reconnects.
+    await limitRedis.connect().catch((err: unknown) => log.warn({ err }, 'rate-limit redis not reachable yet: per-process limits until it is'));
+  }
+  const admission = createAdmission({
+    auth,
+    perMinute: config.rateLimitPerMinute,
+    burst: config.rateLimitBurst,
+    authFailLimit: config.authFailLimit,
+    authFailWindowSeconds: config.authFailWindowSeconds,
+    authFailBlockSeconds: config.authFailBlockSeconds,
+    redis: limitRedis,
+  });
+  return {
+    config,
+    log,
+    engine,
+    jobs,
+    access: new JobAccess(jobs),
+    edits,
+    metrics,
+    auth,
+    admission,
+    async drain(graceMs) {
+      if (worker) await Promise.race([worker.close(), new Promise((r) => setTimeout(r, graceMs).unref())]);
+      await jobs.shutdown(graceMs);
+    },
+    async close() {
+      limitRedis?.disconnect();
+      await engine.close();
+    },
+  };
+}
+
+export function redisWorkerConfig(config: ServerConfig, log: Logger): RedisWorkerConfig {
+  return {
+    redisUrl: config.redisUrl!,
+    retentionMs: config.retentionSeconds * 1000,
+    jobTimeoutMs: config.jobTimeoutSeconds * 1000,
+    attempts: config.jobAttempts,
+    stallMs: config.jobStallSeconds * 1000,
+    log: (fields, message) => log.info(fields, message),
+    redisLog: redisLog(log),
+  };
+}
+
+/** pino's levels as the Redis helpers' structured log sink. */
+export function redisLog(log: Logger): RedisLog {
+  return { info: (f, m) => log.info(f, m), warn: (f, m) => log.warn(f, m), debug: (f, m) => log.debug(f, m) };
+}
+
+export function engineConfig(config: ServerConfig, log: Logger, threading: EngineConfig['threading']): EngineConfig {
+  return {
+    modelsDir: config.modelsDir,
+    defaultModel: config.defaultModel,
+    provider: config.provider,
+    intraOpThreads: config.intraOpThreads,
+    allowSpinning: config.ortAllowSpinning,
+    cpuMemArena: config.ortCpuMemArena,
+    memoryBudgetBytes: config.memoryBudgetBytes,
+    preloadModels: config.preloadModels,
+    modelMemoryBytes: config.modelMemoryBytes,
+    maxInputPixels: config.maxInputPixels,
+    pngCompressionLevel: config.pngCompressionLevel,
+    threading,
+    log: (message) => log.warn(message),
+  };
+}

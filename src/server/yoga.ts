@@ -1,0 +1,86 @@
+/**
+ * The GraphQL server (graphql-yoga) over the services: schema, context, error masking, and one
+ * plugin per concern (admission, CSRF, body and document limits, introspection, suggestions,
+ * validation logging). HTTP and SSE reach it through routes.ts; graphql-ws runs its operations
+ * through the same plugins with `yoga.getEnveloped` (websocket.ts).
+ *
+ * Uploads use Yoga's built-in multipart parser rather than graphql-upload-minimal: it enforces
+ * real limits while the body streams (maxRequestBodySize → 413 before buffering the rest;
+ * busboy's per-file fileSize/files limits through formDataLimits) and keeps Yoga's CSRF
+ * prevention in the path, whereas graphql-upload-minimal truncates oversize files silently and
+ * bypasses the CSRF check.
+ */
+import type { IncomingMessage } from 'node:http';
+import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
+import { createFetch } from '@whatwg-node/fetch';
+import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import type { Logger } from 'pino';
+import { buildSchema, type GraphQLContext } from '../schema/index.js';
+import { createErrorMasker, type ErrorMasker, logRequestError } from './errorMapping.js';
+import { graphiqlOptions, renderGraphiQLPage } from './graphiql.js';
+import { useFieldSuggestions, useGraphQLLimits, useIntrospection, useJsonBodyLimit, useMultipartErrors } from './hardening.js';
+import type { Services } from './services.js';
+import { useAdmission } from './useAdmission.js';
+
+const MB = 1024 * 1024;
+
+/** Node's request beside Yoga's own context (routes.ts serves it with `yoga.requestListener`). */
+export type ServerContext = { req: IncomingMessage };
+export type GraphQLServer = YogaServerInstance<ServerContext, GraphQLContext>;
+
+/** Validation errors reach clients without the masker: one log line each, for every transport. */
+function useValidationLog(log: Logger): Plugin {
+  return {
+    onValidate:
+      () =>
+      ({ valid, result }) => {
+        if (!valid) for (const e of result) logRequestError(log, String(e.extensions?.code ?? 'GRAPHQL_VALIDATION_FAILED'), e.message);
+      },
+  };
+}
+
+export function createGraphQLServer(services: Services): { yoga: GraphQLServer; masker: ErrorMasker } {
+  const { config, log, engine, access, edits } = services;
+  const masker = createErrorMasker({ fieldSuggestions: config.fieldSuggestions, log });
+  const yoga = createYoga<ServerContext, GraphQLContext>({
+    schema: buildSchema(),
+    // `principal` comes from useAdmission (HTTP, SSE) or from websocket.ts (graphql-ws).
+    context: () => ({ engine, jobs: access, edits }) as GraphQLContext,
+    graphqlEndpoint: '/graphql',
+    landingPage: false,
+    // Yoga's default CORS reflects any Origin with credentials allowed, which would let any web
+    // page read responses (and pass the CSRF check by preflighting its header). Off unless listed.
+    cors: config.corsOrigins.length
+      ? {
+          origin: config.corsOrigins,
+          credentials: true,
+          methods: ['GET', 'POST'],
+          allowedHeaders: ['authorization', 'content-type', 'apollo-require-preflight', 'x-graphql-yoga-csrf'],
+        }
+      : false,
+    // Subscriptions over SSE (they carry the Headers tab's credentials), a walk-through query (graphiql.ts).
+    graphiql: config.graphiql ? graphiqlOptions() : false,
+    // Assets bundled in the package (no CDN), linked from a hashed, compressed, cacheable path.
+    renderGraphiQL: renderGraphiQLPage,
+    maskedErrors: { maskError: (error) => masker.http(error) },
+    // Whole-body bound, enforced while streaming (413); per-file bounds are busboy's, below.
+    maxRequestBodySize: config.maxTotalBytes + MB,
+    fetchAPI: createFetch({
+      formDataLimits: { fileSize: config.maxFileBytes, files: config.maxImagesPerJob, fieldSize: MB, fields: 64, parts: config.maxImagesPerJob + 64 },
+    }),
+    // Yoga logs at error only the original of each error it masks: the masker has logged that
+    // one already, at its level.
+    logging: { debug: (...a) => log.debug(a), info: (...a) => log.info(a), warn: (...a) => log.warn(a), error: (...a) => log.debug(a) },
+    plugins: [
+      useAdmission({ admission: services.admission, challenge: services.auth.challenge, trustProxy: config.trustProxy, log }),
+      useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight'] }),
+      useJsonBodyLimit(config.graphqlMaxJsonBytes),
+      useMultipartErrors(),
+      useGraphQLLimits(config),
+      useIntrospection(config.introspection),
+      useFieldSuggestions(config.fieldSuggestions),
+      useValidationLog(log),
+    ],
+  });
+  return { yoga, masker };
+}
