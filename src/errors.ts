@@ -89,6 +89,12 @@ export const ERROR_CODES = [
     when: "with `REDIS_URL`: the job's state vanished (Redis restarted without persistence); submit it again",
   },
   { code: 'MODEL_ERROR', status: 500, where: '`EditError`, REST', when: "the model's own graph failed (an export this server cannot drive, a broken file)" },
+  {
+    code: 'WORKER_CRASHED',
+    status: 500,
+    where: '`EditError`, REST',
+    when: 'the inference worker thread died while running the job (the server logs why, restarts it and counts it in `image_edit_inference_worker_restarts_total`); submit the job again',
+  },
   { code: 'INTERNAL', status: 500, where: 'anywhere', when: 'anything unexpected (a bug: see the server log)' },
 ] as const satisfies readonly ErrorCodeInfo[];
 

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { buildExportFixture } from '../models/exports.js';
 import { writeModelFolder } from '../models/modelFiles.js';
 import { InferenceEngine } from '../src/inference/engine.js';
+import { ModelCatalogue } from '../src/inference/catalogue.js';
 import { ModelFolderError } from '../src/inference/modelFolder.js';
 import { resolveEditOptions } from '../src/inference/request.js';
 import { solidPng } from './support/images.js';
@@ -26,9 +27,8 @@ describe('models loaded on first use within a memory budget', () => {
   after(() => rmSync(root, { recursive: true, force: true }));
 
   it('opens the preloaded model at start, others on first use, and releases the least recently used to stay within the budget', async () => {
-    const catalogue = await InferenceEngine.start({ modelsDir: root, threading: 'catalogue' });
+    const catalogue = ModelCatalogue.read({ modelsDir: root });
     const weights = ids.map((id) => catalogue.model(id).memory.weightBytes);
-    await catalogue.close();
     // Room for the two biggest models, never for all three.
     const budget = [...weights]
       .sort((x, y) => y - x)

@@ -11,6 +11,7 @@ import { constants } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { InferenceEngine } from '../inference/engine.js';
+import { ModelCatalogue } from '../inference/catalogue.js';
 import { resolveEditOptions } from '../inference/request.js';
 import { InferenceError } from '../inference/errors.js';
 import { ModelFolderError } from '../inference/modelFolder.js';
@@ -147,9 +148,12 @@ async function main(argv: string[]): Promise<number> {
     // 2. Inputs: readable, and image headers that decode within the pixel bound. The catalogue
     // (model folders' JSON, no sessions) resolves the model and its limits.
     const modelsDir = resolve(values['models-dir'] || process.env.MODELS_DIR || defaultModelsDir());
-    const catalogue = await InferenceEngine.start({ modelsDir, threading: 'catalogue' }).catch((err: unknown) => {
+    let catalogue: ModelCatalogue;
+    try {
+      catalogue = ModelCatalogue.read({ modelsDir });
+    } catch (err) {
       throw err instanceof ModelFolderError ? new UsageError(err.message) : err;
-    });
+    }
     const read = async (flag: string, path: string): Promise<Uint8Array> => {
       let bytes;
       try {

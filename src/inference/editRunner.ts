@@ -1,8 +1,8 @@
 /**
- * One edit job end to end on loaded sessions: decode the inputs, lay out outputs as
- * index = image·n + variant, split them into micro-batches that fit the memory budget (grouped by
- * output size), run the model's pipeline over each, report progress over the whole job with
- * optional previews, and encode the results.
+ * One pipeline call on loaded sessions (`PipelineCall`), for one job or several merged ones:
+ * decode the inputs, lay out outputs as index = image·n + variant, split them into micro-batches
+ * that fit the memory budget (grouped by output size), run the model's pipeline over each, report
+ * progress over each whole job with optional previews, and encode each job's results.
  */
 import type { ModelSpec } from './modelFolder.js';
 import type { ModelSessions } from './sessions.js';
@@ -105,10 +105,11 @@ export interface EditOutput {
   images: OutputImage[];
   usage: EditUsage;
   /**
-   * Where the time went: inside session.run versus everything else, with the two biggest parts of
-   * the rest (decoding the run's inputs, encoding this job's outputs) broken out.
+   * Where the time went: inside session.run (of which in the UNet/transformer: `denoiseMs`) versus
+   * everything else, with the two biggest parts of the rest (decoding the call's inputs, encoding
+   * this job's outputs) broken out. Session times are the call's own, up to this job's last micro-batch.
    */
-  timings: { totalMs: number; sessionRunMs: number; decodeMs: number; encodeMs: number };
+  timings: { totalMs: number; sessionRunMs: number; denoiseMs: number; decodeMs: number; encodeMs: number };
 }
 
 export interface RunOptions {
@@ -118,13 +119,12 @@ export interface RunOptions {
   previewMaxSide?: number;
   /** zlib level of PNG outputs (imageIO's default when absent). */
   pngCompressionLevel?: number;
-  onProgress?: (update: ProgressUpdate) => void;
-  throwIfAborted?: () => void;
 }
 
-function sessionRunMs(sessions: ModelSessions): number {
+/** Milliseconds inside session.run so far: all components, and the denoising ones. */
+function sessionTimes(sessions: ModelSessions): { all: number; denoise: number } {
   const r = sessions.stats.runMs;
-  return Object.values(r).reduce((a, b) => a + b, 0);
+  return { all: Object.values(r).reduce((a, b) => a + b, 0), denoise: (r.unet ?? 0) + (r.transformer ?? 0) };
 }
 
 /** One job's share of a (possibly merged) pipeline run. */
@@ -228,221 +228,335 @@ export function outputsPerBatch(spec: ModelSpec, edit: ResolvedEdit, memoryBudge
   return Math.max(0, Math.floor((memoryBudgetBytes - spec.memory.weightBytes) / per));
 }
 
-class TaskStopped extends Error {}
-
-/**
- * Runs several compatible tasks (equal `mergeKey`) as shared pipeline calls. Each task keeps its
- * own progress (counted over the micro-batches holding its outputs), previews, seeds, result and
- * usage; a task that is cancelled settles at once and its rows are dropped from later batches.
- */
-export function runEdits(runtime: ModelRuntime, tasks: readonly EditTask[], options: RunOptions): Promise<void> {
-  return runtime.scratch.run((scratch) => runEditsWith(scratch, runtime, tasks, options));
+/** One output as the VAE decoded it (signed range), until its job is encoded. */
+interface DecodedOutput {
+  item: TaskItem;
+  rgb: Float32Array;
+  width: number;
+  height: number;
 }
 
-async function runEditsWith(scratch: Scratch, runtime: ModelRuntime, tasks: readonly EditTask[], options: RunOptions): Promise<void> {
-  const { spec } = runtime;
-  const started = performance.now();
-  const runMsBefore = sessionRunMs(runtime.sessions);
-  const settled = tasks.map(() => false);
-  const settle = (t: number, outcome: { output: EditOutput } | { error: InferenceError }): void => {
-    if (settled[t]) return;
-    settled[t] = true;
-    tasks[t]!.onSettled(outcome);
-  };
-  const fail = (t: number, err: unknown): void => settle(t, { error: toInferenceError(err) });
-  const alive = (t: number): boolean => !settled[t];
-  try {
-    const shared = tasks[0]!.edit;
-    const multiple = sizeMultiple(spec);
-    const [dw, dh] = spec.defaults.size.split('x').map(Number);
-    // Merged tasks are decoded one after another (DECODE_CONCURRENCY inputs at a time overall).
-    const decodedPerTask = await mapBounded(tasks, 1, async (task, t) => {
-      try {
-        // [issue 16 item 5] Bounded: each decode briefly holds its whole source image (up to
-        // MAX_INPUT_PIXELS × 4 bytes in libvips), so 16 large inputs at once peaked at gigabytes.
-        return await mapBounded(task.inputs, DECODE_CONCURRENCY, async (input, i) => {
-          const limits = { maxInputPixels: options.maxInputPixels };
-          const image = await decodeToTensor(input.bytes, task.edit.size, {
-            multiple,
-            maxPixels: spec.limits.maxPixels,
-            defaultSize: { width: dw ?? 512, height: dh ?? 512 },
-            limits,
-            allocate: (length) => scratch.floats(length),
-          });
-          if (!input.mask) return { ...image, mask: null };
-          try {
-            return { ...image, mask: await decodeMask(input.mask, image.source, image, { limits, blur: task.edit.maskBlur }) };
-          } catch (err) {
-            if (err instanceof ImageDecodeError) throw new InferenceError(err.code, `masks[${i}]: ${err.message}`);
-            throw err;
-          }
-        });
-      } catch (err) {
-        fail(t, err);
-        return [] as DecodedInput[];
-      }
-    });
-    const decodeMs = performance.now() - started;
-    let batches: TaskBatch[];
-    try {
-      batches = planBatches(
-        spec,
-        shared,
-        tasks.map((task, t) => ({ edit: task.edit, decoded: alive(t) ? decodedPerTask[t]! : [] })),
-        options.memoryBudgetBytes,
-      );
-    } catch (err) {
-      tasks.forEach((_, t) => fail(t, err));
-      return;
-    }
-    const stepsPerBatch = denoiseStepsPerBatch(spec, shared);
-    const batchesOfTask = tasks.map((_, t) => batches.filter((b) => b.items.some((i) => i.task === t)).length);
-    const lastBatchOfTask = tasks.map((_, t) => batches.reduce((last, b, bi) => (b.items.some((i) => i.task === t) ? bi : last), -1));
-    const stepOfTask = tasks.map(() => 0);
-    // Each output's pixels as the VAE decoded them (signed range), until its job is encoded.
-    const results = tasks.map(() => [] as { item: TaskItem; rgb: Float32Array; width: number; height: number }[]);
-    const ctx: PipelineContext = {
-      sessions: runtime.sessions,
-      tokenizer: runtime.tokenizer,
-      tokenizers: runtime.tokenizers,
-      embeddings: new Map(),
-      createScheduler: (name) => schedulerFor(spec, name),
-      scratch,
-    };
+/**
+ * One job's share of a pipeline call: its decoded inputs, its progress over the micro-batches that
+ * hold its outputs, those outputs, and its result. It settles exactly once.
+ */
+class JobRun {
+  decoded: DecodedInput[] = [];
+  /** Micro-batches holding this job's outputs, and the index of its last one. */
+  batches = 0;
+  lastBatch = -1;
+  /** Its outputs are being encoded: it settles in `finish`. */
+  encoding = false;
+  private step = 0;
+  private readonly outputs: DecodedOutput[] = [];
+  private settled = false;
+  /** A failed job's error; a job that succeeded has none. */
+  private error: InferenceError | null = null;
 
-    for (const [bi, planned] of batches.entries()) {
-      // Each micro-batch gives its scratch buffers back to the next one.
-      await scratch.scoped(async () => {
-        const batch = { ...planned, items: planned.items.filter((i) => alive(i.task)) };
-        if (batch.items.length === 0) return;
-        const taskIds = [...new Set(batch.items.map((i) => i.task))];
-        let stepInBatch = 0;
-        const hooks: PipelineHooks = {
-          throwIfAborted: () => {
-            for (const t of taskIds) {
-              if (!alive(t)) continue;
-              try {
-                tasks[t]!.throwIfAborted?.();
-              } catch (err) {
-                fail(t, err);
-              }
-            }
-            if (!taskIds.some(alive)) throw new TaskStopped();
-          },
-          afterStep: async (info: StepInfo) => {
-            stepInBatch += 1;
-            for (const t of taskIds) {
-              if (!alive(t)) continue;
-              const task = tasks[t]!;
-              stepOfTask[t]! += 1;
-              const every = task.edit.previewEvery;
-              const wantPreview = every > 0 && spec.preview !== null && (stepInBatch % every === 0 || stepInBatch === stepsPerBatch);
-              const previews = wantPreview ? await renderPreviews(spec, batch, info, options.previewMaxSide ?? 128, t, task.edit.n) : [];
-              task.onProgress?.({
-                step: stepOfTask[t]!,
-                totalSteps: stepsPerBatch * batchesOfTask[t]!,
-                previews,
-                emittedAt: performance.timeOrigin + performance.now(),
-              });
-            }
-          },
-        };
-        const params: PipelineParams = {
-          width: batch.width,
-          height: batch.height,
-          steps: shared.steps,
-          guidanceScale: shared.guidanceScale,
-          imageGuidanceScale: shared.imageGuidanceScale,
-          strength: shared.strength,
-          negativePrompt: shared.negativePrompt,
-          scheduler: shared.scheduler,
-          trueCfgScale: shared.trueCfgScale,
-          maxSequenceLength: shared.maxSequenceLength,
-        };
-        let images: Float32Array[];
-        try {
-          images = await spec.pipeline.run(ctx, batch.items, params, hooks);
-        } catch (err) {
-          if (err instanceof TaskStopped) return;
-          taskIds.forEach((t) => fail(t, err));
-          return;
-        }
-        images.forEach((rgb, i) => {
-          const item = batch.items[i]!;
-          if (item.mask) compositeOutside(rgb, item.image, item.mask);
-          results[item.task]!.push({ item, rgb, width: batch.width, height: batch.height });
-        });
-        // Tasks whose last outputs were in this batch are done: encode and hand them over now.
-        await Promise.all(
-          taskIds
-            .filter((t) => alive(t) && lastBatchOfTask[t] === bi)
-            .map(async (t) => {
-              try {
-                const task = tasks[t]!;
-                const mimeType = mimeTypeFor(task.edit.outputFormat);
-                const encodeStarted = performance.now();
-                const out = await Promise.all(
-                  results[t]!.map(async ({ item, rgb, width, height }) => ({
-                    index: item.inputIndex * task.edit.n + item.variant,
-                    inputIndex: item.inputIndex,
-                    variant: item.variant,
-                    seed: item.seed,
-                    bytes: await encodeFromTensor(rgb, width, height, task.edit.outputFormat, task.edit.outputQuality ?? undefined, {
-                      pngCompressionLevel: options.pngCompressionLevel,
-                      allocate: (bytes) => scratch.bytes(bytes),
-                      range: 'signed',
-                    }),
-                    mimeType,
-                    width,
-                    height,
-                  })),
-                );
-                const now = performance.now();
-                out.sort((a, b) => a.index - b.index);
-                const totalMs = now - started;
-                settle(t, {
-                  output: {
-                    images: out,
-                    usage: {
-                      inputImages: task.inputs.length,
-                      generatedImages: out.length,
-                      steps: stepsPerBatch * batchesOfTask[t]!,
-                      batches: batchesOfTask[t]!,
-                      mergedJobs: tasks.length,
-                      processingTimeSeconds: totalMs / 1000,
-                    },
-                    timings: { totalMs, sessionRunMs: sessionRunMs(runtime.sessions) - runMsBefore, decodeMs, encodeMs: now - encodeStarted },
-                  },
-                });
-              } catch (err) {
-                fail(t, err);
-              }
-            }),
-        );
-      });
+  constructor(
+    readonly task: EditTask,
+    readonly index: number,
+  ) {}
+
+  get running(): boolean {
+    return !this.settled;
+  }
+
+  /** Why the job has stopped (its task says so now, or it settled earlier), or null while it goes on. */
+  stopped(): InferenceError | null {
+    if (this.settled) return this.error;
+    try {
+      this.task.throwIfAborted?.();
+      return null;
+    } catch (err) {
+      this.fail(err);
+      return this.error;
     }
-  } finally {
-    tasks.forEach((_, t) => fail(t, new InferenceError('INTERNAL', 'the pipeline run ended without a result for this job')));
+  }
+
+  fail(err: unknown): void {
+    this.settle({ error: toInferenceError(err) });
+  }
+
+  succeed(output: EditOutput): void {
+    this.settle({ output });
+  }
+
+  /** One more denoise step done; `previews` renders them when the job asked for them this step. */
+  async stepDone(stepInBatch: number, stepsPerBatch: number, previews: (() => Promise<PreviewImage[]>) | null): Promise<void> {
+    this.step += 1;
+    const every = this.task.edit.previewEvery;
+    const wanted = previews !== null && every > 0 && (stepInBatch % every === 0 || stepInBatch === stepsPerBatch);
+    this.task.onProgress?.({
+      step: this.step,
+      totalSteps: stepsPerBatch * this.batches,
+      previews: wanted ? await previews() : [],
+      emittedAt: performance.timeOrigin + performance.now(),
+    });
+  }
+
+  keep(output: DecodedOutput): void {
+    this.outputs.push(output);
+  }
+
+  /** Takes the outputs to encode (the job holds them no longer); the job is encoding from now on. */
+  takeOutputs(): DecodedOutput[] {
+    this.encoding = true;
+    return this.outputs.splice(0);
+  }
+
+  private settle(outcome: { output: EditOutput } | { error: InferenceError }): void {
+    if (this.settled) throw new Error('a job settles once');
+    this.settled = true;
+    if ('error' in outcome) this.error = outcome.error;
+    this.task.onSettled(outcome);
   }
 }
 
-/** A single edit on its own: `runEdits` with one task. */
-export function runEdit(runtime: ModelRuntime, edit: ResolvedEdit, inputs: readonly EditInput[], options: RunOptions): Promise<EditOutput> {
-  return new Promise((resolve, reject) => {
-    void runEdits(
-      runtime,
-      [
-        {
-          edit,
-          inputs,
-          onProgress: options.onProgress,
-          throwIfAborted: options.throwIfAborted,
-          onSettled: (o) => ('output' in o ? resolve(o.output) : reject(o.error)),
+/**
+ * One pipeline call over several compatible tasks (equal `mergeKey`), in named steps:
+ * `prepare` (decode every job's inputs, plan the micro-batches), `denoise` (run each micro-batch
+ * on the model; a job whose last outputs are done is handed to `finish`), and `finish` (encode a
+ * job's outputs and settle it), which runs beside later work: the next micro-batch, or the next
+ * call (see ModelHost). Each job keeps its own progress, previews, seeds, result and usage; a job
+ * that is cancelled settles at once and its rows are dropped from later micro-batches.
+ */
+export class PipelineCall {
+  private readonly jobs: JobRun[];
+  private readonly scratch: Scratch;
+  private readonly started = performance.now();
+  /** Session time of this call so far (its sessions run only in `denoise`, one call at a time). */
+  private readonly sessionMs = { all: 0, denoise: 0 };
+  private decodeMs = 0;
+  private batches: TaskBatch[] = [];
+  private readonly finishing: Promise<void>[] = [];
+
+  constructor(
+    private readonly runtime: ModelRuntime,
+    tasks: readonly EditTask[],
+    private readonly options: RunOptions,
+  ) {
+    this.jobs = tasks.map((task, t) => new JobRun(task, t));
+    this.scratch = runtime.scratch.open();
+  }
+
+  /** Decodes every job's inputs and plans the micro-batches; a job whose inputs fail fails alone. */
+  async prepare(): Promise<void> {
+    // Jobs are decoded one after another (DECODE_CONCURRENCY inputs at a time overall).
+    for (const job of this.jobs) {
+      try {
+        job.decoded = await this.decodeInputs(job.task);
+      } catch (err) {
+        job.fail(err);
+      }
+    }
+    this.decodeMs = performance.now() - this.started;
+    try {
+      this.batches = planBatches(
+        this.runtime.spec,
+        this.shared,
+        this.jobs.map((job) => ({ edit: job.task.edit, decoded: job.running ? job.decoded : [] })),
+        this.options.memoryBudgetBytes,
+      );
+    } catch (err) {
+      for (const job of this.jobs) if (job.running) job.fail(err);
+      this.batches = [];
+    }
+    this.batches.forEach((batch, bi) => {
+      for (const t of new Set(batch.items.map((i) => i.task))) {
+        this.jobs[t]!.batches += 1;
+        this.jobs[t]!.lastBatch = bi;
+      }
+    });
+    for (const job of this.jobs) if (job.running && job.batches === 0) job.fail(new InferenceError('BAD_USER_INPUT', 'the job has no input images'));
+  }
+
+  /** After an unexpected failure of the call itself: every job still running fails with it. */
+  abandon(err: unknown): void {
+    for (const job of this.jobs) if (job.running && !job.encoding) job.fail(err);
+    this.scratch.close();
+  }
+
+  /**
+   * Runs every micro-batch on the model; resolves when the model is free for the next call. Jobs
+   * finish (`finished`) in the background.
+   */
+  async denoise(): Promise<void> {
+    const ctx: PipelineContext = {
+      sessions: this.runtime.sessions,
+      tokenizer: this.runtime.tokenizer,
+      tokenizers: this.runtime.tokenizers,
+      embeddings: new Map(),
+      createScheduler: (name) => schedulerFor(this.runtime.spec, name),
+      scratch: this.scratch,
+    };
+    try {
+      for (const [bi, batch] of this.batches.entries()) {
+        // Each micro-batch gives its scratch buffers back to the next one.
+        const before = sessionTimes(this.runtime.sessions);
+        await this.scratch.scoped(() => this.runBatch(ctx, bi, batch, before));
+      }
+    } finally {
+      // Outputs in encoding point into ONNX Runtime's buffers, not scratch: the run's memory goes back.
+      this.scratch.close();
+    }
+  }
+
+  /** Every job has settled. */
+  get finished(): Promise<void> {
+    return Promise.all(this.finishing).then(() => undefined);
+  }
+
+  private get shared(): ResolvedEdit {
+    return this.jobs[0]!.task.edit;
+  }
+
+  private decodeInputs(task: EditTask): Promise<DecodedInput[]> {
+    const { spec } = this.runtime;
+    const multiple = sizeMultiple(spec);
+    const [dw, dh] = spec.defaults.size.split('x').map(Number);
+    const limits = { maxInputPixels: this.options.maxInputPixels };
+    // [issue 16 item 5] Bounded: each decode briefly holds its whole source image (up to
+    // MAX_INPUT_PIXELS × 4 bytes in libvips), so 16 large inputs at once peaked at gigabytes.
+    return mapBounded(task.inputs, DECODE_CONCURRENCY, async (input, i) => {
+      const image = await decodeToTensor(input.bytes, task.edit.size, {
+        multiple,
+        maxPixels: spec.limits.maxPixels,
+        defaultSize: { width: dw ?? 512, height: dh ?? 512 },
+        limits,
+        allocate: (length) => this.scratch.floats(length),
+      });
+      if (!input.mask) return { ...image, mask: null };
+      try {
+        return { ...image, mask: await decodeMask(input.mask, image.source, image, { limits, blur: task.edit.maskBlur }) };
+      } catch (err) {
+        if (err instanceof ImageDecodeError) throw new InferenceError(err.code, `masks[${i}]: ${err.message}`);
+        throw err;
+      }
+    });
+  }
+
+  /** One micro-batch: the rows of jobs still running, through the family's pipeline. */
+  private async runBatch(ctx: PipelineContext, bi: number, planned: TaskBatch, sessionMsBefore: { all: number; denoise: number }): Promise<void> {
+    const { spec } = this.runtime;
+    const shared = this.shared;
+    const items = planned.items.filter((i) => this.jobs[i.task]!.running);
+    if (items.length === 0) return;
+    const batch = { ...planned, items };
+    const jobs = [...new Set(items.map((i) => i.task))].map((t) => this.jobs[t]!);
+    const stepsPerBatch = denoiseStepsPerBatch(spec, shared);
+    let stepInBatch = 0;
+    const hooks: PipelineHooks = {
+      throwIfAborted: () => {
+        const reasons = jobs.map((job) => job.stopped());
+        // Every job of the batch has stopped (each settled with its own error): end the pipeline.
+        if (reasons.every((r) => r !== null)) throw reasons.at(-1);
+      },
+      afterStep: async (info: StepInfo) => {
+        stepInBatch += 1;
+        for (const job of jobs.filter((j) => j.running)) {
+          const previews = spec.preview ? () => renderPreviews(spec, batch, info, this.options.previewMaxSide ?? 128, job.index, job.task.edit.n) : null;
+          await job.stepDone(stepInBatch, stepsPerBatch, previews);
+        }
+      },
+    };
+    let images: Float32Array[];
+    try {
+      images = await spec.pipeline.run(ctx, batch.items, paramsFor(shared, batch), hooks);
+    } catch (err) {
+      for (const job of jobs) if (job.running) job.fail(err);
+      return;
+    } finally {
+      const after = sessionTimes(this.runtime.sessions);
+      this.sessionMs.all += after.all - sessionMsBefore.all;
+      this.sessionMs.denoise += after.denoise - sessionMsBefore.denoise;
+    }
+    images.forEach((rgb, i) => {
+      const item = batch.items[i]!;
+      if (item.mask) compositeOutside(rgb, item.image, item.mask);
+      this.jobs[item.task]!.keep({ item, rgb, width: batch.width, height: batch.height });
+    });
+    // Jobs whose last outputs were in this micro-batch are done: encode and hand them over.
+    const sessionMs = { ...this.sessionMs };
+    for (const job of jobs) if (job.running && job.lastBatch === bi) this.finishing.push(this.finish(job, stepsPerBatch, sessionMs));
+  }
+
+  /** Encodes a job's outputs (in memory of its own, so it may run beside the next call) and settles it. */
+  private async finish(job: JobRun, stepsPerBatch: number, sessionMs: { all: number; denoise: number }): Promise<void> {
+    const { task } = job;
+    const outputs = job.takeOutputs();
+    let output: EditOutput;
+    try {
+      const encodeStarted = performance.now();
+      const mimeType = mimeTypeFor(task.edit.outputFormat);
+      const images = await this.runtime.scratch.run((scratch) =>
+        Promise.all(
+          outputs.map(
+            async ({ item, rgb, width, height }): Promise<OutputImage> => ({
+              index: item.inputIndex * task.edit.n + item.variant,
+              inputIndex: item.inputIndex,
+              variant: item.variant,
+              seed: item.seed,
+              bytes: await encodeFromTensor(rgb, width, height, task.edit.outputFormat, task.edit.outputQuality ?? undefined, {
+                pngCompressionLevel: this.options.pngCompressionLevel,
+                allocate: (bytes) => scratch.bytes(bytes),
+                range: 'signed',
+              }),
+              mimeType,
+              width,
+              height,
+            }),
+          ),
+        ),
+      );
+      const now = performance.now();
+      images.sort((a, b) => a.index - b.index);
+      const totalMs = now - this.started;
+      output = {
+        images,
+        usage: {
+          inputImages: task.inputs.length,
+          generatedImages: images.length,
+          steps: stepsPerBatch * job.batches,
+          batches: job.batches,
+          mergedJobs: this.jobs.length,
+          processingTimeSeconds: totalMs / 1000,
         },
-      ],
-      options,
-    );
-  });
+        timings: { totalMs, sessionRunMs: sessionMs.all, denoiseMs: sessionMs.denoise, decodeMs: this.decodeMs, encodeMs: now - encodeStarted },
+      };
+    } catch (err) {
+      job.fail(err);
+      return;
+    }
+    job.succeed(output);
+  }
+}
+
+function paramsFor(shared: ResolvedEdit, batch: TaskBatch): PipelineParams {
+  return {
+    width: batch.width,
+    height: batch.height,
+    steps: shared.steps,
+    guidanceScale: shared.guidanceScale,
+    imageGuidanceScale: shared.imageGuidanceScale,
+    strength: shared.strength,
+    negativePrompt: shared.negativePrompt,
+    scheduler: shared.scheduler,
+    trueCfgScale: shared.trueCfgScale,
+    maxSequenceLength: shared.maxSequenceLength,
+  };
+}
+
+/** Runs one pipeline call to the end: every task has settled when it resolves. */
+export async function runEdits(runtime: ModelRuntime, tasks: readonly EditTask[], options: RunOptions): Promise<void> {
+  const call = new PipelineCall(runtime, tasks, options);
+  try {
+    await call.prepare();
+    await call.denoise();
+  } catch (err) {
+    call.abandon(err);
+  }
+  await call.finished;
 }
 
 async function renderPreviews(spec: ModelSpec, batch: TaskBatch, info: StepInfo, maxSide: number, task: number, n: number): Promise<PreviewImage[]> {

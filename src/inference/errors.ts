@@ -9,6 +9,8 @@ export type InferenceErrorCode =
   | 'TIMEOUT'
   /** The model's own graph failed (an export this server cannot drive, a broken file). */
   | 'MODEL_ERROR'
+  /** The inference worker thread died while the job ran (it is restarted). */
+  | 'WORKER_CRASHED'
   | 'INTERNAL';
 
 export class InferenceError extends Error {
@@ -20,6 +22,11 @@ export class InferenceError extends Error {
   ) {
     super(message, options);
   }
+}
+
+/** What a cancelled job fails with, whichever executor ran it. */
+export function cancelledError(): InferenceError {
+  return new InferenceError('CANCELLED', 'the job was cancelled');
 }
 
 /** Narrows anything thrown to a coded error; unknown failures become INTERNAL (message kept for logs). */

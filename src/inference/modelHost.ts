@@ -3,16 +3,22 @@
  * edits on them one at a time. Lives in the inference worker thread, or inline for tools that do
  * not mind a blocked event loop.
  *
+ * Pipeline calls go through three stages (editRunner's PipelineCall): `prepare` (decode inputs,
+ * plan micro-batches), `denoise` (every session run: text encoder, VAE, UNet/transformer) and
+ * `finish` (encode outputs, settle jobs). Denoising is one call at a time; the next call prepares
+ * beside it and the previous one finishes beside it, so the model goes from one denoise loop to
+ * the next.
+ *
  * Models load at start when listed in `preload`, else on first use, within `modelMemoryBytes`
  * (their weights, as the memory model counts them): loading one that does not fit first releases
- * the least recently used idle models. Pipeline calls run one after another, so every other model
- * is idle while one loads.
+ * the least recently used idle models. A call loads its model in its prepare turn, after the call
+ * before it has denoised, so no other call holds sessions while one loads.
  */
 import type { ModelSpec } from './modelFolder.js';
 import { openModelSessions } from './sessions.js';
 import type { SessionConfig } from './sessions.js';
 import { loadTokenizer } from './tokenizer.js';
-import { runEdits } from './editRunner.js';
+import { PipelineCall } from './editRunner.js';
 import { ScratchPool } from './scratch.js';
 import type { EditTask, ModelRuntime, RunOptions } from './editRunner.js';
 import { InferenceError } from './errors.js';
@@ -27,8 +33,19 @@ export interface HostOptions extends SessionConfig {
   onState?: (modelId: string, state: ModelState, provider: string | null) => void;
 }
 
+/** A promise and its resolver. */
+function latch(): { done: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const done = new Promise<void>((resolve) => (open = resolve));
+  return { done, open };
+}
+
 export class ModelHost {
-  private queue: Promise<unknown> = Promise.resolve();
+  /** The last call submitted has prepared: the next may start preparing. */
+  private prepared: Promise<void> = Promise.resolve();
+  /** The last call submitted has denoised: the sessions are free for the next. */
+  private denoised: Promise<void> = Promise.resolve();
+  private readonly inFlight = new Set<Promise<void>>();
   private readonly runtimes = new Map<string, ModelRuntime>();
   private readonly lastUsed = new Map<string, number>();
 
@@ -93,34 +110,61 @@ export class ModelHost {
   }
 
   /**
-   * Runs pipeline calls strictly one after another (one pipeline at a time on this device); the
-   * tasks of one call share it (cross-request batching). A model not loaded yet is loaded first,
-   * and its tasks hear so through a progress update at step 0 with phase 'loading-model'.
-   * Resolves when every task has settled.
+   * Runs one pipeline call; the tasks of one call share it (cross-request batching). A model not
+   * loaded yet is loaded first, and its tasks hear so through a progress update at step 0 with
+   * phase 'loading-model'. Resolves when every task has settled.
    */
   run(modelId: string, tasks: readonly EditTask[], options: RunOptions): Promise<void> {
-    const result = this.queue.then(async () => {
-      let runtime: ModelRuntime;
+    const afterPrepare = this.prepared;
+    const afterDenoise = this.denoised;
+    const prepared = latch();
+    const denoised = latch();
+    this.prepared = prepared.done;
+    this.denoised = denoised.done;
+    const result = (async () => {
+      let call: PipelineCall | null = null;
       try {
-        if (!this.runtimes.has(modelId)) {
-          const emittedAt = performance.timeOrigin + performance.now();
-          for (const t of tasks) t.onProgress?.({ step: 0, totalSteps: 0, previews: [], emittedAt, phase: 'loading-model' });
+        await afterPrepare;
+        let runtime = this.runtimes.get(modelId);
+        if (runtime) this.lastUsed.set(modelId, performance.now());
+        else {
+          await afterDenoise;
+          runtime = await this.load(modelId, tasks);
+          if (!runtime) return;
         }
-        runtime = await this.runtime(modelId);
+        call = new PipelineCall(runtime, tasks, options);
+        await call.prepare();
+        prepared.open();
+        await afterDenoise;
+        await call.denoise();
       } catch (err) {
-        const error =
-          err instanceof InferenceError ? err : new InferenceError('MODEL_ERROR', `model ${modelId} could not be loaded: ${(err as Error).message}`);
-        for (const t of tasks) t.onSettled({ error });
-        return;
+        call?.abandon(err);
+      } finally {
+        prepared.open();
+        denoised.open();
       }
-      await runEdits(runtime, tasks, options);
-    });
-    this.queue = result.catch(() => undefined);
+      await call?.finished;
+    })();
+    this.inFlight.add(result);
+    void result.then(() => this.inFlight.delete(result));
     return result;
   }
 
+  /** The model's runtime, loading it; undefined (every task failed) when it cannot be loaded. */
+  private async load(modelId: string, tasks: readonly EditTask[]): Promise<ModelRuntime | undefined> {
+    const emittedAt = performance.timeOrigin + performance.now();
+    for (const t of tasks) t.onProgress?.({ step: 0, totalSteps: 0, previews: [], emittedAt, phase: 'loading-model' });
+    try {
+      return await this.runtime(modelId);
+    } catch (err) {
+      const error = err instanceof InferenceError ? err : new InferenceError('MODEL_ERROR', `model ${modelId} could not be loaded: ${(err as Error).message}`);
+      for (const t of tasks) t.onSettled({ error });
+      return undefined;
+    }
+  }
+
   async close(): Promise<void> {
-    await this.queue;
+    await Promise.all(this.inFlight);
     await Promise.all([...this.runtimes.values()].map((r) => r.sessions.release()));
     this.runtimes.clear();
   }

@@ -17,10 +17,8 @@
 export class Scratch {
   /** Buffers taken and not yet given back, in the order they were taken. */
   private readonly inUse: ArrayBuffer[] = [];
-  /** Every buffer this run touched: the pool for the next run. */
-  private readonly used = new Set<ArrayBuffer>();
 
-  constructor(private readonly available: Map<number, ArrayBuffer[]>) {}
+  constructor(private readonly pool: ScratchPool) {}
 
   floats(length: number): Float32Array {
     return new Float32Array(this.take(length * Float32Array.BYTES_PER_ELEMENT), 0, length);
@@ -32,75 +30,74 @@ export class Scratch {
 
   /**
    * Runs `body` and then makes what it took available again, so that a run of many micro-batches
-   * needs one batch's working set, not one per batch. Nothing else may take buffers meanwhile.
+   * needs one batch's working set, not one per batch. Nothing else may take buffers from this
+   * run meanwhile (other runs may).
    */
   async scoped<T>(body: () => Promise<T>): Promise<T> {
     const mark = this.inUse.length;
     try {
       return await body();
     } finally {
-      for (const buffer of this.inUse.splice(mark)) this.giveBack(buffer);
+      this.pool.giveBack(this.inUse.splice(mark));
     }
   }
 
-  /** Ends the run: every buffer it touched, least recently used first. */
-  release(): ArrayBuffer[] {
-    const used = [...this.used];
-    this.inUse.length = 0;
-    this.used.clear();
-    return used;
+  /** Ends the run: what it still holds goes back to the pool. */
+  close(): void {
+    this.pool.giveBack(this.inUse.splice(0));
   }
 
   private take(byteLength: number): ArrayBuffer {
-    const buffer = this.available.get(byteLength)?.pop() ?? new ArrayBuffer(byteLength);
+    const buffer = this.pool.take(byteLength) ?? new ArrayBuffer(byteLength);
     this.inUse.push(buffer);
-    this.used.add(buffer);
     return buffer;
-  }
-
-  private giveBack(buffer: ArrayBuffer): void {
-    const list = this.available.get(buffer.byteLength);
-    if (list) list.push(buffer);
-    else this.available.set(buffer.byteLength, [buffer]);
   }
 }
 
-/** Hands each run a `Scratch` backed by the buffers of earlier runs. */
+/**
+ * Hands runs `Scratch` backed by the buffers earlier runs gave back. Runs may overlap (a call's
+ * decoding beside the previous call's denoising, a job's encoding beside the next call): a buffer
+ * belongs to one run from `take` until it is given back.
+ */
 export class ScratchPool {
-  /** Idle buffers, least recently used first. */
+  /** Idle buffers, least recently given back first. */
   private idle: ArrayBuffer[] = [];
-  private busy = false;
 
   constructor(private readonly maxBytes = 256 * 2 ** 20) {}
 
-  /** Bytes held between runs. */
+  /** Bytes held idle. */
   get idleBytes(): number {
     return this.idle.reduce((sum, b) => sum + b.byteLength, 0);
   }
 
+  /** A run that lasts until its `close()`. */
+  open(): Scratch {
+    return new Scratch(this);
+  }
+
   async run<T>(body: (scratch: Scratch) => Promise<T>): Promise<T> {
-    // Runs on one model are serialised by the host; a concurrent caller just gets fresh memory.
-    if (this.busy) return body(new Scratch(new Map()));
-    this.busy = true;
-    const available = new Map<number, ArrayBuffer[]>();
-    for (const buffer of this.idle) {
-      const list = available.get(buffer.byteLength);
-      // Most recently used at the end, so `pop` reuses those first.
-      if (list) list.push(buffer);
-      else available.set(buffer.byteLength, [buffer]);
-    }
-    const scratch = new Scratch(available);
+    const scratch = this.open();
     try {
       return await body(scratch);
     } finally {
-      const used = scratch.release();
-      const usedSet = new Set(used);
-      const kept = [...this.idle.filter((b) => !usedSet.has(b)), ...used];
-      let bytes = kept.reduce((sum, b) => sum + b.byteLength, 0);
-      let drop = 0;
-      while (bytes > this.maxBytes && drop < kept.length) bytes -= kept[drop++]!.byteLength;
-      this.idle = kept.slice(drop);
-      this.busy = false;
+      scratch.close();
     }
+  }
+
+  /** The most recently given back idle buffer of this size, if any. */
+  take(byteLength: number): ArrayBuffer | undefined {
+    for (let i = this.idle.length - 1; i >= 0; i--) {
+      if (this.idle[i]!.byteLength === byteLength) return this.idle.splice(i, 1)[0];
+    }
+    return undefined;
+  }
+
+  /** Buffers a run is done with; the least recently used go when idle memory passes the cap. */
+  giveBack(buffers: readonly ArrayBuffer[]): void {
+    this.idle.push(...buffers);
+    let bytes = this.idleBytes;
+    let drop = 0;
+    while (bytes > this.maxBytes && drop < this.idle.length) bytes -= this.idle[drop++]!.byteLength;
+    if (drop > 0) this.idle = this.idle.slice(drop);
   }
 }

@@ -10,7 +10,7 @@ import { runInNewContext } from 'node:vm';
 import { ModelHost } from './modelHost.js';
 import { readModelFolder } from './modelFolder.js';
 import type { WorkerInit, WorkerRequest, WorkerResponse } from './workerProtocol.js';
-import { InferenceError } from './errors.js';
+import { abortCheck } from './executor.js';
 
 const port = parentPort!;
 const init = workerData as WorkerInit;
@@ -58,9 +58,7 @@ port.on('message', (message: WorkerRequest) => {
         return {
           edit,
           inputs,
-          throwIfAborted: () => {
-            if (Atomics.load(flag, 0) !== 0) throw new InferenceError('CANCELLED', 'the job was cancelled');
-          },
+          throwIfAborted: abortCheck(() => Atomics.load(flag, 0) !== 0),
           onProgress: (update) => post({ type: 'progress', runId, update }),
           onSettled: (outcome) => {
             if ('output' in outcome) post({ type: 'done', runId, output: outcome.output });

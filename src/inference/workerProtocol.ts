@@ -1,5 +1,5 @@
 /** Messages between the engine (main thread) and the inference worker. */
-import type { EditInput, EditOutput, ProgressUpdate } from './editRunner.js';
+import type { EditInput, EditOutput, ProgressUpdate, RunOptions } from './editRunner.js';
 import type { InferenceErrorCode } from './errors.js';
 import type { ResolvedEdit } from './request.js';
 import type { ExecutionProviderName } from './sessions.js';
@@ -28,7 +28,7 @@ export type WorkerRequest =
         /** 4 bytes; set to 1 by the main thread to cancel before the next step. */
         cancelFlag: SharedArrayBuffer;
       }[];
-      options: { memoryBudgetBytes: number; maxInputPixels: number; previewMaxSide?: number };
+      options: RunOptions;
     }
   | { type: 'close' };
 

@@ -2,7 +2,7 @@
  * Prometheus metrics (prom-client) at /metrics: queue depth, running jobs, job duration and
  * queue-time histograms, denoise steps, images generated, failures by code, and how many jobs
  * and outputs each pipeline call carried. Fed by observing job events, so the job system itself
- * knows nothing about metrics.
+ * knows nothing about metrics; inference worker restarts are read from the engine.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -15,7 +15,7 @@ export interface ServerMetrics {
   handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
 }
 
-export function createMetrics(jobs: JobBackend): ServerMetrics {
+export function createMetrics(jobs: JobBackend, engine: { readonly workerRestarts: number }): ServerMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'image_edit_process_' });
   new Gauge({
@@ -45,6 +45,15 @@ export function createMetrics(jobs: JobBackend): ServerMetrics {
     help: 'Time jobs waited before running',
     buckets: [0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300],
     registers: [registry],
+  });
+  new Counter({
+    name: 'image_edit_inference_worker_restarts_total',
+    help: 'Inference worker threads restarted after dying (their running jobs failed with WORKER_CRASHED)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(engine.workerRestarts);
+    },
   });
   const steps = new Counter({ name: 'image_edit_denoise_steps_total', help: 'Denoise steps run (rate() gives steps per second)', registers: [registry] });
   const images = new Counter({ name: 'image_edit_images_generated_total', help: 'Output images generated', registers: [registry] });

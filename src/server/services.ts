@@ -83,7 +83,7 @@ export async function createServices(config: ServerConfig, options: ServicesOpti
         onEvent: (event) => metrics.observe(event),
       });
   const worker = config.redisUrl && config.role === 'all' ? await startRedisWorker(engine, redisWorkerConfig(config, log)) : null;
-  const metrics = createMetrics(jobs);
+  const metrics = createMetrics(jobs, engine);
   const edits = new EditService(engine, jobs, {
     maxFilesPerJob: config.maxImagesPerJob,
     maxFileBytes: config.maxFileBytes,
