@@ -55,30 +55,41 @@ const pct = (xs: number[], p: number): number => {
 };
 const round = (x: number, d = 3): number => Number(x.toFixed(d));
 
-/** Flags: `--load-clients 1,2,4,8`, `--load-jobs 16`, `--load-size 256`, `--load-steps 4`, `--load-modes memory,redis`. */
-export function parseLoadOptions(argv: readonly string[]): LoadOptions {
-  const arg = (name: string): string | undefined => {
-    const i = argv.indexOf(name);
-    if (i < 0) return undefined;
-    const v = argv[i + 1];
-    if (v === undefined || v.startsWith('--')) throw new Error(`${name} needs a value`);
-    return v;
+/** The load run's flags (bench/run.ts parses them strictly with its own). */
+export const LOAD_FLAGS = {
+  'load-clients': { type: 'string', default: '1,2,4,8' },
+  'load-jobs': { type: 'string', default: '16' },
+  'load-size': { type: 'string', default: '256' },
+  'load-steps': { type: 'string', default: '4' },
+  'load-modes': { type: 'string', default: 'memory,redis' },
+} as const;
+
+type LoadFlagValues = { [K in keyof typeof LOAD_FLAGS]?: string };
+
+const positiveInt = (name: string, raw: string): number => {
+  if (!/^\d+$/.test(raw) || Number(raw) < 1) throw new Error(`--${name} must be a positive integer (got "${raw}")`);
+  return Number(raw);
+};
+
+/** `--load-clients 1,2,4,8`, `--load-jobs 16`, `--load-size 256`, `--load-steps 4`, `--load-modes memory,redis`. */
+export function parseLoadOptions(values: LoadFlagValues): LoadOptions {
+  const get = (name: keyof typeof LOAD_FLAGS): string => values[name] ?? LOAD_FLAGS[name].default;
+  const clients = get('load-clients')
+    .split(',')
+    .map((c) => positiveInt('load-clients', c));
+  const modes = get('load-modes')
+    .split(',')
+    .map((m) => {
+      if (m !== 'memory' && m !== 'redis') throw new Error(`--load-modes takes memory and/or redis (got "${m}")`);
+      return m;
+    });
+  return {
+    clients,
+    jobsPerLevel: positiveInt('load-jobs', get('load-jobs')),
+    size: positiveInt('load-size', get('load-size')),
+    steps: positiveInt('load-steps', get('load-steps')),
+    modes,
   };
-  const int = (name: string, fallback: number): number => {
-    const raw = arg(name);
-    if (raw === undefined) return fallback;
-    if (!/^\d+$/.test(raw) || Number(raw) < 1) throw new Error(`${name} must be a positive integer (got "${raw}")`);
-    return Number(raw);
-  };
-  const clients = (arg('--load-clients') ?? '1,2,4,8').split(',').map((c) => {
-    if (!/^\d+$/.test(c) || Number(c) < 1) throw new Error(`--load-clients must be positive integers separated by commas (got "${c}")`);
-    return Number(c);
-  });
-  const modes = (arg('--load-modes') ?? 'memory,redis').split(',').map((m) => {
-    if (m !== 'memory' && m !== 'redis') throw new Error(`--load-modes takes memory and/or redis (got "${m}")`);
-    return m;
-  });
-  return { clients, jobsPerLevel: int('--load-jobs', 16), size: int('--load-size', 256), steps: int('--load-steps', 4), modes };
 }
 
 interface ServerProc {
@@ -397,8 +408,8 @@ export function loadSvg(rows: readonly LoadRow[], batched: Record<string, Record
   return `${out.join('\n')}\n`;
 }
 
-export async function runLoadBench(argv: readonly string[]): Promise<void> {
-  const options = parseLoadOptions(argv);
+export async function runLoadBench(values: LoadFlagValues): Promise<void> {
+  const options = parseLoadOptions(values);
   const modelDir = await ensureBenchModel();
   const sdxlDir = await ensureBenchModel({ family: 'sdxl-img2img' });
   const modelsDir = dirname(modelDir);

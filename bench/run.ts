@@ -26,6 +26,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import { parseArgs } from 'node:util';
 import { dirname, join } from 'node:path';
 import ort from 'onnxruntime-node';
 import sharp from 'sharp';
@@ -46,29 +47,41 @@ import { postMultipart, wsClient } from '../test/support/graphql.js';
 import { freePort } from '../test/support/net.js';
 import { pino } from 'pino';
 import { flowBench } from './flow.js';
-import { runLoadBench } from './load.js';
+import { LOAD_FLAGS, runLoadBench } from './load.js';
 import { measureMemory } from './memory.js';
 
-const full = process.argv.includes('--full');
+// Flags are parsed strictly: an unknown or misspelt flag stops the run.
+const { values: flags } = parseArgs({
+  options: {
+    full: { type: 'boolean', default: false },
+    reps: { type: 'string' },
+    steps: { type: 'string' },
+    'flow-sizes': { type: 'string' },
+    'flow-steps': { type: 'string', default: '4' },
+    'flow-only': { type: 'boolean', default: false },
+    load: { type: 'boolean', default: false },
+    ...LOAD_FLAGS,
+  },
+  strict: true,
+  allowPositionals: false,
+});
+const positiveInt = (name: string, raw: string): number => {
+  if (!/^\d+$/.test(raw) || Number(raw) < 1) throw new Error(`--${name} needs a positive integer (got "${raw}")`);
+  return Number(raw);
+};
+const full = flags.full;
 const IMAGES = 4;
 const SIZE = full ? 512 : 256;
 // `--reps N`: more interleaved repetitions where timings are noisy (medians need them).
-const repsArg = process.argv.indexOf('--reps');
-const REPS = repsArg > 0 ? Number(process.argv[repsArg + 1]) : full ? 7 : 3;
-if (!Number.isInteger(REPS) || REPS < 1) throw new Error('--reps needs a positive integer');
+const REPS = flags.reps !== undefined ? positiveInt('reps', flags.reps) : full ? 7 : 3;
 const modelDir = await ensureBenchModel();
 const sdxlDir = await ensureBenchModel({ family: 'sdxl-img2img' });
 // Full mode runs jobs as a client gets them by default: the bench model's default step count
 // (`--steps N` overrides it, e.g. to compare with runs recorded at another count).
-const stepsArg = process.argv.indexOf('--steps');
-const STEPS = stepsArg > 0 ? Number(process.argv[stepsArg + 1]) : full ? readModelFolder(modelDir, 'bench').defaults.steps : 4;
-if (!Number.isInteger(STEPS) || STEPS < 1) throw new Error('--steps needs a positive integer');
-const flowSizesArg = process.argv.indexOf('--flow-sizes');
-const FLOW_SIZES = flowSizesArg > 0 ? process.argv[flowSizesArg + 1]!.split(',').map(Number) : full ? [512, 1024] : [512];
-if (!FLOW_SIZES.every((v) => Number.isInteger(v) && v >= 64 && v % 64 === 0)) throw new Error('--flow-sizes needs multiples of 64, comma-separated');
-const flowStepsArg = process.argv.indexOf('--flow-steps');
-const FLOW_STEPS = flowStepsArg > 0 ? Number(process.argv[flowStepsArg + 1]) : 4;
-if (!Number.isInteger(FLOW_STEPS) || FLOW_STEPS < 1) throw new Error('--flow-steps needs a positive integer');
+const STEPS = flags.steps !== undefined ? positiveInt('steps', flags.steps) : full ? readModelFolder(modelDir, 'bench').defaults.steps : 4;
+const FLOW_SIZES = flags['flow-sizes'] !== undefined ? flags['flow-sizes'].split(',').map((v) => positiveInt('flow-sizes', v)) : full ? [512, 1024] : [512];
+if (!FLOW_SIZES.every((v) => v >= 64 && v % 64 === 0)) throw new Error('--flow-sizes needs multiples of 64, comma-separated');
+const FLOW_STEPS = positiveInt('flow-steps', flags['flow-steps']);
 
 const MASK_BLUR = 4;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -151,7 +164,7 @@ async function flowSection(): Promise<{ model: string; reps: number; sizes: Awai
 }
 
 async function main(): Promise<void> {
-  if (process.argv.includes('--flow-only')) {
+  if (flags['flow-only']) {
     const out = join(PROJECT_ROOT, 'bench', 'results.json');
     const previous = existsSync(out) ? (JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown>) : {};
     writeFileSync(out, `${JSON.stringify({ ...previous, flow: await flowSection() }, null, 2)}\n`);
@@ -520,5 +533,5 @@ async function main(): Promise<void> {
 }
 
 // `--load`: the load run alone (bench/load.ts), merged into bench/results.json.
-if (process.argv.includes('--load')) await runLoadBench(process.argv);
+if (flags.load) await runLoadBench(flags);
 else await main();
