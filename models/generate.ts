@@ -1,10 +1,11 @@
 /**
  * Writes the project's generated models:
- *   tsx models/generate.ts            → models/tiny-edit (committed; a test checks the bytes match)
+ *   tsx models/generate.ts            → models/tiny-edit and models/tiny-flow-edit (FLUX Kontext
+ *                                       layout), committed; a test checks the bytes match
  *   tsx models/generate.ts bench      → .cache/models/bench and bench-img2img (git-ignored, for
  *                                       benchmarks and 8× tests)
- *   tsx models/generate.ts tiny-flow-edit <dir>  → <dir>/tiny-flow-edit (FLUX Kontext layout) and
- *                                       <dir>/tiny-sd3-edit (SD3 layout), analytic flow models
+ *   tsx models/generate.ts tiny-flow-edit <dir>  → <dir>/tiny-flow-edit and <dir>/tiny-sd3-edit
+ *                                       (SD3 layout), analytic flow models
  */
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,12 +17,20 @@ import { buildSd3EditFiles } from './sd3Exports.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const TINY_EDIT_DIR = join(here, 'tiny-edit');
+export const TINY_FLOW_EDIT_DIR = join(here, 'tiny-flow-edit');
+/** The built-in models: folder and generator. */
+export const BUILT_IN_MODELS = [
+  { dir: TINY_EDIT_DIR, files: buildTinyEditFiles },
+  { dir: TINY_FLOW_EDIT_DIR, files: () => buildFlowEditFiles({ layout: 'kontext', guidance: true }) },
+] as const;
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const which = process.argv[2] ?? 'tiny-edit';
   if (which === 'tiny-edit') {
-    writeModelFolder(TINY_EDIT_DIR, buildTinyEditFiles());
-    console.log(`wrote ${TINY_EDIT_DIR}`);
+    for (const { dir, files } of BUILT_IN_MODELS) {
+      writeModelFolder(dir, files());
+      console.log(`wrote ${dir}`);
+    }
   } else if (which === 'bench') {
     for (const family of ['instruct-pix2pix', 'img2img'] satisfies BenchFamily[]) console.log(`wrote ${await ensureBenchModel({ force: true, family })}`);
   } else if (which === 'tiny-flow-edit') {
@@ -31,7 +40,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
       process.exit(2);
     }
     for (const [name, files] of [
-      ['tiny-flow-edit', buildFlowEditFiles({ layout: 'kontext', guidance: true })],
+      ['tiny-flow-edit', BUILT_IN_MODELS[1].files()],
       ['tiny-sd3-edit', buildSd3EditFiles()],
     ] as const) {
       writeModelFolder(join(resolve(dir), name), files);

@@ -249,28 +249,16 @@ describe('FLUX through REST, GraphQL and the CLI', () => {
     }
   });
 
-  it('npm run edit -- --models-dir <tmp> --model tiny-flow-edit --image a.png --prompt grayscale gives the exact edit', async () => {
+  it('npm run edit -- --model tiny-flow-edit --image a.png --prompt grayscale (the built-in models) gives the exact edit', async () => {
     const a = join(root, 'a.png');
     writeFileSync(a, image);
     const out = join(root, 'cli-out');
+    const env = { ...process.env };
+    delete env.MODELS_DIR;
     await run(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        join(PROJECT_ROOT, 'src/cli/edit.ts'),
-        '--models-dir',
-        root,
-        '--model',
-        'tiny-flow-edit',
-        '--image',
-        a,
-        '--prompt',
-        'grayscale',
-        '--out',
-        out,
-      ],
-      { cwd: PROJECT_ROOT },
+      'npm',
+      ['run', '--silent', 'edit', '--', '--model', 'tiny-flow-edit', '--image', a, '--prompt', 'grayscale', '--out', out],
+      { cwd: PROJECT_ROOT, env },
     );
     const [file] = readdirSync(out);
     const bytes = readFileSync(join(out, file!));

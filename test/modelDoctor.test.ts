@@ -288,7 +288,7 @@ describe('model doctor', () => {
     } finally {
       child.kill('SIGTERM');
     }
-    const loaded = lines.filter((l) => l.msg === 'model loaded');
+    const loaded = lines.filter((l) => l.msg === 'model loaded' && l.model === 'tiny-edit');
     assert.equal(loaded.length, 1);
     const { level: _l, time: _t, pid: _p, hostname: _h, msg: _m, model, ...logged } = loaded[0]!;
     const { id, ...summary } = doc;

@@ -1,5 +1,6 @@
 /**
- * Model folders: the committed tiny-edit folder matches its generator byte for byte, it reads as
+ * Model folders: the committed tiny-edit and tiny-flow-edit folders match their generators byte for
+ * byte, tiny-edit reads as
  * the expected InstructPix2Pix spec, and each kind of broken folder is refused with a message that
  * names the problem — when the folder is read, or when its ONNX sessions open.
  */
@@ -9,7 +10,7 @@ import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, unlin
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { buildTinyEditFiles } from '../models/tinyEdit.js';
-import { TINY_EDIT_DIR } from '../models/generate.js';
+import { BUILT_IN_MODELS, TINY_EDIT_DIR } from '../models/generate.js';
 import { GraphBuilder } from '../models/onnx/graph.js';
 import type { Dim } from '../models/onnx/graph.js';
 import { listModelFolders, readModelFolder, ModelFolderError } from '../src/inference/modelFolder.js';
@@ -84,14 +85,17 @@ describe('tiny-edit model folder', () => {
     rmSync(tmpRoot, { recursive: true, force: true });
   });
 
-  it('is byte-identical to what buildTinyEditFiles() generates, with no extra or missing files', () => {
-    const generated = buildTinyEditFiles();
-    assert.deepEqual(filesUnder(TINY_EDIT_DIR), [...generated.keys()].sort());
-    for (const [path, bytes] of generated) {
-      const onDisk = readFileSync(join(TINY_EDIT_DIR, path));
-      assert.ok(Buffer.from(bytes).equals(onDisk), `models/tiny-edit/${path} differs from the generator; run npm run generate:models`);
-    }
-  });
+  for (const { dir, files } of BUILT_IN_MODELS) {
+    const name = relative(join(dir, '..'), dir);
+    it(`models/${name} is byte-identical to its generator, with no extra or missing files`, () => {
+      const generated = files();
+      assert.deepEqual(filesUnder(dir), [...generated.keys()].sort());
+      for (const [path, bytes] of generated) {
+        const onDisk = readFileSync(join(dir, path));
+        assert.ok(Buffer.from(bytes).equals(onDisk), `models/${name}/${path} differs from the generator; run npm run generate:models`);
+      }
+    });
+  }
 
   it('generates deterministically', () => {
     const a = buildTinyEditFiles();
