@@ -255,11 +255,10 @@ describe('FLUX through REST, GraphQL and the CLI', () => {
     const out = join(root, 'cli-out');
     const env = { ...process.env };
     delete env.MODELS_DIR;
-    await run(
-      'npm',
-      ['run', '--silent', 'edit', '--', '--model', 'tiny-flow-edit', '--image', a, '--prompt', 'grayscale', '--out', out],
-      { cwd: PROJECT_ROOT, env },
-    );
+    await run('npm', ['run', '--silent', 'edit', '--', '--model', 'tiny-flow-edit', '--image', a, '--prompt', 'grayscale', '--out', out], {
+      cwd: PROJECT_ROOT,
+      env,
+    });
     const [file] = readdirSync(out);
     const bytes = readFileSync(join(out, file!));
     assert.ok(maxChannelDiff(await pixelAt(bytes, 8, 32), expectedColour(LEFT, 'grayscale')) <= 2);
