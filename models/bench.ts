@@ -13,7 +13,14 @@ import { buildBpeTokenizerJson, buildTokenizerConfigJson } from './tokenizerBuil
 import { writeModelFolder } from './modelFiles.js';
 import { EDIT_WORDS } from './tinyEdit.js';
 import { SDXL_SCHEDULER_CONFIG } from './exports.js';
-import { FLUX_SCALING_FACTOR, FLUX_SHIFT_FACTOR, buildT5TokenizerConfigJson, buildT5TokenizerJson, fluxSchedulerConfig } from './flowExports.js';
+import {
+  FLUX_SCALING_FACTOR,
+  FLUX_SHIFT_FACTOR,
+  buildT5TokenizerConfigJson,
+  buildT5TokenizerJson,
+  fluxModelIndex,
+  fluxSchedulerConfig,
+} from './flowExports.js';
 import { PROJECT_ROOT } from '../src/config.js';
 
 export type BenchFamily = 'instruct-pix2pix' | 'img2img' | 'sdxl-img2img' | 'flux-img2img';
@@ -562,21 +569,7 @@ function buildFluxBenchFiles(): Map<string, Uint8Array> {
     use_post_quant_conv: false,
   };
   const files = new Map<string, Uint8Array>();
-  files.set(
-    'model_index.json',
-    json({
-      _class_name: 'FluxPipeline',
-      _diffusers_version: '0.32.0',
-      scheduler: ['diffusers', 'FlowMatchEulerDiscreteScheduler'],
-      text_encoder: ['transformers', 'CLIPTextModel'],
-      text_encoder_2: ['transformers', 'T5EncoderModel'],
-      tokenizer: ['transformers', 'CLIPTokenizer'],
-      tokenizer_2: ['transformers', 'T5TokenizerFast'],
-      transformer: ['diffusers', 'FluxTransformer2DModel'],
-      vae_decoder: ['diffusers', 'AutoencoderKL'],
-      vae_encoder: ['diffusers', 'AutoencoderKL'],
-    }),
-  );
+  files.set('model_index.json', fluxModelIndex('FluxPipeline'));
   files.set('scheduler/scheduler_config.json', json(fluxSchedulerConfig(true)));
   files.set('tokenizer/tokenizer.json', json(tokenizer));
   files.set('tokenizer/tokenizer_config.json', json(buildTokenizerConfigJson()));

@@ -236,6 +236,22 @@ function vaeDecoderGraph(float: Float): GraphBuilder {
 }
 
 /** FLUX.1-dev's scheduler_config.json (schnell: no dynamic shifting, shift 1). */
+/** model_index.json of a FLUX folder as optimum writes it (components in diffusers' order). */
+export function fluxModelIndex(className: string): Uint8Array {
+  return json({
+    _class_name: className,
+    _diffusers_version: '0.32.0',
+    scheduler: ['diffusers', 'FlowMatchEulerDiscreteScheduler'],
+    text_encoder: ['transformers', 'CLIPTextModel'],
+    text_encoder_2: ['transformers', 'T5EncoderModel'],
+    tokenizer: ['transformers', 'CLIPTokenizer'],
+    tokenizer_2: ['transformers', 'T5TokenizerFast'],
+    transformer: ['diffusers', 'FluxTransformer2DModel'],
+    vae_decoder: ['diffusers', 'AutoencoderKL'],
+    vae_encoder: ['diffusers', 'AutoencoderKL'],
+  });
+}
+
 export function fluxSchedulerConfig(dynamic: boolean): object {
   return dynamic
     ? {
@@ -268,21 +284,7 @@ export function buildFlowEditFiles(o: FlowFixtureOptions = { layout: 'kontext' }
   const clip = buildBpeTokenizerJson(words) as { model: { vocab: Record<string, number> } };
   const t5 = buildT5TokenizerJson(words);
   const files = new Map<string, Uint8Array>();
-  files.set(
-    'model_index.json',
-    json({
-      _class_name: o.layout === 'kontext' ? 'FluxKontextPipeline' : 'FluxImg2ImgPipeline',
-      _diffusers_version: '0.32.0',
-      scheduler: ['diffusers', 'FlowMatchEulerDiscreteScheduler'],
-      text_encoder: ['transformers', 'CLIPTextModel'],
-      text_encoder_2: ['transformers', 'T5EncoderModel'],
-      tokenizer: ['transformers', 'CLIPTokenizer'],
-      tokenizer_2: ['transformers', 'T5TokenizerFast'],
-      transformer: ['diffusers', 'FluxTransformer2DModel'],
-      vae_decoder: ['diffusers', 'AutoencoderKL'],
-      vae_encoder: ['diffusers', 'AutoencoderKL'],
-    }),
-  );
+  files.set('model_index.json', fluxModelIndex(o.layout === 'kontext' ? 'FluxKontextPipeline' : 'FluxImg2ImgPipeline'));
   files.set('scheduler/scheduler_config.json', json(fluxSchedulerConfig(o.dynamicShifting ?? true)));
   files.set('tokenizer/tokenizer.json', json(clip));
   files.set('tokenizer/tokenizer_config.json', json(buildTokenizerConfigJson()));
