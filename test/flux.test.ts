@@ -20,7 +20,7 @@ import { resolveEditOptions } from '../src/inference/request.js';
 import type { EditOptions } from '../src/inference/request.js';
 import { imageIds, packLatents, unpackLatents } from '../src/inference/pipelines/flux.js';
 import { loadTokenizer } from '../src/inference/tokenizer.js';
-import { perItemBytes, planMicroBatches } from '../src/inference/memory.js';
+import { estimateBatchBytes, maxPixelsWithinBudget, perItemBytes, planMicroBatches } from '../src/inference/memory.js';
 import { expectedColour, leftHalfMask, maxChannelDiff, meanColour, pixelAt, reference, twoColourPng } from './support/images.js';
 import type { EditInput, ProgressUpdate } from '../src/inference/editRunner.js';
 import type { Rgb } from './support/images.js';
@@ -210,7 +210,13 @@ describe('FLUX family on tiny-flow-edit', () => {
     const edit = resolveEditOptions(spec, 1, { prompt: 'x', size: '1024x1024' });
     const extra = spec.pipeline.extraAttentionTokens!(spec, edit, 1024, 1024);
     assert.equal(extra, 512 + 4096);
-    const g = { width: 1024, height: 1024, vaeScaleFactor: 8, branches: 1, extraTokens: extra };
+    const g = {
+      width: 1024,
+      height: 1024,
+      vaeScaleFactor: 8,
+      branches: 1,
+      extraTokens: (w: number, h: number) => spec.pipeline.extraAttentionTokens!(spec, edit, w, h),
+    };
     // edit-server.json: 1024 B per latent pixel, 1 head, 64 B per pixel for the VAE.
     assert.equal(perItemBytes(spec.memory, g), 128 * 128 * 1024 + (4096 + extra) ** 2 * 4 + 1024 * 1024 * 64);
     const schnell = engine.model('flow-img2img-schnell');
@@ -218,6 +224,13 @@ describe('FLUX family on tiny-flow-edit', () => {
     const per = perItemBytes(spec.memory, g);
     assert.throws(() => planMicroBatches(1, spec.memory, g, spec.memory.weightBytes + per / 2), /IMAGE_TOO_LARGE|largest output that fits is about \d+ pixels/);
     assert.deepEqual(planMicroBatches(3, spec.memory, g, spec.memory.weightBytes + 2 * per), [2, 1]);
+    // The size IMAGE_TOO_LARGE names counts the reference tokens at that size: it fits, and a
+    // square 64 px wider does not.
+    const budget = spec.memory.weightBytes + per / 2;
+    const side = Math.floor(Math.sqrt(maxPixelsWithinBudget(spec.memory, g, budget)));
+    const at = (s: number) => estimateBatchBytes(spec.memory, { ...g, width: s, height: s }, 1);
+    assert.ok(at(side) <= budget);
+    assert.ok(at(side + 64) > budget);
   });
 
   it('a transformer declaring inputs the family does not feed is refused at load, naming them', async () => {

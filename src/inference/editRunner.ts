@@ -17,7 +17,7 @@ import type { DecodedImage } from './imageIO.js';
 interface DecodedInput extends DecodedImage {
   mask: Float32Array | null;
 }
-import { perItemBytes, planMicroBatches } from './memory.js';
+import { type BatchGeometry, perItemBytes, planMicroBatches } from './memory.js';
 import { projectLatentToRgb } from './tensor.js';
 import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams, StepInfo } from './pipelines/common.js';
 import { InferenceError, toInferenceError } from './errors.js';
@@ -199,11 +199,10 @@ function planBatches(
   const heldBytes = tasks.reduce((sum, { decoded }) => sum + decoded.reduce((n, img) => n + img.data.byteLength + (img.mask?.byteLength ?? 0), 0), 0);
   const batches: TaskBatch[] = [];
   for (const group of groups.values()) {
-    const extraTokens = spec.pipeline.extraAttentionTokens?.(spec, edit, group.width, group.height) ?? 0;
     const sizes = planMicroBatches(
       group.items.length,
       spec.memory,
-      { width: group.width, height: group.height, vaeScaleFactor: spec.vaeScaleFactor, branches, extraTokens },
+      { width: group.width, height: group.height, vaeScaleFactor: spec.vaeScaleFactor, branches, extraTokens: extraTokensOf(spec, edit) },
       memoryBudgetBytes - heldBytes,
     );
     let offset = 0;
@@ -223,9 +222,15 @@ export function outputsPerBatch(spec: ModelSpec, edit: ResolvedEdit, memoryBudge
     height: edit.size.height,
     vaeScaleFactor: spec.vaeScaleFactor,
     branches: spec.pipeline.guidanceBranches(edit),
-    extraTokens: spec.pipeline.extraAttentionTokens?.(spec, edit, edit.size.width, edit.size.height) ?? 0,
+    extraTokens: extraTokensOf(spec, edit),
   });
   return Math.max(0, Math.floor((memoryBudgetBytes - spec.memory.weightBytes) / per));
+}
+
+/** The family's extra attention tokens at an output size (text, Kontext reference), if any. */
+function extraTokensOf(spec: ModelSpec, edit: ResolvedEdit): BatchGeometry['extraTokens'] {
+  const extra = spec.pipeline.extraAttentionTokens;
+  return extra && ((width, height) => extra(spec, edit, width, height));
 }
 
 /** One output as the VAE decoded it (signed range), until its job is encoded. */

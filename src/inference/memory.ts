@@ -22,15 +22,15 @@ export interface BatchGeometry {
   /** UNet rows per item: 1, or 2/3 with guidance. */
   branches: number;
   /**
-   * Attention tokens per row besides the image's own (a transformer's text tokens, a reference
-   * image's tokens); 0 or absent for UNets.
+   * Attention tokens per row besides the image's own at an output size (a transformer's text
+   * tokens, a Kontext reference image's tokens, which grow with the size); absent for UNets.
    */
-  extraTokens?: number;
+  extraTokens?: (width: number, height: number) => number;
 }
 
 export function perItemBytes(profile: MemoryProfile, g: BatchGeometry): number {
   const latentPixels = (g.width / g.vaeScaleFactor) * (g.height / g.vaeScaleFactor);
-  const attentionTokens = latentPixels / (profile.attentionDownscale * profile.attentionDownscale) + (g.extraTokens ?? 0);
+  const attentionTokens = latentPixels / (profile.attentionDownscale * profile.attentionDownscale) + (g.extraTokens?.(g.width, g.height) ?? 0);
   const unetRow = latentPixels * profile.unetBytesPerLatentPixel + profile.attentionHeads * attentionTokens * attentionTokens * 4;
   return g.branches * unetRow + g.width * g.height * profile.vaeBytesPerPixel;
 }
