@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { GraphBuilder } from './onnx/graph.js';
 import { buildBpeTokenizerJson, buildTokenizerConfigJson } from './tokenizerBuilder.js';
 import { writeModelFolder } from './modelFiles.js';
-import { EDIT_WORDS } from './tinyEdit.js';
+import { EDIT_WORDS, json } from './tinyEdit.js';
 import { SDXL_SCHEDULER_CONFIG } from './exports.js';
 import {
   FLUX_SCALING_FACTOR,
@@ -219,30 +219,39 @@ function unetOnnx(family: BenchFamily): Uint8Array {
   return g.toBytes(`bench unet (${family})`);
 }
 
-function vaeEncoderOnnx(): Uint8Array {
-  const g = new GraphBuilder('bench_vae_encoder');
-  const n = new Net(g, 3);
+/** The bench VAE (8×, `latent` channels); `name` and the weight seeds tell the folders' graphs apart. */
+interface BenchVae {
+  latent: number;
+  name: string;
+  label: string;
+  encoderSeed: number;
+  decoderSeed: number;
+}
+
+const SD_VAE: BenchVae = { latent: LATENT, name: 'bench', label: 'bench', encoderSeed: 3, decoderSeed: 4 };
+
+function vaeEncoderOnnx(vae: BenchVae = SD_VAE): Uint8Array {
+  const g = new GraphBuilder(`${vae.name}_vae_encoder`);
+  const n = new Net(g, vae.encoderSeed);
   const x = g.input('sample', 'float32', ['batch_size', 3, 'sample_height', 'sample_width']);
   let h = n.silu(n.conv(x, 3, 32, 2));
   h = n.silu(n.conv(h, 32, 64, 2));
   h = n.silu(n.conv(h, 64, 64, 2));
-  const mean = n.conv(h, 64, LATENT, 1, 3, 0.5);
-  const logvar = g.op1('Add', [g.op1('Mul', [n.conv(h, 64, LATENT), g.f32([0.1], [])]), g.f32([-8], [])]);
-  g.output('latent_parameters', g.op1('Concat', [mean, logvar], { axis: 1 }), 'float32', ['batch_size', 2 * LATENT, 'latent_height', 'latent_width']);
-  return g.toBytes('bench vae encoder');
+  const mean = n.conv(h, 64, vae.latent, 1, 3, 0.5);
+  const logvar = g.op1('Add', [g.op1('Mul', [n.conv(h, 64, vae.latent), g.f32([0.1], [])]), g.f32([-8], [])]);
+  g.output('latent_parameters', g.op1('Concat', [mean, logvar], { axis: 1 }), 'float32', ['batch_size', 2 * vae.latent, 'latent_height', 'latent_width']);
+  return g.toBytes(`${vae.label} vae encoder`);
 }
 
-function vaeDecoderOnnx(): Uint8Array {
-  const g = new GraphBuilder('bench_vae_decoder');
-  const n = new Net(g, 4);
-  const z = g.input('latent_sample', 'float32', ['batch_size', LATENT, 'latent_height', 'latent_width']);
-  let h = n.silu(n.conv(z, LATENT, 64));
+function vaeDecoderOnnx(vae: BenchVae = SD_VAE): Uint8Array {
+  const g = new GraphBuilder(`${vae.name}_vae_decoder`);
+  const n = new Net(g, vae.decoderSeed);
+  const z = g.input('latent_sample', 'float32', ['batch_size', vae.latent, 'latent_height', 'latent_width']);
+  let h = n.silu(n.conv(z, vae.latent, 64));
   for (let i = 0; i < 3; i++) h = n.silu(n.conv(n.upsample(h), 64, 64));
   g.output('sample', g.op1('Tanh', [n.conv(h, 64, 3)]), 'float32', ['batch_size', 3, 'sample_height', 'sample_width']);
-  return g.toBytes('bench vae decoder');
+  return g.toBytes(`${vae.label} vae decoder`);
 }
-
-const json = (value: unknown): Uint8Array => new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`);
 
 export function buildBenchFiles(family: BenchFamily): Map<string, Uint8Array> {
   if (family === 'sdxl-img2img') return buildSdxlBenchFiles();
@@ -523,28 +532,7 @@ function fluxTransformerOnnx(): Uint8Array {
   return g.toBytes('bench flux transformer');
 }
 
-function fluxVaeEncoderOnnx(): Uint8Array {
-  const g = new GraphBuilder('bench_flux_vae_encoder');
-  const n = new Net(g, 23);
-  const x = g.input('sample', 'float32', ['batch_size', 3, 'sample_height', 'sample_width']);
-  let h = n.silu(n.conv(x, 3, 32, 2));
-  h = n.silu(n.conv(h, 32, 64, 2));
-  h = n.silu(n.conv(h, 64, 64, 2));
-  const mean = n.conv(h, 64, FLUX_LATENT, 1, 3, 0.5);
-  const logvar = g.op1('Add', [g.op1('Mul', [n.conv(h, 64, FLUX_LATENT), g.f32([0.1], [])]), g.f32([-8], [])]);
-  g.output('latent_parameters', g.op1('Concat', [mean, logvar], { axis: 1 }), 'float32', ['batch_size', 2 * FLUX_LATENT, 'latent_height', 'latent_width']);
-  return g.toBytes('bench flux vae encoder');
-}
-
-function fluxVaeDecoderOnnx(): Uint8Array {
-  const g = new GraphBuilder('bench_flux_vae_decoder');
-  const n = new Net(g, 24);
-  const z = g.input('latent_sample', 'float32', ['batch_size', FLUX_LATENT, 'latent_height', 'latent_width']);
-  let h = n.silu(n.conv(z, FLUX_LATENT, 64));
-  for (let i = 0; i < 3; i++) h = n.silu(n.conv(n.upsample(h), 64, 64));
-  g.output('sample', g.op1('Tanh', [n.conv(h, 64, 3)]), 'float32', ['batch_size', 3, 'sample_height', 'sample_width']);
-  return g.toBytes('bench flux vae decoder');
-}
+const FLUX_VAE: BenchVae = { latent: FLUX_LATENT, name: 'bench_flux', label: 'bench flux', encoderSeed: 23, decoderSeed: 24 };
 
 /**
  * `bench-flux`: FLUX.1-dev img2img in optimum's layout (FluxPipeline model_index, dev's dynamic-
@@ -602,9 +590,9 @@ function buildFluxBenchFiles(): Map<string, Uint8Array> {
   );
   files.set('transformer/model.onnx', fluxTransformerOnnx());
   files.set('vae_encoder/config.json', json(vaeConfig));
-  files.set('vae_encoder/model.onnx', fluxVaeEncoderOnnx());
+  files.set('vae_encoder/model.onnx', vaeEncoderOnnx(FLUX_VAE));
   files.set('vae_decoder/config.json', json(vaeConfig));
-  files.set('vae_decoder/model.onnx', fluxVaeDecoderOnnx());
+  files.set('vae_decoder/model.onnx', vaeDecoderOnnx(FLUX_VAE));
   files.set(
     'edit-server.json',
     json({
