@@ -25,6 +25,23 @@ const BLUE: [Rgb, Rgb] = [
   [30, 200, 120],
 ];
 
+/** Debian's chromium, headless, offline. */
+function launchBrowser(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}
+
 describe('progress page HTML', () => {
   it('offers every scheduler name, from SCHEDULER_NAMES', () => {
     let body = '';
@@ -87,19 +104,7 @@ describe('progress page', () => {
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (.ci/run does)`);
     mkdirSync(ARTIFACTS, { recursive: true });
     server = await startTestServer();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchBrowser();
     dir = mkdtempSync(join(tmpdir(), 'ui-'));
     writeFileSync(join(dir, 'red.png'), await twoColourPng(64, 64, RED[0], RED[1]));
     writeFileSync(join(dir, 'blue.png'), await twoColourPng(64, 64, BLUE[0], BLUE[1]));
@@ -391,19 +396,7 @@ describe('GraphiQL with AUTH_TOKENS: the main job without leaving the page', () 
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (.ci/run does)`);
     mkdirSync(ARTIFACTS, { recursive: true });
     server = await startTestServer({ AUTH_TOKENS: TOKEN });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchBrowser();
   });
   after(async () => {
     await browser?.close();
