@@ -3,7 +3,6 @@
  * FIFO; each job's events fan out to its own subscribers; finished jobs stay readable for the
  * retention period, their inputs freed at once and their results freed at expiry.
  */
-import { randomUUID } from 'node:crypto';
 import type { InferenceEngine } from '../inference/engine.js';
 import type { EditInput } from '../inference/editRunner.js';
 import type { ResolvedEdit } from '../inference/request.js';
@@ -12,7 +11,7 @@ import { JobEventStream } from './eventStream.js';
 import { JobRun, type RunOutcome, type TerminalEvent } from './jobRun.js';
 import { type MergeCandidate, MergeGroup } from './merging.js';
 import type { CancelReason, JobBackend, JobEvent, JobProgress, JobSnapshot, TenantQuota } from './types.js';
-import { currentEvent, quotaExceeded } from './types.js';
+import { currentEvent, queuedSnapshot, quotaExceeded } from './types.js';
 import { ownerLabel } from './access.js';
 
 export interface JobServiceConfig {
@@ -45,8 +44,6 @@ interface Job {
   subscribers: Set<JobEventStream>;
   expiresAt: number | null;
 }
-
-const nowSeconds = (): number => Date.now() / 1000;
 
 const candidate = (job: Job): MergeCandidate => ({
   modelId: job.snapshot.modelId,
@@ -91,19 +88,7 @@ export class JobService implements JobBackend {
       if (refusal) throw new ServiceError('QUOTA_EXCEEDED', refusal, { retryAfterSeconds: 5 });
     }
     const job: Job = {
-      snapshot: {
-        id: randomUUID(),
-        modelId,
-        status: 'QUEUED',
-        queuePosition: this.queue.length + 1,
-        createdAt: nowSeconds(),
-        inputImages: inputs.length,
-        n: edit.n,
-        progress: null,
-        result: null,
-        error: null,
-        owner,
-      },
+      snapshot: queuedSnapshot({ modelId, inputImages: inputs.length, n: edit.n, owner }, this.queue.length + 1),
       edit,
       inputs,
       pixels: inputs.reduce((n, i) => n + (i.pixels ?? 0), 0),

@@ -4,7 +4,6 @@
  * out through Redis pub/sub, so a subscriber on any API process sees every event of any job.
  * One subscriber connection per process, fanned out to per-subscription streams.
  */
-import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { EditInput } from '../inference/editRunner.js';
@@ -12,7 +11,7 @@ import type { ResolvedEdit } from '../inference/request.js';
 import { ServiceError } from '../errors.js';
 import { JobEventStream } from './eventStream.js';
 import type { CancelReason, JobBackend, JobEvent, JobSnapshot, TenantQuota } from './types.js';
-import { currentEvent, quotaExceeded } from './types.js';
+import { currentEvent, queuedSnapshot, quotaExceeded } from './types.js';
 import { ownerLabel } from './access.js';
 import {
   CANCEL_CHANNEL,
@@ -123,20 +122,8 @@ export class RedisJobBackend implements JobBackend {
     const bytes = inputs.reduce((n, i) => n + i.bytes.byteLength + (i.mask?.byteLength ?? 0), 0);
     if (bytes > this.config.maxInputBytes)
       throw new ServiceError('PAYLOAD_TOO_LARGE', `inputs of ${bytes} bytes are over the queue's limit of ${this.config.maxInputBytes}`);
-    const id = randomUUID();
-    const snapshot: JobSnapshot = {
-      id,
-      modelId,
-      status: 'QUEUED',
-      queuePosition: waiting + 1,
-      createdAt: Date.now() / 1000,
-      inputImages: inputs.length,
-      n: edit.n,
-      progress: null,
-      result: null,
-      error: null,
-      owner,
-    };
+    const snapshot = queuedSnapshot({ modelId, inputImages: inputs.length, n: edit.n, owner }, waiting + 1);
+    const id = snapshot.id;
     const ttl = this.ttl();
     const quota = this.config.tenantQuota;
     if (quota) {

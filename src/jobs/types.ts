@@ -1,4 +1,5 @@
 /** Jobs and their events, independent of GraphQL (the schema maps these 1:1). */
+import { randomUUID } from 'node:crypto';
 import type { OutputImage, PreviewImage, EditUsage } from '../inference/editRunner.js';
 
 export type JobStatus = 'QUEUED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
@@ -44,6 +45,11 @@ export interface JobSnapshot {
   owner: string;
   /** Set when CANCELLED. */
   cancelReason?: CancelReason | null;
+}
+
+/** A job's snapshot when it is accepted: queued at `position`, nothing run yet. */
+export function queuedSnapshot(job: { modelId: string; inputImages: number; n: number; owner: string }, position: number): JobSnapshot {
+  return { id: randomUUID(), status: 'QUEUED', queuePosition: position, createdAt: Date.now() / 1000, progress: null, result: null, error: null, ...job };
 }
 
 export type JobEvent =
