@@ -10,6 +10,7 @@ import sharp from 'sharp';
 import { InferenceEngine } from '../src/inference/engine.js';
 import { resolveEditOptions } from '../src/inference/request.js';
 import { estimateBatchBytes } from '../src/inference/memory.js';
+import { STAGE_THREAD_BYTES } from '../src/inference/stageThread.js';
 
 export interface MemoryChildArgs {
   modelsDir: string;
@@ -20,6 +21,8 @@ export interface MemoryChildArgs {
   arena: boolean;
   /** MEMORY_BUDGET_MB of the engine; absent: the default (half the RAM). */
   budgetMb?: number;
+  /** The engine's stage thread (text encoders and VAE on a thread of their own); absent: its default. */
+  stageThread?: boolean;
 }
 
 export interface MemoryChildResult {
@@ -33,7 +36,7 @@ export interface MemoryChildResult {
   decoded_input_bytes: number;
   /** Encoded outputs returned, plus the float32 RGB each output passes through. */
   output_bytes: number;
-  /** The plan's estimate for the job as one call (weights + items × per-item bytes) + decoded inputs. */
+  /** The plan's estimate for the job as one call (weights + items × per-item bytes) + decoded inputs + the stage thread. */
   plan_bytes: number;
   batches: number;
   error?: { code: string; message: string };
@@ -66,6 +69,7 @@ async function main(): Promise<void> {
     modelIds: [args.model],
     threading: 'inline',
     cpuMemArena: args.arena,
+    stageThread: args.stageThread,
     memoryBudgetBytes: args.budgetMb === undefined ? undefined : args.budgetMb * 2 ** 20,
   });
   const spec = engine.model(args.model);
@@ -80,7 +84,9 @@ async function main(): Promise<void> {
       spec.memory,
       { width: size, height: size, vaeScaleFactor: spec.vaeScaleFactor, branches: spec.pipeline.guidanceBranches(edit) },
       args.images,
-    ) + decoded;
+    ) +
+    decoded +
+    (args.stageThread === false ? 0 : STAGE_THREAD_BYTES);
   try {
     writeFileSync('/proc/self/clear_refs', '5');
   } catch {

@@ -205,12 +205,13 @@ describe('memory-aware micro-batching', () => {
     const spec0 = (await import('../src/inference/modelFolder.js')).readModelFolder(join(defaultModelsDir(), 'tiny-edit'), 'tiny-edit');
     const { perItemBytes } = await import('../src/inference/memory.js');
     const per = perItemBytes(spec0.memory, { width: W, height: H, vaeScaleFactor: 1, branches: 1 });
-    // Room for exactly two outputs per batch.
+    const { STAGE_THREAD_BYTES } = await import('../src/inference/stageThread.js');
+    // Room for exactly two outputs per batch (the budget also reserves the stage thread's memory).
     const small = await InferenceEngine.start({
       modelsDir: defaultModelsDir(),
       modelIds: ['tiny-edit'],
       threading: 'inline',
-      memoryBudgetBytes: spec0.memory.weightBytes + 2.5 * per,
+      memoryBudgetBytes: STAGE_THREAD_BYTES + spec0.memory.weightBytes + 2.5 * per,
     });
     try {
       const spec = small.model();

@@ -16,6 +16,7 @@ import { ensureBenchModel } from '../models/bench.js';
 import { TINY_EDIT_DIR } from '../models/generate.js';
 import { readModelFolder, type ModelSpec } from '../src/inference/modelFolder.js';
 import { estimateBatchBytes } from '../src/inference/memory.js';
+import { STAGE_THREAD_BYTES } from '../src/inference/stageThread.js';
 import { resolveEditOptions } from '../src/inference/request.js';
 import { measureJobMemory } from '../bench/memory.js';
 
@@ -38,11 +39,12 @@ for (const [model, folder] of MODELS)
       spec = readModelFolder(dir, model);
     });
 
-    /** The plan's bytes for `images` outputs in one call, with their decoded inputs. */
+    /** The plan's bytes for `images` outputs in one call, with their decoded inputs and the stage thread. */
     function planBytes(images: number): number {
       const edit = resolveEditOptions(spec, images, { prompt: 'x', size: `${SIZE}x${SIZE}`, steps: 2 });
       const geometry = { width: SIZE, height: SIZE, vaeScaleFactor: spec.vaeScaleFactor, branches: spec.pipeline.guidanceBranches(edit) };
-      return estimateBatchBytes(spec.memory, geometry, images) + images * SIZE * SIZE * 3 * 4;
+      // The engine's stage thread is on by default; the budget reserves its memory.
+      return estimateBatchBytes(spec.memory, geometry, images) + images * SIZE * SIZE * 3 * 4 + STAGE_THREAD_BYTES;
     }
 
     function run(images: number, budgetMb: number) {

@@ -21,6 +21,8 @@ export interface CatalogueConfig {
   preloadModels?: string[];
   /** Memory a batch may use; default half of this machine's RAM. */
   memoryBudgetBytes?: number;
+  /** Memory the executor holds besides models and jobs (its stage thread), taken from the budget. */
+  reservedBytes?: number;
   /** Decoded-pixel bound per input (decompression-bomb guard). */
   maxInputPixels?: number;
 }
@@ -42,7 +44,7 @@ export class ModelCatalogue {
     readonly defaultModelId: string,
     config: CatalogueConfig,
   ) {
-    this.memoryBudgetBytes = config.memoryBudgetBytes ?? defaultMemoryBudget();
+    this.memoryBudgetBytes = (config.memoryBudgetBytes ?? defaultMemoryBudget()) - (config.reservedBytes ?? 0);
     this.maxInputPixels = config.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS;
   }
 

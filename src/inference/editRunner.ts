@@ -17,7 +17,7 @@ import type { DecodedImage } from './imageIO.js';
 interface DecodedInput extends DecodedImage {
   mask: Float32Array | null;
 }
-import { type BatchGeometry, perItemBytes, planMicroBatches } from './memory.js';
+import { type BatchGeometry, estimateBatchBytes, perItemBytes, planMicroBatches } from './memory.js';
 import { projectLatentToRgb } from './tensor.js';
 import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams, StepInfo } from './pipelines/common.js';
 import { InferenceError, toInferenceError } from './errors.js';
@@ -121,12 +121,6 @@ export interface RunOptions {
   pngCompressionLevel?: number;
 }
 
-/** Milliseconds inside session.run so far: all components, and the denoising ones. */
-function sessionTimes(sessions: ModelSessions): { all: number; denoise: number } {
-  const r = sessions.stats.runMs;
-  return { all: Object.values(r).reduce((a, b) => a + b, 0), denoise: (r.unet ?? 0) + (r.transformer ?? 0) };
-}
-
 /** One job's share of a (possibly merged) pipeline run. */
 export interface EditTask {
   edit: ResolvedEdit;
@@ -146,6 +140,8 @@ interface TaskBatch {
   items: TaskItem[];
   width: number;
   height: number;
+  /** The memory plan's figure for this micro-batch, weights and the call's decoded inputs included. */
+  bytes: number;
 }
 
 /**
@@ -175,7 +171,7 @@ function planBatches(
   tasks: readonly { edit: ResolvedEdit; decoded: readonly DecodedInput[] }[],
   memoryBudgetBytes: number,
 ): TaskBatch[] {
-  const groups = new Map<string, TaskBatch>();
+  const groups = new Map<string, Omit<TaskBatch, 'bytes'>>();
   tasks.forEach(({ edit: e, decoded }, task) => {
     decoded.forEach((img, inputIndex) => {
       const key = `${img.width}x${img.height}`;
@@ -199,15 +195,12 @@ function planBatches(
   const heldBytes = tasks.reduce((sum, { decoded }) => sum + decoded.reduce((n, img) => n + img.data.byteLength + (img.mask?.byteLength ?? 0), 0), 0);
   const batches: TaskBatch[] = [];
   for (const group of groups.values()) {
-    const sizes = planMicroBatches(
-      group.items.length,
-      spec.memory,
-      { width: group.width, height: group.height, vaeScaleFactor: spec.vaeScaleFactor, branches, extraTokens: extraTokensOf(spec, edit) },
-      memoryBudgetBytes - heldBytes,
-    );
+    const geometry = { width: group.width, height: group.height, vaeScaleFactor: spec.vaeScaleFactor, branches, extraTokens: extraTokensOf(spec, edit) };
+    const sizes = planMicroBatches(group.items.length, spec.memory, geometry, memoryBudgetBytes - heldBytes);
     let offset = 0;
     for (const size of sizes) {
-      batches.push({ items: group.items.slice(offset, offset + size), width: group.width, height: group.height });
+      const bytes = heldBytes + estimateBatchBytes(spec.memory, geometry, size);
+      batches.push({ items: group.items.slice(offset, offset + size), width: group.width, height: group.height, bytes });
       offset += size;
     }
   }
@@ -330,7 +323,7 @@ export class PipelineCall {
   private readonly jobs: JobRun[];
   private readonly scratch: Scratch;
   private readonly started = performance.now();
-  /** Session time of this call so far (its sessions run only in `denoise`, one call at a time). */
+  /** Milliseconds inside session.run of this call's own runs: all components, and the denoising ones. */
   private readonly sessionMs = { all: 0, denoise: 0 };
   private decodeMs = 0;
   private batches: TaskBatch[] = [];
@@ -340,9 +333,16 @@ export class PipelineCall {
     private readonly runtime: ModelRuntime,
     tasks: readonly EditTask[],
     private readonly options: RunOptions,
+    /** The engine's turn to denoise (see PipelineHooks.turn); absent: always this call's. */
+    private readonly turn?: () => Promise<() => void>,
   ) {
     this.jobs = tasks.map((task, t) => new JobRun(task, t));
     this.scratch = runtime.scratch.open();
+  }
+
+  /** The memory plan's figure for the largest micro-batch (weights and decoded inputs included); 0 before `prepare`. */
+  get plannedBytes(): number {
+    return Math.max(0, ...this.batches.map((b) => b.bytes));
   }
 
   /** Decodes every job's inputs and plans the micro-batches; a job whose inputs fail fails alone. */
@@ -388,7 +388,10 @@ export class PipelineCall {
    */
   async denoise(): Promise<void> {
     const ctx: PipelineContext = {
-      sessions: this.runtime.sessions,
+      sessions: this.runtime.sessions.metered((component, ms) => {
+        this.sessionMs.all += ms;
+        if (component === 'unet' || component === 'transformer') this.sessionMs.denoise += ms;
+      }),
       tokenizer: this.runtime.tokenizer,
       tokenizers: this.runtime.tokenizers,
       embeddings: new Map(),
@@ -398,8 +401,7 @@ export class PipelineCall {
     try {
       for (const [bi, batch] of this.batches.entries()) {
         // Each micro-batch gives its scratch buffers back to the next one.
-        const before = sessionTimes(this.runtime.sessions);
-        await this.scratch.scoped(() => this.runBatch(ctx, bi, batch, before));
+        await this.scratch.scoped(() => this.runBatch(ctx, bi, batch));
       }
     } finally {
       // Outputs in encoding point into ONNX Runtime's buffers, not scratch: the run's memory goes back.
@@ -442,7 +444,7 @@ export class PipelineCall {
   }
 
   /** One micro-batch: the rows of jobs still running, through the family's pipeline. */
-  private async runBatch(ctx: PipelineContext, bi: number, planned: TaskBatch, sessionMsBefore: { all: number; denoise: number }): Promise<void> {
+  private async runBatch(ctx: PipelineContext, bi: number, planned: TaskBatch): Promise<void> {
     const { spec } = this.runtime;
     const shared = this.shared;
     const items = planned.items.filter((i) => this.jobs[i.task]!.running);
@@ -452,6 +454,7 @@ export class PipelineCall {
     const stepsPerBatch = denoiseStepsPerBatch(spec, shared);
     let stepInBatch = 0;
     const hooks: PipelineHooks = {
+      turn: this.turn,
       throwIfAborted: () => {
         const reasons = jobs.map((job) => job.stopped());
         // Every job of the batch has stopped (each settled with its own error): end the pipeline.
@@ -471,10 +474,6 @@ export class PipelineCall {
     } catch (err) {
       for (const job of jobs) if (job.running) job.fail(err);
       return;
-    } finally {
-      const after = sessionTimes(this.runtime.sessions);
-      this.sessionMs.all += after.all - sessionMsBefore.all;
-      this.sessionMs.denoise += after.denoise - sessionMsBefore.denoise;
     }
     images.forEach((rgb, i) => {
       const item = batch.items[i]!;
@@ -550,18 +549,6 @@ function paramsFor(shared: ResolvedEdit, batch: TaskBatch): PipelineParams {
     trueCfgScale: shared.trueCfgScale,
     maxSequenceLength: shared.maxSequenceLength,
   };
-}
-
-/** Runs one pipeline call to the end: every task has settled when it resolves. */
-export async function runEdits(runtime: ModelRuntime, tasks: readonly EditTask[], options: RunOptions): Promise<void> {
-  const call = new PipelineCall(runtime, tasks, options);
-  try {
-    await call.prepare();
-    await call.denoise();
-  } catch (err) {
-    call.abandon(err);
-  }
-  await call.finished;
 }
 
 async function renderPreviews(spec: ModelSpec, batch: TaskBatch, info: StepInfo, maxSide: number, task: number, n: number): Promise<PreviewImage[]> {

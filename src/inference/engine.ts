@@ -16,6 +16,7 @@ import type { CatalogueConfig } from './catalogue.js';
 import { InlineExecutor } from './executor.js';
 import type { Executor, ExecutorJob } from './executor.js';
 import { WorkerExecutor } from './workerExecutor.js';
+import { STAGE_THREAD_BYTES } from './stageThread.js';
 
 export { DEFAULT_MAX_INPUT_PIXELS, defaultMemoryBudget } from './catalogue.js';
 
@@ -26,6 +27,8 @@ export interface EngineConfig extends CatalogueConfig {
   allowSpinning?: boolean;
   /** ONNX Runtime's CPU memory arena (see SessionConfig; default on). */
   cpuMemArena?: boolean;
+  /** Text encoders and VAE on a thread of their own, beside the denoise loop (see SessionConfig; default on). */
+  stageThread?: boolean;
   /** zlib level 0–9 of PNG outputs (see imageIO's DEFAULT_PNG_COMPRESSION_LEVEL). */
   pngCompressionLevel?: number;
   /** Weights the loaded models may hold together (least recently used idle models are released). */
@@ -51,7 +54,9 @@ export class InferenceEngine {
 
   /** Reads every model folder, then opens the default (or preloaded) models' sessions. */
   static async start(config: EngineConfig): Promise<InferenceEngine> {
-    const catalogue = ModelCatalogue.read(config);
+    const stageThread = config.stageThread ?? true;
+    // Processes that only queue work plan jobs as the workers that run them do.
+    const catalogue = ModelCatalogue.read({ ...config, reservedBytes: stageThread ? STAGE_THREAD_BYTES : 0 });
     const runOptions: RunOptions = {
       memoryBudgetBytes: catalogue.memoryBudgetBytes,
       maxInputPixels: catalogue.maxInputPixels,
@@ -68,6 +73,7 @@ export class InferenceEngine {
       intraOpThreads: config.intraOpThreads,
       allowSpinning: config.allowSpinning,
       cpuMemArena: config.cpuMemArena,
+      stageThread,
       preload: config.preloadModels ?? [catalogue.defaultModelId],
       modelMemoryBytes: config.modelMemoryBytes,
     };

@@ -4,18 +4,21 @@
  * not mind a blocked event loop.
  *
  * Pipeline calls go through three stages (editRunner's PipelineCall): `prepare` (decode inputs,
- * plan micro-batches), `denoise` (every session run: text encoder, VAE, UNet/transformer) and
- * `finish` (encode outputs, settle jobs). Denoising is one call at a time; the next call prepares
- * beside it and the previous one finishes beside it, so the model goes from one denoise loop to
- * the next.
+ * plan micro-batches, one call after another), `denoise` (every session run: text encoders and VAE
+ * encoder, the denoise loop, VAE decoder) and `finish` (encode outputs, settle jobs), which runs
+ * beside later calls. With the stage thread (SessionConfig.stageThread) two calls denoise at once
+ * when their memory plans fit the budget together: one runs its denoise loop, the only one that
+ * may (the engine's turn, FIFO), while the other's encoders or decoder run on the stage thread, so
+ * the engine's thread goes from one denoise loop to the next. Without it, one call denoises at a time.
  *
  * Models load at start when listed in `preload`, else on first use, within `modelMemoryBytes`
  * (their weights, as the memory model counts them): loading one that does not fit first releases
- * the least recently used idle models. A call loads its model in its prepare turn, after the call
- * before it has denoised, so no other call holds sessions while one loads.
+ * the least recently used idle models. A call loads its model in its prepare turn, once no other
+ * call is denoising or waiting to, so no other call holds sessions while one loads.
  */
 import type { ModelSpec } from './modelFolder.js';
 import { openModelSessions } from './sessions.js';
+import { StageThread } from './stageThread.js';
 import type { SessionConfig } from './sessions.js';
 import { loadTokenizer } from './tokenizer.js';
 import { PipelineCall } from './editRunner.js';
@@ -26,6 +29,11 @@ import { InferenceError } from './errors.js';
 export type ModelState = 'available' | 'loading' | 'loaded';
 
 export interface HostOptions extends SessionConfig {
+  /**
+   * Text encoders and VAEs on a thread of their own (stageThread.ts), beside the denoise loop on
+   * this one; off, every component runs on this thread and one call denoises at a time.
+   */
+  stageThread?: boolean;
   /** Model ids opened at start (the others on first use). */
   preload: readonly string[];
   /** Weights (bytes) the loaded models may hold together; unbounded when absent. */
@@ -40,11 +48,79 @@ function latch(): { done: Promise<void>; open: () => void } {
   return { done, open };
 }
 
+/** A FIFO lock: `take` resolves, in call order, with the function that releases it. */
+class Turns {
+  private tail: Promise<void> = Promise.resolve();
+
+  take(): Promise<() => void> {
+    const mine = latch();
+    const before = this.tail;
+    this.tail = before.then(() => mine.done);
+    return before.then(() => mine.open);
+  }
+}
+
+/** A call in `denoise`: its model and the memory plan's figure for it. */
+interface Denoising {
+  weightsOf: string;
+  weightBytes: number;
+  bytes: number;
+}
+
+/**
+ * Admission to `denoise`, in arrival order: a call enters when none is in, or when fewer than
+ * `limit` are and every call's transient memory plus the weights of their models fit the budget.
+ */
+class DenoiseSlots {
+  private readonly inside = new Set<Denoising>();
+  private readonly waiting: { call: Denoising; budget: number; enter: () => void }[] = [];
+  private readonly idleWaiters: (() => void)[] = [];
+
+  constructor(private readonly limit: number) {}
+
+  enter(call: Denoising, budget: number): Promise<() => void> {
+    return new Promise((resolve) => {
+      this.waiting.push({ call, budget, enter: () => resolve(() => this.leave(call)) });
+      this.admit();
+    });
+  }
+
+  /** Resolves once no call is inside or waiting. */
+  idle(): Promise<void> {
+    if (this.inside.size === 0 && this.waiting.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private fits(call: Denoising, budget: number): boolean {
+    if (this.inside.size === 0) return true;
+    if (this.inside.size >= this.limit) return false;
+    const all = [...this.inside, call];
+    const weights = new Map(all.map((c) => [c.weightsOf, c.weightBytes]));
+    const transient = all.reduce((sum, c) => sum + c.bytes - c.weightBytes, 0);
+    return [...weights.values()].reduce((a, b) => a + b, 0) + transient <= budget;
+  }
+
+  private admit(): void {
+    while (this.waiting.length > 0 && this.fits(this.waiting[0]!.call, this.waiting[0]!.budget)) {
+      const next = this.waiting.shift()!;
+      this.inside.add(next.call);
+      next.enter();
+    }
+    if (this.inside.size === 0 && this.waiting.length === 0) this.idleWaiters.splice(0).forEach((r) => r());
+  }
+
+  private leave(call: Denoising): void {
+    this.inside.delete(call);
+    this.admit();
+  }
+}
+
 export class ModelHost {
   /** The last call submitted has prepared: the next may start preparing. */
   private prepared: Promise<void> = Promise.resolve();
-  /** The last call submitted has denoised: the sessions are free for the next. */
-  private denoised: Promise<void> = Promise.resolve();
+  private readonly slots: DenoiseSlots;
+  private readonly stage: StageThread | null;
+  private readonly turns = new Turns();
   private readonly inFlight = new Set<Promise<void>>();
   private readonly runtimes = new Map<string, ModelRuntime>();
   private readonly lastUsed = new Map<string, number>();
@@ -52,7 +128,10 @@ export class ModelHost {
   private constructor(
     private readonly specs: Map<string, ModelSpec>,
     private readonly options: HostOptions,
-  ) {}
+  ) {
+    this.stage = options.stageThread ? new StageThread(options, options.log) : null;
+    this.slots = new DenoiseSlots(this.stage ? 2 : 1);
+  }
 
   static async open(specs: readonly ModelSpec[], options: HostOptions): Promise<ModelHost> {
     const host = new ModelHost(new Map(specs.map((s) => [s.id, s])), options);
@@ -80,7 +159,7 @@ export class ModelHost {
     this.options.onState?.(id, 'loading', null);
     try {
       const tokenizers = spec.paths.tokenizerDirs.map((d) => loadTokenizer(d));
-      const sessions = await openModelSessions(spec, this.options);
+      const sessions = await openModelSessions(spec, this.options, this.stage ?? undefined);
       const runtime: ModelRuntime = { spec, sessions, tokenizer: tokenizers[0]!, tokenizers, scratch: new ScratchPool() };
       this.runtimes.set(id, runtime);
       this.options.onState?.(id, 'loaded', sessions.provider);
@@ -116,32 +195,31 @@ export class ModelHost {
    */
   run(modelId: string, tasks: readonly EditTask[], options: RunOptions): Promise<void> {
     const afterPrepare = this.prepared;
-    const afterDenoise = this.denoised;
     const prepared = latch();
-    const denoised = latch();
     this.prepared = prepared.done;
-    this.denoised = denoised.done;
     const result = (async () => {
       let call: PipelineCall | null = null;
+      let leave: (() => void) | null = null;
       try {
         await afterPrepare;
         let runtime = this.runtimes.get(modelId);
         if (runtime) this.lastUsed.set(modelId, performance.now());
         else {
-          await afterDenoise;
+          await this.slots.idle();
           runtime = await this.load(modelId, tasks);
           if (!runtime) return;
         }
-        call = new PipelineCall(runtime, tasks, options);
+        call = new PipelineCall(runtime, tasks, options, () => this.turns.take());
         await call.prepare();
         prepared.open();
-        await afterDenoise;
+        const { weightBytes } = runtime.spec.memory;
+        leave = await this.slots.enter({ weightsOf: modelId, weightBytes, bytes: Math.max(call.plannedBytes, weightBytes) }, options.memoryBudgetBytes);
         await call.denoise();
       } catch (err) {
         call?.abandon(err);
       } finally {
         prepared.open();
-        denoised.open();
+        leave?.();
       }
       await call?.finished;
     })();
@@ -167,5 +245,6 @@ export class ModelHost {
     await Promise.all(this.inFlight);
     await Promise.all([...this.runtimes.values()].map((r) => r.sessions.release()));
     this.runtimes.clear();
+    await this.stage?.close();
   }
 }

@@ -13,6 +13,7 @@ import { fromFloat16, toFloat16 } from './tensor.js';
 import { InferenceError } from './errors.js';
 import { COMPONENTS, componentFile } from './components.js';
 import type { Component } from './components.js';
+import type { StagedModel, StageThread } from './stageThread.js';
 
 export type ExecutionProviderName = 'cpu' | 'cuda' | 'webgpu';
 
@@ -70,6 +71,8 @@ export interface ModelSessions {
   runMany(component: Component, feeds: Record<string, Feed>, outputNames: readonly string[]): Promise<Float32Array[]>;
   /** The component's output names (e.g. `hidden_states.N` of an encoder exported with them). */
   outputNames(component: Component): string[];
+  /** The same sessions, also reporting each run's milliseconds inside session.run to `record`. */
+  metered(record: (component: Component, ms: number) => void): ModelSessions;
   release(): Promise<void>;
 }
 
@@ -209,7 +212,17 @@ function toFloat32(tensor: ort.Tensor): Float32Array {
   throw new Error(`unexpected output dtype ${tensor.type}`);
 }
 
-export async function openModelSessions(spec: ModelSpec, config: SessionConfig): Promise<ModelSessions> {
+/** Sessions of some of a model's components, on the thread that opened them. */
+export interface ComponentSessions {
+  provider: ExecutionProviderName;
+  ports: Map<Component, { inputs: Map<string, Port>; outputs: Map<string, Port> }>;
+  /** One run: its outputs in `outputNames` order and the milliseconds inside session.run. */
+  exec(component: Component, feeds: Record<string, Feed>, outputNames: readonly string[]): Promise<{ outputs: Float32Array[]; ms: number }>;
+  release(): Promise<void>;
+}
+
+/** Opens `components` of `spec` in this thread, each validated against what its family feeds and reads. */
+export async function openComponentSessions(spec: ModelSpec, components: readonly Component[], config: SessionConfig): Promise<ComponentSessions> {
   let provider = config.provider;
   const opened = new Map<Component, ComponentSession>();
   const open = async (component: Component, path: string): Promise<void> => {
@@ -226,61 +239,104 @@ export async function openModelSessions(spec: ModelSpec, config: SessionConfig):
     validate(spec, component, cs);
     opened.set(component, cs);
   };
-  try {
-    for (const c of spec.pipeline.components) await open(c, spec.paths[c]!);
-  } catch (err) {
+  const release = async (): Promise<void> => {
     await Promise.all([...opened.values()].map((s) => s.session.release()));
+  };
+  try {
+    for (const c of components) await open(c, spec.paths[c]!);
+  } catch (err) {
+    await release();
     throw err;
   }
-  const stats: RunStats = { runMs: Object.fromEntries(spec.pipeline.components.map((c) => [c, 0])), runs: 0 };
-  const get = (c: Component): ComponentSession => {
-    const cs = opened.get(c);
-    if (!cs) throw new InferenceError('MODEL_ERROR', `model ${spec.id} has no ${componentFile(c)}`);
-    return cs;
-  };
-  const runMany = async (component: Component, feeds: Record<string, Feed>, outputNames: readonly string[]): Promise<Float32Array[]> => {
-    const cs = get(component);
-    const ortFeeds: Record<string, ort.Tensor> = {};
-    const started = performance.now();
-    let result: ort.InferenceSession.ReturnType;
-    try {
-      for (const [name, feed] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(feed, cs.inputs.get(name));
-      // onnxruntime-node 1.23.2 labels a fetched subset by the session's first output names (fetching
-      // ['pooler_output'] of CLIP returns it as "last_hidden_state"): fetch a prefix of the
-      // session's outputs as named, anything else as every output.
-      const all = cs.session.outputNames;
-      const prefix = outputNames.every((n, i) => all[i] === n);
-      result = await cs.session.run(ortFeeds, prefix ? [...outputNames] : [...all]);
-    } catch (err) {
-      throw modelError(spec, component, err, config.log);
-    } finally {
-      stats.runMs[component] = (stats.runMs[component] ?? 0) + performance.now() - started;
-    }
-    stats.runs += 1;
-    return outputNames.map((n) => {
-      const tensor = result[n];
-      if (!tensor) throw new InferenceError('MODEL_ERROR', `model ${spec.id}: ${componentFile(component)} has no output "${n}"`);
-      return toFloat32(tensor);
-    });
-  };
-  const sessions: ModelSessions = {
-    spec,
+  return {
     provider,
-    stats,
-    vaeEncoderOutput: spec.export.vaeEncoderOutput,
-    hasInput: (component, name) => get(component).inputs.has(name),
-    async run(component, feeds, outputName) {
-      return (await runMany(component, feeds, [outputName]))[0]!;
+    ports: new Map([...opened].map(([c, cs]) => [c, { inputs: cs.inputs, outputs: cs.outputs }])),
+    async exec(component, feeds, outputNames) {
+      const cs = opened.get(component)!;
+      const ortFeeds: Record<string, ort.Tensor> = {};
+      let result: ort.InferenceSession.ReturnType;
+      let started = 0;
+      try {
+        for (const [name, feed] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(feed, cs.inputs.get(name));
+        // onnxruntime-node 1.23.2 labels a fetched subset by the session's first output names (fetching
+        // ['pooler_output'] of CLIP returns it as "last_hidden_state"): fetch a prefix of the
+        // session's outputs as named, anything else as every output.
+        const all = cs.session.outputNames;
+        const prefix = outputNames.every((n, i) => all[i] === n);
+        started = performance.now();
+        result = await cs.session.run(ortFeeds, prefix ? [...outputNames] : [...all]);
+      } catch (err) {
+        throw modelError(spec, component, err, config.log);
+      }
+      const ms = performance.now() - started;
+      const outputs = outputNames.map((n) => {
+        const tensor = result[n];
+        if (!tensor) throw new InferenceError('MODEL_ERROR', `model ${spec.id}: ${componentFile(component)} has no output "${n}"`);
+        return toFloat32(tensor);
+      });
+      return { outputs, ms };
     },
-    runMany,
-    outputNames: (component) => [...get(component).outputs.keys()],
-    async release() {
-      await Promise.all([...opened.values()].map((s) => s.session.release()));
-    },
+    release,
   };
+}
+
+/** The components that denoise: they stay on the engine's thread. */
+const DENOISERS: readonly Component[] = ['unet', 'transformer'];
+
+/**
+ * A model's sessions: the denoising ones in this thread, and the others on `stage` when given
+ * (stageThread.ts) or here too.
+ */
+export async function openModelSessions(spec: ModelSpec, config: SessionConfig, stageThread?: StageThread): Promise<ModelSessions> {
+  const staged = stageThread ? spec.pipeline.components.filter((c) => !DENOISERS.includes(c)) : [];
+  const local = await openComponentSessions(
+    spec,
+    spec.pipeline.components.filter((c) => !staged.includes(c)),
+    config,
+  );
+  let stage: StagedModel | null = null;
+  try {
+    if (staged.length > 0) stage = await stageThread!.open(spec, staged);
+  } catch (err) {
+    await local.release();
+    throw err;
+  }
+  const portsOf = (c: Component): { inputs: Map<string, Port>; outputs: Map<string, Port> } => {
+    const p = local.ports.get(c) ?? stage?.ports.get(c);
+    if (!p) throw new InferenceError('MODEL_ERROR', `model ${spec.id} has no ${componentFile(c)}`);
+    return p;
+  };
+  const stats: RunStats = { runMs: Object.fromEntries(spec.pipeline.components.map((c) => [c, 0])), runs: 0 };
+  const view = (record?: (component: Component, ms: number) => void): ModelSessions => {
+    const runMany = async (component: Component, feeds: Record<string, Feed>, outputNames: readonly string[]): Promise<Float32Array[]> => {
+      portsOf(component);
+      const { outputs, ms } = stage?.ports.has(component) ? await stage.run(component, feeds, outputNames) : await local.exec(component, feeds, outputNames);
+      stats.runMs[component] = (stats.runMs[component] ?? 0) + ms;
+      stats.runs += 1;
+      record?.(component, ms);
+      return outputs;
+    };
+    return {
+      spec,
+      provider: local.provider,
+      stats,
+      vaeEncoderOutput: spec.export.vaeEncoderOutput,
+      hasInput: (component, name) => portsOf(component).inputs.has(name),
+      async run(component, feeds, outputName) {
+        return (await runMany(component, feeds, [outputName]))[0]!;
+      },
+      runMany,
+      outputNames: (component) => [...portsOf(component).outputs.keys()],
+      metered: (next) => view(next),
+      async release() {
+        await Promise.all([local.release(), stage?.release()]);
+      },
+    };
+  };
+  const sessions = view();
   // Models without latent→RGB factors (16-channel VAEs) get a projection fitted to their own VAE
   // (previewFit.ts); a VAE that cannot encode the fit's images leaves the model without previews.
-  if (spec.preview === null && opened.has('vaeEncoder')) {
+  if (spec.preview === null && spec.pipeline.components.includes('vaeEncoder')) {
     try {
       spec.preview = await fitPreviewProjection(sessions);
     } catch (err) {

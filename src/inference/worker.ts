@@ -32,6 +32,7 @@ try {
     intraOpThreads: init.intraOpThreads,
     allowSpinning: init.allowSpinning,
     cpuMemArena: init.cpuMemArena,
+    stageThread: init.stageThread,
     preload: init.preload,
     modelMemoryBytes: init.modelMemoryBytes,
     log: (message) => post({ type: 'log', message }),

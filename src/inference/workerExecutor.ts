@@ -4,7 +4,8 @@
  * dies fails the jobs it was running with WORKER_CRASHED, is logged, counted (`restarts`) and
  * started again at once; jobs that arrive meanwhile wait for the new one.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { spawnModuleWorker } from './spawnWorker.js';
 import type { EditOutput, ProgressUpdate, RunOptions } from './editRunner.js';
 import type { Executor, ExecutorJob } from './executor.js';
 import type { ModelState } from './modelHost.js';
@@ -52,16 +53,7 @@ export class WorkerExecutor implements Executor {
   }
 
   private spawn(): Promise<Worker> {
-    const isTs = import.meta.url.endsWith('.ts');
-    const workerUrl = new URL(isTs ? 'worker.ts' : 'worker.js', import.meta.url).href;
-    // Running from TypeScript sources: the worker registers tsx's loader before importing itself
-    // (Node 20 ignores --import in a worker's execArgv).
-    const worker = isTs
-      ? new Worker(
-          `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(workerUrl)}); });`,
-          { eval: true, workerData: this.init },
-        )
-      : new Worker(new URL(workerUrl), { workerData: this.init });
+    const worker = spawnModuleWorker('worker', this.init);
     let error: Error | null = null;
     return new Promise<Worker>((resolve, reject) => {
       worker.on('message', (message: WorkerResponse) => {

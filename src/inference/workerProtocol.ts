@@ -14,6 +14,7 @@ export interface WorkerInit {
   intraOpThreads?: number;
   allowSpinning?: boolean;
   cpuMemArena?: boolean;
+  stageThread?: boolean;
 }
 
 export type WorkerRequest =

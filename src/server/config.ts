@@ -19,6 +19,8 @@ export interface ServerConfig {
   ortAllowSpinning: boolean;
   /** ONNX Runtime's CPU memory arena (keeps the largest run's memory between jobs). */
   ortCpuMemArena: boolean;
+  /** Text encoders and VAEs on a thread of their own, beside the denoise loop (STAGE_THREAD). */
+  stageThread: boolean;
   memoryBudgetBytes: number;
   /** PRELOAD_MODELS: opened at start (default: the default model); the others load on first use. */
   preloadModels: string[] | undefined;
@@ -161,6 +163,7 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     intraOpThreads: env.ORT_INTRA_OP_THREADS ? int(env, 'ORT_INTRA_OP_THREADS', 0, 1) : undefined,
     ortAllowSpinning: bool(env, 'ORT_ALLOW_SPINNING', false),
     ortCpuMemArena: bool(env, 'ORT_CPU_MEM_ARENA', true),
+    stageThread: bool(env, 'STAGE_THREAD', true),
     memoryBudgetBytes: env.MEMORY_BUDGET_MB ? int(env, 'MEMORY_BUDGET_MB', 0, 1) * mb : defaultMemoryBudget(),
     preloadModels: env.PRELOAD_MODELS === undefined ? undefined : list(env.PRELOAD_MODELS),
     modelMemoryBytes: env.MODEL_MEMORY_MB ? int(env, 'MODEL_MEMORY_MB', 0, 1) * mb : undefined,

@@ -156,6 +156,7 @@ export function engineConfig(config: ServerConfig, log: Logger, threading: Engin
     intraOpThreads: config.intraOpThreads,
     allowSpinning: config.ortAllowSpinning,
     cpuMemArena: config.ortCpuMemArena,
+    stageThread: config.stageThread,
     memoryBudgetBytes: config.memoryBudgetBytes,
     preloadModels: config.preloadModels,
     modelMemoryBytes: config.modelMemoryBytes,

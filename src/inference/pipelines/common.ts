@@ -51,6 +51,11 @@ export interface PipelineHooks {
   /** Throws (e.g. a cancellation error) to stop before the next step. */
   throwIfAborted(): void;
   afterStep(info: StepInfo): void | Promise<void>;
+  /**
+   * Waits for the engine's turn to denoise (one denoise loop runs at a time, while other calls
+   * encode and decode beside it) and resolves with the function that ends the turn.
+   */
+  turn?(): Promise<() => void>;
 }
 
 export interface PipelineContext {
@@ -192,8 +197,8 @@ export function drawNoise(
 }
 
 /**
- * The denoise loop shared by both families: for each timestep, scale, predict (with guidance,
- * inside `predictNoise`), step, report. Checks for abort before every step. The step is
+ * The denoise loop shared by every family: in the engine's turn (`hooks.turn`), for each timestep,
+ * scale, predict (with guidance, inside `predictNoise`), step, report. Checks for abort before every step. The step is
  * elementwise, so x_{t-1} overwrites x_t in `latents`, which is returned; the scaled input, the
  * noise and the x₀ estimate live in three buffers reused by every step.
  */
@@ -212,21 +217,26 @@ export async function denoiseLatents(
   const scaled = scratch.floats(latents.length);
   const noise = scheduler.isStochastic ? scratch.floats(latents.length) : undefined;
   const out = { prevSample: latents, predOriginalSample: scratch.floats(latents.length) };
-  for (let i = 0; i < timesteps.length; i++) {
-    hooks.throwIfAborted();
-    const t = timesteps[i]!;
-    scheduler.scaleModelInput(latents, t, scaled);
-    const noisePred = await predictNoise(scaled, t);
-    if (noise) drawNoise(generators, itemSize, noise);
-    scheduler.step(noisePred, t, latents, noise, out);
-    blend?.(latents, i);
-    await hooks.afterStep({
-      predOriginal: out.predOriginalSample,
-      batch: generators.length,
-      latentChannels: shape.channels,
-      latentHeight: shape.height,
-      latentWidth: shape.width,
-    });
+  const endTurn = await hooks.turn?.();
+  try {
+    for (let i = 0; i < timesteps.length; i++) {
+      hooks.throwIfAborted();
+      const t = timesteps[i]!;
+      scheduler.scaleModelInput(latents, t, scaled);
+      const noisePred = await predictNoise(scaled, t);
+      if (noise) drawNoise(generators, itemSize, noise);
+      scheduler.step(noisePred, t, latents, noise, out);
+      blend?.(latents, i);
+      await hooks.afterStep({
+        predOriginal: out.predOriginalSample,
+        batch: generators.length,
+        latentChannels: shape.channels,
+        latentHeight: shape.height,
+        latentWidth: shape.width,
+      });
+    }
+  } finally {
+    endTurn?.();
   }
   return latents;
 }

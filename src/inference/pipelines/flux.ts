@@ -300,6 +300,7 @@ async function runFlux(ctx: PipelineContext, items: readonly PipelineItem[], par
   const unpackedPreview = ctx.scratch.floats(batch * itemSize);
   const stepHooks: PipelineHooks = {
     throwIfAborted: () => hooks.throwIfAborted(),
+    turn: hooks.turn,
     afterStep: (info: StepInfo) =>
       hooks.afterStep({
         ...info,
