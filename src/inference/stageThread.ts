@@ -110,13 +110,16 @@ export class StageThread {
   }
 
   private answer(message: StageResponse): void {
-    if (message.type === 'log') return void this.log?.(message.message);
+    if (message.type === 'log') {
+      this.log?.(message.message);
+      return;
+    }
     const p = this.pending.get(message.id);
     this.pending.delete(message.id);
     if (!p) return;
-    if (message.type !== 'error') return p.resolve(message);
+    if (message.type !== 'error') p.resolve(message);
     // Errors without a code (allocation failures) stay plain, so they are recognised as out-of-memory.
-    if (message.folder) p.reject(new ModelFolderError(message.message));
+    else if (message.folder) p.reject(new ModelFolderError(message.message));
     else p.reject(message.code ? new InferenceError(message.code, message.message) : new Error(message.message));
   }
 
