@@ -4,6 +4,11 @@ import assert from 'node:assert/strict';
 import { startTestServer, type TestServer } from './support/server.js';
 import { collectSse, postGraphQL, postMultipart } from './support/graphql.js';
 import { twoColourPng } from './support/images.js';
+import { InferenceEngine } from '../src/inference/engine.js';
+import { resolveEditOptions } from '../src/inference/request.js';
+import { JobService } from '../src/jobs/jobService.js';
+import type { JobEvent } from '../src/jobs/types.js';
+import { defaultModelsDir } from '../src/config.js';
 
 const SUBMIT =
   'mutation($images:[Upload!]!,$prompt:String!,$size:String,$steps:Int,$seed:Int,$n:Int){ editImages(images:$images, prompt:$prompt, size:$size, steps:$steps, seed:$seed, n:$n){ id status } }';
@@ -146,6 +151,47 @@ describe('cross-request batching switched off', () => {
       }
     } finally {
       await server.close();
+    }
+  });
+});
+
+describe('the next group is handed over as the running one finishes denoising', () => {
+  it('starts the next job before the running one has decoded, encoded and settled, and both give their own images', async () => {
+    const engine = await InferenceEngine.start({ modelsDir: defaultModelsDir(), modelIds: ['tiny-edit'], threading: 'worker' });
+    const order: string[] = [];
+    const jobs = new JobService(engine, {
+      retentionMs: 60_000,
+      maxQueuedJobs: 10,
+      jobTimeoutMs: 0,
+      mergeJobs: false,
+      log: (fields, message) => order.push(`${(fields as { jobId: string }).jobId} ${message}`),
+    });
+    try {
+      const spec = engine.model('tiny-edit');
+      const big = await twoColourPng(512, 512, [200, 60, 30], [20, 120, 220]);
+      const img = await twoColourPng(32, 32, [200, 60, 30], [20, 120, 220]);
+      const edit = (steps: number, size: string) => resolveEditOptions(spec, 1, { prompt: 'sepia', size, steps, seed: 3 });
+      const a = jobs.submit('tiny-edit', edit(3, '512x512'), [{ bytes: big }], 'anonymous');
+      const b = jobs.submit('tiny-edit', edit(2, '32x32'), [{ bytes: img }], 'anonymous');
+      const final = async (id: string) => {
+        let last: JobEvent | null = null;
+        for await (const event of await jobs.subscribe(id)) last = event;
+        return last!;
+      };
+      const [endA, endB] = await Promise.all([final(a.id), final(b.id)]);
+      assert.equal(endA.type, 'completed');
+      assert.equal(endB.type, 'completed');
+      // B is taken when A's last denoise step is reported, which comes before A's outputs exist.
+      const at = (line: string) => order.indexOf(line);
+      assert.ok(at(`${b.id} job running`) >= 0 && at(`${a.id} job succeeded`) >= 0, order.join('\n'));
+      assert.ok(at(`${b.id} job running`) < at(`${a.id} job succeeded`), order.join('\n'));
+      // Each has the image it gets alone.
+      const alone = await engine.edit('tiny-edit', edit(2, '32x32'), [{ bytes: img }]);
+      const png = (e: JobEvent) => Buffer.from((e as Extract<JobEvent, { type: 'completed' }>).result.images[0]!.bytes).toString('base64');
+      assert.equal(png(endB), Buffer.from(alone.images[0]!.bytes).toString('base64'));
+    } finally {
+      await jobs.shutdown(0);
+      await engine.close();
     }
   });
 });

@@ -97,6 +97,56 @@ describe('executors', () => {
     }
   });
 
+  it('the stage thread dying mid-job is logged and replaced: the job decodes on a new one and gives the same image', async () => {
+    const logged: string[] = [];
+    const engine = await start('inline', (m) => logged.push(m));
+    try {
+      const reference = await longJob(engine);
+      // The stage thread as the host holds it (no hook in the product for crashing it).
+      const stage = (): Promise<Worker> | null => (engine as unknown as { executor: { host: { stage: { worker: Promise<Worker> | null } } } }).executor.host.stage.worker;
+      const dying = await stage()!;
+      let killed = false;
+      const out = await longJob(engine, {
+        onStep: (step) => {
+          if (step === 1 && !killed) {
+            killed = true;
+            // A message that is not an object: the thread's handler throws, uncaught, and it exits with code 1.
+            dying.postMessage(null);
+          }
+        },
+      });
+      assert.ok(killed);
+      assert.ok(logged.some((m) => /the encoder thread died \(.*\); the next run starts another/.test(m)), logged.join('\n'));
+      assert.notEqual(await stage(), dying);
+      assert.equal(Buffer.from(out.images[0]!.bytes).toString('base64'), Buffer.from(reference.images[0]!.bytes).toString('base64'));
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it('the stage thread gives the images of one thread, for every built-in model', async () => {
+    const image = await twoColourPng(64, 64, [200, 60, 30], [20, 120, 220]);
+    const mask = await twoColourPng(64, 64, [255, 255, 255], [0, 0, 0]);
+    const run = async (stageThread: boolean) => {
+      const engine = await InferenceEngine.start({ modelsDir: defaultModelsDir(), threading: 'inline', stageThread });
+      try {
+        const outs = [];
+        for (const model of ['tiny-edit', 'tiny-flow-edit']) {
+          const spec = engine.model(model);
+          const edit = resolveEditOptions(spec, 2, { prompt: 'sepia', size: '64x64', steps: 3, seed: 7, n: 2 });
+          const out = await engine.edit(model, edit, [{ bytes: image, mask: model === 'tiny-edit' ? mask : null }, { bytes: image }]);
+          outs.push(...out.images.map((i) => Buffer.from(i.bytes).toString('base64')));
+        }
+        return outs;
+      } finally {
+        await engine.close();
+      }
+    };
+    const staged = await run(true);
+    assert.equal(staged.length, 8);
+    assert.deepEqual(staged, await run(false));
+  });
+
   it('a worker that dies mid-job fails it with WORKER_CRASHED, is restarted, logged and counted', async () => {
     const logged: string[] = [];
     const engine = await start('worker', (m) => logged.push(m));

@@ -71,7 +71,7 @@ interface Denoising {
  * Admission to `denoise`, in arrival order: a call enters when none is in, or when fewer than
  * `limit` are and every call's transient memory plus the weights of their models fit the budget.
  */
-class DenoiseSlots {
+export class DenoiseSlots {
   private readonly inside = new Set<Denoising>();
   private readonly waiting: { call: Denoising; budget: number; enter: () => void }[] = [];
   private readonly idleWaiters: (() => void)[] = [];

@@ -56,8 +56,13 @@ const candidate = (job: Job): MergeCandidate => ({
 export class JobService implements JobBackend {
   private jobs = new Map<string, Job>();
   private queue: Job[] = [];
-  /** Jobs sharing the pipeline call in progress (one call at a time: one device). */
+  /** Jobs in pipeline calls: the group that holds the engine, and earlier ones still decoding or encoding. */
   private running = new Set<Job>();
+  /**
+   * A group holds the engine until every job of it has finished denoising (or settled); then the
+   * next group is taken, so it is prepared and conditioned while the last one decodes and encodes.
+   */
+  private engineHeld = false;
   private accepting = true;
   private sweeper: NodeJS.Timeout;
   private idleWaiters: (() => void)[] = [];
@@ -198,16 +203,25 @@ export class JobService implements JobBackend {
   }
 
   private pump(): void {
-    if (this.running.size > 0) return;
     if (this.queue.length === 0) {
-      this.idleWaiters.splice(0).forEach((r) => r());
+      if (this.running.size === 0) this.idleWaiters.splice(0).forEach((r) => r());
       return;
     }
+    if (this.engineHeld) return;
     const group = this.takeGroup();
     group.forEach((job) => this.running.add(job));
     this.publishPositions();
-    void this.runGroup(group).finally(() => {
-      this.running.clear();
+    this.engineHeld = true;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.engineHeld = false;
+      this.pump();
+    };
+    void this.runGroup(group, release).finally(() => {
+      group.forEach((job) => this.running.delete(job));
+      release();
       this.pump();
     });
   }
@@ -229,7 +243,13 @@ export class JobService implements JobBackend {
     return group;
   }
 
-  private async runGroup(group: Job[]): Promise<void> {
+  /** Runs the group as one pipeline call; `release` once every job of it has denoised or settled. */
+  private async runGroup(group: Job[], release: () => void): Promise<void> {
+    const denoised = new Set<Job>();
+    const denoisedOrSettled = (job: Job): void => {
+      denoised.add(job);
+      if (denoised.size === group.length) release();
+    };
     const requests = group.map((job) => {
       const s = job.snapshot;
       s.status = 'RUNNING';
@@ -246,6 +266,7 @@ export class JobService implements JobBackend {
           onProgress: (update: JobProgress) => {
             s.progress = update;
             this.emit(job, { type: 'progress', jobId: s.id, status: 'RUNNING', ...update });
+            if (update.phase === undefined && update.totalSteps > 0 && update.step === update.totalSteps) denoisedOrSettled(job);
           },
         },
       };
@@ -261,6 +282,7 @@ export class JobService implements JobBackend {
           (output) => ({ output }),
           (error: unknown) => ({ error }),
         );
+        denoisedOrSettled(job);
         const { event, error } = job.run!.finish(settled, requests[i]!.queueTimeSeconds);
         if ('error' in settled && (error?.code === 'INTERNAL' || error?.code === 'MODEL_ERROR'))
           this.log(job, 'job failed internally', { error: (settled.error as Error).message });
