@@ -103,7 +103,8 @@ describe('executors', () => {
     try {
       const reference = await longJob(engine);
       // The stage thread as the host holds it (no hook in the product for crashing it).
-      const stage = (): Promise<Worker> | null => (engine as unknown as { executor: { host: { stage: { worker: Promise<Worker> | null } } } }).executor.host.stage.worker;
+      const stage = (): Promise<Worker> | null =>
+        (engine as unknown as { executor: { host: { stage: { worker: Promise<Worker> | null } } } }).executor.host.stage.worker;
       const dying = await stage()!;
       let killed = false;
       const out = await longJob(engine, {
@@ -116,7 +117,10 @@ describe('executors', () => {
         },
       });
       assert.ok(killed);
-      assert.ok(logged.some((m) => /the encoder thread died \(.*\); the next run starts another/.test(m)), logged.join('\n'));
+      assert.ok(
+        logged.some((m) => /the encoder thread died \(.*\); the next run starts another/.test(m)),
+        logged.join('\n'),
+      );
       assert.notEqual(await stage(), dying);
       assert.equal(Buffer.from(out.images[0]!.bytes).toString('base64'), Buffer.from(reference.images[0]!.bytes).toString('base64'));
     } finally {
