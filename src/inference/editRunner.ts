@@ -106,8 +106,10 @@ export interface EditOutput {
   usage: EditUsage;
   /**
    * Where the time went: inside session.run (of which in the UNet/transformer: `denoiseMs`) versus
-   * everything else, with the two biggest parts of the rest (decoding the call's inputs, encoding
-   * this job's outputs) broken out. Session times are the call's own, up to this job's last micro-batch.
+   * everything else, with two parts broken out: decoding the call's inputs, and encoding this
+   * job's outputs after its last one was decoded (each output is encoded while the next decodes,
+   * so this is the encoding left once the model is done). Session times are the call's own, up to
+   * this job's last micro-batch.
    */
   timings: { totalMs: number; sessionRunMs: number; denoiseMs: number; decodeMs: number; encodeMs: number };
 }
@@ -243,10 +245,11 @@ class JobRun {
   /** Micro-batches holding this job's outputs, and the index of its last one. */
   batches = 0;
   lastBatch = -1;
-  /** Its outputs are being encoded: it settles in `finish`. */
-  encoding = false;
+  /** It has all its outputs: it settles in `finish`. */
+  finishing = false;
   private step = 0;
-  private readonly outputs: DecodedOutput[] = [];
+  /** Its outputs, each encoding since it was decoded. */
+  private readonly encoded: Promise<OutputImage>[] = [];
   private settled = false;
   /** A failed job's error; a job that succeeded has none. */
   private error: InferenceError | null = null;
@@ -293,14 +296,16 @@ class JobRun {
     });
   }
 
-  keep(output: DecodedOutput): void {
-    this.outputs.push(output);
+  /** One of its outputs is being encoded (a failure surfaces in `outputs`). */
+  encoding(image: Promise<OutputImage>): void {
+    image.catch(() => undefined);
+    this.encoded.push(image);
   }
 
-  /** Takes the outputs to encode (the job holds them no longer); the job is encoding from now on. */
-  takeOutputs(): DecodedOutput[] {
-    this.encoding = true;
-    return this.outputs.splice(0);
+  /** All its outputs, encoded, in index order; the job settles in `finish` from now on. */
+  async outputs(): Promise<OutputImage[]> {
+    this.finishing = true;
+    return (await Promise.all(this.encoded)).sort((a, b) => a.index - b.index);
   }
 
   private settle(outcome: { output: EditOutput } | { error: InferenceError }): void {
@@ -378,7 +383,7 @@ export class PipelineCall {
 
   /** After an unexpected failure of the call itself: every job still running fails with it. */
   abandon(err: unknown): void {
-    for (const job of this.jobs) if (job.running && !job.encoding) job.fail(err);
+    for (const job of this.jobs) if (job.running && !job.finishing) job.fail(err);
     this.scratch.close();
   }
 
@@ -453,8 +458,20 @@ export class PipelineCall {
     const jobs = [...new Set(items.map((i) => i.task))].map((t) => this.jobs[t]!);
     const stepsPerBatch = denoiseStepsPerBatch(spec, shared);
     let stepInBatch = 0;
+    // Each output is composited and encoded as soon as it is decoded, beside the decoding of the next.
+    const handed = new Set<number>();
+    const decoded = (i: number, rgb: Float32Array): void => {
+      if (handed.has(i)) return;
+      handed.add(i);
+      const item = batch.items[i]!;
+      const job = this.jobs[item.task]!;
+      if (!job.running) return;
+      if (item.mask) compositeOutside(rgb, item.image, item.mask);
+      job.encoding(this.encode(job, { item, rgb, width: batch.width, height: batch.height }));
+    };
     const hooks: PipelineHooks = {
       turn: this.turn,
+      decoded,
       throwIfAborted: () => {
         const reasons = jobs.map((job) => job.stopped());
         // Every job of the batch has stopped (each settled with its own error): end the pipeline.
@@ -475,58 +492,53 @@ export class PipelineCall {
       for (const job of jobs) if (job.running) job.fail(err);
       return;
     }
-    images.forEach((rgb, i) => {
-      const item = batch.items[i]!;
-      if (item.mask) compositeOutside(rgb, item.image, item.mask);
-      this.jobs[item.task]!.keep({ item, rgb, width: batch.width, height: batch.height });
-    });
+    images.forEach((rgb, i) => decoded(i, rgb));
     // Jobs whose last outputs were in this micro-batch are done: encode and hand them over.
     const sessionMs = { ...this.sessionMs };
     for (const job of jobs) if (job.running && job.lastBatch === bi) this.finishing.push(this.finish(job, stepsPerBatch, sessionMs));
   }
 
-  /** Encodes a job's outputs (in memory of its own, so it may run beside the next call) and settles it. */
+  /** Encodes one output (in memory of its own, so it may run beside later decoding and the next call). */
+  private async encode(job: JobRun, { item, rgb, width, height }: DecodedOutput): Promise<OutputImage> {
+    const { edit } = job.task;
+    const bytes = await this.runtime.scratch.run((scratch) =>
+      encodeFromTensor(rgb, width, height, edit.outputFormat, edit.outputQuality ?? undefined, {
+        pngCompressionLevel: this.options.pngCompressionLevel,
+        allocate: (n) => scratch.bytes(n),
+        range: 'signed',
+      }),
+    );
+    return {
+      index: item.inputIndex * edit.n + item.variant,
+      inputIndex: item.inputIndex,
+      variant: item.variant,
+      seed: item.seed,
+      bytes,
+      mimeType: mimeTypeFor(edit.outputFormat),
+      width,
+      height,
+    };
+  }
+
+  /** Waits for a job's outputs to be encoded and settles it. */
   private async finish(job: JobRun, stepsPerBatch: number, sessionMs: { all: number; denoise: number }): Promise<void> {
-    const { task } = job;
-    const outputs = job.takeOutputs();
     let output: EditOutput;
     try {
-      const encodeStarted = performance.now();
-      const mimeType = mimeTypeFor(task.edit.outputFormat);
-      const images = await this.runtime.scratch.run((scratch) =>
-        Promise.all(
-          outputs.map(
-            async ({ item, rgb, width, height }): Promise<OutputImage> => ({
-              index: item.inputIndex * task.edit.n + item.variant,
-              inputIndex: item.inputIndex,
-              variant: item.variant,
-              seed: item.seed,
-              bytes: await encodeFromTensor(rgb, width, height, task.edit.outputFormat, task.edit.outputQuality ?? undefined, {
-                pngCompressionLevel: this.options.pngCompressionLevel,
-                allocate: (bytes) => scratch.bytes(bytes),
-                range: 'signed',
-              }),
-              mimeType,
-              width,
-              height,
-            }),
-          ),
-        ),
-      );
-      const now = performance.now();
-      images.sort((a, b) => a.index - b.index);
-      const totalMs = now - this.started;
+      const waitFrom = performance.now();
+      const images = await job.outputs();
+      const totalMs = performance.now() - this.started;
+      const encodeMs = performance.now() - waitFrom;
       output = {
         images,
         usage: {
-          inputImages: task.inputs.length,
+          inputImages: job.task.inputs.length,
           generatedImages: images.length,
           steps: stepsPerBatch * job.batches,
           batches: job.batches,
           mergedJobs: this.jobs.length,
           processingTimeSeconds: totalMs / 1000,
         },
-        timings: { totalMs, sessionRunMs: sessionMs.all, denoiseMs: sessionMs.denoise, decodeMs: this.decodeMs, encodeMs: now - encodeStarted },
+        timings: { totalMs, sessionRunMs: sessionMs.all, denoiseMs: sessionMs.denoise, decodeMs: this.decodeMs, encodeMs },
       };
     } catch (err) {
       job.fail(err);

@@ -42,8 +42,10 @@ async function serve(request: Exclude<StageRequest, { type: 'close' }>): Promise
       const sessions = models.get(request.modelId);
       if (!sessions) throw new InferenceError('INTERNAL', `model ${request.modelId} is not open on the encoder thread`);
       const { outputs, ms } = await sessions.exec(request.component, request.feeds, request.outputNames);
-      // Distinct buffers (ONNX Runtime's own, or converted from fp16) go over without a copy.
-      return post({ type: 'result', id: request.id, outputs, ms }, [...new Set(outputs.map((o) => o.buffer as ArrayBuffer))]);
+      // Distinct buffers (ONNX Runtime's own, or converted from fp16) go over without a copy; the
+      // feeds' buffers go back for reuse.
+      const feeds = [...new Set(Object.values(request.feeds).map((f) => f.data.buffer as ArrayBuffer))];
+      return post({ type: 'result', id: request.id, outputs, ms, feeds }, [...new Set([...outputs.map((o) => o.buffer as ArrayBuffer), ...feeds])]);
     }
   }
 }

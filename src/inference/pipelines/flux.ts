@@ -24,7 +24,7 @@ import type { ModelDefaults, ModelSpec } from '../modelFolder.js';
 import { calculateShift, flowImg2ImgBeginIndex, fluxSigmas, parseFlowMatchSchedulerConfig } from '../schedulers/flowMatchEuler.js';
 import type { Scheduler } from '../schedulers/types.js';
 import type { MaskBlend, PipelineContext, PipelineHooks, PipelineItem, PipelineParams, StepInfo } from './common.js';
-import { denoiseLatents, drawNoise, encodeImages, generatorsFor, latentMask, latentShapeFor } from './common.js';
+import { decodeUnscaled, denoiseLatents, drawNoise, encodeImages, generatorsFor, latentMask, latentShapeFor } from './common.js';
 import type { LatentShape } from './common.js';
 import type { EditShape, PipelineFamilyDef } from './family.js';
 
@@ -316,9 +316,7 @@ async function runFlux(ctx: PipelineContext, items: readonly PipelineItem[], par
 
   const z = unpackLatents(final, batch, shape, ctx.scratch.floats(batch * itemSize));
   for (let k = 0; k < z.length; k++) z[k] = z[k]! / scalingFactor + shiftFactor;
-  const rgb = await ctx.sessions.run('vaeDecoder', { latent_sample: { data: z, dims: [batch, shape.channels, shape.height, shape.width] } }, 'sample');
-  const item = 3 * params.height * params.width;
-  return Array.from({ length: batch }, (_, i) => rgb.subarray(i * item, (i + 1) * item));
+  return decodeUnscaled(ctx, z, batch, shape, hooks);
 }
 
 const hasGuidanceInput = (signatures: ModelSpec['signatures']): boolean => !!signatures.transformer?.inputs.some((p) => p.name === 'guidance');

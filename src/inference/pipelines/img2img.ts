@@ -66,7 +66,7 @@ export function img2imgRun(condition: Conditioner): PipelineFamilyDef['run'] {
     };
 
     const final = await denoiseLatents(scheduler, timesteps, latents, predictNoise, generators, shape, hooks, ctx.scratch, blend);
-    return decodeLatents(ctx, final, batch, shape, params);
+    return decodeLatents(ctx, final, batch, shape, hooks);
   };
 }
 

@@ -107,7 +107,7 @@ export function inpaintRun(condition: Conditioner): PipelineFamilyDef['run'] {
       return guided ? classifierFreeGuidance(pred, batch * itemSize, params.guidanceScale, guidedOut) : pred;
     };
     const final = await denoiseLatents(scheduler, timesteps, latents, predictNoise, generators, shape, hooks, scratch);
-    return decodeLatents(ctx, final, batch, shape, params);
+    return decodeLatents(ctx, final, batch, shape, hooks);
   };
 }
 

@@ -104,7 +104,7 @@ async function runInstructPix2Pix(ctx: PipelineContext, items: readonly Pipeline
   };
 
   const final = await denoiseLatents(scheduler, scheduler.timesteps, latents, predictNoise, generators, shape, hooks, scratch, blend);
-  return decodeLatents(ctx, final, batch, shape, params);
+  return decodeLatents(ctx, final, batch, shape, hooks);
 }
 
 export const instructPix2Pix: PipelineFamilyDef = {

@@ -178,7 +178,7 @@ function sd3Run(maskChannels: boolean): PipelineFamilyDef['run'] {
     const final = await denoiseLatents(scheduler, timesteps, latents, predict, generators, shape, hooks, ctx.scratch, blend);
     // decodeLatents divides by the scaling factor; the shift is added back first.
     for (let k = 0; k < final.length; k++) final[k] = final[k]! + spec.shiftFactor * spec.scalingFactor;
-    return decodeLatents(ctx, final, batch, shape, params);
+    return decodeLatents(ctx, final, batch, shape, hooks);
   };
 }
 
