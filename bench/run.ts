@@ -3,7 +3,9 @@
  * generated `bench` model (realistic convolutions, GroupNorm, attention, 8× VAE):
  *   batching            one batched call over B images vs B single-image calls, and raw ORT UNet batch B vs B×1
  *   pipeline_overhead   share of pipeline wall time outside session.run
- *   engine_busy         share of wall time the UNet runs under a saturating load of 1-image jobs
+ *   engine_busy         share of wall time the UNet runs under a saturating load of 1-image 256² jobs
+ *   overlap             engine_busy, jobs/s and pipeline_overhead at 4 and 20 steps with the stage thread
+ *                       (text encoders and VAEs beside the denoise loop) on and off, side by side
  *   server_overhead     GraphQL client wall time (upload → final event) / in-process pipeline time − 1
  *   coalescing          C concurrent single-image clients through the queue, merged vs not merged (engine
  *                       on a worker thread, as servers run it)
@@ -359,21 +361,68 @@ async function main(): Promise<void> {
   redisServer.kill('SIGKILL');
   await queueEngine.close();
 
-  // --- engine_busy: a saturating load of many small jobs (one image each, each its own pipeline
-  // call, all submitted at once): the share of wall time the UNet sessions run. The engine
-  // prepares the next call and encodes the previous one beside each denoise (ModelHost).
-  const SATURATING_JOBS = 12;
-  const busyShares: number[] = [];
-  const sessionShares: number[] = [];
-  for (let r = 0; r < Math.min(REPS, 3); r++) {
-    const t = now();
-    const outs = await Promise.all(Array.from({ length: SATURATING_JOBS }, (_, j) => engine.edit('bench', edit(1), [{ bytes: images[j % IMAGES]! }])));
-    const wall = now() - t;
-    busyShares.push(outs.reduce((sum, o) => sum + o.timings.denoiseMs, 0) / wall);
-    sessionShares.push(outs.reduce((sum, o) => sum + o.timings.sessionRunMs, 0) / wall);
-  }
-  const engineBusy = median(busyShares);
   await engine.close();
+
+  // --- overlap: what the stage thread (text encoders and VAEs beside the denoise loop) buys, at 4
+  // and at 20 steps, with it on and off side by side (one engine each, alternating):
+  //   engine_busy        a saturating load of SATURATING_JOBS 1-image 256² jobs submitted at once
+  //                      (each its own pipeline call): the share of wall time the UNet runs
+  //   jobs_per_s         that load's throughput
+  //   pipeline_overhead  the batched 4-image call at SIZE, alone: share of its wall time outside session.run
+  const SATURATING_JOBS = 12;
+  const SMALL = 256;
+  const smallImages = SIZE === SMALL ? images : await Promise.all(Array.from({ length: IMAGES }, (_, i) => testImage(i, SMALL)));
+  const engines = {
+    stage_thread: await InferenceEngine.start({ modelsDir, modelIds: ['bench'], threading: 'inline', stageThread: true }),
+    one_thread: await InferenceEngine.start({ modelsDir, modelIds: ['bench'], threading: 'inline', stageThread: false }),
+  };
+  type Mode = keyof typeof engines;
+  const saturate = async (e: InferenceEngine, steps: number) => {
+    const t = now();
+    const outs = await Promise.all(
+      Array.from({ length: SATURATING_JOBS }, (_, j) => e.edit('bench', edit(1, SMALL, steps), [{ bytes: smallImages[j % IMAGES]! }])),
+    );
+    const wall = now() - t;
+    return {
+      busy: outs.reduce((sum, o) => sum + o.timings.denoiseMs, 0) / wall,
+      sessions: outs.reduce((sum, o) => sum + o.timings.sessionRunMs, 0) / wall,
+      jobsPerS: SATURATING_JOBS / (wall / 1000),
+    };
+  };
+  const alone = async (e: InferenceEngine, steps: number): Promise<number> => {
+    const o = await e.edit(
+      'bench',
+      edit(IMAGES, SIZE, steps),
+      images.map((bytes) => ({ bytes })),
+    );
+    return (o.timings.totalMs - o.timings.sessionRunMs) / o.timings.totalMs;
+  };
+  const OVERLAP_STEPS = [...new Set([4, 20, STEPS])].sort((a, b) => a - b);
+  const overlapReps = Math.min(REPS, 3);
+  type Figures = { engine_busy: number; all_sessions: number; jobs_per_s: number; pipeline_overhead: number };
+  const overlap: Record<number, Record<Mode, Figures>> = {};
+  for (const steps of OVERLAP_STEPS) {
+    const samples = { stage_thread: [] as Figures[], one_thread: [] as Figures[] };
+    for (const mode of Object.keys(engines) as Mode[]) await saturate(engines[mode], steps);
+    for (let r = 0; r < overlapReps; r++) {
+      // Alternating which goes first, so drift hits both alike.
+      const order: Mode[] = r % 2 === 0 ? ['stage_thread', 'one_thread'] : ['one_thread', 'stage_thread'];
+      for (const mode of order) {
+        const s = await saturate(engines[mode], steps);
+        samples[mode].push({ engine_busy: s.busy, all_sessions: s.sessions, jobs_per_s: s.jobsPerS, pipeline_overhead: await alone(engines[mode], steps) });
+      }
+    }
+    const med = (xs: Figures[]): Figures => ({
+      engine_busy: median(xs.map((x) => x.engine_busy)),
+      all_sessions: median(xs.map((x) => x.all_sessions)),
+      jobs_per_s: median(xs.map((x) => x.jobs_per_s)),
+      pipeline_overhead: median(xs.map((x) => x.pipeline_overhead)),
+    });
+    overlap[steps] = { stage_thread: med(samples.stage_thread), one_thread: med(samples.one_thread) };
+  }
+  await Promise.all(Object.values(engines).map((e) => e.close()));
+  const engineBusy = overlap[STEPS]!.stage_thread.engine_busy;
+  const byStep = (pick: (f: Figures) => number) => Object.fromEntries(OVERLAP_STEPS.map((st) => [st, pick(overlap[st]!.stage_thread)]));
 
   // --- SDXL layout: batching and overhead on bench-sdxl with its own defaults (full) or 4 steps at strength 1 (quick).
   const sdxlEngine = await InferenceEngine.start({ modelsDir: dirname(sdxlDir), modelIds: ['bench-sdxl'], threading: 'inline' });
@@ -436,7 +485,12 @@ async function main(): Promise<void> {
       kept_fraction_of_raw_gain: speedup / rawSpeedup,
     },
     pipeline_overhead: median(overheads),
+    // Under SATURATING_JOBS 1-image 256² jobs at STEPS, stage thread on (see `overlap`).
     engine_busy: engineBusy,
+    engine_busy_by_steps: byStep((f) => f.engine_busy),
+    pipeline_overhead_by_steps: byStep((f) => f.pipeline_overhead),
+    // Stage thread on (the default) and off, side by side: saturation at 256², the lone call at SIZE.
+    overlap: { saturating_jobs: SATURATING_JOBS, saturating_size: `${SMALL}x${SMALL}`, call: { images: IMAGES, size: `${SIZE}x${SIZE}` }, steps: overlap },
     // The two largest parts of pipeline_overhead (shares of the same wall time).
     pipeline_overhead_parts: { input_decode: median(decodeShares), output_encode: median(encodeShares), png_compression_level: DEFAULT_PNG_COMPRESSION_LEVEL },
     server_overhead: median(serverRatios) - 1,
@@ -503,8 +557,18 @@ async function main(): Promise<void> {
     'pipeline overhead (outside session.run)': f(results.pipeline_overhead, 4),
     '  of which input decode': f(results.pipeline_overhead_parts.input_decode, 4),
     '  of which output encode (PNG)': f(results.pipeline_overhead_parts.output_encode, 4),
-    [`engine busy (UNet share of wall, ${SATURATING_JOBS} 1-image jobs at once)`]: f(engineBusy, 4),
-    '  all sessions (UNet, VAE, text encoder)': f(median(sessionShares), 4),
+    ...Object.fromEntries(
+      OVERLAP_STEPS.flatMap((st) => {
+        const { stage_thread: on, one_thread: off } = overlap[st]!;
+        const pair = (pick: (x: Figures) => number, d: number) => `${f(pick(on), d)} (one thread: ${f(pick(off), d)})`;
+        return [
+          [`${st} steps: engine busy (UNet share of wall, ${SATURATING_JOBS} 1-image ${SMALL}² jobs)`, pair((x) => x.engine_busy, 4)],
+          [`${st} steps:   all sessions`, pair((x) => x.all_sessions, 4)],
+          [`${st} steps:   jobs/s`, pair((x) => x.jobs_per_s, 2)],
+          [`${st} steps: pipeline overhead, ${IMAGES}×${SIZE}² call`, pair((x) => x.pipeline_overhead, 4)],
+        ];
+      }),
+    ),
     'server overhead (GraphQL vs in-process)': f(results.server_overhead, 4),
     'progress latency p50 ms': f(results.progress_latency_ms.p50, 2),
     'progress latency p99 ms': f(results.progress_latency_ms.p99, 2),
