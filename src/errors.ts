@@ -93,7 +93,7 @@ export const ERROR_CODES = [
     code: 'WORKER_CRASHED',
     status: 500,
     where: '`EditError`, REST',
-    when: 'the inference worker thread died while running the job (the server logs why, restarts it and counts it in `image_edit_inference_worker_restarts_total`); submit the job again',
+    when: 'the inference worker thread died while running the job (the server logs why, restarts it and counts it in `image_edit_inference_worker_restarts_total`), or the encoder thread did (text encoders and VAEs, `STAGE_THREAD`: logged, and the next run starts another); submit the job again',
   },
   { code: 'INTERNAL', status: 500, where: 'anywhere', when: 'anything unexpected (a bug: see the server log)' },
 ] as const satisfies readonly ErrorCodeInfo[];

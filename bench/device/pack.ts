@@ -2,7 +2,8 @@
  * `npm run bench:device-pack`: builds what bench/device/run.sh needs on a GPU machine that has no
  * Node, no npm and no network, into bench/device/out/ (git-ignored):
  *   run.sh           the entry point (bench/device/run.sh)
- *   payload.tar.xz   this machine's node binary, gpu.mjs (bench/device/gpu.ts bundled by esbuild),
+ *   payload.tar.xz   this machine's node binary, gpu.mjs (bench/device/gpu.ts bundled by esbuild) and
+ *                    stageWorker.js (the engine's encoder thread, bundled likewise),
  *                    the native parts esbuild cannot bundle (onnxruntime-node with its Linux x64
  *                    libonnxruntime.so.1 and binding, sharp with libvips), the `bench` model folder,
  *                    and the Vulkan loader (Debian's libvulkan1 .deb, fetched with `apt-get download`,
@@ -10,7 +11,7 @@
  * Fails if the folder would exceed 64 MiB. `--no-vulkan` leaves the loader out (no apt access).
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { build } from 'esbuild';
 import { PROJECT_ROOT } from '../../src/config.js';
@@ -48,8 +49,9 @@ async function main(): Promise<void> {
   mkdirSync(STAGE, { recursive: true });
 
   await build({
-    entryPoints: [join(PROJECT_ROOT, 'bench', 'device', 'gpu.ts')],
-    outfile: join(STAGE, 'gpu.mjs'),
+    // The engine's encoder thread loads `stageWorker.js` from beside the bundle (spawnWorker.ts).
+    entryPoints: { gpu: join(PROJECT_ROOT, 'bench', 'device', 'gpu.ts'), stageWorker: join(PROJECT_ROOT, 'src', 'inference', 'stageWorker.ts') },
+    outdir: STAGE,
     bundle: true,
     platform: 'node',
     format: 'esm',
@@ -59,6 +61,11 @@ async function main(): Promise<void> {
     banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
     logLevel: 'warning',
   });
+
+  // Both bundles are ES modules: gpu.js is renamed to the .mjs that run.sh starts, and
+  // stageWorker.js is read as one through this package.json.
+  renameSync(join(STAGE, 'gpu.js'), join(STAGE, 'gpu.mjs'));
+  writeFileSync(join(STAGE, 'package.json'), '{ "type": "module" }\n');
 
   for (const [pkg, parts] of Object.entries(PACKAGES)) {
     for (const part of parts) {
