@@ -28,7 +28,7 @@ if ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1 '; then
   echo "loader: the system's libvulkan.so.1"
 elif [ -e "$WORK/vulkan/usr/lib/x86_64-linux-gnu/libvulkan.so.1" ]; then
   export LD_LIBRARY_PATH="$WORK/vulkan/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  echo "loader: carried $(ls "$WORK"/debs/*.deb 2>/dev/null | xargs -n1 basename)"
+  for deb in "$WORK"/debs/*.deb; do echo "loader: carried ${deb##*/}"; done
 else
   echo "loader: none on the system and none carried (packed with --no-vulkan): WebGPU cannot start"
 fi
