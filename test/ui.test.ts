@@ -469,6 +469,11 @@ describe('GraphiQL with AUTH_TOKENS: the main job without leaving the page', () 
     await p.keyboard.press('Control+A');
     await p.keyboard.press('Delete');
     await p.keyboard.insertText(JSON.stringify({ authorization: `Bearer ${TOKEN}` }));
+    // GraphiQL takes an editor's new text a moment after it changes (and stores it then): a request
+    // sent before would go without it.
+    const stored = (key: string, text: string) =>
+      p.waitForFunction(([k, t]) => (localStorage.getItem(`graphiql:${k}`) ?? '').includes(t!), [key, text], { timeout: 10_000 });
+    await stored('headers', TOKEN);
     const run = async (operation: string): Promise<void> => {
       await p.click('.graphiql-execute-button');
       await p.getByRole('menuitem', { name: operation }).click();
@@ -486,6 +491,7 @@ describe('GraphiQL with AUTH_TOKENS: the main job without leaving the page', () 
     await p.keyboard.press('Control+A');
     await p.keyboard.press('Delete');
     await p.keyboard.insertText(JSON.stringify({ id }));
+    await stored('variables', id);
     await run('Watch');
     await p.waitForFunction(() => /EditCompleted|EditFailed|errors/.test(document.querySelector('.graphiql-response')?.textContent ?? ''), undefined, {
       timeout: 60_000,
