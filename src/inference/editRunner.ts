@@ -319,9 +319,9 @@ class JobRun {
 /**
  * One pipeline call over several compatible tasks (equal `mergeKey`), in named steps:
  * `prepare` (decode every job's inputs, plan the micro-batches), `denoise` (run each micro-batch
- * on the model; a job whose last outputs are done is handed to `finish`), and `finish` (encode a
- * job's outputs and settle it), which runs beside later work: the next micro-batch, or the next
- * call (see ModelHost). Each job keeps its own progress, previews, seeds, result and usage; a job
+ * on the model; each output is encoded as soon as the VAE has decoded it, and a job whose last
+ * outputs are decoded is handed to `finish`), and `finish` (wait for a job's encodes and settle
+ * it), which runs beside later work: the next micro-batch, or the next call (see ModelHost). Each job keeps its own progress, previews, seeds, result and usage; a job
  * that is cancelled settles at once and its rows are dropped from later micro-batches.
  */
 export class PipelineCall {
@@ -493,7 +493,7 @@ export class PipelineCall {
       return;
     }
     images.forEach((rgb, i) => decoded(i, rgb));
-    // Jobs whose last outputs were in this micro-batch are done: encode and hand them over.
+    // Jobs whose last outputs were in this micro-batch are done: settle each once its encodes are.
     const sessionMs = { ...this.sessionMs };
     for (const job of jobs) if (job.running && job.lastBatch === bi) this.finishing.push(this.finish(job, stepsPerBatch, sessionMs));
   }

@@ -5,8 +5,8 @@
  *
  * Pipeline calls go through three stages (editRunner's PipelineCall): `prepare` (decode inputs,
  * plan micro-batches, one call after another), `denoise` (every session run: text encoders and VAE
- * encoder, the denoise loop, VAE decoder) and `finish` (encode outputs, settle jobs), which runs
- * beside later calls. With the stage thread (SessionConfig.stageThread) two calls denoise at once
+ * encoder, the denoise loop, VAE decoder; each output is PNG-encoded as it is decoded) and
+ * `finish` (settle jobs once their outputs are encoded), which runs beside later calls. With the stage thread (SessionConfig.stageThread) two calls denoise at once
  * when their memory plans fit the budget together: one runs its denoise loop, the only one that
  * may (the engine's turn, FIFO), while the other's encoders or decoder run on the stage thread, so
  * the engine's thread goes from one denoise loop to the next. Without it, one call denoises at a time.
