@@ -228,7 +228,7 @@ function extraTokensOf(spec: ModelSpec, edit: ResolvedEdit): BatchGeometry['extr
   return extra && ((width, height) => extra(spec, edit, width, height));
 }
 
-/** One output as the VAE decoded it (signed range), until its job is encoded. */
+/** One output as the VAE decoded it (signed range), until it is encoded. */
 interface DecodedOutput {
   item: TaskItem;
   rgb: Float32Array;
