@@ -20,6 +20,7 @@ import {
   connectRedis,
   fromWire,
   keys,
+  liveTtlMs,
   readSnapshot,
   recordEvent,
   redisUnavailable,
@@ -106,8 +107,7 @@ export class RedisJobBackend implements JobBackend {
   }
 
   private ttl(): number {
-    // Queued work may wait a while; results stay readable for the retention period after that.
-    return this.config.retentionMs + 3_600_000;
+    return liveTtlMs(this.config.retentionMs);
   }
 
   async submit(modelId: string, edit: ResolvedEdit, inputs: EditInput[], owner: string): Promise<JobSnapshot> {

@@ -124,6 +124,9 @@ export function warnAboutRedisSettings(redis: Redis, log: RedisLog | undefined):
 }
 
 export const QUEUE_NAME = 'image-edit';
+
+/** The TTL of an unfinished job's keys: queued work may wait a while; a terminal event sets `retentionMs`. */
+export const liveTtlMs = (retentionMs: number): number => retentionMs + 3_600_000;
 export const CANCEL_CHANNEL = 'ie:cancel';
 export const keys = {
   /** A hash: see snapshotFields. */
@@ -131,6 +134,7 @@ export const keys = {
   /** The owner id alone (same TTL as the snapshot): ownership checks read this, never a whole result. */
   owner: (id: string) => `ie:job:${id}:owner`,
   inputs: (id: string) => `ie:job:${id}:inputs`,
+  /** Runs started (a worker's INCR, with the live snapshot's TTL); deleted with the terminal event. */
   attempt: (id: string) => `ie:job:${id}:attempt`,
   terminal: (id: string) => `ie:job:${id}:terminal`,
   channel: (id: string) => `ie:events:${id}`,
@@ -234,8 +238,8 @@ export async function readSnapshot(redis: Redis, id: string): Promise<StoredSnap
  * number, the changed snapshot fields, the TTLs and the publication happen in one script, so no
  * event is lost or overwritten and the stored seq is always the last published one. A terminal
  * event is taken once per job (SET NX on the terminal key) and refuses every event after it; the
- * job's stored inputs go with it.
- * KEYS: snapshot, owner, terminal, inputs. ARGV: terminal (1/0), ttl ms, channel, event JSON, the
+ * job's stored inputs and attempt counter go with it.
+ * KEYS: snapshot, owner, terminal, inputs, attempt. ARGV: terminal (1/0), ttl ms, channel, event JSON, the
  * name of a field sent only once (a result: its value is appended to the event as that key; '' for
  * none), then field/value pairs. Returns {seq, owner} when appended, 0 when refused (terminal
  * already, or gone).
@@ -258,7 +262,7 @@ if ARGV[5] ~= '' then
   end
 end
 redis.call('PUBLISH', ARGV[3], '{"seq":' .. seq .. ',"event":' .. event .. '}')
-if ARGV[1] == '1' then redis.call('DEL', KEYS[4]) end
+if ARGV[1] == '1' then redis.call('DEL', KEYS[4], KEYS[5]) end
 return {seq, redis.call('GET', KEYS[2])}
 `;
 
@@ -266,7 +270,7 @@ type EventAppender = Redis & { appendJobEvent(...args: (string | number)[]): Pro
 
 /** The connection with the append script defined on it (ioredis runs it by EVALSHA, loading it when Redis lacks it). */
 function appender(redis: Redis): EventAppender {
-  if (!('appendJobEvent' in redis)) redis.defineCommand('appendJobEvent', { numberOfKeys: 4, lua: APPEND_EVENT_LUA });
+  if (!('appendJobEvent' in redis)) redis.defineCommand('appendJobEvent', { numberOfKeys: 5, lua: APPEND_EVENT_LUA });
   return redis as EventAppender;
 }
 
@@ -284,6 +288,7 @@ export async function recordEvent(redis: Redis, id: string, event: JobEvent, ttl
     keys.owner(id),
     keys.terminal(id),
     keys.inputs(id),
+    keys.attempt(id),
     terminal ? 1 : 0,
     ttlMs,
     keys.channel(id),

@@ -26,7 +26,7 @@ import { InferenceError } from '../inference/errors.js';
 import { JobRun, type RunOutcome } from './jobRun.js';
 import { type MergeCandidate, MergeGroup } from './merging.js';
 import type { QueuedEdit } from './redisJobs.js';
-import { CANCEL_CHANNEL, QUEUE_NAME, connectRedis, keys, recordEvent, type RedisLog, warnAboutRedisSettings, watchRedis } from './redisShared.js';
+import { CANCEL_CHANNEL, QUEUE_NAME, connectRedis, keys, liveTtlMs, recordEvent, type RedisLog, warnAboutRedisSettings, watchRedis } from './redisShared.js';
 import type { CancelReason, JobEvent } from './types.js';
 
 export interface RedisWorkerConfig {
@@ -88,7 +88,7 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
     runs.get(id)?.cancel((['CLIENT', 'SHUTDOWN', 'TIMEOUT'].includes(reason) ? reason : 'CLIENT') as CancelReason);
   });
   const log = (fields: Record<string, unknown>, message: string): void => config.log?.({ workerId, ...fields }, message);
-  const record = (id: string, event: JobEvent): Promise<boolean> => recordEvent(redis, id, event, config.retentionMs + 3_600_000);
+  const record = (id: string, event: JobEvent): Promise<boolean> => recordEvent(redis, id, event, liveTtlMs(config.retentionMs));
   const finish = (id: string, event: JobEvent): Promise<boolean> => recordEvent(redis, id, event, config.retentionMs);
   let tokens = 0;
 
@@ -134,7 +134,11 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
       log({ jobId: id, owner, status: 'SKIPPED' }, 'job skipped: its state is gone');
       return skip();
     }
-    const attempt = await redis.incr(keys.attempt(id));
+    const [[, attempt]] = (await redis
+      .multi()
+      .incr(keys.attempt(id))
+      .pexpire(keys.attempt(id), liveTtlMs(config.retentionMs))
+      .exec()) as [[null, number], unknown];
     // Taken over from a lost worker: subscribers see the job queued again, then progress from 1.
     if (attempt > 1) await record(id, { type: 'queued', jobId: id, status: 'QUEUED', position: 1 });
     const stored = await redis.hgetallBuffer(keys.inputs(id));

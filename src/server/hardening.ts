@@ -117,32 +117,6 @@ export function useJsonBodyLimit(limit: number): Plugin {
   };
 }
 
-/**
- * Yoga's multipart parser assumes a well-formed `operations` and `map` (an object of arrays of
- * strings): `{"0": 5}`, `{"0": [null]}` or `operations: 5` make it throw a TypeError, which would
- * surface as INTERNAL. Anything but a GraphQL error (or an abort) from that parser is the
- * client's malformed request: 400 BAD_USER_INPUT.
- */
-export function useMultipartErrors(): Plugin {
-  return {
-    onRequestParse({ request, requestParser, setRequestParser }) {
-      if (!requestParser || request.method !== 'POST') return;
-      if (!/^\s*multipart\/form-data/i.test(request.headers.get('content-type') ?? '')) return;
-      const parser = requestParser;
-      setRequestParser(async (req) => {
-        try {
-          return await parser(req);
-        } catch (err) {
-          if (err instanceof GraphQLError || (err instanceof Error && err.name === 'AbortError')) throw err;
-          throw new GraphQLError('malformed GraphQL multipart request: "operations" must be a JSON object and "map" a JSON object of arrays of paths', {
-            extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } },
-          });
-        }
-      });
-    },
-  };
-}
-
 function limitBody(request: Request, limit: number, fetchAPI: { Request: typeof Request; TransformStream: typeof TransformStream }): Request {
   const body = request.body;
   if (!body) return request;

@@ -12,7 +12,7 @@
  * response_format (b64_json only); stream + partial_images (SSE in the SDK's event shapes).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable, Transform } from 'node:stream';
+import { type Readable, Transform } from 'node:stream';
 import type { Logger } from 'pino';
 import type { InferenceEngine } from '../inference/engine.js';
 import { isOutputFormat, outputFormatList, type OutputFormat } from '../inference/imageIO.js';
@@ -20,11 +20,12 @@ import type { EditOptions } from '../inference/request.js';
 import type { EditSchedulerName } from '../inference/schedulers/types.js';
 import { EDIT_SCHEDULER_NAMES } from '../inference/schedulers/types.js';
 import type { ModelSpec } from '../inference/modelFolder.js';
-import type { EditService, UploadLimits, UploadedFile } from '../jobs/editService.js';
+import type { EditService, UploadedFile } from '../jobs/editService.js';
 import type { JobEvent, JobSnapshot } from '../jobs/types.js';
 import type { JobAccess, Viewer } from '../jobs/access.js';
 import { ServiceError, type ErrorCode } from '../errors.js';
 import { openAIError, sendError } from './errorReply.js';
+import { MultipartError, type MultipartLimits, readMultipart } from './multipart.js';
 
 export interface RestDeps {
   engine: InferenceEngine;
@@ -34,7 +35,7 @@ export interface RestDeps {
   principal: Viewer;
   log: Logger;
   maxBodyBytes: number;
-  uploadLimits: UploadLimits;
+  multipartLimits: MultipartLimits;
 }
 
 class RestError extends ServiceError {
@@ -78,8 +79,8 @@ const KNOWN = new Set([
   'partial_images',
 ]);
 
-/** The request body as a web stream that errors with 413 past `limit` bytes (never buffered whole). */
-function limitedBody(req: IncomingMessage, limit: number): ReadableStream<Uint8Array> {
+/** The request body as a stream that errors with 413 past `limit` bytes (never buffered whole). */
+function limitedBody(req: IncomingMessage, limit: number): Readable {
   let seen = 0;
   const counter = new Transform({
     transform(chunk: Buffer, _enc, done) {
@@ -89,7 +90,7 @@ function limitedBody(req: IncomingMessage, limit: number): ReadableStream<Uint8A
     },
   });
   req.on('error', (err) => counter.destroy(err));
-  return Readable.toWeb(req.pipe(counter)) as unknown as ReadableStream<Uint8Array>;
+  return req.pipe(counter);
 }
 
 function numberField(form: FormData, name: string, integer: boolean): number | undefined {
@@ -252,21 +253,7 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
     if (!type.toLowerCase().startsWith('multipart/form-data')) throw new RestError('BAD_USER_INPUT', 'the body must be multipart/form-data');
     const length = Number(req.headers['content-length'] ?? 0);
     if (length > deps.maxBodyBytes) throw new RestError('PAYLOAD_TOO_LARGE', `request body is over the limit of ${deps.maxBodyBytes} bytes`);
-    let form: FormData;
-    try {
-      const request = new Request('http://localhost/v1/images/edits', {
-        method: 'POST',
-        headers: { 'content-type': type },
-        body: limitedBody(req, deps.maxBodyBytes),
-        duplex: 'half',
-      } as RequestInit);
-      form = await request.formData();
-    } catch (err) {
-      const cause = (err as { cause?: unknown }).cause;
-      if (err instanceof RestError) throw err;
-      if (cause instanceof RestError) throw cause;
-      throw new RestError('BAD_USER_INPUT', `malformed multipart body: ${(err as Error).message}`);
-    }
+    const form = await readMultipart(limitedBody(req, deps.maxBodyBytes), type, deps.multipartLimits);
     const parsed = parseForm(form, deps.engine);
     const steps = parsed.options.steps ?? deps.engine.model(parsed.model).defaults.steps;
     if (parsed.stream && parsed.partialImages > 0) parsed.options.previewEvery = Math.max(1, Math.floor(steps / (parsed.partialImages + 1)));
@@ -308,7 +295,7 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
     throw new ServiceError('INTERNAL', 'the job ended without a result');
   } catch (err) {
     finished = true;
-    sendError(res, 'openai', err, deps.log, { param: err instanceof RestError ? err.param : null });
+    sendError(res, 'openai', err, deps.log, { param: err instanceof RestError || err instanceof MultipartError ? err.param : null });
   }
 }
 

@@ -9,6 +9,7 @@ import { ServiceError } from '../errors.js';
 import { errorShapeFor, sendError, sendJson } from './errorReply.js';
 import { GRAPHIQL_ASSETS_ROOT, serveGraphiQLAsset } from './graphiql.js';
 import { clientIp, refusalError, refusalHeaders } from './rateLimit.js';
+import { multipartLimits } from './multipart.js';
 import { handleRestEdit } from './rest.js';
 import type { Services } from './services.js';
 import { serveUi } from './ui.js';
@@ -70,7 +71,7 @@ export function createRoutes(services: Services, yoga: GraphQLServer): HttpRoute
         principal: admitted.principal,
         log,
         maxBodyBytes: config.maxTotalBytes + MB,
-        uploadLimits: services.edits.limits,
+        multipartLimits: multipartLimits(config),
       });
     }
     sendError(res, 'openai', new ServiceError('NOT_FOUND', `no route for ${pathname}`), log);

@@ -4,21 +4,22 @@
  * validation logging). HTTP and SSE reach it through routes.ts; graphql-ws runs its operations
  * through the same plugins with `yoga.getEnveloped` (websocket.ts).
  *
- * Uploads use Yoga's built-in multipart parser rather than graphql-upload-minimal: it enforces
- * real limits while the body streams (maxRequestBodySize → 413 before buffering the rest;
- * busboy's per-file fileSize/files limits through formDataLimits) and keeps Yoga's CSRF
- * prevention in the path, whereas graphql-upload-minimal truncates oversize files silently and
- * bypasses the CSRF check.
+ * Uploads are parsed inside Yoga's request pipeline rather than by graphql-upload-minimal: limits
+ * hold while the body streams (maxRequestBodySize → 413 before buffering the rest; per-part
+ * limits in multipart.ts, shared with REST) and Yoga's CSRF prevention stays in the path, whereas
+ * graphql-upload-minimal truncates oversize files silently and bypasses the CSRF check. Yoga's own
+ * multipart parser is off: it trusted `map` (graphqlMultipart.ts says why).
  */
 import type { IncomingMessage } from 'node:http';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
-import { createFetch } from '@whatwg-node/fetch';
 import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import { buildSchema, type GraphQLContext } from '../schema/index.js';
 import { createErrorMasker, type ErrorMasker, logRequestError } from './errorMapping.js';
 import { graphiqlOptions, renderGraphiQLPage } from './graphiql.js';
-import { useFieldSuggestions, useGraphQLLimits, useIntrospection, useJsonBodyLimit, useMultipartErrors } from './hardening.js';
+import { useGraphQLMultipart } from './graphqlMultipart.js';
+import { useFieldSuggestions, useGraphQLLimits, useIntrospection, useJsonBodyLimit } from './hardening.js';
+import { multipartLimits } from './multipart.js';
 import type { Services } from './services.js';
 import { useAdmission } from './useAdmission.js';
 
@@ -63,11 +64,9 @@ export function createGraphQLServer(services: Services): { yoga: GraphQLServer; 
     // Assets bundled in the package (no CDN), linked from a hashed, compressed, cacheable path.
     renderGraphiQL: renderGraphiQLPage,
     maskedErrors: { maskError: (error) => masker.http(error) },
-    // Whole-body bound, enforced while streaming (413); per-file bounds are busboy's, below.
+    // Whole-body bound, enforced while streaming (413); per-part bounds are multipart.ts's.
     maxRequestBodySize: config.maxTotalBytes + MB,
-    fetchAPI: createFetch({
-      formDataLimits: { fileSize: config.maxFileBytes, files: config.maxImagesPerJob, fieldSize: MB, fields: 64, parts: config.maxImagesPerJob + 64 },
-    }),
+    multipart: false,
     // Yoga logs at error only the original of each error it masks: the masker has logged that
     // one already, at its level.
     logging: { debug: (...a) => log.debug(a), info: (...a) => log.info(a), warn: (...a) => log.warn(a), error: (...a) => log.debug(a) },
@@ -75,7 +74,7 @@ export function createGraphQLServer(services: Services): { yoga: GraphQLServer; 
       useAdmission({ admission: services.admission, challenge: services.auth.challenge, trustProxy: config.trustProxy, log }),
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight'] }),
       useJsonBodyLimit(config.graphqlMaxJsonBytes),
-      useMultipartErrors(),
+      useGraphQLMultipart(multipartLimits(config)),
       useGraphQLLimits(config),
       useIntrospection(config.introspection),
       useFieldSuggestions(config.fieldSuggestions),
