@@ -134,11 +134,10 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
       log({ jobId: id, owner, status: 'SKIPPED' }, 'job skipped: its state is gone');
       return skip();
     }
-    const [[, attempt]] = (await redis
-      .multi()
-      .incr(keys.attempt(id))
-      .pexpire(keys.attempt(id), liveTtlMs(config.retentionMs))
-      .exec()) as [[null, number], unknown];
+    const [[, attempt]] = (await redis.multi().incr(keys.attempt(id)).pexpire(keys.attempt(id), liveTtlMs(config.retentionMs)).exec()) as [
+      [null, number],
+      unknown,
+    ];
     // Taken over from a lost worker: subscribers see the job queued again, then progress from 1.
     if (attempt > 1) await record(id, { type: 'queued', jobId: id, status: 'QUEUED', position: 1 });
     const stored = await redis.hgetallBuffer(keys.inputs(id));
