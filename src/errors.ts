@@ -127,6 +127,13 @@ export const FRAMEWORK_ERROR_CODES = [
     where: 'GraphQL error (Yoga)',
     when: 'the request is not a GraphQL request: a body that is not JSON (400), a method other than GET/POST or a mutation over GET (405), no `query` (200), more file parts than `MAX_IMAGES_PER_JOB` (400, "Files limit exceeded")',
   },
+  {
+    code: 'OPERATION_RESOLUTION_FAILURE',
+    status: 400,
+    statusNote: '400 (graphql-ws: an `error` message)',
+    where: 'GraphQL error (Yoga; graphql-ws alike)',
+    when: 'no single operation to run: several operations and no `operationName`, several anonymous ones, or an `operationName` the document lacks',
+  },
 ] as const satisfies readonly (ErrorCodeInfo & { statusNote: string })[];
 
 /** Every `extensions.code` / `error.code` a client can receive. */

@@ -335,6 +335,7 @@ describe('error codes in docs/api.md', () => {
       400,
     );
     expect('an unknown field', codeOf(await gql('{ nope }')), 'GRAPHQL_VALIDATION_FAILED', 200);
+    expect('two anonymous operations', codeOf(await gql('{ models { id } } { models { id } }')), 'OPERATION_RESOLUTION_FAILURE', 400);
     const badJson = await fetch(`${server.url}/graphql`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },

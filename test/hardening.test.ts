@@ -372,6 +372,34 @@ describe('websocket limits', () => {
     assert.ok(Date.now() - started < 5000);
   });
 
+  it('gives graphql-ws clients the HTTP codes without HTTP hints: variable errors, and documents with no single operation', async () => {
+    const ws = new RawWs(server.wsUrl);
+    await ws.open();
+    ws.send({ id: '1', type: 'subscribe', payload: { query: 'subscription($id: ID!) { editJobEvents(id: $id) { __typename } }', variables: { id: {} } } });
+    const coercion = (await ws.next()) as { payload: { errors: { extensions: Record<string, unknown> }[] } };
+    assert.deepEqual(coercion.payload.errors[0]!.extensions, { code: 'BAD_USER_INPUT' });
+    await ws.next(); // complete
+    const unresolvable: [string, string | undefined][] = [
+      ['{ models { id } } { models { id } }', undefined],
+      ['query A { models { id } } query B { models { id } }', undefined],
+      ['query A { models { id } } query B { models { id } }', 'C'],
+    ];
+    for (const [query, operationName] of unresolvable) {
+      ws.send({ id: '2', type: 'subscribe', payload: { query, operationName } });
+      const refused = (await ws.next()) as { type: string; payload: { extensions?: { code?: string } }[] };
+      assert.equal(refused.type, 'error');
+      assert.equal(refused.payload[0]!.extensions?.code, 'OPERATION_RESOLUTION_FAILURE', query);
+      const http = await fetch(`${server.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query, operationName }),
+      });
+      const body = (await http.json()) as { errors: { extensions: { code: string } }[] };
+      assert.deepEqual([http.status, body.errors[0]!.extensions.code], [400, 'OPERATION_RESOLUTION_FAILURE'], query);
+    }
+    ws.socket.close();
+  });
+
   it('closes a socket that sends a message over WS_MAX_PAYLOAD_BYTES (1009)', async () => {
     const ws = new RawWs(server.wsUrl);
     await ws.open();
@@ -434,6 +462,16 @@ describe('cross-origin browsers', () => {
       await evil.arrayBuffer();
       assert.notEqual(evil.headers.get('access-control-allow-origin'), 'https://evil.example');
       assert.equal(await upgrade(server.wsUrl, 'https://other.example'), 101);
+      // Whatever the Origin (or none), responses say that they vary with it.
+      for (const origin of ['https://app.example', 'https://evil.example', undefined]) {
+        const res = await fetch(`${server.url}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: 'Bearer tok', ...(origin ? { origin } : {}) },
+          body: '{"query":"{ __typename }"}',
+        });
+        await res.arrayBuffer();
+        assert.match(res.headers.get('vary') ?? '', /(^|, *)Origin($|,)/i, `Vary for origin ${origin}`);
+      }
       assert.equal(await upgrade(server.wsUrl, 'https://evil.example'), 401);
     } finally {
       await server.close();

@@ -113,3 +113,34 @@ describe('ROLE=worker', () => {
     assert.doesNotMatch(r.stdout, /open to anyone/);
   });
 });
+
+describe('graphql-ws connection_init with any credential type', () => {
+  const lines: Line[] = [];
+  let server: RunningServer;
+
+  before(async () => {
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Line) });
+    server = await startServer(loadConfig({ PORT: '0', HOST: '127.0.0.1', AUTH_TOKENS: TOKEN, AUTH_FAIL_LIMIT: '3' }), { logger });
+  });
+  after(() => server.shutdown(1000));
+
+  /** The close code of a socket that sends this connection_init payload. */
+  async function closeCode(payload: unknown): Promise<number> {
+    const socket = new WebSocket(`${server.url.replace(/^http/, 'ws')}/graphql`, 'graphql-transport-ws');
+    const closed = new Promise<number>((resolve) => socket.on('close', (code) => resolve(code)));
+    await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+    socket.send(JSON.stringify({ type: 'connection_init', payload }));
+    return closed;
+  }
+
+  it('closes 4401 for a non-string authorization, counts it as a failed authentication (4429 past the limit), and logs nothing above debug', async () => {
+    const since = lines.length;
+    const codes = [];
+    for (const authorization of [{}, ['Bearer x'], 5, true]) codes.push(await closeCode({ authorization }));
+    assert.deepEqual(codes, [4401, 4401, 4401, 4429]);
+    assert.deepEqual(
+      lines.slice(since).filter((l) => l.level >= INFO),
+      [],
+    );
+  });
+});

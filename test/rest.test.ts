@@ -17,7 +17,7 @@ interface EditsResponse {
   created: number;
   data: { b64_json: string }[];
   usage: { processing_time_seconds: number; input_images: number; generated_images: number };
-  error?: { message: string; type: string; code: string };
+  error?: { message: string; type: string; code: string; param: string | null };
 }
 
 async function curl(args: string[]): Promise<{ status: number; body: EditsResponse }> {
@@ -129,6 +129,22 @@ describe('POST /v1/images/edits', () => {
     const zero = await curl([endpoint(), '-F', `images=@${a}`, '-F', 'prompt=x', '-F', 'n=0']);
     assert.equal(zero.status, 400);
     assert.equal(zero.body.error!.code, 'BAD_USER_INPUT');
+    // Numbers as decimal integers and plain decimals only; the error names the field.
+    for (const [name, value] of [
+      ['n', '0x2'],
+      ['n', '2e0'],
+      ['n', '+2'],
+      ['n', '2.0'],
+      ['seed', '1e3'],
+      ['num_inference_steps', 'Infinity'],
+      ['guidance_scale', '1e1'],
+      ['strength', '0x1'],
+      ['strength', ''],
+    ]) {
+      const strict = await curl([endpoint(), '-F', `images=@${a}`, '-F', 'prompt=x', '-F', `${name}=${value}`]);
+      assert.ok(strict.body.error, `${name}=${value} was accepted`);
+      assert.deepEqual([strict.status, strict.body.error!.code, strict.body.error!.param], [400, 'BAD_USER_INPUT', name], `${name}=${value}`);
+    }
     const noPrompt = await curl([endpoint(), '-F', `images=@${a}`]);
     assert.equal(noPrompt.status, 400);
     const json = await fetch(endpoint(), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });

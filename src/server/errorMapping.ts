@@ -9,6 +9,11 @@ import { HTTP_STATUS, ServiceError, toServiceError, type ErrorCode } from '../er
 import { InferenceError } from '../inference/errors.js';
 import { withoutSuggestions } from './hardening.js';
 
+/** Yoga's refusal (400 over HTTP) of a document whose operation cannot be chosen, given over graphql-ws as well. */
+export function operationResolutionFailure(): GraphQLError {
+  return new GraphQLError('Could not determine what operation to execute.', { extensions: { code: 'OPERATION_RESOLUTION_FAILURE' } });
+}
+
 /** Yoga's own HTTP-level errors (CSRF, body size) carry a status but no code. */
 const STATUS_CODE: Record<number, string> = { 401: 'UNAUTHENTICATED', 403: 'FORBIDDEN', 413: 'PAYLOAD_TOO_LARGE' };
 

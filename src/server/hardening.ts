@@ -117,6 +117,19 @@ export function useJsonBodyLimit(limit: number): Plugin {
   };
 }
 
+/**
+ * `Vary: Origin` on every response when CORS_ORIGINS is set: the CORS headers depend on the
+ * request's Origin (none without one), which Yoga marks only when it echoes one of several origins.
+ */
+export function useVaryOrigin(): Plugin {
+  return {
+    onResponse({ response }) {
+      const vary = response.headers.get('vary') ?? '';
+      if (!/(^|,)\s*origin\s*(,|$)/i.test(vary)) response.headers.set('vary', vary ? `${vary}, Origin` : 'Origin');
+    },
+  };
+}
+
 function limitBody(request: Request, limit: number, fetchAPI: { Request: typeof Request; TransformStream: typeof TransformStream }): Request {
   const body = request.body;
   if (!body) return request;

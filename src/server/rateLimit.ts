@@ -47,8 +47,12 @@ export interface AdmissionOptions {
 }
 
 export interface AdmissionControl {
-  /** Identifies and limits one request (`count: false`: identify and check failures only, e.g. a websocket connection_init). */
-  admit(authorization: string | undefined | null, ip: string, options?: { count?: boolean }): Promise<Admission>;
+  /**
+   * Identifies and limits one request (`count: false`: identify and check failures only, e.g. a
+   * websocket connection_init). `authorization` is whatever the client sent (graphql-ws's
+   * `connection_init` payload is any JSON): a value that is not a string is a failed authentication.
+   */
+  admit(authorization: unknown, ip: string, options?: { count?: boolean }): Promise<Admission>;
   readonly rateLimited: boolean;
 }
 
@@ -108,6 +112,7 @@ export function createAdmission(options: AdmissionOptions): AdmissionControl {
         const state = await failures.get(ip);
         if (state && state.consumedPoints > failLimit) return limited(AUTH_BLOCKED_MESSAGE, seconds(state.msBeforeNext));
       }
+      if (authorization != null && typeof authorization !== 'string') return failed(ip);
       const principal = options.auth.identify(authorization);
       // No credentials at all guesses nothing (a browser's first request before its Basic prompt): 401, not counted.
       if (!principal) return authorization?.trim() ? failed(ip) : unauthenticated;

@@ -93,17 +93,22 @@ function limitedBody(req: IncomingMessage, limit: number): Readable {
   return req.pipe(counter);
 }
 
+/** Decimal integers and plain decimals, as form fields write numbers (no hex, exponents, spaces or `Infinity`). */
+const INTEGER = /^-?[0-9]+$/;
+const DECIMAL = /^-?([0-9]+(\.[0-9]*)?|\.[0-9]+)$/;
+
 function numberField(form: FormData, name: string, integer: boolean): number | undefined {
   const raw = form.get(name);
   if (raw === null) return undefined;
-  if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(Number(raw)) || (integer && !Number.isInteger(Number(raw)))) {
+  const value = typeof raw === 'string' && (integer ? INTEGER : DECIMAL).test(raw) ? Number(raw) : Number.NaN;
+  if (integer ? !Number.isSafeInteger(value) : !Number.isFinite(value)) {
     throw new RestError(
       'BAD_USER_INPUT',
-      `${name} must be ${integer ? 'an integer' : 'a number'} (got ${typeof raw === 'string' ? JSON.stringify(raw) : 'a file'})`,
+      `${name} must be ${integer ? 'a decimal integer' : 'a decimal number'} (got ${typeof raw === 'string' ? JSON.stringify(raw.slice(0, 40)) : 'a file'})`,
       name,
     );
   }
-  return Number(raw);
+  return value;
 }
 
 function stringField(form: FormData, name: string): string | undefined {

@@ -11,13 +11,12 @@
  * error after closing it with 1009, 1002, …) is logged at debug level instead of printed to stderr.
  */
 import type { IncomingMessage, Server } from 'node:http';
-import type { ExecutionArgs, GraphQLError } from 'graphql';
+import { type ExecutionArgs, type GraphQLError, getOperationAST } from 'graphql';
 import { CloseCode, handleProtocols, makeServer } from 'graphql-ws';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { ServiceError } from '../errors.js';
 import type { Principal } from './auth.js';
-import type { ErrorMasker } from './errorMapping.js';
-import { logRequestError } from './errorMapping.js';
+import { type ErrorMasker, operationResolutionFailure } from './errorMapping.js';
 import { clientIp, refusalError } from './rateLimit.js';
 import type { Services } from './services.js';
 import type { GraphQLServer } from './yoga.js';
@@ -60,16 +59,22 @@ export function attachGraphQLWs(httpServer: Server, yoga: GraphQLServer, masker:
   });
   /** The principal each connection was admitted with. */
   const principals = new WeakMap<WebSocket, Principal>();
-  const authorizationOf = (params: Record<string, unknown> | undefined): string | undefined =>
-    (params?.authorization ?? params?.Authorization) as string | undefined;
+  const authorizationOf = (params: Record<string, unknown> | undefined): unknown => params?.authorization ?? params?.Authorization;
   const refuse = (err: ServiceError) => [masker.ws(err)];
+  /** A result's errors (variable coercion: Yoga gives them HTTP status hints) as graphql-ws clients get errors. */
+  const withoutHttp = (result: unknown): unknown => {
+    const errors = (result as { errors?: unknown } | null)?.errors;
+    if (!Array.isArray(errors)) return result;
+    return { ...(result as object), errors: errors.map((e: unknown) => masker.ws(e, false)) };
+  };
 
   const protocol = makeServer<Record<string, unknown> | undefined, Extra>({
     connectionInitWaitTimeout: config.wsInitTimeoutMs,
     onConnect: async (ctx) => {
       const admitted = await admission.admit(authorizationOf(ctx.connectionParams), clientIp(ctx.extra.request, config.trustProxy), { count: false });
       if (!admitted.ok) {
-        logRequestError(log, admitted.code, 'refused connection_init');
+        // Debug only: a client that keeps sending bad connection_init messages cannot flood the log.
+        log.debug({ code: admitted.code, error: admitted.message }, 'refused connection_init');
         if (admitted.status === 429) ctx.extra.socket.close(WS_TOO_MANY, 'Too many failed authentications');
         else ctx.extra.socket.close(WS_UNAUTHORIZED, 'Unauthorized');
         return false;
@@ -77,8 +82,8 @@ export function attachGraphQLWs(httpServer: Server, yoga: GraphQLServer, masker:
       principals.set(ctx.extra.socket, admitted.principal);
       return true;
     },
-    execute: (args) => (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
-    subscribe: (args) => (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args) as never,
+    execute: async (args) => withoutHttp(await (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args)) as never,
+    subscribe: async (args) => withoutHttp(await (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args)) as never,
     // Anything thrown here would close the whole socket (4500): every refusal is returned as
     // errors for this one operation instead, and the connection stays usable.
     onSubscribe: async (ctx, _id, params) => {
@@ -106,6 +111,8 @@ export function attachGraphQLWs(httpServer: Server, yoga: GraphQLServer, masker:
         } catch (err) {
           return [masker.ws(err)];
         }
+        // As Yoga does over HTTP, before validation: the same code for the same document on both.
+        if (!getOperationAST(document, params.operationName)) return [masker.ws(operationResolutionFailure())];
         const errors = validate(schema, document);
         if (errors.length) return errors.map((e: GraphQLError) => masker.ws(e, false));
         return {

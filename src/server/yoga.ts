@@ -18,7 +18,7 @@ import { buildSchema, type GraphQLContext } from '../schema/index.js';
 import { createErrorMasker, type ErrorMasker, logRequestError } from './errorMapping.js';
 import { graphiqlOptions, renderGraphiQLPage } from './graphiql.js';
 import { useGraphQLMultipart } from './graphqlMultipart.js';
-import { useFieldSuggestions, useGraphQLLimits, useIntrospection, useJsonBodyLimit } from './hardening.js';
+import { useFieldSuggestions, useGraphQLLimits, useIntrospection, useJsonBodyLimit, useVaryOrigin } from './hardening.js';
 import { multipartLimits } from './multipart.js';
 import type { Services } from './services.js';
 import { useAdmission } from './useAdmission.js';
@@ -79,6 +79,7 @@ export function createGraphQLServer(services: Services): { yoga: GraphQLServer; 
       useIntrospection(config.introspection),
       useFieldSuggestions(config.fieldSuggestions),
       useValidationLog(log),
+      config.corsOrigins.length > 0 && useVaryOrigin(),
     ],
   });
   return { yoga, masker };
