@@ -172,7 +172,7 @@ async function main(argv: string[]): Promise<number> {
       images.map(async (path, i) => ({ bytes: await read('image', path), name: path, mask: masks[i] === undefined ? null : await read('mask', masks[i]!) })),
     );
     const spec = catalogue.model(values.model ?? null);
-    spec.pipeline.checkEdit?.(spec, { masks: inputs.some((i) => i.mask) });
+    spec.family.checkEdit?.(spec, { masks: inputs.some((i) => i.mask) });
     const edit = resolveEditOptions(spec, inputs.length, {
       prompt: values.prompt ?? '',
       prompts: values['image-prompt'] ?? null,

@@ -44,7 +44,7 @@ const ModelLimitsRef = builder.objectRef<ModelSpec['limits']>('ModelLimits').imp
 const ModelRef = builder.objectRef<ModelView>('Model').implement({
   fields: (t) => ({
     id: t.id({ resolve: (m) => m.spec.id }),
-    kind: t.string({ description: `The pipeline family: ${PIPELINE_FAMILIES.map((f) => f.kind).join(', ')}.`, resolve: (m) => m.spec.family }),
+    kind: t.string({ description: `The pipeline family: ${PIPELINE_FAMILIES.map((f) => f.kind).join(', ')}.`, resolve: (m) => m.spec.kind }),
     isDefault: t.boolean({ resolve: (m) => m.isDefault }),
     description: t.string({ resolve: (m) => m.spec.description }),
     defaults: t.field({ type: ModelDefaultsRef, resolve: (m) => m.spec.defaults }),
@@ -62,7 +62,7 @@ const ModelRef = builder.objectRef<ModelView>('Model').implement({
     maskMethod: t.string({
       description:
         "How `masks` are applied: 'unet-mask-channels' (an inpainting UNet takes the mask and masked image) or 'latent-blend' (the latents outside the mask are reset to the input's after every step, as diffusers does with other UNets).",
-      resolve: (m) => m.spec.pipeline.maskMethod,
+      resolve: (m) => m.spec.family.maskMethod,
     }),
     warnings: t.stringList({
       description: 'What this folder costs clients (e.g. an unseeded VAE sample, a scheduler fallback); empty when nothing.',
