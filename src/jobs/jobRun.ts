@@ -41,9 +41,14 @@ export class JobAttempt {
     this.close();
     const jobId = this.jobId;
     if ('output' in outcome) {
-      const { images, usage } = outcome.output;
+      const { images, usage, warnings } = outcome.output;
       return {
-        event: { type: 'completed', jobId, status: 'SUCCEEDED', result: { created: Date.now() / 1000, images, usage: { ...usage, queueTimeSeconds } } },
+        event: {
+          type: 'completed',
+          jobId,
+          status: 'SUCCEEDED',
+          result: { created: Date.now() / 1000, images, usage: { ...usage, queueTimeSeconds }, warnings },
+        },
         error: null,
       };
     }

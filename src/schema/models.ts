@@ -1,5 +1,6 @@
 /** Model, its defaults and limits, and the `models` query. */
 import type { ModelSpec } from '../inference/modelFolder.js';
+import { sizeMultiple } from '../inference/request.js';
 import { builder } from './builder.js';
 import { PIPELINE_FAMILIES } from '../inference/pipelines/index.js';
 import { SchedulerNameEnum } from './enums.js';
@@ -48,6 +49,11 @@ const ModelRef = builder.objectRef<ModelView>('Model').implement({
     isDefault: t.boolean({ resolve: (m) => m.isDefault }),
     description: t.string({ resolve: (m) => m.spec.description }),
     defaults: t.field({ type: ModelDefaultsRef, resolve: (m) => m.spec.defaults }),
+    sizeMultiple: t.int({
+      description:
+        "Output widths and heights are multiples of this (its family's: 64 for SD UNets, 16 for FLUX and SD3 transformers); explicit sizes snap down to it.",
+      resolve: (m) => sizeMultiple(m.spec),
+    }),
     limits: t.field({ type: ModelLimitsRef, resolve: (m) => m.spec.limits }),
     exporter: t.string({
       description: "The exporter generation the folder was recognised as, e.g. 'optimum ≥ 1.24 / optimum-onnx'.",
