@@ -89,7 +89,7 @@ describe('model doctor', () => {
     assert.deepEqual(result.problems, []);
     const s = result.summary;
     assert.equal(s.id, 'tiny-edit');
-    assert.equal(s.kind, 'instruct-pix2pix');
+    assert.equal(s.family, 'instruct-pix2pix');
     assert.equal(s.components.unet.inputs.find((p: { name: string }) => p.name === 'sample').rank, 4);
     assert.equal(s.tokenizer.maxLength, 77);
     assert.equal(s.vae.scaleFactor, 1);
