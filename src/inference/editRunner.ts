@@ -225,7 +225,7 @@ export function outputsPerBatch(spec: ModelSpec, edit: ResolvedEdit, memoryBudge
   return Math.max(0, Math.floor((memoryBudgetBytes - spec.memory.weightBytes) / per));
 }
 
-/** The family's extra attention tokens at an output size (text, Kontext reference), if any. */
+/** The family's extra attention tokens at an output size (text, a reference image), if any. */
 function extraTokensOf(spec: ModelSpec, edit: ResolvedEdit): BatchGeometry['extraTokens'] {
   const extra = spec.family.extraAttentionTokens;
   return extra && ((width, height) => extra(spec, edit, width, height));

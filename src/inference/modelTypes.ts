@@ -54,7 +54,7 @@ export interface PreviewProjection {
 export interface ModelSpec {
   id: string;
   dir: string;
-  /** Its family's `kind` (`Model.kind`), e.g. instruct-pix2pix. */
+  /** Its family's `kind` (`Model.kind`). */
   kind: string;
   /** The pipeline family that plans and runs this model's edits. */
   family: PipelineFamilyDef;
@@ -73,7 +73,7 @@ export interface ModelSpec {
   schedulerJson: Record<string, unknown>;
   /** VAE latent scaling factor (0.18215 for SD 1.x). */
   scalingFactor: number;
-  /** VAE latent shift (FLUX, SD3: latents = (z − shift)·scale); 0 for SD 1.x/2.x. */
+  /** VAE latent shift (latents = (z − shift)·scale where the VAE config has one); 0 for SD 1.x/2.x. */
   shiftFactor: number;
   /** Pixels per latent pixel along each axis (8 for SD). */
   vaeScaleFactor: number;

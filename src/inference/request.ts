@@ -34,7 +34,7 @@ export interface EditOptions {
   scheduler?: EditSchedulerName | null;
   /** Flow families: true classifier-free guidance against `negativePrompt` (> 1 turns it on). */
   trueCfgScale?: number | null;
-  /** Families with a T5 encoder: its token count (FLUX: up to 512). */
+  /** Families with a T5 encoder: its token count (up to the model's limit). */
   maxSequenceLength?: number | null;
   outputFormat?: OutputFormat | null;
   outputQuality?: number | null;

@@ -4,7 +4,7 @@
  *
  * Field mapping (docs/rest.md): images | image | image[] → images; prompt; negative_prompt;
  * size (default auto, as OpenAI's); fit (pad, crop or stretch); n (variants per input); num_inference_steps → steps; guidance_scale; true_cfg_scale (the
- * seed's name for text guidance with a negative prompt) → trueCfgScale on flow models (FLUX),
+ * seed's name for text guidance with a negative prompt) → trueCfgScale on flow models,
  * guidanceScale on UNet models; max_sequence_length → maxSequenceLength on models with a T5 encoder
  * (checked and otherwise ignored on UNet models, whose CLIP encoders read 77 tokens);
  * image_guidance_scale; strength; seed; model; scheduler; output_format; output_compression →
