@@ -82,7 +82,7 @@ async function main(): Promise<void> {
   const plan =
     estimateBatchBytes(
       spec.memory,
-      { width: size, height: size, vaeScaleFactor: spec.vaeScaleFactor, branches: spec.pipeline.guidanceBranches(edit) },
+      { width: size, height: size, vaeScaleFactor: spec.vaeScaleFactor, branches: spec.family.guidanceBranches(edit) },
       args.images,
     ) +
     decoded +

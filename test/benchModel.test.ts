@@ -107,7 +107,7 @@ describe('bench models', () => {
 
   it('runs the SDXL-layout bench model: two encoders, text_embeds and time_ids steering the UNet', async () => {
     const spec = engine.model('bench-sdxl');
-    assert.equal(spec.family, 'sdxl-img2img');
+    assert.equal(spec.kind, 'sdxl-img2img');
     assert.equal(spec.vaeScaleFactor, 8);
     assert.deepEqual([spec.defaults.size, spec.defaults.guidanceScale], ['1024x1024', 5]);
     const unet = await ort.InferenceSession.create(join(spec.dir, 'unet', 'model.onnx'));
@@ -146,8 +146,8 @@ describe('bench models', () => {
 
   it('runs the FLUX-layout bench model: every transformer input steers the output; batching, true CFG and previews through the engine', async () => {
     const spec = engine.model('bench-flux');
-    assert.equal(spec.family, 'flux-img2img');
-    assert.deepEqual([spec.latentChannels, spec.unetInChannels, spec.defaults.maxSequenceLength, spec.defaults.guidanceScale], [16, 64, 512, 3.5]);
+    assert.equal(spec.kind, 'flux-img2img');
+    assert.deepEqual([spec.latentChannels, spec.denoiserInChannels, spec.defaults.maxSequenceLength, spec.defaults.guidanceScale], [16, 64, 512, 3.5]);
     const transformer = await ort.InferenceSession.create(join(spec.dir, 'transformer', 'model.onnx'));
     assert.deepEqual([...transformer.inputNames].sort(), [
       'encoder_hidden_states',

@@ -142,7 +142,7 @@ describe('exported pipelines as real exporters write them', () => {
 
       it('is recognised at load, with its precision and what it costs', () => {
         const spec = engine.model(name);
-        assert.equal(spec.family, options.family);
+        assert.equal(spec.kind, options.family);
         assert.match(spec.export.generation, GENERATION_NAMES[options.generation]);
         assert.equal(spec.export.precision, options.fp16 ? 'fp16' : 'fp32');
         const latentSample = options.generation === 'optimum-1.22' || options.generation === 'diffusers-onnx';

@@ -72,7 +72,7 @@ describe('FLUX family on tiny-flow-edit', () => {
 
   it('reads the folders as FLUX families with FLUX defaults', () => {
     const kontext = engine.model('tiny-flow-edit');
-    assert.equal(kontext.family, 'flux-kontext');
+    assert.equal(kontext.kind, 'flux-kontext');
     assert.equal(kontext.defaults.scheduler, 'FLOW_MATCH_EULER');
     assert.equal(kontext.defaults.strength, null);
     assert.equal(kontext.defaults.guidanceScale, 3.5);
@@ -87,7 +87,7 @@ describe('FLUX family on tiny-flow-edit', () => {
     assert.equal(kontext.export.precision, 'fp32');
     assert.equal(engine.model('flow-kontext-fp16').export.precision, 'fp16');
     const schnell = engine.model('flow-img2img-schnell');
-    assert.equal(schnell.family, 'flux-img2img');
+    assert.equal(schnell.kind, 'flux-img2img');
     assert.equal(schnell.defaults.maxSequenceLength, 256, 'no guidance input: schnell defaults');
     assert.equal(schnell.defaults.strength, 0.6);
   });
@@ -163,7 +163,7 @@ describe('FLUX family on tiny-flow-edit', () => {
   it('FLUX img2img masks blend packed latents: the exact edit inside, the input outside, per image in one batch', async () => {
     const model = 'flow-img2img-schnell';
     const spec = engine.model(model);
-    assert.equal(spec.pipeline.maskMethod, 'latent-blend');
+    assert.equal(spec.family.maskMethod, 'latent-blend');
     const mask = await leftHalfMask(SIZE, SIZE);
     const run = async (inputs: EditInput[], n: number, strength: number): Promise<Uint8Array[]> => {
       const resolved = resolveEditOptions(spec, inputs.length, { prompt: 'sepia', size: `${SIZE}x${SIZE}`, seed: 4, steps: 6, n, strength } as EditOptions);
@@ -196,7 +196,7 @@ describe('FLUX family on tiny-flow-edit', () => {
     assert.throws(() => resolveEditOptions(spec, 1, { prompt: 'x', scheduler: 'EULER' }), /samples with FLOW_MATCH_EULER only/);
     assert.throws(() => resolveEditOptions(spec, 1, { prompt: 'x', maxSequenceLength: 513 }), /maxSequenceLength must be an integer from 1 to 512/);
     assert.equal(resolveEditOptions(spec, 1, { prompt: 'x', scheduler: 'FLOW_MATCH_EULER' }).scheduler, 'FLOW_MATCH_EULER');
-    assert.throws(() => spec.pipeline.checkEdit!(spec, { masks: true }), /model tiny-flow-edit \(FLUX Kontext\) does not take masks/);
+    assert.throws(() => spec.family.checkEdit!(spec, { masks: true }), /model tiny-flow-edit \(FLUX Kontext\) does not take masks/);
     const resolved = resolveEditOptions(spec, 1, { prompt: 'grayscale', size: `${SIZE}x${SIZE}`, steps: 2 });
     await assert.rejects(
       engine.edit('tiny-flow-edit', resolved, [{ bytes: input, mask: input }]),
@@ -208,19 +208,19 @@ describe('FLUX family on tiny-flow-edit', () => {
     const spec = engine.model('tiny-flow-edit');
     assert.equal(spec.memory.attentionDownscale, 2, 'the family default: 2×2 patches');
     const edit = resolveEditOptions(spec, 1, { prompt: 'x', size: '1024x1024' });
-    const extra = spec.pipeline.extraAttentionTokens!(spec, edit, 1024, 1024);
+    const extra = spec.family.extraAttentionTokens!(spec, edit, 1024, 1024);
     assert.equal(extra, 512 + 4096);
     const g = {
       width: 1024,
       height: 1024,
       vaeScaleFactor: 8,
       branches: 1,
-      extraTokens: (w: number, h: number) => spec.pipeline.extraAttentionTokens!(spec, edit, w, h),
+      extraTokens: (w: number, h: number) => spec.family.extraAttentionTokens!(spec, edit, w, h),
     };
     // edit-server.json: 1024 B per latent pixel, 1 head, 64 B per pixel for the VAE.
     assert.equal(perItemBytes(spec.memory, g), 128 * 128 * 1024 + (4096 + extra) ** 2 * 4 + 1024 * 1024 * 64);
     const schnell = engine.model('flow-img2img-schnell');
-    assert.equal(schnell.pipeline.extraAttentionTokens!(schnell, resolveEditOptions(schnell, 1, { prompt: 'x' }), 1024, 1024), 256, 'img2img: T5 tokens only');
+    assert.equal(schnell.family.extraAttentionTokens!(schnell, resolveEditOptions(schnell, 1, { prompt: 'x' }), 1024, 1024), 256, 'img2img: T5 tokens only');
     const per = perItemBytes(spec.memory, g);
     assert.throws(() => planMicroBatches(1, spec.memory, g, spec.memory.weightBytes + per / 2), /IMAGE_TOO_LARGE|largest output that fits is about \d+ pixels/);
     assert.deepEqual(planMicroBatches(3, spec.memory, g, spec.memory.weightBytes + 2 * per), [2, 1]);

@@ -274,18 +274,41 @@ describe('decodeToTensor: orientation, alpha, resizing', () => {
     assert.deepEqual([img64.width, img64.height], [64, 64]);
   });
 
-  it('explicit sizes centre-crop (cover) instead of stretching', async () => {
-    // 300x100 with red | green | blue thirds; a square target must keep only the green middle.
-    const third = (rgb: RGB) => solid(100, 100, rgb).png().toBuffer();
-    const bytes = await solid(300, 100, [0, 0, 255])
-      .composite([
-        { input: await third([255, 0, 0]), left: 0, top: 0 },
-        { input: await third([0, 255, 0]), left: 100, top: 0 },
-      ])
-      .png()
-      .toBuffer();
-    const img = await decodeToTensor(bytes, { width: 64, height: 64 }, OPTS);
-    assertColour(img, [0, 255, 0], 1, 'centre crop');
+  describe('an explicit size of another aspect ratio follows fit', () => {
+    // 300x100 with red | green | blue thirds, into a 64x64 square.
+    const thirds = async (): Promise<Buffer> => {
+      const third = (rgb: RGB) => solid(100, 100, rgb).png().toBuffer();
+      return solid(300, 100, [0, 0, 255])
+        .composite([
+          { input: await third([255, 0, 0]), left: 0, top: 0 },
+          { input: await third([0, 255, 0]), left: 100, top: 0 },
+        ])
+        .png()
+        .toBuffer();
+    };
+    const rgbAt = (img: DecodedImage, x: number, y: number): number[] => [0, 1, 2].map((c) => Math.round(px(img, c, x, y) * 255));
+
+    it('pad (the default) keeps the whole picture, centred between white bars', async () => {
+      const img = await decodeToTensor(await thirds(), { width: 64, height: 64 }, OPTS);
+      assert.deepEqual([img.width, img.height], [64, 64]);
+      assert.deepEqual(rgbAt(img, 32, 0), [255, 255, 255]);
+      assert.deepEqual(rgbAt(img, 32, 63), [255, 255, 255]);
+      assert.deepEqual(rgbAt(img, 2, 32), [255, 0, 0]);
+      assert.deepEqual(rgbAt(img, 32, 32), [0, 255, 0]);
+      assert.deepEqual(rgbAt(img, 61, 32), [0, 0, 255]);
+    });
+
+    it('crop keeps the centre', async () => {
+      const img = await decodeToTensor(await thirds(), { width: 64, height: 64 }, { ...OPTS, fit: 'crop' });
+      assertColour(img, [0, 255, 0], 1, 'centre crop');
+    });
+
+    it('stretch keeps every third, full height', async () => {
+      const img = await decodeToTensor(await thirds(), { width: 64, height: 64 }, { ...OPTS, fit: 'stretch' });
+      assert.deepEqual(rgbAt(img, 2, 0), [255, 0, 0]);
+      assert.deepEqual(rgbAt(img, 32, 63), [0, 255, 0]);
+      assert.deepEqual(rgbAt(img, 61, 0), [0, 0, 255]);
+    });
   });
 
   it("'auto' keeps the aspect ratio within maxPixels", async () => {

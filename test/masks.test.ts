@@ -97,7 +97,7 @@ describe('masked edits', () => {
   it('a 9-channel inpainting UNet with every scheduler and strength: its fill inside, the input outside', async () => {
     const fixture = await InferenceEngine.start({ modelsDir: root, modelIds: ['fixture-inpaint'], threading: 'inline', intraOpThreads: 1 });
     try {
-      assert.equal(fixture.model('fixture-inpaint').pipeline.maskMethod, 'unet-mask-channels');
+      assert.equal(fixture.model('fixture-inpaint').family.maskMethod, 'unet-mask-channels');
       // The UNet sees only the masked image: inside the mask, mid-grey, which it edits.
       const grey: Rgb = [127.5, 127.5, 127.5];
       for (const scheduler of SCHEDULER_NAMES) {

@@ -42,7 +42,7 @@ for (const [model, folder] of MODELS)
     /** The plan's bytes for `images` outputs in one call, with their decoded inputs and the stage thread. */
     function planBytes(images: number): number {
       const edit = resolveEditOptions(spec, images, { prompt: 'x', size: `${SIZE}x${SIZE}`, steps: 2 });
-      const geometry = { width: SIZE, height: SIZE, vaeScaleFactor: spec.vaeScaleFactor, branches: spec.pipeline.guidanceBranches(edit) };
+      const geometry = { width: SIZE, height: SIZE, vaeScaleFactor: spec.vaeScaleFactor, branches: spec.family.guidanceBranches(edit) };
       // The engine's stage thread is on by default; the budget reserves its memory.
       return estimateBatchBytes(spec.memory, geometry, images) + images * SIZE * SIZE * 3 * 4 + STAGE_THREAD_BYTES;
     }

@@ -115,11 +115,11 @@ describe('tiny-edit model folder', () => {
     };
     assert.equal(spec.id, 'tiny-edit');
     assert.equal(spec.dir, TINY_EDIT_DIR);
-    assert.equal(spec.family, 'instruct-pix2pix');
+    assert.equal(spec.kind, 'instruct-pix2pix');
     assert.equal(spec.description, server.description);
     assert.equal(spec.vaeScaleFactor, 1);
     assert.equal(spec.latentChannels, 4);
-    assert.equal(spec.unetInChannels, 8);
+    assert.equal(spec.denoiserInChannels, 8);
     assert.equal(spec.scalingFactor, 0.18215);
     assert.equal(spec.schedulerJson._class_name, 'EulerAncestralDiscreteScheduler');
     assert.deepEqual(spec.defaults, {

@@ -56,7 +56,7 @@ describe('SD3 family on the SD3-layout tiny-flow-edit', () => {
 
   it('reads the folder as SD3 with its defaults', () => {
     const spec = engine.model('tiny-sd3-edit');
-    assert.equal(spec.family, 'sd3-img2img');
+    assert.equal(spec.kind, 'sd3-img2img');
     assert.equal(spec.defaults.scheduler, 'FLOW_MATCH_EULER');
     assert.equal(spec.defaults.guidanceScale, 7);
     assert.equal(spec.defaults.maxSequenceLength, 256);
@@ -154,12 +154,12 @@ describe('SD3 inpainting (diffusers StableDiffusion3InpaintPipeline): 16-channel
   const want = (colour: Rgb, g: number): Rgb => (g === 1 ? expectedColour(colour, 'sepia') : guided(colour, 'sepia', g));
 
   it('chooses the family by the transformer: StableDiffusion3InpaintPipeline with 16 channels blends, with 33 takes mask channels', () => {
-    assert.equal(engine.model('sd3-img2img').pipeline.maskMethod, 'latent-blend');
-    assert.equal(engine.model('sd3-inpaint-16').family, 'sd3-img2img');
+    assert.equal(engine.model('sd3-img2img').family.maskMethod, 'latent-blend');
+    assert.equal(engine.model('sd3-inpaint-16').kind, 'sd3-img2img');
     assert.equal(engine.model('sd3-inpaint-16').pipelineClass, 'StableDiffusion3InpaintPipeline');
-    assert.equal(engine.model('sd3-inpaint-33').family, 'sd3-inpaint');
-    assert.equal(engine.model('sd3-inpaint-33').unetInChannels, 33);
-    assert.equal(engine.model('sd3-inpaint-33').pipeline.maskMethod, 'unet-mask-channels');
+    assert.equal(engine.model('sd3-inpaint-33').kind, 'sd3-inpaint');
+    assert.equal(engine.model('sd3-inpaint-33').denoiserInChannels, 33);
+    assert.equal(engine.model('sd3-inpaint-33').family.maskMethod, 'unet-mask-channels');
   });
 
   it('16 channels: the exact edit inside the mask, the input outside, at several strengths, guided or not', async () => {

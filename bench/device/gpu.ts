@@ -103,7 +103,7 @@ async function main(): Promise<number> {
   log(`backends in this build: ${JSON.stringify(results.backends)}`);
   const unetPath = spec0.paths.unet!;
   const latent = SIZE / spec0.vaeScaleFactor;
-  const channels = spec0.unetInChannels;
+  const channels = spec0.denoiserInChannels;
   const hidden = 64;
   const feeds = unetFeeds(3, latent, channels, hidden);
 

@@ -16,7 +16,7 @@ import { resolveEditOptions } from '../inference/request.js';
 import { InferenceError } from '../inference/errors.js';
 import { ModelFolderError } from '../inference/modelFolder.js';
 import { EDIT_SCHEDULER_NAMES, type EditSchedulerName } from '../inference/schedulers/types.js';
-import { ImageDecodeError, isOutputFormat, outputFormatList, probeImage, type OutputFormat } from '../inference/imageIO.js';
+import { ImageDecodeError, SIZE_FITS, isOutputFormat, outputFormatList, probeImage, type OutputFormat, type SizeFit } from '../inference/imageIO.js';
 import { defaultModelsDir } from '../config.js';
 import { ProgressBar } from './progressBar.js';
 
@@ -30,7 +30,10 @@ const USAGE = `usage: npm run edit -- --image <file> [--image <file> ...] --prom
   --image-prompt <text>     per-image instruction, one per --image in order (repeatable)
   --negative-prompt <text>
   --n <int>                 variants per input image (default 1)
-  --size <WxH|auto>         output size (default: the model's)
+  --size <WxH|auto>         output size (default auto: each input's own, snapped to the model's
+                            multiple); a changed size is reported as a warning
+  --fit <${SIZE_FITS.join('|')}>    an explicit size of another aspect ratio: pad (default;
+                            white bars, nothing cut off), crop the centre, or stretch
   --steps <int>             denoise steps
   --guidance <float>        text guidance scale
   --image-guidance <float>  image guidance scale (InstructPix2Pix)
@@ -94,6 +97,7 @@ async function main(argv: string[]): Promise<number> {
         'negative-prompt': { type: 'string' },
         n: { type: 'string' },
         size: { type: 'string' },
+        fit: { type: 'string' },
         steps: { type: 'string' },
         guidance: { type: 'string' },
         'image-guidance': { type: 'string' },
@@ -131,6 +135,8 @@ async function main(argv: string[]): Promise<number> {
       throw new UsageError(`--scheduler must be one of ${EDIT_SCHEDULER_NAMES.join(', ')} (got "${values.scheduler}")`);
     const format = values.format?.toLowerCase().replace('jpg', 'jpeg');
     if (format !== undefined && !isOutputFormat(format)) throw new UsageError(`--format must be ${outputFormatList()} (got "${values.format}")`);
+    if (values.fit !== undefined && !SIZE_FITS.includes(values.fit as SizeFit))
+      throw new UsageError(`--fit must be one of ${SIZE_FITS.join(', ')} (got "${values.fit}")`);
     const masks = values.mask ?? [];
     if (masks.length > images.length) throw new UsageError(`${masks.length} --mask for ${images.length} --image: give at most one mask per image, in order`);
     const numbers = {
@@ -172,12 +178,13 @@ async function main(argv: string[]): Promise<number> {
       images.map(async (path, i) => ({ bytes: await read('image', path), name: path, mask: masks[i] === undefined ? null : await read('mask', masks[i]!) })),
     );
     const spec = catalogue.model(values.model ?? null);
-    spec.pipeline.checkEdit?.(spec, { masks: inputs.some((i) => i.mask) });
+    spec.family.checkEdit?.(spec, { masks: inputs.some((i) => i.mask) });
     const edit = resolveEditOptions(spec, inputs.length, {
       prompt: values.prompt ?? '',
       prompts: values['image-prompt'] ?? null,
       negativePrompt: values['negative-prompt'],
       size: values.size,
+      fit: values.fit as SizeFit | undefined,
       scheduler: scheduler as EditSchedulerName | undefined,
       outputFormat: format as OutputFormat | undefined,
       ...numbers,
@@ -206,6 +213,7 @@ async function main(argv: string[]): Promise<number> {
       writeFileSync(path, image.bytes, { flag: values.overwrite ? 'w' : 'wx' });
       console.log(`${path}  ${image.width}x${image.height}  seed ${image.seed}`);
     }
+    for (const warning of output.warnings) console.error(`warning: ${warning}`);
     const u = output.usage;
     console.log(
       `model ${spec.id}: ${u.inputImages} input(s) → ${u.generatedImages} image(s), ${u.steps} steps in ${u.batches} batch(es), ${u.processingTimeSeconds.toFixed(2)} s`,

@@ -4,14 +4,14 @@
  */
 export const COMPONENTS = {
   textEncoder: { dir: 'text_encoder', inputs: ['input_ids'], outputs: [['last_hidden_state']] },
-  /** SDXL's CLIPTextModelWithProjection, FLUX's and SD3's T5 (a family checks what else it reads). */
+  /** A second text encoder: CLIP with projection, or T5 (a family checks what else it reads). */
   textEncoder2: { dir: 'text_encoder_2', inputs: ['input_ids'], outputs: [['last_hidden_state']] },
   unet: { dir: 'unet', inputs: ['sample', 'timestep', 'encoder_hidden_states'], outputs: [['out_sample']] },
-  /** SD3's T5 (the third text encoder). */
+  /** A third text encoder (T5). */
   textEncoder3: { dir: 'text_encoder_3', inputs: ['input_ids'], outputs: [['last_hidden_state']] },
   /**
-   * FLUX's and SD3's transformers as optimum exports them: the ports both declare (a family's
-   * `unetInputs` lists the rest it feeds: FLUX's `img_ids`, `txt_ids`, `guidance`).
+   * Transformers as optimum exports them: the ports every one declares (a family's
+   * `denoiser.inputs` lists the rest it feeds).
    */
   transformer: { dir: 'transformer', inputs: ['hidden_states', 'encoder_hidden_states', 'pooled_projections', 'timestep'], outputs: [['out_hidden_states']] },
   vaeEncoder: { dir: 'vae_encoder', inputs: ['sample'], outputs: [['latent_parameters', 'latent_sample']] },

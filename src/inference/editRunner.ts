@@ -20,6 +20,7 @@ interface DecodedInput extends DecodedImage {
 import { type BatchGeometry, estimateBatchBytes, perItemBytes, planMicroBatches } from './memory.js';
 import { projectLatentToRgb } from './tensor.js';
 import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams, StepInfo } from './pipelines/common.js';
+import { runFamily } from './pipelines/stages.js';
 import { InferenceError, toInferenceError } from './errors.js';
 import type { Scratch, ScratchPool } from './scratch.js';
 
@@ -112,6 +113,8 @@ export interface EditOutput {
    * this job's last micro-batch.
    */
   timings: { totalMs: number; sessionRunMs: number; denoiseMs: number; decodeMs: number; encodeMs: number };
+  /** What the client should know about the result: each change from the size asked for (see `sizeWarnings`). */
+  warnings: string[];
 }
 
 export interface RunOptions {
@@ -192,7 +195,7 @@ function planBatches(
       }
     });
   });
-  const branches = spec.pipeline.guidanceBranches(edit);
+  const branches = spec.family.guidanceBranches(edit);
   // [issue 16 item 5] The decoded inputs stay in memory for the whole run: the batches get the rest.
   const heldBytes = tasks.reduce((sum, { decoded }) => sum + decoded.reduce((n, img) => n + img.data.byteLength + (img.mask?.byteLength ?? 0), 0), 0);
   const batches: TaskBatch[] = [];
@@ -216,15 +219,15 @@ export function outputsPerBatch(spec: ModelSpec, edit: ResolvedEdit, memoryBudge
     width: edit.size.width,
     height: edit.size.height,
     vaeScaleFactor: spec.vaeScaleFactor,
-    branches: spec.pipeline.guidanceBranches(edit),
+    branches: spec.family.guidanceBranches(edit),
     extraTokens: extraTokensOf(spec, edit),
   });
   return Math.max(0, Math.floor((memoryBudgetBytes - spec.memory.weightBytes) / per));
 }
 
-/** The family's extra attention tokens at an output size (text, Kontext reference), if any. */
+/** The family's extra attention tokens at an output size (text, a reference image), if any. */
 function extraTokensOf(spec: ModelSpec, edit: ResolvedEdit): BatchGeometry['extraTokens'] {
-  const extra = spec.pipeline.extraAttentionTokens;
+  const extra = spec.family.extraAttentionTokens;
   return extra && ((width, height) => extra(spec, edit, width, height));
 }
 
@@ -240,7 +243,7 @@ interface DecodedOutput {
  * One job's share of a pipeline call: its decoded inputs, its progress over the micro-batches that
  * hold its outputs, those outputs, and its result. It settles exactly once.
  */
-class JobRun {
+class JobShare {
   decoded: DecodedInput[] = [];
   /** Micro-batches holding this job's outputs, and the index of its last one. */
   batches = 0;
@@ -325,7 +328,7 @@ class JobRun {
  * that is cancelled settles at once and its rows are dropped from later micro-batches.
  */
 export class PipelineCall {
-  private readonly jobs: JobRun[];
+  private readonly jobs: JobShare[];
   private readonly scratch: Scratch;
   private readonly started = performance.now();
   /** Milliseconds inside session.run of this call's own runs: all components, and the denoising ones. */
@@ -341,7 +344,7 @@ export class PipelineCall {
     /** The engine's turn to denoise (see PipelineHooks.turn); absent: always this call's. */
     private readonly turn?: () => Promise<() => void>,
   ) {
-    this.jobs = tasks.map((task, t) => new JobRun(task, t));
+    this.jobs = tasks.map((task, t) => new JobShare(task, t));
     this.scratch = runtime.scratch.open();
   }
 
@@ -395,7 +398,7 @@ export class PipelineCall {
     const ctx: PipelineContext = {
       sessions: this.runtime.sessions.metered((component, ms) => {
         this.sessionMs.all += ms;
-        if (component === 'unet' || component === 'transformer') this.sessionMs.denoise += ms;
+        if (component === this.runtime.spec.family.denoiser.component) this.sessionMs.denoise += ms;
       }),
       tokenizer: this.runtime.tokenizer,
       tokenizers: this.runtime.tokenizers,
@@ -432,6 +435,7 @@ export class PipelineCall {
     // MAX_INPUT_PIXELS × 4 bytes in libvips), so 16 large inputs at once peaked at gigabytes.
     return mapBounded(task.inputs, DECODE_CONCURRENCY, async (input, i) => {
       const image = await decodeToTensor(input.bytes, task.edit.size, {
+        fit: task.edit.fit,
         multiple,
         maxPixels: spec.limits.maxPixels,
         defaultSize: { width: dw ?? 512, height: dh ?? 512 },
@@ -440,7 +444,10 @@ export class PipelineCall {
       });
       if (!input.mask) return { ...image, mask: null };
       try {
-        return { ...image, mask: await decodeMask(input.mask, image.source, image, { limits, blur: task.edit.maskBlur }) };
+        return {
+          ...image,
+          mask: await decodeMask(input.mask, image.source, image, { limits, blur: task.edit.maskBlur, size: task.edit.size, fit: task.edit.fit }),
+        };
       } catch (err) {
         if (err instanceof ImageDecodeError) throw new InferenceError(err.code, `masks[${i}]: ${err.message}`);
         throw err;
@@ -487,7 +494,7 @@ export class PipelineCall {
     };
     let images: Float32Array[];
     try {
-      images = await spec.pipeline.run(ctx, batch.items, paramsFor(shared, batch), hooks);
+      images = await runFamily(spec.family, ctx, batch.items, paramsFor(shared, batch), hooks);
     } catch (err) {
       for (const job of jobs) if (job.running) job.fail(err);
       return;
@@ -499,7 +506,7 @@ export class PipelineCall {
   }
 
   /** Encodes one output (in memory of its own, so it may run beside later decoding and the next call). */
-  private async encode(job: JobRun, { item, rgb, width, height }: DecodedOutput): Promise<OutputImage> {
+  private async encode(job: JobShare, { item, rgb, width, height }: DecodedOutput): Promise<OutputImage> {
     const { edit } = job.task;
     const bytes = await this.runtime.scratch.run((scratch) =>
       encodeFromTensor(rgb, width, height, edit.outputFormat, edit.outputQuality ?? undefined, {
@@ -521,7 +528,7 @@ export class PipelineCall {
   }
 
   /** Waits for a job's outputs to be encoded and settles it. */
-  private async finish(job: JobRun, stepsPerBatch: number, sessionMs: { all: number; denoise: number }): Promise<void> {
+  private async finish(job: JobShare, stepsPerBatch: number, sessionMs: { all: number; denoise: number }): Promise<void> {
     let output: EditOutput;
     try {
       const waitFrom = performance.now();
@@ -539,6 +546,7 @@ export class PipelineCall {
           processingTimeSeconds: totalMs / 1000,
         },
         timings: { totalMs, sessionRunMs: sessionMs.all, denoiseMs: sessionMs.denoise, decodeMs: this.decodeMs, encodeMs },
+        warnings: sizeWarnings(this.runtime.spec, job.task.edit, job.decoded),
       };
     } catch (err) {
       job.fail(err);
@@ -546,6 +554,22 @@ export class PipelineCall {
     }
     job.succeed(output);
   }
+}
+
+/**
+ * Each change from the size asked for: an explicit size snapped down to the model's multiple, or
+ * (`auto`) an input whose own size was snapped or scaled into the model's pixel limit.
+ */
+export function sizeWarnings(spec: ModelSpec, edit: Pick<ResolvedEdit, 'size' | 'sizeAsked'>, decoded: readonly DecodedImage[]): string[] {
+  const rule = `model ${spec.id}'s sizes are multiples of ${sizeMultiple(spec)} of at most ${spec.limits.maxPixels} pixels`;
+  if (edit.size !== 'auto') {
+    const made = `${edit.size.width}x${edit.size.height}`;
+    return made === edit.sizeAsked ? [] : [`size ${edit.sizeAsked} was changed to ${made}: ${rule}`];
+  }
+  return decoded.flatMap((img, i) => {
+    const { width, height } = img.source;
+    return width === img.width && height === img.height ? [] : [`image ${i} is ${width}x${height}; size auto made it ${img.width}x${img.height}: ${rule}`];
+  });
 }
 
 function paramsFor(shared: ResolvedEdit, batch: TaskBatch): PipelineParams {

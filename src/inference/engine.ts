@@ -2,7 +2,7 @@
  * The inference engine's public face for the rest of the server: the model catalogue (catalogue.ts:
  * what folders exist and their specs) and an executor that runs edits on them (executor.ts): on an
  * inference worker thread (`threading: 'worker'`, the server) or on the calling thread
- * (`'inline'`: CLI, benchmarks). `'catalogue'` starts no executor: an API process that queues work
+ * (`'inline'`: CLI, benchmarks). `'remote'` starts no executor: an API process that queues work
  * for remote workers answers model queries and refuses edits.
  */
 import type { ModelSpec } from './modelFolder.js';
@@ -33,8 +33,8 @@ export interface EngineConfig extends CatalogueConfig {
   pngCompressionLevel?: number;
   /** Weights the loaded models may hold together (least recently used idle models are released). */
   modelMemoryBytes?: number;
-  /** Where edits run; 'catalogue': nowhere (the catalogue only). */
-  threading?: 'worker' | 'inline' | 'catalogue';
+  /** Where edits run; 'remote': in other processes (this one reads the catalogue only). */
+  threading?: 'worker' | 'inline' | 'remote';
   log?: (message: string) => void;
 }
 
@@ -63,7 +63,7 @@ export class InferenceEngine {
       pngCompressionLevel: config.pngCompressionLevel,
     };
     const threading = config.threading ?? 'worker';
-    if (threading === 'catalogue') return new InferenceEngine(catalogue, null, runOptions);
+    if (threading === 'remote') return new InferenceEngine(catalogue, null, runOptions);
     const onState = (modelId: string, state: ModelState, provider: string | null): void => {
       catalogue.setState(modelId, state, provider);
       config.log?.(`model ${modelId}: ${state}`);

@@ -5,7 +5,6 @@
  */
 import type { OnnxSignature } from './onnxSignature.js';
 import type { Component } from './components.js';
-import type { PipelineFamilyDef } from './pipelines/family.js';
 
 export interface ExportInfo {
   /** e.g. "optimum ≥ 1.24 / optimum-onnx". */
@@ -19,12 +18,16 @@ export interface ExportInfo {
 
 type Signatures = Partial<Record<Component, OnnxSignature>>;
 
-export function recogniseExport(pipelineClass: string, family: PipelineFamilyDef, s: Signatures): ExportInfo {
-  // FLUX folders have a transformer (`hidden_states`) where SD folders have a UNet (`sample`).
-  const denoiser = s.unet ?? s.transformer;
-  const timestep = denoiser?.inputs.find((p) => p.name === 'timestep');
-  const sample = denoiser?.inputs.find((p) => p.name === 'sample' || p.name === 'hidden_states');
-  const imgIds = s.transformer?.inputs.find((p) => p.name === 'img_ids');
+/**
+ * `denoiser` and `latentSampleCost` are the folder's family's (its denoiser's component, and what an
+ * encoder that samples inside the graph costs it).
+ */
+export function recogniseExport(pipelineClass: string, denoiser: Component, latentSampleCost: string, s: Signatures): ExportInfo {
+  // Transformers take `hidden_states` where UNets take `sample`.
+  const ports = s[denoiser]?.inputs ?? [];
+  const timestep = ports.find((p) => p.name === 'timestep');
+  const sample = ports.find((p) => p.name === 'sample' || p.name === 'hidden_states');
+  const imgIds = ports.find((p) => p.name === 'img_ids');
   const vaeEncoderOutput = s.vaeEncoder?.outputs.some((p) => p.name === 'latent_parameters') ? 'latent_parameters' : 'latent_sample';
   const scalar = timestep !== undefined && timestep.shape.length === 0;
   const intTimestep = timestep?.type === 'int64' || timestep?.type === 'int32';
@@ -35,19 +38,15 @@ export function recogniseExport(pipelineClass: string, family: PipelineFamilyDef
       imgIds.shape.length === 3
         ? 'optimum with diffusers < 0.31 (img_ids/txt_ids with a batch axis)'
         : 'optimum-onnx with diffusers ≥ 0.31 (img_ids/txt_ids [sequence, 3])';
-  else if (s.transformer) generation = 'optimum / optimum-onnx (SD3 transformer)';
+  else if (sample?.name === 'hidden_states') generation = 'optimum / optimum-onnx (transformer)';
   else if (scalar) generation = 'optimum ≥ 1.24 / optimum-onnx';
   else if (intTimestep && vaeEncoderOutput === 'latent_parameters') generation = 'optimum 1.23';
   else if (intTimestep) generation = 'optimum ≤ 1.22';
   else generation = 'unrecognised exporter (ports as optimum declares them)';
   const warnings: string[] = [];
   if (vaeEncoderOutput === 'latent_sample') {
-    const cost =
-      family.kind === 'instruct-pix2pix'
-        ? 'InstructPix2Pix conditions on a randomly perturbed image latent instead of its mean, and results are not reproducible from a seed'
-        : 'img2img starts from an image latent sampled without the job seed, so results are not exactly reproducible from a seed';
     warnings.push(
-      `vae_encoder returns "latent_sample", a sample drawn inside the graph with its own unseeded noise: ${cost}. ` +
+      `vae_encoder returns "latent_sample", a sample drawn inside the graph with its own unseeded noise: ${latentSampleCost}. ` +
         'Re-export with optimum ≥ 1.23 (optimum-cli export onnx --model <id> <dir>) for "latent_parameters".',
     );
   }

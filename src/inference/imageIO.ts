@@ -71,6 +71,21 @@ export interface TargetSize {
   height: number;
 }
 
+/**
+ * How an input meets an explicit output size of another aspect ratio: `pad` scales it to fit
+ * inside and fills the rest with white (the whole picture is kept), `crop` scales it to cover and
+ * trims the centre, `stretch` scales each axis on its own (diffusers' way).
+ */
+export const SIZE_FITS = ['pad', 'crop', 'stretch'] as const;
+export type SizeFit = (typeof SIZE_FITS)[number];
+export const DEFAULT_SIZE_FIT: SizeFit = 'pad';
+
+/** sharp's resize for a fit; `auto` sizes keep the input's aspect ratio up to the snapping remainder (below one multiple), which is stretched. */
+function sharpFit(size: 'auto' | TargetSize, fit: SizeFit): 'contain' | 'cover' | 'fill' {
+  if (size === 'auto' || fit === 'stretch') return 'fill';
+  return fit === 'pad' ? 'contain' : 'cover';
+}
+
 export interface SizeOptions {
   /** Model's spatial multiple (e.g. 8 for a VAE with factor 8, 64 for some UNets). */
   multiple: number;
@@ -82,6 +97,8 @@ export interface SizeOptions {
 
 export interface DecodeOptions extends SizeOptions {
   limits: DecodeLimits;
+  /** For explicit sizes (DEFAULT_SIZE_FIT when absent). */
+  fit?: SizeFit;
   /** Where the planar floats go (e.g. reused scratch memory); a new array by default. */
   allocate?: (length: number) => Float32Array;
 }
@@ -319,11 +336,10 @@ export function rgb8ToPlanar(src: Uint8Array, width: number, height: number, out
  * Pipeline: sniff -> header probe (pixel limit) -> sharp with limitInputPixels/failOn 'error'/
  * first frame only -> EXIF rotate -> flatten alpha onto white -> sRGB -> resize -> raw RGB8.
  *
- * Resize choice: diffusers' VaeImageProcessor resizes to exactly width x height (stretching
- * when the aspect ratio differs). We instead use fit 'cover' (scale to cover, centre crop), so
- * an explicit size with a different aspect ratio crops rather than distorts the subject. For
- * 'auto' the target keeps the input's aspect ratio, so 'cover' only trims the < one-multiple
- * remainder left by snapping to the model's multiple.
+ * Resize: an explicit size of another aspect ratio follows `opts.fit` (pad by default, so the
+ * whole picture is kept; diffusers' VaeImageProcessor stretches). For 'auto' the target keeps the
+ * input's aspect ratio, and the remainder below one multiple left by snapping is stretched, so
+ * nothing is cut off.
  */
 export async function decodeToTensor(bytes: Uint8Array, size: 'auto' | TargetSize, opts: DecodeOptions): Promise<DecodedImage> {
   const limit = limitPixels(opts.limits);
@@ -336,7 +352,12 @@ export async function decodeToTensor(bytes: Uint8Array, size: 'auto' | TargetSiz
       .rotate() // no-arg rotate = apply EXIF orientation (and drop the tag)
       .flatten({ background: { r: 255, g: 255, b: 255 } })
       .toColourspace('srgb')
-      .resize(target.width, target.height, { fit: 'cover', position: 'centre', kernel: 'lanczos3' })
+      .resize(target.width, target.height, {
+        fit: sharpFit(size, opts.fit ?? DEFAULT_SIZE_FIT),
+        position: 'centre',
+        kernel: 'lanczos3',
+        background: { r: 255, g: 255, b: 255 },
+      })
       .removeAlpha()
       .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true });
@@ -385,7 +406,7 @@ export async function decodeMask(
   bytes: Uint8Array,
   imageSize: { width: number; height: number },
   target: TargetSize,
-  opts: { limits: DecodeLimits; blur?: number },
+  opts: { limits: DecodeLimits; blur?: number; size?: 'auto' | TargetSize; fit?: SizeFit },
 ): Promise<Float32Array> {
   const limit = limitPixels(opts.limits);
   const probe = await probeImage(bytes, opts.limits);
@@ -401,8 +422,15 @@ export async function decodeMask(
     fromAlpha = (await sharpInput(bytes, limit).metadata()).hasAlpha === true;
     let pipeline = sharpInput(bytes, limit).rotate();
     pipeline = fromAlpha ? pipeline.ensureAlpha().extractChannel(3) : pipeline.flatten({ background: { r: 0, g: 0, b: 0 } }).toColourspace('b-w');
-    // Resized as its image is, with a kernel that cannot ring (no overshoot past the mask's edge).
-    pipeline = pipeline.resize(target.width, target.height, { fit: 'cover', position: 'centre', kernel: 'linear' });
+    // Resized as its image is (`size` and `fit` as the image's), with a kernel that cannot ring (no
+    // overshoot past the mask's edge); padding keeps (alpha 255, or black).
+    const keep = fromAlpha ? 255 : 0;
+    pipeline = pipeline.resize(target.width, target.height, {
+      fit: sharpFit(opts.size ?? target, opts.fit ?? DEFAULT_SIZE_FIT),
+      position: 'centre',
+      kernel: 'linear',
+      background: { r: keep, g: keep, b: keep },
+    });
     // sharp's blur needs σ ≥ 0.3; it runs after the resize, so σ is in output pixels.
     if (opts.blur && opts.blur >= 0.3) pipeline = pipeline.blur(opts.blur);
     data = (await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true })).data;

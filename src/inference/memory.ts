@@ -6,7 +6,7 @@
  * The first per-row term is the convolution/norm activations (ComfyUI's memory_required is this
  * term: area × a per-model factor); the second is the attention score matrix that an unfused ONNX
  * export materialises (B·heads·L² floats at the first attention level, d = its downscale); the last
- * is the VAE decoder's full-resolution activations. Transformers (FLUX) attend over image tokens
+ * is the VAE decoder's full-resolution activations. Transformers attend over image tokens
  * (2×2 patches: downscale 2) plus text and reference tokens (`extraTokens`), so the L² term uses
  * the whole joint sequence. Work over the budget is split into balanced
  * micro-batches; only a single item that can never fit is refused.
@@ -23,7 +23,7 @@ export interface BatchGeometry {
   branches: number;
   /**
    * Attention tokens per row besides the image's own at an output size (a transformer's text
-   * tokens, a Kontext reference image's tokens, which grow with the size); absent for UNets.
+   * tokens, a reference image's tokens, which grow with the size); absent for UNets.
    */
   extraTokens?: (width: number, height: number) => number;
 }

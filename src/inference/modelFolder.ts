@@ -15,95 +15,11 @@ import { PIPELINE_FAMILIES, familyForPipelineClass, familyForPipelineClassAndCha
 import type { PipelineFamilyDef } from './pipelines/index.js';
 import { readOnnxSignature } from './onnxSignature.js';
 import { COMPONENTS, componentFile } from './components.js';
-import type { Component } from './components.js';
 import type { OnnxSignature } from './onnxSignature.js';
 import { recogniseExport } from './exportGeneration.js';
-import type { ExportInfo } from './exportGeneration.js';
+import type { ModelDefaults, ModelSpec, PreviewProjection } from './modelTypes.js';
 
-/** A pipeline family's `kind` (see pipelines/index.ts). */
-export type PipelineFamily = string;
-
-export interface ModelDefaults {
-  steps: number;
-  guidanceScale: number;
-  imageGuidanceScale: number | null;
-  strength: number | null;
-  scheduler: EditSchedulerName;
-  size: string;
-  /** Flow families: true CFG scale (1 = off); absent or null where it does not apply. */
-  trueCfgScale?: number | null;
-  /** Families with a T5 encoder: its token count; absent or null where it does not apply. */
-  maxSequenceLength?: number | null;
-}
-
-export interface ModelLimits {
-  maxImagesPerJob: number;
-  maxN: number;
-  maxSteps: number;
-  maxPixels: number;
-  /** Families with a T5 encoder: the most T5 tokens a request may ask for; absent elsewhere. */
-  maxSequenceLength?: number;
-}
-
-/** Inputs of the batch memory estimate (see `memory.ts`). */
-export interface MemoryProfile {
-  /** Bytes the weights and sessions hold regardless of batch size. */
-  weightBytes: number;
-  /** UNet activation bytes per latent pixel per batch item (convolutions, norms, skips). */
-  unetBytesPerLatentPixel: number;
-  /** Attention heads at the highest-resolution attention level; 0 for models without attention. */
-  attentionHeads: number;
-  /** Latent downsampling before that attention level (1 for SD 1.5's first block). */
-  attentionDownscale: number;
-  /** VAE decoder activation bytes per output pixel per item. */
-  vaeBytesPerPixel: number;
-}
-
-export interface PreviewProjection {
-  /** [latentChannels][3]: latent → RGB in [-1, 1], as ComfyUI's latent_rgb_factors. */
-  factors: number[][];
-  bias: number[];
-}
-
-export interface ModelSpec {
-  id: string;
-  dir: string;
-  /** The family's kind, e.g. instruct-pix2pix. */
-  family: PipelineFamily;
-  /** The family object that plans and runs this model's edits. */
-  pipeline: PipelineFamilyDef;
-  /** model_index.json `_class_name`. */
-  pipelineClass: string;
-  /** model_index.json as on disk (pipeline flags such as force_zeros_for_empty_prompt). */
-  modelIndex: Record<string, unknown>;
-  /** Which exporter wrote the folder, its precision, and what that costs (warnings). */
-  export: ExportInfo;
-  /** The ONNX ports of each component, read from the files without loading weights. */
-  signatures: Partial<Record<Component, OnnxSignature>>;
-  /** Everything an operator should know about this folder (logged at start, in /healthz and Model.warnings). */
-  warnings: string[];
-  description: string;
-  /** scheduler_config.json as on disk; parsed per scheduler, since diffusers' defaults differ by class. */
-  schedulerJson: Record<string, unknown>;
-  /** VAE latent scaling factor (0.18215 for SD 1.x). */
-  scalingFactor: number;
-  /** VAE latent shift (FLUX, SD3: latents = (z − shift)·scale); 0 for SD 1.x/2.x. */
-  shiftFactor: number;
-  /** Pixels per latent pixel along each axis (8 for SD). */
-  vaeScaleFactor: number;
-  latentChannels: number;
-  unetInChannels: number;
-  defaults: ModelDefaults;
-  limits: ModelLimits;
-  memory: MemoryProfile;
-  /**
-   * Latent→RGB factors for previews: edit-server.json's, SD 1.5's for 4 channels, else null until
-   * the model loads, when they are fitted to its VAE encoder (previewFit.ts, in the loading thread).
-   */
-  preview: PreviewProjection | null;
-  /** Each component's model.onnx, and the tokenizer folders in text-encoder order. */
-  paths: Partial<Record<Component, string>> & { tokenizerDir: string; tokenizerDirs: string[] };
-}
+export type { MemoryProfile, ModelDefaults, ModelLimits, ModelSpec, PreviewProjection } from './modelTypes.js';
 
 export class ModelFolderError extends Error {
   override readonly name = 'ModelFolderError';
@@ -138,7 +54,7 @@ function num(obj: Record<string, unknown> | null, key: string, fallback: number)
 }
 
 /** The family serving `index._class_name`, checked against the UNet's input channels. */
-export function familyFromModelIndex(index: Record<string, unknown>, unetInChannels: number, latentChannels: number): PipelineFamilyDef {
+export function familyFromModelIndex(index: Record<string, unknown>, denoiserInChannels: number, latentChannels: number): PipelineFamilyDef {
   const className = String(index._class_name ?? '');
   const family = familyForPipelineClass(className);
   if (!family) {
@@ -146,9 +62,12 @@ export function familyFromModelIndex(index: Record<string, unknown>, unetInChann
       `model_index.json _class_name "${className}" is not a supported pipeline (${PIPELINE_FAMILIES.map((f) => f.describe).join(', ')})`,
     );
   }
-  const byChannels = familyForPipelineClassAndChannels(className, unetInChannels, latentChannels);
+  const byChannels = familyForPipelineClassAndChannels(className, denoiserInChannels, latentChannels);
   if (!byChannels) {
-    throw new ModelFolderError(`${family.describe} needs a UNet with ${family.unetInChannels(latentChannels)} input channels; the UNet has ${unetInChannels}`);
+    const { name } = family.denoiser;
+    throw new ModelFolderError(
+      `${family.describe} needs a ${name} with ${family.denoiserInChannels(latentChannels)} input channels; the ${name} has ${denoiserInChannels}`,
+    );
   }
   return byChannels;
 }
@@ -215,7 +134,8 @@ function readFolder(dir: string, id: string): ModelSpec {
   for (const c of byClass.components) signatures[c] = readSignature(dir, paths[c]!, componentFile(c));
   // diffusers' ONNX converter writes no config.json per component: fall back to the graphs' own
   // fixed dims, then SD 1.x's values.
-  const unetConfig = readJson(dir, 'unet/config.json', false);
+  const role = byClass.denoiser;
+  const denoiserConfig = readJson(dir, role.config, false);
   const vaeConfig = readJson(dir, 'vae_decoder/config.json', false) ?? readJson(dir, 'vae_encoder/config.json', false);
   const fixedDim = (sig: OnnxSignature, port: string, axis: number): number | null => {
     const d = sig.inputs.find((p) => p.name === port)?.shape[axis];
@@ -223,24 +143,21 @@ function readFolder(dir: string, id: string): ModelSpec {
   };
   const latentChannels = num(vaeConfig, 'latent_channels', fixedDim(signatures.vaeDecoder!, 'latent_sample', 1) ?? 4);
   const blocks = Array.isArray(vaeConfig?.block_out_channels) ? (vaeConfig.block_out_channels as unknown[]).length : 4;
-  // Transformers: their config's `in_channels` (SD3 inpainting: 16 or 33; FLUX: packed 64).
-  const unetInChannels = signatures.unet
-    ? num(unetConfig, 'in_channels', fixedDim(signatures.unet, 'sample', 1) ?? byClass.unetInChannels(latentChannels))
-    : num(readJson(dir, 'transformer/config.json', false), 'in_channels', byClass.unetInChannels(latentChannels));
-  const pipeline = familyFromModelIndex(index, unetInChannels, latentChannels);
-  const exportInfo = recogniseExport(pipelineClass, pipeline, signatures);
-  const family = pipeline.kind;
+  const portChannels = role.channelsInput === null ? null : fixedDim(signatures[role.component]!, role.channelsInput, 1);
+  const denoiserInChannels = num(denoiserConfig, 'in_channels', portChannels ?? byClass.denoiserInChannels(latentChannels));
+  const family = familyFromModelIndex(index, denoiserInChannels, latentChannels);
+  const exportInfo = recogniseExport(pipelineClass, family.denoiser.component, family.latentSampleCost, signatures);
 
   const server = readJson(dir, SERVER_CONFIG_FILE, false) ?? {};
   // The folder's own scheduler class is its default (a fallback is named in the warnings).
   // Flow families sample with their own scheduler (FLOW_MATCH_EULER), whatever the folder names.
-  const own = pipeline.scheduler ? { name: pipeline.scheduler, warning: null } : schedulerForClassName(String(schedulerJson._class_name ?? ''), schedulerJson);
+  const own = family.scheduler ? { name: family.scheduler, warning: null } : schedulerForClassName(String(schedulerJson._class_name ?? ''), schedulerJson);
   const warnings = [...exportInfo.warnings];
   if (own.warning) warnings.push(own.warning);
-  const familyDefaults = pipeline.defaultsFor?.({ schedulerJson, modelIndex: index, signatures }) ?? pipeline.defaults;
+  const familyDefaults = family.defaultsFor?.({ schedulerJson, modelIndex: index, signatures }) ?? family.defaults;
   const defaults = parseDefaults(server.defaults, { ...familyDefaults, scheduler: own.name }, dir);
-  if (pipeline.scheduler ? defaults.scheduler !== pipeline.scheduler : defaults.scheduler === 'FLOW_MATCH_EULER') {
-    throw new ModelFolderError(`${dir}/${SERVER_CONFIG_FILE}: defaults.scheduler ${defaults.scheduler} cannot drive ${pipeline.describe}`);
+  if (family.scheduler ? defaults.scheduler !== family.scheduler : defaults.scheduler === 'FLOW_MATCH_EULER') {
+    throw new ModelFolderError(`${dir}/${SERVER_CONFIG_FILE}: defaults.scheduler ${defaults.scheduler} cannot drive ${family.describe}`);
   }
   // The default scheduler must run; requests for another one are checked when they come (request.ts).
   try {
@@ -266,36 +183,36 @@ function readFolder(dir: string, id: string): ModelSpec {
   return {
     id,
     dir,
+    kind: family.kind,
     family,
-    pipeline,
     pipelineClass,
     modelIndex: index,
     export: exportInfo,
     signatures,
     warnings,
-    description: typeof server.description === 'string' ? server.description : `${family} pipeline from ${dir}`,
+    description: typeof server.description === 'string' ? server.description : `${family.kind} pipeline from ${dir}`,
     schedulerJson,
     scalingFactor: num(vaeConfig, 'scaling_factor', 0.18215),
     shiftFactor: num(vaeConfig, 'shift_factor', 0),
     vaeScaleFactor: 2 ** Math.max(0, blocks - 1),
     latentChannels,
-    unetInChannels,
+    denoiserInChannels,
     defaults,
     limits: {
       maxImagesPerJob: num(limitsRaw, 'maxImagesPerJob', 8),
       maxN: num(limitsRaw, 'maxN', 4),
       maxSteps: num(limitsRaw, 'maxSteps', 100),
-      maxPixels: num(limitsRaw, 'maxPixels', pipeline.limits?.maxPixels ?? 1024 * 1024),
+      maxPixels: num(limitsRaw, 'maxPixels', family.limits?.maxPixels ?? 1024 * 1024),
       ...(defaults.maxSequenceLength != null ? { maxSequenceLength: num(limitsRaw, 'maxSequenceLength', 512) } : {}),
     },
     memory: {
       weightBytes: num(memoryRaw, 'weightBytes', weightBytes),
       // SD 1.5-sized defaults (fp32, unfused attention) unless the family states its own; a model
       // folder can state its own.
-      unetBytesPerLatentPixel: num(memoryRaw, 'unetBytesPerLatentPixel', pipeline.memoryDefaults?.unetBytesPerLatentPixel ?? 320 * 1024),
-      attentionHeads: num(memoryRaw, 'attentionHeads', pipeline.memoryDefaults?.attentionHeads ?? 8),
-      attentionDownscale: num(memoryRaw, 'attentionDownscale', pipeline.memoryDefaults?.attentionDownscale ?? 1),
-      vaeBytesPerPixel: num(memoryRaw, 'vaeBytesPerPixel', pipeline.memoryDefaults?.vaeBytesPerPixel ?? 4 * 1024),
+      unetBytesPerLatentPixel: num(memoryRaw, 'unetBytesPerLatentPixel', family.memoryDefaults?.unetBytesPerLatentPixel ?? 320 * 1024),
+      attentionHeads: num(memoryRaw, 'attentionHeads', family.memoryDefaults?.attentionHeads ?? 8),
+      attentionDownscale: num(memoryRaw, 'attentionDownscale', family.memoryDefaults?.attentionDownscale ?? 1),
+      vaeBytesPerPixel: num(memoryRaw, 'vaeBytesPerPixel', family.memoryDefaults?.vaeBytesPerPixel ?? 4 * 1024),
     },
     preview,
     paths,

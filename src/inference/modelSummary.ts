@@ -87,7 +87,7 @@ export interface ModelSummary {
   scheduler: SchedulerSummary;
   tokenizer: TokenizerSummary;
   vae: { scaleFactor: number; scalingFactor: number; latentChannels: number };
-  unetInChannels: number;
+  denoiserInChannels: number;
   memory: MemorySummary | { error: string };
   defaults: ModelDefaults;
   limits: ModelLimits;
@@ -117,7 +117,7 @@ function schedulerSummary(spec: ModelSpec): SchedulerSummary {
   const available: SchedulerName[] = [];
   const unavailable: { name: SchedulerName; reason: string }[] = [];
   // A flow family samples with its one scheduler; UNet families may take any of SCHEDULER_NAMES.
-  for (const name of spec.pipeline.scheduler ? [] : SCHEDULER_NAMES) {
+  for (const name of spec.family.scheduler ? [] : SCHEDULER_NAMES) {
     try {
       parseSchedulerConfig(spec.schedulerJson, name);
       available.push(name);
@@ -177,7 +177,7 @@ function memorySummary(spec: ModelSpec): MemorySummary | { error: string } {
     return { error: `defaults.size "${d.size}": ${(err as Error).message}` };
   }
   const { width, height } = size === 'auto' ? { width: 512, height: 512 } : size;
-  const guidanceBranches = spec.pipeline.guidanceBranches({
+  const guidanceBranches = spec.family.guidanceBranches({
     steps: d.steps,
     strength: d.strength ?? 1,
     guidanceScale: d.guidanceScale,
@@ -198,7 +198,7 @@ function memorySummary(spec: ModelSpec): MemorySummary | { error: string } {
 /** The summary of a read model folder; loads its tokenizer (a broken one throws ModelFolderError). */
 export function summarizeModel(spec: ModelSpec): ModelSummary {
   const components = Object.fromEntries(
-    spec.pipeline.components.map((c) => {
+    spec.family.components.map((c) => {
       const sig = spec.signatures[c]!;
       return [c, { file: componentFile(c), opset: sig.opset, inputs: sig.inputs.map(port), outputs: sig.outputs.map(port) }];
     }),
@@ -208,7 +208,7 @@ export function summarizeModel(spec: ModelSpec): ModelSummary {
     id: spec.id,
     dir: spec.dir,
     description: spec.description,
-    family: spec.family,
+    family: spec.kind,
     pipelineClass: spec.pipelineClass,
     export: exportInfo,
     precision: spec.export.precision,
@@ -216,7 +216,7 @@ export function summarizeModel(spec: ModelSpec): ModelSummary {
     scheduler: schedulerSummary(spec),
     tokenizer: tokenizerSummary(spec),
     vae: { scaleFactor: spec.vaeScaleFactor, scalingFactor: spec.scalingFactor, latentChannels: spec.latentChannels },
-    unetInChannels: spec.unetInChannels,
+    denoiserInChannels: spec.denoiserInChannels,
     memory: memorySummary(spec),
     defaults: spec.defaults,
     limits: spec.limits,
@@ -252,7 +252,7 @@ export function formatModelSummary(s: ModelSummary): string {
     `  tokenizer: ${t.files}, vocab size ${t.vocabSize}, max length ${t.maxLength}, pad token ${t.padToken === null ? '' : `${JSON.stringify(t.padToken)} `}(id ${t.padId})`,
   );
   lines.push(
-    `  vae: scale factor ${s.vae.scaleFactor}, scaling factor ${s.vae.scalingFactor}, ${s.vae.latentChannels} latent channels; unet in channels ${s.unetInChannels}`,
+    `  vae: scale factor ${s.vae.scaleFactor}, scaling factor ${s.vae.scalingFactor}, ${s.vae.latentChannels} latent channels; unet in channels ${s.denoiserInChannels}`,
   );
   if ('error' in s.memory) lines.push(`  memory: no estimate (${s.memory.error})`);
   else {

@@ -1,6 +1,5 @@
 /**
- * Latent previews for models without known latent→RGB factors (the 16-channel VAEs of SD3 and
- * FLUX): a linear map fitted to the model's own VAE encoder when the model loads. Solid images of
+ * Latent previews for models without known latent→RGB factors (16-channel VAEs): a linear map fitted to the model's own VAE encoder when the model loads. Solid images of
  * `PREVIEW_FIT_COLOURS` are encoded in one batch; each gives a latent (the distribution's mean,
  * averaged over its cells) in model scale, (z − shift_factor)·scaling_factor, which is what the
  * denoise loop's x₀ estimate is. RGB in [-1, 1] = latent·factors + bias is then fitted by least

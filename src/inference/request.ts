@@ -7,9 +7,9 @@ import type { ModelSpec } from './modelFolder.js';
 import type { EditSchedulerName, Scheduler } from './schedulers/types.js';
 import { EDIT_SCHEDULER_NAMES, SCHEDULER_NAMES } from './schedulers/types.js';
 import { createScheduler, parseSchedulerConfig } from './schedulers/index.js';
-import { FlowMatchEulerDiscreteScheduler, fluxSigmas, parseFlowMatchSchedulerConfig } from './schedulers/flowMatchEuler.js';
-import { isOutputFormat, outputFormatList } from './imageIO.js';
-import type { OutputFormat, TargetSize } from './imageIO.js';
+import { FlowMatchEulerDiscreteScheduler, parseFlowMatchSchedulerConfig } from './schedulers/flowMatchEuler.js';
+import { DEFAULT_SIZE_FIT, SIZE_FITS, isOutputFormat, outputFormatList } from './imageIO.js';
+import type { OutputFormat, SizeFit, TargetSize } from './imageIO.js';
 import { InferenceError } from './errors.js';
 import { normalizeSeed, randomSeed } from './random.js';
 
@@ -22,7 +22,10 @@ export interface EditOptions {
   prompts?: readonly string[] | null;
   negativePrompt?: string | null;
   n?: number | null;
+  /** WIDTHxHEIGHT or 'auto' (the default: each input's own size, snapped to the model's multiple). */
   size?: string | null;
+  /** How an input meets an explicit size of another aspect ratio (DEFAULT_SIZE_FIT when absent). */
+  fit?: SizeFit | null;
   steps?: number | null;
   guidanceScale?: number | null;
   imageGuidanceScale?: number | null;
@@ -31,7 +34,7 @@ export interface EditOptions {
   scheduler?: EditSchedulerName | null;
   /** Flow families: true classifier-free guidance against `negativePrompt` (> 1 turns it on). */
   trueCfgScale?: number | null;
-  /** Families with a T5 encoder: its token count (FLUX: up to 512). */
+  /** Families with a T5 encoder: its token count (up to the model's limit). */
   maxSequenceLength?: number | null;
   outputFormat?: OutputFormat | null;
   outputQuality?: number | null;
@@ -45,7 +48,11 @@ export interface ResolvedEdit {
   prompts: string[];
   negativePrompt: string;
   n: number;
+  /** The output size: 'auto', or the size asked for snapped down to the model's multiple. */
   size: 'auto' | TargetSize;
+  /** The size as asked, normalised ('auto' or WIDTHxHEIGHT), to report a change. */
+  sizeAsked: string;
+  fit: SizeFit;
   steps: number;
   guidanceScale: number;
   imageGuidanceScale: number;
@@ -81,9 +88,9 @@ function checkPrompt(name: string, value: string): string {
   return value;
 }
 
-/** Pixel multiple outputs snap to: the VAE factor times the UNet's 8× downsampling (8 for full-resolution latents). */
+/** Pixel multiple outputs snap to: the model's family's (see its `sizeMultiple`). */
 export function sizeMultiple(spec: ModelSpec): number {
-  return spec.vaeScaleFactor > 1 ? spec.vaeScaleFactor * 8 : 8;
+  return spec.family.sizeMultiple(spec);
 }
 
 /** Parses 'WIDTHxHEIGHT' or 'auto', snapping down to the model's multiple and checking its pixel limit. */
@@ -105,6 +112,13 @@ export function parseSize(value: string, spec: ModelSpec): 'auto' | TargetSize {
   return { width, height };
 }
 
+/** The size the family's timestep options are taken at when the request leaves it to each input. */
+function planningSize(spec: ModelSpec, size: 'auto' | TargetSize): TargetSize {
+  if (size !== 'auto') return size;
+  const [width, height] = spec.defaults.size.split('x').map(Number);
+  return { width: width || 512, height: height || 512 };
+}
+
 export function resolveEditOptions(spec: ModelSpec, imageCount: number, options: EditOptions): ResolvedEdit {
   const d = spec.defaults;
   if (imageCount < 1) throw bad('at least one image is required');
@@ -121,39 +135,40 @@ export function resolveEditOptions(spec: ModelSpec, imageCount: number, options:
   }
   const negativePrompt = checkPrompt('negativePrompt', options.negativePrompt ?? '');
   const n = integerIn('n', options.n ?? 1, 1, spec.limits.maxN);
-  const size = parseSize(options.size ?? d.size, spec);
+  const sizeAsked = (options.size ?? 'auto').trim().toLowerCase();
+  const size = parseSize(sizeAsked, spec);
+  const fit = options.fit ?? DEFAULT_SIZE_FIT;
+  if (!SIZE_FITS.includes(fit)) throw bad(`fit must be one of ${SIZE_FITS.join(', ')} (got ${fit})`);
   const steps = integerIn('steps', options.steps ?? d.steps, 1, spec.limits.maxSteps);
   const guidanceScale = numberIn('guidanceScale', options.guidanceScale ?? d.guidanceScale, 0, MAX_GUIDANCE);
   const imageGuidanceScale = numberIn('imageGuidanceScale', options.imageGuidanceScale ?? d.imageGuidanceScale ?? 1.5, 0, MAX_GUIDANCE);
   const strength = numberIn('strength', options.strength ?? d.strength ?? 0.8, 0, 1, true);
-  if (spec.pipeline.startIndex({ steps, strength }) >= steps) {
+  if ((spec.family.startIndex({ steps, strength }) ?? 0) >= steps) {
     throw bad(`steps × strength must be at least 1 so that one denoise step runs (steps ${steps}, strength ${strength})`);
   }
   const scheduler = options.scheduler ?? d.scheduler;
   if (!EDIT_SCHEDULER_NAMES.includes(scheduler)) throw bad(`scheduler must be one of ${EDIT_SCHEDULER_NAMES.join(', ')}`);
-  const own = spec.pipeline.scheduler;
+  const own = spec.family.scheduler;
   if (own && scheduler !== own)
-    throw bad(`model ${spec.id} (${spec.pipeline.describe}) samples with ${own} only; leave scheduler unset or send ${own} (got ${scheduler})`);
+    throw bad(`model ${spec.id} (${spec.family.describe}) samples with ${own} only; leave scheduler unset or send ${own} (got ${scheduler})`);
   if (!own && scheduler === 'FLOW_MATCH_EULER')
-    throw bad(
-      `scheduler FLOW_MATCH_EULER is for flow-matching models; model ${spec.id} (${spec.pipeline.describe}) takes one of ${SCHEDULER_NAMES.join(', ')}`,
-    );
+    throw bad(`scheduler FLOW_MATCH_EULER is for flow-matching models; model ${spec.id} (${spec.family.describe}) takes one of ${SCHEDULER_NAMES.join(', ')}`);
   // The folder's scheduler_config.json may not suit every scheduler (e.g. thresholding for DPMPP_2M),
   // and some step counts do not suit some schedulers (LCM: at most original_inference_steps).
   try {
-    schedulerFor(spec, scheduler).setTimesteps(steps, scheduler === 'FLOW_MATCH_EULER' ? { sigmas: fluxSigmas(steps), mu: 0 } : undefined);
+    schedulerFor(spec, scheduler).setTimesteps(steps, spec.family.timestepOptions?.(spec, steps, planningSize(spec, size)));
   } catch (err) {
     throw bad(`scheduler ${scheduler} cannot run ${steps} steps of model ${spec.id}: ${(err as Error).message}`);
   }
   let trueCfgScale = 1;
   if (options.trueCfgScale != null) {
-    if (d.trueCfgScale == null) throw bad(`model ${spec.id} (${spec.pipeline.describe}) has no true CFG; use guidanceScale`);
+    if (d.trueCfgScale == null) throw bad(`model ${spec.id} (${spec.family.describe}) has no true CFG; use guidanceScale`);
     trueCfgScale = numberIn('trueCfgScale', options.trueCfgScale, 0, MAX_GUIDANCE);
   } else if (d.trueCfgScale != null) trueCfgScale = d.trueCfgScale;
   let maxSequenceLength: number | null = null;
   if (options.maxSequenceLength != null) {
     if (d.maxSequenceLength == null || spec.limits.maxSequenceLength == null)
-      throw bad(`model ${spec.id} (${spec.pipeline.describe}) has no T5 encoder; maxSequenceLength does not apply`);
+      throw bad(`model ${spec.id} (${spec.family.describe}) has no T5 encoder; maxSequenceLength does not apply`);
     maxSequenceLength = integerIn('maxSequenceLength', options.maxSequenceLength, 1, spec.limits.maxSequenceLength);
   } else maxSequenceLength = d.maxSequenceLength ?? null;
   const outputFormat = options.outputFormat ?? 'png';
@@ -167,6 +182,8 @@ export function resolveEditOptions(spec: ModelSpec, imageCount: number, options:
     negativePrompt,
     n,
     size,
+    sizeAsked,
+    fit,
     steps,
     guidanceScale,
     imageGuidanceScale,
@@ -189,13 +206,12 @@ export function schedulerFor(spec: Pick<ModelSpec, 'schedulerJson'>, name: EditS
 }
 
 /**
- * Denoise steps (UNet evaluations) one micro-batch runs: the scheduler's timesteps (PNDM has one
- * more than `steps` as PLMS, nine more with its Runge–Kutta start), less the part of the schedule
- * that img2img skips.
+ * Denoise steps (denoiser evaluations) one micro-batch of `size` runs: the scheduler's timesteps
+ * (PNDM has one more than `steps` as PLMS, nine more with its Runge–Kutta start), less the part of
+ * the schedule that img2img skips.
  */
-export function denoiseStepsPerBatch(spec: ModelSpec, edit: Pick<ResolvedEdit, 'steps' | 'strength' | 'scheduler'>): number {
-  if (edit.scheduler === 'FLOW_MATCH_EULER') return edit.steps - spec.pipeline.startIndex(edit);
+export function denoiseStepsPerBatch(spec: ModelSpec, edit: Pick<ResolvedEdit, 'steps' | 'strength' | 'scheduler' | 'size'>): number {
   const scheduler = schedulerFor(spec, edit.scheduler);
-  scheduler.setTimesteps(edit.steps);
-  return scheduler.timesteps.length - spec.pipeline.startIndex(edit);
+  scheduler.setTimesteps(edit.steps, spec.family.timestepOptions?.(spec, edit.steps, planningSize(spec, edit.size)));
+  return scheduler.timesteps.length - (spec.family.startIndex(edit) ?? 0);
 }

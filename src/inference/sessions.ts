@@ -118,38 +118,31 @@ function validate(spec: ModelSpec, component: Component, s: ComponentSession): v
   for (const name of req.inputs) {
     if (!s.inputs.has(name)) throw new ModelFolderError(`${where} has no input "${name}" (inputs: ${[...s.inputs.keys()].join(', ')})`);
   }
-  for (const alternatives of [...req.outputs, ...(spec.pipeline.requiredOutputs?.[component] ?? []).map((n) => [n])]) {
+  for (const alternatives of [...req.outputs, ...(spec.family.requiredOutputs?.[component] ?? []).map((n) => [n])]) {
     if (!alternatives.some((n) => s.outputs.has(n))) {
       throw new ModelFolderError(`${where} has no output ${alternatives.map((n) => `"${n}"`).join(' or ')} (outputs: ${[...s.outputs.keys()].join(', ')})`);
     }
   }
-  if (component === 'unet') {
-    const extra = [...s.inputs.keys()].filter((n) => !spec.pipeline.unetInputs.includes(n));
+  const role = spec.family.denoiser;
+  if (component === role.component) {
+    // What the family feeds: a denoiser declaring anything else cannot be driven, and one lacking
+    // an input the family requires is not its layout.
+    const extra = [...s.inputs.keys()].filter((n) => !role.inputs.includes(n));
     if (extra.length) {
       throw new ModelFolderError(
-        `${where} needs inputs the ${spec.pipeline.describe} pipeline does not provide (${extra.join(', ')}); it feeds ${spec.pipeline.unetInputs.join(', ')}`,
+        `${where} needs inputs the ${spec.family.describe} pipeline does not provide (${extra.join(', ')}); it feeds ${role.inputs.join(', ')}`,
       );
     }
-    const channels = s.inputs.get('sample')!.shape[1];
-    if (typeof channels === 'number' && channels !== spec.unetInChannels) {
-      throw new ModelFolderError(`${where}: input "sample" has ${channels} channels, expected ${spec.unetInChannels} for ${spec.family}`);
+    const missing = role.required.filter((n) => !s.inputs.has(n));
+    if (missing.length)
+      throw new ModelFolderError(`${where} has no input ${missing.map((n) => `"${n}"`).join(', ')} (inputs: ${[...s.inputs.keys()].join(', ')})`);
+    const channels = role.channelsInput === null ? undefined : s.inputs.get(role.channelsInput)?.shape[1];
+    if (typeof channels === 'number' && channels !== spec.denoiserInChannels) {
+      throw new ModelFolderError(`${where}: input "${role.channelsInput}" has ${channels} channels, expected ${spec.denoiserInChannels} for ${spec.kind}`);
     }
     const t = s.inputs.get('timestep')!.type;
     if (!['int64', 'float32', 'float16'].includes(t))
       throw new ModelFolderError(`${where}: input "timestep" has dtype ${t}; expected int64, float32 or float16`);
-  }
-  if (component === 'transformer') {
-    // What the family feeds (`unetInputs`; `guidance` only when declared): a transformer declaring
-    // anything else cannot be driven, and one lacking a port the family needs is not its layout.
-    const fed = spec.pipeline.unetInputs;
-    const extra = [...s.inputs.keys()].filter((n) => !fed.includes(n));
-    if (extra.length)
-      throw new ModelFolderError(
-        `${where} needs inputs the ${spec.pipeline.describe} pipeline does not provide (${extra.join(', ')}); it feeds ${fed.join(', ')}`,
-      );
-    const missing = fed.filter((n) => n !== 'guidance' && !s.inputs.has(n));
-    if (missing.length)
-      throw new ModelFolderError(`${where} has no input ${missing.map((n) => `"${n}"`).join(', ')} (inputs: ${[...s.inputs.keys()].join(', ')})`);
   }
   if (component === 'textEncoder' || component === 'textEncoder2' || component === 'textEncoder3') {
     const t = s.inputs.get('input_ids')!.type;
@@ -288,18 +281,15 @@ export async function openComponentSessions(spec: ModelSpec, components: readonl
   }
 }
 
-/** The components that denoise: they stay on the engine's thread. */
-const DENOISERS: readonly Component[] = ['unet', 'transformer'];
-
 /**
- * A model's sessions: the denoising ones in this thread, and the others on `stage` when given
+ * A model's sessions: the family's denoiser in this thread, and the others on `stage` when given
  * (stageThread.ts) or here too.
  */
 export async function openModelSessions(spec: ModelSpec, config: SessionConfig, stageThread?: StageThread): Promise<ModelSessions> {
-  const staged = stageThread ? spec.pipeline.components.filter((c) => !DENOISERS.includes(c)) : [];
+  const staged = stageThread ? spec.family.components.filter((c) => c !== spec.family.denoiser.component) : [];
   const local = await openComponentSessions(
     spec,
-    spec.pipeline.components.filter((c) => !staged.includes(c)),
+    spec.family.components.filter((c) => !staged.includes(c)),
     config,
   );
   let stage: StagedModel | null = null;
@@ -314,7 +304,7 @@ export async function openModelSessions(spec: ModelSpec, config: SessionConfig, 
     if (!p) throw new InferenceError('MODEL_ERROR', `model ${spec.id} has no ${componentFile(c)}`);
     return p;
   };
-  const stats: RunStats = { runMs: Object.fromEntries(spec.pipeline.components.map((c) => [c, 0])), runs: 0 };
+  const stats: RunStats = { runMs: Object.fromEntries(spec.family.components.map((c) => [c, 0])), runs: 0 };
   const view = (record?: (component: Component, ms: number) => void): ModelSessions => {
     const runMany = async (component: Component, feeds: Record<string, Feed>, outputNames: readonly string[]): Promise<Float32Array[]> => {
       portsOf(component);
@@ -344,7 +334,7 @@ export async function openModelSessions(spec: ModelSpec, config: SessionConfig, 
   const sessions = view();
   // Models without latent→RGB factors (16-channel VAEs) get a projection fitted to their own VAE
   // (previewFit.ts); a VAE that cannot encode the fit's images leaves the model without previews.
-  if (spec.preview === null && spec.pipeline.components.includes('vaeEncoder')) {
+  if (spec.preview === null && spec.family.components.includes('vaeEncoder')) {
     try {
       spec.preview = await fitPreviewProjection(sessions);
     } catch (err) {

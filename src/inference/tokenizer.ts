@@ -23,7 +23,7 @@ export interface PromptTokenizer {
   readonly eosId: number;
   /**
    * Token ids, always exactly `length` (default `maxLength`) long: bos, tokens (truncated), eos,
-   * padding. T5 (FLUX's `max_sequence_length`) passes its own length.
+   * padding. T5 (a request's `maxSequenceLength`) passes its own length.
    */
   encode(text: string, length?: number): Int32Array;
   /** Model tokens (no bos/eos, no truncation), for debugging. */

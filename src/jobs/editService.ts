@@ -93,7 +93,7 @@ export class EditService {
       throw new ServiceError('PAYLOAD_TOO_LARGE', `the images and masks total ${total} bytes; the limit is ${this.limits.maxTotalBytes} bytes per job`);
     // Options first: a bad argument is reported before any image work.
     const edit = resolveEditOptions(spec, files.length, submission.options);
-    spec.pipeline.checkEdit?.(spec, { masks: masks.some(Boolean) });
+    spec.family.checkEdit?.(spec, { masks: masks.some(Boolean) });
     const limits = { maxInputPixels: this.limits.maxInputPixels };
     const named =
       (what: string, f: UploadedFile) =>

@@ -1,5 +1,5 @@
 /**
- * One job's run on the inference engine, shared by both job backends (jobService.ts in memory,
+ * One attempt at running a job on the inference engine, shared by both job backends (jobService.ts in memory,
  * redisWorker.ts on Redis): its abort signal, its time limit, and the one terminal event its
  * outcome maps to. A cancel or the time limit stops the engine with an error; that error is never
  * what the client sees: the first stop wins (EditCancelled with its reason, or EditFailed TIMEOUT).
@@ -12,7 +12,7 @@ export type TerminalEvent = Extract<JobEvent, { type: 'completed' | 'failed' | '
 
 export type RunOutcome = { output: EditOutput } | { error: unknown };
 
-export class JobRun {
+export class JobAttempt {
   private readonly abort = new AbortController();
   private stop: { kind: 'CANCELLED'; reason: CancelReason } | { kind: 'TIMEOUT' } | null = null;
   private readonly timer: NodeJS.Timeout | null;
@@ -41,9 +41,14 @@ export class JobRun {
     this.close();
     const jobId = this.jobId;
     if ('output' in outcome) {
-      const { images, usage } = outcome.output;
+      const { images, usage, warnings } = outcome.output;
       return {
-        event: { type: 'completed', jobId, status: 'SUCCEEDED', result: { created: Date.now() / 1000, images, usage: { ...usage, queueTimeSeconds } } },
+        event: {
+          type: 'completed',
+          jobId,
+          status: 'SUCCEEDED',
+          result: { created: Date.now() / 1000, images, usage: { ...usage, queueTimeSeconds }, warnings },
+        },
         error: null,
       };
     }
@@ -62,7 +67,7 @@ export class JobRun {
     if (this.timer) clearTimeout(this.timer);
   }
 
-  private halt(stop: NonNullable<JobRun['stop']>): boolean {
+  private halt(stop: NonNullable<JobAttempt['stop']>): boolean {
     if (this.stop) return false;
     this.stop = stop;
     this.abort.abort();

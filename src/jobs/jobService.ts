@@ -8,7 +8,7 @@ import type { EditInput } from '../inference/editRunner.js';
 import type { ResolvedEdit } from '../inference/request.js';
 import { ServiceError } from '../errors.js';
 import { JobEventStream } from './eventStream.js';
-import { JobRun, type RunOutcome, type TerminalEvent } from './jobRun.js';
+import { JobAttempt, type RunOutcome, type TerminalEvent } from './jobRun.js';
 import { type MergeCandidate, MergeGroup } from './merging.js';
 import type { CancelReason, JobBackend, JobEvent, JobProgress, JobSnapshot, TenantQuota } from './types.js';
 import { currentEvent, queuedSnapshot, quotaExceeded } from './types.js';
@@ -40,7 +40,7 @@ interface Job {
   pixels: number;
   enqueuedAt: number;
   /** Set while it runs. */
-  run: JobRun | null;
+  run: JobAttempt | null;
   subscribers: Set<JobEventStream>;
   expiresAt: number | null;
 }
@@ -256,7 +256,7 @@ export class JobService implements JobBackend {
       s.queuePosition = null;
       const queueTimeSeconds = (performance.now() - job.enqueuedAt) / 1000;
       this.log(job, 'job running', { queueTimeSeconds, mergedJobs: group.length });
-      job.run = new JobRun(s.id, this.config.jobTimeoutMs);
+      job.run = new JobAttempt(s.id, this.config.jobTimeoutMs);
       return {
         queueTimeSeconds,
         request: {

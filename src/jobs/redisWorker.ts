@@ -23,7 +23,7 @@ import { type Job, Worker } from 'bullmq';
 import type { InferenceEngine } from '../inference/engine.js';
 import type { EditInput } from '../inference/editRunner.js';
 import { InferenceError } from '../inference/errors.js';
-import { JobRun, type RunOutcome } from './jobRun.js';
+import { JobAttempt, type RunOutcome } from './jobRun.js';
 import { type MergeCandidate, MergeGroup } from './merging.js';
 import type { QueuedEdit } from './redisJobs.js';
 import { CANCEL_CHANNEL, QUEUE_NAME, connectRedis, keys, liveTtlMs, recordEvent, type RedisLog, warnAboutRedisSettings, watchRedis } from './redisShared.js';
@@ -61,7 +61,7 @@ interface Member {
   job: Job<QueuedEdit>;
   token: string;
   head: boolean;
-  run: JobRun;
+  run: JobAttempt;
 }
 
 /** How a member ends in BullMQ: done (its terminal event is recorded, or it was skipped), or retried. */
@@ -80,7 +80,7 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
   const redis = connectRedis(config.redisUrl, 'background', 'worker', config.redisLog);
   const sub = connectRedis(config.redisUrl, 'background', 'worker-cancel', config.redisLog);
   warnAboutRedisSettings(redis, config.redisLog);
-  const runs = new Map<string, JobRun>();
+  const runs = new Map<string, JobAttempt>();
   await sub.subscribe(CANCEL_CHANNEL);
   // "id|REASON" (a bare id from an older API process means a client's cancel).
   sub.on('message', (_channel: string, message: string) => {
@@ -95,7 +95,7 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
   /** The head plus the compatible jobs waiting right behind it (see the file comment). */
   const takeGroup = async (head: Job<QueuedEdit>, token: string): Promise<Member[]> => {
     const member = (job: Job<QueuedEdit>, t: string, isHead: boolean): Member => {
-      const run = new JobRun(job.data.id, config.jobTimeoutMs);
+      const run = new JobAttempt(job.data.id, config.jobTimeoutMs);
       runs.set(job.data.id, run);
       return { job, token: t, head: isHead, run };
     };
@@ -120,7 +120,7 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
   };
 
   /** A member's stored inputs and run, or null (after logging why) when it is not to be run. */
-  const prepare = async (m: Member): Promise<{ m: Member; run: JobRun; inputs: EditInput[]; attempt: number } | null> => {
+  const prepare = async (m: Member): Promise<{ m: Member; run: JobAttempt; inputs: EditInput[]; attempt: number } | null> => {
     const { id, inputCount, ownerLabel: owner = 'none' } = m.job.data;
     const skip = (): null => {
       m.run.close();

@@ -17,6 +17,8 @@ export interface JobResult {
   created: number;
   images: OutputImage[];
   usage: EditUsage & { queueTimeSeconds: number };
+  /** EditOutput's warnings (absent in results stored before they existed). */
+  warnings?: string[];
 }
 
 export interface JobProgress {

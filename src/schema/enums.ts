@@ -1,9 +1,14 @@
 /** Enums shared by several type families. */
 import { builder } from './builder.js';
-import { OUTPUT_FORMATS, type OutputFormat } from '../inference/imageIO.js';
+import { OUTPUT_FORMATS, type OutputFormat, SIZE_FITS, type SizeFit } from '../inference/imageIO.js';
 import { EDIT_SCHEDULER_NAMES } from '../inference/schedulers/types.js';
 
 export const JobStatusEnum = builder.enumType('JobStatus', { values: ['QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED'] as const });
 export const CancelReasonEnum = builder.enumType('CancelReason', { values: ['CLIENT', 'SHUTDOWN', 'TIMEOUT'] as const });
 export const ImageFormatEnum = builder.enumType('ImageFormat', { values: OUTPUT_FORMATS.map((f) => f.toUpperCase() as Uppercase<OutputFormat>) });
 export const SchedulerNameEnum = builder.enumType('SchedulerName', { values: EDIT_SCHEDULER_NAMES });
+export const SizeFitEnum = builder.enumType('SizeFit', {
+  description:
+    'How an input meets an explicit size of another aspect ratio: PAD scales it inside and fills the rest with white (the whole picture is kept; the default), CROP scales it to cover and trims the centre, STRETCH scales each axis on its own.',
+  values: SIZE_FITS.map((f) => f.toUpperCase() as Uppercase<SizeFit>),
+});

@@ -1,12 +1,12 @@
 /** EditJob and its result types; the editJob query and the editImages / cancelEditJob mutations. */
 import type { OutputImage } from '../inference/editRunner.js';
 import type { JobError, JobProgress, JobResult, JobSnapshot } from '../jobs/types.js';
-import type { OutputFormat } from '../inference/imageIO.js';
+import type { OutputFormat, SizeFit } from '../inference/imageIO.js';
 import { builder } from './builder.js';
 import { ServiceError } from '../errors.js';
 import type { UploadedFile } from '../jobs/editService.js';
 import { filesFromDataUrls } from './dataUrls.js';
-import { ImageFormatEnum, JobStatusEnum, SchedulerNameEnum } from './enums.js';
+import { ImageFormatEnum, JobStatusEnum, SchedulerNameEnum, SizeFitEnum } from './enums.js';
 // EditProgress is also an event type (events.ts); the cycle is safe because Pothos resolves fields lazily.
 import { EditProgressRef } from './events.js';
 
@@ -42,6 +42,11 @@ export const EditResultRef = builder.objectRef<JobResult>('EditResult').implemen
     created: t.exposeFloat('created', { description: 'Unix time in seconds.' }),
     images: t.field({ type: [EditedImageRef], resolve: (r) => r.images }),
     usage: t.field({ type: EditUsageRef, resolve: (r) => r.usage }),
+    warnings: t.stringList({
+      description:
+        "What the client should know about the result: each change from the size asked for (snapped to the model's multiple, or an input resized by `auto`).",
+      resolve: (r) => r.warnings ?? [],
+    }),
   }),
 });
 
@@ -134,8 +139,10 @@ builder.mutationFields((t) => ({
       negativePrompt: t.arg.string(),
       n: t.arg.int({ defaultValue: 1, description: 'Variants per input image (1..model limit). Total outputs = images x n.' }),
       size: t.arg.string({
-        description: "Output size as WIDTHxHEIGHT (e.g. 512x512), or 'auto' to keep each input's aspect ratio within the model's pixel budget.",
+        description:
+          "Output size as WIDTHxHEIGHT (e.g. 512x512), or 'auto' (the default, as OpenAI's): each input's own size and aspect ratio within the model's pixel budget. Sizes snap down to the model's multiple (`Model.sizeMultiple`); any change from the size asked for is in `EditResult.warnings`.",
       }),
+      fit: t.arg({ type: SizeFitEnum, description: 'How an input meets an explicit `size` of another aspect ratio (default PAD: nothing is cut off).' }),
       steps: t.arg.int(),
       guidanceScale: t.arg.float(),
       imageGuidanceScale: t.arg.float(),
@@ -167,7 +174,11 @@ builder.mutationFields((t) => ({
           model: args.model,
           images: inputImages(args.images, args.imageUrls, ctx.edits.limits.maxFileBytes),
           masks: args.masks,
-          options: { ...args, outputFormat: args.outputFormat ? (args.outputFormat.toLowerCase() as OutputFormat) : null },
+          options: {
+            ...args,
+            outputFormat: args.outputFormat ? (args.outputFormat.toLowerCase() as OutputFormat) : null,
+            fit: args.fit ? (args.fit.toLowerCase() as SizeFit) : null,
+          },
         },
         ctx.principal.owner,
       ),

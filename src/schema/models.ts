@@ -1,5 +1,6 @@
 /** Model, its defaults and limits, and the `models` query. */
 import type { ModelSpec } from '../inference/modelFolder.js';
+import { sizeMultiple } from '../inference/request.js';
 import { builder } from './builder.js';
 import { PIPELINE_FAMILIES } from '../inference/pipelines/index.js';
 import { SchedulerNameEnum } from './enums.js';
@@ -44,10 +45,15 @@ const ModelLimitsRef = builder.objectRef<ModelSpec['limits']>('ModelLimits').imp
 const ModelRef = builder.objectRef<ModelView>('Model').implement({
   fields: (t) => ({
     id: t.id({ resolve: (m) => m.spec.id }),
-    kind: t.string({ description: `The pipeline family: ${PIPELINE_FAMILIES.map((f) => f.kind).join(', ')}.`, resolve: (m) => m.spec.family }),
+    kind: t.string({ description: `The pipeline family: ${PIPELINE_FAMILIES.map((f) => f.kind).join(', ')}.`, resolve: (m) => m.spec.kind }),
     isDefault: t.boolean({ resolve: (m) => m.isDefault }),
     description: t.string({ resolve: (m) => m.spec.description }),
     defaults: t.field({ type: ModelDefaultsRef, resolve: (m) => m.spec.defaults }),
+    sizeMultiple: t.int({
+      description:
+        "Output widths and heights are multiples of this (its family's: 64 for SD UNets, 16 for FLUX and SD3 transformers); explicit sizes snap down to it.",
+      resolve: (m) => sizeMultiple(m.spec),
+    }),
     limits: t.field({ type: ModelLimitsRef, resolve: (m) => m.spec.limits }),
     exporter: t.string({
       description: "The exporter generation the folder was recognised as, e.g. 'optimum ≥ 1.24 / optimum-onnx'.",
@@ -62,7 +68,7 @@ const ModelRef = builder.objectRef<ModelView>('Model').implement({
     maskMethod: t.string({
       description:
         "How `masks` are applied: 'unet-mask-channels' (an inpainting UNet takes the mask and masked image) or 'latent-blend' (the latents outside the mask are reset to the input's after every step, as diffusers does with other UNets).",
-      resolve: (m) => m.spec.pipeline.maskMethod,
+      resolve: (m) => m.spec.family.maskMethod,
     }),
     warnings: t.stringList({
       description: 'What this folder costs clients (e.g. an unseeded VAE sample, a scheduler fallback); empty when nothing.',

@@ -3,8 +3,8 @@
  * and the official `openai` SDK, on the same engine, queue and auth as GraphQL.
  *
  * Field mapping (docs/rest.md): images | image | image[] → images; prompt; negative_prompt;
- * size; n (variants per input); num_inference_steps → steps; guidance_scale; true_cfg_scale (the
- * seed's name for text guidance with a negative prompt) → trueCfgScale on flow models (FLUX),
+ * size (default auto, as OpenAI's); fit (pad, crop or stretch); n (variants per input); num_inference_steps → steps; guidance_scale; true_cfg_scale (the
+ * seed's name for text guidance with a negative prompt) → trueCfgScale on flow models,
  * guidanceScale on UNet models; max_sequence_length → maxSequenceLength on models with a T5 encoder
  * (checked and otherwise ignored on UNet models, whose CLIP encoders read 77 tokens);
  * image_guidance_scale; strength; seed; model; scheduler; output_format; output_compression →
@@ -15,7 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Readable, Transform } from 'node:stream';
 import type { Logger } from 'pino';
 import type { InferenceEngine } from '../inference/engine.js';
-import { isOutputFormat, outputFormatList, type OutputFormat } from '../inference/imageIO.js';
+import { SIZE_FITS, isOutputFormat, outputFormatList, type OutputFormat, type SizeFit } from '../inference/imageIO.js';
 import type { EditOptions } from '../inference/request.js';
 import type { EditSchedulerName } from '../inference/schedulers/types.js';
 import { EDIT_SCHEDULER_NAMES } from '../inference/schedulers/types.js';
@@ -61,6 +61,7 @@ const KNOWN = new Set([
   'prompt',
   'negative_prompt',
   'size',
+  'fit',
   'n',
   'num_inference_steps',
   'guidance_scale',
@@ -172,6 +173,8 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
   const negativePrompt = stringField(form, 'negative_prompt');
   const trueCfg = numberField(form, 'true_cfg_scale', false);
   const guidance = numberField(form, 'guidance_scale', false);
+  const fit = stringField(form, 'fit')?.toLowerCase();
+  if (fit !== undefined && !SIZE_FITS.includes(fit as SizeFit)) throw new RestError('BAD_USER_INPUT', `fit must be one of ${SIZE_FITS.join(', ')}`, 'fit');
   const format = stringField(form, 'output_format')?.toLowerCase();
   if (format !== undefined && !isOutputFormat(format)) throw new RestError('BAD_USER_INPUT', `output_format must be ${outputFormatList()}`, 'output_format');
   const compression = numberField(form, 'output_compression', true);
@@ -211,6 +214,7 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
       negativePrompt,
       n: numberField(form, 'n', true),
       size: stringField(form, 'size'),
+      fit: fit as SizeFit | undefined,
       steps: numberField(form, 'num_inference_steps', true),
       // On UNet models true_cfg_scale is the seed's text guidance against a negative prompt; it wins when one is given.
       guidanceScale: flow ? guidance : trueCfg !== undefined && (negativePrompt || guidance === undefined) ? trueCfg : guidance,
@@ -282,6 +286,8 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
           data: e.result.images.map((img) => ({ b64_json: Buffer.from(img.bytes).toString('base64') })),
           output_format: format,
           size: first ? `${first.width}x${first.height}` : undefined,
+          // Each change from the size asked for (absent when none).
+          ...(e.result.warnings?.length ? { warnings: e.result.warnings } : {}),
           usage: {
             processing_time_seconds: u.processingTimeSeconds,
             input_images: u.inputImages,
@@ -342,6 +348,7 @@ async function streamEvents(res: ServerResponse, deps: RestDeps, job: JobSnapsho
           quality: 'auto',
           background: 'opaque',
           output_format: format,
+          ...(e.result.warnings?.length ? { warnings: e.result.warnings } : {}),
           usage: {
             input_tokens: 0,
             output_tokens: 0,

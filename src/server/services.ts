@@ -59,7 +59,7 @@ export async function createServices(config: ServerConfig, options: ServicesOpti
       ? { maxJobs: config.tenantMaxQueuedJobs, maxImages: config.tenantMaxQueuedImages }
       : null;
   const inference = options.inference ?? !(config.redisUrl && config.role === 'api');
-  const engine = await InferenceEngine.start(engineConfig(config, log, inference ? 'worker' : 'catalogue'));
+  const engine = await InferenceEngine.start(engineConfig(config, log, inference ? 'worker' : 'remote'));
   const jobs: JobBackend = config.redisUrl
     ? new RedisJobBackend({
         redisUrl: config.redisUrl,

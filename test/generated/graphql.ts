@@ -112,6 +112,8 @@ export type EditResult = {
   created: Scalars['Float']['output'];
   images: Array<EditedImage>;
   usage: EditUsage;
+  /** What the client should know about the result: each change from the size asked for (snapped to the model's multiple, or an input resized by `auto`). */
+  warnings: Array<Scalars['String']['output']>;
 };
 
 export type EditUsage = {
@@ -171,6 +173,8 @@ export type Model = {
   maskMethod: Scalars['String']['output'];
   /** fp32 or fp16, as the UNet declares its ports. */
   precision: Scalars['String']['output'];
+  /** Output widths and heights are multiples of this (its family's: 64 for SD UNets, 16 for FLUX and SD3 transformers); explicit sizes snap down to it. */
+  sizeMultiple: Scalars['Int']['output'];
   /** 'loaded' (sessions open), 'loading', or 'available' (loads on first use; see PRELOAD_MODELS and MODEL_MEMORY_MB). In an API process that queues for Redis workers, always 'available'. */
   state: Scalars['String']['output'];
   /** What this folder costs clients (e.g. an unseeded VAE sample, a scheduler fallback); empty when nothing. */
@@ -223,6 +227,7 @@ export type MutationCancelEditJobArgs = {
 
 
 export type MutationEditImagesArgs = {
+  fit?: InputMaybe<SizeFit>;
   guidanceScale?: InputMaybe<Scalars['Float']['input']>;
   imageGuidanceScale?: InputMaybe<Scalars['Float']['input']>;
   imageUrls?: InputMaybe<Array<Scalars['String']['input']>>;
@@ -268,6 +273,12 @@ export type SchedulerName =
   | 'FLOW_MATCH_EULER'
   | 'LCM'
   | 'PNDM';
+
+/** How an input meets an explicit size of another aspect ratio: PAD scales it inside and fills the rest with white (the whole picture is kept; the default), CROP scales it to cover and trims the centre, STRETCH scales each axis on its own. */
+export type SizeFit =
+  | 'CROP'
+  | 'PAD'
+  | 'STRETCH';
 
 export type Subscription = {
   __typename?: 'Subscription';

@@ -43,6 +43,12 @@ export type SchedulerName =
   | 'LCM'
   | 'PNDM';
 
+/** How an input meets an explicit size of another aspect ratio: PAD scales it inside and fills the rest with white (the whole picture is kept; the default), CROP scales it to cover and trims the centre, STRETCH scales each axis on its own. */
+export type SizeFit =
+  | 'CROP'
+  | 'PAD'
+  | 'STRETCH';
+
 export type PageModelsQueryVariables = Exact<{ [key: string]: never; }>;
 
 

@@ -1,14 +1,81 @@
 /**
  * One object per pipeline family, as diffusers has one pipeline class per family: it owns which
- * folders it serves, its UNet layout, defaults, guidance branches, denoise steps and the run
- * itself. The runner, the request resolver and the folder reader ask the family; a new family is
- * one module plus its line in `index.ts`.
+ * folders it serves, its components' roles and the ports it checks, its sizes, defaults, guidance
+ * branches, timesteps and the run itself, in named stages. The runner, the sessions, the request
+ * resolver and the folder reader ask the family; a new family is one module plus its line in
+ * `index.ts` (docs/models.md, "Adding a family").
  */
-import type { MemoryProfile, ModelDefaults, ModelLimits, ModelSpec } from '../modelFolder.js';
+import type { MemoryProfile, ModelDefaults, ModelLimits, ModelSpec } from '../modelTypes.js';
 import type { OnnxSignature } from '../onnxSignature.js';
-import type { FlowSchedulerName } from '../schedulers/types.js';
+import type { FlowSchedulerName, Scheduler, SetTimestepsOptions } from '../schedulers/types.js';
+import type { NoiseGenerator } from '../random.js';
 import type { Component } from '../components.js';
-import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams } from './common.js';
+import type { LatentShape, MaskBlend, PipelineContext, PipelineHooks, PipelineItem, PipelineParams, StepInfo } from './common.js';
+
+/** The component that denoises, and what of it the family reads and checks. */
+export interface DenoiserRole {
+  readonly component: Extract<Component, 'unet' | 'transformer'>;
+  /** For messages: "UNet", "transformer". */
+  readonly name: string;
+  /** The folder-relative config whose `in_channels` is the denoiser's input channels. */
+  readonly config: string;
+  /**
+   * The input whose axis 1 counts channels: checked against `in_channels` when the session opens,
+   * and read where the folder has no config (diffusers' ONNX converter writes none). null: neither.
+   */
+  readonly channelsInput: string | null;
+  /** Every input the family feeds: a denoiser declaring any other cannot be driven. */
+  readonly inputs: readonly string[];
+  /** The inputs it must declare (besides its component's own, components.ts); the rest are fed where declared. */
+  readonly required: readonly string[];
+}
+
+/** The output size asked for, or chosen from the input (`auto`). */
+export interface SizeAsked {
+  width: number;
+  height: number;
+}
+
+/** The scheduler set for this run, and the timesteps it visits (from the begin index). */
+export interface Schedule {
+  scheduler: Scheduler;
+  timesteps: Float64Array;
+}
+
+/** What `prepareLatents` hands the denoise loop, `predict` and `decode`. */
+export interface PreparedLatents {
+  /** The starting latents, as the loop steps them (in place). */
+  latents: Float32Array;
+  /** Their layout in the loop (FLUX's packed tokens differ from the VAE's). */
+  shape: LatentShape;
+  /** Resets the kept region after each step (masked edits); null for none. */
+  blend: MaskBlend | null;
+  /** The step report as previews and progress see it (FLUX unpacks its tokens); absent: as stepped. */
+  preview?(info: StepInfo): StepInfo;
+}
+
+/** The denoiser's prediction for the scaled latents at timestep t, guidance applied. */
+export type Predict = (scaled: Float32Array, t: number) => Promise<Float32Array>;
+
+/**
+ * A family's run in diffusers' named stages (stages.ts `runFamily` calls them in order). The
+ * conditioning and the prepared latents are the family's own types.
+ */
+export interface FamilyStages<Conditioning = unknown, Latents extends PreparedLatents = PreparedLatents> {
+  /** Text conditioning of every denoiser row (prompts are encoded once each, into ctx.embeddings). */
+  encodePrompt(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams): Promise<Conditioning>;
+  /** The starting latents: the input's, noised to the first timestep, or noise; each item draws from its own generator. */
+  prepareLatents(
+    ctx: PipelineContext,
+    items: readonly PipelineItem[],
+    params: PipelineParams,
+    schedule: Schedule,
+    generators: readonly NoiseGenerator[],
+  ): Promise<Latents>;
+  predict(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, conditioning: Conditioning, latents: Latents): Predict;
+  /** Each item's pixels from the final latents (signed range, planar), handed to `hooks.decoded` as they land. */
+  decode(ctx: PipelineContext, final: Float32Array, items: readonly PipelineItem[], latents: Latents, hooks: PipelineHooks): Promise<Float32Array[]>;
+}
 
 /** What a family reads of a resolved edit to plan it. */
 export interface EditShape {
@@ -36,14 +103,26 @@ export interface PipelineFamilyDef {
   readonly maskMethod: 'unet-mask-channels' | 'latent-blend';
   /** The ONNX components the family runs (each folder must hold them). */
   readonly components: readonly Component[];
-  /** Every UNet input the family feeds (a UNet declaring others cannot be driven). */
-  readonly unetInputs: readonly string[];
+  /** Which of them denoises (it runs on the engine's thread; the others may run on the stage thread). */
+  readonly denoiser: DenoiserRole;
   /** Outputs the family reads beyond what every folder must have (e.g. SDXL's `text_embeds`). */
   readonly requiredOutputs?: Partial<Record<Component, readonly string[]>>;
   /** Tokenizer folders, one per text encoder, in encoder order. */
   readonly tokenizers: readonly string[];
-  /** UNet `sample` channels for a VAE with `latentChannels`. */
-  unetInChannels(latentChannels: number): number;
+  /** The denoiser's input channels for a VAE with `latentChannels` (told apart from a sibling family by them). */
+  denoiserInChannels(latentChannels: number): number;
+  /**
+   * The pixel multiple output sizes snap down to: what the denoiser's downsampling (or patching)
+   * of the VAE's latents needs.
+   */
+  sizeMultiple(spec: Pick<ModelSpec, 'vaeScaleFactor'>): number;
+  /**
+   * Options to the scheduler's `setTimesteps` for a run at `size` (FLUX's σ and shift); absent: none.
+   * The request resolver checks a request's step count with the same options the run uses.
+   */
+  timestepOptions?(spec: Pick<ModelSpec, 'schedulerJson' | 'vaeScaleFactor'>, steps: number, size: SizeAsked): SetTimestepsOptions;
+  /** VAE-encoder warning: what an export whose encoder samples inside the graph (`latent_sample`) costs this family. */
+  readonly latentSampleCost: string;
   /** Defaults when the folder's edit-server.json does not set them. `null`: the option does not apply. */
   readonly defaults: ModelDefaults;
   /**
@@ -53,12 +132,15 @@ export interface PipelineFamilyDef {
   defaultsFor?(folder: { schedulerJson: Record<string, unknown>; modelIndex: Record<string, unknown>; signatures: ModelSpec['signatures'] }): ModelDefaults;
   /** Limits for this family's sizes, where SD 1.5's do not fit. */
   readonly limits?: Partial<ModelLimits>;
-  /** UNet rows per output (1, or more with guidance), for memory planning. */
+  /** Denoiser rows per output (1, or more with guidance), for memory planning. */
   guidanceBranches(edit: EditShape): number;
-  /** How many of the schedule's first timesteps a run skips (img2img's `strength`; 0 for none). */
-  startIndex(edit: Pick<EditShape, 'steps' | 'strength'>): number;
-  /** Runs one micro-batch; returns each item's decoded pixels (signed range, planar). */
-  run(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, hooks: PipelineHooks): Promise<Float32Array[]>;
+  /**
+   * How many of the schedule's first timesteps a run skips (img2img's `strength`), set as the
+   * scheduler's begin index; null for families that generate from noise (no begin index is set).
+   */
+  startIndex(edit: Pick<EditShape, 'steps' | 'strength'>): number | null;
+  /** How one micro-batch runs. */
+  readonly stages: FamilyStages;
   /**
    * Flow families: the one scheduler the family samples with (requests may name it or leave the
    * scheduler unset). Absent: the request chooses among SCHEDULER_NAMES.
@@ -76,4 +158,33 @@ export type { OnnxSignature };
 
 /** Stable Diffusion 1.x/2.x folders: one CLIP text encoder, a UNet, the VAE's two halves. */
 export const SD_COMPONENTS: readonly Component[] = ['textEncoder', 'unet', 'vaeEncoder', 'vaeDecoder'];
-export const SD_UNET_INPUTS: readonly string[] = ['sample', 'timestep', 'encoder_hidden_states'];
+
+/** A UNet fed `inputs` (SD's three, plus SDXL's added conditioning). */
+export function unetRole(inputs: readonly string[] = ['sample', 'timestep', 'encoder_hidden_states']): DenoiserRole {
+  return { component: 'unet', name: 'UNet', config: 'unet/config.json', channelsInput: 'sample', inputs, required: [] };
+}
+
+/** A transformer fed `inputs`, of which it must declare all but `optional`. */
+export function transformerRole(inputs: readonly string[], optional: readonly string[] = []): DenoiserRole {
+  return {
+    component: 'transformer',
+    name: 'transformer',
+    config: 'transformer/config.json',
+    channelsInput: null,
+    inputs,
+    required: inputs.filter((n) => !optional.includes(n)),
+  };
+}
+
+/**
+ * SD UNets as exported to ONNX: three 2× downsamplings of the latents, traced at sizes they divide
+ * (the graph's upsamplers double without diffusers' size fix-up), so latents snap to 8 and pixels
+ * to 8 × the VAE factor (64 for SD; 8 for full-resolution latents).
+ */
+export const unetSizeMultiple = (spec: Pick<ModelSpec, 'vaeScaleFactor'>): number => (spec.vaeScaleFactor > 1 ? spec.vaeScaleFactor * 8 : 8);
+
+/** Transformers over 2×2 latent patches (FLUX, SD3): diffusers' `vae_scale_factor * 2` (16 for 8× VAEs). */
+export const patchSizeMultiple = (spec: Pick<ModelSpec, 'vaeScaleFactor'>): number => spec.vaeScaleFactor * 2;
+
+export const IMG2IMG_LATENT_SAMPLE_COST =
+  'img2img starts from an image latent sampled without the job seed, so results are not exactly reproducible from a seed';

@@ -20,13 +20,14 @@
  *   after the last step). Outside the mask the runner composites the input back.
  */
 import { InferenceError } from '../errors.js';
-import type { ModelDefaults, ModelSpec } from '../modelFolder.js';
+import type { ModelDefaults, ModelSpec } from '../modelTypes.js';
 import { calculateShift, flowImg2ImgBeginIndex, fluxSigmas, parseFlowMatchSchedulerConfig } from '../schedulers/flowMatchEuler.js';
 import type { Scheduler } from '../schedulers/types.js';
-import type { MaskBlend, PipelineContext, PipelineHooks, PipelineItem, PipelineParams, StepInfo } from './common.js';
-import { decodeUnscaled, denoiseLatents, drawNoise, encodeImages, generatorsFor, latentMask, latentShapeFor } from './common.js';
+import type { MaskBlend, PipelineContext, PipelineItem, PipelineParams, StepInfo } from './common.js';
+import { decodeUnscaled, drawNoise, encodeImages, latentMask, latentShapeFor } from './common.js';
 import type { LatentShape } from './common.js';
-import type { EditShape, PipelineFamilyDef } from './family.js';
+import type { EditShape, FamilyStages, PipelineFamilyDef, PreparedLatents } from './family.js';
+import { IMG2IMG_LATENT_SAMPLE_COST, patchSizeMultiple, transformerRole } from './family.js';
 
 /** FLUX's defaults (diffusers' FluxPipeline: dev 28 steps, guidance 3.5, T5 512 tokens; img2img strength 0.6). */
 const DEV_DEFAULTS: ModelDefaults = {
@@ -146,7 +147,7 @@ function refuseMasks(spec: ModelSpec, masks: boolean): void {
   if (masks && isKontext(spec))
     throw new InferenceError(
       'BAD_USER_INPUT',
-      `model ${spec.id} (${spec.pipeline.describe}) does not take masks: masked edits are not implemented for FLUX Kontext; send no mask, or use a FLUX img2img or Stable Diffusion model`,
+      `model ${spec.id} (${spec.family.describe}) does not take masks: masked edits are not implemented for FLUX Kontext; send no mask, or use a FLUX img2img or Stable Diffusion model`,
     );
 }
 
@@ -188,135 +189,168 @@ export function trueCfgActive(edit: Pick<EditShape, 'trueCfgScale' | 'negativePr
   return (edit.trueCfgScale ?? 1) > 1 && (edit.negativePrompt ?? '') !== '';
 }
 
-async function runFlux(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, hooks: PipelineHooks): Promise<Float32Array[]> {
-  const spec = ctx.sessions.spec;
-  refuseMasks(
-    spec,
-    items.some((i) => i.mask),
-  );
-  const kontext = isKontext(spec);
-  const batch = items.length;
-  const shape = latentShapeFor(ctx, params);
-  if (shape.height % PACK || shape.width % PACK)
-    throw new InferenceError('BAD_USER_INPUT', `FLUX sizes must be multiples of ${spec.vaeScaleFactor * PACK} pixels (got ${params.width}x${params.height})`);
-  const itemSize = shape.channels * shape.height * shape.width;
-  const hp = shape.height / PACK;
-  const wp = shape.width / PACK;
-  const tokens = hp * wp;
-  const cp = shape.channels * PACK * PACK;
-  const { scalingFactor, shiftFactor } = spec;
-  const cfg = trueCfgActive(params);
-  const length = params.maxSequenceLength ?? MAX_T5_SEQUENCE_LENGTH;
+/** FLUX's text conditioning of every row ([negative × B,] positive × B): CLIP pooled and T5 states. */
+interface FluxConditioning {
+  pooled: Float32Array;
+  t5: Float32Array;
+  rows: number;
+  length: number;
+  textDim: number;
+}
 
-  const prompts = items.map((i) => i.prompt);
-  await encodeFluxPrompts(ctx, cfg ? [...prompts, params.negativePrompt] : prompts, length);
-  // Rows: [negative × B,] positive × B.
-  const rowPrompts = cfg ? [...items.map(() => params.negativePrompt), ...prompts] : prompts;
-  const rows = rowPrompts.length;
-  const pooled = stack(
-    ctx,
-    rowPrompts.map((p) => `clip-pooled\u0000${p}`),
-  );
-  const t5 = stack(
-    ctx,
-    rowPrompts.map((p) => `t5\u0000${length}\u0000${p}`),
-  );
-  const textDim = t5.length / rows / length;
+/** The packed input image (Kontext's reference), the transformer's sequence buffer and its ids. */
+interface FluxLatents extends PreparedLatents {
+  /** The VAE's latent layout (the loop steps packed tokens). */
+  vaeShape: LatentShape;
+  packedImage: Float32Array;
+  hidden: Float32Array;
+  imgIds: { data: Float32Array; dims: number[] };
+  txtIds: { data: Float32Array; dims: number[] };
+  /** Image tokens per row (the generated ones; Kontext appends as many reference tokens). */
+  tokens: number;
+  seq: number;
+  cp: number;
+}
 
-  const generators = generatorsFor(items);
-  const distinct = [...new Set(items.map((i) => i.image))];
-  const encoded = await encodeImages(ctx, distinct, params, shape, !kontext);
-  // Model-scale image latents per item: (z − shift)·scale; img2img samples z, Kontext takes the mode.
-  const imageLatents = ctx.scratch.floats(batch * itemSize);
-  items.forEach((item, b) => {
-    const { mean, std } = encoded[distinct.indexOf(item.image)]!;
-    const out = imageLatents.subarray(b * itemSize, (b + 1) * itemSize);
-    for (let k = 0; k < itemSize; k++) {
-      const z = std === null ? mean[k]! : mean[k]! + std[k]! * generators[b]!.nextNormal();
-      out[k] = (z - shiftFactor) * scalingFactor;
-    }
-  });
-  const packedImage = packLatents(imageLatents, batch, shape, ctx.scratch.floats(batch * itemSize));
+function fluxStages(kontext: boolean): FamilyStages<FluxConditioning, FluxLatents> {
+  return {
+    async encodePrompt(ctx, items, params) {
+      const length = params.maxSequenceLength ?? MAX_T5_SEQUENCE_LENGTH;
+      const prompts = items.map((i) => i.prompt);
+      const cfg = trueCfgActive(params);
+      await encodeFluxPrompts(ctx, cfg ? [...prompts, params.negativePrompt] : prompts, length);
+      // Rows: [negative × B,] positive × B.
+      const rowPrompts = cfg ? [...items.map(() => params.negativePrompt), ...prompts] : prompts;
+      const rows = rowPrompts.length;
+      const pooled = stack(
+        ctx,
+        rowPrompts.map((p) => `clip-pooled\u0000${p}`),
+      );
+      const t5 = stack(
+        ctx,
+        rowPrompts.map((p) => `t5\u0000${length}\u0000${p}`),
+      );
+      return { pooled, t5, rows, length, textDim: t5.length / rows / length };
+    },
 
-  const config = parseFlowMatchSchedulerConfig(spec.schedulerJson);
-  const scheduler = ctx.createScheduler('FLOW_MATCH_EULER');
-  scheduler.setTimesteps(params.steps, { sigmas: fluxSigmas(params.steps), mu: config.use_dynamic_shifting ? calculateShift(tokens, config) : undefined });
-  const begin = kontext ? 0 : flowImg2ImgBeginIndex(params.steps, params.strength);
-  if (begin > 0) scheduler.setBeginIndex(begin);
-  const timesteps = scheduler.timesteps.subarray(begin);
-  // Noise drawn in the unpacked layout, as diffusers' prepare_latents draws it, then packed.
-  const noise = packLatents(drawNoise(generators, itemSize, ctx.scratch.floats(batch * itemSize)), batch, shape, ctx.scratch.floats(batch * itemSize));
-  const latents = kontext ? noise : scheduler.addNoise(packedImage, noise, timesteps[0]!);
+    async prepareLatents(ctx, items, params, { scheduler, timesteps }, generators) {
+      const spec = ctx.sessions.spec;
+      refuseMasks(
+        spec,
+        items.some((i) => i.mask),
+      );
+      const batch = items.length;
+      const shape = latentShapeFor(ctx, params);
+      if (shape.height % PACK || shape.width % PACK)
+        throw new InferenceError(
+          'BAD_USER_INPUT',
+          `FLUX sizes must be multiples of ${spec.vaeScaleFactor * PACK} pixels (got ${params.width}x${params.height})`,
+        );
+      const itemSize = shape.channels * shape.height * shape.width;
+      const hp = shape.height / PACK;
+      const wp = shape.width / PACK;
+      const tokens = hp * wp;
+      const cp = shape.channels * PACK * PACK;
+      const { scalingFactor, shiftFactor } = spec;
+      const distinct = [...new Set(items.map((i) => i.image))];
+      const encoded = await encodeImages(ctx, distinct, params, shape, !kontext);
+      // Model-scale image latents per item: (z − shift)·scale; img2img samples z, Kontext takes the mode.
+      const imageLatents = ctx.scratch.floats(batch * itemSize);
+      items.forEach((item, b) => {
+        const { mean, std } = encoded[distinct.indexOf(item.image)]!;
+        const out = imageLatents.subarray(b * itemSize, (b + 1) * itemSize);
+        for (let k = 0; k < itemSize; k++) {
+          const z = std === null ? mean[k]! : mean[k]! + std[k]! * generators[b]!.nextNormal();
+          out[k] = (z - shiftFactor) * scalingFactor;
+        }
+      });
+      const packedImage = packLatents(imageLatents, batch, shape, ctx.scratch.floats(batch * itemSize));
+      // Noise drawn in the unpacked layout, as diffusers' prepare_latents draws it, then packed.
+      const noise = packLatents(drawNoise(generators, itemSize, ctx.scratch.floats(batch * itemSize)), batch, shape, ctx.scratch.floats(batch * itemSize));
+      const latents = kontext ? noise : scheduler.addNoise(packedImage, noise, timesteps[0]!);
 
-  const seq = kontext ? 2 * tokens : tokens;
-  const outIds = imageIds(hp, wp, 0);
-  let ids = outIds;
-  if (kontext) {
-    ids = new Float32Array(seq * 3);
-    ids.set(outIds);
-    ids.set(imageIds(hp, wp, 1), outIds.length);
-  }
-  const imgIds = idsFeed(ctx, 'img_ids', ids, rows);
-  const txtIds = idsFeed(ctx, 'txt_ids', new Float32Array(length * 3), rows);
-  const hasGuidance = ctx.sessions.hasInput('transformer', 'guidance');
-  const hidden = ctx.scratch.floats(rows * seq * cp);
-  const tokenRow = tokens * cp;
-  const guided = cfg ? ctx.scratch.floats(batch * tokenRow) : null;
-  const velocity = ctx.scratch.floats(batch * tokenRow);
+      const rows = trueCfgActive(params) ? 2 * batch : batch;
+      const length = params.maxSequenceLength ?? MAX_T5_SEQUENCE_LENGTH;
+      const seq = kontext ? 2 * tokens : tokens;
+      const outIds = imageIds(hp, wp, 0);
+      let ids = outIds;
+      if (kontext) {
+        ids = new Float32Array(seq * 3);
+        ids.set(outIds);
+        ids.set(imageIds(hp, wp, 1), outIds.length);
+      }
+      // Previews and progress see the unpacked x₀ estimate.
+      const unpackedPreview = ctx.scratch.floats(batch * itemSize);
+      return {
+        latents,
+        shape: { channels: cp, height: tokens, width: 1 },
+        blend: kontext ? null : packedMaskBlend(scheduler, timesteps, items, params, shape, packedImage, noise),
+        preview: (info: StepInfo): StepInfo => ({
+          ...info,
+          predOriginal: unpackLatents(info.predOriginal, batch, shape, unpackedPreview),
+          latentChannels: shape.channels,
+          latentHeight: shape.height,
+          latentWidth: shape.width,
+        }),
+        vaeShape: shape,
+        packedImage,
+        hidden: ctx.scratch.floats(rows * seq * cp),
+        imgIds: idsFeed(ctx, 'img_ids', ids, rows),
+        txtIds: idsFeed(ctx, 'txt_ids', new Float32Array(length * 3), rows),
+        tokens,
+        seq,
+        cp,
+      };
+    },
 
-  const predict = async (x: Float32Array, t: number): Promise<Float32Array> => {
-    for (let r = 0; r < rows; r++) {
-      const b = r % batch;
-      hidden.set(x.subarray(b * tokenRow, (b + 1) * tokenRow), r * seq * cp);
-      if (kontext) hidden.set(packedImage.subarray(b * tokenRow, (b + 1) * tokenRow), r * seq * cp + tokenRow);
-    }
-    const feeds: Record<string, { data: Float32Array; dims: number[] }> = {
-      hidden_states: { data: hidden, dims: [rows, seq, cp] },
-      encoder_hidden_states: { data: t5, dims: [rows, length, textDim] },
-      pooled_projections: { data: pooled, dims: [rows, pooled.length / rows] },
-      timestep: { data: new Float32Array(rows).fill(Math.fround(t) / 1000), dims: [rows] },
-      img_ids: imgIds,
-      txt_ids: txtIds,
-    };
-    if (hasGuidance) feeds.guidance = { data: new Float32Array(rows).fill(params.guidanceScale), dims: [rows] };
-    const out = await ctx.sessions.run('transformer', feeds, 'out_hidden_states');
-    // The generated tokens are the first `tokens` of each row.
-    const rowOut = (r: number): Float32Array => out.subarray(r * seq * cp, r * seq * cp + tokenRow);
-    if (!cfg) {
-      for (let b = 0; b < batch; b++) velocity.set(rowOut(b), b * tokenRow);
-      return velocity;
-    }
-    const s = params.trueCfgScale;
-    for (let b = 0; b < batch; b++) {
-      const neg = rowOut(b);
-      const pos = rowOut(batch + b);
-      const o = b * tokenRow;
-      for (let k = 0; k < tokenRow; k++) guided![o + k] = neg[k]! + s * (pos[k]! - neg[k]!);
-    }
-    return guided!;
+    predict(ctx, items, params, { pooled, t5, rows, length, textDim }, { packedImage, hidden, imgIds, txtIds, tokens, seq, cp }) {
+      const batch = items.length;
+      const cfg = rows > batch;
+      const hasGuidance = ctx.sessions.hasInput('transformer', 'guidance');
+      const tokenRow = tokens * cp;
+      const guided = cfg ? ctx.scratch.floats(batch * tokenRow) : null;
+      const velocity = ctx.scratch.floats(batch * tokenRow);
+      return async (x, t) => {
+        for (let r = 0; r < rows; r++) {
+          const b = r % batch;
+          hidden.set(x.subarray(b * tokenRow, (b + 1) * tokenRow), r * seq * cp);
+          if (kontext) hidden.set(packedImage.subarray(b * tokenRow, (b + 1) * tokenRow), r * seq * cp + tokenRow);
+        }
+        const feeds: Record<string, { data: Float32Array; dims: number[] }> = {
+          hidden_states: { data: hidden, dims: [rows, seq, cp] },
+          encoder_hidden_states: { data: t5, dims: [rows, length, textDim] },
+          pooled_projections: { data: pooled, dims: [rows, pooled.length / rows] },
+          timestep: { data: new Float32Array(rows).fill(Math.fround(t) / 1000), dims: [rows] },
+          img_ids: imgIds,
+          txt_ids: txtIds,
+        };
+        if (hasGuidance) feeds.guidance = { data: new Float32Array(rows).fill(params.guidanceScale), dims: [rows] };
+        const out = await ctx.sessions.run('transformer', feeds, 'out_hidden_states');
+        // The generated tokens are the first `tokens` of each row.
+        const rowOut = (r: number): Float32Array => out.subarray(r * seq * cp, r * seq * cp + tokenRow);
+        if (!cfg) {
+          for (let b = 0; b < batch; b++) velocity.set(rowOut(b), b * tokenRow);
+          return velocity;
+        }
+        const s = params.trueCfgScale;
+        for (let b = 0; b < batch; b++) {
+          const neg = rowOut(b);
+          const pos = rowOut(batch + b);
+          const o = b * tokenRow;
+          for (let k = 0; k < tokenRow; k++) guided![o + k] = neg[k]! + s * (pos[k]! - neg[k]!);
+        }
+        return guided!;
+      };
+    },
+
+    decode(ctx, final, items, { vaeShape: shape }, hooks) {
+      const { scalingFactor, shiftFactor } = ctx.sessions.spec;
+      const batch = items.length;
+      const z = unpackLatents(final, batch, shape, ctx.scratch.floats(final.length));
+      for (let k = 0; k < z.length; k++) z[k] = z[k]! / scalingFactor + shiftFactor;
+      return decodeUnscaled(ctx, z, batch, shape, hooks);
+    },
   };
-
-  // Previews and progress see the unpacked x₀ estimate.
-  const unpackedPreview = ctx.scratch.floats(batch * itemSize);
-  const stepHooks: PipelineHooks = {
-    throwIfAborted: () => hooks.throwIfAborted(),
-    turn: hooks.turn,
-    afterStep: (info: StepInfo) =>
-      hooks.afterStep({
-        ...info,
-        predOriginal: unpackLatents(info.predOriginal, batch, shape, unpackedPreview),
-        latentChannels: shape.channels,
-        latentHeight: shape.height,
-        latentWidth: shape.width,
-      }),
-  };
-  const packedShape: LatentShape = { channels: cp, height: tokens, width: 1 };
-  const blend = kontext ? null : packedMaskBlend(scheduler, timesteps, items, params, shape, packedImage, noise);
-  const final = await denoiseLatents(scheduler, timesteps, latents, predict, generators, packedShape, stepHooks, ctx.scratch, blend);
-
-  const z = unpackLatents(final, batch, shape, ctx.scratch.floats(batch * itemSize));
-  for (let k = 0; k < z.length; k++) z[k] = z[k]! / scalingFactor + shiftFactor;
-  return decodeUnscaled(ctx, z, batch, shape, hooks);
 }
 
 const hasGuidanceInput = (signatures: ModelSpec['signatures']): boolean => !!signatures.transformer?.inputs.some((p) => p.name === 'guidance');
@@ -330,11 +364,21 @@ function fluxFamily(kind: string, describe: string, pipelineClasses: RegExp, kon
     pipelineClasses,
     maskMethod: 'latent-blend',
     components: ['textEncoder', 'textEncoder2', 'transformer', 'vaeEncoder', 'vaeDecoder'],
-    // The transformer's ports (`guidance` when the model embeds guidance).
-    unetInputs: ['hidden_states', 'encoder_hidden_states', 'pooled_projections', 'timestep', 'img_ids', 'txt_ids', 'guidance'],
+    // The transformer's ports (`guidance` where the model embeds guidance).
+    denoiser: transformerRole(['hidden_states', 'encoder_hidden_states', 'pooled_projections', 'timestep', 'img_ids', 'txt_ids', 'guidance'], ['guidance']),
     tokenizers: ['tokenizer', 'tokenizer_2'],
-    // No UNet: the transformer takes packed 2×2 patches.
-    unetInChannels: (latentChannels) => latentChannels * PACK * PACK,
+    // The transformer takes packed 2×2 patches.
+    denoiserInChannels: (latentChannels) => latentChannels * PACK * PACK,
+    // diffusers' FluxPipeline: vae_scale_factor × 2, so that the latents pack into 2×2 patches.
+    sizeMultiple: patchSizeMultiple,
+    latentSampleCost: IMG2IMG_LATENT_SAMPLE_COST,
+    // σ = linspace(1, 1/n, n), shifted by `mu` from the image token count where the folder's config
+    // shifts dynamically.
+    timestepOptions: (spec, steps, size) => {
+      const config = parseFlowMatchSchedulerConfig(spec.schedulerJson);
+      const tokens = (size.height / spec.vaeScaleFactor / PACK) * (size.width / spec.vaeScaleFactor / PACK);
+      return { sigmas: fluxSigmas(steps), mu: config.use_dynamic_shifting ? calculateShift(tokens, config) : undefined };
+    },
     defaults: strength(DEV_DEFAULTS),
     defaultsFor: ({ signatures }) => strength(hasGuidanceInput(signatures) ? DEV_DEFAULTS : SCHNELL_DEFAULTS),
     scheduler: 'FLOW_MATCH_EULER',
@@ -343,14 +387,15 @@ function fluxFamily(kind: string, describe: string, pipelineClasses: RegExp, kon
     // tokens, 4 latent pixels each), the 16-channel VAE decoder as SD's.
     memoryDefaults: { unetBytesPerLatentPixel: 48 * 1024, attentionHeads: 24, attentionDownscale: PACK, vaeBytesPerPixel: 4 * 1024 },
     guidanceBranches: (edit) => (trueCfgActive(edit) ? 2 : 1),
-    startIndex: (edit) => (kontext ? 0 : flowImg2ImgBeginIndexSafe(edit.steps, edit.strength)),
+    // Kontext generates from noise: no begin index.
+    startIndex: (edit) => (kontext ? null : flowImg2ImgBeginIndexSafe(edit.steps, edit.strength)),
     checkEdit: (spec, edit) => refuseMasks(spec, edit.masks),
     extraAttentionTokens: (spec, edit, width, height) => {
       const text = edit.maxSequenceLength ?? spec.defaults.maxSequenceLength ?? MAX_T5_SEQUENCE_LENGTH;
       // Kontext: the reference image's tokens, as many as the output's.
       return kontext ? text + Math.floor(width / spec.vaeScaleFactor / PACK) * Math.floor(height / spec.vaeScaleFactor / PACK) : text;
     },
-    run: runFlux,
+    stages: fluxStages(kontext),
   };
 }
 

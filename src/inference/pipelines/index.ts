@@ -32,5 +32,5 @@ export function familyForPipelineClass(className: string): PipelineFamilyDef | n
  * transformers differently); null when none does.
  */
 export function familyForPipelineClassAndChannels(className: string, inChannels: number, latentChannels: number): PipelineFamilyDef | null {
-  return PIPELINE_FAMILIES.find((f) => f.pipelineClasses.test(className) && f.unetInChannels(latentChannels) === inChannels) ?? null;
+  return PIPELINE_FAMILIES.find((f) => f.pipelineClasses.test(className) && f.denoiserInChannels(latentChannels) === inChannels) ?? null;
 }

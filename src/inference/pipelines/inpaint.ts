@@ -7,11 +7,11 @@
  * of the whole image. Outside the mask the runner composites the input back.
  */
 import { classifierFreeGuidance, concatBatches, scaleInPlace } from '../tensor.js';
-import type { Conditioner, LatentShape, PipelineItem, PipelineParams } from './common.js';
-import { clipConditioning, decodeLatents, denoiseLatents, drawNoise, encodeImages, generatorsFor, latentShapeFor, timestepFeed } from './common.js';
-import type { PipelineFamilyDef } from './family.js';
-import { SD_COMPONENTS, SD_UNET_INPUTS } from './family.js';
-import { img2imgDenoiseSteps } from './img2img.js';
+import type { Conditioner, Conditioning, LatentShape, PipelineItem, PipelineParams } from './common.js';
+import { clipConditioning, decodeLatents, drawNoise, encodeImages, latentShapeFor, timestepFeed } from './common.js';
+import type { FamilyStages, PipelineFamilyDef, PreparedLatents } from './family.js';
+import { IMG2IMG_LATENT_SAMPLE_COST, SD_COMPONENTS, unetRole, unetSizeMultiple } from './family.js';
+import { img2imgStartIndex } from './img2img.js';
 
 /** The binarised mask at latent size, nearest-neighbour (pixel at each cell's top-left + half). */
 export function latentMaskNearest(mask: Float32Array | null, params: PipelineParams, shape: LatentShape): Float32Array {
@@ -44,70 +44,77 @@ export function distinctImageMasks(items: readonly PipelineItem[]): { pairs: Pip
   return { pairs, pairOf };
 }
 
-/** The inpainting run for a family's text conditioning. */
-export function inpaintRun(condition: Conditioner): PipelineFamilyDef['run'] {
-  return async (ctx, items, params, hooks) => {
-    const batch = items.length;
-    const shape = latentShapeFor(ctx, params);
-    const pixels = shape.height * shape.width;
-    const itemSize = shape.channels * pixels;
-    const rowChannels = 2 * shape.channels + 1;
-    const guided = params.guidanceScale > 1;
-    const { scratch } = ctx;
-    const scalingFactor = ctx.sessions.spec.scalingFactor;
-    const { embeds, extra } = await condition(ctx, items, params, guided);
+/** The UNet input, [rows, 2C + 1, h, w]: each row's mask and masked-image latents are written once. */
+interface InpaintLatents extends PreparedLatents {
+  unetInput: Float32Array;
+  rows: number;
+}
 
-    // One masked image per distinct (image, mask): the edited region set to mid-grey (0 in the VAE's range).
-    const { pairs, pairOf } = distinctImageMasks(items);
-    const maskedImages = pairs.map((p) => maskedImage(p.image, p.mask));
-    const maskedLatents = (await encodeImages(ctx, maskedImages, params, shape, false)).map((e) => scaleInPlace(e.mean, scalingFactor));
-    const latentMasks = pairs.map((p) => latentMaskNearest(p.mask, params, shape));
+/** The inpainting stages for a family's text conditioning. */
+export function inpaintStages(condition: Conditioner): FamilyStages<Conditioning, InpaintLatents> {
+  return {
+    encodePrompt: (ctx, items, params) => condition(ctx, items, params, params.guidanceScale > 1),
 
-    const generators = generatorsFor(items);
-    const scheduler = ctx.createScheduler(params.scheduler);
-    scheduler.setTimesteps(params.steps);
-    const tStart = params.steps - img2imgDenoiseSteps(params.steps, params.strength);
-    scheduler.setBeginIndex(tStart);
-    const timesteps = scheduler.timesteps.subarray(tStart);
-    let latents: Float32Array;
-    if (params.strength >= 1) {
-      latents = scaleInPlace(drawNoise(generators, itemSize, scratch.floats(batch * itemSize)), scheduler.initNoiseSigma);
-    } else {
-      const distinct = [...new Set(items.map((i) => i.image))];
-      const encoded = await encodeImages(ctx, distinct, params, shape, false);
-      const init = concatBatches(
-        items.map((i) => encoded[distinct.indexOf(i.image)]!.mean),
-        scratch.floats(batch * itemSize),
-      );
-      latents = scheduler.addNoise(scaleInPlace(init, scalingFactor), drawNoise(generators, itemSize), timesteps[0]!);
-    }
+    async prepareLatents(ctx, items, params, { scheduler, timesteps }, generators) {
+      const batch = items.length;
+      const shape = latentShapeFor(ctx, params);
+      const pixels = shape.height * shape.width;
+      const itemSize = shape.channels * pixels;
+      const rowChannels = 2 * shape.channels + 1;
+      const { scratch } = ctx;
+      const scalingFactor = ctx.sessions.spec.scalingFactor;
+      // One masked image per distinct (image, mask): the edited region set to mid-grey (0 in the VAE's range).
+      const { pairs, pairOf } = distinctImageMasks(items);
+      const maskedImages = pairs.map((p) => maskedImage(p.image, p.mask));
+      const maskedLatents = (await encodeImages(ctx, maskedImages, params, shape, false)).map((e) => scaleInPlace(e.mean, scalingFactor));
+      const latentMasks = pairs.map((p) => latentMaskNearest(p.mask, params, shape));
+      let latents: Float32Array;
+      if (params.strength >= 1) {
+        latents = scaleInPlace(drawNoise(generators, itemSize, scratch.floats(batch * itemSize)), scheduler.initNoiseSigma);
+      } else {
+        const distinct = [...new Set(items.map((i) => i.image))];
+        const encoded = await encodeImages(ctx, distinct, params, shape, false);
+        const init = concatBatches(
+          items.map((i) => encoded[distinct.indexOf(i.image)]!.mean),
+          scratch.floats(batch * itemSize),
+        );
+        latents = scheduler.addNoise(scaleInPlace(init, scalingFactor), drawNoise(generators, itemSize), timesteps[0]!);
+      }
+      // UNet rows: [uncond…, text…] when guided, each [latents(C) ‖ mask(1) ‖ masked latents(C)].
+      const rows = params.guidanceScale > 1 ? 2 * batch : batch;
+      const unetInput = scratch.floats(rows * rowChannels * pixels);
+      for (let r = 0; r < rows; r++) {
+        const k = pairOf[r % batch]!;
+        const base = r * rowChannels * pixels;
+        unetInput.set(latentMasks[k]!, base + shape.channels * pixels);
+        unetInput.set(maskedLatents[k]!, base + (shape.channels + 1) * pixels);
+      }
+      return { latents, shape, blend: null, unetInput, rows };
+    },
 
-    // UNet rows: [uncond…, text…] when guided, each [latents(C) ‖ mask(1) ‖ masked latents(C)].
-    const rows = guided ? 2 * batch : batch;
-    const unetInput = scratch.floats(rows * rowChannels * pixels);
-    for (let r = 0; r < rows; r++) {
-      const k = pairOf[r % batch]!;
-      const base = r * rowChannels * pixels;
-      unetInput.set(latentMasks[k]!, base + shape.channels * pixels);
-      unetInput.set(maskedLatents[k]!, base + (shape.channels + 1) * pixels);
-    }
-    const guidedOut = scratch.floats(batch * itemSize);
-    const predictNoise = async (scaled: Float32Array, t: number): Promise<Float32Array> => {
-      for (let r = 0; r < rows; r++) unetInput.set(scaled.subarray((r % batch) * itemSize, ((r % batch) + 1) * itemSize), r * rowChannels * pixels);
-      const pred = await ctx.sessions.run(
-        'unet',
-        {
-          sample: { data: unetInput, dims: [rows, rowChannels, shape.height, shape.width] },
-          timestep: timestepFeed(t, rows),
-          encoder_hidden_states: embeds,
-          ...extra,
-        },
-        'out_sample',
-      );
-      return guided ? classifierFreeGuidance(pred, batch * itemSize, params.guidanceScale, guidedOut) : pred;
-    };
-    const final = await denoiseLatents(scheduler, timesteps, latents, predictNoise, generators, shape, hooks, scratch);
-    return decodeLatents(ctx, final, batch, shape, hooks);
+    predict(ctx, items, params, { embeds, extra }, { shape, unetInput, rows }) {
+      const batch = items.length;
+      const pixels = shape.height * shape.width;
+      const itemSize = shape.channels * pixels;
+      const rowChannels = 2 * shape.channels + 1;
+      const guidedOut = ctx.scratch.floats(batch * itemSize);
+      return async (scaled, t) => {
+        for (let r = 0; r < rows; r++) unetInput.set(scaled.subarray((r % batch) * itemSize, ((r % batch) + 1) * itemSize), r * rowChannels * pixels);
+        const pred = await ctx.sessions.run(
+          'unet',
+          {
+            sample: { data: unetInput, dims: [rows, rowChannels, shape.height, shape.width] },
+            timestep: timestepFeed(t, rows),
+            encoder_hidden_states: embeds,
+            ...extra,
+          },
+          'out_sample',
+        );
+        return rows > batch ? classifierFreeGuidance(pred, batch * itemSize, params.guidanceScale, guidedOut) : pred;
+      };
+    },
+
+    decode: (ctx, final, items, { shape }, hooks) => decodeLatents(ctx, final, items.length, shape, hooks),
   };
 }
 
@@ -117,11 +124,13 @@ export const inpaint: PipelineFamilyDef = {
   pipelineClasses: /^(ORT|Onnx)?StableDiffusionInpaintPipeline$/,
   maskMethod: 'unet-mask-channels',
   components: SD_COMPONENTS,
-  unetInputs: SD_UNET_INPUTS,
+  denoiser: unetRole(),
   tokenizers: ['tokenizer'],
-  unetInChannels: (latentChannels) => 2 * latentChannels + 1,
+  denoiserInChannels: (latentChannels) => 2 * latentChannels + 1,
+  sizeMultiple: unetSizeMultiple,
+  latentSampleCost: IMG2IMG_LATENT_SAMPLE_COST,
   defaults: { steps: 25, guidanceScale: 7.5, imageGuidanceScale: null, strength: 1, scheduler: 'EULER', size: '512x512' },
   guidanceBranches: (edit) => (edit.guidanceScale > 1 ? 2 : 1),
-  startIndex: (edit) => edit.steps - img2imgDenoiseSteps(edit.steps, edit.strength),
-  run: inpaintRun(clipConditioning),
+  startIndex: img2imgStartIndex,
+  stages: inpaintStages(clipConditioning),
 };

@@ -18,12 +18,13 @@
  *   composites the input back.
  */
 import { InferenceError } from '../errors.js';
-import type { ModelDefaults } from '../modelFolder.js';
+import type { ModelDefaults } from '../modelTypes.js';
 import { calculateShift, flowImg2ImgBeginIndex, imageSeqLen, parseFlowMatchSchedulerConfig } from '../schedulers/flowMatchEuler.js';
 import { classifierFreeGuidance } from '../tensor.js';
 import type { LatentShape, PipelineContext, PipelineItem, PipelineParams } from './common.js';
-import { decodeLatents, denoiseLatents, drawNoise, encodeImages, generatorsFor, latentShapeFor, maskBlend } from './common.js';
-import type { PipelineFamilyDef } from './family.js';
+import { decodeLatents, drawNoise, encodeImages, latentShapeFor, maskBlend } from './common.js';
+import type { FamilyStages, PipelineFamilyDef, PreparedLatents } from './family.js';
+import { IMG2IMG_LATENT_SAMPLE_COST, patchSizeMultiple, transformerRole } from './family.js';
 import { distinctImageMasks, latentMaskNearest, maskedImage } from './inpaint.js';
 
 /** diffusers' StableDiffusion3Img2ImgPipeline defaults: 28 steps, guidance 7, T5 256 tokens; strength 0.6. */
@@ -99,86 +100,106 @@ async function encodeSd3Prompts(ctx: PipelineContext, prompts: readonly string[]
   ctx.embeddings.set(`sd3-shape\u0000${length}`, Float32Array.of(rows, width, l.pooledWidth + g.pooledWidth));
 }
 
+/** SD3's text conditioning of every row: [negative…, prompt…] when guided. */
+interface Sd3Conditioning {
+  text: Float32Array;
+  pooled: Float32Array;
+  rows: number;
+  seq: number;
+  width: number;
+  pooledWidth: number;
+}
+
+/** The transformer input when rows differ from the latents (guidance, or the 33-channel layout); null: the latents themselves. */
+interface Sd3Latents extends PreparedLatents {
+  input: Float32Array | null;
+  rowChannels: number;
+}
+
 /**
- * The SD3 run. `maskChannels`: a 33-channel inpainting transformer, every row
+ * The SD3 stages. `maskChannels`: a 33-channel inpainting transformer, every row
  * [latents ‖ mask ‖ masked-image latents]; otherwise (16 channels) masks blend latents after
  * every step, as diffusers' StableDiffusion3InpaintPipeline does for each.
  */
-function sd3Run(maskChannels: boolean): PipelineFamilyDef['run'] {
-  return async (ctx, items, params, hooks) => {
-    const spec = ctx.sessions.spec;
-    const batch = items.length;
-    const shape = latentShapeFor(ctx, params);
-    const pixels = shape.height * shape.width;
-    const itemSize = shape.channels * pixels;
-    const guided = params.guidanceScale > 1;
-    const length = params.maxSequenceLength ?? SD3_DEFAULTS.maxSequenceLength!;
-    const prompts = items.map((i) => i.prompt);
-    await encodeSd3Prompts(ctx, guided ? [...prompts, params.negativePrompt] : prompts, length);
-    const [seq, width, pooledWidth] = Array.from(ctx.embeddings.get(`sd3-shape\u0000${length}`)!) as [number, number, number];
-    const rowPrompts = guided ? [...items.map(() => params.negativePrompt), ...prompts] : prompts;
-    const rows = rowPrompts.length;
-    const text = new Float32Array(rows * seq * width);
-    const pooled = new Float32Array(rows * pooledWidth);
-    rowPrompts.forEach((p, r) => {
-      const joint = ctx.embeddings.get(`sd3\u0000${length}\u0000${p}`)!;
-      text.set(joint.subarray(0, seq * width), r * seq * width);
-      pooled.set(joint.subarray(seq * width), r * pooledWidth);
-    });
+function sd3Stages(maskChannels: boolean): FamilyStages<Sd3Conditioning, Sd3Latents> {
+  return {
+    async encodePrompt(ctx, items, params) {
+      const guided = params.guidanceScale > 1;
+      const length = params.maxSequenceLength ?? SD3_DEFAULTS.maxSequenceLength!;
+      const prompts = items.map((i) => i.prompt);
+      await encodeSd3Prompts(ctx, guided ? [...prompts, params.negativePrompt] : prompts, length);
+      const [seq, width, pooledWidth] = Array.from(ctx.embeddings.get(`sd3-shape\u0000${length}`)!) as [number, number, number];
+      const rowPrompts = guided ? [...items.map(() => params.negativePrompt), ...prompts] : prompts;
+      const rows = rowPrompts.length;
+      const text = new Float32Array(rows * seq * width);
+      const pooled = new Float32Array(rows * pooledWidth);
+      rowPrompts.forEach((p, r) => {
+        const joint = ctx.embeddings.get(`sd3\u0000${length}\u0000${p}`)!;
+        text.set(joint.subarray(0, seq * width), r * seq * width);
+        pooled.set(joint.subarray(seq * width), r * pooledWidth);
+      });
+      return { text, pooled, rows, seq, width, pooledWidth };
+    },
 
-    const generators = generatorsFor(items);
-    const distinct = [...new Set(items.map((i) => i.image))];
-    const encoded = await encodeImages(ctx, distinct, params, shape, true);
-    const init = ctx.scratch.floats(batch * itemSize);
-    items.forEach((item, b) => {
-      const { mean, std } = encoded[distinct.indexOf(item.image)]!;
-      for (let k = 0; k < itemSize; k++) {
-        const z = std === null ? mean[k]! : mean[k]! + std[k]! * generators[b]!.nextNormal();
-        init[b * itemSize + k] = (z - spec.shiftFactor) * spec.scalingFactor;
+    async prepareLatents(ctx, items, params, { scheduler, timesteps }, generators) {
+      const spec = ctx.sessions.spec;
+      const batch = items.length;
+      const shape = latentShapeFor(ctx, params);
+      const pixels = shape.height * shape.width;
+      const itemSize = shape.channels * pixels;
+      const distinct = [...new Set(items.map((i) => i.image))];
+      const encoded = await encodeImages(ctx, distinct, params, shape, true);
+      const init = ctx.scratch.floats(batch * itemSize);
+      items.forEach((item, b) => {
+        const { mean, std } = encoded[distinct.indexOf(item.image)]!;
+        for (let k = 0; k < itemSize; k++) {
+          const z = std === null ? mean[k]! : mean[k]! + std[k]! * generators[b]!.nextNormal();
+          init[b * itemSize + k] = (z - spec.shiftFactor) * spec.scalingFactor;
+        }
+      });
+      const noise = drawNoise(generators, itemSize, ctx.scratch.floats(batch * itemSize));
+      const latents = scheduler.addNoise(init, noise, timesteps[0]!);
+      const blend = maskChannels ? null : maskBlend(scheduler, timesteps, items, params, shape, init, noise);
+      // Transformer rows: [negative…, prompt…] when guided; each the latents, then (33 channels) the
+      // item's mask and masked-image latents.
+      const rows = params.guidanceScale > 1 ? 2 * batch : batch;
+      const rowChannels = maskChannels ? 2 * shape.channels + 1 : shape.channels;
+      const rowSize = rowChannels * pixels;
+      const input = maskChannels || rows > batch ? ctx.scratch.floats(rows * rowSize) : null;
+      if (maskChannels) {
+        const conditions = await maskConditions(ctx, items, params, shape);
+        for (let r = 0; r < rows; r++) input!.set(conditions[r % batch]!, r * rowSize + itemSize);
       }
-    });
+      return { latents, shape, blend, input, rowChannels };
+    },
 
-    const config = parseFlowMatchSchedulerConfig(spec.schedulerJson);
-    const scheduler = ctx.createScheduler('FLOW_MATCH_EULER');
-    scheduler.setTimesteps(
-      params.steps,
-      config.use_dynamic_shifting ? { mu: calculateShift(imageSeqLen(params.height, params.width, spec.vaeScaleFactor), config) } : {},
-    );
-    const begin = flowImg2ImgBeginIndex(params.steps, params.strength);
-    scheduler.setBeginIndex(begin);
-    const timesteps = scheduler.timesteps.subarray(begin);
-    const noise = drawNoise(generators, itemSize, ctx.scratch.floats(batch * itemSize));
-    const latents = scheduler.addNoise(init, noise, timesteps[0]!);
-    const blend = maskChannels ? null : maskBlend(scheduler, timesteps, items, params, shape, init, noise);
+    predict(ctx, items, params, { text, pooled, rows, seq, width, pooledWidth }, { shape, input, rowChannels }) {
+      const batch = items.length;
+      const itemSize = shape.channels * shape.height * shape.width;
+      const rowSize = rowChannels * shape.height * shape.width;
+      const guidedOut = ctx.scratch.floats(batch * itemSize);
+      return async (x, t) => {
+        if (input) for (let r = 0; r < rows; r++) input.set(x.subarray((r % batch) * itemSize, ((r % batch) + 1) * itemSize), r * rowSize);
+        const out = await ctx.sessions.run(
+          'transformer',
+          {
+            hidden_states: { data: input ?? x, dims: [rows, rowChannels, shape.height, shape.width] },
+            encoder_hidden_states: { data: text, dims: [rows, seq, width] },
+            pooled_projections: { data: pooled, dims: [rows, pooledWidth] },
+            timestep: { data: new Float32Array(rows).fill(t), dims: [rows] },
+          },
+          'out_hidden_states',
+        );
+        return rows > batch ? classifierFreeGuidance(out, batch * itemSize, params.guidanceScale, guidedOut) : out;
+      };
+    },
 
-    // Transformer rows: [negative…, prompt…] when guided; each the latents, then (33 channels) the
-    // item's mask and masked-image latents.
-    const rowChannels = maskChannels ? 2 * shape.channels + 1 : shape.channels;
-    const rowSize = rowChannels * pixels;
-    const input = maskChannels || guided ? ctx.scratch.floats(rows * rowSize) : null;
-    if (maskChannels) {
-      const conditions = await maskConditions(ctx, items, params, shape);
-      for (let r = 0; r < rows; r++) input!.set(conditions[r % batch]!, r * rowSize + itemSize);
-    }
-    const guidedOut = ctx.scratch.floats(batch * itemSize);
-    const predict = async (x: Float32Array, t: number): Promise<Float32Array> => {
-      if (input) for (let r = 0; r < rows; r++) input.set(x.subarray((r % batch) * itemSize, ((r % batch) + 1) * itemSize), r * rowSize);
-      const out = await ctx.sessions.run(
-        'transformer',
-        {
-          hidden_states: { data: input ?? x, dims: [rows, rowChannels, shape.height, shape.width] },
-          encoder_hidden_states: { data: text, dims: [rows, seq, width] },
-          pooled_projections: { data: pooled, dims: [rows, pooledWidth] },
-          timestep: { data: new Float32Array(rows).fill(t), dims: [rows] },
-        },
-        'out_hidden_states',
-      );
-      return guided ? classifierFreeGuidance(out, batch * itemSize, params.guidanceScale, guidedOut) : out;
-    };
-    const final = await denoiseLatents(scheduler, timesteps, latents, predict, generators, shape, hooks, ctx.scratch, blend);
-    // decodeLatents divides by the scaling factor; the shift is added back first.
-    for (let k = 0; k < final.length; k++) final[k] = final[k]! + spec.shiftFactor * spec.scalingFactor;
-    return decodeLatents(ctx, final, batch, shape, hooks);
+    decode(ctx, final, items, { shape }, hooks) {
+      const spec = ctx.sessions.spec;
+      // decodeLatents divides by the scaling factor; the shift is added back first.
+      for (let k = 0; k < final.length; k++) final[k] = final[k]! + spec.shiftFactor * spec.scalingFactor;
+      return decodeLatents(ctx, final, items.length, shape, hooks);
+    },
   };
 }
 
@@ -218,9 +239,18 @@ function sd3Family(kind: string, describe: string, pipelineClasses: RegExp, mask
     pipelineClasses,
     maskMethod: maskChannels ? 'unet-mask-channels' : 'latent-blend',
     components: SD3_COMPONENTS,
-    unetInputs: ['hidden_states', 'encoder_hidden_states', 'pooled_projections', 'timestep'],
+    denoiser: transformerRole(['hidden_states', 'encoder_hidden_states', 'pooled_projections', 'timestep']),
     tokenizers: ['tokenizer', 'tokenizer_2', 'tokenizer_3'],
-    unetInChannels: (latentChannels) => (maskChannels ? 2 * latentChannels + 1 : latentChannels),
+    denoiserInChannels: (latentChannels) => (maskChannels ? 2 * latentChannels + 1 : latentChannels),
+    // diffusers' StableDiffusion3Pipeline: vae_scale_factor × the transformer's patch size (2).
+    sizeMultiple: patchSizeMultiple,
+    latentSampleCost: IMG2IMG_LATENT_SAMPLE_COST,
+    // The folder's own config: a static shift (SD3), or `mu` from the image's token count where it
+    // shifts dynamically; no custom σ.
+    timestepOptions: (spec, _steps, size) => {
+      const config = parseFlowMatchSchedulerConfig(spec.schedulerJson);
+      return config.use_dynamic_shifting ? { mu: calculateShift(imageSeqLen(size.height, size.width, spec.vaeScaleFactor), config) } : {};
+    },
     defaults: SD3_DEFAULTS,
     scheduler: 'FLOW_MATCH_EULER',
     // SD3 medium's MMDiT: 24 heads over 2×2 patches, joint attention with the 77 + T5 text tokens.
@@ -234,7 +264,7 @@ function sd3Family(kind: string, describe: string, pipelineClasses: RegExp, mask
       }
     },
     extraAttentionTokens: (spec, edit) => 77 + (edit.maxSequenceLength ?? spec.defaults.maxSequenceLength ?? MAX_T5),
-    run: sd3Run(maskChannels),
+    stages: sd3Stages(maskChannels),
   };
 }
 

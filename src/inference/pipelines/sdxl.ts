@@ -14,9 +14,9 @@ import { componentFile } from '../components.js';
 import { concatBatches } from '../tensor.js';
 import type { Conditioner, PipelineContext, TensorFeed } from './common.js';
 import type { PipelineFamilyDef } from './family.js';
-import { SD_COMPONENTS, SD_UNET_INPUTS } from './family.js';
-import { img2imgDenoiseSteps, img2imgRun } from './img2img.js';
-import { inpaintRun } from './inpaint.js';
+import { IMG2IMG_LATENT_SAMPLE_COST, SD_COMPONENTS, unetRole, unetSizeMultiple } from './family.js';
+import { img2imgStages, img2imgStartIndex } from './img2img.js';
+import { inpaintStages } from './inpaint.js';
 
 /** diffusers' defaults for `_get_add_time_ids` with a refiner. */
 const AESTHETIC_SCORE = 6;
@@ -112,11 +112,10 @@ export const sdxlConditioning: Conditioner = async (ctx, items, params, guided) 
 };
 
 const SDXL_COMPONENTS: readonly Component[] = [...SD_COMPONENTS, 'textEncoder2'];
-const SDXL_UNET_INPUTS = [...SD_UNET_INPUTS, 'text_embeds', 'time_ids'];
+const SDXL_UNET = unetRole(['sample', 'timestep', 'encoder_hidden_states', 'text_embeds', 'time_ids']);
 // SDXL base at 1024² (fp16 export, unfused attention): the first attention level is at 2×
 // downsampling with 10 heads (attention_head_dim [5, 10, 20]).
 const SDXL_MEMORY = { unetBytesPerLatentPixel: 400 * 1024, attentionHeads: 10, attentionDownscale: 2, vaeBytesPerPixel: 4 * 1024 };
-const startIndex = (edit: { steps: number; strength: number }): number => edit.steps - img2imgDenoiseSteps(edit.steps, edit.strength);
 
 /** SDXL-Turbo is distilled for 1–4 steps without guidance and ships trailing timestep spacing. */
 function turboDefaults(base: PipelineFamilyDef['defaults']): NonNullable<PipelineFamilyDef['defaultsFor']> {
@@ -133,17 +132,19 @@ export const sdxlImg2Img: PipelineFamilyDef = {
   pipelineClasses: /^(ORT)?StableDiffusionXL(Img2Img)?Pipeline$/,
   maskMethod: 'latent-blend',
   components: SDXL_COMPONENTS,
-  unetInputs: SDXL_UNET_INPUTS,
+  denoiser: SDXL_UNET,
   requiredOutputs: { textEncoder2: ['text_embeds'] },
   tokenizers: ['tokenizer', 'tokenizer_2'],
-  unetInChannels: (latentChannels) => latentChannels,
+  denoiserInChannels: (latentChannels) => latentChannels,
+  sizeMultiple: unetSizeMultiple,
+  latentSampleCost: IMG2IMG_LATENT_SAMPLE_COST,
   defaults: IMG2IMG_DEFAULTS,
   defaultsFor: turboDefaults(IMG2IMG_DEFAULTS),
   limits: { maxPixels: 1536 * 1536 },
   memoryDefaults: SDXL_MEMORY,
   guidanceBranches: (edit) => (edit.guidanceScale > 1 ? 2 : 1),
-  startIndex,
-  run: img2imgRun(sdxlConditioning),
+  startIndex: img2imgStartIndex,
+  stages: img2imgStages(sdxlConditioning),
 };
 
 export const sdxlInpaint: PipelineFamilyDef = {
@@ -152,8 +153,8 @@ export const sdxlInpaint: PipelineFamilyDef = {
   describe: 'SDXL inpainting (9-channel UNet)',
   pipelineClasses: /^(ORT)?StableDiffusionXLInpaintPipeline$/,
   maskMethod: 'unet-mask-channels',
-  unetInChannels: (latentChannels) => 2 * latentChannels + 1,
+  denoiserInChannels: (latentChannels) => 2 * latentChannels + 1,
   defaults: INPAINT_DEFAULTS,
   defaultsFor: turboDefaults(INPAINT_DEFAULTS),
-  run: inpaintRun(sdxlConditioning),
+  stages: inpaintStages(sdxlConditioning),
 };

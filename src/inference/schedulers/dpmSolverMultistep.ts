@@ -8,7 +8,8 @@
 
 import { alphasCumprod, betasForSchedule, linspace, sigmasFromAlphasCumprod } from './betas.js';
 import { assertSameLength } from './euler.js';
-import { inferenceTimesteps, interpOnIndexGrid, roundHalfEven, assertBeginIndex } from './timesteps.js';
+import { inferenceTimesteps, interpOnIndexGrid, roundHalfEven } from './timesteps.js';
+import { StepIndex } from './stepIndex.js';
 import type { Scheduler, SchedulerConfig, SchedulerStepResult, TimestepSpacing } from './types.js';
 
 /**
@@ -59,8 +60,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
   readonly trainSigmas: Float64Array;
   private _timesteps: Float64Array = new Float64Array(0);
   private _sigmas: Float64Array = new Float64Array(0);
-  private stepIndex: number | null = null;
-  private beginIndex: number | null = null;
+  private readonly index = new StepIndex(this, (t) => this.indexForTimestep(t));
   /** Steps taken this run, capped at 2: the second-order update needs one earlier x̂₀. */
   private lowerOrderNums = 0;
   /** x̂₀ of the previous step. */
@@ -108,17 +108,13 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     withFinal[sigmas.length] = this.config.final_sigmas_type === 'sigma_min' ? this.trainSigmas[0]! : 0;
     this._timesteps = timesteps;
     this._sigmas = withFinal;
-    this.stepIndex = null;
-    this.beginIndex = null;
+    this.index.reset();
     this.lowerOrderNums = 0;
     this.prevX0 = null;
   }
 
   setBeginIndex(beginIndex: number): void {
-    this.requireTimesteps();
-    assertBeginIndex(beginIndex, this._timesteps.length);
-    this.beginIndex = beginIndex;
-    this.stepIndex = null;
+    this.index.setBegin(beginIndex);
   }
 
   scaleModelInput(sample: Float32Array, _timestep: number, out?: Float32Array): Float32Array {
@@ -130,7 +126,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
 
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _noise?: Float32Array, out?: SchedulerStepResult): SchedulerStepResult {
     assertSameLength('modelOutput', modelOutput, sample);
-    const index = this.ensureStepIndex(timestep);
+    const index = this.index.ensure(timestep);
     const last = index === this._timesteps.length - 1;
     const firstOrder =
       this.lowerOrderNums < 1 ||
@@ -178,15 +174,15 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     }
     this.prevX0 = prev;
     if (this.lowerOrderNums < 2) this.lowerOrderNums++;
-    this.stepIndex = index + 1;
+    this.index.advance(index);
     return { prevSample, predOriginalSample };
   }
 
   addNoise(originalSamples: Float32Array, noise: Float32Array, timestep: number): Float32Array {
-    this.requireTimesteps();
+    this.index.requireTimesteps();
     assertSameLength('noise', noise, originalSamples);
     // diffusers' precedence: without a begin index the timestep decides.
-    const index = this.beginIndex === null ? this.indexForTimestep(timestep) : (this.stepIndex ?? this.beginIndex);
+    const index = this.index.forNoiseBeginFirst(timestep);
     const sigma = this._sigmas[index]!;
     const a = 1 / Math.sqrt(sigma * sigma + 1);
     const out = new Float32Array(originalSamples.length);
@@ -207,18 +203,5 @@ export class DPMSolverMultistepScheduler implements Scheduler {
       throw new RangeError(`timestep ${timestep} is not in this run's schedule [${Array.from(this._timesteps).join(', ')}]`);
     }
     return first;
-  }
-
-  private requireTimesteps(): void {
-    if (this._timesteps.length === 0) throw new Error(`${this.name}: call setTimesteps before sampling`);
-  }
-
-  private ensureStepIndex(timestep: number): number {
-    this.requireTimesteps();
-    if (this.stepIndex === null) this.stepIndex = this.beginIndex ?? this.indexForTimestep(timestep);
-    if (this.stepIndex >= this._timesteps.length) {
-      throw new RangeError(`${this.name}: all ${this._timesteps.length} steps were already taken`);
-    }
-    return this.stepIndex;
   }
 }

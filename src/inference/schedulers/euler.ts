@@ -7,7 +7,8 @@
  */
 
 import { alphasCumprod, betasForSchedule, sigmasFromAlphasCumprod } from './betas.js';
-import { inferenceTimesteps, interpOnIndexGrid, assertBeginIndex } from './timesteps.js';
+import { inferenceTimesteps, interpOnIndexGrid } from './timesteps.js';
+import { StepIndex } from './stepIndex.js';
 import type { PredictionType, Scheduler, SchedulerConfig, SchedulerName, SchedulerStepResult } from './types.js';
 
 export function assertSameLength(what: string, a: Float32Array, b: Float32Array): void {
@@ -51,10 +52,7 @@ export abstract class SigmaScheduler implements Scheduler {
   private _timesteps: Float64Array = new Float64Array(0);
   private _sigmas: Float64Array = new Float64Array(0);
 
-  /** Index into `timesteps` of the next `step`; null until the run's first scale/step/addNoise pins it. */
-  protected stepIndex: number | null = null;
-  /** null means "not set": the first call then finds its index from the timestep, as diffusers does. */
-  protected beginIndex: number | null = null;
+  protected readonly index = new StepIndex(this, (t) => this.indexForTimestep(t));
 
   constructor(config: SchedulerConfig) {
     this.config = config;
@@ -82,7 +80,7 @@ export abstract class SigmaScheduler implements Scheduler {
 
   /** Index of the step that the next `step` call will take, or null before the run starts. */
   get currentStepIndex(): number | null {
-    return this.stepIndex;
+    return this.index.current;
   }
 
   setTimesteps(numInferenceSteps: number): void {
@@ -98,15 +96,11 @@ export abstract class SigmaScheduler implements Scheduler {
     sigmas[timesteps.length] = 0;
     this._timesteps = timesteps;
     this._sigmas = sigmas;
-    this.stepIndex = null;
-    this.beginIndex = null;
+    this.index.reset();
   }
 
   setBeginIndex(beginIndex: number): void {
-    this.requireTimesteps();
-    assertBeginIndex(beginIndex, this.timesteps.length);
-    this.beginIndex = beginIndex;
-    this.stepIndex = null;
+    this.index.setBegin(beginIndex);
   }
 
   /**
@@ -132,7 +126,7 @@ export abstract class SigmaScheduler implements Scheduler {
   }
 
   scaleModelInput(sample: Float32Array, timestep: number, into?: Float32Array): Float32Array {
-    const sigma = this.sigmas[this.ensureStepIndex(timestep)]!;
+    const sigma = this.sigmas[this.index.ensure(timestep)]!;
     const k = 1 / Math.sqrt(sigma * sigma + 1);
     const out = into ?? new Float32Array(sample.length);
     assertSameLength('out', out, sample);
@@ -141,11 +135,11 @@ export abstract class SigmaScheduler implements Scheduler {
   }
 
   addNoise(originalSamples: Float32Array, noise: Float32Array, timestep: number): Float32Array {
-    this.requireTimesteps();
+    this.index.requireTimesteps();
     assertSameLength('noise', noise, originalSamples);
     // diffusers' precedence: a run in progress (inpainting re-noising) uses the current step,
     // otherwise the begin index, otherwise wherever `timestep` sits in the schedule.
-    const index = this.stepIndex ?? this.beginIndex ?? this.indexForTimestep(timestep);
+    const index = this.index.forNoiseRunFirst(timestep);
     const sigma = this.sigmas[index]!;
     const out = new Float32Array(originalSamples.length);
     for (let i = 0; i < out.length; i++) out[i] = originalSamples[i]! + noise[i]! * sigma;
@@ -167,7 +161,7 @@ export abstract class SigmaScheduler implements Scheduler {
     out?: SchedulerStepResult,
   ): SchedulerStepResult {
     assertSameLength('modelOutput', modelOutput, sample);
-    const index = this.ensureStepIndex(timestep);
+    const index = this.index.ensure(timestep);
     const sigma = this.sigmas[index]!;
     const { sigmaTarget, noiseScale } = target(sigma, this.sigmas[index + 1]!);
     const [a, b] = x0Coefficients(this.config.prediction_type, sigma);
@@ -182,21 +176,8 @@ export abstract class SigmaScheduler implements Scheduler {
       predOriginalSample[i] = x0;
       prevSample[i] = x + (x - x0) * r + (noise ? noise[i]! * noiseScale : 0);
     }
-    this.stepIndex = index + 1;
+    this.index.advance(index);
     return { prevSample, predOriginalSample };
-  }
-
-  protected requireTimesteps(): void {
-    if (this.timesteps.length === 0) throw new Error(`${this.name}: call setTimesteps before sampling`);
-  }
-
-  protected ensureStepIndex(timestep: number): number {
-    this.requireTimesteps();
-    if (this.stepIndex === null) this.stepIndex = this.beginIndex ?? this.indexForTimestep(timestep);
-    if (this.stepIndex >= this.timesteps.length) {
-      throw new RangeError(`${this.name}: all ${this.timesteps.length} steps were already taken`);
-    }
-    return this.stepIndex;
   }
 }
 

@@ -19,7 +19,7 @@
 
 import { assertSameLength } from './euler.js';
 import type { FlowSchedulerName, Scheduler, SchedulerStepResult, SetTimestepsOptions } from './types.js';
-import { assertBeginIndex } from './timesteps.js';
+import { StepIndex } from './stepIndex.js';
 
 export type TimeShiftType = 'exponential' | 'linear';
 
@@ -206,8 +206,7 @@ export class FlowMatchEulerDiscreteScheduler implements Scheduler {
 
   private _timesteps: Float64Array = new Float64Array(0);
   private _sigmas: Float64Array = new Float64Array(0);
-  private stepIndex: number | null = null;
-  private beginIndex: number | null = null;
+  private readonly index = new StepIndex(this, (t) => this.indexForTimestep(t));
 
   constructor(config: FlowMatchSchedulerConfig) {
     this.config = config;
@@ -233,7 +232,7 @@ export class FlowMatchEulerDiscreteScheduler implements Scheduler {
 
   /** Index of the step that the next `step` call will take, or null before the run starts. */
   get currentStepIndex(): number | null {
-    return this.stepIndex;
+    return this.index.current;
   }
 
   setTimesteps(numInferenceSteps: number, options: SetTimestepsOptions = {}): void {
@@ -306,15 +305,11 @@ export class FlowMatchEulerDiscreteScheduler implements Scheduler {
     sig[n] = c.invert_sigmas ? 1 : 0;
     this._timesteps = ts;
     this._sigmas = sig;
-    this.stepIndex = null;
-    this.beginIndex = null;
+    this.index.reset();
   }
 
   setBeginIndex(beginIndex: number): void {
-    this.requireTimesteps();
-    assertBeginIndex(beginIndex, this.timesteps.length);
-    this.beginIndex = beginIndex;
-    this.stepIndex = null;
+    this.index.setBegin(beginIndex);
   }
 
   /**
@@ -341,7 +336,7 @@ export class FlowMatchEulerDiscreteScheduler implements Scheduler {
 
   /** The transformer takes the sample as it is: a copy (or `out`). */
   scaleModelInput(sample: Float32Array, timestep: number, out?: Float32Array): Float32Array {
-    this.ensureStepIndex(timestep);
+    this.index.ensure(timestep);
     const result = out ?? new Float32Array(sample.length);
     assertSameLength('out', result, sample);
     if (result !== sample) result.set(sample);
@@ -354,7 +349,7 @@ export class FlowMatchEulerDiscreteScheduler implements Scheduler {
       if (!noise) throw new Error('FLOW_MATCH_EULER with stochastic_sampling needs noise for every step');
       assertSameLength('noise', noise, sample);
     }
-    const index = this.ensureStepIndex(timestep);
+    const index = this.index.ensure(timestep);
     const sigma = this.sigmas[index]!;
     const sigmaNext = this.sigmas[index + 1]!;
     const dt = f32(sigmaNext - sigma);
@@ -377,7 +372,7 @@ export class FlowMatchEulerDiscreteScheduler implements Scheduler {
         prevSample[i] = x + dt * v;
       }
     }
-    this.stepIndex = index + 1;
+    this.index.advance(index);
     return { prevSample, predOriginalSample };
   }
 
@@ -387,27 +382,14 @@ export class FlowMatchEulerDiscreteScheduler implements Scheduler {
    * re-noising), else from the begin index (img2img start).
    */
   addNoise(originalSamples: Float32Array, noise: Float32Array, timestep: number): Float32Array {
-    this.requireTimesteps();
+    this.index.requireTimesteps();
     assertSameLength('noise', noise, originalSamples);
-    const index = this.beginIndex === null ? this.indexForTimestep(timestep) : (this.stepIndex ?? this.beginIndex);
+    const index = this.index.forNoiseBeginFirst(timestep);
     const sigma = this.sigmas[index]!;
     const keep = 1 - sigma;
     const out = new Float32Array(originalSamples.length);
     for (let i = 0; i < out.length; i++) out[i] = sigma * noise[i]! + keep * originalSamples[i]!;
     return out;
-  }
-
-  private requireTimesteps(): void {
-    if (this.timesteps.length === 0) throw new Error(`${this.name}: call setTimesteps before sampling`);
-  }
-
-  private ensureStepIndex(timestep: number): number {
-    this.requireTimesteps();
-    if (this.stepIndex === null) this.stepIndex = this.beginIndex ?? this.indexForTimestep(timestep);
-    if (this.stepIndex >= this.timesteps.length) {
-      throw new RangeError(`${this.name}: all ${this.timesteps.length} steps were already taken`);
-    }
-    return this.stepIndex;
   }
 }
 

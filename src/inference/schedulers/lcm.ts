@@ -10,7 +10,7 @@
 import { alphasCumprod, betasForSchedule, noiseToAlphaProd } from './betas.js';
 import { assertSameLength } from './euler.js';
 import type { Scheduler, SchedulerConfig, SchedulerStepResult } from './types.js';
-import { assertBeginIndex } from './timesteps.js';
+import { StepIndex } from './stepIndex.js';
 
 /** Boundary-condition scalings at a timestep: c_skip → 1 and c_out → 0 as t → 0 (σ_data = 0.5). */
 export function lcmBoundaryScalings(timestep: number, timestepScaling: number): { cSkip: number; cOut: number } {
@@ -27,8 +27,7 @@ export class LCMScheduler implements Scheduler {
   readonly config: SchedulerConfig;
   readonly alphasCumprod: Float64Array;
   private _timesteps: Float64Array = new Float64Array(0);
-  private stepIndex: number | null = null;
-  private beginIndex: number | null = null;
+  private readonly index = new StepIndex(this, (t) => this.indexForTimestep(t));
 
   constructor(config: SchedulerConfig) {
     this.config = config;
@@ -55,14 +54,11 @@ export class LCMScheduler implements Scheduler {
       timesteps[i] = (original - position) * k - 1;
     }
     this._timesteps = timesteps;
-    this.stepIndex = null;
-    this.beginIndex = null;
+    this.index.reset();
   }
 
   setBeginIndex(beginIndex: number): void {
-    assertBeginIndex(beginIndex, this._timesteps.length);
-    this.beginIndex = beginIndex;
-    this.stepIndex = null;
+    this.index.setBegin(beginIndex);
   }
 
   scaleModelInput(sample: Float32Array, _timestep: number, out?: Float32Array): Float32Array {
@@ -75,10 +71,7 @@ export class LCMScheduler implements Scheduler {
   /** `predOriginalSample` is the consistency output ("denoised"), which the last step returns as is. */
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: Float32Array, out?: SchedulerStepResult): SchedulerStepResult {
     assertSameLength('modelOutput', modelOutput, sample);
-    if (this._timesteps.length === 0) throw new Error('LCM: call setTimesteps before sampling');
-    if (this.stepIndex === null) this.stepIndex = this.beginIndex ?? this.indexForTimestep(timestep);
-    const index = this.stepIndex;
-    if (index >= this._timesteps.length) throw new RangeError(`LCM: all ${this._timesteps.length} steps were already taken`);
+    const index = this.index.ensure(timestep);
     const last = index === this._timesteps.length - 1;
     if (!last) {
       if (noise === undefined) throw new Error('LCM: step needs a standard-normal `noise` array (isStochastic is true)');
@@ -110,7 +103,7 @@ export class LCMScheduler implements Scheduler {
       predOriginalSample[i] = denoised;
       prevSample[i] = denoisedScale * denoised + (last ? 0 : noiseScale * noise![i]!);
     }
-    this.stepIndex = index + 1;
+    this.index.advance(index);
     return { prevSample, predOriginalSample };
   }
 

@@ -69,8 +69,8 @@ export type EditSchedulerName = SchedulerName | FlowSchedulerName;
 
 /**
  * Per-run inputs that diffusers' pipelines pass to `set_timesteps` besides the step count. Only
- * flow-matching schedulers read them: FLUX passes `sigmas` (linspace(1, 1/n, n)) and `mu` (the
- * resolution-dependent shift), SD3 passes neither.
+ * flow-matching schedulers read them: a family's `timestepOptions` may pass `sigmas` and `mu` (the
+ * resolution-dependent shift).
  */
 export interface SetTimestepsOptions {
   /** Resolution-dependent shift; required when the config has use_dynamic_shifting. */
