@@ -67,7 +67,7 @@ describe('Redis keys: none outlives its job', { timeout: 180_000 }, () => {
     await waitFor(async () => {
       for (const id of ids) if (!['SUCCEEDED', 'CANCELLED'].includes((await status(id)) ?? '')) return false;
       return true;
-    }, 'every job to end');
+    }, 'every job to end', 120_000);
 
     const project = (await allKeys(redis)).filter((k) => k.startsWith('ie:'));
     assert.ok(project.length > 0, 'the ended jobs are still readable within the retention time');
