@@ -50,6 +50,12 @@ export const ERROR_CODES = [
     when: 'unknown `model`; unknown or expired job id in `cancelEditJob`/`editJobEvents` (`editJob` returns `null` instead)',
   },
   {
+    code: 'MODEL_UNAVAILABLE',
+    status: 503,
+    where: 'GraphQL error (at submission), `EditError` (the model fails to load), REST',
+    when: 'the model\'s folder cannot be read or its sessions do not open; the message says why (`models` shows `state: "error"` and the reason, /healthz lists it). Fixed on disk, it loads on next use or on SIGHUP',
+  },
+  {
     code: 'QUEUE_FULL',
     status: 503,
     where: 'GraphQL error with `extensions.retryAfterSeconds` (5), REST with `Retry-After`',

@@ -215,6 +215,7 @@ describe('error codes in docs/api.md', () => {
     OUT_OF_MEMORY: 'the runtime failing to allocate',
     CANCELLED: 'REST jobs cancelled at shutdown (test/shutdown.test.ts)',
     MODEL_ERROR: 'a broken model folder (test/modelFolder.test.ts)',
+    MODEL_UNAVAILABLE: 'a model folder that cannot be read (test/brokenModels.test.ts)',
     WORKER_CRASHED: 'the inference worker thread dying mid-job (test/executor.test.ts)',
     INTERNAL: 'a bug',
   };

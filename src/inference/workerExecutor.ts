@@ -10,12 +10,13 @@ import type { EditOutput, ProgressUpdate, RunOptions } from './editRunner.js';
 import type { Executor, ExecutorJob } from './executor.js';
 import type { ModelState } from './modelHost.js';
 import { ModelFolderError } from './modelFolder.js';
+import type { ModelSpec } from './modelFolder.js';
 import { InferenceError } from './errors.js';
 import type { WorkerInit, WorkerRequest, WorkerResponse } from './workerProtocol.js';
 
 export interface WorkerExecutorEvents {
   log?: (message: string) => void;
-  onState(modelId: string, state: ModelState, provider: string | null): void;
+  onState(modelId: string, state: ModelState, provider: string | null, reason?: string): void;
 }
 
 interface PendingRun {
@@ -69,7 +70,7 @@ export class WorkerExecutor implements Executor {
             this.events.log?.(message.message);
             break;
           case 'model-state':
-            this.events.onState(message.modelId, message.state, message.provider);
+            this.events.onState(message.modelId, message.state, message.provider, message.reason);
             break;
           case 'progress':
             this.pending.get(message.runId)?.onProgress?.(message.update);
@@ -135,6 +136,16 @@ export class WorkerExecutor implements Executor {
       (err: unknown) => runs.forEach((run) => this.take(run.runId)?.reject(err as Error)),
     );
     return results;
+  }
+
+  addModel(spec: ModelSpec): void {
+    const model = { id: spec.id, dir: spec.dir };
+    this.init.models = [...this.init.models.filter((m) => m.id !== spec.id), model]; // a restarted worker reads it too
+    // Posted before any run that follows (the same promise's callbacks run in order).
+    this.ready().then(
+      (worker) => worker.postMessage({ type: 'add-model', ...model } satisfies WorkerRequest),
+      () => undefined, // the next start reads it from init
+    );
   }
 
   async close(): Promise<void> {

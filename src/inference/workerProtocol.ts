@@ -31,13 +31,15 @@ export type WorkerRequest =
       }[];
       options: RunOptions;
     }
+  /** A model folder that became readable after start: the worker reads it. */
+  | { type: 'add-model'; id: string; dir: string }
   | { type: 'close' };
 
 export type WorkerResponse =
   | { type: 'ready' }
   | { type: 'init-error'; message: string }
   | { type: 'log'; message: string }
-  | { type: 'model-state'; modelId: string; state: ModelState; provider: string | null }
+  | { type: 'model-state'; modelId: string; state: ModelState; provider: string | null; reason?: string }
   | { type: 'progress'; runId: number; update: ProgressUpdate }
   | { type: 'done'; runId: number; output: EditOutput }
   | { type: 'failed'; runId: number; code: InferenceErrorCode; message: string };

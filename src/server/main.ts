@@ -18,6 +18,28 @@ function logModels(engine: InferenceEngine): void {
     log.info({ model: id, ...summary }, 'model loaded');
     for (const warning of m.warnings) log.warn({ model: id }, warning);
   }
+  logFailures(engine);
+}
+
+/** Each model that cannot be served, and loudly when none can. */
+function logFailures(engine: InferenceEngine): void {
+  const failed = engine.failures();
+  for (const { id, reason } of failed) log.error({ model: id, reason }, `model ${id} cannot be served (fix the folder, then send SIGHUP or use it)`);
+  if (failed.length > 0 && failed.length === engine.catalogue.modelIds().length) {
+    log.error(
+      { modelsDir: engine.catalogue.modelsDir },
+      'NO MODEL CAN BE SERVED: every folder under MODELS_DIR failed; every edit gets MODEL_UNAVAILABLE until one is fixed',
+    );
+  }
+}
+
+/** SIGHUP: read the folders that failed again (a folder fixed on disk is served without a restart). */
+function reloadOnHangup(engine: InferenceEngine): void {
+  process.on('SIGHUP', () => {
+    const ready = engine.reload();
+    log.info({ ready, stillFailing: engine.failures().map((f) => f.id) }, 'SIGHUP: model folders read again');
+    for (const { id, reason } of engine.failures()) log.error({ model: id, reason }, `model ${id} cannot be served`);
+  });
 }
 
 async function main(): Promise<void> {
@@ -55,6 +77,7 @@ async function main(): Promise<void> {
   }
   const server = await startServer(config, { logger: log });
   logModels(server.engine);
+  reloadOnHangup(server.engine);
   log.info(
     {
       url: server.url,
@@ -87,6 +110,7 @@ async function runWorkerOnly(config: ServerConfig): Promise<void> {
   const engine = await InferenceEngine.start(engineConfig(config, log, 'worker'));
   const worker = await startRedisWorker(engine, redisWorkerConfig(config, log));
   logModels(engine);
+  reloadOnHangup(engine);
   log.info({ workerId: worker.workerId, models: engine.models().map((m) => m.id) }, 'image-edit worker ready');
   const stop = (signal: string): void => {
     log.info({ signal }, 'signal received: finishing the current job');

@@ -164,5 +164,9 @@ export function engineConfig(config: ServerConfig, log: Logger, threading: Engin
     pngCompressionLevel: config.pngCompressionLevel,
     threading,
     log: (message) => log.warn(message),
+    onState: (model, state, reason) => {
+      if (state === 'error') log.error({ model, reason }, `model ${model} cannot be served`);
+      else log.debug({ model }, `model ${model}: ${state}`);
+    },
   };
 }
