@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { InferenceEngine } from '../inference/engine.js';
 import { ModelCatalogue } from '../inference/catalogue.js';
 import { resolveEditOptions } from '../inference/request.js';
+import { checkPromptGiven } from '../inference/prompts.js';
 import { InferenceError } from '../inference/errors.js';
 import { ModelFolderError } from '../inference/modelFolder.js';
 import { EDIT_SCHEDULER_NAMES, type EditSchedulerName } from '../inference/schedulers/types.js';
@@ -173,6 +174,7 @@ async function main(argv: string[]): Promise<number> {
     );
     const spec = catalogue.model(values.model ?? null);
     spec.pipeline.checkEdit?.(spec, { masks: inputs.some((i) => i.mask) });
+    checkPromptGiven(spec, values.prompt ?? '', values['image-prompt'] ?? null);
     const edit = resolveEditOptions(spec, inputs.length, {
       prompt: values.prompt ?? '',
       prompts: values['image-prompt'] ?? null,

@@ -83,6 +83,8 @@ export interface ModelSpec {
   /** Everything an operator should know about this folder (logged at start, in /healthz and Model.warnings). */
   warnings: string[];
   description: string;
+  /** Whether an edit needs a prompt with some text (edit-server.json `promptOptional: true` says it does not). */
+  promptRequired: boolean;
   /** scheduler_config.json as on disk; parsed per scheduler, since diffusers' defaults differ by class. */
   schedulerJson: Record<string, unknown>;
   /** VAE latent scaling factor (0.18215 for SD 1.x). */
@@ -263,6 +265,9 @@ function readFolder(dir: string, id: string): ModelSpec {
     if (!valid) throw new ModelFolderError(`${dir}/${SERVER_CONFIG_FILE}: latentRgbFactors must be ${latentChannels} rows of 3 numbers`);
     preview = { factors: factors as number[][], bias: Array.isArray(bias) && bias.length === 3 ? (bias as number[]) : [0, 0, 0] };
   }
+  if (server.promptOptional !== undefined && typeof server.promptOptional !== 'boolean') {
+    throw new ModelFolderError(`${dir}/${SERVER_CONFIG_FILE}: promptOptional must be true or false`);
+  }
   return {
     id,
     dir,
@@ -274,6 +279,7 @@ function readFolder(dir: string, id: string): ModelSpec {
     signatures,
     warnings,
     description: typeof server.description === 'string' ? server.description : `${family} pipeline from ${dir}`,
+    promptRequired: server.promptOptional !== true,
     schedulerJson,
     scalingFactor: num(vaeConfig, 'scaling_factor', 0.18215),
     shiftFactor: num(vaeConfig, 'shift_factor', 0),

@@ -56,6 +56,11 @@ const ModelRef = builder.objectRef<ModelView>('Model').implement({
       resolve: (m) => m.spec?.family ?? 'unknown',
     }),
     isDefault: t.boolean({ resolve: (m) => m.isDefault }),
+    promptRequired: t.boolean({
+      description:
+        'Whether an edit needs a prompt with some text: an empty or whitespace-only prompt is refused with BAD_USER_INPUT, unless the folder declares `promptOptional` (edit-server.json).',
+      resolve: (m) => m.spec?.promptRequired ?? true,
+    }),
     description: t.string({ resolve: (m) => m.spec?.description ?? 'cannot be served (see `error`)' }),
     defaults: t.field({ type: ModelDefaultsRef, resolve: (m) => (m.spec ?? UNREADABLE).defaults }),
     limits: t.field({ type: ModelLimitsRef, description: 'All 0 when the folder cannot be read.', resolve: (m) => (m.spec ?? UNREADABLE).limits }),

@@ -174,6 +174,8 @@ export type Model = {
   maskMethod: Scalars['String']['output'];
   /** fp32 or fp16, as the UNet declares its ports; 'unknown' when the folder cannot be read. */
   precision: Scalars['String']['output'];
+  /** Whether an edit needs a prompt with some text: an empty or whitespace-only prompt is refused with BAD_USER_INPUT, unless the folder declares `promptOptional` (edit-server.json). */
+  promptRequired: Scalars['Boolean']['output'];
   /** 'loaded' (sessions open), 'loading', 'available' (loads on first use; see PRELOAD_MODELS and MODEL_MEMORY_MB), or 'error' (the folder cannot be read or its sessions did not open: `error` says why; its jobs get MODEL_UNAVAILABLE, and it is tried again on next use and on SIGHUP). In an API process that queues for Redis workers, 'available' or 'error'. */
   state: Scalars['String']['output'];
   /** What this folder costs clients (e.g. an unseeded VAE sample, a scheduler fallback); empty when nothing. */
