@@ -17,7 +17,7 @@ import type { ModelSpec } from '../inference/modelFolder.js';
 import { openModelSessions } from '../inference/sessions.js';
 import { formatModelSummary, summarizeModel } from '../inference/modelSummary.js';
 import type { ModelSummary } from '../inference/modelSummary.js';
-import { defaultModelsDir } from '../config.js';
+import { callerDir, defaultModelsDir } from '../config.js';
 
 const USAGE = `usage: npm run models -- <command> [options]
 
@@ -47,7 +47,7 @@ function namingFolder(dir: string, err: unknown): string {
 }
 
 async function check(folder: string, openSessions: boolean): Promise<CheckResult> {
-  const dir = resolve(folder);
+  const dir = resolve(callerDir('models'), folder);
   const result: CheckResult = { ok: false, folder: dir, problems: [], summary: null, sessionsOpened: false };
   let spec: ModelSpec;
   try {
@@ -81,8 +81,7 @@ interface ListEntry {
   problem: string | null;
 }
 
-function list(modelsDir: string): ListEntry[] {
-  const dir = resolve(modelsDir);
+function list(dir: string): ListEntry[] {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`models directory ${dir} does not exist`);
   const entries: ListEntry[] = [];
   for (const name of readdirSync(dir).sort()) {
@@ -105,7 +104,7 @@ function list(modelsDir: string): ListEntry[] {
 }
 
 function formatList(modelsDir: string, entries: ListEntry[]): string {
-  const lines = [`models in ${resolve(modelsDir)}:`];
+  const lines = [`models in ${modelsDir}:`];
   if (entries.length === 0) lines.push('  (no folders)');
   const width = Math.max(0, ...entries.map((e) => e.name.length));
   for (const e of entries) {
@@ -156,9 +155,9 @@ async function main(argv: string[]): Promise<number> {
     if (command === 'list') {
       if (values['skip-sessions']) throw new UsageError('--skip-sessions is for check (list never opens sessions)');
       if (rest.length > 1) throw new UsageError(`list takes at most one models directory (got ${rest.length})`);
-      const modelsDir = rest[0] ?? (process.env.MODELS_DIR || defaultModelsDir());
+      const modelsDir = resolve(callerDir('models'), rest[0] ?? (process.env.MODELS_DIR || defaultModelsDir()));
       const entries = list(modelsDir);
-      if (values.json) console.log(JSON.stringify({ modelsDir: resolve(modelsDir), models: entries }, null, 2));
+      if (values.json) console.log(JSON.stringify({ modelsDir, models: entries }, null, 2));
       else console.log(formatList(modelsDir, entries));
       return entries.some((e) => e.status === 'broken') ? 1 : 0;
     }
