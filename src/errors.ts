@@ -129,9 +129,9 @@ export const FRAMEWORK_ERROR_CODES = [
   {
     code: 'BAD_REQUEST',
     status: 400,
-    statusNote: '400, 405 or 200',
-    where: 'GraphQL error (Yoga)',
-    when: 'the request is not a GraphQL request: a body that is not JSON (400), a method other than GET/POST or a mutation over GET (405), no `query` (200), more file parts than `MAX_IMAGES_PER_JOB` (400, "Files limit exceeded")',
+    statusNote: '400, 405, 415 or 200',
+    where: 'GraphQL error (Yoga; 415 from this server)',
+    when: 'the request is not a GraphQL request: a body that is not JSON (400), a method other than GET/POST or a mutation over GET (405), a POST whose Content-Type is not JSON, multipart, `application/graphql` or a URL-encoded form (415, e.g. `text/plain`), no `query` (200), more file parts than `MAX_IMAGES_PER_JOB` (400, "Files limit exceeded")',
   },
 ] as const satisfies readonly (ErrorCodeInfo & { statusNote: string })[];
 

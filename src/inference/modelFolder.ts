@@ -19,6 +19,7 @@ import type { Component } from './components.js';
 import type { OnnxSignature } from './onnxSignature.js';
 import { recogniseExport } from './exportGeneration.js';
 import type { ExportInfo } from './exportGeneration.js';
+import { builtInGenerator } from '../config.js';
 
 /** A pipeline family's `kind` (see pipelines/index.ts). */
 export type PipelineFamily = string;
@@ -230,7 +231,10 @@ function readFolder(dir: string, id: string): ModelSpec {
     ? num(unetConfig, 'in_channels', fixedDim(signatures.unet, 'sample', 1) ?? byClass.unetInChannels(latentChannels))
     : num(readJson(dir, 'transformer/config.json', false), 'in_channels', byClass.unetInChannels(latentChannels));
   const pipeline = familyFromModelIndex(index, unetInChannels, latentChannels);
-  const exportInfo = recogniseExport(pipelineClass, pipeline, signatures);
+  const generator = builtInGenerator(dir);
+  const recognised = recogniseExport(pipelineClass, pipeline, signatures);
+  // The built-ins are written by this repository, in no exporter's layout of ports.
+  const exportInfo = generator ? { ...recognised, generation: `built in (written by ${generator})` } : recognised;
   const family = pipeline.kind;
 
   const server = readJson(dir, SERVER_CONFIG_FILE, false) ?? {};
