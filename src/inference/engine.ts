@@ -8,6 +8,7 @@
 import type { ModelSpec } from './modelFolder.js';
 import type { ExecutionProviderName } from './sessions.js';
 import type { ModelState } from './modelHost.js';
+import type { EngineLog } from './log.js';
 import type { EditInput, EditOutput, ProgressUpdate, RunOptions } from './editRunner.js';
 import type { ResolvedEdit } from './request.js';
 import { InferenceError } from './errors.js';
@@ -35,9 +36,9 @@ export interface EngineConfig extends CatalogueConfig {
   modelMemoryBytes?: number;
   /** Where edits run; 'catalogue': nowhere (the catalogue only). */
   threading?: 'worker' | 'inline' | 'catalogue';
-  log?: (message: string) => void;
-  /** Each load state the executor reports (`reason` with 'error'). */
-  onState?: (modelId: string, state: ModelState, reason?: string) => void;
+  log?: EngineLog;
+  /** Each load state the executor reports: the model's spec, its provider once loaded, `reason` with 'error'. */
+  onState?: (event: { spec: ModelSpec; state: ModelState; provider: string | null; reason?: string }) => void;
 }
 
 export interface EditCallOptions {
@@ -68,7 +69,8 @@ export class InferenceEngine {
     if (threading === 'catalogue') return new InferenceEngine(catalogue, null, runOptions);
     const onState = (modelId: string, state: ModelState, provider: string | null, reason?: string): void => {
       catalogue.setState(modelId, state, provider, reason);
-      config.onState?.(modelId, state, reason);
+      const spec = catalogue.models().find((s) => s.id === modelId);
+      if (spec) config.onState?.({ spec, state, provider, reason });
     };
     const readable = new Set(catalogue.models().map((s) => s.id));
     const settings = {

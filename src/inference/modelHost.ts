@@ -183,11 +183,14 @@ export class ModelHost {
       const runtime = this.runtimes.get(victim!)!;
       this.runtimes.delete(victim!);
       await runtime.sessions.release();
-      this.options.log?.(`model ${victim} released to make room for ${spec.id} (MODEL_MEMORY_MB)`);
+      this.options.log?.(`model ${victim} released to make room for ${spec.id} (MODEL_MEMORY_MB)`, 'info');
       this.options.onState?.(victim!, 'available', null);
     }
     if (spec.memory.weightBytes > budget) {
-      this.options.log?.(`model ${spec.id} needs ${Math.ceil(spec.memory.weightBytes / 2 ** 20)} MiB of weights, over MODEL_MEMORY_MB; loading it alone`);
+      this.options.log?.(
+        `model ${spec.id} needs ${Math.ceil(spec.memory.weightBytes / 2 ** 20)} MiB of weights, over MODEL_MEMORY_MB; loading it alone`,
+        'warn',
+      );
     }
   }
 

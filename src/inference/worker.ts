@@ -35,7 +35,7 @@ try {
     stageThread: init.stageThread,
     preload: init.preload,
     modelMemoryBytes: init.modelMemoryBytes,
-    log: (message) => post({ type: 'log', message }),
+    log: (message, level) => post({ type: 'log', message, level }),
     onState: (modelId, state, provider, reason) => post({ type: 'model-state', modelId, state, provider, reason }),
   });
   post({ type: 'ready' });
@@ -54,7 +54,7 @@ port.on('message', (message: WorkerRequest) => {
       host.addModel(readModelFolder(message.dir, message.id));
     } catch (err) {
       // Read fine on the main thread a moment ago; if not now, its first job reports "not known".
-      post({ type: 'log', message: `model ${message.id}: ${(err as Error).message}` });
+      post({ type: 'log', message: `model ${message.id}: ${(err as Error).message}`, level: 'warn' });
     }
     return;
   }

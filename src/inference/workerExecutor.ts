@@ -11,11 +11,12 @@ import type { Executor, ExecutorJob } from './executor.js';
 import type { ModelState } from './modelHost.js';
 import { ModelFolderError } from './modelFolder.js';
 import type { ModelSpec } from './modelFolder.js';
+import type { EngineLog } from './log.js';
 import { InferenceError } from './errors.js';
 import type { WorkerInit, WorkerRequest, WorkerResponse } from './workerProtocol.js';
 
 export interface WorkerExecutorEvents {
-  log?: (message: string) => void;
+  log?: EngineLog;
   onState(modelId: string, state: ModelState, provider: string | null, reason?: string): void;
 }
 
@@ -67,7 +68,7 @@ export class WorkerExecutor implements Executor {
             reject(new ModelFolderError(message.message));
             break;
           case 'log':
-            this.events.log?.(message.message);
+            this.events.log?.(message.message, message.level);
             break;
           case 'model-state':
             this.events.onState(message.modelId, message.state, message.provider, message.reason);
@@ -106,10 +107,10 @@ export class WorkerExecutor implements Executor {
     this.pending.clear();
     for (const { id } of this.init.models) this.events.onState(id, 'available', null);
     this.restarts += 1;
-    this.events.log?.(`inference worker died (${why}) with ${running} job(s) running; restarting it (restart ${this.restarts})`);
+    this.events.log?.(`inference worker died (${why}) with ${running} job(s) running; restarting it (restart ${this.restarts})`, 'error');
     this.ready().then(
-      () => this.events.log?.('inference worker restarted'),
-      (err: unknown) => this.events.log?.(`inference worker restart failed (${(err as Error).message}); the next job starts it again`),
+      () => this.events.log?.('inference worker restarted', 'info'),
+      (err: unknown) => this.events.log?.(`inference worker restart failed (${(err as Error).message}); the next job starts it again`, 'error'),
     );
   }
 

@@ -4,6 +4,7 @@ import type { InferenceErrorCode } from './errors.js';
 import type { ResolvedEdit } from './request.js';
 import type { ExecutionProviderName } from './sessions.js';
 import type { ModelState } from './modelHost.js';
+import type { EngineLogLevel } from './log.js';
 
 export interface WorkerInit {
   models: { id: string; dir: string }[];
@@ -38,7 +39,7 @@ export type WorkerRequest =
 export type WorkerResponse =
   | { type: 'ready' }
   | { type: 'init-error'; message: string }
-  | { type: 'log'; message: string }
+  | { type: 'log'; message: string; level: EngineLogLevel }
   | { type: 'model-state'; modelId: string; state: ModelState; provider: string | null; reason?: string }
   | { type: 'progress'; runId: number; update: ProgressUpdate }
   | { type: 'done'; runId: number; output: EditOutput }

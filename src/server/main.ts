@@ -1,22 +1,22 @@
 /** `npm start`: serve the API on the configured (default: built-in) models. */
-import { pino } from 'pino';
 import { ConfigError, isLoopback, loadConfig } from './config.js';
 import { startServer } from './app.js';
-import { engineConfig, LOG_REDACT, redisWorkerConfig } from './services.js';
+import { engineConfig, redisWorkerConfig } from './services.js';
+import { createLogger, parseLogFormat } from './logging.js';
 import { InferenceEngine } from '../inference/engine.js';
 import { startRedisWorker } from '../jobs/redisWorker.js';
-import { summarizeModel } from '../inference/modelSummary.js';
 import type { ServerConfig } from './config.js';
 
-// At info until the configuration (which checks LOG_LEVEL) is read: a bad value is reported too.
-const log = pino({ level: 'info', redact: LOG_REDACT });
+// At info until the configuration (which checks LOG_LEVEL and LOG_FORMAT) is read: a bad value is reported too.
+const log = createLogger('info', parseLogFormat(process.env.LOG_FORMAT) ?? 'json');
 
-/** One 'model loaded' line per model: the model doctor's summary (npm run models -- check), then each warning. */
+/**
+ * What an operator must act on about the models: each folder's warnings (one line per model; the
+ * 'model loaded' lines come as models load, services.ts) and each folder that cannot be served.
+ */
 function logModels(engine: InferenceEngine): void {
   for (const m of engine.models()) {
-    const { id, ...summary } = summarizeModel(m);
-    log.info({ model: id, ...summary }, 'model loaded');
-    for (const warning of m.warnings) log.warn({ model: id }, warning);
+    if (m.warnings.length > 0) log.warn({ model: m.id, warnings: m.warnings }, `model ${m.id}: ${m.warnings.join('; ')}`);
   }
   logFailures(engine);
 }
