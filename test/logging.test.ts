@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { stripVTControlCharacters } from 'node:util';
 import WebSocket from 'ws';
 import { pino } from 'pino';
 import { startServer, type RunningServer } from '../src/server/app.js';
@@ -167,7 +168,7 @@ describe('log format', () => {
 
   it('is human-readable on a terminal (pino-pretty), and JSON there with LOG_FORMAT=json', async () => {
     const coloured = await startupOutput({ PORT: String(await freePort()), LOG_LEVEL: 'info', LOG_FORMAT: '' }, true);
-    const pretty = coloured.replace(/\x1b\[[0-9;]*m/g, '');
+    const pretty = stripVTControlCharacters(coloured);
     assert.match(pretty, /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: model loaded \{"model":"tiny-edit","family":"instruct-pix2pix",.*\}\r?$/m);
     assert.match(pretty, /^\[[\d:.]+\] INFO: image-edit-server listening \{"url":/m);
     assert.doesNotMatch(pretty, /"level":/);
