@@ -5,7 +5,7 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../src/config.js';
@@ -14,6 +14,7 @@ import { postGraphQL } from './support/graphql.js';
 import { solidPng } from './support/images.js';
 import { startServerProcess, waitFor } from './support/processes.js';
 import { freePort } from './support/net.js';
+import { GraphBuilder } from '../models/onnx/graph.js';
 
 const TINY = join(PROJECT_ROOT, 'models/tiny-edit');
 const MODELS = '{ models { id state error limits { maxN } } }';
@@ -123,5 +124,40 @@ describe('a server whose every folder is broken', () => {
       proc.child.kill('SIGTERM');
       await new Promise((r) => proc.child.once('exit', r));
     }
+  });
+});
+
+describe('a folder that reads but whose sessions do not open', () => {
+  let root: string;
+  let server: TestServer;
+  before(async () => {
+    root = modelsDir([], ['good', 'bad-graph']);
+    // Ports as the family expects, an operator ONNX Runtime does not have: the session fails to open.
+    const g = new GraphBuilder('unet');
+    const sample = g.input('sample', 'float32', ['batch_size', 8, 'height', 'width']);
+    g.input('timestep', 'float32', ['batch_size']);
+    g.input('encoder_hidden_states', 'float32', ['batch_size', 'sequence_length', 16]);
+    g.output('out_sample', g.op1('NoSuchOperator', [sample]), 'float32', ['batch_size', 4, 'height', 'width']);
+    writeFileSync(join(root, 'bad-graph', 'unet', 'model.onnx'), g.toBytes());
+    server = await startTestServer({ MODELS_DIR: root, DEFAULT_MODEL: 'good', PRELOAD_MODELS: 'good,bad-graph' });
+  });
+  after(async () => {
+    await server.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('starts with the others served, the broken one in state error, and its jobs refused with MODEL_UNAVAILABLE', async () => {
+    const { body } = await postGraphQL<Models>(server.url, MODELS);
+    const byId = Object.fromEntries(body.data!.models.map((m) => [m.id, m]));
+    assert.equal(byId.good!.state, 'loaded');
+    assert.equal(byId['bad-graph']!.state, 'error');
+    assert.match(byId['bad-graph']!.error!, /NoSuchOperator/);
+    const health = (await (await fetch(`${server.url}/healthz`)).json()) as { status: string; failedModels: Record<string, string> };
+    assert.equal(health.status, 'degraded');
+    assert.deepEqual(Object.keys(health.failedModels), ['bad-graph']);
+    const res = await restEdit(server.url, 'bad-graph');
+    assert.equal(res.body.error?.code, 'MODEL_UNAVAILABLE', JSON.stringify(res.body));
+    assert.match(res.body.error!.message, /bad-graph could not be loaded/);
+    assert.equal((await restEdit(server.url, 'good')).status, 200);
   });
 });
