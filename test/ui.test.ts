@@ -1,7 +1,7 @@
 /** The progress page in a real browser (Debian's chromium via playwright-core), plus GraphiQL. */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync, existsSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -457,6 +457,32 @@ describe('progress page', () => {
     assert.ok(await p.evaluate(answered), 'GraphiQL showed no response with tiny-edit');
     await p.screenshot({ path: join(ARTIFACTS, 'graphiql.png') });
     await p.close();
+  });
+});
+
+describe('progress page with a model folder that cannot be served', () => {
+  it('shows that model greyed out, with the reason on hover', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'ui-broken-'));
+    cpSync(join(PROJECT_ROOT, 'models', 'tiny-edit'), join(root, 'tiny-edit'), { recursive: true });
+    cpSync(join(PROJECT_ROOT, 'models', 'tiny-edit'), join(root, 'half-copied'), { recursive: true });
+    rmSync(join(root, 'half-copied', 'unet', 'model.onnx'));
+    const server = await startTestServer({ MODELS_DIR: root });
+    const browser = await launchBrowser();
+    try {
+      const p = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+      await p.goto(`${server.url}/`);
+      await p.waitForSelector('#model option', { state: 'attached' });
+      const options = await p
+        .locator('#model option')
+        .evaluateAll((os) => os.map((o) => [o.textContent, (o as HTMLOptionElement).disabled, o.getAttribute('title')]));
+      assert.deepEqual(options[0]!.slice(0, 2), ['half-copied (unavailable)', true]);
+      assert.match(String(options[0]![2]), /missing unet\/model\.onnx/);
+      assert.deepEqual(options[1], ['tiny-edit (default)', false, null]);
+    } finally {
+      await browser.close();
+      await server.close();
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
 
