@@ -50,6 +50,12 @@ export const ERROR_CODES = [
     when: 'unknown `model`; unknown or expired job id in `cancelEditJob`/`editJobEvents` (`editJob` returns `null` instead)',
   },
   {
+    code: 'MODEL_UNAVAILABLE',
+    status: 503,
+    where: 'GraphQL error (at submission), `EditError` (the model fails to load), REST',
+    when: 'the model\'s folder cannot be read or its sessions do not open; the message says why (`models` shows `state: "error"` and the reason, /healthz lists it). Fixed on disk, it loads on next use or on SIGHUP',
+  },
+  {
     code: 'QUEUE_FULL',
     status: 503,
     where: 'GraphQL error with `extensions.retryAfterSeconds` (5), REST with `Retry-After`',
@@ -123,9 +129,9 @@ export const FRAMEWORK_ERROR_CODES = [
   {
     code: 'BAD_REQUEST',
     status: 400,
-    statusNote: '400, 405 or 200',
-    where: 'GraphQL error (Yoga)',
-    when: 'the request is not a GraphQL request: a body that is not JSON (400), a method other than GET/POST or a mutation over GET (405), no `query` (200), more file parts than `MAX_IMAGES_PER_JOB` (400, "Files limit exceeded")',
+    statusNote: '400, 405, 415 or 200',
+    where: 'GraphQL error (Yoga; 415 from this server)',
+    when: 'the request is not a GraphQL request: a body that is not JSON (400), a method other than GET/POST or a mutation over GET (405), a POST whose Content-Type is not JSON, multipart, `application/graphql` or a URL-encoded form (415, e.g. `text/plain`), no `query` (200)',
   },
   {
     code: 'OPERATION_RESOLUTION_FAILURE',

@@ -67,6 +67,23 @@ describe('edit CLI', () => {
     assert.match(notImage.stderr, /INVALID_IMAGE/);
   });
 
+  it('reads relative paths from the folder `npm run edit` was run in, and names the resolved path it could not read', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cli-cwd-'));
+    writeFileSync(join(dir, 'rel.png'), await solidPng(16, 16, [200, 60, 30]));
+    // npm runs the script in the project root; the caller's folder is INIT_CWD.
+    const npm = (args: string[]) =>
+      spawnSync('npm', ['--prefix', PROJECT_ROOT, 'run', '--silent', 'edit', '--', ...args], { cwd: dir, encoding: 'utf8', timeout: 120_000 });
+    const ok = npm(['--image', 'rel.png', '--prompt', 'invert', '--size', '16x16', '--steps', '2', '--out', 'edited']);
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.ok(existsSync(join(dir, 'edited', 'rel-0.png')), ok.stdout);
+    const missing = npm(['--image', 'nope/missing.png', '--prompt', 'invert']);
+    assert.equal(missing.status, 2);
+    const lines = missing.stderr.split('\n').filter((l) => l.trim() && !l.startsWith('npm warn'));
+    assert.equal(lines[0], `cannot read --image ${join(dir, 'nope/missing.png')} (given as nope/missing.png): no such file (ENOENT)`);
+    assert.equal(lines.filter((l) => l.startsWith('usage:')).length, 1, missing.stderr);
+    assert.ok(lines.length <= 3, `one line of usage, not the whole help:\n${missing.stderr}`);
+  });
+
   it('checks inputs and the output folder before any model loads, at once', async () => {
     // A model folder whose catalogue (JSON and declared ONNX ports) is valid but whose sessions
     // cannot load (an operator ONNX Runtime does not have): exit 2 (not 1) proves each refusal
@@ -87,8 +104,8 @@ describe('edit CLI', () => {
       [['--image', join(dir, 'a.png'), '--out', '/proc/nope'], /cannot write to --out \/proc\/nope/],
       [['--image', join(dir, 'a.png'), '--out', join(PROJECT_ROOT, 'README.md')], /cannot write to --out .*README\.md: .*README\.md is not a folder/],
       [['--image', join(dir, 'a.png'), '--out', join(PROJECT_ROOT, 'README.md', 'sub')], /is not a folder/],
-      [['--image', join(dir, 'missing.png'), '--out', join(dir, 'out')], /cannot read --image .*missing\.png: ENOENT/],
-      [['--image', dir, '--out', join(dir, 'out')], /cannot read --image .*: EISDIR/],
+      [['--image', join(dir, 'missing.png'), '--out', join(dir, 'out')], /cannot read --image .*missing\.png: no such file \(ENOENT\)/],
+      [['--image', dir, '--out', join(dir, 'out')], /cannot read --image .*: a folder, not a file \(EISDIR\)/],
       [['--image', join(dir, 'truncated.png'), '--out', join(dir, 'out')], /INVALID_IMAGE.*truncated\.png/],
     ];
     for (const [args, message] of cases) {

@@ -24,6 +24,7 @@ import { twoColourPng } from './support/images.js';
 import { PROJECT_ROOT } from '../src/config.js';
 import { ERROR_CODES, FRAMEWORK_ERROR_CODES, HTTP_STATUS, type ClientErrorCode } from '../src/errors.js';
 import { API_MD, withErrorTable } from '../scripts/error-table.js';
+import { familyForPipelineClass } from '../src/inference/pipelines/index.js';
 
 export interface Block {
   file: string;
@@ -32,6 +33,11 @@ export interface Block {
   code: string;
   /** The reason of a `<!-- docs-test: not run (…) -->` marker, if any. */
   notRun: string | null;
+  /**
+   * `<!-- docs-test: empty folder -->` (a command) or `<!-- docs-test: empty folder, as NAME -->` (a
+   * file the reader saves): the blocks of a section a reader runs in a new, empty folder, in order.
+   */
+  emptyFolder: { as: string | null } | null;
 }
 
 const RUNNABLE: Record<string, 'sh' | 'ts' | 'python'> = {
@@ -60,7 +66,15 @@ export function fencedBlocks(file: string, markdown: string): Block[] {
     for (i++; i < lines.length && !lines[i]!.trim().startsWith(fence); i++) body.push(lines[i]!);
     const before = lines.slice(Math.max(0, start - 2), start).join('\n');
     const marker = /<!--\s*docs-test:\s*not run\s*\(([\s\S]*?)\)\s*-->\s*$/.exec(before);
-    blocks.push({ file, line: start + 1, lang: open[3]!.toLowerCase(), code: body.join('\n'), notRun: marker ? marker[1]!.trim() : null });
+    const empty = /<!--\s*docs-test:\s*empty folder(?:,\s*as\s+(\S+))?\s*-->\s*$/.exec(before);
+    blocks.push({
+      file,
+      line: start + 1,
+      lang: open[3]!.toLowerCase(),
+      code: body.join('\n'),
+      notRun: marker ? marker[1]!.trim() : null,
+      emptyFolder: empty ? { as: empty[1] ?? null } : null,
+    });
   }
   return blocks;
 }
@@ -73,7 +87,8 @@ const DOC_FILES = [
     .map((f) => `docs/${f}`),
 ];
 const ALL = DOC_FILES.flatMap((f) => fencedBlocks(f, readFileSync(join(PROJECT_ROOT, f), 'utf8')));
-const RUN = ALL.filter((b) => RUNNABLE[b.lang] && !b.notRun);
+const RUN = ALL.filter((b) => RUNNABLE[b.lang] && !b.notRun && !b.emptyFolder);
+const EMPTY_FOLDER = ALL.filter((b) => b.emptyFolder);
 
 function hasPythonRequests(): boolean {
   try {
@@ -88,11 +103,11 @@ function run(
   cmd: string,
   args: string[],
   cwd: string,
-  env: Record<string, string>,
+  env: Record<string, string | undefined>,
   timeoutMs: number,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { cwd, env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+    execFile(cmd, args, { cwd, env, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
     });
   });
@@ -102,6 +117,9 @@ describe('documentation blocks', () => {
   it('every shell, TypeScript, JavaScript and Python block is run here or marked as not run, with a reason', () => {
     assert.ok(RUN.length >= 8, `only ${RUN.length} runnable blocks found`);
     for (const b of ALL.filter((b) => b.notRun !== null)) assert.ok(b.notRun!.length > 5, `${b.file}:${b.line}: give the reason a block is not run`);
+    // Sections that install their own packages run as a reader runs them: from an empty folder.
+    const apollo = EMPTY_FOLDER.filter((b) => b.file === 'README.md' && b.code.includes('npm install @apollo/client'));
+    assert.equal(apollo.length, 1, "README's Apollo install line is run from an empty folder");
   });
 
   let server: TestServer;
@@ -147,13 +165,13 @@ describe('documentation blocks', () => {
       let result;
       if (kind === 'sh') {
         writeFileSync(join(dir, `${name}.sh`), code);
-        result = await run('bash', ['-eo', 'pipefail', `${name}.sh`], dir, {}, 170_000);
+        result = await run('bash', ['-eo', 'pipefail', `${name}.sh`], dir, process.env, 170_000);
       } else if (kind === 'ts') {
         writeFileSync(join(dir, `${name}.ts`), code);
-        result = await run(process.execPath, [join(PROJECT_ROOT, 'node_modules/tsx/dist/cli.mjs'), `${name}.ts`], dir, {}, 170_000);
+        result = await run(process.execPath, [join(PROJECT_ROOT, 'node_modules/tsx/dist/cli.mjs'), `${name}.ts`], dir, process.env, 170_000);
       } else {
         writeFileSync(join(dir, `${name}.py`), code);
-        result = await run('python3', [`${name}.py`], dir, {}, 170_000);
+        result = await run('python3', [`${name}.py`], dir, process.env, 170_000);
       }
       const out = `${result.stdout}\n${result.stderr}`;
       if (process.env.DOCS_TEST_VERBOSE) console.log(`--- ${block.file}:${block.line}\n${out.slice(-1500)}`);
@@ -164,6 +182,54 @@ describe('documentation blocks', () => {
       assert.doesNotMatch(result.stdout, /"errors"\s*:\s*\[|"error"\s*:\s*\{/, `${block.file}:${block.line} printed an error:\n${result.stdout.slice(-3000)}`);
     });
   }
+
+  // The install line, npm init and the code, exactly as written, from the npm registry (CI has it).
+  for (const file of [...new Set(EMPTY_FOLDER.map((b) => b.file))]) {
+    it(`${file}'s empty-folder section runs from an empty folder as written`, { timeout: 300_000 }, async () => {
+      const folder = mkdtempSync(join(tmpdir(), 'docs-empty-'));
+      for (const image of ['a.png', 'b.png']) symlinkSync(join(dir, image), join(folder, image));
+      const blocks = EMPTY_FOLDER.filter((b) => b.file === file);
+      assert.ok(blocks.some((b) => b.emptyFolder!.as) && blocks.some((b) => RUNNABLE[b.lang] === 'sh'), `${file}: a file to save and a command`);
+      let last = '';
+      for (const b of blocks) {
+        const code = b.code.replaceAll('http://127.0.0.1:4000', server.url).replaceAll('ws://127.0.0.1:4000', server.url.replace(/^http/, 'ws'));
+        if (b.emptyFolder!.as) {
+          writeFileSync(join(folder, b.emptyFolder!.as), code);
+          continue;
+        }
+        // Outside any npm project: no npm_* settings of the npm that may be running this test.
+        const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
+        const result = await run('bash', ['-eo', 'pipefail', '-c', code], folder, env, 280_000);
+        last = `${result.stdout}\n${result.stderr}`;
+        assert.equal(result.code, 0, `${b.file}:${b.line} exited ${result.code}:\n${last.slice(-3000)}`);
+      }
+      assert.match(last, /EditCompleted SUCCEEDED/, `the session ends with the edit done:\n${last.slice(-3000)}`);
+    });
+  }
+});
+
+describe('docs/models.md and the code agree on which pipelines run', () => {
+  const md = readFileSync(join(PROJECT_ROOT, 'docs', 'models.md'), 'utf8');
+  const classes = (text: string): string[] => [...text.matchAll(/`((?:ORT|Onnx)?\w+Pipeline)`/g)].map((m) => m[1]!);
+
+  it("every class of the family table is served by that row's family", () => {
+    const rows = [...md.matchAll(/^\| `([a-z0-9-]+)` +\| (.*?) \|/gm)];
+    assert.ok(rows.length >= 9, 'the family table');
+    for (const [, kind, cell] of rows) {
+      for (const name of classes(cell!)) assert.equal(familyForPipelineClass(name)?.kind.split('-')[0], kind!.split('-')[0], `${name} (${kind})`);
+    }
+  });
+
+  it('the pipelines it calls unsupported are refused, and it never calls a served family unsupported', () => {
+    const paragraph = /are not supported\. Among them:([\s\S]*?)\n\n/.exec(md);
+    assert.ok(paragraph, 'the paragraph naming unsupported pipelines');
+    const named = classes(paragraph[1]!);
+    assert.ok(named.length >= 2, paragraph[1]);
+    for (const name of named) assert.equal(familyForPipelineClass(name), null, `${name} is said to be unsupported`);
+    for (const family of ['SDXL', 'SD3', 'FLUX', 'SD-Turbo']) {
+      assert.doesNotMatch(md, new RegExp(`${family}[^.]*(aren't|are not|isn't|is not) supported`), `${family} runs here`);
+    }
+  });
 });
 
 describe('the Node versions the README names', () => {
@@ -215,6 +281,7 @@ describe('error codes in docs/api.md', () => {
     OUT_OF_MEMORY: 'the runtime failing to allocate',
     CANCELLED: 'REST jobs cancelled at shutdown (test/shutdown.test.ts)',
     MODEL_ERROR: 'a broken model folder (test/modelFolder.test.ts)',
+    MODEL_UNAVAILABLE: 'a model folder that cannot be read (test/brokenModels.test.ts)',
     WORKER_CRASHED: 'the inference worker thread dying mid-job (test/executor.test.ts)',
     INTERNAL: 'a bug',
   };

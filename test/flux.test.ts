@@ -6,10 +6,12 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
+import sharp from 'sharp';
+import { PROJECT_ROOT } from '../src/config.js';
 import { FLOW_IMG2IMG_BASE_RGB, buildFlowEditFiles } from '../models/flowExports.js';
 import type { FlowFixtureOptions } from '../models/flowExports.js';
 import { writeModelFolder } from '../models/modelFiles.js';
@@ -69,6 +71,48 @@ describe('FLUX family on tiny-flow-edit', () => {
   function near(got: Rgb, want: Rgb, what: string): void {
     assert.ok(maxChannelDiff(got, want) <= 2, `${what}: ${got}, expected ${want}`);
   }
+
+  it('is exact on 8×8-aligned squares of one colour and blocky elsewhere, as the README says', async () => {
+    const readme = readFileSync(join(PROJECT_ROOT, 'README.md'), 'utf8');
+    assert.match(readme, /tiny-flow-edit[\s\S]*?8×8 squares/, "the README says why tiny-flow-edit's output is made of 8×8 blocks");
+    /** SIZE² RGB where pixel (x, y) is colour(x, y). */
+    const image = (colour: (x: number, y: number) => Rgb): Promise<Buffer> => {
+      const raw = Buffer.alloc(SIZE * SIZE * 3);
+      for (let y = 0; y < SIZE; y++) for (let x = 0; x < SIZE; x++) raw.set(colour(x, y), (y * SIZE + x) * 3);
+      return sharp(raw, { raw: { width: SIZE, height: SIZE, channels: 3 } })
+        .png()
+        .toBuffer();
+    };
+    const run = async (bytes: Buffer): Promise<{ data: Buffer }> => {
+      const resolved = resolveEditOptions(engine.model('tiny-flow-edit'), 1, { prompt: 'grayscale', size: `${SIZE}x${SIZE}`, seed: 7 });
+      const out = await engine.edit('tiny-flow-edit', resolved, [{ bytes }]);
+      return sharp(out.images[0]!.bytes).raw().toBuffer({ resolveWithObject: true });
+    };
+    const at = (data: Buffer, x: number, y: number): Rgb => [...data.subarray((y * SIZE + x) * 3, (y * SIZE + x) * 3 + 3)] as Rgb;
+    // Squares of 8×8 on the 8-pixel grid, each one colour: every pixel gets the exact edit.
+    const squares = (x: number, y: number): Rgb => ((Math.floor(x / 8) + Math.floor(y / 8)) % 2 ? LEFT : RIGHT);
+    const exact = await run(await image(squares));
+    for (const [x, y] of [
+      [0, 0],
+      [7, 7],
+      [8, 0],
+      [15, 9],
+      [63, 63],
+      [33, 41],
+    ] as const) {
+      near(at(exact.data, x, y), expectedColour(squares(x, y), 'grayscale'), `square pixel ${x},${y}`);
+    }
+    // Detail finer than 8×8 (a one-pixel checkerboard): each square is the edit of its mean colour.
+    const fine = await run(await image((x, y) => ((x + y) % 2 ? LEFT : RIGHT)));
+    const mean = LEFT.map((v, i) => (v + RIGHT[i]!) / 2) as Rgb;
+    for (const [x, y] of [
+      [0, 0],
+      [1, 0],
+      [7, 6],
+      [40, 17],
+    ] as const)
+      near(at(fine.data, x, y), expectedColour(mean, 'grayscale'), `fine pixel ${x},${y}`);
+  });
 
   it('reads the folders as FLUX families with FLUX defaults', () => {
     const kontext = engine.model('tiny-flow-edit');

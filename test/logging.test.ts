@@ -4,13 +4,15 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { stripVTControlCharacters } from 'node:util';
 import WebSocket from 'ws';
 import { pino } from 'pino';
 import { startServer, type RunningServer } from '../src/server/app.js';
 import { loadConfig } from '../src/server/config.js';
 import { PROJECT_ROOT } from '../src/config.js';
+import { freePort } from './support/net.js';
 
 interface Line {
   level: number;
@@ -142,5 +144,78 @@ describe('graphql-ws connection_init with any credential type', () => {
       lines.slice(since).filter((l) => l.level >= INFO),
       [],
     );
+  });
+});
+
+/**
+ * `npm start`'s output until it listens: through `script` when `tty` (stdout is then a terminal),
+ * else through a pipe. The whole process group is stopped afterwards.
+ */
+async function startupOutput(env: Record<string, string>, tty: boolean): Promise<string> {
+  const command = `exec ${process.execPath} --import tsx ${join(PROJECT_ROOT, 'src/server/main.ts')}`;
+  const child = tty
+    ? spawn('script', ['-qfec', command, '/dev/null'], { cwd: PROJECT_ROOT, env: { ...process.env, ...env }, detached: true, stdio: ['pipe', 'pipe', 'pipe'] })
+    : spawn('sh', ['-c', command], { cwd: PROJECT_ROOT, env: { ...process.env, ...env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let text = '';
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`server did not start:\n${text}`)), 120_000);
+      const take = (chunk: Buffer): void => {
+        text += chunk.toString();
+        if (text.includes('image-edit-server listening')) {
+          clearTimeout(timer);
+          setTimeout(resolve, 100); // the rest of the line
+        }
+      };
+      child.stdout!.on('data', take);
+      child.stderr!.on('data', take);
+      child.on('exit', (code) => reject(new Error(`server exited ${code}:\n${text}`)));
+    });
+  } finally {
+    process.kill(-child.pid!, 'SIGTERM');
+  }
+  return text;
+}
+
+describe('log format', () => {
+  it('writes one JSON object a line when stdout is not a terminal: one info line per loaded model, warn only for what an operator must act on', async () => {
+    const out = await startupOutput({ PORT: String(await freePort()), LOG_LEVEL: 'info', LOG_FORMAT: '' }, false);
+    const lines = out
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Line & { model?: string });
+    const loaded = lines.filter((l) => l.msg === 'model loaded');
+    assert.deepEqual(
+      loaded.map((l) => [l.level, l.model]),
+      [[INFO, 'tiny-edit']],
+    );
+    assert.ok(JSON.stringify(loaded[0]).length < 400, `a short line: ${JSON.stringify(loaded[0])}`);
+    assert.deepEqual(
+      lines.filter((l) => l.level >= WARN).map((l) => l.msg),
+      ['no AUTH_TOKENS or AUTH_BASIC set: every operation is open to anyone who can reach the server'],
+      'loading a model is not a warning',
+    );
+  });
+
+  it('is human-readable on a terminal (pino-pretty), and JSON there with LOG_FORMAT=json', async () => {
+    const coloured = await startupOutput({ PORT: String(await freePort()), LOG_LEVEL: 'info', LOG_FORMAT: '' }, true);
+    const pretty = stripVTControlCharacters(coloured);
+    assert.match(pretty, /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: model loaded \{"model":"tiny-edit","family":"instruct-pix2pix",.*\}\r?$/m);
+    assert.match(pretty, /^\[[\d:.]+\] INFO: image-edit-server listening \{"url":/m);
+    assert.doesNotMatch(pretty, /"level":/);
+    const json = await startupOutput({ PORT: String(await freePort()), LOG_LEVEL: 'info', LOG_FORMAT: 'json' }, true);
+    assert.match(json, /^\{"level":30,/m);
+    assert.doesNotMatch(json, /INFO.*: model loaded/);
+  });
+
+  it('refuses a LOG_FORMAT it does not know', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src/server/main.ts')], {
+      cwd: PROJECT_ROOT,
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, LOG_FORMAT: 'xml' },
+    });
+    assert.equal(r.status, 2, r.stdout + r.stderr);
+    assert.equal((JSON.parse(r.stdout) as Line).msg, 'LOG_FORMAT must be json or pretty (got "xml")');
   });
 });

@@ -77,7 +77,25 @@ describe('model doctor', () => {
     assert.match(out, /defaults: steps 8, guidanceScale 1, imageGuidanceScale 1, scheduler EULER_ANCESTRAL, size 512x512/);
     assert.match(out, /limits: maxImagesPerJob 16, maxN 8, maxSteps 100, maxPixels 1048576/);
     assert.match(out, /warnings: none/);
-    assert.match(out, /sessions: all four open on cpu\nok\n$/);
+    assert.match(out, /sessions: all 4 open on cpu\nok\n$/);
+  });
+
+  it('words the built-in FLUX-layout model as its family is: transformer, every tokenizer, five sessions, built in', () => {
+    const r = doctor(['check', join(PROJECT_ROOT, 'models', 'tiny-flow-edit')]);
+    assert.equal(r.status, 0, r.stderr);
+    const out = r.stdout;
+    assert.match(out, /exporter: built in \(written by models\/flowExports\.ts\)\n/);
+    assert.match(out, /\n {2}transformer timestep: float32 /);
+    assert.doesNotMatch(out, /unet/i);
+    assert.match(out, /\n {2}tokenizer: tokenizer\.json, vocab size \d+, max length 77, /);
+    assert.match(out, /\n {2}tokenizer_2: tokenizer\.json, vocab size \d+, max length 512, pad token "<pad>" \(id 0\)/);
+    assert.match(
+      out,
+      /scheduler: folder class FlowMatchEulerDiscreteScheduler; runs FLOW_MATCH_EULER \(the only scheduler of [^)]+\)\n {4}a request may pick: FLOW_MATCH_EULER only\n/,
+    );
+    assert.match(out, /sessions: all 5 open on cpu\nok\n$/);
+    const tiny = doctor(['check', TINY_EDIT_DIR]);
+    assert.match(tiny.stdout, /exporter: built in \(written by models\/tinyEdit\.ts\)\n/);
   });
 
   it('--json gives the same summary as data', () => {
@@ -214,7 +232,9 @@ describe('model doctor', () => {
     writeModelFolder(join(models, 'a-good'), buildExportFixture({ generation: 'optimum-1.22', family: 'img2img' }));
     writeModelFolder(join(models, 'b-broken'), buildExportFixture({ generation: 'optimum-1.24', family: 'instruct-pix2pix' }));
     rmSync(join(models, 'b-broken', 'unet', 'model.onnx'));
-    mkdirSync(join(models, 'c-notes'));
+    mkdirSync(join(models, 'c-notes', 'unet'), { recursive: true }); // a model's part without model_index.json
+    mkdirSync(join(models, 'd-code')); // no component folder: not listed (as the repository's models/onnx)
+    writeFileSync(join(models, 'd-code', 'graph.ts'), '');
     const r = doctor(['list', models]);
     assert.equal(r.status, 1, r.stderr);
     assert.ok(r.stdout.includes(`models in ${models}:`), r.stdout);
@@ -234,9 +254,15 @@ describe('model doctor', () => {
     const fine = doctor(['list'], { MODELS_DIR: models });
     assert.equal(fine.status, 0, fine.stderr);
     assert.ok(fine.stdout.includes(`models in ${models}:`), 'MODELS_DIR is the default');
+    const flag = doctor(['list', '--models-dir', models]);
+    assert.equal(flag.status, 0, flag.stderr);
+    assert.ok(flag.stdout.includes(`models in ${models}:`), '--models-dir, as npm run edit takes it');
     const builtIn = doctor(['list'], { MODELS_DIR: '' });
     assert.equal(builtIn.status, 0, builtIn.stderr);
-    assert.match(builtIn.stdout, /\n {2}tiny-edit +ok {2}instruct-pix2pix, /);
+    assert.equal(
+      builtIn.stdout,
+      `models in ${join(PROJECT_ROOT, 'models')}:\n  tiny-edit       ok  instruct-pix2pix, built in (written by models/tinyEdit.ts)\n  tiny-flow-edit  ok  flux-kontext, built in (written by models/flowExports.ts)\n`,
+    );
   });
 
   it('parses its arguments strictly: exit 2 with usage', () => {
@@ -246,7 +272,9 @@ describe('model doctor', () => {
       [['check', 'a', 'b'], /check takes one model folder \(got 2\)/],
       [['check', TINY_EDIT_DIR, '--bogus'], /Unknown option '--bogus'/],
       [['check', TINY_EDIT_DIR, '--json=yes'], /--json/],
-      [['list', 'a', 'b'], /list takes at most one models directory/],
+      [['list', 'a', 'b'], /list takes one models directory, as an argument or --models-dir \(got 2\)/],
+      [['list', 'a', '--models-dir', 'b'], /list takes one models directory, as an argument or --models-dir \(got 2\)/],
+      [['check', TINY_EDIT_DIR, '--models-dir', 'x'], /--models-dir is for list/],
       [['list', join(root, 'nowhere')], /models directory .* does not exist/],
       [['doctor'], /unknown command "doctor"/],
     ];
@@ -258,11 +286,11 @@ describe('model doctor', () => {
     }
   });
 
-  it("the server's 'model loaded' line is the doctor's summary", async () => {
+  it("the server's one 'model loaded' line agrees with the doctor", async () => {
     const doc = JSON.parse(doctor(['check', TINY_EDIT_DIR, '--json', '--skip-sessions']).stdout).summary;
     const child = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src/server/main.ts')], {
       cwd: PROJECT_ROOT,
-      env: { ...process.env, PORT: '0', HOST: '127.0.0.1', MODELS_DIR: join(PROJECT_ROOT, 'models'), LOG_LEVEL: 'info' },
+      env: { ...process.env, PORT: '0', HOST: '127.0.0.1', MODELS_DIR: join(PROJECT_ROOT, 'models'), LOG_LEVEL: 'info', LOG_FORMAT: 'json' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const lines: Record<string, unknown>[] = [];
@@ -288,11 +316,14 @@ describe('model doctor', () => {
     } finally {
       child.kill('SIGTERM');
     }
-    const loaded = lines.filter((l) => l.msg === 'model loaded' && l.model === 'tiny-edit');
-    assert.equal(loaded.length, 1);
-    const { level: _l, time: _t, pid: _p, hostname: _h, msg: _m, model, ...logged } = loaded[0]!;
-    const { id, ...summary } = doc;
-    assert.equal(model, id);
-    assert.deepEqual(logged, summary);
+    const loaded = lines.filter((l) => l.msg === 'model loaded');
+    assert.deepEqual(
+      loaded.map((l) => l.model),
+      [doc.id],
+      'one line for the model loaded at start (the default); the others load on first use',
+    );
+    const { level, time: _t, pid: _p, hostname: _h, msg: _m, ...logged } = loaded[0]!;
+    assert.equal(level, 30, 'at info');
+    assert.deepEqual(logged, { model: doc.id, family: doc.family, exporter: doc.export.generation, precision: doc.precision, provider: 'cpu' });
   });
 });

@@ -1,7 +1,7 @@
 /** The progress page in a real browser (Debian's chromium via playwright-core), plus GraphiQL. */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync, existsSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -353,6 +353,69 @@ describe('progress page', () => {
     await p.close();
   });
 
+  /** What the page cuts off: elements outside the viewport's width, and select options wider than their select. */
+  const cutOff = (p: Page): Promise<string[]> =>
+    p.evaluate(() => {
+      const width = document.documentElement.clientWidth;
+      const found: string[] = [];
+      if (document.documentElement.scrollWidth > width) found.push(`the page scrolls sideways (${document.documentElement.scrollWidth} > ${width} px)`);
+      for (const e of document.querySelectorAll<HTMLElement>('body *')) {
+        const r = e.getBoundingClientRect();
+        if (r.width > 0 && (r.right > width + 0.5 || r.left < -0.5))
+          found.push(`${e.tagName.toLowerCase()}#${e.id}.${e.className} spans ${r.left}..${r.right}`);
+      }
+      for (const select of document.querySelectorAll('select')) {
+        const chosen = select.selectedIndex;
+        for (let i = 0; i < select.options.length; i++) {
+          select.selectedIndex = i;
+          if (select.scrollWidth > select.clientWidth) found.push(`#${select.id} cuts off "${select.options[i]!.text}"`);
+        }
+        select.selectedIndex = chosen;
+      }
+      return found;
+    });
+
+  for (const width of [1280, 390]) {
+    it(`cuts nothing off at ${width} px, and the empty Jobs column says what to do (screenshots ui-${width}-*.png)`, async () => {
+      const p = await browser.newPage({ viewport: { width, height: 900 } });
+      await p.goto(`${server.url}/`);
+      await p.waitForSelector('#model option', { state: 'attached' });
+      await p.waitForFunction(() => /EULER/.test(document.querySelector('#scheduler option')?.textContent ?? ''));
+      await p.screenshot({ path: join(ARTIFACTS, `ui-${width}-empty.png`), fullPage: true });
+      assert.deepEqual(await cutOff(p), []);
+      const hint = p.locator('#jobs-empty');
+      assert.ok(await hint.isVisible(), 'the empty Jobs column has a hint');
+      assert.match((await hint.textContent()) ?? '', /No jobs yet\. Choose one or more images, write an instruction .* and press Start/);
+      await p.setInputFiles('#files', [join(dir, 'red.png'), join(dir, 'blue.png')]);
+      await p.fill('#size', '64x64');
+      await p.click('#start');
+      await p.waitForSelector('.job .state.SUCCEEDED', { timeout: 60_000 });
+      await p.screenshot({ path: join(ARTIFACTS, `ui-${width}-done.png`), fullPage: true });
+      assert.deepEqual(await cutOff(p), []);
+      assert.equal(await hint.isVisible(), false, 'the hint goes once there is a job');
+      await p.close();
+    });
+  }
+
+  it("GraphiQL's walk-through comment fits its editor at 1280 px (screenshot graphiql-1280.png)", async () => {
+    const p = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await p.goto(`${server.url}/graphql`);
+    await p.waitForSelector('.graphiql-container', { timeout: 20_000 });
+    await p.waitForFunction(() => /imageUrls/.test(document.querySelector('.graphiql-query-editor')?.textContent ?? ''), undefined, { timeout: 20_000 });
+    await p.screenshot({ path: join(ARTIFACTS, 'graphiql-1280.png') });
+    const { visible, comments } = await p.evaluate(() => {
+      const lines = [...document.querySelectorAll('.graphiql-query-editor .view-line')].map((l) => ({
+        text: l.textContent ?? '',
+        width: (l.firstElementChild as HTMLElement | null)?.getBoundingClientRect().width ?? 0,
+      }));
+      const view = document.querySelector('.graphiql-query-editor .monaco-scrollable-element') as HTMLElement;
+      return { visible: view.clientWidth, comments: lines.filter((l) => l.text.startsWith('#')) };
+    });
+    assert.ok(comments.length >= 20, `the walk-through's comment lines are rendered (${comments.length})`);
+    for (const c of comments) assert.ok(c.width <= visible, `"${c.text}" is ${c.width} px wide; the editor shows ${visible} px`);
+    await p.close();
+  });
+
   it('explains an upload that is not an image', async () => {
     const p = await fresh();
     await p.setInputFiles('#files', [join(dir, 'notes.png')]);
@@ -394,6 +457,32 @@ describe('progress page', () => {
     assert.ok(await p.evaluate(answered), 'GraphiQL showed no response with tiny-edit');
     await p.screenshot({ path: join(ARTIFACTS, 'graphiql.png') });
     await p.close();
+  });
+});
+
+describe('progress page with a model folder that cannot be served', () => {
+  it('shows that model greyed out, with the reason on hover', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'ui-broken-'));
+    cpSync(join(PROJECT_ROOT, 'models', 'tiny-edit'), join(root, 'tiny-edit'), { recursive: true });
+    cpSync(join(PROJECT_ROOT, 'models', 'tiny-edit'), join(root, 'half-copied'), { recursive: true });
+    rmSync(join(root, 'half-copied', 'unet', 'model.onnx'));
+    const server = await startTestServer({ MODELS_DIR: root });
+    const browser = await launchBrowser();
+    try {
+      const p = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+      await p.goto(`${server.url}/`);
+      await p.waitForSelector('#model option', { state: 'attached' });
+      const options = await p
+        .locator('#model option')
+        .evaluateAll((os) => os.map((o) => [o.textContent, (o as HTMLOptionElement).disabled, o.getAttribute('title')]));
+      assert.deepEqual(options[0]!.slice(0, 2), ['half-copied (unavailable)', true]);
+      assert.match(String(options[0]![2]), /missing unet\/model\.onnx/);
+      assert.deepEqual(options[1], ['tiny-edit (default)', false, null]);
+    } finally {
+      await browser.close();
+      await server.close();
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
 

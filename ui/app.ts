@@ -397,7 +397,15 @@ async function loadModels(): Promise<void> {
   try {
     models = (await graphql(PageModelsDocument, {})).models;
     const select = $<HTMLSelectElement>('model');
-    select.replaceChildren(...models.map((m) => new Option(m.id + (m.isDefault ? ' (default)' : ''), m.id, m.isDefault, m.isDefault)));
+    select.replaceChildren(
+      ...models.map((m) => {
+        // A model whose folder cannot be served is shown, greyed out, with the reason on hover.
+        const option = new Option(m.id + (m.isDefault ? ' (default)' : '') + (m.error ? ' (unavailable)' : ''), m.id, m.isDefault, m.isDefault);
+        option.disabled = m.error !== null;
+        if (m.error) option.title = m.error;
+        return option;
+      }),
+    );
     applyModelDefaults();
   } catch (err) {
     $('form-status').textContent = (err as Error).message;

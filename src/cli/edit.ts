@@ -13,14 +13,16 @@ import { parseArgs } from 'node:util';
 import { InferenceEngine } from '../inference/engine.js';
 import { ModelCatalogue } from '../inference/catalogue.js';
 import { resolveEditOptions } from '../inference/request.js';
+import { checkPromptGiven } from '../inference/prompts.js';
 import { InferenceError } from '../inference/errors.js';
 import { ModelFolderError } from '../inference/modelFolder.js';
 import { EDIT_SCHEDULER_NAMES, type EditSchedulerName } from '../inference/schedulers/types.js';
 import { ImageDecodeError, SIZE_FITS, isOutputFormat, outputFormatList, probeImage, type OutputFormat, type SizeFit } from '../inference/imageIO.js';
-import { defaultModelsDir } from '../config.js';
+import { callerDir, defaultModelsDir } from '../config.js';
 import { ProgressBar } from './progressBar.js';
 
-const USAGE = `usage: npm run edit -- --image <file> [--image <file> ...] --prompt <text> [options]
+const USAGE_LINE = 'usage: npm run edit -- --image <file> [--image <file> ...] --prompt <text> [options]';
+const USAGE = `${USAGE_LINE}
 
   --image <file>            input image (repeatable; PNG, JPEG, WebP, AVIF, TIFF, GIF)
   --mask <file>             where to edit, one per --image in order (repeatable; white or
@@ -48,7 +50,12 @@ const USAGE = `usage: npm run edit -- --image <file> [--image <file> ...] --prom
   --format <png|jpeg|webp>  output format (default png)
   --quality <1-100>         JPEG/WebP quality
   --out <dir>               output folder, created if missing (default ./out)
-  --overwrite               replace existing output files (default: refuse, exit 2)`;
+  --overwrite               replace existing output files (default: refuse, exit 2)
+
+Relative paths are read from the folder you run the command in.`;
+
+/** What a refused command line prints after the problem: one line, not the whole help. */
+const SHORT_USAGE = `${USAGE_LINE}\n(npm run edit -- --help lists every option)`;
 
 class UsageError extends Error {}
 
@@ -117,7 +124,7 @@ async function main(argv: string[]): Promise<number> {
       strict: true,
     }));
   } catch (err) {
-    console.error(`${(err as Error).message}\n\n${USAGE}`);
+    console.error(`${(err as Error).message}\n${SHORT_USAGE}`);
     return 2;
   }
   if (values.help) {
@@ -153,19 +160,24 @@ async function main(argv: string[]): Promise<number> {
     };
     // 2. Inputs: readable, and image headers that decode within the pixel bound. The catalogue
     // (model folders' JSON, no sessions) resolves the model and its limits.
-    const modelsDir = resolve(values['models-dir'] || process.env.MODELS_DIR || defaultModelsDir());
+    // Paths as the caller typed them, from the folder they ran the command in.
+    const cwd = callerDir('edit');
+    const modelsDir = resolve(cwd, values['models-dir'] || process.env.MODELS_DIR || defaultModelsDir());
     let catalogue: ModelCatalogue;
     try {
       catalogue = ModelCatalogue.read({ modelsDir });
     } catch (err) {
       throw err instanceof ModelFolderError ? new UsageError(err.message) : err;
     }
-    const read = async (flag: string, path: string): Promise<Uint8Array> => {
+    const read = async (flag: string, typed: string): Promise<Uint8Array> => {
+      const path = resolve(cwd, typed);
       let bytes;
       try {
         bytes = new Uint8Array(readFileSync(path));
       } catch (err) {
-        throw new UsageError(`cannot read --${flag} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        const e = err as NodeJS.ErrnoException;
+        const why = e.code === 'ENOENT' ? 'no such file (ENOENT)' : e.code === 'EISDIR' ? 'a folder, not a file (EISDIR)' : (e.code ?? e.message);
+        throw new UsageError(`cannot read --${flag} ${path}${path === typed ? '' : ` (given as ${typed})`}: ${why}`);
       }
       try {
         await probeImage(bytes, { maxInputPixels: catalogue.maxInputPixels });
@@ -179,6 +191,7 @@ async function main(argv: string[]): Promise<number> {
     );
     const spec = catalogue.model(values.model ?? null);
     spec.family.checkEdit?.(spec, { masks: inputs.some((i) => i.mask) });
+    checkPromptGiven(spec, values.prompt ?? '', values['image-prompt'] ?? null);
     const edit = resolveEditOptions(spec, inputs.length, {
       prompt: values.prompt ?? '',
       prompts: values['image-prompt'] ?? null,
@@ -190,7 +203,7 @@ async function main(argv: string[]): Promise<number> {
       ...numbers,
     });
     // 3. The output folder, and the files this run would write.
-    const outDir = resolve(values.out ?? 'out');
+    const outDir = resolve(cwd, values.out ?? 'out');
     prepareOutDir(outDir);
     const stems = inputs.map((i) => basename(i.name, extname(i.name)));
     const ext = edit.outputFormat === 'jpeg' ? 'jpg' : edit.outputFormat;
@@ -221,7 +234,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof UsageError) {
-      console.error(`${err.message}\n\n${USAGE}`);
+      console.error(`${err.message}\n${SHORT_USAGE}`);
       return 2;
     }
     if (err instanceof InferenceError && ['BAD_USER_INPUT', 'NOT_FOUND', 'INVALID_IMAGE', 'IMAGE_TOO_LARGE'].includes(err.code)) {

@@ -1,7 +1,7 @@
 /**
  * The model doctor:
  *   npm run models -- check <folder> [--json] [--skip-sessions]
- *   npm run models -- list [modelsDir] [--json]
+ *   npm run models -- list [modelsDir | --models-dir <dir>] [--json]
  * `check` prints what the server will make of one model folder (family, ONNX ports, exporter
  * generation, scheduler, tokenizer, VAE, memory at the default size, defaults, limits, warnings)
  * and opens its ONNX sessions to prove the graphs load. `list` reads every folder under the models
@@ -13,19 +13,21 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { readModelFolder } from '../inference/modelFolder.js';
+import { COMPONENTS } from '../inference/components.js';
 import type { ModelSpec } from '../inference/modelFolder.js';
 import { openModelSessions } from '../inference/sessions.js';
 import { formatModelSummary, summarizeModel } from '../inference/modelSummary.js';
 import type { ModelSummary } from '../inference/modelSummary.js';
-import { defaultModelsDir } from '../config.js';
+import { callerDir, defaultModelsDir } from '../config.js';
 
 const USAGE = `usage: npm run models -- <command> [options]
 
   check <folder>       what the server makes of one model folder; exit 1 with the problems
                        when it is broken
     --skip-sessions    do not open the ONNX sessions (no weights loaded)
-  list [modelsDir]     every folder under modelsDir (default: MODELS_DIR or ./models) with
-                       its family and status; exit 1 when a model folder is broken
+  list [modelsDir]     every model folder under modelsDir (default: MODELS_DIR, else the
+                       project's models/) with its family and status; exit 1 when one is broken
+    --models-dir <dir> the same as giving modelsDir (as npm run edit takes it)
   --json               machine-readable output on stdout
   -h, --help           this text`;
 
@@ -38,6 +40,8 @@ interface CheckResult {
   summary: ModelSummary | null;
   /** Whether the ONNX sessions were opened (and released). */
   sessionsOpened: boolean;
+  /** How many sessions the family opens (one per component), when the folder could be read. */
+  sessionCount: number | null;
 }
 
 /** The error's message, with the folder in front unless it names it already. */
@@ -47,12 +51,13 @@ function namingFolder(dir: string, err: unknown): string {
 }
 
 async function check(folder: string, openSessions: boolean): Promise<CheckResult> {
-  const dir = resolve(folder);
-  const result: CheckResult = { ok: false, folder: dir, problems: [], summary: null, sessionsOpened: false };
+  const dir = resolve(callerDir('models'), folder);
+  const result: CheckResult = { ok: false, folder: dir, problems: [], summary: null, sessionsOpened: false, sessionCount: null };
   let spec: ModelSpec;
   try {
     spec = readModelFolder(dir, basename(dir));
     result.summary = summarizeModel(spec);
+    result.sessionCount = spec.family.components.length;
   } catch (err) {
     // ModelFolderError names the folder; anything else (an unreadable file, say) gets it added.
     result.problems.push(namingFolder(dir, err));
@@ -81,8 +86,7 @@ interface ListEntry {
   problem: string | null;
 }
 
-function list(modelsDir: string): ListEntry[] {
-  const dir = resolve(modelsDir);
+function list(dir: string): ListEntry[] {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`models directory ${dir} does not exist`);
   const entries: ListEntry[] = [];
   for (const name of readdirSync(dir).sort()) {
@@ -90,6 +94,8 @@ function list(modelsDir: string): ListEntry[] {
     if (!existsSync(folder) || !statSync(folder).isDirectory()) continue; // files, dangling links
     const entry: ListEntry = { name, dir: folder, status: 'not a model', family: null, exporter: null, warnings: 0, problem: null };
     if (!existsSync(join(folder, 'model_index.json'))) {
+      // A folder with a component folder but no model_index.json is a model half there; others (code, say) are not listed.
+      if (!Object.values(COMPONENTS).some((c) => existsSync(join(folder, c.dir)))) continue;
       entry.problem = 'no model_index.json (the server skips it)';
     } else {
       try {
@@ -105,7 +111,7 @@ function list(modelsDir: string): ListEntry[] {
 }
 
 function formatList(modelsDir: string, entries: ListEntry[]): string {
-  const lines = [`models in ${resolve(modelsDir)}:`];
+  const lines = [`models in ${modelsDir}:`];
   if (entries.length === 0) lines.push('  (no folders)');
   const width = Math.max(0, ...entries.map((e) => e.name.length));
   for (const e of entries) {
@@ -126,6 +132,7 @@ async function main(argv: string[]): Promise<number> {
       options: {
         json: { type: 'boolean' },
         'skip-sessions': { type: 'boolean' },
+        'models-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: true,
@@ -142,12 +149,15 @@ async function main(argv: string[]): Promise<number> {
   try {
     const [command, ...rest] = positionals;
     if (command === 'check') {
+      if (values['models-dir'] !== undefined) throw new UsageError('--models-dir is for list (check takes one model folder)');
       if (rest.length !== 1) throw new UsageError(`check takes one model folder (got ${rest.length})`);
       const result = await check(rest[0]!, !values['skip-sessions']);
       if (values.json) console.log(JSON.stringify(result, null, 2));
       else {
         if (result.summary) console.log(formatModelSummary(result.summary));
-        if (result.summary && result.ok) console.log(result.sessionsOpened ? '  sessions: all four open on cpu' : '  sessions: not opened (--skip-sessions)');
+        if (result.summary && result.ok) {
+          console.log(result.sessionsOpened ? `  sessions: all ${result.sessionCount} open on cpu` : '  sessions: not opened (--skip-sessions)');
+        }
         for (const p of result.problems) console.error(`problem: ${p}`);
         console.log(result.ok ? 'ok' : `broken: ${result.folder} (${result.problems.length} problem${result.problems.length === 1 ? '' : 's'})`);
       }
@@ -155,10 +165,11 @@ async function main(argv: string[]): Promise<number> {
     }
     if (command === 'list') {
       if (values['skip-sessions']) throw new UsageError('--skip-sessions is for check (list never opens sessions)');
-      if (rest.length > 1) throw new UsageError(`list takes at most one models directory (got ${rest.length})`);
-      const modelsDir = rest[0] ?? (process.env.MODELS_DIR || defaultModelsDir());
+      const given = [...rest, ...(values['models-dir'] === undefined ? [] : [values['models-dir']])];
+      if (given.length > 1) throw new UsageError(`list takes one models directory, as an argument or --models-dir (got ${given.length})`);
+      const modelsDir = resolve(callerDir('models'), given[0] ?? (process.env.MODELS_DIR || defaultModelsDir()));
       const entries = list(modelsDir);
-      if (values.json) console.log(JSON.stringify({ modelsDir: resolve(modelsDir), models: entries }, null, 2));
+      if (values.json) console.log(JSON.stringify({ modelsDir, models: entries }, null, 2));
       else console.log(formatList(modelsDir, entries));
       return entries.some((e) => e.status === 'broken') ? 1 : 0;
     }

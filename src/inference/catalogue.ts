@@ -3,6 +3,9 @@
  * read from the folder's JSON and declared ONNX ports without opening a session), plus each model's
  * load state and provider as the executor reports them. API processes in front of Redis workers and
  * the CLI's argument checks need only this; running edits is an executor's work (executor.ts).
+ *
+ * A folder that cannot be read does not stop the others: it is listed with state 'error' and its
+ * reason, its jobs get MODEL_UNAVAILABLE, and it is read again on its next use or on `reload()`.
  */
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -37,10 +40,18 @@ export class ModelCatalogue {
   readonly memoryBudgetBytes: number;
   readonly maxInputPixels: number;
   private readonly states = new Map<string, ModelState>();
+  /** Why a model is in state 'error' (its folder, or its sessions as the executor reported). */
+  private readonly reasons = new Map<string, string>();
   private readonly providersById = new Map<string, string>();
+  /** Called with each folder that becomes readable after start (the executor learns of it). */
+  onModelAdded: ((spec: ModelSpec) => void) | null = null;
 
   private constructor(
+    readonly modelsDir: string,
+    /** Every model id, in folder order; those not in `specs` are in `folderErrors`. */
+    private readonly ids: readonly string[],
     private readonly specs: Map<string, ModelSpec>,
+    private readonly folderErrors: Map<string, string>,
     readonly defaultModelId: string,
     config: CatalogueConfig,
   ) {
@@ -48,33 +59,90 @@ export class ModelCatalogue {
     this.maxInputPixels = config.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS;
   }
 
-  /** Reads every model folder; ModelFolderError names what is wrong. */
+  /**
+   * Reads every model folder, each on its own: a broken one is kept with its reason (`failures`).
+   * ModelFolderError when there is no model folder at all, or the default or a preloaded id is not one.
+   */
   static read(config: CatalogueConfig): ModelCatalogue {
     const ids = config.modelIds ?? listModelFolders(config.modelsDir);
     if (ids.length === 0) throw new ModelFolderError(`no model folders (with model_index.json) under ${config.modelsDir}`);
-    const specs = new Map(ids.map((id) => [id, readModelFolder(join(config.modelsDir, id), id)] as const));
-    const defaultModel = config.defaultModel ?? (specs.has('tiny-edit') ? 'tiny-edit' : ids[0]!);
-    if (!specs.has(defaultModel)) throw new ModelFolderError(`default model "${defaultModel}" is not under ${config.modelsDir} (found: ${ids.join(', ')})`);
-    for (const id of config.preloadModels ?? []) {
-      if (!specs.has(id)) throw new ModelFolderError(`PRELOAD_MODELS names "${id}", which is not under ${config.modelsDir} (found: ${ids.join(', ')})`);
+    const specs = new Map<string, ModelSpec>();
+    const folderErrors = new Map<string, string>();
+    for (const id of ids) {
+      const read = readFolder(config.modelsDir, id);
+      if ('spec' in read) specs.set(id, read.spec);
+      else folderErrors.set(id, read.reason);
     }
-    return new ModelCatalogue(specs, defaultModel, config);
+    const defaultModel = config.defaultModel ?? (ids.includes('tiny-edit') ? 'tiny-edit' : ids[0]!);
+    if (!ids.includes(defaultModel)) throw new ModelFolderError(`default model "${defaultModel}" is not under ${config.modelsDir} (found: ${ids.join(', ')})`);
+    for (const id of config.preloadModels ?? []) {
+      if (!ids.includes(id)) throw new ModelFolderError(`PRELOAD_MODELS names "${id}", which is not under ${config.modelsDir} (found: ${ids.join(', ')})`);
+    }
+    return new ModelCatalogue(config.modelsDir, ids, specs, folderErrors, defaultModel, config);
   }
 
+  /** The models whose folders were read (some may still fail to load: `modelState`). */
   models(): ModelSpec[] {
-    return [...this.specs.values()];
+    return this.ids.flatMap((id) => this.specs.get(id) ?? []);
   }
 
-  /** The model for an id, or the default; NOT_FOUND names the known ids (ids are never paths). */
+  /** Every model in state 'error', with its reason, in folder order. */
+  failures(): { id: string; reason: string }[] {
+    return this.ids.flatMap((id) => {
+      const reason = this.errorReason(id);
+      return reason === null ? [] : [{ id, reason }];
+    });
+  }
+
+  /** Every model id, readable or not, in folder order. */
+  modelIds(): readonly string[] {
+    return this.ids;
+  }
+
+  /**
+   * The model for an id, or the default; NOT_FOUND names the known ids (ids are never paths). A
+   * folder that could not be read is read again: MODEL_UNAVAILABLE with the reason while it still fails.
+   */
   model(id?: string | null): ModelSpec {
-    const spec = this.specs.get(id ?? this.defaultModelId);
-    if (!spec) throw new InferenceError('NOT_FOUND', `unknown model "${id}"; available: ${[...this.specs.keys()].join(', ')}`);
+    const key = id ?? this.defaultModelId;
+    const spec = this.specs.get(key) ?? (this.folderErrors.has(key) ? this.retry(key) : undefined);
+    if (!spec) throw new InferenceError('NOT_FOUND', `unknown model "${id}"; available: ${this.ids.join(', ')}`);
     return spec;
   }
 
-  /** `loaded`, `loading`, or `available` (a folder that loads on first use). */
+  /** Reads every failed folder again (SIGHUP); returns the ids that are now readable. */
+  reload(): string[] {
+    return [...this.folderErrors.keys()].filter((id) => {
+      try {
+        this.retry(id);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+  }
+
+  private retry(id: string): ModelSpec {
+    const read = readFolder(this.modelsDir, id);
+    if ('reason' in read) {
+      this.folderErrors.set(id, read.reason);
+      throw new InferenceError('MODEL_UNAVAILABLE', `model "${id}" cannot be served: ${read.reason}`);
+    }
+    this.folderErrors.delete(id);
+    this.specs.set(id, read.spec);
+    this.onModelAdded?.(read.spec);
+    return read.spec;
+  }
+
+  /** `loaded`, `loading`, `available` (a folder that loads on first use) or `error` (`errorReason` says why). */
   modelState(id: string): ModelState {
+    if (this.folderErrors.has(id)) return 'error';
     return this.states.get(id) ?? 'available';
+  }
+
+  /** Why a model is in state 'error'; null in any other state. */
+  errorReason(id: string): string | null {
+    return this.folderErrors.get(id) ?? (this.states.get(id) === 'error' ? (this.reasons.get(id) ?? 'it failed to load') : null);
   }
 
   /** Execution provider of each loaded model. */
@@ -83,9 +151,21 @@ export class ModelCatalogue {
   }
 
   /** Records what an executor reports about a model. */
-  setState(modelId: string, state: ModelState, provider: string | null): void {
+  setState(modelId: string, state: ModelState, provider: string | null, reason?: string): void {
     this.states.set(modelId, state);
+    if (reason) this.reasons.set(modelId, reason);
+    else this.reasons.delete(modelId);
     if (provider) this.providersById.set(modelId, provider);
     else this.providersById.delete(modelId);
+  }
+}
+
+/** One folder's spec, or why it cannot be read. */
+function readFolder(modelsDir: string, id: string): { spec: ModelSpec } | { reason: string } {
+  try {
+    return { spec: readModelFolder(join(modelsDir, id), id) };
+  } catch (err) {
+    // Anything a half-copied folder throws (a truncated ONNX file too) is this folder's problem alone.
+    return { reason: (err as Error).message };
   }
 }

@@ -8,6 +8,7 @@
 import type { ModelSpec } from './modelFolder.js';
 import type { ExecutionProviderName } from './sessions.js';
 import type { ModelState } from './modelHost.js';
+import type { EngineLog } from './log.js';
 import type { EditInput, EditOutput, ProgressUpdate, RunOptions } from './editRunner.js';
 import type { ResolvedEdit } from './request.js';
 import { InferenceError } from './errors.js';
@@ -35,7 +36,9 @@ export interface EngineConfig extends CatalogueConfig {
   modelMemoryBytes?: number;
   /** Where edits run; 'remote': in other processes (this one reads the catalogue only). */
   threading?: 'worker' | 'inline' | 'remote';
-  log?: (message: string) => void;
+  log?: EngineLog;
+  /** Each load state the executor reports: the model's spec, its provider once loaded, `reason` with 'error'. */
+  onState?: (event: { spec: ModelSpec; state: ModelState; provider: string | null; reason?: string }) => void;
 }
 
 export interface EditCallOptions {
@@ -64,23 +67,27 @@ export class InferenceEngine {
     };
     const threading = config.threading ?? 'worker';
     if (threading === 'remote') return new InferenceEngine(catalogue, null, runOptions);
-    const onState = (modelId: string, state: ModelState, provider: string | null): void => {
-      catalogue.setState(modelId, state, provider);
-      config.log?.(`model ${modelId}: ${state}`);
+    const onState = (modelId: string, state: ModelState, provider: string | null, reason?: string): void => {
+      catalogue.setState(modelId, state, provider, reason);
+      const spec = catalogue.models().find((s) => s.id === modelId);
+      if (spec) config.onState?.({ spec, state, provider, reason });
     };
+    const readable = new Set(catalogue.models().map((s) => s.id));
     const settings = {
       provider: config.provider ?? 'cpu',
       intraOpThreads: config.intraOpThreads,
       allowSpinning: config.allowSpinning,
       cpuMemArena: config.cpuMemArena,
       stageThread,
-      preload: config.preloadModels ?? [catalogue.defaultModelId],
+      // Broken folders are not opened; their state says why.
+      preload: (config.preloadModels ?? [catalogue.defaultModelId]).filter((id) => readable.has(id)),
       modelMemoryBytes: config.modelMemoryBytes,
     };
     const executor =
       threading === 'inline'
         ? await InlineExecutor.open(catalogue.models(), { ...settings, log: config.log, onState })
         : await WorkerExecutor.open({ ...settings, models: catalogue.models().map((s) => ({ id: s.id, dir: s.dir })) }, { log: config.log, onState });
+    catalogue.onModelAdded = (spec) => executor.addModel(spec);
     return new InferenceEngine(catalogue, executor, runOptions);
   }
 
@@ -110,9 +117,24 @@ export class InferenceEngine {
     return this.catalogue.providers();
   }
 
-  /** `loaded`, `loading`, or `available` (a folder that loads on first use). */
+  /** `loaded`, `loading`, `available` (a folder that loads on first use) or `error` (`errorReason`). */
   modelState(id: string): ModelState {
     return this.catalogue.modelState(id);
+  }
+
+  /** Why a model is in state 'error'; null otherwise. */
+  errorReason(id: string): string | null {
+    return this.catalogue.errorReason(id);
+  }
+
+  /** Every model in state 'error', with its reason. */
+  failures(): { id: string; reason: string }[] {
+    return this.catalogue.failures();
+  }
+
+  /** Reads the folders that failed again (SIGHUP); returns the ids now readable. */
+  reload(): string[] {
+    return this.catalogue.reload();
   }
 
   /** Times a dead inference worker was restarted. */

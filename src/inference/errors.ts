@@ -4,6 +4,8 @@ export type InferenceErrorCode =
   | 'INVALID_IMAGE'
   | 'IMAGE_TOO_LARGE'
   | 'NOT_FOUND'
+  /** The model's folder is broken (unreadable, incomplete) or its sessions do not open. */
+  | 'MODEL_UNAVAILABLE'
   | 'OUT_OF_MEMORY'
   | 'CANCELLED'
   | 'TIMEOUT'

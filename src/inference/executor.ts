@@ -23,6 +23,8 @@ export interface ExecutorJob {
 export interface Executor {
   /** Runs `jobs` on `modelId` as shared pipeline calls; each promise settles on its own, as soon as its job is done. */
   run(modelId: string, jobs: readonly ExecutorJob[], options: RunOptions): Promise<EditOutput>[];
+  /** A model folder that became readable after start. */
+  addModel(spec: ModelSpec): void;
   /** Times the executor's thread died and was started again (always 0 inline). */
   readonly restarts: number;
   /** Finishes the running pipeline call and releases every session. */
@@ -54,6 +56,10 @@ export class InlineExecutor implements Executor {
     });
     void this.host.run(modelId, tasks, options);
     return results;
+  }
+
+  addModel(spec: ModelSpec): void {
+    this.host.addModel(spec);
   }
 
   close(): Promise<void> {

@@ -18,6 +18,7 @@ import { COMPONENTS, componentFile } from './components.js';
 import type { OnnxSignature } from './onnxSignature.js';
 import { recogniseExport } from './exportGeneration.js';
 import type { ModelDefaults, ModelSpec, PreviewProjection } from './modelTypes.js';
+import { builtInGenerator } from '../config.js';
 
 export type { MemoryProfile, ModelDefaults, ModelLimits, ModelSpec, PreviewProjection } from './modelTypes.js';
 
@@ -146,7 +147,10 @@ function readFolder(dir: string, id: string): ModelSpec {
   const portChannels = role.channelsInput === null ? null : fixedDim(signatures[role.component]!, role.channelsInput, 1);
   const denoiserInChannels = num(denoiserConfig, 'in_channels', portChannels ?? byClass.denoiserInChannels(latentChannels));
   const family = familyFromModelIndex(index, denoiserInChannels, latentChannels);
-  const exportInfo = recogniseExport(pipelineClass, family.denoiser.component, family.latentSampleCost, signatures);
+  const generator = builtInGenerator(dir);
+  const recognised = recogniseExport(pipelineClass, family.denoiser.component, family.latentSampleCost, signatures);
+  // The built-ins are written by this repository, in no exporter's layout of ports.
+  const exportInfo = generator ? { ...recognised, generation: `built in (written by ${generator})` } : recognised;
 
   const server = readJson(dir, SERVER_CONFIG_FILE, false) ?? {};
   // The folder's own scheduler class is its default (a fallback is named in the warnings).
@@ -180,6 +184,9 @@ function readFolder(dir: string, id: string): ModelSpec {
     if (!valid) throw new ModelFolderError(`${dir}/${SERVER_CONFIG_FILE}: latentRgbFactors must be ${latentChannels} rows of 3 numbers`);
     preview = { factors: factors as number[][], bias: Array.isArray(bias) && bias.length === 3 ? (bias as number[]) : [0, 0, 0] };
   }
+  if (server.promptOptional !== undefined && typeof server.promptOptional !== 'boolean') {
+    throw new ModelFolderError(`${dir}/${SERVER_CONFIG_FILE}: promptOptional must be true or false`);
+  }
   return {
     id,
     dir,
@@ -191,6 +198,7 @@ function readFolder(dir: string, id: string): ModelSpec {
     signatures,
     warnings,
     description: typeof server.description === 'string' ? server.description : `${family.kind} pipeline from ${dir}`,
+    promptRequired: server.promptOptional !== true,
     schedulerJson,
     scalingFactor: num(vaeConfig, 'scaling_factor', 0.18215),
     shiftFactor: num(vaeConfig, 'shift_factor', 0),

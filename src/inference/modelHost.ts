@@ -26,7 +26,8 @@ import { ScratchPool } from './scratch.js';
 import type { EditTask, ModelRuntime, RunOptions } from './editRunner.js';
 import { InferenceError } from './errors.js';
 
-export type ModelState = 'available' | 'loading' | 'loaded';
+/** 'error': the folder cannot be read or its sessions cannot open (the reason goes with it); tried again on next use. */
+export type ModelState = 'available' | 'loading' | 'loaded' | 'error';
 
 export interface HostOptions extends SessionConfig {
   /**
@@ -38,7 +39,8 @@ export interface HostOptions extends SessionConfig {
   preload: readonly string[];
   /** Weights (bytes) the loaded models may hold together; unbounded when absent. */
   modelMemoryBytes?: number;
-  onState?: (modelId: string, state: ModelState, provider: string | null) => void;
+  /** `reason`: why, with state 'error'. */
+  onState?: (modelId: string, state: ModelState, provider: string | null, reason?: string) => void;
 }
 
 /** A promise and its resolver. */
@@ -135,13 +137,14 @@ export class ModelHost {
 
   static async open(specs: readonly ModelSpec[], options: HostOptions): Promise<ModelHost> {
     const host = new ModelHost(new Map(specs.map((s) => [s.id, s])), options);
-    try {
-      for (const id of options.preload) await host.runtime(id);
-    } catch (err) {
-      await host.close();
-      throw err;
-    }
+    // A model that cannot open is reported (state 'error') and left for its next use: the others are served.
+    for (const id of options.preload) await host.runtime(id).catch(() => undefined);
     return host;
+  }
+
+  /** A model folder that became readable after start (catalogue.ts re-reads failed folders). */
+  addModel(spec: ModelSpec): void {
+    this.specs.set(spec.id, spec);
   }
 
   /** Execution provider of each loaded model. */
@@ -165,7 +168,7 @@ export class ModelHost {
       this.options.onState?.(id, 'loaded', sessions.provider);
       return runtime;
     } catch (err) {
-      this.options.onState?.(id, 'available', null);
+      this.options.onState?.(id, 'error', null, (err as Error).message);
       throw err;
     }
   }
@@ -180,11 +183,14 @@ export class ModelHost {
       const runtime = this.runtimes.get(victim!)!;
       this.runtimes.delete(victim!);
       await runtime.sessions.release();
-      this.options.log?.(`model ${victim} released to make room for ${spec.id} (MODEL_MEMORY_MB)`);
+      this.options.log?.(`model ${victim} released to make room for ${spec.id} (MODEL_MEMORY_MB)`, 'info');
       this.options.onState?.(victim!, 'available', null);
     }
     if (spec.memory.weightBytes > budget) {
-      this.options.log?.(`model ${spec.id} needs ${Math.ceil(spec.memory.weightBytes / 2 ** 20)} MiB of weights, over MODEL_MEMORY_MB; loading it alone`);
+      this.options.log?.(
+        `model ${spec.id} needs ${Math.ceil(spec.memory.weightBytes / 2 ** 20)} MiB of weights, over MODEL_MEMORY_MB; loading it alone`,
+        'warn',
+      );
     }
   }
 
@@ -235,7 +241,8 @@ export class ModelHost {
     try {
       return await this.runtime(modelId);
     } catch (err) {
-      const error = err instanceof InferenceError ? err : new InferenceError('MODEL_ERROR', `model ${modelId} could not be loaded: ${(err as Error).message}`);
+      const error =
+        err instanceof InferenceError ? err : new InferenceError('MODEL_UNAVAILABLE', `model ${modelId} could not be loaded: ${(err as Error).message}`);
       for (const t of tasks) t.onSettled({ error });
       return undefined;
     }

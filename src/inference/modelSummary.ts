@@ -4,7 +4,7 @@
  * it for both, so the doctor and the server never disagree.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { ModelDefaults, ModelLimits, ModelSpec } from './modelFolder.js';
 import { ModelFolderError } from './modelFolder.js';
 import type { PortSignature } from './onnxSignature.js';
@@ -45,6 +45,8 @@ export interface SchedulerSummary {
   runs: EditSchedulerName;
   /** Why `runs` is what it is. */
   note: string;
+  /** The family samples with `runs` only (flow models: FLOW_MATCH_EULER), whatever the folder's class. */
+  fixed: boolean;
   /** Schedulers a request may pick: those this scheduler_config.json suits. */
   available: SchedulerName[];
   /** The others, each with the reason a request for it is refused. */
@@ -52,6 +54,8 @@ export interface SchedulerSummary {
 }
 
 export interface TokenizerSummary {
+  /** The tokenizer's folder in the model folder, e.g. tokenizer_2. */
+  folder: string;
   files: 'tokenizer.json' | 'vocab.json + merges.txt';
   /** Distinct ids of the vocabulary and added tokens. */
   vocabSize: number;
@@ -85,7 +89,11 @@ export interface ModelSummary {
   precision: ExportInfo['precision'];
   components: Partial<Record<ComponentName, ComponentSummary>>;
   scheduler: SchedulerSummary;
+  /** The first tokenizer (CLIP's); `tokenizers` has every one, in text-encoder order. */
   tokenizer: TokenizerSummary;
+  tokenizers: TokenizerSummary[];
+  /** The denoiser the family runs: 'unet' or 'transformer'. */
+  denoiser: 'unet' | 'transformer';
   vae: { scaleFactor: number; scalingFactor: number; latentChannels: number };
   denoiserInChannels: number;
   memory: MemorySummary | { error: string };
@@ -110,8 +118,10 @@ function schedulerSummary(spec: ModelSpec): SchedulerSummary {
   const folderClass = typeof cls === 'string' && cls !== '' ? cls : null;
   const own = schedulerForClassName(folderClass ?? '', spec.schedulerJson);
   const runs = spec.defaults.scheduler;
+  const fixed = spec.family.scheduler !== undefined && spec.family.scheduler !== null;
   let note: string;
-  if (runs !== own.name) note = `edit-server.json defaults.scheduler; the folder's class maps to ${own.name}`;
+  if (fixed) note = `the only scheduler of ${spec.family.describe}`;
+  else if (runs !== own.name) note = `edit-server.json defaults.scheduler; the folder's class maps to ${own.name}`;
   else if (own.warning) note = `the closest to the folder's class, which is not implemented`;
   else note = "the folder's class";
   const available: SchedulerName[] = [];
@@ -125,7 +135,7 @@ function schedulerSummary(spec: ModelSpec): SchedulerSummary {
       unavailable.push({ name, reason: (err as Error).message });
     }
   }
-  return { folderClass, classMapsTo: own.name, runs, note, available, unavailable };
+  return { folderClass, classMapsTo: own.name, runs, note, fixed, available, unavailable };
 }
 
 function readJsonObject(path: string): Record<string, unknown> | null {
@@ -134,13 +144,13 @@ function readJsonObject(path: string): Record<string, unknown> | null {
   return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
 }
 
-function tokenizerSummary(spec: ModelSpec): TokenizerSummary {
-  const dir = spec.paths.tokenizerDir;
+function tokenizerSummary(spec: ModelSpec, dir: string): TokenizerSummary {
+  const folder = basename(dir);
   let tokenizer;
   try {
     tokenizer = loadTokenizer(dir);
   } catch (err) {
-    throw new ModelFolderError(`model folder ${spec.dir}: tokenizer: ${(err as Error).message}`);
+    throw new ModelFolderError(`model folder ${spec.dir}: ${folder}: ${(err as Error).message}`);
   }
   // loadTokenizer read these already; the vocabulary itself is not part of PromptTokenizer.
   const fast = existsSync(join(dir, 'tokenizer.json'));
@@ -148,7 +158,10 @@ function tokenizerSummary(spec: ModelSpec): TokenizerSummary {
   if (fast) {
     const json = readJsonObject(join(dir, 'tokenizer.json'));
     const model = json?.model as { vocab?: unknown } | undefined;
-    if (model && typeof model.vocab === 'object' && model.vocab !== null) {
+    // Unigram (T5): [[piece, score], …] by id; BPE (CLIP): { piece: id }.
+    if (model && Array.isArray(model.vocab)) {
+      (model.vocab as unknown[]).forEach((entry, id) => Array.isArray(entry) && typeof entry[0] === 'string' && ids.set(id, entry[0]));
+    } else if (model && typeof model.vocab === 'object' && model.vocab !== null) {
       for (const [token, id] of Object.entries(model.vocab as Record<string, unknown>)) if (typeof id === 'number') ids.set(id, token);
     }
     if (Array.isArray(json?.added_tokens)) {
@@ -160,6 +173,7 @@ function tokenizerSummary(spec: ModelSpec): TokenizerSummary {
     for (const [token, id] of Object.entries(vocab)) if (typeof id === 'number') ids.set(id, token);
   }
   return {
+    folder,
     files: fast ? 'tokenizer.json' : 'vocab.json + merges.txt',
     vocabSize: ids.size,
     maxLength: tokenizer.maxLength,
@@ -204,6 +218,7 @@ export function summarizeModel(spec: ModelSpec): ModelSummary {
     }),
   ) as Partial<Record<ComponentName, ComponentSummary>>;
   const { warnings: _exportWarnings, ...exportInfo } = spec.export;
+  const tokenizers = spec.paths.tokenizerDirs.map((dir) => tokenizerSummary(spec, dir));
   return {
     id: spec.id,
     dir: spec.dir,
@@ -214,7 +229,9 @@ export function summarizeModel(spec: ModelSpec): ModelSummary {
     precision: spec.export.precision,
     components,
     scheduler: schedulerSummary(spec),
-    tokenizer: tokenizerSummary(spec),
+    tokenizer: tokenizers[0]!,
+    tokenizers,
+    denoiser: spec.family.denoiser.component,
     vae: { scaleFactor: spec.vaeScaleFactor, scalingFactor: spec.scalingFactor, latentChannels: spec.latentChannels },
     denoiserInChannels: spec.denoiserInChannels,
     memory: memorySummary(spec),
@@ -236,7 +253,7 @@ export function formatModelSummary(s: ModelSummary): string {
   lines.push(`  family: ${s.family} (model_index.json _class_name ${s.pipelineClass})`);
   lines.push(`  exporter: ${s.export.generation}`);
   lines.push(`  precision: ${s.precision}`);
-  lines.push(`  unet timestep: ${s.export.timestep}; vae_encoder output: ${s.export.vaeEncoderOutput}`);
+  lines.push(`  ${s.denoiser} timestep: ${s.export.timestep}; vae_encoder output: ${s.export.vaeEncoderOutput}`);
   lines.push('  components:');
   for (const c of Object.values(s.components)) {
     lines.push(`    ${c.file}${c.opset === null ? '' : ` (opset ${c.opset})`}`);
@@ -244,22 +261,23 @@ export function formatModelSummary(s: ModelSummary): string {
     for (const p of c.outputs) lines.push(`      out ${p.name}: ${p.text} (rank ${p.rank})`);
   }
   const sch = s.scheduler;
-  lines.push(`  scheduler: folder class ${sch.folderClass ?? '(none)'} → ${sch.classMapsTo}; runs ${sch.runs} (${sch.note})`);
-  lines.push(`    a request may pick: ${sch.available.join(', ') || 'none'}`);
+  lines.push(`  scheduler: folder class ${sch.folderClass ?? '(none)'}${sch.fixed ? '' : ` → ${sch.classMapsTo}`}; runs ${sch.runs} (${sch.note})`);
+  lines.push(`    a request may pick: ${sch.fixed ? `${sch.runs} only` : sch.available.join(', ') || 'none'}`);
   for (const u of sch.unavailable) lines.push(`    not with this config: ${u.name} (${u.reason})`);
-  const t = s.tokenizer;
+  for (const t of s.tokenizers) {
+    lines.push(
+      `  ${t.folder}: ${t.files}, vocab size ${t.vocabSize}, max length ${t.maxLength}, pad token ${t.padToken === null ? '' : `${JSON.stringify(t.padToken)} `}(id ${t.padId})`,
+    );
+  }
   lines.push(
-    `  tokenizer: ${t.files}, vocab size ${t.vocabSize}, max length ${t.maxLength}, pad token ${t.padToken === null ? '' : `${JSON.stringify(t.padToken)} `}(id ${t.padId})`,
-  );
-  lines.push(
-    `  vae: scale factor ${s.vae.scaleFactor}, scaling factor ${s.vae.scalingFactor}, ${s.vae.latentChannels} latent channels; unet in channels ${s.denoiserInChannels}`,
+    `  vae: scale factor ${s.vae.scaleFactor}, scaling factor ${s.vae.scalingFactor}, ${s.vae.latentChannels} latent channels; ${s.denoiser} in channels ${s.denoiserInChannels}`,
   );
   if ('error' in s.memory) lines.push(`  memory: no estimate (${s.memory.error})`);
   else {
     const m = s.memory;
     const at = m.defaultSize.trim().toLowerCase() === 'auto' ? `auto, estimated at ${m.width}x${m.height}` : `${m.width}x${m.height}`;
     lines.push(
-      `  memory at the default size (${at}, ${m.guidanceBranches} UNet row${m.guidanceBranches === 1 ? '' : 's'} per output): ${mib(m.oneItemBytes)} for one output (weights ${mib(m.weightBytes)} + ${mib(m.perItemBytes)} per output)`,
+      `  memory at the default size (${at}, ${m.guidanceBranches} ${s.denoiser === 'unet' ? 'UNet' : 'transformer'} row${m.guidanceBranches === 1 ? '' : 's'} per output): ${mib(m.oneItemBytes)} for one output (weights ${mib(m.weightBytes)} + ${mib(m.perItemBytes)} per output)`,
     );
   }
   const d = s.defaults;

@@ -69,6 +69,8 @@ export interface ModelSpec {
   /** Everything an operator should know about this folder (logged at start, in /healthz and Model.warnings). */
   warnings: string[];
   description: string;
+  /** Whether an edit needs a prompt with some text (edit-server.json `promptOptional: true` says it does not). */
+  promptRequired: boolean;
   /** scheduler_config.json as on disk; parsed per scheduler, since diffusers' defaults differ by class. */
   schedulerJson: Record<string, unknown>;
   /** VAE latent scaling factor (0.18215 for SD 1.x). */

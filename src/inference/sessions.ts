@@ -4,6 +4,7 @@
  * pipeline's float32 tensors and the model's declared dtypes (fp16 exports, int32/int64 ids,
  * int64/float timesteps) and accounts the time spent inside `session.run`.
  */
+import type { EngineLog } from './log.js';
 import { cpus } from 'node:os';
 import ort from 'onnxruntime-node';
 import { fitPreviewProjection } from './previewFit.js';
@@ -36,7 +37,7 @@ export interface SessionConfig {
    * batch 3: 176 vs 112 ms), so hosts facing untrusted uploads choose it deliberately.
    */
   cpuMemArena?: boolean;
-  log?: (message: string) => void;
+  log?: EngineLog;
 }
 
 export type { Component };
@@ -191,10 +192,10 @@ export function toOrtTensor(feed: Feed, port: Port | undefined): ort.Tensor {
  * A failed `session.run` as a coded error naming the model and component; the full ONNX Runtime
  * text goes to the log. Allocation failures stay recognisable as out-of-memory.
  */
-function modelError(spec: ModelSpec, component: Component, err: unknown, log?: (message: string) => void): Error {
+function modelError(spec: ModelSpec, component: Component, err: unknown, log?: EngineLog): Error {
   const text = err instanceof Error ? err.message : String(err);
   if (/bad_alloc|out of memory|Failed to allocate/i.test(text)) return err instanceof Error ? err : new Error(text);
-  log?.(`model ${spec.id}: ${componentFile(component)} failed: ${text}`);
+  log?.(`model ${spec.id}: ${componentFile(component)} failed: ${text}`, 'error');
   const first = text.split('\n')[0]!.slice(0, 300);
   return new InferenceError('MODEL_ERROR', `model ${spec.id}: ${componentFile(component)} failed to run (${first})`, { cause: err });
 }
@@ -224,7 +225,7 @@ export async function openComponentSessions(spec: ModelSpec, components: readonl
       session = await createSession(path, config, provider);
     } catch (err) {
       if (provider === 'cpu') throw new ModelFolderError(`model ${spec.id}: cannot load ${componentFile(component)}: ${(err as Error).message}`);
-      config.log?.(`execution provider "${provider}" unavailable (${(err as Error).message.split('\n')[0]}); falling back to cpu`);
+      config.log?.(`execution provider "${provider}" unavailable (${(err as Error).message.split('\n')[0]}); falling back to cpu`, 'warn');
       provider = 'cpu';
       session = await createSession(path, config, provider);
     }
@@ -338,7 +339,10 @@ export async function openModelSessions(spec: ModelSpec, config: SessionConfig, 
     try {
       spec.preview = await fitPreviewProjection(sessions);
     } catch (err) {
-      config.log?.(`model ${spec.id}: no latent previews (fitting them to the VAE failed: ${(err as Error).message.split('\n')[0]})`);
+      config.log?.(
+        `model ${spec.id}: no latent previews (fitting them to the VAE failed: ${(err as Error).message.split('\n')[0]}; latentRgbFactors in edit-server.json give them)`,
+        'warn',
+      );
     }
   }
   return sessions;

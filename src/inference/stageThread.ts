@@ -11,6 +11,7 @@
  * STAGE_THREAD_BYTES of its own, which the memory budget reserves. If it dies, its pending runs
  * fail with WORKER_CRASHED and the next run starts another, which reopens the models it needs.
  */
+import type { EngineLog, EngineLogLevel } from './log.js';
 import type { Worker } from 'node:worker_threads';
 import type { Component } from './components.js';
 import type { ModelSpec } from './modelFolder.js';
@@ -51,7 +52,7 @@ export type StageRequest =
   | { type: 'close' };
 
 export type StageResponse =
-  | { type: 'log'; message: string }
+  | { type: 'log'; message: string; level: EngineLogLevel }
   | { type: 'opened'; id: number; provider: ExecutionProviderName; ports: [Component, ComponentPorts][] }
   | { type: 'released'; id: number }
   /** `feeds`: the request's feed buffers, sent back for the next request's copies. */
@@ -93,7 +94,7 @@ export class StageThread {
 
   constructor(
     { provider, intraOpThreads, allowSpinning, cpuMemArena }: StageSettings,
-    private readonly log?: (message: string) => void,
+    private readonly log?: EngineLog,
   ) {
     this.settings = { provider, intraOpThreads, allowSpinning, cpuMemArena };
   }
@@ -109,7 +110,7 @@ export class StageThread {
         this.worker = null;
         if (this.closed) return;
         const why = error?.message ?? `exit code ${code}`;
-        this.log?.(`the encoder thread died (${why}); the next run starts another`);
+        this.log?.(`the encoder thread died (${why}); the next run starts another`, 'error');
         const failure = new InferenceError('WORKER_CRASHED', `the encoder thread died during this job (${why}): submit the job again`);
         for (const p of this.pending.values()) p.reject(failure);
         this.pending.clear();
@@ -121,7 +122,7 @@ export class StageThread {
 
   private answer(message: StageResponse): void {
     if (message.type === 'log') {
-      this.log?.(message.message);
+      this.log?.(message.message, message.level);
       return;
     }
     const p = this.pending.get(message.id);

@@ -2,6 +2,7 @@
  * The stage thread (stageThread.ts): opens models' text encoders and VAEs and runs them on request,
  * most urgent first (stagePriority), in arrival order within a priority.
  */
+import type { EngineLogLevel } from './log.js';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ModelFolderError, readModelFolder } from './modelFolder.js';
 import { openComponentSessions } from './sessions.js';
@@ -14,7 +15,7 @@ import { InferenceError } from './errors.js';
 const port = parentPort!;
 const settings = workerData as StageSettings;
 const post = (message: StageResponse, transfer: ArrayBuffer[] = []): void => port.postMessage(message, transfer);
-const log = (message: string): void => post({ type: 'log', message });
+const log = (message: string, level: EngineLogLevel): void => post({ type: 'log', message, level });
 
 const models = new Map<string, ComponentSessions>();
 const queue: Exclude<StageRequest, { type: 'close' }>[] = [];

@@ -35,8 +35,8 @@ try {
     stageThread: init.stageThread,
     preload: init.preload,
     modelMemoryBytes: init.modelMemoryBytes,
-    log: (message) => post({ type: 'log', message }),
-    onState: (modelId, state, provider) => post({ type: 'model-state', modelId, state, provider }),
+    log: (message, level) => post({ type: 'log', message, level }),
+    onState: (modelId, state, provider, reason) => post({ type: 'model-state', modelId, state, provider, reason }),
   });
   post({ type: 'ready' });
 } catch (err) {
@@ -47,6 +47,15 @@ try {
 port.on('message', (message: WorkerRequest) => {
   if (message.type === 'close') {
     void host.close().then(() => process.exit(0));
+    return;
+  }
+  if (message.type === 'add-model') {
+    try {
+      host.addModel(readModelFolder(message.dir, message.id));
+    } catch (err) {
+      // Read fine on the main thread a moment ago; if not now, its first job reports "not known".
+      post({ type: 'log', message: `model ${message.id}: ${(err as Error).message}`, level: 'warn' });
+    }
     return;
   }
   const { modelId, runs, options } = message;

@@ -10,12 +10,14 @@ import type { EditOutput, ProgressUpdate, RunOptions } from './editRunner.js';
 import type { Executor, ExecutorJob } from './executor.js';
 import type { ModelState } from './modelHost.js';
 import { ModelFolderError } from './modelFolder.js';
+import type { ModelSpec } from './modelFolder.js';
+import type { EngineLog } from './log.js';
 import { InferenceError } from './errors.js';
 import type { WorkerInit, WorkerRequest, WorkerResponse } from './workerProtocol.js';
 
 export interface WorkerExecutorEvents {
-  log?: (message: string) => void;
-  onState(modelId: string, state: ModelState, provider: string | null): void;
+  log?: EngineLog;
+  onState(modelId: string, state: ModelState, provider: string | null, reason?: string): void;
 }
 
 interface PendingRun {
@@ -66,10 +68,10 @@ export class WorkerExecutor implements Executor {
             reject(new ModelFolderError(message.message));
             break;
           case 'log':
-            this.events.log?.(message.message);
+            this.events.log?.(message.message, message.level);
             break;
           case 'model-state':
-            this.events.onState(message.modelId, message.state, message.provider);
+            this.events.onState(message.modelId, message.state, message.provider, message.reason);
             break;
           case 'progress':
             this.pending.get(message.runId)?.onProgress?.(message.update);
@@ -105,10 +107,10 @@ export class WorkerExecutor implements Executor {
     this.pending.clear();
     for (const { id } of this.init.models) this.events.onState(id, 'available', null);
     this.restarts += 1;
-    this.events.log?.(`inference worker died (${why}) with ${running} job(s) running; restarting it (restart ${this.restarts})`);
+    this.events.log?.(`inference worker died (${why}) with ${running} job(s) running; restarting it (restart ${this.restarts})`, 'error');
     this.ready().then(
-      () => this.events.log?.('inference worker restarted'),
-      (err: unknown) => this.events.log?.(`inference worker restart failed (${(err as Error).message}); the next job starts it again`),
+      () => this.events.log?.('inference worker restarted', 'info'),
+      (err: unknown) => this.events.log?.(`inference worker restart failed (${(err as Error).message}); the next job starts it again`, 'error'),
     );
   }
 
@@ -135,6 +137,16 @@ export class WorkerExecutor implements Executor {
       (err: unknown) => runs.forEach((run) => this.take(run.runId)?.reject(err as Error)),
     );
     return results;
+  }
+
+  addModel(spec: ModelSpec): void {
+    const model = { id: spec.id, dir: spec.dir };
+    this.init.models = [...this.init.models.filter((m) => m.id !== spec.id), model]; // a restarted worker reads it too
+    // Posted before any run that follows (the same promise's callbacks run in order).
+    this.ready().then(
+      (worker) => worker.postMessage({ type: 'add-model', ...model } satisfies WorkerRequest),
+      () => undefined, // the next start reads it from init
+    );
   }
 
   async close(): Promise<void> {

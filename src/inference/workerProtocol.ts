@@ -4,6 +4,7 @@ import type { InferenceErrorCode } from './errors.js';
 import type { ResolvedEdit } from './request.js';
 import type { ExecutionProviderName } from './sessions.js';
 import type { ModelState } from './modelHost.js';
+import type { EngineLogLevel } from './log.js';
 
 export interface WorkerInit {
   models: { id: string; dir: string }[];
@@ -31,13 +32,15 @@ export type WorkerRequest =
       }[];
       options: RunOptions;
     }
+  /** A model folder that became readable after start: the worker reads it. */
+  | { type: 'add-model'; id: string; dir: string }
   | { type: 'close' };
 
 export type WorkerResponse =
   | { type: 'ready' }
   | { type: 'init-error'; message: string }
-  | { type: 'log'; message: string }
-  | { type: 'model-state'; modelId: string; state: ModelState; provider: string | null }
+  | { type: 'log'; message: string; level: EngineLogLevel }
+  | { type: 'model-state'; modelId: string; state: ModelState; provider: string | null; reason?: string }
   | { type: 'progress'; runId: number; update: ProgressUpdate }
   | { type: 'done'; runId: number; output: EditOutput }
   | { type: 'failed'; runId: number; code: InferenceErrorCode; message: string };

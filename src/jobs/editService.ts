@@ -6,6 +6,7 @@
 import type { InferenceEngine } from '../inference/engine.js';
 import type { EditOptions } from '../inference/request.js';
 import { resolveEditOptions } from '../inference/request.js';
+import { checkPromptGiven } from '../inference/prompts.js';
 import { decodeMask, probeImage, verifyImage, ImageDecodeError } from '../inference/imageIO.js';
 import { InferenceError } from '../inference/errors.js';
 import { ServiceError } from '../errors.js';
@@ -92,6 +93,7 @@ export class EditService {
     if (total > this.limits.maxTotalBytes)
       throw new ServiceError('PAYLOAD_TOO_LARGE', `the images and masks total ${total} bytes; the limit is ${this.limits.maxTotalBytes} bytes per job`);
     // Options first: a bad argument is reported before any image work.
+    checkPromptGiven(spec, submission.options.prompt, submission.options.prompts);
     const edit = resolveEditOptions(spec, files.length, submission.options);
     spec.family.checkEdit?.(spec, { masks: masks.some(Boolean) });
     const limits = { maxInputPixels: this.limits.maxInputPixels };

@@ -132,7 +132,11 @@ builder.mutationFields((t) => ({
           "Optional per-image masks, at most one per image in upload order; null edits the whole image. A mask must have its image's size. With an alpha channel, fully transparent pixels are edited (OpenAI's rule); without one, white is edited and black kept; grey edits partly. Outside the mask the output is the input's pixels.",
       }),
       maskBlur: t.arg.int({ description: 'Feathers mask edges: a Gaussian of this standard deviation in output pixels (0..64, default 0).' }),
-      prompt: t.arg.string({ required: true, description: 'The edit instruction applied to every image that has no entry in `prompts`.' }),
+      prompt: t.arg.string({
+        required: true,
+        description:
+          "The edit instruction applied to every image that has no entry in `prompts`. Empty or whitespace-only is refused (BAD_USER_INPUT) unless the model's `promptRequired` is false.",
+      }),
       prompts: t.arg.stringList({
         description: 'Optional per-image instructions: exactly one per image, in upload order; each overrides `prompt` for its image.',
       }),

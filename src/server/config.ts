@@ -2,6 +2,7 @@
  * Server configuration from the environment. Every variable has a documented default
  * (docs/api.md, "Configuration"); invalid values stop the server at start with a clear message.
  */
+import { LOG_FORMATS, type LogFormat, parseLogFormat } from './logging.js';
 import { levels as pinoLevels } from 'pino';
 import { defaultModelsDir } from '../config.js';
 import { defaultMemoryBudget, DEFAULT_MAX_INPUT_PIXELS } from '../inference/engine.js';
@@ -66,6 +67,8 @@ export interface ServerConfig {
   allowAnonymous: boolean;
   production: boolean;
   logLevel: string;
+  /** LOG_FORMAT: json, or pretty (pino-pretty); default pretty on a terminal, else json. */
+  logFormat: LogFormat;
   /** GraphQL document limits (graphql-armor), see docs/security.md. */
   graphqlMaxDepth: number;
   graphqlMaxAliases: number;
@@ -137,6 +140,12 @@ function logLevel(env: Env): string {
   return level;
 }
 
+function logFormat(env: Env): LogFormat {
+  const format = parseLogFormat(env.LOG_FORMAT);
+  if (!format) throw new ConfigError(`LOG_FORMAT must be ${LOG_FORMATS.join(' or ')} (got "${env.LOG_FORMAT}")`);
+  return format;
+}
+
 const list = (raw: string | undefined): string[] =>
   (raw ?? '')
     .split(',')
@@ -195,6 +204,7 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     allowAnonymous: bool(env, 'ALLOW_ANONYMOUS', false),
     production,
     logLevel: logLevel(env),
+    logFormat: logFormat(env),
     graphqlMaxDepth: int(env, 'GRAPHQL_MAX_DEPTH', 10, 1),
     graphqlMaxAliases: int(env, 'GRAPHQL_MAX_ALIASES', 15, 0),
     graphqlMaxTokens: int(env, 'GRAPHQL_MAX_TOKENS', 2000, 1),

@@ -45,25 +45,35 @@ const PREFIX = `${GRAPHIQL_ASSETS_ROOT}${GRAPHIQL_ASSETS_VERSION}/`;
 export const SAMPLE_IMAGE_DATA_URL =
   'data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAACXBIWXMAAAPoAAAD6AG1e1JrAAAAFklEQVR42mM4YSMHR3IVd+CIYWhJAAD+GVKBn+bIZAAAAABJRU5ErkJggg==';
 
-/** The query GraphiQL opens with (until the user has tabs of their own in localStorage). */
-export const GRAPHIQL_DEFAULT_QUERY = `# Edit an image without leaving GraphiQL, then watch the job.
+/**
+ * The query GraphiQL opens with (until the user has tabs of their own in localStorage). Comment
+ * lines stay within 46 characters: the query editor's width at 1280 px (test/ui.test.ts).
+ */
+export const GRAPHIQL_DEFAULT_QUERY = `# Edit an image here, then watch the job.
 #
-# 0. Auth on (AUTH_TOKENS)? Open "Headers" below and enter
-#      { "authorization": "Bearer <your token>" }
-#    Every request sends it, subscriptions too (over SSE).
+# 0. Auth on (AUTH_TOKENS)? In "Headers"
+#    below, enter
+#    { "authorization": "Bearer <token>" }
+#    Every request sends it, subscriptions
+#    too (over SSE).
 #
-# 1. Run "Edit" (the ▶ button, then Edit). GraphiQL cannot
-#    upload files, so images go as data: URLs in imageUrls;
-#    this one is an 8×8 PNG. Make your own with
-#      node -p "'data:image/png;base64,' +
-#        require('fs').readFileSync('a.png', 'base64')"
-#    The request must stay under GRAPHQL_MAX_JSON_BYTES
-#    (1 MiB by default); bigger images: multipart uploads
-#    (docs/api.md). Other URLs are refused, never fetched.
+# 1. Run "Edit" (the ▶ button, then Edit).
+#    GraphiQL cannot upload files, so images
+#    go as data: URLs in imageUrls; this one
+#    is an 8×8 PNG. Make your own with
+#    node -p "'data:image/png;base64,' +
+#      require('fs').readFileSync(
+#        'a.png', 'base64')"
+#    The request must stay under
+#    GRAPHQL_MAX_JSON_BYTES (1 MiB by
+#    default); bigger images: multipart
+#    uploads (docs/api.md). Other URLs are
+#    refused, never fetched.
 #
-# 2. Put the returned id in "Variables" as { "id": "…" }
-#    and run "Watch": progress, then EditCompleted with the
-#    images in base64 (or EditFailed with an error code).
+# 2. Put the returned id in "Variables" as
+#    { "id": "…" } and run "Watch": progress,
+#    then EditCompleted with the images in
+#    base64 (or EditFailed with its error).
 mutation Edit {
   editImages(imageUrls: ["${SAMPLE_IMAGE_DATA_URL}"], prompt: "make it sepia", n: 2, size: "64x64") {
     id

@@ -117,6 +117,27 @@ export function useJsonBodyLimit(limit: number): Plugin {
   };
 }
 
+/** Body types Yoga parses on POST (its request parsers: JSON, multipart, GraphQL text, URL-encoded form). */
+const GRAPHQL_POST_TYPES = ['application/json', 'application/graphql+json', 'multipart/form-data', 'application/graphql', 'application/x-www-form-urlencoded'];
+
+/**
+ * A POST whose Content-Type no parser reads gets a message saying so (415, BAD_REQUEST) before the
+ * CSRF check, which would otherwise answer a text/plain body with "Required CSRF header(s) not present".
+ */
+export function useContentTypeCheck(): Plugin {
+  return {
+    onRequestParse({ request }) {
+      if (request.method !== 'POST') return;
+      const type = (request.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+      if (GRAPHQL_POST_TYPES.includes(type)) return;
+      throw new GraphQLError(
+        `${type ? `Content-Type ${type}` : 'a POST without a Content-Type'} is not a GraphQL request: send application/json ({"query": …, "variables": …}), or multipart/form-data with the apollo-require-preflight header for uploads`,
+        { extensions: { code: 'BAD_REQUEST', http: { status: 415 } } },
+      );
+    },
+  };
+}
+
 /**
  * `Vary: Origin` on every response when CORS_ORIGINS is set: the CORS headers depend on the
  * request's Origin (none without one), which Yoga marks only when it echoes one of several origins.

@@ -1,23 +1,45 @@
 /** `npm start`: serve the API on the configured (default: built-in) models. */
-import { pino } from 'pino';
 import { ConfigError, isLoopback, loadConfig } from './config.js';
 import { startServer } from './app.js';
-import { engineConfig, LOG_REDACT, redisWorkerConfig } from './services.js';
+import { engineConfig, redisWorkerConfig } from './services.js';
+import { createLogger, parseLogFormat } from './logging.js';
 import { InferenceEngine } from '../inference/engine.js';
 import { startRedisWorker } from '../jobs/redisWorker.js';
-import { summarizeModel } from '../inference/modelSummary.js';
 import type { ServerConfig } from './config.js';
 
-// At info until the configuration (which checks LOG_LEVEL) is read: a bad value is reported too.
-const log = pino({ level: 'info', redact: LOG_REDACT });
+// At info until the configuration (which checks LOG_LEVEL and LOG_FORMAT) is read: a bad value is reported too.
+const log = createLogger('info', parseLogFormat(process.env.LOG_FORMAT) ?? 'json');
 
-/** One 'model loaded' line per model: the model doctor's summary (npm run models -- check), then each warning. */
+/**
+ * What an operator must act on about the models: each folder's warnings (one line per model; the
+ * 'model loaded' lines come as models load, services.ts) and each folder that cannot be served.
+ */
 function logModels(engine: InferenceEngine): void {
   for (const m of engine.models()) {
-    const { id, ...summary } = summarizeModel(m);
-    log.info({ model: id, ...summary }, 'model loaded');
-    for (const warning of m.warnings) log.warn({ model: id }, warning);
+    if (m.warnings.length > 0) log.warn({ model: m.id, warnings: m.warnings }, `model ${m.id}: ${m.warnings.join('; ')}`);
   }
+  logFailures(engine);
+}
+
+/** Each model that cannot be served, and loudly when none can. */
+function logFailures(engine: InferenceEngine): void {
+  const failed = engine.failures();
+  for (const { id, reason } of failed) log.error({ model: id, reason }, `model ${id} cannot be served (fix the folder, then send SIGHUP or use it)`);
+  if (failed.length > 0 && failed.length === engine.catalogue.modelIds().length) {
+    log.error(
+      { modelsDir: engine.catalogue.modelsDir },
+      'NO MODEL CAN BE SERVED: every folder under MODELS_DIR failed; every edit gets MODEL_UNAVAILABLE until one is fixed',
+    );
+  }
+}
+
+/** SIGHUP: read the folders that failed again (a folder fixed on disk is served without a restart). */
+function reloadOnHangup(engine: InferenceEngine): void {
+  process.on('SIGHUP', () => {
+    const ready = engine.reload();
+    log.info({ ready, stillFailing: engine.failures().map((f) => f.id) }, 'SIGHUP: model folders read again');
+    for (const { id, reason } of engine.failures()) log.error({ model: id, reason }, `model ${id} cannot be served`);
+  });
 }
 
 async function main(): Promise<void> {
@@ -55,6 +77,7 @@ async function main(): Promise<void> {
   }
   const server = await startServer(config, { logger: log });
   logModels(server.engine);
+  reloadOnHangup(server.engine);
   log.info(
     {
       url: server.url,
@@ -87,6 +110,7 @@ async function runWorkerOnly(config: ServerConfig): Promise<void> {
   const engine = await InferenceEngine.start(engineConfig(config, log, 'worker'));
   const worker = await startRedisWorker(engine, redisWorkerConfig(config, log));
   logModels(engine);
+  reloadOnHangup(engine);
   log.info({ workerId: worker.workerId, models: engine.models().map((m) => m.id) }, 'image-edit worker ready');
   const stop = (signal: string): void => {
     log.info({ signal }, 'signal received: finishing the current job');

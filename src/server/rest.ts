@@ -48,6 +48,45 @@ class RestError extends ServiceError {
   }
 }
 
+/** The option names that the engine's and EditService's messages start with → this endpoint's form fields. */
+const FIELD_OF_OPTION: Record<string, string> = {
+  prompt: 'prompt',
+  prompts: 'prompt',
+  negativePrompt: 'negative_prompt',
+  n: 'n',
+  size: 'size',
+  sizes: 'size',
+  steps: 'num_inference_steps',
+  guidanceScale: 'guidance_scale',
+  trueCfgScale: 'true_cfg_scale',
+  maxSequenceLength: 'max_sequence_length',
+  imageGuidanceScale: 'image_guidance_scale',
+  strength: 'strength',
+  seed: 'seed',
+  scheduler: 'scheduler',
+  outputFormat: 'output_format',
+  outputQuality: 'output_compression',
+  maskBlur: 'mask_blur',
+  previewEvery: 'partial_images',
+  image: 'image',
+  images: 'image',
+  masks: 'mask',
+};
+
+/**
+ * The form field an error is about (OpenAI's `param`): a RestError's own; the model for an unknown
+ * or unavailable one; else the first option the message names ("steps × strength …" → num_inference_steps).
+ */
+function paramOf(err: unknown): string | null {
+  if (err instanceof RestError || err instanceof MultipartError) return err.param;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 'NOT_FOUND' || code === 'MODEL_UNAVAILABLE') return 'model';
+  if (!['BAD_USER_INPUT', 'INVALID_IMAGE', 'IMAGE_TOO_LARGE', 'PAYLOAD_TOO_LARGE'].includes(code as string)) return null;
+  const words = (err as Error).message.match(/[A-Za-z]+/g) ?? [];
+  const named = words.find((w) => Object.hasOwn(FIELD_OF_OPTION, w));
+  return named ? FIELD_OF_OPTION[named]! : null;
+}
+
 /** OpenAI fields with no effect here (quality tiers, fidelity, moderation, end-user ids). */
 const IGNORED = new Set(['quality', 'input_fidelity', 'user', 'moderation']);
 const KNOWN = new Set([
@@ -306,7 +345,7 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
     throw new ServiceError('INTERNAL', 'the job ended without a result');
   } catch (err) {
     finished = true;
-    sendError(res, 'openai', err, deps.log, { param: err instanceof RestError || err instanceof MultipartError ? err.param : null });
+    sendError(res, 'openai', err, deps.log, { param: paramOf(err) });
   }
 }
 

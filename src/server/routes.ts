@@ -30,10 +30,13 @@ export function createRoutes(services: Services, yoga: GraphQLServer): HttpRoute
   async function health(res: ServerResponse): Promise<void> {
     // Redis mode: unhealthy (503, with the reason) while the job store does not answer.
     const redisProblem = !shuttingDown && jobs instanceof RedisJobBackend ? await jobs.health() : null;
-    const status = shuttingDown ? 'shutting-down' : redisProblem ? 'redis-unavailable' : 'ok';
-    sendJson(res, status === 'ok' ? 200 : 503, {
+    // Models that cannot be served leave the others serving: 'degraded' (200), naming them.
+    const failed = engine.failures();
+    const status = shuttingDown ? 'shutting-down' : redisProblem ? 'redis-unavailable' : failed.length > 0 ? 'degraded' : 'ok';
+    sendJson(res, status === 'ok' || status === 'degraded' ? 200 : 503, {
       status,
       ...(redisProblem ? { reason: redisProblem } : {}),
+      ...(failed.length > 0 ? { failedModels: Object.fromEntries(failed.map((f) => [f.id, f.reason])) } : {}),
       models: engine.models().map((m) => m.id),
       providers: engine.providers(),
       warnings: Object.fromEntries(

@@ -5,7 +5,7 @@
  * (yoga.ts) and graphql-ws (websocket.ts) are built on top of these; tests build them alone.
  */
 import { Redis } from 'ioredis';
-import { type Logger, pino } from 'pino';
+import type { Logger } from 'pino';
 import { type EngineConfig, InferenceEngine } from '../inference/engine.js';
 import { JobAccess } from '../jobs/access.js';
 import { EditService } from '../jobs/editService.js';
@@ -17,10 +17,8 @@ import type { JobBackend } from '../jobs/types.js';
 import { type Authenticator, createAuthenticator } from './auth.js';
 import type { ServerConfig } from './config.js';
 import { createMetrics, type ServerMetrics } from './metrics.js';
+import { createLogger } from './logging.js';
 import { type AdmissionControl, createAdmission } from './rateLimit.js';
-
-/** Fields pino replaces with [Redacted]: credentials never reach the logs. */
-export const LOG_REDACT = ['authorization', '*.authorization'];
 
 export interface Services {
   config: ServerConfig;
@@ -51,7 +49,7 @@ export interface ServicesOptions {
 }
 
 export async function createServices(config: ServerConfig, options: ServicesOptions = {}): Promise<Services> {
-  const log = options.logger ?? pino({ level: config.logLevel, redact: LOG_REDACT });
+  const log = options.logger ?? createLogger(config.logLevel, config.logFormat);
   const auth = createAuthenticator(config);
   // With auth off the server is one tenant: no per-tenant quota (MAX_QUEUED_JOBS still bounds the queue).
   const tenantQuota =
@@ -163,6 +161,13 @@ export function engineConfig(config: ServerConfig, log: Logger, threading: Engin
     maxInputPixels: config.maxInputPixels,
     pngCompressionLevel: config.pngCompressionLevel,
     threading,
-    log: (message) => log.warn(message),
+    log: (message, level) => log[level](message),
+    onState: ({ spec, state, provider, reason }) => {
+      const model = spec.id;
+      if (state === 'loaded') {
+        log.info({ model, family: spec.kind, exporter: spec.export.generation, precision: spec.export.precision, provider }, 'model loaded');
+      } else if (state === 'error') log.error({ model, reason }, `model ${model} cannot be served`);
+      else log.debug({ model }, `model ${model}: ${state}`);
+    },
   };
 }

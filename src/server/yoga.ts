@@ -18,7 +18,7 @@ import { buildSchema, type GraphQLContext } from '../schema/index.js';
 import { createErrorMasker, type ErrorMasker, logRequestError } from './errorMapping.js';
 import { graphiqlOptions, renderGraphiQLPage } from './graphiql.js';
 import { useGraphQLMultipart } from './graphqlMultipart.js';
-import { useFieldSuggestions, useGraphQLLimits, useIntrospection, useJsonBodyLimit, useVaryOrigin } from './hardening.js';
+import { useContentTypeCheck, useFieldSuggestions, useGraphQLLimits, useIntrospection, useJsonBodyLimit, useVaryOrigin } from './hardening.js';
 import { multipartLimits } from './multipart.js';
 import type { Services } from './services.js';
 import { useAdmission } from './useAdmission.js';
@@ -72,6 +72,7 @@ export function createGraphQLServer(services: Services): { yoga: GraphQLServer; 
     logging: { debug: (...a) => log.debug(a), info: (...a) => log.info(a), warn: (...a) => log.warn(a), error: (...a) => log.debug(a) },
     plugins: [
       useAdmission({ admission: services.admission, challenge: services.auth.challenge, trustProxy: config.trustProxy, log }),
+      useContentTypeCheck(),
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight'] }),
       useJsonBodyLimit(config.graphqlMaxJsonBytes),
       useGraphQLMultipart(multipartLimits(config)),

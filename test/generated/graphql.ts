@@ -162,20 +162,25 @@ export type Model = {
   __typename?: 'Model';
   defaults: ModelDefaults;
   description: Scalars['String']['output'];
-  /** The exporter generation the folder was recognised as, e.g. 'optimum ≥ 1.24 / optimum-onnx'. */
+  /** Why the model is in state 'error' (the folder's problem, e.g. a missing unet/model.onnx); null in any other state. */
+  error?: Maybe<Scalars['String']['output']>;
+  /** The exporter generation the folder was recognised as, e.g. 'optimum ≥ 1.24 / optimum-onnx'; 'unknown' when the folder cannot be read. */
   exporter: Scalars['String']['output'];
   id: Scalars['ID']['output'];
   isDefault: Scalars['Boolean']['output'];
-  /** The pipeline family: instruct-pix2pix, img2img, inpaint, sdxl-img2img, sdxl-inpaint, flux-img2img, flux-kontext, sd3-img2img, sd3-inpaint. */
+  /** The pipeline family: instruct-pix2pix, img2img, inpaint, sdxl-img2img, sdxl-inpaint, flux-img2img, flux-kontext, sd3-img2img, sd3-inpaint; 'unknown' when the folder cannot be read. */
   kind: Scalars['String']['output'];
+  /** All 0 when the folder cannot be read. */
   limits: ModelLimits;
-  /** How `masks` are applied: 'unet-mask-channels' (an inpainting UNet takes the mask and masked image) or 'latent-blend' (the latents outside the mask are reset to the input's after every step, as diffusers does with other UNets). */
+  /** How `masks` are applied: 'unet-mask-channels' (an inpainting UNet takes the mask and masked image) or 'latent-blend' (the latents outside the mask are reset to the input's after every step, as diffusers does with other UNets); 'unknown' when the folder cannot be read. */
   maskMethod: Scalars['String']['output'];
-  /** fp32 or fp16, as the UNet declares its ports. */
+  /** fp32 or fp16, as the UNet declares its ports; 'unknown' when the folder cannot be read. */
   precision: Scalars['String']['output'];
-  /** Output widths and heights are multiples of this (its family's: 64 for SD UNets, 16 for FLUX and SD3 transformers); explicit sizes snap down to it. */
+  /** Whether an edit needs a prompt with some text: an empty or whitespace-only prompt is refused with BAD_USER_INPUT, unless the folder declares `promptOptional` (edit-server.json). */
+  promptRequired: Scalars['Boolean']['output'];
+  /** Output widths and heights are multiples of this (its family's: 64 for SD UNets, 16 for FLUX and SD3 transformers); explicit sizes snap down to it. 0 when the folder cannot be read. */
   sizeMultiple: Scalars['Int']['output'];
-  /** 'loaded' (sessions open), 'loading', or 'available' (loads on first use; see PRELOAD_MODELS and MODEL_MEMORY_MB). In an API process that queues for Redis workers, always 'available'. */
+  /** 'loaded' (sessions open), 'loading', 'available' (loads on first use; see PRELOAD_MODELS and MODEL_MEMORY_MB), or 'error' (the folder cannot be read or its sessions did not open: `error` says why; its jobs get MODEL_UNAVAILABLE, and it is tried again on next use and on SIGHUP). In an API process that queues for Redis workers, 'available' or 'error'. */
   state: Scalars['String']['output'];
   /** What this folder costs clients (e.g. an unseeded VAE sample, a scheduler fallback); empty when nothing. */
   warnings: Array<Scalars['String']['output']>;
@@ -255,7 +260,7 @@ export type Query = {
   __typename?: 'Query';
   /** A job by id: the polling alternative to the subscription. Finished jobs stay readable for the retention period (JOB_RETENTION_SECONDS, default 15 minutes). */
   editJob?: Maybe<EditJob>;
-  /** The pipelines this server can run, with their defaults and limits. */
+  /** The pipelines this server can run, with their defaults and limits; folders that cannot be read are listed too, in state 'error'. */
   models: Array<Model>;
 };
 

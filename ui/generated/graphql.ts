@@ -52,7 +52,7 @@ export type SizeFit =
 export type PageModelsQueryVariables = Exact<{ [key: string]: never; }>;
 
 
-export type PageModelsQuery = { __typename?: 'Query', models: Array<{ __typename?: 'Model', id: string, isDefault: boolean, defaults: { __typename?: 'ModelDefaults', steps: number, size: string, scheduler: SchedulerName } }> };
+export type PageModelsQuery = { __typename?: 'Query', models: Array<{ __typename?: 'Model', id: string, isDefault: boolean, error?: string | null, defaults: { __typename?: 'ModelDefaults', steps: number, size: string, scheduler: SchedulerName } }> };
 
 export type PageEditImagesMutationVariables = Exact<{
   images: Array<Scalars['Upload']['input']> | Scalars['Upload']['input'];
@@ -110,6 +110,7 @@ export const PageModelsDocument = new TypedDocumentString(`
   models {
     id
     isDefault
+    error
     defaults {
       steps
       size
