@@ -296,7 +296,10 @@ describe('FLUX family on tiny-flow-edit', () => {
     const engine = await InferenceEngine.start({ modelsDir: root, modelIds: ['extra-input'], threading: 'inline', intraOpThreads: 1 });
     try {
       assert.equal(engine.modelState('extra-input'), 'error');
-      assert.match(engine.errorReason('extra-input') ?? '', /transformer\/model\.onnx needs inputs the FLUX Kontext pipeline does not provide \(attention_mask\)/);
+      assert.match(
+        engine.errorReason('extra-input') ?? '',
+        /transformer\/model\.onnx needs inputs the FLUX Kontext pipeline does not provide \(attention_mask\)/,
+      );
     } finally {
       await engine.close();
     }

@@ -67,7 +67,7 @@ describe('Redis keys: none outlives its job', { timeout: 180_000 }, () => {
     await waitFor(
       async () => {
         // A job that ended first may already be gone (its retention is 2 s): null then.
-      for (const id of ids) if (!['SUCCEEDED', 'CANCELLED', undefined].includes(await status(id))) return false;
+        for (const id of ids) if (!['SUCCEEDED', 'CANCELLED', undefined].includes(await status(id))) return false;
         return true;
       },
       'every job to end',
