@@ -64,10 +64,14 @@ describe('Redis keys: none outlives its job', { timeout: 180_000 }, () => {
     // Some end cancelled (while queued or running), the rest complete.
     for (const id of ids.slice(-4)) await postGraphQL(api, CANCEL, { id });
     const status = async (id: string) => (await postGraphQL<{ editJob: { status: string } | null }>(api, JOB, { id })).body.data?.editJob?.status;
-    await waitFor(async () => {
-      for (const id of ids) if (!['SUCCEEDED', 'CANCELLED'].includes((await status(id)) ?? '')) return false;
-      return true;
-    }, 'every job to end', 120_000);
+    await waitFor(
+      async () => {
+        for (const id of ids) if (!['SUCCEEDED', 'CANCELLED'].includes((await status(id)) ?? '')) return false;
+        return true;
+      },
+      'every job to end',
+      120_000,
+    );
 
     const project = (await allKeys(redis)).filter((k) => k.startsWith('ie:'));
     assert.ok(project.length > 0, 'the ended jobs are still readable within the retention time');

@@ -12,6 +12,8 @@ export interface GraphQLContext {
   edits: EditService;
   /** Who is calling (admitted once per HTTP request or graphql-ws connection: src/server/useAdmission.ts, websocket.ts). */
   principal: Viewer;
+  /** The request's Idempotency-Key header (HTTP only). */
+  idempotencyKey?: string | null;
 }
 
 export const builder = new SchemaBuilder<{

@@ -167,13 +167,21 @@ builder.mutationFields((t) => ({
       outputFormat: t.arg({ type: ImageFormatEnum, defaultValue: 'PNG' }),
       outputQuality: t.arg.int({ description: '1..100, for JPEG and WEBP.' }),
       previewEvery: t.arg.int({ defaultValue: 0, description: 'Send a small preview of every image in progress events every this many steps; 0 sends none.' }),
+      idempotencyKey: t.arg.string({
+        description:
+          'Makes the submit safe to retry (as the `Idempotency-Key` header, which a multipart request may send instead; both must then agree): the same caller with the same key within 24 h gets the job the first request created; the same key with a different request is refused with IDEMPOTENCY_CONFLICT. 1-255 printable ASCII characters; keys are per tenant.',
+      }),
     },
-    resolve: (_root, args, ctx) =>
-      ctx.edits.submit(
+    resolve: (_root, { images, imageUrls, masks, model, idempotencyKey, ...args }, ctx) => {
+      const header = ctx.idempotencyKey ?? null;
+      if (header !== null && idempotencyKey != null && header !== idempotencyKey)
+        throw new ServiceError('BAD_USER_INPUT', 'the Idempotency-Key header and the idempotencyKey argument differ: give one, or the same key in both');
+      return ctx.edits.submit(
         {
-          model: args.model,
-          images: inputImages(args.images, args.imageUrls, ctx.edits.limits.maxFileBytes),
-          masks: args.masks,
+          model,
+          images: inputImages(images, imageUrls, ctx.edits.limits.maxFileBytes),
+          masks,
+          idempotencyKey: idempotencyKey ?? header,
           options: {
             ...args,
             outputFormat: args.outputFormat ? (args.outputFormat.toLowerCase() as OutputFormat) : null,
@@ -181,7 +189,8 @@ builder.mutationFields((t) => ({
           },
         },
         ctx.principal.owner,
-      ),
+      );
+    },
   }),
   cancelEditJob: t.field({
     type: EditJobRef,

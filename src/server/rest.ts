@@ -253,9 +253,12 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
   }
   let job: JobSnapshot | null = null;
   let finished = false;
+  const rawKey = req.headers['idempotency-key'];
+  const idempotencyKey = typeof rawKey === 'string' ? rawKey : null;
   res.on('close', () => {
-    // The client went away: stop its work instead of computing images nobody will read.
-    if (job && !finished) void Promise.resolve(deps.jobs.cancel(job.id, deps.principal)).catch(() => undefined);
+    // The client went away: stop its work instead of computing images nobody will read (unless it
+    // sent an Idempotency-Key: its retry will ask for this job again).
+    if (job && !finished && idempotencyKey === null) void Promise.resolve(deps.jobs.cancel(job.id, deps.principal)).catch(() => undefined);
   });
   try {
     const type = req.headers['content-type'] ?? '';
@@ -266,7 +269,10 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
     const parsed = parseForm(form, deps.engine);
     const steps = parsed.options.steps ?? deps.engine.model(parsed.model).defaults.steps;
     if (parsed.stream && parsed.partialImages > 0) parsed.options.previewEvery = Math.max(1, Math.floor(steps / (parsed.partialImages + 1)));
-    job = await deps.edits.submit({ model: parsed.model, images: parsed.files, masks: parsed.masks, options: parsed.options }, deps.principal.owner);
+    job = await deps.edits.submit(
+      { model: parsed.model, images: parsed.files, masks: parsed.masks, options: parsed.options, idempotencyKey },
+      deps.principal.owner,
+    );
     const format = parsed.options.outputFormat ?? 'png';
     const created = Math.floor(job.createdAt);
     if (parsed.stream) {

@@ -9,9 +9,10 @@ import { type Logger, pino } from 'pino';
 import { type EngineConfig, InferenceEngine } from '../inference/engine.js';
 import { JobAccess } from '../jobs/access.js';
 import { EditService } from '../jobs/editService.js';
+import { MemoryIdempotencyStore, RedisIdempotencyStore } from '../jobs/idempotency.js';
 import { JobService } from '../jobs/jobService.js';
 import { RedisJobBackend } from '../jobs/redisJobs.js';
-import { type RedisLog, watchRedis } from '../jobs/redisShared.js';
+import { connectRedis, type RedisLog, watchRedis } from '../jobs/redisShared.js';
 import { type RedisWorkerConfig, startRedisWorker } from '../jobs/redisWorker.js';
 import type { JobBackend } from '../jobs/types.js';
 import { type Authenticator, createAuthenticator } from './auth.js';
@@ -84,14 +85,23 @@ export async function createServices(config: ServerConfig, options: ServicesOpti
       });
   const worker = config.redisUrl && config.role === 'all' ? await startRedisWorker(engine, redisWorkerConfig(config, log)) : null;
   const metrics = createMetrics(jobs, engine);
-  const edits = new EditService(engine, jobs, {
-    maxFilesPerJob: config.maxImagesPerJob,
-    maxFileBytes: config.maxFileBytes,
-    maxTotalBytes: config.maxTotalBytes,
-    maxInputPixels: config.maxInputPixels,
-    maxJobInputPixels: config.maxJobInputPixels,
-    maxProcessInputPixels: config.maxProcessInputPixels,
-  });
+  // Keys are shared by every API process on the same Redis (SET NX), else per process.
+  const idempotency = config.redisUrl
+    ? new RedisIdempotencyStore(connectRedis(config.redisUrl, 'request', 'idempotency', redisLog(log)))
+    : new MemoryIdempotencyStore();
+  const edits = new EditService(
+    engine,
+    jobs,
+    {
+      maxFilesPerJob: config.maxImagesPerJob,
+      maxFileBytes: config.maxFileBytes,
+      maxTotalBytes: config.maxTotalBytes,
+      maxInputPixels: config.maxInputPixels,
+      maxJobInputPixels: config.maxJobInputPixels,
+      maxProcessInputPixels: config.maxProcessInputPixels,
+    },
+    idempotency,
+  );
   // Limits shared by every API process on the same Redis (rate-limiter-flexible), else per process.
   const limitRedis = config.redisUrl ? new Redis(config.redisUrl, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 }) : null;
   if (limitRedis) {
@@ -124,6 +134,7 @@ export async function createServices(config: ServerConfig, options: ServicesOpti
     },
     async close() {
       limitRedis?.disconnect();
+      idempotency.close();
       await engine.close();
     },
   };

@@ -229,6 +229,7 @@ export type MutationCancelEditJobArgs = {
 export type MutationEditImagesArgs = {
   fit?: InputMaybe<SizeFit>;
   guidanceScale?: InputMaybe<Scalars['Float']['input']>;
+  idempotencyKey?: InputMaybe<Scalars['String']['input']>;
   imageGuidanceScale?: InputMaybe<Scalars['Float']['input']>;
   imageUrls?: InputMaybe<Array<Scalars['String']['input']>>;
   images?: InputMaybe<Array<Scalars['Upload']['input']>>;
