@@ -375,6 +375,21 @@ describe('error codes in docs/api.md', () => {
     )
       await new Promise((r) => setTimeout(r, 50));
 
+    // Its result URL, changed: another signature, then an expiry in the past.
+    const resultUrl = (
+      (await gql('query($id: ID!) { editJob(id: $id) { result { images { url } } } }', { id: keyedId })).body.data?.editJob as unknown as {
+        result: { images: { url: string }[] };
+      }
+    ).result.images[0]!.url;
+    const changed = async (param: string, value: string) => {
+      const u = new URL(resultUrl);
+      u.searchParams.set(param, value);
+      const r = await fetch(u);
+      return { status: r.status, code: ((await r.json()) as { error: { code: string } }).error.code };
+    };
+    expect('a result URL with another signature', await changed('signature', 'AAAA'), 'RESULT_URL_INVALID', 403);
+    expect('a result URL past its expiry', await changed('expires', '1000'), 'RESULT_URL_EXPIRED', 403);
+
     // Slow jobs (512², 8 variants, 100 steps) fill the queue; JOB_TIMEOUT_SECONDS=1 ends each.
     const slow = `imageUrls: ["${url()}"], prompt: "sepia", n: 8, steps: 100, size: "512x512"`;
     const first = await edit(slow);

@@ -12,13 +12,26 @@ import { EditProgressRef } from './events.js';
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
 
-export const EditedImageRef = builder.objectRef<OutputImage>('EditedImage').implement({
+/** A result as the schema sees it: with its job's id, which its images' URLs name. */
+export type JobResultView = JobResult & { jobId: string };
+export const resultView = (result: JobResult, jobId: string): JobResultView => ({ ...result, jobId });
+
+export const EditedImageRef = builder.objectRef<OutputImage & { jobId: string }>('EditedImage').implement({
   fields: (t) => ({
     index: t.exposeInt('index', { description: "Position in the job's output: inputIndex * n + variant." }),
     inputIndex: t.exposeInt('inputIndex'),
     variant: t.exposeInt('variant'),
     seed: t.exposeInt('seed'),
-    b64Json: t.string({ description: 'The encoded image, base64, in the requested format.', resolve: (i) => b64(i.bytes) }),
+    b64Json: t.string({
+      description: 'The encoded image, base64, in the requested format. Select `url` instead to keep responses small.',
+      resolve: (i) => b64(i.bytes),
+    }),
+    url: t.string({
+      nullable: true,
+      description:
+        'A signed URL that downloads this image (GET, no credentials: whoever holds it can read this one image) until RESULT_URL_TTL_SECONDS from now, or until the job is past its retention; then 403 RESULT_URL_EXPIRED or 404 NOT_FOUND. Each read of the field signs a fresh one.',
+      resolve: (i, _args, ctx) => ctx.resultUrl(i.jobId, i.index),
+    }),
     mimeType: t.exposeString('mimeType'),
     width: t.exposeInt('width'),
     height: t.exposeInt('height'),
@@ -37,10 +50,10 @@ export const EditUsageRef = builder.objectRef<JobResult['usage']>('EditUsage').i
   }),
 });
 
-export const EditResultRef = builder.objectRef<JobResult>('EditResult').implement({
+export const EditResultRef = builder.objectRef<JobResultView>('EditResult').implement({
   fields: (t) => ({
     created: t.exposeFloat('created', { description: 'Unix time in seconds.' }),
-    images: t.field({ type: [EditedImageRef], resolve: (r) => r.images }),
+    images: t.field({ type: [EditedImageRef], resolve: (r) => r.images.map((i) => ({ ...i, jobId: r.jobId })) }),
     usage: t.field({ type: EditUsageRef, resolve: (r) => r.usage }),
     warnings: t.stringList({
       description:
@@ -82,7 +95,12 @@ const EditJobRef = builder.objectRef<JobSnapshot>('EditJob').implement({
       description: 'The latest progress while RUNNING (and the last one after).',
       resolve: (j) => (j.progress ? { type: 'progress' as const, jobId: j.id, status: 'RUNNING' as const, ...j.progress } : null),
     }),
-    result: t.field({ type: EditResultRef, nullable: true, description: 'Set when SUCCEEDED.', resolve: (j) => j.result }),
+    result: t.field({
+      type: EditResultRef,
+      nullable: true,
+      description: 'Set when SUCCEEDED.',
+      resolve: (j) => (j.result ? resultView(j.result, j.id) : null),
+    }),
     error: t.field({ type: EditErrorRef, nullable: true, description: 'Set when FAILED.', resolve: (j) => j.error }),
   }),
 });

@@ -88,6 +88,12 @@ export interface ServerConfig {
   trustProxy: boolean;
   /** Origins allowed to call /graphql from a browser on another origin (CORS); empty: none. */
   corsOrigins: string[];
+  /** Key of result URLs' HMAC; unset: a random key of this process (its URLs open on it alone). */
+  resultUrlSecret: string | undefined;
+  /** How long a result URL opens its image. */
+  resultUrlTtlSeconds: number;
+  /** The server's address as clients reach it (result URLs); unset: taken from each request's Host. */
+  publicUrl: string | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -211,11 +217,27 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     rateLimitBurst: int(env, 'RATE_LIMIT_BURST', rateLimitPerMinute, rateLimitPerMinute > 0 ? 1 : 0),
     trustProxy: bool(env, 'TRUST_PROXY', false),
     corsOrigins: list(env.CORS_ORIGINS),
+    resultUrlSecret: env.RESULT_URL_SECRET || undefined,
+    resultUrlTtlSeconds: int(env, 'RESULT_URL_TTL_SECONDS', 3600, 1),
+    publicUrl: publicUrl(env.PUBLIC_URL),
   };
 }
 
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+function publicUrl(raw: string | undefined): string | undefined {
+  if (!raw) return undefined;
+  let url: URL | null = null;
+  try {
+    url = new URL(raw);
+  } catch {
+    url = null;
+  }
+  if (!url || !['http:', 'https:'].includes(url.protocol) || url.search || url.hash)
+    throw new ConfigError(`PUBLIC_URL must be an http(s) URL without query or fragment, e.g. https://images.example.com (got "${raw}")`);
+  return raw.replace(/\/+$/, '');
 }
 
 function parseRole(raw: string | undefined): 'api' | 'worker' | 'all' {

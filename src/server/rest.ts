@@ -9,7 +9,7 @@
  * (checked and otherwise ignored on UNet models, whose CLIP encoders read 77 tokens);
  * image_guidance_scale; strength; seed; model; scheduler; output_format; output_compression →
  * outputQuality; output_type (the seed's diffusers `pil` or `np`: both mean the encoded image);
- * response_format (b64_json only); stream + partial_images (SSE in the SDK's event shapes).
+ * response_format (b64_json, or url: signed result URLs, src/jobs/resultUrls.ts); stream + partial_images (SSE in the SDK's event shapes).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Readable, Transform } from 'node:stream';
@@ -36,6 +36,8 @@ export interface RestDeps {
   log: Logger;
   maxBodyBytes: number;
   multipartLimits: MultipartLimits;
+  /** A signed URL of one output image (response_format=url). */
+  resultUrl(jobId: string, index: number): string;
 }
 
 class RestError extends ServiceError {
@@ -134,6 +136,7 @@ interface ParsedRequest {
   options: EditOptions;
   stream: boolean;
   partialImages: number;
+  responseFormat: 'b64_json' | 'url';
 }
 
 function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
@@ -165,8 +168,8 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
   const prompt = stringField(form, 'prompt');
   if (prompt === undefined) throw new RestError('BAD_USER_INPUT', 'prompt is required', 'prompt');
   const responseFormat = stringField(form, 'response_format') ?? 'b64_json';
-  if (responseFormat !== 'b64_json')
-    throw new RestError('BAD_USER_INPUT', 'response_format must be b64_json: this server returns images inline and serves no result URLs', 'response_format');
+  if (responseFormat !== 'b64_json' && responseFormat !== 'url')
+    throw new RestError('BAD_USER_INPUT', 'response_format must be b64_json or url', 'response_format');
   let model = stringField(form, 'model') ?? null;
   // The SDK requires a model; OpenAI's own names mean "the default model" here.
   if (model && /^(gpt-image|dall-e)/.test(model) && !engine.models().some((m) => m.id === model)) model = null;
@@ -203,7 +206,10 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
   const partialImages = numberField(form, 'partial_images', true) ?? 0;
   if (partialImages < 0 || partialImages > 3) throw new RestError('BAD_USER_INPUT', 'partial_images must be from 0 to 3', 'partial_images');
   const stream = booleanField(form, 'stream');
+  if (stream && responseFormat === 'url')
+    throw new RestError('BAD_USER_INPUT', 'stream=true sends b64_json events; response_format=url is for responses that are not streamed', 'response_format');
   return {
+    responseFormat,
     model,
     files,
     masks,
@@ -289,7 +295,9 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
         const first = e.result.images[0];
         const body = {
           created,
-          data: e.result.images.map((img) => ({ b64_json: Buffer.from(img.bytes).toString('base64') })),
+          data: e.result.images.map((img) =>
+            parsed.responseFormat === 'url' ? { url: deps.resultUrl(e.jobId, img.index) } : { b64_json: Buffer.from(img.bytes).toString('base64') },
+          ),
           output_format: format,
           size: first ? `${first.width}x${first.height}` : undefined,
           // Each change from the size asked for (absent when none).

@@ -4,12 +4,14 @@
  * job ownership, and admission (auth and rate limits). HTTP routes (routes.ts), the Yoga instance
  * (yoga.ts) and graphql-ws (websocket.ts) are built on top of these; tests build them alone.
  */
+import type { IncomingMessage } from 'node:http';
 import { Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
 import { type EngineConfig, InferenceEngine } from '../inference/engine.js';
 import { JobAccess } from '../jobs/access.js';
 import { EditService } from '../jobs/editService.js';
 import { MemoryIdempotencyStore, RedisIdempotencyStore } from '../jobs/idempotency.js';
+import { ResultUrls } from '../jobs/resultUrls.js';
 import { JobService } from '../jobs/jobService.js';
 import { RedisJobBackend } from '../jobs/redisJobs.js';
 import { connectRedis, type RedisLog, watchRedis } from '../jobs/redisShared.js';
@@ -35,6 +37,10 @@ export interface Services {
   auth: Authenticator;
   /** The one decision on auth and rate limits for every transport. */
   admission: AdmissionControl;
+  /** Signs and checks result URLs (RESULT_URL_SECRET). */
+  resultUrls: ResultUrls;
+  /** The address clients reach this server at: PUBLIC_URL, else the request's Host (X-Forwarded-Proto with TRUST_PROXY). */
+  publicBase(req: IncomingMessage | undefined): string;
   /** No new jobs; running ones (and ROLE=all's Redis worker) finish within `graceMs`. */
   drain(graceMs: number): Promise<void>;
   /** Releases the limit counters' Redis connection and the engine (after drain). */
@@ -125,6 +131,8 @@ export async function createServices(config: ServerConfig, options: ServicesOpti
     jobs,
     access: new JobAccess(jobs),
     edits,
+    resultUrls: new ResultUrls(config.resultUrlSecret, config.resultUrlTtlSeconds),
+    publicBase: (req) => publicBase(config, req),
     metrics,
     auth,
     admission,
@@ -138,6 +146,14 @@ export async function createServices(config: ServerConfig, options: ServicesOpti
       await engine.close();
     },
   };
+}
+
+function publicBase(config: ServerConfig, req: IncomingMessage | undefined): string {
+  if (config.publicUrl) return config.publicUrl;
+  const forwarded = config.trustProxy ? req?.headers['x-forwarded-proto'] : undefined;
+  const proto = forwarded === 'https' ? 'https' : 'http';
+  const host = req?.headers.host && /^[\w.:[\]-]+$/.test(req.headers.host) ? req.headers.host : `${config.host}:${config.port}`;
+  return `${proto}://${host}`;
 }
 
 export function redisWorkerConfig(config: ServerConfig, log: Logger): RedisWorkerConfig {

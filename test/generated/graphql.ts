@@ -134,7 +134,7 @@ export type EditUsage = {
 
 export type EditedImage = {
   __typename?: 'EditedImage';
-  /** The encoded image, base64, in the requested format. */
+  /** The encoded image, base64, in the requested format. Select `url` instead to keep responses small. */
   b64Json: Scalars['String']['output'];
   height: Scalars['Int']['output'];
   /** Position in the job's output: inputIndex * n + variant. */
@@ -142,6 +142,8 @@ export type EditedImage = {
   inputIndex: Scalars['Int']['output'];
   mimeType: Scalars['String']['output'];
   seed: Scalars['Int']['output'];
+  /** A signed URL that downloads this image (GET, no credentials: whoever holds it can read this one image) until RESULT_URL_TTL_SECONDS from now, or until the job is past its retention; then 403 RESULT_URL_EXPIRED or 404 NOT_FOUND. Each read of the field signs a fresh one. */
+  url?: Maybe<Scalars['String']['output']>;
   variant: Scalars['Int']['output'];
   width: Scalars['Int']['output'];
 };
