@@ -13,6 +13,7 @@ import type { JobBackend } from './types.js';
 import type { EditInput } from '../inference/editRunner.js';
 import type { JobSnapshot } from './types.js';
 import { createHash } from 'node:crypto';
+import type { WebhookDispatcher, WebhookRequest } from './webhooks.js';
 import { checkIdempotencyKey, type IdempotencyRecord, type IdempotencyStore, idempotencySlot } from './idempotency.js';
 
 /** How long a request waits for another one holding its idempotency key to queue the job. */
@@ -48,6 +49,8 @@ export interface EditSubmission {
   options: EditOptions;
   /** Idempotency-Key header or `idempotencyKey` argument (idempotency.ts). */
   idempotencyKey?: string | null;
+  /** A webhook for the job's events (webhooks.ts); `resultUrl` makes the completed event's image URLs. */
+  webhook?: (WebhookRequest & { resultUrl: (jobId: string, index: number) => string }) | null;
 }
 
 /** The request as bytes: model, options (unset ones left out, keys sorted) and every image and mask. */
@@ -58,7 +61,8 @@ async function fingerprint(s: EditSubmission): Promise<string> {
       .filter(([, v]) => v !== undefined && v !== null)
       .sort(([a], [b]) => (a < b ? -1 : 1)),
   );
-  hash.update(JSON.stringify({ model: s.model ?? null, options, images: s.images.length, masks: (s.masks ?? []).map((m) => !!m) }));
+  const webhook = s.webhook ? { url: s.webhook.url, events: s.webhook.events ?? null } : null;
+  hash.update(JSON.stringify({ model: s.model ?? null, options, webhook, images: s.images.length, masks: (s.masks ?? []).map((m) => !!m) }));
   for (const f of [...s.images, ...(s.masks ?? [])]) if (f) hash.update(new Uint8Array(await f.arrayBuffer()));
   return hash.digest('hex');
 }
@@ -74,6 +78,7 @@ export class EditService {
     private readonly jobs: JobBackend,
     readonly limits: UploadLimits,
     private readonly idempotency: IdempotencyStore,
+    readonly webhooks: WebhookDispatcher,
   ) {}
 
   private async decodeSlot<T>(fn: () => Promise<T>): Promise<T> {
@@ -150,6 +155,7 @@ export class EditService {
     // Options first: a bad argument is reported before any image work.
     const edit = resolveEditOptions(spec, files.length, submission.options);
     spec.family.checkEdit?.(spec, { masks: masks.some(Boolean) });
+    const webhook = submission.webhook ? await this.webhooks.check(submission.webhook) : null;
     const limits = { maxInputPixels: this.limits.maxInputPixels };
     const named =
       (what: string, f: UploadedFile) =>
@@ -195,7 +201,9 @@ export class EditService {
         await this.decodeSlot(() => decodeMask(mask, probe, probe, { limits })).catch(named(`masks[${i}]`, maskFile));
         inputs.push({ bytes, name: f.name, mask, pixels: p });
       }
-      return await this.jobs.submit(spec.id, edit, inputs, owner);
+      const job = await this.jobs.submit(spec.id, edit, inputs, owner);
+      if (webhook) this.webhooks.register(job, webhook, submission.webhook!.resultUrl);
+      return job;
     } finally {
       this.submittingPixels -= pixels;
     }

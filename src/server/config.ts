@@ -94,6 +94,13 @@ export interface ServerConfig {
   resultUrlTtlSeconds: number;
   /** The server's address as clients reach it (result URLs); unset: taken from each request's Host. */
   publicUrl: string | undefined;
+  /** Standard Webhooks secret (`whsec_…`); unset: webhooks are refused. */
+  webhookSecret: string | undefined;
+  /** Webhooks to private, loopback and link-local addresses (tests, trusted networks). */
+  webhookAllowPrivate: boolean;
+  webhookMaxAttempts: number;
+  /** First retry of a failed delivery after this long, doubling each time. */
+  webhookRetrySeconds: number;
 }
 
 export class ConfigError extends Error {}
@@ -220,6 +227,10 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     resultUrlSecret: env.RESULT_URL_SECRET || undefined,
     resultUrlTtlSeconds: int(env, 'RESULT_URL_TTL_SECONDS', 3600, 1),
     publicUrl: publicUrl(env.PUBLIC_URL),
+    webhookSecret: webhookSecret(env.WEBHOOK_SECRET),
+    webhookAllowPrivate: bool(env, 'WEBHOOK_ALLOW_PRIVATE', false),
+    webhookMaxAttempts: int(env, 'WEBHOOK_MAX_ATTEMPTS', 6, 1),
+    webhookRetrySeconds: int(env, 'WEBHOOK_RETRY_SECONDS', 5, 1),
   };
 }
 
@@ -238,6 +249,14 @@ function publicUrl(raw: string | undefined): string | undefined {
   if (!url || !['http:', 'https:'].includes(url.protocol) || url.search || url.hash)
     throw new ConfigError(`PUBLIC_URL must be an http(s) URL without query or fragment, e.g. https://images.example.com (got "${raw}")`);
   return raw.replace(/\/+$/, '');
+}
+
+function webhookSecret(raw: string | undefined): string | undefined {
+  if (!raw) return undefined;
+  const key = raw.startsWith('whsec_') ? Buffer.from(raw.slice(6), 'base64') : Buffer.alloc(0);
+  if (key.length < 24 || key.toString('base64') !== raw.slice(6))
+    throw new ConfigError('WEBHOOK_SECRET must be whsec_ followed by the base64 of at least 24 random bytes, e.g. whsec_$(openssl rand -base64 32)');
+  return raw;
 }
 
 function parseRole(raw: string | undefined): 'api' | 'worker' | 'all' {

@@ -23,6 +23,7 @@ import type { ModelSpec } from '../inference/modelFolder.js';
 import type { EditService, UploadedFile } from '../jobs/editService.js';
 import type { JobEvent, JobSnapshot } from '../jobs/types.js';
 import type { JobAccess, Viewer } from '../jobs/access.js';
+import { WEBHOOK_EVENTS, type WebhookEventName } from '../jobs/webhooks.js';
 import { ServiceError, type ErrorCode } from '../errors.js';
 import { openAIError, sendError } from './errorReply.js';
 import { MultipartError, type MultipartLimits, readMultipart } from './multipart.js';
@@ -80,6 +81,8 @@ const KNOWN = new Set([
   'response_format',
   'stream',
   'partial_images',
+  'webhook_url',
+  'webhook_events',
 ]);
 
 /** The request body as a stream that errors with 413 past `limit` bytes (never buffered whole). */
@@ -137,6 +140,7 @@ interface ParsedRequest {
   stream: boolean;
   partialImages: number;
   responseFormat: 'b64_json' | 'url';
+  webhook: { url: string; events: WebhookEventName[] | null } | null;
 }
 
 function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
@@ -208,8 +212,20 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
   const stream = booleanField(form, 'stream');
   if (stream && responseFormat === 'url')
     throw new RestError('BAD_USER_INPUT', 'stream=true sends b64_json events; response_format=url is for responses that are not streamed', 'response_format');
+  const webhookUrl = stringField(form, 'webhook_url');
+  const eventsText = stringField(form, 'webhook_events');
+  if (eventsText !== undefined && webhookUrl === undefined) throw new RestError('BAD_USER_INPUT', 'webhook_events needs webhook_url', 'webhook_events');
+  const events = eventsText?.split(',').map((e) => e.trim().toLowerCase());
+  const unknown = events?.find((e) => !WEBHOOK_EVENTS.includes(e as WebhookEventName));
+  if (unknown !== undefined)
+    throw new RestError(
+      'BAD_USER_INPUT',
+      `webhook_events is a comma-separated list of ${WEBHOOK_EVENTS.join(', ')} (got ${JSON.stringify(unknown)})`,
+      'webhook_events',
+    );
   return {
     responseFormat,
+    webhook: webhookUrl === undefined ? null : { url: webhookUrl, events: (events as WebhookEventName[] | undefined) ?? null },
     model,
     files,
     masks,
@@ -276,7 +292,14 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
     const steps = parsed.options.steps ?? deps.engine.model(parsed.model).defaults.steps;
     if (parsed.stream && parsed.partialImages > 0) parsed.options.previewEvery = Math.max(1, Math.floor(steps / (parsed.partialImages + 1)));
     job = await deps.edits.submit(
-      { model: parsed.model, images: parsed.files, masks: parsed.masks, options: parsed.options, idempotencyKey },
+      {
+        model: parsed.model,
+        images: parsed.files,
+        masks: parsed.masks,
+        options: parsed.options,
+        idempotencyKey,
+        webhook: parsed.webhook && { ...parsed.webhook, resultUrl: deps.resultUrl },
+      },
       deps.principal.owner,
     );
     const format = parsed.options.outputFormat ?? 'png';

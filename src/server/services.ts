@@ -12,6 +12,7 @@ import { JobAccess } from '../jobs/access.js';
 import { EditService } from '../jobs/editService.js';
 import { MemoryIdempotencyStore, RedisIdempotencyStore } from '../jobs/idempotency.js';
 import { ResultUrls } from '../jobs/resultUrls.js';
+import { WebhookDispatcher } from '../jobs/webhooks.js';
 import { JobService } from '../jobs/jobService.js';
 import { RedisJobBackend } from '../jobs/redisJobs.js';
 import { connectRedis, type RedisLog, watchRedis } from '../jobs/redisShared.js';
@@ -67,6 +68,15 @@ export async function createServices(config: ServerConfig, options: ServicesOpti
       : null;
   const inference = options.inference ?? !(config.redisUrl && config.role === 'api');
   const engine = await InferenceEngine.start(engineConfig(config, log, inference ? 'worker' : 'remote'));
+  const webhooks = new WebhookDispatcher({
+    secret: config.webhookSecret,
+    allowPrivate: config.webhookAllowPrivate,
+    maxAttempts: config.webhookMaxAttempts,
+    retryBaseMs: config.webhookRetrySeconds * 1000,
+    retentionMs: config.retentionSeconds * 1000,
+    unavailable: config.redisUrl ? 'webhooks are not available with REDIS_URL yet (in-memory job store only)' : undefined,
+    log: (fields, message) => log.info(fields, message),
+  });
   const jobs: JobBackend = config.redisUrl
     ? new RedisJobBackend({
         redisUrl: config.redisUrl,
@@ -87,7 +97,10 @@ export async function createServices(config: ServerConfig, options: ServicesOpti
         maxMergedInputPixels: config.maxJobInputPixels,
         tenantQuota,
         log: (fields, message) => log.info(fields, message),
-        onEvent: (event) => metrics.observe(event),
+        onEvent: (event) => {
+          metrics.observe(event);
+          webhooks.observe(event);
+        },
       });
   const worker = config.redisUrl && config.role === 'all' ? await startRedisWorker(engine, redisWorkerConfig(config, log)) : null;
   const metrics = createMetrics(jobs, engine);
@@ -107,6 +120,7 @@ export async function createServices(config: ServerConfig, options: ServicesOpti
       maxProcessInputPixels: config.maxProcessInputPixels,
     },
     idempotency,
+    webhooks,
   );
   // Limits shared by every API process on the same Redis (rate-limiter-flexible), else per process.
   const limitRedis = config.redisUrl ? new Redis(config.redisUrl, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 }) : null;

@@ -69,6 +69,8 @@ export type EditJob = {
   /** Set when SUCCEEDED. */
   result?: Maybe<EditResult>;
   status: JobStatus;
+  /** Every attempt to deliver this job's webhook events so far, oldest first; null when the job has no webhook. */
+  webhookDeliveries?: Maybe<Array<WebhookAttempt>>;
 };
 
 export type EditJobEvent = {
@@ -252,6 +254,8 @@ export type MutationEditImagesArgs = {
   steps?: InputMaybe<Scalars['Int']['input']>;
   strength?: InputMaybe<Scalars['Float']['input']>;
   trueCfgScale?: InputMaybe<Scalars['Float']['input']>;
+  webhookEvents?: InputMaybe<Array<WebhookEvent>>;
+  webhookUrl?: InputMaybe<Scalars['String']['input']>;
 };
 
 export type Query = {
@@ -299,6 +303,34 @@ export type Subscription = {
 export type SubscriptionEditJobEventsArgs = {
   id: Scalars['ID']['input'];
 };
+
+/** One attempt to deliver one webhook event. */
+export type WebhookAttempt = {
+  __typename?: 'WebhookAttempt';
+  /** Unix time in seconds when the attempt started. */
+  at: Scalars['Float']['output'];
+  /** 1 for the first try, then each retry. */
+  attempt: Scalars['Int']['output'];
+  /** The receiver answered 2xx. */
+  delivered: Scalars['Boolean']['output'];
+  /** Why the attempt failed; null when delivered. */
+  error?: Maybe<Scalars['String']['output']>;
+  /** The `webhook-id` header: the same on every attempt of one event. */
+  messageId: Scalars['String']['output'];
+  /** The receiver's HTTP status; null when none came back (refused, timed out). */
+  status?: Maybe<Scalars['Int']['output']>;
+  /** edit.queued, edit.running, edit.progress, edit.completed, edit.failed or edit.cancelled. */
+  type: Scalars['String']['output'];
+};
+
+/** Job events a webhook can receive (as `edit.<name>` in the body's `type`). */
+export type WebhookEvent =
+  | 'CANCELLED'
+  | 'COMPLETED'
+  | 'FAILED'
+  | 'PROGRESS'
+  | 'QUEUED'
+  | 'RUNNING';
 
 export type ModelsQueryVariables = Exact<{ [key: string]: never; }>;
 
