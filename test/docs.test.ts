@@ -376,11 +376,10 @@ describe('error codes in docs/api.md', () => {
       await new Promise((r) => setTimeout(r, 50));
 
     // Its result URL, changed: another signature, then an expiry in the past.
-    const resultUrl = (
-      (await gql('query($id: ID!) { editJob(id: $id) { result { images { url } } } }', { id: keyedId })).body.data?.editJob as unknown as {
-        result: { images: { url: string }[] };
-      }
-    ).result.images[0]!.url;
+    const keyedJob = (await gql('query($id: ID!) { editJob(id: $id) { result { images { url } } } }', { id: keyedId })).body.data!.editJob as unknown as {
+      result: { images: { url: string }[] };
+    };
+    const resultUrl = keyedJob.result.images[0]!.url;
     const changed = async (param: string, value: string) => {
       const u = new URL(resultUrl);
       u.searchParams.set(param, value);
