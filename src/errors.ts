@@ -87,6 +87,24 @@ export const ERROR_CODES = [
     where: 'REST',
     when: 'the job was cancelled (e.g. at shutdown). In GraphQL a cancelled job is status `CANCELLED` / `EditCancelled`, not an error',
   },
+  {
+    code: 'IDEMPOTENCY_CONFLICT',
+    status: 409,
+    where: 'GraphQL error on `editImages`, REST',
+    when: 'an idempotency key (`Idempotency-Key` header or `idempotencyKey`) this principal used in the last 24 h with a different request, or whose first request is still being submitted after 60 s',
+  },
+  {
+    code: 'RESULT_URL_EXPIRED',
+    status: 403,
+    where: '`GET /v1/results/…` (a result URL)',
+    when: 'the URL is past its `expires` (`RESULT_URL_TTL_SECONDS` after it was made): read the job again for a fresh one',
+  },
+  {
+    code: 'RESULT_URL_INVALID',
+    status: 403,
+    where: '`GET /v1/results/…` (a result URL)',
+    when: 'a result URL that this server did not sign: any part changed, or signed with another `RESULT_URL_SECRET`',
+  },
   { code: 'TIMEOUT', status: 504, where: '`EditError`, REST', when: 'the job ran longer than `JOB_TIMEOUT_SECONDS`' },
   {
     code: 'JOB_LOST',

@@ -50,6 +50,16 @@ describe('integers and levels', () => {
     assert.equal(loadConfig({ LOG_LEVEL: 'debug' }).logLevel, 'debug');
     assert.throws(() => loadConfig({ LOG_LEVEL: 'loud' }), /LOG_LEVEL must be one of .*"loud"/);
   });
+
+  it('WEBHOOK_SECRET is whsec_ and base64 of 24 bytes or more; PUBLIC_URL an http(s) URL', () => {
+    const secret = `whsec_${Buffer.alloc(32, 1).toString('base64')}`;
+    assert.equal(loadConfig({ WEBHOOK_SECRET: secret }).webhookSecret, secret);
+    for (const bad of ['secret', `whsec_${Buffer.alloc(8).toString('base64')}`, 'whsec_not base64!'])
+      assert.throws(() => loadConfig({ WEBHOOK_SECRET: bad }), /WEBHOOK_SECRET must be whsec_/, bad);
+    assert.equal(loadConfig({ PUBLIC_URL: 'https://images.example.com/' }).publicUrl, 'https://images.example.com');
+    for (const bad of ['images.example.com', 'ftp://x', 'https://x/?a=1'])
+      assert.throws(() => loadConfig({ PUBLIC_URL: bad }), /PUBLIC_URL must be an http\(s\) URL/, bad);
+  });
 });
 
 describe('npm start', () => {

@@ -424,6 +424,38 @@ describe('error codes in docs/api.md', () => {
       405,
     );
 
+    // An idempotency key used again with another prompt; the small job ends before the slow ones start.
+    const keyed = (prompt: string) =>
+      gql(
+        `mutation { editImages(imageUrls: ["${url()}"], prompt: "${prompt}", size: "32x32", steps: 2) { id status } }`,
+        {},
+        { 'idempotency-key': 'docs-key' },
+      );
+    const keyedId = (await keyed('sepia')).body.data?.editImages?.id;
+    assert.ok(keyedId);
+    expect('an idempotency key reused with another request', codeOf(await keyed('invert')), 'IDEMPOTENCY_CONFLICT', 200);
+    for (
+      let i = 0;
+      i < 200 &&
+      ['QUEUED', 'RUNNING'].includes((await gql('query($id: ID!) { editJob(id: $id) { id status } }', { id: keyedId })).body.data?.editJob?.status ?? '');
+      i++
+    )
+      await new Promise((r) => setTimeout(r, 50));
+
+    // Its result URL, changed: another signature, then an expiry in the past.
+    const keyedJob = (await gql('query($id: ID!) { editJob(id: $id) { result { images { url } } } }', { id: keyedId })).body.data!.editJob as unknown as {
+      result: { images: { url: string }[] };
+    };
+    const resultUrl = keyedJob.result.images[0]!.url;
+    const changed = async (param: string, value: string) => {
+      const u = new URL(resultUrl);
+      u.searchParams.set(param, value);
+      const r = await fetch(u);
+      return { status: r.status, code: ((await r.json()) as { error: { code: string } }).error.code };
+    };
+    expect('a result URL with another signature', await changed('signature', 'AAAA'), 'RESULT_URL_INVALID', 403);
+    expect('a result URL past its expiry', await changed('expires', '1000'), 'RESULT_URL_EXPIRED', 403);
+
     // Slow jobs (512², 8 variants, 100 steps) fill the queue; JOB_TIMEOUT_SECONDS=1 ends each.
     const slow = `imageUrls: ["${url()}"], prompt: "sepia", n: 8, steps: 100, size: "512x512"`;
     const first = await edit(slow);

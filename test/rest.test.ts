@@ -120,7 +120,7 @@ describe('POST /v1/images/edits', () => {
   });
 
   it('answers bad input with OpenAI-style 4xx errors', async () => {
-    const url = await curl([endpoint(), '-F', `images=@${a}`, '-F', 'prompt=x', '-F', 'response_format=url']);
+    const url = await curl([endpoint(), '-F', `images=@${a}`, '-F', 'prompt=x', '-F', 'response_format=link']);
     assert.equal(url.status, 400);
     assert.equal(url.body.error!.type, 'invalid_request_error');
     const notImage = await curl([endpoint(), '-F', `images=@${bad}`, '-F', 'prompt=x']);

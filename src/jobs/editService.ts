@@ -13,6 +13,12 @@ import { ServiceError } from '../errors.js';
 import type { JobBackend } from './types.js';
 import type { EditInput } from '../inference/editRunner.js';
 import type { JobSnapshot } from './types.js';
+import { createHash } from 'node:crypto';
+import type { WebhookDispatcher, WebhookRequest } from './webhooks.js';
+import { checkIdempotencyKey, type IdempotencyRecord, type IdempotencyStore, idempotencySlot } from './idempotency.js';
+
+/** How long a request waits for another one holding its idempotency key to queue the job. */
+const IDEMPOTENCY_WAIT_MS = 60_000;
 
 /** What Yoga's multipart parser (and undici's FormData) hand us for a file part. */
 export interface UploadedFile {
@@ -42,6 +48,24 @@ export interface EditSubmission {
   /** At most one per image, in upload order; null or missing: edit the whole image. */
   masks?: readonly (UploadedFile | null | undefined)[] | null;
   options: EditOptions;
+  /** Idempotency-Key header or `idempotencyKey` argument (idempotency.ts). */
+  idempotencyKey?: string | null;
+  /** A webhook for the job's events (webhooks.ts); `resultUrl` makes the completed event's image URLs. */
+  webhook?: (WebhookRequest & { resultUrl: (jobId: string, index: number) => string }) | null;
+}
+
+/** The request as bytes: model, options (unset ones left out, keys sorted) and every image and mask. */
+async function fingerprint(s: EditSubmission): Promise<string> {
+  const hash = createHash('sha256');
+  const options = Object.fromEntries(
+    Object.entries(s.options)
+      .filter(([, v]) => v !== undefined && v !== null)
+      .sort(([a], [b]) => (a < b ? -1 : 1)),
+  );
+  const webhook = s.webhook ? { url: s.webhook.url, events: s.webhook.events ?? null } : null;
+  hash.update(JSON.stringify({ model: s.model ?? null, options, webhook, images: s.images.length, masks: (s.masks ?? []).map((m) => !!m) }));
+  for (const f of [...s.images, ...(s.masks ?? [])]) if (f) hash.update(new Uint8Array(await f.arrayBuffer()));
+  return hash.digest('hex');
 }
 
 export class EditService {
@@ -54,6 +78,8 @@ export class EditService {
     private readonly engine: InferenceEngine,
     private readonly jobs: JobBackend,
     readonly limits: UploadLimits,
+    private readonly idempotency: IdempotencyStore,
+    readonly webhooks: WebhookDispatcher,
   ) {}
 
   private async decodeSlot<T>(fn: () => Promise<T>): Promise<T> {
@@ -67,8 +93,43 @@ export class EditService {
     }
   }
 
-  /** Checks and queues an edit owned by `owner` (a principal's id, src/server/auth.ts). */
+  /**
+   * Checks and queues an edit owned by `owner` (a principal's id, src/server/auth.ts). With an
+   * idempotency key already used by this owner: the job it created (IDEMPOTENCY_CONFLICT when the
+   * request differs).
+   */
   async submit(submission: EditSubmission, owner: string): Promise<JobSnapshot> {
+    if (submission.idempotencyKey == null) return this.submitNew(submission, owner);
+    const slot = idempotencySlot(owner, checkIdempotencyKey(submission.idempotencyKey));
+    const mine: IdempotencyRecord = { fingerprint: await fingerprint(submission), jobId: null };
+    const deadline = Date.now() + IDEMPOTENCY_WAIT_MS;
+    for (;;) {
+      const held = await this.idempotency.claim(slot, mine);
+      if (!held) break;
+      if (held.fingerprint !== mine.fingerprint)
+        throw new ServiceError('IDEMPOTENCY_CONFLICT', 'this idempotency key was used with a different request; use a new key for a new request');
+      if (held.jobId) {
+        const job = await this.jobs.get(held.jobId);
+        if (job) return job;
+        throw new ServiceError('NOT_FOUND', `the job this idempotency key created (${held.jobId}) has expired; use a new key for a new job`);
+      }
+      // Another request with this key is being checked and queued: wait for its job (or its failure).
+      if (Date.now() > deadline)
+        throw new ServiceError('IDEMPOTENCY_CONFLICT', 'a request with this idempotency key is still being submitted; retry later', { retryAfterSeconds: 5 });
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    let job: JobSnapshot;
+    try {
+      job = await this.submitNew(submission, owner);
+    } catch (err) {
+      await this.idempotency.release(slot).catch(() => undefined);
+      throw err;
+    }
+    await this.idempotency.settle(slot, { ...mine, jobId: job.id });
+    return job;
+  }
+
+  private async submitNew(submission: EditSubmission, owner: string): Promise<JobSnapshot> {
     const spec = this.engine.model(submission.model ?? null);
     const files = submission.images;
     if (files.length === 0) throw new ServiceError('BAD_USER_INPUT', 'at least one image is required');
@@ -96,6 +157,7 @@ export class EditService {
     checkPromptGiven(spec, submission.options.prompt, submission.options.prompts);
     const edit = resolveEditOptions(spec, files.length, submission.options);
     spec.family.checkEdit?.(spec, { masks: masks.some(Boolean) });
+    const webhook = submission.webhook ? await this.webhooks.check(submission.webhook) : null;
     const limits = { maxInputPixels: this.limits.maxInputPixels };
     const named =
       (what: string, f: UploadedFile) =>
@@ -141,7 +203,9 @@ export class EditService {
         await this.decodeSlot(() => decodeMask(mask, probe, probe, { limits })).catch(named(`masks[${i}]`, maskFile));
         inputs.push({ bytes, name: f.name, mask, pixels: p });
       }
-      return await this.jobs.submit(spec.id, edit, inputs, owner);
+      const job = await this.jobs.submit(spec.id, edit, inputs, owner);
+      if (webhook) this.webhooks.register(job, webhook, submission.webhook!.resultUrl);
+      return job;
     } finally {
       this.submittingPixels -= pixels;
     }

@@ -12,6 +12,10 @@ export interface GraphQLContext {
   edits: EditService;
   /** Who is calling (admitted once per HTTP request or graphql-ws connection: src/server/useAdmission.ts, websocket.ts). */
   principal: Viewer;
+  /** A signed URL of one output image (src/jobs/resultUrls.ts), at the address this request came to. */
+  resultUrl(jobId: string, index: number): string;
+  /** The request's Idempotency-Key header (HTTP only). */
+  idempotencyKey?: string | null;
 }
 
 export const builder = new SchemaBuilder<{

@@ -2,7 +2,7 @@
 import type { JobEvent } from '../jobs/types.js';
 import { builder } from './builder.js';
 import { CancelReasonEnum, JobStatusEnum } from './enums.js';
-import { EditErrorRef, EditPreviewRef, EditResultRef } from './jobs.js';
+import { EditErrorRef, EditPreviewRef, EditResultRef, resultView } from './jobs.js';
 
 type EventOf<T extends JobEvent['type']> = Extract<JobEvent, { type: T }>;
 
@@ -52,7 +52,7 @@ export const EditProgressRef = builder.objectRef<EventOf<'progress'>>('EditProgr
 
 builder.objectRef<EventOf<'completed'>>('EditCompleted').implement({
   interfaces: [EditJobEventRef],
-  fields: (t) => ({ result: t.field({ type: EditResultRef, resolve: (e) => e.result }) }),
+  fields: (t) => ({ result: t.field({ type: EditResultRef, resolve: (e) => resultView(e.result, e.jobId) }) }),
 });
 
 builder.objectRef<EventOf<'failed'>>('EditFailed').implement({

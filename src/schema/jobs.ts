@@ -6,19 +6,33 @@ import { builder } from './builder.js';
 import { ServiceError } from '../errors.js';
 import type { UploadedFile } from '../jobs/editService.js';
 import { filesFromDataUrls } from './dataUrls.js';
-import { ImageFormatEnum, JobStatusEnum, SchedulerNameEnum, SizeFitEnum } from './enums.js';
+import { ImageFormatEnum, JobStatusEnum, SchedulerNameEnum, SizeFitEnum, WebhookEventEnum } from './enums.js';
+import type { WebhookAttempt, WebhookEventName } from '../jobs/webhooks.js';
 // EditProgress is also an event type (events.ts); the cycle is safe because Pothos resolves fields lazily.
 import { EditProgressRef } from './events.js';
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
 
-export const EditedImageRef = builder.objectRef<OutputImage>('EditedImage').implement({
+/** A result as the schema sees it: with its job's id, which its images' URLs name. */
+export type JobResultView = JobResult & { jobId: string };
+export const resultView = (result: JobResult, jobId: string): JobResultView => ({ ...result, jobId });
+
+export const EditedImageRef = builder.objectRef<OutputImage & { jobId: string }>('EditedImage').implement({
   fields: (t) => ({
     index: t.exposeInt('index', { description: "Position in the job's output: inputIndex * n + variant." }),
     inputIndex: t.exposeInt('inputIndex'),
     variant: t.exposeInt('variant'),
     seed: t.exposeInt('seed'),
-    b64Json: t.string({ description: 'The encoded image, base64, in the requested format.', resolve: (i) => b64(i.bytes) }),
+    b64Json: t.string({
+      description: 'The encoded image, base64, in the requested format. Select `url` instead to keep responses small.',
+      resolve: (i) => b64(i.bytes),
+    }),
+    url: t.string({
+      nullable: true,
+      description:
+        'A signed URL that downloads this image (GET, no credentials: whoever holds it can read this one image) until RESULT_URL_TTL_SECONDS from now, or until the job is past its retention; then 403 RESULT_URL_EXPIRED or 404 NOT_FOUND. Each read of the field signs a fresh one.',
+      resolve: (i, _args, ctx) => ctx.resultUrl(i.jobId, i.index),
+    }),
     mimeType: t.exposeString('mimeType'),
     width: t.exposeInt('width'),
     height: t.exposeInt('height'),
@@ -37,10 +51,10 @@ export const EditUsageRef = builder.objectRef<JobResult['usage']>('EditUsage').i
   }),
 });
 
-export const EditResultRef = builder.objectRef<JobResult>('EditResult').implement({
+export const EditResultRef = builder.objectRef<JobResultView>('EditResult').implement({
   fields: (t) => ({
     created: t.exposeFloat('created', { description: 'Unix time in seconds.' }),
-    images: t.field({ type: [EditedImageRef], resolve: (r) => r.images }),
+    images: t.field({ type: [EditedImageRef], resolve: (r) => r.images.map((i) => ({ ...i, jobId: r.jobId })) }),
     usage: t.field({ type: EditUsageRef, resolve: (r) => r.usage }),
     warnings: t.stringList({
       description:
@@ -67,6 +81,19 @@ export const EditPreviewRef = builder.objectRef<JobProgress['previews'][number]>
   }),
 });
 
+const WebhookAttemptRef = builder.objectRef<WebhookAttempt>('WebhookAttempt').implement({
+  description: 'One attempt to deliver one webhook event.',
+  fields: (t) => ({
+    messageId: t.exposeString('id', { description: 'The `webhook-id` header: the same on every attempt of one event.' }),
+    type: t.exposeString('type', { description: 'edit.queued, edit.running, edit.progress, edit.completed, edit.failed or edit.cancelled.' }),
+    attempt: t.exposeInt('attempt', { description: '1 for the first try, then each retry.' }),
+    at: t.exposeFloat('at', { description: 'Unix time in seconds when the attempt started.' }),
+    status: t.exposeInt('status', { nullable: true, description: "The receiver's HTTP status; null when none came back (refused, timed out)." }),
+    error: t.exposeString('error', { nullable: true, description: 'Why the attempt failed; null when delivered.' }),
+    delivered: t.exposeBoolean('delivered', { description: 'The receiver answered 2xx.' }),
+  }),
+});
+
 const EditJobRef = builder.objectRef<JobSnapshot>('EditJob').implement({
   fields: (t) => ({
     id: t.exposeID('id'),
@@ -82,8 +109,19 @@ const EditJobRef = builder.objectRef<JobSnapshot>('EditJob').implement({
       description: 'The latest progress while RUNNING (and the last one after).',
       resolve: (j) => (j.progress ? { type: 'progress' as const, jobId: j.id, status: 'RUNNING' as const, ...j.progress } : null),
     }),
-    result: t.field({ type: EditResultRef, nullable: true, description: 'Set when SUCCEEDED.', resolve: (j) => j.result }),
+    result: t.field({
+      type: EditResultRef,
+      nullable: true,
+      description: 'Set when SUCCEEDED.',
+      resolve: (j) => (j.result ? resultView(j.result, j.id) : null),
+    }),
     error: t.field({ type: EditErrorRef, nullable: true, description: 'Set when FAILED.', resolve: (j) => j.error }),
+    webhookDeliveries: t.field({
+      type: [WebhookAttemptRef],
+      nullable: true,
+      description: "Every attempt to deliver this job's webhook events so far, oldest first; null when the job has no webhook.",
+      resolve: (j, _args, ctx) => ctx.edits.webhooks.attempts(j.id),
+    }),
   }),
 });
 
@@ -171,13 +209,31 @@ builder.mutationFields((t) => ({
       outputFormat: t.arg({ type: ImageFormatEnum, defaultValue: 'PNG' }),
       outputQuality: t.arg.int({ description: '1..100, for JPEG and WEBP.' }),
       previewEvery: t.arg.int({ defaultValue: 0, description: 'Send a small preview of every image in progress events every this many steps; 0 sends none.' }),
+      webhookUrl: t.arg.string({
+        description:
+          "POST this job's events here, signed as Standard Webhooks define it (WEBHOOK_SECRET): `{type, timestamp, data}` with `data` the job's id and status (and on completion its result, as image URLs). Retried with backoff until a 2xx; attempts are in `EditJob.webhookDeliveries`. Private, loopback and link-local targets are refused unless WEBHOOK_ALLOW_PRIVATE.",
+      }),
+      webhookEvents: t.arg({
+        type: [WebhookEventEnum],
+        description: 'Which events to send (default COMPLETED, FAILED, CANCELLED). PROGRESS is sent at most once per 500 ms.',
+      }),
+      idempotencyKey: t.arg.string({
+        description:
+          'Makes the submit safe to retry (as the `Idempotency-Key` header, which a multipart request may send instead; both must then agree): the same caller with the same key within 24 h gets the job the first request created; the same key with a different request is refused with IDEMPOTENCY_CONFLICT. 1-255 printable ASCII characters; keys are per tenant.',
+      }),
     },
-    resolve: (_root, args, ctx) =>
-      ctx.edits.submit(
+    resolve: (_root, { images, imageUrls, masks, model, idempotencyKey, webhookUrl, webhookEvents, ...args }, ctx) => {
+      const header = ctx.idempotencyKey ?? null;
+      if (header !== null && idempotencyKey != null && header !== idempotencyKey)
+        throw new ServiceError('BAD_USER_INPUT', 'the Idempotency-Key header and the idempotencyKey argument differ: give one, or the same key in both');
+      return ctx.edits.submit(
         {
-          model: args.model,
-          images: inputImages(args.images, args.imageUrls, ctx.edits.limits.maxFileBytes),
-          masks: args.masks,
+          model,
+          images: inputImages(images, imageUrls, ctx.edits.limits.maxFileBytes),
+          masks,
+          idempotencyKey: idempotencyKey ?? header,
+          webhook:
+            webhookUrl == null ? null : { url: webhookUrl, events: webhookEvents?.map((e) => e.toLowerCase() as WebhookEventName), resultUrl: ctx.resultUrl },
           options: {
             ...args,
             outputFormat: args.outputFormat ? (args.outputFormat.toLowerCase() as OutputFormat) : null,
@@ -185,7 +241,8 @@ builder.mutationFields((t) => ({
           },
         },
         ctx.principal.owner,
-      ),
+      );
+    },
   }),
   cancelEditJob: t.field({
     type: EditJobRef,

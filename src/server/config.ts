@@ -91,6 +91,19 @@ export interface ServerConfig {
   trustProxy: boolean;
   /** Origins allowed to call /graphql from a browser on another origin (CORS); empty: none. */
   corsOrigins: string[];
+  /** Key of result URLs' HMAC; unset: a random key of this process (its URLs open on it alone). */
+  resultUrlSecret: string | undefined;
+  /** How long a result URL opens its image. */
+  resultUrlTtlSeconds: number;
+  /** The server's address as clients reach it (result URLs); unset: taken from each request's Host. */
+  publicUrl: string | undefined;
+  /** Standard Webhooks secret (`whsec_…`); unset: webhooks are refused. */
+  webhookSecret: string | undefined;
+  /** Webhooks to private, loopback and link-local addresses (tests, trusted networks). */
+  webhookAllowPrivate: boolean;
+  webhookMaxAttempts: number;
+  /** First retry of a failed delivery after this long, doubling each time. */
+  webhookRetrySeconds: number;
 }
 
 export class ConfigError extends Error {}
@@ -221,11 +234,39 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     rateLimitBurst: int(env, 'RATE_LIMIT_BURST', rateLimitPerMinute, rateLimitPerMinute > 0 ? 1 : 0),
     trustProxy: bool(env, 'TRUST_PROXY', false),
     corsOrigins: list(env.CORS_ORIGINS),
+    resultUrlSecret: env.RESULT_URL_SECRET || undefined,
+    resultUrlTtlSeconds: int(env, 'RESULT_URL_TTL_SECONDS', 3600, 1),
+    publicUrl: publicUrl(env.PUBLIC_URL),
+    webhookSecret: webhookSecret(env.WEBHOOK_SECRET),
+    webhookAllowPrivate: bool(env, 'WEBHOOK_ALLOW_PRIVATE', false),
+    webhookMaxAttempts: int(env, 'WEBHOOK_MAX_ATTEMPTS', 6, 1),
+    webhookRetrySeconds: int(env, 'WEBHOOK_RETRY_SECONDS', 5, 1),
   };
 }
 
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+function publicUrl(raw: string | undefined): string | undefined {
+  if (!raw) return undefined;
+  let url: URL | null = null;
+  try {
+    url = new URL(raw);
+  } catch {
+    url = null;
+  }
+  if (!url || !['http:', 'https:'].includes(url.protocol) || url.search || url.hash)
+    throw new ConfigError(`PUBLIC_URL must be an http(s) URL without query or fragment, e.g. https://images.example.com (got "${raw}")`);
+  return raw.replace(/\/+$/, '');
+}
+
+function webhookSecret(raw: string | undefined): string | undefined {
+  if (!raw) return undefined;
+  const key = raw.startsWith('whsec_') ? Buffer.from(raw.slice(6), 'base64') : Buffer.alloc(0);
+  if (key.length < 24 || key.toString('base64') !== raw.slice(6))
+    throw new ConfigError('WEBHOOK_SECRET must be whsec_ followed by the base64 of at least 24 random bytes, e.g. whsec_$(openssl rand -base64 32)');
+  return raw;
 }
 
 function parseRole(raw: string | undefined): 'api' | 'worker' | 'all' {

@@ -9,7 +9,7 @@
  * (checked and otherwise ignored on UNet models, whose CLIP encoders read 77 tokens);
  * image_guidance_scale; strength; seed; model; scheduler; output_format; output_compression →
  * outputQuality; output_type (the seed's diffusers `pil` or `np`: both mean the encoded image);
- * response_format (b64_json only); stream + partial_images (SSE in the SDK's event shapes).
+ * response_format (b64_json, or url: signed result URLs, src/jobs/resultUrls.ts); stream + partial_images (SSE in the SDK's event shapes).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Readable, Transform } from 'node:stream';
@@ -23,6 +23,7 @@ import type { ModelSpec } from '../inference/modelFolder.js';
 import type { EditService, UploadedFile } from '../jobs/editService.js';
 import type { JobEvent, JobSnapshot } from '../jobs/types.js';
 import type { JobAccess, Viewer } from '../jobs/access.js';
+import { WEBHOOK_EVENTS, type WebhookEventName } from '../jobs/webhooks.js';
 import { ServiceError, type ErrorCode } from '../errors.js';
 import { openAIError, sendError } from './errorReply.js';
 import { MultipartError, type MultipartLimits, readMultipart } from './multipart.js';
@@ -36,6 +37,8 @@ export interface RestDeps {
   log: Logger;
   maxBodyBytes: number;
   multipartLimits: MultipartLimits;
+  /** A signed URL of one output image (response_format=url). */
+  resultUrl(jobId: string, index: number): string;
 }
 
 class RestError extends ServiceError {
@@ -117,6 +120,8 @@ const KNOWN = new Set([
   'response_format',
   'stream',
   'partial_images',
+  'webhook_url',
+  'webhook_events',
 ]);
 
 /** The request body as a stream that errors with 413 past `limit` bytes (never buffered whole). */
@@ -173,6 +178,8 @@ interface ParsedRequest {
   options: EditOptions;
   stream: boolean;
   partialImages: number;
+  responseFormat: 'b64_json' | 'url';
+  webhook: { url: string; events: WebhookEventName[] | null } | null;
 }
 
 function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
@@ -204,8 +211,8 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
   const prompt = stringField(form, 'prompt');
   if (prompt === undefined) throw new RestError('BAD_USER_INPUT', 'prompt is required', 'prompt');
   const responseFormat = stringField(form, 'response_format') ?? 'b64_json';
-  if (responseFormat !== 'b64_json')
-    throw new RestError('BAD_USER_INPUT', 'response_format must be b64_json: this server returns images inline and serves no result URLs', 'response_format');
+  if (responseFormat !== 'b64_json' && responseFormat !== 'url')
+    throw new RestError('BAD_USER_INPUT', 'response_format must be b64_json or url', 'response_format');
   let model = stringField(form, 'model') ?? null;
   // The SDK requires a model; OpenAI's own names mean "the default model" here.
   if (model && /^(gpt-image|dall-e)/.test(model) && !engine.models().some((m) => m.id === model)) model = null;
@@ -242,7 +249,22 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
   const partialImages = numberField(form, 'partial_images', true) ?? 0;
   if (partialImages < 0 || partialImages > 3) throw new RestError('BAD_USER_INPUT', 'partial_images must be from 0 to 3', 'partial_images');
   const stream = booleanField(form, 'stream');
+  if (stream && responseFormat === 'url')
+    throw new RestError('BAD_USER_INPUT', 'stream=true sends b64_json events; response_format=url is for responses that are not streamed', 'response_format');
+  const webhookUrl = stringField(form, 'webhook_url');
+  const eventsText = stringField(form, 'webhook_events');
+  if (eventsText !== undefined && webhookUrl === undefined) throw new RestError('BAD_USER_INPUT', 'webhook_events needs webhook_url', 'webhook_events');
+  const events = eventsText?.split(',').map((e) => e.trim().toLowerCase());
+  const unknown = events?.find((e) => !WEBHOOK_EVENTS.includes(e as WebhookEventName));
+  if (unknown !== undefined)
+    throw new RestError(
+      'BAD_USER_INPUT',
+      `webhook_events is a comma-separated list of ${WEBHOOK_EVENTS.join(', ')} (got ${JSON.stringify(unknown)})`,
+      'webhook_events',
+    );
   return {
+    responseFormat,
+    webhook: webhookUrl === undefined ? null : { url: webhookUrl, events: (events as WebhookEventName[] | undefined) ?? null },
     model,
     files,
     masks,
@@ -292,9 +314,12 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
   }
   let job: JobSnapshot | null = null;
   let finished = false;
+  const rawKey = req.headers['idempotency-key'];
+  const idempotencyKey = typeof rawKey === 'string' ? rawKey : null;
   res.on('close', () => {
-    // The client went away: stop its work instead of computing images nobody will read.
-    if (job && !finished) void Promise.resolve(deps.jobs.cancel(job.id, deps.principal)).catch(() => undefined);
+    // The client went away: stop its work instead of computing images nobody will read (unless it
+    // sent an Idempotency-Key: its retry will ask for this job again).
+    if (job && !finished && idempotencyKey === null) void Promise.resolve(deps.jobs.cancel(job.id, deps.principal)).catch(() => undefined);
   });
   try {
     const type = req.headers['content-type'] ?? '';
@@ -305,7 +330,17 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
     const parsed = parseForm(form, deps.engine);
     const steps = parsed.options.steps ?? deps.engine.model(parsed.model).defaults.steps;
     if (parsed.stream && parsed.partialImages > 0) parsed.options.previewEvery = Math.max(1, Math.floor(steps / (parsed.partialImages + 1)));
-    job = await deps.edits.submit({ model: parsed.model, images: parsed.files, masks: parsed.masks, options: parsed.options }, deps.principal.owner);
+    job = await deps.edits.submit(
+      {
+        model: parsed.model,
+        images: parsed.files,
+        masks: parsed.masks,
+        options: parsed.options,
+        idempotencyKey,
+        webhook: parsed.webhook && { ...parsed.webhook, resultUrl: deps.resultUrl },
+      },
+      deps.principal.owner,
+    );
     const format = parsed.options.outputFormat ?? 'png';
     const created = Math.floor(job.createdAt);
     if (parsed.stream) {
@@ -322,7 +357,9 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
         const first = e.result.images[0];
         const body = {
           created,
-          data: e.result.images.map((img) => ({ b64_json: Buffer.from(img.bytes).toString('base64') })),
+          data: e.result.images.map((img) =>
+            parsed.responseFormat === 'url' ? { url: deps.resultUrl(e.jobId, img.index) } : { b64_json: Buffer.from(img.bytes).toString('base64') },
+          ),
           output_format: format,
           size: first ? `${first.width}x${first.height}` : undefined,
           // Each change from the size asked for (absent when none).

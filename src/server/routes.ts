@@ -11,6 +11,7 @@ import { GRAPHIQL_ASSETS_ROOT, serveGraphiQLAsset } from './graphiql.js';
 import { clientIp, refusalError, refusalHeaders } from './rateLimit.js';
 import { multipartLimits } from './multipart.js';
 import { handleRestEdit } from './rest.js';
+import { RESULTS_PATH } from '../jobs/resultUrls.js';
 import type { Services } from './services.js';
 import { serveUi } from './ui.js';
 import type { GraphQLServer } from './yoga.js';
@@ -48,6 +49,25 @@ export function createRoutes(services: Services, yoga: GraphQLServer): HttpRoute
     });
   }
 
+  async function serveResult(req: IncomingMessage, res: ServerResponse, pathname: string): Promise<void> {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendError(res, 'openai', new ServiceError('BAD_USER_INPUT', 'use GET'), log, { status: 405, headers: { allow: 'GET, HEAD' } });
+      return;
+    }
+    const query = new URL(req.url ?? '/', 'http://localhost').searchParams;
+    const { jobId, index, expires } = services.resultUrls.check(pathname, query);
+    // The signature is the capability: the job is read as stored, whoever asks.
+    const image = (await jobs.get(jobId))?.result?.images.find((i) => i.index === index);
+    if (!image) throw new ServiceError('NOT_FOUND', `job ${jobId} has no output ${index} now (finished jobs are kept for JOB_RETENTION_SECONDS)`);
+    res.writeHead(200, {
+      'content-type': image.mimeType,
+      'content-length': image.bytes.byteLength,
+      'cache-control': `private, max-age=${Math.max(0, expires - Math.floor(Date.now() / 1000))}`,
+      'x-content-type-options': 'nosniff',
+    });
+    res.end(req.method === 'HEAD' ? undefined : image.bytes);
+  }
+
   async function route(req: IncomingMessage, res: ServerResponse, pathname: string): Promise<void> {
     if (pathname === '/healthz') return health(res);
     if ((pathname === '/' || pathname === '/favicon.ico' || pathname.startsWith('/ui/')) && serveUi(pathname, req, res)) return;
@@ -56,6 +76,8 @@ export function createRoutes(services: Services, yoga: GraphQLServer): HttpRoute
       return;
     }
     if (pathname === '/graphql') return yoga.requestListener(req, res);
+    // Result URLs carry their own capability (a signature): no credentials.
+    if (pathname.startsWith(RESULTS_PATH)) return serveResult(req, res, pathname);
     // One decision for every other route: who is calling, failed-auth backoff, the principal's rate limit.
     const admitted = await admission.admit(req.headers.authorization, clientIp(req, config.trustProxy));
     if (!admitted.ok) {
@@ -67,6 +89,7 @@ export function createRoutes(services: Services, yoga: GraphQLServer): HttpRoute
     }
     if (pathname === '/metrics' && req.method === 'GET') return services.metrics.handle(req, res);
     if (pathname === '/v1/images/edits') {
+      const base = services.publicBase(req);
       return handleRestEdit(req, res, {
         engine,
         jobs: services.access,
@@ -75,6 +98,7 @@ export function createRoutes(services: Services, yoga: GraphQLServer): HttpRoute
         log,
         maxBodyBytes: config.maxTotalBytes + MB,
         multipartLimits: multipartLimits(config),
+        resultUrl: (jobId, index) => services.resultUrls.url(base, jobId, index),
       });
     }
     sendError(res, 'openai', new ServiceError('NOT_FOUND', `no route for ${pathname}`), log);

@@ -4,14 +4,18 @@
  * job ownership, and admission (auth and rate limits). HTTP routes (routes.ts), the Yoga instance
  * (yoga.ts) and graphql-ws (websocket.ts) are built on top of these; tests build them alone.
  */
+import type { IncomingMessage } from 'node:http';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { type EngineConfig, InferenceEngine } from '../inference/engine.js';
 import { JobAccess } from '../jobs/access.js';
 import { EditService } from '../jobs/editService.js';
+import { MemoryIdempotencyStore, RedisIdempotencyStore } from '../jobs/idempotency.js';
+import { ResultUrls } from '../jobs/resultUrls.js';
+import { WebhookDispatcher } from '../jobs/webhooks.js';
 import { JobService } from '../jobs/jobService.js';
 import { RedisJobBackend } from '../jobs/redisJobs.js';
-import { type RedisLog, watchRedis } from '../jobs/redisShared.js';
+import { connectRedis, type RedisLog, watchRedis } from '../jobs/redisShared.js';
 import { type RedisWorkerConfig, startRedisWorker } from '../jobs/redisWorker.js';
 import type { JobBackend } from '../jobs/types.js';
 import { type Authenticator, createAuthenticator } from './auth.js';
@@ -32,6 +36,10 @@ export interface Services {
   auth: Authenticator;
   /** The one decision on auth and rate limits for every transport. */
   admission: AdmissionControl;
+  /** Signs and checks result URLs (RESULT_URL_SECRET). */
+  resultUrls: ResultUrls;
+  /** The address clients reach this server at: PUBLIC_URL, else the request's Host (X-Forwarded-Proto with TRUST_PROXY). */
+  publicBase(req: IncomingMessage | undefined): string;
   /** No new jobs; running ones (and ROLE=all's Redis worker) finish within `graceMs`. */
   drain(graceMs: number): Promise<void>;
   /** Releases the limit counters' Redis connection and the engine (after drain). */
@@ -58,6 +66,15 @@ export async function createServices(config: ServerConfig, options: ServicesOpti
       : null;
   const inference = options.inference ?? !(config.redisUrl && config.role === 'api');
   const engine = await InferenceEngine.start(engineConfig(config, log, inference ? 'worker' : 'remote'));
+  const webhooks = new WebhookDispatcher({
+    secret: config.webhookSecret,
+    allowPrivate: config.webhookAllowPrivate,
+    maxAttempts: config.webhookMaxAttempts,
+    retryBaseMs: config.webhookRetrySeconds * 1000,
+    retentionMs: config.retentionSeconds * 1000,
+    unavailable: config.redisUrl ? 'webhooks are not available with REDIS_URL yet (in-memory job store only)' : undefined,
+    log: (fields, message) => log.info(fields, message),
+  });
   const jobs: JobBackend = config.redisUrl
     ? new RedisJobBackend({
         redisUrl: config.redisUrl,
@@ -78,18 +95,31 @@ export async function createServices(config: ServerConfig, options: ServicesOpti
         maxMergedInputPixels: config.maxJobInputPixels,
         tenantQuota,
         log: (fields, message) => log.info(fields, message),
-        onEvent: (event) => metrics.observe(event),
+        onEvent: (event) => {
+          metrics.observe(event);
+          webhooks.observe(event);
+        },
       });
   const worker = config.redisUrl && config.role === 'all' ? await startRedisWorker(engine, redisWorkerConfig(config, log)) : null;
   const metrics = createMetrics(jobs, engine);
-  const edits = new EditService(engine, jobs, {
-    maxFilesPerJob: config.maxImagesPerJob,
-    maxFileBytes: config.maxFileBytes,
-    maxTotalBytes: config.maxTotalBytes,
-    maxInputPixels: config.maxInputPixels,
-    maxJobInputPixels: config.maxJobInputPixels,
-    maxProcessInputPixels: config.maxProcessInputPixels,
-  });
+  // Keys are shared by every API process on the same Redis (SET NX), else per process.
+  const idempotency = config.redisUrl
+    ? new RedisIdempotencyStore(connectRedis(config.redisUrl, 'request', 'idempotency', redisLog(log)))
+    : new MemoryIdempotencyStore();
+  const edits = new EditService(
+    engine,
+    jobs,
+    {
+      maxFilesPerJob: config.maxImagesPerJob,
+      maxFileBytes: config.maxFileBytes,
+      maxTotalBytes: config.maxTotalBytes,
+      maxInputPixels: config.maxInputPixels,
+      maxJobInputPixels: config.maxJobInputPixels,
+      maxProcessInputPixels: config.maxProcessInputPixels,
+    },
+    idempotency,
+    webhooks,
+  );
   // Limits shared by every API process on the same Redis (rate-limiter-flexible), else per process.
   const limitRedis = config.redisUrl ? new Redis(config.redisUrl, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 }) : null;
   if (limitRedis) {
@@ -113,6 +143,8 @@ export async function createServices(config: ServerConfig, options: ServicesOpti
     jobs,
     access: new JobAccess(jobs),
     edits,
+    resultUrls: new ResultUrls(config.resultUrlSecret, config.resultUrlTtlSeconds),
+    publicBase: (req) => publicBase(config, req),
     metrics,
     auth,
     admission,
@@ -122,9 +154,18 @@ export async function createServices(config: ServerConfig, options: ServicesOpti
     },
     async close() {
       limitRedis?.disconnect();
+      idempotency.close();
       await engine.close();
     },
   };
+}
+
+function publicBase(config: ServerConfig, req: IncomingMessage | undefined): string {
+  if (config.publicUrl) return config.publicUrl;
+  const forwarded = config.trustProxy ? req?.headers['x-forwarded-proto'] : undefined;
+  const proto = forwarded === 'https' ? 'https' : 'http';
+  const host = req?.headers.host && /^[\w.:[\]-]+$/.test(req.headers.host) ? req.headers.host : `${config.host}:${config.port}`;
+  return `${proto}://${host}`;
 }
 
 export function redisWorkerConfig(config: ServerConfig, log: Logger): RedisWorkerConfig {

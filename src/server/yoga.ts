@@ -46,7 +46,16 @@ export function createGraphQLServer(services: Services): { yoga: GraphQLServer; 
   const yoga = createYoga<ServerContext, GraphQLContext>({
     schema: buildSchema(),
     // `principal` comes from useAdmission (HTTP, SSE) or from websocket.ts (graphql-ws).
-    context: () => ({ engine, jobs: access, edits }) as GraphQLContext,
+    context: ({ request, req }) => {
+      const base = services.publicBase(req);
+      return {
+        engine,
+        jobs: access,
+        edits,
+        idempotencyKey: request?.headers.get('idempotency-key') ?? null,
+        resultUrl: (jobId: string, index: number) => services.resultUrls.url(base, jobId, index),
+      } as GraphQLContext;
+    },
     graphqlEndpoint: '/graphql',
     landingPage: false,
     // Yoga's default CORS reflects any Origin with credentials allowed, which would let any web
@@ -56,7 +65,7 @@ export function createGraphQLServer(services: Services): { yoga: GraphQLServer; 
           origin: config.corsOrigins,
           credentials: true,
           methods: ['GET', 'POST'],
-          allowedHeaders: ['authorization', 'content-type', 'apollo-require-preflight', 'x-graphql-yoga-csrf'],
+          allowedHeaders: ['authorization', 'content-type', 'apollo-require-preflight', 'x-graphql-yoga-csrf', 'idempotency-key'],
         }
       : false,
     // Subscriptions over SSE (they carry the Headers tab's credentials), a walk-through query (graphiql.ts).

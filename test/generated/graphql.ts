@@ -69,6 +69,8 @@ export type EditJob = {
   /** Set when SUCCEEDED. */
   result?: Maybe<EditResult>;
   status: JobStatus;
+  /** Every attempt to deliver this job's webhook events so far, oldest first; null when the job has no webhook. */
+  webhookDeliveries?: Maybe<Array<WebhookAttempt>>;
 };
 
 export type EditJobEvent = {
@@ -134,7 +136,7 @@ export type EditUsage = {
 
 export type EditedImage = {
   __typename?: 'EditedImage';
-  /** The encoded image, base64, in the requested format. */
+  /** The encoded image, base64, in the requested format. Select `url` instead to keep responses small. */
   b64Json: Scalars['String']['output'];
   height: Scalars['Int']['output'];
   /** Position in the job's output: inputIndex * n + variant. */
@@ -142,6 +144,8 @@ export type EditedImage = {
   inputIndex: Scalars['Int']['output'];
   mimeType: Scalars['String']['output'];
   seed: Scalars['Int']['output'];
+  /** A signed URL that downloads this image (GET, no credentials: whoever holds it can read this one image) until RESULT_URL_TTL_SECONDS from now, or until the job is past its retention; then 403 RESULT_URL_EXPIRED or 404 NOT_FOUND. Each read of the field signs a fresh one. */
+  url?: Maybe<Scalars['String']['output']>;
   variant: Scalars['Int']['output'];
   width: Scalars['Int']['output'];
 };
@@ -234,6 +238,7 @@ export type MutationCancelEditJobArgs = {
 export type MutationEditImagesArgs = {
   fit?: InputMaybe<SizeFit>;
   guidanceScale?: InputMaybe<Scalars['Float']['input']>;
+  idempotencyKey?: InputMaybe<Scalars['String']['input']>;
   imageGuidanceScale?: InputMaybe<Scalars['Float']['input']>;
   imageUrls?: InputMaybe<Array<Scalars['String']['input']>>;
   images?: InputMaybe<Array<Scalars['Upload']['input']>>;
@@ -254,6 +259,8 @@ export type MutationEditImagesArgs = {
   steps?: InputMaybe<Scalars['Int']['input']>;
   strength?: InputMaybe<Scalars['Float']['input']>;
   trueCfgScale?: InputMaybe<Scalars['Float']['input']>;
+  webhookEvents?: InputMaybe<Array<WebhookEvent>>;
+  webhookUrl?: InputMaybe<Scalars['String']['input']>;
 };
 
 export type Query = {
@@ -301,6 +308,34 @@ export type Subscription = {
 export type SubscriptionEditJobEventsArgs = {
   id: Scalars['ID']['input'];
 };
+
+/** One attempt to deliver one webhook event. */
+export type WebhookAttempt = {
+  __typename?: 'WebhookAttempt';
+  /** Unix time in seconds when the attempt started. */
+  at: Scalars['Float']['output'];
+  /** 1 for the first try, then each retry. */
+  attempt: Scalars['Int']['output'];
+  /** The receiver answered 2xx. */
+  delivered: Scalars['Boolean']['output'];
+  /** Why the attempt failed; null when delivered. */
+  error?: Maybe<Scalars['String']['output']>;
+  /** The `webhook-id` header: the same on every attempt of one event. */
+  messageId: Scalars['String']['output'];
+  /** The receiver's HTTP status; null when none came back (refused, timed out). */
+  status?: Maybe<Scalars['Int']['output']>;
+  /** edit.queued, edit.running, edit.progress, edit.completed, edit.failed or edit.cancelled. */
+  type: Scalars['String']['output'];
+};
+
+/** Job events a webhook can receive (as `edit.<name>` in the body's `type`). */
+export type WebhookEvent =
+  | 'CANCELLED'
+  | 'COMPLETED'
+  | 'FAILED'
+  | 'PROGRESS'
+  | 'QUEUED'
+  | 'RUNNING';
 
 export type ModelsQueryVariables = Exact<{ [key: string]: never; }>;
 

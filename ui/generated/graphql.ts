@@ -49,6 +49,15 @@ export type SizeFit =
   | 'PAD'
   | 'STRETCH';
 
+/** Job events a webhook can receive (as `edit.<name>` in the body's `type`). */
+export type WebhookEvent =
+  | 'CANCELLED'
+  | 'COMPLETED'
+  | 'FAILED'
+  | 'PROGRESS'
+  | 'QUEUED'
+  | 'RUNNING';
+
 export type PageModelsQueryVariables = Exact<{ [key: string]: never; }>;
 
 
