@@ -24,7 +24,7 @@ import type { ModelDefaults, ModelSpec } from '../modelFolder.js';
 import { calculateShift, flowImg2ImgBeginIndex, fluxSigmas, parseFlowMatchSchedulerConfig } from '../schedulers/flowMatchEuler.js';
 import type { Scheduler } from '../schedulers/types.js';
 import type { MaskBlend, PipelineContext, PipelineHooks, PipelineItem, PipelineParams, StepInfo } from './common.js';
-import { decodeUnscaled, denoiseLatents, drawNoise, encodeImages, generatorsFor, latentMask, latentShapeFor } from './common.js';
+import { decodeUnscaled, denoiseLatents, drawNoise, encodeImages, generatorsFor, latentMask, latentShapeFor, sampleLatent } from './common.js';
 import type { LatentShape } from './common.js';
 import type { EditShape, PipelineFamilyDef } from './family.js';
 
@@ -230,11 +230,8 @@ async function runFlux(ctx: PipelineContext, items: readonly PipelineItem[], par
   const imageLatents = ctx.scratch.floats(batch * itemSize);
   items.forEach((item, b) => {
     const { mean, std } = encoded[distinct.indexOf(item.image)]!;
-    const out = imageLatents.subarray(b * itemSize, (b + 1) * itemSize);
-    for (let k = 0; k < itemSize; k++) {
-      const z = std === null ? mean[k]! : mean[k]! + std[k]! * generators[b]!.nextNormal();
-      out[k] = (z - shiftFactor) * scalingFactor;
-    }
+    const out = sampleLatent(generators[b]!, mean, std, imageLatents.subarray(b * itemSize, (b + 1) * itemSize));
+    for (let k = 0; k < itemSize; k++) out[k] = (out[k]! - shiftFactor) * scalingFactor;
   });
   const packedImage = packLatents(imageLatents, batch, shape, ctx.scratch.floats(batch * itemSize));
 

@@ -7,7 +7,18 @@ import { classifierFreeGuidance, concatBatches } from '../tensor.js';
 import type { Conditioner } from './common.js';
 import type { PipelineFamilyDef } from './family.js';
 import { SD_COMPONENTS, SD_UNET_INPUTS } from './family.js';
-import { clipConditioning, decodeLatents, denoiseLatents, drawNoise, encodeImages, generatorsFor, latentShapeFor, maskBlend, timestepFeed } from './common.js';
+import {
+  clipConditioning,
+  decodeLatents,
+  denoiseLatents,
+  drawNoise,
+  encodeImages,
+  generatorsFor,
+  latentShapeFor,
+  maskBlend,
+  sampleLatent,
+  timestepFeed,
+} from './common.js';
 
 /** diffusers' get_timesteps: how many of `steps` an img2img run actually denoises. */
 export function img2imgDenoiseSteps(steps: number, strength: number): number {
@@ -27,13 +38,12 @@ export function img2imgRun(condition: Conditioner): PipelineFamilyDef['run'] {
     const generators = generatorsFor(items);
     const distinctImages = [...new Set(items.map((i) => i.image))];
     const encoded = await encodeImages(ctx, distinctImages, params, shape, true);
-    // Each item samples its own latent from the input's distribution with its own noise stream.
+    // Each item samples its own latent from the input's distribution with its own generator, then
+    // draws its noise: diffusers' prepare_latents with one generator per output.
     const initLatents = ctx.scratch.floats(batch * itemSize);
     items.forEach((item, b) => {
       const { mean, std } = encoded[distinctImages.indexOf(item.image)]!;
-      const out = initLatents.subarray(b * itemSize, (b + 1) * itemSize);
-      if (std === null) out.set(mean);
-      else for (let k = 0; k < itemSize; k++) out[k] = mean[k]! + std[k]! * generators[b]!.nextNormal();
+      const out = sampleLatent(generators[b]!, mean, std, initLatents.subarray(b * itemSize, (b + 1) * itemSize));
       for (let k = 0; k < itemSize; k++) out[k] = out[k]! * scalingFactor;
     });
 

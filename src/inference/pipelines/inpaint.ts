@@ -6,9 +6,19 @@
  * below 1 starts from the input's noised latents as img2img does. An item without a mask is a mask
  * of the whole image. Outside the mask the runner composites the input back.
  */
-import { classifierFreeGuidance, concatBatches, scaleInPlace } from '../tensor.js';
+import { classifierFreeGuidance, scaleInPlace } from '../tensor.js';
 import type { Conditioner, LatentShape, PipelineItem, PipelineParams } from './common.js';
-import { clipConditioning, decodeLatents, denoiseLatents, drawNoise, encodeImages, generatorsFor, latentShapeFor, timestepFeed } from './common.js';
+import {
+  clipConditioning,
+  decodeLatents,
+  denoiseLatents,
+  drawNoise,
+  encodeImages,
+  generatorsFor,
+  latentShapeFor,
+  sampleLatent,
+  timestepFeed,
+} from './common.js';
 import type { PipelineFamilyDef } from './family.js';
 import { SD_COMPONENTS, SD_UNET_INPUTS } from './family.js';
 import { img2imgDenoiseSteps } from './img2img.js';
@@ -60,7 +70,7 @@ export function inpaintRun(condition: Conditioner): PipelineFamilyDef['run'] {
     // One masked image per distinct (image, mask): the edited region set to mid-grey (0 in the VAE's range).
     const { pairs, pairOf } = distinctImageMasks(items);
     const maskedImages = pairs.map((p) => maskedImage(p.image, p.mask));
-    const maskedLatents = (await encodeImages(ctx, maskedImages, params, shape, false)).map((e) => scaleInPlace(e.mean, scalingFactor));
+    const maskedEncoded = await encodeImages(ctx, maskedImages, params, shape, true);
     const latentMasks = pairs.map((p) => latentMaskNearest(p.mask, params, shape));
 
     const generators = generatorsFor(items);
@@ -74,22 +84,27 @@ export function inpaintRun(condition: Conditioner): PipelineFamilyDef['run'] {
       latents = scaleInPlace(drawNoise(generators, itemSize, scratch.floats(batch * itemSize)), scheduler.initNoiseSigma);
     } else {
       const distinct = [...new Set(items.map((i) => i.image))];
-      const encoded = await encodeImages(ctx, distinct, params, shape, false);
-      const init = concatBatches(
-        items.map((i) => encoded[distinct.indexOf(i.image)]!.mean),
-        scratch.floats(batch * itemSize),
-      );
+      const encoded = await encodeImages(ctx, distinct, params, shape, true);
+      const init = scratch.floats(batch * itemSize);
+      items.forEach((item, b) => {
+        const { mean, std } = encoded[distinct.indexOf(item.image)]!;
+        sampleLatent(generators[b]!, mean, std, init.subarray(b * itemSize, (b + 1) * itemSize));
+      });
       latents = scheduler.addNoise(scaleInPlace(init, scalingFactor), drawNoise(generators, itemSize), timesteps[0]!);
     }
+    // diffusers draws the masked image's latent sample after the noise (prepare_mask_latents), one per output here.
+    const maskedLatents = items.map((_, b) => {
+      const { mean, std } = maskedEncoded[pairOf[b]!]!;
+      return scaleInPlace(sampleLatent(generators[b]!, mean, std, new Float32Array(itemSize)), scalingFactor);
+    });
 
     // UNet rows: [uncond…, text…] when guided, each [latents(C) ‖ mask(1) ‖ masked latents(C)].
     const rows = guided ? 2 * batch : batch;
     const unetInput = scratch.floats(rows * rowChannels * pixels);
     for (let r = 0; r < rows; r++) {
-      const k = pairOf[r % batch]!;
       const base = r * rowChannels * pixels;
-      unetInput.set(latentMasks[k]!, base + shape.channels * pixels);
-      unetInput.set(maskedLatents[k]!, base + (shape.channels + 1) * pixels);
+      unetInput.set(latentMasks[pairOf[r % batch]!]!, base + shape.channels * pixels);
+      unetInput.set(maskedLatents[r % batch]!, base + (shape.channels + 1) * pixels);
     }
     const guidedOut = scratch.floats(batch * itemSize);
     const predictNoise = async (scaled: Float32Array, t: number): Promise<Float32Array> => {
