@@ -17,7 +17,7 @@ interface EditsResponse {
   created: number;
   data: { b64_json: string }[];
   usage: { processing_time_seconds: number; input_images: number; generated_images: number };
-  error?: { message: string; type: string; code: string };
+  error?: { message: string; type: string; code: string; param?: string | null };
 }
 
 async function curl(args: string[]): Promise<{ status: number; body: EditsResponse }> {
@@ -129,6 +129,9 @@ describe('POST /v1/images/edits', () => {
     const zero = await curl([endpoint(), '-F', `images=@${a}`, '-F', 'prompt=x', '-F', 'n=0']);
     assert.equal(zero.status, 400);
     assert.equal(zero.body.error!.code, 'BAD_USER_INPUT');
+    const generator = await curl([endpoint(), '-F', `images=@${a}`, '-F', 'prompt=x', '-F', 'generator=numpy']);
+    assert.equal(generator.status, 400);
+    assert.equal(generator.body.error!.param, 'generator');
     const noPrompt = await curl([endpoint(), '-F', `images=@${a}`]);
     assert.equal(noPrompt.status, 400);
     const json = await fetch(endpoint(), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });

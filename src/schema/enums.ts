@@ -2,8 +2,14 @@
 import { builder } from './builder.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../inference/imageIO.js';
 import { EDIT_SCHEDULER_NAMES } from '../inference/schedulers/types.js';
+import { NOISE_GENERATORS } from '../inference/random.js';
 
 export const JobStatusEnum = builder.enumType('JobStatus', { values: ['QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED'] as const });
 export const CancelReasonEnum = builder.enumType('CancelReason', { values: ['CLIENT', 'SHUTDOWN', 'TIMEOUT'] as const });
 export const ImageFormatEnum = builder.enumType('ImageFormat', { values: OUTPUT_FORMATS.map((f) => f.toUpperCase() as Uppercase<OutputFormat>) });
 export const SchedulerNameEnum = builder.enumType('SchedulerName', { values: EDIT_SCHEDULER_NAMES });
+export const NoiseGeneratorEnum = builder.enumType('NoiseGenerator', {
+  values: NOISE_GENERATORS,
+  description:
+    'What a seed seeds. TORCH (the default): torch.Generator("cpu").manual_seed(seed), drawn in diffusers\' order, so a seed gives the image diffusers gives. XOSHIRO: the generator seeds meant before TORCH became the default.',
+});

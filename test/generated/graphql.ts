@@ -223,6 +223,7 @@ export type MutationCancelEditJobArgs = {
 
 
 export type MutationEditImagesArgs = {
+  generator?: InputMaybe<NoiseGenerator>;
   guidanceScale?: InputMaybe<Scalars['Float']['input']>;
   imageGuidanceScale?: InputMaybe<Scalars['Float']['input']>;
   imageUrls?: InputMaybe<Array<Scalars['String']['input']>>;
@@ -245,6 +246,11 @@ export type MutationEditImagesArgs = {
   strength?: InputMaybe<Scalars['Float']['input']>;
   trueCfgScale?: InputMaybe<Scalars['Float']['input']>;
 };
+
+/** What a seed seeds. TORCH (the default): torch.Generator("cpu").manual_seed(seed), drawn in diffusers' order, so a seed gives the image diffusers gives. XOSHIRO: the generator seeds meant before TORCH became the default. */
+export type NoiseGenerator =
+  | 'TORCH'
+  | 'XOSHIRO';
 
 export type Query = {
   __typename?: 'Query';
