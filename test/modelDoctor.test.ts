@@ -158,6 +158,33 @@ describe('model doctor', () => {
     assert.ok(overridden.unavailable.some((u: { name: string }) => u.name === 'EULER'));
   });
 
+  it("refuses diffusers' converter's InstructPix2Pix folder (labelled OnnxStableDiffusionPipeline): channels from the first convolution, the family that fits", () => {
+    // convert_stable_diffusion_checkpoint_to_onnx.py: OnnxStableDiffusionPipeline for every checkpoint, no unet/config.json,
+    // `sample` exported with dynamic axes {0: batch, 1: channels, 2: height, 3: width}.
+    const dir = fixture('converter-ip2p', {
+      generation: 'diffusers-onnx',
+      family: 'instruct-pix2pix',
+      pipelineClass: 'OnnxStableDiffusionPipeline',
+      externalData: true,
+    });
+    const r = doctor(['check', dir]);
+    assert.equal(r.status, 1, r.stdout);
+    assert.ok(
+      r.stderr.includes(
+        `problem: model folder ${dir}: model_index.json _class_name "OnnxStableDiffusionPipeline" is Stable Diffusion img2img, which needs a denoiser with 4 input channels; ` +
+          "this one has 8 (the unet's first convolution weight), which fits InstructPix2Pix",
+      ),
+      r.stderr,
+    );
+    // Labelled as what it is, the same folder runs.
+    const index = JSON.parse(readFileSync(join(dir, 'model_index.json'), 'utf8'));
+    writeFileSync(join(dir, 'model_index.json'), JSON.stringify({ ...index, _class_name: 'OnnxStableDiffusionInstructPix2PixPipeline' }));
+    const fixed = doctor(['check', dir]);
+    assert.equal(fixed.status, 0, fixed.stderr);
+    assert.match(fixed.stdout, /family: instruct-pix2pix /);
+    assert.match(fixed.stdout, /unet in channels 8/);
+  });
+
   it('a folder without unet/model.onnx: exit 1 naming the folder and the file', () => {
     const dir = fixture('no-unet', { generation: 'optimum-1.24', family: 'instruct-pix2pix' });
     rmSync(join(dir, 'unet', 'model.onnx'));

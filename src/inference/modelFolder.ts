@@ -13,7 +13,7 @@ import { EDIT_SCHEDULER_NAMES } from './schedulers/types.js';
 import { parseFlowMatchSchedulerConfig } from './schedulers/flowMatchEuler.js';
 import { PIPELINE_FAMILIES, familyForPipelineClass, familyForPipelineClassAndChannels } from './pipelines/index.js';
 import type { PipelineFamilyDef } from './pipelines/index.js';
-import { readOnnxSignature } from './onnxSignature.js';
+import { readFirstConvInChannels, readOnnxSignature } from './onnxSignature.js';
 import { COMPONENTS, componentFile } from './components.js';
 import type { Component } from './components.js';
 import type { OnnxSignature } from './onnxSignature.js';
@@ -137,8 +137,11 @@ function num(obj: Record<string, unknown> | null, key: string, fallback: number)
   return typeof v === 'number' && Number.isFinite(v) ? v : fallback;
 }
 
-/** The family serving `index._class_name`, checked against the UNet's input channels. */
-export function familyFromModelIndex(index: Record<string, unknown>, unetInChannels: number, latentChannels: number): PipelineFamilyDef {
+/**
+ * The family serving `index._class_name`, checked against the UNet's input channels (read from
+ * `channelsFrom`); a mismatch names the family those channels would fit.
+ */
+export function familyFromModelIndex(index: Record<string, unknown>, unetInChannels: number, latentChannels: number, channelsFrom: string): PipelineFamilyDef {
   const className = String(index._class_name ?? '');
   const family = familyForPipelineClass(className);
   if (!family) {
@@ -148,7 +151,12 @@ export function familyFromModelIndex(index: Record<string, unknown>, unetInChann
   }
   const byChannels = familyForPipelineClassAndChannels(className, unetInChannels, latentChannels);
   if (!byChannels) {
-    throw new ModelFolderError(`${family.describe} needs a UNet with ${family.unetInChannels(latentChannels)} input channels; the UNet has ${unetInChannels}`);
+    const fits = PIPELINE_FAMILIES.filter((f) => f.unetInChannels(latentChannels) === unetInChannels).map((f) => `${f.describe} (${f.kind})`);
+    throw new ModelFolderError(
+      `model_index.json _class_name "${className}" is ${family.describe}, which needs a denoiser with ${family.unetInChannels(latentChannels)} input channels; ` +
+        `this one has ${unetInChannels} (${channelsFrom}), which fits ${fits.length ? fits.join(' or ') : 'no family this server runs'}. ` +
+        "Fix _class_name if the folder is mislabelled (diffusers' ONNX converter labels every folder OnnxStableDiffusionPipeline).",
+    );
   }
   return byChannels;
 }
@@ -223,11 +231,24 @@ function readFolder(dir: string, id: string): ModelSpec {
   };
   const latentChannels = num(vaeConfig, 'latent_channels', fixedDim(signatures.vaeDecoder!, 'latent_sample', 1) ?? 4);
   const blocks = Array.isArray(vaeConfig?.block_out_channels) ? (vaeConfig.block_out_channels as unknown[]).length : 4;
-  // Transformers: their config's `in_channels` (SD3 inpainting: 16 or 33; FLUX: packed 64).
-  const unetInChannels = signatures.unet
-    ? num(unetConfig, 'in_channels', fixedDim(signatures.unet, 'sample', 1) ?? byClass.unetInChannels(latentChannels))
-    : num(readJson(dir, 'transformer/config.json', false), 'in_channels', byClass.unetInChannels(latentChannels));
-  const pipeline = familyFromModelIndex(index, unetInChannels, latentChannels);
+  // UNets: config.json's `in_channels`, else the `sample` port's channel axis, else (symbolic, as
+  // diffusers' converter writes it) the first convolution's weight. Transformers: their config's
+  // `in_channels` (SD3 inpainting: 16 or 33; FLUX: packed 64).
+  const transformerConfig = signatures.unet ? null : readJson(dir, 'transformer/config.json', false);
+  const inChannels = ((): { value: number; from: string } => {
+    const config = signatures.unet ? unetConfig : transformerConfig;
+    const part = signatures.unet ? 'unet' : 'transformer';
+    if (typeof config?.in_channels === 'number') return { value: config.in_channels, from: `${part}/config.json in_channels` };
+    if (signatures.unet) {
+      const port = fixedDim(signatures.unet, 'sample', 1);
+      if (port !== null) return { value: port, from: 'the unet\'s "sample" port' };
+      const conv = readFirstConvInChannels(paths.unet!, 'sample');
+      if (conv !== null) return { value: conv, from: "the unet's first convolution weight" };
+    }
+    return { value: byClass.unetInChannels(latentChannels), from: `assumed for ${byClass.describe}` };
+  })();
+  const unetInChannels = inChannels.value;
+  const pipeline = familyFromModelIndex(index, unetInChannels, latentChannels, inChannels.from);
   const exportInfo = recogniseExport(pipelineClass, pipeline, signatures);
   const family = pipeline.kind;
 

@@ -219,9 +219,15 @@ const f = Math.fround;
 
 // cephes constants as torch's avx_mathfun.h declares them (float32).
 const SQRTHF = f(Math.SQRT1_2);
-const LOG_P = [
-  7.0376836292e-2, -1.151461031e-1, 1.167699874e-1, -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1,
-].map(f);
+const LOG_P0 = f(7.0376836292e-2);
+const LOG_P1 = f(-1.151461031e-1);
+const LOG_P2 = f(1.167699874e-1);
+const LOG_P3 = f(-1.2420140846e-1);
+const LOG_P4 = f(1.4249322787e-1);
+const LOG_P5 = f(-1.6668057665e-1);
+const LOG_P6 = f(2.0000714765e-1);
+const LOG_P7 = f(-2.4999993993e-1);
+const LOG_P8 = f(3.3333331174e-1);
 const LOG_Q1 = f(-2.1219444e-4);
 const LOG_Q2 = f(0.693359375);
 const DP1 = f(-0.78515625);
@@ -272,8 +278,14 @@ function logCephes(v: number): number {
   }
   x = f(f(x - 1) + tmp);
   const z = f(x * x);
-  let y = LOG_P[0]!;
-  for (let k = 1; k < 9; k++) y = fma32(y, x, LOG_P[k]!);
+  let y = fma32(LOG_P0, x, LOG_P1);
+  y = fma32(y, x, LOG_P2);
+  y = fma32(y, x, LOG_P3);
+  y = fma32(y, x, LOG_P4);
+  y = fma32(y, x, LOG_P5);
+  y = fma32(y, x, LOG_P6);
+  y = fma32(y, x, LOG_P7);
+  y = fma32(y, x, LOG_P8);
   y = f(y * x);
   y = fma32(y, z, f(e * LOG_Q1)); // GCC fuses y·z here, not e·q1 (checked against torch's draws)
   y = fma32(z, -0.5, y);
@@ -349,8 +361,10 @@ export class TorchNoise implements NoiseGenerator {
   private twist(): void {
     const mt = this.state;
     for (let i = 0; i < MT_N; i++) {
-      const y = (mt[i]! & 0x80000000) | (mt[(i + 1) % MT_N]! & 0x7fffffff);
-      mt[i] = mt[(i + MT_M) % MT_N]! ^ (y >>> 1) ^ (y & 1 ? 0x9908b0df : 0);
+      const next = i + 1 < MT_N ? i + 1 : 0;
+      const far = i + MT_M < MT_N ? i + MT_M : i + MT_M - MT_N;
+      const y = (mt[i]! & 0x80000000) | (mt[next]! & 0x7fffffff);
+      mt[i] = mt[far]! ^ (y >>> 1) ^ (y & 1 ? 0x9908b0df : 0);
     }
     this.index = 0;
   }
