@@ -77,7 +77,7 @@ describe('model doctor', () => {
     assert.match(out, /defaults: steps 8, guidanceScale 1, imageGuidanceScale 1, scheduler EULER_ANCESTRAL, size 512x512/);
     assert.match(out, /limits: maxImagesPerJob 16, maxN 8, maxSteps 100, maxPixels 1048576/);
     assert.match(out, /warnings: none/);
-    assert.match(out, /sessions: all four open on cpu\nok\n$/);
+    assert.match(out, /sessions: all 4 open on cpu\nok\n$/);
   });
 
   it('--json gives the same summary as data', () => {
@@ -91,7 +91,10 @@ describe('model doctor', () => {
     assert.equal(s.id, 'tiny-edit');
     assert.equal(s.family, 'instruct-pix2pix');
     assert.equal(s.components.unet.inputs.find((p: { name: string }) => p.name === 'sample').rank, 4);
-    assert.equal(s.tokenizer.maxLength, 77);
+    assert.deepEqual(
+      s.tokenizers.map((t: { dir: string; maxLength: number }) => [t.dir, t.maxLength]),
+      [['tokenizer', 77]],
+    );
     assert.equal(s.vae.scaleFactor, 1);
     assert.equal(s.memory.guidanceBranches, 1);
     // tiny-edit's profile: 512² latent pixels × 544 B + 512² × 64 B per output, plus its file sizes.
@@ -183,6 +186,27 @@ describe('model doctor', () => {
     assert.equal(fixed.status, 0, fixed.stderr);
     assert.match(fixed.stdout, /family: instruct-pix2pix /);
     assert.match(fixed.stdout, /unet in channels 8/);
+  });
+
+  it('counts the sessions it opens and describes every tokenizer (SDXL: two encoders, five sessions)', () => {
+    const dir = fixture('sdxl', { generation: 'optimum-1.24', family: 'sdxl-img2img' });
+    const r = doctor(['check', dir]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /\n {2}tokenizer: tokenizer\.json, vocab size \d+, max length 77, pad token "<\|endoftext\|>" \(id \d+\)\n {2}tokenizer_2: tokenizer\.json, vocab size \d+, max length 77, pad token "!" /,
+    );
+    assert.match(r.stdout, /sessions: all 5 open on cpu\nok\n$/);
+  });
+
+  it("names a flow folder's own scheduler as what runs and what a request may pick", () => {
+    const r = doctor(['check', join(PROJECT_ROOT, 'models', 'tiny-flow-edit'), '--skip-sessions']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /scheduler: folder class FlowMatchEulerDiscreteScheduler → FLOW_MATCH_EULER; runs FLOW_MATCH_EULER \(the only scheduler of .*\)\n {4}a request may pick: FLOW_MATCH_EULER\n/,
+    );
+    assert.match(r.stdout, /\n {2}tokenizer_2: tokenizer\.json, vocab size \d+, max length \d+, /);
   });
 
   it('a folder without unet/model.onnx: exit 1 naming the folder and the file', () => {

@@ -147,7 +147,10 @@ async function main(argv: string[]): Promise<number> {
       if (values.json) console.log(JSON.stringify(result, null, 2));
       else {
         if (result.summary) console.log(formatModelSummary(result.summary));
-        if (result.summary && result.ok) console.log(result.sessionsOpened ? '  sessions: all four open on cpu' : '  sessions: not opened (--skip-sessions)');
+        if (result.summary && result.ok) {
+          const count = Object.keys(result.summary.components).length;
+          console.log(result.sessionsOpened ? `  sessions: all ${count} open on cpu` : '  sessions: not opened (--skip-sessions)');
+        }
         for (const p of result.problems) console.error(`problem: ${p}`);
         console.log(result.ok ? 'ok' : `broken: ${result.folder} (${result.problems.length} problem${result.problems.length === 1 ? '' : 's'})`);
       }

@@ -4,7 +4,7 @@
  * it for both, so the doctor and the server never disagree.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import type { ModelDefaults, ModelLimits, ModelSpec } from './modelFolder.js';
 import { ModelFolderError } from './modelFolder.js';
 import type { PortSignature } from './onnxSignature.js';
@@ -39,19 +39,21 @@ export interface ComponentSummary {
 export interface SchedulerSummary {
   /** scheduler/scheduler_config.json `_class_name`, or null when it has none. */
   folderClass: string | null;
-  /** Our scheduler for that class (`schedulerForClassName`). */
-  classMapsTo: SchedulerName;
+  /** Our scheduler for that class (`schedulerForClassName`); a flow family's own scheduler. */
+  classMapsTo: EditSchedulerName;
   /** The scheduler an edit runs when the request names none. */
   runs: EditSchedulerName;
   /** Why `runs` is what it is. */
   note: string;
-  /** Schedulers a request may pick: those this scheduler_config.json suits. */
-  available: SchedulerName[];
+  /** Schedulers a request may pick: those this scheduler_config.json suits (a flow family: its own). */
+  available: EditSchedulerName[];
   /** The others, each with the reason a request for it is refused. */
   unavailable: { name: SchedulerName; reason: string }[];
 }
 
 export interface TokenizerSummary {
+  /** The tokenizer's folder in the model folder: tokenizer, tokenizer_2, … */
+  dir: string;
   files: 'tokenizer.json' | 'vocab.json + merges.txt';
   /** Distinct ids of the vocabulary and added tokens. */
   vocabSize: number;
@@ -85,7 +87,8 @@ export interface ModelSummary {
   precision: ExportInfo['precision'];
   components: Partial<Record<ComponentName, ComponentSummary>>;
   scheduler: SchedulerSummary;
-  tokenizer: TokenizerSummary;
+  /** Every tokenizer the family reads, in its order. */
+  tokenizers: TokenizerSummary[];
   vae: { scaleFactor: number; scalingFactor: number; latentChannels: number };
   unetInChannels: number;
   memory: MemorySummary | { error: string };
@@ -108,6 +111,8 @@ function port(p: PortSignature): PortSummary {
 function schedulerSummary(spec: ModelSpec): SchedulerSummary {
   const cls = spec.schedulerJson._class_name;
   const folderClass = typeof cls === 'string' && cls !== '' ? cls : null;
+  const flow = spec.pipeline.scheduler;
+  if (flow) return { folderClass, classMapsTo: flow, runs: flow, note: `the only scheduler of ${spec.pipeline.describe}`, available: [flow], unavailable: [] };
   const own = schedulerForClassName(folderClass ?? '', spec.schedulerJson);
   const runs = spec.defaults.scheduler;
   let note: string;
@@ -116,8 +121,7 @@ function schedulerSummary(spec: ModelSpec): SchedulerSummary {
   else note = "the folder's class";
   const available: SchedulerName[] = [];
   const unavailable: { name: SchedulerName; reason: string }[] = [];
-  // A flow family samples with its one scheduler; UNet families may take any of SCHEDULER_NAMES.
-  for (const name of spec.pipeline.scheduler ? [] : SCHEDULER_NAMES) {
+  for (const name of SCHEDULER_NAMES) {
     try {
       parseSchedulerConfig(spec.schedulerJson, name);
       available.push(name);
@@ -134,13 +138,13 @@ function readJsonObject(path: string): Record<string, unknown> | null {
   return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
 }
 
-function tokenizerSummary(spec: ModelSpec): TokenizerSummary {
-  const dir = spec.paths.tokenizerDir;
+function tokenizerSummary(spec: ModelSpec, dir: string): TokenizerSummary {
+  const name = relative(spec.dir, dir);
   let tokenizer;
   try {
     tokenizer = loadTokenizer(dir);
   } catch (err) {
-    throw new ModelFolderError(`model folder ${spec.dir}: tokenizer: ${(err as Error).message}`);
+    throw new ModelFolderError(`model folder ${spec.dir}: ${name}: ${(err as Error).message}`);
   }
   // loadTokenizer read these already; the vocabulary itself is not part of PromptTokenizer.
   const fast = existsSync(join(dir, 'tokenizer.json'));
@@ -148,7 +152,9 @@ function tokenizerSummary(spec: ModelSpec): TokenizerSummary {
   if (fast) {
     const json = readJsonObject(join(dir, 'tokenizer.json'));
     const model = json?.model as { vocab?: unknown } | undefined;
-    if (model && typeof model.vocab === 'object' && model.vocab !== null) {
+    // Unigram (T5): [token, score] pairs in id order; BPE (CLIP): token → id.
+    if (Array.isArray(model?.vocab)) model.vocab.forEach((entry, id) => Array.isArray(entry) && ids.set(id, String(entry[0])));
+    else if (model && typeof model.vocab === 'object' && model.vocab !== null) {
       for (const [token, id] of Object.entries(model.vocab as Record<string, unknown>)) if (typeof id === 'number') ids.set(id, token);
     }
     if (Array.isArray(json?.added_tokens)) {
@@ -160,6 +166,7 @@ function tokenizerSummary(spec: ModelSpec): TokenizerSummary {
     for (const [token, id] of Object.entries(vocab)) if (typeof id === 'number') ids.set(id, token);
   }
   return {
+    dir: name,
     files: fast ? 'tokenizer.json' : 'vocab.json + merges.txt',
     vocabSize: ids.size,
     maxLength: tokenizer.maxLength,
@@ -214,7 +221,7 @@ export function summarizeModel(spec: ModelSpec): ModelSummary {
     precision: spec.export.precision,
     components,
     scheduler: schedulerSummary(spec),
-    tokenizer: tokenizerSummary(spec),
+    tokenizers: spec.paths.tokenizerDirs.map((dir) => tokenizerSummary(spec, dir)),
     vae: { scaleFactor: spec.vaeScaleFactor, scalingFactor: spec.scalingFactor, latentChannels: spec.latentChannels },
     unetInChannels: spec.unetInChannels,
     memory: memorySummary(spec),
@@ -247,12 +254,13 @@ export function formatModelSummary(s: ModelSummary): string {
   lines.push(`  scheduler: folder class ${sch.folderClass ?? '(none)'} → ${sch.classMapsTo}; runs ${sch.runs} (${sch.note})`);
   lines.push(`    a request may pick: ${sch.available.join(', ') || 'none'}`);
   for (const u of sch.unavailable) lines.push(`    not with this config: ${u.name} (${u.reason})`);
-  const t = s.tokenizer;
+  for (const t of s.tokenizers) {
+    lines.push(
+      `  ${t.dir}: ${t.files}, vocab size ${t.vocabSize}, max length ${t.maxLength}, pad token ${t.padToken === null ? '' : `${JSON.stringify(t.padToken)} `}(id ${t.padId})`,
+    );
+  }
   lines.push(
-    `  tokenizer: ${t.files}, vocab size ${t.vocabSize}, max length ${t.maxLength}, pad token ${t.padToken === null ? '' : `${JSON.stringify(t.padToken)} `}(id ${t.padId})`,
-  );
-  lines.push(
-    `  vae: scale factor ${s.vae.scaleFactor}, scaling factor ${s.vae.scalingFactor}, ${s.vae.latentChannels} latent channels; unet in channels ${s.unetInChannels}`,
+    `  vae: scale factor ${s.vae.scaleFactor}, scaling factor ${s.vae.scalingFactor}, ${s.vae.latentChannels} latent channels; ${s.components.transformer ? 'transformer' : 'unet'} in channels ${s.unetInChannels}`,
   );
   if ('error' in s.memory) lines.push(`  memory: no estimate (${s.memory.error})`);
   else {
