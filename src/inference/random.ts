@@ -12,6 +12,7 @@
  *   values: 24-bit float uniforms, Box–Muller in blocks of 16 with the cephes log/sincos that torch's
  *   avx_mathfun.h computes in float32, the last 16 redrawn and recomputed when the size is not a
  *   multiple of 16) or, below 16 values, double-precision Box–Muller with torch's cached second value.
+ *   torch's scalar kernel (ATEN_CPU_CAPABILITY=default, builds without AVX2) rounds differently.
  * - XOSHIRO: the generator seeds meant before TORCH became the default: xoshiro128** seeded through
  *   SplitMix64, standard normals from Marsaglia and Tsang's ziggurat (128 layers), one 32-bit draw
  *   per normal in ~99% of cases. The layer index (low 7 bits) and the value (high 25 bits) come
