@@ -234,3 +234,29 @@ describe('createNoiseGenerator', () => {
     assert.ok(createNoiseGenerator('XOSHIRO', 5) instanceof XoshiroNoise);
   });
 });
+
+interface FamilyDraws {
+  family: string;
+  pipeline: string;
+  strength: number | null;
+  draws: (Draw & { shape: number[] })[];
+}
+// Written by scripts/parity/draw_sequences.py: every torch.randn call with the caller's generator in
+// one edit of each family by diffusers itself (tiny random pipelines, EULER_ANCESTRAL on UNets).
+const draws = JSON.parse(readFileSync(new URL('./vectors/torch-draws.json', import.meta.url), 'utf8')) as {
+  diffusers: string;
+  seed: number;
+  families: FamilyDraws[];
+};
+
+describe(`TorchNoise through diffusers ${draws.diffusers}' draw sequence of each family`, () => {
+  for (const f of draws.families) {
+    it(`${f.pipeline}${f.strength === null ? '' : ` at strength ${f.strength}`}: ${f.draws.length} draws of ${f.draws[0]!.shape.join('×')}`, () => {
+      const g = new TorchNoise(draws.seed);
+      for (const [i, want] of f.draws.entries()) {
+        const size = want.shape.reduce((a, b) => a * b, 1);
+        assertDraw(g.fillNormal(new Float32Array(size)), want, `${f.family} draw ${i}`);
+      }
+    });
+  }
+});
