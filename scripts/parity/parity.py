@@ -11,6 +11,7 @@ per scheduler. Prints max and mean |difference| per channel value in 0..255.
 """
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -66,7 +67,7 @@ def diffusers_image(pipe, family: str, image: Image.Image) -> np.ndarray:
     elif family.startswith("flux"):
         kwargs.update(guidance_scale=GUIDANCE, strength=STRENGTH, height=SIZE, width=SIZE, max_sequence_length=MAX_SEQUENCE_LENGTH)
     elif family.startswith("sd3"):
-        kwargs.update(guidance_scale=GUIDANCE, strength=STRENGTH, max_sequence_length=MAX_SEQUENCE_LENGTH)
+        kwargs.update(guidance_scale=GUIDANCE, strength=STRENGTH, height=SIZE, width=SIZE, max_sequence_length=MAX_SEQUENCE_LENGTH)
     else:
         kwargs.update(guidance_scale=GUIDANCE, strength=STRENGTH)
     return np.asarray(pipe(**kwargs).images[0], dtype=np.int16)
@@ -113,7 +114,10 @@ def main() -> None:
         for name, (cls, extra) in schedulers.items():
             if a.schedulers and name not in a.schedulers.split(","):
                 continue
-            pipe.scheduler = getattr(diffusers, cls).from_config(pipe.scheduler.config, **extra)
+            # The file the server reads: a live pipeline's config would hand keys left at their
+            # defaults (`_use_default_values`, e.g. timestep_spacing) to the new class's defaults.
+            with open(os.path.join(models, family, "scheduler", "scheduler_config.json")) as fh:
+                pipe.scheduler = getattr(diffusers, cls).from_config(json.load(fh), **extra)
             want = diffusers_image(pipe, family, image)
             try:
                 got = server_image(models, family, name, image_path, os.path.join(a.work, "out", family, name))

@@ -218,11 +218,17 @@ def build_full(family: str, root: str = "."):
 
 
 def patch_optimum_for_transformers_5() -> None:
-    """optimum-onnx (for transformers < 4.58) swaps in an attention-mask function of transformers
-    4.53's signature while exporting; transformers 5's own sdpa_mask without vmap traces as it is."""
+    """optimum-onnx (for transformers < 4.58) against transformers 5: it swaps in an attention-mask
+    function of transformers 4.53's signature while exporting (transformers 5's own sdpa_mask
+    without vmap traces as it is)."""
     import functools
 
     import optimum.exporters.onnx.model_patcher as patcher
     from transformers import masking_utils
 
     patcher.sdpa_mask_without_vmap = functools.partial(masking_utils.sdpa_mask, use_vmap=False)
+    # It also sets SDXL's and SD3's CLIP `text_model.config`, a submodule transformers 5 no longer has.
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    for cls in (CLIPTextModel, CLIPTextModelWithProjection):
+        cls.text_model = property(lambda self: self._modules.get("text_model", self))
