@@ -7,7 +7,8 @@ optimum-onnx (installed from their sources; none of their code is in this reposi
 For each family: a tiny random diffusers pipeline (tiny_pipelines.build_full) is saved, exported
 with optimum-onnx's main_export, then the same edit runs in diffusers (PyTorch, fp32) and through
 this server's CLI (`npm run edit`) on the export, with the same seed and explicit parameters, once
-per scheduler. Prints max and mean |difference| per channel value in 0..255.
+per scheduler. Prints max and mean |difference| per channel value in 0..255 (inpainting: inside the
+mask only, as the server keeps the input's pixels outside it and diffusers does not).
 """
 
 import argparse
@@ -43,8 +44,11 @@ FLOW_SCHEDULERS = {"FLOW_MATCH_EULER": ("FlowMatchEulerDiscreteScheduler", {})}
 FAMILIES = {
     "img2img": "image-to-image",
     "instruct-pix2pix": "image-to-image",
+    "inpaint": "inpainting",
     "sdxl-img2img": "image-to-image",
+    "sdxl-inpaint": "inpainting",
     "sd3-img2img": "image-to-image",
+    "sd3-inpaint": "inpainting",
     "flux-img2img": "image-to-image",
     "flux-kontext": "image-to-image",
 }
@@ -58,8 +62,17 @@ def input_image() -> Image.Image:
     return Image.fromarray(np.clip(rgb.round(), 0, 255).astype(np.uint8))
 
 
+def mask_image() -> Image.Image:
+    """White (edit) on the left half; the server keeps the rest as the input, diffusers does not."""
+    mask = Image.new("L", (SIZE, SIZE), 0)
+    mask.paste(255, (0, 0, SIZE // 2, SIZE))
+    return mask
+
+
 def diffusers_image(pipe, family: str, image: Image.Image) -> np.ndarray:
     kwargs = dict(prompt=PROMPT, image=image, num_inference_steps=STEPS, generator=torch.Generator("cpu").manual_seed(SEED), output_type="pil")
+    if "inpaint" in family:
+        kwargs.update(mask_image=mask_image(), height=SIZE, width=SIZE)
     if family == "instruct-pix2pix":
         kwargs.update(guidance_scale=GUIDANCE, image_guidance_scale=1.5)
     elif family == "flux-kontext":
@@ -73,10 +86,12 @@ def diffusers_image(pipe, family: str, image: Image.Image) -> np.ndarray:
     return np.asarray(pipe(**kwargs).images[0], dtype=np.int16)
 
 
-def server_image(models: str, family: str, scheduler: str, image_path: str, out: str) -> np.ndarray:
+def server_image(models: str, family: str, scheduler: str, image_path: str, out: str, mask_path: str) -> np.ndarray:
     args = ["npm", "run", "-s", "edit", "--", "--models-dir", models, "--model", family, "--image", image_path, "--prompt", PROMPT]
     args += ["--seed", str(SEED), "--steps", str(STEPS), "--guidance", str(GUIDANCE), "--size", f"{SIZE}x{SIZE}", "--scheduler", scheduler]
     args += ["--generator", "TORCH", "--out", out, "--overwrite"]
+    if "inpaint" in family:
+        args += ["--mask", mask_path]
     if family == "instruct-pix2pix":
         args += ["--image-guidance", "1.5"]
     elif family != "flux-kontext":
@@ -103,6 +118,9 @@ def main() -> None:
     image_path = os.path.join(a.work, "input.png")
     image = input_image()
     image.save(image_path)
+    mask_path = os.path.join(a.work, "mask.png")
+    mask_image().save(mask_path)
+    edited = np.asarray(mask_image()) > 127
     print(f"torch {torch.__version__}, diffusers {diffusers.__version__}; {SIZE}x{SIZE}, {STEPS} steps, seed {SEED}")
     print(f"{'family':18} {'scheduler':16} {'max':>4} {'mean':>6}")
     for family in a.families.split(","):
@@ -120,11 +138,11 @@ def main() -> None:
                 pipe.scheduler = getattr(diffusers, cls).from_config(json.load(fh), **extra)
             want = diffusers_image(pipe, family, image)
             try:
-                got = server_image(models, family, name, image_path, os.path.join(a.work, "out", family, name))
+                got = server_image(models, family, name, image_path, os.path.join(a.work, "out", family, name), mask_path)
             except subprocess.CalledProcessError as err:
                 print(f"{family:18} {name:16} server failed: {err.stderr.strip().splitlines()[-1] if err.stderr.strip() else err}")
                 continue
-            diff = np.abs(got - want)
+            diff = np.abs(got - want)[edited] if "inpaint" in family else np.abs(got - want)
             print(f"{family:18} {name:16} {diff.max():4d} {diff.mean():6.3f}", flush=True)
 
 

@@ -190,15 +190,18 @@ def build_full(family: str, root: str = "."):
         return StableDiffusionInpaintPipeline(vae=vae(4), unet=unet(9), scheduler=scheduler, **sd)
     if family == "sdxl-img2img":
         return StableDiffusionXLImg2ImgPipeline(vae=vae(4), unet=unet(4, sdxl=True), scheduler=scheduler, requires_aesthetics_score=False, **xl)
+    if family == "sdxl-inpaint":
+        return StableDiffusionXLInpaintPipeline(vae=vae(4), unet=unet(9, sdxl=True), scheduler=scheduler, requires_aesthetics_score=False, **xl)
     t5_tok = T5Tokenizer.from_pretrained(f"{root}/{T5_TOKENIZER}")
     flow_vae = vae(16, shift_factor=0.06, scaling_factor=1.5)
-    if family == "sd3-img2img":
+    if family in ("sd3-img2img", "sd3-inpaint"):
         torch.manual_seed(0)
         transformer = SD3Transformer2DModel(
-            sample_size=8, patch_size=1, in_channels=16, out_channels=16, num_layers=1, attention_head_dim=8, num_attention_heads=2,
+            sample_size=8, patch_size=1, in_channels=33 if family == "sd3-inpaint" else 16, out_channels=16, num_layers=1, attention_head_dim=8, num_attention_heads=2,
             joint_attention_dim=T5_WIDTH, caption_projection_dim=16, pooled_projection_dim=2 * POOLED, pos_embed_max_size=16,
         )
-        return StableDiffusion3Img2ImgPipeline(
+        cls = StableDiffusion3InpaintPipeline if family == "sd3-inpaint" else StableDiffusion3Img2ImgPipeline
+        return cls(
             vae=flow_vae, transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
             text_encoder=clip(TEXT, projection=True), text_encoder_2=clip(TEXT, projection=True), text_encoder_3=t5(),
             tokenizer=clip_tok, tokenizer_2=clip_tok, tokenizer_3=t5_tok,
