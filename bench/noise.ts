@@ -25,5 +25,7 @@ for (let rep = 0; rep <= REPS; rep++) {
 const base = median(times.get(DEFAULT_NOISE_GENERATOR)!);
 for (const name of NOISE_GENERATORS) {
   const ns = median(times.get(name)!);
-  console.log(`${name.padEnd(8)} ${ns.toFixed(1).padStart(6)} ns/value  ${(ns / base).toFixed(2)}× ${DEFAULT_NOISE_GENERATOR}  (${((ns * SIZE) / 1e6).toFixed(2)} ms per 4×64×64)`);
+  console.log(
+    `${name.padEnd(8)} ${ns.toFixed(1).padStart(6)} ns/value  ${(ns / base).toFixed(2)}× ${DEFAULT_NOISE_GENERATOR}  (${((ns * SIZE) / 1e6).toFixed(2)} ms per 4×64×64)`,
+  );
 }
