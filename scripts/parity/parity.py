@@ -8,7 +8,9 @@ For each family: a tiny random diffusers pipeline (tiny_pipelines.build_full) is
 with optimum-onnx's main_export, then the same edit runs in diffusers (PyTorch, fp32) and through
 this server's CLI (`npm run edit`) on the export, with the same seed and explicit parameters, once
 per scheduler. Prints max and mean |difference| per channel value in 0..255 (inpainting: inside the
-mask only, as the server keeps the input's pixels outside it and diffusers does not).
+mask only, as the server keeps the input's pixels outside it and diffusers does not). Flow
+families' T5 runs from the export on both sides (OnnxT5) unless --torch-t5: the export of
+transformers 5's T5 is not the PyTorch model (the gap is printed).
 """
 
 import argparse
@@ -103,6 +105,34 @@ def server_image(models: str, family: str, scheduler: str, image_path: str, out:
     return np.asarray(Image.open(os.path.join(out, f"{name}-0.png")).convert("RGB"), dtype=np.int16)
 
 
+class OnnxT5(torch.nn.Module):
+    """The export's T5 encoder in diffusers' place (its call and `dtype`), so that both sides read
+    the same T5 states: torch.onnx's trace of transformers 5's T5 differs from the PyTorch model
+    (see --torch-t5)."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        import onnxruntime
+
+        self.session = onnxruntime.InferenceSession(path)
+        self.anchor = torch.nn.Parameter(torch.zeros(1), requires_grad=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.anchor.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.anchor.dtype
+
+    def forward(self, input_ids, output_hidden_states=False, **_):
+        return (torch.from_numpy(self.session.run(None, {"input_ids": input_ids.numpy().astype(np.int64)})[0]),)
+
+
+def t5_part(family: str) -> str | None:
+    return "text_encoder_3" if family.startswith("sd3") else "text_encoder_2" if family.startswith("flux") else None
+
+
 def main() -> None:
     import diffusers
     from optimum.exporters.onnx import main_export
@@ -111,6 +141,7 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/parity")
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--schedulers", default=None)
+    parser.add_argument("--torch-t5", action="store_true", help="keep diffusers' PyTorch T5 instead of the export's")
     a = parser.parse_args()
     patch_optimum_for_transformers_5()
     models = os.path.join(a.work, "models")
@@ -128,6 +159,15 @@ def main() -> None:
         source = os.path.join(a.work, "diffusers", family)
         pipe.save_pretrained(source)
         main_export(model_name_or_path=source, output=os.path.join(models, family), task=FAMILIES[family])
+        part = t5_part(family)
+        if part:
+            exported = OnnxT5(os.path.join(models, family, part, "model.onnx"))
+            ids = torch.tensor([[29, 4, 24, 12, 21, 42, 63, 1] + [0] * 24])
+            with torch.no_grad():
+                gap = (exported(ids)[0] - getattr(pipe, part)(ids)[0]).abs().max().item()
+            print(f"{family:18} {part} export vs PyTorch: max |difference| {gap:.3g}")
+            if not a.torch_t5:
+                setattr(pipe, part, exported)
         schedulers = FLOW_SCHEDULERS if family.startswith(("sd3", "flux")) else UNET_SCHEDULERS
         for name, (cls, extra) in schedulers.items():
             if a.schedulers and name not in a.schedulers.split(","):
