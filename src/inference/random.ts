@@ -247,9 +247,9 @@ const bitsF32 = new Float32Array(1);
 const bitsI32 = new Int32Array(bitsF32.buffer);
 
 /**
- * A float32 fused multiply-add, a·b + c rounded once. GCC builds torch's AVX2 kernels with
- * -mfma and contracts a multiply that feeds an add into one instruction, so the cephes code below
- * rounds where the hardware does. a·b is exact in a double; the sum rounds twice (to double, then
+ * A float32 fused multiply-add, a·b + c rounded once. torch's AVX2 kernels are compiled with FMA,
+ * and the compiler fuses a multiply that feeds an add (only that reproduces torch's draws), so the
+ * cephes code below rounds where the hardware does. a·b is exact in a double; the sum rounds twice (to double, then
  * to float) and that differs from one rounding only when the double lands on a float32 midpoint
  * while the exact sum does not, corrected here with the sum's exact error.
  */
