@@ -54,6 +54,11 @@ export interface ExportFixtureOptions {
   fp16?: boolean;
   /** Weights in a separate file (`model.onnx_data`; diffusers' converter: `weights.pb`). */
   externalData?: boolean;
+  /**
+   * model_index.json `_class_name` in place of the generation's own: diffusers' converter writes
+   * OnnxStableDiffusionPipeline whatever the checkpoint (an InstructPix2Pix one included).
+   */
+  pipelineClass?: string;
 }
 
 /** The colour the img2img fixture edits (RGB in [0,1]). */
@@ -118,6 +123,9 @@ function unetGraph(o: ExportFixtureOptions, io: Io): GraphBuilder {
   const sample = toFloat32(g, sampleIn, io.float);
   const text = toFloat32(g, textIn, io.float);
   const time = tracedTimesteps(g, timestep, io, sample);
+  // conv_in as a real UNet has it, [out, in, 3, 3] on `sample`; zero weights, its output adds 0.
+  const convIn = g.op1('Conv', [sample, g.f32(new Float32Array(4 * channels * 9), [4, channels, 3, 3], 'conv_in.weight')], { pads: [1, 1, 1, 1] });
+  const convZero = g.op1('ReduceSum', [convIn, g.i64([1, 2, 3])], { keepdims: 1 });
   const noisy = slice(g, sample, 0, 4, 1);
   let imageRgb: string;
   if (o.family === 'instruct-pix2pix') imageRgb = slice(g, sample, 4, 7, 1);
@@ -132,7 +140,7 @@ function unetGraph(o: ExportFixtureOptions, io: Io): GraphBuilder {
     imageRgb = g.op1('Add', [g.op1('Mul', [slice(g, sample, 0, 3, 1), g.f32([0], [])]), base]);
   }
   const target = editedTarget(g, imageRgb, sdxl ? slice(g, text, 0, HIDDEN, 2) : text, sample, sf);
-  let eps = time.use(exactEpsilon(g, noisy, target, time.rows));
+  let eps = g.op1('Add', [time.use(exactEpsilon(g, noisy, target, time.rows)), convZero]);
   if (sdxl) eps = g.op1('Add', [eps, sdxlConditioningPenalty(g, io, sample, text)]);
   g.output('out_sample', fromFloat32(g, eps, io.float), io.float, diffusers ? ['batch', 4, 'height', 'width'] : ['batch_size', 4, 'height', 'width']);
   return g;
@@ -292,7 +300,7 @@ export function buildExportFixture(o: ExportFixtureOptions): Map<string, Uint8Ar
   files.set(
     'model_index.json',
     json({
-      _class_name: PIPELINE_CLASS[o.generation][o.family],
+      _class_name: o.pipelineClass ?? PIPELINE_CLASS[o.generation][o.family],
       ...(sdxl
         ? {
             force_zeros_for_empty_prompt: true,

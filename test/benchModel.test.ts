@@ -65,6 +65,17 @@ describe('bench models', () => {
     assert.ok(diff <= 1, `image 0 differs by ${diff}/255 between a batch of 1 and of 4`);
   });
 
+  it('draws the noise of the generator a request names: TORCH by default, XOSHIRO on request', async () => {
+    // bench is InstructPix2Pix (noise only), bench-img2img also samples the VAE posterior.
+    for (const model of ['bench', 'bench-img2img']) {
+      const pixels = async (options: Partial<EditOptions>) =>
+        (await rawPixels((await run(model, 1, { scheduler: 'EULER_ANCESTRAL', ...options }, [image])).images[0]!.bytes)).data;
+      const byDefault = await pixels({});
+      assert.deepEqual(byDefault, await pixels({ generator: 'TORCH' }), model);
+      assert.notDeepEqual(byDefault, await pixels({ generator: 'XOSHIRO' }), model);
+    }
+  });
+
   it('gives the same bytes when a job repeats on reused scratch memory, after other jobs', async () => {
     // Outputs of the random-weight model depend on every intermediate value, so anything left
     // over in a reused buffer would show.

@@ -55,6 +55,7 @@ describe('edit CLI', () => {
       [['--image', join(PROJECT_ROOT, 'package.json'), '--prompt', 'x', '--n', 'two'], /--n must be an integer/],
       [['--image', join(PROJECT_ROOT, 'package.json'), '--prompt', 'x', '--n', '0x2'], /--n must be an integer \(got "0x2"\)/],
       [['--image', join(PROJECT_ROOT, 'package.json'), '--prompt', 'x', '--scheduler', 'PLMS'], /--scheduler must be/],
+      [['--image', join(PROJECT_ROOT, 'package.json'), '--prompt', 'x', '--generator', 'numpy'], /--generator must be one of TORCH, XOSHIRO \(got "numpy"\)/],
       [['--bogus'], /Unknown option/],
     ];
     for (const [args, message] of cases) {

@@ -109,7 +109,10 @@ describe('model doctor', () => {
     assert.equal(s.id, 'tiny-edit');
     assert.equal(s.family, 'instruct-pix2pix');
     assert.equal(s.components.unet.inputs.find((p: { name: string }) => p.name === 'sample').rank, 4);
-    assert.equal(s.tokenizer.maxLength, 77);
+    assert.deepEqual(
+      s.tokenizers.map((t: { dir: string; maxLength: number }) => [t.dir, t.maxLength]),
+      [['tokenizer', 77]],
+    );
     assert.equal(s.vae.scaleFactor, 1);
     assert.equal(s.memory.guidanceBranches, 1);
     // tiny-edit's profile: 512² latent pixels × 544 B + 512² × 64 B per output, plus its file sizes.
@@ -174,6 +177,54 @@ describe('model doctor', () => {
     assert.match(overridden.note, /edit-server\.json defaults\.scheduler/);
     assert.ok(overridden.available.includes('DPMPP_2M_KARRAS'));
     assert.ok(overridden.unavailable.some((u: { name: string }) => u.name === 'EULER'));
+  });
+
+  it("refuses diffusers' converter's InstructPix2Pix folder (labelled OnnxStableDiffusionPipeline): channels from the first convolution, the family that fits", () => {
+    // convert_stable_diffusion_checkpoint_to_onnx.py: OnnxStableDiffusionPipeline for every checkpoint, no unet/config.json,
+    // `sample` exported with dynamic axes {0: batch, 1: channels, 2: height, 3: width}.
+    const dir = fixture('converter-ip2p', {
+      generation: 'diffusers-onnx',
+      family: 'instruct-pix2pix',
+      pipelineClass: 'OnnxStableDiffusionPipeline',
+      externalData: true,
+    });
+    const r = doctor(['check', dir]);
+    assert.equal(r.status, 1, r.stdout);
+    assert.ok(
+      r.stderr.includes(
+        `problem: model folder ${dir}: model_index.json _class_name "OnnxStableDiffusionPipeline" is Stable Diffusion img2img, which needs a denoiser with 4 input channels; ` +
+          "this one has 8 (the unet's first convolution weight), which fits InstructPix2Pix",
+      ),
+      r.stderr,
+    );
+    // Labelled as what it is, the same folder runs.
+    const index = JSON.parse(readFileSync(join(dir, 'model_index.json'), 'utf8'));
+    writeFileSync(join(dir, 'model_index.json'), JSON.stringify({ ...index, _class_name: 'OnnxStableDiffusionInstructPix2PixPipeline' }));
+    const fixed = doctor(['check', dir]);
+    assert.equal(fixed.status, 0, fixed.stderr);
+    assert.match(fixed.stdout, /family: instruct-pix2pix /);
+    assert.match(fixed.stdout, /unet in channels 8/);
+  });
+
+  it('counts the sessions it opens and describes every tokenizer (SDXL: two encoders, five sessions)', () => {
+    const dir = fixture('sdxl', { generation: 'optimum-1.24', family: 'sdxl-img2img' });
+    const r = doctor(['check', dir]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /\n {2}tokenizer: tokenizer\.json, vocab size \d+, max length 77, pad token "<\|endoftext\|>" \(id \d+\)\n {2}tokenizer_2: tokenizer\.json, vocab size \d+, max length 77, pad token "!" /,
+    );
+    assert.match(r.stdout, /sessions: all 5 open on cpu\nok\n$/);
+  });
+
+  it("names a flow folder's own scheduler as what runs and what a request may pick", () => {
+    const r = doctor(['check', join(PROJECT_ROOT, 'models', 'tiny-flow-edit'), '--skip-sessions']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /scheduler: folder class FlowMatchEulerDiscreteScheduler → FLOW_MATCH_EULER; runs FLOW_MATCH_EULER \(the only scheduler of .*\)\n {4}a request may pick: FLOW_MATCH_EULER\n/,
+    );
+    assert.match(r.stdout, /\n {2}tokenizer_2: tokenizer\.json, vocab size \d+, max length \d+, /);
   });
 
   it('a folder without unet/model.onnx: exit 1 naming the folder and the file', () => {

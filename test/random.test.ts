@@ -1,7 +1,9 @@
-/** Seeds and noise: per-output seed derivation and the reproducible normal stream. */
+/** Seeds and noise: per-output seed derivation, torch's CPU generator (checked against torch's own draws), the older xoshiro stream. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { deriveSeed, MAX_SEED, NoiseGenerator, normalizeSeed, randomSeed } from '../src/inference/random.js';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createNoiseGenerator, deriveSeed, MAX_SEED, NOISE_GENERATORS, normalizeSeed, randomSeed, TorchNoise, XoshiroNoise } from '../src/inference/random.js';
 
 describe('normalizeSeed', () => {
   it('keeps seeds in 0..2^31-1 and wraps others like a 32-bit cast', () => {
@@ -54,30 +56,30 @@ describe('deriveSeed', () => {
   });
 });
 
-describe('NoiseGenerator', () => {
+describe('XoshiroNoise (XOSHIRO, seeds from before TORCH)', () => {
   it('reproduces its stream for a seed, and differs across seeds', () => {
-    const a = new NoiseGenerator(1234);
-    const b = new NoiseGenerator(1234);
-    const c = new NoiseGenerator(1235);
+    const a = new XoshiroNoise(1234);
+    const b = new XoshiroNoise(1234);
+    const c = new XoshiroNoise(1235);
     const xs = Array.from({ length: 64 }, () => a.nextNormal());
     const ys = Array.from({ length: 64 }, () => b.nextNormal());
     const zs = Array.from({ length: 64 }, () => c.nextNormal());
     assert.deepEqual(xs, ys);
     assert.notDeepEqual(xs, zs);
     assert.deepEqual(
-      Array.from({ length: 8 }, () => new NoiseGenerator(99).nextUint32()),
-      Array.from({ length: 8 }, () => new NoiseGenerator(99).nextUint32()),
+      Array.from({ length: 8 }, () => new XoshiroNoise(99).nextUint32()),
+      Array.from({ length: 8 }, () => new XoshiroNoise(99).nextUint32()),
     );
   });
 
   it('treats seeds that normalize alike the same', () => {
-    const a = new NoiseGenerator(-1);
-    const b = new NoiseGenerator(MAX_SEED);
+    const a = new XoshiroNoise(-1);
+    const b = new XoshiroNoise(MAX_SEED);
     for (let i = 0; i < 16; i++) assert.equal(a.nextUint32(), b.nextUint32());
   });
 
   it('draws uniforms strictly inside (0, 1) and uint32s in range', () => {
-    const g = new NoiseGenerator(5);
+    const g = new XoshiroNoise(5);
     for (let i = 0; i < 10_000; i++) {
       const u = g.nextUniform();
       assert.ok(u > 0 && u < 1, String(u));
@@ -87,7 +89,7 @@ describe('NoiseGenerator', () => {
   });
 
   it('draws standard normals (mean ≈ 0, std ≈ 1 over 100k draws)', () => {
-    const g = new NoiseGenerator(2024);
+    const g = new XoshiroNoise(2024);
     const n = 100_000;
     const data = g.fillNormal(new Float32Array(n));
     let sum = 0;
@@ -110,7 +112,7 @@ describe('NoiseGenerator', () => {
 
   it('matches the normal CDF everywhere, tails included (400k draws)', () => {
     const n = 400_000;
-    const data = new NoiseGenerator(31337).fillNormal(new Float32Array(n));
+    const data = new XoshiroNoise(31337).fillNormal(new Float32Array(n));
     // Φ at a few points (Abramowitz–Stegun accurate values).
     const phi: [number, number][] = [
       [-3, 0.0013499],
@@ -136,17 +138,17 @@ describe('NoiseGenerator', () => {
   });
 
   it('gives fillNormal and nextNormal one stream, through the rare slow paths too', () => {
-    const sequential = new NoiseGenerator(4242);
+    const sequential = new XoshiroNoise(4242);
     const expected = Float32Array.from({ length: 50_000 }, () => sequential.nextNormal());
-    const filled = new NoiseGenerator(4242).fillNormal(new Float32Array(50_000));
+    const filled = new XoshiroNoise(4242).fillNormal(new Float32Array(50_000));
     assert.deepEqual(filled, expected);
   });
 
   it('fills segments with the same values as sequential draws', () => {
-    const sequential = new NoiseGenerator(77);
+    const sequential = new XoshiroNoise(77);
     const expected = Float32Array.from({ length: 37 }, () => sequential.nextNormal());
 
-    const segmented = new NoiseGenerator(77);
+    const segmented = new XoshiroNoise(77);
     const out = new Float32Array(37);
     // Odd segment lengths: the stream continues across calls.
     segmented.fillNormal(out, 0, 5);
@@ -157,15 +159,104 @@ describe('NoiseGenerator', () => {
     assert.equal(segmented.nextNormal(), sequential.nextNormal());
     assert.equal(segmented.nextUint32(), sequential.nextUint32());
 
-    const whole = new NoiseGenerator(77).fillNormal(new Float32Array(37));
+    const whole = new XoshiroNoise(77).fillNormal(new Float32Array(37));
     assert.deepEqual(whole, expected);
   });
 
   it('fillNormal leaves the rest of the array alone', () => {
     const out = new Float32Array(10).fill(9);
-    new NoiseGenerator(3).fillNormal(out, 2, 4);
+    new XoshiroNoise(3).fillNormal(out, 2, 4);
     assert.deepEqual([...out.subarray(0, 2)], [9, 9]);
     assert.deepEqual([...out.subarray(6)], [9, 9, 9, 9]);
     assert.ok(out.subarray(2, 6).every((v) => v !== 9));
   });
+});
+
+interface Draw {
+  size: number;
+  values?: number[];
+  sha256?: string;
+  head?: number[];
+  tail?: number[];
+}
+interface TorchVectors {
+  torch: string;
+  fresh: (Draw & { seed: number })[];
+  sequences: { seed: number; draws: Draw[] }[];
+}
+
+// Written by scripts/parity/torch_vectors.py from torch itself.
+const vectors = JSON.parse(readFileSync(new URL('./vectors/torch-randn.json', import.meta.url), 'utf8')) as TorchVectors;
+
+function assertDraw(got: Float32Array, want: Draw, label: string): void {
+  assert.equal(got.length, want.size, label);
+  if (want.values) {
+    assert.deepEqual([...got], want.values, label);
+    return;
+  }
+  assert.deepEqual([...got.subarray(0, 8)], want.head, `${label}: first values`);
+  assert.deepEqual([...got.subarray(got.length - 8)], want.tail, `${label}: last values`);
+  const sha = createHash('sha256')
+    .update(new Uint8Array(got.buffer, got.byteOffset, got.byteLength))
+    .digest('hex');
+  assert.equal(sha, want.sha256, `${label}: SHA-256 of all ${want.size} float32 values`);
+}
+
+describe(`TorchNoise (TORCH): torch.randn with torch.Generator("cpu").manual_seed, bit for bit (vectors of torch ${vectors.torch})`, () => {
+  it('draws what a fresh generator draws, below 16 values, at 16, 17 and large sizes', () => {
+    assert.ok(vectors.fresh.length >= 50);
+    for (const want of vectors.fresh) {
+      const got = new TorchNoise(want.seed).fillNormal(new Float32Array(want.size));
+      assertDraw(got, want, `seed ${want.seed}, ${want.size} values`);
+    }
+  });
+
+  it('continues one stream across calls, the small draws’ cached second value included', () => {
+    for (const { seed, draws } of vectors.sequences) {
+      const g = new TorchNoise(seed);
+      for (const [i, want] of draws.entries()) assertDraw(g.fillNormal(new Float32Array(want.size)), want, `seed ${seed}, call ${i} (${want.size} values)`);
+    }
+  });
+
+  it('fills a segment of a batch with one call’s values and leaves the rest alone', () => {
+    const want = vectors.fresh.find((d) => d.seed === 42 && d.size === 17)!;
+    const out = new Float32Array(21).fill(9);
+    new TorchNoise(42).fillNormal(out, 2, 17);
+    assertDraw(out.slice(2, 19), want, 'segment');
+    assert.deepEqual([...out.subarray(0, 2), ...out.subarray(19)], [9, 9, 9, 9]);
+  });
+});
+
+describe('createNoiseGenerator', () => {
+  it('names TORCH first (the default) and makes each generator by name', () => {
+    assert.deepEqual(NOISE_GENERATORS, ['TORCH', 'XOSHIRO']);
+    assert.ok(createNoiseGenerator('TORCH', 5) instanceof TorchNoise);
+    assert.ok(createNoiseGenerator('XOSHIRO', 5) instanceof XoshiroNoise);
+  });
+});
+
+interface FamilyDraws {
+  family: string;
+  pipeline: string;
+  strength: number | null;
+  draws: (Draw & { shape: number[] })[];
+}
+// Written by scripts/parity/draw_sequences.py: every torch.randn call with the caller's generator in
+// one edit of each family by diffusers itself (tiny random pipelines, EULER_ANCESTRAL on UNets).
+const draws = JSON.parse(readFileSync(new URL('./vectors/torch-draws.json', import.meta.url), 'utf8')) as {
+  diffusers: string;
+  seed: number;
+  families: FamilyDraws[];
+};
+
+describe(`TorchNoise through diffusers ${draws.diffusers}' draw sequence of each family`, () => {
+  for (const f of draws.families) {
+    it(`${f.pipeline}${f.strength === null ? '' : ` at strength ${f.strength}`}: ${f.draws.length} draws of ${f.draws[0]!.shape.join('×')}`, () => {
+      const g = new TorchNoise(draws.seed);
+      for (const [i, want] of f.draws.entries()) {
+        const size = want.shape.reduce((a, b) => a * b, 1);
+        assertDraw(g.fillNormal(new Float32Array(size)), want, `${f.family} draw ${i}`);
+      }
+    });
+  }
 });

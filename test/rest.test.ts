@@ -145,6 +145,9 @@ describe('POST /v1/images/edits', () => {
       assert.ok(strict.body.error, `${name}=${value} was accepted`);
       assert.deepEqual([strict.status, strict.body.error!.code, strict.body.error!.param], [400, 'BAD_USER_INPUT', name], `${name}=${value}`);
     }
+    const generator = await curl([endpoint(), '-F', `images=@${a}`, '-F', 'prompt=x', '-F', 'generator=numpy']);
+    assert.equal(generator.status, 400);
+    assert.equal(generator.body.error!.param, 'generator');
     const noPrompt = await curl([endpoint(), '-F', `images=@${a}`]);
     assert.equal(noPrompt.status, 400);
     const json = await fetch(endpoint(), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });

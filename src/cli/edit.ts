@@ -17,6 +17,7 @@ import { checkPromptGiven } from '../inference/prompts.js';
 import { InferenceError } from '../inference/errors.js';
 import { ModelFolderError } from '../inference/modelFolder.js';
 import { EDIT_SCHEDULER_NAMES, type EditSchedulerName } from '../inference/schedulers/types.js';
+import { DEFAULT_NOISE_GENERATOR, isNoiseGeneratorName, NOISE_GENERATORS } from '../inference/random.js';
 import { ImageDecodeError, SIZE_FITS, isOutputFormat, outputFormatList, probeImage, type OutputFormat, type SizeFit } from '../inference/imageIO.js';
 import { callerDir, defaultModelsDir } from '../config.js';
 import { ProgressBar } from './progressBar.js';
@@ -41,6 +42,8 @@ const USAGE = `${USAGE_LINE}
   --image-guidance <float>  image guidance scale (InstructPix2Pix)
   --strength <float>        img2img strength, 0 < s <= 1
   --seed <int>              base seed
+  --generator <name>        ${NOISE_GENERATORS.join(' | ')}: what the seed seeds (default ${DEFAULT_NOISE_GENERATOR}:
+                            torch.Generator("cpu").manual_seed(seed), as diffusers draws)
   --scheduler <name>        ${EDIT_SCHEDULER_NAMES.join(' | ')}
                             (FLOW_MATCH_EULER: flow models only, which take nothing else)
   --true-cfg-scale <float>  flow models: true CFG against --negative-prompt (> 1 turns it on)
@@ -110,6 +113,7 @@ async function main(argv: string[]): Promise<number> {
         'image-guidance': { type: 'string' },
         strength: { type: 'string' },
         seed: { type: 'string' },
+        generator: { type: 'string' },
         scheduler: { type: 'string' },
         'true-cfg-scale': { type: 'string' },
         'max-sequence-length': { type: 'string' },
@@ -140,6 +144,9 @@ async function main(argv: string[]): Promise<number> {
     const scheduler = values.scheduler?.toUpperCase();
     if (scheduler !== undefined && !EDIT_SCHEDULER_NAMES.includes(scheduler as EditSchedulerName))
       throw new UsageError(`--scheduler must be one of ${EDIT_SCHEDULER_NAMES.join(', ')} (got "${values.scheduler}")`);
+    const generator = values.generator?.toUpperCase();
+    if (generator !== undefined && !isNoiseGeneratorName(generator))
+      throw new UsageError(`--generator must be one of ${NOISE_GENERATORS.join(', ')} (got "${values.generator}")`);
     const format = values.format?.toLowerCase().replace('jpg', 'jpeg');
     if (format !== undefined && !isOutputFormat(format)) throw new UsageError(`--format must be ${outputFormatList()} (got "${values.format}")`);
     if (values.fit !== undefined && !SIZE_FITS.includes(values.fit as SizeFit))
@@ -196,6 +203,7 @@ async function main(argv: string[]): Promise<number> {
       prompt: values.prompt ?? '',
       prompts: values['image-prompt'] ?? null,
       negativePrompt: values['negative-prompt'],
+      generator,
       size: values.size,
       fit: values.fit as SizeFit | undefined,
       scheduler: scheduler as EditSchedulerName | undefined,

@@ -188,6 +188,7 @@ function planBatches(
           inputIndex,
           variant,
           seed: deriveSeed(e.seed, inputIndex, variant),
+          generator: e.generator,
           prompt: e.prompts[inputIndex]!,
           image: img.data,
           mask: img.mask,

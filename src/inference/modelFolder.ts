@@ -13,7 +13,7 @@ import { EDIT_SCHEDULER_NAMES } from './schedulers/types.js';
 import { parseFlowMatchSchedulerConfig } from './schedulers/flowMatchEuler.js';
 import { PIPELINE_FAMILIES, familyForPipelineClass, familyForPipelineClassAndChannels } from './pipelines/index.js';
 import type { PipelineFamilyDef } from './pipelines/index.js';
-import { readOnnxSignature } from './onnxSignature.js';
+import { readFirstConvInChannels, readOnnxSignature } from './onnxSignature.js';
 import { COMPONENTS, componentFile } from './components.js';
 import type { OnnxSignature } from './onnxSignature.js';
 import { recogniseExport } from './exportGeneration.js';
@@ -54,8 +54,16 @@ function num(obj: Record<string, unknown> | null, key: string, fallback: number)
   return typeof v === 'number' && Number.isFinite(v) ? v : fallback;
 }
 
-/** The family serving `index._class_name`, checked against the UNet's input channels. */
-export function familyFromModelIndex(index: Record<string, unknown>, denoiserInChannels: number, latentChannels: number): PipelineFamilyDef {
+/**
+ * The family serving `index._class_name`, checked against the denoiser's input channels (read from
+ * `channelsFrom`); a mismatch names the family those channels would fit.
+ */
+export function familyFromModelIndex(
+  index: Record<string, unknown>,
+  denoiserInChannels: number,
+  latentChannels: number,
+  channelsFrom: string,
+): PipelineFamilyDef {
   const className = String(index._class_name ?? '');
   const family = familyForPipelineClass(className);
   if (!family) {
@@ -65,9 +73,11 @@ export function familyFromModelIndex(index: Record<string, unknown>, denoiserInC
   }
   const byChannels = familyForPipelineClassAndChannels(className, denoiserInChannels, latentChannels);
   if (!byChannels) {
-    const { name } = family.denoiser;
+    const fits = PIPELINE_FAMILIES.filter((f) => f.denoiserInChannels(latentChannels) === denoiserInChannels).map((f) => `${f.describe} (${f.kind})`);
     throw new ModelFolderError(
-      `${family.describe} needs a ${name} with ${family.denoiserInChannels(latentChannels)} input channels; the ${name} has ${denoiserInChannels}`,
+      `model_index.json _class_name "${className}" is ${family.describe}, which needs a ${family.denoiser.name} with ${family.denoiserInChannels(latentChannels)} input channels; ` +
+        `this one has ${denoiserInChannels} (${channelsFrom}), which fits ${fits.length ? fits.join(' or ') : 'no family this server runs'}. ` +
+        "Fix _class_name if the folder is mislabelled (diffusers' ONNX converter labels every folder OnnxStableDiffusionPipeline).",
     );
   }
   return byChannels;
@@ -144,9 +154,20 @@ function readFolder(dir: string, id: string): ModelSpec {
   };
   const latentChannels = num(vaeConfig, 'latent_channels', fixedDim(signatures.vaeDecoder!, 'latent_sample', 1) ?? 4);
   const blocks = Array.isArray(vaeConfig?.block_out_channels) ? (vaeConfig.block_out_channels as unknown[]).length : 4;
-  const portChannels = role.channelsInput === null ? null : fixedDim(signatures[role.component]!, role.channelsInput, 1);
-  const denoiserInChannels = num(denoiserConfig, 'in_channels', portChannels ?? byClass.denoiserInChannels(latentChannels));
-  const family = familyFromModelIndex(index, denoiserInChannels, latentChannels);
+  // The denoiser's input channels: its config.json's `in_channels`, else its checked port's channel
+  // axis, else (symbolic, as diffusers' converter writes it) the first convolution's weight.
+  const inChannels = ((): { value: number; from: string } => {
+    if (typeof denoiserConfig?.in_channels === 'number') return { value: denoiserConfig.in_channels, from: `${role.config} in_channels` };
+    if (role.channelsInput !== null) {
+      const port = fixedDim(signatures[role.component]!, role.channelsInput, 1);
+      if (port !== null) return { value: port, from: `the ${role.name}'s "${role.channelsInput}" port` };
+      const conv = readFirstConvInChannels(paths[role.component]!, role.channelsInput);
+      if (conv !== null) return { value: conv, from: `the ${role.name}'s first convolution weight` };
+    }
+    return { value: byClass.denoiserInChannels(latentChannels), from: `assumed for ${byClass.describe}` };
+  })();
+  const denoiserInChannels = inChannels.value;
+  const family = familyFromModelIndex(index, denoiserInChannels, latentChannels, inChannels.from);
   const generator = builtInGenerator(dir);
   const recognised = recogniseExport(pipelineClass, family.denoiser.component, family.latentSampleCost, signatures);
   // The built-ins are written by this repository, in no exporter's layout of ports.

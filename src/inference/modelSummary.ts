@@ -39,8 +39,8 @@ export interface ComponentSummary {
 export interface SchedulerSummary {
   /** scheduler/scheduler_config.json `_class_name`, or null when it has none. */
   folderClass: string | null;
-  /** Our scheduler for that class (`schedulerForClassName`). */
-  classMapsTo: SchedulerName;
+  /** Our scheduler for that class (`schedulerForClassName`); a flow family's own scheduler. */
+  classMapsTo: EditSchedulerName;
   /** The scheduler an edit runs when the request names none. */
   runs: EditSchedulerName;
   /** Why `runs` is what it is. */

@@ -177,3 +177,88 @@ export function readOnnxSignature(path: string): OnnxSignature {
     closeSync(fd);
   }
 }
+
+interface NodeInfo {
+  opType: string;
+  inputs: string[];
+  outputs: string[];
+  group: number;
+}
+
+function readNode(c: FileCursor, end: number): NodeInfo {
+  const node: NodeInfo = { opType: '', inputs: [], outputs: [], group: 1 };
+  c.fields(end, (num, wt) => {
+    if (num === 1 && wt === 2) node.inputs.push(c.bytes(c.varint()).toString('utf8'));
+    else if (num === 2 && wt === 2) node.outputs.push(c.bytes(c.varint()).toString('utf8'));
+    else if (num === 4 && wt === 2) node.opType = c.bytes(c.varint()).toString('utf8');
+    else if (num === 5 && wt === 2) {
+      const attrEnd = c.varint() + c.pos;
+      let name = '';
+      let value: number | null = null;
+      c.fields(attrEnd, (an, awt) => {
+        if (an === 1 && awt === 2) name = c.bytes(c.varint()).toString('utf8');
+        else if (an === 3 && awt === 0) value = c.varint();
+        else c.skip(awt);
+      });
+      if (name === 'group' && value !== null) node.group = value;
+    } else c.skip(wt);
+  });
+  return node;
+}
+
+/** An initializer's name and dims; its data (raw or external) is skipped. */
+function readTensorDims(c: FileCursor, end: number): { name: string; dims: number[] } {
+  const tensor = { name: '', dims: [] as number[] };
+  c.fields(end, (num, wt) => {
+    if (num === 1 && wt === 0) tensor.dims.push(c.varint());
+    else if (num === 1 && wt === 2) {
+      const packedEnd = c.varint() + c.pos;
+      while (c.pos < packedEnd) tensor.dims.push(c.varint());
+    } else if (num === 8 && wt === 2) tensor.name = c.bytes(c.varint()).toString('utf8');
+    else c.skip(wt);
+  });
+  return tensor;
+}
+
+/** Ops between a graph input and the first convolution that keep its channel axis (casts, scaling). */
+const CHANNEL_PRESERVING = new Set(['Cast', 'Identity', 'Mul', 'Add', 'Sub', 'Div']);
+
+/**
+ * The input channels of the first convolution that `input` reaches through channel-preserving ops
+ * (a UNet's conv_in on `sample`), from its weight's dims [out, in/group, kh, kw]; null when there is
+ * none or its weight is not an initializer. For exports whose port leaves the channel axis
+ * symbolic (diffusers' converter); reads node and initializer headers, never weights.
+ */
+export function readFirstConvInChannels(path: string, input: string): number | null {
+  const fd = openSync(path, 'r');
+  try {
+    const c = new FileCursor(fd);
+    const nodes: NodeInfo[] = [];
+    const dims = new Map<string, number[]>();
+    c.fields(fstatSync(fd).size, (num, wt) => {
+      if (num !== 7 || wt !== 2) return c.skip(wt);
+      const graphEnd = c.varint() + c.pos;
+      c.fields(graphEnd, (gn, gwt) => {
+        if (gwt !== 2) return c.skip(gwt);
+        const end = c.varint() + c.pos;
+        if (gn === 1) nodes.push(readNode(c, end));
+        else if (gn === 5) {
+          const t = readTensorDims(c, end);
+          dims.set(t.name, t.dims);
+        } else c.pos = end;
+      });
+    });
+    const reached = new Set([input]);
+    for (const node of nodes) {
+      // Nodes are stored in topological order, so one pass follows the input forward.
+      if (node.opType === 'Conv' && reached.has(node.inputs[0] ?? '')) {
+        const weight = dims.get(node.inputs[1] ?? '');
+        return weight && weight.length === 4 ? weight[1]! * node.group : null;
+      }
+      if (CHANNEL_PRESERVING.has(node.opType) && node.inputs.some((i) => reached.has(i))) for (const o of node.outputs) reached.add(o);
+    }
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -11,7 +11,8 @@ import { FlowMatchEulerDiscreteScheduler, parseFlowMatchSchedulerConfig } from '
 import { DEFAULT_SIZE_FIT, SIZE_FITS, isOutputFormat, outputFormatList } from './imageIO.js';
 import type { OutputFormat, SizeFit, TargetSize } from './imageIO.js';
 import { InferenceError } from './errors.js';
-import { normalizeSeed, randomSeed } from './random.js';
+import { DEFAULT_NOISE_GENERATOR, isNoiseGeneratorName, NOISE_GENERATORS, normalizeSeed, randomSeed } from './random.js';
+import type { NoiseGeneratorName } from './random.js';
 
 export const MAX_PROMPT_LENGTH = 2000;
 export const MAX_GUIDANCE = 50;
@@ -31,6 +32,8 @@ export interface EditOptions {
   imageGuidanceScale?: number | null;
   strength?: number | null;
   seed?: number | null;
+  /** The noise generator the seed seeds (default TORCH: torch's CPU generator). */
+  generator?: NoiseGeneratorName | null;
   scheduler?: EditSchedulerName | null;
   /** Flow families: true classifier-free guidance against `negativePrompt` (> 1 turns it on). */
   trueCfgScale?: number | null;
@@ -58,6 +61,7 @@ export interface ResolvedEdit {
   imageGuidanceScale: number;
   strength: number;
   seed: number;
+  generator: NoiseGeneratorName;
   scheduler: EditSchedulerName;
   /** 1 unless the family runs true CFG (flow families). */
   trueCfgScale: number;
@@ -177,6 +181,8 @@ export function resolveEditOptions(spec: ModelSpec, imageCount: number, options:
   const previewEvery = integerIn('previewEvery', options.previewEvery ?? 0, 0, 10_000);
   const maskBlur = integerIn('maskBlur', options.maskBlur ?? 0, 0, MAX_MASK_BLUR);
   const seed = options.seed == null ? randomSeed() : normalizeSeed(integerIn('seed', options.seed, -(2 ** 53), 2 ** 53));
+  const generator = options.generator ?? DEFAULT_NOISE_GENERATOR;
+  if (!isNoiseGeneratorName(generator)) throw bad(`generator must be one of ${NOISE_GENERATORS.join(', ')} (got ${generator})`);
   return {
     prompts,
     negativePrompt,
@@ -189,6 +195,7 @@ export function resolveEditOptions(spec: ModelSpec, imageCount: number, options:
     imageGuidanceScale,
     strength,
     seed,
+    generator,
     scheduler,
     trueCfgScale,
     maxSequenceLength,

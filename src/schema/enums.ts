@@ -3,6 +3,7 @@ import { builder } from './builder.js';
 import { OUTPUT_FORMATS, type OutputFormat, SIZE_FITS, type SizeFit } from '../inference/imageIO.js';
 import { EDIT_SCHEDULER_NAMES } from '../inference/schedulers/types.js';
 import { WEBHOOK_EVENTS, type WebhookEventName } from '../jobs/webhooks.js';
+import { NOISE_GENERATORS } from '../inference/random.js';
 
 export const JobStatusEnum = builder.enumType('JobStatus', { values: ['QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED'] as const });
 export const CancelReasonEnum = builder.enumType('CancelReason', { values: ['CLIENT', 'SHUTDOWN', 'TIMEOUT'] as const });
@@ -16,4 +17,9 @@ export const SizeFitEnum = builder.enumType('SizeFit', {
 export const WebhookEventEnum = builder.enumType('WebhookEvent', {
   description: "Job events a webhook can receive (as `edit.<name>` in the body's `type`).",
   values: WEBHOOK_EVENTS.map((e) => e.toUpperCase() as Uppercase<WebhookEventName>),
+});
+export const NoiseGeneratorEnum = builder.enumType('NoiseGenerator', {
+  values: NOISE_GENERATORS,
+  description:
+    'What a seed seeds. TORCH (the default): torch.Generator("cpu").manual_seed(seed), drawn in diffusers\' order, so a seed gives the image diffusers gives. XOSHIRO: the generator seeds meant before TORCH became the default.',
 });

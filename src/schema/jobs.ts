@@ -6,7 +6,7 @@ import { builder } from './builder.js';
 import { ServiceError } from '../errors.js';
 import type { UploadedFile } from '../jobs/editService.js';
 import { filesFromDataUrls } from './dataUrls.js';
-import { ImageFormatEnum, JobStatusEnum, SchedulerNameEnum, SizeFitEnum, WebhookEventEnum } from './enums.js';
+import { ImageFormatEnum, JobStatusEnum, NoiseGeneratorEnum, SchedulerNameEnum, SizeFitEnum, WebhookEventEnum } from './enums.js';
 import type { WebhookAttempt, WebhookEventName } from '../jobs/webhooks.js';
 // EditProgress is also an event type (events.ts); the cycle is safe because Pothos resolves fields lazily.
 import { EditProgressRef } from './events.js';
@@ -193,6 +193,7 @@ builder.mutationFields((t) => ({
         description:
           "Base seed. Output k of input i uses a seed derived only from (seed, i, k), so an image's result does not depend on what else is in the batch.",
       }),
+      generator: t.arg({ type: NoiseGeneratorEnum, description: 'The noise generator the seed seeds; default TORCH.' }),
       scheduler: t.arg({
         type: SchedulerNameEnum,
         description: 'UNet models: any but FLOW_MATCH_EULER. Flow models (FLUX) sample with FLOW_MATCH_EULER only: leave unset or send it.',

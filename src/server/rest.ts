@@ -7,7 +7,7 @@
  * seed's name for text guidance with a negative prompt) → trueCfgScale on flow models,
  * guidanceScale on UNet models; max_sequence_length → maxSequenceLength on models with a T5 encoder
  * (checked and otherwise ignored on UNet models, whose CLIP encoders read 77 tokens);
- * image_guidance_scale; strength; seed; model; scheduler; output_format; output_compression →
+ * image_guidance_scale; strength; seed; generator (TORCH | XOSHIRO); model; scheduler; output_format; output_compression →
  * outputQuality; output_type (the seed's diffusers `pil` or `np`: both mean the encoded image);
  * response_format (b64_json, or url: signed result URLs, src/jobs/resultUrls.ts); stream + partial_images (SSE in the SDK's event shapes).
  */
@@ -19,6 +19,7 @@ import { SIZE_FITS, isOutputFormat, outputFormatList, type OutputFormat, type Si
 import type { EditOptions } from '../inference/request.js';
 import type { EditSchedulerName } from '../inference/schedulers/types.js';
 import { EDIT_SCHEDULER_NAMES } from '../inference/schedulers/types.js';
+import { isNoiseGeneratorName, NOISE_GENERATORS } from '../inference/random.js';
 import type { ModelSpec } from '../inference/modelFolder.js';
 import type { EditService, UploadedFile } from '../jobs/editService.js';
 import type { JobEvent, JobSnapshot } from '../jobs/types.js';
@@ -113,6 +114,7 @@ const KNOWN = new Set([
   'image_guidance_scale',
   'strength',
   'seed',
+  'generator',
   'model',
   'scheduler',
   'output_format',
@@ -229,6 +231,9 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
   const scheduler = stringField(form, 'scheduler')?.toUpperCase();
   if (scheduler !== undefined && !EDIT_SCHEDULER_NAMES.includes(scheduler as EditSchedulerName))
     throw new RestError('BAD_USER_INPUT', `scheduler must be one of ${EDIT_SCHEDULER_NAMES.join(', ')}`, 'scheduler');
+  const generator = stringField(form, 'generator')?.toUpperCase();
+  if (generator !== undefined && !isNoiseGeneratorName(generator))
+    throw new RestError('BAD_USER_INPUT', `generator must be one of ${NOISE_GENERATORS.join(', ')}`, 'generator');
   const outputType = stringField(form, 'output_type');
   if (outputType !== undefined && !['pil', 'np'].includes(outputType.toLowerCase())) {
     throw new RestError('BAD_USER_INPUT', 'output_type must be pil or np (both return the encoded image here)', 'output_type');
@@ -284,6 +289,7 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
       imageGuidanceScale: numberField(form, 'image_guidance_scale', false),
       strength: numberField(form, 'strength', false),
       seed: numberField(form, 'seed', true),
+      generator,
       scheduler: scheduler as EditSchedulerName | undefined,
       outputFormat: format as OutputFormat | undefined,
       outputQuality: compression === undefined ? undefined : Math.max(1, compression),

@@ -237,6 +237,7 @@ export type MutationCancelEditJobArgs = {
 
 export type MutationEditImagesArgs = {
   fit?: InputMaybe<SizeFit>;
+  generator?: InputMaybe<NoiseGenerator>;
   guidanceScale?: InputMaybe<Scalars['Float']['input']>;
   idempotencyKey?: InputMaybe<Scalars['String']['input']>;
   imageGuidanceScale?: InputMaybe<Scalars['Float']['input']>;
@@ -262,6 +263,11 @@ export type MutationEditImagesArgs = {
   webhookEvents?: InputMaybe<Array<WebhookEvent>>;
   webhookUrl?: InputMaybe<Scalars['String']['input']>;
 };
+
+/** What a seed seeds. TORCH (the default): torch.Generator("cpu").manual_seed(seed), drawn in diffusers' order, so a seed gives the image diffusers gives. XOSHIRO: the generator seeds meant before TORCH became the default. */
+export type NoiseGenerator =
+  | 'TORCH'
+  | 'XOSHIRO';
 
 export type Query = {
   __typename?: 'Query';

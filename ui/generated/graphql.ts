@@ -33,6 +33,11 @@ export type JobStatus =
   | 'RUNNING'
   | 'SUCCEEDED';
 
+/** What a seed seeds. TORCH (the default): torch.Generator("cpu").manual_seed(seed), drawn in diffusers' order, so a seed gives the image diffusers gives. XOSHIRO: the generator seeds meant before TORCH became the default. */
+export type NoiseGenerator =
+  | 'TORCH'
+  | 'XOSHIRO';
+
 export type SchedulerName =
   | 'DDIM'
   | 'DPMPP_2M'

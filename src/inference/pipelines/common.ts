@@ -5,7 +5,7 @@
 import type { ModelSessions } from '../sessions.js';
 import type { PromptTokenizer } from '../tokenizer.js';
 import type { EditSchedulerName, Scheduler } from '../schedulers/types.js';
-import { NoiseGenerator } from '../random.js';
+import { createNoiseGenerator, type NoiseGenerator, type NoiseGeneratorName } from '../random.js';
 import type { Scratch } from '../scratch.js';
 import { concatBatches, scaleInto, writeSignedUnit } from '../tensor.js';
 
@@ -14,6 +14,8 @@ export interface PipelineItem {
   inputIndex: number;
   variant: number;
   seed: number;
+  /** Which generator `seed` seeds. */
+  generator: NoiseGeneratorName;
   prompt: string;
   /** The decoded input, planar [3, H, W] in [0,1]; variants of one input share the array. */
   image: Float32Array;
@@ -208,7 +210,22 @@ export async function decodeUnscaled(
 
 /** One noise stream per item, so an item's result does not depend on the rest of its batch. */
 export function generatorsFor(items: readonly PipelineItem[]): NoiseGenerator[] {
-  return items.map((it) => new NoiseGenerator(it.seed));
+  return items.map((it) => createNoiseGenerator(it.generator, it.seed));
+}
+
+/**
+ * diffusers' `retrieve_latents(sample_mode="sample")` for one item into `out`: mean + std·ε, ε one
+ * randn of the latent's shape from the item's generator, in float32 as torch computes it. Without a
+ * std (exports giving only `latent_sample`, or the mode asked for) it is the mean and draws nothing.
+ */
+export function sampleLatent(generator: NoiseGenerator, mean: Float32Array, std: Float32Array | null, out: Float32Array): Float32Array {
+  if (std === null) {
+    out.set(mean);
+    return out;
+  }
+  generator.fillNormal(out, 0, mean.length);
+  for (let k = 0; k < mean.length; k++) out[k] = mean[k]! + Math.fround(std[k]! * out[k]!);
+  return out;
 }
 
 export function drawNoise(

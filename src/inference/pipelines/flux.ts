@@ -24,7 +24,7 @@ import type { ModelDefaults, ModelSpec } from '../modelTypes.js';
 import { calculateShift, flowImg2ImgBeginIndex, fluxSigmas, parseFlowMatchSchedulerConfig } from '../schedulers/flowMatchEuler.js';
 import type { Scheduler } from '../schedulers/types.js';
 import type { MaskBlend, PipelineContext, PipelineItem, PipelineParams, StepInfo } from './common.js';
-import { decodeUnscaled, drawNoise, encodeImages, latentMask, latentShapeFor } from './common.js';
+import { decodeUnscaled, drawNoise, encodeImages, latentMask, latentShapeFor, sampleLatent } from './common.js';
 import type { LatentShape } from './common.js';
 import type { EditShape, FamilyStages, PipelineFamilyDef, PreparedLatents } from './family.js';
 import { IMG2IMG_LATENT_SAMPLE_COST, patchSizeMultiple, transformerRole } from './family.js';
@@ -258,11 +258,8 @@ function fluxStages(kontext: boolean): FamilyStages<FluxConditioning, FluxLatent
       const imageLatents = ctx.scratch.floats(batch * itemSize);
       items.forEach((item, b) => {
         const { mean, std } = encoded[distinct.indexOf(item.image)]!;
-        const out = imageLatents.subarray(b * itemSize, (b + 1) * itemSize);
-        for (let k = 0; k < itemSize; k++) {
-          const z = std === null ? mean[k]! : mean[k]! + std[k]! * generators[b]!.nextNormal();
-          out[k] = (z - shiftFactor) * scalingFactor;
-        }
+        const out = sampleLatent(generators[b]!, mean, std, imageLatents.subarray(b * itemSize, (b + 1) * itemSize));
+        for (let k = 0; k < itemSize; k++) out[k] = (out[k]! - shiftFactor) * scalingFactor;
       });
       const packedImage = packLatents(imageLatents, batch, shape, ctx.scratch.floats(batch * itemSize));
       // Noise drawn in the unpacked layout, as diffusers' prepare_latents draws it, then packed.

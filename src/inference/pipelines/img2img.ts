@@ -7,7 +7,7 @@ import { classifierFreeGuidance, concatBatches } from '../tensor.js';
 import type { Conditioner, Conditioning } from './common.js';
 import type { FamilyStages, PipelineFamilyDef } from './family.js';
 import { IMG2IMG_LATENT_SAMPLE_COST, SD_COMPONENTS, unetRole, unetSizeMultiple } from './family.js';
-import { clipConditioning, decodeLatents, drawNoise, encodeImages, latentShapeFor, maskBlend, timestepFeed } from './common.js';
+import { clipConditioning, decodeLatents, drawNoise, encodeImages, latentShapeFor, maskBlend, sampleLatent, timestepFeed } from './common.js';
 
 /** diffusers' get_timesteps: how many of `steps` an img2img run actually denoises. */
 export function img2imgDenoiseSteps(steps: number, strength: number): number {
@@ -28,13 +28,12 @@ export function img2imgStages(condition: Conditioner): FamilyStages<Conditioning
       const scalingFactor = ctx.sessions.spec.scalingFactor;
       const distinctImages = [...new Set(items.map((i) => i.image))];
       const encoded = await encodeImages(ctx, distinctImages, params, shape, true);
-      // Each item samples its own latent from the input's distribution with its own noise stream.
+      // Each item samples its own latent from the input's distribution with its own generator, then
+      // draws its noise: diffusers' prepare_latents with one generator per output.
       const initLatents = ctx.scratch.floats(items.length * itemSize);
       items.forEach((item, b) => {
         const { mean, std } = encoded[distinctImages.indexOf(item.image)]!;
-        const out = initLatents.subarray(b * itemSize, (b + 1) * itemSize);
-        if (std === null) out.set(mean);
-        else for (let k = 0; k < itemSize; k++) out[k] = mean[k]! + std[k]! * generators[b]!.nextNormal();
+        const out = sampleLatent(generators[b]!, mean, std, initLatents.subarray(b * itemSize, (b + 1) * itemSize));
         for (let k = 0; k < itemSize; k++) out[k] = out[k]! * scalingFactor;
       });
       const noise = drawNoise(generators, itemSize);

@@ -6,9 +6,9 @@
  * below 1 starts from the input's noised latents as img2img does. An item without a mask is a mask
  * of the whole image. Outside the mask the runner composites the input back.
  */
-import { classifierFreeGuidance, concatBatches, scaleInPlace } from '../tensor.js';
+import { classifierFreeGuidance, scaleInPlace } from '../tensor.js';
 import type { Conditioner, Conditioning, LatentShape, PipelineItem, PipelineParams } from './common.js';
-import { clipConditioning, decodeLatents, drawNoise, encodeImages, latentShapeFor, timestepFeed } from './common.js';
+import { clipConditioning, decodeLatents, drawNoise, encodeImages, latentShapeFor, sampleLatent, timestepFeed } from './common.js';
 import type { FamilyStages, PipelineFamilyDef, PreparedLatents } from './family.js';
 import { IMG2IMG_LATENT_SAMPLE_COST, SD_COMPONENTS, unetRole, unetSizeMultiple } from './family.js';
 import { img2imgStartIndex } from './img2img.js';
@@ -66,28 +66,33 @@ export function inpaintStages(condition: Conditioner): FamilyStages<Conditioning
       // One masked image per distinct (image, mask): the edited region set to mid-grey (0 in the VAE's range).
       const { pairs, pairOf } = distinctImageMasks(items);
       const maskedImages = pairs.map((p) => maskedImage(p.image, p.mask));
-      const maskedLatents = (await encodeImages(ctx, maskedImages, params, shape, false)).map((e) => scaleInPlace(e.mean, scalingFactor));
+      const maskedEncoded = await encodeImages(ctx, maskedImages, params, shape, true);
       const latentMasks = pairs.map((p) => latentMaskNearest(p.mask, params, shape));
       let latents: Float32Array;
       if (params.strength >= 1) {
         latents = scaleInPlace(drawNoise(generators, itemSize, scratch.floats(batch * itemSize)), scheduler.initNoiseSigma);
       } else {
         const distinct = [...new Set(items.map((i) => i.image))];
-        const encoded = await encodeImages(ctx, distinct, params, shape, false);
-        const init = concatBatches(
-          items.map((i) => encoded[distinct.indexOf(i.image)]!.mean),
-          scratch.floats(batch * itemSize),
-        );
+        const encoded = await encodeImages(ctx, distinct, params, shape, true);
+        const init = scratch.floats(batch * itemSize);
+        items.forEach((item, b) => {
+          const { mean, std } = encoded[distinct.indexOf(item.image)]!;
+          sampleLatent(generators[b]!, mean, std, init.subarray(b * itemSize, (b + 1) * itemSize));
+        });
         latents = scheduler.addNoise(scaleInPlace(init, scalingFactor), drawNoise(generators, itemSize), timesteps[0]!);
       }
+      // diffusers draws the masked image's latent sample after the noise (prepare_mask_latents), one per output here.
+      const maskedLatents = items.map((_, b) => {
+        const { mean, std } = maskedEncoded[pairOf[b]!]!;
+        return scaleInPlace(sampleLatent(generators[b]!, mean, std, new Float32Array(itemSize)), scalingFactor);
+      });
       // UNet rows: [uncond…, text…] when guided, each [latents(C) ‖ mask(1) ‖ masked latents(C)].
       const rows = params.guidanceScale > 1 ? 2 * batch : batch;
       const unetInput = scratch.floats(rows * rowChannels * pixels);
       for (let r = 0; r < rows; r++) {
-        const k = pairOf[r % batch]!;
         const base = r * rowChannels * pixels;
-        unetInput.set(latentMasks[k]!, base + shape.channels * pixels);
-        unetInput.set(maskedLatents[k]!, base + (shape.channels + 1) * pixels);
+        unetInput.set(latentMasks[pairOf[r % batch]!]!, base + shape.channels * pixels);
+        unetInput.set(maskedLatents[r % batch]!, base + (shape.channels + 1) * pixels);
       }
       return { latents, shape, blend: null, unetInput, rows };
     },

@@ -19,10 +19,11 @@
  */
 import { InferenceError } from '../errors.js';
 import type { ModelDefaults } from '../modelTypes.js';
+import type { NoiseGenerator } from '../random.js';
 import { calculateShift, flowImg2ImgBeginIndex, imageSeqLen, parseFlowMatchSchedulerConfig } from '../schedulers/flowMatchEuler.js';
 import { classifierFreeGuidance } from '../tensor.js';
 import type { LatentShape, PipelineContext, PipelineItem, PipelineParams } from './common.js';
-import { decodeLatents, drawNoise, encodeImages, latentShapeFor, maskBlend } from './common.js';
+import { decodeLatents, drawNoise, encodeImages, latentShapeFor, maskBlend, sampleLatent } from './common.js';
 import type { FamilyStages, PipelineFamilyDef, PreparedLatents } from './family.js';
 import { IMG2IMG_LATENT_SAMPLE_COST, patchSizeMultiple, transformerRole } from './family.js';
 import { distinctImageMasks, latentMaskNearest, maskedImage } from './inpaint.js';
@@ -150,12 +151,15 @@ function sd3Stages(maskChannels: boolean): FamilyStages<Sd3Conditioning, Sd3Late
       const distinct = [...new Set(items.map((i) => i.image))];
       const encoded = await encodeImages(ctx, distinct, params, shape, true);
       const init = ctx.scratch.floats(batch * itemSize);
+      // diffusers samples the input's latents before the noise; its 33-channel inpainting skips them
+      // at strength 1 (the start is pure noise), and so does this, to draw the same noise.
+      const sampled = !maskChannels || params.strength < 1;
       items.forEach((item, b) => {
         const { mean, std } = encoded[distinct.indexOf(item.image)]!;
-        for (let k = 0; k < itemSize; k++) {
-          const z = std === null ? mean[k]! : mean[k]! + std[k]! * generators[b]!.nextNormal();
-          init[b * itemSize + k] = (z - spec.shiftFactor) * spec.scalingFactor;
-        }
+        const out = init.subarray(b * itemSize, (b + 1) * itemSize);
+        if (sampled) sampleLatent(generators[b]!, mean, std, out);
+        else out.set(mean);
+        for (let k = 0; k < itemSize; k++) out[k] = (out[k]! - spec.shiftFactor) * spec.scalingFactor;
       });
       const noise = drawNoise(generators, itemSize, ctx.scratch.floats(batch * itemSize));
       const latents = scheduler.addNoise(init, noise, timesteps[0]!);
@@ -167,7 +171,7 @@ function sd3Stages(maskChannels: boolean): FamilyStages<Sd3Conditioning, Sd3Late
       const rowSize = rowChannels * pixels;
       const input = maskChannels || rows > batch ? ctx.scratch.floats(rows * rowSize) : null;
       if (maskChannels) {
-        const conditions = await maskConditions(ctx, items, params, shape);
+        const conditions = await maskConditions(ctx, items, generators, params, shape);
         for (let r = 0; r < rows; r++) input!.set(conditions[r % batch]!, r * rowSize + itemSize);
       }
       return { latents, shape, blend, input, rowChannels };
@@ -206,10 +210,17 @@ function sd3Stages(maskChannels: boolean): FamilyStages<Sd3Conditioning, Sd3Late
 /**
  * Per item, the 33-channel transformer's conditioning [mask(1) ‖ masked-image latents(C)]: the mask
  * binarised at 0.5 and resized nearest-neighbour to latent size, the input with the edited region
- * set to 0 in the VAE's range (mid-grey), encoded (the mean) and scaled as (z − shift)·scale. An
- * item without a mask is a mask of the whole image. One encode per distinct (image, mask).
+ * set to 0 in the VAE's range (mid-grey), encoded, sampled with the item's generator after its noise
+ * (diffusers' prepare_mask_latents) and scaled as (z − shift)·scale. An item without a mask is a
+ * mask of the whole image. One encode per distinct (image, mask).
  */
-async function maskConditions(ctx: PipelineContext, items: readonly PipelineItem[], params: PipelineParams, shape: LatentShape): Promise<Float32Array[]> {
+async function maskConditions(
+  ctx: PipelineContext,
+  items: readonly PipelineItem[],
+  generators: readonly NoiseGenerator[],
+  params: PipelineParams,
+  shape: LatentShape,
+): Promise<Float32Array[]> {
   const spec = ctx.sessions.spec;
   const { pairs, pairOf } = distinctImageMasks(items);
   const encoded = await encodeImages(
@@ -217,17 +228,18 @@ async function maskConditions(ctx: PipelineContext, items: readonly PipelineItem
     pairs.map((p) => maskedImage(p.image, p.mask)),
     params,
     shape,
-    false,
+    true,
   );
   const pixels = shape.height * shape.width;
-  const conditions = pairs.map((p, k) => {
+  const masks = pairs.map((p) => latentMaskNearest(p.mask, params, shape));
+  return items.map((_, b) => {
     const out = new Float32Array((shape.channels + 1) * pixels);
-    out.set(latentMaskNearest(p.mask, params, shape));
-    const mean = encoded[k]!.mean;
-    for (let j = 0; j < mean.length; j++) out[pixels + j] = (mean[j]! - spec.shiftFactor) * spec.scalingFactor;
+    out.set(masks[pairOf[b]!]!);
+    const { mean, std } = encoded[pairOf[b]!]!;
+    const latent = sampleLatent(generators[b]!, mean, std, out.subarray(pixels));
+    for (let j = 0; j < latent.length; j++) latent[j] = (latent[j]! - spec.shiftFactor) * spec.scalingFactor;
     return out;
   });
-  return items.map((_, b) => conditions[pairOf[b]!]!);
 }
 
 const SD3_COMPONENTS: PipelineFamilyDef['components'] = ['textEncoder', 'textEncoder2', 'textEncoder3', 'transformer', 'vaeEncoder', 'vaeDecoder'];
