@@ -192,7 +192,7 @@ describe('tiny-edit model folder', () => {
     it('an InstructPix2Pix UNet with 4 input channels', () => {
       assertFolderError(
         brokenCopy((d) => editJson(d, 'unet/config.json', (j) => (j.in_channels = 4))),
-        /is InstructPix2Pix, which needs a denoiser with 8 input channels; this one has 4 \(unet\/config\.json in_channels\), which fits Stable Diffusion img2img \(img2img\) or SDXL img2img/,
+        /is InstructPix2Pix, which needs a UNet with 8 input channels; this one has 4 \(unet\/config\.json in_channels\), which fits Stable Diffusion img2img \(img2img\) or SDXL img2img/,
       );
     });
 
