@@ -13,14 +13,17 @@ import { JobEventStream } from './eventStream.js';
 import type { CancelReason, JobBackend, JobEvent, JobSnapshot, TenantQuota } from './types.js';
 import { currentEvent, queuedSnapshot, quotaExceeded } from './types.js';
 import { ownerLabel } from './access.js';
+import { createdMs, type HistoryPage, type HistoryQuery, isAfter, type JobMetadata, matches } from './history.js';
 import {
   CANCEL_CHANNEL,
+  HISTORY_TRIM_LUA,
   QUEUE_NAME,
   RESERVE_QUOTA_LUA,
   connectRedis,
   fromWire,
   keys,
   liveTtlMs,
+  parseSnapshot,
   readSnapshot,
   recordEvent,
   redisUnavailable,
@@ -110,7 +113,7 @@ export class RedisJobBackend implements JobBackend {
     return liveTtlMs(this.config.retentionMs);
   }
 
-  async submit(modelId: string, edit: ResolvedEdit, inputs: EditInput[], owner: string): Promise<JobSnapshot> {
+  async submit(modelId: string, edit: ResolvedEdit, inputs: EditInput[], owner: string, metadata: JobMetadata | null = null): Promise<JobSnapshot> {
     if (!this.accepting) throw new ServiceError('UNAVAILABLE', 'the server is shutting down and takes no new jobs');
     if (this.redis.status !== 'ready') throw redisUnavailable(null);
     const waiting = await this.queue.getWaitingCount().catch((err: unknown) => {
@@ -122,7 +125,7 @@ export class RedisJobBackend implements JobBackend {
     const bytes = inputs.reduce((n, i) => n + i.bytes.byteLength + (i.mask?.byteLength ?? 0), 0);
     if (bytes > this.config.maxInputBytes)
       throw new ServiceError('PAYLOAD_TOO_LARGE', `inputs of ${bytes} bytes are over the queue's limit of ${this.config.maxInputBytes}`);
-    const snapshot = queuedSnapshot({ modelId, inputImages: inputs.length, n: edit.n, owner }, waiting + 1);
+    const snapshot = queuedSnapshot({ modelId, inputImages: inputs.length, n: edit.n, owner, metadata }, waiting + 1);
     const id = snapshot.id;
     const ttl = this.ttl();
     const quota = this.config.tenantQuota;
@@ -178,6 +181,11 @@ export class RedisJobBackend implements JobBackend {
       if (input.mask) multi.hset(keys.inputs(id), `mask:${i}`, buffer(input.mask));
     });
     multi.pexpire(keys.inputs(id), ttl);
+    const ms = createdMs(snapshot);
+    for (const history of [keys.history(snapshot.owner), keys.historyAll]) {
+      multi.eval(HISTORY_TRIM_LUA, 1, history, Date.now() - this.config.retentionMs, keys.snapshot(''));
+      multi.zadd(history, ms, id).pexpire(history, ttl);
+    }
     await multi.exec();
     await this.queue.add(
       'edit',
@@ -205,6 +213,8 @@ export class RedisJobBackend implements JobBackend {
         await this.redis.publish(CANCEL_CHANNEL, `${id}|CLIENT`);
         await this.queue.remove(id).catch(() => 0);
         await this.redis.del(keys.snapshot(id), keys.owner(id), keys.inputs(id));
+        await this.redis.zrem(keys.history(owner), id);
+        await this.redis.zrem(keys.historyAll, id);
         await releaseQuota(this.redis, owner, id);
         this.withdrawals.delete(id);
         this.config.log?.({ jobId: id, owner: ownerLabel(owner) }, 'abandoned submission withdrawn');
@@ -220,6 +230,35 @@ export class RedisJobBackend implements JobBackend {
     } catch (err) {
       throw redisUnavailable(err);
     }
+  }
+
+  /** Reads the history set in batches (see history.ts); entries whose job is gone are dropped as they are met. */
+  async list(q: HistoryQuery): Promise<HistoryPage> {
+    const key = q.owner === null ? keys.historyAll : keys.history(q.owner);
+    const jobs: JobSnapshot[] = [];
+    const gone: string[] = [];
+    const batch = Math.max(q.first + 1, 50);
+    try {
+      for (let offset = 0; jobs.length <= q.first; offset += batch) {
+        const entries = await this.redis.zrevrangebyscore(key, q.after ? q.after.ms : '+inf', '-inf', 'WITHSCORES', 'LIMIT', offset, batch);
+        const ids: string[] = [];
+        for (let i = 0; i < entries.length; i += 2) if (isAfter(Number(entries[i + 1]), entries[i]!, q.after)) ids.push(entries[i]!);
+        const read = this.redis.pipeline();
+        for (const id of ids) read.hgetall(keys.snapshot(id));
+        const replies = ids.length ? ((await read.exec()) ?? []) : [];
+        for (const [i, [err, hash]] of replies.entries()) {
+          if (err) throw err;
+          const stored = parseSnapshot(hash as Record<string, string>);
+          if (!stored) gone.push(ids[i]!);
+          else if (matches(stored.snapshot, q) && jobs.push(stored.snapshot) > q.first) break;
+        }
+        if (entries.length < 2 * batch) break;
+      }
+      if (gone.length > 0) await this.redis.zrem(key, ...gone);
+    } catch (err) {
+      throw redisUnavailable(err);
+    }
+    return { jobs: jobs.slice(0, q.first), hasNextPage: jobs.length > q.first };
   }
 
   async ownerOf(id: string): Promise<string | null> {

@@ -141,7 +141,33 @@ export const keys = {
   /** Per-owner unfinished jobs (sorted set: id → expiry in ms) and their output images (hash: id → count). */
   tenantJobs: (owner: string) => `ie:tenant:${owner}:jobs`,
   tenantImages: (owner: string) => `ie:tenant:${owner}:images`,
+  /** History (sorted sets: id → creation ms): one per owner, and one of every job for admins. See HISTORY_TRIM_LUA. */
+  history: (owner: string) => `ie:history:${owner}`,
+  historyAll: 'ie:history',
 };
+
+/**
+ * Drops history entries whose job is gone (expired or withdrawn). Only entries older than the
+ * cutoff are checked (a younger job is still kept), at most 1000 per call.
+ * KEYS: a history set. ARGV: cutoff ms, the snapshot key's prefix. Returns how many were dropped.
+ */
+export const HISTORY_TRIM_LUA = `
+local gone = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1000)) do
+  if redis.call('EXISTS', ARGV[2] .. id) == 0 then gone[#gone + 1] = id end
+end
+if #gone > 0 then redis.call('ZREM', KEYS[1], unpack(gone)) end
+return #gone
+`;
+
+/** Sets each key's TTL to at least ARGV[1] ms (a job's history outlives it, whatever submits came since). */
+const KEEP_AT_LEAST_LUA = `
+for _, k in ipairs(KEYS) do
+  local ttl = redis.call('PTTL', k)
+  if ttl >= 0 and ttl < tonumber(ARGV[1]) then redis.call('PEXPIRE', k, ARGV[1]) end
+end
+return 0
+`;
 
 /**
  * Reserves a place in the owner's quota atomically across API processes. Entries past their
@@ -225,7 +251,11 @@ export function eventFields(e: JobEvent): Partial<Record<EventField, unknown>> {
 }
 
 export async function readSnapshot(redis: Redis, id: string): Promise<StoredSnapshot | null> {
-  const h = await redis.hgetall(keys.snapshot(id));
+  return parseSnapshot(await redis.hgetall(keys.snapshot(id)));
+}
+
+/** A snapshot hash as read (HGETALL); null when the job is gone. */
+export function parseSnapshot(h: Record<string, string>): StoredSnapshot | null {
   if (!h.base) return null;
   const snapshot = fromWire<JobSnapshot>(h.base);
   for (const k of EVENT_FIELDS) if (h[k] !== undefined) (snapshot as unknown as Record<string, unknown>)[k] = fromWire(h[k]);
@@ -297,6 +327,10 @@ export async function recordEvent(redis: Redis, id: string, event: JobEvent, ttl
     ...fields,
   );
   if (reply === 0) return false;
-  if (terminal) await releaseQuota(redis, reply[1] ?? undefined, id);
+  if (terminal) {
+    const owner = reply[1] ?? undefined;
+    await releaseQuota(redis, owner, id);
+    if (owner) await redis.eval(KEEP_AT_LEAST_LUA, 2, keys.history(owner), keys.historyAll, ttlMs);
+  }
   return true;
 }

@@ -14,6 +14,7 @@ import https from 'node:https';
 import { BlockList, isIP } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { ServiceError } from '../errors.js';
+import type { JobMetadata } from './history.js';
 import type { JobEvent, JobSnapshot } from './types.js';
 
 /** The one list of webhook events (GraphQL enum, REST `webhook_events`). */
@@ -64,6 +65,8 @@ interface Hook {
   events: Set<WebhookEventName>;
   /** Builds the result's image URLs (the submit request's address). */
   resultUrl: (jobId: string, index: number) => string;
+  /** The job's metadata, in every event's `data`. */
+  metadata: JobMetadata | null;
   attempts: WebhookAttempt[];
   chain: Promise<void>;
   sent: number;
@@ -129,16 +132,26 @@ export class WebhookDispatcher {
 
   /** Starts a job's deliveries (its `queued` event first). */
   register(job: JobSnapshot, checked: { url: URL; events: Set<WebhookEventName> }, resultUrl: Hook['resultUrl']): void {
-    const hook: Hook = { ...checked, resultUrl, attempts: [], chain: Promise.resolve(), sent: 0, running: false, lastProgressAt: 0 };
+    const hook: Hook = {
+      ...checked,
+      resultUrl,
+      metadata: job.metadata ?? null,
+      attempts: [],
+      chain: Promise.resolve(),
+      sent: 0,
+      running: false,
+      lastProgressAt: 0,
+    };
     this.hooks.set(job.id, hook);
-    if (job.status === 'QUEUED') this.enqueue(job.id, hook, 'queued', { id: job.id, status: job.status, queuePosition: job.queuePosition });
+    if (job.status === 'QUEUED')
+      this.enqueue(job.id, hook, 'queued', { id: job.id, status: job.status, metadata: hook.metadata, queuePosition: job.queuePosition });
   }
 
   /** Every job event of this process (JobService's onEvent). */
   observe(event: JobEvent): void {
     const hook = this.hooks.get(event.jobId);
     if (!hook) return;
-    const data: Record<string, unknown> = { id: event.jobId, status: event.status };
+    const data: Record<string, unknown> = { id: event.jobId, status: event.status, metadata: hook.metadata };
     if (event.type === 'progress') {
       if (!hook.running) {
         hook.running = true;
