@@ -182,9 +182,12 @@ export class RedisJobBackend implements JobBackend {
     });
     multi.pexpire(keys.inputs(id), ttl);
     const ms = createdMs(snapshot);
-    for (const history of [keys.history(snapshot.owner), keys.historyAll]) {
+    for (const [history, live] of [
+      [keys.history(snapshot.owner), keys.live(snapshot.owner)],
+      [keys.historyAll, keys.liveAll],
+    ] as const) {
       multi.eval(HISTORY_TRIM_LUA, 1, history, Date.now() - this.config.retentionMs, keys.snapshot(''));
-      multi.zadd(history, ms, id).pexpire(history, ttl);
+      multi.zadd(history, ms, id).pexpire(history, ttl).incr(live).pexpire(live, ttl);
     }
     await multi.exec();
     await this.queue.add(

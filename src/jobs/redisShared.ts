@@ -144,6 +144,9 @@ export const keys = {
   /** History (sorted sets: id → creation ms): one per owner, and one of every job for admins. See HISTORY_TRIM_LUA. */
   history: (owner: string) => `ie:history:${owner}`,
   historyAll: 'ie:history',
+  /** Unfinished jobs of a history set (a counter: INCR at submit, DECR at the terminal event). */
+  live: (owner: string) => `ie:live:${owner}`,
+  liveAll: 'ie:live',
 };
 
 /**
@@ -160,11 +163,19 @@ if #gone > 0 then redis.call('ZREM', KEYS[1], unpack(gone)) end
 return #gone
 `;
 
-/** Sets each key's TTL to at least ARGV[1] ms (a job's history outlives it, whatever submits came since). */
-const KEEP_AT_LEAST_LUA = `
-for _, k in ipairs(KEYS) do
-  local ttl = redis.call('PTTL', k)
-  if ttl >= 0 and ttl < tonumber(ARGV[1]) then redis.call('PEXPIRE', k, ARGV[1]) end
+/**
+ * A job's terminal event, for its history sets: once a set has no unfinished job left, it lives as
+ * long as its newest finished one (ARGV[1], the retention); until then at least that long.
+ * KEYS: pairs of (history set, its live counter).
+ */
+const HISTORY_END_LUA = `
+for i = 1, #KEYS, 2 do
+  if redis.call('DECR', KEYS[i + 1]) <= 0 then
+    redis.call('DEL', KEYS[i + 1])
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+  elseif redis.call('PTTL', KEYS[i]) < tonumber(ARGV[1]) then
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+  end
 end
 return 0
 `;
@@ -330,7 +341,7 @@ export async function recordEvent(redis: Redis, id: string, event: JobEvent, ttl
   if (terminal) {
     const owner = reply[1] ?? undefined;
     await releaseQuota(redis, owner, id);
-    if (owner) await redis.eval(KEEP_AT_LEAST_LUA, 2, keys.history(owner), keys.historyAll, ttlMs);
+    if (owner) await redis.eval(HISTORY_END_LUA, 4, keys.history(owner), keys.live(owner), keys.historyAll, keys.liveAll, ttlMs);
   }
   return true;
 }
