@@ -67,7 +67,15 @@ async function fingerprint(s: EditSubmission): Promise<string> {
   );
   const webhook = s.webhook ? { url: s.webhook.url, events: s.webhook.events ?? null } : null;
   hash.update(
-    JSON.stringify({ model: s.model ?? null, options, webhook, metadata: s.metadata ?? null, images: s.images.length, masks: (s.masks ?? []).map((m) => !!m) }),
+    // metadata only when given, so keys claimed before it existed still match their retries.
+    JSON.stringify({
+      model: s.model ?? null,
+      options,
+      webhook,
+      ...(s.metadata != null ? { metadata: s.metadata } : {}),
+      images: s.images.length,
+      masks: (s.masks ?? []).map((m) => !!m),
+    }),
   );
   for (const f of [...s.images, ...(s.masks ?? [])]) if (f) hash.update(new Uint8Array(await f.arrayBuffer()));
   return hash.digest('hex');

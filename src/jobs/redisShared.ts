@@ -166,7 +166,8 @@ return #gone
 /**
  * A job's terminal event, for its history sets: once a set has no unfinished job left, it lives as
  * long as its newest finished one (ARGV[1], the retention); until then at least that long.
- * KEYS: pairs of (history set, its live counter).
+ * KEYS: pairs of (history set, its live counter). A counter left high (a submission withdrawn
+ * after its INCR) only keeps its set to the live TTL of the last submit.
  */
 const HISTORY_END_LUA = `
 for i = 1, #KEYS, 2 do
