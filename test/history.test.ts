@@ -201,8 +201,8 @@ describe('job history on Redis (two API processes)', { timeout: 240_000 }, () =>
     const env = { REDIS_URL: `redis://127.0.0.1:${redisPort}`, ...TOKENS, LOG_LEVEL: 'warn' };
     const ports = [await freePort(), await freePort()];
     apis = ports.map((p) => `http://127.0.0.1:${p}`);
-    // API processes only: jobs stay queued until cancelled.
     for (const port of ports) procs.push(startServerProcess({ ...env, ROLE: 'api', PORT: String(port) }));
+    procs.push(startServerProcess({ ...env, ROLE: 'worker' }));
     for (const api of apis) await waitFor(async () => (await fetch(`${api}/healthz`)).ok, `${api} health`, 120_000);
     redis = new Redis(env.REDIS_URL);
     urls = [`data:image/png;base64,${(await twoColourPng(32, 32, [200, 60, 30], [20, 120, 220])).toString('base64')}`];
@@ -214,6 +214,23 @@ describe('job history on Redis (two API processes)', { timeout: 240_000 }, () =>
   });
 
   historySpec({ submitTo: () => apis[0]!, listOn: () => apis[1]!, urls: () => urls });
+
+  it("gives a listed job's result when it is selected", async () => {
+    const r = await postGraphQL<{ editImages: Job }>(apis[0]!, SUBMIT, { urls, size: '32x32', steps: 2 }, auth('alice'));
+    const id = r.body.data!.editImages.id;
+    await waitFor(async () => (await postGraphQL<{ editJob: Job }>(apis[1]!, JOB, { id }, auth('alice'))).body.data?.editJob.status === 'SUCCEEDED', 'the job');
+    const q = '{ editJobs(first: 1, status: SUCCEEDED) { nodes { id result { images { width b64Json } } } } }';
+    const page = await postGraphQL<{ editJobs: { nodes: { id: string; result: { images: { width: number; b64Json: string }[] } | null }[] } }>(
+      apis[1]!,
+      q,
+      {},
+      auth('alice'),
+    );
+    const node = page.body.data!.editJobs.nodes[0]!;
+    assert.equal(node.id, id);
+    assert.equal(node.result?.images[0]?.width, 32);
+    assert.ok(node.result!.images[0]!.b64Json.length > 0);
+  });
 
   it('keeps every history key with a TTL, and drops entries of jobs that are gone', async () => {
     const history = await redis.keys('ie:history*');

@@ -64,6 +64,9 @@ export interface QueuedEdit {
   ownerLabel?: string;
 }
 
+/** The snapshot hash's fields a listing reads (snapshotFields without `result`). */
+const LISTED_FIELDS = ['base', 'seq', 'status', 'queuePosition', 'progress', 'error', 'cancelReason'];
+
 export class RedisJobBackend implements JobBackend {
   private readonly redis: Redis;
   private readonly sub: Redis;
@@ -247,11 +250,13 @@ export class RedisJobBackend implements JobBackend {
         const ids: string[] = [];
         for (let i = 0; i < entries.length; i += 2) if (isAfter(Number(entries[i + 1]), entries[i]!, q.after)) ids.push(entries[i]!);
         const read = this.redis.pipeline();
-        for (const id of ids) read.hgetall(keys.snapshot(id));
+        // Everything but the result (a page of large results would be read for nothing): EditJob.result loads it when asked.
+        for (const id of ids) read.hmget(keys.snapshot(id), ...LISTED_FIELDS);
         const replies = ids.length ? ((await read.exec()) ?? []) : [];
         for (const [i, [err, hash]] of replies.entries()) {
           if (err) throw err;
-          const stored = parseSnapshot(hash as Record<string, string>);
+          const values = hash as (string | null)[];
+          const stored = parseSnapshot(Object.fromEntries(LISTED_FIELDS.flatMap((f, k) => (values[k] === null ? [] : [[f, values[k]!]]))));
           if (!stored) gone.push(ids[i]!);
           else if (matches(stored.snapshot, q) && jobs.push(stored.snapshot) > q.first) break;
         }

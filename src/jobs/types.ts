@@ -82,7 +82,7 @@ export interface JobBackend {
     owner: string,
     metadata?: JobMetadata | null,
   ): JobSnapshot | Promise<JobSnapshot>;
-  /** One page of jobs still kept, newest first (history.ts); unchecked: JobAccess sets the owner. */
+  /** One page of jobs still kept, newest first (history.ts); unchecked: JobAccess sets the owner. A SUCCEEDED job's `result` may be left null (read it with get). */
   list(query: HistoryQuery): HistoryPage | Promise<HistoryPage>;
   /** Unchecked: ownership is JobAccess's job (src/jobs/access.ts). */
   get(id: string): JobSnapshot | null | Promise<JobSnapshot | null>;

@@ -114,7 +114,11 @@ const EditJobRef = builder.objectRef<JobSnapshot>('EditJob').implement({
       type: EditResultRef,
       nullable: true,
       description: 'Set when SUCCEEDED.',
-      resolve: (j) => (j.result ? resultView(j.result, j.id) : null),
+      resolve: async (j, _args, ctx) => {
+        // A job listed by editJobs on Redis comes without its result: read it now.
+        const result = j.result ?? (j.status === 'SUCCEEDED' ? ((await ctx.jobs.get(j.id, ctx.principal))?.result ?? null) : null);
+        return result ? resultView(result, j.id) : null;
+      },
     }),
     error: t.field({ type: EditErrorRef, nullable: true, description: 'Set when FAILED.', resolve: (j) => j.error }),
     metadata: t.field({
