@@ -218,7 +218,7 @@ export class EditService {
         inputs.push({ bytes, name: f.name, mask, pixels: p });
       }
       const job = await this.jobs.submit(spec.id, edit, inputs, owner, metadata);
-      if (webhook) this.webhooks.register(job, webhook, submission.webhook!.resultUrl);
+      if (webhook) await this.webhooks.register(job, webhook, submission.webhook!.resultUrl);
       return job;
     } finally {
       this.submittingPixels -= pixels;

@@ -13,6 +13,7 @@ import { JobEventStream } from './eventStream.js';
 import type { CancelReason, JobBackend, JobEvent, JobSnapshot, TenantQuota } from './types.js';
 import { currentEvent, queuedSnapshot, quotaExceeded } from './types.js';
 import { ownerLabel } from './access.js';
+import type { WebhookOutbox } from './redisWebhooks.js';
 import { createdMs, type HistoryPage, type HistoryQuery, isAfter, type JobMetadata, matches } from './history.js';
 import {
   CANCEL_CHANNEL,
@@ -49,6 +50,8 @@ export interface RedisJobsConfig {
   /** Connection trouble and Redis settings warnings (structured, leveled). */
   redisLog?: RedisLog;
   onEvent?: (event: JobEvent) => void;
+  /** Queues webhook deliveries of the events this process records (a cancelled queued job). */
+  webhooks?: WebhookOutbox;
 }
 
 /** Job data as queued in BullMQ (inputs are stored beside it, not in it). */
@@ -299,7 +302,7 @@ export class RedisJobBackend implements JobBackend {
         : true;
       if (removed) {
         const event: JobEvent = { type: 'cancelled', jobId: id, status: 'CANCELLED', reason };
-        await recordEvent(this.redis, id, event, this.config.retentionMs);
+        await recordEvent(this.redis, id, event, this.config.retentionMs, (seq, e) => this.config.webhooks?.onEvent(id, seq, e) ?? Promise.resolve());
         return (await this.get(id)) ?? s;
       }
     }
@@ -405,6 +408,7 @@ export class RedisJobBackend implements JobBackend {
     this.accepting = false;
     for (const subs of this.streams.values()) for (const e of subs) e.stream.finish();
     await this.queue.close();
+    await this.config.webhooks?.close();
     this.queueConnection.disconnect();
     this.sub.disconnect();
     this.redis.disconnect();

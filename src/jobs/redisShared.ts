@@ -137,6 +137,9 @@ export const keys = {
   /** Runs started (a worker's INCR, with the live snapshot's TTL); deleted with the terminal event. */
   attempt: (id: string) => `ie:job:${id}:attempt`,
   terminal: (id: string) => `ie:job:${id}:terminal`,
+  /** The job's webhook (redisWebhooks.ts) and its delivery attempts (a list). */
+  webhook: (id: string) => `ie:job:${id}:webhook`,
+  webhookAttempts: (id: string) => `ie:job:${id}:webhook:attempts`,
   channel: (id: string) => `ie:events:${id}`,
   /** Per-owner unfinished jobs (sorted set: id → expiry in ms) and their output images (hash: id → count). */
   tenantJobs: (owner: string) => `ie:tenant:${owner}:jobs`,
@@ -318,9 +321,15 @@ function appender(redis: Redis): EventAppender {
 
 /**
  * Records `event` for job `id` (see APPEND_EVENT_LUA) and, for a terminal one, gives the job's place
- * in its owner's quota back. False when it was refused.
+ * in its owner's quota back; `onRecorded` sees it with its sequence number (webhooks). False when it was refused.
  */
-export async function recordEvent(redis: Redis, id: string, event: JobEvent, ttlMs: number): Promise<boolean> {
+export async function recordEvent(
+  redis: Redis,
+  id: string,
+  event: JobEvent,
+  ttlMs: number,
+  onRecorded?: (seq: number, event: JobEvent) => Promise<void>,
+): Promise<boolean> {
   const terminal = isTerminal(event);
   const fields = Object.entries(eventFields(event)).flatMap(([k, v]) => [k, toWire(v)]);
   // A result (images) is sent once: stored as the snapshot's field, and appended to the event there.
@@ -339,6 +348,7 @@ export async function recordEvent(redis: Redis, id: string, event: JobEvent, ttl
     ...fields,
   );
   if (reply === 0) return false;
+  await onRecorded?.(reply[0], event);
   if (terminal) {
     const owner = reply[1] ?? undefined;
     await releaseQuota(redis, owner, id);
