@@ -5,7 +5,8 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { ServiceError } from '../errors.js';
-import type { JobBackend, JobEvent, JobSnapshot } from './types.js';
+import type { JobBackend, JobEvent, JobSnapshot, JobStatus } from './types.js';
+import { type HistoryPage, historyQuery } from './history.js';
 
 export interface Viewer {
   readonly owner: string;
@@ -40,6 +41,11 @@ export class JobAccess {
     const s = await this.backend.get(id);
     // An admin asking for an unknown id lands here too; a non-admin only for its own job.
     return s && canAccess(viewer, s.owner) ? s : null;
+  }
+
+  /** The viewer's jobs, or everyone's for an admin (history.ts). */
+  async list(viewer: Viewer, args: { first?: number | null; after?: string | null; status?: JobStatus | null }): Promise<HistoryPage> {
+    return this.backend.list(historyQuery(viewer.admin ? null : viewer.owner, args.first, args.after, args.status));
   }
 
   async cancel(id: string, viewer: Viewer): Promise<JobSnapshot> {

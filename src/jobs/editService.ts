@@ -14,6 +14,7 @@ import type { JobBackend } from './types.js';
 import type { EditInput } from '../inference/editRunner.js';
 import type { JobSnapshot } from './types.js';
 import { createHash } from 'node:crypto';
+import { checkMetadata } from './history.js';
 import type { WebhookDispatcher, WebhookRequest } from './webhooks.js';
 import { checkIdempotencyKey, type IdempotencyRecord, type IdempotencyStore, idempotencySlot } from './idempotency.js';
 
@@ -52,6 +53,8 @@ export interface EditSubmission {
   idempotencyKey?: string | null;
   /** A webhook for the job's events (webhooks.ts); `resultUrl` makes the completed event's image URLs. */
   webhook?: (WebhookRequest & { resultUrl: (jobId: string, index: number) => string }) | null;
+  /** The client's own data, kept with the job (history.ts: checked here). */
+  metadata?: unknown;
 }
 
 /** The request as bytes: model, options (unset ones left out, keys sorted) and every image and mask. */
@@ -63,7 +66,17 @@ async function fingerprint(s: EditSubmission): Promise<string> {
       .sort(([a], [b]) => (a < b ? -1 : 1)),
   );
   const webhook = s.webhook ? { url: s.webhook.url, events: s.webhook.events ?? null } : null;
-  hash.update(JSON.stringify({ model: s.model ?? null, options, webhook, images: s.images.length, masks: (s.masks ?? []).map((m) => !!m) }));
+  hash.update(
+    // metadata only when given, so keys claimed before it existed still match their retries.
+    JSON.stringify({
+      model: s.model ?? null,
+      options,
+      webhook,
+      ...(s.metadata != null ? { metadata: s.metadata } : {}),
+      images: s.images.length,
+      masks: (s.masks ?? []).map((m) => !!m),
+    }),
+  );
   for (const f of [...s.images, ...(s.masks ?? [])]) if (f) hash.update(new Uint8Array(await f.arrayBuffer()));
   return hash.digest('hex');
 }
@@ -157,6 +170,7 @@ export class EditService {
     checkPromptGiven(spec, submission.options.prompt, submission.options.prompts);
     const edit = resolveEditOptions(spec, files.length, submission.options);
     spec.family.checkEdit?.(spec, { masks: masks.some(Boolean) });
+    const metadata = submission.metadata == null ? null : checkMetadata(submission.metadata);
     const webhook = submission.webhook ? await this.webhooks.check(submission.webhook) : null;
     const limits = { maxInputPixels: this.limits.maxInputPixels };
     const named =
@@ -203,8 +217,8 @@ export class EditService {
         await this.decodeSlot(() => decodeMask(mask, probe, probe, { limits })).catch(named(`masks[${i}]`, maskFile));
         inputs.push({ bytes, name: f.name, mask, pixels: p });
       }
-      const job = await this.jobs.submit(spec.id, edit, inputs, owner);
-      if (webhook) this.webhooks.register(job, webhook, submission.webhook!.resultUrl);
+      const job = await this.jobs.submit(spec.id, edit, inputs, owner, metadata);
+      if (webhook) await this.webhooks.register(job, webhook, submission.webhook!.resultUrl);
       return job;
     } finally {
       this.submittingPixels -= pixels;

@@ -13,6 +13,7 @@ import { type MergeCandidate, MergeGroup } from './merging.js';
 import type { CancelReason, JobBackend, JobEvent, JobProgress, JobSnapshot, TenantQuota } from './types.js';
 import { currentEvent, queuedSnapshot, quotaExceeded } from './types.js';
 import { ownerLabel } from './access.js';
+import { type HistoryPage, type HistoryQuery, type JobMetadata, pageOf } from './history.js';
 
 export interface JobServiceConfig {
   /** How long finished jobs stay readable. */
@@ -75,7 +76,7 @@ export class JobService implements JobBackend {
   }
 
   /** Queues a validated edit; returns the job at once. */
-  submit(modelId: string, edit: ResolvedEdit, inputs: EditInput[], owner: string): JobSnapshot {
+  submit(modelId: string, edit: ResolvedEdit, inputs: EditInput[], owner: string, metadata: JobMetadata | null = null): JobSnapshot {
     if (!this.accepting) throw new ServiceError('UNAVAILABLE', 'the server is shutting down and takes no new jobs');
     if (this.queue.length >= this.config.maxQueuedJobs) {
       throw new ServiceError('QUEUE_FULL', `the queue is full (${this.config.maxQueuedJobs} jobs waiting); retry later`, { retryAfterSeconds: 5 });
@@ -93,7 +94,7 @@ export class JobService implements JobBackend {
       if (refusal) throw new ServiceError('QUOTA_EXCEEDED', refusal, { retryAfterSeconds: 5 });
     }
     const job: Job = {
-      snapshot: queuedSnapshot({ modelId, inputImages: inputs.length, n: edit.n, owner }, this.queue.length + 1),
+      snapshot: queuedSnapshot({ modelId, inputImages: inputs.length, n: edit.n, owner, metadata }, this.queue.length + 1),
       edit,
       inputs,
       pixels: inputs.reduce((n, i) => n + (i.pixels ?? 0), 0),
@@ -113,6 +114,13 @@ export class JobService implements JobBackend {
   get(id: string): JobSnapshot | null {
     const job = this.jobs.get(id);
     return job ? { ...job.snapshot } : null;
+  }
+
+  list(query: HistoryQuery): HistoryPage {
+    return pageOf(
+      [...this.jobs.values()].map((j) => ({ ...j.snapshot })),
+      query,
+    );
   }
 
   ownerOf(id: string): string | null {

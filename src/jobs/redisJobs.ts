@@ -13,14 +13,18 @@ import { JobEventStream } from './eventStream.js';
 import type { CancelReason, JobBackend, JobEvent, JobSnapshot, TenantQuota } from './types.js';
 import { currentEvent, queuedSnapshot, quotaExceeded } from './types.js';
 import { ownerLabel } from './access.js';
+import type { WebhookOutbox } from './redisWebhooks.js';
+import { createdMs, type HistoryPage, type HistoryQuery, isAfter, type JobMetadata, matches } from './history.js';
 import {
   CANCEL_CHANNEL,
+  HISTORY_TRIM_LUA,
   QUEUE_NAME,
   RESERVE_QUOTA_LUA,
   connectRedis,
   fromWire,
   keys,
   liveTtlMs,
+  parseSnapshot,
   readSnapshot,
   recordEvent,
   redisUnavailable,
@@ -46,6 +50,8 @@ export interface RedisJobsConfig {
   /** Connection trouble and Redis settings warnings (structured, leveled). */
   redisLog?: RedisLog;
   onEvent?: (event: JobEvent) => void;
+  /** Queues webhook deliveries of the events this process records (a cancelled queued job). */
+  webhooks?: WebhookOutbox;
 }
 
 /** Job data as queued in BullMQ (inputs are stored beside it, not in it). */
@@ -60,6 +66,9 @@ export interface QueuedEdit {
   /** The owner's log label (not the owner id itself). */
   ownerLabel?: string;
 }
+
+/** The snapshot hash's fields a listing reads (snapshotFields without `result`). */
+const LISTED_FIELDS = ['base', 'seq', 'status', 'queuePosition', 'progress', 'error', 'cancelReason'];
 
 export class RedisJobBackend implements JobBackend {
   private readonly redis: Redis;
@@ -110,7 +119,7 @@ export class RedisJobBackend implements JobBackend {
     return liveTtlMs(this.config.retentionMs);
   }
 
-  async submit(modelId: string, edit: ResolvedEdit, inputs: EditInput[], owner: string): Promise<JobSnapshot> {
+  async submit(modelId: string, edit: ResolvedEdit, inputs: EditInput[], owner: string, metadata: JobMetadata | null = null): Promise<JobSnapshot> {
     if (!this.accepting) throw new ServiceError('UNAVAILABLE', 'the server is shutting down and takes no new jobs');
     if (this.redis.status !== 'ready') throw redisUnavailable(null);
     const waiting = await this.queue.getWaitingCount().catch((err: unknown) => {
@@ -122,7 +131,7 @@ export class RedisJobBackend implements JobBackend {
     const bytes = inputs.reduce((n, i) => n + i.bytes.byteLength + (i.mask?.byteLength ?? 0), 0);
     if (bytes > this.config.maxInputBytes)
       throw new ServiceError('PAYLOAD_TOO_LARGE', `inputs of ${bytes} bytes are over the queue's limit of ${this.config.maxInputBytes}`);
-    const snapshot = queuedSnapshot({ modelId, inputImages: inputs.length, n: edit.n, owner }, waiting + 1);
+    const snapshot = queuedSnapshot({ modelId, inputImages: inputs.length, n: edit.n, owner, metadata }, waiting + 1);
     const id = snapshot.id;
     const ttl = this.ttl();
     const quota = this.config.tenantQuota;
@@ -178,6 +187,14 @@ export class RedisJobBackend implements JobBackend {
       if (input.mask) multi.hset(keys.inputs(id), `mask:${i}`, buffer(input.mask));
     });
     multi.pexpire(keys.inputs(id), ttl);
+    const ms = createdMs(snapshot);
+    for (const [history, live] of [
+      [keys.history(snapshot.owner), keys.live(snapshot.owner)],
+      [keys.historyAll, keys.liveAll],
+    ] as const) {
+      multi.eval(HISTORY_TRIM_LUA, 1, history, Date.now() - this.config.retentionMs, keys.snapshot(''));
+      multi.zadd(history, ms, id).pexpire(history, ttl).incr(live).pexpire(live, ttl);
+    }
     await multi.exec();
     await this.queue.add(
       'edit',
@@ -205,6 +222,8 @@ export class RedisJobBackend implements JobBackend {
         await this.redis.publish(CANCEL_CHANNEL, `${id}|CLIENT`);
         await this.queue.remove(id).catch(() => 0);
         await this.redis.del(keys.snapshot(id), keys.owner(id), keys.inputs(id));
+        await this.redis.zrem(keys.history(owner), id);
+        await this.redis.zrem(keys.historyAll, id);
         await releaseQuota(this.redis, owner, id);
         this.withdrawals.delete(id);
         this.config.log?.({ jobId: id, owner: ownerLabel(owner) }, 'abandoned submission withdrawn');
@@ -220,6 +239,37 @@ export class RedisJobBackend implements JobBackend {
     } catch (err) {
       throw redisUnavailable(err);
     }
+  }
+
+  /** Reads the history set in batches (see history.ts); entries whose job is gone are dropped as they are met. */
+  async list(q: HistoryQuery): Promise<HistoryPage> {
+    const key = q.owner === null ? keys.historyAll : keys.history(q.owner);
+    const jobs: JobSnapshot[] = [];
+    const gone: string[] = [];
+    const batch = Math.max(q.first + 1, 50);
+    try {
+      for (let offset = 0; jobs.length <= q.first; offset += batch) {
+        const entries = await this.redis.zrevrangebyscore(key, q.after ? q.after.ms : '+inf', '-inf', 'WITHSCORES', 'LIMIT', offset, batch);
+        const ids: string[] = [];
+        for (let i = 0; i < entries.length; i += 2) if (isAfter(Number(entries[i + 1]), entries[i]!, q.after)) ids.push(entries[i]!);
+        const read = this.redis.pipeline();
+        // Everything but the result (a page of large results would be read for nothing): EditJob.result loads it when asked.
+        for (const id of ids) read.hmget(keys.snapshot(id), ...LISTED_FIELDS);
+        const replies = ids.length ? ((await read.exec()) ?? []) : [];
+        for (const [i, [err, hash]] of replies.entries()) {
+          if (err) throw err;
+          const values = hash as (string | null)[];
+          const stored = parseSnapshot(Object.fromEntries(LISTED_FIELDS.flatMap((f, k) => (values[k] === null ? [] : [[f, values[k]!]]))));
+          if (!stored) gone.push(ids[i]!);
+          else if (matches(stored.snapshot, q) && jobs.push(stored.snapshot) > q.first) break;
+        }
+        if (entries.length < 2 * batch) break;
+      }
+      if (gone.length > 0) await this.redis.zrem(key, ...gone);
+    } catch (err) {
+      throw redisUnavailable(err);
+    }
+    return { jobs: jobs.slice(0, q.first), hasNextPage: jobs.length > q.first };
   }
 
   async ownerOf(id: string): Promise<string | null> {
@@ -252,7 +302,7 @@ export class RedisJobBackend implements JobBackend {
         : true;
       if (removed) {
         const event: JobEvent = { type: 'cancelled', jobId: id, status: 'CANCELLED', reason };
-        await recordEvent(this.redis, id, event, this.config.retentionMs);
+        await recordEvent(this.redis, id, event, this.config.retentionMs, (seq, e) => this.config.webhooks?.onEvent(id, seq, e) ?? Promise.resolve());
         return (await this.get(id)) ?? s;
       }
     }
@@ -358,6 +408,7 @@ export class RedisJobBackend implements JobBackend {
     this.accepting = false;
     for (const subs of this.streams.values()) for (const e of subs) e.stream.finish();
     await this.queue.close();
+    await this.config.webhooks?.close();
     this.queueConnection.disconnect();
     this.sub.disconnect();
     this.redis.disconnect();

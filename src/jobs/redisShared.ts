@@ -137,11 +137,52 @@ export const keys = {
   /** Runs started (a worker's INCR, with the live snapshot's TTL); deleted with the terminal event. */
   attempt: (id: string) => `ie:job:${id}:attempt`,
   terminal: (id: string) => `ie:job:${id}:terminal`,
+  /** The job's webhook (redisWebhooks.ts) and its delivery attempts (a list). */
+  webhook: (id: string) => `ie:job:${id}:webhook`,
+  webhookAttempts: (id: string) => `ie:job:${id}:webhook:attempts`,
   channel: (id: string) => `ie:events:${id}`,
   /** Per-owner unfinished jobs (sorted set: id → expiry in ms) and their output images (hash: id → count). */
   tenantJobs: (owner: string) => `ie:tenant:${owner}:jobs`,
   tenantImages: (owner: string) => `ie:tenant:${owner}:images`,
+  /** History (sorted sets: id → creation ms): one per owner, and one of every job for admins. See HISTORY_TRIM_LUA. */
+  history: (owner: string) => `ie:history:${owner}`,
+  historyAll: 'ie:history',
+  /** Unfinished jobs of a history set (a counter: INCR at submit, DECR at the terminal event). */
+  live: (owner: string) => `ie:live:${owner}`,
+  liveAll: 'ie:live',
 };
+
+/**
+ * Drops history entries whose job is gone (expired or withdrawn). Only entries older than the
+ * cutoff are checked (a younger job is still kept), at most 1000 per call.
+ * KEYS: a history set. ARGV: cutoff ms, the snapshot key's prefix. Returns how many were dropped.
+ */
+export const HISTORY_TRIM_LUA = `
+local gone = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1000)) do
+  if redis.call('EXISTS', ARGV[2] .. id) == 0 then gone[#gone + 1] = id end
+end
+if #gone > 0 then redis.call('ZREM', KEYS[1], unpack(gone)) end
+return #gone
+`;
+
+/**
+ * A job's terminal event, for its history sets: once a set has no unfinished job left, it lives as
+ * long as its newest finished one (ARGV[1], the retention); until then at least that long.
+ * KEYS: pairs of (history set, its live counter). A counter left high (a submission withdrawn
+ * after its INCR) only keeps its set to the live TTL of the last submit.
+ */
+const HISTORY_END_LUA = `
+for i = 1, #KEYS, 2 do
+  if redis.call('DECR', KEYS[i + 1]) <= 0 then
+    redis.call('DEL', KEYS[i + 1])
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+  elseif redis.call('PTTL', KEYS[i]) < tonumber(ARGV[1]) then
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+  end
+end
+return 0
+`;
 
 /**
  * Reserves a place in the owner's quota atomically across API processes. Entries past their
@@ -225,7 +266,11 @@ export function eventFields(e: JobEvent): Partial<Record<EventField, unknown>> {
 }
 
 export async function readSnapshot(redis: Redis, id: string): Promise<StoredSnapshot | null> {
-  const h = await redis.hgetall(keys.snapshot(id));
+  return parseSnapshot(await redis.hgetall(keys.snapshot(id)));
+}
+
+/** A snapshot hash as read (HGETALL); null when the job is gone. */
+export function parseSnapshot(h: Record<string, string>): StoredSnapshot | null {
   if (!h.base) return null;
   const snapshot = fromWire<JobSnapshot>(h.base);
   for (const k of EVENT_FIELDS) if (h[k] !== undefined) (snapshot as unknown as Record<string, unknown>)[k] = fromWire(h[k]);
@@ -276,9 +321,15 @@ function appender(redis: Redis): EventAppender {
 
 /**
  * Records `event` for job `id` (see APPEND_EVENT_LUA) and, for a terminal one, gives the job's place
- * in its owner's quota back. False when it was refused.
+ * in its owner's quota back; `onRecorded` sees it with its sequence number (webhooks). False when it was refused.
  */
-export async function recordEvent(redis: Redis, id: string, event: JobEvent, ttlMs: number): Promise<boolean> {
+export async function recordEvent(
+  redis: Redis,
+  id: string,
+  event: JobEvent,
+  ttlMs: number,
+  onRecorded?: (seq: number, event: JobEvent) => Promise<void>,
+): Promise<boolean> {
   const terminal = isTerminal(event);
   const fields = Object.entries(eventFields(event)).flatMap(([k, v]) => [k, toWire(v)]);
   // A result (images) is sent once: stored as the snapshot's field, and appended to the event there.
@@ -297,6 +348,11 @@ export async function recordEvent(redis: Redis, id: string, event: JobEvent, ttl
     ...fields,
   );
   if (reply === 0) return false;
-  if (terminal) await releaseQuota(redis, reply[1] ?? undefined, id);
+  await onRecorded?.(reply[0], event);
+  if (terminal) {
+    const owner = reply[1] ?? undefined;
+    await releaseQuota(redis, owner, id);
+    if (owner) await redis.eval(HISTORY_END_LUA, 4, keys.history(owner), keys.live(owner), keys.historyAll, keys.liveAll, ttlMs);
+  }
   return true;
 }

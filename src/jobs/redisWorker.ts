@@ -28,6 +28,8 @@ import { type MergeCandidate, MergeGroup } from './merging.js';
 import type { QueuedEdit } from './redisJobs.js';
 import { CANCEL_CHANNEL, QUEUE_NAME, connectRedis, keys, liveTtlMs, recordEvent, type RedisLog, warnAboutRedisSettings, watchRedis } from './redisShared.js';
 import type { CancelReason, JobEvent } from './types.js';
+import { startWebhookWorker, type WebhookOutbox } from './redisWebhooks.js';
+import type { WebhookDispatcher } from './webhooks.js';
 
 export interface RedisWorkerConfig {
   redisUrl: string;
@@ -43,6 +45,8 @@ export interface RedisWorkerConfig {
   log?: (fields: Record<string, unknown>, message: string) => void;
   /** Connection trouble and Redis settings warnings (structured, leveled). */
   redisLog?: RedisLog;
+  /** Webhooks (WEBHOOK_SECRET set): this worker queues its jobs' events and delivers anyone's (redisWebhooks.ts). */
+  webhooks?: { outbox: WebhookOutbox; dispatcher: WebhookDispatcher };
 }
 
 /** Failures that retrying cannot fix: the job fails at once. */
@@ -88,8 +92,18 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
     runs.get(id)?.cancel((['CLIENT', 'SHUTDOWN', 'TIMEOUT'].includes(reason) ? reason : 'CLIENT') as CancelReason);
   });
   const log = (fields: Record<string, unknown>, message: string): void => config.log?.({ workerId, ...fields }, message);
-  const record = (id: string, event: JobEvent): Promise<boolean> => recordEvent(redis, id, event, liveTtlMs(config.retentionMs));
-  const finish = (id: string, event: JobEvent): Promise<boolean> => recordEvent(redis, id, event, config.retentionMs);
+  const hooks = config.webhooks;
+  const onRecorded = (id: string) => (seq: number, event: JobEvent) => hooks?.outbox.onEvent(id, seq, event) ?? Promise.resolve();
+  const record = (id: string, event: JobEvent): Promise<boolean> => recordEvent(redis, id, event, liveTtlMs(config.retentionMs), onRecorded(id));
+  const finish = (id: string, event: JobEvent): Promise<boolean> => recordEvent(redis, id, event, config.retentionMs, onRecorded(id));
+  const deliveries = hooks
+    ? startWebhookWorker(hooks.dispatcher, {
+        redisUrl: config.redisUrl,
+        liveTtlMs: liveTtlMs(config.retentionMs),
+        stallMs: config.stallMs,
+        redisLog: config.redisLog,
+      })
+    : null;
   let tokens = 0;
 
   /** The head plus the compatible jobs waiting right behind it (see the file comment). */
@@ -269,6 +283,8 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
     workerId,
     async close() {
       await worker.close();
+      await deliveries?.close();
+      await hooks?.outbox.close();
       queueConnection.disconnect(); // BullMQ leaves a connection it was given open
       sub.disconnect();
       redis.disconnect();

@@ -1,6 +1,7 @@
 /** Jobs and their events, independent of GraphQL (the schema maps these 1:1). */
 import { randomUUID } from 'node:crypto';
 import type { OutputImage, PreviewImage, EditUsage } from '../inference/editRunner.js';
+import type { HistoryPage, HistoryQuery, JobMetadata } from './history.js';
 
 export type JobStatus = 'QUEUED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
 
@@ -47,10 +48,15 @@ export interface JobSnapshot {
   owner: string;
   /** Set when CANCELLED. */
   cancelReason?: CancelReason | null;
+  /** The client's metadata (history.ts), echoed back and sent in webhooks; null when none was given. */
+  metadata?: JobMetadata | null;
 }
 
 /** A job's snapshot when it is accepted: queued at `position`, nothing run yet. */
-export function queuedSnapshot(job: { modelId: string; inputImages: number; n: number; owner: string }, position: number): JobSnapshot {
+export function queuedSnapshot(
+  job: { modelId: string; inputImages: number; n: number; owner: string; metadata: JobMetadata | null },
+  position: number,
+): JobSnapshot {
   return { id: randomUUID(), status: 'QUEUED', queuePosition: position, createdAt: Date.now() / 1000, progress: null, result: null, error: null, ...job };
 }
 
@@ -74,7 +80,10 @@ export interface JobBackend {
     edit: import('../inference/request.js').ResolvedEdit,
     inputs: import('../inference/editRunner.js').EditInput[],
     owner: string,
+    metadata?: JobMetadata | null,
   ): JobSnapshot | Promise<JobSnapshot>;
+  /** One page of jobs still kept, newest first (history.ts); unchecked: JobAccess sets the owner. A SUCCEEDED job's `result` may be left null (read it with get). */
+  list(query: HistoryQuery): HistoryPage | Promise<HistoryPage>;
   /** Unchecked: ownership is JobAccess's job (src/jobs/access.ts). */
   get(id: string): JobSnapshot | null | Promise<JobSnapshot | null>;
   /** The job's owner id, or null for an unknown id: a small read that costs the same either way (no result is loaded). */

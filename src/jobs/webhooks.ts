@@ -6,7 +6,7 @@
  * refused (at submission and again at each connection, so DNS cannot rebind past the check) unless
  * WEBHOOK_ALLOW_PRIVATE; redirects are not followed; each attempt times out after 5 s. Logs name
  * the target's host and the outcome, never the secret or a signature.
- * In memory only for now: with REDIS_URL a webhook is refused (BAD_USER_INPUT).
+ * With REDIS_URL deliveries go through Redis instead (redisWebhooks.ts).
  */
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import http from 'node:http';
@@ -14,6 +14,8 @@ import https from 'node:https';
 import { BlockList, isIP } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { ServiceError } from '../errors.js';
+import type { JobMetadata } from './history.js';
+import type { WebhookOutbox } from './redisWebhooks.js';
 import type { JobEvent, JobSnapshot } from './types.js';
 
 /** The one list of webhook events (GraphQL enum, REST `webhook_events`). */
@@ -40,8 +42,8 @@ export interface WebhookConfig {
   retryBaseMs: number;
   /** Deliveries stay visible on the job this long after its end. */
   retentionMs: number;
-  /** Set where webhooks cannot run yet (REDIS_URL): why they are refused. */
-  unavailable?: string;
+  /** With REDIS_URL: webhooks are stored and delivered through Redis (redisWebhooks.ts), not in this process. */
+  outbox?: WebhookOutbox;
   log?: (fields: Record<string, unknown>, message: string) => void;
 }
 
@@ -64,6 +66,8 @@ interface Hook {
   events: Set<WebhookEventName>;
   /** Builds the result's image URLs (the submit request's address). */
   resultUrl: (jobId: string, index: number) => string;
+  /** The job's metadata, in every event's `data`. */
+  metadata: JobMetadata | null;
   attempts: WebhookAttempt[];
   chain: Promise<void>;
   sent: number;
@@ -100,6 +104,34 @@ export function isPrivateAddress(address: string): boolean {
   return blocked.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
 }
 
+/** An event's `data` (id, status, metadata and what the event carries; a result as image URLs). */
+export function eventData(event: JobEvent, metadata: JobMetadata | null, resultUrl: (jobId: string, index: number) => string): Record<string, unknown> {
+  const data: Record<string, unknown> = { id: event.jobId, status: event.status, metadata };
+  if (event.type === 'progress') Object.assign(data, { step: event.step, totalSteps: event.totalSteps });
+  if (event.type === 'completed') {
+    const r = event.result;
+    data.result = {
+      created: r.created,
+      images: r.images.map((i) => ({
+        index: i.index,
+        url: resultUrl(event.jobId, i.index),
+        mimeType: i.mimeType,
+        width: i.width,
+        height: i.height,
+        seed: i.seed,
+      })),
+      warnings: r.warnings ?? [],
+    };
+  }
+  if (event.type === 'failed') data.error = event.error;
+  if (event.type === 'cancelled') data.reason = event.reason;
+  return data;
+}
+
+/** The message body of one event. */
+export const messageBody = (name: WebhookEventName, data: Record<string, unknown>): string =>
+  JSON.stringify({ type: `edit.${name}`, timestamp: new Date().toISOString(), data });
+
 export class WebhookDispatcher {
   private readonly signer: Webhook | null;
   private readonly hooks = new Map<string, Hook>();
@@ -110,7 +142,6 @@ export class WebhookDispatcher {
 
   /** Checks a job's webhook before the job is queued: BAD_USER_INPUT for anything it cannot send to. */
   async check(request: WebhookRequest): Promise<{ url: URL; events: Set<WebhookEventName> }> {
-    if (this.config.unavailable) throw new ServiceError('BAD_USER_INPUT', this.config.unavailable);
     if (!this.signer) throw new ServiceError('BAD_USER_INPUT', 'webhooks are off on this server (WEBHOOK_SECRET is not set)');
     let url: URL;
     try {
@@ -128,53 +159,48 @@ export class WebhookDispatcher {
   }
 
   /** Starts a job's deliveries (its `queued` event first). */
-  register(job: JobSnapshot, checked: { url: URL; events: Set<WebhookEventName> }, resultUrl: Hook['resultUrl']): void {
-    const hook: Hook = { ...checked, resultUrl, attempts: [], chain: Promise.resolve(), sent: 0, running: false, lastProgressAt: 0 };
+  async register(job: JobSnapshot, checked: { url: URL; events: Set<WebhookEventName> }, resultUrl: Hook['resultUrl']): Promise<void> {
+    if (this.config.outbox) return this.config.outbox.store(job, checked, resultUrl);
+    const hook: Hook = {
+      ...checked,
+      resultUrl,
+      metadata: job.metadata ?? null,
+      attempts: [],
+      chain: Promise.resolve(),
+      sent: 0,
+      running: false,
+      lastProgressAt: 0,
+    };
     this.hooks.set(job.id, hook);
-    if (job.status === 'QUEUED') this.enqueue(job.id, hook, 'queued', { id: job.id, status: job.status, queuePosition: job.queuePosition });
+    if (job.status === 'QUEUED')
+      this.enqueue(job.id, hook, 'queued', { id: job.id, status: job.status, metadata: hook.metadata, queuePosition: job.queuePosition });
   }
 
   /** Every job event of this process (JobService's onEvent). */
   observe(event: JobEvent): void {
     const hook = this.hooks.get(event.jobId);
     if (!hook) return;
-    const data: Record<string, unknown> = { id: event.jobId, status: event.status };
+    if (event.type === 'queued') return; // a new place in the queue: the queued event was sent at submission
+    const data = eventData(event, hook.metadata, hook.resultUrl);
     if (event.type === 'progress') {
       if (!hook.running) {
         hook.running = true;
-        this.enqueue(event.jobId, hook, 'running', data);
+        this.enqueue(event.jobId, hook, 'running', { id: event.jobId, status: event.status, metadata: hook.metadata });
       }
       const now = Date.now();
       if (now - hook.lastProgressAt < PROGRESS_INTERVAL_MS) return;
       hook.lastProgressAt = now;
-      this.enqueue(event.jobId, hook, 'progress', { ...data, step: event.step, totalSteps: event.totalSteps });
+      this.enqueue(event.jobId, hook, 'progress', data);
       return;
     }
-    if (event.type === 'queued') return; // a new place in the queue: the queued event was sent at submission
-    if (event.type === 'completed') {
-      const r = event.result;
-      data.result = {
-        created: r.created,
-        images: r.images.map((i) => ({
-          index: i.index,
-          url: hook.resultUrl(event.jobId, i.index),
-          mimeType: i.mimeType,
-          width: i.width,
-          height: i.height,
-          seed: i.seed,
-        })),
-        warnings: r.warnings ?? [],
-      };
-    }
-    if (event.type === 'failed') data.error = event.error;
-    if (event.type === 'cancelled') data.reason = event.reason;
     this.enqueue(event.jobId, hook, event.type, data);
     // Visible on the job while the job is kept.
     void hook.chain.then(() => setTimeout(() => this.hooks.delete(event.jobId), this.config.retentionMs).unref());
   }
 
   /** Attempts so far (oldest first), or null when the job has no webhook here. */
-  attempts(jobId: string): WebhookAttempt[] | null {
+  attempts(jobId: string): WebhookAttempt[] | null | Promise<WebhookAttempt[] | null> {
+    if (this.config.outbox) return this.config.outbox.attempts(jobId);
     return this.hooks.get(jobId)?.attempts.map((a) => ({ ...a })) ?? null;
   }
 
@@ -182,33 +208,38 @@ export class WebhookDispatcher {
     if (!hook.events.has(name)) return;
     hook.sent += 1;
     const id = `msg_${jobId}_${hook.sent}`;
-    const timestamp = new Date();
-    const body = JSON.stringify({ type: `edit.${name}`, timestamp: timestamp.toISOString(), data });
+    const body = messageBody(name, data);
     hook.chain = hook.chain.then(() => this.deliver(hook, id, `edit.${name}`, body));
   }
 
   private async deliver(hook: Hook, id: string, type: string, body: string): Promise<void> {
     for (let attempt = 1; attempt <= this.config.maxAttempts; attempt++) {
-      const record: WebhookAttempt = { id, type, attempt, at: Date.now() / 1000, status: null, error: null, delivered: false };
+      const record = await this.attempt(hook.url, id, type, body, attempt);
       hook.attempts.push(record);
-      try {
-        // Signed per attempt: the signature covers the time it is sent (Standard Webhooks' replay window).
-        const now = new Date();
-        const headers = {
-          'webhook-id': id,
-          'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
-          'webhook-signature': this.signer!.sign(id, now, body),
-        };
-        record.status = await this.post(hook.url, body, headers);
-        record.delivered = record.status >= 200 && record.status < 300;
-        if (!record.delivered) record.error = `HTTP ${record.status}`;
-      } catch (err) {
-        record.error = (err as Error).message;
-      }
-      this.config.log?.({ webhookHost: hook.url.host, type, attempt, status: record.status, error: record.error }, 'webhook attempt');
       if (record.delivered) return;
       if (attempt < this.config.maxAttempts) await new Promise((r) => setTimeout(r, this.config.retryBaseMs * 2 ** (attempt - 1)).unref());
     }
+  }
+
+  /** One signed POST of one event (also the Redis deliveries worker's, redisWebhooks.ts). */
+  async attempt(url: URL, id: string, type: string, body: string, attempt: number): Promise<WebhookAttempt> {
+    const record: WebhookAttempt = { id, type, attempt, at: Date.now() / 1000, status: null, error: null, delivered: false };
+    try {
+      // Signed per attempt: the signature covers the time it is sent (Standard Webhooks' replay window).
+      const now = new Date();
+      const headers = {
+        'webhook-id': id,
+        'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
+        'webhook-signature': this.signer!.sign(id, now, body),
+      };
+      record.status = await this.post(url, body, headers);
+      record.delivered = record.status >= 200 && record.status < 300;
+      if (!record.delivered) record.error = `HTTP ${record.status}`;
+    } catch (err) {
+      record.error = (err as Error).message;
+    }
+    this.config.log?.({ webhookHost: url.host, type, attempt, status: record.status, error: record.error }, 'webhook attempt');
+    return record;
   }
 
   /** The host's addresses, refused when any is private and private targets are off. */

@@ -1,6 +1,6 @@
 /** The one Pothos builder. The `Upload` scalar is filled by Yoga's multipart parser with File-like objects. */
 import SchemaBuilder from '@pothos/core';
-import { GraphQLError } from 'graphql';
+import { GraphQLError, valueFromASTUntyped } from 'graphql';
 import type { InferenceEngine } from '../inference/engine.js';
 import type { JobAccess, Viewer } from '../jobs/access.js';
 import type { EditService, UploadedFile } from '../jobs/editService.js';
@@ -20,7 +20,7 @@ export interface GraphQLContext {
 
 export const builder = new SchemaBuilder<{
   Context: GraphQLContext;
-  Scalars: { Upload: { Input: UploadedFile; Output: never } };
+  Scalars: { Upload: { Input: UploadedFile; Output: never }; JSON: { Input: unknown; Output: unknown } };
   DefaultFieldNullability: false;
 }>({ defaultFieldNullability: false });
 
@@ -44,6 +44,13 @@ builder.scalarType('Upload', {
   parseLiteral: () => {
     throw new GraphQLError('Upload cannot be written inline; send files as multipart parts', { extensions: { code: 'BAD_USER_INPUT' } });
   },
+});
+
+builder.scalarType('JSON', {
+  description: 'Any JSON value, written as JSON in variables or as a GraphQL literal.',
+  serialize: (value) => value,
+  parseValue: (value) => value,
+  parseLiteral: (ast, variables) => valueFromASTUntyped(ast, variables),
 });
 
 builder.queryType({});

@@ -10,6 +10,7 @@ import { ImageFormatEnum, JobStatusEnum, NoiseGeneratorEnum, SchedulerNameEnum, 
 import type { WebhookAttempt, WebhookEventName } from '../jobs/webhooks.js';
 // EditProgress is also an event type (events.ts); the cycle is safe because Pothos resolves fields lazily.
 import { EditProgressRef } from './events.js';
+import { DEFAULT_PAGE_SIZE, encodeCursor, type HistoryPage, MAX_METADATA_BYTES, MAX_PAGE_SIZE } from '../jobs/history.js';
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
 
@@ -113,9 +114,19 @@ const EditJobRef = builder.objectRef<JobSnapshot>('EditJob').implement({
       type: EditResultRef,
       nullable: true,
       description: 'Set when SUCCEEDED.',
-      resolve: (j) => (j.result ? resultView(j.result, j.id) : null),
+      resolve: async (j, _args, ctx) => {
+        // A job listed by editJobs on Redis comes without its result: read it now.
+        const result = j.result ?? (j.status === 'SUCCEEDED' ? ((await ctx.jobs.get(j.id, ctx.principal))?.result ?? null) : null);
+        return result ? resultView(result, j.id) : null;
+      },
     }),
     error: t.field({ type: EditErrorRef, nullable: true, description: 'Set when FAILED.', resolve: (j) => j.error }),
+    metadata: t.field({
+      type: 'JSON',
+      nullable: true,
+      description: 'The `metadata` the job was submitted with, as it was given; null when none.',
+      resolve: (j) => j.metadata ?? null,
+    }),
     webhookDeliveries: t.field({
       type: [WebhookAttemptRef],
       nullable: true,
@@ -125,7 +136,54 @@ const EditJobRef = builder.objectRef<JobSnapshot>('EditJob').implement({
   }),
 });
 
+const PageInfoRef = builder
+  .objectRef<{ hasNextPage: boolean; hasPreviousPage: boolean; startCursor: string | null; endCursor: string | null }>('PageInfo')
+  .implement({
+    description: 'Relay cursor connections: where a page sits in the whole listing.',
+    fields: (t) => ({
+      hasNextPage: t.exposeBoolean('hasNextPage', { description: 'More jobs follow `endCursor`.' }),
+      hasPreviousPage: t.exposeBoolean('hasPreviousPage', { description: 'True when the page was asked for with `after`.' }),
+      startCursor: t.exposeString('startCursor', { nullable: true }),
+      endCursor: t.exposeString('endCursor', { nullable: true, description: 'Pass as `after` for the next page; null when the page is empty.' }),
+    }),
+  });
+
+const EditJobEdgeRef = builder.objectRef<JobSnapshot>('EditJobEdge').implement({
+  fields: (t) => ({
+    cursor: t.string({ resolve: (j) => encodeCursor(j) }),
+    node: t.field({ type: EditJobRef, resolve: (j) => j }),
+  }),
+});
+
+const EditJobConnectionRef = builder.objectRef<HistoryPage & { after: boolean }>('EditJobConnection').implement({
+  fields: (t) => ({
+    edges: t.field({ type: [EditJobEdgeRef], resolve: (p) => p.jobs }),
+    nodes: t.field({ type: [EditJobRef], description: "The edges' nodes.", resolve: (p) => p.jobs }),
+    pageInfo: t.field({
+      type: PageInfoRef,
+      resolve: (p) => ({
+        hasNextPage: p.hasNextPage,
+        hasPreviousPage: p.after,
+        startCursor: p.jobs.length ? encodeCursor(p.jobs[0]!) : null,
+        endCursor: p.jobs.length ? encodeCursor(p.jobs.at(-1)!) : null,
+      }),
+    }),
+  }),
+});
+
 builder.queryFields((t) => ({
+  editJobs: t.field({
+    type: EditJobConnectionRef,
+    description:
+      "The caller's jobs (an admin's: every tenant's), newest first, while they are kept: finished jobs for the retention period (JOB_RETENTION_SECONDS), as `editJob`. " +
+      `A Relay cursor connection: \`first\` jobs (1..${MAX_PAGE_SIZE}, default ${DEFAULT_PAGE_SIZE}) after the cursor \`after\`, optionally only those whose status is \`status\`.`,
+    args: {
+      first: t.arg.int({ description: `Jobs per page, 1..${MAX_PAGE_SIZE} (default ${DEFAULT_PAGE_SIZE}).` }),
+      after: t.arg.string({ description: "A cursor from a previous page (`pageInfo.endCursor` or an edge's `cursor`)." }),
+      status: t.arg({ type: JobStatusEnum, description: 'Only jobs in this status now.' }),
+    },
+    resolve: async (_root, args, ctx) => ({ ...(await ctx.jobs.list(ctx.principal, args)), after: args.after != null }),
+  }),
   editJob: t.field({
     type: EditJobRef,
     nullable: true,
@@ -218,12 +276,16 @@ builder.mutationFields((t) => ({
         type: [WebhookEventEnum],
         description: 'Which events to send (default COMPLETED, FAILED, CANCELLED). PROGRESS is sent at most once per 500 ms.',
       }),
+      metadata: t.arg({
+        type: 'JSON',
+        description: `Your own data for this job: a JSON object of at most ${MAX_METADATA_BYTES} bytes as JSON (PAYLOAD_TOO_LARGE past it), returned as \`EditJob.metadata\` and sent in every webhook event's \`data.metadata\`.`,
+      }),
       idempotencyKey: t.arg.string({
         description:
           'Makes the submit safe to retry (as the `Idempotency-Key` header, which a multipart request may send instead; both must then agree): the same caller with the same key within 24 h gets the job the first request created; the same key with a different request is refused with IDEMPOTENCY_CONFLICT. 1-255 printable ASCII characters; keys are per tenant.',
       }),
     },
-    resolve: (_root, { images, imageUrls, masks, model, idempotencyKey, webhookUrl, webhookEvents, ...args }, ctx) => {
+    resolve: (_root, { images, imageUrls, masks, model, idempotencyKey, webhookUrl, webhookEvents, metadata, ...args }, ctx) => {
       const header = ctx.idempotencyKey ?? null;
       if (header !== null && idempotencyKey != null && header !== idempotencyKey)
         throw new ServiceError('BAD_USER_INPUT', 'the Idempotency-Key header and the idempotencyKey argument differ: give one, or the same key in both');
@@ -233,6 +295,7 @@ builder.mutationFields((t) => ({
           images: inputImages(images, imageUrls, ctx.edits.limits.maxFileBytes),
           masks,
           idempotencyKey: idempotencyKey ?? header,
+          metadata,
           webhook:
             webhookUrl == null ? null : { url: webhookUrl, events: webhookEvents?.map((e) => e.toLowerCase() as WebhookEventName), resultUrl: ctx.resultUrl },
           options: {

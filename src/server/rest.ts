@@ -25,6 +25,7 @@ import type { EditService, UploadedFile } from '../jobs/editService.js';
 import type { JobEvent, JobSnapshot } from '../jobs/types.js';
 import type { JobAccess, Viewer } from '../jobs/access.js';
 import { WEBHOOK_EVENTS, type WebhookEventName } from '../jobs/webhooks.js';
+import { type JobMetadata, parseMetadata } from '../jobs/history.js';
 import { ServiceError, type ErrorCode } from '../errors.js';
 import { openAIError, sendError } from './errorReply.js';
 import { MultipartError, type MultipartLimits, readMultipart } from './multipart.js';
@@ -124,6 +125,7 @@ const KNOWN = new Set([
   'partial_images',
   'webhook_url',
   'webhook_events',
+  'metadata',
 ]);
 
 /** The request body as a stream that errors with 413 past `limit` bytes (never buffered whole). */
@@ -182,6 +184,7 @@ interface ParsedRequest {
   partialImages: number;
   responseFormat: 'b64_json' | 'url';
   webhook: { url: string; events: WebhookEventName[] | null } | null;
+  metadata: JobMetadata | null;
 }
 
 function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
@@ -267,8 +270,16 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
       `webhook_events is a comma-separated list of ${WEBHOOK_EVENTS.join(', ')} (got ${JSON.stringify(unknown)})`,
       'webhook_events',
     );
+  const metadataText = stringField(form, 'metadata');
+  let metadata: JobMetadata | null = null;
+  try {
+    metadata = metadataText === undefined ? null : parseMetadata(metadataText);
+  } catch (err) {
+    throw new RestError((err as ServiceError).code, (err as ServiceError).message, 'metadata');
+  }
   return {
     responseFormat,
+    metadata,
     webhook: webhookUrl === undefined ? null : { url: webhookUrl, events: (events as WebhookEventName[] | undefined) ?? null },
     model,
     files,
@@ -344,6 +355,7 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
         options: parsed.options,
         idempotencyKey,
         webhook: parsed.webhook && { ...parsed.webhook, resultUrl: deps.resultUrl },
+        metadata: parsed.metadata,
       },
       deps.principal.owner,
     );
@@ -370,6 +382,8 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
           size: first ? `${first.width}x${first.height}` : undefined,
           // Each change from the size asked for (absent when none).
           ...(e.result.warnings?.length ? { warnings: e.result.warnings } : {}),
+          // The request's `metadata`, as given (absent when none).
+          ...(parsed.metadata ? { metadata: parsed.metadata } : {}),
           usage: {
             processing_time_seconds: u.processingTimeSeconds,
             input_images: u.inputImages,

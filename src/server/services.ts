@@ -15,7 +15,8 @@ import { ResultUrls } from '../jobs/resultUrls.js';
 import { WebhookDispatcher } from '../jobs/webhooks.js';
 import { JobService } from '../jobs/jobService.js';
 import { RedisJobBackend } from '../jobs/redisJobs.js';
-import { connectRedis, type RedisLog, watchRedis } from '../jobs/redisShared.js';
+import { connectRedis, liveTtlMs, type RedisLog, watchRedis } from '../jobs/redisShared.js';
+import { WebhookOutbox } from '../jobs/redisWebhooks.js';
 import { type RedisWorkerConfig, startRedisWorker } from '../jobs/redisWorker.js';
 import type { JobBackend } from '../jobs/types.js';
 import { type Authenticator, createAuthenticator } from './auth.js';
@@ -66,15 +67,8 @@ export async function createServices(config: ServerConfig, options: ServicesOpti
       : null;
   const inference = options.inference ?? !(config.redisUrl && config.role === 'api');
   const engine = await InferenceEngine.start(engineConfig(config, log, inference ? 'worker' : 'remote'));
-  const webhooks = new WebhookDispatcher({
-    secret: config.webhookSecret,
-    allowPrivate: config.webhookAllowPrivate,
-    maxAttempts: config.webhookMaxAttempts,
-    retryBaseMs: config.webhookRetrySeconds * 1000,
-    retentionMs: config.retentionSeconds * 1000,
-    unavailable: config.redisUrl ? 'webhooks are not available with REDIS_URL yet (in-memory job store only)' : undefined,
-    log: (fields, message) => log.info(fields, message),
-  });
+  const resultUrls = new ResultUrls(config.resultUrlSecret, config.resultUrlTtlSeconds);
+  const { webhooks, outbox } = webhookServices(config, log, resultUrls);
   const jobs: JobBackend = config.redisUrl
     ? new RedisJobBackend({
         redisUrl: config.redisUrl,
@@ -86,6 +80,7 @@ export async function createServices(config: ServerConfig, options: ServicesOpti
         log: (fields, message) => log.info(fields, message),
         redisLog: redisLog(log),
         onEvent: (event) => metrics.observe(event),
+        webhooks: outbox ?? undefined,
       })
     : new JobService(engine, {
         retentionMs: config.retentionSeconds * 1000,
@@ -143,7 +138,7 @@ export async function createServices(config: ServerConfig, options: ServicesOpti
     jobs,
     access: new JobAccess(jobs),
     edits,
-    resultUrls: new ResultUrls(config.resultUrlSecret, config.resultUrlTtlSeconds),
+    resultUrls,
     publicBase: (req) => publicBase(config, req),
     metrics,
     auth,
@@ -168,8 +163,37 @@ function publicBase(config: ServerConfig, req: IncomingMessage | undefined): str
   return `${proto}://${host}`;
 }
 
+/** The webhook dispatcher; with REDIS_URL and WEBHOOK_SECRET also the Redis outbox it stores and queues through. */
+function webhookServices(config: ServerConfig, log: Logger, resultUrls: ResultUrls): { webhooks: WebhookDispatcher; outbox: WebhookOutbox | null } {
+  const retentionMs = config.retentionSeconds * 1000;
+  const outbox =
+    config.redisUrl && config.webhookSecret
+      ? new WebhookOutbox({
+          redisUrl: config.redisUrl,
+          maxAttempts: config.webhookMaxAttempts,
+          retryBaseMs: config.webhookRetrySeconds * 1000,
+          liveTtlMs: liveTtlMs(retentionMs),
+          retentionMs,
+          resultUrls,
+          redisLog: redisLog(log),
+        })
+      : null;
+  const webhooks = new WebhookDispatcher({
+    secret: config.webhookSecret,
+    allowPrivate: config.webhookAllowPrivate,
+    maxAttempts: config.webhookMaxAttempts,
+    retryBaseMs: config.webhookRetrySeconds * 1000,
+    retentionMs,
+    outbox: outbox ?? undefined,
+    log: (fields, message) => log.info(fields, message),
+  });
+  return { webhooks, outbox };
+}
+
 export function redisWorkerConfig(config: ServerConfig, log: Logger): RedisWorkerConfig {
+  const { webhooks, outbox } = webhookServices(config, log, new ResultUrls(config.resultUrlSecret, config.resultUrlTtlSeconds));
   return {
+    webhooks: outbox ? { outbox, dispatcher: webhooks } : undefined,
     redisUrl: config.redisUrl!,
     retentionMs: config.retentionSeconds * 1000,
     jobTimeoutMs: config.jobTimeoutSeconds * 1000,

@@ -13,6 +13,7 @@ export type Scalars = {
   Boolean: { input: boolean; output: boolean; }
   Int: { input: number; output: number; }
   Float: { input: number; output: number; }
+  JSON: { input: unknown; output: unknown; }
   Upload: { input: unknown; output: unknown; }
 };
 
@@ -58,6 +59,8 @@ export type EditJob = {
   error?: Maybe<EditError>;
   id: Scalars['ID']['output'];
   inputImages: Scalars['Int']['output'];
+  /** The `metadata` the job was submitted with, as it was given; null when none. */
+  metadata?: Maybe<Scalars['JSON']['output']>;
   /** The model id the job runs on. */
   model: Scalars['String']['output'];
   /** Variants per input image. */
@@ -71,6 +74,20 @@ export type EditJob = {
   status: JobStatus;
   /** Every attempt to deliver this job's webhook events so far, oldest first; null when the job has no webhook. */
   webhookDeliveries?: Maybe<Array<WebhookAttempt>>;
+};
+
+export type EditJobConnection = {
+  __typename?: 'EditJobConnection';
+  edges: Array<EditJobEdge>;
+  /** The edges' nodes. */
+  nodes: Array<EditJob>;
+  pageInfo: PageInfo;
+};
+
+export type EditJobEdge = {
+  __typename?: 'EditJobEdge';
+  cursor: Scalars['String']['output'];
+  node: EditJob;
 };
 
 export type EditJobEvent = {
@@ -246,6 +263,7 @@ export type MutationEditImagesArgs = {
   maskBlur?: InputMaybe<Scalars['Int']['input']>;
   masks?: InputMaybe<Array<InputMaybe<Scalars['Upload']['input']>>>;
   maxSequenceLength?: InputMaybe<Scalars['Int']['input']>;
+  metadata?: InputMaybe<Scalars['JSON']['input']>;
   model?: InputMaybe<Scalars['String']['input']>;
   n?: InputMaybe<Scalars['Int']['input']>;
   negativePrompt?: InputMaybe<Scalars['String']['input']>;
@@ -269,10 +287,24 @@ export type NoiseGenerator =
   | 'TORCH'
   | 'XOSHIRO';
 
+/** Relay cursor connections: where a page sits in the whole listing. */
+export type PageInfo = {
+  __typename?: 'PageInfo';
+  /** Pass as `after` for the next page; null when the page is empty. */
+  endCursor?: Maybe<Scalars['String']['output']>;
+  /** More jobs follow `endCursor`. */
+  hasNextPage: Scalars['Boolean']['output'];
+  /** True when the page was asked for with `after`. */
+  hasPreviousPage: Scalars['Boolean']['output'];
+  startCursor?: Maybe<Scalars['String']['output']>;
+};
+
 export type Query = {
   __typename?: 'Query';
   /** A job by id: the polling alternative to the subscription. Finished jobs stay readable for the retention period (JOB_RETENTION_SECONDS, default 15 minutes). */
   editJob?: Maybe<EditJob>;
+  /** The caller's jobs (an admin's: every tenant's), newest first, while they are kept: finished jobs for the retention period (JOB_RETENTION_SECONDS), as `editJob`. A Relay cursor connection: `first` jobs (1..100, default 20) after the cursor `after`, optionally only those whose status is `status`. */
+  editJobs: EditJobConnection;
   /** The pipelines this server can run, with their defaults and limits; folders that cannot be read are listed too, in state 'error'. */
   models: Array<Model>;
 };
@@ -280,6 +312,13 @@ export type Query = {
 
 export type QueryEditJobArgs = {
   id: Scalars['ID']['input'];
+};
+
+
+export type QueryEditJobsArgs = {
+  after?: InputMaybe<Scalars['String']['input']>;
+  first?: InputMaybe<Scalars['Int']['input']>;
+  status?: InputMaybe<JobStatus>;
 };
 
 export type SchedulerName =
