@@ -119,7 +119,16 @@ export class RedisJobBackend implements JobBackend {
     return liveTtlMs(this.config.retentionMs);
   }
 
-  async submit(modelId: string, edit: ResolvedEdit, inputs: EditInput[], owner: string, metadata: JobMetadata | null = null): Promise<JobSnapshot> {
+  async submit(
+    modelId: string,
+    edit: ResolvedEdit,
+    inputs: EditInput[],
+    owner: string,
+    metadata: JobMetadata | null = null,
+    priority = 0,
+  ): Promise<JobSnapshot> {
+    // BullMQ's queue here is first-in first-out across tenants: no fair turns, so no priorities yet.
+    if (priority !== 0) throw new ServiceError('BAD_USER_INPUT', 'priority must be 0 with REDIS_URL: the Redis queue is first-in first-out for now');
     if (!this.accepting) throw new ServiceError('UNAVAILABLE', 'the server is shutting down and takes no new jobs');
     if (this.redis.status !== 'ready') throw redisUnavailable(null);
     const waiting = await this.queue.getWaitingCount().catch((err: unknown) => {
