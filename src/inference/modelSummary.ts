@@ -94,6 +94,8 @@ export interface ModelSummary {
   tokenizers: TokenizerSummary[];
   /** The denoiser the family runs: 'unet' or 'transformer'. */
   denoiser: 'unet' | 'transformer';
+  /** How the family names its denoiser in prose: UNet, transformer. */
+  denoiserName: string;
   vae: { scaleFactor: number; scalingFactor: number; latentChannels: number };
   denoiserInChannels: number;
   memory: MemorySummary | { error: string };
@@ -232,6 +234,7 @@ export function summarizeModel(spec: ModelSpec): ModelSummary {
     tokenizer: tokenizers[0]!,
     tokenizers,
     denoiser: spec.family.denoiser.component,
+    denoiserName: spec.family.denoiser.name,
     vae: { scaleFactor: spec.vaeScaleFactor, scalingFactor: spec.scalingFactor, latentChannels: spec.latentChannels },
     denoiserInChannels: spec.denoiserInChannels,
     memory: memorySummary(spec),
@@ -277,7 +280,7 @@ export function formatModelSummary(s: ModelSummary): string {
     const m = s.memory;
     const at = m.defaultSize.trim().toLowerCase() === 'auto' ? `auto, estimated at ${m.width}x${m.height}` : `${m.width}x${m.height}`;
     lines.push(
-      `  memory at the default size (${at}, ${m.guidanceBranches} ${s.denoiser === 'unet' ? 'UNet' : 'transformer'} row${m.guidanceBranches === 1 ? '' : 's'} per output): ${mib(m.oneItemBytes)} for one output (weights ${mib(m.weightBytes)} + ${mib(m.perItemBytes)} per output)`,
+      `  memory at the default size (${at}, ${m.guidanceBranches} ${s.denoiserName} row${m.guidanceBranches === 1 ? '' : 's'} per output): ${mib(m.oneItemBytes)} for one output (weights ${mib(m.weightBytes)} + ${mib(m.perItemBytes)} per output)`,
     );
   }
   const d = s.defaults;
