@@ -42,7 +42,12 @@ export const ERROR_CODES = [
     when: 'a file (or decoded `data:` URL) over `MAX_FILE_BYTES`, files over `MAX_TOTAL_BYTES`, a body over its bound, job `metadata` over 4096 bytes',
   },
   { code: 'UNAUTHENTICATED', status: 401, where: 'HTTP 401 (+ `WWW-Authenticate`), websocket close 4401, REST', when: 'missing or wrong credentials' },
-  { code: 'FORBIDDEN', status: 403, where: 'HTTP 403 + GraphQL error', when: 'multipart or GET without the CSRF header' },
+  {
+    code: 'FORBIDDEN',
+    status: 403,
+    where: 'HTTP 403 + GraphQL error',
+    when: 'multipart or GET without the CSRF header; a non-admin asking for `priority` above 0',
+  },
   {
     code: 'NOT_FOUND',
     status: 404,

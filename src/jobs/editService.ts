@@ -12,7 +12,8 @@ import { InferenceError } from '../inference/errors.js';
 import { ServiceError } from '../errors.js';
 import type { JobBackend } from './types.js';
 import type { EditInput } from '../inference/editRunner.js';
-import type { JobSnapshot } from './types.js';
+import { checkPriority, type JobSnapshot } from './types.js';
+import type { Viewer } from './access.js';
 import { createHash } from 'node:crypto';
 import { checkMetadata } from './history.js';
 import type { WebhookDispatcher, WebhookRequest } from './webhooks.js';
@@ -55,6 +56,8 @@ export interface EditSubmission {
   webhook?: (WebhookRequest & { resultUrl: (jobId: string, index: number) => string }) | null;
   /** The client's own data, kept with the job (history.ts: checked here). */
   metadata?: unknown;
+  /** Orders the caller's own queued jobs (checkPriority in types.ts); default 0. */
+  priority?: number | null;
 }
 
 /** The request as bytes: model, options (unset ones left out, keys sorted) and every image and mask. */
@@ -67,12 +70,13 @@ async function fingerprint(s: EditSubmission): Promise<string> {
   );
   const webhook = s.webhook ? { url: s.webhook.url, events: s.webhook.events ?? null } : null;
   hash.update(
-    // metadata only when given, so keys claimed before it existed still match their retries.
+    // metadata and priority only when given, so keys claimed before it existed still match their retries.
     JSON.stringify({
       model: s.model ?? null,
       options,
       webhook,
       ...(s.metadata != null ? { metadata: s.metadata } : {}),
+      ...(s.priority != null ? { priority: s.priority } : {}),
       images: s.images.length,
       masks: (s.masks ?? []).map((m) => !!m),
     }),
@@ -107,12 +111,14 @@ export class EditService {
   }
 
   /**
-   * Checks and queues an edit owned by `owner` (a principal's id, src/server/auth.ts). With an
+   * Checks and queues an edit owned by `principal.owner` (src/server/auth.ts). With an
    * idempotency key already used by this owner: the job it created (IDEMPOTENCY_CONFLICT when the
    * request differs).
    */
-  async submit(submission: EditSubmission, owner: string): Promise<JobSnapshot> {
-    if (submission.idempotencyKey == null) return this.submitNew(submission, owner);
+  async submit(submission: EditSubmission, principal: Viewer): Promise<JobSnapshot> {
+    const { owner } = principal;
+    const priority = checkPriority(submission.priority, principal.admin);
+    if (submission.idempotencyKey == null) return this.submitNew(submission, owner, priority);
     const slot = idempotencySlot(owner, checkIdempotencyKey(submission.idempotencyKey));
     const mine: IdempotencyRecord = { fingerprint: await fingerprint(submission), jobId: null };
     const deadline = Date.now() + IDEMPOTENCY_WAIT_MS;
@@ -133,7 +139,7 @@ export class EditService {
     }
     let job: JobSnapshot;
     try {
-      job = await this.submitNew(submission, owner);
+      job = await this.submitNew(submission, owner, priority);
     } catch (err) {
       await this.idempotency.release(slot).catch(() => undefined);
       throw err;
@@ -142,7 +148,7 @@ export class EditService {
     return job;
   }
 
-  private async submitNew(submission: EditSubmission, owner: string): Promise<JobSnapshot> {
+  private async submitNew(submission: EditSubmission, owner: string, priority: number): Promise<JobSnapshot> {
     const spec = this.engine.model(submission.model ?? null);
     const files = submission.images;
     if (files.length === 0) throw new ServiceError('BAD_USER_INPUT', 'at least one image is required');
@@ -217,7 +223,7 @@ export class EditService {
         await this.decodeSlot(() => decodeMask(mask, probe, probe, { limits })).catch(named(`masks[${i}]`, maskFile));
         inputs.push({ bytes, name: f.name, mask, pixels: p });
       }
-      const job = await this.jobs.submit(spec.id, edit, inputs, owner, metadata);
+      const job = await this.jobs.submit(spec.id, edit, inputs, owner, metadata, priority);
       if (webhook) await this.webhooks.register(job, webhook, submission.webhook!.resultUrl);
       return job;
     } finally {

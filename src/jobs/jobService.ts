@@ -1,6 +1,6 @@
 /**
  * The in-process job store and queue: jobs run one at a time on the inference engine (one device),
- * FIFO; each job's events fan out to its own subscribers; finished jobs stay readable for the
+ * in fair order (fairOrder: round-robin over owners, priority then FIFO within one); each job's events fan out to its own subscribers; finished jobs stay readable for the
  * retention period, their inputs freed at once and their results freed at expiry.
  */
 import type { InferenceEngine } from '../inference/engine.js';
@@ -40,6 +40,10 @@ interface Job {
   /** Declared pixels of its inputs (0 when unknown). */
   pixels: number;
   enqueuedAt: number;
+  /** Within its owner's jobs: higher runs first (see fairOrder). */
+  priority: number;
+  /** Submission order (FIFO tie-break). */
+  seq: number;
   /** Set while it runs. */
   run: JobAttempt | null;
   subscribers: Set<JobEventStream>;
@@ -54,9 +58,38 @@ const candidate = (job: Job): MergeCandidate => ({
   masked: job.inputs?.some((i) => i.mask) ?? false,
 });
 
+/**
+ * The queue in the order it is served: owners take turns, the least recently served first (an
+ * owner with nothing queued or running is forgotten and counts as never served; ties: the owner whose
+ * first job is older); each owner's jobs by priority, then submission order. So one owner's
+ * backlog holds another owner's job back by at most the call already running. With auth off every
+ * job has one owner and this is priority, then FIFO.
+ */
+export function fairOrder<T extends { owner: string; priority: number; seq: number }>(queue: readonly T[], lastServed: ReadonlyMap<string, number>): T[] {
+  const byOwner = new Map<string, T[]>();
+  for (const j of [...queue].sort((a, b) => b.priority - a.priority || a.seq - b.seq)) {
+    const list = byOwner.get(j.owner);
+    if (list) list.push(j);
+    else byOwner.set(j.owner, [j]);
+  }
+  const owners = [...byOwner.entries()].sort(
+    ([a, ja], [b, jb]) => (lastServed.get(a) ?? 0) - (lastServed.get(b) ?? 0) || Math.min(...ja.map((j) => j.seq)) - Math.min(...jb.map((j) => j.seq)),
+  );
+  const order: T[] = [];
+  for (let round = 0; order.length < queue.length; round++) for (const [, jobs] of owners) if (round < jobs.length) order.push(jobs[round]!);
+  return order;
+}
+
+const fairKey = (job: Job) => ({ owner: job.snapshot.owner, priority: job.priority, seq: job.seq, job });
+
 export class JobService implements JobBackend {
   private jobs = new Map<string, Job>();
+  /** Queued jobs in submission order; fairOrder gives the order they are served in. */
   private queue: Job[] = [];
+  private seq = 0;
+  /** Per owner with queued jobs: the number of the call that last served it (fairOrder). */
+  private lastServed = new Map<string, number>();
+  private calls = 0;
   /** Jobs in pipeline calls: the group that holds the engine, and earlier ones still decoding or encoding. */
   private running = new Set<Job>();
   /**
@@ -76,7 +109,7 @@ export class JobService implements JobBackend {
   }
 
   /** Queues a validated edit; returns the job at once. */
-  submit(modelId: string, edit: ResolvedEdit, inputs: EditInput[], owner: string, metadata: JobMetadata | null = null): JobSnapshot {
+  submit(modelId: string, edit: ResolvedEdit, inputs: EditInput[], owner: string, metadata: JobMetadata | null = null, priority = 0): JobSnapshot {
     if (!this.accepting) throw new ServiceError('UNAVAILABLE', 'the server is shutting down and takes no new jobs');
     if (this.queue.length >= this.config.maxQueuedJobs) {
       throw new ServiceError('QUEUE_FULL', `the queue is full (${this.config.maxQueuedJobs} jobs waiting); retry later`, { retryAfterSeconds: 5 });
@@ -99,13 +132,16 @@ export class JobService implements JobBackend {
       inputs,
       pixels: inputs.reduce((n, i) => n + (i.pixels ?? 0), 0),
       enqueuedAt: performance.now(),
+      priority,
+      seq: this.seq++,
       run: null,
       subscribers: new Set(),
       expiresAt: null,
     };
     this.jobs.set(job.snapshot.id, job);
     this.queue.push(job);
-    this.log(job, 'job queued', { position: job.snapshot.queuePosition, images: inputs.length, n: edit.n });
+    this.publishPositions();
+    this.log(job, 'job queued', { position: job.snapshot.queuePosition, images: inputs.length, n: edit.n, priority });
     const snapshot = { ...job.snapshot };
     queueMicrotask(() => this.pump());
     return snapshot;
@@ -188,8 +224,12 @@ export class JobService implements JobBackend {
     for (const s of job.subscribers) s.push(event);
   }
 
+  private ordered(): Job[] {
+    return fairOrder(this.queue.map(fairKey), this.lastServed).map((k) => k.job);
+  }
+
   private publishPositions(): void {
-    this.queue.forEach((job, i) => {
+    this.ordered().forEach((job, i) => {
       if (job.snapshot.queuePosition !== i + 1) {
         job.snapshot.queuePosition = i + 1;
         this.emit(job, { type: 'queued', jobId: job.snapshot.id, status: 'QUEUED', position: i + 1 });
@@ -235,19 +275,21 @@ export class JobService implements JobBackend {
   }
 
   /**
-   * The queue's head, plus (when merging is on) later queued jobs that may share its pipeline call
-   * (see MergeGroup). The head always runs first, so merging never delays it and no job starves.
+   * The head in fair order, plus (when merging is on) later queued jobs, in fair order, that may
+   * share its pipeline call (see MergeGroup). The head always runs first, so merging never delays
+   * it and no job starves. Every owner in the call counts as served by it.
    */
   private takeGroup(): Job[] {
-    const head = this.queue.shift()!;
-    const group = [head];
-    const merged = this.config.mergeJobs === false ? null : MergeGroup.start(this.engine, candidate(head), this.config.maxMergedInputPixels);
-    if (!merged) return group;
-    for (const job of [...this.queue]) {
-      if (!merged.add(candidate(job))) continue;
-      group.push(job);
-      this.queue.splice(this.queue.indexOf(job), 1);
-    }
+    const [head, ...rest] = this.ordered();
+    const group = [head!];
+    const merged = this.config.mergeJobs === false ? null : MergeGroup.start(this.engine, candidate(head!), this.config.maxMergedInputPixels);
+    if (merged) for (const job of rest) if (merged.add(candidate(job))) group.push(job);
+    this.queue = this.queue.filter((j) => !group.includes(j));
+    this.calls += 1;
+    for (const job of group) this.lastServed.set(job.snapshot.owner, this.calls);
+    // An owner with nothing queued or running is forgotten: when it comes back it counts as never served.
+    const active = new Set([...this.queue, ...this.running, ...group].map((j) => j.snapshot.owner));
+    for (const owner of this.lastServed.keys()) if (!active.has(owner)) this.lastServed.delete(owner);
     return group;
   }
 

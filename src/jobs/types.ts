@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type { OutputImage, PreviewImage, EditUsage } from '../inference/editRunner.js';
 import type { HistoryPage, HistoryQuery, JobMetadata } from './history.js';
+import { ServiceError } from '../errors.js';
 
 export type JobStatus = 'QUEUED' | 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
 
@@ -74,13 +75,17 @@ export const isTerminal = (e: JobEvent): boolean => e.type === 'completed' || e.
  * that spreads jobs over worker processes. Methods may answer synchronously or with a promise.
  */
 export interface JobBackend {
-  /** Queues a job owned by `owner`; QUOTA_EXCEEDED when the owner's tenant quota is used up. */
+  /**
+   * Queues a job owned by `owner`; QUOTA_EXCEEDED when the owner's tenant quota is used up. Jobs
+   * are served fairly across owners, and by `priority` (checkPriority) within one.
+   */
   submit(
     modelId: string,
     edit: import('../inference/request.js').ResolvedEdit,
     inputs: import('../inference/editRunner.js').EditInput[],
     owner: string,
     metadata?: JobMetadata | null,
+    priority?: number,
   ): JobSnapshot | Promise<JobSnapshot>;
   /** One page of jobs still kept, newest first (history.ts); unchecked: JobAccess sets the owner. A SUCCEEDED job's `result` may be left null (read it with get). */
   list(query: HistoryQuery): HistoryPage | Promise<HistoryPage>;
@@ -125,4 +130,17 @@ export function quotaExceeded(quota: TenantQuota, jobs: number, images: number, 
   if (quota.maxImages > 0 && images + more > quota.maxImages)
     return `tenant quota exceeded: your unfinished jobs have ${images} output images, this one ${more}, and the limit is ${quota.maxImages} per tenant; retry when one has finished`;
   return null;
+}
+
+/** `priority` orders a tenant's own queued jobs (higher first); it never moves a job past another tenant's turn. */
+export const PRIORITY = { min: -10, default: 0, max: 10 } as const;
+
+/** The priority asked for, checked: an integer in PRIORITY's range; above the default only for admins (FORBIDDEN). */
+export function checkPriority(priority: number | null | undefined, admin: boolean): number {
+  if (priority == null) return PRIORITY.default;
+  if (!Number.isInteger(priority) || priority < PRIORITY.min || priority > PRIORITY.max)
+    throw new ServiceError('BAD_USER_INPUT', `priority must be an integer from ${PRIORITY.min} to ${PRIORITY.max} (got ${priority})`);
+  if (priority > PRIORITY.default && !admin)
+    throw new ServiceError('FORBIDDEN', `only an admin may raise priority above ${PRIORITY.default}; you may lower it (down to ${PRIORITY.min})`);
+  return priority;
 }

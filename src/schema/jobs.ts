@@ -1,6 +1,6 @@
 /** EditJob and its result types; the editJob query and the editImages / cancelEditJob mutations. */
 import type { OutputImage } from '../inference/editRunner.js';
-import type { JobError, JobProgress, JobResult, JobSnapshot } from '../jobs/types.js';
+import { type JobError, type JobProgress, type JobResult, type JobSnapshot, PRIORITY } from '../jobs/types.js';
 import type { OutputFormat, SizeFit } from '../inference/imageIO.js';
 import { builder } from './builder.js';
 import { ServiceError } from '../errors.js';
@@ -280,12 +280,15 @@ builder.mutationFields((t) => ({
         type: 'JSON',
         description: `Your own data for this job: a JSON object of at most ${MAX_METADATA_BYTES} bytes as JSON (PAYLOAD_TOO_LARGE past it), returned as \`EditJob.metadata\` and sent in every webhook event's \`data.metadata\`.`,
       }),
+      priority: t.arg.int({
+        description: `Orders your own queued jobs: higher runs first (${PRIORITY.min}..${PRIORITY.max}, default ${PRIORITY.default}). Tenants take turns whatever their priorities, so it never moves a job ahead of another tenant's turn. Only admins may raise it above ${PRIORITY.default} (FORBIDDEN otherwise).`,
+      }),
       idempotencyKey: t.arg.string({
         description:
           'Makes the submit safe to retry (as the `Idempotency-Key` header, which a multipart request may send instead; both must then agree): the same caller with the same key within 24 h gets the job the first request created; the same key with a different request is refused with IDEMPOTENCY_CONFLICT. 1-255 printable ASCII characters; keys are per tenant.',
       }),
     },
-    resolve: (_root, { images, imageUrls, masks, model, idempotencyKey, webhookUrl, webhookEvents, metadata, ...args }, ctx) => {
+    resolve: (_root, { images, imageUrls, masks, model, idempotencyKey, webhookUrl, webhookEvents, metadata, priority, ...args }, ctx) => {
       const header = ctx.idempotencyKey ?? null;
       if (header !== null && idempotencyKey != null && header !== idempotencyKey)
         throw new ServiceError('BAD_USER_INPUT', 'the Idempotency-Key header and the idempotencyKey argument differ: give one, or the same key in both');
@@ -296,6 +299,7 @@ builder.mutationFields((t) => ({
           masks,
           idempotencyKey: idempotencyKey ?? header,
           metadata,
+          priority,
           webhook:
             webhookUrl == null ? null : { url: webhookUrl, events: webhookEvents?.map((e) => e.toLowerCase() as WebhookEventName), resultUrl: ctx.resultUrl },
           options: {
@@ -304,7 +308,7 @@ builder.mutationFields((t) => ({
             fit: args.fit ? (args.fit.toLowerCase() as SizeFit) : null,
           },
         },
-        ctx.principal.owner,
+        ctx.principal,
       );
     },
   }),

@@ -126,6 +126,7 @@ const KNOWN = new Set([
   'webhook_url',
   'webhook_events',
   'metadata',
+  'priority',
 ]);
 
 /** The request body as a stream that errors with 413 past `limit` bytes (never buffered whole). */
@@ -185,6 +186,7 @@ interface ParsedRequest {
   responseFormat: 'b64_json' | 'url';
   webhook: { url: string; events: WebhookEventName[] | null } | null;
   metadata: JobMetadata | null;
+  priority: number | undefined;
 }
 
 function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
@@ -280,6 +282,7 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
   return {
     responseFormat,
     metadata,
+    priority: numberField(form, 'priority', true),
     webhook: webhookUrl === undefined ? null : { url: webhookUrl, events: (events as WebhookEventName[] | undefined) ?? null },
     model,
     files,
@@ -356,8 +359,9 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
         idempotencyKey,
         webhook: parsed.webhook && { ...parsed.webhook, resultUrl: deps.resultUrl },
         metadata: parsed.metadata,
+        priority: parsed.priority,
       },
-      deps.principal.owner,
+      deps.principal,
     );
     const format = parsed.options.outputFormat ?? 'png';
     const created = Math.floor(job.createdAt);

@@ -270,6 +270,7 @@ export type MutationEditImagesArgs = {
   outputFormat?: InputMaybe<ImageFormat>;
   outputQuality?: InputMaybe<Scalars['Int']['input']>;
   previewEvery?: InputMaybe<Scalars['Int']['input']>;
+  priority?: InputMaybe<Scalars['Int']['input']>;
   prompt: Scalars['String']['input'];
   prompts?: InputMaybe<Array<Scalars['String']['input']>>;
   scheduler?: InputMaybe<SchedulerName>;
