@@ -10,6 +10,10 @@
  * second job: none of A's queued jobs starts before B's. A first-in first-out queue would start B
  * after all 16 of A's jobs. Within a tenant, jobs start by priority, then in submission order.
  *
+ * A third case races nothing either: the worker runs A's first (long) job while A queues 15 more
+ * and B one; how many of A's jobs the worker had taken when B was queued is read from Redis (A's
+ * fair queue), and no more than those may start before B.
+ *
  * Order is read from the worker's "job running" log lines: one per job, in the order calls start
  * and, within a merged call, in the order its jobs were taken. With MERGE_JOBS on, the worker's
  * MAX_JOB_INPUT_PIXELS lets at most 3 of these jobs share a call, so the order is still the order
@@ -26,7 +30,7 @@ import { twoColourPng } from './support/images.js';
 import { type Proc, startServerProcess, waitFor } from './support/processes.js';
 
 const SUBMIT =
-  'mutation($images:[Upload!]!,$priority:Int){ editImages(images:$images, prompt:"sepia", size:"32x32", steps:2, priority:$priority){ id status } }';
+  'mutation($images:[Upload!]!,$priority:Int,$size:String,$steps:Int){ editImages(images:$images, prompt:"sepia", size:$size, steps:$steps, priority:$priority){ id status } }';
 
 interface Line {
   msg?: string;
@@ -41,6 +45,7 @@ describe('fair scheduling on Redis (one API process, one worker process)', { tim
   let url: string;
   let env: Record<string, string>;
   let img: Buffer;
+  let big: Buffer;
   const tokens = { alice: 'alice-token', bob: 'bob-token', root: 'root-token' };
 
   before(async () => {
@@ -59,6 +64,7 @@ describe('fair scheduling on Redis (one API process, one worker process)', { tim
     await waitFor(async () => (await fetch(`${url}/healthz`)).ok, 'API health');
     redis = new Redis(env.REDIS_URL!);
     img = await twoColourPng(32, 32, [200, 60, 30], [20, 120, 220]);
+    big = await twoColourPng(512, 512, [200, 60, 30], [20, 120, 220]);
   });
 
   after(async () => {
@@ -67,17 +73,26 @@ describe('fair scheduling on Redis (one API process, one worker process)', { tim
     redisServer?.kill('SIGKILL');
   });
 
-  const submit = async (who: keyof typeof tokens, priority?: number): Promise<string> => {
+  const submit = async (who: keyof typeof tokens, priority?: number, long = false): Promise<string> => {
     const res = await postMultipart<{ editImages: { id: string; status: string } }>(
       url,
       SUBMIT,
-      priority === undefined ? {} : { priority },
-      [{ bytes: img, name: 'a.png' }],
+      { ...(priority === undefined ? {} : { priority }), ...(long ? { size: '512x512', steps: 30 } : { size: '32x32', steps: 2 }) },
+      [{ bytes: long ? big : img, name: 'a.png' }],
       { 'apollo-require-preflight': 'true', authorization: `Bearer ${tokens[who]}` },
     );
     assert.equal(res.body.errors, undefined, JSON.stringify(res.body.errors));
     assert.equal(res.body.data!.editImages.status, 'QUEUED');
     return res.body.data!.editImages.id;
+  };
+
+  const stop = async (worker: Proc): Promise<void> => {
+    if (worker.child.exitCode !== null) return;
+    const exited = once(worker.child, 'exit');
+    worker.child.kill('SIGTERM');
+    const force = setTimeout(() => worker.child.kill('SIGKILL'), 30_000);
+    await exited;
+    clearTimeout(force);
   };
 
   for (const merge of [false, true]) {
@@ -147,16 +162,52 @@ describe('fair scheduling on Redis (one API process, one worker process)', { tim
         await waitFor(async () => (await redis.keys('ie:fair:claim:*')).length === 0, 'the claims to be deleted', 10_000);
         for (const key of ['ie:fair:owners', 'ie:fair:served']) assert.ok((await redis.pttl(key)) > 0, `${key} expires`);
       } finally {
-        if (worker.child.exitCode === null) {
-          const exited = once(worker.child, 'exit');
-          worker.child.kill('SIGTERM');
-          const force = setTimeout(() => worker.child.kill('SIGKILL'), 30_000);
-          await exited;
-          clearTimeout(force);
-        }
+        await stop(worker);
       }
     });
   }
+
+  it("takes B's job next when it arrives while the worker runs A's first job, ahead of A's 15 queued jobs", async () => {
+    const worker = startServerProcess({ ...env, ROLE: 'worker', MERGE_JOBS: '0' });
+    try {
+      const lines = (): Line[] =>
+        worker.output.flatMap((l) => {
+          try {
+            return [JSON.parse(l) as Line];
+          } catch {
+            return [];
+          }
+        });
+      await waitFor(() => worker.output.some((l) => l.includes('image-edit worker ready')), 'worker ready');
+      // A's first job is a long one (512×512, 30 steps), and running before the others are queued.
+      const aFirst = await submit('alice', undefined, true);
+      await waitFor(() => lines().some((l) => l.jobId === aFirst && l.msg === 'job running'), "A's first job to start");
+      const aQueued: string[] = [];
+      for (let i = 0; i < 15; i++) aQueued.push(await submit('alice'));
+      const b = await submit('bob');
+      // How many of A's queued jobs the worker had taken by the time B was queued (pops are atomic
+      // in Redis, so at most those read here): they were legitimately ahead of B.
+      const aOwner = (await redis.get(`ie:job:${aFirst}:owner`))!;
+      const takenByThen = aQueued.length - (await redis.zcard(`ie:fair:queue:${aOwner}`));
+      assert.ok(takenByThen < 10, `A's backlog had mostly been taken before B was queued (${takenByThen}): nothing to test`);
+      const all = [aFirst, ...aQueued, b];
+      await waitFor(() => all.every((id) => lines().some((l) => l.jobId === id && l.msg === 'job succeeded')), 'every job to succeed', 240_000);
+      const order = lines()
+        .filter((l) => l.msg === 'job running')
+        .map((l) => l.jobId!);
+      const aheadOfB = aQueued.filter((id) => order.indexOf(id) < order.indexOf(b));
+      console.log(`# A's queued jobs taken when B was queued: ${takenByThen}; started before B: ${aheadOfB.length}`);
+      // B is taken at the worker's first take after it is queued: A has been served, B never.
+      // First-in first-out would start all 15 first.
+      assert.ok(aheadOfB.length <= takenByThen, `${aheadOfB.length} of A's queued jobs ahead of B, ${takenByThen} taken before it came: ${order.join('\n')}`);
+      assert.deepEqual(
+        order.filter((id) => aQueued.includes(id)),
+        aQueued,
+      );
+    } finally {
+      await stop(worker);
+    }
+  });
 
   it('refuses a raised priority from a tenant that is not an admin, with REDIS_URL too', async () => {
     const res = await postMultipart(url, SUBMIT, { priority: 1 }, [{ bytes: img, name: 'a.png' }], {
