@@ -215,13 +215,6 @@ describe('job history on Redis (two API processes)', { timeout: 240_000 }, () =>
 
   historySpec({ submitTo: () => apis[0]!, listOn: () => apis[1]!, urls: () => urls });
 
-  it('refuses a priority other than 0: the Redis queue has no fair turns yet', async () => {
-    const q = 'mutation($urls: [String!]!) { editImages(imageUrls: $urls, prompt: "sepia", size: "32x32", steps: 2, priority: 1) { id } }';
-    const r = await postGraphQL<{ editImages: Job }>(apis[0]!, q, { urls }, auth('root'));
-    assert.equal(codeOf(r.body), 'BAD_USER_INPUT');
-    assert.match(r.body.errors![0]!.message, /priority must be 0 with REDIS_URL/);
-  });
-
   it("gives a listed job's result when it is selected", async () => {
     const r = await postGraphQL<{ editImages: Job }>(apis[0]!, SUBMIT, { urls, size: '32x32', steps: 2 }, auth('alice'));
     const id = r.body.data!.editImages.id;

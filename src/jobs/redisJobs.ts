@@ -15,6 +15,7 @@ import { currentEvent, queuedSnapshot, quotaExceeded } from './types.js';
 import { ownerLabel } from './access.js';
 import type { WebhookOutbox } from './redisWebhooks.js';
 import { createdMs, type HistoryPage, type HistoryQuery, isAfter, type JobMetadata, matches } from './history.js';
+import { fairKeys, fairRemove, fairScore, PUSH_LUA } from './redisFair.js';
 import {
   CANCEL_CHANNEL,
   HISTORY_TRIM_LUA,
@@ -65,6 +66,8 @@ export interface QueuedEdit {
   masked?: boolean;
   /** The owner's log label (not the owner id itself). */
   ownerLabel?: string;
+  /** When it was queued (ms since the epoch): its queue time. */
+  queuedAt?: number;
 }
 
 /** The snapshot hash's fields a listing reads (snapshotFields without `result`). */
@@ -127,8 +130,6 @@ export class RedisJobBackend implements JobBackend {
     metadata: JobMetadata | null = null,
     priority = 0,
   ): Promise<JobSnapshot> {
-    // BullMQ's queue here is first-in first-out across tenants: no fair turns, so no priorities yet.
-    if (priority !== 0) throw new ServiceError('BAD_USER_INPUT', 'priority must be 0 with REDIS_URL: the Redis queue is first-in first-out for now');
     if (!this.accepting) throw new ServiceError('UNAVAILABLE', 'the server is shutting down and takes no new jobs');
     if (this.redis.status !== 'ready') throw redisUnavailable(null);
     const waiting = await this.queue.getWaitingCount().catch((err: unknown) => {
@@ -174,7 +175,7 @@ export class RedisJobBackend implements JobBackend {
         });
     }
     try {
-      await this.store(id, modelId, edit, inputs, snapshot, ttl);
+      await this.store(id, modelId, edit, inputs, snapshot, ttl, priority);
     } catch (err) {
       // The client is told this submission failed; some of its writes (even the queue entry) may
       // have reached Redis. It is withdrawn now, or as soon as Redis is back, so it never runs.
@@ -186,7 +187,25 @@ export class RedisJobBackend implements JobBackend {
     return snapshot;
   }
 
-  private async store(id: string, modelId: string, edit: ResolvedEdit, inputs: EditInput[], snapshot: JobSnapshot, ttl: number): Promise<void> {
+  private async store(
+    id: string,
+    modelId: string,
+    edit: ResolvedEdit,
+    inputs: EditInput[],
+    snapshot: JobSnapshot,
+    ttl: number,
+    priority: number,
+  ): Promise<void> {
+    const queued: QueuedEdit = {
+      id,
+      modelId,
+      edit,
+      inputCount: inputs.length,
+      pixels: inputs.reduce((n, i) => n + (i.pixels ?? 0), 0),
+      masked: inputs.some((i) => i.mask),
+      ownerLabel: ownerLabel(snapshot.owner),
+      queuedAt: createdMs(snapshot),
+    };
     const multi = this.redis.multi();
     multi.hset(keys.snapshot(id), snapshotFields(snapshot)).pexpire(keys.snapshot(id), ttl);
     multi.set(keys.owner(id), snapshot.owner, 'PX', ttl);
@@ -195,6 +214,8 @@ export class RedisJobBackend implements JobBackend {
       multi.hset(keys.inputs(id), String(i), buffer(input.bytes));
       if (input.mask) multi.hset(keys.inputs(id), `mask:${i}`, buffer(input.mask));
     });
+    // What the worker runs: a token carries no job of its own (redisFair.ts).
+    multi.hset(keys.inputs(id), 'queued', JSON.stringify(queued));
     multi.pexpire(keys.inputs(id), ttl);
     const ms = createdMs(snapshot);
     for (const [history, live] of [
@@ -204,20 +225,9 @@ export class RedisJobBackend implements JobBackend {
       multi.eval(HISTORY_TRIM_LUA, 1, history, Date.now() - this.config.retentionMs, keys.snapshot(''));
       multi.zadd(history, ms, id).pexpire(history, ttl).incr(live).pexpire(live, ttl);
     }
+    multi.eval(PUSH_LUA, 2, fairKeys.owners, fairKeys.queue(snapshot.owner), snapshot.owner, id, fairScore(priority, ms), ttl);
     await multi.exec();
-    await this.queue.add(
-      'edit',
-      {
-        id,
-        modelId,
-        edit,
-        inputCount: inputs.length,
-        pixels: inputs.reduce((n, i) => n + (i.pixels ?? 0), 0),
-        masked: inputs.some((i) => i.mask),
-        ownerLabel: ownerLabel(snapshot.owner),
-      },
-      { jobId: id, attempts: this.config.attempts, removeOnComplete: true, removeOnFail: true },
-    );
+    await this.queue.add('edit', queued, { jobId: id, attempts: this.config.attempts, removeOnComplete: true, removeOnFail: true });
   }
 
   /**
@@ -229,6 +239,7 @@ export class RedisJobBackend implements JobBackend {
       try {
         await this.redis.set(keys.terminal(id), '1', 'PX', this.config.retentionMs);
         await this.redis.publish(CANCEL_CHANNEL, `${id}|CLIENT`);
+        await fairRemove(this.redis, owner, id);
         await this.queue.remove(id).catch(() => 0);
         await this.redis.del(keys.snapshot(id), keys.owner(id), keys.inputs(id));
         await this.redis.zrem(keys.history(owner), id);
@@ -301,15 +312,11 @@ export class RedisJobBackend implements JobBackend {
     const stored = await readSnapshot(this.redis, id);
     if (!stored) throw new ServiceError('NOT_FOUND', `no job with id "${id}"`);
     const s = stored.snapshot;
+    // Still in its owner's queue: no worker has it, and none will. Its token is removed when still
+    // waiting (else it runs another job, or none: redisFair.ts).
     if (s.status === 'QUEUED') {
-      const job = await this.queue.getJob(id);
-      const removed = job
-        ? await job.remove().then(
-            () => true,
-            () => false,
-          )
-        : true;
-      if (removed) {
+      if (await fairRemove(this.redis, s.owner, id)) {
+        await this.queue.remove(id).catch(() => 0);
         const event: JobEvent = { type: 'cancelled', jobId: id, status: 'CANCELLED', reason };
         await recordEvent(this.redis, id, event, this.config.retentionMs, (seq, e) => this.config.webhooks?.onEvent(id, seq, e) ?? Promise.resolve());
         return (await this.get(id)) ?? s;

@@ -5,7 +5,10 @@
  * plus the compatible jobs waiting right behind it (merging.ts), as the in-memory queue does; each
  * job keeps its own progress, cancel, time limit, result and retries.
  *
- * How jobs are taken together: BullMQ's processor gets the head job (BullMQ fetches it, renews its
+ * Which job runs: BullMQ hands the worker a token, and the job it runs is the head job of the least
+ * recently served owner (redisFair.ts, where the reason is), so tenants take turns.
+ *
+ * How jobs are taken together: BullMQ's processor gets the head token (BullMQ fetches it, renews its
  * lock, and retries or fails it from what the processor returns or throws). The processor then
  * takes the next waiting jobs itself with `Worker.getNextJob(token, { block: false })`, each under
  * its own lock token, as BullMQ's manual-processing pattern does: a compatible job joins the call;
@@ -29,6 +32,7 @@ import type { QueuedEdit } from './redisJobs.js';
 import { CANCEL_CHANNEL, QUEUE_NAME, connectRedis, keys, liveTtlMs, recordEvent, type RedisLog, warnAboutRedisSettings, watchRedis } from './redisShared.js';
 import type { CancelReason, JobEvent } from './types.js';
 import { startWebhookWorker, type WebhookOutbox } from './redisWebhooks.js';
+import { fairKeys, fairPop, fairPutBack } from './redisFair.js';
 import type { WebhookDispatcher } from './webhooks.js';
 
 export interface RedisWorkerConfig {
@@ -62,7 +66,9 @@ export interface RunningRedisWorker {
  * Its run exists from the moment it is taken, so a cancel published from then on reaches it.
  */
 interface Member {
+  /** The BullMQ job: a token (redisFair.ts); `data` is the job it runs. */
   job: Job<QueuedEdit>;
+  data: QueuedEdit;
   token: string;
   head: boolean;
   run: JobAttempt;
@@ -106,25 +112,44 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
     : null;
   let tokens = 0;
 
-  /** The head plus the compatible jobs waiting right behind it (see the file comment). */
-  const takeGroup = async (head: Job<QueuedEdit>, token: string): Promise<Member[]> => {
-    const member = (job: Job<QueuedEdit>, t: string, isHead: boolean): Member => {
-      const run = new JobAttempt(job.data.id, config.jobTimeoutMs);
-      runs.set(job.data.id, run);
-      return { job, token: t, head: isHead, run };
+  const ttl = liveTtlMs(config.retentionMs);
+  /** The job a token runs, with its queued data; null when there is none (after giving the claim back). */
+  const claim = async (job: Job<QueuedEdit>): Promise<{ data: QueuedEdit; popped: NonNullable<Awaited<ReturnType<typeof fairPop>>> } | null> => {
+    const popped = await fairPop(redis, job.id!, ttl, config.retentionMs);
+    if (!popped) return null; // a spare token (its own job was cancelled, or another token ran it)
+    const text = await redis.hget(keys.inputs(popped.id), 'queued');
+    if (text) return { data: JSON.parse(text) as QueuedEdit, popped };
+    log({ jobId: popped.id, status: 'SKIPPED' }, 'job skipped: its state is gone');
+    await redis.del(fairKeys.claim(job.id!));
+    return null;
+  };
+
+  /** The head plus the compatible jobs next in fair order (see the file comment). */
+  const takeGroup = async (head: Job<QueuedEdit>, token: string, data: QueuedEdit): Promise<Member[]> => {
+    const member = (job: Job<QueuedEdit>, d: QueuedEdit, t: string, isHead: boolean): Member => {
+      const run = new JobAttempt(d.id, config.jobTimeoutMs);
+      runs.set(d.id, run);
+      return { job, data: d, token: t, head: isHead, run };
     };
-    const members: Member[] = [member(head, token, true)];
-    const group = config.mergeJobs === false ? null : MergeGroup.start(engine, candidate(head.data), config.maxMergedInputPixels);
+    const members: Member[] = [member(head, data, token, true)];
+    const group = config.mergeJobs === false ? null : MergeGroup.start(engine, candidate(data), config.maxMergedInputPixels);
     try {
       while (group) {
         const t = `${workerId}:merge:${tokens++}`;
         const next = (await worker.getNextJob(t, { block: false })) as Job<QueuedEdit> | undefined;
         if (!next) break;
-        if (!group.add(candidate(next.data))) {
+        const taken = await claim(next);
+        if (!taken) {
+          await next.moveToCompleted(null, t, false);
+          continue;
+        }
+        if (!group.add(candidate(taken.data))) {
+          // Back where it was (a retried token keeps its claim), and taking stops.
+          if (taken.popped.taken) await fairPutBack(redis, next.id!, taken.popped, ttl);
           await next.moveToWait(t);
           break;
         }
-        members.push(member(next, t, false));
+        members.push(member(next, taken.data, t, false));
       }
     } catch (err) {
       // Redis trouble: the call runs with what it has (a job left active is taken over after stallMs).
@@ -135,7 +160,7 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
 
   /** A member's stored inputs and run, or null (after logging why) when it is not to be run. */
   const prepare = async (m: Member): Promise<{ m: Member; run: JobAttempt; inputs: EditInput[]; attempt: number } | null> => {
-    const { id, inputCount, ownerLabel: owner = 'none' } = m.job.data;
+    const { id, inputCount, ownerLabel: owner = 'none' } = m.data;
     const skip = (): null => {
       m.run.close();
       runs.delete(id);
@@ -148,10 +173,7 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
       log({ jobId: id, owner, status: 'SKIPPED' }, 'job skipped: its state is gone');
       return skip();
     }
-    const [[, attempt]] = (await redis.multi().incr(keys.attempt(id)).pexpire(keys.attempt(id), liveTtlMs(config.retentionMs)).exec()) as [
-      [null, number],
-      unknown,
-    ];
+    const [[, attempt]] = (await redis.multi().incr(keys.attempt(id)).pexpire(keys.attempt(id), ttl).exec()) as [[null, number], unknown];
     // Taken over from a lost worker: subscribers see the job queued again, then progress from 1.
     if (attempt > 1) await record(id, { type: 'queued', jobId: id, status: 'QUEUED', position: 1 });
     const stored = await redis.hgetallBuffer(keys.inputs(id));
@@ -174,12 +196,12 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
     const started = Date.now();
     const chains = ready.map(() => Promise.resolve() as Promise<unknown>);
     const outcomes = engine.editMany(
-      ready[0]!.m.job.data.modelId,
+      ready[0]!.m.data.modelId,
       ready.map(({ m, run, inputs, attempt }, i) => {
-        const { id, ownerLabel: owner = 'none' } = m.job.data;
-        log({ jobId: id, owner, model: m.job.data.modelId, attempt, mergedJobs: ready.length, status: 'RUNNING' }, 'job running');
+        const { id, ownerLabel: owner = 'none' } = m.data;
+        log({ jobId: id, owner, model: m.data.modelId, attempt, mergedJobs: ready.length, status: 'RUNNING' }, 'job running');
         return {
-          edit: m.job.data.edit,
+          edit: m.data.edit,
           inputs,
           signal: run.signal,
           // Progress is recorded in order, without holding the pipeline back.
@@ -192,14 +214,14 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
     return Promise.all(
       outcomes.map(async (outcome, i): Promise<Disposal> => {
         const { m, run, attempt } = ready[i]!;
-        const { id, ownerLabel: owner = 'none' } = m.job.data;
+        const { id, ownerLabel: owner = 'none' } = m.data;
         const settled: RunOutcome = await outcome.then(
           (output) => ({ output }),
           (error: unknown) => ({ error }),
         );
         runs.delete(id);
         await chains[i]!.catch(() => undefined);
-        const { event, error } = run.finish(settled, Math.max(0, (started - m.job.timestamp) / 1000));
+        const { event, error } = run.finish(settled, Math.max(0, (started - (m.data.queuedAt ?? m.job.timestamp)) / 1000));
         if ('error' in settled && error && !FINAL_CODES.has(error.code) && attempt < config.attempts) {
           const cause = settled.error;
           return { done: false, error: cause instanceof Error ? cause : new InferenceError('INTERNAL', String(cause)) };
@@ -212,7 +234,9 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
   };
 
   const processJob = async (head: Job<QueuedEdit>, token?: string): Promise<void> => {
-    const members = await takeGroup(head, token!);
+    const first = await claim(head);
+    if (!first) return;
+    const members = await takeGroup(head, token!, first.data);
     const taken = members.filter((m) => !m.head);
     // BullMQ renews the head's lock; the worker renews those it took itself.
     const renew = setInterval(
@@ -232,19 +256,22 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
         // Redis trouble before the call: every job goes back to the queue (the head through BullMQ's retry).
         for (const m of members) {
           m.run.close();
-          runs.delete(m.job.data.id);
+          runs.delete(m.data.id);
         }
         await Promise.all(taken.map((m) => m.job.moveToWait(m.token).catch(() => undefined)));
         throw err;
       }
       const disposals = ready.length > 0 ? await runCall(ready) : [];
       const disposal = (m: Member): Disposal => disposals[ready.findIndex((r) => r.m === m)] ?? { done: true };
+      // A done token gives its claim up; a retried one keeps it and runs the same job again.
+      const done = members.filter((m) => disposal(m).done);
+      if (done.length > 0) await redis.del(...done.map((m) => fairKeys.claim(m.job.id!)));
       await Promise.all(
         taken.map((m) => {
           const d = disposal(m);
           // Completed or retried under its own token (BullMQ's retry rules, as for the head).
           return (d.done ? m.job.moveToCompleted(null, m.token, false) : m.job.moveToFailed(d.error, m.token, false)).catch((err: unknown) =>
-            log({ jobId: m.job.data.id, err: { message: (err as Error).message } }, 'could not move the job on in the queue'),
+            log({ jobId: m.data.id, err: { message: (err as Error).message } }, 'could not move the job on in the queue'),
           );
         }),
       );
@@ -264,19 +291,24 @@ export async function startRedisWorker(engine: InferenceEngine, config: RedisWor
     maxStalledCount: Math.max(0, config.attempts - 1),
   });
   watchRedis(worker, 'worker-bullmq', config.redisLog);
-  // A job BullMQ gives up on (stalled too often: its workers kept dying) fails exactly once. BullMQ
+  // A job BullMQ gives up on (its token stalled too often: its workers kept dying) fails exactly once. BullMQ
   // emits 'failed' for retried attempts too: only a job it finished as failed (finishedOn) counts.
   worker.on('failed', (job, err) => {
     if (!job?.finishedOn) return;
-    void finish(job.data.id, {
-      type: 'failed',
-      jobId: job.data.id,
-      status: 'FAILED',
-      error: {
-        code: 'INTERNAL',
-        message: `the job could not be completed after ${config.attempts} attempts (${/stalled/i.test(err.message) ? 'its workers were lost' : 'internal error'})`,
-      },
-    }).then((won) => won && log({ jobId: job.data.id, owner: job.data.ownerLabel ?? 'none', status: 'FAILED' }, 'job failed after its last attempt'));
+    void redis.get(fairKeys.claim(job.id!)).then(async (id) => {
+      if (!id) return; // it had not taken a job
+      await redis.del(fairKeys.claim(job.id!));
+      const won = await finish(id, {
+        type: 'failed',
+        jobId: id,
+        status: 'FAILED',
+        error: {
+          code: 'INTERNAL',
+          message: `the job could not be completed after ${config.attempts} attempts (${/stalled/i.test(err.message) ? 'its workers were lost' : 'internal error'})`,
+        },
+      });
+      if (won) log({ jobId: id, status: 'FAILED' }, 'job failed after its last attempt');
+    });
   });
   log({ queue: QUEUE_NAME }, 'worker started');
   return {
