@@ -101,7 +101,23 @@ export async function fairPutBack(redis: Redis, token: string, popped: Popped, t
   await redis.eval(PUT_BACK_LUA, 3, fairKeys.owners, fairKeys.queue(t.owner), fairKeys.claim(token), t.owner, t.ownerScore, popped.id, t.score, ttlMs);
 }
 
-/** Removes a job not yet taken from its owner's queue: true when it was there (no worker has it). */
-export async function fairRemove(redis: Redis, owner: string, id: string): Promise<boolean> {
-  return (await redis.zrem(fairKeys.queue(owner), id)) === 1;
+/**
+ * Takes a job out of its owner's queue; when that leaves nothing queued, owners and the counter
+ * keep only the retention time, as after the last pop (the job's token is removed with it, so no
+ * pop follows). KEYS: owners, served, queue. ARGV: id, queue key prefix, retention ms.
+ */
+const REMOVE_LUA = `
+if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then return 0 end
+local owners = redis.call('ZRANGE', KEYS[1], 0, -1)
+for i = 1, #owners do
+  if redis.call('ZCARD', ARGV[2] .. owners[i]) > 0 then return 1 end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return 1
+`;
+
+/** Removes a job not yet taken from its owner's queue (REMOVE_LUA): true when it was there (no worker has it). */
+export async function fairRemove(redis: Redis, owner: string, id: string, retentionMs: number): Promise<boolean> {
+  return (await redis.eval(REMOVE_LUA, 3, fairKeys.owners, fairKeys.served, fairKeys.queue(owner), id, fairKeys.queue(''), retentionMs)) === 1;
 }

@@ -239,7 +239,7 @@ export class RedisJobBackend implements JobBackend {
       try {
         await this.redis.set(keys.terminal(id), '1', 'PX', this.config.retentionMs);
         await this.redis.publish(CANCEL_CHANNEL, `${id}|CLIENT`);
-        await fairRemove(this.redis, owner, id);
+        await fairRemove(this.redis, owner, id, this.config.retentionMs);
         await this.queue.remove(id).catch(() => 0);
         await this.redis.del(keys.snapshot(id), keys.owner(id), keys.inputs(id));
         await this.redis.zrem(keys.history(owner), id);
@@ -315,7 +315,7 @@ export class RedisJobBackend implements JobBackend {
     // Still in its owner's queue: no worker has it, and none will. Its token is removed when still
     // waiting (else it runs another job, or none: redisFair.ts).
     if (s.status === 'QUEUED') {
-      if (await fairRemove(this.redis, s.owner, id)) {
+      if (await fairRemove(this.redis, s.owner, id, this.config.retentionMs)) {
         await this.queue.remove(id).catch(() => 0);
         const event: JobEvent = { type: 'cancelled', jobId: id, status: 'CANCELLED', reason };
         await recordEvent(this.redis, id, event, this.config.retentionMs, (seq, e) => this.config.webhooks?.onEvent(id, seq, e) ?? Promise.resolve());
