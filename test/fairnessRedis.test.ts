@@ -21,10 +21,11 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { Redis } from 'ioredis';
 import { freePort } from './support/net.js';
+import { startRedisServer } from './support/redis.js';
 import { postMultipart } from './support/graphql.js';
 import { twoColourPng } from './support/images.js';
 import { type Proc, startServerProcess, waitFor } from './support/processes.js';
@@ -49,9 +50,8 @@ describe('fair scheduling on Redis (one API process, one worker process)', { tim
   const tokens = { alice: 'alice-token', bob: 'bob-token', root: 'root-token' };
 
   before(async () => {
-    assert.equal(spawnSync('redis-server', ['--version']).status, 0, 'redis-server is not installed');
     const redisPort = await freePort();
-    redisServer = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    redisServer = startRedisServer(redisPort);
     env = {
       REDIS_URL: `redis://127.0.0.1:${redisPort}`,
       AUTH_TOKENS: `${tokens.alice},${tokens.bob}`,

@@ -7,9 +7,10 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { freePort } from './support/net.js';
+import { startRedisServer } from './support/redis.js';
 import { type GraphQLResponse, postGraphQL } from './support/graphql.js';
 import { twoColourPng } from './support/images.js';
 import { type Proc, startServerProcess, waitFor } from './support/processes.js';
@@ -195,9 +196,8 @@ describe('job history on Redis (two API processes)', { timeout: 240_000 }, () =>
   let urls: string[];
 
   before(async () => {
-    assert.equal(spawnSync('redis-server', ['--version']).status, 0, 'redis-server is not installed');
     const redisPort = await freePort();
-    redisServer = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    redisServer = startRedisServer(redisPort);
     const env = { REDIS_URL: `redis://127.0.0.1:${redisPort}`, ...TOKENS, LOG_LEVEL: 'warn' };
     const ports = [await freePort(), await freePort()];
     apis = ports.map((p) => `http://127.0.0.1:${p}`);

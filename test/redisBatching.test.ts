@@ -5,7 +5,7 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { defaultModelsDir } from '../src/config.js';
 import { InferenceEngine } from '../src/inference/engine.js';
@@ -14,6 +14,7 @@ import { RedisJobBackend } from '../src/jobs/redisJobs.js';
 import { type RedisWorkerConfig, type RunningRedisWorker, startRedisWorker } from '../src/jobs/redisWorker.js';
 import type { JobEvent } from '../src/jobs/types.js';
 import { freePort } from './support/net.js';
+import { startRedisServer } from './support/redis.js';
 import { twoColourPng } from './support/images.js';
 import { startServerProcess, waitFor } from './support/processes.js';
 
@@ -35,9 +36,8 @@ describe('batching on Redis workers', { timeout: 240_000 }, () => {
   const lines: Record<string, unknown>[] = [];
 
   before(async () => {
-    assert.equal(spawnSync('redis-server', ['--version']).status, 0, 'redis-server is not installed');
     const port = await freePort();
-    server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    server = startRedisServer(port);
     redisUrl = `redis://127.0.0.1:${port}`;
     const probe = new Redis(redisUrl, { lazyConnect: true });
     probe.on('error', () => undefined); // refused until redis-server listens

@@ -8,9 +8,10 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { freePort } from './support/net.js';
+import { startRedisServer } from './support/redis.js';
 import { waitFor } from './support/processes.js';
 import { fromWire, keys, readSnapshot, recordEvent, snapshotFields, type WireEvent } from '../src/jobs/redisShared.js';
 import type { JobEvent, JobSnapshot } from '../src/jobs/types.js';
@@ -28,9 +29,8 @@ describe('Redis event append with two writers', { timeout: 60_000 }, () => {
   };
 
   before(async () => {
-    assert.equal(spawnSync('redis-server', ['--version']).status, 0, 'redis-server is not installed');
     const port = await freePort();
-    server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    server = startRedisServer(port);
     url = `redis://127.0.0.1:${port}`;
     const probe = client();
     probe.on('error', () => undefined); // refused until redis-server listens

@@ -6,9 +6,10 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { freePort } from './support/net.js';
+import { startRedisServer } from './support/redis.js';
 import { postGraphQL, postMultipart } from './support/graphql.js';
 import { twoColourPng } from './support/images.js';
 import { type Proc, startServerProcess, waitFor } from './support/processes.js';
@@ -37,9 +38,8 @@ describe('Redis keys: none outlives its job', { timeout: 180_000 }, () => {
   let api: string;
 
   before(async () => {
-    assert.equal(spawnSync('redis-server', ['--version']).status, 0, 'redis-server is not installed');
     const redisPort = await freePort();
-    redisServer = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    redisServer = startRedisServer(redisPort);
     const port = await freePort();
     api = `http://127.0.0.1:${port}`;
     proc = startServerProcess({ REDIS_URL: `redis://127.0.0.1:${redisPort}`, PORT: String(port), JOB_RETENTION_SECONDS: '2', LOG_LEVEL: 'warn' });

@@ -6,9 +6,10 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { freePort } from './support/net.js';
+import { startRedisServer } from './support/redis.js';
 import { postGraphQL, postMultipart } from './support/graphql.js';
 import { twoColourPng } from './support/images.js';
 import { type Proc, startServerProcess, waitFor } from './support/processes.js';
@@ -172,9 +173,8 @@ describe('result URLs across API processes on one Redis', { timeout: 240_000 }, 
   let apis: string[] = [];
 
   before(async () => {
-    assert.equal(spawnSync('redis-server', ['--version']).status, 0, 'redis-server is not installed');
     const redisPort = await freePort();
-    redisServer = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    redisServer = startRedisServer(redisPort);
     const env = { REDIS_URL: `redis://127.0.0.1:${redisPort}`, RESULT_URL_SECRET: 'test-result-secret', LOG_LEVEL: 'warn' };
     const ports = [await freePort(), await freePort()];
     apis = ports.map((p) => `http://127.0.0.1:${p}`);

@@ -5,8 +5,9 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { freePort } from './support/net.js';
+import { startRedisServer } from './support/redis.js';
 import { collectSse, postMultipart } from './support/graphql.js';
 import { twoColourPng } from './support/images.js';
 import { type Proc, startServerProcess, waitFor } from './support/processes.js';
@@ -27,9 +28,8 @@ describe('scale-out on Redis', { timeout: 180_000 }, () => {
   let smallQueueApi = '';
 
   before(async () => {
-    assert.equal(spawnSync('redis-server', ['--version']).status, 0, 'redis-server is not installed (Debian package redis-server; .ci/run installs it)');
     const redisPort = await freePort();
-    redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    redis = startRedisServer(redisPort);
     const env = { REDIS_URL: `redis://127.0.0.1:${redisPort}`, JOB_STALL_SECONDS: '2', JOB_ATTEMPTS: '3' };
     const ports = [await freePort(), await freePort()];
     const smallQueuePort = await freePort();
@@ -130,9 +130,8 @@ describe('scale-out on Redis', { timeout: 180_000 }, () => {
 
 describe('scale-out on Redis: the last attempt', { timeout: 120_000 }, () => {
   it('fails a job with a clear code, exactly once, when its last allowed worker is lost', async () => {
-    assert.equal(spawnSync('redis-server', ['--version']).status, 0, 'redis-server is not installed');
     const redisPort = await freePort();
-    const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const redis = startRedisServer(redisPort);
     const env = { REDIS_URL: `redis://127.0.0.1:${redisPort}`, JOB_STALL_SECONDS: '2', JOB_ATTEMPTS: '1' };
     const port = await freePort();
     const api = `http://127.0.0.1:${port}`;

@@ -7,9 +7,10 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { freePort } from './support/net.js';
+import { startRedisServer } from './support/redis.js';
 import { postGraphQL, postMultipart } from './support/graphql.js';
 import { twoColourPng } from './support/images.js';
 import { answers, rawSse } from './support/tenants.js';
@@ -28,9 +29,8 @@ describe('tenants and limits on Redis (two API processes)', { timeout: 240_000 }
   let img: Buffer;
 
   before(async () => {
-    assert.equal(spawnSync('redis-server', ['--version']).status, 0, 'redis-server is not installed');
     const redisPort = await freePort();
-    redisServer = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    redisServer = startRedisServer(redisPort);
     env = {
       REDIS_URL: `redis://127.0.0.1:${redisPort}`,
       AUTH_TOKENS: 'alice-token,bob-token,rl-token,dana-token,erin-token',

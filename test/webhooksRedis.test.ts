@@ -8,9 +8,10 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { Webhook } from 'standardwebhooks';
 import { freePort } from './support/net.js';
+import { startRedisServer } from './support/redis.js';
 import { postGraphQL } from './support/graphql.js';
 import { twoColourPng } from './support/images.js';
 import { type Proc, startServerProcess, waitFor } from './support/processes.js';
@@ -36,9 +37,8 @@ describe('webhooks on Redis', { timeout: 300_000 }, () => {
   let onCompleted: () => void = () => undefined;
 
   before(async () => {
-    assert.equal(spawnSync('redis-server', ['--version']).status, 0, 'redis-server is not installed');
     const redisPort = await freePort();
-    redisServer = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    redisServer = startRedisServer(redisPort);
     env = {
       REDIS_URL: `redis://127.0.0.1:${redisPort}`,
       WEBHOOK_SECRET: SECRET,
