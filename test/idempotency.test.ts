@@ -32,9 +32,19 @@ function submitter(img: Buffer) {
 
 const codeOf = (r: { body: { errors?: { extensions?: { code?: string } }[] } }): string | undefined => r.body.errors?.[0]?.extensions?.code;
 
-async function finishedJobs(api: string, token: string): Promise<number> {
+async function metricSum(api: string, token: string, name: string): Promise<number> {
   const text = await (await fetch(`${api}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
-  return [...text.matchAll(/^image_edit_jobs_finished_total\{[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
+}
+
+/** Finished jobs, read once nothing is queued or running (the earlier tests' jobs finish in the background). */
+async function finishedJobs(api: string, token: string): Promise<number> {
+  await waitFor(
+    async () => (await metricSum(api, token, 'image_edit_queue_depth')) + (await metricSum(api, token, 'image_edit_running_jobs')) === 0,
+    'an idle server',
+    60_000,
+  );
+  return metricSum(api, token, 'image_edit_jobs_finished_total');
 }
 
 describe('idempotent submits in memory', { timeout: 120_000 }, () => {
