@@ -13,7 +13,7 @@ export const COMPONENTS = {
    * Transformers as optimum exports them: the ports every one declares (a family's
    * `denoiser.inputs` lists the rest it feeds).
    */
-  transformer: { dir: 'transformer', inputs: ['hidden_states', 'encoder_hidden_states', 'pooled_projections', 'timestep'], outputs: [['out_hidden_states']] },
+  transformer: { dir: 'transformer', inputs: ['hidden_states', 'encoder_hidden_states', 'timestep'], outputs: [['out_hidden_states']] },
   vaeEncoder: { dir: 'vae_encoder', inputs: ['sample'], outputs: [['latent_parameters', 'latent_sample']] },
   vaeDecoder: { dir: 'vae_decoder', inputs: ['latent_sample'], outputs: [['sample']] },
 } as const satisfies Record<string, { dir: string; inputs: readonly string[]; outputs: readonly (readonly string[])[] }>;

@@ -152,8 +152,12 @@ function readFolder(dir: string, id: string): ModelSpec {
     const d = sig.inputs.find((p) => p.name === port)?.shape[axis];
     return typeof d === 'number' ? d : null;
   };
-  const latentChannels = num(vaeConfig, 'latent_channels', fixedDim(signatures.vaeDecoder!, 'latent_sample', 1) ?? 4);
-  const blocks = Array.isArray(vaeConfig?.block_out_channels) ? (vaeConfig.block_out_channels as unknown[]).length : 4;
+  // AutoencoderKL's `latent_channels`, or the video VAEs' `z_dim` (Qwen-Image).
+  const latentChannels = num(vaeConfig, 'latent_channels', num(vaeConfig, 'z_dim', fixedDim(signatures.vaeDecoder!, 'latent_sample', 1) ?? 4));
+  // diffusers' vae_scale_factor: 2^(len(block_out_channels) − 1), or 2^len(temperal_downsample) (sic) for Qwen-Image's VAE.
+  const scaleExponent = Array.isArray(vaeConfig?.temperal_downsample)
+    ? (vaeConfig.temperal_downsample as unknown[]).length
+    : (Array.isArray(vaeConfig?.block_out_channels) ? (vaeConfig.block_out_channels as unknown[]).length : 4) - 1;
   // The denoiser's input channels: its config.json's `in_channels`, else its checked port's channel
   // axis, else (symbolic, as diffusers' converter writes it) the first convolution's weight.
   const inChannels = ((): { value: number; from: string } => {
@@ -223,7 +227,7 @@ function readFolder(dir: string, id: string): ModelSpec {
     schedulerJson,
     scalingFactor: num(vaeConfig, 'scaling_factor', 0.18215),
     shiftFactor: num(vaeConfig, 'shift_factor', 0),
-    vaeScaleFactor: 2 ** Math.max(0, blocks - 1),
+    vaeScaleFactor: 2 ** Math.max(0, scaleExponent),
     latentChannels,
     denoiserInChannels,
     defaults,
@@ -232,7 +236,7 @@ function readFolder(dir: string, id: string): ModelSpec {
       maxN: num(limitsRaw, 'maxN', 4),
       maxSteps: num(limitsRaw, 'maxSteps', 100),
       maxPixels: num(limitsRaw, 'maxPixels', family.limits?.maxPixels ?? 1024 * 1024),
-      ...(defaults.maxSequenceLength != null ? { maxSequenceLength: num(limitsRaw, 'maxSequenceLength', 512) } : {}),
+      ...(defaults.maxSequenceLength != null ? { maxSequenceLength: num(limitsRaw, 'maxSequenceLength', family.limits?.maxSequenceLength ?? 512) } : {}),
     },
     memory: {
       weightBytes: num(memoryRaw, 'weightBytes', weightBytes),

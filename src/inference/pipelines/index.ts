@@ -6,6 +6,7 @@ import { inpaint } from './inpaint.js';
 import { sdxlImg2Img, sdxlInpaint } from './sdxl.js';
 import { fluxImg2Img, fluxKontext } from './flux.js';
 import { sd3Img2Img, sd3Inpaint } from './sd3.js';
+import { qwenImageEdit, qwenImageEditPlus } from './qwen/index.js';
 
 export const PIPELINE_FAMILIES: readonly PipelineFamilyDef[] = [
   instructPix2Pix,
@@ -17,6 +18,8 @@ export const PIPELINE_FAMILIES: readonly PipelineFamilyDef[] = [
   fluxKontext,
   sd3Img2Img,
   sd3Inpaint,
+  qwenImageEdit,
+  qwenImageEditPlus,
 ];
 
 export type { PipelineFamilyDef } from './family.js';
