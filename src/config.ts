@@ -14,6 +14,7 @@ export function defaultModelsDir(): string {
 export const BUILT_IN_MODELS: Readonly<Record<string, string>> = {
   'tiny-edit': 'models/tinyEdit.ts',
   'tiny-flow-edit': 'models/flowExports.ts',
+  'tiny-qwen-edit': 'models/qwenExports.ts',
 };
 
 /** The generator of `dir` when it is (or links to) one of the built-in model folders; else null. */
