@@ -244,9 +244,6 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
     throw new RestError('BAD_USER_INPUT', 'output_type must be pil or np (both return the encoded image here)', 'output_type');
   }
   const maxSequenceLength = numberField(form, 'max_sequence_length', true);
-  if (maxSequenceLength !== undefined && (maxSequenceLength < 1 || maxSequenceLength > 512)) {
-    throw new RestError('BAD_USER_INPUT', 'max_sequence_length must be from 1 to 512', 'max_sequence_length');
-  }
   // Flow models take the seed's true_cfg_scale and max_sequence_length as they are; UNet models
   // keep the documented mapping (an unknown model is reported when the edit is submitted).
   let spec: ModelSpec | null = null;
@@ -254,6 +251,11 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
     spec = engine.model(model);
   } catch {
     spec = null;
+  }
+  // The model's own limit (T5: 512; Qwen-Image-Edit: 1024, checked and not a truncation).
+  const maxLength = spec?.limits.maxSequenceLength ?? 512;
+  if (maxSequenceLength !== undefined && (maxSequenceLength < 1 || maxSequenceLength > maxLength)) {
+    throw new RestError('BAD_USER_INPUT', `max_sequence_length must be from 1 to ${maxLength}`, 'max_sequence_length');
   }
   const flow = spec?.defaults.trueCfgScale != null;
   const partialImages = numberField(form, 'partial_images', true) ?? 0;
