@@ -302,7 +302,7 @@ describe('model doctor', () => {
     assert.equal(builtIn.status, 0, builtIn.stderr);
     assert.equal(
       builtIn.stdout,
-      `models in ${join(PROJECT_ROOT, 'models')}:\n  tiny-edit       ok  instruct-pix2pix, built in (written by models/tinyEdit.ts)\n  tiny-flow-edit  ok  flux-kontext, built in (written by models/flowExports.ts)\n`,
+      `models in ${join(PROJECT_ROOT, 'models')}:\n  tiny-edit       ok  instruct-pix2pix, built in (written by models/tinyEdit.ts)\n  tiny-flow-edit  ok  flux-kontext, built in (written by models/flowExports.ts)\n  tiny-qwen-edit  ok  qwen-image-edit, built in (written by models/qwenExports.ts)\n`,
     );
   });
 
