@@ -84,7 +84,10 @@ function textEncoderGraph(): GraphBuilder {
   const first = g.op1('Sub', [g.op1('Mul', [slice(g, ids, 0, 1, 1), g.i64([0], [])]), g.i64([2], [])]);
   const previous = g.op1('Concat', [first, slice(g, ids, 0, -1, 1)], { axis: 1 });
   const lastHit = g.op1('Equal', [g.op1('Unsqueeze', [ids, g.i64([2])]), g.i64(last, [k])]);
-  const prevHit = g.op1('Or', [g.op1('Equal', [g.op1('Unsqueeze', [previous, g.i64([2])]), g.i64(prev, [k])]), g.op1('Equal', [g.i64(prev, [k]), g.i64([-1], [])])]);
+  const prevHit = g.op1('Or', [
+    g.op1('Equal', [g.op1('Unsqueeze', [previous, g.i64([2])]), g.i64(prev, [k])]),
+    g.op1('Equal', [g.i64(prev, [k]), g.i64([-1], [])]),
+  ]);
   const hits = g.op1('Cast', [g.op1('And', [lastHit, prevHit])], { to: 1 }); // [B,L,K]
   const values = g.op1('MatMul', [hits, g.f32(rows, [k, QWEN_TINY_HIDDEN], 'word_rows')]); // [B,L,18]
   // Presence: the mask, plus on image pads (pads·4 − patches), the processor's agreement.
@@ -121,7 +124,8 @@ function transformerGraph(zeroCondT: boolean): GraphBuilder {
   const modulate = zeroCondT ? g.input('modulate_index', 'int64', ['batch_size', 'image_sequence_length']) : null;
 
   // The RoPE tables must be as long as the sequences they describe (broadcast as a traced graph would).
-  const check = (x: string, table: string): string => g.op1('Add', [x, zeroOf(g, g.op1('Unsqueeze', [g.op1('ReduceSum', [table, g.i64([1])], { keepdims: 1 }), g.i64([0])]))]);
+  const check = (x: string, table: string): string =>
+    g.op1('Add', [x, zeroOf(g, g.op1('Unsqueeze', [g.op1('ReduceSum', [table, g.i64([1])], { keepdims: 1 }), g.i64([0])]))]);
   const h = check(check(hidden, imgCos), imgSin);
   const t = slice(g, check(check(text, txtCos), txtSin), 0, QWEN_TINY_HIDDEN, 2);
 
@@ -136,7 +140,8 @@ function transformerGraph(zeroCondT: boolean): GraphBuilder {
   const zero = g.i64([0]);
   const noise = sliceSeq(h, zero, noiseCount, 1);
   const cond = sliceSeq(h, noiseCount, end, 1);
-  const same = (p: string): string => g.op1('Equal', [sliceSeq(p, zero, noiseCount, 0), g.op1('Transpose', [sliceSeq(p, noiseCount, end, 0)], { perm: [1, 0] })]);
+  const same = (p: string): string =>
+    g.op1('Equal', [sliceSeq(p, zero, noiseCount, 0), g.op1('Transpose', [sliceSeq(p, noiseCount, end, 0)], { perm: [1, 0] })]);
   const match = g.op1('Cast', [g.op1('And', [same(hp), same(wp)])], { to: 1 }); // [Sn, Sc]
   const count = g.op1('Max', [g.op1('ReduceSum', [match, g.i64([1])], { keepdims: 1 }), g.f32([1], [])]);
   const ref = g.op1('Div', [g.op1('MatMul', [match, cond]), count]); // [B,Sn,64]
@@ -230,7 +235,10 @@ export function buildQwenEditFiles(o: QwenFixtureOptions = { layout: 'edit' }): 
   for (const name of readdirSync(QWEN_PROCESSOR_DIR).sort()) files.set(`processor/${name}`, readFileSync(join(QWEN_PROCESSOR_DIR, name)));
   files.set('scheduler/scheduler_config.json', readFileSync(join(FIXTURES, 'Qwen-Image', 'scheduler', 'scheduler_config.json')));
   files.set('text_encoder/model.onnx', textEncoderGraph().toBytes());
-  files.set('text_encoder/config.json', json({ architectures: ['Qwen2_5_VLForConditionalGeneration'], model_type: 'qwen2_5_vl', hidden_size: QWEN_TINY_HIDDEN }));
+  files.set(
+    'text_encoder/config.json',
+    json({ architectures: ['Qwen2_5_VLForConditionalGeneration'], model_type: 'qwen2_5_vl', hidden_size: QWEN_TINY_HIDDEN }),
+  );
   files.set('transformer/model.onnx', transformerGraph(plus).toBytes());
   files.set(
     'transformer/config.json',

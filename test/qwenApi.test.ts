@@ -35,7 +35,9 @@ async function squares(seed: number): Promise<Buffer> {
       raw[o + 2] = (sq * 53 + 100) % 256;
     }
   }
-  return sharp(raw, { raw: { width: SIZE, height: SIZE, channels: 3 } }).png().toBuffer();
+  return sharp(raw, { raw: { width: SIZE, height: SIZE, channels: 3 } })
+    .png()
+    .toBuffer();
 }
 
 /** The largest channel difference between `output` and the exact edit of `input`, pixel by pixel. */
@@ -124,7 +126,10 @@ describe('Qwen-Image-Edit through GraphQL, REST and the CLI', () => {
       const previews = progress.flatMap((e) => e.previews ?? []);
       assert.ok(previews.length >= 4, `${previews.length} previews`);
       // The last preview is the x₀ estimate: coloured like the output.
-      const [preview, output] = await Promise.all([meanColour(Buffer.from(previews.at(-1)!.b64Json, 'base64')), meanColour(Buffer.from(images.at(-1)!.b64Json, 'base64'))]);
+      const [preview, output] = await Promise.all([
+        meanColour(Buffer.from(previews.at(-1)!.b64Json, 'base64')),
+        meanColour(Buffer.from(images.at(-1)!.b64Json, 'base64')),
+      ]);
       assert.ok(maxChannelDiff(preview, output) <= 8, `preview ${preview} vs output ${output}`);
     });
   }
@@ -136,7 +141,9 @@ describe('Qwen-Image-Edit through GraphQL, REST and the CLI', () => {
     assert.ok((await editError(a, Buffer.from(done.result!.images[0]!.b64Json, 'base64'), 'invert')) <= 2);
   });
 
-  async function rest(fields: Record<string, string>): Promise<{ status: number; body: { data?: { b64_json: string }[]; error?: { param: string | null; code: string; message: string } } }> {
+  async function rest(
+    fields: Record<string, string>,
+  ): Promise<{ status: number; body: { data?: { b64_json: string }[]; error?: { param: string | null; code: string; message: string } } }> {
     const form = new FormData();
     form.append('image[]', new Blob([new Uint8Array(a)], { type: 'image/png' }), 'a.png');
     form.append('image[]', new Blob([new Uint8Array(b)], { type: 'image/png' }), 'b.png');
@@ -183,7 +190,9 @@ describe('Qwen-Image-Edit through GraphQL, REST and the CLI', () => {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ query: '{ models { id kind defaults { steps trueCfgScale maxSequenceLength } } }' }),
     });
-    const body = (await res.json()) as { data: { models: { id: string; kind: string; defaults: { steps: number; trueCfgScale: number; maxSequenceLength: number } }[] } };
+    const body = (await res.json()) as {
+      data: { models: { id: string; kind: string; defaults: { steps: number; trueCfgScale: number; maxSequenceLength: number } }[] };
+    };
     const byId = Object.fromEntries(body.data.models.map((m) => [m.id, m]));
     assert.deepEqual(byId['tiny-qwen-lightning']!.defaults, { steps: 8, trueCfgScale: 1, maxSequenceLength: 512 });
     assert.equal(byId['tiny-qwen-edit']!.kind, 'qwen-image-edit');
@@ -199,7 +208,24 @@ describe('Qwen-Image-Edit through GraphQL, REST and the CLI', () => {
       const out = join(dir, 'out');
       const { stdout } = await run(
         'npm',
-        ['run', '--silent', 'edit', '--', '--model', 'tiny-qwen-edit', '--image', join(dir, 'a.png'), '--image', join(dir, 'b.png'), '--n', '2', '--prompt', 'grayscale', '--out', out],
+        [
+          'run',
+          '--silent',
+          'edit',
+          '--',
+          '--model',
+          'tiny-qwen-edit',
+          '--image',
+          join(dir, 'a.png'),
+          '--image',
+          join(dir, 'b.png'),
+          '--n',
+          '2',
+          '--prompt',
+          'grayscale',
+          '--out',
+          out,
+        ],
         { cwd: PROJECT_ROOT },
       );
       assert.match(stdout, /2 input\(s\) → 4 image\(s\)/);

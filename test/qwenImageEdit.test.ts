@@ -63,7 +63,8 @@ describe('Qwen2-VL processor', () => {
 
   it("smart_resize gives transformers' sizes", () => {
     const { cases } = vector<{ cases: { height: number; width: number; resized: [number, number] }[] }>('qwen-smart-resize.json');
-    for (const c of cases) assert.deepEqual(smartResize(c.height, c.width, 28, 3136, 12845056), { height: c.resized[0], width: c.resized[1] }, `${c.height}x${c.width}`);
+    for (const c of cases)
+      assert.deepEqual(smartResize(c.height, c.width, 28, 3136, 12845056), { height: c.resized[0], width: c.resized[1] }, `${c.height}x${c.width}`);
   });
 
   it('gives the grids and token counts of SPEC §4 (384² → 28×28, 196 tokens; 1024² → 74×74, 1369 tokens)', () => {

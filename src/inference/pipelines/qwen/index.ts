@@ -175,7 +175,13 @@ function embeddingKey(prompt: string, image: Float32Array, plus: boolean): strin
 }
 
 /** Encodes every (prompt, image) pair not cached yet in one text encoder call. */
-async function encodePairs(ctx: PipelineContext, folder: QwenFolder, pairs: { prompt: string; image: Float32Array }[], params: PipelineParams, plus: boolean): Promise<void> {
+async function encodePairs(
+  ctx: PipelineContext,
+  folder: QwenFolder,
+  pairs: { prompt: string; image: Float32Array }[],
+  params: PipelineParams,
+  plus: boolean,
+): Promise<void> {
   const missing = new Map<string, { prompt: string; image: Float32Array }>();
   for (const p of pairs) {
     const key = embeddingKey(p.prompt, p.image, plus);
@@ -258,8 +264,7 @@ function qwenStages(plus: boolean): FamilyStages<QwenConditioning, QwenLatents> 
     async prepareLatents(ctx, items, params, _schedule, generators) {
       const spec = ctx.sessions.spec;
       const folder = qwenFolder(spec);
-      if (items.some((i) => i.mask))
-        throw new InferenceError('BAD_USER_INPUT', `model ${spec.id} (${spec.family.describe}) does not take masks; send no mask`);
+      if (items.some((i) => i.mask)) throw new InferenceError('BAD_USER_INPUT', `model ${spec.id} (${spec.family.describe}) does not take masks; send no mask`);
       const batch = items.length;
       const shape = latentShapeFor(ctx, params);
       const f = spec.vaeScaleFactor;
@@ -277,7 +282,11 @@ function qwenStages(plus: boolean): FamilyStages<QwenConditioning, QwenLatents> 
         const rgb = resized(img, params.width, params.height, cond);
         for (let k = 0; k < pixels; k++) images[i * pixels + k] = 2 * rgb[k]! - 1;
       });
-      const encoded = await ctx.sessions.run('vaeEncoder', { sample: { data: images, dims: [distinct.length, 3, cond.height, cond.width] } }, ctx.sessions.vaeEncoderOutput);
+      const encoded = await ctx.sessions.run(
+        'vaeEncoder',
+        { sample: { data: images, dims: [distinct.length, 3, cond.height, cond.width] } },
+        ctx.sessions.vaeEncoderOutput,
+      );
       const perImage = (ctx.sessions.vaeEncoderOutput === 'latent_parameters' ? 2 : 1) * condSize;
       const plane = condShape.height * condShape.width;
       const packed = distinct.map((_, i) => {
@@ -353,7 +362,7 @@ function qwenStages(plus: boolean): FamilyStages<QwenConditioning, QwenLatents> 
       const velocity = ctx.scratch.floats(batch * noiseRow);
       const s = params.trueCfgScale;
       return async (x, t) => {
-        for (let r = 0; r < rows; r++) hidden.set(x.subarray((r % batch) * noiseRow, (r % batch + 1) * noiseRow), r * seq * cp);
+        for (let r = 0; r < rows; r++) hidden.set(x.subarray((r % batch) * noiseRow, ((r % batch) + 1) * noiseRow), r * seq * cp);
         feeds.timestep = { data: new Float32Array(rows).fill(Math.fround(t) / 1000), dims: [rows] };
         const out = await ctx.sessions.run('transformer', feeds, 'out_hidden_states');
         const rowOut = (r: number): Float32Array => out.subarray(r * seq * cp, r * seq * cp + noiseRow);
@@ -431,7 +440,17 @@ function qwenFamily(kind: string, describe: string, pipelineClasses: RegExp, plu
     maskMethod: 'latent-blend',
     components: ['textEncoder', 'transformer', 'vaeEncoder', 'vaeDecoder'],
     denoiser: transformerRole(
-      ['hidden_states', 'encoder_hidden_states', 'encoder_hidden_states_mask', 'timestep', 'img_rope_cos', 'img_rope_sin', 'txt_rope_cos', 'txt_rope_sin', 'modulate_index'],
+      [
+        'hidden_states',
+        'encoder_hidden_states',
+        'encoder_hidden_states_mask',
+        'timestep',
+        'img_rope_cos',
+        'img_rope_sin',
+        'txt_rope_cos',
+        'txt_rope_sin',
+        'modulate_index',
+      ],
       ['modulate_index'],
     ),
     // The processor folder is read by the family itself (prompt.ts).

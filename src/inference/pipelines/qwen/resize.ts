@@ -21,7 +21,7 @@ function kernel(filter: ResampleFilter, x: number): number {
   if (ax >= 3) return 0;
   if (ax === 0) return 1;
   const px = Math.PI * x;
-  return ((3 * Math.sin(px) * Math.sin(px / 3)) / (px * px));
+  return (3 * Math.sin(px) * Math.sin(px / 3)) / (px * px);
 }
 
 interface Coefficients {
