@@ -23,6 +23,10 @@
  *                       512² (quick), 512² and 1024² (full); `--flow-sizes 512,1024` chooses, `--flow-steps N`
  *                       (default 4), and `--flow-only` runs just this section, updating the `flow` key
  *                       of an existing bench/results.json
+ *   qwen                on `bench-qwen` (Qwen-Image-Edit layout, attention over text + noise + 1 MP condition
+ *                       tokens), one child process per size (bench/qwen.ts): batching N = 1, 2, 4 against raw
+ *                       ORT, true CFG in one call against two, Lightning 8 steps against 50 with CFG; 512²
+ *                       (quick), 512² and 1024² (full); `--qwen-sizes`, `--qwen-steps N` (default 2), `--qwen-only`
  * Prints a table and writes bench/results.json. Figures are ratios measured in the same run.
  */
 import { spawn } from 'node:child_process';
@@ -49,6 +53,7 @@ import { postMultipart, wsClient } from '../test/support/graphql.js';
 import { freePort } from '../test/support/net.js';
 import { pino } from 'pino';
 import { flowBench } from './flow.js';
+import { qwenBench } from './qwen.js';
 import { LOAD_FLAGS, runLoadBench } from './load.js';
 import { measureMemory } from './memory.js';
 
@@ -61,6 +66,9 @@ const { values: flags } = parseArgs({
     'flow-sizes': { type: 'string' },
     'flow-steps': { type: 'string', default: '4' },
     'flow-only': { type: 'boolean', default: false },
+    'qwen-sizes': { type: 'string' },
+    'qwen-steps': { type: 'string', default: '2' },
+    'qwen-only': { type: 'boolean', default: false },
     load: { type: 'boolean', default: false },
     ...LOAD_FLAGS,
   },
@@ -84,6 +92,9 @@ const STEPS = flags.steps !== undefined ? positiveInt('steps', flags.steps) : fu
 const FLOW_SIZES = flags['flow-sizes'] !== undefined ? flags['flow-sizes'].split(',').map((v) => positiveInt('flow-sizes', v)) : full ? [512, 1024] : [512];
 if (!FLOW_SIZES.every((v) => v >= 64 && v % 64 === 0)) throw new Error('--flow-sizes needs multiples of 64, comma-separated');
 const FLOW_STEPS = positiveInt('flow-steps', flags['flow-steps']);
+const QWEN_SIZES = flags['qwen-sizes'] !== undefined ? flags['qwen-sizes'].split(',').map((v) => positiveInt('qwen-sizes', v)) : full ? [512, 1024] : [512];
+if (!QWEN_SIZES.every((v) => v >= 64 && v % 16 === 0)) throw new Error('--qwen-sizes needs multiples of 16, comma-separated');
+const QWEN_STEPS = positiveInt('qwen-steps', flags['qwen-steps']);
 
 const MASK_BLUR = 4;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -165,7 +176,34 @@ async function flowSection(): Promise<{ model: string; reps: number; sizes: Awai
   return { model: 'bench-flux', reps: REPS, sizes };
 }
 
+/** The qwen section: bench-qwen at each of QWEN_SIZES (one repetition each: every row attends over the 1 MP condition), printed. */
+async function qwenSection(): Promise<{ model: string; sizes: Awaited<ReturnType<typeof qwenBench>> }> {
+  console.log(`bench-qwen: 1, 2 and ${IMAGES} images at ${QWEN_SIZES.map((s) => `${s}²`).join(', ')}, ${QWEN_STEPS} steps`);
+  const sizes = await qwenBench({ sizes: QWEN_SIZES, steps: QWEN_STEPS, reps: 1, maxImages: IMAGES });
+  const f = (x: number, d = 3): string => x.toFixed(d);
+  console.table(
+    Object.fromEntries(
+      sizes.flatMap((r) => [
+        ...r.batching.map((b) => [
+          `qwen ${r.size} N=${b.images}`,
+          { 'pipeline speedup': f(b.speedup), 'raw transformer speedup': f(b.raw_transformer_speedup) },
+        ]),
+        [`qwen ${r.size} CFG in one call`, { 'pipeline speedup': '', 'raw transformer speedup': f(r.cfg.raw_speedup) }],
+        [`qwen ${r.size} Lightning 8 vs 50+CFG`, { 'pipeline speedup': f(r.lightning.speedup), 'raw transformer speedup': '' }],
+      ]),
+    ),
+  );
+  return { model: 'bench-qwen', sizes };
+}
+
 async function main(): Promise<void> {
+  if (flags['qwen-only']) {
+    const out = join(PROJECT_ROOT, 'bench', 'results.json');
+    const previous = existsSync(out) ? (JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown>) : {};
+    writeFileSync(out, `${JSON.stringify({ ...previous, qwen: await qwenSection() }, null, 2)}\n`);
+    console.log(`wrote the qwen key of ${out}`);
+    return;
+  }
   if (flags['flow-only']) {
     const out = join(PROJECT_ROOT, 'bench', 'results.json');
     const previous = existsSync(out) ? (JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown>) : {};
@@ -463,6 +501,7 @@ async function main(): Promise<void> {
   await sdxlEngine.close();
   const sdxlSpeedup = median(sdxlRatios);
   const flow = await flowSection();
+  const qwen = await qwenSection();
 
   // --- memory per job size, each job in a fresh process with the arena on and off (bench/memory.ts).
   const memoryJobs = measureMemory(modelsDir, [1, 4]);
@@ -545,6 +584,8 @@ async function main(): Promise<void> {
     },
     // bench-flux (FLUX.1-dev layout) per size, each measured in its own child process.
     flow,
+    // bench-qwen (Qwen-Image-Edit layout) per size, likewise.
+    qwen,
   };
   const out = join(PROJECT_ROOT, 'bench', 'results.json');
   mkdirSync(dirname(out), { recursive: true });

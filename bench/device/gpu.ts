@@ -7,11 +7,12 @@
  *      (pixel differences of the decoded PNGs), with the thresholds printed beside them.
  *   3. Batching at 512²: one pipeline call over B images for each B of --batches (default 1,4,16),
  *      at the model's default steps, on WebGPU (on CPU, labelled so, when WebGPU cannot open).
+ *   4. `bench-qwen` (when the pack carries it) at 512², 2 steps: one call over 1, 2 and 4 images.
  * Flags: --models DIR (a folder holding `bench`), --batches 1,4,16, --steps N, --check-steps N,
  * --reps N, --out FILE (JSON of every figure). Exit status 1 when the output check fails, 2 when
  * WebGPU could not be used (figures are then CPU figures).
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import sharp from 'sharp';
@@ -201,6 +202,28 @@ async function main(): Promise<number> {
   }
   results.batching = { size: `${SIZE}x${SIZE}`, steps, provider: actual, rows };
   await engine.close();
+
+  // 4. bench-qwen (Qwen-Image-Edit layout; every row attends over the 1 MP condition): one call over N images, N = 1, 2, 4.
+  if (existsSync(join(modelsDir, 'bench-qwen'))) {
+    const qwen = await InferenceEngine.start({ modelsDir, modelIds: ['bench-qwen'], threading: 'inline', provider, log: engineLog });
+    const qspec = qwen.model('bench-qwen');
+    const qedit = (count: number) => resolveEditOptions(qspec, count, { prompt: 'make it sepia', size: `${SIZE}x${SIZE}`, steps: 2, seed: 7 });
+    log(`bench-qwen at ${SIZE}², 2 steps, provider ${qwen.providers()['bench-qwen'] ?? 'unknown'}:`);
+    const qrows: Record<string, number>[] = [];
+    let qsingle = 0;
+    for (const b of [1, 2, 4]) {
+      const inputs = images.slice(0, b).map((bytes) => ({ bytes }));
+      await qwen.edit('bench-qwen', qedit(b), inputs);
+      const t = now();
+      const out = await qwen.edit('bench-qwen', qedit(b), inputs);
+      const s = (now() - t) / 1000;
+      if (b === 1) qsingle = s;
+      qrows.push({ batch: b, seconds_per_call: s, speedup_per_image: qsingle / (s / b), micro_batches: out.usage.batches });
+      log(`  batch ${b}: ${s.toFixed(3)} s per call, ${(qsingle / (s / b)).toFixed(2)}× per image vs batch 1, ${out.usage.batches} micro-batch(es)`);
+    }
+    results.qwen = { size: `${SIZE}x${SIZE}`, steps: 2, rows: qrows };
+    await qwen.close();
+  }
   if (outFile) writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
   log(`RESULT ${JSON.stringify(results)}`);
   if (!checkPassed) {

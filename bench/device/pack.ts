@@ -5,7 +5,7 @@
  *   payload.tar.xz   this machine's node binary, gpu.mjs (bench/device/gpu.ts bundled by esbuild) and
  *                    stageWorker.js (the engine's encoder thread, bundled likewise),
  *                    the native parts esbuild cannot bundle (onnxruntime-node with its Linux x64
- *                    libonnxruntime.so.1 and binding, sharp with libvips), the `bench` model folder,
+ *                    libonnxruntime.so.1 and binding, sharp with libvips), the `bench` and `bench-qwen` model folders,
  *                    and the Vulkan loader (Debian's libvulkan1 .deb, fetched with `apt-get download`,
  *                    plus its extracted files) for machines that lack one.
  * Fails if the folder would exceed 64 MiB. `--no-vulkan` leaves the loader out (no apt access).
@@ -76,6 +76,7 @@ async function main(): Promise<void> {
   }
   cpSync(process.execPath, join(STAGE, 'node'));
   cpSync(await ensureBenchModel(), join(STAGE, 'models', 'bench'), { recursive: true });
+  cpSync(await ensureBenchModel({ family: 'qwen-image-edit' }), join(STAGE, 'models', 'bench-qwen'), { recursive: true });
 
   if (withVulkan) {
     const debs = join(STAGE, 'debs');

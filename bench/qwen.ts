@@ -1,0 +1,195 @@
+/**
+ * The `qwen` section of the benchmark: `bench-qwen` (Qwen-Image-Edit layout: joint attention over
+ * text, noise and the 1 MP condition's tokens) at one output size per child process. `qwenBench`
+ * (used by bench/run.ts) runs the children; run directly,
+ * `tsx bench/qwen.ts --size 512 --steps 2 --reps 1 --max-images 4` measures one size and prints one
+ * `QWEN_RESULT {json}` line:
+ *   batching[N]   N single-image jobs / one job over N images (pipeline), and the raw ONNX Runtime
+ *                 transformer at batch N against N calls at batch 1, same feeds (N = 1, 2, 4)
+ *   cfg           raw transformer: the negative and positive rows in one batch-2 call against two
+ *                 batch-1 calls (what diffusers does); pipeline: a job with true CFG against one without
+ *   lightning     8 steps without true CFG against 50 steps with it, from the per-step and fixed
+ *                 costs measured at 2 and 4 steps (a 50-step run is not made; the figure is derived)
+ *   pipeline_overhead  share of the batched job's wall time outside session.run
+ */
+import { execFile } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import ort from 'onnxruntime-node';
+import sharp from 'sharp';
+import { ensureBenchModel } from '../models/bench.js';
+import { InferenceEngine } from '../src/inference/engine.js';
+import { calculateDimensions } from '../src/inference/pipelines/qwen/sizing.js';
+import { imageRope, textRope } from '../src/inference/pipelines/qwen/rope.js';
+import { resolveEditOptions } from '../src/inference/request.js';
+import { sessionOptions } from '../src/inference/sessions.js';
+
+export interface QwenSizeResult {
+  size: string;
+  steps: number;
+  noise_tokens: number;
+  condition_tokens: number;
+  batching: { images: number; sequential_s: number; batched_s: number; speedup: number; raw_transformer_speedup: number }[];
+  cfg: { raw_one_call_s: number; raw_two_calls_s: number; raw_speedup: number; job_with_cfg_s: number; job_without_s: number };
+  lightning: { per_step_s: number; per_step_cfg_s: number; fixed_s: number; eight_steps_s: number; fifty_steps_cfg_s: number; speedup: number };
+  pipeline_overhead: number;
+  peak_rss_mb: number;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(name);
+  const v = i > 0 ? Number(process.argv[i + 1]) : fallback;
+  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} needs a positive integer`);
+  return v;
+}
+
+async function timed<T>(f: () => Promise<T>): Promise<{ value: T; s: number }> {
+  const t = performance.now();
+  const value = await f();
+  return { value, s: (performance.now() - t) / 1000 };
+}
+
+async function measure(size: number, steps: number, reps: number, maxImages: number): Promise<QwenSizeResult> {
+  const dir = await ensureBenchModel({ family: 'qwen-image-edit' });
+  const engine = await InferenceEngine.start({ modelsDir: dirname(dir), modelIds: ['bench-qwen'], threading: 'inline' });
+  const spec = engine.model('bench-qwen');
+  const inputs = await Promise.all(
+    Array.from({ length: maxImages }, async (_, i) => ({
+      bytes: await sharp({ create: { width: size, height: size, channels: 3, background: { r: 40 + 50 * i, g: 120, b: 200 - 40 * i } } })
+        .png()
+        .toBuffer(),
+    })),
+  );
+  const job = (count: number, options: { steps?: number; negativePrompt?: string } = {}) =>
+    resolveEditOptions(spec, count, { prompt: 'make it sepia', size: `${size}x${size}`, steps, seed: 1, ...options });
+  const run = (count: number, options: { steps?: number; negativePrompt?: string } = {}) =>
+    engine.edit('bench-qwen', job(count, options), inputs.slice(0, count));
+  await run(1);
+
+  // Raw transformer feeds of this size: noise + condition tokens, text as the pipeline pads it.
+  const f = spec.vaeScaleFactor * 2;
+  const cond = calculateDimensions(1024 * 1024, 1);
+  const shapes = [
+    [1, size / f, size / f],
+    [1, cond.height / f, cond.width / f],
+  ] as const;
+  const noiseTokens = (size / f) ** 2;
+  const seq = noiseTokens + (cond.height / f) * (cond.width / f);
+  const textLength = 1369 + 16;
+  const session = await ort.InferenceSession.create(join(dir, 'transformer', 'model.onnx'), sessionOptions({ provider: 'cpu' }, 'cpu'));
+  const img = imageRope(shapes);
+  const txt = textRope(shapes, textLength);
+  const feeds = (rows: number): Record<string, ort.Tensor> => ({
+    hidden_states: new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: rows * seq * 64 }, (_, k) => Math.sin(k)),
+      [rows, seq, 64],
+    ),
+    encoder_hidden_states: new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: rows * textLength * 128 }, (_, k) => Math.cos(k)),
+      [rows, textLength, 128],
+    ),
+    encoder_hidden_states_mask: new ort.Tensor('int64', new BigInt64Array(rows * textLength).fill(1n), [rows, textLength]),
+    timestep: new ort.Tensor('float32', new Float32Array(rows).fill(0.5), [rows]),
+    img_rope_cos: new ort.Tensor('float32', img.cos, [img.rows, 64]),
+    img_rope_sin: new ort.Tensor('float32', img.sin, [img.rows, 64]),
+    txt_rope_cos: new ort.Tensor('float32', txt.cos, [txt.rows, 64]),
+    txt_rope_sin: new ort.Tensor('float32', txt.sin, [txt.rows, 64]),
+  });
+  const rawBatch = async (rows: number): Promise<number> => (await timed(() => session.run(feeds(rows)))).s;
+  const rawSingles = async (rows: number): Promise<number> => {
+    const one = feeds(1);
+    let s = 0;
+    for (let r = 0; r < rows; r++) s += (await timed(() => session.run(one))).s;
+    return s;
+  };
+  await rawBatch(1);
+
+  const batching: QwenSizeResult['batching'] = [];
+  const overheads: number[] = [];
+  for (const images of [1, 2, 4].filter((n) => n <= maxImages)) {
+    const seqs: number[] = [];
+    const bats: number[] = [];
+    const raw: number[] = [];
+    for (let r = 0; r < reps; r++) {
+      let s = 0;
+      for (let i = 0; i < images; i++) s += (await timed(() => engine.edit('bench-qwen', job(1), [inputs[i]!]))).s;
+      const batched = await timed(() => run(images));
+      seqs.push(s);
+      bats.push(batched.s);
+      if (images === maxImages) overheads.push((batched.value.timings.totalMs - batched.value.timings.sessionRunMs) / batched.value.timings.totalMs);
+      raw.push((await rawSingles(images)) / (await rawBatch(images)));
+    }
+    batching.push({ images, sequential_s: median(seqs), batched_s: median(bats), speedup: median(seqs) / median(bats), raw_transformer_speedup: median(raw) });
+  }
+
+  const one: number[] = [];
+  const two: number[] = [];
+  const withCfg: number[] = [];
+  const without: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    one.push(await rawBatch(2));
+    two.push(await rawSingles(2));
+    withCfg.push((await timed(() => run(1, { negativePrompt: 'blurry' }))).s);
+    without.push((await timed(() => run(1))).s);
+  }
+
+  // Per-step and fixed costs from 2- and 4-step jobs, with and without true CFG.
+  const at = async (n: number, cfg: boolean): Promise<number> => {
+    const xs: number[] = [];
+    for (let r = 0; r < reps; r++) xs.push((await timed(() => run(1, { steps: n, ...(cfg ? { negativePrompt: 'blurry' } : {}) }))).s);
+    return median(xs);
+  };
+  const [a2, a4, c2, c4] = [await at(2, false), await at(4, false), await at(2, true), await at(4, true)];
+  const perStep = (a4 - a2) / 2;
+  const perStepCfg = (c4 - c2) / 2;
+  const fixed = a2 - 2 * perStep;
+  const eight = fixed + 8 * perStep;
+  const fifty = fixed + 50 * perStepCfg;
+  await engine.close();
+  await session.release();
+  return {
+    size: `${size}x${size}`,
+    steps,
+    noise_tokens: noiseTokens,
+    condition_tokens: seq - noiseTokens,
+    batching,
+    cfg: {
+      raw_one_call_s: median(one),
+      raw_two_calls_s: median(two),
+      raw_speedup: median(two) / median(one),
+      job_with_cfg_s: median(withCfg),
+      job_without_s: median(without),
+    },
+    lightning: { per_step_s: perStep, per_step_cfg_s: perStepCfg, fixed_s: fixed, eight_steps_s: eight, fifty_steps_cfg_s: fifty, speedup: fifty / eight },
+    pipeline_overhead: median(overheads),
+    peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+  };
+}
+
+/** Runs one child per size (in order) and returns their results. */
+export async function qwenBench(opts: { sizes: number[]; steps: number; reps: number; maxImages: number }): Promise<QwenSizeResult[]> {
+  const script = fileURLToPath(import.meta.url);
+  const results: QwenSizeResult[] = [];
+  for (const size of opts.sizes) {
+    const args = ['--import', 'tsx', script, '--size', `${size}`, '--steps', `${opts.steps}`, '--reps', `${opts.reps}`, '--max-images', `${opts.maxImages}`];
+    const { stdout } = await promisify(execFile)(process.execPath, args, { cwd: join(dirname(script), '..'), maxBuffer: 1 << 24 });
+    const line = stdout.split('\n').find((l) => l.startsWith('QWEN_RESULT '));
+    if (!line) throw new Error(`bench/qwen.ts --size ${size} printed no result:\n${stdout}`);
+    results.push(JSON.parse(line.slice('QWEN_RESULT '.length)) as QwenSizeResult);
+  }
+  return results;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const result = await measure(arg('--size', 512), arg('--steps', 2), arg('--reps', 1), arg('--max-images', 4));
+  console.log(`QWEN_RESULT ${JSON.stringify(result)}`);
+}
