@@ -6,10 +6,14 @@
  * `calculate_dimensions`, the σ tables of SPEC §7, RoPE and true CFG with norm rescale.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { PROJECT_ROOT } from '../src/config.js';
+import { buildQwenEditFiles } from '../models/qwenExports.js';
+import { writeModelFolder } from '../models/modelFiles.js';
+import { readModelFolder } from '../src/inference/modelFolder.js';
 import { processImage, smartResize, parseVisionProcessorConfig } from '../src/inference/pipelines/qwen/processor.js';
 import { editPlusPromptText, editPromptText, expandImagePads, loadQwenTokenizer, PROMPT_DROP } from '../src/inference/pipelines/qwen/prompt.js';
 import { calculateDimensions } from '../src/inference/pipelines/qwen/sizing.js';
@@ -145,10 +149,15 @@ describe('Qwen-Image-Edit sizes and schedules', () => {
       close(sigmasFor(config, 4, size), [1.0, 0.9, 0.75, 0.5, 0]);
       close(sigmasFor(config, 8, size), [1.0, 0.954545, 0.9, 0.833333, 0.75, 0.642857, 0.5, 0.3, 0]);
     }
-    const defaults = qwenImageEdit.defaultsFor!({ schedulerJson: config, modelIndex: {}, signatures: {} });
+    const defaults = qwenImageEdit.defaultsFor!({ dir: FIXTURES, schedulerJson: config, modelIndex: {}, signatures: {} });
     assert.equal(defaults.steps, 8);
     assert.equal(defaults.trueCfgScale, 1);
-    const base = qwenImageEdit.defaultsFor!({ schedulerJson: json('Qwen-Image/scheduler/scheduler_config.json'), modelIndex: {}, signatures: {} });
+    const base = qwenImageEdit.defaultsFor!({
+      dir: FIXTURES,
+      schedulerJson: json('Qwen-Image/scheduler/scheduler_config.json'),
+      modelIndex: {},
+      signatures: {},
+    });
     assert.equal(base.steps, 50);
     assert.equal(base.trueCfgScale, 4);
     assert.equal(base.maxSequenceLength, 512);
@@ -207,5 +216,28 @@ describe('Qwen-Image RoPE and guidance', () => {
     assert.ok(Math.abs(out[0]! + 0.6) < 1e-6 && Math.abs(out[1]! - 0.8) < 1e-6);
     // Token 1: c = (0,2) + 4·((0,1) − (0,2)) = (0, −2), ‖p‖ = 1 → (0, −1).
     assert.ok(Math.abs(out[2]!) < 1e-6 && Math.abs(out[3]! + 1) < 1e-6);
+  });
+});
+
+describe('Qwen-Image-Edit folders', () => {
+  it('reads tiny-qwen-edit (z_dim, temperal_downsample, 1024-token limit) and refuses a bad edit-server.json `qwen` block', () => {
+    const root = mkdtempSync(join(tmpdir(), 'qwen-folder-'));
+    try {
+      writeModelFolder(join(root, 'edit'), buildQwenEditFiles({ layout: 'edit' }));
+      const spec = readModelFolder(join(root, 'edit'), 'edit');
+      assert.equal(spec.kind, 'qwen-image-edit');
+      assert.equal(spec.latentChannels, 16);
+      assert.equal(spec.vaeScaleFactor, 8);
+      assert.equal(spec.limits.maxSequenceLength, 1024);
+      assert.equal(spec.family.sizeMultiple(spec), 16);
+      for (const qwen of [{ conditionArea: 10 }, { conditionArea: 'big' }, { typo: 1 }, []]) {
+        const dir = mkdtempSync(join(root, 'bad-'));
+        writeModelFolder(dir, buildQwenEditFiles({ layout: 'edit' }));
+        writeFileSync(join(dir, 'edit-server.json'), JSON.stringify({ qwen }));
+        assert.throws(() => readModelFolder(dir, 'bad'), /qwen/, JSON.stringify(qwen));
+      }
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });

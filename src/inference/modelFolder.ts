@@ -183,7 +183,7 @@ function readFolder(dir: string, id: string): ModelSpec {
   const own = family.scheduler ? { name: family.scheduler, warning: null } : schedulerForClassName(String(schedulerJson._class_name ?? ''), schedulerJson);
   const warnings = [...exportInfo.warnings];
   if (own.warning) warnings.push(own.warning);
-  const familyDefaults = family.defaultsFor?.({ schedulerJson, modelIndex: index, signatures }) ?? family.defaults;
+  const familyDefaults = family.defaultsFor?.({ dir, schedulerJson, modelIndex: index, signatures }) ?? family.defaults;
   const defaults = parseDefaults(server.defaults, { ...familyDefaults, scheduler: own.name }, dir);
   if (family.scheduler ? defaults.scheduler !== family.scheduler : defaults.scheduler === 'FLOW_MATCH_EULER') {
     throw new ModelFolderError(`${dir}/${SERVER_CONFIG_FILE}: defaults.scheduler ${defaults.scheduler} cannot drive ${family.describe}`);

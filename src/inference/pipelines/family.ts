@@ -129,7 +129,12 @@ export interface PipelineFamilyDef {
    * Defaults that depend on the folder: SDXL-Turbo's (told by its trailing timestep spacing),
    * FLUX schnell's (its transformer has no `guidance` input). Absent: `defaults`.
    */
-  defaultsFor?(folder: { schedulerJson: Record<string, unknown>; modelIndex: Record<string, unknown>; signatures: ModelSpec['signatures'] }): ModelDefaults;
+  defaultsFor?(folder: {
+    dir: string;
+    schedulerJson: Record<string, unknown>;
+    modelIndex: Record<string, unknown>;
+    signatures: ModelSpec['signatures'];
+  }): ModelDefaults;
   /** Limits for this family's sizes, where SD 1.5's do not fit. */
   readonly limits?: Partial<ModelLimits>;
   /** Denoiser rows per output (1, or more with guidance), for memory planning. */

@@ -34,7 +34,7 @@ import { decodeUnscaled, drawNoise, latentShapeFor } from '../common.js';
 import type { FamilyStages, PipelineFamilyDef, PreparedLatents } from '../family.js';
 import { patchSizeMultiple, transformerRole } from '../family.js';
 import { packLatents, trueCfgActive, unpackLatents } from '../flux.js';
-import { parseVisionProcessorConfig, processImage, type VisionProcessorConfig } from './processor.js';
+import { parseVisionProcessorConfig, processImage, QWEN2VL_PROCESSOR, smartResize, type VisionProcessorConfig } from './processor.js';
 import {
   editPlusPromptText,
   editPromptText,
@@ -79,8 +79,6 @@ interface QwenFolder {
   visionArea: number;
 }
 
-const folders = new Map<string, QwenFolder>();
-
 function readJson(path: string): Json {
   return JSON.parse(readFileSync(path, 'utf8')) as Json;
 }
@@ -102,6 +100,25 @@ function parseAreas(server: Json | undefined, where: string): { conditionArea: n
   return { conditionArea: area('conditionArea', VAE_IMAGE_AREA), visionArea: area('visionArea', CONDITION_IMAGE_AREA) };
 }
 
+/** The folder's condition and vision areas (edit-server.json `qwen`). */
+function readAreas(dir: string): { conditionArea: number; visionArea: number } {
+  const serverPath = join(dir, 'edit-server.json');
+  return parseAreas(existsSync(serverPath) ? readJson(serverPath) : undefined, serverPath);
+}
+
+/** Per model as read (a reloaded folder is a new spec): its areas, and what the run reads of its folder. */
+const areas = new WeakMap<ModelSpec, { conditionArea: number; visionArea: number }>();
+const folders = new WeakMap<ModelSpec, QwenFolder>();
+
+function areasOf(spec: ModelSpec): { conditionArea: number; visionArea: number } {
+  let known = areas.get(spec);
+  if (!known) {
+    known = readAreas(spec.dir);
+    areas.set(spec, known);
+  }
+  return known;
+}
+
 function channelStats(config: Json, key: string, channels: number, fallback: number): Float32Array {
   const v = config[key];
   if (v === undefined || v === null) return new Float32Array(channels).fill(fallback);
@@ -111,21 +128,20 @@ function channelStats(config: Json, key: string, channels: number, fallback: num
 }
 
 function qwenFolder(spec: ModelSpec): QwenFolder {
-  const known = folders.get(spec.dir);
+  const known = folders.get(spec);
   if (known) return known;
   const processorDir = join(spec.dir, 'processor');
   const vaePath = [join(spec.dir, 'vae_decoder', 'config.json'), join(spec.dir, 'vae_encoder', 'config.json')].find((p) => existsSync(p));
   const vae = vaePath ? readJson(vaePath) : {};
   const preprocessor = join(processorDir, 'preprocessor_config.json');
-  const serverPath = join(spec.dir, 'edit-server.json');
   const folder: QwenFolder = {
     tokenizer: loadQwenTokenizer(processorDir),
     vision: parseVisionProcessorConfig(existsSync(preprocessor) ? readJson(preprocessor) : {}, preprocessor),
     latentsMean: channelStats(vae, 'latents_mean', spec.latentChannels, 0),
     latentsStd: channelStats(vae, 'latents_std', spec.latentChannels, 1),
-    ...parseAreas(existsSync(serverPath) ? readJson(serverPath) : undefined, serverPath),
+    ...areasOf(spec),
   };
-  folders.set(spec.dir, folder);
+  folders.set(spec, folder);
   return folder;
 }
 
@@ -465,7 +481,11 @@ function qwenFamily(kind: string, describe: string, pipelineClasses: RegExp, plu
       return { sigmas: fluxSigmas(steps), mu: config.use_dynamic_shifting ? calculateShift(tokens, config) : undefined };
     },
     defaults: QWEN_DEFAULTS,
-    defaultsFor: ({ schedulerJson }) => (isLightning(schedulerJson) ? LIGHTNING_DEFAULTS : QWEN_DEFAULTS),
+    defaultsFor: ({ dir, schedulerJson }) => {
+      // edit-server.json's `qwen` areas are checked with the folder.
+      readAreas(dir);
+      return isLightning(schedulerJson) ? LIGHTNING_DEFAULTS : QWEN_DEFAULTS;
+    },
     limits: { maxSequenceLength: MAX_SEQUENCE_LENGTH },
     scheduler: 'FLOW_MATCH_EULER',
     // QwenImageTransformer2DModel: 60 blocks of 24 heads over 3072-wide 2×2-patch tokens (FLUX's
@@ -476,11 +496,14 @@ function qwenFamily(kind: string, describe: string, pipelineClasses: RegExp, plu
     checkEdit: (spec, edit) => {
       if (edit.masks) throw new InferenceError('BAD_USER_INPUT', `model ${spec.id} (${spec.family.describe}) does not take masks; send no mask`);
     },
-    extraAttentionTokens: (spec, _edit, width, height) => {
-      const area = (plus ? CONDITION_IMAGE_AREA : VAE_IMAGE_AREA) / (28 * 28);
-      const cond = calculateDimensions(VAE_IMAGE_AREA, width / height);
-      // Condition tokens, the vision tokens in the text, and the prompt.
-      return imageSeqLen(cond.height, cond.width, spec.vaeScaleFactor, PACK) + Math.ceil(area) + 256;
+    extraAttentionTokens: (spec, edit, width, height) => {
+      const { conditionArea, visionArea } = areasOf(spec);
+      const cond = calculateDimensions(conditionArea, width / height);
+      const vision = plus ? calculateDimensions(visionArea, width / height) : cond;
+      const seen = smartResize(vision.height, vision.width, 28, QWEN2VL_PROCESSOR.minPixels, QWEN2VL_PROCESSOR.maxPixels);
+      // Condition tokens, then the text: the image's vision tokens and at most max_sequence_length of prompt.
+      const text = (seen.width / 28) * (seen.height / 28) + (edit.maxSequenceLength ?? spec.defaults.maxSequenceLength ?? MAX_SEQUENCE_LENGTH);
+      return imageSeqLen(cond.height, cond.width, spec.vaeScaleFactor, PACK) + text;
     },
     stages: qwenStages(plus),
   };
