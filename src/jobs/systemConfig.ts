@@ -1,0 +1,24 @@
+/** Parts of the job systems built from the server's configuration the same way by every backend. */
+import type { Logger } from 'pino';
+import type { ServerConfig } from '../server/config.js';
+import type { RedisLog } from './redisShared.js';
+import type { WebhookOutbox } from './redisWebhooks.js';
+import { WebhookDispatcher } from './webhooks.js';
+
+/** The webhook dispatcher (WEBHOOK_*); with an outbox, deliveries go through Redis instead of this process. */
+export function webhookDispatcher(config: ServerConfig, log: Logger, outbox?: WebhookOutbox): WebhookDispatcher {
+  return new WebhookDispatcher({
+    secret: config.webhookSecret,
+    allowPrivate: config.webhookAllowPrivate,
+    maxAttempts: config.webhookMaxAttempts,
+    retryBaseMs: config.webhookRetrySeconds * 1000,
+    retentionMs: config.retentionSeconds * 1000,
+    outbox,
+    log: (fields, message) => log.info(fields, message),
+  });
+}
+
+/** pino's levels as the Redis helpers' structured log sink. */
+export function redisLog(log: Logger): RedisLog {
+  return { info: (f, m) => log.info(f, m), warn: (f, m) => log.warn(f, m), debug: (f, m) => log.debug(f, m) };
+}
