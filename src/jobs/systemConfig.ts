@@ -1,5 +1,6 @@
 /** Parts of the job systems built from the server's configuration the same way by every backend. */
 import type { Logger } from 'pino';
+import { ownerIds } from '../server/auth.js';
 import type { ServerConfig } from '../server/config.js';
 import type { RedisLog } from './redisShared.js';
 import type { WebhookOutbox } from './redisWebhooks.js';
@@ -9,6 +10,7 @@ import { WebhookDispatcher } from './webhooks.js';
 export function webhookDispatcher(config: ServerConfig, log: Logger, outbox?: WebhookOutbox): WebhookDispatcher {
   return new WebhookDispatcher({
     secret: config.webhookSecret,
+    tenantSecrets: tenantWebhookSecrets(config),
     allowPrivate: config.webhookAllowPrivate,
     maxAttempts: config.webhookMaxAttempts,
     retryBaseMs: config.webhookRetrySeconds * 1000,
@@ -16,6 +18,12 @@ export function webhookDispatcher(config: ServerConfig, log: Logger, outbox?: We
     outbox,
     log: (fields, message) => log.info(fields, message),
   });
+}
+
+/** WEBHOOK_SECRETS by tenant id (auth.ts's ownerIds: the ids jobs store as their owner). */
+export function tenantWebhookSecrets(config: ServerConfig): Map<string, string> {
+  const ownerOf = ownerIds(config);
+  return new Map(config.webhookTenantSecrets.map((t) => [ownerOf(t.identity), t.secret]));
 }
 
 /** pino's levels as the Redis helpers' structured log sink. */

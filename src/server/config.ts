@@ -99,6 +99,12 @@ export interface ServerConfig {
   publicUrl: string | undefined;
   /** Standard Webhooks secret (`whsec_…`); unset: webhooks are refused. */
   webhookSecret: string | undefined;
+  /**
+   * Per-tenant webhook secrets (WEBHOOK_SECRETS): a tenant named by its credential's identity
+   * (`bearer:<token>` or `basic:<user>`, as src/server/auth.ts derives tenant ids) has its
+   * deliveries signed with its own secret; every other tenant's with `webhookSecret`.
+   */
+  webhookTenantSecrets: { identity: string; secret: string }[];
   /** Webhooks to private, loopback and link-local addresses (tests, trusted networks). */
   webhookAllowPrivate: boolean;
   webhookMaxAttempts: number;
@@ -238,6 +244,7 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     resultUrlTtlSeconds: int(env, 'RESULT_URL_TTL_SECONDS', 3600, 1),
     publicUrl: publicUrl(env.PUBLIC_URL),
     webhookSecret: webhookSecret(env.WEBHOOK_SECRET),
+    webhookTenantSecrets: webhookTenantSecrets(env, authBasic),
     webhookAllowPrivate: bool(env, 'WEBHOOK_ALLOW_PRIVATE', false),
     webhookMaxAttempts: int(env, 'WEBHOOK_MAX_ATTEMPTS', 6, 1),
     webhookRetrySeconds: int(env, 'WEBHOOK_RETRY_SECONDS', 5, 1),
@@ -261,12 +268,50 @@ function publicUrl(raw: string | undefined): string | undefined {
   return raw.replace(/\/+$/, '');
 }
 
+const isWebhookSecret = (raw: string): boolean => {
+  const key = raw.startsWith('whsec_') ? Buffer.from(raw.slice(6), 'base64') : Buffer.alloc(0);
+  return key.length >= 24 && key.toString('base64') === raw.slice(6);
+};
+
 function webhookSecret(raw: string | undefined): string | undefined {
   if (!raw) return undefined;
-  const key = raw.startsWith('whsec_') ? Buffer.from(raw.slice(6), 'base64') : Buffer.alloc(0);
-  if (key.length < 24 || key.toString('base64') !== raw.slice(6))
+  if (!isWebhookSecret(raw))
     throw new ConfigError('WEBHOOK_SECRET must be whsec_ followed by the base64 of at least 24 random bytes, e.g. whsec_$(openssl rand -base64 32)');
   return raw;
+}
+
+/**
+ * WEBHOOK_SECRETS: comma-separated `bearer:<token>=whsec_…` or `basic:<user>=whsec_…`. Each must
+ * name a configured credential (AUTH_TOKENS or AUTH_ADMIN_TOKENS; an AUTH_BASIC user) once, and
+ * WEBHOOK_SECRET must be set (the other tenants' secret). Errors name entries by position, never
+ * by their token or secret.
+ */
+function webhookTenantSecrets(env: Env, authBasic: { user: string }[]): { identity: string; secret: string }[] {
+  const entries = list(env.WEBHOOK_SECRETS);
+  if (entries.length === 0) return [];
+  if (!env.WEBHOOK_SECRET)
+    throw new ConfigError('WEBHOOK_SECRETS extends WEBHOOK_SECRET: set WEBHOOK_SECRET too (it signs the deliveries of every other tenant)');
+  const tokens = new Set([...list(env.AUTH_TOKENS), ...list(env.AUTH_ADMIN_TOKENS)]);
+  const users = new Set(authBasic.map((b) => b.user));
+  const seen = new Map<string, number>();
+  return entries.map((entry, i) => {
+    const n = i + 1;
+    const at = entry.lastIndexOf('=whsec_');
+    const identity = at > 0 ? entry.slice(0, at) : '';
+    const secret = at > 0 ? entry.slice(at + 1) : '';
+    const match = /^(bearer|basic):(.+)$/.exec(identity);
+    if (!match) throw new ConfigError(`WEBHOOK_SECRETS entry ${n} is not bearer:<token>=whsec_… or basic:<user>=whsec_… (entries are comma-separated)`);
+    if (!isWebhookSecret(secret))
+      throw new ConfigError(`WEBHOOK_SECRETS entry ${n}: the secret must be whsec_ followed by the base64 of at least 24 random bytes`);
+    const [, scheme, name] = match as unknown as [string, 'bearer' | 'basic', string];
+    if (scheme === 'bearer' && !tokens.has(name))
+      throw new ConfigError(`WEBHOOK_SECRETS entry ${n} names a token that is not in AUTH_TOKENS or AUTH_ADMIN_TOKENS`);
+    if (scheme === 'basic' && !users.has(name)) throw new ConfigError(`WEBHOOK_SECRETS entry ${n} names a user that is not in AUTH_BASIC`);
+    const before = seen.get(identity);
+    if (before !== undefined) throw new ConfigError(`WEBHOOK_SECRETS entry ${n} names the same credential as entry ${before}`);
+    seen.set(identity, n);
+    return { identity, secret };
+  });
 }
 
 function parseRole(raw: string | undefined): 'api' | 'worker' | 'all' {
