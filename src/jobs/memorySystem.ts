@@ -2,7 +2,7 @@
 import type { JobSystemModule } from './jobSystem.js';
 import { JobService } from './jobService.js';
 import { MemoryIdempotencyStore } from './idempotency.js';
-import { webhookDispatcher } from './systemConfig.js';
+import { resultStore, webhookDispatcher } from './systemConfig.js';
 
 export const memoryJobSystem: JobSystemModule = {
   name: 'memory',
@@ -16,6 +16,7 @@ export const memoryJobSystem: JobSystemModule = {
   runsInference: () => true,
   async create({ config, log, engine, tenantQuota, onEvent }) {
     const webhooks = webhookDispatcher(config, log);
+    const results = resultStore(config);
     const backend = new JobService(engine, {
       retentionMs: config.retentionSeconds * 1000,
       maxQueuedJobs: config.maxQueuedJobs,
@@ -23,6 +24,7 @@ export const memoryJobSystem: JobSystemModule = {
       mergeJobs: config.mergeJobs,
       maxMergedInputPixels: config.maxJobInputPixels,
       tenantQuota,
+      resultStore: results,
       log: (fields, message) => log.info(fields, message),
       onEvent: (event) => {
         onEvent?.(event);
@@ -38,6 +40,7 @@ export const memoryJobSystem: JobSystemModule = {
       drain: (graceMs) => backend.shutdown(graceMs),
       async close() {
         idempotency.close();
+        results?.close();
       },
     };
   },

@@ -9,7 +9,7 @@ import { RedisIdempotencyStore } from './idempotency.js';
 import type { JobSystem, JobSystemModule } from './jobSystem.js';
 import { RedisJobBackend } from './redisJobs.js';
 import { connectRedis, liveTtlMs } from './redisShared.js';
-import { redisLog, webhookDispatcher } from './systemConfig.js';
+import { redisLog, resultStore, webhookDispatcher } from './systemConfig.js';
 import { WebhookOutbox } from './redisWebhooks.js';
 import { type RedisWorkerConfig, startRedisWorker } from './redisWorker.js';
 import { ResultUrls } from './resultUrls.js';
@@ -83,6 +83,7 @@ export function redisWorkerConfig(config: ServerConfig, log: Logger): RedisWorke
   const { webhooks, outbox } = webhookServices(config, log, new ResultUrls(config.resultUrlSecret, config.resultUrlTtlSeconds));
   return {
     webhooks: outbox ? { outbox, dispatcher: webhooks } : undefined,
+    resultStore: resultStore(config),
     redisUrl: config.redisUrl!,
     retentionMs: config.retentionSeconds * 1000,
     jobTimeoutMs: config.jobTimeoutSeconds * 1000,

@@ -34,6 +34,7 @@ import { CANCEL_CHANNEL, QUEUE_NAME, connectRedis, keys, liveTtlMs, recordEvent,
 import type { CancelReason, JobEvent } from './types.js';
 import { startWebhookWorker, type WebhookOutbox } from './redisWebhooks.js';
 import { fairKeys, fairPop, fairPutBack } from './redisFair.js';
+import { type ResultStore, storeResult } from './resultStore.js';
 import type { WebhookDispatcher } from './webhooks.js';
 
 export interface RedisWorkerConfig {
@@ -50,6 +51,8 @@ export interface RedisWorkerConfig {
   log?: (fields: Record<string, unknown>, message: string) => void;
   /** Connection trouble and Redis settings warnings (structured, leveled). */
   redisLog?: RedisLog;
+  /** Where results are put before their completed event (resultStore.ts; unset: the job store only). */
+  resultStore?: ResultStore;
   /** Webhooks (WEBHOOK_SECRET set): this worker queues its jobs' events and delivers anyone's (redisWebhooks.ts). */
   webhooks?: { outbox: WebhookOutbox; dispatcher: WebhookDispatcher };
 }
@@ -384,12 +387,14 @@ export class RedisWorker implements RunningRedisWorker {
           (error: unknown) => ({ error }),
         );
         // The outcome decides the event: a cancel from now on changes nothing.
-        const { event, error } = m.run.finish(settled, Math.max(0, (started - (m.data.queuedAt ?? m.job.timestamp)) / 1000));
+        const finished = m.run.finish(settled, Math.max(0, (started - (m.data.queuedAt ?? m.job.timestamp)) / 1000));
+        const { error } = finished;
         await chains[i]!.catch(() => undefined);
         if ('error' in settled && error && !FINAL_CODES.has(error.code) && attempt < this.config.attempts) {
           const cause = settled.error;
           return { done: false, error: cause instanceof Error ? cause : new InferenceError('INTERNAL', String(cause)) };
         }
+        const event = await storeResult(this.config.resultStore, finished.event);
         await this.finish(id, event);
         this.log(
           { jobId: id, owner, status: event.status, ...(event.type === 'failed' ? { code: event.error.code } : {}) },

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { ownerIds } from '../server/auth.js';
 import type { ServerConfig } from '../server/config.js';
 import type { RedisLog } from './redisShared.js';
+import { S3ResultStore } from './resultStore.js';
 import type { WebhookOutbox } from './redisWebhooks.js';
 import { WebhookDispatcher } from './webhooks.js';
 
@@ -24,6 +25,11 @@ export function webhookDispatcher(config: ServerConfig, log: Logger, outbox?: We
 export function tenantWebhookSecrets(config: ServerConfig): Map<string, string> {
   const ownerOf = ownerIds(config);
   return new Map(config.webhookTenantSecrets.map((t) => [ownerOf(t.identity), t.secret]));
+}
+
+/** Where results go besides the job store: an S3 bucket with S3_BUCKET, else nowhere (undefined). */
+export function resultStore(config: ServerConfig): S3ResultStore | undefined {
+  return config.s3Results ? new S3ResultStore(config.s3Results, config.resultUrlTtlSeconds) : undefined;
 }
 
 /** pino's levels as the Redis helpers' structured log sink. */

@@ -118,7 +118,7 @@ export function eventData(event: JobEvent, metadata: JobMetadata | null, resultU
       created: r.created,
       images: r.images.map((i) => ({
         index: i.index,
-        url: resultUrl(event.jobId, i.index),
+        url: i.url ?? resultUrl(event.jobId, i.index),
         mimeType: i.mimeType,
         width: i.width,
         height: i.height,

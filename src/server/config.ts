@@ -97,6 +97,8 @@ export interface ServerConfig {
   resultUrlTtlSeconds: number;
   /** The server's address as clients reach it (result URLs); unset: taken from each request's Host. */
   publicUrl: string | undefined;
+  /** Results also put in an S3-compatible bucket, and their URLs presigned there (S3_BUCKET); null: served from the job store. */
+  s3Results: S3ResultsConfig | null;
   /** Standard Webhooks secret (`whsec_…`); unset: webhooks are refused. */
   webhookSecret: string | undefined;
   /**
@@ -113,6 +115,20 @@ export interface ServerConfig {
 }
 
 export class ConfigError extends Error {}
+
+export interface S3ResultsConfig {
+  bucket: string;
+  /** An S3-compatible endpoint (S3_ENDPOINT); unset: AWS for `region`. */
+  endpoint: string | undefined;
+  region: string;
+  /** `https://endpoint/bucket/key` rather than `https://bucket.endpoint/key`. */
+  forcePathStyle: boolean;
+  /** Object keys are `<prefix><jobId>/<index>.<ext>`. */
+  prefix: string;
+}
+
+/** S3 caps a presigned URL's lifetime at seven days. */
+const S3_MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
 
 type Env = Record<string, string | undefined>;
 
@@ -243,6 +259,7 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     resultUrlSecret: env.RESULT_URL_SECRET || undefined,
     resultUrlTtlSeconds: int(env, 'RESULT_URL_TTL_SECONDS', 3600, 1),
     publicUrl: publicUrl(env.PUBLIC_URL),
+    s3Results: s3Results(env),
     webhookSecret: webhookSecret(env.WEBHOOK_SECRET),
     webhookTenantSecrets: webhookTenantSecrets(env, authBasic),
     webhookAllowPrivate: bool(env, 'WEBHOOK_ALLOW_PRIVATE', false),
@@ -266,6 +283,45 @@ function publicUrl(raw: string | undefined): string | undefined {
   if (!url || !['http:', 'https:'].includes(url.protocol) || url.search || url.hash)
     throw new ConfigError(`PUBLIC_URL must be an http(s) URL without query or fragment, e.g. https://images.example.com (got "${raw}")`);
   return raw.replace(/\/+$/, '');
+}
+
+/** S3_BUCKET and its companions, checked; null without S3_BUCKET (and then none of them may be set). */
+function s3Results(env: Env): S3ResultsConfig | null {
+  const bucket = env.S3_BUCKET ?? '';
+  const companions = ['S3_ENDPOINT', 'S3_REGION', 'S3_FORCE_PATH_STYLE', 'S3_PREFIX'].filter((k) => env[k]);
+  if (!bucket) {
+    if (companions.length > 0) throw new ConfigError(`${companions.join(', ')} set without S3_BUCKET: set S3_BUCKET to store results in S3, or unset them`);
+    return null;
+  }
+  // S3's bucket naming rules (3–63 lower-case letters, digits, dots and hyphens).
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket))
+    throw new ConfigError(`S3_BUCKET must be an S3 bucket name (3–63 of a-z, 0-9, '.', '-'; got "${bucket}")`);
+  let endpoint: string | undefined;
+  if (env.S3_ENDPOINT) {
+    let url: URL | null;
+    try {
+      url = new URL(env.S3_ENDPOINT);
+    } catch {
+      url = null;
+    }
+    if (!url || !['http:', 'https:'].includes(url.protocol) || url.search || url.hash || url.username || url.password)
+      throw new ConfigError(
+        `S3_ENDPOINT must be an http(s) URL without credentials, query or fragment, e.g. https://s3.example.com (got "${env.S3_ENDPOINT}")`,
+      );
+    endpoint = env.S3_ENDPOINT.replace(/\/+$/, '');
+  }
+  const region = env.S3_REGION || 'us-east-1';
+  if (!/^[a-z0-9-]{1,32}$/.test(region)) throw new ConfigError(`S3_REGION must be a region name such as us-east-1 (got "${region}")`);
+  const prefix = env.S3_PREFIX ?? 'results/';
+  if (!/^[\w!\-.*'()/]{0,256}$/.test(prefix) || prefix.startsWith('/'))
+    throw new ConfigError(`S3_PREFIX must be at most 256 of letters, digits and !-_.*'()/, not starting with / (got "${prefix}")`);
+  const ttl = int(env, 'RESULT_URL_TTL_SECONDS', 3600, 1);
+  if (ttl > S3_MAX_PRESIGN_SECONDS)
+    throw new ConfigError(
+      `RESULT_URL_TTL_SECONDS must be at most ${S3_MAX_PRESIGN_SECONDS} (7 days) with S3_BUCKET: S3 refuses longer presigned URLs (got ${ttl})`,
+    );
+  // Path style by default for a custom endpoint (most S3-compatible servers), virtual-hosted for AWS.
+  return { bucket, endpoint, region, forcePathStyle: bool(env, 'S3_FORCE_PATH_STYLE', endpoint !== undefined), prefix };
 }
 
 const isWebhookSecret = (raw: string): boolean => {
