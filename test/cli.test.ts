@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GraphBuilder } from '../models/onnx/graph.js';
@@ -85,7 +85,7 @@ describe('edit CLI', () => {
     assert.ok(lines.length <= 3, `one line of usage, not the whole help:\n${missing.stderr}`);
   });
 
-  it('checks inputs and the output folder before any model loads, at once', async () => {
+  it('checks inputs and the output folder before any model loads', async () => {
     // A model folder whose catalogue (JSON and declared ONNX ports) is valid but whose sessions
     // cannot load (an operator ONNX Runtime does not have): exit 2 (not 1) proves each refusal
     // came before the model load.
@@ -110,11 +110,9 @@ describe('edit CLI', () => {
       [['--image', join(dir, 'truncated.png'), '--out', join(dir, 'out')], /INVALID_IMAGE.*truncated\.png/],
     ];
     for (const [args, message] of cases) {
-      const started = Date.now();
       const r = cli([...base, ...args]);
       assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, message);
-      assert.ok(Date.now() - started < 30_000, `${args.join(' ')} took ${Date.now() - started} ms`);
     }
     assert.ok(!existsSync(join(dir, 'out')), 'no output folder is made for a run refused on its inputs');
     // The same model folder with valid arguments does reach the model load, and fails there.
@@ -172,19 +170,23 @@ describe('edit CLI', () => {
         { cwd: PROJECT_ROOT, stdio: ['ignore', 'ignore', 'pipe'] },
       );
       let stderr = '';
-      let signalledAt = 0;
+      // The last denoising step reported when the signal went (null: not yet sent).
+      let stepAtSignal: number | null = null;
+      const lastStep = (): number => Math.max(0, ...[...stderr.matchAll(/denoising \[[#-]*\] (\d+)\/100/g)].map((m) => Number(m[1])));
       child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
         stderr += chunk;
-        if (!signalledAt && stderr.includes('denoising')) {
-          signalledAt = Date.now();
+        if (stepAtSignal === null && stderr.includes('denoising')) {
+          stepAtSignal = lastStep();
           child.kill(signal);
         }
       });
       const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-      assert.ok(signalledAt > 0, stderr);
+      assert.ok(stepAtSignal !== null, stderr);
       assert.equal(code, status, stderr);
       assert.match(stderr, new RegExp(`interrupted \\(${signal}\\)`));
-      assert.ok(Date.now() - signalledAt < 5_000, `${signal}: exited ${Date.now() - signalledAt} ms after the signal`);
+      // Promptly: the signal ends the denoising loop (it does not wait for the run to end), and nothing is written.
+      assert.ok(lastStep() < 100, `${signal}: denoising went on from step ${stepAtSignal} to ${lastStep()} of 100 after the signal`);
+      assert.ok(!existsSync(join(dir, 'out')) || readdirSync(join(dir, 'out')).length === 0, 'no output written');
     }
   });
 });

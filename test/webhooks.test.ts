@@ -13,6 +13,7 @@ import { postGraphQL } from './support/graphql.js';
 import { twoColourPng } from './support/images.js';
 import { waitFor } from './support/processes.js';
 import { startTestServer, type TestServer } from './support/server.js';
+import { ConfigError, loadConfig } from '../src/server/config.js';
 
 const SECRET = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
 const SUBMIT =
@@ -155,5 +156,82 @@ describe('webhooks', { timeout: 180_000 }, () => {
     const badEvents = await fetch(`${strict.url}/v1/images/edits`, { method: 'POST', body: form });
     assert.equal(badEvents.status, 400);
     assert.match(((await badEvents.json()) as { error: { message: string } }).error.message, /finished/);
+  });
+});
+
+describe('per-tenant webhook secrets (WEBHOOK_SECRETS)', { timeout: 180_000 }, () => {
+  const ALICE_SECRET = `whsec_${Buffer.alloc(32, 8).toString('base64')}`;
+  const CAROL_SECRET = `whsec_${Buffer.alloc(24, 5).toString('base64')}`;
+
+  it("signs a tenant's deliveries with its own secret and everyone else's with WEBHOOK_SECRET", async () => {
+    const s = await startTestServer({
+      AUTH_TOKENS: 'alice-token,bob-token',
+      AUTH_BASIC: 'carol:pw',
+      WEBHOOK_SECRET: SECRET,
+      WEBHOOK_SECRETS: `bearer:alice-token=${ALICE_SECRET}, basic:carol=${CAROL_SECRET}`,
+      WEBHOOK_ALLOW_PRIVATE: '1',
+    });
+    const r = await receiver();
+    try {
+      const urls = [`data:image/png;base64,${(await twoColourPng(32, 32, [200, 60, 30], [20, 120, 220])).toString('base64')}`];
+      const as = async (authorization: string): Promise<string> => {
+        const res = await postGraphQL<{ editImages: { id: string } }>(s.url, SUBMIT, { urls, hook: r.url, events: ['QUEUED'] }, { authorization });
+        assert.equal(res.body.errors, undefined, JSON.stringify(res.body.errors));
+        return res.body.data!.editImages.id;
+      };
+      const jobs = {
+        alice: await as('Bearer alice-token'),
+        bob: await as('Bearer bob-token'),
+        carol: await as(`Basic ${Buffer.from('carol:pw').toString('base64')}`),
+      };
+      await waitFor(() => r.got.length === 3, 'three queued events', 60_000);
+      const from = (id: string): Received => r.got.find((g) => g.body.includes(id))!;
+      const verify = (secret: string, g: Received): unknown => new Webhook(secret).verify(g.body, g.headers as Record<string, string>);
+      assert.ok(verify(ALICE_SECRET, from(jobs.alice)));
+      assert.ok(verify(CAROL_SECRET, from(jobs.carol)));
+      assert.ok(verify(SECRET, from(jobs.bob)), 'a tenant without its own secret gets WEBHOOK_SECRET');
+      assert.throws(() => verify(SECRET, from(jobs.alice)), /signature/i);
+      assert.throws(() => verify(ALICE_SECRET, from(jobs.bob)), /signature/i);
+      assert.throws(() => verify(ALICE_SECRET, from(jobs.carol)), /signature/i);
+    } finally {
+      r.server.close();
+      await s.close();
+    }
+  });
+
+  it('parses WEBHOOK_SECRETS strictly, naming entries by position (never their token or secret)', () => {
+    const base = { AUTH_TOKENS: 'alice-token', AUTH_ADMIN_TOKENS: 'root-token', AUTH_BASIC: 'carol:pw', WEBHOOK_SECRET: SECRET };
+    const parsed = loadConfig({ ...base, WEBHOOK_SECRETS: `bearer:alice-token=${ALICE_SECRET},bearer:root-token=${SECRET},basic:carol=${CAROL_SECRET}` });
+    assert.deepEqual(parsed.webhookTenantSecrets, [
+      { identity: 'bearer:alice-token', secret: ALICE_SECRET },
+      { identity: 'bearer:root-token', secret: SECRET },
+      { identity: 'basic:carol', secret: CAROL_SECRET },
+    ]);
+    assert.deepEqual(loadConfig(base).webhookTenantSecrets, []);
+    const refused: [Record<string, string>, RegExp][] = [
+      [{ ...base, WEBHOOK_SECRET: '', WEBHOOK_SECRETS: `bearer:alice-token=${ALICE_SECRET}` }, /extends WEBHOOK_SECRET/],
+      [{ ...base, WEBHOOK_SECRETS: `alice-token=${ALICE_SECRET}` }, /entry 1 is not bearer:<token>=whsec_/],
+      [{ ...base, WEBHOOK_SECRETS: `bearer:alice-token:${ALICE_SECRET}` }, /entry 1 is not/],
+      [{ ...base, WEBHOOK_SECRETS: `bearer:=${ALICE_SECRET}` }, /entry 1 is not/],
+      [{ ...base, WEBHOOK_SECRETS: `bearer:alice-token=${ALICE_SECRET},bearer:alice-token=whsec_c2hvcnQ=` }, /entry 2: the secret must be whsec_/],
+      [{ ...base, WEBHOOK_SECRETS: `bearer:alice-token=${ALICE_SECRET}x` }, /entry 1: the secret must be whsec_/],
+      [{ ...base, WEBHOOK_SECRETS: `bearer:mallory-token=${ALICE_SECRET}` }, /entry 1 names a token that is not in AUTH_TOKENS/],
+      [{ ...base, WEBHOOK_SECRETS: `basic:dave=${ALICE_SECRET}` }, /entry 1 names a user that is not in AUTH_BASIC/],
+      [{ ...base, WEBHOOK_SECRETS: `bearer:carol=${ALICE_SECRET}` }, /entry 1 names a token/],
+      [{ ...base, WEBHOOK_SECRETS: `basic:carol=${ALICE_SECRET},basic:carol=${CAROL_SECRET}` }, /entry 2 names the same credential as entry 1/],
+      [{ WEBHOOK_SECRET: SECRET, WEBHOOK_SECRETS: `bearer:alice-token=${ALICE_SECRET}` }, /not in AUTH_TOKENS/],
+    ];
+    for (const [env, message] of refused) {
+      assert.throws(
+        () => loadConfig(env),
+        (err: unknown) => {
+          assert.ok(err instanceof ConfigError, String(err));
+          assert.match(err.message, message);
+          for (const secret of [ALICE_SECRET, CAROL_SECRET, 'alice-token', 'mallory-token']) assert.ok(!err.message.includes(secret), err.message);
+          return true;
+        },
+        env.WEBHOOK_SECRETS,
+      );
+    }
   });
 });

@@ -2,7 +2,8 @@
  * Webhooks with REDIS_URL, on a real redis-server with an API process and worker processes: a
  * delivery outlives the worker that made its first attempt (SIGKILLed right after the receiver
  * answered 500): another worker delivers it, once; every message is signed (checked by the
- * `standardwebhooks` verifier) and carries the job's metadata; attempts are on the job.
+ * `standardwebhooks` verifier, with the submitting tenant's own WEBHOOK_SECRETS secret) and
+ * carries the job's metadata; attempts are on the job.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,6 +18,9 @@ import { twoColourPng } from './support/images.js';
 import { type Proc, startServerProcess, waitFor } from './support/processes.js';
 
 const SECRET = `whsec_${Buffer.alloc(32, 9).toString('base64')}`;
+/** alice's own secret (WEBHOOK_SECRETS): her jobs' deliveries are signed with it, on whichever worker sends them. */
+const ALICE_SECRET = `whsec_${Buffer.alloc(32, 11).toString('base64')}`;
+const ALICE = { authorization: 'Bearer alice-token' };
 const SUBMIT = `mutation($urls:[String!]!, $hook: String){ editImages(imageUrls:$urls, prompt:"sepia", size:"32x32", steps:2, webhookUrl:$hook,
   webhookEvents:[QUEUED, COMPLETED], metadata:{order:"o-9"}){ id } }`;
 const DELIVERIES = 'query($id: ID!) { editJob(id: $id) { status webhookDeliveries { messageId type attempt status delivered } } }';
@@ -42,6 +46,8 @@ describe('webhooks on Redis', { timeout: 300_000 }, () => {
     env = {
       REDIS_URL: `redis://127.0.0.1:${redisPort}`,
       WEBHOOK_SECRET: SECRET,
+      AUTH_TOKENS: 'alice-token,bob-token',
+      WEBHOOK_SECRETS: `bearer:alice-token=${ALICE_SECRET}`,
       WEBHOOK_ALLOW_PRIVATE: '1',
       WEBHOOK_RETRY_SECONDS: '3',
       JOB_STALL_SECONDS: '2',
@@ -86,14 +92,16 @@ describe('webhooks on Redis', { timeout: 300_000 }, () => {
     });
     const urls = [`data:image/png;base64,${(await twoColourPng(32, 32, [200, 60, 30], [20, 120, 220])).toString('base64')}`];
     const { port } = hook.address() as AddressInfo;
-    const r = await postGraphQL<{ editImages: { id: string } }>(api, SUBMIT, { urls, hook: `http://127.0.0.1:${port}/hook` });
+    const r = await postGraphQL<{ editImages: { id: string } }>(api, SUBMIT, { urls, hook: `http://127.0.0.1:${port}/hook` }, ALICE);
     assert.equal(r.body.errors, undefined, JSON.stringify(r.body));
     const id = r.body.data!.editImages.id;
     await killed;
     procs.push(startServerProcess({ ...env, ROLE: 'worker' }));
     await waitFor(() => got.some((g) => g.body.includes('"edit.completed"') && g.answered === 200), 'the completed event, delivered', 180_000);
 
-    const verifier = new Webhook(SECRET);
+    // Signed with alice's secret, not WEBHOOK_SECRET (the API process stored her owner id with the hook).
+    assert.throws(() => new Webhook(SECRET).verify(got[0]!.body, got[0]!.headers as Record<string, string>), /signature/i);
+    const verifier = new Webhook(ALICE_SECRET);
     const messages = got.map((g) => ({
       ...g,
       id: String(g.headers['webhook-id']),
@@ -120,6 +128,7 @@ describe('webhooks on Redis', { timeout: 300_000 }, () => {
         api,
         DELIVERIES,
         { id },
+        ALICE,
       )
     ).body.data!.editJob.webhookDeliveries;
     const done = attempts.filter((a) => a.type === 'edit.completed' && a.delivered);

@@ -73,6 +73,8 @@ export interface OutputImage {
   mimeType: string;
   width: number;
   height: number;
+  /** Where a client downloads it, when results are kept outside the job store (src/jobs/resultStore.ts: a presigned S3 URL). */
+  url?: string;
 }
 
 export interface PreviewImage {

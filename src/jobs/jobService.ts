@@ -9,6 +9,7 @@ import type { ResolvedEdit } from '../inference/request.js';
 import { ServiceError } from '../errors.js';
 import { JobEventStream } from './eventStream.js';
 import { JobAttempt, type RunOutcome, type TerminalEvent } from './jobRun.js';
+import { type ResultStore, storeResult } from './resultStore.js';
 import { type MergeCandidate, MergeGroup } from './merging.js';
 import type { CancelReason, JobBackend, JobEvent, JobProgress, JobSnapshot, TenantQuota } from './types.js';
 import { currentEvent, queuedSnapshot, quotaExceeded } from './types.js';
@@ -30,6 +31,8 @@ export interface JobServiceConfig {
   tenantQuota?: TenantQuota | null;
   /** Sees every event of every job (metrics). */
   onEvent?: (event: JobEvent) => void;
+  /** Where results are put before their completed event (resultStore.ts; unset: the job store only). */
+  resultStore?: ResultStore;
   log?: (fields: Record<string, unknown>, message: string) => void;
 }
 
@@ -333,9 +336,12 @@ export class JobService implements JobBackend {
           (error: unknown) => ({ error }),
         );
         denoisedOrSettled(job);
-        const { event, error } = job.run!.finish(settled, requests[i]!.queueTimeSeconds);
+        const finished = job.run!.finish(settled, requests[i]!.queueTimeSeconds);
+        const { error } = finished;
         if ('error' in settled && (error?.code === 'INTERNAL' || error?.code === 'MODEL_ERROR'))
           this.log(job, 'job failed internally', { error: (settled.error as Error).message });
+        const event = await storeResult(this.config.resultStore, finished.event);
+        if (event.type === 'failed' && finished.event.type === 'completed') this.log(job, 'job result not stored', { error: event.error.message });
         job.run = null;
         this.finish(job, event);
       }),

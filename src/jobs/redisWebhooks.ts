@@ -21,6 +21,8 @@ const PROGRESS_INTERVAL_MS = 500;
 
 interface StoredHook {
   url: string;
+  /** The job's owner id: whose secret signs the deliveries (absent in hooks stored before per-tenant secrets). */
+  owner?: string;
   events: WebhookEventName[];
   metadata: JobMetadata | null;
   /** Where result URLs point (the submit request's address). */
@@ -29,6 +31,8 @@ interface StoredHook {
 
 interface Delivery {
   jobId: string;
+  /** The job's owner id (see StoredHook). */
+  owner?: string;
   messageId: string;
   type: string;
   url: string;
@@ -65,6 +69,7 @@ export class WebhookOutbox {
   async store(job: JobSnapshot, checked: { url: URL; events: Set<WebhookEventName> }, resultUrl: (jobId: string, index: number) => string): Promise<void> {
     const hook: StoredHook = {
       url: checked.url.href,
+      owner: job.owner,
       events: [...checked.events],
       metadata: job.metadata ?? null,
       base: resultUrl(job.id, 0).split(RESULTS_PATH)[0]!,
@@ -111,7 +116,7 @@ export class WebhookOutbox {
     if (!hook.events.includes(name)) return;
     await this.queue.add(
       'deliver',
-      { jobId, messageId, type: `edit.${name}`, url: hook.url, body: messageBody(name, data) },
+      { jobId, owner: hook.owner, messageId, type: `edit.${name}`, url: hook.url, body: messageBody(name, data) },
       {
         jobId: messageId,
         attempts: this.config.maxAttempts,
@@ -140,7 +145,7 @@ export function startWebhookWorker(
     WEBHOOK_QUEUE,
     async (job) => {
       const d = job.data;
-      const record = await dispatcher.attempt(new URL(d.url), d.messageId, d.type, d.body, job.attemptsMade + 1);
+      const record = await dispatcher.attempt(new URL(d.url), d.messageId, d.type, d.body, job.attemptsMade + 1, d.owner);
       await redis.multi().rpush(keys.webhookAttempts(d.jobId), JSON.stringify(record)).pexpire(keys.webhookAttempts(d.jobId), config.liveTtlMs).exec();
       if (!record.delivered) throw new Error(record.error ?? 'not delivered');
     },

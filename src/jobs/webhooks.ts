@@ -1,6 +1,6 @@
 /**
  * Per-job webhooks, signed as Standard Webhooks define it (the `standardwebhooks` library,
- * WEBHOOK_SECRET). One delivery per event the job asked for; each is retried with exponential
+ * WEBHOOK_SECRET, or the job owner's own secret from WEBHOOK_SECRETS). One delivery per event the job asked for; each is retried with exponential
  * backoff until a 2xx or WEBHOOK_MAX_ATTEMPTS; one job's deliveries go out in order. Progress is
  * sent at most once per 500 ms per job. Targets on private, loopback or link-local addresses are
  * refused (at submission and again at each connection, so DNS cannot rebind past the check) unless
@@ -36,6 +36,8 @@ export interface WebhookRequest {
 export interface WebhookConfig {
   /** `whsec_…`; unset: webhooks are refused. */
   secret: string | undefined;
+  /** Secrets of tenants that have their own (WEBHOOK_SECRETS), by owner id; the others' deliveries are signed with `secret`. */
+  tenantSecrets?: ReadonlyMap<string, string>;
   allowPrivate: boolean;
   maxAttempts: number;
   /** First retry after this long, doubling each time. */
@@ -63,6 +65,8 @@ export interface WebhookAttempt {
 
 interface Hook {
   url: URL;
+  /** The job's owner: whose secret signs its deliveries. */
+  owner: string;
   events: Set<WebhookEventName>;
   /** Builds the result's image URLs (the submit request's address). */
   resultUrl: (jobId: string, index: number) => string;
@@ -114,7 +118,7 @@ export function eventData(event: JobEvent, metadata: JobMetadata | null, resultU
       created: r.created,
       images: r.images.map((i) => ({
         index: i.index,
-        url: resultUrl(event.jobId, i.index),
+        url: i.url ?? resultUrl(event.jobId, i.index),
         mimeType: i.mimeType,
         width: i.width,
         height: i.height,
@@ -134,10 +138,18 @@ export const messageBody = (name: WebhookEventName, data: Record<string, unknown
 
 export class WebhookDispatcher {
   private readonly signer: Webhook | null;
+  /** Tenants' own signers (WEBHOOK_SECRETS), by owner id. */
+  private readonly tenantSigners = new Map<string, Webhook>();
   private readonly hooks = new Map<string, Hook>();
 
   constructor(private readonly config: WebhookConfig) {
     this.signer = config.secret ? new Webhook(config.secret) : null;
+    for (const [owner, secret] of config.tenantSecrets ?? []) this.tenantSigners.set(owner, new Webhook(secret));
+  }
+
+  /** The signer of `owner`'s deliveries: its own secret, else WEBHOOK_SECRET. */
+  private signerFor(owner: string | undefined): Webhook {
+    return (owner !== undefined ? this.tenantSigners.get(owner) : undefined) ?? this.signer!;
   }
 
   /** Checks a job's webhook before the job is queued: BAD_USER_INPUT for anything it cannot send to. */
@@ -163,6 +175,7 @@ export class WebhookDispatcher {
     if (this.config.outbox) return this.config.outbox.store(job, checked, resultUrl);
     const hook: Hook = {
       ...checked,
+      owner: job.owner,
       resultUrl,
       metadata: job.metadata ?? null,
       attempts: [],
@@ -214,15 +227,15 @@ export class WebhookDispatcher {
 
   private async deliver(hook: Hook, id: string, type: string, body: string): Promise<void> {
     for (let attempt = 1; attempt <= this.config.maxAttempts; attempt++) {
-      const record = await this.attempt(hook.url, id, type, body, attempt);
+      const record = await this.attempt(hook.url, id, type, body, attempt, hook.owner);
       hook.attempts.push(record);
       if (record.delivered) return;
       if (attempt < this.config.maxAttempts) await new Promise((r) => setTimeout(r, this.config.retryBaseMs * 2 ** (attempt - 1)).unref());
     }
   }
 
-  /** One signed POST of one event (also the Redis deliveries worker's, redisWebhooks.ts). */
-  async attempt(url: URL, id: string, type: string, body: string, attempt: number): Promise<WebhookAttempt> {
+  /** One POST of one event, signed with its owner's secret (also the Redis deliveries worker's, redisWebhooks.ts). */
+  async attempt(url: URL, id: string, type: string, body: string, attempt: number, owner?: string): Promise<WebhookAttempt> {
     const record: WebhookAttempt = { id, type, attempt, at: Date.now() / 1000, status: null, error: null, delivered: false };
     try {
       // Signed per attempt: the signature covers the time it is sent (Standard Webhooks' replay window).
@@ -230,7 +243,7 @@ export class WebhookDispatcher {
       const headers = {
         'webhook-id': id,
         'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
-        'webhook-signature': this.signer!.sign(id, now, body),
+        'webhook-signature': this.signerFor(owner).sign(id, now, body),
       };
       record.status = await this.post(url, body, headers);
       record.delivered = record.status >= 200 && record.status < 300;

@@ -31,8 +31,8 @@ export const EditedImageRef = builder.objectRef<OutputImage & { jobId: string }>
     url: t.string({
       nullable: true,
       description:
-        'A signed URL that downloads this image (GET, no credentials: whoever holds it can read this one image) until RESULT_URL_TTL_SECONDS from now, or until the job is past its retention; then 403 RESULT_URL_EXPIRED or 404 NOT_FOUND. Each read of the field signs a fresh one.',
-      resolve: (i, _args, ctx) => ctx.resultUrl(i.jobId, i.index),
+        'A signed URL that downloads this image (GET, no credentials: whoever holds it can read this one image) until RESULT_URL_TTL_SECONDS from now, or until the job is past its retention; then 403 RESULT_URL_EXPIRED or 404 NOT_FOUND. Each read of the field signs a fresh one. With S3_BUCKET: a URL presigned by the bucket when the job completed, valid RESULT_URL_TTL_SECONDS from then (the bucket answers 403 after).',
+      resolve: (i, _args, ctx) => i.url ?? ctx.resultUrl(i.jobId, i.index),
     }),
     mimeType: t.exposeString('mimeType'),
     width: t.exposeInt('width'),

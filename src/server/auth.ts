@@ -67,15 +67,15 @@ interface Entry {
   admin: boolean;
 }
 
-export function createAuthenticator(config: Pick<ServerConfig, 'authTokens' | 'authBasic' | 'authAdminTokens' | 'ownerHashSecret'>): Authenticator {
+type OwnerConfig = Pick<ServerConfig, 'authTokens' | 'authBasic' | 'authAdminTokens' | 'ownerHashSecret'>;
+
+/**
+ * The tenant id of a credential's identity (`bearer:<token>`, `basic:<user>`): an HMAC under the
+ * deployment's key, OWNER_HASH_SECRET when set, else one derived from every credential (stable
+ * while the credentials are). Processes with the same configuration compute the same ids.
+ */
+export function ownerIds(config: OwnerConfig): (identity: string) => string {
   const adminTokens = config.authAdminTokens ?? [];
-  const tokens: Entry[] = [
-    ...config.authTokens.map((t) => ({ secret: digest(t), identity: `bearer:${t}`, admin: false })),
-    ...adminTokens.map((t) => ({ secret: digest(t), identity: `bearer:${t}`, admin: true })),
-  ];
-  const basics: Entry[] = config.authBasic.map(({ user, pass }) => ({ secret: digest(`${user}:${pass}`), identity: `basic:${user}`, admin: false }));
-  const enabled = tokens.length + basics.length > 0;
-  // Derived from every credential when no secret is configured: stable while the credentials are.
   const key = config.ownerHashSecret
     ? digest(`owner-secret:${config.ownerHashSecret}`)
     : digest(
@@ -85,7 +85,18 @@ export function createAuthenticator(config: Pick<ServerConfig, 'authTokens' | 'a
           .sort()
           .join('\n')}`,
       );
-  const ownerOf = (identity: string): string => createHmac('sha256', key).update(identity).digest('hex');
+  return (identity) => createHmac('sha256', key).update(identity).digest('hex');
+}
+
+export function createAuthenticator(config: OwnerConfig): Authenticator {
+  const adminTokens = config.authAdminTokens ?? [];
+  const tokens: Entry[] = [
+    ...config.authTokens.map((t) => ({ secret: digest(t), identity: `bearer:${t}`, admin: false })),
+    ...adminTokens.map((t) => ({ secret: digest(t), identity: `bearer:${t}`, admin: true })),
+  ];
+  const basics: Entry[] = config.authBasic.map(({ user, pass }) => ({ secret: digest(`${user}:${pass}`), identity: `basic:${user}`, admin: false }));
+  const enabled = tokens.length + basics.length > 0;
+  const ownerOf = ownerIds(config);
   const owners = new Map<Entry, string>([...tokens, ...basics].map((e) => [e, ownerOf(e.identity)]));
   const challenges = [tokens.length ? 'Bearer realm="image-edit"' : null, basics.length ? 'Basic realm="image-edit", charset="UTF-8"' : null].filter(Boolean);
   const anonymous: Principal = { owner: ANONYMOUS_OWNER, admin: true, kind: 'anonymous' };

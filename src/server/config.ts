@@ -97,8 +97,16 @@ export interface ServerConfig {
   resultUrlTtlSeconds: number;
   /** The server's address as clients reach it (result URLs); unset: taken from each request's Host. */
   publicUrl: string | undefined;
+  /** Results also put in an S3-compatible bucket, and their URLs presigned there (S3_BUCKET); null: served from the job store. */
+  s3Results: S3ResultsConfig | null;
   /** Standard Webhooks secret (`whsec_…`); unset: webhooks are refused. */
   webhookSecret: string | undefined;
+  /**
+   * Per-tenant webhook secrets (WEBHOOK_SECRETS): a tenant named by its credential's identity
+   * (`bearer:<token>` or `basic:<user>`, as src/server/auth.ts derives tenant ids) has its
+   * deliveries signed with its own secret; every other tenant's with `webhookSecret`.
+   */
+  webhookTenantSecrets: { identity: string; secret: string }[];
   /** Webhooks to private, loopback and link-local addresses (tests, trusted networks). */
   webhookAllowPrivate: boolean;
   webhookMaxAttempts: number;
@@ -107,6 +115,20 @@ export interface ServerConfig {
 }
 
 export class ConfigError extends Error {}
+
+export interface S3ResultsConfig {
+  bucket: string;
+  /** An S3-compatible endpoint (S3_ENDPOINT); unset: AWS for `region`. */
+  endpoint: string | undefined;
+  region: string;
+  /** `https://endpoint/bucket/key` rather than `https://bucket.endpoint/key`. */
+  forcePathStyle: boolean;
+  /** Object keys are `<prefix><jobId>/<index>.<ext>`. */
+  prefix: string;
+}
+
+/** S3 caps a presigned URL's lifetime at seven days. */
+const S3_MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
 
 type Env = Record<string, string | undefined>;
 
@@ -237,7 +259,9 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     resultUrlSecret: env.RESULT_URL_SECRET || undefined,
     resultUrlTtlSeconds: int(env, 'RESULT_URL_TTL_SECONDS', 3600, 1),
     publicUrl: publicUrl(env.PUBLIC_URL),
+    s3Results: s3Results(env),
     webhookSecret: webhookSecret(env.WEBHOOK_SECRET),
+    webhookTenantSecrets: webhookTenantSecrets(env, authBasic),
     webhookAllowPrivate: bool(env, 'WEBHOOK_ALLOW_PRIVATE', false),
     webhookMaxAttempts: int(env, 'WEBHOOK_MAX_ATTEMPTS', 6, 1),
     webhookRetrySeconds: int(env, 'WEBHOOK_RETRY_SECONDS', 5, 1),
@@ -261,12 +285,89 @@ function publicUrl(raw: string | undefined): string | undefined {
   return raw.replace(/\/+$/, '');
 }
 
+/** S3_BUCKET and its companions, checked; null without S3_BUCKET (and then none of them may be set). */
+function s3Results(env: Env): S3ResultsConfig | null {
+  const bucket = env.S3_BUCKET ?? '';
+  const companions = ['S3_ENDPOINT', 'S3_REGION', 'S3_FORCE_PATH_STYLE', 'S3_PREFIX'].filter((k) => env[k]);
+  if (!bucket) {
+    if (companions.length > 0) throw new ConfigError(`${companions.join(', ')} set without S3_BUCKET: set S3_BUCKET to store results in S3, or unset them`);
+    return null;
+  }
+  // S3's bucket naming rules (3–63 lower-case letters, digits, dots and hyphens).
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket))
+    throw new ConfigError(`S3_BUCKET must be an S3 bucket name (3–63 of a-z, 0-9, '.', '-'; got "${bucket}")`);
+  let endpoint: string | undefined;
+  if (env.S3_ENDPOINT) {
+    let url: URL | null;
+    try {
+      url = new URL(env.S3_ENDPOINT);
+    } catch {
+      url = null;
+    }
+    if (!url || !['http:', 'https:'].includes(url.protocol) || url.search || url.hash || url.username || url.password)
+      throw new ConfigError(
+        `S3_ENDPOINT must be an http(s) URL without credentials, query or fragment, e.g. https://s3.example.com (got "${env.S3_ENDPOINT}")`,
+      );
+    endpoint = env.S3_ENDPOINT.replace(/\/+$/, '');
+  }
+  const region = env.S3_REGION || 'us-east-1';
+  if (!/^[a-z0-9-]{1,32}$/.test(region)) throw new ConfigError(`S3_REGION must be a region name such as us-east-1 (got "${region}")`);
+  const prefix = env.S3_PREFIX ?? 'results/';
+  if (!/^[\w!\-.*'()/]{0,256}$/.test(prefix) || prefix.startsWith('/'))
+    throw new ConfigError(`S3_PREFIX must be at most 256 of letters, digits and !-_.*'()/, not starting with / (got "${prefix}")`);
+  const ttl = int(env, 'RESULT_URL_TTL_SECONDS', 3600, 1);
+  if (ttl > S3_MAX_PRESIGN_SECONDS)
+    throw new ConfigError(
+      `RESULT_URL_TTL_SECONDS must be at most ${S3_MAX_PRESIGN_SECONDS} (7 days) with S3_BUCKET: S3 refuses longer presigned URLs (got ${ttl})`,
+    );
+  // Path style by default for a custom endpoint (most S3-compatible servers), virtual-hosted for AWS.
+  return { bucket, endpoint, region, forcePathStyle: bool(env, 'S3_FORCE_PATH_STYLE', endpoint !== undefined), prefix };
+}
+
+const isWebhookSecret = (raw: string): boolean => {
+  const key = raw.startsWith('whsec_') ? Buffer.from(raw.slice(6), 'base64') : Buffer.alloc(0);
+  return key.length >= 24 && key.toString('base64') === raw.slice(6);
+};
+
 function webhookSecret(raw: string | undefined): string | undefined {
   if (!raw) return undefined;
-  const key = raw.startsWith('whsec_') ? Buffer.from(raw.slice(6), 'base64') : Buffer.alloc(0);
-  if (key.length < 24 || key.toString('base64') !== raw.slice(6))
+  if (!isWebhookSecret(raw))
     throw new ConfigError('WEBHOOK_SECRET must be whsec_ followed by the base64 of at least 24 random bytes, e.g. whsec_$(openssl rand -base64 32)');
   return raw;
+}
+
+/**
+ * WEBHOOK_SECRETS: comma-separated `bearer:<token>=whsec_…` or `basic:<user>=whsec_…`. Each must
+ * name a configured credential (AUTH_TOKENS or AUTH_ADMIN_TOKENS; an AUTH_BASIC user) once, and
+ * WEBHOOK_SECRET must be set (the other tenants' secret). Errors name entries by position, never
+ * by their token or secret.
+ */
+function webhookTenantSecrets(env: Env, authBasic: { user: string }[]): { identity: string; secret: string }[] {
+  const entries = list(env.WEBHOOK_SECRETS);
+  if (entries.length === 0) return [];
+  if (!env.WEBHOOK_SECRET)
+    throw new ConfigError('WEBHOOK_SECRETS extends WEBHOOK_SECRET: set WEBHOOK_SECRET too (it signs the deliveries of every other tenant)');
+  const tokens = new Set([...list(env.AUTH_TOKENS), ...list(env.AUTH_ADMIN_TOKENS)]);
+  const users = new Set(authBasic.map((b) => b.user));
+  const seen = new Map<string, number>();
+  return entries.map((entry, i) => {
+    const n = i + 1;
+    const at = entry.lastIndexOf('=whsec_');
+    const identity = at > 0 ? entry.slice(0, at) : '';
+    const secret = at > 0 ? entry.slice(at + 1) : '';
+    const match = /^(bearer|basic):(.+)$/.exec(identity);
+    if (!match) throw new ConfigError(`WEBHOOK_SECRETS entry ${n} is not bearer:<token>=whsec_… or basic:<user>=whsec_… (entries are comma-separated)`);
+    if (!isWebhookSecret(secret))
+      throw new ConfigError(`WEBHOOK_SECRETS entry ${n}: the secret must be whsec_ followed by the base64 of at least 24 random bytes`);
+    const [, scheme, name] = match as unknown as [string, 'bearer' | 'basic', string];
+    if (scheme === 'bearer' && !tokens.has(name))
+      throw new ConfigError(`WEBHOOK_SECRETS entry ${n} names a token that is not in AUTH_TOKENS or AUTH_ADMIN_TOKENS`);
+    if (scheme === 'basic' && !users.has(name)) throw new ConfigError(`WEBHOOK_SECRETS entry ${n} names a user that is not in AUTH_BASIC`);
+    const before = seen.get(identity);
+    if (before !== undefined) throw new ConfigError(`WEBHOOK_SECRETS entry ${n} names the same credential as entry ${before}`);
+    seen.set(identity, n);
+    return { identity, secret };
+  });
 }
 
 function parseRole(raw: string | undefined): 'api' | 'worker' | 'all' {

@@ -1,10 +1,11 @@
 /** `npm start`: serve the API on the configured (default: built-in) models. */
 import { ConfigError, isLoopback, loadConfig } from './config.js';
 import { startServer } from './app.js';
-import { engineConfig, redisWorkerConfig } from './services.js';
+import { engineConfig } from './services.js';
 import { createLogger, parseLogFormat } from './logging.js';
 import { InferenceEngine } from '../inference/engine.js';
-import { startRedisWorker } from '../jobs/redisWorker.js';
+import { createJobSystem, jobSystemModule } from '../jobs/jobSystem.js';
+import { ResultUrls } from '../jobs/resultUrls.js';
 import type { ServerConfig } from './config.js';
 
 // At info until the configuration (which checks LOG_LEVEL and LOG_FORMAT) is read: a bad value is reported too.
@@ -63,17 +64,15 @@ async function main(): Promise<void> {
     }
     log.warn('no AUTH_TOKENS or AUTH_BASIC set: every operation is open to anyone who can reach the server');
   }
+  // Each job backend says which roles it runs (jobSystem.ts).
+  const roleProblem = jobSystemModule(config).roleProblem(config);
+  if (roleProblem) {
+    log.fatal(roleProblem);
+    process.exit(2);
+  }
   if (config.role === 'worker') {
-    if (!config.redisUrl) {
-      log.fatal('ROLE=worker needs REDIS_URL (workers take jobs from the Redis queue)');
-      process.exit(2);
-    }
     await runWorkerOnly(config);
     return;
-  }
-  if (config.role === 'api' && !config.redisUrl) {
-    log.fatal('ROLE=api needs REDIS_URL (API processes queue jobs for Redis workers)');
-    process.exit(2);
   }
   const server = await startServer(config, { logger: log });
   logModels(server.engine);
@@ -105,10 +104,18 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
-/** ROLE=worker: the inference engine and a BullMQ worker, no HTTP. */
+/** ROLE=worker: the inference engine and the job system's worker, no HTTP. */
 async function runWorkerOnly(config: ServerConfig): Promise<void> {
   const engine = await InferenceEngine.start(engineConfig(config, log, 'worker'));
-  const worker = await startRedisWorker(engine, redisWorkerConfig(config, log));
+  const system = await createJobSystem({
+    config,
+    log,
+    engine,
+    resultUrls: new ResultUrls(config.resultUrlSecret, config.resultUrlTtlSeconds),
+    tenantQuota: null,
+  });
+  const worker = system.worker;
+  if (!worker) throw new Error(`the ${system.name} job system has no worker for ROLE=worker`);
   logModels(engine);
   reloadOnHangup(engine);
   log.info({ workerId: worker.workerId, models: engine.models().map((m) => m.id) }, 'image-edit worker ready');

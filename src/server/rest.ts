@@ -382,7 +382,7 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
         const body = {
           created,
           data: e.result.images.map((img) =>
-            parsed.responseFormat === 'url' ? { url: deps.resultUrl(e.jobId, img.index) } : { b64_json: Buffer.from(img.bytes).toString('base64') },
+            parsed.responseFormat === 'url' ? { url: img.url ?? deps.resultUrl(e.jobId, img.index) } : { b64_json: Buffer.from(img.bytes).toString('base64') },
           ),
           output_format: format,
           size: first ? `${first.width}x${first.height}` : undefined,

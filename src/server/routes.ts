@@ -4,7 +4,6 @@
  * behind the same admission /metrics and REST's /v1/images/edits. Anything else is 404.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { RedisJobBackend } from '../jobs/redisJobs.js';
 import { ServiceError } from '../errors.js';
 import { errorShapeFor, sendError, sendJson } from './errorReply.js';
 import { GRAPHIQL_ASSETS_ROOT, serveGraphiQLAsset } from './graphiql.js';
@@ -29,14 +28,14 @@ export function createRoutes(services: Services, yoga: GraphQLServer): HttpRoute
   let shuttingDown = false;
 
   async function health(res: ServerResponse): Promise<void> {
-    // Redis mode: unhealthy (503, with the reason) while the job store does not answer.
-    const redisProblem = !shuttingDown && jobs instanceof RedisJobBackend ? await jobs.health() : null;
+    // Unhealthy (503, with the reason) while the job system cannot serve (Redis mode: Redis does not answer).
+    const problem = shuttingDown ? null : await services.jobSystem.health();
     // Models that cannot be served leave the others serving: 'degraded' (200), naming them.
     const failed = engine.failures();
-    const status = shuttingDown ? 'shutting-down' : redisProblem ? 'redis-unavailable' : failed.length > 0 ? 'degraded' : 'ok';
+    const status = shuttingDown ? 'shutting-down' : problem ? problem.status : failed.length > 0 ? 'degraded' : 'ok';
     sendJson(res, status === 'ok' || status === 'degraded' ? 200 : 503, {
       status,
-      ...(redisProblem ? { reason: redisProblem } : {}),
+      ...(problem ? { reason: problem.reason } : {}),
       ...(failed.length > 0 ? { failedModels: Object.fromEntries(failed.map((f) => [f.id, f.reason])) } : {}),
       models: engine.models().map((m) => m.id),
       providers: engine.providers(),

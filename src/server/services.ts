@@ -1,6 +1,6 @@
 /**
- * Everything the server does, without transport: the inference engine, the job backend (in
- * memory, or Redis with REDIS_URL), the Redis worker of ROLE=all, metrics, uploads (EditService),
+ * Everything the server does, without transport: the inference engine, the job system
+ * (jobSystem.ts: its backend, and the worker where it has one), metrics, uploads (EditService),
  * job ownership, and admission (auth and rate limits). HTTP routes (routes.ts), the Yoga instance
  * (yoga.ts) and graphql-ws (websocket.ts) are built on top of these; tests build them alone.
  */
@@ -10,14 +10,10 @@ import type { Logger } from 'pino';
 import { type EngineConfig, InferenceEngine } from '../inference/engine.js';
 import { JobAccess } from '../jobs/access.js';
 import { EditService } from '../jobs/editService.js';
-import { MemoryIdempotencyStore, RedisIdempotencyStore } from '../jobs/idempotency.js';
+import { createJobSystem, type JobSystem, jobSystemModule } from '../jobs/jobSystem.js';
 import { ResultUrls } from '../jobs/resultUrls.js';
-import { WebhookDispatcher } from '../jobs/webhooks.js';
-import { JobService } from '../jobs/jobService.js';
-import { RedisJobBackend } from '../jobs/redisJobs.js';
-import { connectRedis, liveTtlMs, type RedisLog, watchRedis } from '../jobs/redisShared.js';
-import { WebhookOutbox } from '../jobs/redisWebhooks.js';
-import { type RedisWorkerConfig, startRedisWorker } from '../jobs/redisWorker.js';
+import { watchRedis } from '../jobs/redisShared.js';
+import { redisLog } from '../jobs/systemConfig.js';
 import type { JobBackend } from '../jobs/types.js';
 import { type Authenticator, createAuthenticator } from './auth.js';
 import type { ServerConfig } from './config.js';
@@ -30,6 +26,8 @@ export interface Services {
   log: Logger;
   engine: InferenceEngine;
   jobs: JobBackend;
+  /** Where jobs live and run (jobSystem.ts); `jobs` is its API side. */
+  jobSystem: JobSystem;
   /** Jobs as a principal may see them (another tenant's job is an unknown id). */
   access: JobAccess;
   edits: EditService;
@@ -65,42 +63,14 @@ export async function createServices(config: ServerConfig, options: ServicesOpti
     auth.enabled && (config.tenantMaxQueuedJobs > 0 || config.tenantMaxQueuedImages > 0)
       ? { maxJobs: config.tenantMaxQueuedJobs, maxImages: config.tenantMaxQueuedImages }
       : null;
-  const inference = options.inference ?? !(config.redisUrl && config.role === 'api');
+  const inference = options.inference ?? jobSystemModule(config).runsInference(config);
   const engine = await InferenceEngine.start(engineConfig(config, log, inference ? 'worker' : 'remote'));
   const resultUrls = new ResultUrls(config.resultUrlSecret, config.resultUrlTtlSeconds);
-  const { webhooks, outbox } = webhookServices(config, log, resultUrls);
-  const jobs: JobBackend = config.redisUrl
-    ? new RedisJobBackend({
-        redisUrl: config.redisUrl,
-        retentionMs: config.retentionSeconds * 1000,
-        maxQueuedJobs: config.maxQueuedJobs,
-        attempts: config.jobAttempts,
-        maxInputBytes: config.maxTotalBytes,
-        tenantQuota,
-        log: (fields, message) => log.info(fields, message),
-        redisLog: redisLog(log),
-        onEvent: (event) => metrics.observe(event),
-        webhooks: outbox ?? undefined,
-      })
-    : new JobService(engine, {
-        retentionMs: config.retentionSeconds * 1000,
-        maxQueuedJobs: config.maxQueuedJobs,
-        jobTimeoutMs: config.jobTimeoutSeconds * 1000,
-        mergeJobs: config.mergeJobs,
-        maxMergedInputPixels: config.maxJobInputPixels,
-        tenantQuota,
-        log: (fields, message) => log.info(fields, message),
-        onEvent: (event) => {
-          metrics.observe(event);
-          webhooks.observe(event);
-        },
-      });
-  const worker = config.redisUrl && config.role === 'all' ? await startRedisWorker(engine, redisWorkerConfig(config, log)) : null;
-  const metrics = createMetrics(jobs, engine);
-  // Keys are shared by every API process on the same Redis (SET NX), else per process.
-  const idempotency = config.redisUrl
-    ? new RedisIdempotencyStore(connectRedis(config.redisUrl, 'request', 'idempotency', redisLog(log)))
-    : new MemoryIdempotencyStore();
+  let metrics: ServerMetrics | undefined;
+  const jobSystem = await createJobSystem({ config, log, engine, resultUrls, tenantQuota, onEvent: (event) => metrics?.observe(event) });
+  if (!jobSystem.api) throw new Error(`ROLE=${config.role} serves no API: run it with createJobSystem alone`);
+  const { backend: jobs, idempotency, webhooks } = jobSystem.api;
+  metrics = createMetrics(jobs, engine);
   const edits = new EditService(
     engine,
     jobs,
@@ -136,6 +106,7 @@ export async function createServices(config: ServerConfig, options: ServicesOpti
     log,
     engine,
     jobs,
+    jobSystem,
     access: new JobAccess(jobs),
     edits,
     resultUrls,
@@ -143,13 +114,10 @@ export async function createServices(config: ServerConfig, options: ServicesOpti
     metrics,
     auth,
     admission,
-    async drain(graceMs) {
-      if (worker) await Promise.race([worker.close(), new Promise((r) => setTimeout(r, graceMs).unref())]);
-      await jobs.shutdown(graceMs);
-    },
+    drain: (graceMs) => jobSystem.drain(graceMs),
     async close() {
       limitRedis?.disconnect();
-      idempotency.close();
+      await jobSystem.close();
       await engine.close();
     },
   };
@@ -161,54 +129,6 @@ function publicBase(config: ServerConfig, req: IncomingMessage | undefined): str
   const proto = forwarded === 'https' ? 'https' : 'http';
   const host = req?.headers.host && /^[\w.:[\]-]+$/.test(req.headers.host) ? req.headers.host : `${config.host}:${config.port}`;
   return `${proto}://${host}`;
-}
-
-/** The webhook dispatcher; with REDIS_URL and WEBHOOK_SECRET also the Redis outbox it stores and queues through. */
-function webhookServices(config: ServerConfig, log: Logger, resultUrls: ResultUrls): { webhooks: WebhookDispatcher; outbox: WebhookOutbox | null } {
-  const retentionMs = config.retentionSeconds * 1000;
-  const outbox =
-    config.redisUrl && config.webhookSecret
-      ? new WebhookOutbox({
-          redisUrl: config.redisUrl,
-          maxAttempts: config.webhookMaxAttempts,
-          retryBaseMs: config.webhookRetrySeconds * 1000,
-          liveTtlMs: liveTtlMs(retentionMs),
-          retentionMs,
-          resultUrls,
-          redisLog: redisLog(log),
-        })
-      : null;
-  const webhooks = new WebhookDispatcher({
-    secret: config.webhookSecret,
-    allowPrivate: config.webhookAllowPrivate,
-    maxAttempts: config.webhookMaxAttempts,
-    retryBaseMs: config.webhookRetrySeconds * 1000,
-    retentionMs,
-    outbox: outbox ?? undefined,
-    log: (fields, message) => log.info(fields, message),
-  });
-  return { webhooks, outbox };
-}
-
-export function redisWorkerConfig(config: ServerConfig, log: Logger): RedisWorkerConfig {
-  const { webhooks, outbox } = webhookServices(config, log, new ResultUrls(config.resultUrlSecret, config.resultUrlTtlSeconds));
-  return {
-    webhooks: outbox ? { outbox, dispatcher: webhooks } : undefined,
-    redisUrl: config.redisUrl!,
-    retentionMs: config.retentionSeconds * 1000,
-    jobTimeoutMs: config.jobTimeoutSeconds * 1000,
-    attempts: config.jobAttempts,
-    stallMs: config.jobStallSeconds * 1000,
-    mergeJobs: config.mergeJobs,
-    maxMergedInputPixels: config.maxJobInputPixels,
-    log: (fields, message) => log.info(fields, message),
-    redisLog: redisLog(log),
-  };
-}
-
-/** pino's levels as the Redis helpers' structured log sink. */
-export function redisLog(log: Logger): RedisLog {
-  return { info: (f, m) => log.info(f, m), warn: (f, m) => log.warn(f, m), debug: (f, m) => log.debug(f, m) };
 }
 
 export function engineConfig(config: ServerConfig, log: Logger, threading: EngineConfig['threading']): EngineConfig {
