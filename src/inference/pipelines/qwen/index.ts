@@ -42,11 +42,12 @@ import {
   IMAGE_PAD,
   loadQwenTokenizer,
   MAX_SEQUENCE_LENGTH,
+  mropePositions,
   PROMPT_DROP,
   type QwenTokenizer,
 } from './prompt.js';
 import { resizePlanar } from './resize.js';
-import { type ImageShape, imageRope, textRope } from './rope.js';
+import { type ImageShape, imageRope, ROPE_AXES, textRope } from './rope.js';
 import { CONDITION_IMAGE_AREA, calculateDimensions, VAE_IMAGE_AREA } from './sizing.js';
 
 const PACK = 2;
@@ -77,6 +78,8 @@ interface QwenFolder {
   conditionArea: number;
   /** Plus: the vision input's area (384²); edit-server.json `qwen.visionArea`. */
   visionArea: number;
+  /** transformer/config.json `axes_dims_rope`. */
+  ropeAxes: readonly [number, number, number];
 }
 
 function readJson(path: string): Json {
@@ -119,6 +122,16 @@ function areasOf(spec: ModelSpec): { conditionArea: number; visionArea: number }
   return known;
 }
 
+/** transformer/config.json `axes_dims_rope` (three even numbers), else Qwen-Image's. */
+function ropeAxesOf(dir: string): readonly [number, number, number] {
+  const path = join(dir, 'transformer', 'config.json');
+  const v = existsSync(path) ? readJson(path).axes_dims_rope : undefined;
+  if (v === undefined) return ROPE_AXES;
+  if (!Array.isArray(v) || v.length !== 3 || !v.every((d) => Number.isInteger(d) && d > 0 && d % 2 === 0))
+    throw new InferenceError('MODEL_ERROR', `${path}: axes_dims_rope must be three positive even numbers`);
+  return v as [number, number, number];
+}
+
 function channelStats(config: Json, key: string, channels: number, fallback: number): Float32Array {
   const v = config[key];
   if (v === undefined || v === null) return new Float32Array(channels).fill(fallback);
@@ -140,6 +153,7 @@ function qwenFolder(spec: ModelSpec): QwenFolder {
     latentsMean: channelStats(vae, 'latents_mean', spec.latentChannels, 0),
     latentsStd: channelStats(vae, 'latents_std', spec.latentChannels, 1),
     ...areasOf(spec),
+    ropeAxes: ropeAxesOf(spec.dir),
   };
   folders.set(spec, folder);
   return folder;
@@ -239,16 +253,24 @@ async function encodePairs(
     o += r.v.pixelValues.length;
     grids.set(r.v.grid, i * 3);
   });
-  const hidden = await ctx.sessions.run(
-    'textEncoder',
-    {
-      input_ids: { data: inputIds, dims: [rows.length, length] },
-      attention_mask: { data: attention, dims: [rows.length, length] },
-      pixel_values: { data: pixelValues, dims: [pixelValues.length / patchRow, patchRow] },
-      image_grid_thw: { data: grids, dims: [rows.length, 3] },
-    },
-    'last_hidden_state',
-  );
+  const feeds: Record<string, { data: Float32Array | Int32Array; dims: number[] }> = {
+    input_ids: { data: inputIds, dims: [rows.length, length] },
+    attention_mask: { data: attention, dims: [rows.length, length] },
+    pixel_values: { data: pixelValues, dims: [pixelValues.length / patchRow, patchRow] },
+    image_grid_thw: { data: grids, dims: [rows.length, 3] },
+  };
+  // Exports that take Qwen2.5-VL's M-RoPE positions as an input (get_rope_index is data-dependent).
+  if (ctx.sessions.hasInput('textEncoder', 'position_ids')) {
+    const positions = mropePositions(
+      rows.map((r) => r.ids),
+      rows.map((r) => [r.v.grid]),
+      padId,
+      length,
+      folder.vision.mergeSize,
+    );
+    feeds.position_ids = { data: positions, dims: [3, rows.length, length] };
+  }
+  const hidden = await ctx.sessions.run('textEncoder', feeds, 'last_hidden_state');
   const width = hidden.length / (rows.length * length);
   [...missing.keys()].forEach((key, i) => {
     const valid = rows[i]!.ids.length;
@@ -359,8 +381,9 @@ function qwenStages(plus: boolean): FamilyStages<QwenConditioning, QwenLatents> 
       const noiseRow = latents.noiseTokens * cp;
       const hidden = ctx.scratch.floats(rows * seq * cp);
       for (let r = 0; r < rows; r++) hidden.set(latents.condition[r % batch]!, r * seq * cp + noiseRow);
-      const img = imageRope(latents.shapes);
-      const txt = textRope(latents.shapes, text.length);
+      const { ropeAxes } = qwenFolder(ctx.sessions.spec);
+      const img = imageRope(latents.shapes, ropeAxes);
+      const txt = textRope(latents.shapes, text.length, ropeAxes);
       const feeds: Record<string, { data: Float32Array | Int32Array; dims: number[] }> = {
         hidden_states: { data: hidden, dims: [rows, seq, cp] },
         encoder_hidden_states: { data: text.embeds, dims: [rows, text.length, text.hidden] },

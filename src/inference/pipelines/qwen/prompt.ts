@@ -132,3 +132,44 @@ export function expandImagePads(ids: readonly number[], padId: number, counts: r
   if (image !== counts.length) throw new Error(`${counts.length} images for ${image} <|image_pad|> tokens`);
   return out;
 }
+
+/**
+ * Qwen2.5-VL's M-RoPE position ids (transformers' `get_rope_index` for images), [3, rows, length]
+ * flattened: text tokens count up on all three axes; an image's `<|image_pad|>` run of grid
+ * (t, h, w) patches, merged `merge`×`merge`, gets (start + ti, start + hi, start + wi) row-major, and
+ * the count resumes at start + max(h, w)/merge. Padding (beyond each row's `lengths`) stays 0.
+ */
+export function mropePositions(
+  rows: readonly (readonly number[])[],
+  grids: readonly (readonly (readonly [number, number, number])[])[],
+  padId: number,
+  length: number,
+  merge = 2,
+): Int32Array {
+  const out = new Int32Array(3 * rows.length * length);
+  const plane = rows.length * length;
+  rows.forEach((ids, r) => {
+    let pos = 0;
+    let image = 0;
+    let i = 0;
+    const put = (at: number, t: number, h: number, w: number): void => {
+      out[r * length + at] = t;
+      out[plane + r * length + at] = h;
+      out[2 * plane + r * length + at] = w;
+    };
+    while (i < ids.length) {
+      if (ids[i] !== padId) {
+        put(i, pos, pos, pos);
+        pos++;
+        i++;
+        continue;
+      }
+      const grid = grids[r]![image++];
+      if (!grid) throw new Error('more image pad runs than images');
+      const [t, gh, gw] = [grid[0], grid[1] / merge, grid[2] / merge];
+      for (let ti = 0; ti < t; ti++) for (let hi = 0; hi < gh; hi++) for (let wi = 0; wi < gw; wi++) put(i++, pos + ti, pos + hi, pos + wi);
+      pos += Math.max(gh, gw);
+    }
+  });
+  return out;
+}
