@@ -15,7 +15,7 @@ import { buildQwenEditFiles } from '../models/qwenExports.js';
 import { writeModelFolder } from '../models/modelFiles.js';
 import { readModelFolder } from '../src/inference/modelFolder.js';
 import { processImage, smartResize, parseVisionProcessorConfig } from '../src/inference/pipelines/qwen/processor.js';
-import { editPlusPromptText, editPromptText, expandImagePads, loadQwenTokenizer, PROMPT_DROP } from '../src/inference/pipelines/qwen/prompt.js';
+import { editPlusPromptText, editPromptText, expandImagePads, loadQwenTokenizer, mropePositions, PROMPT_DROP } from '../src/inference/pipelines/qwen/prompt.js';
 import { calculateDimensions } from '../src/inference/pipelines/qwen/sizing.js';
 import { imageRope, textRope } from '../src/inference/pipelines/qwen/rope.js';
 import { qwenImageEdit, trueCfgRescaled } from '../src/inference/pipelines/qwen/index.js';
@@ -206,6 +206,39 @@ describe('Qwen-Image RoPE and guidance', () => {
         [4, 4, 4],
       ],
     );
+  });
+
+  // test/vectors/qwen-image-edit-tiny-edit.json: scripts/parity/qwen_parity.py's record of diffusers and transformers.
+  const recorded = vector<{
+    text_encoder_calls: { input_ids: number[]; image_grid_thw: [number, number, number][]; position_ids: number[][] }[];
+    rope_example_real_axes: {
+      img_shapes: [number, number, number][];
+      text_tokens: number;
+      img_rope_cos: number[][];
+      img_rope_sin: number[][];
+      txt_rope_cos: number[][];
+      txt_rope_sin: number[][];
+    };
+  }>('qwen-image-edit-tiny-edit.json');
+
+  it("gives the text encoder transformers' M-RoPE position ids (get_rope_index) for a 1 MP Edit prompt", () => {
+    const call = recorded.text_encoder_calls[0]!;
+    const ids = call.input_ids;
+    const positions = mropePositions([ids], [call.image_grid_thw], 151655, ids.length);
+    for (let axis = 0; axis < 3; axis++)
+      assert.deepEqual(Array.from(positions.subarray(axis * ids.length, (axis + 1) * ids.length)), call.position_ids[axis], `axis ${axis}`);
+  });
+
+  it("builds the RoPE tables diffusers' QwenEmbedRope gives (real axes 16, 56, 56)", () => {
+    const r = recorded.rope_example_real_axes;
+    const img = imageRope(r.img_shapes);
+    const txt = textRope(r.img_shapes, r.text_tokens);
+    const near = (got: Float32Array, want: number[][], what: string): void =>
+      want.flat().forEach((w, k) => assert.ok(Math.abs(got[k]! - w) < 1e-6, `${what}[${k}]: ${got[k]} vs ${w}`));
+    near(img.cos, r.img_rope_cos, 'img cos');
+    near(img.sin, r.img_rope_sin, 'img sin');
+    near(txt.cos, r.txt_rope_cos, 'txt cos');
+    near(txt.sin, r.txt_rope_sin, 'txt sin');
   });
 
   it('applies true CFG per token and rescales each token to the positive branch’s norm', () => {
