@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import ort from 'onnxruntime-node';
 import { PROJECT_ROOT } from '../src/config.js';
 import { buildQwenEditFiles } from '../models/qwenExports.js';
 import { writeModelFolder } from '../models/modelFiles.js';
@@ -272,5 +273,46 @@ describe('Qwen-Image-Edit folders', () => {
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the analytic tiny-qwen-edit shows wrong feeds', () => {
+  it('moves x₀ when the kept text has two <|im_start|> (a wrong drop) or the mask misses a present token, and fails on short RoPE tables', async () => {
+    const files = buildQwenEditFiles({ layout: 'edit' });
+    const session = await ort.InferenceSession.create(files.get('transformer/model.onnx')!);
+    const shapes: [number, number, number][] = [
+      [1, 2, 2],
+      [1, 2, 2],
+    ];
+    const img = imageRope(shapes);
+    const L = 3;
+    const x0Of = async (text: Float32Array, mask: number[], txtRows = L): Promise<Float32Array> => {
+      const hidden = Float32Array.from({ length: 8 * 64 }, (_, k) => Math.sin(k) * 0.5);
+      const txt = textRope(shapes, txtRows);
+      const out = await session.run({
+        hidden_states: new ort.Tensor('float32', hidden, [1, 8, 64]),
+        encoder_hidden_states: new ort.Tensor('float32', text, [1, L, 18]),
+        encoder_hidden_states_mask: new ort.Tensor('int64', BigInt64Array.from(mask.map(BigInt)), [1, L]),
+        timestep: new ort.Tensor('float32', Float32Array.of(0.5), [1]),
+        img_rope_cos: new ort.Tensor('float32', img.cos, [8, 64]),
+        img_rope_sin: new ort.Tensor('float32', img.sin, [8, 64]),
+        txt_rope_cos: new ort.Tensor('float32', txt.cos, [txtRows, 64]),
+        txt_rope_sin: new ort.Tensor('float32', txt.sin, [txtRows, 64]),
+      });
+      const v = out.out_hidden_states!.data as Float32Array;
+      // x₀ = x − σ·v over the 4 noise tokens.
+      return Float32Array.from({ length: 4 * 64 }, (_, k) => hidden[k]! - 0.5 * v[k]!);
+    };
+    // Three present tokens (channel 17), one <|im_start|> (channel 16): what a correct feed gives.
+    const text = new Float32Array(L * 18);
+    for (let t = 0; t < L; t++) text[t * 18 + 17] = 1;
+    text[16] = 1;
+    const good = await x0Of(text, [1, 1, 1]);
+    const moved = (x: Float32Array): number => Math.max(...x.map((v, k) => Math.abs(v - good[k]!)));
+    const twoStarts = Float32Array.from(text);
+    twoStarts[18 + 16] = 1;
+    assert.ok(moved(await x0Of(twoStarts, [1, 1, 1])) > 0.1, 'a second <|im_start|> moves x₀');
+    assert.ok(moved(await x0Of(text, [1, 1, 0])) > 0.1, 'a mask that misses a present token moves x₀');
+    await assert.rejects(x0Of(text, [1, 1, 1], L - 1), 'RoPE tables shorter than the text fail as a traced graph would');
   });
 });
