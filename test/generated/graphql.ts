@@ -189,7 +189,7 @@ export type Model = {
   exporter: Scalars['String']['output'];
   id: Scalars['ID']['output'];
   isDefault: Scalars['Boolean']['output'];
-  /** The pipeline family: instruct-pix2pix, img2img, inpaint, sdxl-img2img, sdxl-inpaint, flux-img2img, flux-kontext, sd3-img2img, sd3-inpaint; 'unknown' when the folder cannot be read. */
+  /** The pipeline family: instruct-pix2pix, img2img, inpaint, sdxl-img2img, sdxl-inpaint, flux-img2img, flux-kontext, sd3-img2img, sd3-inpaint, qwen-image-edit, qwen-image-edit-plus; 'unknown' when the folder cannot be read. */
   kind: Scalars['String']['output'];
   /** All 0 when the folder cannot be read. */
   limits: ModelLimits;
