@@ -175,7 +175,11 @@ function readFolder(dir: string, id: string): ModelSpec {
   const generator = builtInGenerator(dir);
   const recognised = recogniseExport(pipelineClass, family.denoiser.component, family.latentSampleCost, signatures);
   // The built-ins are written by this repository, in no exporter's layout of ports.
-  const exportInfo = generator ? { ...recognised, generation: `built in (written by ${generator})` } : recognised;
+  const exportInfo = generator
+    ? { ...recognised, generation: `built in (written by ${generator})` }
+    : family.exporter
+      ? { ...recognised, generation: family.exporter }
+      : recognised;
 
   const server = readJson(dir, SERVER_CONFIG_FILE, false) ?? {};
   // The folder's own scheduler class is its default (a fallback is named in the warnings).

@@ -121,6 +121,8 @@ export interface PipelineFamilyDef {
    * The request resolver checks a request's step count with the same options the run uses.
    */
   timestepOptions?(spec: Pick<ModelSpec, 'schedulerJson' | 'vaeScaleFactor'>, steps: number, size: SizeAsked): SetTimestepsOptions;
+  /** Who writes this family's folders where no public exporter does (the doctor's "exporter"); absent: told from the ports. */
+  readonly exporter?: string;
   /** VAE-encoder warning: what an export whose encoder samples inside the graph (`latent_sample`) costs this family. */
   readonly latentSampleCost: string;
   /** Defaults when the folder's edit-server.json does not set them. `null`: the option does not apply. */

@@ -497,6 +497,7 @@ function qwenFamily(kind: string, describe: string, pipelineClasses: RegExp, plu
     denoiserInChannels: (latentChannels) => latentChannels * PACK * PACK,
     // diffusers: vae_scale_factor × 2, so that latents pack into 2×2 patches.
     sizeMultiple: patchSizeMultiple,
+    exporter: "this project's layout (scripts/export/qwen_image_edit.py)",
     latentSampleCost: 'the condition latents are the VAE mode, so an export giving only a sampled latent makes results depend on the export',
     timestepOptions: (spec, steps, size) => {
       const config = parseFlowMatchSchedulerConfig(spec.schedulerJson);
