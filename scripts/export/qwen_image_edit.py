@@ -291,10 +291,20 @@ def mrope_position_ids(input_ids, attention_mask, image_grid_thw, image_token_id
 
 
 def apply_rope(x, cos, sin):
-    """x [B, S, H, D]; cos/sin [S, D/2]: adjacent pairs (2k, 2k+1) rotated by angle k (diffusers' complex product)."""
-    xr, xi = x.float().reshape(*x.shape[:-1], -1, 2).unbind(-1)
-    c, s = cos[None, :, None, :], sin[None, :, None, :]
-    return torch.stack([xr * c - xi * s, xr * s + xi * c], dim=-1).flatten(3).to(x.dtype)
+    """x [B, S, H, D]; cos/sin [S, D/2]: adjacent pairs (2k, 2k+1) rotated by angle k, diffusers' complex product
+    (x_2k + i x_2k+1)(cos_k + i sin_k). Written with constant 0/1 matrices instead of reshapes so that the traced
+    graph keeps S dynamic (each product has one non-zero term: exact)."""
+    d = x.shape[-1]
+    dup = torch.zeros(d // 2, d, dtype=torch.float32)
+    rot = torch.zeros(d, d, dtype=torch.float32)
+    for k in range(d // 2):
+        dup[k, 2 * k] = dup[k, 2 * k + 1] = 1.0
+        rot[2 * k + 1, 2 * k] = -1.0  # (x R)_2k = -x_2k+1
+        rot[2 * k, 2 * k + 1] = 1.0  # (x R)_2k+1 = x_2k
+    c = (cos.float() @ dup)[None, :, None, :]
+    s = (sin.float() @ dup)[None, :, None, :]
+    xf = x.float()
+    return (xf * c + (xf @ rot) * s).to(x.dtype)
 
 
 class RopeInputsProcessor:
@@ -306,7 +316,7 @@ class RopeInputsProcessor:
         seq_txt = encoder_hidden_states.shape[1]
         mask = None
         if encoder_hidden_states_mask is not None:
-            ones = torch.ones(hidden_states.shape[:2], dtype=torch.bool, device=hidden_states.device)
+            ones = torch.ones_like(hidden_states[..., 0], dtype=torch.bool)
             mask = torch.cat([encoder_hidden_states_mask, ones], dim=1)[:, None, None, :]
         iq, ik, iv = (m(hidden_states).unflatten(-1, (-1, head_dim)) for m in (attn.to_q, attn.to_k, attn.to_v))
         tq, tk, tv = (m(encoder_hidden_states).unflatten(-1, (-1, head_dim)) for m in (attn.add_q_proj, attn.add_k_proj, attn.add_v_proj))
