@@ -37,7 +37,6 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "test" / "fixtures" / "qwen-image-edit"
 PROCESSOR_FILES = FIXTURES / "Qwen-Image-Edit" / "processor"
 OPSET = 18
-EXTERNAL_DATA_BYTES = 1 << 30  # weights over 1 GiB in total go to model.onnx_data
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -145,11 +144,13 @@ def save_tiny_folder(pipe, folder: Path):
 
 
 def load_pipeline(folder, dtype=torch.float32):
-    """diffusers' DiffusionPipeline.from_pretrained, with the processor and tokenizer passed in (load_processor)."""
+    """diffusers' DiffusionPipeline.from_pretrained, with the processor and tokenizer passed in (load_processor).
+    The text encoder is loaded in float32 whatever `dtype` (the transformer and VAE) is."""
     from diffusers import DiffusionPipeline
 
     processor = load_processor(Path(folder) / "processor")
-    return DiffusionPipeline.from_pretrained(str(folder), torch_dtype=dtype, processor=processor, tokenizer=processor.tokenizer)
+    dtypes = {"default": dtype, "text_encoder": torch.float32}
+    return DiffusionPipeline.from_pretrained(str(folder), torch_dtype=dtypes, processor=processor, tokenizer=processor.tokenizer)
 
 
 def tiny_pipeline(plus: bool, zero_cond_t: bool):
@@ -414,11 +415,14 @@ class VaeDecoder(nn.Module):
 
 
 def onnx_export(module, args, path: Path, input_names, output_names, dynamic_axes):
-    import onnx
+    """torch.onnx.export (TorchScript tracer), then model.onnx with every external tensor in one model.onnx_data.
 
+    Under the 2 GB protobuf limit the tracer embeds the weights and model.onnx is written as is; above it, it writes
+    one file per tensor, which are copied here one by one (streamed, not loaded together) into model.onnx_data."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / "_tmp"
-    tmp.mkdir(exist_ok=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     with torch.no_grad():
         torch.onnx.export(
             module,
@@ -431,17 +435,42 @@ def onnx_export(module, args, path: Path, input_names, output_names, dynamic_axe
             do_constant_folding=True,
             dynamo=False,
         )
-    model = onnx.load(str(tmp / "model.onnx"), load_external_data=True)
-    size = sum(t.ByteSize() for t in model.graph.initializer)
-    for f in (path, path.parent / "model.onnx_data"):
+    size, external = write_one_data_file(tmp / "model.onnx", path)
+    shutil.rmtree(tmp)
+    print(f"  wrote {path} ({size / 1e6:.1f} MB of weights{', in model.onnx_data' if external else ''})", flush=True)
+
+
+def write_one_data_file(src_model: Path, path: Path):
+    """Copy src_model to path; tensors stored outside it (any files next to it) go, one by one, into
+    path's folder/model.onnx_data (4 KiB aligned). Returns (weight bytes, whether model.onnx_data was written)."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    model = onnx.load(str(src_model), load_external_data=False)
+    data = path.parent / "model.onnx_data"
+    for f in (path, data):
         if f.exists():
             f.unlink()
-    if size > EXTERNAL_DATA_BYTES:
-        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location="model.onnx_data", size_threshold=1024)
-    else:
-        onnx.save_model(model, str(path))
-    shutil.rmtree(tmp)
-    print(f"  wrote {path} ({size / 1e6:.1f} MB of weights)", flush=True)
+    external = [t for t in model.graph.initializer if uses_external_data(t)]
+    size = sum(len(t.raw_data) for t in model.graph.initializer)
+    if external:
+        with open(data, "wb") as out:
+            for t in external:
+                info = ExternalDataInfo(t)
+                with open(src_model.parent / info.location, "rb") as f:
+                    if info.offset:
+                        f.seek(info.offset)
+                    blob = f.read(info.length) if info.length else f.read()
+                out.write(b"\0" * ((-out.tell()) % 4096))
+                offset = out.tell()
+                out.write(blob)
+                size += len(blob)
+                del t.external_data[:]
+                for k, v in (("location", data.name), ("offset", str(offset)), ("length", str(len(blob)))):
+                    e = t.external_data.add()
+                    e.key, e.value = k, v
+    onnx.save_model(model, str(path))
+    return size, bool(external)
 
 
 def sample_text_inputs(processor, plus: bool, image_size=64, n_images=1):
@@ -578,7 +607,7 @@ def main(argv=None):
         if not a.model:
             ap.error("--model or --tiny")
         src = Path(a.model)
-    pipe = load_pipeline(src)
+    pipe = load_pipeline(src, dtype)
     plus = type(pipe).__name__ == "QwenImageEditPlusPipeline"
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

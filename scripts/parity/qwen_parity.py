@@ -346,6 +346,13 @@ def reference(pipe, plus: bool, zero_cond_t: bool, out_json: Path, vectors: Path
         image=dict(summary(image), values=floats(image), note="output_type pt: [0, 1], [1, 3, 32, 32]"),
         image_as_published_1d_positions=dict(summary(image_1d), max_abs_diff_vs_mrope=diff(image_1d, image)),
     )
+    # a small RoPE example with the real model's axes (16, 56, 56): noise 2x2 tokens, one condition 2x4, 3 text tokens
+    ex_shapes = [(1, 2, 2), (1, 2, 4)]
+    ic, isn, tc, ts = qe.rope_tables({"axes_dims_rope": (16, 56, 56)}, ex_shapes, 3)
+    full["rope_example_real_axes"] = dict(
+        axes_dims_rope=[16, 56, 56], img_shapes=[list(x) for x in ex_shapes], text_tokens=3,
+        img_rope_cos=[floats(r) for r in ic], img_rope_sin=[floats(r) for r in isn], txt_rope_cos=[floats(r) for r in tc], txt_rope_sin=[floats(r) for r in ts],
+    )
     out_json.write_text(json.dumps(full))
     print(f"  wrote {out_json} ({out_json.stat().st_size / 1e3:.0f} kB) and {pv.name}", flush=True)
     print(f"  image first/last: {full['image']['first']} ... {full['image']['last']}; 1-D positions differ by {full['image_as_published_1d_positions']['max_abs_diff_vs_mrope']:.3g}", flush=True)
@@ -357,7 +364,7 @@ def reference(pipe, plus: bool, zero_cond_t: bool, out_json: Path, vectors: Path
         small["inputs"] = dict(full["inputs"], image_pixels=None, image_pixels_note="see inputs.image; not repeated here")
         small["pixel_values_file"] = None
         vectors.parent.mkdir(parents=True, exist_ok=True)
-        vectors.write_text(json.dumps(small, indent=1) + "\n")
+        vectors.write_text(json.dumps(small, separators=(",", ":")) + "\n")
         print(f"  wrote {vectors} ({vectors.stat().st_size / 1e3:.0f} kB)", flush=True)
     return full
 
