@@ -165,8 +165,8 @@ def tiny_pipeline(plus: bool, zero_cond_t: bool):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def vision_patch_layout(grid_thw: torch.Tensor, num_patches: int, merge: int, window_patches: int):
-    """Per patch (in the processor's order): image index, frame, row, column, window key, from image_grid_thw only.
+def vision_patch_layout(grid_thw: torch.Tensor, num_patches: int, merge: int):
+    """Per patch (in the processor's order): image index, frame, row and column in its image, from image_grid_thw.
 
     The processor orders each image's patches as (frame, row/merge, column/merge, merge, merge). Vectorised over
     patches (shape [P, images] at most), so tracing keeps it general."""
@@ -210,7 +210,7 @@ class TextEncoder(nn.Module):
         visual = self.visual
         x = visual.patch_embed(pixel_values)
         n = x.shape[0]
-        image, frame, row, col = vision_patch_layout(grid_thw, n, self.merge, self.window_patches)
+        image, frame, row, col = vision_patch_layout(grid_thw, n, self.merge)
         cos, sin = visual.rotary_pos_emb(x, torch.stack([row, col], dim=-1))
         # attention segments: transformers' cu_seqlens are per (image, frame); windows are window_patches² squares of
         # each frame (its window_index permutation + cu_window_seqlens); as masks over the unpermuted order:
