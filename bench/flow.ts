@@ -8,12 +8,11 @@
  *   pipeline_overhead  share of the batched call's wall time outside session.run
  *   peak_rss_mb        the process's peak resident set (getrusage), model load included
  */
-import { execFile } from 'node:child_process';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { ensureBenchModel } from '../models/bench.js';
+import { intArg, median, runSizeChildren } from './child.js';
 import { InferenceEngine } from '../src/inference/engine.js';
 import { resolveEditOptions } from '../src/inference/request.js';
 
@@ -31,19 +30,6 @@ export interface FlowSizeResult {
   pipeline_overhead: number;
   pipeline_overhead_parts: { input_decode: number; output_encode: number };
   peak_rss_mb: number;
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  const v = i > 0 ? Number(process.argv[i + 1]) : fallback;
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} needs a positive integer`);
-  return v;
 }
 
 async function measure(size: number, steps: number, images: number, reps: number): Promise<FlowSizeResult> {
@@ -103,20 +89,12 @@ async function measure(size: number, steps: number, images: number, reps: number
 }
 
 /** Runs one child per size (in order) and returns their results. */
-export async function flowBench(opts: { sizes: number[]; steps: number; images: number; reps: number }): Promise<FlowSizeResult[]> {
-  const script = fileURLToPath(import.meta.url);
-  const results: FlowSizeResult[] = [];
-  for (const size of opts.sizes) {
-    const args = ['--import', 'tsx', script, '--size', `${size}`, '--steps', `${opts.steps}`, '--images', `${opts.images}`, '--reps', `${opts.reps}`];
-    const { stdout } = await promisify(execFile)(process.execPath, args, { cwd: join(dirname(script), '..'), maxBuffer: 1 << 24 });
-    const line = stdout.split('\n').find((l) => l.startsWith('FLOW_RESULT '));
-    if (!line) throw new Error(`bench/flow.ts --size ${size} printed no result:\n${stdout}`);
-    results.push(JSON.parse(line.slice('FLOW_RESULT '.length)) as FlowSizeResult);
-  }
-  return results;
+export function flowBench(opts: { sizes: number[]; steps: number; images: number; reps: number }): Promise<FlowSizeResult[]> {
+  const args = ['--steps', `${opts.steps}`, '--images', `${opts.images}`, '--reps', `${opts.reps}`];
+  return runSizeChildren<FlowSizeResult>(fileURLToPath(import.meta.url), opts.sizes, args, 'FLOW_RESULT');
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const result = await measure(arg('--size', 512), arg('--steps', 4), arg('--images', 4), arg('--reps', 3));
+  const result = await measure(intArg('--size', 512), intArg('--steps', 4), intArg('--images', 4), intArg('--reps', 3));
   console.log(`FLOW_RESULT ${JSON.stringify(result)}`);
 }

@@ -12,13 +12,12 @@
  *                 costs measured at 2 and 4 steps (a 50-step run is not made; the figure is derived)
  *   pipeline_overhead  share of the batched job's wall time outside session.run
  */
-import { execFile } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { ensureBenchModel } from '../models/bench.js';
+import { intArg, median, runSizeChildren } from './child.js';
 import { InferenceEngine } from '../src/inference/engine.js';
 import { calculateDimensions } from '../src/inference/pipelines/qwen/sizing.js';
 import { imageRope, textRope } from '../src/inference/pipelines/qwen/rope.js';
@@ -35,19 +34,6 @@ export interface QwenSizeResult {
   lightning: { per_step_s: number; per_step_cfg_s: number; fixed_s: number; eight_steps_s: number; fifty_steps_cfg_s: number; speedup: number };
   pipeline_overhead: number;
   peak_rss_mb: number;
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  const v = i > 0 ? Number(process.argv[i + 1]) : fallback;
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} needs a positive integer`);
-  return v;
 }
 
 async function timed<T>(f: () => Promise<T>): Promise<{ value: T; s: number }> {
@@ -176,20 +162,12 @@ async function measure(size: number, steps: number, reps: number, maxImages: num
 }
 
 /** Runs one child per size (in order) and returns their results. */
-export async function qwenBench(opts: { sizes: number[]; steps: number; reps: number; maxImages: number }): Promise<QwenSizeResult[]> {
-  const script = fileURLToPath(import.meta.url);
-  const results: QwenSizeResult[] = [];
-  for (const size of opts.sizes) {
-    const args = ['--import', 'tsx', script, '--size', `${size}`, '--steps', `${opts.steps}`, '--reps', `${opts.reps}`, '--max-images', `${opts.maxImages}`];
-    const { stdout } = await promisify(execFile)(process.execPath, args, { cwd: join(dirname(script), '..'), maxBuffer: 1 << 24 });
-    const line = stdout.split('\n').find((l) => l.startsWith('QWEN_RESULT '));
-    if (!line) throw new Error(`bench/qwen.ts --size ${size} printed no result:\n${stdout}`);
-    results.push(JSON.parse(line.slice('QWEN_RESULT '.length)) as QwenSizeResult);
-  }
-  return results;
+export function qwenBench(opts: { sizes: number[]; steps: number; reps: number; maxImages: number }): Promise<QwenSizeResult[]> {
+  const args = ['--steps', `${opts.steps}`, '--reps', `${opts.reps}`, '--max-images', `${opts.maxImages}`];
+  return runSizeChildren<QwenSizeResult>(fileURLToPath(import.meta.url), opts.sizes, args, 'QWEN_RESULT');
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const result = await measure(arg('--size', 512), arg('--steps', 2), arg('--reps', 1), arg('--max-images', 4));
+  const result = await measure(intArg('--size', 512), intArg('--steps', 2), intArg('--reps', 1), intArg('--max-images', 4));
   console.log(`QWEN_RESULT ${JSON.stringify(result)}`);
 }

@@ -209,6 +209,27 @@ function vaeDecoderGraph(): GraphBuilder {
   return g;
 }
 
+/** model_index.json of a folder in the project's Qwen-Image-Edit layout (vae_encoder/vae_decoder as optimum names them). */
+export function qwenModelIndex(className: 'QwenImageEditPipeline' | 'QwenImageEditPlusPipeline'): Uint8Array {
+  return json({
+    _class_name: className,
+    _diffusers_version: '0.36.0',
+    processor: ['transformers', 'Qwen2VLProcessor'],
+    scheduler: ['diffusers', 'FlowMatchEulerDiscreteScheduler'],
+    text_encoder: ['transformers', 'Qwen2_5_VLForConditionalGeneration'],
+    tokenizer: ['transformers', 'Qwen2Tokenizer'],
+    transformer: ['diffusers', 'QwenImageTransformer2DModel'],
+    vae_decoder: ['diffusers', 'AutoencoderKLQwenImage'],
+    vae_encoder: ['diffusers', 'AutoencoderKLQwenImage'],
+  });
+}
+
+/** The real processor files and Qwen-Image's scheduler_config.json, into `files`. */
+export function addQwenProcessorAndScheduler(files: Map<string, Uint8Array>): void {
+  for (const name of readdirSync(QWEN_PROCESSOR_DIR).sort()) files.set(`processor/${name}`, readFileSync(join(QWEN_PROCESSOR_DIR, name)));
+  files.set('scheduler/scheduler_config.json', readFileSync(join(FIXTURES, 'Qwen-Image', 'scheduler', 'scheduler_config.json')));
+}
+
 export interface QwenFixtureOptions {
   /** QwenImageEditPipeline (Qwen-Image-Edit) or QwenImageEditPlusPipeline with `zero_cond_t` (2511). */
   layout: 'edit' | 'plus-2511';
@@ -218,22 +239,8 @@ export interface QwenFixtureOptions {
 export function buildQwenEditFiles(o: QwenFixtureOptions = { layout: 'edit' }): Map<string, Uint8Array> {
   const plus = o.layout === 'plus-2511';
   const files = new Map<string, Uint8Array>();
-  files.set(
-    'model_index.json',
-    json({
-      _class_name: plus ? 'QwenImageEditPlusPipeline' : 'QwenImageEditPipeline',
-      _diffusers_version: '0.36.0',
-      processor: ['transformers', 'Qwen2VLProcessor'],
-      scheduler: ['diffusers', 'FlowMatchEulerDiscreteScheduler'],
-      text_encoder: ['transformers', 'Qwen2_5_VLForConditionalGeneration'],
-      tokenizer: ['transformers', 'Qwen2Tokenizer'],
-      transformer: ['diffusers', 'QwenImageTransformer2DModel'],
-      vae_decoder: ['diffusers', 'AutoencoderKLQwenImage'],
-      vae_encoder: ['diffusers', 'AutoencoderKLQwenImage'],
-    }),
-  );
-  for (const name of readdirSync(QWEN_PROCESSOR_DIR).sort()) files.set(`processor/${name}`, readFileSync(join(QWEN_PROCESSOR_DIR, name)));
-  files.set('scheduler/scheduler_config.json', readFileSync(join(FIXTURES, 'Qwen-Image', 'scheduler', 'scheduler_config.json')));
+  files.set('model_index.json', qwenModelIndex(plus ? 'QwenImageEditPlusPipeline' : 'QwenImageEditPipeline'));
+  addQwenProcessorAndScheduler(files);
   files.set('text_encoder/model.onnx', textEncoderGraph().toBytes());
   files.set(
     'text_encoder/config.json',
