@@ -28,6 +28,8 @@ export interface EngineConfig extends CatalogueConfig {
   allowSpinning?: boolean;
   /** ONNX Runtime's CPU memory arena (see SessionConfig; default on). */
   cpuMemArena?: boolean;
+  /** ONNX Runtime's optimized-model cache folder (see optimizedCache.ts); null or absent: off. */
+  optimizedCacheDir?: string | null;
   /** Text encoders and VAE on a thread of their own, beside the denoise loop (see SessionConfig; default on). */
   stageThread?: boolean;
   /** zlib level 0–9 of PNG outputs (see imageIO's DEFAULT_PNG_COMPRESSION_LEVEL). */
@@ -78,6 +80,7 @@ export class InferenceEngine {
       intraOpThreads: config.intraOpThreads,
       allowSpinning: config.allowSpinning,
       cpuMemArena: config.cpuMemArena,
+      optimizedCacheDir: config.optimizedCacheDir,
       stageThread,
       // Broken folders are not opened; their state says why.
       preload: (config.preloadModels ?? [catalogue.defaultModelId]).filter((id) => readable.has(id)),

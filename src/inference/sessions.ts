@@ -6,6 +6,8 @@
  */
 import type { EngineLog } from './log.js';
 import { cpus } from 'node:os';
+import { readdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { fitPreviewProjection } from './previewFit.js';
 import type { ModelSpec } from './modelFolder.js';
@@ -15,6 +17,8 @@ import { InferenceError } from './errors.js';
 import { COMPONENTS, componentFile } from './components.js';
 import type { Component } from './components.js';
 import type { StagedModel, StageThread } from './stageThread.js';
+import { createCachedSession } from './optimizedCache.js';
+import type { CacheOutcome } from './optimizedCache.js';
 
 export type ExecutionProviderName = 'cpu' | 'cuda' | 'webgpu';
 
@@ -37,7 +41,29 @@ export interface SessionConfig {
    * batch 3: 176 vs 112 ms), so hosts facing untrusted uploads choose it deliberately.
    */
   cpuMemArena?: boolean;
+  /**
+   * Folder of ONNX Runtime's optimized-model cache (optimizedCache.ts, ORT_OPTIMIZED_CACHE): the
+   * first open of a model writes its optimized graph there, later opens load it. Null or absent: off.
+   */
+  optimizedCacheDir?: string | null;
+  /** Components smaller than this open without the cache (they open in milliseconds); default 64 MiB. */
+  optimizedCacheMinBytes?: number;
   log?: EngineLog;
+  /** Each component's load, as it starts and as it ends (the doctor prints them; servers log them). */
+  onLoadProgress?: (event: LoadProgress) => void;
+}
+
+/** One component's session opening or opened. */
+export interface LoadProgress {
+  modelId: string;
+  component: Component;
+  file: string;
+  /** Bytes of the component's graph and external data. */
+  bytes: number;
+  phase: 'opening' | 'opened';
+  /** With 'opened': milliseconds the open took, and what the optimized-model cache did. */
+  ms?: number;
+  cache?: CacheOutcome;
 }
 
 export type { Component };
@@ -109,8 +135,38 @@ export function sessionOptions(config: SessionConfig, provider: ExecutionProvide
   };
 }
 
-async function createSession(path: string, config: SessionConfig, provider: ExecutionProviderName): Promise<ort.InferenceSession> {
-  return ort.InferenceSession.create(path, sessionOptions(config, provider));
+async function createSession(
+  path: string,
+  bytes: number,
+  config: SessionConfig,
+  provider: ExecutionProviderName,
+): Promise<{ session: ort.InferenceSession; cache: CacheOutcome }> {
+  const cacheDir = bytes >= (config.optimizedCacheMinBytes ?? CACHE_MIN_BYTES) ? (config.optimizedCacheDir ?? null) : null;
+  return createCachedSession(path, sessionOptions(config, provider), cacheDir, config.log);
+}
+
+/** Components from this size up log their loading at info (see openComponentSessions). */
+const LOUD_LOAD_BYTES = 64 * 2 ** 20;
+/** Components from this size up go through the optimized-model cache (SessionConfig.optimizedCacheMinBytes). */
+const CACHE_MIN_BYTES = 64 * 2 ** 20;
+
+/** Bytes of a component's ONNX files (its graph and external data) in its folder. */
+function componentBytes(path: string): number {
+  try {
+    const dir = dirname(path);
+    return readdirSync(dir)
+      .filter((f) => !f.endsWith('.json'))
+      .reduce((n, f) => n + statSync(join(dir, f)).size, 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** 'opening unet/model.onnx (3,276 MiB)' / 'unet/model.onnx open in 23.4 s (optimized-model cache: hit)'. */
+export function describeLoadProgress(event: LoadProgress): string {
+  if (event.phase === 'opening') return `model ${event.modelId}: opening ${event.file} (${Math.round(event.bytes / 2 ** 20).toLocaleString('en')} MiB)`;
+  const cache = event.cache === 'off' || event.cache === undefined ? '' : ` (optimized-model cache: ${event.cache})`;
+  return `model ${event.modelId}: ${event.file} open in ${((event.ms ?? 0) / 1000).toFixed(1)} s${cache}`;
 }
 
 function validate(spec: ModelSpec, component: Component, s: ComponentSession): void {
@@ -218,17 +274,26 @@ export interface ComponentSessions {
 /** Opens `components` of `spec` in this thread, each validated against what its family feeds and reads. */
 export async function openComponentSessions(spec: ModelSpec, components: readonly Component[], config: SessionConfig): Promise<ComponentSessions> {
   let provider = config.provider;
+  // Without a listener, each component's load goes to the log: at info from 64 MiB (a load worth
+  // watching), at debug below.
+  const report =
+    config.onLoadProgress ?? (config.log && ((e: LoadProgress) => config.log!(describeLoadProgress(e), e.bytes >= LOUD_LOAD_BYTES ? 'info' : 'debug')));
   const opened = new Map<Component, ComponentSession>();
   const open = async (component: Component, path: string): Promise<void> => {
+    const progress = { modelId: spec.id, component, file: componentFile(component), bytes: componentBytes(path) };
+    report?.({ ...progress, phase: 'opening' });
+    const started = performance.now();
     let session: ort.InferenceSession;
+    let cache: CacheOutcome;
     try {
-      session = await createSession(path, config, provider);
+      ({ session, cache } = await createSession(path, progress.bytes, config, provider));
     } catch (err) {
       if (provider === 'cpu') throw new ModelFolderError(`model ${spec.id}: cannot load ${componentFile(component)}: ${(err as Error).message}`);
       config.log?.(`execution provider "${provider}" unavailable (${(err as Error).message.split('\n')[0]}); falling back to cpu`, 'warn');
       provider = 'cpu';
-      session = await createSession(path, config, provider);
+      ({ session, cache } = await createSession(path, progress.bytes, config, provider));
     }
+    report?.({ ...progress, phase: 'opened', ms: performance.now() - started, cache });
     const cs = { session, inputs: ports(session.inputMetadata), outputs: ports(session.outputMetadata) };
     validate(spec, component, cs);
     opened.set(component, cs);
@@ -288,18 +353,22 @@ export async function openComponentSessions(spec: ModelSpec, components: readonl
  */
 export async function openModelSessions(spec: ModelSpec, config: SessionConfig, stageThread?: StageThread): Promise<ModelSessions> {
   const staged = stageThread ? spec.family.components.filter((c) => c !== spec.family.denoiser.component) : [];
-  const local = await openComponentSessions(
-    spec,
-    spec.family.components.filter((c) => !staged.includes(c)),
-    config,
-  );
-  let stage: StagedModel | null = null;
-  try {
-    if (staged.length > 0) stage = await stageThread!.open(spec, staged);
-  } catch (err) {
-    await local.release();
-    throw err;
+  // The denoiser here and the encoders/VAEs on the stage thread open at the same time (each open
+  // is mostly one core's work: reading, optimizing and pre-packing the graph).
+  const [localOpen, stageOpen] = await Promise.allSettled([
+    openComponentSessions(
+      spec,
+      spec.family.components.filter((c) => !staged.includes(c)),
+      config,
+    ),
+    staged.length > 0 ? stageThread!.open(spec, staged) : Promise.resolve(null),
+  ]);
+  if (localOpen.status === 'rejected' || stageOpen.status === 'rejected') {
+    await Promise.all([localOpen.status === 'fulfilled' && localOpen.value.release(), stageOpen.status === 'fulfilled' && stageOpen.value?.release()]);
+    throw localOpen.status === 'rejected' ? localOpen.reason : (stageOpen as PromiseRejectedResult).reason;
   }
+  const local = localOpen.value;
+  const stage: StagedModel | null = stageOpen.value;
   const portsOf = (c: Component): { inputs: Map<string, Port>; outputs: Map<string, Port> } => {
     const p = local.ports.get(c) ?? stage?.ports.get(c);
     if (!p) throw new InferenceError('MODEL_ERROR', `model ${spec.id} has no ${componentFile(c)}`);

@@ -31,7 +31,7 @@ export const STAGE_THREAD_BYTES = 64 * 2 ** 20;
 /** Feed buffers kept per size for reuse (see StageThread.spare). */
 const SPARE_PER_SIZE = 4;
 
-export type StageSettings = Pick<SessionConfig, 'provider' | 'intraOpThreads' | 'allowSpinning' | 'cpuMemArena'>;
+export type StageSettings = Pick<SessionConfig, 'provider' | 'intraOpThreads' | 'allowSpinning' | 'cpuMemArena' | 'optimizedCacheDir'>;
 
 export interface ComponentPorts {
   inputs: Port[];
@@ -93,10 +93,10 @@ export class StageThread {
   private readonly settings: StageSettings;
 
   constructor(
-    { provider, intraOpThreads, allowSpinning, cpuMemArena }: StageSettings,
+    { provider, intraOpThreads, allowSpinning, cpuMemArena, optimizedCacheDir }: StageSettings,
     private readonly log?: EngineLog,
   ) {
-    this.settings = { provider, intraOpThreads, allowSpinning, cpuMemArena };
+    this.settings = { provider, intraOpThreads, allowSpinning, cpuMemArena, optimizedCacheDir };
   }
 
   private ready(): Promise<Worker> {

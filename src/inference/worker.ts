@@ -32,6 +32,7 @@ try {
     intraOpThreads: init.intraOpThreads,
     allowSpinning: init.allowSpinning,
     cpuMemArena: init.cpuMemArena,
+    optimizedCacheDir: init.optimizedCacheDir,
     stageThread: init.stageThread,
     preload: init.preload,
     modelMemoryBytes: init.modelMemoryBytes,

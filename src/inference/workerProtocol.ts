@@ -15,6 +15,7 @@ export interface WorkerInit {
   intraOpThreads?: number;
   allowSpinning?: boolean;
   cpuMemArena?: boolean;
+  optimizedCacheDir?: string | null;
   stageThread?: boolean;
 }
 

@@ -219,6 +219,7 @@ export function engineConfig(config: ServerConfig, log: Logger, threading: Engin
     intraOpThreads: config.intraOpThreads,
     allowSpinning: config.ortAllowSpinning,
     cpuMemArena: config.ortCpuMemArena,
+    optimizedCacheDir: config.ortOptimizedCache,
     stageThread: config.stageThread,
     memoryBudgetBytes: config.memoryBudgetBytes,
     preloadModels: config.preloadModels,
