@@ -109,6 +109,11 @@ def main() -> None:
     parser.add_argument("--out", default="/work/realsize", help="work folder (outside the repository: the export is ~4 GB)")
     parser.add_argument("--name", default="sd15-real-size", help="the model folder's name (its model id)")
     parser.add_argument("--keep-diffusers", action="store_true", help="keep the saved PyTorch pipeline")
+    parser.add_argument(
+        "--validate",
+        action="store_true",
+        help="let optimum compare the exports with PyTorch (minutes per component at this size; off by default)",
+    )
     a = parser.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     sys.path.insert(0, os.path.join(root, "scripts", "parity"))
@@ -128,7 +133,7 @@ def main() -> None:
     print(f"saved the PyTorch pipeline in {time.time() - started:.0f} s", flush=True)
     if os.path.exists(target):
         shutil.rmtree(target)
-    main_export(model_name_or_path=source, output=target, task="image-to-image", device="cpu")
+    main_export(model_name_or_path=source, output=target, task="image-to-image", device="cpu", do_validation=a.validate)
     print(f"exported {target} in {time.time() - started:.0f} s", flush=True)
     if not a.keep_diffusers:
         shutil.rmtree(source)
