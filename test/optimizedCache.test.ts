@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureBenchModel } from '../models/bench.js';
 import { readModelFolder } from '../src/inference/modelFolder.js';
-import { openComponentSessions } from '../src/inference/sessions.js';
+import { describeLoadProgress, openComponentSessions } from '../src/inference/sessions.js';
 import type { Feed, LoadProgress, SessionConfig } from '../src/inference/sessions.js';
 import type { Component } from '../src/inference/components.js';
 import { optimizedCacheDir } from '../src/config.js';
@@ -128,5 +128,32 @@ describe('optimized-model cache', () => {
     assert.equal(optimizedCacheDir({ ORT_OPTIMIZED_CACHE: '0' }), null);
     assert.equal(optimizedCacheDir({ ORT_OPTIMIZED_CACHE: 'off' }), null);
     assert.equal(optimizedCacheDir({ ORT_OPTIMIZED_CACHE: '/srv/ort-cache' }), '/srv/ort-cache');
+  });
+});
+
+describe('warm-up at load (ORT_WARM_UP)', () => {
+  it('runs each large component once at batch 1 and the smallest size as it opens, reported with its load', async () => {
+    const spec = readModelFolder(modelDir, 'bench');
+    const events: LoadProgress[] = [];
+    const sessions = await openComponentSessions(spec, spec.family.components, {
+      provider: 'cpu',
+      intraOpThreads: 1,
+      warmUp: true,
+      warmUpMinBytes: 0,
+      onLoadProgress: (e) => events.push(e),
+    });
+    await sessions.release();
+    const opened = events.filter((e) => e.phase === 'opened');
+    assert.deepEqual(
+      opened.map((e) => e.component),
+      spec.family.components,
+    );
+    for (const e of opened) assert.ok(typeof e.warmUpMs === 'number' && e.warmUpMs >= 0, `${e.file} was warmed up`);
+    assert.match(describeLoadProgress(opened[0]!), /open in \d+\.\d s, warm-up run \d+\.\d s$/);
+    // Below the size threshold (64 MiB by default: the bench model's components), no warm-up.
+    const quiet: LoadProgress[] = [];
+    const plain = await openComponentSessions(spec, ['unet'], { provider: 'cpu', intraOpThreads: 1, warmUp: true, onLoadProgress: (e) => quiet.push(e) });
+    await plain.release();
+    assert.equal(quiet.find((e) => e.phase === 'opened')!.warmUpMs, undefined);
   });
 });

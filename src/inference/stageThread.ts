@@ -31,7 +31,7 @@ export const STAGE_THREAD_BYTES = 64 * 2 ** 20;
 /** Feed buffers kept per size for reuse (see StageThread.spare). */
 const SPARE_PER_SIZE = 4;
 
-export type StageSettings = Pick<SessionConfig, 'provider' | 'intraOpThreads' | 'allowSpinning' | 'cpuMemArena' | 'optimizedCacheDir'>;
+export type StageSettings = Pick<SessionConfig, 'provider' | 'intraOpThreads' | 'allowSpinning' | 'cpuMemArena' | 'optimizedCacheDir' | 'warmUp'>;
 
 export interface ComponentPorts {
   inputs: Port[];
@@ -93,10 +93,10 @@ export class StageThread {
   private readonly settings: StageSettings;
 
   constructor(
-    { provider, intraOpThreads, allowSpinning, cpuMemArena, optimizedCacheDir }: StageSettings,
+    { provider, intraOpThreads, allowSpinning, cpuMemArena, optimizedCacheDir, warmUp }: StageSettings,
     private readonly log?: EngineLog,
   ) {
-    this.settings = { provider, intraOpThreads, allowSpinning, cpuMemArena, optimizedCacheDir };
+    this.settings = { provider, intraOpThreads, allowSpinning, cpuMemArena, optimizedCacheDir, warmUp };
   }
 
   private ready(): Promise<Worker> {

@@ -33,6 +33,7 @@ try {
     allowSpinning: init.allowSpinning,
     cpuMemArena: init.cpuMemArena,
     optimizedCacheDir: init.optimizedCacheDir,
+    warmUp: init.warmUp,
     stageThread: init.stageThread,
     preload: init.preload,
     modelMemoryBytes: init.modelMemoryBytes,

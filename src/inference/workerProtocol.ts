@@ -16,6 +16,7 @@ export interface WorkerInit {
   allowSpinning?: boolean;
   cpuMemArena?: boolean;
   optimizedCacheDir?: string | null;
+  warmUp?: boolean;
   stageThread?: boolean;
 }
 
