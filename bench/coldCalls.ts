@@ -5,7 +5,8 @@
  *   npx tsx bench/coldCalls.ts <variant> <model folder> [cache dir]
  * variant: plain (no cache) | cached (through the optimized-model cache in [cache dir]), with
  * `-warm` for one batch-1 call at 64² first (what ORT_WARM_UP does at load), and/or `-nopattern`
- * for enableMemPattern off. Run each variant in its own process.
+ * for ONNX Runtime's memory pattern off (ORT_MEM_PATTERN=0; on otherwise, the server's default).
+ * CALLS=n: calls after the open (default 4). Run each variant in its own process.
  */
 import ort from 'onnxruntime-node';
 import { sessionOptions } from '../src/inference/sessions.js';
@@ -13,18 +14,23 @@ import { createCachedSession } from '../src/inference/optimizedCache.js';
 const variant = process.argv[2]!;
 const path = `${process.argv[3]}/unet/model.onnx`;
 const cacheDir = process.argv[4] ?? '.cache/ort-optimized';
-const opts = { ...sessionOptions({ provider: 'cpu', intraOpThreads: 2 }, 'cpu'), ...(variant.includes('nopattern') ? { enableMemPattern: false } : {}) };
+// ONNX Runtime's memory pattern: on (the server's default, ORT_MEM_PATTERN) unless the variant says `-nopattern`.
+const opts = sessionOptions({ provider: 'cpu', intraOpThreads: 2, memPattern: !variant.includes('nopattern') }, 'cpu');
 const t0 = performance.now();
 const { session, cache } = await createCachedSession(path, opts, variant.startsWith('cached') ? cacheDir : null);
 const rss = () => `${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GiB`;
 console.log(`${variant}: open ${((performance.now() - t0) / 1000).toFixed(1)} s (${cache}), rss ${rss()}`);
-const tsType = session.inputMetadata.find((m) => m.name === 'timestep') as { type?: string; shape?: unknown[] };
+const meta = (name: string) => session.inputMetadata.find((m) => m.name === name) as { type?: string; shape?: unknown[] };
+const tsType = meta('timestep');
+// Channels and text width as the graph declares them (SD 1.5: 4 and 768; the bench model: 8 and its own).
+const channels = Number(meta('sample').shape?.[1]) || 4;
+const width = Number(meta('encoder_hidden_states').shape?.[2]) || 768;
 const feeds = (batch: number, side: number) => {
-  const n = batch * 4 * side * side;
+  const n = batch * channels * side * side;
   const sample = new ort.Tensor(
     'float32',
     Float32Array.from({ length: n }, (_, i) => Math.sin(i)),
-    [batch, 4, side, side],
+    [batch, channels, side, side],
   );
   const ts =
     tsType.shape && tsType.shape.length === 0
@@ -34,8 +40,8 @@ const feeds = (batch: number, side: number) => {
         : new ort.Tensor('float32', new Float32Array(batch).fill(500), [batch]);
   const ehs = new ort.Tensor(
     'float32',
-    Float32Array.from({ length: batch * 77 * 768 }, (_, i) => Math.cos(i) * 0.1),
-    [batch, 77, 768],
+    Float32Array.from({ length: batch * 77 * width }, (_, i) => Math.cos(i) * 0.1),
+    [batch, 77, width],
   );
   return { sample, timestep: ts, encoder_hidden_states: ehs };
 };
@@ -45,7 +51,8 @@ if (variant.includes('-warm')) {
   console.log(`  warm-up 64² batch 1: ${((performance.now() - w0) / 1000).toFixed(2)} s, rss ${rss()}`);
 }
 const f = feeds(2, 64);
-for (let i = 1; i <= 4; i++) {
+const calls = Number(process.env.CALLS ?? 4);
+for (let i = 1; i <= calls; i++) {
   const s0 = performance.now();
   await session.run(f);
   console.log(`  call ${i} 512² batch 2: ${((performance.now() - s0) / 1000).toFixed(2)} s, rss ${rss()}`);

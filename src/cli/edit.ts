@@ -247,6 +247,7 @@ async function main(argv: string[]): Promise<number> {
       preloadModels: [],
       optimizedCacheDir: optimizedCacheDir(process.env),
       warmUp: !/^(0|off|false|no)$/i.test((process.env.ORT_WARM_UP ?? '').trim()),
+      memPattern: !/^(0|off|false|no)$/i.test((process.env.ORT_MEM_PATTERN ?? '').trim()),
       // Each component's load (for models worth watching), warnings and faults.
       log: (message, level) => level !== 'debug' && console.error(level === 'info' ? message : `${level}: ${message}`),
     });

@@ -28,6 +28,8 @@ export interface EngineConfig extends CatalogueConfig {
   allowSpinning?: boolean;
   /** ONNX Runtime's CPU memory arena (see SessionConfig; default on). */
   cpuMemArena?: boolean;
+  /** ONNX Runtime's memory pattern (see SessionConfig; default on). */
+  memPattern?: boolean;
   /** ONNX Runtime's optimized-model cache folder (see optimizedCache.ts); null or absent: off. */
   optimizedCacheDir?: string | null;
   /** One small run of each large component as it opens (see SessionConfig.warmUp). */
@@ -82,6 +84,7 @@ export class InferenceEngine {
       intraOpThreads: config.intraOpThreads,
       allowSpinning: config.allowSpinning,
       cpuMemArena: config.cpuMemArena,
+      memPattern: config.memPattern,
       optimizedCacheDir: config.optimizedCacheDir,
       warmUp: config.warmUp,
       stageThread,

@@ -42,6 +42,16 @@ export interface SessionConfig {
    */
   cpuMemArena?: boolean;
   /**
+   * ONNX Runtime's memory pattern (`enableMemPattern`; ORT_MEM_PATTERN, default on as in ONNX
+   * Runtime). On, the first run of each input shape records its allocations and the second
+   * allocates them again as one block, so both touch fresh memory (measured: the bench UNet's first
+   * two 512² calls 0.16–0.30 s against 0.02–0.05 s warm, RSS +70 MB on the second; an SD 1.5-size
+   * UNet's second call +2.2 GiB, peak 8.1 against 5.8 GB). Off, only the first run of a shape is
+   * cold, but at real size that first run was slower (16–20 s against 11–14 s) and later runs
+   * were not measurably faster, so it stays on (BENCHMARKS.md, "Real-size model").
+   */
+  memPattern?: boolean;
+  /**
    * Folder of ONNX Runtime's optimized-model cache (optimizedCache.ts, ORT_OPTIMIZED_CACHE): the
    * first open of a model writes its optimized graph there, later opens load it. Null or absent: off.
    */
@@ -139,7 +149,7 @@ export function sessionOptions(config: SessionConfig, provider: ExecutionProvide
     interOpNumThreads: 1,
     executionMode: 'sequential',
     enableCpuMemArena: config.cpuMemArena ?? true,
-    enableMemPattern: true,
+    enableMemPattern: config.memPattern ?? true,
     extra: { session: { intra_op: { allow_spinning: config.allowSpinning ? '1' : '0' } } },
   };
 }

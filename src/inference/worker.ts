@@ -32,6 +32,7 @@ try {
     intraOpThreads: init.intraOpThreads,
     allowSpinning: init.allowSpinning,
     cpuMemArena: init.cpuMemArena,
+    memPattern: init.memPattern,
     optimizedCacheDir: init.optimizedCacheDir,
     warmUp: init.warmUp,
     stageThread: init.stageThread,

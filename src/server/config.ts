@@ -22,6 +22,8 @@ export interface ServerConfig {
   ortCpuMemArena: boolean;
   /** ONNX Runtime's optimized-model cache folder (ORT_OPTIMIZED_CACHE); null: off. */
   ortOptimizedCache: string | null;
+  /** ONNX Runtime's memory pattern (ORT_MEM_PATTERN, default on; off: only a shape's first run is cold, less memory). */
+  ortMemPattern: boolean;
   /** One small run of each large model component as it opens (ORT_WARM_UP). */
   ortWarmUp: boolean;
   /** Text encoders and VAEs on a thread of their own, beside the denoise loop (STAGE_THREAD). */
@@ -190,6 +192,7 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     ortAllowSpinning: bool(env, 'ORT_ALLOW_SPINNING', false),
     ortCpuMemArena: bool(env, 'ORT_CPU_MEM_ARENA', true),
     ortOptimizedCache: optimizedCacheDir(env),
+    ortMemPattern: bool(env, 'ORT_MEM_PATTERN', true),
     ortWarmUp: bool(env, 'ORT_WARM_UP', true),
     stageThread: bool(env, 'STAGE_THREAD', true),
     memoryBudgetBytes: env.MEMORY_BUDGET_MB ? int(env, 'MEMORY_BUDGET_MB', 0, 1) * mb : defaultMemoryBudget(),

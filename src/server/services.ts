@@ -220,6 +220,7 @@ export function engineConfig(config: ServerConfig, log: Logger, threading: Engin
     allowSpinning: config.ortAllowSpinning,
     cpuMemArena: config.ortCpuMemArena,
     optimizedCacheDir: config.ortOptimizedCache,
+    memPattern: config.ortMemPattern,
     warmUp: config.ortWarmUp,
     stageThread: config.stageThread,
     memoryBudgetBytes: config.memoryBudgetBytes,
