@@ -25,7 +25,7 @@ const tsType = meta('timestep');
 // Channels and text width as the graph declares them (SD 1.5: 4 and 768; the bench model: 8 and its own).
 const channels = Number(meta('sample').shape?.[1]) || 4;
 const width = Number(meta('encoder_hidden_states').shape?.[2]) || 768;
-const feeds = (batch: number, side: number) => {
+const feeds = (batch: number, side: number, tokens = 77) => {
   const n = batch * channels * side * side;
   const sample = new ort.Tensor(
     'float32',
@@ -40,14 +40,15 @@ const feeds = (batch: number, side: number) => {
         : new ort.Tensor('float32', new Float32Array(batch).fill(500), [batch]);
   const ehs = new ort.Tensor(
     'float32',
-    Float32Array.from({ length: batch * 77 * width }, (_, i) => Math.cos(i) * 0.1),
-    [batch, 77, width],
+    Float32Array.from({ length: batch * tokens * width }, (_, i) => Math.cos(i) * 0.1),
+    [batch, tokens, width],
   );
   return { sample, timestep: ts, encoder_hidden_states: ehs };
 };
 if (variant.includes('-warm')) {
   const w0 = performance.now();
-  await session.run(feeds(1, 8));
+  // `-warm8`: 8 text tokens, as ORT_WARM_UP's generic feeds give; `-warm`: 77.
+  await session.run(feeds(1, 8, variant.includes('-warm8') ? 8 : 77));
   console.log(`  warm-up 64² batch 1: ${((performance.now() - w0) / 1000).toFixed(2)} s, rss ${rss()}`);
 }
 const f = feeds(2, 64);

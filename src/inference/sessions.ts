@@ -170,13 +170,16 @@ const LOUD_LOAD_BYTES = 64 * 2 ** 20;
 const WARM_UP_MIN_BYTES = 64 * 2 ** 20;
 
 /**
- * Feeds for a warm-up run from a session's ports: batch dims 1, other named dims 8 (a latent of
- * 8×8, a sequence of 8), values 0.1 (ids and integer inputs 0). Dims sharing a name share the value.
+ * Feeds for a warm-up run from a session's ports: batch dims 1, sequence dims 77 (CLIP's length),
+ * other named dims 8 (a latent of 8×8), values 0.1 (ids and integer inputs 0). Dims sharing a
+ * name share the value. (With 8 text tokens instead of 77 the SD 1.5-size UNet's second full-size
+ * call was cold again: bench/coldCalls.ts `-warm8`.)
  */
 export function warmUpFeeds(inputs: ReadonlyMap<string, Port>): Record<string, Feed> {
   const feeds: Record<string, Feed> = {};
+  const named = (d: string): number => (/batch/i.test(d) ? 1 : /seq|token/i.test(d) ? 77 : 8);
   for (const port of inputs.values()) {
-    const dims = port.shape.map((d) => (typeof d === 'number' && d > 0 ? d : typeof d === 'string' && /batch/i.test(d) ? 1 : 8));
+    const dims = port.shape.map((d) => (typeof d === 'number' && d > 0 ? d : typeof d === 'string' ? named(d) : 8));
     const length = dims.reduce((a, b) => a * b, 1);
     feeds[port.name] = { data: port.type.startsWith('int') ? new Int32Array(length) : new Float32Array(length).fill(0.1), dims };
   }
