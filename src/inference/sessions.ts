@@ -61,7 +61,7 @@ export interface SessionConfig {
   /**
    * One small run of each component of `warmUpMinBytes` (default 64 MiB) or more right after it
    * opens (ORT_WARM_UP): batch 1, the smallest spatial size. Measured on an SD 1.5-size UNet, it
-   * makes the second full-size call a warm one and the process's peak 2.2 GiB lower (BENCHMARKS.md).
+   * makes the second full-size call a warm one; a 512² CLI job took 10–11% less and peaked 2.36 GB lower (BENCHMARKS.md).
    */
   warmUp?: boolean;
   warmUpMinBytes?: number;
