@@ -238,7 +238,7 @@ function readFolder(dir: string, id: string): ModelSpec {
       weightBytes: num(memoryRaw, 'weightBytes', weightBytes),
       // SD 1.5-sized defaults (fp32, unfused attention) unless the family states its own; a model
       // folder can state its own. 800 KiB (was 320 KiB) puts one 512² guided output of an SD 1.5-size
-      // export at 12,516 MiB, above every peak measured on one (issue 29: 10.0–12.0 GiB; BENCHMARKS.md).
+      // export at 12,516 MiB, above every peak measured on one (issue 29: 7.7–12.0 GiB; BENCHMARKS.md).
       unetBytesPerLatentPixel: num(memoryRaw, 'unetBytesPerLatentPixel', family.memoryDefaults?.unetBytesPerLatentPixel ?? SD15_UNET_BYTES_PER_LATENT_PIXEL),
       attentionHeads: num(memoryRaw, 'attentionHeads', family.memoryDefaults?.attentionHeads ?? 8),
       attentionDownscale: num(memoryRaw, 'attentionDownscale', family.memoryDefaults?.attentionDownscale ?? 1),

@@ -46,7 +46,7 @@ export interface SessionConfig {
    * Runtime). On, the first run of each input shape records its allocations and the second
    * allocates them again as one block, so both touch fresh memory (measured: the bench UNet's first
    * two 512² calls 0.16–0.30 s against 0.02–0.05 s warm, RSS +70 MB on the second; an SD 1.5-size
-   * UNet's second call +2.2 GiB, peak 8.1 against 5.8 GB). Off, only the first run of a shape is
+   * UNet's second call +2.2 GiB, peak 7.7 against 5.5 GiB). Off, only the first run of a shape is
    * cold, but at real size that first run was slower (16–20 s against 11–14 s) and later runs
    * were not measurably faster, so it stays on (BENCHMARKS.md, "Real-size model").
    */
@@ -61,7 +61,7 @@ export interface SessionConfig {
   /**
    * One small run of each component of `warmUpMinBytes` (default 64 MiB) or more right after it
    * opens (ORT_WARM_UP): batch 1, the smallest spatial size. Measured on an SD 1.5-size UNet, it
-   * makes the second full-size call a warm one; a 512² CLI job took 10–11% less and peaked 2.36 GB lower (BENCHMARKS.md).
+   * makes the second full-size call a warm one; a 512² CLI job took 10–11% less and peaked 2.25 GiB lower (BENCHMARKS.md).
    */
   warmUp?: boolean;
   warmUpMinBytes?: number;
