@@ -1,6 +1,6 @@
 /** Paths that depend on where the project is installed. */
 import { realpathSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -35,4 +35,20 @@ export function builtInGenerator(dir: string): string | null {
  */
 export function callerDir(script: string): string {
   return (process.env.npm_lifecycle_event === script && process.env.INIT_CWD) || process.cwd();
+}
+
+/** The optimized-model cache's default folder (ORT_OPTIMIZED_CACHE unset or on). */
+export function defaultOptimizedCacheDir(): string {
+  return join(PROJECT_ROOT, '.cache', 'ort-optimized');
+}
+
+/**
+ * ORT_OPTIMIZED_CACHE: unset, empty, `1`/`on`/`true`/`yes` → the default folder; `0`/`off`/`false`/`no`
+ * → null (off); anything else is the folder (relative to the working directory).
+ */
+export function optimizedCacheDir(env: NodeJS.ProcessEnv): string | null {
+  const raw = (env.ORT_OPTIMIZED_CACHE ?? '').trim();
+  if (raw === '' || /^(1|on|true|yes)$/i.test(raw)) return defaultOptimizedCacheDir();
+  if (/^(0|off|false|no)$/i.test(raw)) return null;
+  return resolve(raw);
 }

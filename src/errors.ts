@@ -32,7 +32,7 @@ export const ERROR_CODES = [
     code: 'IMAGE_TOO_LARGE',
     status: 413,
     where:
-      'GraphQL error (`size` over `maxPixels`, input over `MAX_INPUT_PIXELS`), `EditError` (one output cannot fit `MEMORY_BUDGET_MB`; the message says `max pixels N`), REST',
+      'GraphQL error (`size` over `maxPixels`, input over `MAX_INPUT_PIXELS`), `EditError` (one output cannot fit `MEMORY_BUDGET_MB`; the message names the largest size that fits and `max pixels N`; refused before the model loads), REST',
     when: 'too many pixels',
   },
   {

@@ -120,6 +120,46 @@ describe('edit CLI', () => {
     assert.equal(load.status, 1, load.stderr);
   });
 
+  it('takes --memory-budget (else MEMORY_BUDGET_MB) strictly, and refuses an output that cannot fit before the model loads', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cli-'));
+    writeFileSync(join(dir, 'a.png'), await solidPng(64, 64, [200, 60, 30]));
+    const base = ['--image', join(dir, 'a.png'), '--prompt', 'sepia', '--steps', '1', '--out', join(dir, 'out')];
+    const run = (args: string[], env: Record<string, string> = {}) =>
+      spawnSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src/cli/edit.ts'), ...args], {
+        cwd: PROJECT_ROOT,
+        encoding: 'utf8',
+        timeout: 60_000,
+        env: { ...process.env, MEMORY_BUDGET_MB: '', ...env },
+      });
+    for (const [args, env, message] of [
+      [['--memory-budget', 'lots'], {}, /--memory-budget must be a positive integer of MiB \(got "lots"\)/],
+      [['--memory-budget', '0'], {}, /--memory-budget must be a positive integer/],
+      [['--memory-budget', '1e3'], {}, /--memory-budget must be a positive integer/],
+      [[], { MEMORY_BUDGET_MB: '12x' }, /MEMORY_BUDGET_MB must be a positive integer of MiB \(got "12x"\)/],
+    ] as [string[], Record<string, string>, RegExp][]) {
+      const r = run([...base, ...args], env);
+      assert.equal(r.status, 2, `${args.join(' ')} ${JSON.stringify(env)}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+    }
+    // tiny-edit plans ~152 MiB per 512² output: 100 MiB (64 reserved for the stage thread, 3 for the decoded input) fits a smaller square only.
+    for (const [args, env] of [
+      [['--memory-budget', '100'], {}],
+      [[], { MEMORY_BUDGET_MB: '100' }],
+      [['--memory-budget', '100'], { MEMORY_BUDGET_MB: '100000' }],
+    ] as [string[], Record<string, string>][]) {
+      const r = run([...base, '--size', '512x512', ...args], env);
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(
+        r.stderr,
+        /error \(IMAGE_TOO_LARGE\): one 512x512 output needs about \d+ MiB, over the memory budget of \d+ MiB; the largest square that fits is (\d+)x\1/,
+      );
+      assert.doesNotMatch(r.stderr, /loading model/, 'refused before the model loads');
+    }
+    const fits = run([...base, '--size', '64x64', '--memory-budget', '100']);
+    assert.equal(fits.status, 0, fits.stderr);
+    assert.match(fits.stderr, /loading model tiny-edit…/);
+  });
+
   it('keeps existing output files unless --overwrite', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cli-'));
     writeFileSync(join(dir, 'a.png'), await solidPng(16, 16, [200, 60, 30]));

@@ -13,6 +13,9 @@ import { InferenceEngine } from '../src/inference/engine.js';
 import { ModelCatalogue } from '../src/inference/catalogue.js';
 import { ModelFolderError } from '../src/inference/modelFolder.js';
 import { resolveEditOptions } from '../src/inference/request.js';
+import { estimateBatchBytes } from '../src/inference/memory.js';
+import { STAGE_THREAD_BYTES } from '../src/inference/stageThread.js';
+import type { InferenceError } from '../src/inference/errors.js';
 import { solidPng } from './support/images.js';
 
 describe('models loaded on first use within a memory budget', () => {
@@ -98,5 +101,48 @@ describe('models loaded on first use within a memory budget', () => {
       InferenceEngine.start({ modelsDir: root, threading: 'inline', preloadModels: ['nope'] }),
       (err: unknown) => err instanceof ModelFolderError && /PRELOAD_MODELS names "nope"/.test(err.message),
     );
+  });
+
+  it('refuses an output the memory plan cannot fit (IMAGE_TOO_LARGE) before loading the model, naming the largest size that fits', async () => {
+    const spec = ModelCatalogue.read({ modelsDir: root }).model(ids[1]);
+    // Room for the weights and a bit over one 64² output, not one 128² output.
+    const per64 = estimateBatchBytes(spec.memory, { width: 64, height: 64, vaeScaleFactor: spec.vaeScaleFactor, branches: 1 }, 1) - spec.memory.weightBytes;
+    const budget = spec.memory.weightBytes + 1.5 * per64 + STAGE_THREAD_BYTES + 2 ** 20;
+    const states: string[] = [];
+    for (const threading of ['inline', 'worker'] as const) {
+      const engine = await InferenceEngine.start({
+        modelsDir: root,
+        defaultModel: ids[0],
+        threading,
+        memoryBudgetBytes: budget,
+        onState: ({ spec: s, state }) => s.id === ids[1] && states.push(state),
+      });
+      try {
+        const updates: (string | undefined)[] = [];
+        const edit = resolveEditOptions(engine.model(ids[1]), 1, { prompt: 'sepia', size: '128x128', steps: 2, strength: 1, guidanceScale: 1 });
+        await assert.rejects(
+          engine.edit(ids[1], edit, [{ bytes: await solidPng(128, 128, [200, 60, 30]) }], { onProgress: (u) => updates.push(u.phase) }),
+          (err: InferenceError) => {
+            assert.equal(err.code, 'IMAGE_TOO_LARGE');
+            assert.match(err.message, /the largest square that fits is (\d+)x\1 \(max pixels \d+\)/);
+            const side = Number(/fits is (\d+)x/.exec(err.message)![1]);
+            assert.ok(side >= 64 && side < 128, err.message);
+            return true;
+          },
+        );
+        assert.deepEqual(updates, [], 'no loading-model progress: the job was refused first');
+        assert.equal(engine.modelState(ids[1]), 'available', `${threading}: the model was never loaded`);
+        assert.deepEqual(states, [], 'no load was started');
+        // A size that fits loads the model and runs.
+        const small = resolveEditOptions(engine.model(ids[1]), 1, { prompt: 'sepia', size: '64x64', steps: 2, strength: 1, guidanceScale: 1 });
+        const phases: (string | undefined)[] = [];
+        await engine.edit(ids[1], small, [{ bytes: await solidPng(64, 64, [200, 60, 30]) }], { onProgress: (u) => phases.push(u.phase) });
+        assert.equal(phases[0], 'loading-model');
+        assert.equal(engine.modelState(ids[1]), 'loaded');
+      } finally {
+        await engine.close();
+        states.length = 0;
+      }
+    }
   });
 });

@@ -262,6 +262,14 @@ describe('memory model', () => {
           const fits = (pixels: number): boolean => estimateBatchBytes(sd15, { ...geometry, width: Math.sqrt(pixels), height: Math.sqrt(pixels) }, 1) <= budget;
           assert.ok(fits(maxPixels));
           assert.ok(!fits(maxPixels + 64));
+          // It names the largest size of the request's aspect ratio that fits, on the 8-pixel grid.
+          const named = /the largest square that fits is (\d+)x(\d+)/.exec(err.message);
+          assert.ok(named, err.message);
+          const side = Number(named[1]);
+          assert.equal(Number(named[2]), side);
+          assert.equal(side % 8, 0);
+          const fitsSide = (n: number): boolean => estimateBatchBytes(sd15, { ...geometry, width: n, height: n }, 1) <= budget;
+          assert.ok(fitsSide(side) && !fitsSide(side + 8), `${side} fits, ${side + 8} does not`);
           return true;
         },
       );

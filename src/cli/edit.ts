@@ -19,7 +19,7 @@ import { ModelFolderError } from '../inference/modelFolder.js';
 import { EDIT_SCHEDULER_NAMES, type EditSchedulerName } from '../inference/schedulers/types.js';
 import { DEFAULT_NOISE_GENERATOR, isNoiseGeneratorName, NOISE_GENERATORS } from '../inference/random.js';
 import { ImageDecodeError, SIZE_FITS, isOutputFormat, outputFormatList, probeImage, type OutputFormat, type SizeFit } from '../inference/imageIO.js';
-import { callerDir, defaultModelsDir } from '../config.js';
+import { callerDir, defaultModelsDir, optimizedCacheDir } from '../config.js';
 import { ProgressBar } from './progressBar.js';
 
 const USAGE_LINE = 'usage: npm run edit -- --image <file> [--image <file> ...] --prompt <text> [options]';
@@ -50,6 +50,9 @@ const USAGE = `${USAGE_LINE}
   --max-sequence-length <int>  models with a T5 encoder: T5 tokens (FLUX: up to 512)
   --model <id>              model id (default: the default model)
   --models-dir <dir>        folder of model folders (default: MODELS_DIR, else the project's models/)
+  --memory-budget <MiB>     memory one pipeline call may use (default: MEMORY_BUDGET_MB, else half
+                            the RAM); an output that cannot fit is refused (IMAGE_TOO_LARGE, exit 2)
+                            before the model loads, and larger jobs run in micro-batches
   --format <png|jpeg|webp>  output format (default png)
   --quality <1-100>         JPEG/WebP quality
   --out <dir>               output folder, created if missing (default ./out)
@@ -69,6 +72,14 @@ function numberArg(name: string, value: string | undefined, integer: boolean): n
   if (value.trim() === '' || !Number.isFinite(n) || (integer && !/^[+-]?\d+$/.test(value.trim())))
     throw new UsageError(`--${name} must be ${integer ? 'an integer' : 'a number'} (got "${value}")`);
   return n;
+}
+
+/** --memory-budget (MiB), else MEMORY_BUDGET_MB, else undefined (half the RAM); both strict positive integers. */
+function memoryBudgetArg(flag: string | undefined, env: string | undefined): number | undefined {
+  const [name, raw] = flag !== undefined ? ['--memory-budget', flag] : ['MEMORY_BUDGET_MB', env ?? ''];
+  if (flag === undefined && raw === '') return undefined;
+  if (!/^\d+$/.test(raw.trim()) || Number(raw) < 1) throw new UsageError(`${name} must be a positive integer of MiB (got "${raw}")`);
+  return Number(raw) * 2 ** 20;
 }
 
 /**
@@ -119,6 +130,7 @@ async function main(argv: string[]): Promise<number> {
         'max-sequence-length': { type: 'string' },
         model: { type: 'string' },
         'models-dir': { type: 'string' },
+        'memory-budget': { type: 'string' },
         format: { type: 'string' },
         quality: { type: 'string' },
         out: { type: 'string' },
@@ -170,9 +182,10 @@ async function main(argv: string[]): Promise<number> {
     // Paths as the caller typed them, from the folder they ran the command in.
     const cwd = callerDir('edit');
     const modelsDir = resolve(cwd, values['models-dir'] || process.env.MODELS_DIR || defaultModelsDir());
+    const memoryBudgetBytes = memoryBudgetArg(values['memory-budget'], process.env.MEMORY_BUDGET_MB);
     let catalogue: ModelCatalogue;
     try {
-      catalogue = ModelCatalogue.read({ modelsDir });
+      catalogue = ModelCatalogue.read({ modelsDir, memoryBudgetBytes });
     } catch (err) {
       throw err instanceof ModelFolderError ? new UsageError(err.message) : err;
     }
@@ -224,11 +237,29 @@ async function main(argv: string[]): Promise<number> {
       const taken = inputs.flatMap((_, i) => Array.from({ length: edit.n }, (_, v) => outputPath(i, v))).filter((path) => existsSync(path));
       if (taken.length) throw new UsageError(`would overwrite ${taken.join(', ')} (pass --overwrite to replace existing files)`);
     }
-    // 4. Only now the model's sessions.
-    engine = await InferenceEngine.start({ modelsDir, modelIds: [spec.id], threading: 'inline' });
-    const bar = new ProgressBar();
-    const output = await engine.edit(spec.id, edit, inputs, { onProgress: (u) => bar.update(u.step, u.totalSteps) });
-    bar.done();
+    // 4. Only now the model's sessions, loaded by the edit itself once its inputs are decoded and
+    // its memory plan fits (an output that cannot fit is refused before the load).
+    engine = await InferenceEngine.start({
+      modelsDir,
+      modelIds: [spec.id],
+      threading: 'inline',
+      memoryBudgetBytes,
+      preloadModels: [],
+      optimizedCacheDir: optimizedCacheDir(process.env),
+      warmUp: !/^(0|off|false|no)$/i.test((process.env.ORT_WARM_UP ?? '').trim()),
+      memPattern: !/^(0|off|false|no)$/i.test((process.env.ORT_MEM_PATTERN ?? '').trim()),
+      // Each component's load (for models worth watching), warnings and faults.
+      log: (message, level) => level !== 'debug' && console.error(level === 'info' ? message : `${level}: ${message}`),
+    });
+    // The bar starts with the first step (its ETA must not count the model's load).
+    const progress: { bar: ProgressBar | null } = { bar: null };
+    const output = await engine.edit(spec.id, edit, inputs, {
+      onProgress: (u) => {
+        if (u.phase === 'loading-model') console.error(`loading model ${spec.id}…`);
+        else (progress.bar ??= new ProgressBar()).update(u.step, u.totalSteps);
+      },
+    });
+    progress.bar?.done();
     for (const image of output.images) {
       const path = outputPath(image.inputIndex, image.variant);
       writeFileSync(path, image.bytes, { flag: values.overwrite ? 'w' : 'wx' });

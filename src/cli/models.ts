@@ -15,10 +15,10 @@ import { parseArgs } from 'node:util';
 import { readModelFolder } from '../inference/modelFolder.js';
 import { COMPONENTS } from '../inference/components.js';
 import type { ModelSpec } from '../inference/modelFolder.js';
-import { openModelSessions } from '../inference/sessions.js';
+import { describeLoadProgress, openModelSessions } from '../inference/sessions.js';
 import { formatModelSummary, summarizeModel } from '../inference/modelSummary.js';
 import type { ModelSummary } from '../inference/modelSummary.js';
-import { callerDir, defaultModelsDir } from '../config.js';
+import { callerDir, defaultModelsDir, optimizedCacheDir } from '../config.js';
 
 const USAGE = `usage: npm run models -- <command> [options]
 
@@ -42,6 +42,8 @@ interface CheckResult {
   sessionsOpened: boolean;
   /** How many sessions the family opens (one per component), when the folder could be read. */
   sessionCount: number | null;
+  /** Each opened session: its file, milliseconds to open, and what the optimized-model cache did (`off` when not used). */
+  loads: { file: string; ms: number; cache: string }[];
 }
 
 /** The error's message, with the folder in front unless it names it already. */
@@ -50,9 +52,9 @@ function namingFolder(dir: string, err: unknown): string {
   return message.includes(dir) ? message : `model folder ${dir}: ${message}`;
 }
 
-async function check(folder: string, openSessions: boolean): Promise<CheckResult> {
+async function check(folder: string, openSessions: boolean, quiet: boolean): Promise<CheckResult> {
   const dir = resolve(callerDir('models'), folder);
-  const result: CheckResult = { ok: false, folder: dir, problems: [], summary: null, sessionsOpened: false, sessionCount: null };
+  const result: CheckResult = { ok: false, folder: dir, problems: [], summary: null, sessionsOpened: false, sessionCount: null, loads: [] };
   let spec: ModelSpec;
   try {
     spec = readModelFolder(dir, basename(dir));
@@ -65,9 +67,21 @@ async function check(folder: string, openSessions: boolean): Promise<CheckResult
   }
   if (openSessions) {
     try {
-      const sessions = await openModelSessions(spec, { provider: 'cpu', intraOpThreads: 1 });
+      // Each component's load as it starts and ends (a multi-gigabyte UNet takes a while), on
+      // stderr: stdout is the summary (or JSON).
+      const loads: CheckResult['loads'] = [];
+      const sessions = await openModelSessions(spec, {
+        provider: 'cpu',
+        intraOpThreads: 1,
+        optimizedCacheDir: optimizedCacheDir(process.env),
+        onLoadProgress: (event) => {
+          if (!quiet) console.error(describeLoadProgress(event));
+          if (event.phase === 'opened') loads.push({ file: event.file, ms: Math.round(event.ms ?? 0), cache: event.cache ?? 'off' });
+        },
+      });
       await sessions.release();
       result.sessionsOpened = true;
+      result.loads = loads;
     } catch (err) {
       result.problems.push(namingFolder(dir, err));
     }
@@ -151,7 +165,7 @@ async function main(argv: string[]): Promise<number> {
     if (command === 'check') {
       if (values['models-dir'] !== undefined) throw new UsageError('--models-dir is for list (check takes one model folder)');
       if (rest.length !== 1) throw new UsageError(`check takes one model folder (got ${rest.length})`);
-      const result = await check(rest[0]!, !values['skip-sessions']);
+      const result = await check(rest[0]!, !values['skip-sessions'], values.json === true);
       if (values.json) console.log(JSON.stringify(result, null, 2));
       else {
         if (result.summary) console.log(formatModelSummary(result.summary));

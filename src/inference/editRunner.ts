@@ -203,7 +203,14 @@ function planBatches(
   const heldBytes = tasks.reduce((sum, { decoded }) => sum + decoded.reduce((n, img) => n + img.data.byteLength + (img.mask?.byteLength ?? 0), 0), 0);
   const batches: TaskBatch[] = [];
   for (const group of groups.values()) {
-    const geometry = { width: group.width, height: group.height, vaeScaleFactor: spec.vaeScaleFactor, branches, extraTokens: extraTokensOf(spec, edit) };
+    const geometry = {
+      width: group.width,
+      height: group.height,
+      vaeScaleFactor: spec.vaeScaleFactor,
+      branches,
+      extraTokens: extraTokensOf(spec, edit),
+      sizeMultiple: sizeMultiple(spec),
+    };
     const sizes = planMicroBatches(group.items.length, spec.memory, geometry, memoryBudgetBytes - heldBytes);
     let offset = 0;
     for (const size of sizes) {
@@ -333,7 +340,7 @@ class JobShare {
 export class PipelineCall {
   private readonly jobs: JobShare[];
   private readonly scratch: Scratch;
-  private readonly started = performance.now();
+  private started = performance.now();
   /** Milliseconds inside session.run of this call's own runs: all components, and the denoising ones. */
   private readonly sessionMs = { all: 0, denoise: 0 };
   private decodeMs = 0;
@@ -341,14 +348,37 @@ export class PipelineCall {
   private readonly finishing: Promise<void>[] = [];
 
   constructor(
-    private readonly runtime: ModelRuntime,
+    /** The model: its spec and scratch pool are enough to `prepare`; `attach` gives the sessions before `denoise`. */
+    private model: ModelRuntime | Pick<ModelRuntime, 'spec' | 'scratch'>,
     tasks: readonly EditTask[],
     private readonly options: RunOptions,
     /** The engine's turn to denoise (see PipelineHooks.turn); absent: always this call's. */
     private readonly turn?: () => Promise<() => void>,
   ) {
     this.jobs = tasks.map((task, t) => new JobShare(task, t));
-    this.scratch = runtime.scratch.open();
+    this.scratch = model.scratch.open();
+  }
+
+  /** The loaded model, for a call prepared before its model loaded (its load time is not the jobs' processing time). */
+  attach(runtime: ModelRuntime): void {
+    this.model = runtime;
+    this.started = performance.now() - this.decodeMs;
+  }
+
+  private get runtime(): ModelRuntime {
+    if (!('sessions' in this.model)) throw new InferenceError('INTERNAL', `model ${this.model.spec.id} is not loaded`);
+    return this.model;
+  }
+
+  /** Whether any job is still to run (false once every job failed in `prepare`). */
+  get hasWork(): boolean {
+    return this.jobs.some((job) => job.running);
+  }
+
+  /** Tells each running job that the model is loading (a progress update at step 0, phase 'loading-model'). */
+  loadingModel(): void {
+    const emittedAt = performance.timeOrigin + performance.now();
+    for (const job of this.jobs) if (job.running) job.task.onProgress?.({ step: 0, totalSteps: 0, previews: [], emittedAt, phase: 'loading-model' });
   }
 
   /** The memory plan's figure for the largest micro-batch (weights and decoded inputs included); 0 before `prepare`. */
@@ -369,7 +399,7 @@ export class PipelineCall {
     this.decodeMs = performance.now() - this.started;
     try {
       this.batches = planBatches(
-        this.runtime.spec,
+        this.model.spec,
         this.shared,
         this.jobs.map((job) => ({ edit: job.task.edit, decoded: job.running ? job.decoded : [] })),
         this.options.memoryBudgetBytes,
@@ -430,7 +460,7 @@ export class PipelineCall {
   }
 
   private decodeInputs(task: EditTask): Promise<DecodedInput[]> {
-    const { spec } = this.runtime;
+    const { spec } = this.model;
     const multiple = sizeMultiple(spec);
     const [dw, dh] = spec.defaults.size.split('x').map(Number);
     const limits = { maxInputPixels: this.options.maxInputPixels };

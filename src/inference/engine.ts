@@ -28,6 +28,12 @@ export interface EngineConfig extends CatalogueConfig {
   allowSpinning?: boolean;
   /** ONNX Runtime's CPU memory arena (see SessionConfig; default on). */
   cpuMemArena?: boolean;
+  /** ONNX Runtime's memory pattern (see SessionConfig; default on). */
+  memPattern?: boolean;
+  /** ONNX Runtime's optimized-model cache folder (see optimizedCache.ts); null or absent: off. */
+  optimizedCacheDir?: string | null;
+  /** One small run of each large component as it opens (see SessionConfig.warmUp). */
+  warmUp?: boolean;
   /** Text encoders and VAE on a thread of their own, beside the denoise loop (see SessionConfig; default on). */
   stageThread?: boolean;
   /** zlib level 0–9 of PNG outputs (see imageIO's DEFAULT_PNG_COMPRESSION_LEVEL). */
@@ -78,6 +84,9 @@ export class InferenceEngine {
       intraOpThreads: config.intraOpThreads,
       allowSpinning: config.allowSpinning,
       cpuMemArena: config.cpuMemArena,
+      memPattern: config.memPattern,
+      optimizedCacheDir: config.optimizedCacheDir,
+      warmUp: config.warmUp,
       stageThread,
       // Broken folders are not opened; their state says why.
       preload: (config.preloadModels ?? [catalogue.defaultModelId]).filter((id) => readable.has(id)),

@@ -26,6 +26,8 @@ export interface BatchGeometry {
    * tokens, a reference image's tokens, which grow with the size); absent for UNets.
    */
   extraTokens?: (width: number, height: number) => number;
+  /** Pixel multiple output sizes snap to (the model's), for naming the largest size that fits; default the VAE factor. */
+  sizeMultiple?: number;
 }
 
 export function perItemBytes(profile: MemoryProfile, g: BatchGeometry): number {
@@ -53,6 +55,29 @@ export function maxPixelsWithinBudget(profile: MemoryProfile, g: Omit<BatchGeome
   return lo;
 }
 
+/**
+ * The largest output of the geometry's aspect ratio, snapped down to its size multiple, whose
+ * single item fits the budget; null when not even the smallest does.
+ */
+export function largestFittingSize(profile: MemoryProfile, g: BatchGeometry, budgetBytes: number): { width: number; height: number } | null {
+  const multiple = g.sizeMultiple ?? g.vaeScaleFactor;
+  const at = (scale: number): { width: number; height: number } => ({
+    width: Math.max(multiple, Math.floor((g.width * scale) / multiple) * multiple),
+    height: Math.max(multiple, Math.floor((g.height * scale) / multiple) * multiple),
+  });
+  const fits = (size: { width: number; height: number }): boolean => estimateBatchBytes(profile, { ...g, ...size }, 1) <= budgetBytes;
+  if (!fits(at(0))) return null;
+  let lo = 0;
+  let hi = 1;
+  while (fits(at(hi)) && hi < 1 << 16) hi *= 2;
+  for (let i = 0; i < 40; i++) {
+    const mid = (lo + hi) / 2;
+    if (fits(at(mid))) lo = mid;
+    else hi = mid;
+  }
+  return at(lo);
+}
+
 /** Splits `count` items into the fewest balanced micro-batches that fit `budgetBytes`. */
 export function planMicroBatches(count: number, profile: MemoryProfile, g: BatchGeometry, budgetBytes: number): number[] {
   const fixed = profile.weightBytes;
@@ -60,9 +85,13 @@ export function planMicroBatches(count: number, profile: MemoryProfile, g: Batch
   const fit = Math.floor((budgetBytes - fixed) / per);
   if (fit < 1) {
     const maxPixels = maxPixelsWithinBudget(profile, g, budgetBytes);
+    const largest = largestFittingSize(profile, g, budgetBytes);
+    const fitting = largest
+      ? `the largest ${g.width === g.height ? 'square ' : 'of this aspect ratio '}that fits is ${largest.width}x${largest.height}`
+      : 'not even the smallest output fits (the weights alone are over it)';
     throw new InferenceError(
       'IMAGE_TOO_LARGE',
-      `one ${g.width}x${g.height} output needs about ${Math.ceil((fixed + per) / 2 ** 20)} MiB, over the memory budget of ${Math.floor(budgetBytes / 2 ** 20)} MiB; the largest output that fits is about ${maxPixels} pixels (max pixels ${maxPixels})`,
+      `one ${g.width}x${g.height} output needs about ${Math.ceil((fixed + per) / 2 ** 20)} MiB, over the memory budget of ${Math.floor(budgetBytes / 2 ** 20)} MiB; ${fitting} (max pixels ${maxPixels})`,
     );
   }
   const batches = Math.ceil(count / fit);

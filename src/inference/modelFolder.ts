@@ -245,8 +245,9 @@ function readFolder(dir: string, id: string): ModelSpec {
     memory: {
       weightBytes: num(memoryRaw, 'weightBytes', weightBytes),
       // SD 1.5-sized defaults (fp32, unfused attention) unless the family states its own; a model
-      // folder can state its own.
-      unetBytesPerLatentPixel: num(memoryRaw, 'unetBytesPerLatentPixel', family.memoryDefaults?.unetBytesPerLatentPixel ?? 320 * 1024),
+      // folder can state its own. 800 KiB (was 320 KiB) puts one 512² guided output of an SD 1.5-size
+      // export at 12,516 MiB, above every peak measured on one (issue 29: 7.7–12.0 GiB; BENCHMARKS.md).
+      unetBytesPerLatentPixel: num(memoryRaw, 'unetBytesPerLatentPixel', family.memoryDefaults?.unetBytesPerLatentPixel ?? SD15_UNET_BYTES_PER_LATENT_PIXEL),
       attentionHeads: num(memoryRaw, 'attentionHeads', family.memoryDefaults?.attentionHeads ?? 8),
       attentionDownscale: num(memoryRaw, 'attentionDownscale', family.memoryDefaults?.attentionDownscale ?? 1),
       vaeBytesPerPixel: num(memoryRaw, 'vaeBytesPerPixel', family.memoryDefaults?.vaeBytesPerPixel ?? 4 * 1024),
@@ -255,6 +256,12 @@ function readFolder(dir: string, id: string): ModelSpec {
     paths,
   };
 }
+
+/**
+ * Activation bytes per latent pixel per UNet row of an SD 1.5-size fp32 export (the default
+ * profile's), fitted so the plan is at or above the peaks measured on one (issue 29).
+ */
+export const SD15_UNET_BYTES_PER_LATENT_PIXEL = 800 * 1024;
 
 /** ComfyUI's SD 1.5 latent→RGB factors, for 4-channel models that do not ship their own. */
 const SD15_PREVIEW: PreviewProjection = {

@@ -126,6 +126,7 @@ export class ModelHost {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly runtimes = new Map<string, ModelRuntime>();
   private readonly lastUsed = new Map<string, number>();
+  private readonly scratchPools = new Map<string, ScratchPool>();
 
   private constructor(
     private readonly specs: Map<string, ModelSpec>,
@@ -163,7 +164,7 @@ export class ModelHost {
     try {
       const tokenizers = spec.paths.tokenizerDirs.map((d) => loadTokenizer(d));
       const sessions = await openModelSessions(spec, this.options, this.stage ?? undefined);
-      const runtime: ModelRuntime = { spec, sessions, tokenizer: tokenizers[0]!, tokenizers, scratch: new ScratchPool() };
+      const runtime: ModelRuntime = { spec, sessions, tokenizer: tokenizers[0]!, tokenizers, scratch: this.scratchOf(id) };
       this.runtimes.set(id, runtime);
       this.options.onState?.(id, 'loaded', sessions.provider);
       return runtime;
@@ -182,6 +183,7 @@ export class ModelHost {
       const [victim] = [...this.runtimes.keys()].sort((a, b) => (this.lastUsed.get(a) ?? 0) - (this.lastUsed.get(b) ?? 0));
       const runtime = this.runtimes.get(victim!)!;
       this.runtimes.delete(victim!);
+      this.scratchPools.delete(victim!);
       await runtime.sessions.release();
       this.options.log?.(`model ${victim} released to make room for ${spec.id} (MODEL_MEMORY_MB)`, 'info');
       this.options.onState?.(victim!, 'available', null);
@@ -210,13 +212,26 @@ export class ModelHost {
         await afterPrepare;
         let runtime = this.runtimes.get(modelId);
         if (runtime) this.lastUsed.set(modelId, performance.now());
-        else {
-          await this.slots.idle();
-          runtime = await this.load(modelId, tasks);
-          if (!runtime) return;
+        const spec = runtime?.spec ?? this.specs.get(modelId);
+        if (!spec) {
+          const error = new InferenceError('NOT_FOUND', `model "${modelId}" is not known to this worker`);
+          for (const t of tasks) t.onSettled({ error });
+          return;
         }
-        call = new PipelineCall(runtime, tasks, options, () => this.turns.take());
+        // Prepared before a load: a job the memory plan refuses (IMAGE_TOO_LARGE) or whose inputs
+        // do not decode fails at once, without waiting for the model's sessions.
+        call = new PipelineCall(runtime ?? { spec, scratch: this.scratchOf(modelId) }, tasks, options, () => this.turns.take());
         await call.prepare();
+        if (!runtime) {
+          if (!call.hasWork) {
+            call.abandon(null); // every job has failed: nothing to load the model for
+            return;
+          }
+          await this.slots.idle();
+          call.loadingModel();
+          runtime = await this.load(modelId);
+          call.attach(runtime);
+        }
         prepared.open();
         const { weightBytes } = runtime.spec.memory;
         leave = await this.slots.enter({ weightsOf: modelId, weightBytes, bytes: Math.max(call.plannedBytes, weightBytes) }, options.memoryBudgetBytes);
@@ -234,18 +249,20 @@ export class ModelHost {
     return result;
   }
 
-  /** The model's runtime, loading it; undefined (every task failed) when it cannot be loaded. */
-  private async load(modelId: string, tasks: readonly EditTask[]): Promise<ModelRuntime | undefined> {
-    const emittedAt = performance.timeOrigin + performance.now();
-    for (const t of tasks) t.onProgress?.({ step: 0, totalSteps: 0, previews: [], emittedAt, phase: 'loading-model' });
+  /** The model's runtime, loading it; throws MODEL_UNAVAILABLE (or the InferenceError) when it cannot be loaded. */
+  private async load(modelId: string): Promise<ModelRuntime> {
     try {
       return await this.runtime(modelId);
     } catch (err) {
-      const error =
-        err instanceof InferenceError ? err : new InferenceError('MODEL_UNAVAILABLE', `model ${modelId} could not be loaded: ${(err as Error).message}`);
-      for (const t of tasks) t.onSettled({ error });
-      return undefined;
+      throw err instanceof InferenceError ? err : new InferenceError('MODEL_UNAVAILABLE', `model ${modelId} could not be loaded: ${(err as Error).message}`);
     }
+  }
+
+  /** The model's scratch pool, kept from a call prepared before its load to the loaded runtime. */
+  private scratchOf(modelId: string): ScratchPool {
+    let pool = this.scratchPools.get(modelId);
+    if (!pool) this.scratchPools.set(modelId, (pool = new ScratchPool()));
+    return pool;
   }
 
   async close(): Promise<void> {

@@ -6,6 +6,8 @@
  */
 import type { EngineLog } from './log.js';
 import { cpus } from 'node:os';
+import { readdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { fitPreviewProjection } from './previewFit.js';
 import type { ModelSpec } from './modelFolder.js';
@@ -15,6 +17,8 @@ import { InferenceError } from './errors.js';
 import { COMPONENTS, componentFile } from './components.js';
 import type { Component } from './components.js';
 import type { StagedModel, StageThread } from './stageThread.js';
+import { createCachedSession } from './optimizedCache.js';
+import type { CacheOutcome } from './optimizedCache.js';
 
 export type ExecutionProviderName = 'cpu' | 'cuda' | 'webgpu';
 
@@ -37,7 +41,48 @@ export interface SessionConfig {
    * batch 3: 176 vs 112 ms), so hosts facing untrusted uploads choose it deliberately.
    */
   cpuMemArena?: boolean;
+  /**
+   * ONNX Runtime's memory pattern (`enableMemPattern`; ORT_MEM_PATTERN, default on as in ONNX
+   * Runtime). On, the first run of each input shape records its allocations and the second
+   * allocates them again as one block, so both touch fresh memory (measured: the bench UNet's first
+   * two 512² calls 0.16–0.30 s against 0.02–0.05 s warm, RSS +70 MB on the second; an SD 1.5-size
+   * UNet's second call +2.2 GiB, peak 7.7 against 5.5 GiB). Off, only the first run of a shape is
+   * cold, but at real size that first run was slower (16–20 s against 11–14 s) and later runs
+   * were not measurably faster, so it stays on (BENCHMARKS.md, "Real-size model").
+   */
+  memPattern?: boolean;
+  /**
+   * Folder of ONNX Runtime's optimized-model cache (optimizedCache.ts, ORT_OPTIMIZED_CACHE): the
+   * first open of a model writes its optimized graph there, later opens load it. Null or absent: off.
+   */
+  optimizedCacheDir?: string | null;
+  /** Components smaller than this open without the cache (they open in milliseconds); default 64 MiB. */
+  optimizedCacheMinBytes?: number;
+  /**
+   * One small run of each component of `warmUpMinBytes` (default 64 MiB) or more right after it
+   * opens (ORT_WARM_UP): batch 1, the smallest spatial size. Measured on an SD 1.5-size UNet, it
+   * makes the second full-size call a warm one; a 512² CLI job took 10–11% less and peaked 2.25 GiB lower (BENCHMARKS.md).
+   */
+  warmUp?: boolean;
+  warmUpMinBytes?: number;
   log?: EngineLog;
+  /** Each component's load, as it starts and as it ends (the doctor prints them; servers log them). */
+  onLoadProgress?: (event: LoadProgress) => void;
+}
+
+/** One component's session opening or opened. */
+export interface LoadProgress {
+  modelId: string;
+  component: Component;
+  file: string;
+  /** Bytes of the component's graph and external data. */
+  bytes: number;
+  phase: 'opening' | 'opened';
+  /** With 'opened': milliseconds the open took, and what the optimized-model cache did. */
+  ms?: number;
+  cache?: CacheOutcome;
+  /** With 'opened', when the component was warmed up: that run's milliseconds. */
+  warmUpMs?: number;
 }
 
 export type { Component };
@@ -104,13 +149,77 @@ export function sessionOptions(config: SessionConfig, provider: ExecutionProvide
     interOpNumThreads: 1,
     executionMode: 'sequential',
     enableCpuMemArena: config.cpuMemArena ?? true,
-    enableMemPattern: true,
+    enableMemPattern: config.memPattern ?? true,
     extra: { session: { intra_op: { allow_spinning: config.allowSpinning ? '1' : '0' } } },
   };
 }
 
-async function createSession(path: string, config: SessionConfig, provider: ExecutionProviderName): Promise<ort.InferenceSession> {
-  return ort.InferenceSession.create(path, sessionOptions(config, provider));
+async function createSession(
+  path: string,
+  bytes: number,
+  config: SessionConfig,
+  provider: ExecutionProviderName,
+): Promise<{ session: ort.InferenceSession; cache: CacheOutcome }> {
+  const cacheDir = bytes >= (config.optimizedCacheMinBytes ?? CACHE_MIN_BYTES) ? (config.optimizedCacheDir ?? null) : null;
+  return createCachedSession(path, sessionOptions(config, provider), cacheDir, config.log);
+}
+
+/** Components from this size up log their loading at info (see openComponentSessions). */
+const LOUD_LOAD_BYTES = 64 * 2 ** 20;
+/** Components from this size up are warmed up when SessionConfig.warmUp is on. */
+const WARM_UP_MIN_BYTES = 64 * 2 ** 20;
+
+/**
+ * Feeds for a warm-up run from a session's ports: batch dims 1, sequence dims 77 (CLIP's length),
+ * other named dims 8 (a latent of 8×8), values 0.1 (ids and integer inputs 0). Dims sharing a
+ * name share the value. (With 8 text tokens instead of 77 the SD 1.5-size UNet's second full-size
+ * call was cold again: bench/coldCalls.ts `-warm8`.)
+ */
+export function warmUpFeeds(inputs: ReadonlyMap<string, Port>): Record<string, Feed> {
+  const feeds: Record<string, Feed> = {};
+  const named = (d: string): number => (/batch/i.test(d) ? 1 : /seq|token/i.test(d) ? 77 : 8);
+  for (const port of inputs.values()) {
+    const dims = port.shape.map((d) => (typeof d === 'number' && d > 0 ? d : typeof d === 'string' ? named(d) : 8));
+    const length = dims.reduce((a, b) => a * b, 1);
+    feeds[port.name] = { data: port.type.startsWith('int') ? new Int32Array(length) : new Float32Array(length).fill(0.1), dims };
+  }
+  return feeds;
+}
+
+/** One small run (see SessionConfig.warmUp); its milliseconds, or undefined when the graph refuses those feeds (logged, the load goes on). */
+async function warmUp(spec: ModelSpec, component: Component, cs: ComponentSession, log?: EngineLog): Promise<number | undefined> {
+  const started = performance.now();
+  try {
+    const feeds = Object.fromEntries(Object.entries(warmUpFeeds(cs.inputs)).map(([name, feed]) => [name, toOrtTensor(feed, cs.inputs.get(name))]));
+    await cs.session.run(feeds);
+    return performance.now() - started;
+  } catch (err) {
+    log?.(`model ${spec.id}: ${componentFile(component)} warm-up run skipped (${(err as Error).message.split('\n')[0]})`, 'debug');
+    return undefined;
+  }
+}
+
+/** Components from this size up go through the optimized-model cache (SessionConfig.optimizedCacheMinBytes). */
+const CACHE_MIN_BYTES = 64 * 2 ** 20;
+
+/** Bytes of a component's ONNX files (its graph and external data) in its folder. */
+function componentBytes(path: string): number {
+  try {
+    const dir = dirname(path);
+    return readdirSync(dir)
+      .filter((f) => !f.endsWith('.json'))
+      .reduce((n, f) => n + statSync(join(dir, f)).size, 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** 'opening unet/model.onnx (3,276 MiB)' / 'unet/model.onnx open in 23.4 s (optimized-model cache: hit)'. */
+export function describeLoadProgress(event: LoadProgress): string {
+  if (event.phase === 'opening') return `model ${event.modelId}: opening ${event.file} (${Math.round(event.bytes / 2 ** 20).toLocaleString('en')} MiB)`;
+  const cache = event.cache === 'off' || event.cache === undefined ? '' : ` (optimized-model cache: ${event.cache})`;
+  const warm = event.warmUpMs === undefined ? '' : `, warm-up run ${(event.warmUpMs / 1000).toFixed(1)} s`;
+  return `model ${event.modelId}: ${event.file} open in ${((event.ms ?? 0) / 1000).toFixed(1)} s${cache}${warm}`;
 }
 
 function validate(spec: ModelSpec, component: Component, s: ComponentSession): void {
@@ -218,20 +327,32 @@ export interface ComponentSessions {
 /** Opens `components` of `spec` in this thread, each validated against what its family feeds and reads. */
 export async function openComponentSessions(spec: ModelSpec, components: readonly Component[], config: SessionConfig): Promise<ComponentSessions> {
   let provider = config.provider;
+  // Without a listener, each component's load goes to the log: at info from 64 MiB (a load worth
+  // watching), at debug below.
+  const report =
+    config.onLoadProgress ?? (config.log && ((e: LoadProgress) => config.log!(describeLoadProgress(e), e.bytes >= LOUD_LOAD_BYTES ? 'info' : 'debug')));
   const opened = new Map<Component, ComponentSession>();
   const open = async (component: Component, path: string): Promise<void> => {
+    const progress = { modelId: spec.id, component, file: componentFile(component), bytes: componentBytes(path) };
+    report?.({ ...progress, phase: 'opening' });
+    const started = performance.now();
     let session: ort.InferenceSession;
+    let cache: CacheOutcome;
     try {
-      session = await createSession(path, config, provider);
+      ({ session, cache } = await createSession(path, progress.bytes, config, provider));
     } catch (err) {
       if (provider === 'cpu') throw new ModelFolderError(`model ${spec.id}: cannot load ${componentFile(component)}: ${(err as Error).message}`);
       config.log?.(`execution provider "${provider}" unavailable (${(err as Error).message.split('\n')[0]}); falling back to cpu`, 'warn');
       provider = 'cpu';
-      session = await createSession(path, config, provider);
+      ({ session, cache } = await createSession(path, progress.bytes, config, provider));
     }
+    const ms = performance.now() - started;
     const cs = { session, inputs: ports(session.inputMetadata), outputs: ports(session.outputMetadata) };
-    validate(spec, component, cs);
     opened.set(component, cs);
+    validate(spec, component, cs);
+    const warmUpMs =
+      config.warmUp && progress.bytes >= (config.warmUpMinBytes ?? WARM_UP_MIN_BYTES) ? await warmUp(spec, component, cs, config.log) : undefined;
+    report?.({ ...progress, phase: 'opened', ms, cache, warmUpMs });
   };
   const release = async (): Promise<void> => {
     await Promise.all([...opened.values()].map((s) => s.session.release()));
@@ -288,18 +409,22 @@ export async function openComponentSessions(spec: ModelSpec, components: readonl
  */
 export async function openModelSessions(spec: ModelSpec, config: SessionConfig, stageThread?: StageThread): Promise<ModelSessions> {
   const staged = stageThread ? spec.family.components.filter((c) => c !== spec.family.denoiser.component) : [];
-  const local = await openComponentSessions(
-    spec,
-    spec.family.components.filter((c) => !staged.includes(c)),
-    config,
-  );
-  let stage: StagedModel | null = null;
-  try {
-    if (staged.length > 0) stage = await stageThread!.open(spec, staged);
-  } catch (err) {
-    await local.release();
-    throw err;
+  // The denoiser here and the encoders/VAEs on the stage thread open at the same time (each open
+  // is mostly one core's work: reading, optimizing and pre-packing the graph).
+  const [localOpen, stageOpen] = await Promise.allSettled([
+    openComponentSessions(
+      spec,
+      spec.family.components.filter((c) => !staged.includes(c)),
+      config,
+    ),
+    staged.length > 0 ? stageThread!.open(spec, staged) : Promise.resolve(null),
+  ]);
+  if (localOpen.status === 'rejected' || stageOpen.status === 'rejected') {
+    await Promise.all([localOpen.status === 'fulfilled' && localOpen.value.release(), stageOpen.status === 'fulfilled' && stageOpen.value?.release()]);
+    throw localOpen.status === 'rejected' ? localOpen.reason : (stageOpen as PromiseRejectedResult).reason;
   }
+  const local = localOpen.value;
+  const stage: StagedModel | null = stageOpen.value;
   const portsOf = (c: Component): { inputs: Map<string, Port>; outputs: Map<string, Port> } => {
     const p = local.ports.get(c) ?? stage?.ports.get(c);
     if (!p) throw new InferenceError('MODEL_ERROR', `model ${spec.id} has no ${componentFile(c)}`);

@@ -15,6 +15,9 @@ export interface WorkerInit {
   intraOpThreads?: number;
   allowSpinning?: boolean;
   cpuMemArena?: boolean;
+  memPattern?: boolean;
+  optimizedCacheDir?: string | null;
+  warmUp?: boolean;
   stageThread?: boolean;
 }
 

@@ -4,7 +4,7 @@
  */
 import { LOG_FORMATS, type LogFormat, parseLogFormat } from './logging.js';
 import { levels as pinoLevels } from 'pino';
-import { defaultModelsDir } from '../config.js';
+import { defaultModelsDir, optimizedCacheDir } from '../config.js';
 import { defaultMemoryBudget, DEFAULT_MAX_INPUT_PIXELS } from '../inference/engine.js';
 import type { ExecutionProviderName } from '../inference/sessions.js';
 import { DEFAULT_PNG_COMPRESSION_LEVEL } from '../inference/imageIO.js';
@@ -20,6 +20,12 @@ export interface ServerConfig {
   ortAllowSpinning: boolean;
   /** ONNX Runtime's CPU memory arena (keeps the largest run's memory between jobs). */
   ortCpuMemArena: boolean;
+  /** ONNX Runtime's optimized-model cache folder (ORT_OPTIMIZED_CACHE); null: off. */
+  ortOptimizedCache: string | null;
+  /** ONNX Runtime's memory pattern (ORT_MEM_PATTERN, default on; off: only a shape's first run is cold, less memory). */
+  ortMemPattern: boolean;
+  /** One small run of each large model component as it opens (ORT_WARM_UP). */
+  ortWarmUp: boolean;
   /** Text encoders and VAEs on a thread of their own, beside the denoise loop (STAGE_THREAD). */
   stageThread: boolean;
   memoryBudgetBytes: number;
@@ -207,6 +213,9 @@ export function loadConfig(env: Env = process.env): ServerConfig {
     intraOpThreads: env.ORT_INTRA_OP_THREADS ? int(env, 'ORT_INTRA_OP_THREADS', 0, 1) : undefined,
     ortAllowSpinning: bool(env, 'ORT_ALLOW_SPINNING', false),
     ortCpuMemArena: bool(env, 'ORT_CPU_MEM_ARENA', true),
+    ortOptimizedCache: optimizedCacheDir(env),
+    ortMemPattern: bool(env, 'ORT_MEM_PATTERN', true),
+    ortWarmUp: bool(env, 'ORT_WARM_UP', true),
     stageThread: bool(env, 'STAGE_THREAD', true),
     memoryBudgetBytes: env.MEMORY_BUDGET_MB ? int(env, 'MEMORY_BUDGET_MB', 0, 1) * mb : defaultMemoryBudget(),
     preloadModels: env.PRELOAD_MODELS === undefined ? undefined : list(env.PRELOAD_MODELS),
