@@ -74,7 +74,7 @@ function numberArg(name: string, value: string | undefined, integer: boolean): n
   return n;
 }
 
-/** --memory-budget (MiB), else MEMORY_BUDGET_MB, else undefined (half the RAM); both strict positive integers. */
+/** --memory-budget (MiB), else MEMORY_BUDGET_MB, else undefined (the RAM less 6 GiB, at least half); both strict positive integers. */
 function memoryBudgetArg(flag: string | undefined, env: string | undefined): number | undefined {
   const [name, raw] = flag !== undefined ? ['--memory-budget', flag] : ['MEMORY_BUDGET_MB', env ?? ''];
   if (flag === undefined && raw === '') return undefined;
