@@ -197,7 +197,7 @@ describe('GraphQL document limits', () => {
     ws.send({ id: 'ok', type: 'subscribe', payload: { query: '{ models { id } }' } });
     const next = await ws.nextFor('ok');
     assert.equal(next.type, 'next');
-    assert.deepEqual((next.payload as { data: unknown }).data, { models: [{ id: 'tiny-edit' }, { id: 'tiny-flow-edit' }] });
+    assert.deepEqual((next.payload as { data: unknown }).data, { models: [{ id: 'tiny-edit' }, { id: 'tiny-flow-edit' }, { id: 'tiny-qwen-edit' }] });
     assert.equal((await ws.nextFor('ok')).type, 'complete');
     ws.socket.close(1000);
     assert.equal(await ws.closed, 1000);
