@@ -57,8 +57,6 @@ async function measure(size: number, steps: number, reps: number, maxImages: num
     resolveEditOptions(spec, count, { prompt: 'make it sepia', size: `${size}x${size}`, steps, seed: 1, ...options });
   const run = (count: number, options: { steps?: number; negativePrompt?: string } = {}) =>
     engine.edit('bench-qwen', job(count, options), inputs.slice(0, count));
-  await run(1);
-
   // Raw transformer feeds of this size: noise + condition tokens, text as the pipeline pads it.
   const f = spec.vaeScaleFactor * 2;
   const cond = calculateDimensions(1024 * 1024, 1);
@@ -97,11 +95,15 @@ async function measure(size: number, steps: number, reps: number, maxImages: num
     for (let r = 0; r < rows; r++) s += (await timed(() => session.run(one))).s;
     return s;
   };
-  await rawBatch(1);
-
   const batching: QwenSizeResult['batching'] = [];
   const overheads: number[] = [];
   for (const images of [1, 2, 4].filter((n) => n <= maxImages)) {
+    // ONNX Runtime's memory pattern makes the first two runs of a new shape cold (BENCHMARKS.md,
+    // "Real-size model"): two of each shape before anything is timed.
+    for (let w = 0; w < 2; w++) {
+      await run(images);
+      await rawBatch(images);
+    }
     const seqs: number[] = [];
     const bats: number[] = [];
     const raw: number[] = [];
