@@ -6,30 +6,18 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, type ChildProcess } from 'node:child_process';
-import { promisify } from 'node:util';
-import { freePort } from './support/net.js';
+import type { ChildProcess } from 'node:child_process';
+import { curl, freePort } from './support/net.js';
 import { startRedisServer } from './support/redis.js';
 import { postGraphQL, postMultipart } from './support/graphql.js';
 import { twoColourPng } from './support/images.js';
 import { type Proc, startServerProcess, waitFor } from './support/processes.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
-const run = promisify(execFile);
 const SUBMIT = 'mutation($images:[Upload!]!){ editImages(images:$images, prompt:"sepia", size:"32x32", steps:2, n:2){ id } }';
 const JOB = 'query($id: ID!) { editJob(id: $id) { status result { images { index url b64Json mimeType } } } }';
 
 type Job = { status: string; result: { images: { index: number; url: string; b64Json: string; mimeType: string }[] } | null } | null;
-
-async function curl(url: string): Promise<{ status: number; body: Buffer; type: string }> {
-  const { stdout } = await run('curl', ['-s', '-o', '-', '-w', '\n%{http_code} %{content_type}', url], { encoding: 'buffer', maxBuffer: 64 << 20 });
-  const cut = stdout.lastIndexOf(10);
-  const [status, type] = stdout
-    .subarray(cut + 1)
-    .toString()
-    .split(' ');
-  return { status: Number(status), body: stdout.subarray(0, cut), type: type ?? '' };
-}
 
 const errorCode = (body: Buffer): string => (JSON.parse(body.toString()) as { error: { code: string } }).error.code;
 

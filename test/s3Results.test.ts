@@ -11,22 +11,20 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import S3rver from '@20minutes/s3rver';
 import { ConfigError, loadConfig } from '../src/server/config.js';
 import { S3ResultStore } from '../src/jobs/resultStore.js';
-import { freePort } from './support/net.js';
+import { curl, freePort } from './support/net.js';
 import { startRedisServer } from './support/redis.js';
 import { postGraphQL, postMultipart } from './support/graphql.js';
 import { twoColourPng } from './support/images.js';
 import { waitFor } from './support/processes.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
-const run = promisify(execFile);
 const BUCKET = 'edit-results';
 const SUBMIT = 'mutation($images:[Upload!]!){ editImages(images:$images, prompt:"sepia", size:"32x32", steps:2, n:2){ id } }';
 const JOB = 'query($id: ID!) { editJob(id: $id) { status error { code message } result { images { index url b64Json mimeType } } } }';
@@ -35,16 +33,6 @@ type Job = {
   error: { code: string; message: string } | null;
   result: { images: { index: number; url: string; b64Json: string; mimeType: string }[] } | null;
 } | null;
-
-async function curl(url: string): Promise<{ status: number; body: Buffer; type: string }> {
-  const { stdout } = await run('curl', ['-s', '-o', '-', '-w', '\n%{http_code} %{content_type}', url], { encoding: 'buffer', maxBuffer: 64 << 20 });
-  const cut = stdout.lastIndexOf(10);
-  const [status, type] = stdout
-    .subarray(cut + 1)
-    .toString()
-    .split(' ');
-  return { status: Number(status), body: stdout.subarray(0, cut), type: type ?? '' };
-}
 
 async function finishedJob(api: string, img: Buffer): Promise<{ id: string; job: NonNullable<Job> }> {
   const sub = await postMultipart<{ editImages: { id: string } }>(api, SUBMIT, {}, [{ bytes: img, name: 'a.png' }], { 'apollo-require-preflight': 'true' });
