@@ -27,6 +27,12 @@
  *                       tokens), one child process per size (bench/qwen.ts): batching N = 1, 2, 4 against raw
  *                       ORT, true CFG in one call against two, Lightning 8 steps against 50 with CFG; 512²
  *                       (quick), 512² and 1024² (full); `--qwen-sizes`, `--qwen-steps N` (default 2), `--qwen-only`
+ *   real_size           `--real-size` (alone): an SD 1.5-size model (scripts/export/sd15_real_size.py; its folder
+ *                       from REAL_SIZE_MODEL, default .cache/real-size/models/sd15-real-size, exported there
+ *                       first when REAL_SIZE_PYTHON names a Python with torch, diffusers and optimum-onnx):
+ *                       a 512² job through the engine against the same session runs on warm raw sessions,
+ *                       per stage, alternated `--reps` times (default 2), with peak RSS against the plan
+ *                       (bench/realSize.ts); `--real-size-n 1,2` chooses outputs per job
  * Prints a table and writes bench/results.json. Figures are ratios measured in the same run.
  */
 import { spawn } from 'node:child_process';
@@ -54,6 +60,7 @@ import { freePort } from '../test/support/net.js';
 import { pino } from 'pino';
 import { flowBench } from './flow.js';
 import { qwenBench } from './qwen.js';
+import { realSizeBench } from './realSizeRun.js';
 import { LOAD_FLAGS, runLoadBench } from './load.js';
 import { measureMemory } from './memory.js';
 
@@ -70,6 +77,8 @@ const { values: flags } = parseArgs({
     'qwen-steps': { type: 'string', default: '2' },
     'qwen-only': { type: 'boolean', default: false },
     load: { type: 'boolean', default: false },
+    'real-size': { type: 'boolean', default: false },
+    'real-size-n': { type: 'string', default: '1' },
     ...LOAD_FLAGS,
   },
   strict: true,
@@ -197,6 +206,15 @@ async function qwenSection(): Promise<{ model: string; sizes: Awaited<ReturnType
 }
 
 async function main(): Promise<void> {
+  if (flags['real-size']) {
+    const counts = flags['real-size-n'].split(',').map((v) => positiveInt('real-size-n', v));
+    const out = join(PROJECT_ROOT, 'bench', 'results.json');
+    const previous = existsSync(out) ? (JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown>) : {};
+    const section = await realSizeBench({ reps: flags.reps !== undefined ? REPS : 2, counts });
+    writeFileSync(out, `${JSON.stringify({ ...previous, real_size: section }, null, 2)}\n`);
+    console.log(`wrote the real_size key of ${out}`);
+    return;
+  }
   if (flags['qwen-only']) {
     const out = join(PROJECT_ROOT, 'bench', 'results.json');
     const previous = existsSync(out) ? (JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown>) : {};

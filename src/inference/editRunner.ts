@@ -4,6 +4,7 @@
  * that fit the memory budget (grouped by output size), run the model's pipeline over each, report
  * progress over each whole job with optional previews, and encode each job's results.
  */
+import type { Component } from './components.js';
 import type { ModelSpec } from './modelFolder.js';
 import type { ModelSessions } from './sessions.js';
 import type { PromptTokenizer } from './tokenizer.js';
@@ -112,12 +113,22 @@ export interface EditOutput {
    * everything else, with two parts broken out: decoding the call's inputs, and encoding this
    * job's outputs after its last one was decoded (each output is encoded while the next decodes,
    * so this is the encoding left once the model is done). Session times are the call's own, up to
-   * this job's last micro-batch.
+   * this job's last micro-batch; `byComponent` splits them (runs and milliseconds per component).
    */
-  timings: { totalMs: number; sessionRunMs: number; denoiseMs: number; decodeMs: number; encodeMs: number };
+  timings: {
+    totalMs: number;
+    sessionRunMs: number;
+    denoiseMs: number;
+    decodeMs: number;
+    encodeMs: number;
+    byComponent: Partial<Record<Component, { runs: number; ms: number }>>;
+  };
   /** What the client should know about the result: each change from the size asked for (see `sizeWarnings`). */
   warnings: string[];
 }
+
+/** Milliseconds inside session.run of a call's own runs: all components, the denoising ones, and per component. */
+type SessionMs = { all: number; denoise: number; byComponent: EditOutput['timings']['byComponent'] };
 
 export interface RunOptions {
   memoryBudgetBytes: number;
@@ -342,7 +353,7 @@ export class PipelineCall {
   private readonly scratch: Scratch;
   private started = performance.now();
   /** Milliseconds inside session.run of this call's own runs: all components, and the denoising ones. */
-  private readonly sessionMs = { all: 0, denoise: 0 };
+  private readonly sessionMs: SessionMs = { all: 0, denoise: 0, byComponent: {} };
   private decodeMs = 0;
   private batches: TaskBatch[] = [];
   private readonly finishing: Promise<void>[] = [];
@@ -432,6 +443,9 @@ export class PipelineCall {
       sessions: this.runtime.sessions.metered((component, ms) => {
         this.sessionMs.all += ms;
         if (component === this.runtime.spec.family.denoiser.component) this.sessionMs.denoise += ms;
+        const c = (this.sessionMs.byComponent[component] ??= { runs: 0, ms: 0 });
+        c.runs += 1;
+        c.ms += ms;
       }),
       tokenizer: this.runtime.tokenizer,
       tokenizers: this.runtime.tokenizers,
@@ -534,7 +548,10 @@ export class PipelineCall {
     }
     images.forEach((rgb, i) => decoded(i, rgb));
     // Jobs whose last outputs were in this micro-batch are done: settle each once its encodes are.
-    const sessionMs = { ...this.sessionMs };
+    const sessionMs: SessionMs = {
+      ...this.sessionMs,
+      byComponent: structuredClone(this.sessionMs.byComponent),
+    };
     for (const job of jobs) if (job.running && job.lastBatch === bi) this.finishing.push(this.finish(job, stepsPerBatch, sessionMs));
   }
 
@@ -561,7 +578,7 @@ export class PipelineCall {
   }
 
   /** Waits for a job's outputs to be encoded and settles it. */
-  private async finish(job: JobShare, stepsPerBatch: number, sessionMs: { all: number; denoise: number }): Promise<void> {
+  private async finish(job: JobShare, stepsPerBatch: number, sessionMs: SessionMs): Promise<void> {
     let output: EditOutput;
     try {
       const waitFrom = performance.now();
@@ -578,7 +595,14 @@ export class PipelineCall {
           mergedJobs: this.jobs.length,
           processingTimeSeconds: totalMs / 1000,
         },
-        timings: { totalMs, sessionRunMs: sessionMs.all, denoiseMs: sessionMs.denoise, decodeMs: this.decodeMs, encodeMs },
+        timings: {
+          totalMs,
+          sessionRunMs: sessionMs.all,
+          denoiseMs: sessionMs.denoise,
+          decodeMs: this.decodeMs,
+          encodeMs,
+          byComponent: sessionMs.byComponent,
+        },
         warnings: sizeWarnings(this.runtime.spec, job.task.edit, job.decoded),
       };
     } catch (err) {
