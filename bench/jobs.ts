@@ -11,7 +11,10 @@
  *   throughput   `--jobs` jobs (default 48) from one tenant vs the same jobs from two tenants (half
  *                each, A's all queued first: fair turns alternate them), jobs/s, `--reps` times each
  *                (default 3), interleaved; ratio = two tenants / one. There is no unfair mode to
- *                compare with: two tenants exercise the turns, one does not.
+ *                compare with: two tenants exercise the turns, one does not. Also this process's CPU
+ *                time (all its threads: scheduler, engine, Redis worker) per run, two tenants / one:
+ *                the work the turns add, which other load on the cores does not change as it does
+ *                wall time.
  *   response_bytes  the body of `editJob { result { images { b64Json } } }` vs `{ url }` for a
  *                finished job of 16 outputs at 1024² (2 noisy inputs, n 8, 1 step), over HTTP from an
  *                in-memory server (`--no-bytes` skips it)
@@ -151,21 +154,24 @@ async function fairness(kind: 'memory' | 'redis'): Promise<Record<string, number
   };
 }
 
-/** Wall time (ms) to run `JOBS` jobs from `tenants` tenants (each tenant's jobs queued in a row). */
-async function drainTime(h: Harness, tenants: number): Promise<number> {
+/** Wall and process CPU time (ms) to run `JOBS` jobs from `tenants` tenants (each tenant's jobs queued in a row). */
+async function drainTime(h: Harness, tenants: number): Promise<{ ms: number; cpuMs: number }> {
   const done = (): number => h.lines.filter((l) => l.message === 'job succeeded').length;
   const before = done();
+  const cpu = process.cpuUsage();
   const t = now();
   for (let k = 0; k < tenants; k++) for (let i = 0; i < JOBS / tenants; i++) await h.jobs.submit('tiny-edit', edit, inputs, `tenant-${k}`);
   await waitUntil(() => done() - before === JOBS);
-  return now() - t;
+  const ms = now() - t;
+  const used = process.cpuUsage(cpu);
+  return { ms, cpuMs: (used.user + used.system) / 1000 };
 }
 
 async function throughput(kind: 'memory' | 'redis'): Promise<Record<string, number | string>> {
   const h = await harnesses[kind]();
   await drainTime(h, 1); // warm-up
-  const one: number[] = [];
-  const two: number[] = [];
+  const one: { ms: number; cpuMs: number }[] = [];
+  const two: { ms: number; cpuMs: number }[] = [];
   for (let r = 0; r < REPS; r++) {
     // Interleaved, alternating which goes first.
     if (r % 2 === 0) {
@@ -182,10 +188,13 @@ async function throughput(kind: 'memory' | 'redis'): Promise<Record<string, numb
     backend: kind,
     jobs: JOBS,
     reps: REPS,
-    one_tenant_jobs_per_s: round(median(one.map(jps)), 2),
-    two_tenants_jobs_per_s: round(median(two.map(jps)), 2),
-    ratio_two_over_one: round(median(two.map((t, i) => one[i]! / t)), 3),
-    ratios: one.map((o, i) => round(o / two[i]!, 3)).join(' '),
+    one_tenant_jobs_per_s: round(median(one.map((r) => jps(r.ms))), 2),
+    two_tenants_jobs_per_s: round(median(two.map((r) => jps(r.ms))), 2),
+    ratio_two_over_one: round(median(two.map((t, i) => one[i]!.ms / t.ms)), 3),
+    ratios: one.map((o, i) => round(o.ms / two[i]!.ms, 3)).join(' '),
+    cpu_ms_one_tenant: round(median(one.map((r) => r.cpuMs)), 0),
+    cpu_two_over_one: round(median(two.map((t, i) => t.cpuMs / one[i]!.cpuMs)), 3),
+    cpu_ratios: two.map((t, i) => round(t.cpuMs / one[i]!.cpuMs, 3)).join(' '),
   };
 }
 

@@ -5,9 +5,10 @@
  * SigV4 signatures and presigned URLs' expiry as S3 does. A completed job's `url` (GraphQL and REST
  * `response_format=url`) is a presigned URL of the bucket that downloads the image with curl and no
  * credentials, the same bytes as `b64Json`; a changed signature, the same signature on another key
- * and a URL past its expiry get 403 from the bucket. In memory and with REDIS_URL (the worker stores
- * the result before its completed event). Not checked here: that the bucket refuses unsigned reads
- * (s3rver serves them; a real bucket must be private, docs/deploy.md).
+ * and a URL past its expiry get 403 from the bucket. Each read presigns a fresh URL, valid
+ * RESULT_URL_TTL_SECONDS from the read but not past the job's retention. In memory and with
+ * REDIS_URL (the worker stores the result before its completed event). Not checked here: that the
+ * bucket refuses unsigned reads (s3rver serves them; a real bucket must be private, docs/deploy.md).
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,8 +17,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import S3rver from '@20minutes/s3rver';
+import type { OutputImage } from '../src/inference/editRunner.js';
 import { ConfigError, loadConfig } from '../src/server/config.js';
 import { S3ResultStore } from '../src/jobs/resultStore.js';
+import { ResultUrls } from '../src/jobs/resultUrls.js';
 import { curl, freePort } from './support/net.js';
 import { startRedisServer } from './support/redis.js';
 import { postGraphQL, postMultipart } from './support/graphql.js';
@@ -68,7 +71,8 @@ describe('results in S3 (s3rver)', { timeout: 240_000 }, () => {
     // The AWS SDK's credential chain reads these; s3rver's built-in account.
     process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
     process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
-    env = { S3_BUCKET: BUCKET, S3_ENDPOINT: endpoint, S3_PREFIX: 'out/' };
+    // Jobs kept longer than their URLs' TTL: each URL gets the whole TTL.
+    env = { S3_BUCKET: BUCKET, S3_ENDPOINT: endpoint, S3_PREFIX: 'out/', JOB_RETENTION_SECONDS: '7200' };
     img = await twoColourPng(32, 32, [200, 60, 30], [20, 120, 220]);
   });
   after(async () => {
@@ -141,26 +145,47 @@ describe('results in S3 (s3rver)', { timeout: 240_000 }, () => {
     }
   });
 
-  it('a presigned URL past RESULT_URL_TTL_SECONDS gets 403 from the bucket', async () => {
-    const store = new S3ResultStore(loadConfig({ ...env, RESULT_URL_TTL_SECONDS: '60' }).s3Results!, 60);
+  it('a URL read after the first has expired is signed at that read: it opens the image for the whole TTL', async () => {
+    const server: TestServer = await startTestServer({ ...env, RESULT_URL_TTL_SECONDS: '2' });
+    try {
+      const { id, job } = await finishedJob(server.url, img);
+      const first = job.result!.images[0]!.url;
+      await waitFor(async () => (await curl(first)).status === 403, 'the first URL to expire', 30_000);
+      const readAt = Math.floor(Date.now() / 1000);
+      const again = (await postGraphQL<{ editJob: Job }>(server.url, JOB, { id })).body.data!.editJob!.result!.images[0]!.url;
+      const signed = new URL(again).searchParams;
+      assert.equal(signed.get('X-Amz-Expires'), '2');
+      // X-Amz-Date (YYYYMMDDTHHMMSSZ): when its lifetime starts, the read, not the job's completion.
+      const date = signed.get('X-Amz-Date')!.replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/, '$1-$2-$3T$4:$5:$6Z');
+      assert.ok(Date.parse(date) / 1000 >= readAt, `${date} is before the read`);
+      assert.equal((await curl(again)).status, 200);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('a presigned URL lasts RESULT_URL_TTL_SECONDS but never past the job retention; past its expiry the bucket answers 403', async () => {
+    const store = new S3ResultStore(loadConfig(env).s3Results!);
+    const urls = new ResultUrls(undefined, 60, { store, retentionSeconds: 600 });
     const bytes = new Uint8Array(await twoColourPng(8, 8, [1, 2, 3], [4, 5, 6]));
-    const result = () => ({
-      created: 0,
-      images: [
-        { index: 0, inputIndex: 0, variant: 0, seed: 1, bytes, mimeType: 'image/png', width: 8, height: 8 } as { url?: string } & Record<string, unknown>,
-      ],
-      usage: { queueTimeSeconds: 0 },
-    });
-    const fresh = result();
-    await store.store('fresh-job', fresh as never);
-    assert.equal((await curl(fresh.images[0]!.url!)).status, 200);
+    const image: OutputImage = { index: 0, inputIndex: 0, variant: 0, seed: 1, bytes, mimeType: 'image/png', width: 8, height: 8 };
+    await store.store('a-job', { created: 0, images: [image] } as never);
+    assert.equal(image.objectKey, 'out/a-job/0.png');
+    const now = Date.now();
+    const fresh = await urls.image('http://api.example', 'a-job', image, now / 1000 - 1, now);
+    assert.equal(new URL(fresh).searchParams.get('X-Amz-Expires'), '60');
+    assert.equal((await curl(fresh)).status, 200);
+    // The job completed 590 s ago and is kept 600 s: 10 s left.
+    const late = await urls.image('http://api.example', 'a-job', image, now / 1000 - 590, now);
+    assert.equal(new URL(late).searchParams.get('X-Amz-Expires'), '10');
     // Signed two minutes ago with a 60 s lifetime: expired.
-    const old = result();
-    await store.store('old-job', old as never, new Date(Date.now() - 120_000));
-    const expired = await curl(old.images[0]!.url!);
+    const old = await urls.image('http://api.example', 'a-job', image, now / 1000 - 121, now - 120_000);
+    const expired = await curl(old);
     assert.equal(expired.status, 403);
     assert.match(expired.body.toString(), /expired/i);
-    store.close();
+    // An image not in the bucket gets the server's own URL.
+    assert.match(await urls.image('http://api.example', 'a-job', { index: 0 }, now / 1000, now), /^http:\/\/api\.example\/v1\/results\/a-job\/0\?expires=/);
+    urls.close();
   });
 
   it('reads S3_* strictly', () => {

@@ -74,8 +74,8 @@ export interface OutputImage {
   mimeType: string;
   width: number;
   height: number;
-  /** Where a client downloads it, when results are kept outside the job store (src/jobs/resultStore.ts: a presigned S3 URL). */
-  url?: string;
+  /** Its key in the S3 bucket, when results are also kept there (src/jobs/resultStore.ts); its URLs are presigned on each read. */
+  objectKey?: string;
 }
 
 export interface PreviewImage {

@@ -14,6 +14,7 @@ import type { JobBackend } from './types.js';
 import type { EditInput } from '../inference/editRunner.js';
 import { checkPriority, type JobSnapshot } from './types.js';
 import type { Viewer } from './access.js';
+import type { ResultUrl } from './resultUrls.js';
 import { createHash } from 'node:crypto';
 import { checkMetadata } from './history.js';
 import type { WebhookDispatcher, WebhookRequest } from './webhooks.js';
@@ -53,7 +54,7 @@ export interface EditSubmission {
   /** Idempotency-Key header or `idempotencyKey` argument (idempotency.ts). */
   idempotencyKey?: string | null;
   /** A webhook for the job's events (webhooks.ts); `resultUrl` makes the completed event's image URLs. */
-  webhook?: (WebhookRequest & { resultUrl: (jobId: string, index: number) => string }) | null;
+  webhook?: (WebhookRequest & { resultUrl: ResultUrl }) | null;
   /** The client's own data, kept with the job (history.ts: checked here). */
   metadata?: unknown;
   /** Orders the caller's own queued jobs (checkPriority in types.ts); default 0. */

@@ -2,7 +2,7 @@
 import type { JobSystemModule } from './jobSystem.js';
 import { JobService } from './jobService.js';
 import { MemoryIdempotencyStore } from './idempotency.js';
-import { resultStore, webhookDispatcher } from './systemConfig.js';
+import { webhookDispatcher } from './systemConfig.js';
 
 export const memoryJobSystem: JobSystemModule = {
   name: 'memory',
@@ -14,9 +14,8 @@ export const memoryJobSystem: JobSystemModule = {
         ? 'ROLE=api needs REDIS_URL (API processes queue jobs for Redis workers)'
         : null,
   runsInference: () => true,
-  async create({ config, log, engine, tenantQuota, onEvent }) {
+  async create({ config, log, engine, resultUrls, tenantQuota, onEvent }) {
     const webhooks = webhookDispatcher(config, log);
-    const results = resultStore(config);
     const backend = new JobService(engine, {
       retentionMs: config.retentionSeconds * 1000,
       maxQueuedJobs: config.maxQueuedJobs,
@@ -24,7 +23,7 @@ export const memoryJobSystem: JobSystemModule = {
       mergeJobs: config.mergeJobs,
       maxMergedInputPixels: config.maxJobInputPixels,
       tenantQuota,
-      resultStore: results,
+      resultStore: resultUrls.bucket?.store,
       log: (fields, message) => log.info(fields, message),
       onEvent: (event) => {
         onEvent?.(event);
@@ -40,7 +39,6 @@ export const memoryJobSystem: JobSystemModule = {
       drain: (graceMs) => backend.shutdown(graceMs),
       async close() {
         idempotency.close();
-        results?.close();
       },
     };
   },

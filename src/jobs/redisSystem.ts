@@ -9,10 +9,10 @@ import { RedisIdempotencyStore } from './idempotency.js';
 import type { JobSystem, JobSystemModule } from './jobSystem.js';
 import { RedisJobBackend } from './redisJobs.js';
 import { connectRedis, liveTtlMs } from './redisShared.js';
-import { redisLog, resultStore, webhookDispatcher } from './systemConfig.js';
+import { redisLog, webhookDispatcher } from './systemConfig.js';
 import { WebhookOutbox } from './redisWebhooks.js';
 import { type RedisWorkerConfig, startRedisWorker } from './redisWorker.js';
-import { ResultUrls } from './resultUrls.js';
+import type { ResultUrls } from './resultUrls.js';
 import type { WebhookDispatcher } from './webhooks.js';
 
 export const redisJobSystem: JobSystemModule = {
@@ -41,7 +41,7 @@ export const redisJobSystem: JobSystemModule = {
       });
       api = { backend, webhooks, idempotency: new RedisIdempotencyStore(connectRedis(redisUrl, 'request', 'idempotency', redisLog(log))) };
     }
-    const worker = config.role === 'api' ? null : await startRedisWorker(engine, redisWorkerConfig(config, log));
+    const worker = config.role === 'api' ? null : await startRedisWorker(engine, redisWorkerConfig(config, log, resultUrls));
     return {
       name: 'redis',
       api,
@@ -79,11 +79,11 @@ function webhookServices(config: ServerConfig, log: Logger, resultUrls: ResultUr
 }
 
 /** A Redis worker's configuration from the server's (the worker's webhooks have their own outbox). */
-export function redisWorkerConfig(config: ServerConfig, log: Logger): RedisWorkerConfig {
-  const { webhooks, outbox } = webhookServices(config, log, new ResultUrls(config.resultUrlSecret, config.resultUrlTtlSeconds));
+export function redisWorkerConfig(config: ServerConfig, log: Logger, resultUrls: ResultUrls): RedisWorkerConfig {
+  const { webhooks, outbox } = webhookServices(config, log, resultUrls);
   return {
     webhooks: outbox ? { outbox, dispatcher: webhooks } : undefined,
-    resultStore: resultStore(config),
+    resultStore: resultUrls.bucket?.store,
     redisUrl: config.redisUrl!,
     retentionMs: config.retentionSeconds * 1000,
     jobTimeoutMs: config.jobTimeoutSeconds * 1000,

@@ -11,7 +11,7 @@
 import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { JobMetadata } from './history.js';
-import { RESULTS_PATH, type ResultUrls } from './resultUrls.js';
+import { RESULTS_PATH, type ResultUrl, type ResultUrls } from './resultUrls.js';
 import { connectRedis, keys, type RedisLog, watchRedis } from './redisShared.js';
 import type { JobEvent, JobSnapshot } from './types.js';
 import { eventData, messageBody, type WebhookAttempt, type WebhookDispatcher, type WebhookEventName } from './webhooks.js';
@@ -66,13 +66,13 @@ export class WebhookOutbox {
   }
 
   /** A new job's webhook, and its `queued` event. */
-  async store(job: JobSnapshot, checked: { url: URL; events: Set<WebhookEventName> }, resultUrl: (jobId: string, index: number) => string): Promise<void> {
+  async store(job: JobSnapshot, checked: { url: URL; events: Set<WebhookEventName> }, resultUrl: ResultUrl): Promise<void> {
     const hook: StoredHook = {
       url: checked.url.href,
       owner: job.owner,
       events: [...checked.events],
       metadata: job.metadata ?? null,
-      base: resultUrl(job.id, 0).split(RESULTS_PATH)[0]!,
+      base: (await resultUrl(job.id, { index: 0 }, job.createdAt)).split(RESULTS_PATH)[0]!,
     };
     await this.redis.set(keys.webhook(job.id), JSON.stringify(hook), 'PX', this.config.liveTtlMs);
     await this.add(job.id, hook, 'queued', `msg_${job.id}_0`, { id: job.id, status: job.status, metadata: hook.metadata, queuePosition: job.queuePosition });
@@ -90,7 +90,7 @@ export class WebhookOutbox {
     const raw = await this.redis.get(keys.webhook(id));
     if (!raw) return;
     const hook = JSON.parse(raw) as StoredHook;
-    const data = eventData(event, hook.metadata, (jobId, index) => this.config.resultUrls.url(hook.base, jobId, index));
+    const data = await eventData(event, hook.metadata, (jobId, image, created) => this.config.resultUrls.image(hook.base, jobId, image, created));
     if (event.type === 'progress') {
       const last = this.progressAt.get(id);
       const now = Date.now();

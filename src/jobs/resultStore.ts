@@ -1,12 +1,10 @@
 /**
- * Where result URLs point. By default nowhere else than the job store: URLs are the server's own
- * capability URLs (resultUrls.ts), signed each time they are read. With S3_BUCKET, a job's images
- * are also put in an S3-compatible bucket when it completes (before its completed event is
- * recorded, so no client sees a URL to a missing object), and each image carries a presigned GET
- * URL for it, valid RESULT_URL_TTL_SECONDS from completion: GraphQL `url`, REST
- * `response_format=url` and webhooks hand that URL out, and the bucket serves the bytes. `b64Json`
- * still comes from the job store. Objects are not deleted by the server: give the bucket a
- * lifecycle rule (docs/deploy.md).
+ * Where results are kept besides the job store. By default nowhere: URLs are the server's own
+ * capability URLs (resultUrls.ts). With S3_BUCKET, a job's images are also put in an S3-compatible
+ * bucket when it completes (before its completed event is recorded, so no client sees a URL to a
+ * missing object) and each image records its object key; resultUrls.ts presigns a GET URL of that
+ * key each time a URL is read, and the bucket serves the bytes. `b64Json` still comes from the job
+ * store. Objects are not deleted by the server: give the bucket a lifecycle rule (docs/deploy.md).
  */
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
@@ -15,7 +13,7 @@ import type { TerminalEvent } from './jobRun.js';
 import type { JobResult } from './types.js';
 
 export interface ResultStore {
-  /** Puts the result's images where their URLs will point and sets each image's `url`. */
+  /** Puts the result's images in the bucket and sets each image's `objectKey`. */
   store(jobId: string, result: JobResult): Promise<void>;
 }
 
@@ -24,10 +22,7 @@ const EXTENSIONS: Record<string, string> = { 'image/png': 'png', 'image/jpeg': '
 export class S3ResultStore implements ResultStore {
   private readonly client: S3Client;
 
-  constructor(
-    private readonly config: S3ResultsConfig,
-    private readonly ttlSeconds: number,
-  ) {
+  constructor(private readonly config: S3ResultsConfig) {
     // Credentials come from the AWS SDK's usual chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, a role).
     this.client = new S3Client({
       region: config.region,
@@ -45,16 +40,20 @@ export class S3ResultStore implements ResultStore {
     return `${this.config.prefix}${jobId}/${index}.${EXTENSIONS[mimeType] ?? 'bin'}`;
   }
 
-  /** `now`: when the URLs' lifetime starts (tests sign in the past). */
-  async store(jobId: string, result: JobResult, now = new Date()): Promise<void> {
+  async store(jobId: string, result: JobResult): Promise<void> {
     const { bucket: Bucket } = this.config;
     await Promise.all(
       result.images.map(async (image) => {
         const Key = this.key(jobId, image.index, image.mimeType);
         await this.client.send(new PutObjectCommand({ Bucket, Key, Body: image.bytes, ContentType: image.mimeType }));
-        image.url = await getSignedUrl(this.client, new GetObjectCommand({ Bucket, Key }), { expiresIn: this.ttlSeconds, signingDate: now });
+        image.objectKey = Key;
       }),
     );
+  }
+
+  /** A GET URL of object `key`, presigned at `now` and valid `expiresIn` seconds from then. */
+  presign(key: string, expiresIn: number, now: Date): Promise<string> {
+    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.config.bucket, Key: key }), { expiresIn, signingDate: now });
   }
 
   close(): void {

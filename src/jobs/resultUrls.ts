@@ -1,13 +1,20 @@
 /**
- * Result URLs: capability URLs for one output image of one job,
- * `<base>/v1/results/<jobId>/<index>?expires=<unix s>&signature=<base64url HMAC-SHA256>`. The HMAC
- * (RESULT_URL_SECRET) covers the job id, the index and the expiry, so a URL opens that one image
- * until then and nothing else; any API process with the same secret serves it from the job store.
+ * Result URLs, signed each time one is read. By default capability URLs for one output image of
+ * one job, `<base>/v1/results/<jobId>/<index>?expires=<unix s>&signature=<base64url HMAC-SHA256>`:
+ * the HMAC (RESULT_URL_SECRET) covers the job id, the index and the expiry, so a URL opens that one
+ * image until then and nothing else; any API process with the same secret serves it from the job
+ * store. An image kept in the S3 bucket (resultStore.ts) gets a GET URL presigned by the bucket
+ * instead, valid for the TTL but never past the job's retention (the bucket does not know it).
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { ServiceError } from '../errors.js';
+import type { OutputImage } from '../inference/editRunner.js';
+import type { S3ResultStore } from './resultStore.js';
 
 export const RESULTS_PATH = '/v1/results/';
+
+/** A URL for one image of a result completed at `created` (Unix s), signed now: how every reader of results gets one. */
+export type ResultUrl = (jobId: string, image: Pick<OutputImage, 'index' | 'objectKey'>, created: number) => Promise<string>;
 
 export class ResultUrls {
   private readonly key: Buffer;
@@ -15,9 +22,22 @@ export class ResultUrls {
   constructor(
     secret: string | undefined,
     readonly ttlSeconds: number,
+    /** Where images with an `objectKey` are kept, and how long a job stays readable after it ends. */
+    readonly bucket: { store: S3ResultStore; retentionSeconds: number } | null = null,
   ) {
     // Unset: a key of this process only (its URLs open on this process alone).
     this.key = secret ? Buffer.from(secret) : randomBytes(32);
+  }
+
+  /** A URL of `image`: presigned by the bucket when it is kept there, else `url(base, …)`. */
+  async image(base: string, jobId: string, image: Pick<OutputImage, 'index' | 'objectKey'>, created: number, now = Date.now()): Promise<string> {
+    if (image.objectKey === undefined || !this.bucket) return this.url(base, jobId, image.index, now);
+    const retained = Math.floor(created + this.bucket.retentionSeconds - now / 1000);
+    return this.bucket.store.presign(image.objectKey, Math.max(1, Math.min(this.ttlSeconds, retained)), new Date(now));
+  }
+
+  close(): void {
+    this.bucket?.store.close();
   }
 
   private signature(jobId: string, index: number, expires: number): Buffer {

@@ -4,6 +4,7 @@ import { ownerIds } from '../server/auth.js';
 import type { ServerConfig } from '../server/config.js';
 import type { RedisLog } from './redisShared.js';
 import { S3ResultStore } from './resultStore.js';
+import { ResultUrls } from './resultUrls.js';
 import type { WebhookOutbox } from './redisWebhooks.js';
 import { WebhookDispatcher } from './webhooks.js';
 
@@ -27,9 +28,10 @@ export function tenantWebhookSecrets(config: ServerConfig): Map<string, string> 
   return new Map(config.webhookTenantSecrets.map((t) => [ownerOf(t.identity), t.secret]));
 }
 
-/** Where results go besides the job store: an S3 bucket with S3_BUCKET, else nowhere (undefined). */
-export function resultStore(config: ServerConfig): S3ResultStore | undefined {
-  return config.s3Results ? new S3ResultStore(config.s3Results, config.resultUrlTtlSeconds) : undefined;
+/** Result URLs (RESULT_URL_*), with the S3 bucket results also go to when S3_BUCKET is set. */
+export function createResultUrls(config: ServerConfig): ResultUrls {
+  const bucket = config.s3Results ? { store: new S3ResultStore(config.s3Results), retentionSeconds: config.retentionSeconds } : null;
+  return new ResultUrls(config.resultUrlSecret, config.resultUrlTtlSeconds, bucket);
 }
 
 /** pino's levels as the Redis helpers' structured log sink. */

@@ -16,6 +16,7 @@ import { Webhook } from 'standardwebhooks';
 import { ServiceError } from '../errors.js';
 import type { JobMetadata } from './history.js';
 import type { WebhookOutbox } from './redisWebhooks.js';
+import type { ResultUrl } from './resultUrls.js';
 import type { JobEvent, JobSnapshot } from './types.js';
 
 /** The one list of webhook events (GraphQL enum, REST `webhook_events`). */
@@ -68,8 +69,8 @@ interface Hook {
   /** The job's owner: whose secret signs its deliveries. */
   owner: string;
   events: Set<WebhookEventName>;
-  /** Builds the result's image URLs (the submit request's address). */
-  resultUrl: (jobId: string, index: number) => string;
+  /** Signs the result's image URLs (at the submit request's address). */
+  resultUrl: ResultUrl;
   /** The job's metadata, in every event's `data`. */
   metadata: JobMetadata | null;
   attempts: WebhookAttempt[];
@@ -108,22 +109,24 @@ export function isPrivateAddress(address: string): boolean {
   return blocked.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
 }
 
-/** An event's `data` (id, status, metadata and what the event carries; a result as image URLs). */
-export function eventData(event: JobEvent, metadata: JobMetadata | null, resultUrl: (jobId: string, index: number) => string): Record<string, unknown> {
+/** An event's `data` (id, status, metadata and what the event carries; a result as image URLs, signed now). */
+export async function eventData(event: JobEvent, metadata: JobMetadata | null, resultUrl: ResultUrl): Promise<Record<string, unknown>> {
   const data: Record<string, unknown> = { id: event.jobId, status: event.status, metadata };
   if (event.type === 'progress') Object.assign(data, { step: event.step, totalSteps: event.totalSteps });
   if (event.type === 'completed') {
     const r = event.result;
     data.result = {
       created: r.created,
-      images: r.images.map((i) => ({
-        index: i.index,
-        url: i.url ?? resultUrl(event.jobId, i.index),
-        mimeType: i.mimeType,
-        width: i.width,
-        height: i.height,
-        seed: i.seed,
-      })),
+      images: await Promise.all(
+        r.images.map(async (i) => ({
+          index: i.index,
+          url: await resultUrl(event.jobId, i, r.created),
+          mimeType: i.mimeType,
+          width: i.width,
+          height: i.height,
+          seed: i.seed,
+        })),
+      ),
       warnings: r.warnings ?? [],
     };
   }
@@ -194,7 +197,7 @@ export class WebhookDispatcher {
     const hook = this.hooks.get(event.jobId);
     if (!hook) return;
     if (event.type === 'queued') return; // a new place in the queue: the queued event was sent at submission
-    const data = eventData(event, hook.metadata, hook.resultUrl);
+    const data = () => eventData(event, hook.metadata, hook.resultUrl);
     if (event.type === 'progress') {
       if (!hook.running) {
         hook.running = true;
@@ -217,12 +220,14 @@ export class WebhookDispatcher {
     return this.hooks.get(jobId)?.attempts.map((a) => ({ ...a })) ?? null;
   }
 
-  private enqueue(jobId: string, hook: Hook, name: WebhookEventName, data: Record<string, unknown>): void {
+  /** Queues an event's delivery; `data` given as a function is made when the delivery starts (result URLs are signed then). */
+  private enqueue(jobId: string, hook: Hook, name: WebhookEventName, data: Record<string, unknown> | (() => Promise<Record<string, unknown>>)): void {
     if (!hook.events.has(name)) return;
     hook.sent += 1;
     const id = `msg_${jobId}_${hook.sent}`;
-    const body = messageBody(name, data);
-    hook.chain = hook.chain.then(() => this.deliver(hook, id, `edit.${name}`, body));
+    hook.chain = hook.chain
+      .then(async () => this.deliver(hook, id, `edit.${name}`, messageBody(name, typeof data === 'function' ? await data() : data)))
+      .catch((err: unknown) => this.config.log?.({ jobId, type: `edit.${name}`, error: (err as Error).message }, 'webhook event not sent'));
   }
 
   private async deliver(hook: Hook, id: string, type: string, body: string): Promise<void> {

@@ -4,6 +4,7 @@ import { GraphQLError, valueFromASTUntyped } from 'graphql';
 import type { InferenceEngine } from '../inference/engine.js';
 import type { JobAccess, Viewer } from '../jobs/access.js';
 import type { EditService, UploadedFile } from '../jobs/editService.js';
+import type { ResultUrl } from '../jobs/resultUrls.js';
 
 export interface GraphQLContext {
   engine: InferenceEngine;
@@ -12,8 +13,8 @@ export interface GraphQLContext {
   edits: EditService;
   /** Who is calling (admitted once per HTTP request or graphql-ws connection: src/server/useAdmission.ts, websocket.ts). */
   principal: Viewer;
-  /** A signed URL of one output image (src/jobs/resultUrls.ts), at the address this request came to. */
-  resultUrl(jobId: string, index: number): string;
+  /** A URL of one output image, signed now (src/jobs/resultUrls.ts), at the address this request came to. */
+  resultUrl: ResultUrl;
   /** The request's Idempotency-Key header (HTTP only). */
   idempotencyKey?: string | null;
 }

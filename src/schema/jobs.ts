@@ -18,7 +18,7 @@ const b64 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteO
 export type JobResultView = JobResult & { jobId: string };
 export const resultView = (result: JobResult, jobId: string): JobResultView => ({ ...result, jobId });
 
-export const EditedImageRef = builder.objectRef<OutputImage & { jobId: string }>('EditedImage').implement({
+export const EditedImageRef = builder.objectRef<OutputImage & { jobId: string; created: number }>('EditedImage').implement({
   fields: (t) => ({
     index: t.exposeInt('index', { description: "Position in the job's output: inputIndex * n + variant." }),
     inputIndex: t.exposeInt('inputIndex'),
@@ -31,8 +31,8 @@ export const EditedImageRef = builder.objectRef<OutputImage & { jobId: string }>
     url: t.string({
       nullable: true,
       description:
-        'A signed URL that downloads this image (GET, no credentials: whoever holds it can read this one image) until RESULT_URL_TTL_SECONDS from now, or until the job is past its retention; then 403 RESULT_URL_EXPIRED or 404 NOT_FOUND. Each read of the field signs a fresh one. With S3_BUCKET: a URL presigned by the bucket when the job completed, valid RESULT_URL_TTL_SECONDS from then (the bucket answers 403 after).',
-      resolve: (i, _args, ctx) => i.url ?? ctx.resultUrl(i.jobId, i.index),
+        'A signed URL that downloads this image (GET, no credentials: whoever holds it can read this one image) until RESULT_URL_TTL_SECONDS from now, or until the job is past its retention; then 403 RESULT_URL_EXPIRED or 404 NOT_FOUND. Each read of the field signs a fresh one. With S3_BUCKET: a URL presigned by the bucket now, valid RESULT_URL_TTL_SECONDS from now but never past the job retention (the bucket answers 403 after).',
+      resolve: (i, _args, ctx) => ctx.resultUrl(i.jobId, i, i.created),
     }),
     mimeType: t.exposeString('mimeType'),
     width: t.exposeInt('width'),
@@ -55,7 +55,7 @@ export const EditUsageRef = builder.objectRef<JobResult['usage']>('EditUsage').i
 export const EditResultRef = builder.objectRef<JobResultView>('EditResult').implement({
   fields: (t) => ({
     created: t.exposeFloat('created', { description: 'Unix time in seconds.' }),
-    images: t.field({ type: [EditedImageRef], resolve: (r) => r.images.map((i) => ({ ...i, jobId: r.jobId })) }),
+    images: t.field({ type: [EditedImageRef], resolve: (r) => r.images.map((i) => ({ ...i, jobId: r.jobId, created: r.created })) }),
     usage: t.field({ type: EditUsageRef, resolve: (r) => r.usage }),
     warnings: t.stringList({
       description:

@@ -5,7 +5,7 @@ import { engineConfig } from './services.js';
 import { createLogger, parseLogFormat } from './logging.js';
 import { InferenceEngine } from '../inference/engine.js';
 import { createJobSystem, jobSystemModule } from '../jobs/jobSystem.js';
-import { ResultUrls } from '../jobs/resultUrls.js';
+import { createResultUrls } from '../jobs/systemConfig.js';
 import type { ServerConfig } from './config.js';
 
 // At info until the configuration (which checks LOG_LEVEL and LOG_FORMAT) is read: a bad value is reported too.
@@ -111,7 +111,7 @@ async function runWorkerOnly(config: ServerConfig): Promise<void> {
     config,
     log,
     engine,
-    resultUrls: new ResultUrls(config.resultUrlSecret, config.resultUrlTtlSeconds),
+    resultUrls: createResultUrls(config),
     tenantQuota: null,
   });
   const worker = system.worker;

@@ -24,6 +24,7 @@ import type { ModelSpec } from '../inference/modelFolder.js';
 import type { EditService, UploadedFile } from '../jobs/editService.js';
 import type { JobEvent, JobSnapshot } from '../jobs/types.js';
 import type { JobAccess, Viewer } from '../jobs/access.js';
+import type { ResultUrl } from '../jobs/resultUrls.js';
 import { WEBHOOK_EVENTS, type WebhookEventName } from '../jobs/webhooks.js';
 import { type JobMetadata, parseMetadata } from '../jobs/history.js';
 import { ServiceError, type ErrorCode } from '../errors.js';
@@ -39,8 +40,8 @@ export interface RestDeps {
   log: Logger;
   maxBodyBytes: number;
   multipartLimits: MultipartLimits;
-  /** A signed URL of one output image (response_format=url). */
-  resultUrl(jobId: string, index: number): string;
+  /** A URL of one output image, signed now (response_format=url). */
+  resultUrl: ResultUrl;
 }
 
 class RestError extends ServiceError {
@@ -381,8 +382,12 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
         const first = e.result.images[0];
         const body = {
           created,
-          data: e.result.images.map((img) =>
-            parsed.responseFormat === 'url' ? { url: img.url ?? deps.resultUrl(e.jobId, img.index) } : { b64_json: Buffer.from(img.bytes).toString('base64') },
+          data: await Promise.all(
+            e.result.images.map(async (img) =>
+              parsed.responseFormat === 'url'
+                ? { url: await deps.resultUrl(e.jobId, img, e.result.created) }
+                : { b64_json: Buffer.from(img.bytes).toString('base64') },
+            ),
           ),
           output_format: format,
           size: first ? `${first.width}x${first.height}` : undefined,

@@ -97,7 +97,7 @@ export function createRoutes(services: Services, yoga: GraphQLServer): HttpRoute
         log,
         maxBodyBytes: config.maxTotalBytes + MB,
         multipartLimits: multipartLimits(config),
-        resultUrl: (jobId, index) => services.resultUrls.url(base, jobId, index),
+        resultUrl: (jobId, image, created) => services.resultUrls.image(base, jobId, image, created),
       });
     }
     sendError(res, 'openai', new ServiceError('NOT_FOUND', `no route for ${pathname}`), log);

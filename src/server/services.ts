@@ -11,7 +11,8 @@ import { type EngineConfig, InferenceEngine } from '../inference/engine.js';
 import { JobAccess } from '../jobs/access.js';
 import { EditService } from '../jobs/editService.js';
 import { createJobSystem, type JobSystem, jobSystemModule } from '../jobs/jobSystem.js';
-import { ResultUrls } from '../jobs/resultUrls.js';
+import type { ResultUrls } from '../jobs/resultUrls.js';
+import { createResultUrls } from '../jobs/systemConfig.js';
 import { watchRedis } from '../jobs/redisShared.js';
 import { redisLog } from '../jobs/systemConfig.js';
 import type { JobBackend } from '../jobs/types.js';
@@ -65,7 +66,7 @@ export async function createServices(config: ServerConfig, options: ServicesOpti
       : null;
   const inference = options.inference ?? jobSystemModule(config).runsInference(config);
   const engine = await InferenceEngine.start(engineConfig(config, log, inference ? 'worker' : 'remote'));
-  const resultUrls = new ResultUrls(config.resultUrlSecret, config.resultUrlTtlSeconds);
+  const resultUrls = createResultUrls(config);
   let metrics: ServerMetrics | undefined;
   const jobSystem = await createJobSystem({ config, log, engine, resultUrls, tenantQuota, onEvent: (event) => metrics?.observe(event) });
   if (!jobSystem.api) throw new Error(`ROLE=${config.role} serves no API: run it with createJobSystem alone`);
@@ -118,6 +119,7 @@ export async function createServices(config: ServerConfig, options: ServicesOpti
     async close() {
       limitRedis?.disconnect();
       await jobSystem.close();
+      resultUrls.close();
       await engine.close();
     },
   };

@@ -53,7 +53,7 @@ export function createGraphQLServer(services: Services): { yoga: GraphQLServer; 
         jobs: access,
         edits,
         idempotencyKey: request?.headers.get('idempotency-key') ?? null,
-        resultUrl: (jobId: string, index: number) => services.resultUrls.url(base, jobId, index),
+        resultUrl: (jobId, image, created) => services.resultUrls.image(base, jobId, image, created),
       } as GraphQLContext;
     },
     graphqlEndpoint: '/graphql',

@@ -161,7 +161,7 @@ export type EditedImage = {
   inputIndex: Scalars['Int']['output'];
   mimeType: Scalars['String']['output'];
   seed: Scalars['Int']['output'];
-  /** A signed URL that downloads this image (GET, no credentials: whoever holds it can read this one image) until RESULT_URL_TTL_SECONDS from now, or until the job is past its retention; then 403 RESULT_URL_EXPIRED or 404 NOT_FOUND. Each read of the field signs a fresh one. With S3_BUCKET: a URL presigned by the bucket when the job completed, valid RESULT_URL_TTL_SECONDS from then (the bucket answers 403 after). */
+  /** A signed URL that downloads this image (GET, no credentials: whoever holds it can read this one image) until RESULT_URL_TTL_SECONDS from now, or until the job is past its retention; then 403 RESULT_URL_EXPIRED or 404 NOT_FOUND. Each read of the field signs a fresh one. With S3_BUCKET: a URL presigned by the bucket now, valid RESULT_URL_TTL_SECONDS from now but never past the job retention (the bucket answers 403 after). */
   url?: Maybe<Scalars['String']['output']>;
   variant: Scalars['Int']['output'];
   width: Scalars['Int']['output'];
