@@ -13,7 +13,7 @@ import { Redis } from 'ioredis';
 import { freePort } from './support/net.js';
 import { startRedisServer } from './support/redis.js';
 import { waitFor } from './support/processes.js';
-import { fromWire, keys, readSnapshot, recordEvent, snapshotFields, type WireEvent } from '../src/jobs/redisShared.js';
+import { fromWire, keys, readSnapshot, recordEvent, snapshotFields, toWire, type WireEvent } from '../src/jobs/redisShared.js';
 import type { JobEvent, JobSnapshot } from '../src/jobs/types.js';
 
 const TTL = 60_000;
@@ -170,5 +170,16 @@ describe('Redis event append with two writers', { timeout: 60_000 }, () => {
 
   it('refuses events for a job whose state is gone', async () => {
     assert.equal(await recordEvent(client(), randomUUID(), { type: 'queued', jobId: 'x', status: 'QUEUED', position: 1 }, TTL), false);
+  });
+});
+
+describe('the Redis wire format', () => {
+  it('carries bytes as bytes, whether a Buffer, a Uint8Array or a view into a larger buffer', () => {
+    const backing = new Uint8Array([9, 1, 2, 3, 9]);
+    const value = { a: Buffer.from([1, 2, 3]), b: new Uint8Array([1, 2, 3]), c: backing.subarray(1, 4), n: [{ d: Buffer.from('xyz') }] };
+    const back = fromWire<{ a: Uint8Array; b: Uint8Array; c: Uint8Array; n: { d: Uint8Array }[] }>(toWire(value));
+    for (const bytes of [back.a, back.b, back.c]) assert.deepEqual([...bytes], [1, 2, 3]);
+    assert.ok(back.a instanceof Uint8Array);
+    assert.equal(Buffer.from(back.n[0]!.d).toString(), 'xyz');
   });
 });

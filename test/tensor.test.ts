@@ -15,6 +15,7 @@ import {
 import { estimateBatchBytes, maxPixelsWithinBudget, perItemBytes, planMicroBatches } from '../src/inference/memory.js';
 import type { BatchGeometry } from '../src/inference/memory.js';
 import type { MemoryProfile } from '../src/inference/modelFolder.js';
+import { SD15_MEMORY } from '../src/inference/modelFolder.js';
 import { InferenceError } from '../src/inference/errors.js';
 import { toOrtTensor } from '../src/inference/sessions.js';
 
@@ -194,9 +195,11 @@ describe('projectLatentToRgb', () => {
 describe('memory model', () => {
   const sd15: MemoryProfile = {
     weightBytes: 2 * 2 ** 30,
+    runtimeBytes: 0,
     unetBytesPerLatentPixel: 320 * 1024,
     attentionHeads: 8,
     attentionDownscale: 1,
+    attentionBytesPerScore: 4,
     vaeBytesPerPixel: 4 * 1024,
   };
   const geometry: BatchGeometry = { width: 512, height: 512, vaeScaleFactor: 8, branches: 3 };
@@ -212,10 +215,27 @@ describe('memory model', () => {
     // Attention at a downscaled level: tokens = L/d².
     const d2 = perItemBytes({ ...sd15, attentionDownscale: 2 }, geometry);
     assert.equal(d2, 3 * (L * 320 * 1024 + 8 * (L / 4) ** 2 * 4) + 512 * 512 * 4096);
+    // Several score matrices held at once, and a fixed runtime term paid once per call.
+    assert.equal(perItemBytes({ ...sd15, attentionBytesPerScore: 10 }, geometry), 3 * (L * 320 * 1024 + 8 * L * L * 10) + 512 * 512 * 4096);
+    assert.equal(estimateBatchBytes({ ...sd15, runtimeBytes: 2 ** 20 }, geometry, 5), sd15.weightBytes + 2 ** 20 + 5 * expected);
+  });
+
+  // The VAE term counts per output (the encoder runs the call's inputs as one batch), so two
+  // variants of one input plan about 20% over their peak.
+  it('plans at or above the measured SD 1.5-size peaks, and at most 25% above (default profile, BENCHMARKS.md "Real-size model")', () => {
+    const real = { ...SD15_MEMORY, weightBytes: 4_265_128_346 };
+    const mib = (g: Partial<BatchGeometry>, items: number) => estimateBatchBytes(real, { ...geometry, branches: 2, ...g }, items) / 2 ** 20;
+    for (const [plan, measured] of [
+      [mib({}, 1), 7_896],
+      [mib({}, 2), 10_156],
+      [mib({ width: 768, height: 768 }, 1), 18_882],
+    ] as const) {
+      assert.ok(plan >= measured && plan <= measured * 1.25, `plan ${plan.toFixed(0)} MiB for a measured peak of ${measured} MiB`);
+    }
   });
 
   it('grows quadratically in latent pixels through the attention term', () => {
-    const attentionOnly: MemoryProfile = { weightBytes: 0, unetBytesPerLatentPixel: 0, attentionHeads: 8, attentionDownscale: 1, vaeBytesPerPixel: 0 };
+    const attentionOnly: MemoryProfile = { ...sd15, weightBytes: 0, unetBytesPerLatentPixel: 0, vaeBytesPerPixel: 0 };
     const at = (side: number, p: MemoryProfile): number => perItemBytes(p, { ...geometry, width: side, height: side });
     // Doubling the side quadruples the pixels: 16× the attention scores, 4× everything else.
     assert.equal(at(1024, attentionOnly) / at(512, attentionOnly), 16);

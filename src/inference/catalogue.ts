@@ -34,7 +34,7 @@ export const DEFAULT_MAX_INPUT_PIXELS = 40_000_000;
 
 /**
  * This machine's RAM less 6 GiB for the system and the rest of the process, and never under half
- * of it: 18 GiB of 24 (one guided 512² output of an SD 1.5-size model plans 12.2 GiB), 4 of 8.
+ * of it: 17.5 GiB of 23.5 (two guided 512² outputs of an SD 1.5-size model plan 11.9 GiB in one call), 4 of 8.
  */
 export function defaultMemoryBudget(): number {
   const total = totalmem();

@@ -2,11 +2,11 @@
  * Batch memory estimate and micro-batch planning.
  *
  * For one UNet call over R rows (items × guidance branches) at a latent of h×w = L pixels:
- *   bytes = weights + R·(L·unetBytesPerLatentPixel + heads·(L/d²)²·4) + B·(H·W·vaeBytesPerPixel)
+ *   bytes = weights + runtime + R·(L·unetBytesPerLatentPixel + heads·(L/d²)²·bytesPerScore) + B·(H·W·vaeBytesPerPixel)
  * The first per-row term is the convolution/norm activations (ComfyUI's memory_required is this
- * term: area × a per-model factor); the second is the attention score matrix that an unfused ONNX
- * export materialises (B·heads·L² floats at the first attention level, d = its downscale); the last
- * is the VAE decoder's full-resolution activations. Transformers attend over image tokens
+ * term: area × a per-model factor); the second is the attention score matrices that an unfused
+ * ONNX export materialises (heads·L² scores per row at the first attention level, d = its
+ * downscale); the last is the VAE's full-resolution activations. Transformers attend over image tokens
  * (2×2 patches: downscale 2) plus text and reference tokens (`extraTokens`), so the L² term uses
  * the whole joint sequence. Work over the budget is split into balanced
  * micro-batches; only a single item that can never fit is refused.
@@ -33,12 +33,12 @@ export interface BatchGeometry {
 export function perItemBytes(profile: MemoryProfile, g: BatchGeometry): number {
   const latentPixels = (g.width / g.vaeScaleFactor) * (g.height / g.vaeScaleFactor);
   const attentionTokens = latentPixels / (profile.attentionDownscale * profile.attentionDownscale) + (g.extraTokens?.(g.width, g.height) ?? 0);
-  const unetRow = latentPixels * profile.unetBytesPerLatentPixel + profile.attentionHeads * attentionTokens * attentionTokens * 4;
+  const unetRow = latentPixels * profile.unetBytesPerLatentPixel + profile.attentionHeads * attentionTokens * attentionTokens * profile.attentionBytesPerScore;
   return g.branches * unetRow + g.width * g.height * profile.vaeBytesPerPixel;
 }
 
 export function estimateBatchBytes(profile: MemoryProfile, g: BatchGeometry, items: number): number {
-  return profile.weightBytes + items * perItemBytes(profile, g);
+  return profile.weightBytes + profile.runtimeBytes + items * perItemBytes(profile, g);
 }
 
 /** Largest square-ish pixel count (width·height) whose single item fits the budget. */
@@ -80,7 +80,7 @@ export function largestFittingSize(profile: MemoryProfile, g: BatchGeometry, bud
 
 /** Splits `count` items into the fewest balanced micro-batches that fit `budgetBytes`. */
 export function planMicroBatches(count: number, profile: MemoryProfile, g: BatchGeometry, budgetBytes: number): number[] {
-  const fixed = profile.weightBytes;
+  const fixed = profile.weightBytes + profile.runtimeBytes;
   const per = perItemBytes(profile, g);
   const fit = Math.floor((budgetBytes - fixed) / per);
   if (fit < 1) {

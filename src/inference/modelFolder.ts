@@ -17,7 +17,7 @@ import { readFirstConvInChannels, readOnnxSignature } from './onnxSignature.js';
 import { COMPONENTS, componentFile } from './components.js';
 import type { OnnxSignature } from './onnxSignature.js';
 import { recogniseExport } from './exportGeneration.js';
-import type { ModelDefaults, ModelSpec, PreviewProjection } from './modelTypes.js';
+import type { MemoryProfile, ModelDefaults, ModelSpec, PreviewProjection } from './modelTypes.js';
 import { builtInGenerator } from '../config.js';
 
 export type { MemoryProfile, ModelDefaults, ModelLimits, ModelSpec, PreviewProjection } from './modelTypes.js';
@@ -244,24 +244,57 @@ function readFolder(dir: string, id: string): ModelSpec {
     },
     memory: {
       weightBytes: num(memoryRaw, 'weightBytes', weightBytes),
-      // SD 1.5-sized defaults (fp32, unfused attention) unless the family states its own; a model
-      // folder can state its own. 800 KiB (was 320 KiB) puts one 512² guided output of an SD 1.5-size
-      // export at 12,516 MiB, above every peak measured on one (issue 29: 7.7–12.0 GiB; BENCHMARKS.md).
-      unetBytesPerLatentPixel: num(memoryRaw, 'unetBytesPerLatentPixel', family.memoryDefaults?.unetBytesPerLatentPixel ?? SD15_UNET_BYTES_PER_LATENT_PIXEL),
-      attentionHeads: num(memoryRaw, 'attentionHeads', family.memoryDefaults?.attentionHeads ?? 8),
-      attentionDownscale: num(memoryRaw, 'attentionDownscale', family.memoryDefaults?.attentionDownscale ?? 1),
-      vaeBytesPerPixel: num(memoryRaw, 'vaeBytesPerPixel', family.memoryDefaults?.vaeBytesPerPixel ?? 4 * 1024),
+      ...memoryProfile(memoryRaw, family.memoryDefaults),
     },
     preview,
     paths,
   };
 }
 
+const MEMORY_PROFILE_KEYS = [
+  'runtimeBytes',
+  'unetBytesPerLatentPixel',
+  'attentionHeads',
+  'attentionDownscale',
+  'attentionBytesPerScore',
+  'vaeBytesPerPixel',
+] as const;
+
 /**
- * Activation bytes per latent pixel per UNet row of an SD 1.5-size fp32 export (the default
- * profile's), fitted so the plan is at or above the peaks measured on one (issue 29).
+ * The default profile: an SD 1.5-size fp32 export under ONNX Runtime's CPU provider with the
+ * load's warm-up, fitted to peaks measured on one (issue 29; BENCHMARKS.md "Real-size model"):
+ * 7,896 MiB for one guided 512² output, 10,156 for two in one call, 18,882 for one at 768². The
+ * UNet's activations are mostly its attention at 64×64 latent tokens: about 2.3 fp32 score
+ * matrices per head held at once. Plans: 8,318, 12,184 and 20,062 MiB.
  */
-export const SD15_UNET_BYTES_PER_LATENT_PIXEL = 800 * 1024;
+export const SD15_MEMORY: Omit<MemoryProfile, 'weightBytes'> = {
+  runtimeBytes: 384 * 2 ** 20,
+  unetBytesPerLatentPixel: 16 * 1024,
+  attentionHeads: 8,
+  attentionDownscale: 1,
+  attentionBytesPerScore: 9.6,
+  vaeBytesPerPixel: 5 * 1024,
+};
+
+/**
+ * What a family's memoryDefaults or a folder's own `memory` entries leave out: the profile before
+ * SD15_MEMORY (no fixed runtime term, one fp32 score matrix), which their figures were fitted with.
+ */
+const GENERIC_MEMORY: Omit<MemoryProfile, 'weightBytes'> = {
+  runtimeBytes: 0,
+  unetBytesPerLatentPixel: 800 * 1024,
+  attentionHeads: 8,
+  attentionDownscale: 1,
+  attentionBytesPerScore: 4,
+  vaeBytesPerPixel: 4 * 1024,
+};
+
+/** A folder's `memory` entries over its family's defaults; SD15_MEMORY where neither states any. */
+function memoryProfile(raw: Record<string, unknown>, familyDefaults: PipelineFamilyDef['memoryDefaults']): Omit<MemoryProfile, 'weightBytes'> {
+  const stated = familyDefaults !== undefined || MEMORY_PROFILE_KEYS.some((key) => key in raw);
+  const base = stated ? { ...GENERIC_MEMORY, ...familyDefaults } : SD15_MEMORY;
+  return Object.fromEntries(MEMORY_PROFILE_KEYS.map((key) => [key, num(raw, key, base[key])])) as Omit<MemoryProfile, 'weightBytes'>;
+}
 
 /** ComfyUI's SD 1.5 latent→RGB factors, for 4-channel models that do not ship their own. */
 const SD15_PREVIEW: PreviewProjection = {

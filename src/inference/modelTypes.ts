@@ -37,8 +37,18 @@ export interface MemoryProfile {
   weightBytes: number;
   /** UNet activation bytes per latent pixel per batch item (convolutions, norms, skips). */
   unetBytesPerLatentPixel: number;
+  /**
+   * Bytes held besides the weights whatever the batch: ONNX Runtime's and Node's own, the text
+   * encoders' runs (0 unless measured; SD 1.5-size exports: see SD15_MEMORY).
+   */
+  runtimeBytes: number;
   /** Attention heads at the highest-resolution attention level; 0 for models without attention. */
   attentionHeads: number;
+  /**
+   * Bytes held per attention score per head at that level: 4 for one fp32 score matrix; more where
+   * the runtime holds several at once (scores, softmax).
+   */
+  attentionBytesPerScore: number;
   /** Latent downsampling before that attention level (1 for SD 1.5's first block). */
   attentionDownscale: number;
   /** VAE decoder activation bytes per output pixel per item. */

@@ -226,9 +226,12 @@ export interface WireEvent {
 
 /** JSON with Uint8Arrays as {"$b64": "..."}. */
 export function toWire(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) =>
-    v instanceof Uint8Array ? { $b64: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') } : v,
-  );
+  // The holder's own value, not `v`: JSON.stringify has already turned a Buffer into
+  // {type:'Buffer', data:[…]} through its toJSON by the time the replacer sees it.
+  return JSON.stringify(value, function (this: Record<string, unknown>, k, v: unknown) {
+    const raw = this[k];
+    return raw instanceof Uint8Array ? { $b64: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') } : v;
+  });
 }
 
 export function fromWire<T>(text: string): T {
