@@ -21,6 +21,17 @@ export interface PipelineItem {
   image: Float32Array;
   /** Where to edit, [H·W] in [0,1] (1 = edit); null edits the whole image. */
   mask: Float32Array | null;
+  /** Reference images, conditioning this output before `image` (families with `referenceImages`); absent: none. */
+  references?: readonly ReferenceImage[];
+}
+
+/** A decoded reference image: planar [3, H, W] in [0,1] at its family's decode size; items of one job share them. */
+export interface ReferenceImage {
+  data: Float32Array;
+  width: number;
+  height: number;
+  /** Its own (orientation-corrected) size, before resizing. */
+  source: { width: number; height: number };
 }
 
 export interface PipelineParams {

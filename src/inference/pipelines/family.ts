@@ -87,6 +87,19 @@ export interface EditShape {
   trueCfgScale?: number;
   negativePrompt?: string;
   maxSequenceLength?: number | null;
+  /** Reference images' own (orientation-corrected) sizes, in order; absent or empty: none. */
+  references?: readonly SizeAsked[];
+}
+
+/**
+ * Families that condition each output on several images (QwenImageEditPlusPipeline's image list):
+ * a job's reference images come before each input in the list (see docs/api.md).
+ */
+export interface ReferenceImagesRole {
+  /** Condition images per output at most, the input included. */
+  readonly maxConditionImages: number;
+  /** The size a reference whose own size is `source` is decoded at (its VAE condition size); it sets the token layout. */
+  decodeSize(spec: ModelSpec, source: SizeAsked): SizeAsked;
 }
 
 export interface PipelineFamilyDef {
@@ -153,6 +166,13 @@ export interface PipelineFamilyDef {
    * scheduler unset). Absent: the request chooses among SCHEDULER_NAMES.
    */
   readonly scheduler?: FlowSchedulerName;
+  /** Reference images (several condition images per output); absent: the family takes none (BAD_USER_INPUT). */
+  readonly referenceImages?: ReferenceImagesRole;
+  /**
+   * true: the denoiser has no guidance input and the family runs no guidance on `guidanceScale`
+   * (Qwen-Image: true CFG only), so an explicit guidanceScale is refused, not ignored.
+   */
+  readonly noGuidanceScale?: boolean;
   /** Refuses (throws) what this family cannot do with a resolved edit, e.g. masks. */
   checkEdit?(spec: ModelSpec, edit: { masks: boolean }): void;
   /** Memory profile defaults for this family's folders (SD 1.5's where absent); edit-server.json overrides. */
