@@ -30,6 +30,26 @@ export interface DenoiserRole {
   readonly required: readonly string[];
 }
 
+/** One port a component must declare as the family feeds or reads it: its dtypes and rank (its number of axes). */
+export interface PortRule {
+  readonly name: string;
+  /** onnxruntime-node's names (float32, int64, …): any of them. */
+  readonly dtypes: readonly string[];
+  readonly rank: number;
+  /** Fed only where declared (e.g. Qwen's `position_ids`). */
+  readonly optional?: boolean;
+}
+
+/**
+ * A component's ports in full, checked from its ONNX signature when the folder is read (before
+ * any session opens): every input the family feeds (a declared input it does not feed cannot be
+ * driven), and the outputs it reads.
+ */
+export interface ComponentPorts {
+  readonly inputs: readonly PortRule[];
+  readonly outputs: readonly PortRule[];
+}
+
 /** The output size asked for, or chosen from the input (`auto`). */
 export interface SizeAsked {
   width: number;
@@ -118,6 +138,8 @@ export interface PipelineFamilyDef {
   readonly components: readonly Component[];
   /** Which of them denoises (it runs on the engine's thread; the others may run on the stage thread). */
   readonly denoiser: DenoiserRole;
+  /** Components whose ports the family checks one by one (names, dtypes, ranks): its own layouts' (Qwen's text encoder). */
+  readonly componentPorts?: Partial<Record<Component, ComponentPorts>>;
   /** Outputs the family reads beyond what every folder must have (e.g. SDXL's `text_embeds`). */
   readonly requiredOutputs?: Partial<Record<Component, readonly string[]>>;
   /** Tokenizer folders, one per text encoder, in encoder order. */

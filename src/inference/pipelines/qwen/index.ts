@@ -535,6 +535,18 @@ export function trueCfgRescaled(neg: Float32Array, pos: Float32Array, scale: num
   return out;
 }
 
+/** Qwen2.5-VL's ports in this project's layout (docs/models.md, "Qwen-Image-Edit: the ONNX layout"): what encodePairs feeds and reads. */
+const TEXT_ENCODER_PORTS = {
+  inputs: [
+    { name: 'input_ids', dtypes: ['int64', 'int32'], rank: 2 },
+    { name: 'attention_mask', dtypes: ['int64', 'int32'], rank: 2 },
+    { name: 'pixel_values', dtypes: ['float32'], rank: 2 },
+    { name: 'image_grid_thw', dtypes: ['int64', 'int32'], rank: 2 },
+    { name: 'position_ids', dtypes: ['int64', 'int32'], rank: 3, optional: true },
+  ],
+  outputs: [{ name: 'last_hidden_state', dtypes: ['float32', 'float16'], rank: 3 }],
+} as const;
+
 /** Template tokens of one "Picture i: <|vision_start|>…<|vision_end|>" block besides its image pads (at most). */
 const PICTURE_TOKENS = 8;
 
@@ -557,6 +569,7 @@ function qwenFamily(kind: string, describe: string, pipelineClasses: RegExp, plu
     pipelineClasses,
     maskMethod: 'latent-blend',
     components: ['textEncoder', 'transformer', 'vaeEncoder', 'vaeDecoder'],
+    componentPorts: { textEncoder: TEXT_ENCODER_PORTS },
     denoiser: transformerRole(
       [
         'hidden_states',
