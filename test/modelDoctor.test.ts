@@ -379,7 +379,11 @@ describe('model doctor on Qwen-Image-Edit text encoders', () => {
 
   type Port = { name: string; type: 'float32' | 'int64'; dims: (number | string)[] };
   /** A Plus-2511 folder whose text encoder declares `inputs` and returns `last_hidden_state` (a constant: it never runs). */
-  function withTextEncoder(name: string, inputs: Port[], output: Port = { name: 'last_hidden_state', type: 'float32', dims: ['batch', 'sequence', 18] }): string {
+  function withTextEncoder(
+    name: string,
+    inputs: Port[],
+    output: Port = { name: 'last_hidden_state', type: 'float32', dims: ['batch', 'sequence', 18] },
+  ): string {
     const files = buildQwenEditFiles({ layout: 'plus-2511' });
     const g = new GraphBuilder('broken_text_encoder');
     for (const p of inputs) g.input(p.name, p.type, p.dims);
@@ -400,7 +404,11 @@ describe('model doctor on Qwen-Image-Edit text encoders', () => {
       inputs: [ids, mask],
       problem: 'has no input "pixel_values" (inputs: input_ids int64 [batch, sequence]; attention_mask int64 [batch, sequence])',
     },
-    { name: 'float-mask', inputs: [ids, { ...mask, type: 'float32' }, pixels, grid], problem: 'input "attention_mask" has dtype float32; expected int64 or int32' },
+    {
+      name: 'float-mask',
+      inputs: [ids, { ...mask, type: 'float32' }, pixels, grid],
+      problem: 'input "attention_mask" has dtype float32; expected int64 or int32',
+    },
     {
       name: 'flat-positions',
       inputs: [ids, mask, pixels, grid, { name: 'position_ids', type: 'int64', dims: ['batch', 'sequence'] }],

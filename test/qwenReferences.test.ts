@@ -100,11 +100,7 @@ describe('Qwen-Image-Edit Plus reference images', { timeout: 240_000 }, () => {
   });
 
   /** editImages as a multipart request: `images` and `references` as uploads. */
-  async function submit(
-    variables: Record<string, unknown>,
-    images: Buffer[],
-    references: Buffer[] = [],
-  ): Promise<{ id?: string; errors: Errors }> {
+  async function submit(variables: Record<string, unknown>, images: Buffer[], references: Buffer[] = []): Promise<{ id?: string; errors: Errors }> {
     const form = new FormData();
     const vars = { ...variables, images: images.map(() => null), ...(references.length ? { references: references.map(() => null) } : {}) };
     form.set('operations', JSON.stringify({ query: SUBMIT, variables: vars }));
@@ -176,7 +172,7 @@ describe('Qwen-Image-Edit Plus reference images', { timeout: 240_000 }, () => {
       }
   });
 
-  it('refuses references on Qwen-Image-Edit (one image per output) and past Plus\'s 3 images per output', async () => {
+  it("refuses references on Qwen-Image-Edit (one image per output) and past Plus's 3 images per output", async () => {
     const edit = await submit({ prompt: 'invert', model: 'tiny-qwen-edit' }, [a], [r]);
     assert.equal(edit.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT');
     assert.match(edit.errors![0]!.message, /model tiny-qwen-edit \(Qwen-Image-Edit\) takes no reference images/);
@@ -248,7 +244,24 @@ describe('Qwen-Image-Edit Plus reference images', { timeout: 240_000 }, () => {
       const cli = (model: string) =>
         run(
           'npm',
-          ['run', '--silent', 'edit', '--', '--models-dir', root, '--model', model, '--image', join(dir, 'a.png'), '--reference', join(dir, 'r.png'), '--prompt', 'cooler', '--out', out],
+          [
+            'run',
+            '--silent',
+            'edit',
+            '--',
+            '--models-dir',
+            root,
+            '--model',
+            model,
+            '--image',
+            join(dir, 'a.png'),
+            '--reference',
+            join(dir, 'r.png'),
+            '--prompt',
+            'cooler',
+            '--out',
+            out,
+          ],
           { cwd: PROJECT_ROOT },
         );
       await cli(PLUS);

@@ -531,7 +531,10 @@ export class PipelineCall {
         const probe = await probeImage(bytes, limits);
         const want = declared[k]!;
         if (probe.width !== want.width || probe.height !== want.height)
-          throw new InferenceError('INTERNAL', `reference image ${k} is ${probe.width}x${probe.height}, not the ${want.width}x${want.height} its edit declares`);
+          throw new InferenceError(
+            'INTERNAL',
+            `reference image ${k} is ${probe.width}x${probe.height}, not the ${want.width}x${want.height} its edit declares`,
+          );
         const size = layout[k]!;
         const image = await decodeToTensor(bytes, size, {
           fit: 'stretch',

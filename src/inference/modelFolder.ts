@@ -135,7 +135,9 @@ function checkComponentPorts(dir: string, family: PipelineFamilyDef, signatures:
         if (!rule.dtypes.includes(port.type))
           throw new ModelFolderError(`${where}: ${kind} "${rule.name}" has dtype ${port.type}; expected ${rule.dtypes.join(' or ')}: ${layout}`);
         if (port.shape.length !== rule.rank)
-          throw new ModelFolderError(`${where}: ${kind} "${rule.name}" has rank ${port.shape.length} ([${port.shape.join(', ')}]); expected rank ${rule.rank}: ${layout}`);
+          throw new ModelFolderError(
+            `${where}: ${kind} "${rule.name}" has rank ${port.shape.length} ([${port.shape.join(', ')}]); expected rank ${rule.rank}: ${layout}`,
+          );
       }
     }
     const extra = sig.inputs.filter((p) => !rules.inputs.some((r) => r.name === p.name));

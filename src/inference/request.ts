@@ -225,7 +225,8 @@ export function checkReferenceCount(spec: ModelSpec, count: number): void {
       `model ${spec.id} (${spec.family.describe}) takes no reference images; send none, or use a model that takes several images per output (e.g. Qwen-Image-Edit Plus)`,
     );
   const max = role.maxConditionImages - 1;
-  if (count > max) throw bad(`${count} reference images is over model ${spec.id}'s limit of ${max} (${role.maxConditionImages} images per output, the input included)`);
+  if (count > max)
+    throw bad(`${count} reference images is over model ${spec.id}'s limit of ${max} (${role.maxConditionImages} images per output, the input included)`);
 }
 
 /** The edit with its reference images' own sizes (checked: checkReferenceCount). */

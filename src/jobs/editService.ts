@@ -182,7 +182,10 @@ export class EditService {
       total += f.size;
     });
     if (total > this.limits.maxTotalBytes)
-      throw new ServiceError('PAYLOAD_TOO_LARGE', `the images, masks and reference images total ${total} bytes; the limit is ${this.limits.maxTotalBytes} bytes per job`);
+      throw new ServiceError(
+        'PAYLOAD_TOO_LARGE',
+        `the images, masks and reference images total ${total} bytes; the limit is ${this.limits.maxTotalBytes} bytes per job`,
+      );
     // Options first: a bad argument is reported before any image work.
     checkPromptGiven(spec, submission.options.prompt, submission.options.prompts);
     let edit = resolveEditOptions(spec, files.length, submission.options);
@@ -230,7 +233,8 @@ export class EditService {
     try {
       // Every image and mask is decoded in full now, one at a time (bounded memory), so a truncated
       // or corrupt file is refused, by index and name, before a job exists.
-      for (const [i, r] of references.entries()) await this.decodeSlot(() => verifyImage(r.bytes, limits)).catch(named(`referenceImages[${i}]`, referenceFiles[i]!));
+      for (const [i, r] of references.entries())
+        await this.decodeSlot(() => verifyImage(r.bytes, limits)).catch(named(`referenceImages[${i}]`, referenceFiles[i]!));
       // Every input holds the same reference arrays (stored once: see EditInput.references).
       const shared = references.length ? { references: references.map((r) => r.bytes) } : {};
       const inputs: EditInput[] = [];

@@ -143,8 +143,7 @@ export class RedisJobBackend implements JobBackend {
     if (waiting >= this.config.maxQueuedJobs) {
       throw new ServiceError('QUEUE_FULL', `the queue is full (${this.config.maxQueuedJobs} jobs waiting); retry later`, { retryAfterSeconds: 5 });
     }
-    const bytes =
-      inputs.reduce((n, i) => n + i.bytes.byteLength + (i.mask?.byteLength ?? 0), 0) + referencesOf(inputs).reduce((n, r) => n + r.byteLength, 0);
+    const bytes = inputs.reduce((n, i) => n + i.bytes.byteLength + (i.mask?.byteLength ?? 0), 0) + referencesOf(inputs).reduce((n, r) => n + r.byteLength, 0);
     if (bytes > this.config.maxInputBytes)
       throw new ServiceError('PAYLOAD_TOO_LARGE', `inputs of ${bytes} bytes are over the queue's limit of ${this.config.maxInputBytes}`);
     const snapshot = queuedSnapshot({ modelId, inputImages: inputs.length, n: edit.n, owner, metadata }, waiting + 1);

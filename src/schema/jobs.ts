@@ -212,8 +212,7 @@ function referenceImages(
   imageUrls: readonly string[] | null | undefined,
   maxFileBytes: number,
 ): readonly UploadedFile[] {
-  if (images && imageUrls)
-    throw new ServiceError('BAD_USER_INPUT', 'give either referenceImages (uploads) or referenceImageUrls (data: URLs), not both');
+  if (images && imageUrls) throw new ServiceError('BAD_USER_INPUT', 'give either referenceImages (uploads) or referenceImageUrls (data: URLs), not both');
   if (imageUrls) return filesFromDataUrls(imageUrls, maxFileBytes, 'referenceImageUrls');
   return images ?? [];
 }
@@ -312,7 +311,24 @@ builder.mutationFields((t) => ({
           'Makes the submit safe to retry (as the `Idempotency-Key` header, which a multipart request may send instead; both must then agree): the same caller with the same key within 24 h gets the job the first request created; the same key with a different request is refused with IDEMPOTENCY_CONFLICT. 1-255 printable ASCII characters; keys are per tenant.',
       }),
     },
-    resolve: (_root, { images, imageUrls, referenceImages: references, referenceImageUrls, masks, model, idempotencyKey, webhookUrl, webhookEvents, metadata, priority, ...args }, ctx) => {
+    resolve: (
+      _root,
+      {
+        images,
+        imageUrls,
+        referenceImages: references,
+        referenceImageUrls,
+        masks,
+        model,
+        idempotencyKey,
+        webhookUrl,
+        webhookEvents,
+        metadata,
+        priority,
+        ...args
+      },
+      ctx,
+    ) => {
       const header = ctx.idempotencyKey ?? null;
       if (header !== null && idempotencyKey != null && header !== idempotencyKey)
         throw new ServiceError('BAD_USER_INPUT', 'the Idempotency-Key header and the idempotencyKey argument differ: give one, or the same key in both');

@@ -3,26 +3,27 @@
  * (QwenImageEditPlusPipeline) on the project's ONNX layout (docs/models.md, "Qwen-Image-Edit: the
  * ONNX layout"):
  *
- * - prompts: the chat template with the input image's vision block (Plus: "Picture 1: " before
- *   it), tokenised by the processor's Qwen2 tokenizer, `<|image_pad|>` expanded to the image's
+ * - prompts: the chat template with the condition images' vision blocks (Plus: "Picture i: " before
+ *   each), tokenised by the processor's Qwen2 tokenizer, `<|image_pad|>` expanded to each image's
  *   merged patches; Qwen2.5-VL's last hidden state with the first 64 tokens (the system prefix)
  *   dropped, right-padded with zeros to the batch's longest and masked. The negative prompt is
- *   encoded with the same image. Prompts are not cut to `max_sequence_length` (it is only
+ *   encoded with the same images. Prompts are not cut to `max_sequence_length` (it is only
  *   checked, ≤ 1024, as diffusers does).
- * - the condition: the input at `calculate_dimensions(1024², aspect)` (Edit: that image is also
- *   the vision input; Plus: the vision input is at 384²), VAE-encoded (the mode), normalised per
- *   channel with `latents_mean`/`latents_std`, packed 2×2 and appended to every row's tokens.
+ * - the condition images (`conditionsOf`): Plus's references, then the input; each at
+ *   `calculate_dimensions(1024², its aspect)` (Edit: that image is also the vision input; Plus:
+ *   the vision input is at 384² at its aspect), VAE-encoded (the mode), normalised per channel
+ *   with `latents_mean`/`latents_std`, packed 2×2 and appended image by image to every row's tokens.
  * - latents: noise [B, 16, h, w] from each item's generator, packed to [B, (h/2)(w/2), 64].
  * - timesteps: FLOW_MATCH_EULER, σ = linspace(1, 1/n, n), `mu` from the noise token count (the
  *   folder's exponential shift and `shift_terminal`); `timestep` fed as σ.
- * - RoPE as inputs (rope.ts): the noise grid as image 0, the condition as image 1.
+ * - RoPE as inputs (rope.ts): the noise grid as image 0, the condition images as 1, 2, ….
  * - true CFG (`trueCfgScale` > 1 and a negative prompt): the negative rows in the same transformer
  *   call, v = v⁻ + s·(v⁺ − v⁻) rescaled per token to ‖v⁺‖.
  * - 2511 (`zero_cond_t`): `modulate_index` marks the condition tokens.
  * - decode: unpack, z·std + mean, the VAE decoder.
  *
  * Every row of one transformer call shares the token layout (RoPE is per call), which holds
- * because a micro-batch has one output size and so one condition size.
+ * because a micro-batch has one output size and one reference layout (editRunner's planBatches).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -619,7 +620,12 @@ function qwenFamily(kind: string, describe: string, pipelineClasses: RegExp, plu
       // Each reference: its condition tokens, its vision tokens and its "Picture i: " block in the text.
       const references = (edit.references ?? []).reduce((n, source) => {
         const size = referenceSize(spec, source);
-        return n + imageSeqLen(size.height, size.width, spec.vaeScaleFactor, PACK) + visionTokens(calculateDimensions(visionArea, source.width / source.height)) + PICTURE_TOKENS;
+        return (
+          n +
+          imageSeqLen(size.height, size.width, spec.vaeScaleFactor, PACK) +
+          visionTokens(calculateDimensions(visionArea, source.width / source.height)) +
+          PICTURE_TOKENS
+        );
       }, 0);
       // Condition tokens, then the text: the image's vision tokens and at most max_sequence_length of prompt.
       const text = visionTokens(vision) + (edit.maxSequenceLength ?? spec.defaults.maxSequenceLength ?? MAX_SEQUENCE_LENGTH);
