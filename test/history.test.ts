@@ -100,7 +100,10 @@ function historySpec(ctx: { submitTo: () => string; listOn: () => string; urls: 
     await postGraphQL(ctx.submitTo(), CANCEL, { id: job.id }, auth('carol'));
     await waitFor(
       // Terminal, not merely past QUEUED: a job cancelled while RUNNING is RUNNING until its step ends.
-      async () => ['CANCELLED', 'SUCCEEDED'].includes((await postGraphQL<{ editJob: Job }>(ctx.listOn(), JOB, { id: job.id }, auth('carol'))).body.data?.editJob.status ?? ''),
+      async () =>
+        ['CANCELLED', 'SUCCEEDED'].includes(
+          (await postGraphQL<{ editJob: Job }>(ctx.listOn(), JOB, { id: job.id }, auth('carol'))).body.data?.editJob.status ?? '',
+        ),
       'cancel',
     );
     const { status } = (await postGraphQL<{ editJob: Job }>(ctx.listOn(), JOB, { id: job.id }, auth('carol'))).body.data!.editJob;
