@@ -28,7 +28,7 @@ import { startRedisWorker } from '../src/jobs/redisWorker.js';
 import type { JobEvent } from '../src/jobs/types.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { collectSse, postGraphQL } from './support/graphql.js';
-import { reference } from './support/images.js';
+import { reference, solidPng } from './support/images.js';
 import { freePort } from './support/net.js';
 import { startRedisServer } from './support/redis.js';
 import { waitFor } from './support/processes.js';
@@ -170,6 +170,14 @@ describe('Qwen-Image-Edit Plus reference images', { timeout: 240_000 }, () => {
         const want = reference.grayscale([plain[p]! / 255, plain[p + 1]! / 255, plain[p + 2]! / 255]);
         for (let c = 0; c < 3; c++) assert.ok(Math.abs(Math.round(want[c]! * 255) - out[p + c]!) <= 2, `(${x}, ${y})`);
       }
+  });
+
+  it('a reference far larger than its condition (512² for a 64² condition) is scaled down first and conditions as its mean colour', async () => {
+    const big = await solidPng(512, 512, [200, 40, 120]);
+    const { id, errors } = await submit({ prompt: 'darker', size: '64x64' }, [a], [big]);
+    assert.equal(errors, undefined, JSON.stringify(errors));
+    const result = await completed(id!);
+    assert.ok((await meanEditError([await solidPng(64, 64, [200, 40, 120]), a], bytesOf(result.images[0]!), 'darker')) <= 2);
   });
 
   it("refuses references on Qwen-Image-Edit (one image per output) and past Plus's 3 images per output", async () => {

@@ -56,9 +56,26 @@ export const DECODE_CONCURRENCY = 2;
 /** Bytes a decoded input holds for the whole run: planar float RGB at the output size, and its mask. */
 export const decodedInputBytes = (width: number, height: number, masked = false): number => width * height * 4 * (masked ? 4 : 3);
 
-/** Bytes a job's decoded reference images hold for the whole run: planar float RGB at their decode sizes (decoded once per job). */
-export const decodedReferenceBytes = (spec: ModelSpec, edit: Pick<ResolvedEdit, 'references'>): number =>
-  referenceLayout(spec, edit).reduce((n, { width, height }) => n + decodedInputBytes(width, height), 0);
+/**
+ * The size a reference image is held at for the run: its own, unless it has more than 4× the
+ * pixels of its condition size; then (sharp's Lanczos) its aspect ratio at 4× those pixels, so
+ * that the family's own resize (Pillow's Lanczos, as diffusers') starts from at most 2× per side.
+ */
+export function referenceHeldSize(source: { width: number; height: number }, condition: { width: number; height: number }): { width: number; height: number } {
+  const most = 4 * condition.width * condition.height;
+  if (source.width * source.height <= most) return { width: source.width, height: source.height };
+  const scale = Math.sqrt(most / (source.width * source.height));
+  return { width: Math.max(1, Math.round(source.width * scale)), height: Math.max(1, Math.round(source.height * scale)) };
+}
+
+/** Bytes a job's decoded reference images hold for the whole run: planar float RGB at their held sizes (decoded once per job). */
+export function decodedReferenceBytes(spec: ModelSpec, edit: Pick<ResolvedEdit, 'references'>): number {
+  const layout = referenceLayout(spec, edit);
+  return (edit.references ?? []).reduce((n, source, k) => {
+    const { width, height } = referenceHeldSize(source, layout[k]!);
+    return n + decodedInputBytes(width, height);
+  }, 0);
+}
 
 /** `fn` over `items` with at most `limit` calls in flight; results in order. */
 async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
@@ -164,7 +181,7 @@ interface TaskBatch {
 /**
  * Settings that must be equal for tasks to share one pipeline call (cross-request batching).
  * Prompts, n, seeds, formats and preview cadence may differ: they are per item or per task.
- * Reference images may differ, their layout may not (the sizes they are decoded at: `referenceLayout`).
+ * Reference images may differ, their layout may not (their condition sizes: `referenceLayout`).
  */
 export function mergeKey(spec: ModelSpec, edit: ResolvedEdit): string | null {
   if (edit.size === 'auto') return null; // sizes depend on each input; not worth merging
@@ -515,8 +532,8 @@ export class PipelineCall {
   }
 
   /**
-   * A task's reference images, each decoded once (inputs share the arrays) at its family's decode
-   * size, stretched as diffusers' VaeImageProcessor resizes; their sizes must be the edit's.
+   * A task's reference images, each decoded once (inputs share the arrays) at its held size
+   * (`referenceHeldSize`: its own unless large); their own sizes must be the edit's.
    */
   private async decodeReferences(task: EditTask): Promise<Map<Uint8Array, ReferenceImage>> {
     const { spec } = this.model;
@@ -535,7 +552,7 @@ export class PipelineCall {
             'INTERNAL',
             `reference image ${k} is ${probe.width}x${probe.height}, not the ${want.width}x${want.height} its edit declares`,
           );
-        const size = layout[k]!;
+        const size = referenceHeldSize(probe, layout[k]!);
         const image = await decodeToTensor(bytes, size, {
           fit: 'stretch',
           multiple: 1,

@@ -236,8 +236,8 @@ export function resolveReferences(spec: ModelSpec, edit: ResolvedEdit, sources: 
 }
 
 /**
- * The sizes an edit's reference images are decoded at, in order (their family's `decodeSize`): the
- * token layout they add to every output. Outputs of one size and one reference layout share a
+ * The condition sizes of an edit's reference images, in order (their family's `conditionSize`):
+ * the token layout they add to every output. Outputs of one size and one reference layout share a
  * transformer call; cross-request merging (mergeKey) and micro-batching (editRunner) both use it.
  */
 export function referenceLayout(spec: ModelSpec, edit: Pick<ResolvedEdit, 'references'>): TargetSize[] {
@@ -245,7 +245,7 @@ export function referenceLayout(spec: ModelSpec, edit: Pick<ResolvedEdit, 'refer
   if (sources.length === 0) return [];
   const role = spec.family.referenceImages;
   if (!role) throw new InferenceError('INTERNAL', `model ${spec.id} (${spec.family.describe}) takes no reference images`);
-  return sources.map((s) => role.decodeSize(spec, s));
+  return sources.map((s) => role.conditionSize(spec, s));
 }
 
 /** A fresh scheduler of `name` configured from the model folder's scheduler_config.json. */

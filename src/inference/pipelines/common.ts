@@ -25,7 +25,11 @@ export interface PipelineItem {
   references?: readonly ReferenceImage[];
 }
 
-/** A decoded reference image: planar [3, H, W] in [0,1] at its family's decode size; items of one job share them. */
+/**
+ * A decoded reference image: planar [3, H, W] in [0,1] at its own size, or scaled down to 4× its
+ * condition size's pixels where it is larger (editRunner's `referenceHeldSize`); the family resizes
+ * it to what it needs. Items of one job share them.
+ */
 export interface ReferenceImage {
   data: Float32Array;
   width: number;

@@ -118,8 +118,8 @@ export interface EditShape {
 export interface ReferenceImagesRole {
   /** Condition images per output at most, the input included. */
   readonly maxConditionImages: number;
-  /** The size a reference whose own size is `source` is decoded at (its VAE condition size); it sets the token layout. */
-  decodeSize(spec: ModelSpec, source: SizeAsked): SizeAsked;
+  /** The condition size of a reference whose own size is `source` (what its tokens are made from); it sets the token layout. */
+  conditionSize(spec: ModelSpec, source: SizeAsked): SizeAsked;
 }
 
 export interface PipelineFamilyDef {

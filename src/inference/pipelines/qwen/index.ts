@@ -217,8 +217,9 @@ interface Condition {
  * An item's condition images in diffusers' list order: the references, then the input (the last
  * image, whose aspect ratio the output has, as diffusers sizes its output by the last image).
  * The input's sizes follow the output's aspect ratio (the input is decoded at the output size);
- * a reference's follow its own: the VAE's is its decode size (`referenceSize`), the vision
- * encoder's the vision area at its own aspect ratio (Plus; Edit takes no references).
+ * a reference's follow its own, as diffusers resizes each image of its list from the image
+ * itself: the condition area (`referenceSize`) and the vision area at its aspect ratio (Plus;
+ * Edit takes no references).
  */
 function conditionsOf(folder: QwenFolder, item: PipelineItem, params: PipelineParams, plus: boolean): Condition[] {
   const vae = conditionSize(folder, params.width, params.height);
@@ -234,16 +235,16 @@ function conditionsOf(folder: QwenFolder, item: PipelineItem, params: PipelinePa
       image: r.data,
       width: r.width,
       height: r.height,
-      vae: { width: r.width, height: r.height },
+      vae: referenceSize(folder, r.source),
       vision: calculateDimensions(folder.visionArea, r.source.width / r.source.height),
     }),
   );
   return [...references, input];
 }
 
-/** A reference image's decode size: the condition area at its own aspect ratio (at least 32 pixels a side, where diffusers' rounding would give 0). */
-function referenceSize(spec: ModelSpec, source: Dimensions): Dimensions {
-  const size = calculateDimensions(areasOf(spec).conditionArea, source.width / source.height);
+/** A reference image's condition size: the condition area at its own aspect ratio (at least 32 pixels a side, where diffusers' rounding would give 0). */
+function referenceSize(folder: Pick<QwenFolder, 'conditionArea'>, source: Dimensions): Dimensions {
+  const size = calculateDimensions(folder.conditionArea, source.width / source.height);
   return { width: Math.max(32, size.width), height: Math.max(32, size.height) };
 }
 
@@ -619,7 +620,7 @@ function qwenFamily(kind: string, describe: string, pipelineClasses: RegExp, plu
       const vision = plus ? calculateDimensions(visionArea, width / height) : cond;
       // Each reference: its condition tokens, its vision tokens and its "Picture i: " block in the text.
       const references = (edit.references ?? []).reduce((n, source) => {
-        const size = referenceSize(spec, source);
+        const size = referenceSize(areasOf(spec), source);
         return (
           n +
           imageSeqLen(size.height, size.width, spec.vaeScaleFactor, PACK) +
@@ -632,7 +633,9 @@ function qwenFamily(kind: string, describe: string, pipelineClasses: RegExp, plu
       return imageSeqLen(cond.height, cond.width, spec.vaeScaleFactor, PACK) + text + references;
     },
     // QwenImageEditPlusPipeline takes a list of images; Qwen-Image-Edit-2509's card recommends 1 to 3.
-    ...(plus ? { referenceImages: { maxConditionImages: 3, decodeSize: referenceSize } } : {}),
+    ...(plus
+      ? { referenceImages: { maxConditionImages: 3, conditionSize: (spec: ModelSpec, source: Dimensions) => referenceSize(areasOf(spec), source) } }
+      : {}),
     // No guidance embedding (transformer config guidance_embeds false): text guidance is true CFG.
     noGuidanceScale: true,
     stages: qwenStages(plus),
