@@ -6,6 +6,12 @@
 import type { InferenceEngine } from '../inference/engine.js';
 import { decodedInputBytes, decodedReferenceBytes, mergeKey, outputsPerBatch } from '../inference/editRunner.js';
 import type { ResolvedEdit } from '../inference/request.js';
+import type { EditInput } from '../inference/editRunner.js';
+
+/** A job's declared source pixels: its inputs' (as probed at submission, 0 where unknown) and its reference images' (the edit's `references`). */
+export function declaredPixels(inputs: readonly EditInput[], edit: Pick<ResolvedEdit, 'references'>): number {
+  return inputs.reduce((n, i) => n + (i.pixels ?? 0), 0) + (edit.references ?? []).reduce((n, r) => n + r.width * r.height, 0);
+}
 
 /** What merging needs to know of a job. */
 export interface MergeCandidate {
@@ -13,7 +19,7 @@ export interface MergeCandidate {
   edit: ResolvedEdit;
   /** Input images. */
   images: number;
-  /** Declared source pixels of its inputs (0 when unknown). */
+  /** Declared source pixels of its inputs and references (0 when unknown; `declaredPixels`). */
   pixels: number;
   masked: boolean;
 }

@@ -7,6 +7,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { EditInput } from '../inference/editRunner.js';
+import { declaredPixels } from './merging.js';
 import type { ResolvedEdit } from '../inference/request.js';
 import { ServiceError } from '../errors.js';
 import { JobEventStream } from './eventStream.js';
@@ -64,7 +65,7 @@ export interface QueuedEdit {
   modelId: string;
   edit: ResolvedEdit;
   inputCount: number;
-  /** Declared source pixels of the inputs and whether any has a mask: the worker's merging decisions (see merging.ts). */
+  /** Declared source pixels of the inputs and references (declaredPixels) and whether any has a mask: the worker's merging decisions (see merging.ts). */
   pixels?: number;
   masked?: boolean;
   /** Reference images stored once (fields `ref:<k>`) and given to every input; absent: none. */
@@ -206,7 +207,7 @@ export class RedisJobBackend implements JobBackend {
       modelId,
       edit,
       inputCount: inputs.length,
-      pixels: inputs.reduce((n, i) => n + (i.pixels ?? 0), 0),
+      pixels: declaredPixels(inputs, edit),
       masked: inputs.some((i) => i.mask),
       ...(referencesOf(inputs).length ? { referenceCount: referencesOf(inputs).length } : {}),
       ownerLabel: ownerLabel(snapshot.owner),
