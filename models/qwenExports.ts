@@ -9,10 +9,11 @@
  *   `<|im_start|>`; 17: presence, the attention mask, plus, on `<|image_pad|>` tokens, the excess
  *   of image pads × merge² over the rows of `pixel_values` (0 when the processor's expansion and
  *   patches agree). Every value is multiplied by the attention mask.
- * - transformer: reads the noise and condition tokens apart by the frame angle of `img_rope_sin`
- *   (image 0 has frame position 0, image 1 position 1), and each token's height and width
- *   positions from the lowest RoPE frequencies, then takes for each noise token the condition
- *   token at the same centred position (the average where several match, none: zero). It returns
+ * - transformer: reads the noise and condition tokens apart by the frame angle of `img_rope_cos`
+ *   (image 0 has frame position 0, condition image j position j), and each token's height and
+ *   width positions from the lowest RoPE frequencies, then takes for each noise token the condition
+ *   tokens at the same centred position (the average where several match, e.g. a reference and
+ *   the input of one size; none: zero). It returns
  *   the exact flow velocity v = (x − x₀)/σ toward x₀ = the colour edit of that condition, in the
  *   normalised latent space ((z − latents_mean)/latents_std), and zeros for the condition tokens.
  *   Wrong feeds shift x₀ by ½ per error: the kept text must hold exactly one `<|im_start|>` (the
@@ -129,8 +130,8 @@ function transformerGraph(zeroCondT: boolean): GraphBuilder {
   const h = check(check(hidden, imgCos), imgSin);
   const t = slice(g, check(check(text, txtCos), txtSin), 0, QWEN_TINY_HIDDEN, 2);
 
-  // Image 1's frame angle is 1 (sin ≈ 0.84); image 0's is 0.
-  const isCond = g.op1('Cast', [g.op1('Greater', [g.op1('Abs', [column(g, imgSin, 0)]), g.f32([0.5], [])])], { to: 1 }); // [S,1]
+  // Image j's frame angle is j: cos 1 for the noise (image 0), below 0.97 for the condition images 1..6.
+  const isCond = g.op1('Cast', [g.op1('Less', [column(g, imgCos, 0), g.f32([0.999], [])])], { to: 1 }); // [S,1]
   const noiseCount = g.op1('Cast', [g.op1('ReduceSum', [g.op1('Sub', [g.f32([1], []), isCond]), g.i64([0])], { keepdims: 0 })], { to: 7 }); // [1]
   const position = (col: number): string => g.op1('Round', [g.op1('Div', [g.op1('Asin', [column(g, imgSin, col)]), g.f32([LOW_FREQ], [])])]);
   const hp = position(LOW_HEIGHT);

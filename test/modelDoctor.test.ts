@@ -13,6 +13,7 @@ import { EXPORT_GENERATIONS, buildExportFixture } from '../models/exports.js';
 import type { ExportFixtureOptions, ExportGeneration } from '../models/exports.js';
 import { writeModelFolder } from '../models/modelFiles.js';
 import { GraphBuilder } from '../models/onnx/graph.js';
+import { buildQwenEditFiles } from '../models/qwenExports.js';
 import { PROJECT_ROOT } from '../src/config.js';
 
 const CLI = join(PROJECT_ROOT, 'src/cli/models.ts');
@@ -366,5 +367,84 @@ describe('model doctor', () => {
     const { level, time: _t, pid: _p, hostname: _h, msg: _m, ...logged } = loaded[0]!;
     assert.equal(level, 30, 'at info');
     assert.deepEqual(logged, { model: doc.id, family: doc.family, exporter: doc.export.generation, precision: doc.precision, provider: 'cpu' });
+  });
+});
+
+describe('model doctor on Qwen-Image-Edit text encoders', () => {
+  let qwenRoot: string;
+  before(() => {
+    qwenRoot = mkdtempSync(join(tmpdir(), 'doctor-qwen-'));
+  });
+  after(() => rmSync(qwenRoot, { recursive: true, force: true }));
+
+  type Port = { name: string; type: 'float32' | 'int64'; dims: (number | string)[] };
+  /** A Plus-2511 folder whose text encoder declares `inputs` and returns `last_hidden_state` (a constant: it never runs). */
+  function withTextEncoder(
+    name: string,
+    inputs: Port[],
+    output: Port = { name: 'last_hidden_state', type: 'float32', dims: ['batch', 'sequence', 18] },
+  ): string {
+    const files = buildQwenEditFiles({ layout: 'plus-2511' });
+    const g = new GraphBuilder('broken_text_encoder');
+    for (const p of inputs) g.input(p.name, p.type, p.dims);
+    g.output(output.name, g.f32([0], []), output.type, output.dims);
+    files.set('text_encoder/model.onnx', g.toBytes());
+    const dir = join(qwenRoot, name);
+    writeModelFolder(dir, files);
+    return dir;
+  }
+  const ids: Port = { name: 'input_ids', type: 'int64', dims: ['batch', 'sequence'] };
+  const mask: Port = { name: 'attention_mask', type: 'int64', dims: ['batch', 'sequence'] };
+  const pixels: Port = { name: 'pixel_values', type: 'float32', dims: ['patches', 1176] };
+  const grid: Port = { name: 'image_grid_thw', type: 'int64', dims: ['images', 3] };
+
+  const cases: { name: string; inputs: Port[]; output?: Port; problem: string }[] = [
+    {
+      name: 'text-only',
+      inputs: [ids, mask],
+      problem: 'has no input "pixel_values" (inputs: input_ids int64 [batch, sequence]; attention_mask int64 [batch, sequence])',
+    },
+    {
+      name: 'float-mask',
+      inputs: [ids, { ...mask, type: 'float32' }, pixels, grid],
+      problem: 'input "attention_mask" has dtype float32; expected int64 or int32',
+    },
+    {
+      name: 'flat-positions',
+      inputs: [ids, mask, pixels, grid, { name: 'position_ids', type: 'int64', dims: ['batch', 'sequence'] }],
+      problem: 'input "position_ids" has rank 2 ([batch, sequence]); expected rank 3',
+    },
+    {
+      name: 'extra-input',
+      inputs: [ids, mask, pixels, grid, { name: 'video_grid_thw', type: 'int64', dims: ['videos', 3] }],
+      problem: 'needs inputs the Qwen-Image-Edit Plus (2509/2511) pipeline does not provide (video_grid_thw int64 [videos, 3])',
+    },
+    {
+      name: 'pooled-output',
+      inputs: [ids, mask, pixels, grid],
+      output: { name: 'last_hidden_state', type: 'float32', dims: ['batch', 18] },
+      problem: 'output "last_hidden_state" has rank 2 ([batch, 18]); expected rank 3',
+    },
+  ];
+  for (const c of cases) {
+    it(`refuses a ${c.name} text encoder before any session opens, naming the port`, () => {
+      const dir = withTextEncoder(c.name, c.inputs, c.output);
+      const r = doctor(['check', dir, '--skip-sessions']);
+      assert.equal(r.status, 1, r.stdout);
+      assert.ok(r.stderr.includes(`problem: model folder ${dir}: text_encoder/model.onnx`), r.stderr);
+      assert.ok(r.stderr.includes(c.problem), r.stderr);
+    });
+  }
+
+  it('accepts the layout with and without position_ids', () => {
+    const positions: Port = { name: 'position_ids', type: 'int64', dims: [3, 'batch', 'sequence'] };
+    const layouts: [string, Port[]][] = [
+      ['no-positions', [ids, mask, pixels, grid]],
+      ['positions', [ids, mask, pixels, grid, positions]],
+    ];
+    for (const [name, inputs] of layouts) {
+      const r = doctor(['check', withTextEncoder(name, inputs), '--skip-sessions']);
+      assert.equal(r.status, 0, r.stderr);
+    }
   });
 });

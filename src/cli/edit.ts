@@ -12,7 +12,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { InferenceEngine } from '../inference/engine.js';
 import { ModelCatalogue } from '../inference/catalogue.js';
-import { resolveEditOptions } from '../inference/request.js';
+import { checkReferenceCount, resolveEditOptions, resolveReferences } from '../inference/request.js';
 import { checkPromptGiven } from '../inference/prompts.js';
 import { InferenceError } from '../inference/errors.js';
 import { ModelFolderError } from '../inference/modelFolder.js';
@@ -26,6 +26,9 @@ const USAGE_LINE = 'usage: npm run edit -- --image <file> [--image <file> ...] -
 const USAGE = `${USAGE_LINE}
 
   --image <file>            input image (repeatable; PNG, JPEG, WebP, AVIF, TIFF, GIF)
+  --reference <file>        reference image (repeatable; models that condition one output on
+                            several images, e.g. Qwen-Image-Edit Plus): each --image is edited
+                            with [references..., that image], so "Picture 1" is the first reference
   --mask <file>             where to edit, one per --image in order (repeatable; white or
                             transparent edits, black or opaque keeps; the image's size)
   --mask-blur <int>         feather mask edges: Gaussian sigma in output pixels (default 0)
@@ -38,7 +41,7 @@ const USAGE = `${USAGE_LINE}
   --fit <${SIZE_FITS.join('|')}>    an explicit size of another aspect ratio: pad (default;
                             white bars, nothing cut off), crop the centre, or stretch
   --steps <int>             denoise steps
-  --guidance <float>        text guidance scale
+  --guidance <float>        text guidance scale (not on Qwen-Image-Edit: use --true-cfg-scale)
   --image-guidance <float>  image guidance scale (InstructPix2Pix)
   --strength <float>        img2img strength, 0 < s <= 1
   --seed <int>              base seed
@@ -112,6 +115,7 @@ async function main(argv: string[]): Promise<number> {
       options: {
         image: { type: 'string', multiple: true },
         mask: { type: 'string', multiple: true },
+        reference: { type: 'string', multiple: true },
         'mask-blur': { type: 'string' },
         prompt: { type: 'string' },
         'image-prompt': { type: 'string', multiple: true },
@@ -189,7 +193,8 @@ async function main(argv: string[]): Promise<number> {
     } catch (err) {
       throw err instanceof ModelFolderError ? new UsageError(err.message) : err;
     }
-    const read = async (flag: string, typed: string): Promise<Uint8Array> => {
+    const read = async (flag: string, typed: string): Promise<Uint8Array> => (await readProbed(flag, typed)).bytes;
+    const readProbed = async (flag: string, typed: string): Promise<{ bytes: Uint8Array; width: number; height: number }> => {
       const path = resolve(cwd, typed);
       let bytes;
       try {
@@ -200,19 +205,24 @@ async function main(argv: string[]): Promise<number> {
         throw new UsageError(`cannot read --${flag} ${path}${path === typed ? '' : ` (given as ${typed})`}: ${why}`);
       }
       try {
-        await probeImage(bytes, { maxInputPixels: catalogue.maxInputPixels });
+        const { width, height } = await probeImage(bytes, { maxInputPixels: catalogue.maxInputPixels });
+        return { bytes, width, height };
       } catch (err) {
         throw err instanceof ImageDecodeError ? new InferenceError(err.code, `--${flag} ${path}: ${err.message}`) : err;
       }
-      return bytes;
     };
-    const inputs = await Promise.all(
+    const read0 = await Promise.all(
       images.map(async (path, i) => ({ bytes: await read('image', path), name: path, mask: masks[i] === undefined ? null : await read('mask', masks[i]!) })),
     );
     const spec = catalogue.model(values.model ?? null);
+    checkReferenceCount(spec, values.reference?.length ?? 0);
+    const references = await Promise.all((values.reference ?? []).map((path) => readProbed('reference', path)));
+    // Every input holds the same reference arrays (EditInput.references).
+    const referenceBytes = references.map((r) => r.bytes);
+    const inputs = referenceBytes.length ? read0.map((i) => ({ ...i, references: referenceBytes })) : read0;
     spec.family.checkEdit?.(spec, { masks: inputs.some((i) => i.mask) });
     checkPromptGiven(spec, values.prompt ?? '', values['image-prompt'] ?? null);
-    const edit = resolveEditOptions(spec, inputs.length, {
+    const options = {
       prompt: values.prompt ?? '',
       prompts: values['image-prompt'] ?? null,
       negativePrompt: values['negative-prompt'],
@@ -222,7 +232,8 @@ async function main(argv: string[]): Promise<number> {
       scheduler: scheduler as EditSchedulerName | undefined,
       outputFormat: format as OutputFormat | undefined,
       ...numbers,
-    });
+    };
+    const edit = resolveReferences(spec, resolveEditOptions(spec, inputs.length, options), references);
     // 3. The output folder, and the files this run would write.
     const outDir = resolve(cwd, values.out ?? 'out');
     prepareOutDir(outDir);

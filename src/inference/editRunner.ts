@@ -9,18 +9,19 @@ import type { ModelSpec } from './modelFolder.js';
 import type { ModelSessions } from './sessions.js';
 import type { PromptTokenizer } from './tokenizer.js';
 import type { ResolvedEdit } from './request.js';
-import { denoiseStepsPerBatch, schedulerFor, sizeMultiple } from './request.js';
+import { denoiseStepsPerBatch, referenceLayout, schedulerFor, sizeMultiple } from './request.js';
 import { deriveSeed } from './random.js';
-import { ImageDecodeError, decodeMask, decodeToTensor, encodeFromTensor, encodePreview, mimeTypeFor } from './imageIO.js';
+import { ImageDecodeError, decodeMask, decodeToTensor, encodeFromTensor, encodePreview, mimeTypeFor, probeImage } from './imageIO.js';
 import type { DecodedImage } from './imageIO.js';
 
-/** A decoded input with its mask (feathered by maskBlur), [H·W], 1 = edit. */
+/** A decoded input with its mask (feathered by maskBlur), [H·W], 1 = edit, and its reference images. */
 interface DecodedInput extends DecodedImage {
   mask: Float32Array | null;
+  references: ReferenceImage[];
 }
 import { type BatchGeometry, estimateBatchBytes, perItemBytes, planMicroBatches } from './memory.js';
 import { projectLatentToRgb } from './tensor.js';
-import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams, StepInfo } from './pipelines/common.js';
+import type { PipelineContext, PipelineHooks, PipelineItem, PipelineParams, ReferenceImage, StepInfo } from './pipelines/common.js';
 import { runFamily } from './pipelines/stages.js';
 import { InferenceError, toInferenceError } from './errors.js';
 import type { Scratch, ScratchPool } from './scratch.js';
@@ -43,6 +44,11 @@ export interface EditInput {
   name?: string;
   /** Declared width × height (the probe at submission), for the job queue's merging decisions. */
   pixels?: number;
+  /**
+   * Reference images (families with `referenceImages`), conditioning this input's outputs before
+   * it; every input of a job holds the same arrays, whose own sizes are the edit's `references`.
+   */
+  references?: readonly Uint8Array[];
 }
 
 /** [issue 16 item 5] Inputs decoded at once per pipeline run (each may be up to MAX_INPUT_PIXELS). */
@@ -50,6 +56,27 @@ export const DECODE_CONCURRENCY = 2;
 
 /** Bytes a decoded input holds for the whole run: planar float RGB at the output size, and its mask. */
 export const decodedInputBytes = (width: number, height: number, masked = false): number => width * height * 4 * (masked ? 4 : 3);
+
+/**
+ * The size a reference image is held at for the run: its own, unless it has more than 4× the
+ * pixels of its condition size; then (sharp's Lanczos) its aspect ratio at 4× those pixels, so
+ * that the family's own resize (Pillow's Lanczos, as diffusers') starts from at most 2× per side.
+ */
+export function referenceHeldSize(source: { width: number; height: number }, condition: { width: number; height: number }): { width: number; height: number } {
+  const most = 4 * condition.width * condition.height;
+  if (source.width * source.height <= most) return { width: source.width, height: source.height };
+  const scale = Math.sqrt(most / (source.width * source.height));
+  return { width: Math.max(1, Math.round(source.width * scale)), height: Math.max(1, Math.round(source.height * scale)) };
+}
+
+/** Bytes a job's decoded reference images hold for the whole run: planar float RGB at their held sizes (decoded once per job). */
+export function decodedReferenceBytes(spec: ModelSpec, edit: Pick<ResolvedEdit, 'references'>): number {
+  const layout = referenceLayout(spec, edit);
+  return (edit.references ?? []).reduce((n, source, k) => {
+    const { width, height } = referenceHeldSize(source, layout[k]!);
+    return n + decodedInputBytes(width, height);
+  }, 0);
+}
 
 /** `fn` over `items` with at most `limit` calls in flight; results in order. */
 async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
@@ -165,10 +192,12 @@ interface TaskBatch {
 /**
  * Settings that must be equal for tasks to share one pipeline call (cross-request batching).
  * Prompts, n, seeds, formats and preview cadence may differ: they are per item or per task.
+ * Reference images may differ, their layout may not (their condition sizes: `referenceLayout`).
  */
-export function mergeKey(edit: ResolvedEdit): string | null {
+export function mergeKey(spec: ModelSpec, edit: ResolvedEdit): string | null {
   if (edit.size === 'auto') return null; // sizes depend on each input; not worth merging
   return JSON.stringify([
+    referenceLayout(spec, edit).map((r) => `${r.width}x${r.height}`),
     edit.size.width,
     edit.size.height,
     edit.steps,
@@ -182,19 +211,23 @@ export function mergeKey(edit: ResolvedEdit): string | null {
   ]);
 }
 
-/** Lays out every output in task then index order and splits them into micro-batches by size and memory. */
+/**
+ * Lays out every output in task then index order and splits them into micro-batches by memory and
+ * token layout: the output size and the reference layout (`referenceLayout`, as mergeKey).
+ */
 function planBatches(
   spec: ModelSpec,
   edit: ResolvedEdit,
   tasks: readonly { edit: ResolvedEdit; decoded: readonly DecodedInput[] }[],
   memoryBudgetBytes: number,
 ): TaskBatch[] {
-  const groups = new Map<string, Omit<TaskBatch, 'bytes'>>();
+  const groups = new Map<string, Omit<TaskBatch, 'bytes'> & { edit: ResolvedEdit }>();
   tasks.forEach(({ edit: e, decoded }, task) => {
+    const layout = referenceLayout(spec, e).map((r) => `${r.width}x${r.height}`);
     decoded.forEach((img, inputIndex) => {
-      const key = `${img.width}x${img.height}`;
+      const key = [`${img.width}x${img.height}`, ...layout].join(',');
       let group = groups.get(key);
-      if (!group) groups.set(key, (group = { items: [], width: img.width, height: img.height }));
+      if (!group) groups.set(key, (group = { items: [], width: img.width, height: img.height, edit: e }));
       for (let variant = 0; variant < e.n; variant++) {
         group.items.push({
           task,
@@ -205,13 +238,20 @@ function planBatches(
           prompt: e.prompts[inputIndex]!,
           image: img.data,
           mask: img.mask,
+          ...(img.references.length ? { references: img.references } : {}),
         });
       }
     });
   });
   const branches = spec.family.guidanceBranches(edit);
-  // [issue 16 item 5] The decoded inputs stay in memory for the whole run: the batches get the rest.
-  const heldBytes = tasks.reduce((sum, { decoded }) => sum + decoded.reduce((n, img) => n + img.data.byteLength + (img.mask?.byteLength ?? 0), 0), 0);
+  // [issue 16 item 5] The decoded inputs (and each job's references) stay in memory for the whole run: the batches get the rest.
+  const heldBytes = tasks.reduce(
+    (sum, { decoded }) =>
+      sum +
+      decoded.reduce((n, img) => n + img.data.byteLength + (img.mask?.byteLength ?? 0), 0) +
+      [...new Set(decoded.flatMap((img) => img.references))].reduce((n, r) => n + r.data.byteLength, 0),
+    0,
+  );
   const batches: TaskBatch[] = [];
   for (const group of groups.values()) {
     const geometry = {
@@ -219,7 +259,7 @@ function planBatches(
       height: group.height,
       vaeScaleFactor: spec.vaeScaleFactor,
       branches,
-      extraTokens: extraTokensOf(spec, edit),
+      extraTokens: extraTokensOf(spec, group.edit),
       sizeMultiple: sizeMultiple(spec),
     };
     const sizes = planMicroBatches(group.items.length, spec.memory, geometry, memoryBudgetBytes - heldBytes);
@@ -473,14 +513,16 @@ export class PipelineCall {
     return this.jobs[0]!.task.edit;
   }
 
-  private decodeInputs(task: EditTask): Promise<DecodedInput[]> {
+  private async decodeInputs(task: EditTask): Promise<DecodedInput[]> {
     const { spec } = this.model;
     const multiple = sizeMultiple(spec);
     const [dw, dh] = spec.defaults.size.split('x').map(Number);
     const limits = { maxInputPixels: this.options.maxInputPixels };
+    const references = await this.decodeReferences(task);
     // [issue 16 item 5] Bounded: each decode briefly holds its whole source image (up to
     // MAX_INPUT_PIXELS × 4 bytes in libvips), so 16 large inputs at once peaked at gigabytes.
     return mapBounded(task.inputs, DECODE_CONCURRENCY, async (input, i) => {
+      const mine = (input.references ?? []).map((bytes) => references.get(bytes)!);
       const image = await decodeToTensor(input.bytes, task.edit.size, {
         fit: task.edit.fit,
         multiple,
@@ -489,10 +531,11 @@ export class PipelineCall {
         limits,
         allocate: (length) => this.scratch.floats(length),
       });
-      if (!input.mask) return { ...image, mask: null };
+      if (!input.mask) return { ...image, mask: null, references: mine };
       try {
         return {
           ...image,
+          references: mine,
           mask: await decodeMask(input.mask, image.source, image, { limits, blur: task.edit.maskBlur, size: task.edit.size, fit: task.edit.fit }),
         };
       } catch (err) {
@@ -500,6 +543,45 @@ export class PipelineCall {
         throw err;
       }
     });
+  }
+
+  /**
+   * A task's reference images, each decoded once (inputs share the arrays) at its held size
+   * (`referenceHeldSize`: its own unless large); their own sizes must be the edit's.
+   */
+  private async decodeReferences(task: EditTask): Promise<Map<Uint8Array, ReferenceImage>> {
+    const { spec } = this.model;
+    const distinct = [...new Set(task.inputs.flatMap((input) => input.references ?? []))];
+    const declared = task.edit.references ?? [];
+    if (distinct.length !== declared.length)
+      throw new InferenceError('INTERNAL', `the job has ${distinct.length} reference images and its edit ${declared.length} reference sizes`);
+    const layout = referenceLayout(spec, task.edit);
+    const limits = { maxInputPixels: this.options.maxInputPixels };
+    const decoded = await mapBounded(distinct, DECODE_CONCURRENCY, async (bytes, k): Promise<ReferenceImage> => {
+      try {
+        const probe = await probeImage(bytes, limits);
+        const want = declared[k]!;
+        if (probe.width !== want.width || probe.height !== want.height)
+          throw new InferenceError(
+            'INTERNAL',
+            `reference image ${k} is ${probe.width}x${probe.height}, not the ${want.width}x${want.height} its edit declares`,
+          );
+        const size = referenceHeldSize(probe, layout[k]!);
+        const image = await decodeToTensor(bytes, size, {
+          fit: 'stretch',
+          multiple: 1,
+          maxPixels: size.width * size.height,
+          defaultSize: size,
+          limits,
+          allocate: (length) => this.scratch.floats(length),
+        });
+        return { data: image.data, width: image.width, height: image.height, source: image.source };
+      } catch (err) {
+        if (err instanceof ImageDecodeError) throw new InferenceError(err.code, `referenceImages[${k}]: ${err.message}`);
+        throw err;
+      }
+    });
+    return new Map(distinct.map((bytes, k) => [bytes, decoded[k]!]));
   }
 
   /** One micro-batch: the rows of jobs still running, through the family's pipeline. */

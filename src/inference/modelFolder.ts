@@ -14,8 +14,9 @@ import { parseFlowMatchSchedulerConfig } from './schedulers/flowMatchEuler.js';
 import { PIPELINE_FAMILIES, familyForPipelineClass, familyForPipelineClassAndChannels } from './pipelines/index.js';
 import type { PipelineFamilyDef } from './pipelines/index.js';
 import { readFirstConvInChannels, readOnnxSignature } from './onnxSignature.js';
-import { COMPONENTS, componentFile } from './components.js';
-import type { OnnxSignature } from './onnxSignature.js';
+import { COMPONENTS, type Component, componentFile } from './components.js';
+import type { OnnxSignature, PortSignature } from './onnxSignature.js';
+import type { ComponentPorts } from './pipelines/family.js';
 import { recogniseExport } from './exportGeneration.js';
 import type { MemoryProfile, ModelDefaults, ModelSpec, PreviewProjection } from './modelTypes.js';
 import { builtInGenerator } from '../config.js';
@@ -113,6 +114,40 @@ export function readModelFolder(dir: string, id: string): ModelSpec {
   }
 }
 
+/** The family's port rules (`componentPorts`) against the signatures: each port's presence, dtype and rank; inputs it does not feed. */
+function checkComponentPorts(dir: string, family: PipelineFamilyDef, signatures: ModelSpec['signatures']): void {
+  for (const [component, rules] of Object.entries(family.componentPorts ?? {}) as [Component, ComponentPorts][]) {
+    const sig = signatures[component];
+    if (!sig) continue;
+    const where = `model folder ${dir}: ${componentFile(component)}`;
+    const layout = `not ${family.describe}'s layout (docs/models.md)`;
+    const describe = (p: PortSignature): string => `${p.name} ${p.type} [${p.shape.join(', ')}]`;
+    for (const [kind, declared, wanted] of [
+      ['input', sig.inputs, rules.inputs],
+      ['output', sig.outputs, rules.outputs],
+    ] as const) {
+      for (const rule of wanted) {
+        const port = declared.find((p) => p.name === rule.name);
+        if (!port) {
+          if (rule.optional) continue;
+          throw new ModelFolderError(`${where} has no ${kind} "${rule.name}" (${kind}s: ${declared.map(describe).join('; ')}): ${layout}`);
+        }
+        if (!rule.dtypes.includes(port.type))
+          throw new ModelFolderError(`${where}: ${kind} "${rule.name}" has dtype ${port.type}; expected ${rule.dtypes.join(' or ')}: ${layout}`);
+        if (port.shape.length !== rule.rank)
+          throw new ModelFolderError(
+            `${where}: ${kind} "${rule.name}" has rank ${port.shape.length} ([${port.shape.join(', ')}]); expected rank ${rule.rank}: ${layout}`,
+          );
+      }
+    }
+    const extra = sig.inputs.filter((p) => !rules.inputs.some((r) => r.name === p.name));
+    if (extra.length)
+      throw new ModelFolderError(
+        `${where} needs inputs the ${family.describe} pipeline does not provide (${extra.map(describe).join('; ')}); it feeds ${rules.inputs.map((r) => r.name).join(', ')}`,
+      );
+  }
+}
+
 function readSignature(dir: string, path: string, relative: string): OnnxSignature {
   try {
     return readOnnxSignature(path);
@@ -172,6 +207,7 @@ function readFolder(dir: string, id: string): ModelSpec {
   })();
   const denoiserInChannels = inChannels.value;
   const family = familyFromModelIndex(index, denoiserInChannels, latentChannels, inChannels.from);
+  checkComponentPorts(dir, family, signatures);
   const generator = builtInGenerator(dir);
   const recognised = recogniseExport(pipelineClass, family.denoiser.component, family.latentSampleCost, signatures);
   // The built-ins are written by this repository, in no exporter's layout of ports.

@@ -71,6 +71,12 @@ export interface ResolvedEdit {
   outputQuality: number | null;
   previewEvery: number;
   maskBlur: number;
+  /**
+   * Reference images' own (orientation-corrected) sizes, in order (families with
+   * `referenceImages`; resolveReferences): each input is conditioned on them before itself.
+   * Absent or empty: none.
+   */
+  references?: readonly TargetSize[];
 }
 
 const bad = (message: string): InferenceError => new InferenceError('BAD_USER_INPUT', message);
@@ -144,6 +150,10 @@ export function resolveEditOptions(spec: ModelSpec, imageCount: number, options:
   const fit = options.fit ?? DEFAULT_SIZE_FIT;
   if (!SIZE_FITS.includes(fit)) throw bad(`fit must be one of ${SIZE_FITS.join(', ')} (got ${fit})`);
   const steps = integerIn('steps', options.steps ?? d.steps, 1, spec.limits.maxSteps);
+  if (options.guidanceScale != null && spec.family.noGuidanceScale)
+    throw bad(
+      `guidanceScale does not apply to model ${spec.id} (${spec.family.describe}): its transformer has no guidance input; for text guidance send trueCfgScale (REST true_cfg_scale) above 1 with a negativePrompt (REST negative_prompt)`,
+    );
   const guidanceScale = numberIn('guidanceScale', options.guidanceScale ?? d.guidanceScale, 0, MAX_GUIDANCE);
   const imageGuidanceScale = numberIn('imageGuidanceScale', options.imageGuidanceScale ?? d.imageGuidanceScale ?? 1.5, 0, MAX_GUIDANCE);
   const strength = numberIn('strength', options.strength ?? d.strength ?? 0.8, 0, 1, true);
@@ -204,6 +214,38 @@ export function resolveEditOptions(spec: ModelSpec, imageCount: number, options:
     previewEvery,
     maskBlur,
   };
+}
+
+/** Refuses `count` reference images where the model's family takes none, or more than it takes beside one input. */
+export function checkReferenceCount(spec: ModelSpec, count: number): void {
+  if (count === 0) return;
+  const role = spec.family.referenceImages;
+  if (!role)
+    throw bad(
+      `model ${spec.id} (${spec.family.describe}) takes no reference images; send none, or use a model that takes several images per output (e.g. Qwen-Image-Edit Plus)`,
+    );
+  const max = role.maxConditionImages - 1;
+  if (count > max)
+    throw bad(`${count} reference images is over model ${spec.id}'s limit of ${max} (${role.maxConditionImages} images per output, the input included)`);
+}
+
+/** The edit with its reference images' own sizes (checked: checkReferenceCount). */
+export function resolveReferences(spec: ModelSpec, edit: ResolvedEdit, sources: readonly TargetSize[]): ResolvedEdit {
+  checkReferenceCount(spec, sources.length);
+  return sources.length === 0 ? edit : { ...edit, references: sources.map(({ width, height }) => ({ width, height })) };
+}
+
+/**
+ * The condition sizes of an edit's reference images, in order (their family's `conditionSize`):
+ * the token layout they add to every output. Outputs of one size and one reference layout share a
+ * transformer call; cross-request merging (mergeKey) and micro-batching (editRunner) both use it.
+ */
+export function referenceLayout(spec: ModelSpec, edit: Pick<ResolvedEdit, 'references'>): TargetSize[] {
+  const sources = edit.references ?? [];
+  if (sources.length === 0) return [];
+  const role = spec.family.referenceImages;
+  if (!role) throw new InferenceError('INTERNAL', `model ${spec.id} (${spec.family.describe}) takes no reference images`);
+  return sources.map((s) => role.conditionSize(spec, s));
 }
 
 /** A fresh scheduler of `name` configured from the model folder's scheduler_config.json. */

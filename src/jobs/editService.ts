@@ -5,7 +5,7 @@
  */
 import type { InferenceEngine } from '../inference/engine.js';
 import type { EditOptions } from '../inference/request.js';
-import { resolveEditOptions } from '../inference/request.js';
+import { checkReferenceCount, resolveEditOptions, resolveReferences } from '../inference/request.js';
 import { checkPromptGiven } from '../inference/prompts.js';
 import { decodeMask, probeImage, verifyImage, ImageDecodeError } from '../inference/imageIO.js';
 import { InferenceError } from '../inference/errors.js';
@@ -50,6 +50,8 @@ export interface EditSubmission {
   images: readonly UploadedFile[];
   /** At most one per image, in upload order; null or missing: edit the whole image. */
   masks?: readonly (UploadedFile | null | undefined)[] | null;
+  /** Reference images conditioning every output before its input (families with `referenceImages`); null or missing: none. */
+  references?: readonly UploadedFile[] | null;
   options: EditOptions;
   /** Idempotency-Key header or `idempotencyKey` argument (idempotency.ts). */
   idempotencyKey?: string | null;
@@ -80,9 +82,10 @@ async function fingerprint(s: EditSubmission): Promise<string> {
       ...(s.priority != null ? { priority: s.priority } : {}),
       images: s.images.length,
       masks: (s.masks ?? []).map((m) => !!m),
+      ...(s.references?.length ? { references: s.references.length } : {}),
     }),
   );
-  for (const f of [...s.images, ...(s.masks ?? [])]) if (f) hash.update(new Uint8Array(await f.arrayBuffer()));
+  for (const f of [...s.images, ...(s.masks ?? []), ...(s.references ?? [])]) if (f) hash.update(new Uint8Array(await f.arrayBuffer()));
   return hash.digest('hex');
 }
 
@@ -173,9 +176,21 @@ export class EditService {
     });
     if (total > this.limits.maxTotalBytes)
       throw new ServiceError('PAYLOAD_TOO_LARGE', `the images and masks total ${total} bytes; the limit is ${this.limits.maxTotalBytes} bytes per job`);
+    const referenceFiles = submission.references ?? [];
+    referenceFiles.forEach((f, i) => {
+      if (f.size > this.limits.maxFileBytes)
+        throw new ServiceError('PAYLOAD_TOO_LARGE', `referenceImages[${i}] is ${f.size} bytes; the limit is ${this.limits.maxFileBytes} bytes per file`);
+      total += f.size;
+    });
+    if (total > this.limits.maxTotalBytes)
+      throw new ServiceError(
+        'PAYLOAD_TOO_LARGE',
+        `the images, masks and reference images total ${total} bytes; the limit is ${this.limits.maxTotalBytes} bytes per job`,
+      );
     // Options first: a bad argument is reported before any image work.
     checkPromptGiven(spec, submission.options.prompt, submission.options.prompts);
-    const edit = resolveEditOptions(spec, files.length, submission.options);
+    let edit = resolveEditOptions(spec, files.length, submission.options);
+    checkReferenceCount(spec, referenceFiles.length);
     spec.family.checkEdit?.(spec, { masks: masks.some(Boolean) });
     const metadata = submission.metadata == null ? null : checkMetadata(submission.metadata);
     const webhook = submission.webhook ? await this.webhooks.check(submission.webhook) : null;
@@ -193,7 +208,15 @@ export class EditService {
       const probe = await probeImage(bytes, limits).catch(named(`images[${i}]`, f));
       read.push({ bytes, pixels: probe.width * probe.height });
     }
-    const pixels = read.reduce((n, r) => n + r.pixels, 0);
+    const references: { bytes: Uint8Array; width: number; height: number }[] = [];
+    for (const [i, f] of referenceFiles.entries()) {
+      const bytes = new Uint8Array(await f.arrayBuffer());
+      const probe = await probeImage(bytes, limits).catch(named(`referenceImages[${i}]`, f));
+      references.push({ bytes, width: probe.width, height: probe.height });
+    }
+    edit = resolveReferences(spec, edit, references);
+    // The references count with the inputs against the caps: they are held decoded for the whole call too.
+    const pixels = read.reduce((n, r) => n + r.pixels, 0) + references.reduce((n, r) => n + r.width * r.height, 0);
     const jobCap = this.limits.maxJobInputPixels;
     if (jobCap !== undefined && pixels > jobCap) {
       throw new ServiceError('IMAGE_TOO_LARGE', `the images total ${pixels} pixels; the limit is ${jobCap} pixels per job (MAX_JOB_INPUT_PIXELS)`);
@@ -211,18 +234,22 @@ export class EditService {
     try {
       // Every image and mask is decoded in full now, one at a time (bounded memory), so a truncated
       // or corrupt file is refused, by index and name, before a job exists.
+      for (const [i, r] of references.entries())
+        await this.decodeSlot(() => verifyImage(r.bytes, limits)).catch(named(`referenceImages[${i}]`, referenceFiles[i]!));
+      // Every input holds the same reference arrays (stored once: see EditInput.references).
+      const shared = references.length ? { references: references.map((r) => r.bytes) } : {};
       const inputs: EditInput[] = [];
       for (const [i, f] of files.entries()) {
         const { bytes, pixels: p } = read[i]!;
         const probe = await this.decodeSlot(() => verifyImage(bytes, limits)).catch(named(`images[${i}]`, f));
         const maskFile = masks[i];
         if (!maskFile) {
-          inputs.push({ bytes, name: f.name, pixels: p });
+          inputs.push({ bytes, name: f.name, pixels: p, ...shared });
           continue;
         }
         const mask = new Uint8Array(await maskFile.arrayBuffer());
         await this.decodeSlot(() => decodeMask(mask, probe, probe, { limits })).catch(named(`masks[${i}]`, maskFile));
-        inputs.push({ bytes, name: f.name, mask, pixels: p });
+        inputs.push({ bytes, name: f.name, mask, pixels: p, ...shared });
       }
       const job = await this.jobs.submit(spec.id, edit, inputs, owner, metadata, priority);
       if (webhook) await this.webhooks.register(job, webhook, submission.webhook!.resultUrl);

@@ -10,7 +10,7 @@ import { ServiceError } from '../errors.js';
 import { JobEventStream } from './eventStream.js';
 import { JobAttempt, type RunOutcome, type TerminalEvent } from './jobRun.js';
 import { type ResultStore, storeResult } from './resultStore.js';
-import { type MergeCandidate, MergeGroup } from './merging.js';
+import { declaredPixels, type MergeCandidate, MergeGroup } from './merging.js';
 import type { CancelReason, JobBackend, JobEvent, JobProgress, JobSnapshot, TenantQuota } from './types.js';
 import { currentEvent, queuedSnapshot, quotaExceeded } from './types.js';
 import { ownerLabel } from './access.js';
@@ -40,7 +40,7 @@ interface Job {
   snapshot: JobSnapshot;
   edit: ResolvedEdit;
   inputs: EditInput[] | null;
-  /** Declared pixels of its inputs (0 when unknown). */
+  /** Declared pixels of its inputs and references (0 when unknown; declaredPixels). */
   pixels: number;
   enqueuedAt: number;
   /** Within its owner's jobs: higher runs first (see fairOrder). */
@@ -133,7 +133,7 @@ export class JobService implements JobBackend {
       snapshot: queuedSnapshot({ modelId, inputImages: inputs.length, n: edit.n, owner, metadata }, this.queue.length + 1),
       edit,
       inputs,
-      pixels: inputs.reduce((n, i) => n + (i.pixels ?? 0), 0),
+      pixels: declaredPixels(inputs, edit),
       enqueuedAt: performance.now(),
       priority,
       seq: this.seq++,

@@ -7,6 +7,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { EditInput } from '../inference/editRunner.js';
+import { declaredPixels } from './merging.js';
 import type { ResolvedEdit } from '../inference/request.js';
 import { ServiceError } from '../errors.js';
 import { JobEventStream } from './eventStream.js';
@@ -55,15 +56,20 @@ export interface RedisJobsConfig {
   webhooks?: WebhookOutbox;
 }
 
+/** A job's reference images: every input holds the same ones (EditInput.references). */
+const referencesOf = (inputs: readonly EditInput[]): readonly Uint8Array[] => inputs[0]?.references ?? [];
+
 /** Job data as queued in BullMQ (inputs are stored beside it, not in it). */
 export interface QueuedEdit {
   id: string;
   modelId: string;
   edit: ResolvedEdit;
   inputCount: number;
-  /** Declared source pixels of the inputs and whether any has a mask: the worker's merging decisions (see merging.ts). */
+  /** Declared source pixels of the inputs and references (declaredPixels) and whether any has a mask: the worker's merging decisions (see merging.ts). */
   pixels?: number;
   masked?: boolean;
+  /** Reference images stored once (fields `ref:<k>`) and given to every input; absent: none. */
+  referenceCount?: number;
   /** The owner's log label (not the owner id itself). */
   ownerLabel?: string;
   /** When it was queued (ms since the epoch): its queue time. */
@@ -138,7 +144,7 @@ export class RedisJobBackend implements JobBackend {
     if (waiting >= this.config.maxQueuedJobs) {
       throw new ServiceError('QUEUE_FULL', `the queue is full (${this.config.maxQueuedJobs} jobs waiting); retry later`, { retryAfterSeconds: 5 });
     }
-    const bytes = inputs.reduce((n, i) => n + i.bytes.byteLength + (i.mask?.byteLength ?? 0), 0);
+    const bytes = inputs.reduce((n, i) => n + i.bytes.byteLength + (i.mask?.byteLength ?? 0), 0) + referencesOf(inputs).reduce((n, r) => n + r.byteLength, 0);
     if (bytes > this.config.maxInputBytes)
       throw new ServiceError('PAYLOAD_TOO_LARGE', `inputs of ${bytes} bytes are over the queue's limit of ${this.config.maxInputBytes}`);
     const snapshot = queuedSnapshot({ modelId, inputImages: inputs.length, n: edit.n, owner, metadata }, waiting + 1);
@@ -201,8 +207,9 @@ export class RedisJobBackend implements JobBackend {
       modelId,
       edit,
       inputCount: inputs.length,
-      pixels: inputs.reduce((n, i) => n + (i.pixels ?? 0), 0),
+      pixels: declaredPixels(inputs, edit),
       masked: inputs.some((i) => i.mask),
+      ...(referencesOf(inputs).length ? { referenceCount: referencesOf(inputs).length } : {}),
       ownerLabel: ownerLabel(snapshot.owner),
       queuedAt: createdMs(snapshot),
     };
@@ -214,6 +221,7 @@ export class RedisJobBackend implements JobBackend {
       multi.hset(keys.inputs(id), String(i), buffer(input.bytes));
       if (input.mask) multi.hset(keys.inputs(id), `mask:${i}`, buffer(input.mask));
     });
+    referencesOf(inputs).forEach((r, k) => multi.hset(keys.inputs(id), `ref:${k}`, buffer(r)));
     // What the worker runs: a token carries no job of its own (redisFair.ts).
     multi.hset(keys.inputs(id), 'queued', JSON.stringify(queued));
     multi.pexpire(keys.inputs(id), ttl);

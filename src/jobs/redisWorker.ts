@@ -332,7 +332,7 @@ export class RedisWorker implements RunningRedisWorker {
   /** A member's stored inputs, or null (after logging why) when it is not to be run. */
   private async prepare(m: Member): Promise<Ready | null> {
     const { redis } = this;
-    const { id, inputCount, ownerLabel: owner = 'none' } = m.data;
+    const { id, inputCount, referenceCount = 0, ownerLabel: owner = 'none' } = m.data;
     if (await redis.exists(keys.terminal(id))) return null; // cancelled while waiting, or a withdrawn submission
     // Its state is gone (a Redis restart without persistence kept the queue entry but not the job,
     // or the submission was withdrawn): nobody can see a result, so it is not run.
@@ -344,9 +344,15 @@ export class RedisWorker implements RunningRedisWorker {
     // Taken over from a lost worker: subscribers see the job queued again, then progress from 1.
     if (attempt > 1) await this.record(id, { type: 'queued', jobId: id, status: 'QUEUED', position: 1 });
     const stored = await redis.hgetallBuffer(keys.inputs(id));
+    // The references are stored once; every input holds the same arrays.
+    const references = Array.from({ length: referenceCount }, (_, k) => new Uint8Array(stored[`ref:${k}`] ?? Buffer.alloc(0)));
     const inputs = Array.from({ length: inputCount }, (_, i) => {
       const mask = stored[`mask:${i}`];
-      return { bytes: new Uint8Array(stored[String(i)] ?? Buffer.alloc(0)), mask: mask ? new Uint8Array(mask) : null };
+      return {
+        bytes: new Uint8Array(stored[String(i)] ?? Buffer.alloc(0)),
+        mask: mask ? new Uint8Array(mask) : null,
+        ...(references.length ? { references } : {}),
+      };
     });
     // Cancelled since it was taken: it ends here (an already aborted signal would not reach the engine's worker thread).
     if (m.run.signal.aborted) {

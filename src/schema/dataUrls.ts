@@ -1,5 +1,5 @@
 /**
- * `editImages(imageUrls:)`: images as `data:` URLs, for clients that cannot send multipart
+ * `editImages(imageUrls:, referenceImageUrls:)`: images as `data:` URLs, for clients that cannot send multipart
  * (GraphiQL). Only `data:` URLs are read; the server never fetches a remote URL. A decoded URL
  * becomes the same UploadedFile an upload is, so EditService checks it with the same limits
  * (bytes per file and per job, content sniffed from the bytes, declared pixels).
@@ -9,10 +9,10 @@ import type { UploadedFile } from '../jobs/editService.js';
 
 const DATA_URL = /^data:([^,]*?),(.*)$/s;
 
-/** Decodes `urls` (argument `imageUrls`); an encoded length that cannot fit `maxFileBytes` is refused before decoding. */
-export function filesFromDataUrls(urls: readonly string[], maxFileBytes: number): UploadedFile[] {
+/** Decodes `urls` (argument `argument`: imageUrls, referenceImageUrls); an encoded length that cannot fit `maxFileBytes` is refused before decoding. */
+export function filesFromDataUrls(urls: readonly string[], maxFileBytes: number, argument = 'imageUrls'): UploadedFile[] {
   return urls.map((url, i) => {
-    const what = `imageUrls[${i}]`;
+    const what = `${argument}[${i}]`;
     const m = DATA_URL.exec(url.trim());
     if (!m) {
       const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1];

@@ -206,6 +206,17 @@ function inputImages(
   throw new ServiceError('BAD_USER_INPUT', 'at least one image is required: images (multipart uploads) or imageUrls (data: URLs)');
 }
 
+/** `referenceImages` (uploads) or `referenceImageUrls` (data: URLs), never both; none when neither. */
+function referenceImages(
+  images: readonly UploadedFile[] | null | undefined,
+  imageUrls: readonly string[] | null | undefined,
+  maxFileBytes: number,
+): readonly UploadedFile[] {
+  if (images && imageUrls) throw new ServiceError('BAD_USER_INPUT', 'give either referenceImages (uploads) or referenceImageUrls (data: URLs), not both');
+  if (imageUrls) return filesFromDataUrls(imageUrls, maxFileBytes, 'referenceImageUrls');
+  return images ?? [];
+}
+
 builder.mutationFields((t) => ({
   editImages: t.field({
     type: EditJobRef,
@@ -220,6 +231,15 @@ builder.mutationFields((t) => ({
       imageUrls: t.arg.stringList({
         description:
           'The input images as `data:` URLs (`data:image/png;base64,…`), for clients that cannot upload files, such as GraphiQL. Only `data:` URLs are accepted: other URLs are never fetched (BAD_USER_INPUT). Checked as uploads are (MAX_FILE_BYTES, MAX_TOTAL_BYTES, content, pixels); the JSON body is bounded by GRAPHQL_MAX_JSON_BYTES. Give either `images` or `imageUrls`.',
+      }),
+      referenceImages: t.arg({
+        type: ['Upload'],
+        required: { list: false, items: true },
+        description:
+          'Reference images as multipart uploads, for models that condition one output on several images (`Model.maxReferenceImages` above 0: Qwen-Image-Edit Plus): each input image is edited with the list [referenceImages…, that input], so in the prompt "Picture 1" is the first reference and the input is the last picture; the output keeps the input\'s size (the last image sets the aspect ratio, as in diffusers). Refused (BAD_USER_INPUT) on other models. Checked as `images` are (MAX_FILE_BYTES; they count toward MAX_TOTAL_BYTES and the job\'s pixels). Give either `referenceImages` or `referenceImageUrls`.',
+      }),
+      referenceImageUrls: t.arg.stringList({
+        description: 'The reference images as `data:` URLs, checked as `imageUrls` are. Give either `referenceImages` or `referenceImageUrls`.',
       }),
       masks: t.arg({
         type: ['Upload'],
@@ -244,7 +264,10 @@ builder.mutationFields((t) => ({
       }),
       fit: t.arg({ type: SizeFitEnum, description: 'How an input meets an explicit `size` of another aspect ratio (default PAD: nothing is cut off).' }),
       steps: t.arg.int(),
-      guidanceScale: t.arg.float(),
+      guidanceScale: t.arg.float({
+        description:
+          'Classifier-free guidance (UNet models) or the guidance embedding (FLUX dev). Refused (BAD_USER_INPUT) on models without a guidance input (Qwen-Image-Edit: send trueCfgScale with a negativePrompt).',
+      }),
       imageGuidanceScale: t.arg.float(),
       strength: t.arg.float({ description: 'For img2img-style models: how far the input is noised, 0 < strength <= 1.' }),
       seed: t.arg.int({
@@ -258,7 +281,7 @@ builder.mutationFields((t) => ({
       }),
       trueCfgScale: t.arg.float({
         description:
-          'Flow models (FLUX): true classifier-free guidance against `negativePrompt` when above 1 (the negative prompt runs in the same batch; without a negative prompt it is off). Refused on UNet models (use guidanceScale).',
+          'Flow models (FLUX, Qwen-Image-Edit): true classifier-free guidance against `negativePrompt` when above 1 (the negative prompt runs in the same batch; without a negative prompt it is off). Refused on UNet models (use guidanceScale).',
       }),
       maxSequenceLength: t.arg.int({
         description:
@@ -288,7 +311,24 @@ builder.mutationFields((t) => ({
           'Makes the submit safe to retry (as the `Idempotency-Key` header, which a multipart request may send instead; both must then agree): the same caller with the same key within 24 h gets the job the first request created; the same key with a different request is refused with IDEMPOTENCY_CONFLICT. 1-255 printable ASCII characters; keys are per tenant.',
       }),
     },
-    resolve: (_root, { images, imageUrls, masks, model, idempotencyKey, webhookUrl, webhookEvents, metadata, priority, ...args }, ctx) => {
+    resolve: (
+      _root,
+      {
+        images,
+        imageUrls,
+        referenceImages: references,
+        referenceImageUrls,
+        masks,
+        model,
+        idempotencyKey,
+        webhookUrl,
+        webhookEvents,
+        metadata,
+        priority,
+        ...args
+      },
+      ctx,
+    ) => {
       const header = ctx.idempotencyKey ?? null;
       if (header !== null && idempotencyKey != null && header !== idempotencyKey)
         throw new ServiceError('BAD_USER_INPUT', 'the Idempotency-Key header and the idempotencyKey argument differ: give one, or the same key in both');
@@ -296,6 +336,7 @@ builder.mutationFields((t) => ({
         {
           model,
           images: inputImages(images, imageUrls, ctx.edits.limits.maxFileBytes),
+          references: referenceImages(references, referenceImageUrls, ctx.edits.limits.maxFileBytes),
           masks,
           idempotencyKey: idempotencyKey ?? header,
           metadata,

@@ -69,6 +69,11 @@ const ModelRef = builder.objectRef<ModelView>('Model').implement({
         "Output widths and heights are multiples of this (its family's: 64 for SD UNets, 16 for FLUX and SD3 transformers); explicit sizes snap down to it. 0 when the folder cannot be read.",
       resolve: (m) => (m.spec ? sizeMultiple(m.spec) : 0),
     }),
+    maxReferenceImages: t.int({
+      description:
+        "Reference images one edit may add (`editImages(referenceImages:)`): each output is conditioned on them and its input together. 0 where the model's family takes one image per output, or the folder cannot be read.",
+      resolve: (m) => (m.spec?.family.referenceImages?.maxConditionImages ?? 1) - 1,
+    }),
     limits: t.field({ type: ModelLimitsRef, description: 'All 0 when the folder cannot be read.', resolve: (m) => (m.spec ?? UNREADABLE).limits }),
     exporter: t.string({
       description: "The exporter generation the folder was recognised as, e.g. 'optimum ≥ 1.24 / optimum-onnx'; 'unknown' when the folder cannot be read.",

@@ -2,7 +2,9 @@
  * POST /v1/images/edits: the seed project's REST contract, compatible with OpenAI's image edit API
  * and the official `openai` SDK, on the same engine, queue and auth as GraphQL.
  *
- * Field mapping (docs/rest.md): images | image | image[] → images; prompt; negative_prompt;
+ * Field mapping (docs/rest.md): images | image | image[] → images (on models that take reference
+ * images, several images are one output's image list: the last is the input, the rest its
+ * references); prompt; negative_prompt;
  * size (default auto, as OpenAI's); fit (pad, crop or stretch); n (variants per input); num_inference_steps → steps; guidance_scale; true_cfg_scale (the
  * seed's name for text guidance with a negative prompt) → trueCfgScale on flow models,
  * guidanceScale on UNet models; max_sequence_length → maxSequenceLength on models with a T5 encoder
@@ -76,6 +78,7 @@ const FIELD_OF_OPTION: Record<string, string> = {
   previewEvery: 'partial_images',
   image: 'image',
   images: 'image',
+  referenceImages: 'image',
   masks: 'mask',
 };
 
@@ -180,6 +183,8 @@ function booleanField(form: FormData, name: string): boolean {
 interface ParsedRequest {
   model: string | null;
   files: UploadedFile[];
+  /** On models that take reference images: every image but the last (see parseForm). */
+  references: UploadedFile[];
   masks: UploadedFile[];
   options: EditOptions;
   stream: boolean;
@@ -259,6 +264,10 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
     throw new RestError('BAD_USER_INPUT', `max_sequence_length must be from 1 to ${maxLength}`, 'max_sequence_length');
   }
   const flow = spec?.defaults.trueCfgScale != null;
+  // OpenAI's reference semantics on models that condition one output on several images
+  // (Qwen-Image-Edit Plus): image[] is diffusers' image list, one output (× n) conditioned on all of
+  // them, the last one edited (its aspect ratio sets the output's). Elsewhere each image is an input.
+  const references = spec?.family.referenceImages && masks.length === 0 && files.length > 1 ? files.splice(0, files.length - 1) : [];
   const partialImages = numberField(form, 'partial_images', true) ?? 0;
   if (partialImages < 0 || partialImages > 3) throw new RestError('BAD_USER_INPUT', 'partial_images must be from 0 to 3', 'partial_images');
   const stream = booleanField(form, 'stream');
@@ -289,6 +298,7 @@ function parseForm(form: FormData, engine: InferenceEngine): ParsedRequest {
     webhook: webhookUrl === undefined ? null : { url: webhookUrl, events: (events as WebhookEventName[] | undefined) ?? null },
     model,
     files,
+    references,
     masks,
     stream,
     partialImages,
@@ -357,6 +367,7 @@ export async function handleRestEdit(req: IncomingMessage, res: ServerResponse, 
       {
         model: parsed.model,
         images: parsed.files,
+        references: parsed.references,
         masks: parsed.masks,
         options: parsed.options,
         idempotencyKey,

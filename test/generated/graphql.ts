@@ -195,6 +195,8 @@ export type Model = {
   limits: ModelLimits;
   /** How `masks` are applied: 'unet-mask-channels' (an inpainting UNet takes the mask and masked image) or 'latent-blend' (the latents outside the mask are reset to the input's after every step, as diffusers does with other UNets); 'unknown' when the folder cannot be read. */
   maskMethod: Scalars['String']['output'];
+  /** Reference images one edit may add (`editImages(referenceImages:)`): each output is conditioned on them and its input together. 0 where the model's family takes one image per output, or the folder cannot be read. */
+  maxReferenceImages: Scalars['Int']['output'];
   /** fp32 or fp16, as the UNet declares its ports; 'unknown' when the folder cannot be read. */
   precision: Scalars['String']['output'];
   /** Whether an edit needs a prompt with some text: an empty or whitespace-only prompt is refused with BAD_USER_INPUT, unless the folder declares `promptOptional` (edit-server.json). */
@@ -273,6 +275,8 @@ export type MutationEditImagesArgs = {
   priority?: InputMaybe<Scalars['Int']['input']>;
   prompt: Scalars['String']['input'];
   prompts?: InputMaybe<Array<Scalars['String']['input']>>;
+  referenceImageUrls?: InputMaybe<Array<Scalars['String']['input']>>;
+  referenceImages?: InputMaybe<Array<Scalars['Upload']['input']>>;
   scheduler?: InputMaybe<SchedulerName>;
   seed?: InputMaybe<Scalars['Int']['input']>;
   size?: InputMaybe<Scalars['String']['input']>;

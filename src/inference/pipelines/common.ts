@@ -21,6 +21,21 @@ export interface PipelineItem {
   image: Float32Array;
   /** Where to edit, [H·W] in [0,1] (1 = edit); null edits the whole image. */
   mask: Float32Array | null;
+  /** Reference images, conditioning this output before `image` (families with `referenceImages`); absent: none. */
+  references?: readonly ReferenceImage[];
+}
+
+/**
+ * A decoded reference image: planar [3, H, W] in [0,1] at its own size, or scaled down to 4× its
+ * condition size's pixels where it is larger (editRunner's `referenceHeldSize`); the family resizes
+ * it to what it needs. Items of one job share them.
+ */
+export interface ReferenceImage {
+  data: Float32Array;
+  width: number;
+  height: number;
+  /** Its own (orientation-corrected) size, before resizing. */
+  source: { width: number; height: number };
 }
 
 export interface PipelineParams {

@@ -30,6 +30,26 @@ export interface DenoiserRole {
   readonly required: readonly string[];
 }
 
+/** One port a component must declare as the family feeds or reads it: its dtypes and rank (its number of axes). */
+export interface PortRule {
+  readonly name: string;
+  /** onnxruntime-node's names (float32, int64, …): any of them. */
+  readonly dtypes: readonly string[];
+  readonly rank: number;
+  /** Fed only where declared (e.g. Qwen's `position_ids`). */
+  readonly optional?: boolean;
+}
+
+/**
+ * A component's ports in full, checked from its ONNX signature when the folder is read (before
+ * any session opens): every input the family feeds (a declared input it does not feed cannot be
+ * driven), and the outputs it reads.
+ */
+export interface ComponentPorts {
+  readonly inputs: readonly PortRule[];
+  readonly outputs: readonly PortRule[];
+}
+
 /** The output size asked for, or chosen from the input (`auto`). */
 export interface SizeAsked {
   width: number;
@@ -87,6 +107,19 @@ export interface EditShape {
   trueCfgScale?: number;
   negativePrompt?: string;
   maxSequenceLength?: number | null;
+  /** Reference images' own (orientation-corrected) sizes, in order; absent or empty: none. */
+  references?: readonly SizeAsked[];
+}
+
+/**
+ * Families that condition each output on several images (QwenImageEditPlusPipeline's image list):
+ * a job's reference images come before each input in the list (see docs/api.md).
+ */
+export interface ReferenceImagesRole {
+  /** Condition images per output at most, the input included. */
+  readonly maxConditionImages: number;
+  /** The condition size of a reference whose own size is `source` (what its tokens are made from); it sets the token layout. */
+  conditionSize(spec: ModelSpec, source: SizeAsked): SizeAsked;
 }
 
 export interface PipelineFamilyDef {
@@ -105,6 +138,8 @@ export interface PipelineFamilyDef {
   readonly components: readonly Component[];
   /** Which of them denoises (it runs on the engine's thread; the others may run on the stage thread). */
   readonly denoiser: DenoiserRole;
+  /** Components whose ports the family checks one by one (names, dtypes, ranks): its own layouts' (Qwen's text encoder). */
+  readonly componentPorts?: Partial<Record<Component, ComponentPorts>>;
   /** Outputs the family reads beyond what every folder must have (e.g. SDXL's `text_embeds`). */
   readonly requiredOutputs?: Partial<Record<Component, readonly string[]>>;
   /** Tokenizer folders, one per text encoder, in encoder order. */
@@ -153,6 +188,13 @@ export interface PipelineFamilyDef {
    * scheduler unset). Absent: the request chooses among SCHEDULER_NAMES.
    */
   readonly scheduler?: FlowSchedulerName;
+  /** Reference images (several condition images per output); absent: the family takes none (BAD_USER_INPUT). */
+  readonly referenceImages?: ReferenceImagesRole;
+  /**
+   * true: the denoiser has no guidance input and the family runs no guidance on `guidanceScale`
+   * (Qwen-Image: true CFG only), so an explicit guidanceScale is refused, not ignored.
+   */
+  readonly noGuidanceScale?: boolean;
   /** Refuses (throws) what this family cannot do with a resolved edit, e.g. masks. */
   checkEdit?(spec: ModelSpec, edit: { masks: boolean }): void;
   /** Memory profile defaults for this family's folders (SD 1.5's where absent); edit-server.json overrides. */

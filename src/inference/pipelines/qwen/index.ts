@@ -3,33 +3,34 @@
  * (QwenImageEditPlusPipeline) on the project's ONNX layout (docs/models.md, "Qwen-Image-Edit: the
  * ONNX layout"):
  *
- * - prompts: the chat template with the input image's vision block (Plus: "Picture 1: " before
- *   it), tokenised by the processor's Qwen2 tokenizer, `<|image_pad|>` expanded to the image's
+ * - prompts: the chat template with the condition images' vision blocks (Plus: "Picture i: " before
+ *   each), tokenised by the processor's Qwen2 tokenizer, `<|image_pad|>` expanded to each image's
  *   merged patches; Qwen2.5-VL's last hidden state with the first 64 tokens (the system prefix)
  *   dropped, right-padded with zeros to the batch's longest and masked. The negative prompt is
- *   encoded with the same image. Prompts are not cut to `max_sequence_length` (it is only
+ *   encoded with the same images. Prompts are not cut to `max_sequence_length` (it is only
  *   checked, ≤ 1024, as diffusers does).
- * - the condition: the input at `calculate_dimensions(1024², aspect)` (Edit: that image is also
- *   the vision input; Plus: the vision input is at 384²), VAE-encoded (the mode), normalised per
- *   channel with `latents_mean`/`latents_std`, packed 2×2 and appended to every row's tokens.
+ * - the condition images (`conditionsOf`): Plus's references, then the input; each at
+ *   `calculate_dimensions(1024², its aspect)` (Edit: that image is also the vision input; Plus:
+ *   the vision input is at 384² at its aspect), VAE-encoded (the mode), normalised per channel
+ *   with `latents_mean`/`latents_std`, packed 2×2 and appended image by image to every row's tokens.
  * - latents: noise [B, 16, h, w] from each item's generator, packed to [B, (h/2)(w/2), 64].
  * - timesteps: FLOW_MATCH_EULER, σ = linspace(1, 1/n, n), `mu` from the noise token count (the
  *   folder's exponential shift and `shift_terminal`); `timestep` fed as σ.
- * - RoPE as inputs (rope.ts): the noise grid as image 0, the condition as image 1.
+ * - RoPE as inputs (rope.ts): the noise grid as image 0, the condition images as 1, 2, ….
  * - true CFG (`trueCfgScale` > 1 and a negative prompt): the negative rows in the same transformer
  *   call, v = v⁻ + s·(v⁺ − v⁻) rescaled per token to ‖v⁺‖.
  * - 2511 (`zero_cond_t`): `modulate_index` marks the condition tokens.
  * - decode: unpack, z·std + mean, the VAE decoder.
  *
  * Every row of one transformer call shares the token layout (RoPE is per call), which holds
- * because a micro-batch has one output size and so one condition size.
+ * because a micro-batch has one output size and one reference layout (editRunner's planBatches).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InferenceError } from '../../errors.js';
 import type { ModelDefaults, ModelSpec } from '../../modelTypes.js';
 import { calculateShift, fluxSigmas, imageSeqLen, parseFlowMatchSchedulerConfig } from '../../schedulers/flowMatchEuler.js';
-import type { LatentShape, PipelineContext, PipelineParams, StepInfo } from '../common.js';
+import type { LatentShape, PipelineContext, PipelineItem, PipelineParams, StepInfo } from '../common.js';
 import { decodeUnscaled, drawNoise, latentShapeFor } from '../common.js';
 import type { FamilyStages, PipelineFamilyDef, PreparedLatents } from '../family.js';
 import { patchSizeMultiple, transformerRole } from '../family.js';
@@ -48,7 +49,7 @@ import {
 } from './prompt.js';
 import { resizePlanar } from './resize.js';
 import { type ImageShape, imageRope, ROPE_AXES, textRope } from './rope.js';
-import { CONDITION_IMAGE_AREA, calculateDimensions, VAE_IMAGE_AREA } from './sizing.js';
+import { CONDITION_IMAGE_AREA, calculateDimensions, type Dimensions, VAE_IMAGE_AREA } from './sizing.js';
 
 const PACK = 2;
 
@@ -193,48 +194,92 @@ interface QwenConditioning {
 
 interface QwenLatents extends PreparedLatents {
   vaeShape: LatentShape;
-  /** Per item: its condition's packed tokens. */
+  /** Per item: its condition images' packed tokens, one after another. */
   condition: Float32Array[];
   conditionTokens: number;
   noiseTokens: number;
   shapes: ImageShape[];
 }
 
-function embeddingKey(prompt: string, image: Float32Array, plus: boolean): string {
-  return `qwen${plus ? '+' : ''}\u0000${imageId(image)}\u0000${prompt}`;
+/**
+ * One condition image of an output: its pixels (planar [0,1]) and their size, and the sizes the
+ * VAE and the vision encoder see it at (diffusers resizes each image of the list on its own).
+ */
+interface Condition {
+  image: Float32Array;
+  width: number;
+  height: number;
+  vae: Dimensions;
+  vision: Dimensions;
 }
 
-/** Encodes every (prompt, image) pair not cached yet in one text encoder call. */
-async function encodePairs(
-  ctx: PipelineContext,
-  folder: QwenFolder,
-  pairs: { prompt: string; image: Float32Array }[],
-  params: PipelineParams,
-  plus: boolean,
-): Promise<void> {
-  const missing = new Map<string, { prompt: string; image: Float32Array }>();
+/**
+ * An item's condition images in diffusers' list order: the references, then the input (the last
+ * image, whose aspect ratio the output has, as diffusers sizes its output by the last image).
+ * The input's sizes follow the output's aspect ratio (the input is decoded at the output size);
+ * a reference's follow its own, as diffusers resizes each image of its list from the image
+ * itself: the condition area (`referenceSize`) and the vision area at its aspect ratio (Plus;
+ * Edit takes no references).
+ */
+function conditionsOf(folder: QwenFolder, item: PipelineItem, params: PipelineParams, plus: boolean): Condition[] {
+  const vae = conditionSize(folder, params.width, params.height);
+  const input: Condition = {
+    image: item.image,
+    width: params.width,
+    height: params.height,
+    vae,
+    vision: plus ? calculateDimensions(folder.visionArea, params.width / params.height) : vae,
+  };
+  const references = (item.references ?? []).map(
+    (r): Condition => ({
+      image: r.data,
+      width: r.width,
+      height: r.height,
+      vae: referenceSize(folder, r.source),
+      vision: calculateDimensions(folder.visionArea, r.source.width / r.source.height),
+    }),
+  );
+  return [...references, input];
+}
+
+/** A reference image's condition size: the condition area at its own aspect ratio (at least 32 pixels a side, where diffusers' rounding would give 0). */
+function referenceSize(folder: Pick<QwenFolder, 'conditionArea'>, source: Dimensions): Dimensions {
+  const size = calculateDimensions(folder.conditionArea, source.width / source.height);
+  return { width: Math.max(32, size.width), height: Math.max(32, size.height) };
+}
+
+function embeddingKey(prompt: string, conditions: readonly Condition[], plus: boolean): string {
+  return `qwen${plus ? '+' : ''}\u0000${conditions.map((c) => imageId(c.image)).join(',')}\u0000${prompt}`;
+}
+
+/** Encodes every (prompt, condition images) pair not cached yet in one text encoder call. */
+async function encodePairs(ctx: PipelineContext, folder: QwenFolder, pairs: { prompt: string; conditions: Condition[] }[], plus: boolean): Promise<void> {
+  const missing = new Map<string, { prompt: string; conditions: Condition[] }>();
   for (const p of pairs) {
-    const key = embeddingKey(p.prompt, p.image, plus);
+    const key = embeddingKey(p.prompt, p.conditions, plus);
     if (!ctx.embeddings.has(key) && !missing.has(key)) missing.set(key, p);
   }
   if (missing.size === 0) return;
   const { tokenizer } = folder;
   const padId = tokenizer.idOf(IMAGE_PAD);
   const visionOf = new Map<Float32Array, ReturnType<typeof processImage>>();
-  const vision = (image: Float32Array): ReturnType<typeof processImage> => {
-    let v = visionOf.get(image);
+  const vision = (c: Condition): ReturnType<typeof processImage> => {
+    let v = visionOf.get(c.image);
     if (!v) {
-      const size = plus ? calculateDimensions(folder.visionArea, params.width / params.height) : conditionSize(folder, params.width, params.height);
-      const rgb = resized(image, params.width, params.height, size);
-      v = processImage(rgb, size.width, size.height, folder.vision);
-      visionOf.set(image, v);
+      v = processImage(resized(c.image, c.width, c.height, c.vision), c.vision.width, c.vision.height, folder.vision);
+      visionOf.set(c.image, v);
     }
     return v;
   };
-  const rows = [...missing.values()].map(({ prompt, image }) => {
-    const v = vision(image);
-    const ids = expandImagePads(tokenizer.encode(plus ? editPlusPromptText(prompt, 1) : editPromptText(prompt)), padId, [v.tokens]);
-    return { ids, v };
+  const rows = [...missing.values()].map(({ prompt, conditions }) => {
+    const vs = conditions.map(vision);
+    const text = plus ? editPlusPromptText(prompt, conditions.length) : editPromptText(prompt);
+    const ids = expandImagePads(
+      tokenizer.encode(text),
+      padId,
+      vs.map((v) => v.tokens),
+    );
+    return { ids, vs };
   });
   const length = Math.max(...rows.map((r) => r.ids.length));
   const inputIds = new Int32Array(rows.length * length).fill(tokenizer.padId);
@@ -243,27 +288,29 @@ async function encodePairs(
     inputIds.set(r.ids, i * length);
     attention.fill(1, i * length, i * length + r.ids.length);
   });
-  // Each row's image, in row order (rows never share an entry: the processor takes one image per vision block).
-  const patchRow = rows[0]!.v.pixelValues.length / (rows[0]!.v.grid[0] * rows[0]!.v.grid[1] * rows[0]!.v.grid[2]);
-  const pixelValues = new Float32Array(rows.reduce((n, r) => n + r.v.pixelValues.length, 0));
-  const grids = new Int32Array(rows.length * 3);
+  // Each row's images, in row order, each row's in list order (rows never share an entry: the processor takes one image per vision block).
+  const images = rows.flatMap((r) => r.vs);
+  const first = images[0]!;
+  const patchRow = first.pixelValues.length / (first.grid[0] * first.grid[1] * first.grid[2]);
+  const pixelValues = new Float32Array(images.reduce((n, v) => n + v.pixelValues.length, 0));
+  const grids = new Int32Array(images.length * 3);
   let o = 0;
-  rows.forEach((r, i) => {
-    pixelValues.set(r.v.pixelValues, o);
-    o += r.v.pixelValues.length;
-    grids.set(r.v.grid, i * 3);
+  images.forEach((v, i) => {
+    pixelValues.set(v.pixelValues, o);
+    o += v.pixelValues.length;
+    grids.set(v.grid, i * 3);
   });
   const feeds: Record<string, { data: Float32Array | Int32Array; dims: number[] }> = {
     input_ids: { data: inputIds, dims: [rows.length, length] },
     attention_mask: { data: attention, dims: [rows.length, length] },
     pixel_values: { data: pixelValues, dims: [pixelValues.length / patchRow, patchRow] },
-    image_grid_thw: { data: grids, dims: [rows.length, 3] },
+    image_grid_thw: { data: grids, dims: [images.length, 3] },
   };
   // Exports that take Qwen2.5-VL's M-RoPE positions as an input (get_rope_index is data-dependent).
   if (ctx.sessions.hasInput('textEncoder', 'position_ids')) {
     const positions = mropePositions(
       rows.map((r) => r.ids),
-      rows.map((r) => [r.v.grid]),
+      rows.map((r) => r.vs.map((v) => v.grid)),
       padId,
       length,
       folder.vision.mergeSize,
@@ -288,11 +335,12 @@ function qwenStages(plus: boolean): FamilyStages<QwenConditioning, QwenLatents> 
     async encodePrompt(ctx, items, params) {
       const folder = qwenFolder(ctx.sessions.spec);
       const cfg = trueCfgActive(params);
-      const pairs = items.map((i) => ({ prompt: i.prompt, image: i.image }));
-      const negatives = cfg ? items.map((i) => ({ prompt: params.negativePrompt, image: i.image })) : [];
-      await encodePairs(ctx, folder, [...negatives, ...pairs], params, plus);
+      const conditions = items.map((i) => conditionsOf(folder, i, params, plus));
+      const pairs = items.map((i, k) => ({ prompt: i.prompt, conditions: conditions[k]! }));
+      const negatives = cfg ? items.map((_, k) => ({ prompt: params.negativePrompt, conditions: conditions[k]! })) : [];
+      await encodePairs(ctx, folder, [...negatives, ...pairs], plus);
       // Rows: [negative × B,] positive × B.
-      const keys = [...negatives, ...pairs].map((p) => embeddingKey(p.prompt, p.image, plus));
+      const keys = [...negatives, ...pairs].map((p) => embeddingKey(p.prompt, p.conditions, plus));
       return stackRows(
         keys.map((k) => ctx.embeddings.get(k)!),
         ctx.embeddings.get(HIDDEN_KEY)![0]!,
@@ -307,40 +355,67 @@ function qwenStages(plus: boolean): FamilyStages<QwenConditioning, QwenLatents> 
       const shape = latentShapeFor(ctx, params);
       const f = spec.vaeScaleFactor;
       const itemSize = shape.channels * shape.height * shape.width;
-      const cond = conditionSize(folder, params.width, params.height);
-      const condShape: LatentShape = { channels: shape.channels, height: cond.height / f, width: cond.width / f };
-      if (shape.height % PACK || shape.width % PACK || condShape.height % PACK || condShape.width % PACK)
+      // Every item's condition images; one transformer call has one token layout (RoPE is per call).
+      const conditions = items.map((i) => conditionsOf(folder, i, params, plus));
+      const layout = conditions[0]!.map((c) => c.vae);
+      const layoutKey = (cs: readonly Condition[]): string => cs.map((c) => `${c.vae.width}x${c.vae.height}`).join(',');
+      if (conditions.some((cs) => layoutKey(cs) !== layoutKey(conditions[0]!)))
+        throw new InferenceError('INTERNAL', 'the items of one micro-batch have condition images of different sizes');
+      const condShapes: LatentShape[] = layout.map((size) => ({ channels: shape.channels, height: size.height / f, width: size.width / f }));
+      if (shape.height % PACK || shape.width % PACK || condShapes.some((c) => c.height % PACK || c.width % PACK))
         throw new InferenceError('BAD_USER_INPUT', `Qwen-Image sizes must be multiples of ${f * PACK} pixels (got ${params.width}x${params.height})`);
-      // The condition latents of each distinct input: the VAE's mode, normalised per channel, packed.
-      const distinct = [...new Set(items.map((i) => i.image))];
-      const condSize = condShape.channels * condShape.height * condShape.width;
-      const pixels = 3 * cond.width * cond.height;
-      const images = new Float32Array(distinct.length * pixels);
-      distinct.forEach((img, i) => {
-        const rgb = resized(img, params.width, params.height, cond);
-        for (let k = 0; k < pixels; k++) images[i * pixels + k] = 2 * rgb[k]! - 1;
-      });
-      const encoded = await ctx.sessions.run(
-        'vaeEncoder',
-        { sample: { data: images, dims: [distinct.length, 3, cond.height, cond.width] } },
-        ctx.sessions.vaeEncoderOutput,
-      );
-      const perImage = (ctx.sessions.vaeEncoderOutput === 'latent_parameters' ? 2 : 1) * condSize;
-      const plane = condShape.height * condShape.width;
-      const packed = distinct.map((_, i) => {
-        const z = encoded.slice(i * perImage, i * perImage + condSize);
-        for (let c = 0; c < condShape.channels; c++) {
-          const m = folder.latentsMean[c]!;
-          const s = folder.latentsStd[c]!;
-          for (let p = 0; p < plane; p++) z[c * plane + p] = (z[c * plane + p]! - m) / s;
+      // The condition latents of each distinct image: the VAE's mode, normalised per channel,
+      // packed; one VAE call per size.
+      const distinct = new Map<Float32Array, Condition>();
+      for (const cs of conditions) for (const c of cs) distinct.set(c.image, c);
+      const bySize = new Map<string, Condition[]>();
+      for (const c of distinct.values()) {
+        const key = `${c.vae.width}x${c.vae.height}`;
+        bySize.set(key, [...(bySize.get(key) ?? []), c]);
+      }
+      const packed = new Map<Float32Array, Float32Array>();
+      for (const group of bySize.values()) {
+        const { vae: size } = group[0]!;
+        const condShape: LatentShape = { channels: shape.channels, height: size.height / f, width: size.width / f };
+        const condSize = condShape.channels * condShape.height * condShape.width;
+        const pixels = 3 * size.width * size.height;
+        const images = new Float32Array(group.length * pixels);
+        group.forEach((c, i) => {
+          const rgb = resized(c.image, c.width, c.height, size);
+          for (let k = 0; k < pixels; k++) images[i * pixels + k] = 2 * rgb[k]! - 1;
+        });
+        const encoded = await ctx.sessions.run(
+          'vaeEncoder',
+          { sample: { data: images, dims: [group.length, 3, size.height, size.width] } },
+          ctx.sessions.vaeEncoderOutput,
+        );
+        const perImage = (ctx.sessions.vaeEncoderOutput === 'latent_parameters' ? 2 : 1) * condSize;
+        const plane = condShape.height * condShape.width;
+        group.forEach((c, i) => {
+          const z = encoded.slice(i * perImage, i * perImage + condSize);
+          for (let ch = 0; ch < condShape.channels; ch++) {
+            const m = folder.latentsMean[ch]!;
+            const s = folder.latentsStd[ch]!;
+            for (let p = 0; p < plane; p++) z[ch * plane + p] = (z[ch * plane + p]! - m) / s;
+          }
+          packed.set(c.image, packLatents(z, 1, condShape));
+        });
+      }
+      const condition = conditions.map((cs) => {
+        const parts = cs.map((c) => packed.get(c.image)!);
+        if (parts.length === 1) return parts[0]!;
+        const all = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+        let o = 0;
+        for (const p of parts) {
+          all.set(p, o);
+          o += p.length;
         }
-        return packLatents(z, 1, condShape);
+        return all;
       });
-      const condition = items.map((i) => packed[distinct.indexOf(i.image)]!);
       // Noise [B, 16, h, w] (diffusers draws [B, 1, 16, h, w]: the same order), packed.
       const latents = packLatents(drawNoise(generators, itemSize, ctx.scratch.floats(batch * itemSize)), batch, shape, ctx.scratch.floats(batch * itemSize));
       const noiseTokens = (shape.height / PACK) * (shape.width / PACK);
-      const conditionTokens = (condShape.height / PACK) * (condShape.width / PACK);
+      const conditionTokens = condShapes.reduce((n, c) => n + (c.height / PACK) * (c.width / PACK), 0);
       const unpacked = ctx.scratch.floats(batch * itemSize);
       const { scalingFactor, shiftFactor } = spec;
       const planeOut = shape.height * shape.width;
@@ -365,10 +440,7 @@ function qwenStages(plus: boolean): FamilyStages<QwenConditioning, QwenLatents> 
         condition,
         conditionTokens,
         noiseTokens,
-        shapes: [
-          [1, shape.height / PACK, shape.width / PACK],
-          [1, condShape.height / PACK, condShape.width / PACK],
-        ],
+        shapes: [[1, shape.height / PACK, shape.width / PACK], ...condShapes.map((c): ImageShape => [1, c.height / PACK, c.width / PACK])],
       };
     },
 
@@ -465,6 +537,27 @@ export function trueCfgRescaled(neg: Float32Array, pos: Float32Array, scale: num
   return out;
 }
 
+/** Qwen2.5-VL's ports in this project's layout (docs/models.md, "Qwen-Image-Edit: the ONNX layout"): what encodePairs feeds and reads. */
+const TEXT_ENCODER_PORTS = {
+  inputs: [
+    { name: 'input_ids', dtypes: ['int64', 'int32'], rank: 2 },
+    { name: 'attention_mask', dtypes: ['int64', 'int32'], rank: 2 },
+    { name: 'pixel_values', dtypes: ['float32'], rank: 2 },
+    { name: 'image_grid_thw', dtypes: ['int64', 'int32'], rank: 2 },
+    { name: 'position_ids', dtypes: ['int64', 'int32'], rank: 3, optional: true },
+  ],
+  outputs: [{ name: 'last_hidden_state', dtypes: ['float32', 'float16'], rank: 3 }],
+} as const;
+
+/** Template tokens of one "Picture i: <|vision_start|>…<|vision_end|>" block besides its image pads (at most). */
+const PICTURE_TOKENS = 8;
+
+/** The vision encoder's tokens (merged 28-pixel patches) for an image resized to `size`. */
+function visionTokens(size: Dimensions): number {
+  const seen = smartResize(size.height, size.width, 28, QWEN2VL_PROCESSOR.minPixels, QWEN2VL_PROCESSOR.maxPixels);
+  return (seen.width / 28) * (seen.height / 28);
+}
+
 const isLightning = (schedulerJson: Json): boolean =>
   schedulerJson.use_dynamic_shifting === true &&
   typeof schedulerJson.base_shift === 'number' &&
@@ -478,6 +571,7 @@ function qwenFamily(kind: string, describe: string, pipelineClasses: RegExp, plu
     pipelineClasses,
     maskMethod: 'latent-blend',
     components: ['textEncoder', 'transformer', 'vaeEncoder', 'vaeDecoder'],
+    componentPorts: { textEncoder: TEXT_ENCODER_PORTS },
     denoiser: transformerRole(
       [
         'hidden_states',
@@ -524,11 +618,26 @@ function qwenFamily(kind: string, describe: string, pipelineClasses: RegExp, plu
       const { conditionArea, visionArea } = areasOf(spec);
       const cond = calculateDimensions(conditionArea, width / height);
       const vision = plus ? calculateDimensions(visionArea, width / height) : cond;
-      const seen = smartResize(vision.height, vision.width, 28, QWEN2VL_PROCESSOR.minPixels, QWEN2VL_PROCESSOR.maxPixels);
+      // Each reference: its condition tokens, its vision tokens and its "Picture i: " block in the text.
+      const references = (edit.references ?? []).reduce((n, source) => {
+        const size = referenceSize(areasOf(spec), source);
+        return (
+          n +
+          imageSeqLen(size.height, size.width, spec.vaeScaleFactor, PACK) +
+          visionTokens(calculateDimensions(visionArea, source.width / source.height)) +
+          PICTURE_TOKENS
+        );
+      }, 0);
       // Condition tokens, then the text: the image's vision tokens and at most max_sequence_length of prompt.
-      const text = (seen.width / 28) * (seen.height / 28) + (edit.maxSequenceLength ?? spec.defaults.maxSequenceLength ?? MAX_SEQUENCE_LENGTH);
-      return imageSeqLen(cond.height, cond.width, spec.vaeScaleFactor, PACK) + text;
+      const text = visionTokens(vision) + (edit.maxSequenceLength ?? spec.defaults.maxSequenceLength ?? MAX_SEQUENCE_LENGTH);
+      return imageSeqLen(cond.height, cond.width, spec.vaeScaleFactor, PACK) + text + references;
     },
+    // QwenImageEditPlusPipeline takes a list of images; Qwen-Image-Edit-2509's card recommends 1 to 3.
+    ...(plus
+      ? { referenceImages: { maxConditionImages: 3, conditionSize: (spec: ModelSpec, source: Dimensions) => referenceSize(areasOf(spec), source) } }
+      : {}),
+    // No guidance embedding (transformer config guidance_embeds false): text guidance is true CFG.
+    noGuidanceScale: true,
     stages: qwenStages(plus),
   };
 }
