@@ -211,7 +211,10 @@ async function main(): Promise<void> {
     const out = join(PROJECT_ROOT, 'bench', 'results.json');
     const previous = existsSync(out) ? (JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown>) : {};
     const section = await realSizeBench({ reps: flags.reps !== undefined ? REPS : 2, counts });
-    writeFileSync(out, `${JSON.stringify({ ...previous, real_size: section }, null, 2)}\n`);
+    // Rows of other output counts from an earlier run stay (each row says its own reps).
+    const earlier = ((previous.real_size as typeof section | undefined)?.results ?? []).filter((r) => !counts.includes(r.n));
+    const results = [...earlier, ...section.results].sort((a, b) => a.n - b.n);
+    writeFileSync(out, `${JSON.stringify({ ...previous, real_size: { ...section, results } }, null, 2)}\n`);
     console.log(`wrote the real_size key of ${out}`);
     return;
   }
