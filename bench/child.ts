@@ -3,8 +3,24 @@
  * process of its own (so its peak RSS is its own) that prints one `<MARKER> {json}` line.
  */
 import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { PROJECT_ROOT } from '../src/config.js';
+
+export const RESULTS_PATH = join(PROJECT_ROOT, 'bench', 'results.json');
+
+/** bench/results.json as the runs so far left it ({} before the first). */
+export function readResults(): Record<string, unknown> {
+  return existsSync(RESULTS_PATH) ? (JSON.parse(readFileSync(RESULTS_PATH, 'utf8')) as Record<string, unknown>) : {};
+}
+
+/** Writes these keys into bench/results.json; the keys other runs wrote (sections run alone, `--load`) stay. */
+export function writeResults(keys: Record<string, unknown>): string {
+  mkdirSync(dirname(RESULTS_PATH), { recursive: true });
+  writeFileSync(RESULTS_PATH, `${JSON.stringify({ ...readResults(), ...keys }, null, 2)}\n`);
+  return RESULTS_PATH;
+}
 
 export const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);

@@ -15,11 +15,12 @@
  * keys kept) and bench/load.svg (throughput and p99 against clients).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import sharp from 'sharp';
 import type { Client } from 'graphql-ws';
 import { PROJECT_ROOT } from '../src/config.js';
+import { writeResults } from './child.js';
 import { ensureBenchModel } from '../models/bench.js';
 import { postMultipart, wsClient } from '../test/support/graphql.js';
 import { freePort } from '../test/support/net.js';
@@ -432,11 +433,7 @@ export async function runLoadBench(values: LoadFlagValues): Promise<void> {
     console.log(`cold start ${model}: /healthz after ${c.ready_s} s, first result after ${c.first_result_s} s`);
     cold.push(c);
   }
-  const path = join(PROJECT_ROOT, 'bench', 'results.json');
-  const results = existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>) : {};
-  results.load = rows;
-  results.load_batched = batched;
-  results.load_config = {
+  const loadConfig = {
     clients: options.clients,
     jobs_per_level: options.jobsPerLevel,
     size: `${options.size}x${options.size}`,
@@ -445,8 +442,7 @@ export async function runLoadBench(values: LoadFlagValues): Promise<void> {
     client_mix: 'even-numbered clients GraphQL (multipart + graphql-ws), odd-numbered REST /v1/images/edits',
     wall_s: round((now() - started) / 1000, 1),
   };
-  results.cold_start = cold;
-  writeFileSync(path, `${JSON.stringify(results, null, 2)}\n`);
+  const path = writeResults({ load: rows, load_batched: batched, load_config: loadConfig, cold_start: cold });
   const svg = join(PROJECT_ROOT, 'bench', 'load.svg');
   writeFileSync(svg, loadSvg(rows, batched, `bench model, one-image ${options.size}² jobs, ${options.steps} steps`));
   console.table(rows);

@@ -36,10 +36,9 @@
  * Prints a table and writes bench/results.json. Figures are ratios measured in the same run.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { ensureBenchModel } from '../models/bench.js';
@@ -54,7 +53,6 @@ import type { JobBackend } from '../src/jobs/types.js';
 import { resolveEditOptions } from '../src/inference/request.js';
 import { startServer } from '../src/server/app.js';
 import { loadConfig } from '../src/server/config.js';
-import { PROJECT_ROOT } from '../src/config.js';
 import { postMultipart, wsClient } from '../test/support/graphql.js';
 import { freePort } from '../test/support/net.js';
 import { pino } from 'pino';
@@ -62,6 +60,7 @@ import { flowBench } from './flow.js';
 import { qwenBench } from './qwen.js';
 import { realSizeBench } from './realSizeRun.js';
 import { LOAD_FLAGS, runLoadBench } from './load.js';
+import { readResults, writeResults } from './child.js';
 import { measureMemory } from './memory.js';
 
 // Flags are parsed strictly: an unknown or misspelt flag stops the run.
@@ -208,28 +207,19 @@ async function qwenSection(): Promise<{ model: string; sizes: Awaited<ReturnType
 async function main(): Promise<void> {
   if (flags['real-size']) {
     const counts = flags['real-size-n'].split(',').map((v) => positiveInt('real-size-n', v));
-    const out = join(PROJECT_ROOT, 'bench', 'results.json');
-    const previous = existsSync(out) ? (JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown>) : {};
     const section = await realSizeBench({ reps: flags.reps !== undefined ? REPS : 2, counts });
     // Rows of other output counts from an earlier run stay (each row says its own reps).
-    const earlier = ((previous.real_size as typeof section | undefined)?.results ?? []).filter((r) => !counts.includes(r.n));
+    const earlier = ((readResults().real_size as typeof section | undefined)?.results ?? []).filter((r) => !counts.includes(r.n));
     const results = [...earlier, ...section.results].sort((a, b) => a.n - b.n);
-    writeFileSync(out, `${JSON.stringify({ ...previous, real_size: { ...section, results } }, null, 2)}\n`);
-    console.log(`wrote the real_size key of ${out}`);
+    console.log(`wrote the real_size key of ${writeResults({ real_size: { ...section, results } })}`);
     return;
   }
   if (flags['qwen-only']) {
-    const out = join(PROJECT_ROOT, 'bench', 'results.json');
-    const previous = existsSync(out) ? (JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown>) : {};
-    writeFileSync(out, `${JSON.stringify({ ...previous, qwen: await qwenSection() }, null, 2)}\n`);
-    console.log(`wrote the qwen key of ${out}`);
+    console.log(`wrote the qwen key of ${writeResults({ qwen: await qwenSection() })}`);
     return;
   }
   if (flags['flow-only']) {
-    const out = join(PROJECT_ROOT, 'bench', 'results.json');
-    const previous = existsSync(out) ? (JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown>) : {};
-    writeFileSync(out, `${JSON.stringify({ ...previous, flow: await flowSection() }, null, 2)}\n`);
-    console.log(`wrote the flow key of ${out}`);
+    console.log(`wrote the flow key of ${writeResults({ flow: await flowSection() })}`);
     return;
   }
   const modelsDir = dirname(modelDir);
@@ -608,9 +598,7 @@ async function main(): Promise<void> {
     // bench-qwen (Qwen-Image-Edit layout) per size, likewise.
     qwen,
   };
-  const out = join(PROJECT_ROOT, 'bench', 'results.json');
-  mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+  const out = writeResults(results);
   const f = (x: number, d = 3): string => x.toFixed(d);
   console.table({
     'batching speedup (pipeline)': f(speedup),
