@@ -17,28 +17,11 @@ import { writeModelFolder } from '../models/modelFiles.js';
 import { PROJECT_ROOT } from '../src/config.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { collectSse, postMultipart } from './support/graphql.js';
-import { maxChannelDiff, meanColour, reference } from './support/images.js';
+import { maxChannelDiff, meanColour, reference, squaresPng } from './support/images.js';
 
 const run = promisify(execFile);
 const SIZE = 64;
 type Word = keyof typeof reference;
-
-/** A 64×64 PNG of 8×8 squares, each one colour (exact under an 8× average-pool VAE). */
-async function squares(seed: number): Promise<Buffer> {
-  const raw = Buffer.alloc(SIZE * SIZE * 3);
-  for (let y = 0; y < SIZE; y++) {
-    for (let x = 0; x < SIZE; x++) {
-      const sq = ((y >> 3) * 8 + (x >> 3)) * seed;
-      const o = (y * SIZE + x) * 3;
-      raw[o] = (sq * 37) % 256;
-      raw[o + 1] = (sq * 91 + 40) % 256;
-      raw[o + 2] = (sq * 53 + 100) % 256;
-    }
-  }
-  return sharp(raw, { raw: { width: SIZE, height: SIZE, channels: 3 } })
-    .png()
-    .toBuffer();
-}
 
 /** The largest channel difference between `output` and the exact edit of `input`, pixel by pixel. */
 async function editError(input: Buffer, output: Buffer, word: Word | null): Promise<number> {
@@ -88,8 +71,8 @@ describe('Qwen-Image-Edit through GraphQL, REST and the CLI', () => {
     delete config.defaults.steps;
     writeFileSync(server0, JSON.stringify(config));
     server = await startTestServer({ MODELS_DIR: root, DEFAULT_MODEL: 'tiny-qwen-edit' });
-    a = await squares(1);
-    b = await squares(2);
+    a = await squaresPng(1);
+    b = await squaresPng(2);
   });
   after(async () => {
     await server?.close();

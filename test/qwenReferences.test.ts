@@ -28,7 +28,7 @@ import { startRedisWorker } from '../src/jobs/redisWorker.js';
 import type { JobEvent } from '../src/jobs/types.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { collectSse, postGraphQL } from './support/graphql.js';
-import { reference, solidPng } from './support/images.js';
+import { reference, solidPng, squaresPng } from './support/images.js';
 import { freePort } from './support/net.js';
 import { startRedisServer } from './support/redis.js';
 import { waitFor } from './support/processes.js';
@@ -36,23 +36,6 @@ import { waitFor } from './support/processes.js';
 const run = promisify(execFile);
 type Word = keyof typeof reference;
 const PLUS = 'tiny-qwen-edit-plus';
-
-/** A width × height PNG of 8×8 squares, each one colour (exact under an 8× average-pool VAE). */
-async function squares(seed: number, width = 64, height = 64): Promise<Buffer> {
-  const raw = Buffer.alloc(width * height * 3);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const sq = ((y >> 3) * 8 + (x >> 3)) * seed;
-      const o = (y * width + x) * 3;
-      raw[o] = (sq * 37) % 256;
-      raw[o + 1] = (sq * 91 + 40) % 256;
-      raw[o + 2] = (sq * 53 + 100) % 256;
-    }
-  }
-  return sharp(raw, { raw: { width, height, channels: 3 } })
-    .png()
-    .toBuffer();
-}
 
 /** The largest channel difference between `output` and the edit of the pixel mean of `images` (one size). */
 async function meanEditError(images: Buffer[], output: Uint8Array, word: Word): Promise<number> {
@@ -92,7 +75,7 @@ describe('Qwen-Image-Edit Plus reference images', { timeout: 240_000 }, () => {
     cpSync(join(PROJECT_ROOT, 'models', 'tiny-qwen-edit'), join(root, 'tiny-qwen-edit'), { recursive: true });
     writeModelFolder(join(root, PLUS), buildQwenEditFiles({ layout: 'plus-2511' }));
     server = await startTestServer({ MODELS_DIR: root, DEFAULT_MODEL: PLUS });
-    [a, b, r, wide] = await Promise.all([squares(1), squares(2), squares(5), squares(3, 128, 64)]);
+    [a, b, r, wide] = await Promise.all([squaresPng(1), squaresPng(2), squaresPng(5), squaresPng(3, 128, 64)]);
   });
   after(async () => {
     await server?.close();

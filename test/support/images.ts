@@ -75,3 +75,20 @@ export async function meanColour(bytes: Uint8Array): Promise<Rgb> {
   for (let i = 0; i < data.length; i++) sum[i % 3]! += data[i]!;
   return sum.map((s) => s / (data.length / 3)) as Rgb;
 }
+
+/** A width × height PNG of 8×8 squares, each one colour (exact under an 8× average-pool VAE). */
+export async function squaresPng(seed: number, width = 64, height = 64): Promise<Buffer> {
+  const raw = Buffer.alloc(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const sq = ((y >> 3) * 8 + (x >> 3)) * seed;
+      const o = (y * width + x) * 3;
+      raw[o] = (sq * 37) % 256;
+      raw[o + 1] = (sq * 91 + 40) % 256;
+      raw[o + 2] = (sq * 53 + 100) % 256;
+    }
+  }
+  return sharp(raw, { raw: { width, height, channels: 3 } })
+    .png()
+    .toBuffer();
+}
