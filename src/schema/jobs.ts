@@ -194,27 +194,22 @@ builder.queryFields((t) => ({
   }),
 }));
 
-/** `images` (uploads) or `imageUrls` (data: URLs), never both. */
-function inputImages(
-  images: readonly UploadedFile[] | null | undefined,
-  imageUrls: readonly string[] | null | undefined,
+/**
+ * One image list given as uploads (`field`) or data: URLs (`${field}Urls`), never both; a required
+ * list (`images`) must be given, an optional one (`referenceImages`) is empty when neither is.
+ */
+function uploadsOrDataUrls(
+  field: 'image' | 'referenceImage',
+  uploads: readonly UploadedFile[] | null | undefined,
+  urls: readonly string[] | null | undefined,
   maxFileBytes: number,
 ): readonly UploadedFile[] {
-  if (images && imageUrls) throw new ServiceError('BAD_USER_INPUT', 'give either images (uploads) or imageUrls (data: URLs), not both');
-  if (imageUrls) return filesFromDataUrls(imageUrls, maxFileBytes);
-  if (images) return images;
-  throw new ServiceError('BAD_USER_INPUT', 'at least one image is required: images (multipart uploads) or imageUrls (data: URLs)');
-}
-
-/** `referenceImages` (uploads) or `referenceImageUrls` (data: URLs), never both; none when neither. */
-function referenceImages(
-  images: readonly UploadedFile[] | null | undefined,
-  imageUrls: readonly string[] | null | undefined,
-  maxFileBytes: number,
-): readonly UploadedFile[] {
-  if (images && imageUrls) throw new ServiceError('BAD_USER_INPUT', 'give either referenceImages (uploads) or referenceImageUrls (data: URLs), not both');
-  if (imageUrls) return filesFromDataUrls(imageUrls, maxFileBytes, 'referenceImageUrls');
-  return images ?? [];
+  const [names, urlNames] = [`${field}s`, `${field}Urls`];
+  if (uploads && urls) throw new ServiceError('BAD_USER_INPUT', `give either ${names} (uploads) or ${urlNames} (data: URLs), not both`);
+  if (urls) return filesFromDataUrls(urls, maxFileBytes, urlNames);
+  if (uploads) return uploads;
+  if (field === 'image') throw new ServiceError('BAD_USER_INPUT', `at least one image is required: ${names} (multipart uploads) or ${urlNames} (data: URLs)`);
+  return [];
 }
 
 builder.mutationFields((t) => ({
@@ -335,8 +330,8 @@ builder.mutationFields((t) => ({
       return ctx.edits.submit(
         {
           model,
-          images: inputImages(images, imageUrls, ctx.edits.limits.maxFileBytes),
-          references: referenceImages(references, referenceImageUrls, ctx.edits.limits.maxFileBytes),
+          images: uploadsOrDataUrls('image', images, imageUrls, ctx.edits.limits.maxFileBytes),
+          references: uploadsOrDataUrls('referenceImage', references, referenceImageUrls, ctx.edits.limits.maxFileBytes),
           masks,
           idempotencyKey: idempotencyKey ?? header,
           metadata,
