@@ -283,7 +283,7 @@ export function outputsPerBatch(spec: ModelSpec, edit: ResolvedEdit, memoryBudge
     branches: spec.family.guidanceBranches(edit),
     extraTokens: extraTokensOf(spec, edit),
   });
-  return Math.max(0, Math.floor((memoryBudgetBytes - spec.memory.weightBytes) / per));
+  return Math.max(0, Math.floor((memoryBudgetBytes - spec.memory.weightBytes - spec.memory.runtimeBytes) / per));
 }
 
 /** The family's extra attention tokens at an output size (text, a reference image), if any. */
