@@ -271,20 +271,18 @@ const results: Record<string, unknown> = {
   model: `tiny-edit ${SIZE}², ${STEPS} steps, 1 image a job`,
   flags,
 };
-const fair: Record<string, unknown>[] = [];
-for (const kind of ['memory', 'redis'] as const) {
-  const row = await fairness(kind);
-  console.log(JSON.stringify({ section: 'fairness', ...row }));
-  fair.push(row);
+/** One section's row per backend, in turn, each printed as it lands. */
+async function perBackend(section: string, measure: (kind: 'memory' | 'redis') => Promise<Record<string, unknown>>): Promise<Record<string, unknown>[]> {
+  const rows: Record<string, unknown>[] = [];
+  for (const kind of ['memory', 'redis'] as const) {
+    const row = await measure(kind);
+    console.log(JSON.stringify({ section, ...row }));
+    rows.push(row);
+  }
+  return rows;
 }
-results.fairness = fair;
-const thr: Record<string, unknown>[] = [];
-for (const kind of ['memory', 'redis'] as const) {
-  const row = await throughput(kind);
-  console.log(JSON.stringify({ section: 'throughput', ...row }));
-  thr.push(row);
-}
-results.throughput = thr;
+results.fairness = await perBackend('fairness', fairness);
+results.throughput = await perBackend('throughput', throughput);
 await engine.close();
 if (!flags['no-bytes']) {
   results.response_bytes = await responseBytes();
